@@ -1,0 +1,288 @@
+package events
+
+import "time"
+
+// Payload is the data of one catalogue event. Each payload type belongs to exactly one event Type.
+type Payload interface {
+	EventType() Type
+}
+
+// SubjectKind says what kind of identity will hold the entitlement.
+type SubjectKind string
+
+// Subject kinds. Non-human subjects (service accounts, workload identities) always have owners.
+const (
+	SubjectHuman          SubjectKind = "human"
+	SubjectServiceAccount SubjectKind = "service_account"
+	SubjectWorkload       SubjectKind = "workload"
+)
+
+// Principal is a person as the identity provider asserted them: the immutable subject (normalised at
+// the edge that received it) and their groups at that moment.
+type Principal struct {
+	ID     string   `json:"id"`
+	Groups []string `json:"groups"`
+}
+
+// RequestSubject is the identity that will hold the entitlement.
+type RequestSubject struct {
+	Kind SubjectKind `json:"kind"`
+	ID   string      `json:"id"`
+	// Owners are the people accountable for a non-human subject; empty for a human.
+	Owners []string `json:"owners,omitempty"`
+}
+
+// Submitted records a captured request (emitted by intake).
+type Submitted struct {
+	Requester       Principal      `json:"requester"`
+	Subject         RequestSubject `json:"subject"`
+	Entitlement     string         `json:"entitlement"`
+	Justification   string         `json:"justification"`
+	Ticket          string         `json:"ticket,omitempty"`
+	DurationSeconds int64          `json:"duration_seconds"`
+	StartAt         *time.Time     `json:"start_at,omitempty"`
+	Emergency       bool           `json:"emergency"`
+	// Channel is "http" or "integration:<name>".
+	Channel string `json:"channel"`
+	// RequestDigest binds reviews to exactly this request; see Submitted.Digest.
+	RequestDigest string `json:"request_digest"`
+}
+
+// Withdrawn records that the requester withdrew the request before it was granted (emitted by intake).
+type Withdrawn struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// Outcome is the verdict of a policy decision.
+type Outcome string
+
+// Policy outcomes.
+const (
+	OutcomeDeny             Outcome = "deny"
+	OutcomeApprovalRequired Outcome = "approval_required"
+	OutcomeAutoApproved     Outcome = "auto_approved"
+	OutcomeEmergency        Outcome = "emergency"
+)
+
+// Stage is one approval stage: MinApprovals distinct reviewers from any of Groups.
+type Stage struct {
+	Name         string   `json:"name"`
+	Groups       []string `json:"groups"`
+	MinApprovals int      `json:"min_approvals"`
+}
+
+// PostReview is the mandatory review after an emergency grant.
+type PostReview struct {
+	Groups   []string  `json:"groups"`
+	Deadline time.Time `json:"deadline"`
+}
+
+// PolicyDecided records the policy engine's decision (emitted by policy).
+type PolicyDecided struct {
+	Outcome Outcome  `json:"outcome"`
+	Reasons []string `json:"reasons"`
+	Stages  []Stage  `json:"stages,omitempty"`
+	// StagesOrdered says stage i+1 opens only once stage i is satisfied.
+	StagesOrdered bool `json:"stages_ordered"`
+	// EffectiveDurationSeconds is how long access will last once granted; never more than requested.
+	EffectiveDurationSeconds int64 `json:"effective_duration_seconds"`
+	// ApprovalDeadline ends the approval window of an approval_required decision.
+	ApprovalDeadline *time.Time  `json:"approval_deadline,omitempty"`
+	PostReview       *PostReview `json:"post_review,omitempty"`
+	PolicyRevision   string      `json:"policy_revision"`
+	InputDigest      string      `json:"input_digest"`
+}
+
+// ReviewDecision is one reviewer's verdict.
+type ReviewDecision string
+
+// Review decisions.
+const (
+	ReviewApprove ReviewDecision = "approve"
+	ReviewReject  ReviewDecision = "reject"
+)
+
+// Reviewed records one reviewer's decision on one stage (emitted by approval).
+type Reviewed struct {
+	Reviewer Principal      `json:"reviewer"`
+	Stage    int            `json:"stage"`
+	Decision ReviewDecision `json:"decision"`
+	Comment  string         `json:"comment,omitempty"`
+	// RequestDigest is the digest of the request the reviewer saw; it must match the submitted one.
+	RequestDigest string `json:"request_digest"`
+}
+
+// Approved records that every stage is satisfied (emitted by approval).
+type Approved struct {
+	Approvers []string `json:"approvers"`
+}
+
+// Rejection reasons.
+const (
+	RejectedByReviewer = "reviewer"
+	RejectedTimeout    = "timeout"
+)
+
+// Rejected records a rejection by a reviewer or the end of the approval window (emitted by approval).
+type Rejected struct {
+	Reason     string `json:"reason"`
+	RejectedBy string `json:"rejected_by,omitempty"`
+}
+
+// PostReviewOutcome is the verdict of an emergency post-review.
+type PostReviewOutcome string
+
+// Post-review outcomes; a flagged emergency grant is revoked.
+const (
+	PostReviewRatified PostReviewOutcome = "ratified"
+	PostReviewFlagged  PostReviewOutcome = "flagged"
+)
+
+// PostReviewed records the post-review of an emergency grant (emitted by approval).
+type PostReviewed struct {
+	Reviewer Principal         `json:"reviewer"`
+	Outcome  PostReviewOutcome `json:"outcome"`
+	Reason   string            `json:"reason,omitempty"`
+}
+
+// PostReviewOverdue records that nobody post-reviewed an emergency grant by its deadline (emitted by approval).
+type PostReviewOverdue struct {
+	Deadline time.Time `json:"deadline"`
+}
+
+// TaskPurpose says whether a manual task grants or revokes.
+type TaskPurpose string
+
+// Manual task purposes.
+const (
+	TaskGrant  TaskPurpose = "grant"
+	TaskRevoke TaskPurpose = "revoke"
+)
+
+// TaskOpened records a manual fulfilment task for a system without an API (emitted by fulfilment).
+type TaskOpened struct {
+	TaskID          string      `json:"task_id"`
+	Purpose         TaskPurpose `json:"purpose"`
+	FulfillerGroups []string    `json:"fulfiller_groups"`
+	Instructions    string      `json:"instructions,omitempty"`
+	DueAt           time.Time   `json:"due_at"`
+}
+
+// Observed is the state of the entitlement as read back from the target system.
+type Observed struct {
+	Present bool              `json:"present"`
+	Detail  map[string]string `json:"detail,omitempty"`
+}
+
+// Granted records access that the target really shows (emitted by fulfilment).
+type Granted struct {
+	Connector string   `json:"connector"`
+	TargetRef string   `json:"target_ref"`
+	Observed  Observed `json:"observed"`
+	// ExpiresAt is computed once, from the effective duration; nothing later extends it.
+	ExpiresAt time.Time `json:"expires_at"`
+	// Fulfiller is the service, or the person who completed a manual task.
+	Fulfiller             string `json:"fulfiller"`
+	TaskID                string `json:"task_id,omitempty"`
+	CredentialFingerprint string `json:"credential_fingerprint,omitempty"`
+}
+
+// FulfilmentFailed records a failed grant attempt (emitted by fulfilment). A permanent failure ends the request.
+type FulfilmentFailed struct {
+	ErrorClass string `json:"error_class"`
+	Message    string `json:"message"`
+	Attempts   int    `json:"attempts"`
+	Permanent  bool   `json:"permanent"`
+}
+
+// RevocationReason says why access ended.
+type RevocationReason string
+
+// Revocation reasons.
+const (
+	RevokeExpired      RevocationReason = "expired"
+	RevokeEarly        RevocationReason = "early"
+	RevokeReviewFailed RevocationReason = "review_failed"
+	RevokeDrift        RevocationReason = "drift"
+)
+
+// RevocationRequested records a request to end access before expiry (emitted by revoker).
+type RevocationRequested struct {
+	By     string           `json:"by"`
+	Reason RevocationReason `json:"reason"`
+	Note   string           `json:"note,omitempty"`
+}
+
+// Expired records that a grant reached its expiry (emitted by revoker).
+type Expired struct {
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Revoked records access removed and the final state observed on the target (emitted by revoker).
+type Revoked struct {
+	Reason              RevocationReason `json:"reason"`
+	Observed            Observed         `json:"observed"`
+	CredentialDestroyed bool             `json:"credential_destroyed,omitempty"`
+	CredentialRotated   bool             `json:"credential_rotated,omitempty"`
+}
+
+// RevocationFailed records a failed revocation attempt; retries continue until it succeeds (emitted by revoker).
+type RevocationFailed struct {
+	Attempts     int       `json:"attempts"`
+	OverdueSince time.Time `json:"overdue_since"`
+	ErrorClass   string    `json:"error_class"`
+	Message      string    `json:"message"`
+}
+
+func (Submitted) EventType() Type           { return TypeSubmitted }
+func (Withdrawn) EventType() Type           { return TypeWithdrawn }
+func (PolicyDecided) EventType() Type       { return TypePolicyDecided }
+func (Reviewed) EventType() Type            { return TypeReviewed }
+func (Approved) EventType() Type            { return TypeApproved }
+func (Rejected) EventType() Type            { return TypeRejected }
+func (PostReviewed) EventType() Type        { return TypePostReviewed }
+func (PostReviewOverdue) EventType() Type   { return TypePostReviewOverdue }
+func (TaskOpened) EventType() Type          { return TypeTaskOpened }
+func (Granted) EventType() Type             { return TypeGranted }
+func (FulfilmentFailed) EventType() Type    { return TypeFulfilmentFailed }
+func (RevocationRequested) EventType() Type { return TypeRevocationRequested }
+func (Expired) EventType() Type             { return TypeExpired }
+func (Revoked) EventType() Type             { return TypeRevoked }
+func (RevocationFailed) EventType() Type    { return TypeRevocationFailed }
+
+// newPayload returns a pointer to a zero payload for t, for decoding.
+func newPayload(t Type) (Payload, bool) {
+	switch t {
+	case TypeSubmitted:
+		return &Submitted{}, true
+	case TypeWithdrawn:
+		return &Withdrawn{}, true
+	case TypePolicyDecided:
+		return &PolicyDecided{}, true
+	case TypeReviewed:
+		return &Reviewed{}, true
+	case TypeApproved:
+		return &Approved{}, true
+	case TypeRejected:
+		return &Rejected{}, true
+	case TypePostReviewed:
+		return &PostReviewed{}, true
+	case TypePostReviewOverdue:
+		return &PostReviewOverdue{}, true
+	case TypeTaskOpened:
+		return &TaskOpened{}, true
+	case TypeGranted:
+		return &Granted{}, true
+	case TypeFulfilmentFailed:
+		return &FulfilmentFailed{}, true
+	case TypeRevocationRequested:
+		return &RevocationRequested{}, true
+	case TypeExpired:
+		return &Expired{}, true
+	case TypeRevoked:
+		return &Revoked{}, true
+	case TypeRevocationFailed:
+		return &RevocationFailed{}, true
+	}
+	return nil, false
+}

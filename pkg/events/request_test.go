@@ -1,0 +1,274 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// TestTransitions is the lifecycle of DESIGN §3.4 as a table over every (state, event type) pair. Each
+// row names a state (reached by the story of the same name) and the status the request must have after
+// the most plausible event of each type; a type missing from a row must be refused, leaving the request
+// unchanged. An auditor can read it as the specification of the state machine.
+func TestTransitions(t *testing.T) {
+	legal := map[string]map[Type]Status{
+		"none":      {TypeSubmitted: StatusSubmitted},
+		"submitted": {TypeWithdrawn: StatusWithdrawn, TypePolicyDecided: StatusPendingApproval},
+		// Reviews accumulate; approval needs satisfied stages; the window can run out.
+		"pending_approval":  {TypeWithdrawn: StatusWithdrawn, TypeReviewed: StatusPendingApproval, TypeRejected: StatusRejected},
+		"pending_satisfied": {TypeWithdrawn: StatusWithdrawn, TypeApproved: StatusApproved, TypeRejected: StatusRejected},
+		// Approved: fulfilment grants, opens a manual task, or fails; the requester may still withdraw.
+		"approved": {TypeWithdrawn: StatusWithdrawn, TypeTaskOpened: StatusApproved, TypeGranted: StatusGranted, TypeFulfilmentFailed: StatusFailed},
+		// Granted: only expiry or a revocation request start the end of access.
+		"granted": {TypeRevocationRequested: StatusGranted, TypeExpired: StatusGranted},
+		// Revocation under way: revoke (or open a manual revoke task), or record a failed attempt.
+		"revoking": {TypeRevoked: StatusRevoked, TypeRevocationFailed: StatusGranted, TypeTaskOpened: StatusGranted},
+		"revoked":  {},
+		"denied":   {}, "rejected": {}, "withdrawn": {}, "failed": {},
+		// Emergency: granted without approvals, then post-reviewed (or overdue) while access lasts.
+		"emergency_granted": {TypeRevocationRequested: StatusGranted, TypeExpired: StatusGranted, TypePostReviewed: StatusGranted, TypePostReviewOverdue: StatusGranted},
+		// The post-review stays owed after an emergency grant was revoked: the one exception to absorption.
+		"emergency_revoked": {TypePostReviewed: StatusRevoked, TypePostReviewOverdue: StatusRevoked},
+	}
+	for _, st := range stories() {
+		want, ok := legal[st.name]
+		if !ok {
+			t.Fatalf("story %q has no row in the table", st.name)
+		}
+		for _, typ := range AllTypes {
+			t.Run(st.name+"/"+typ.Name(), func(t *testing.T) {
+				r, err := Fold(testRequestID, st.events)
+				if err != nil {
+					t.Fatalf("story %s does not fold: %v", st.name, err)
+				}
+				before := r.Version()
+				err = r.Apply(candidate(typ, r))
+				wantStatus, isLegal := want[typ]
+				switch {
+				case isLegal && err != nil:
+					t.Fatalf("in %s, %s should be accepted, got %v", st.name, typ.Name(), err)
+				case isLegal && r.Status() != wantStatus:
+					t.Fatalf("in %s, %s moved to %q, want %q", st.name, typ.Name(), r.Status(), wantStatus)
+				case !isLegal && err == nil:
+					t.Fatalf("in %s, %s should be refused, was accepted (now %q)", st.name, typ.Name(), r.Status())
+				case !isLegal:
+					var refused *RefusedError
+					if !errors.As(err, &refused) || !errors.Is(err, ErrRefused) {
+						t.Fatalf("refusal is %T %v, want *RefusedError", err, err)
+					}
+					if r.Version() != before {
+						t.Fatalf("a refused event changed the version from %d to %d", before, r.Version())
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestApprovalRules covers the facts a legal-looking event must agree with; each row is a scenario.
+func TestApprovalRules(t *testing.T) {
+	pendingOrdered := []Event{event(submittedPayload(false), t0, "alice"), event(twoStageDecision(true), t0.Add(time.Minute), "service:policy")}
+	pendingParallel := []Event{event(submittedPayload(false), t0, "alice"), event(twoStageDecision(false), t0.Add(time.Minute), "service:policy")}
+	at := t0.Add(2 * time.Minute)
+	other := submittedPayload(false)
+	other.DurationSeconds = 99999
+	cases := []struct {
+		name    string
+		history []Event
+		next    Event
+		refused bool
+	}{
+		{"the requester approves their own request", pendingOrdered, event(review("alice", "db-owners", 0, ReviewApprove), at, "alice"), true},
+		{"an owner approves stage 1", pendingOrdered, event(review("carol", "db-owners", 0, ReviewApprove), at, "carol"), false},
+		{"security approves stage 2 before the owners in ordered stages", pendingOrdered, event(review("erin", "security", 1, ReviewApprove), at, "erin"), true},
+		{"security approves stage 2 first when stages are parallel", pendingParallel, event(review("erin", "security", 1, ReviewApprove), at, "erin"), false},
+		{"a reviewer outside the stage's groups", pendingOrdered, event(review("mallory", "engineers", 0, ReviewApprove), at, "mallory"), true},
+		{"a review bound to another request digest (replayed approval)", pendingOrdered,
+			event(Reviewed{Reviewer: Principal{ID: "carol", Groups: []string{"db-owners"}}, Stage: 0, Decision: ReviewApprove, RequestDigest: other.Digest()}, at, "carol"), true},
+		{"the same person reviews twice, in two groups", append(slices.Clone(pendingParallel), event(review("carol", "db-owners", 0, ReviewApprove), at, "carol")),
+			event(Reviewed{Reviewer: Principal{ID: "carol", Groups: []string{"security", "db-owners"}}, Stage: 1, Decision: ReviewApprove, RequestDigest: submittedPayload(false).Digest()}, at, "carol"), true},
+		{"approved with one stage missing", append(slices.Clone(pendingOrdered), event(review("carol", "db-owners", 0, ReviewApprove), at, "carol")),
+			event(Approved{Approvers: []string{"carol"}}, at, "service:approval"), true},
+		{"a timeout before the window ends", pendingOrdered, event(Rejected{Reason: RejectedTimeout}, at, "service:approval"), true},
+		{"someone else withdraws alice's request", pendingOrdered, event(Withdrawn{}, at, "mallory"), true},
+		{"a decision that lengthens the requested duration", []Event{event(submittedPayload(false), t0, "alice")},
+			event(PolicyDecided{Outcome: OutcomeAutoApproved, EffectiveDurationSeconds: 7201, PolicyRevision: "r"}, at, "service:policy"), true},
+		{"an emergency decision on a normal request", []Event{event(submittedPayload(false), t0, "alice")}, event(emergencyDecision(), at, "service:policy"), true},
+		{"a grant that outlives the effective duration", []Event{event(submittedPayload(false), t0, "alice"), event(autoDecision(), t0, "service:policy")},
+			event(grantAt(at, 3601*time.Second), at, "service:fulfilment"), true},
+		{"a grant not observed on the target", []Event{event(submittedPayload(false), t0, "alice"), event(autoDecision(), t0, "service:policy")},
+			event(Granted{Connector: "postgres", Observed: Observed{Present: false}, ExpiresAt: at.Add(time.Minute), Fulfiller: "service:fulfilment"}, at, "service:fulfilment"), true},
+		{"the requester fulfils their own manual task", []Event{event(submittedPayload(false), t0, "alice"), event(autoDecision(), t0, "service:policy")},
+			event(Granted{Connector: "manual", Observed: Observed{Present: true}, ExpiresAt: at.Add(time.Minute), Fulfiller: "alice"}, at, "alice"), true},
+		{"a submitted event whose digest does not match", nil, event(func() Submitted { s := submittedPayload(false); s.Ticket = "INC-43"; return s }(), t0, "alice"), true},
+		{"a service account without an owner", nil, event(func() Submitted {
+			s := submittedPayload(false)
+			s.Subject = RequestSubject{Kind: SubjectServiceAccount, ID: "svc-report"}
+			s.RequestDigest = s.Digest()
+			return s
+		}(), t0, "alice"), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Fold(testRequestID, tc.history)
+			if err != nil {
+				t.Fatalf("history does not fold: %v", err)
+			}
+			err = r.Apply(tc.next)
+			if tc.refused && err == nil {
+				t.Fatalf("accepted, want refused")
+			}
+			if !tc.refused && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+		})
+	}
+}
+
+func TestPostReviewFlaggedRequiresRevocation(t *testing.T) {
+	st := stories()
+	var granted story
+	for _, s := range st {
+		if s.name == "emergency_granted" {
+			granted = s
+		}
+	}
+	r, err := Fold(testRequestID, granted.events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.PostReviewOpen() {
+		t.Fatal("an emergency grant must open a post-review")
+	}
+	if err := r.Apply(event(PostReviewed{Reviewer: Principal{ID: "alice", Groups: []string{"security"}}, Outcome: PostReviewRatified}, t0.Add(time.Hour), "alice")); err == nil {
+		t.Fatal("the requester ratified their own emergency access")
+	}
+	if err := r.Apply(event(PostReviewed{Reviewer: Principal{ID: "erin", Groups: []string{"security"}}, Outcome: PostReviewFlagged, Reason: "no incident"}, t0.Add(time.Hour), "erin")); err != nil {
+		t.Fatal(err)
+	}
+	if r.RevocationDue() != RevokeReviewFailed {
+		t.Fatalf("revocation due = %q, want review_failed", r.RevocationDue())
+	}
+	if err := r.Apply(event(Revoked{Reason: RevokeReviewFailed}, t0.Add(time.Hour), "service:revoker")); err != nil {
+		t.Fatal(err)
+	}
+	if r.Status() != StatusRevoked {
+		t.Fatalf("status %q, want revoked", r.Status())
+	}
+}
+
+// TestFoldProperties drives the aggregate with random event sequences built from a small cast, and
+// checks that folding is deterministic and that nothing reaches granted without a decision that allows
+// it: auto-approval, the emergency outcome of an emergency request, or every stage satisfied by
+// distinct reviewers who are neither the requester nor the subject.
+func TestFoldProperties(t *testing.T) {
+	people := []string{"alice", "bob", "carol", "dave", "erin"}
+	groups := []string{"engineers", "db-owners", "security"}
+	rapid.Check(t, func(t *rapid.T) {
+		emergency := rapid.Bool().Draw(t, "emergency")
+		sub := submittedPayload(emergency)
+		if rapid.Bool().Draw(t, "for bob") {
+			sub.Subject = RequestSubject{Kind: SubjectHuman, ID: "bob"}
+			sub.RequestDigest = sub.Digest()
+		}
+		r := NewRequest(testRequestID)
+		var accepted []Event
+		clock := t0
+		steps := rapid.IntRange(1, 30).Draw(t, "steps")
+		for i := range steps {
+			clock = clock.Add(time.Duration(rapid.IntRange(0, 90).Draw(t, fmt.Sprintf("minutes%d", i))) * time.Minute)
+			var p Payload
+			actor := "service:test"
+			switch rapid.IntRange(0, 12).Draw(t, fmt.Sprintf("kind%d", i)) {
+			case 0:
+				p = sub
+				actor = "alice"
+			case 1:
+				p = [](PolicyDecided){twoStageDecision(true), twoStageDecision(false), autoDecision(), emergencyDecision(),
+					{Outcome: OutcomeDeny, PolicyRevision: "r"}}[rapid.IntRange(0, 4).Draw(t, fmt.Sprintf("decision%d", i))]
+			case 2, 3, 4:
+				who := rapid.SampledFrom(people).Draw(t, fmt.Sprintf("reviewer%d", i))
+				rv := Reviewed{Reviewer: Principal{ID: who, Groups: []string{rapid.SampledFrom(groups).Draw(t, fmt.Sprintf("group%d", i))}},
+					Stage: rapid.IntRange(0, 1).Draw(t, fmt.Sprintf("stage%d", i)), Decision: ReviewApprove, RequestDigest: sub.RequestDigest}
+				if rapid.IntRange(0, 5).Draw(t, fmt.Sprintf("reject%d", i)) == 0 {
+					rv.Decision = ReviewReject
+				}
+				p = rv
+			case 5:
+				p = r.ApprovedDraft()
+				if rapid.Bool().Draw(t, fmt.Sprintf("forged approvers%d", i)) {
+					p = Approved{Approvers: []string{"carol", "erin"}}
+				}
+			case 6:
+				p = grantAt(clock, time.Duration(rapid.IntRange(1, 7200).Draw(t, fmt.Sprintf("grant%d", i)))*time.Second)
+			case 7:
+				p = Rejected{Reason: rapid.SampledFrom([]string{RejectedByReviewer, RejectedTimeout}).Draw(t, fmt.Sprintf("rej%d", i))}
+			case 8:
+				if g := r.Grant(); g != nil {
+					p = Expired{ExpiresAt: g.ExpiresAt}
+				} else {
+					p = Expired{ExpiresAt: clock}
+				}
+			case 9:
+				p = Revoked{Reason: rapid.SampledFrom([]RevocationReason{RevokeExpired, RevokeEarly, RevokeReviewFailed}).Draw(t, fmt.Sprintf("rr%d", i))}
+			case 10:
+				p = RevocationRequested{By: "alice", Reason: RevokeEarly}
+			case 11:
+				p = PostReviewed{Reviewer: Principal{ID: rapid.SampledFrom(people).Draw(t, fmt.Sprintf("post%d", i)), Groups: []string{"security"}},
+					Outcome: rapid.SampledFrom([]PostReviewOutcome{PostReviewRatified, PostReviewFlagged}).Draw(t, fmt.Sprintf("po%d", i))}
+			case 12:
+				p = Withdrawn{}
+				actor = rapid.SampledFrom(people).Draw(t, fmt.Sprintf("withdrawer%d", i))
+			}
+			ev := event(p, clock, actor)
+			if err := r.Apply(ev); err == nil {
+				accepted = append(accepted, ev)
+			}
+			if r.Status() == StatusGranted || r.Grant() != nil {
+				assertGrantAllowed(t, r)
+			}
+		}
+		again, err := Fold(testRequestID, accepted)
+		if err != nil {
+			t.Fatalf("refolding the accepted events failed: %v", err)
+		}
+		if again.Status() != r.Status() || again.Version() != r.Version() || again.RevocationDue() != r.RevocationDue() ||
+			!slices.Equal(again.Approvers(), r.Approvers()) {
+			t.Fatalf("fold is not deterministic: %v/%d vs %v/%d", again.Status(), again.Version(), r.Status(), r.Version())
+		}
+	})
+}
+
+func assertGrantAllowed(t *rapid.T, r *Request) {
+	d := r.Decision()
+	sub := r.Submitted()
+	switch d.Outcome {
+	case OutcomeAutoApproved:
+	case OutcomeEmergency:
+		if !sub.Emergency {
+			t.Fatalf("emergency grant for a non-emergency request")
+		}
+	case OutcomeApprovalRequired:
+		if !r.StagesSatisfied() {
+			t.Fatalf("granted with unsatisfied stages")
+		}
+		seen := map[string]bool{}
+		for _, a := range r.Approvers() {
+			if a == sub.Requester.ID || a == sub.Subject.ID || seen[a] {
+				t.Fatalf("approver %q counted illegally (approvers %v)", a, r.Approvers())
+			}
+			seen[a] = true
+		}
+		for _, rv := range r.Reviews() {
+			if rv.Decision == ReviewReject {
+				t.Fatalf("granted despite a rejection")
+			}
+		}
+	default:
+		t.Fatalf("granted with outcome %q", d.Outcome)
+	}
+}

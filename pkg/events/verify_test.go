@@ -1,0 +1,170 @@
+package events
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+type testKeys struct {
+	signers  map[Service]*Signer
+	verifier *Verifier
+}
+
+func newTestKeys(t *testing.T) testKeys {
+	t.Helper()
+	k := testKeys{signers: map[Service]*Signer{}}
+	var all []*Signer
+	for _, svc := range Services {
+		s, err := GenerateSigner(svc, string(svc)+"-2026")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.signers[svc] = s
+		all = append(all, s)
+	}
+	v, err := ParseTrustFile(NewTrustFile(t0.Add(-time.Hour), all...).Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.verifier = v
+	return k
+}
+
+// history seals a clean lifecycle: submitted, auto-approved, granted. Each record is signed by the
+// service that owns its type.
+func (k testKeys) history(t *testing.T) []Record {
+	t.Helper()
+	drafts := []Draft{{Payload: submittedPayload(false), Actor: "alice"}, {Payload: autoDecision()}, {Payload: grantAt(t0.Add(time.Minute), time.Hour)}}
+	prev := GenesisHash(testRequestID)
+	var recs []Record
+	for i, d := range drafts {
+		svc, _ := Emitter(d.Payload.EventType())
+		recs = append(recs, k.seal(t, d, svc, prev, uint64(10+i)))
+		prev = ChainHash(recs[i].Body)
+	}
+	return recs
+}
+
+func (k testKeys) seal(t *testing.T, d Draft, svc Service, prev string, seq uint64) Record {
+	t.Helper()
+	env, body, err := d.Seal(testRequestID, svc, t0.Add(time.Minute), prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Record{Seq: seq, Subject: NATSSubject(testRequestID, env.Type), Body: body, Signature: k.signers[svc].Sign(body), StoredAt: t0.Add(time.Minute)}
+}
+
+func TestVerifyCleanHistory(t *testing.T) {
+	k := newTestKeys(t)
+	evs, err := k.verifier.VerifyAll(k.history(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Fold(testRequestID, evs); err != nil {
+		t.Fatalf("a verified clean history does not fold: %v", err)
+	}
+}
+
+// TestVerifyDetects: each row tampers with a clean history in one way and names the position and kind
+// the verifier must report.
+func TestVerifyDetects(t *testing.T) {
+	k := newTestKeys(t)
+	cases := []struct {
+		name     string
+		tamper   func([]Record) []Record
+		position int
+		kind     ViolationKind
+	}{
+		{"a body byte changed", func(r []Record) []Record {
+			r[1].Body = []byte(strings.Replace(string(r[1].Body), "low risk", "low rizk", 1))
+			return r
+		}, 2, ViolationBadSignature},
+		{"a signature removed", func(r []Record) []Record { r[2].Signature = ""; return r }, 3, ViolationMissingSignature},
+		{"signed by a key not in the trust file", func(r []Record) []Record {
+			rogue, _ := GenerateSigner(Fulfilment, "rogue")
+			r[2].Signature = rogue.Sign(r[2].Body)
+			return r
+		}, 3, ViolationUnknownKey},
+		{"an approval signed with intake's own valid key", func(r []Record) []Record {
+			forged := k.seal(t, Draft{Payload: Approved{}}, Intake, ChainHash(r[1].Body), 12)
+			return []Record{r[0], r[1], forged}
+		}, 3, ViolationTypeNotAllowed},
+		{"intake's key claiming to be the approval service", func(r []Record) []Record {
+			forged := k.seal(t, Draft{Payload: Withdrawn{}, Actor: "alice"}, Approval, ChainHash(r[1].Body), 12)
+			forged.Signature = k.signers[Intake].Sign(forged.Body)
+			return []Record{r[0], r[1], forged}
+		}, 3, ViolationSourceMismatch},
+		{"a wrong prevhash", func(r []Record) []Record {
+			bad := k.seal(t, Draft{Payload: grantAt(t0.Add(time.Minute), time.Hour)}, Fulfilment, "sha256:0000", 12)
+			return []Record{r[0], r[1], bad}
+		}, 3, ViolationChainBroken},
+		{"an event deleted from the middle", func(r []Record) []Record { return []Record{r[0], r[2]} }, 2, ViolationChainBroken},
+		{"two events swapped", func(r []Record) []Record { return []Record{r[0], r[2], r[1]} }, 2, ViolationChainBroken},
+		{"an append that skipped the compare-and-set (a fork)", func(r []Record) []Record {
+			// Both writers saw the submitted event as the head, so both link to it.
+			fork := k.seal(t, Draft{Payload: Withdrawn{}, Actor: "alice"}, Intake, ChainHash(r[0].Body), 13)
+			return []Record{r[0], r[1], fork}
+		}, 3, ViolationChainBroken},
+		{"stored under another request's subject", func(r []Record) []Record {
+			r[1].Subject = NATSSubject("01KB0000000000000000000001", TypePolicyDecided)
+			return r
+		}, 2, ViolationSubjectMismatch},
+		{"stream sequence going backwards", func(r []Record) []Record { r[2].Seq = 5; return r }, 3, ViolationSequence},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := k.verifier.VerifyAll(tc.tamper(k.history(t)))
+			var v *Violation
+			if !errors.As(err, &v) {
+				t.Fatalf("VerifyAll = %v, want a *Violation", err)
+			}
+			if v.Position != tc.position || v.Kind != tc.kind {
+				t.Fatalf("reported %s at position %d, want %s at %d (%v)", v.Kind, v.Position, tc.kind, tc.position, err)
+			}
+		})
+	}
+}
+
+func TestKeyValidityWindow(t *testing.T) {
+	old, _ := GenerateSigner(Policy, "policy-2025")
+	tf := NewTrustFile(t0.Add(-48*time.Hour), old)
+	tf.Keys[0].NotAfter = t0.Add(-time.Hour) // rotated out an hour before the event was stored
+	v, err := NewVerifier(tf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ := Draft{Payload: autoDecision()}.Seal(testRequestID, Policy, t0, GenesisHash(testRequestID))
+	rec := Record{Seq: 1, Subject: NATSSubject(testRequestID, TypePolicyDecided), Body: body, Signature: old.Sign(body), StoredAt: t0}
+	_, err = v.NewChain().Next(rec)
+	var viol *Violation
+	if !errors.As(err, &viol) || viol.Kind != ViolationKeyNotValid {
+		t.Fatalf("a retired key was accepted: %v", err)
+	}
+}
+
+func TestTrustFileRefusesCrossServiceTypes(t *testing.T) {
+	tf := NewTrustFile(t0)
+	tf.Services[Intake] = append(tf.Services[Intake], TypeApproved)
+	if _, err := NewVerifier(tf); err == nil {
+		t.Fatal("a trust file letting intake emit approved was accepted")
+	}
+}
+
+func TestSignerKeyFileRoundTrip(t *testing.T) {
+	s, err := GenerateSigner(Revoker, "revoker-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseSigner(s.MarshalKeyFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Sign([]byte("x")) != s.Sign([]byte("x")) || back.Service() != Revoker {
+		t.Fatal("key file does not round trip")
+	}
+	if _, err := ParseSigner([]byte(`{"key_id":"k","service":"root","seed":"AAAA"}`)); err == nil {
+		t.Fatal("unknown service accepted")
+	}
+}

@@ -1,0 +1,435 @@
+// Package eventstore is the one correct way to read and append a request's events on NATS JetStream:
+// load with one batched direct get, append with a compare-and-set on the request's whole subject space
+// and a deterministic message ID, several events as one atomic batch, every event signed and chained,
+// and every load verified.
+package eventstore
+
+import (
+	"context"
+	"encoding/json/v2"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"github.com/grantline/grantline/pkg/events"
+)
+
+// ErrConflict means another writer appended to the request since it was loaded: reload and decide again.
+var ErrConflict = errors.New("request changed concurrently")
+
+// ErrDuplicate means the message IDs were already stored: the append happened before.
+var ErrDuplicate = errors.New("events already appended")
+
+// Store reads and appends request streams, signing as one service and verifying against a trust file.
+type Store struct {
+	js          jetstream.JetStream
+	signer      *events.Signer
+	verifier    *events.Verifier
+	now         func() time.Time
+	maxAttempts int
+	timeout     time.Duration
+}
+
+// Config is what a Store needs.
+type Config struct {
+	// Signer signs what this service appends; its service is the source of every event.
+	Signer *events.Signer
+	// Verifier checks every loaded event against the trust file.
+	Verifier *events.Verifier
+	// Durability proves the servers fsync every write; Open refuses to start without it.
+	Durability SyncProbe
+	// Now is the clock; defaults to time.Now.
+	Now func() time.Time
+	// MaxAttempts bounds Update's load-decide-append loop under contention; defaults to 8.
+	MaxAttempts int
+	// RequestTimeout bounds each round trip to NATS, whatever the caller's deadline: a reply lost with a
+	// node that died must not hold a handler for the rest of its context. Defaults to 5s.
+	RequestTimeout time.Duration
+}
+
+// Open checks that the streams exist and the evidence stream is hardened, that the servers fsync every
+// write, and returns a Store.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+	if cfg.Signer == nil || cfg.Verifier == nil {
+		return nil, errors.New("event store needs a signer and a verifier")
+	}
+	if err := Check(ctx, js); err != nil {
+		return nil, err
+	}
+	if err := CheckDurability(ctx, cfg.Durability); err != nil {
+		return nil, err
+	}
+	s := &Store{js: js, signer: cfg.Signer, verifier: cfg.Verifier, now: cfg.Now, maxAttempts: cfg.MaxAttempts, timeout: cfg.RequestTimeout}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.maxAttempts <= 0 {
+		s.maxAttempts = 8
+	}
+	if s.timeout <= 0 {
+		s.timeout = 5 * time.Second
+	}
+	return s, nil
+}
+
+// Loaded is a request as read from the stream: its verified records, their decoded events, the folded
+// aggregate, and the stream sequence of its last event (0 for a request with no events), which the next
+// append expects.
+type Loaded struct {
+	ID      string
+	Records []events.Record
+	Events  []events.Event
+	Request *events.Request
+	LastSeq uint64
+}
+
+// head is the prevhash the next event must carry.
+func (l *Loaded) head() string {
+	if len(l.Records) == 0 {
+		return events.GenesisHash(l.ID)
+	}
+	return events.ChainHash(l.Records[len(l.Records)-1].Body)
+}
+
+// loadBatch is how many events one direct-get round trip returns; a request has tens of events.
+const loadBatch = 256
+
+// ErrStale means the replica that answered a load has not caught up with events the caller knows of;
+// a retry (or redelivery) will find them.
+var ErrStale = errors.New("stream replica behind")
+
+// Load reads request id with batched direct gets (one round trip for any normal request), verifies
+// every event (signature, allowed type, chain) and folds them. A request with no events loads as empty.
+// A verification failure returns the *events.Violation; an event the aggregate refuses returns the
+// *events.RefusedError: both mean the stream is not what Grantline wrote.
+//
+// Any replica may answer a direct get, and one that is catching up can be behind. For a reaction that
+// must see the event it reacts to, use LoadAtLeast.
+func (s *Store) Load(ctx context.Context, id string) (*Loaded, error) {
+	return s.LoadAtLeast(ctx, id, 0)
+}
+
+// LoadAtLeast is Load that insists on seeing stream sequence seq (the event a reaction was delivered):
+// it rereads a few times while the answering replica is behind, then returns ErrStale.
+func (s *Store) LoadAtLeast(ctx context.Context, id string, seq uint64) (*Loaded, error) {
+	for attempt := range staleRetries {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt+2); err != nil {
+				return nil, err
+			}
+		}
+		l, err := s.read(ctx, id)
+		if err != nil || l.LastSeq >= seq {
+			return l, err
+		}
+	}
+	return nil, fmt.Errorf("load request %s: want stream sequence %d: %w", id, seq, ErrStale)
+}
+
+const staleRetries = 6
+
+func (s *Store) read(ctx context.Context, id string) (*Loaded, error) {
+	if !events.ValidRequestID(id) {
+		return nil, fmt.Errorf("load request %q: not a request ID", id)
+	}
+	l := &Loaded{ID: id}
+	chain := s.verifier.NewChain()
+	next := uint64(1)
+	for {
+		more, err := s.readBatch(ctx, l, chain, next)
+		if err != nil {
+			return nil, fmt.Errorf("load request %s: %w", id, err)
+		}
+		if !more {
+			break
+		}
+		next = l.LastSeq + 1
+	}
+	req, err := events.Fold(id, l.Events)
+	if err != nil {
+		return nil, fmt.Errorf("load request %s: %w", id, err)
+	}
+	l.Request = req
+	return l, nil
+}
+
+// readBatch appends one direct-get batch from stream sequence from to l and says whether more follow.
+func (s *Store) readBatch(ctx context.Context, l *Loaded, chain *events.Chain, from uint64) (more bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	batch, err := jetstreamext.GetBatch(ctx, s.js, EventsStream, loadBatch,
+		jetstreamext.GetBatchSeq(from), jetstreamext.GetBatchSubject(events.RequestFilter(l.ID)))
+	if err != nil {
+		return false, err
+	}
+	for msg, err := range batch {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		rec := events.Record{Seq: msg.Sequence, Subject: msg.Subject, Body: msg.Data,
+			Signature: msg.Header.Get(events.SignatureHeader), StoredAt: msg.Time}
+		ev, err := chain.Next(rec)
+		if err != nil {
+			return false, err
+		}
+		l.Records = append(l.Records, rec)
+		l.Events = append(l.Events, ev)
+		l.LastSeq = msg.Sequence
+		more = msg.Header.Get("Nats-Num-Pending") != "0"
+	}
+	return more, nil
+}
+
+// leaderLastSeq asks the stream leader (not any replica) for the sequence of request id's last event,
+// 0 if it has none. It costs a round trip to the leader, so it is only asked when a decision on a
+// possibly stale load went wrong.
+func (s *Store) leaderLastSeq(ctx context.Context, id string) (uint64, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": events.RequestFilter(id)})
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	prefix := s.js.Options().APIPrefix
+	if prefix == "" {
+		prefix = jetstream.DefaultAPIPrefix
+	}
+	msg, err := s.js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET."+EventsStream, req)
+	if err != nil {
+		return 0, fmt.Errorf("ask the stream leader about request %s: %w", id, err)
+	}
+	var resp struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return 0, fmt.Errorf("ask the stream leader about request %s: %w", id, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return 0, nil
+	case resp.Error != nil:
+		return 0, fmt.Errorf("ask the stream leader about request %s: %w", id, resp.Error)
+	case resp.Message == nil:
+		return 0, fmt.Errorf("ask the stream leader about request %s: empty answer", id)
+	}
+	return resp.Message.Seq, nil
+}
+
+// Append seals drafts as the next events of cur (signed, chained, with deterministic message IDs) and
+// stores them only if nothing was appended since cur was loaded: the compare-and-set covers the
+// request's whole subject space, so no event of any type can slip in between. Several drafts go in one
+// atomic batch. The aggregate must accept every draft first, so an illegal event never reaches the
+// stream. It returns the request with the new events, ErrConflict when someone else appended first, or
+// ErrDuplicate when these message IDs were already stored.
+func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft) (*Loaded, error) {
+	if len(drafts) == 0 {
+		return cur, nil
+	}
+	next := &Loaded{ID: cur.ID, Records: cur.Records, Events: cur.Events, LastSeq: cur.LastSeq}
+	prev := cur.head()
+	now := s.now()
+	var msgs []*nats.Msg
+	var sealed []events.Event
+	for i, d := range drafts {
+		env, body, err := d.Seal(cur.ID, s.signer.Service(), now, prev)
+		if err != nil {
+			return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
+		}
+		msg := nats.NewMsg(events.NATSSubject(cur.ID, env.Type))
+		msg.Data = body
+		msg.Header.Set(events.SignatureHeader, s.signer.Sign(body))
+		msg.Header.Set(jetstream.MsgIDHeader, s.msgID(d, env, i))
+		if env.TraceParent != "" {
+			msg.Header.Set("traceparent", env.TraceParent)
+		}
+		msgs = append(msgs, msg)
+		sealed = append(sealed, events.Event{Envelope: env, Payload: d.Payload})
+		prev = events.ChainHash(body)
+	}
+	req, err := events.Fold(cur.ID, append(append([]events.Event{}, cur.Events...), sealed...))
+	if err != nil {
+		return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
+	}
+
+	lastSeq, err := s.publish(ctx, cur, msgs)
+	if err != nil {
+		return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
+	}
+	first := lastSeq - uint64(len(msgs)) + 1
+	for i, msg := range msgs {
+		next.Records = append(next.Records, events.Record{Seq: first + uint64(i), Subject: msg.Subject, Body: msg.Data,
+			Signature: msg.Header.Get(events.SignatureHeader), StoredAt: now})
+	}
+	next.Events = append(append([]events.Event{}, cur.Events...), sealed...)
+	next.Request = req
+	next.LastSeq = lastSeq
+	return next, nil
+}
+
+// msgID is the deduplication key of draft i: the draft's own, or "<service>:<causation>" for a reaction
+// (":<n>" for the n-th event of a batch after the first), or else the event ID.
+func (s *Store) msgID(d events.Draft, env events.Envelope, i int) string {
+	switch {
+	case d.MsgID != "" && i == 0:
+		return d.MsgID
+	case d.MsgID != "":
+		return d.MsgID + ":" + strconv.Itoa(i+1)
+	case d.CausationID != "" && i == 0:
+		return string(s.signer.Service()) + ":" + d.CausationID
+	case d.CausationID != "":
+		return string(s.signer.Service()) + ":" + d.CausationID + ":" + strconv.Itoa(i+1)
+	}
+	return env.ID
+}
+
+// publish stores msgs with the compare-and-set on cur's filter and returns the last stream sequence.
+func (s *Store) publish(ctx context.Context, cur *Loaded, msgs []*nats.Msg) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	filter := events.RequestFilter(cur.ID)
+	if len(msgs) == 1 {
+		ack, err := s.js.PublishMsg(ctx, msgs[0], jetstream.WithExpectStream(EventsStream),
+			jetstream.WithExpectLastSequenceForSubject(cur.LastSeq, filter))
+		if err != nil {
+			return 0, classify(err)
+		}
+		if ack.Duplicate {
+			return 0, ErrDuplicate
+		}
+		return ack.Sequence, nil
+	}
+	// Only the first message of an atomic batch may carry the expectation; the batch commits whole or
+	// not at all, so the check covers all of it.
+	msgs[0].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(cur.LastSeq, 10))
+	msgs[0].Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, filter)
+	msgs[0].Header.Set(jetstream.ExpectedStreamHeader, EventsStream)
+	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs)
+	if err != nil {
+		return 0, classify(err)
+	}
+	return ack.Sequence, nil
+}
+
+// classify maps the server's answers to the store's sentinels.
+func classify(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+			return fmt.Errorf("%w: %v", ErrConflict, err)
+		case errCodeBatchDuplicate:
+			return fmt.Errorf("%w: %v", ErrDuplicate, err)
+		}
+	}
+	return err
+}
+
+// errCodeBatchDuplicate is the server's JSAtomicPublishContainsDuplicateMessageErr; nats.go has no name
+// for it.
+const errCodeBatchDuplicate jetstream.ErrorCode = 10201
+
+// Decide returns the events to append to the request as it is now, or none. Returning an error stops
+// Update with that error; it is not retried.
+type Decide func(r *events.Request) ([]events.Draft, error)
+
+// Update is load → decide → append for one request, retried from a fresh load when another writer got
+// there first, at most MaxAttempts times. Drafts the request already holds (same type and causation)
+// are dropped, so a redelivered reaction appends nothing; if nothing is left, Update returns the request
+// unchanged. It returns the request after the append.
+//
+// When the decision fails, or the aggregate refuses it, Update first asks the stream leader whether the
+// load was stale; only a decision on current state is final.
+func (s *Store) Update(ctx context.Context, id string, decide Decide) (*Loaded, error) {
+	return s.UpdateFrom(ctx, id, 0, decide)
+}
+
+// UpdateFrom is Update for a reaction to the event at stream sequence seen: the decision is taken on a
+// load that includes it.
+func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide Decide) (*Loaded, error) {
+	var lastErr error
+	for attempt := range s.maxAttempts {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return nil, err
+			}
+		}
+		cur, err := s.LoadAtLeast(ctx, id, seen)
+		if err != nil {
+			return nil, err
+		}
+		drafts, err := decide(cur.Request)
+		if err == nil {
+			drafts = notYetApplied(cur.Request, drafts)
+			if len(drafts) == 0 {
+				return cur, nil
+			}
+			var next *Loaded
+			if next, err = s.Append(ctx, cur, drafts...); err == nil {
+				return next, nil
+			}
+		}
+		switch {
+		case errors.Is(err, ErrConflict):
+			lastErr = err
+		case errors.Is(err, ErrDuplicate) && allCaused(drafts):
+			// An earlier attempt landed but its ack was lost; the reload will find it and drop the drafts.
+			lastErr = err
+		default:
+			leader, lerr := s.leaderLastSeq(ctx, id)
+			if lerr != nil {
+				// Without the leader's word the decision may rest on a stale read: report it as
+				// transient so the caller retries, never as a final refusal.
+				return nil, fmt.Errorf("%w: %v (and the leader could not confirm: %v)", ErrStale, err, lerr)
+			}
+			if leader <= cur.LastSeq {
+				return nil, err
+			}
+			// The decision was taken on a replica that was behind: decide again on what the leader has.
+			// Should the attempts run out, the outcome is "stale", never the refusal of stale state.
+			seen = leader
+			lastErr = fmt.Errorf("%w: decided on a replica behind the leader: %v", ErrStale, err)
+		}
+	}
+	return nil, fmt.Errorf("update request %s: gave up after %d attempts: %w", id, s.maxAttempts, lastErr)
+}
+
+func allCaused(drafts []events.Draft) bool {
+	for _, d := range drafts {
+		if d.CausationID == "" {
+			return false
+		}
+	}
+	return true
+}
+
+func notYetApplied(r *events.Request, drafts []events.Draft) []events.Draft {
+	var out []events.Draft
+	for _, d := range drafts {
+		if !r.HasCaused(d.Payload.EventType(), d.CausationID) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// backoff waits a few jittered milliseconds, longer with each attempt, so contending writers spread out.
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(rand.IntN(1<<min(attempt, 6))+1) * time.Millisecond
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -96,15 +96,3 @@ func reviewBy(reviewer, digest string) events.Draft {
 		Decision: events.ReviewApprove, RequestDigest: digest,
 	}, Actor: reviewer, CausationID: "review-" + reviewer}
 }
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

@@ -18,6 +18,7 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/telemetry"
 )
 
 // ErrConflict means another writer appended to the request since it was loaded: reload and decide again.
@@ -240,6 +241,9 @@ func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft)
 	var msgs []*nats.Msg
 	var sealed []events.Event
 	for i, d := range drafts {
+		if d.TraceParent == "" {
+			d.TraceParent = traceParent(ctx)
+		}
 		env, body, err := d.Seal(cur.ID, s.signer.Service(), now, prev)
 		if err != nil {
 			return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
@@ -273,6 +277,13 @@ func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft)
 	next.Request = req
 	next.LastSeq = lastSeq
 	return next, nil
+}
+
+// traceParent is the W3C traceparent of the span in ctx, or "" outside a trace.
+func traceParent(ctx context.Context) string {
+	h := nats.Header{}
+	telemetry.Inject(ctx, h)
+	return h.Get("traceparent")
 }
 
 // msgID is the deduplication key of draft i: the draft's own, or "<service>:<causation>" for a reaction

@@ -11,9 +11,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/natstest"
+	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/telemetry"
 )
 
 func TestAppendAndLoad(t *testing.T) {
@@ -284,7 +287,7 @@ func race(t *testing.T, w *world, reviewers int, disrupt func()) {
 		t.FailNow()
 	}
 	var l *Loaded
-	waitFor(t, 30*time.Second, "a load after the race", func() bool {
+	poll.Until(t, 30*time.Second, "a load after the race", func() bool {
 		var err error
 		l, err = store.LoadAtLeast(ctx, id, highest)
 		return err == nil
@@ -354,7 +357,7 @@ func TestConcurrentUpdatesAcrossLeaderKill(t *testing.T) {
 func streamLeader(t *testing.T, js jetstream.JetStream) string {
 	t.Helper()
 	var leader string
-	waitFor(t, 30*time.Second, "a stream leader", func() bool {
+	poll.Until(t, 30*time.Second, "a stream leader", func() bool {
 		st, err := js.Stream(context.Background(), EventsStream)
 		if err != nil {
 			return false
@@ -367,4 +370,32 @@ func streamLeader(t *testing.T, js jetstream.JetStream) string {
 		return leader != ""
 	})
 	return leader
+}
+
+func TestAppendCarriesTheTrace(t *testing.T) {
+	w, _ := singleNode(t)
+	telemetry.InstallPropagator()
+	traceID, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	spanID, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled}))
+	id := events.NewID()
+	l, err := w.stores[events.Intake].Update(ctx, id, func(*events.Request) ([]events.Draft, error) {
+		return []events.Draft{{Payload: submitted("alice"), Actor: "alice"}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	if got := l.Events[0].TraceParent; got != want {
+		t.Fatalf("event traceparent %q, want %q", got, want)
+	}
+	st, _ := w.js.Stream(ctx, EventsStream)
+	raw, err := st.GetMsg(ctx, l.LastSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := raw.Header.Get("traceparent"); got != want {
+		t.Fatalf("header traceparent %q, want %q", got, want)
+	}
 }

@@ -1,0 +1,208 @@
+// Package consumer runs a service's reactions: a durable JetStream pull consumer shared by all
+// replicas of the service, handlers running with bounded concurrency, and one table (Dispose) deciding
+// ack, retry with delay, or dead-letter. A message that keeps failing ends in GRANTLINE_DLQ with the
+// reason, never silently dropped.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/telemetry"
+)
+
+// Headers the runner adds to a dead-lettered copy.
+const (
+	HeaderReason     = "Grantline-Dlq-Reason"
+	HeaderStream     = "Grantline-Dlq-Stream"
+	HeaderSeq        = "Grantline-Dlq-Stream-Seq"
+	HeaderSubject    = "Grantline-Dlq-Subject"
+	HeaderConsumer   = "Grantline-Dlq-Consumer"
+	HeaderDeliveries = "Grantline-Dlq-Deliveries"
+)
+
+// Spec configures one durable consumer.
+type Spec struct {
+	Stream         string
+	Durable        string
+	FilterSubjects []string
+	// MaxDeliveries bounds the attempts before dead-lettering; defaults to 5.
+	MaxDeliveries int
+	// AckWait is how long a delivery may take before the server redelivers it; defaults to 30s.
+	AckWait time.Duration
+	// Concurrency is how many handlers run at once in this replica; defaults to 1.
+	Concurrency int
+	// Backoff is the redelivery delay after a failure; defaults to 250ms doubling up to 30s.
+	Backoff func(delivered int) time.Duration
+	// ShutdownGrace is how long in-flight handlers may finish after the context ends; defaults to 10s.
+	ShutdownGrace time.Duration
+}
+
+func (s *Spec) defaults() error {
+	if s.Stream == "" || s.Durable == "" || len(s.FilterSubjects) == 0 {
+		return errors.New("consumer spec needs a stream, a durable name and filter subjects")
+	}
+	if s.MaxDeliveries <= 0 {
+		s.MaxDeliveries = 5
+	}
+	if s.AckWait <= 0 {
+		s.AckWait = 30 * time.Second
+	}
+	if s.Concurrency <= 0 {
+		s.Concurrency = 1
+	}
+	if s.Backoff == nil {
+		s.Backoff = ExponentialBackoff(250*time.Millisecond, 30*time.Second)
+	}
+	if s.ShutdownGrace <= 0 {
+		s.ShutdownGrace = 10 * time.Second
+	}
+	return nil
+}
+
+// Handler handles one delivery. Its error goes through Dispose; wrap it with Permanent or RetryAfter to
+// steer that. Handlers must be idempotent: a message can be delivered more than once.
+type Handler func(ctx context.Context, msg jetstream.Msg) error
+
+// Run creates or updates the durable consumer and handles its messages until ctx ends, then stops
+// fetching, lets in-flight handlers finish within the grace period, and returns. It returns an error
+// only if the consumer cannot be set up or consumed.
+func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log *slog.Logger) error {
+	if err := spec.defaults(); err != nil {
+		return err
+	}
+	// MaxDeliver stays unlimited on the server: the runner itself dead-letters after MaxDeliveries, so a
+	// message whose handler crashed the process every time is set aside with a reason instead of being
+	// dropped by the server without a trace.
+	cons, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, jetstream.ConsumerConfig{
+		Durable: spec.Durable, FilterSubjects: spec.FilterSubjects, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: spec.AckWait, MaxDeliver: -1, MaxAckPending: max(spec.Concurrency*4, 64),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", spec.Durable, err)
+	}
+	r := &runner{js: js, spec: spec, handle: h, log: log.With("consumer", spec.Durable)}
+	handlerCtx, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHandlers()
+
+	slots := make(chan struct{}, spec.Concurrency)
+	var inflight sync.WaitGroup
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		slots <- struct{}{}
+		inflight.Go(func() {
+			defer func() { <-slots }()
+			r.deliver(handlerCtx, msg)
+		})
+	}, jetstream.PullMaxMessages(spec.Concurrency*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		r.log.Warn("consume", telemetry.KeyError, err.Error())
+	}))
+	if err != nil {
+		return fmt.Errorf("consumer %s: consume: %w", spec.Durable, err)
+	}
+
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+	finished := make(chan struct{})
+	go func() { inflight.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(spec.ShutdownGrace):
+		stopHandlers()
+		<-finished
+	}
+	return nil
+}
+
+type runner struct {
+	js     jetstream.JetStream
+	spec   Spec
+	handle Handler
+	log    *slog.Logger
+}
+
+// deliver runs the handler for one message and carries out the disposition.
+func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		r.log.Error("message without metadata", telemetry.KeyError, err.Error())
+		_ = msg.Term()
+		return
+	}
+	delivered := int(meta.NumDelivered)
+	ctx = telemetry.Extract(ctx, msg.Headers())
+	log := r.log.With("subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "delivered", delivered)
+
+	var d Disposition
+	if delivered > r.spec.MaxDeliveries {
+		// Earlier deliveries never came back with an answer: the handler crashed or hung past AckWait.
+		d = Disposition{Action: DeadLetter, Reason: fmt.Sprintf("no answer after %d deliveries (handler crashed or exceeded ack wait)", delivered-1)}
+	} else {
+		d = Dispose(r.safeHandle(ctx, msg), delivered, r.spec.MaxDeliveries, r.spec.Backoff)
+	}
+
+	switch d.Action {
+	case Ack:
+		err = msg.Ack()
+	case Retry:
+		log.Warn("retry", "delay", d.Delay.String(), telemetry.KeyError, d.Reason)
+		err = msg.NakWithDelay(d.Delay)
+	case DeadLetter:
+		err = r.deadLetter(ctx, msg, meta, d.Reason)
+		if err != nil {
+			// Never drop it: if the dead-letter copy failed, let the server deliver it again.
+			log.Error("dead-letter failed; will redeliver", telemetry.KeyError, err.Error())
+			err = msg.NakWithDelay(r.spec.Backoff(delivered))
+			break
+		}
+		log.Error("dead-lettered", "reason", d.Reason)
+		err = msg.TermWithReason(d.Reason)
+	}
+	if err != nil {
+		log.Warn("settle message", "action", d.Action.String(), telemetry.KeyError, err.Error())
+	}
+}
+
+// safeHandle turns a handler panic into an error, so one bad message cannot take the replica down.
+func (r *runner) safeHandle(ctx context.Context, msg jetstream.Msg) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panic: %v", p)
+		}
+	}()
+	return r.handle(ctx, msg)
+}
+
+// deadLetter copies msg to grantline.dlq.<durable> with the reason and where it came from. The message
+// ID makes a repeated attempt for the same delivery store one copy.
+func (r *runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
+	dl := nats.NewMsg("grantline.dlq." + r.spec.Durable)
+	dl.Data = msg.Data()
+	for k, vs := range msg.Headers() {
+		if k == jetstream.MsgIDHeader {
+			continue
+		}
+		for _, v := range vs {
+			dl.Header.Add(k, v)
+		}
+	}
+	dl.Header.Set(HeaderReason, reason)
+	dl.Header.Set(HeaderStream, meta.Stream)
+	dl.Header.Set(HeaderSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
+	dl.Header.Set(HeaderSubject, msg.Subject())
+	dl.Header.Set(HeaderConsumer, r.spec.Durable)
+	dl.Header.Set(HeaderDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := r.js.PublishMsg(ctx, dl, jetstream.WithMsgID(fmt.Sprintf("dlq:%s:%s:%d", r.spec.Durable, meta.Stream, meta.Sequence.Stream)))
+	return err
+}

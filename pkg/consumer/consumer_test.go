@@ -1,0 +1,282 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/natstest"
+	"github.com/grantline/grantline/pkg/poll"
+)
+
+// TestDispose is the error table as scenarios.
+func TestDispose(t *testing.T) {
+	backoff := ExponentialBackoff(100*time.Millisecond, time.Second)
+	boom := errors.New("target timed out")
+	cases := []struct {
+		name      string
+		err       error
+		delivered int
+		want      Action
+		delay     time.Duration
+	}{
+		{"success is acknowledged", nil, 1, Ack, 0},
+		{"success on the last allowed delivery is acknowledged", nil, 5, Ack, 0},
+		{"a first failure is retried after the base delay", boom, 1, Retry, 100 * time.Millisecond},
+		{"a third failure waits four times as long", boom, 3, Retry, 400 * time.Millisecond},
+		{"the delay is capped", boom, 4, Retry, 800 * time.Millisecond},
+		{"the fifth failure is dead-lettered", boom, 5, DeadLetter, 0},
+		{"a permanent error is dead-lettered at once", Permanent(boom), 1, DeadLetter, 0},
+		{"a wrapped permanent error too", fmt.Errorf("handle: %w", Permanent(boom)), 1, DeadLetter, 0},
+		{"the target's own retry-after wins", RetryAfter(boom, 7*time.Second), 2, Retry, 7 * time.Second},
+		{"retry-after still ends in the dead-letter stream", RetryAfter(boom, 7*time.Second), 5, DeadLetter, 0},
+		{"shutting down hands the message on at once", context.Canceled, 1, Retry, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Dispose(tc.err, tc.delivered, 5, backoff)
+			if d.Action != tc.want || d.Delay != tc.delay {
+				t.Fatalf("got %s after %s, want %s after %s", d.Action, d.Delay, tc.want, tc.delay)
+			}
+			if d.Action == DeadLetter && d.Reason == "" {
+				t.Fatal("a dead letter needs a reason")
+			}
+		})
+	}
+}
+
+type harness struct {
+	js     jetstream.JetStream
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start provisions the streams, publishes n messages on grantline.intake.test.<i> and runs h over them.
+func start(t *testing.T, spec Spec, n int, h Handler) *harness {
+	t.Helper()
+	ns := natstest.RunServer(t)
+	_, js := natstest.Connect(t, ns.ClientURL())
+	ctx := context.Background()
+	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if _, err := js.Publish(ctx, fmt.Sprintf("grantline.intake.test.%d", i), []byte(fmt.Sprintf("msg-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec.Stream, spec.Durable, spec.FilterSubjects = eventstore.IntakeStream, "test", []string{"grantline.intake.test.>"}
+	runCtx, cancel := context.WithCancel(ctx)
+	hs := &harness{js: js, cancel: cancel, done: make(chan error, 1)}
+	go func() { hs.done <- Run(runCtx, js, spec, h, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	t.Cleanup(func() { hs.stop(t) })
+	return hs
+}
+
+func (h *harness) stop(t *testing.T) {
+	h.cancel()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		h.done <- nil
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+func (h *harness) dlq(t *testing.T) []*jetstream.RawStreamMsg {
+	t.Helper()
+	st, err := h.js.Stream(context.Background(), eventstore.DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := st.Info(context.Background())
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		raw, err := st.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, raw)
+	}
+	return out
+}
+
+func pending(t *testing.T, js jetstream.JetStream) (ackPending, numPending uint64) {
+	t.Helper()
+	c, err := js.Consumer(context.Background(), eventstore.IntakeStream, "test")
+	if err != nil {
+		return 1, 1
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		return 1, 1
+	}
+	return uint64(info.NumAckPending), info.NumPending
+}
+
+func TestEveryMessageHandledOnceWithConcurrency(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var running, peak atomic.Int32
+	// The first handlers hold until four run at once, which proves the concurrency; later ones pass.
+	overlap := make(chan struct{})
+	var overlapOnce sync.Once
+	h := start(t, Spec{Concurrency: 4}, 40, func(ctx context.Context, msg jetstream.Msg) error {
+		now := running.Add(1)
+		defer running.Add(-1)
+		for p := peak.Load(); now > p && !peak.CompareAndSwap(p, now); p = peak.Load() {
+		}
+		if now == 4 {
+			overlapOnce.Do(func() { close(overlap) })
+		}
+		select {
+		case <-overlap:
+		case <-time.After(5 * time.Second):
+		}
+		mu.Lock()
+		seen[string(msg.Data())]++
+		mu.Unlock()
+		return nil
+	})
+	poll.Until(t, 20*time.Second, "all 40 handled and acknowledged", func() bool {
+		mu.Lock()
+		n := len(seen)
+		mu.Unlock()
+		a, p := pending(t, h.js)
+		return n == 40 && a == 0 && p == 0
+	})
+	for m, c := range seen {
+		if c != 1 {
+			t.Fatalf("%s handled %d times", m, c)
+		}
+	}
+	if peak.Load() != 4 {
+		t.Fatalf("peak concurrency %d, want 4", peak.Load())
+	}
+}
+
+func TestFailingMessageIsRetriedThenSucceeds(t *testing.T) {
+	var calls atomic.Int32
+	h := start(t, Spec{Backoff: func(int) time.Duration { return 10 * time.Millisecond }}, 1, func(ctx context.Context, msg jetstream.Msg) error {
+		if calls.Add(1) < 3 {
+			return errors.New("target busy")
+		}
+		return nil
+	})
+	poll.Until(t, 20*time.Second, "success on the third delivery", func() bool {
+		a, p := pending(t, h.js)
+		return calls.Load() == 3 && a == 0 && p == 0
+	})
+	if got := len(h.dlq(t)); got != 0 {
+		t.Fatalf("%d dead letters for a message that succeeded", got)
+	}
+}
+
+func TestPoisonMessageIsDeadLetteredWithItsReason(t *testing.T) {
+	var calls atomic.Int32
+	h := start(t, Spec{MaxDeliveries: 3, Backoff: func(int) time.Duration { return 10 * time.Millisecond }}, 1, func(ctx context.Context, msg jetstream.Msg) error {
+		calls.Add(1)
+		return errors.New("always fails")
+	})
+	poll.Until(t, 20*time.Second, "a dead letter", func() bool { return len(h.dlq(t)) == 1 })
+	dl := h.dlq(t)[0]
+	hdr := dl.Header
+	if string(dl.Data) != "msg-0" || hdr[HeaderSubject][0] != "grantline.intake.test.0" || hdr[HeaderConsumer][0] != "test" || hdr[HeaderDeliveries][0] != "3" {
+		t.Fatalf("dead letter %q with headers %v", dl.Data, hdr)
+	}
+	if reason := hdr.Get(HeaderReason); reason != "failed 3 deliveries, last: always fails" {
+		t.Fatalf("reason %q", reason)
+	}
+	poll.Until(t, 10*time.Second, "the original to be settled", func() bool { a, p := pending(t, h.js); return a == 0 && p == 0 })
+	if calls.Load() != 3 {
+		t.Fatalf("handler ran %d times, want 3", calls.Load())
+	}
+}
+
+func TestPermanentErrorIsDeadLetteredAtOnce(t *testing.T) {
+	var calls atomic.Int32
+	h := start(t, Spec{}, 1, func(ctx context.Context, msg jetstream.Msg) error {
+		calls.Add(1)
+		return Permanent(errors.New("forged signature"))
+	})
+	poll.Until(t, 20*time.Second, "a dead letter", func() bool { return len(h.dlq(t)) == 1 })
+	if calls.Load() != 1 {
+		t.Fatalf("a permanent error was retried: %d calls", calls.Load())
+	}
+}
+
+func TestPanickingHandlerDoesNotKillTheRunner(t *testing.T) {
+	var calls atomic.Int32
+	h := start(t, Spec{MaxDeliveries: 2, Backoff: func(int) time.Duration { return 10 * time.Millisecond }}, 2, func(ctx context.Context, msg jetstream.Msg) error {
+		calls.Add(1)
+		if string(msg.Data()) == "msg-0" {
+			panic("bug")
+		}
+		return nil
+	})
+	poll.Until(t, 20*time.Second, "the panicking message dead-lettered and the other handled", func() bool {
+		a, p := pending(t, h.js)
+		return len(h.dlq(t)) == 1 && a == 0 && p == 0
+	})
+}
+
+// TestHungHandlerIsDeadLetteredAfterMaxDeliveries: a handler that never answers (a crash, or a hang
+// past the ack wait) gets the message redelivered; past the limit the runner sets it aside unhandled.
+func TestHungHandlerIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int32
+	h := start(t, Spec{MaxDeliveries: 2, AckWait: 300 * time.Millisecond, Concurrency: 4}, 1, func(ctx context.Context, msg jetstream.Msg) error {
+		calls.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	poll.Until(t, 20*time.Second, "a dead letter for the hung message", func() bool { return len(h.dlq(t)) == 1 })
+	close(release)
+	if got := h.dlq(t)[0].Header.Get(HeaderReason); got != "no answer after 2 deliveries (handler crashed or exceeded ack wait)" {
+		t.Fatalf("reason %q", got)
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("handler ran %d times, want 2", calls.Load())
+	}
+}
+
+func TestShutdownLetsInFlightHandlersFinish(t *testing.T) {
+	started, proceed := make(chan struct{}), make(chan struct{})
+	var finished atomic.Bool
+	h := start(t, Spec{}, 1, func(ctx context.Context, msg jetstream.Msg) error {
+		close(started)
+		<-proceed // work still in progress when shutdown begins
+		finished.Store(true)
+		return nil
+	})
+	<-started
+	h.cancel()
+	select {
+	case <-h.done:
+		t.Fatal("Run returned while a handler was still working")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(proceed)
+	h.stop(t)
+	if !finished.Load() {
+		t.Fatal("Run returned before the in-flight handler finished")
+	}
+	if a, p := pending(t, h.js); a != 0 || p != 0 {
+		t.Fatalf("the in-flight message was not acknowledged (%d ack pending, %d pending)", a, p)
+	}
+}

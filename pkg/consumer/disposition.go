@@ -1,0 +1,86 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Action is what the runner does with a delivered message once its handler returned.
+type Action int
+
+// Actions, from the table in Dispose.
+const (
+	// Ack: done, never deliver again.
+	Ack Action = iota
+	// Retry: negative-acknowledge with a delay; the server delivers it again.
+	Retry
+	// DeadLetter: copy it to GRANTLINE_DLQ with the reason, then terminate it.
+	DeadLetter
+)
+
+func (a Action) String() string {
+	return [...]string{"ack", "retry", "dead-letter"}[a]
+}
+
+// Disposition is the decision for one delivery.
+type Disposition struct {
+	Action Action
+	Delay  time.Duration
+	Reason string
+}
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as one no retry can fix (a malformed or forged event): the message goes to the
+// dead-letter stream at once.
+func Permanent(err error) error { return permanentError{err} }
+
+type retryAfterError struct {
+	err   error
+	delay time.Duration
+}
+
+func (e retryAfterError) Error() string { return e.err.Error() }
+func (e retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter asks for redelivery after d rather than after the default backoff (a target system that
+// said when to come back).
+func RetryAfter(err error, d time.Duration) error { return retryAfterError{err, d} }
+
+// Dispose is the one table mapping a handler's result to an action. delivered counts this delivery
+// (1 for the first); after maxDeliveries failed deliveries the message is dead-lettered, never dropped.
+func Dispose(err error, delivered, maxDeliveries int, backoff func(delivered int) time.Duration) Disposition {
+	var permanent permanentError
+	var retryAfter retryAfterError
+	switch {
+	case err == nil:
+		return Disposition{Action: Ack}
+	case errors.As(err, &permanent):
+		return Disposition{Action: DeadLetter, Reason: "permanent: " + err.Error()}
+	case errors.Is(err, context.Canceled):
+		// Shutting down mid-message: hand it straight to another replica.
+		return Disposition{Action: Retry, Delay: 0, Reason: "shutting down"}
+	case delivered >= maxDeliveries:
+		return Disposition{Action: DeadLetter, Reason: fmt.Sprintf("failed %d deliveries, last: %v", delivered, err)}
+	case errors.As(err, &retryAfter):
+		return Disposition{Action: Retry, Delay: retryAfter.delay, Reason: err.Error()}
+	default:
+		return Disposition{Action: Retry, Delay: backoff(delivered), Reason: err.Error()}
+	}
+}
+
+// ExponentialBackoff doubles from base with each delivery, capped at ceiling.
+func ExponentialBackoff(base, ceiling time.Duration) func(int) time.Duration {
+	return func(delivered int) time.Duration {
+		d := base
+		for i := 1; i < delivered && d < ceiling; i++ {
+			d *= 2
+		}
+		return min(d, ceiling)
+	}
+}

@@ -1,0 +1,216 @@
+// Package devmode runs Grantline on one machine for development and demos: an embedded NATS server
+// with JetStream, the streams, a signing key per service and the HTTP origin. The services plug into
+// Start as they are built.
+package devmode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/natsembed"
+	"github.com/grantline/grantline/pkg/ops"
+)
+
+// Config is the dev environment's configuration; every field has an environment variable.
+type Config struct {
+	// DataDir holds the JetStream store and the dev signing keys (GRANTLINE_DATA_DIR, default .grantline).
+	DataDir string
+	// HTTPAddr is the one HTTP origin (GRANTLINE_HTTP_ADDR, default localhost:8080).
+	HTTPAddr string
+	// NATSPort is the embedded server's client port on 127.0.0.1 (GRANTLINE_NATS_PORT, default 4222; -1 any).
+	NATSPort int
+	// NATSMonitorPort serves /varz and /healthz (GRANTLINE_NATS_MONITOR_PORT, default 8222; 0 off; -1 any).
+	NATSMonitorPort int
+}
+
+// ConfigFromEnv reads Config from GRANTLINE_* variables, with the defaults above for unset ones.
+func ConfigFromEnv() Config {
+	c := Config{DataDir: ".grantline", HTTPAddr: "localhost:8080", NATSPort: 4222, NATSMonitorPort: 8222}
+	if v := os.Getenv("GRANTLINE_DATA_DIR"); v != "" {
+		c.DataDir = v
+	}
+	if v := os.Getenv("GRANTLINE_HTTP_ADDR"); v != "" {
+		c.HTTPAddr = v
+	}
+	if p, err := strconv.Atoi(os.Getenv("GRANTLINE_NATS_PORT")); err == nil {
+		c.NATSPort = p
+	}
+	if p, err := strconv.Atoi(os.Getenv("GRANTLINE_NATS_MONITOR_PORT")); err == nil {
+		c.NATSMonitorPort = p
+	}
+	return c
+}
+
+// Env is a running dev environment.
+type Env struct {
+	cfg    Config
+	nats   *server.Server
+	conn   *nats.Conn
+	js     jetstream.JetStream
+	keys   *Keys
+	http     *ops.Server
+	health   *ops.Handler
+	stopHTTP context.CancelFunc
+	// served is closed when the HTTP origin stops; serveErr says why.
+	served   chan struct{}
+	serveErr error
+}
+
+// Start brings the environment up: NATS (refusing a port already in use with a clear message), the
+// streams, the keys, and the HTTP origin. Close takes it down again.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Env, err error) {
+	e := &Env{cfg: cfg, served: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			e.Close(context.Background())
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := portFree(cfg.NATSPort); err != nil {
+		return nil, err
+	}
+	e.nats, err = natsembed.Start(natsembed.Options{
+		Dir: filepath.Join(cfg.DataDir, "nats"), Host: "127.0.0.1", Port: cfg.NATSPort,
+		HTTPPort: cfg.NATSMonitorPort, Name: "grantline-dev",
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.conn, err = nats.Connect(e.nats.ClientURL(), nats.Name("grantline-dev"), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("connect to the embedded nats-server: %w", err)
+	}
+	e.js, err = jetstream.New(e.conn)
+	if err != nil {
+		return nil, err
+	}
+	if err := eventstore.Provision(ctx, e.js, eventstore.DefaultSettings); err != nil {
+		return nil, err
+	}
+	if err := eventstore.CheckDurability(ctx, eventstore.EmbeddedProbe(e.nats)); err != nil {
+		return nil, err
+	}
+	e.keys, err = EnsureKeys(filepath.Join(cfg.DataDir, "keys"))
+	if err != nil {
+		return nil, err
+	}
+
+	e.health, err = ops.New(ops.Options{Service: "grantline-dev", Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	e.health.SetCheck("nats", func(ctx context.Context) error {
+		if !e.conn.IsConnected() {
+			return errors.New("not connected")
+		}
+		return eventstore.Check(ctx, e.js)
+	})
+	e.http, err = ops.Listen(cfg.HTTPAddr, e.health, log)
+	if err != nil {
+		return nil, fmt.Errorf("HTTP on %s: %w", cfg.HTTPAddr, err)
+	}
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	e.stopHTTP = stopServing
+	go func() {
+		e.serveErr = e.http.Serve(serveCtx)
+		close(e.served)
+	}()
+	return e, nil
+}
+
+// portFree fails with an actionable message when another process holds the NATS port, instead of the
+// server's own bind error deep in its logs.
+func portFree(port int) error {
+	if port <= 0 {
+		return nil
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return fmt.Errorf("port %d is in use (another grantline dev or nats-server?); stop it or set --nats-port/GRANTLINE_NATS_PORT: %w", port, err)
+	}
+	return l.Close()
+}
+
+// HTTPAddr is the bound address of the HTTP origin.
+func (e *Env) HTTPAddr() string { return e.http.Addr() }
+
+// NATSURL is the embedded server's client URL.
+func (e *Env) NATSURL() string { return e.nats.ClientURL() }
+
+// Keys are the dev signing keys and their trust file.
+func (e *Env) Keys() *Keys { return e.keys }
+
+// Describe writes what is running, for the person who just started it.
+func (e *Env) Describe(w io.Writer) {
+	monitor := "off"
+	if e.cfg.NATSMonitorPort != 0 {
+		monitor = "http://" + e.nats.MonitorAddr().String() + "/varz"
+	}
+	fmt.Fprintf(w, `Grantline dev is running.
+  HTTP      http://%s  (/livez, /readyz, /metrics)
+  NATS      %s  (JetStream, fsync on every write; monitoring %s)
+  Data      %s  (JetStream store and dev signing keys; delete it to start afresh)
+  Streams   %s (evidence: no delete, no purge, no expiry), %s, %s, %s
+  Keys      one ed25519 key per service in %s; trust file %s
+  Services  none yet: intake, policy, approval, fulfilment and revoker plug in here as they land
+Attach the nats CLI with: nats --server %s stream ls
+Press Ctrl-C to stop.
+`, e.HTTPAddr(), e.NATSURL(), monitor, e.cfg.DataDir, eventstore.EventsStream, eventstore.TimersStream,
+		eventstore.IntakeStream, eventstore.DLQStream, e.keys.Dir, e.keys.TrustFile, e.NATSURL())
+}
+
+// Close stops the HTTP origin, the connection and the NATS server, in reverse order of start, waiting
+// for each.
+func (e *Env) Close(ctx context.Context) {
+	if e.stopHTTP != nil {
+		e.stopHTTP()
+		select {
+		case <-e.served:
+		case <-ctx.Done():
+		}
+	}
+	if e.health != nil {
+		_ = e.health.Shutdown(ctx)
+	}
+	if e.conn != nil {
+		_ = e.conn.Drain()
+	}
+	if e.nats != nil {
+		e.nats.Shutdown()
+		e.nats.WaitForShutdown()
+	}
+}
+
+// Run starts the environment, describes it on out, and runs until ctx ends.
+func Run(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error {
+	e, err := Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	e.Describe(out)
+	select {
+	case <-ctx.Done():
+	case <-e.served:
+		err = fmt.Errorf("HTTP origin stopped: %w", e.serveErr)
+	}
+	log.Info("shutting down")
+	closeCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	e.Close(closeCtx)
+	return err
+}

@@ -1,0 +1,156 @@
+package devmode
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+)
+
+func testConfig(dir string) Config {
+	return Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSPort: -1, NATSMonitorPort: -1}
+}
+
+func start(t *testing.T, cfg Config) *Env {
+	t.Helper()
+	e, err := Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("start dev: %v", err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestDevStartsHealthyAndHardened(t *testing.T) {
+	e := start(t, testConfig(t.TempDir()))
+	for _, path := range []string{"/livez", "/readyz", "/metrics"} {
+		if code, body := get(t, "http://"+e.HTTPAddr()+path); code != http.StatusOK {
+			t.Fatalf("%s answered %d: %s", path, code, body)
+		}
+	}
+	nc, err := nats.Connect(e.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if err := eventstore.Check(context.Background(), js); err != nil {
+		t.Fatalf("streams after dev start: %v", err)
+	}
+	var out strings.Builder
+	e.Describe(&out)
+	for _, want := range []string{e.HTTPAddr(), e.NATSURL(), "GRANTLINE_EVENTS", "fsync on every write"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the description does not mention %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestDevKeepsKeysAndEventsAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	first := start(t, testConfig(dir))
+	keyID := first.Keys().Signers[events.Intake].KeyID()
+	ctx := context.Background()
+	nc, _ := nats.Connect(first.NATSURL())
+	js, _ := jetstream.New(nc)
+	store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: first.Keys().Signers[events.Intake],
+		Verifier: first.Keys().Verifier, Durability: eventstore.EmbeddedProbe(first.nats)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := events.NewID()
+	sub := events.Submitted{Requester: events.Principal{ID: "alice"}, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"},
+		Entitlement: "pg-read", Justification: "dev", DurationSeconds: 60, Channel: "http"}
+	sub.RequestDigest = sub.Digest()
+	if _, err := store.Update(ctx, id, func(*events.Request) ([]events.Draft, error) {
+		return []events.Draft{{Payload: sub, Actor: "alice"}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	first.Close(ctx)
+
+	second := start(t, testConfig(dir))
+	if got := second.Keys().Signers[events.Intake].KeyID(); got != keyID {
+		t.Fatalf("key changed across restarts: %s then %s", keyID, got)
+	}
+	nc2, _ := nats.Connect(second.NATSURL())
+	defer nc2.Close()
+	js2, _ := jetstream.New(nc2)
+	store2, err := eventstore.Open(ctx, js2, eventstore.Config{Signer: second.Keys().Signers[events.Policy],
+		Verifier: second.Keys().Verifier, Durability: eventstore.EmbeddedProbe(second.nats)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := store2.Load(ctx, id)
+	if err != nil {
+		t.Fatalf("load after restart (the trust file must still verify it): %v", err)
+	}
+	if l.Request.Status() != events.StatusSubmitted {
+		t.Fatalf("status after restart %q", l.Request.Status())
+	}
+}
+
+func TestDevRefusesABusyNATSPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfg := testConfig(t.TempDir())
+	cfg.NATSPort = l.Addr().(*net.TCPAddr).Port
+	_, err = Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "port "+strconv.Itoa(cfg.NATSPort)+" is in use") {
+		t.Fatalf("Start on a busy port = %v, want a clear 'in use' error", err)
+	}
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	out := &lockedBuffer{}
+	go func() {
+		done <- Run(ctx, testConfig(t.TempDir()), out, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(out.String(), "Press Ctrl-C to stop") {
+		select {
+		case err := <-done:
+			t.Fatalf("Run ended early: %v", err)
+		case <-deadline:
+			t.Fatal("no banner within 30s")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not stop after cancel")
+	}
+}

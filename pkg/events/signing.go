@@ -104,3 +104,32 @@ func parseSignature(h string) (keyID string, sig []byte, err error) {
 	}
 	return parts[1], sig, nil
 }
+
+// Environment variables a service reads its signing key from: the key file's contents, or its path.
+const (
+	EnvSigningKey     = "GRANTLINE_SIGNING_KEY"
+	EnvSigningKeyFile = "GRANTLINE_SIGNING_KEY_FILE"
+)
+
+// SignerFromEnv loads the service's key from GRANTLINE_SIGNING_KEY (the key file's JSON) or else
+// GRANTLINE_SIGNING_KEY_FILE (its path), looked up with getenv (os.Getenv in production). It refuses a
+// key that belongs to another service than want.
+func SignerFromEnv(getenv func(string) string, want Service) (*Signer, error) {
+	var s *Signer
+	var err error
+	switch {
+	case getenv(EnvSigningKey) != "":
+		s, err = ParseSigner([]byte(getenv(EnvSigningKey)))
+	case getenv(EnvSigningKeyFile) != "":
+		s, err = LoadSigner(getenv(EnvSigningKeyFile))
+	default:
+		return nil, fmt.Errorf("no signing key: set %s or %s", EnvSigningKey, EnvSigningKeyFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.Service() != want {
+		return nil, fmt.Errorf("signing key %q belongs to %s, not %s", s.KeyID(), s.Service(), want)
+	}
+	return s, nil
+}

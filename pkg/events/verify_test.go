@@ -2,6 +2,7 @@ package events
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +167,37 @@ func TestSignerKeyFileRoundTrip(t *testing.T) {
 	}
 	if _, err := ParseSigner([]byte(`{"key_id":"k","service":"root","seed":"AAAA"}`)); err == nil {
 		t.Fatal("unknown service accepted")
+	}
+}
+
+func TestSignerFromEnv(t *testing.T) {
+	s, _ := GenerateSigner(Approval, "approval-1")
+	path := t.TempDir() + "/approval.key"
+	if err := os.WriteFile(path, s.MarshalKeyFile(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
+	cases := []struct {
+		name    string
+		vars    map[string]string
+		want    Service
+		wantErr bool
+	}{
+		{"key contents", map[string]string{EnvSigningKey: string(s.MarshalKeyFile())}, Approval, false},
+		{"key file", map[string]string{EnvSigningKeyFile: path}, Approval, false},
+		{"another service's key", map[string]string{EnvSigningKeyFile: path}, Fulfilment, true},
+		{"nothing set", map[string]string{}, Approval, true},
+		{"a missing file", map[string]string{EnvSigningKeyFile: path + ".missing"}, Approval, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := SignerFromEnv(env(tc.vars), tc.want)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
+			}
+			if err == nil && got.KeyID() != s.KeyID() {
+				t.Fatalf("loaded %s", got.KeyID())
+			}
+		})
 	}
 }

@@ -56,11 +56,11 @@ func ConfigFromEnv() Config {
 
 // Env is a running dev environment.
 type Env struct {
-	cfg    Config
-	nats   *server.Server
-	conn   *nats.Conn
-	js     jetstream.JetStream
-	keys   *Keys
+	cfg      Config
+	nats     *server.Server
+	conn     *nats.Conn
+	js       jetstream.JetStream
+	keys     *Keys
 	http     *ops.Server
 	health   *ops.Handler
 	stopHTTP context.CancelFunc

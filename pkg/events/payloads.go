@@ -28,8 +28,10 @@ type Principal struct {
 type RequestSubject struct {
 	Kind SubjectKind `json:"kind"`
 	ID   string      `json:"id"`
-	// Owners are the people accountable for a non-human subject; empty for a human.
-	Owners []string `json:"owners,omitempty"`
+	// Owner is the team (a group) accountable for a non-human subject, from the catalogue; empty for a
+	// human. Owners are the natural approvers of their own workload's access, so ownership does not bar
+	// reviewing; being the requester or the subject does.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Submitted records a captured request (emitted by intake).

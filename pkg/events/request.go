@@ -186,8 +186,9 @@ func (r *Request) stageApprovals(i int) int {
 }
 
 // MayReview says whether person p may review this request at all, or why not: separation of duties
-// (DESIGN §4) forbids the requester, the subject, and an owner of a non-human subject, and each person
-// counts once per request. Identities must already be normalised by the edge that received them.
+// (DESIGN §4) forbids the requester and the subject (a workload never approves its own access), and
+// each person counts once per request. Identities must already be normalised by the edge that received
+// them.
 func (r *Request) MayReview(p string) error {
 	s := r.submitted
 	switch {
@@ -197,8 +198,6 @@ func (r *Request) MayReview(p string) error {
 		return errors.New("the requester may not review their own request")
 	case p == s.Subject.ID:
 		return errors.New("the subject may not review a request for themselves")
-	case slices.Contains(s.Subject.Owners, p):
-		return errors.New("an owner of the requested identity may not review the request")
 	}
 	for _, rv := range r.reviews {
 		if rv.Reviewer.ID == p {
@@ -260,7 +259,7 @@ func (r *Request) check(ev Event) error {
 		if p.Subject.Kind != SubjectHuman && p.Subject.Kind != SubjectServiceAccount && p.Subject.Kind != SubjectWorkload {
 			return refuse(fmt.Sprintf("unknown subject kind %q", p.Subject.Kind))
 		}
-		if p.Subject.Kind != SubjectHuman && len(p.Subject.Owners) == 0 {
+		if p.Subject.Kind != SubjectHuman && p.Subject.Owner == "" {
 			return refuse("a non-human subject needs an owner")
 		}
 		if p.DurationSeconds <= 0 {

@@ -251,7 +251,7 @@ func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft)
 		msg := nats.NewMsg(events.NATSSubject(cur.ID, env.Type))
 		msg.Data = body
 		msg.Header.Set(events.SignatureHeader, s.signer.Sign(body))
-		msg.Header.Set(jetstream.MsgIDHeader, s.msgID(d, env, i))
+		msg.Header.Set(jetstream.MsgIDHeader, s.msgID(cur.ID, d, env, i))
 		if env.TraceParent != "" {
 			msg.Header.Set("traceparent", env.TraceParent)
 		}
@@ -286,18 +286,20 @@ func traceParent(ctx context.Context) string {
 	return h.Get("traceparent")
 }
 
-// msgID is the deduplication key of draft i: the draft's own, or "<service>:<causation>" for a reaction
-// (":<n>" for the n-th event of a batch after the first), or else the event ID.
-func (s *Store) msgID(d events.Draft, env events.Envelope, i int) string {
+// msgID is the deduplication key of draft i: the draft's own, or "<service>:<request>:<causation>"
+// (":<n>" for the n-th event of a batch after the first), or else the event ID. The request ID is part
+// of it because a causation need only be unique within its request: a command's idempotency key is
+// unique per requester, not across them.
+func (s *Store) msgID(id string, d events.Draft, env events.Envelope, i int) string {
+	suffix := ""
+	if i > 0 {
+		suffix = ":" + strconv.Itoa(i+1)
+	}
 	switch {
-	case d.MsgID != "" && i == 0:
-		return d.MsgID
 	case d.MsgID != "":
-		return d.MsgID + ":" + strconv.Itoa(i+1)
-	case d.CausationID != "" && i == 0:
-		return string(s.signer.Service()) + ":" + d.CausationID
+		return d.MsgID + suffix
 	case d.CausationID != "":
-		return string(s.signer.Service()) + ":" + d.CausationID + ":" + strconv.Itoa(i+1)
+		return string(s.signer.Service()) + ":" + id + ":" + d.CausationID + suffix
 	}
 	return env.ID
 }

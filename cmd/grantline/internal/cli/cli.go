@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/grantline/grantline/cmd/grantline/internal/devmode"
+	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/telemetry"
 )
 
@@ -21,7 +24,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(devCommand(stdout, stderr))
+	root.AddCommand(devCommand(stdout, stderr), requestCommand(stdout))
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -43,7 +46,9 @@ can attach), the streams, a signing key per service, and the HTTP API with /live
 /metrics on one origin. Settings come from GRANTLINE_* environment variables; flags override them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := telemetry.NewLogger(stderr, "grantline-dev", slog.LevelInfo)
+			// No service attribute here: dev runs several services, and each names itself.
+			log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			telemetry.InstallPropagator()
 			return devmode.Run(cmd.Context(), cfg, stdout, log)
 		},
 	}
@@ -52,5 +57,34 @@ can attach), the streams, a signing key per service, and the HTTP API with /live
 	f.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "address of the HTTP API (GRANTLINE_HTTP_ADDR)")
 	f.IntVar(&cfg.NATSPort, "nats-port", cfg.NATSPort, "client port of the embedded NATS server, -1 for any free port (GRANTLINE_NATS_PORT)")
 	f.IntVar(&cfg.NATSMonitorPort, "nats-monitor-port", cfg.NATSMonitorPort, "monitoring port of the embedded NATS server, 0 to disable (GRANTLINE_NATS_MONITOR_PORT)")
+	f.StringVar(&cfg.Examples, "examples", cfg.Examples, "directory with the demo catalogue, directory, integrations and policies (GRANTLINE_EXAMPLES)")
+
+	var ttl time.Duration
+	token := &cobra.Command{
+		Use:   "token <user>",
+		Short: "Print a bearer token for a user of the dev directory",
+		Long: `Signs a token for a user of the demo directory with the dev issuer's key in --data-dir, the way
+the identity provider would. It works while grantline dev runs (or after it ran once with that data
+directory), without contacting it.`,
+		Example: `  TOKEN=$(grantline dev token alice)
+  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/v1/requests/<id>`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, err := auth.LoadDirectory(filepath.Join(cfg.Examples, "directory.yaml"))
+			if err != nil {
+				return err
+			}
+			tok, err := auth.MintFromDir(devmode.OIDCDir(cfg.DataDir), dir, args[0], ttl)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, tok)
+			return nil
+		},
+	}
+	token.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
+	token.Flags().StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "the dev data directory (GRANTLINE_DATA_DIR)")
+	token.Flags().StringVar(&cfg.Examples, "examples", cfg.Examples, "directory holding directory.yaml (GRANTLINE_EXAMPLES)")
+	cmd.AddCommand(token)
 	return cmd
 }

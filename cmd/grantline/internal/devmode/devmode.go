@@ -10,15 +10,18 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natsembed"
 	"github.com/grantline/grantline/pkg/ops"
@@ -34,11 +37,17 @@ type Config struct {
 	NATSPort int
 	// NATSMonitorPort serves /varz and /healthz (GRANTLINE_NATS_MONITOR_PORT, default 8222; 0 off; -1 any).
 	NATSMonitorPort int
+	// Examples is the directory holding catalogue.yaml, directory.yaml, integrations.yaml and policies/
+	// (GRANTLINE_EXAMPLES, default examples).
+	Examples string
 }
 
 // ConfigFromEnv reads Config from GRANTLINE_* variables, with the defaults above for unset ones.
 func ConfigFromEnv() Config {
-	c := Config{DataDir: ".grantline", HTTPAddr: "localhost:8080", NATSPort: 4222, NATSMonitorPort: 8222}
+	c := Config{DataDir: ".grantline", HTTPAddr: "localhost:8080", NATSPort: 4222, NATSMonitorPort: 8222, Examples: "examples"}
+	if v := os.Getenv("GRANTLINE_EXAMPLES"); v != "" {
+		c.Examples = v
+	}
 	if v := os.Getenv("GRANTLINE_DATA_DIR"); v != "" {
 		c.DataDir = v
 	}
@@ -67,12 +76,18 @@ type Env struct {
 	// served is closed when the HTTP origin stops; serveErr says why.
 	served   chan struct{}
 	serveErr error
+	issuer   *auth.DevIssuer
+	// stopWorkers ends the services' consumers; workers waits for them.
+	stopWorkers context.CancelFunc
+	workers     sync.WaitGroup
+	workerErr   chan error
 }
 
 // Start brings the environment up: NATS (refusing a port already in use with a clear message), the
 // streams, the keys, and the HTTP origin. Close takes it down again.
-func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Env, err error) {
-	e := &Env{cfg: cfg, served: make(chan struct{})}
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err error) {
+	log := logger.With("service", "grantline-dev")
+	e := &Env{cfg: cfg, served: make(chan struct{}), workerErr: make(chan error, 8)}
 	defer func() {
 		if err != nil {
 			e.Close(context.Background())
@@ -110,6 +125,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Env, err error
 		return nil, err
 	}
 
+	demo, err := loadDemo(cfg.Examples)
+	if err != nil {
+		return nil, err
+	}
+
 	e.health, err = ops.New(ops.Options{Service: "grantline-dev", Logger: log})
 	if err != nil {
 		return nil, err
@@ -120,10 +140,31 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Env, err error
 		}
 		return eventstore.Check(ctx, e.js)
 	})
-	e.http, err = ops.Listen(cfg.HTTPAddr, e.health, log)
+	mux := http.NewServeMux()
+	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
+		mux.Handle("GET "+p, e.health)
+	}
+	e.http, err = ops.Listen(cfg.HTTPAddr, mux, log)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP on %s: %w", cfg.HTTPAddr, err)
 	}
+	// The issuer's URL names the bound address, so tokens say where their keys are.
+	e.issuer, err = auth.OpenDevIssuer(OIDCDir(cfg.DataDir), "http://"+e.http.Addr()+"/dev/oidc", Audience, demo.directory)
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", e.issuer.Handler()))
+	authn, err := auth.NewVerifier(ctx, e.issuer.VerifierConfig())
+	if err != nil {
+		return nil, err
+	}
+
+	workCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	e.stopWorkers = stopWorkers
+	if err := e.startIntake(ctx, workCtx, demo, authn, mux, logger.With("service", "intake")); err != nil {
+		return nil, err
+	}
+
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopHTTP = stopServing
 	go func() {
@@ -167,16 +208,27 @@ func (e *Env) Describe(w io.Writer) {
   Data      %s  (JetStream store and dev signing keys; delete it to start afresh)
   Streams   %s (evidence: no delete, no purge, no expiry), %s, %s, %s
   Keys      one ed25519 key per service in %s; trust file %s
-  Services  none yet: intake, policy, approval, fulfilment and revoker plug in here as they land
+  Services  intake (HTTP API and integration CloudEvents on grantline.intake.<name>.requests)
+            approval, fulfilment and revoker plug in here as they land
+  Identity  dev OIDC issuer http://%s/dev/oidc over %s
+Try it:
+  grantline request create --as alice --entitlement analytics-read --duration 2h --justification "weekly revenue report"
+  grantline request show <id> --as alice
+  TOKEN=$(grantline dev token alice) && curl -H "Authorization: Bearer $TOKEN" http://%s/v1/requests/<id>
 Attach the nats CLI with: nats --server %s stream ls
 Press Ctrl-C to stop.
 `, e.HTTPAddr(), e.NATSURL(), monitor, e.cfg.DataDir, eventstore.EventsStream, eventstore.TimersStream,
-		eventstore.IntakeStream, eventstore.DLQStream, e.keys.Dir, e.keys.TrustFile, e.NATSURL())
+		eventstore.IntakeStream, eventstore.DLQStream, e.keys.Dir, e.keys.TrustFile, e.HTTPAddr(),
+		filepath.Join(e.cfg.Examples, "directory.yaml"), e.HTTPAddr(), e.NATSURL())
 }
 
-// Close stops the HTTP origin, the connection and the NATS server, in reverse order of start, waiting
-// for each.
+// Close stops the HTTP origin, the services, the connection and the NATS server, in reverse order of
+// start, waiting for each.
 func (e *Env) Close(ctx context.Context) {
+	if e.stopWorkers != nil {
+		e.stopWorkers()
+		e.workers.Wait()
+	}
 	if e.stopHTTP != nil {
 		e.stopHTTP()
 		select {
@@ -207,6 +259,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error
 	case <-ctx.Done():
 	case <-e.served:
 		err = fmt.Errorf("HTTP origin stopped: %w", e.serveErr)
+	case err = <-e.workerErr:
 	}
 	log.Info("shutting down")
 	closeCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

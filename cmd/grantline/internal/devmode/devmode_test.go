@@ -19,7 +19,7 @@ import (
 )
 
 func testConfig(dir string) Config {
-	return Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSPort: -1, NATSMonitorPort: -1}
+	return Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSPort: -1, NATSMonitorPort: -1, Examples: "../../../../examples"}
 }
 
 func start(t *testing.T, cfg Config) *Env {

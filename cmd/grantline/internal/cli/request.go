@@ -1,0 +1,293 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json/jsontext"
+	"encoding/json/v2"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/grantline/grantline/cmd/grantline/internal/devmode"
+	"github.com/grantline/grantline/pkg/auth"
+)
+
+// apiFlags are how a command reaches Grantline's HTTP API and who it acts as.
+type apiFlags struct {
+	server  string
+	token   string
+	as      string
+	dataDir string
+	asJSON  bool
+}
+
+func (f *apiFlags) register(cmd *cobra.Command) {
+	fl := cmd.PersistentFlags()
+	fl.StringVar(&f.server, "server", envOr("GRANTLINE_SERVER", "http://127.0.0.1:8080"), "Grantline's HTTP origin (GRANTLINE_SERVER)")
+	fl.StringVar(&f.token, "token", os.Getenv("GRANTLINE_TOKEN"), "bearer token (GRANTLINE_TOKEN)")
+	fl.StringVar(&f.as, "as", os.Getenv("GRANTLINE_AS"), "in dev mode: act as this directory user, minting a token from --data-dir (GRANTLINE_AS)")
+	fl.StringVar(&f.dataDir, "data-dir", envOr("GRANTLINE_DATA_DIR", ".grantline"), "dev data directory, for --as (GRANTLINE_DATA_DIR)")
+	fl.BoolVar(&f.asJSON, "json", false, "print JSON for scripts instead of a table")
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// bearer returns the token to send: --token, or one minted for --as from the dev data directory.
+func (f *apiFlags) bearer() (string, error) {
+	switch {
+	case f.token != "":
+		return f.token, nil
+	case f.as != "":
+		return mintDevToken(f.dataDir, f.as)
+	}
+	return "", errors.New("no identity: pass --token (or GRANTLINE_TOKEN), or --as <user> against grantline dev")
+}
+
+// call sends a JSON request and decodes a JSON answer into out; a problem answer becomes an error that
+// says what the server said.
+func (f *apiFlags) call(ctx context.Context, method, path string, body, out any, headers ...string) error {
+	token, err := f.bearer()
+	if err != nil {
+		return err
+	}
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(f.server, "/")+path, r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("reach %s (is grantline dev running?): %w", f.server, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 400 {
+		return problemError(resp.StatusCode, b)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+// problemError renders an RFC 9457 answer for a person.
+func problemError(status int, body []byte) error {
+	var p struct {
+		Title  string `json:"title"`
+		Detail string `json:"detail"`
+		Errors []struct {
+			Field   string `json:"field"`
+			Message string `json:"message"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(body, &p) != nil || p.Title == "" {
+		return fmt.Errorf("HTTP %d: %s", status, strings.TrimSpace(string(body)))
+	}
+	msg := fmt.Sprintf("%s (HTTP %d)", p.Title, status)
+	if len(p.Errors) > 0 {
+		for _, e := range p.Errors {
+			msg += fmt.Sprintf("\n  %s: %s", e.Field, e.Message)
+		}
+	} else if p.Detail != "" {
+		msg += ": " + p.Detail
+	}
+	return errors.New(msg)
+}
+
+func requestCommand(stdout io.Writer) *cobra.Command {
+	var f apiFlags
+	cmd := &cobra.Command{Use: "request", Short: "Create, show and withdraw access requests"}
+	f.register(cmd)
+
+	var create struct {
+		entitlement, justification, duration, ticket, start, subject, idemKey string
+		emergency                                                             bool
+	}
+	createCmd := &cobra.Command{
+		Use:   "create",
+		Short: "Ask for an entitlement, with a purpose and a duration",
+		Example: `  grantline request create --as alice --entitlement analytics-read --duration 2h --justification "weekly revenue report"
+  grantline request create --as frank --entitlement reporting-db-credential --subject service_account:svc-reporting --duration 30m --justification "nightly export"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			body := map[string]any{"entitlement": create.entitlement, "justification": create.justification, "duration": create.duration}
+			if create.ticket != "" {
+				body["ticket"] = create.ticket
+			}
+			if create.start != "" {
+				body["start"] = create.start
+			}
+			if create.emergency {
+				body["emergency"] = true
+			}
+			if create.subject != "" {
+				kind, id, ok := strings.Cut(create.subject, ":")
+				if !ok {
+					return errors.New("--subject is kind:id, such as service_account:svc-reporting")
+				}
+				body["subject"] = map[string]string{"kind": kind, "id": id}
+			}
+			var created map[string]any
+			if err := f.call(cmd.Context(), "POST", "/v1/requests", body, &created, "Idempotency-Key", create.idemKey); err != nil {
+				return err
+			}
+			return f.print(stdout, created, func(w io.Writer) {
+				fmt.Fprintf(w, "Request %v is %v.\nFollow it with: grantline request show %v\n", created["id"], created["status"], created["id"])
+			})
+		},
+	}
+	cf := createCmd.Flags()
+	cf.StringVar(&create.entitlement, "entitlement", "", "the catalogue entitlement (required)")
+	cf.StringVar(&create.justification, "justification", "", "why you need it (required)")
+	cf.StringVar(&create.duration, "duration", "", `how long, such as 2h, 30m, 5s or PT2H (required)`)
+	cf.StringVar(&create.ticket, "ticket", "", "the ticket this work belongs to")
+	cf.StringVar(&create.start, "start", "", "when access should begin (RFC 3339 with a zone)")
+	cf.StringVar(&create.subject, "subject", "", "who will hold it when not you: kind:id, such as service_account:svc-reporting")
+	cf.BoolVar(&create.emergency, "emergency", false, "use the entitlement's emergency (break-glass) path")
+	cf.StringVar(&create.idemKey, "idempotency-key", "", "a key that makes retries of this command create one request")
+	for _, name := range []string{"entitlement", "justification", "duration"} {
+		_ = createCmd.MarkFlagRequired(name)
+	}
+
+	showCmd := &cobra.Command{
+		Use:   "show <id>",
+		Short: "Show a request: status, decision, reviews, grant and revocation",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var view map[string]any
+			if err := f.call(cmd.Context(), "GET", "/v1/requests/"+args[0], nil, &view); err != nil {
+				return err
+			}
+			return f.print(stdout, view, func(w io.Writer) { printRequest(w, view) })
+		},
+	}
+
+	var reason string
+	withdrawCmd := &cobra.Command{
+		Use:   "withdraw <id>",
+		Short: "Withdraw your request before it is granted",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out map[string]any
+			if err := f.call(cmd.Context(), "POST", "/v1/requests/"+args[0]+"/withdraw", map[string]string{"reason": reason}, &out); err != nil {
+				return err
+			}
+			return f.print(stdout, out, func(w io.Writer) { fmt.Fprintf(w, "Request %v is %v.\n", out["id"], out["status"]) })
+		},
+	}
+	withdrawCmd.Flags().StringVar(&reason, "reason", "", "why")
+
+	cmd.AddCommand(createCmd, showCmd, withdrawCmd)
+	return cmd
+}
+
+// print writes v as indented JSON with --json, else through table.
+func (f *apiFlags) print(w io.Writer, v any, table func(io.Writer)) error {
+	if f.asJSON {
+		b, err := json.Marshal(v, jsontext.WithIndent("  "))
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	table(w)
+	return nil
+}
+
+func printRequest(out io.Writer, v map[string]any) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	row := func(k string, val any) {
+		if val != nil && val != "" {
+			fmt.Fprintf(w, "%s\t%v\n", k, val)
+		}
+	}
+	requester, _ := v["requester"].(map[string]any)
+	subject, _ := v["subject"].(map[string]any)
+	row("ID", v["id"])
+	row("Status", v["status"])
+	row("Entitlement", v["entitlement"])
+	row("Requester", requester["id"])
+	if subject["id"] != requester["id"] {
+		row("Subject", fmt.Sprintf("%v %v", subject["kind"], subject["id"]))
+	}
+	row("Justification", v["justification"])
+	row("Ticket", v["ticket"])
+	if secs, ok := v["duration_seconds"].(float64); ok {
+		row("Duration", time.Duration(secs)*time.Second)
+	}
+	if v["emergency"] == true {
+		row("Emergency", "yes")
+	}
+	row("Channel", v["channel"])
+	row("Submitted", v["submitted_at"])
+	if d, ok := v["decision"].(map[string]any); ok {
+		row("Decision", d["outcome"])
+		if reasons, ok := d["reasons"].([]any); ok && len(reasons) > 0 {
+			row("  reasons", joinAny(reasons))
+		}
+		if stages, ok := d["stages"].([]any); ok {
+			for i, s := range stages {
+				st, _ := s.(map[string]any)
+				row(fmt.Sprintf("  stage %d", i+1), fmt.Sprintf("%v: %v approval(s) from %v", st["name"], st["min_approvals"], joinAny(asSlice(st["groups"]))))
+			}
+		}
+		row("  policy revision", d["policy_revision"])
+	} else {
+		row("Decision", "awaiting policy")
+	}
+	if g, ok := v["grant"].(map[string]any); ok {
+		row("Granted until", g["expires_at"])
+	}
+	_ = w.Flush()
+}
+
+func asSlice(v any) []any { s, _ := v.([]any); return s }
+
+func joinAny(items []any) string {
+	parts := make([]string, len(items))
+	for i, it := range items {
+		parts[i] = fmt.Sprint(it)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// mintDevToken signs a token for a directory user with the dev issuer's key in dataDir.
+func mintDevToken(dataDir, user string) (string, error) {
+	dir, err := auth.LoadDirectory(filepath.Join(envOr("GRANTLINE_EXAMPLES", "examples"), "directory.yaml"))
+	if err != nil {
+		return "", err
+	}
+	return auth.MintFromDir(devmode.OIDCDir(dataDir), dir, user, time.Hour)
+}

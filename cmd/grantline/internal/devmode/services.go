@@ -1,0 +1,88 @@
+package devmode
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/services/intake"
+	"github.com/grantline/grantline/services/intake/idempotency"
+	"github.com/grantline/grantline/services/intake/intaked"
+)
+
+// Audience is the audience of dev tokens.
+const Audience = "grantline"
+
+// OIDCDir is where the dev issuer keeps its key and issuer record inside the data directory.
+func OIDCDir(dataDir string) string { return filepath.Join(dataDir, "oidc") }
+
+// demo is the example set the dev environment runs on.
+type demo struct {
+	catalogue    *catalogue.Catalogue
+	directory    *auth.Directory
+	integrations *intake.Integrations
+	policies     string
+}
+
+// loadDemo reads the catalogue, directory, integrations and policy bundle from dir, and says where it
+// looked when something is missing (`make dev` runs from the repository root).
+func loadDemo(dir string) (demo, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return demo{}, fmt.Errorf("examples directory %q not found (run from the repository root or set GRANTLINE_EXAMPLES): %w", dir, err)
+	}
+	var d demo
+	var err error
+	if d.catalogue, err = catalogue.Load(filepath.Join(dir, "catalogue.yaml")); err != nil {
+		return demo{}, err
+	}
+	if d.directory, err = auth.LoadDirectory(filepath.Join(dir, "directory.yaml")); err != nil {
+		return demo{}, err
+	}
+	if d.integrations, err = intake.LoadIntegrations(filepath.Join(dir, "integrations.yaml")); err != nil {
+		return demo{}, err
+	}
+	d.policies = filepath.Join(dir, "policies")
+	return d, nil
+}
+
+// store opens the event store as svc, signing with its dev key.
+func (e *Env) store(ctx context.Context, svc events.Service) (*eventstore.Store, error) {
+	return eventstore.Open(ctx, e.js, eventstore.Config{Signer: e.keys.Signers[svc], Verifier: e.keys.Verifier,
+		Durability: eventstore.EmbeddedProbe(e.nats)})
+}
+
+// goWork runs a service's consumers until the workers stop; a failure ends the dev run.
+func (e *Env) goWork(name string, run func() error) {
+	e.workers.Go(func() {
+		if err := run(); err != nil {
+			e.workerErr <- fmt.Errorf("%s: %w", name, err)
+		}
+	})
+}
+
+func (e *Env) startIntake(ctx, workCtx context.Context, d demo, authn *auth.Verifier, mux *http.ServeMux, log *slog.Logger) error {
+	store, err := e.store(ctx, events.Intake)
+	if err != nil {
+		return err
+	}
+	keys, err := idempotency.Open(ctx, e.js, 1)
+	if err != nil {
+		return err
+	}
+	deps := intaked.Deps{JS: e.js, Store: store, Catalogue: d.catalogue, Integrations: d.integrations, Auth: authn,
+		Idempotency: keys, Now: time.Now, ReaderGroups: []string{"auditors", "security"}}
+	deps.API(log).Routes(mux)
+	e.goWork("intake", func() error { return deps.ConsumeIntegrations(workCtx, log) })
+	return nil
+}
+
+// Token mints a bearer token for a directory user, for the CLI and curl.
+func (e *Env) Token(user string) (string, error) { return e.issuer.Mint(user, time.Hour) }

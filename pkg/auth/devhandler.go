@@ -1,0 +1,60 @@
+package auth
+
+import (
+	"net/http"
+	"strings"
+)
+
+// Paths the dev issuer serves, relative to the issuer URL.
+const (
+	discoveryPath = "/.well-known/openid-configuration"
+	jwksPath      = "/jwks"
+)
+
+func (d *DevIssuer) discoveryDocument() map[string]any {
+	return map[string]any{
+		"issuer":                                d.issuer,
+		"jwks_uri":                              d.issuer + jwksPath,
+		"id_token_signing_alg_values_supported": []string{d.key.Algorithm},
+		"response_types_supported":              []string{"id_token"},
+		"subject_types_supported":               []string{"public"},
+		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "name", DefaultGroupsClaim},
+	}
+}
+
+// Handler serves the issuer's public metadata. It expects request paths relative to the issuer
+// URL's path, that is with the issuer path already stripped:
+//
+//	GET /.well-known/openid-configuration   discovery document (issuer, jwks_uri, algorithms)
+//	GET /jwks                                JWKS holding the public key only
+//
+// A missing leading slash is tolerated, so with issuer "http://127.0.0.1:8080/dev/oidc" either
+// mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", h)) or
+// mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc/", h)) works. Other paths get 404 and
+// other methods 405. There is no authorization or token endpoint: tokens come from Mint and
+// MintFromDir.
+func (d *DevIssuer) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+discoveryPath, serveJSON(d.discovery))
+	mux.HandleFunc("GET "+jwksPath, serveJSON(d.jwks))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/") {
+			r = r.Clone(r.Context())
+			r.URL.Path = "/" + r.URL.Path
+			if r.URL.RawPath != "" {
+				r.URL.RawPath = "/" + r.URL.RawPath
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func serveJSON(body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		// The issuer URL changes when dev restarts on another port; cached metadata would point
+		// verifiers at the old one.
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(body)
+	}
+}

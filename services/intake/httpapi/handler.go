@@ -1,0 +1,257 @@
+// Package httpapi is intake's HTTP edge: POST /v1/requests, POST /v1/requests/{id}/withdraw, and
+// GET /v1/requests/{id} (the request folded from its own stream, so a submitter reads their own write
+// until the read side answers it).
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/services/intake"
+	"github.com/grantline/grantline/services/intake/idempotency"
+)
+
+// MaxBody bounds a request body; a submission is a few hundred bytes.
+const MaxBody = 64 << 10
+
+// Authenticator turns a request's bearer token into the caller's verified identity.
+type Authenticator interface {
+	Authenticate(r *http.Request) (auth.Identity, error)
+}
+
+var errUnauthenticated = auth.ErrUnauthenticated
+
+// Handler serves intake's HTTP API.
+type Handler struct {
+	Store       *eventstore.Store
+	Catalogue   *catalogue.Catalogue
+	Auth        Authenticator
+	Idempotency *idempotency.Keys
+	Now         func() time.Time
+	Log         *slog.Logger
+	// Readers are groups that may read every request (auditors, security).
+	Readers []string
+}
+
+// Routes registers the API on mux.
+func (h *Handler) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/requests", h.submit)
+	mux.HandleFunc("POST /v1/requests/{id}/withdraw", h.withdraw)
+	mux.HandleFunc("GET /v1/requests/{id}", h.show)
+}
+
+// Created is the answer to a submission.
+type Created struct {
+	ID     string        `json:"id"`
+	Status events.Status `json:"status"`
+}
+
+func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
+	id, status, err := h.handleSubmit(r)
+	log := h.Log.With("request_id", id, telemetry.KeyTraceID, telemetry.TraceID(r.Context()))
+	if err != nil {
+		h.logRefusal(log, "submit", err)
+		writeProblem(w, r, err)
+		return
+	}
+	log.Info("submitted", "status", status)
+	w.Header().Set("Location", "/v1/requests/"+id)
+	writeJSON(w, http.StatusAccepted, Created{ID: id, Status: status})
+}
+
+func (h *Handler) handleSubmit(r *http.Request) (string, events.Status, error) {
+	who, err := h.Auth.Authenticate(r)
+	if err != nil {
+		return "", "", err
+	}
+	var body intake.Body
+	if err := decodeBody(r, &body); err != nil {
+		return "", "", err
+	}
+	sub, err := intake.Validate(body, intake.Requester{ID: who.Subject, Groups: who.Groups}, "http", h.Catalogue, h.Now())
+	if err != nil {
+		return "", "", err
+	}
+	id, causation := events.NewID(), ""
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		if !validIdempotencyKey(key) {
+			return "", "", fmt.Errorf("%w: Idempotency-Key must be 1 to 255 printable ASCII characters", errBadInput)
+		}
+		if id, err = h.Idempotency.Claim(r.Context(), "requester:"+who.Subject, key, sub.RequestDigest); err != nil {
+			return "", "", err
+		}
+		causation = "http:" + key
+	}
+	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+		if req.Status() != events.StatusNone {
+			// A retry whose first attempt landed: the same request, nothing to add.
+			return nil, nil
+		}
+		return []events.Draft{{Payload: sub, Actor: who.Subject, CausationID: causation}}, nil
+	})
+	if err != nil {
+		return id, "", err
+	}
+	return id, l.Request.Status(), nil
+}
+
+// WithdrawBody optionally says why.
+type WithdrawBody struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+func (h *Handler) withdraw(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	status, err := h.handleWithdraw(r, id)
+	log := h.Log.With("request_id", id)
+	if err != nil {
+		h.logRefusal(log, "withdraw", err)
+		writeProblem(w, r, err)
+		return
+	}
+	log.Info("withdrawn")
+	writeJSON(w, http.StatusAccepted, Created{ID: id, Status: status})
+}
+
+func (h *Handler) handleWithdraw(r *http.Request, id string) (events.Status, error) {
+	who, err := h.Auth.Authenticate(r)
+	if err != nil {
+		return "", err
+	}
+	if !events.ValidRequestID(id) {
+		return "", errNotFound
+	}
+	var body WithdrawBody
+	if r.ContentLength != 0 {
+		if err := decodeBody(r, &body); err != nil {
+			return "", err
+		}
+	}
+	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+		switch {
+		case req.Status() == events.StatusNone:
+			return nil, errNotFound
+		case req.Submitted().Requester.ID != who.Subject:
+			return nil, fmt.Errorf("%w: only the requester may withdraw a request", errForbidden)
+		case req.Status() == events.StatusWithdrawn:
+			return nil, nil
+		}
+		return []events.Draft{{Payload: events.Withdrawn{Reason: body.Reason}, Actor: who.Subject}}, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return l.Request.Status(), nil
+}
+
+func (h *Handler) show(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	view, err := h.handleShow(r, id)
+	if err != nil {
+		h.logRefusal(h.Log.With("request_id", id), "show", err)
+		writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, view)
+}
+
+func (h *Handler) handleShow(r *http.Request, id string) (View, error) {
+	who, err := h.Auth.Authenticate(r)
+	if err != nil {
+		return View{}, err
+	}
+	if !events.ValidRequestID(id) {
+		return View{}, errNotFound
+	}
+	l, err := h.Store.Load(r.Context(), id)
+	if err != nil {
+		return View{}, err
+	}
+	if l.Request.Status() == events.StatusNone {
+		return View{}, errNotFound
+	}
+	if !h.mayRead(who, l.Request) {
+		// Not 403: whether a request exists is itself something only its readers learn.
+		return View{}, errNotFound
+	}
+	return NewView(l), nil
+}
+
+// mayRead: the requester and the subject, the people who decide or review it (its entitlement's
+// owners, the groups named in its approval stages or post-review), and the readers groups.
+func (h *Handler) mayRead(who auth.Identity, req *events.Request) bool {
+	s := req.Submitted()
+	if who.Subject == s.Requester.ID || who.Subject == s.Subject.ID {
+		return true
+	}
+	groups := slices.Clone(h.Readers)
+	if ent, ok := h.Catalogue.Entitlement(s.Entitlement); ok {
+		groups = append(groups, ent.OwnerGroups...)
+	}
+	d := req.Decision()
+	for _, st := range d.Stages {
+		groups = append(groups, st.Groups...)
+	}
+	if d.PostReview != nil {
+		groups = append(groups, d.PostReview.Groups...)
+	}
+	return slices.ContainsFunc(who.Groups, func(g string) bool { return slices.Contains(groups, g) })
+}
+
+// decodeBody reads at most MaxBody bytes and decodes them strictly into v.
+func decodeBody(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return fmt.Errorf("%w: Content-Type must be application/json", errBadInput)
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return fmt.Errorf("%w: over %d bytes", errTooLarge, MaxBody)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadInput, err)
+	}
+	if err := events.UnmarshalStrict(b, v); err != nil {
+		return fmt.Errorf("%w: %v", errBadInput, err)
+	}
+	return nil
+}
+
+// forgedActorFields are members that try to set who acts; they are refused like any unknown member, and
+// logged as a forgery attempt (bad-input I7).
+var forgedActorFields = []string{`"requester"`, `"approved_by"`, `"on_behalf_of"`, `"actor"`, `"state"`, `"approved"`, `"status"`}
+
+func (h *Handler) logRefusal(log *slog.Logger, op string, err error) {
+	status, slug, _ := problemFor(err)
+	switch {
+	case status >= 500:
+		log.Error(op+" failed", telemetry.KeyError, err.Error())
+	case errors.Is(err, errBadInput) && slices.ContainsFunc(forgedActorFields, func(f string) bool { return strings.Contains(err.Error(), strings.Trim(f, `"`)) }):
+		log.Warn(op+" refused: the body tries to set who acts or the state (forgery)", telemetry.KeyError, err.Error())
+	default:
+		log.Info(op+" refused", "problem", slug, telemetry.KeyError, err.Error())
+	}
+}
+
+func validIdempotencyKey(k string) bool {
+	if len(k) == 0 || len(k) > 255 {
+		return false
+	}
+	for _, c := range []byte(k) {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}

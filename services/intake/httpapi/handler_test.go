@@ -1,0 +1,321 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json/v2"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/natstest"
+	"github.com/grantline/grantline/services/intake/idempotency"
+)
+
+// env is intake's HTTP API on a real server, with real NATS and the dev identity issuer over the demo
+// directory (alice, bob, carol, dave, erin, frank).
+type env struct {
+	srv    *httptest.Server
+	issuer *auth.DevIssuer
+	js     jetstream.JetStream
+	store  *eventstore.Store
+	logs   *strings.Builder
+	mu     *sync.Mutex
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	ns := natstest.RunServer(t)
+	_, js := natstest.Connect(t, ns.ClientURL())
+	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := events.GenerateSigner(events.Intake, "intake-test")
+	verifier, _ := events.NewVerifier(events.NewTrustFile(time.Now().Add(-time.Minute), signer))
+	store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: signer, Verifier: verifier, Durability: eventstore.EmbeddedProbe(ns)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := idempotency.Open(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalogue.Load("../../../examples/catalogue.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := auth.LoadDirectory("../../../examples/directory.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	issuer, err := auth.OpenDevIssuer(t.TempDir(), srv.URL+"/dev/oidc", "grantline", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", issuer.Handler()))
+	authn, err := auth.NewVerifier(ctx, issuer.VerifierConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{srv: srv, issuer: issuer, js: js, store: store, logs: &strings.Builder{}, mu: &sync.Mutex{}}
+	h := &Handler{Store: store, Catalogue: cat, Auth: authn, Idempotency: keys, Now: time.Now,
+		Log: slog.New(slog.NewTextHandler(lockedWriter{e.mu, e.logs}, nil)), Readers: []string{"auditors"}}
+	h.Routes(mux)
+	return e
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (e *env) token(t *testing.T, user string) string {
+	t.Helper()
+	tok, err := e.issuer.Mint(user, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// call sends body (a string or an io.Reader) as user ("" for no token) with extra headers.
+func (e *env) call(t *testing.T, method, path, user string, body any, headers ...string) (int, []byte, http.Header) {
+	t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case string:
+		r = strings.NewReader(b)
+	case io.Reader:
+		r = b
+	}
+	req, _ := http.NewRequest(method, e.srv.URL+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	if user != "" {
+		req.Header.Set("Authorization", "Bearer "+e.token(t, user))
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out, resp.Header
+}
+
+const goodBody = `{"entitlement":"analytics-read","justification":"weekly revenue report","duration":"2h","ticket":"OPS-1"}`
+
+func (e *env) submitted(t *testing.T) []events.Event {
+	t.Helper()
+	st, _ := e.js.Stream(context.Background(), eventstore.EventsStream)
+	info, _ := st.Info(context.Background())
+	var out []events.Event
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(context.Background(), seq)
+		if err != nil {
+			continue
+		}
+		ev, err := events.Decode(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type == events.TypeSubmitted {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func TestSubmitAndReadYourWrite(t *testing.T) {
+	e := newEnv(t)
+	status, body, hdr := e.call(t, "POST", "/v1/requests", "alice", goodBody)
+	if status != http.StatusAccepted {
+		t.Fatalf("submit: %d %s", status, body)
+	}
+	var created Created
+	if err := json.Unmarshal(body, &created); err != nil || !events.ValidRequestID(created.ID) || created.Status != events.StatusSubmitted {
+		t.Fatalf("created %s (%v)", body, err)
+	}
+	if hdr.Get("Location") != "/v1/requests/"+created.ID {
+		t.Fatalf("Location %q", hdr.Get("Location"))
+	}
+	status, body, _ = e.call(t, "GET", "/v1/requests/"+created.ID, "alice", nil)
+	var view View
+	if status != http.StatusOK || json.Unmarshal(body, &view) != nil {
+		t.Fatalf("show: %d %s", status, body)
+	}
+	if view.Requester.ID != "alice" || view.Entitlement != "analytics-read" || view.DurationSeconds != 7200 || view.Channel != "http" {
+		t.Fatalf("view %+v", view)
+	}
+	for user, want := range map[string]int{"erin": http.StatusOK, "bob": http.StatusOK, "dave": http.StatusNotFound} {
+		if status, _, _ := e.call(t, "GET", "/v1/requests/"+created.ID, user, nil); status != want {
+			t.Errorf("%s reading alice's request: %d, want %d", user, status, want)
+		}
+	}
+}
+
+// TestSubmitRefuses is bad-input.md §1 at the HTTP edge: each row is an input, the status it must get
+// and the problem type.
+func TestSubmitRefuses(t *testing.T) {
+	e := newEnv(t)
+	cases := []struct {
+		name    string
+		user    string
+		body    any
+		headers []string
+		status  int
+		problem string
+	}{
+		{"no token (I8)", "", goodBody, nil, 401, "unauthenticated"},
+		{"a body over 64 KiB (I1)", "alice", `{"justification":"` + strings.Repeat("x", MaxBody) + `"}`, nil, 413, "body-too-large"},
+		{"an endless chunked body (I1)", "alice", io.MultiReader(strings.NewReader(`{"justification":"`), endless{}), nil, 413, "body-too-large"},
+		{"a pre-approved flag (I3, I15)", "alice", strings.Replace(goodBody, `{`, `{"approved":true,`, 1), nil, 400, "malformed-body"},
+		{"a state (I15)", "alice", strings.Replace(goodBody, `{`, `{"state":"APPROVED",`, 1), nil, 400, "malformed-body"},
+		{"a forged requester (I7)", "alice", strings.Replace(goodBody, `{`, `{"requester":"bob",`, 1), nil, 400, "malformed-body"},
+		{"a duplicate key (I4)", "alice", strings.Replace(goodBody, `"duration":"2h"`, `"duration":"5s","duration":"8h"`, 1), nil, 400, "malformed-body"},
+		{"a nested duplicate key (I4)", "alice", strings.Replace(goodBody, `{`, `{"subject":{"kind":"human","kind":"service_account","id":"alice"},`, 1), nil, 400, "malformed-body"},
+		{"a case-variant key (I5)", "alice", strings.Replace(goodBody, `"entitlement"`, `"Entitlement"`, 1), nil, 400, "malformed-body"},
+		{"trailing garbage (I6)", "alice", goodBody + `}{`, nil, 400, "malformed-body"},
+		{"two JSON values (I6)", "alice", goodBody + goodBody, nil, 400, "malformed-body"},
+		{"invalid UTF-8 (I6)", "alice", strings.Replace(goodBody, "weekly", "week\xffly", 1), nil, 400, "malformed-body"},
+		{"deep nesting (I2)", "alice", strings.Replace(goodBody, `{`, `{"subject":`+strings.Repeat(`{"a":`, 200)+`1`+strings.Repeat(`}`, 200)+`,`, 1), nil, 400, "malformed-body"},
+		{"not JSON", "alice", "entitlement=analytics-read", nil, 400, "malformed-body"},
+		{"a form content type", "alice", goodBody, []string{"Content-Type", "application/x-www-form-urlencoded"}, 400, "malformed-body"},
+		{"an expiry beyond the maximum (I11)", "alice", strings.Replace(goodBody, `"2h"`, `"9h"`, 1), nil, 422, "invalid-request"},
+		{"an unknown entitlement", "alice", strings.Replace(goodBody, "analytics-read", "root", 1), nil, 422, "invalid-request"},
+		{"a bad idempotency key", "alice", goodBody, []string{"Idempotency-Key", "has spaces"}, 400, "malformed-body"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body, _ := e.call(t, "POST", "/v1/requests", tc.user, tc.body, tc.headers...)
+			var p Problem
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Fatalf("%d, not a problem document: %s", status, body)
+			}
+			if status != tc.status || p.Type != ProblemTypeBase+tc.problem || p.Status != status {
+				t.Fatalf("%d %s, want %d %s: %s", status, p.Type, tc.status, tc.problem, body)
+			}
+		})
+	}
+	if n := len(e.submitted(t)); n != 0 {
+		t.Fatalf("%d requests were created from refused input", n)
+	}
+	e.mu.Lock()
+	logs := e.logs.String()
+	e.mu.Unlock()
+	if !strings.Contains(logs, "forgery") {
+		t.Fatal("a body naming a requester was not logged as a forgery attempt")
+	}
+}
+
+// endless is a body that never ends.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'x'
+	}
+	return len(p), nil
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	e := newEnv(t)
+	key := []string{"Idempotency-Key", "order-7"}
+	s1, b1, _ := e.call(t, "POST", "/v1/requests", "alice", goodBody, key...)
+	s2, b2, _ := e.call(t, "POST", "/v1/requests", "alice", goodBody, key...)
+	if s1 != 202 || s2 != 202 || idOf(t, b1) != idOf(t, b2) {
+		t.Fatalf("same key, same body: %d %s / %d %s", s1, b1, s2, b2)
+	}
+	s3, b3, _ := e.call(t, "POST", "/v1/requests", "alice", strings.Replace(goodBody, `"2h"`, `"3h"`, 1), key...)
+	if s3 != http.StatusConflict || !strings.Contains(string(b3), "idempotency-key-reused") {
+		t.Fatalf("same key, other body: %d %s", s3, b3)
+	}
+	// Another person's key space is their own.
+	s4, b4, _ := e.call(t, "POST", "/v1/requests", "frank", goodBody, key...)
+	if s4 != 202 || idOf(t, b4) == idOf(t, b1) {
+		t.Fatalf("frank's identical key: %d %s\n%s", s4, b4, e.logs.String())
+	}
+	if n := len(e.submitted(t)); n != 2 {
+		t.Fatalf("%d requests, want 2 (alice's once, frank's once)", n)
+	}
+}
+
+func TestConcurrentIdenticalSubmitsMakeOneRequest(t *testing.T) {
+	e := newEnv(t)
+	var wg sync.WaitGroup
+	ids := make(chan string, 20)
+	for range 20 {
+		wg.Go(func() {
+			status, body, _ := e.call(t, "POST", "/v1/requests", "alice", goodBody, "Idempotency-Key", "burst-1")
+			if status != 202 {
+				t.Errorf("%d %s", status, body)
+				return
+			}
+			ids <- idOf(t, body)
+		})
+	}
+	wg.Wait()
+	close(ids)
+	distinct := map[string]bool{}
+	for id := range ids {
+		distinct[id] = true
+	}
+	if len(distinct) != 1 {
+		t.Fatalf("20 identical submits gave %d request IDs", len(distinct))
+	}
+	if n := len(e.submitted(t)); n != 1 {
+		t.Fatalf("%d submitted events, want 1", n)
+	}
+}
+
+func TestWithdraw(t *testing.T) {
+	e := newEnv(t)
+	_, body, _ := e.call(t, "POST", "/v1/requests", "alice", goodBody)
+	id := idOf(t, body)
+	if status, b, _ := e.call(t, "POST", "/v1/requests/"+id+"/withdraw", "bob", `{"reason":"mine now"}`); status != http.StatusForbidden {
+		t.Fatalf("bob withdrawing alice's request: %d %s", status, b)
+	}
+	if status, b, _ := e.call(t, "POST", "/v1/requests/"+id+"/withdraw", "alice", `{"reason":"not needed"}`); status != 202 || !strings.Contains(string(b), `"withdrawn"`) {
+		t.Fatalf("withdraw: %d %s", status, b)
+	}
+	if status, _, _ := e.call(t, "POST", "/v1/requests/"+id+"/withdraw", "alice", ""); status != 202 {
+		t.Fatalf("withdrawing twice should answer the same: %d", status)
+	}
+	if status, _, _ := e.call(t, "POST", "/v1/requests/"+events.NewID()+"/withdraw", "alice", ""); status != http.StatusNotFound {
+		t.Fatalf("withdrawing an unknown request: %d", status)
+	}
+	if status, _, _ := e.call(t, "POST", "/v1/requests/not-an-id/withdraw", "alice", ""); status != http.StatusNotFound {
+		t.Fatalf("withdrawing a malformed ID: %d", status)
+	}
+}
+
+func idOf(t *testing.T, body []byte) string {
+	t.Helper()
+	var c Created
+	if err := json.Unmarshal(body, &c); err != nil {
+		t.Fatalf("%s: %v", body, err)
+	}
+	return c.ID
+}

@@ -1,0 +1,81 @@
+// Package idempotency turns retries of one submission into one request: a JetStream key-value bucket
+// maps (scope, key) to the request it created and the digest of what was asked.
+package idempotency
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json/v2"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/events"
+)
+
+// ErrReused means the key was already used with a different request.
+var ErrReused = errors.New("this idempotency key was used with a different request")
+
+// Bucket is the JetStream key-value bucket that maps an idempotency key to the request it
+// created. It is intake's own, disposable state: the request itself lives in the evidence stream.
+const Bucket = "GRANTLINE_IDEMPOTENCY"
+
+// TTL is how long a key is remembered.
+const TTL = 24 * time.Hour
+
+// Keys are remembered idempotency keys.
+type Keys struct{ kv jetstream.KeyValue }
+
+// Open creates or opens the bucket.
+func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Keys, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: Bucket, TTL: TTL, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+		Description: "Grantline intake: idempotency keys and the requests they created",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("idempotency bucket: %w", err)
+	}
+	return &Keys{kv: kv}, nil
+}
+
+type claim struct {
+	Digest    string `json:"digest"`
+	RequestID string `json:"request_id"`
+}
+
+// Claim returns the request ID for key within scope (a requester, or an integration): a fresh one the
+// first time, the same one for a retry of the same request (same digest), and ErrReused for the
+// same key with a different request. Concurrent first claims are settled by the bucket's atomic
+// create, so they all get one ID.
+func (i *Keys) Claim(ctx context.Context, scope, key, digest string) (string, error) {
+	sum := sha256.Sum256([]byte(scope + "\x00" + key))
+	k := hex.EncodeToString(sum[:])
+	fresh := claim{Digest: digest, RequestID: events.NewID()}
+	b, _ := json.Marshal(fresh)
+	for range 3 {
+		if _, err := i.kv.Create(ctx, k, b); err == nil {
+			return fresh.RequestID, nil
+		} else if !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", fmt.Errorf("claim idempotency key: %w", err)
+		}
+		entry, err := i.kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired between the two calls: claim it afresh
+		}
+		if err != nil {
+			return "", fmt.Errorf("read idempotency key: %w", err)
+		}
+		var prior claim
+		if err := json.Unmarshal(entry.Value(), &prior); err != nil {
+			return "", fmt.Errorf("read idempotency key: %w", err)
+		}
+		if prior.Digest != digest {
+			return "", ErrReused
+		}
+		return prior.RequestID, nil
+	}
+	return "", errors.New("claim idempotency key: kept expiring")
+}

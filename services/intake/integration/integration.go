@@ -1,0 +1,184 @@
+// Package integration takes requests that integrations publish as CloudEvents on
+// grantline.intake.<name>.requests and answers each on grantline.intake.<name>.outcomes: accepted with
+// the request ID, or refused with the reason (the refused event also goes to the dead-letter stream).
+package integration
+
+import (
+	"context"
+	"encoding/json/jsontext"
+	"encoding/json/v2"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/consumer"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/services/intake"
+	"github.com/grantline/grantline/services/intake/idempotency"
+)
+
+// CloudEvent types of the integration protocol.
+const (
+	TypeRequest  = "io.grantline.intake.request"
+	TypeAccepted = "io.grantline.intake.accepted"
+	TypeRefused  = "io.grantline.intake.refused"
+)
+
+// RequestsSubject and OutcomesSubject are where integration name publishes and listens.
+func RequestsSubject(name string) string { return "grantline.intake." + name + ".requests" }
+
+// OutcomesSubject is where intake answers integration name.
+func OutcomesSubject(name string) string { return "grantline.intake." + name + ".outcomes" }
+
+// cloudEvent is the structured-mode CloudEvent an integration sends. Only these attributes are known;
+// anything else is refused, like every other input.
+type cloudEvent struct {
+	SpecVersion     string         `json:"specversion"`
+	ID              string         `json:"id"`
+	Source          string         `json:"source"`
+	Type            string         `json:"type"`
+	Subject         string         `json:"subject,omitempty"`
+	Time            string         `json:"time,omitempty"`
+	DataContentType string         `json:"datacontenttype,omitempty"`
+	DataSchema      string         `json:"dataschema,omitempty"`
+	TraceParent     string         `json:"traceparent,omitempty"`
+	TraceState      string         `json:"tracestate,omitempty"`
+	CorrelationID   string         `json:"correlationid,omitempty"`
+	Data            jsontext.Value `json:"data"`
+}
+
+// Outcome is the data of an accepted or refused answer.
+type Outcome struct {
+	RequestID string              `json:"request_id,omitempty"`
+	Status    events.Status       `json:"status,omitempty"`
+	Reason    string              `json:"reason,omitempty"`
+	Errors    []intake.FieldError `json:"errors,omitempty"`
+}
+
+// Handler turns integration CloudEvents into requests.
+type Handler struct {
+	JS           jetstream.JetStream
+	Store        *eventstore.Store
+	Catalogue    *catalogue.Catalogue
+	Integrations *intake.Integrations
+	Idempotency  *idempotency.Keys
+	Now          func() time.Time
+	Log          *slog.Logger
+}
+
+// Spec is the durable consumer the handler runs on.
+func Spec() consumer.Spec {
+	return consumer.Spec{Stream: eventstore.IntakeStream, Durable: "intake", FilterSubjects: []string{"grantline.intake.*.requests"}, Concurrency: 4}
+}
+
+// Handle handles one delivery: a refusal is answered and dead-lettered; a transient failure is retried.
+func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
+	name := strings.Split(msg.Subject(), ".")[2]
+	ce, id, err := h.accept(ctx, name, msg.Data())
+	log := h.Log.With("integration", name, "cloudevent_id", ce.ID, "request_id", id)
+	var refused refusal
+	switch {
+	case errors.As(err, &refused):
+		if perr := h.answer(ctx, name, ce.ID, TypeRefused, refused.outcome()); perr != nil {
+			return fmt.Errorf("answer refusal: %w", perr)
+		}
+		log.Info("integration request refused", "reason", refused.Error())
+		return consumer.Permanent(refused)
+	case err != nil:
+		return err
+	}
+	if err := h.answer(ctx, name, ce.ID, TypeAccepted, Outcome{RequestID: id, Status: events.StatusSubmitted}); err != nil {
+		return fmt.Errorf("answer acceptance: %w", err)
+	}
+	log.Info("integration request accepted")
+	return nil
+}
+
+// refusal is a request no retry will make acceptable.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
+func (r refusal) Unwrap() error { return r.err }
+func (r refusal) outcome() Outcome {
+	o := Outcome{Reason: r.err.Error()}
+	var inv *intake.InvalidError
+	if errors.As(r.err, &inv) {
+		o.Errors = inv.Fields
+	}
+	return o
+}
+
+func (h *Handler) accept(ctx context.Context, name string, data []byte) (cloudEvent, string, error) {
+	var ce cloudEvent
+	if len(data) > events.MaxEventSize {
+		return ce, "", refusal{fmt.Errorf("CloudEvent of %d bytes is over the %d byte limit", len(data), events.MaxEventSize)}
+	}
+	if err := events.UnmarshalStrict(data, &ce); err != nil {
+		return ce, "", refusal{fmt.Errorf("malformed CloudEvent: %v", err)}
+	}
+	switch {
+	case ce.SpecVersion != "1.0" || ce.ID == "" || ce.Source == "":
+		return ce, "", refusal{errors.New("a CloudEvent 1.0 with id and source is required")}
+	case ce.Type != TypeRequest:
+		return ce, "", refusal{fmt.Errorf("type %q, want %s", ce.Type, TypeRequest)}
+	case ce.DataContentType != "" && !strings.HasPrefix(ce.DataContentType, "application/json"):
+		return ce, "", refusal{fmt.Errorf("datacontenttype %q, want application/json", ce.DataContentType)}
+	}
+	integ, ok := h.Integrations.Find(name)
+	if !ok {
+		return ce, "", refusal{fmt.Errorf("integration %q is not configured", name)}
+	}
+	var body intake.IntegrationBody
+	if err := events.UnmarshalStrict(ce.Data, &body); err != nil {
+		return ce, "", refusal{fmt.Errorf("malformed data: %v", err)}
+	}
+	requester, err := integ.Authorize(body)
+	if err != nil {
+		return ce, "", refusal{err}
+	}
+	sub, err := intake.Validate(body.Body, requester, "integration:"+name, h.Catalogue, h.Now())
+	if err != nil {
+		return ce, "", refusal{err}
+	}
+	// One request per CloudEvent id, however often it is delivered or republished.
+	id, err := h.Idempotency.Claim(ctx, "integration:"+name, ce.ID, sub.RequestDigest)
+	if err != nil {
+		if errors.Is(err, idempotency.ErrReused) {
+			return ce, "", refusal{fmt.Errorf("CloudEvent id %q was already used for a different request", ce.ID)}
+		}
+		return ce, "", err
+	}
+	_, err = h.Store.Update(ctx, id, func(r *events.Request) ([]events.Draft, error) {
+		if r.Status() != events.StatusNone {
+			return nil, nil
+		}
+		return []events.Draft{{Payload: sub, Actor: requester.ID, CausationID: "cloudevent:" + name + ":" + ce.ID,
+			CorrelationID: ce.CorrelationID, TraceParent: ce.TraceParent}}, nil
+	})
+	return ce, id, err
+}
+
+// answer publishes the outcome CloudEvent for the integration; its message ID makes a repeated answer
+// to the same CloudEvent one message.
+func (h *Handler) answer(ctx context.Context, name, ceID, typ string, o Outcome) error {
+	data, _ := json.Marshal(o)
+	out := cloudEvent{SpecVersion: "1.0", ID: events.NewID(), Source: "/grantline/intake", Type: typ, Subject: ceID,
+		Time: h.Now().UTC().Format(time.RFC3339Nano), DataContentType: "application/json", Data: data}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(OutcomesSubject(name))
+	msg.Data = body
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = h.JS.PublishMsg(ctx, msg, jetstream.WithMsgID("outcome:"+name+":"+ceID))
+	return err
+}

@@ -1,0 +1,189 @@
+package integration
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/consumer"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/natstest"
+	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/services/intake"
+	"github.com/grantline/grantline/services/intake/idempotency"
+)
+
+// client is an integration ("servicenow") as a real one would be written: CloudEvents from the SDK,
+// published to its NATS subject, outcomes read back from its own subject.
+type client struct {
+	t  *testing.T
+	js jetstream.JetStream
+}
+
+func (c client) send(id string, data map[string]any, republish bool) {
+	c.t.Helper()
+	ev := cloudevents.NewEvent()
+	ev.SetID(id)
+	ev.SetSource("https://servicenow.example/requests")
+	ev.SetType(TypeRequest)
+	if err := ev.SetData(cloudevents.ApplicationJSON, data); err != nil {
+		c.t.Fatal(err)
+	}
+	body, err := ev.MarshalJSON()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	msg := nats.NewMsg(RequestsSubject("servicenow"))
+	msg.Data = body
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
+	if republish {
+		// A republish after the server's duplicate window: a new message ID, the same CloudEvent.
+		opts = []jetstream.PublishOpt{jetstream.WithMsgID(id + "-again-" + events.NewID())}
+	}
+	if _, err := c.js.PublishMsg(context.Background(), msg, opts...); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c client) outcomes() []cloudevents.Event {
+	c.t.Helper()
+	st, _ := c.js.Stream(context.Background(), eventstore.IntakeStream)
+	info, _ := st.Info(context.Background())
+	var out []cloudevents.Event
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(context.Background(), seq)
+		if err != nil || m.Subject != OutcomesSubject("servicenow") {
+			continue
+		}
+		ev := cloudevents.NewEvent()
+		if err := ev.UnmarshalJSON(m.Data); err != nil {
+			c.t.Fatalf("outcome is not a CloudEvent: %v", err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func start(t *testing.T) (client, *eventstore.Store, jetstream.JetStream) {
+	t.Helper()
+	ctx := context.Background()
+	ns := natstest.RunServer(t)
+	_, js := natstest.Connect(t, ns.ClientURL())
+	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := events.GenerateSigner(events.Intake, "intake-test")
+	verifier, _ := events.NewVerifier(events.NewTrustFile(time.Now().Add(-time.Minute), signer))
+	store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: signer, Verifier: verifier, Durability: eventstore.EmbeddedProbe(ns)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := idempotency.Open(ctx, js, 1)
+	cat, _ := catalogue.Load("../../../examples/catalogue.yaml")
+	integrations, err := intake.LoadIntegrations("../../../examples/integrations.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{JS: js, Store: store, Catalogue: cat, Integrations: integrations, Idempotency: keys, Now: time.Now,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- consumer.Run(runCtx, js, Spec(), h.Handle, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return client{t: t, js: js}, store, js
+}
+
+func request(requester string, groups ...string) map[string]any {
+	return map[string]any{
+		"requester":   map[string]any{"id": requester, "groups": groups},
+		"entitlement": "analytics-read", "justification": "quarterly numbers for finance", "duration": "1h", "ticket": "RITM0012",
+	}
+}
+
+func TestOneRequestPerCloudEventID(t *testing.T) {
+	c, store, _ := start(t)
+	c.send("ce-1", request("alice", "engineers"), false)
+	c.send("ce-1", request("alice", "engineers"), false) // a duplicate publish
+	c.send("ce-1", request("alice", "engineers"), true)  // republished after the duplicate window
+	c.send("ce-2", request("frank", "engineers"), false)
+
+	var outs []cloudevents.Event
+	poll.Until(t, 20*time.Second, "outcomes for both CloudEvents", func() bool {
+		outs = c.outcomes()
+		return len(outs) >= 2
+	})
+	ids := map[string]string{}
+	for _, o := range outs {
+		if o.Type() != TypeAccepted {
+			t.Fatalf("outcome %s: %s", o.Type(), o.Data())
+		}
+		var data Outcome
+		if err := o.DataAs(&data); err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := ids[o.Subject()]; ok && prev != data.RequestID {
+			t.Fatalf("CloudEvent %s answered with two request IDs", o.Subject())
+		}
+		ids[o.Subject()] = data.RequestID
+	}
+	if len(outs) != 2 || len(ids) != 2 || ids["ce-1"] == ids["ce-2"] {
+		t.Fatalf("outcomes %v", ids)
+	}
+	l, err := store.Load(context.Background(), ids["ce-1"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := l.Request.Submitted()
+	if len(l.Events) != 1 || s.Channel != "integration:servicenow" || s.Requester.ID != "alice" {
+		t.Fatalf("request from ce-1: %d events, channel %s, requester %s", len(l.Events), s.Channel, s.Requester.ID)
+	}
+}
+
+// TestRefusalsAreAnsweredWithReasons: each row is something the integration may not do; it gets a
+// refused outcome naming why, and the CloudEvent is dead-lettered.
+func TestRefusalsAreAnsweredWithReasons(t *testing.T) {
+	c, _, js := start(t)
+	cases := []struct {
+		id   string
+		data map[string]any
+		says string
+	}{
+		{"r-1", request("carol", "security"), `may not submit for requester \"carol\"`},
+		{"r-2", request("alice", "security"), `may not assert group \"security\"`},
+		{"r-3", func() map[string]any { d := request("alice", "engineers"); d["duration"] = "9h"; return d }(), "longer than"},
+		{"r-4", func() map[string]any { d := request("alice", "engineers"); d["approved"] = true; return d }(), "malformed data"},
+	}
+	for _, tc := range cases {
+		c.send(tc.id, tc.data, false)
+	}
+	poll.Until(t, 20*time.Second, "an answer to every refused CloudEvent", func() bool { return len(c.outcomes()) == len(cases) })
+	for _, o := range c.outcomes() {
+		if o.Type() != TypeRefused {
+			t.Fatalf("%s was %s", o.Subject(), o.Type())
+		}
+		for _, tc := range cases {
+			if tc.id == o.Subject() && !strings.Contains(string(o.Data()), tc.says) {
+				t.Errorf("%s refused with %s, want it to say %q", tc.id, o.Data(), tc.says)
+			}
+		}
+	}
+	poll.Until(t, 10*time.Second, "the refused CloudEvents in the dead-letter stream", func() bool {
+		st, err := js.Stream(context.Background(), eventstore.DLQStream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(context.Background())
+		return err == nil && info.State.Msgs == uint64(len(cases))
+	})
+}

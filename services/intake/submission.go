@@ -16,6 +16,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/httpjson"
 )
 
 // Limits on free text, so a request stays something a reviewer reads.
@@ -48,10 +49,7 @@ type SubjectBody struct {
 }
 
 // FieldError says what is wrong with one field of a submission.
-type FieldError struct {
-	Field   string `json:"field"`
-	Message string `json:"message"`
-}
+type FieldError = httpjson.FieldError
 
 // ErrInvalid is wrapped by *InvalidError.
 var ErrInvalid = errors.New("invalid request")

@@ -6,7 +6,6 @@ package httpapi
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -17,6 +16,7 @@ import (
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
@@ -67,7 +67,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	log.Info("submitted", "status", status)
 	w.Header().Set("Location", "/v1/requests/"+id)
-	writeJSON(w, http.StatusAccepted, Created{ID: id, Status: status})
+	httpjson.Write(w, http.StatusAccepted, Created{ID: id, Status: status})
 }
 
 func (h *Handler) handleSubmit(r *http.Request) (string, events.Status, error) {
@@ -121,7 +121,7 @@ func (h *Handler) withdraw(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log.Info("withdrawn")
-	writeJSON(w, http.StatusAccepted, Created{ID: id, Status: status})
+	httpjson.Write(w, http.StatusAccepted, Created{ID: id, Status: status})
 }
 
 func (h *Handler) handleWithdraw(r *http.Request, id string) (events.Status, error) {
@@ -163,7 +163,7 @@ func (h *Handler) show(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, view)
+	httpjson.Write(w, http.StatusOK, view)
 }
 
 func (h *Handler) handleShow(r *http.Request, id string) (View, error) {
@@ -210,23 +210,7 @@ func (h *Handler) mayRead(who auth.Identity, req *events.Request) bool {
 }
 
 // decodeBody reads at most MaxBody bytes and decodes them strictly into v.
-func decodeBody(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return fmt.Errorf("%w: Content-Type must be application/json", errBadInput)
-	}
-	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBody))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return fmt.Errorf("%w: over %d bytes", errTooLarge, MaxBody)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: %v", errBadInput, err)
-	}
-	if err := events.UnmarshalStrict(b, v); err != nil {
-		return fmt.Errorf("%w: %v", errBadInput, err)
-	}
-	return nil
-}
+func decodeBody(r *http.Request, v any) error { return httpjson.Decode(r, v, MaxBody) }
 
 // forgedActorFields are members that try to set who acts; they are refused like any unknown member, and
 // logged as a forgery attempt (bad-input I7).

@@ -1,28 +1,21 @@
 package httpapi
 
 import (
-	"encoding/json/v2"
 	"errors"
 	"net/http"
 
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
 )
 
-// ProblemTypeBase prefixes every problem type URI; the slug after it names the problem.
-const ProblemTypeBase = "https://grantline.dev/problems/"
+// Problem is the problem document every error answer carries.
+type Problem = httpjson.Problem
 
-// Problem is an RFC 9457 problem document.
-type Problem struct {
-	Type     string              `json:"type"`
-	Title    string              `json:"title"`
-	Status   int                 `json:"status"`
-	Detail   string              `json:"detail,omitempty"`
-	Instance string              `json:"instance,omitempty"`
-	Errors   []intake.FieldError `json:"errors,omitempty"`
-}
+// ProblemTypeBase prefixes every problem type URI.
+const ProblemTypeBase = httpjson.ProblemTypeBase
 
 // Errors the handlers return besides the domain's own.
 var (
@@ -61,7 +54,7 @@ func problemFor(err error) (status int, slug, title string) {
 // response (it is logged instead).
 func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	status, slug, title := problemFor(err)
-	p := Problem{Type: ProblemTypeBase + slug, Title: title, Status: status, Instance: r.URL.Path}
+	p := Problem{Type: ProblemTypeBase + slug, Title: title, Status: status}
 	if status != http.StatusInternalServerError {
 		p.Detail = err.Error()
 	}
@@ -69,19 +62,5 @@ func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.As(err, &inv) {
 		p.Errors = inv.Fields
 	}
-	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="grantline"`)
-	}
-	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	_ = json.MarshalWrite(w, p)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.MarshalWrite(w, v)
+	httpjson.WriteProblem(w, r, p)
 }

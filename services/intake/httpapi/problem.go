@@ -21,8 +21,8 @@ const ProblemTypeBase = httpjson.ProblemTypeBase
 var (
 	errNotFound  = errors.New("no such request")
 	errForbidden = errors.New("not allowed for this caller")
-	errBadInput  = errors.New("bad request body")
-	errTooLarge  = errors.New("request body too large")
+	errBadInput  = httpjson.ErrMalformed
+	errTooLarge  = httpjson.ErrTooLarge
 )
 
 // problemFor is the one table mapping errors to HTTP problems.

@@ -8,9 +8,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -79,6 +81,16 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // MarshalJSON writes whole seconds.
 func (d Duration) MarshalJSON() ([]byte, error) {
 	return fmt.Appendf(nil, "%d", int64(time.Duration(d)/time.Second)), nil
+}
+
+// UnmarshalJSON reads whole seconds, so a catalogue entry survives a JSON round trip.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	secs, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || secs < 0 || secs > math.MaxInt64/int64(time.Second) {
+		return fmt.Errorf("duration %s is not a whole, non-negative number of seconds", b)
+	}
+	*d = Duration(time.Duration(secs) * time.Second)
+	return nil
 }
 
 // Std is the duration as a time.Duration.

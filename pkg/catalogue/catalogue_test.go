@@ -64,3 +64,20 @@ func TestParseRefuses(t *testing.T) {
 		t.Fatalf("the valid base case fails: %v", err)
 	}
 }
+
+func TestDurationJSONRoundTrip(t *testing.T) {
+	d := Duration(90 * time.Minute)
+	b, err := d.MarshalJSON()
+	if err != nil || string(b) != "5400" {
+		t.Fatalf("marshal: %s %v", b, err)
+	}
+	var back Duration
+	if err := back.UnmarshalJSON(b); err != nil || back != d {
+		t.Fatalf("unmarshal: %v %v", back, err)
+	}
+	for _, bad := range []string{"-1", "1.5", `"1h"`, "99999999999999999999"} {
+		if err := back.UnmarshalJSON([]byte(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

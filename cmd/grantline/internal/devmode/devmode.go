@@ -77,6 +77,8 @@ type Env struct {
 	served   chan struct{}
 	serveErr error
 	issuer   *auth.DevIssuer
+	// policyDir and policyRevision say which policy decides.
+	policyDir, policyRevision string
 	// stopWorkers ends the services' consumers; workers waits for them.
 	stopWorkers context.CancelFunc
 	workers     sync.WaitGroup
@@ -164,6 +166,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 	if err := e.startIntake(ctx, workCtx, demo, authn, mux, logger.With("service", "intake")); err != nil {
 		return nil, err
 	}
+	if err := e.startPolicy(ctx, workCtx, demo, logger.With("service", "policy")); err != nil {
+		return nil, err
+	}
 
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopHTTP = stopServing
@@ -209,6 +214,7 @@ func (e *Env) Describe(w io.Writer) {
   Streams   %s (evidence: no delete, no purge, no expiry), %s, %s, %s
   Keys      one ed25519 key per service in %s; trust file %s
   Services  intake (HTTP API and integration CloudEvents on grantline.intake.<name>.requests)
+            policy (OPA, bundle %s, revision %s)
             approval, fulfilment and revoker plug in here as they land
   Identity  dev OIDC issuer http://%s/dev/oidc over %s
 Try it:
@@ -218,7 +224,7 @@ Try it:
 Attach the nats CLI with: nats --server %s stream ls
 Press Ctrl-C to stop.
 `, e.HTTPAddr(), e.NATSURL(), monitor, e.cfg.DataDir, eventstore.EventsStream, eventstore.TimersStream,
-		eventstore.IntakeStream, eventstore.DLQStream, e.keys.Dir, e.keys.TrustFile, e.HTTPAddr(),
+		eventstore.IntakeStream, eventstore.DLQStream, e.keys.Dir, e.keys.TrustFile, e.policyDir, e.policyRevision, e.HTTPAddr(),
 		filepath.Join(e.cfg.Examples, "directory.yaml"), e.HTTPAddr(), e.NATSURL())
 }
 

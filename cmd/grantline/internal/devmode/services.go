@@ -16,6 +16,8 @@ import (
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/intaked"
+	"github.com/grantline/grantline/services/policy"
+	"github.com/grantline/grantline/services/policy/policyd"
 )
 
 // Audience is the audience of dev tokens.
@@ -81,6 +83,21 @@ func (e *Env) startIntake(ctx, workCtx context.Context, d demo, authn *auth.Veri
 		Idempotency: keys, Now: time.Now, ReaderGroups: []string{"auditors", "security"}}
 	deps.API(log).Routes(mux)
 	e.goWork("intake", func() error { return deps.ConsumeIntegrations(workCtx, log) })
+	return nil
+}
+
+func (e *Env) startPolicy(ctx, workCtx context.Context, d demo, log *slog.Logger) error {
+	store, err := e.store(ctx, events.Policy)
+	if err != nil {
+		return err
+	}
+	engine, err := policy.Load(ctx, d.policies)
+	if err != nil {
+		return err
+	}
+	e.policyDir, e.policyRevision = d.policies, engine.Revision()
+	deps := policyd.Deps{JS: e.js, Store: store, Catalogue: d.catalogue, Engine: engine, Meter: e.health.MeterProvider()}
+	e.goWork("policy", func() error { return policyd.Serve(workCtx, deps, log) })
 	return nil
 }
 

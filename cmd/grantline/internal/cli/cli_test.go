@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/grantline/grantline/cmd/grantline/internal/devmode"
+	"github.com/grantline/grantline/pkg/poll"
+)
+
+const examples = "../../../../examples"
+
+// run executes the grantline command line in process and returns its exit code and output.
+func run(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	code := Execute(context.Background(), args, &out, &errOut)
+	return code, out.String() + errOut.String()
+}
+
+// TestRequestCommandsAgainstDev creates, shows and withdraws requests through the CLI against a
+// running grantline dev, as the README tells a newcomer to.
+func TestRequestCommandsAgainstDev(t *testing.T) {
+	dataDir := t.TempDir()
+	t.Setenv("GRANTLINE_EXAMPLES", examples)
+	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
+		NATSMonitorPort: 0, Examples: examples}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Close(context.Background()) })
+	api := []string{"--server", "http://" + env.HTTPAddr(), "--data-dir", dataDir}
+
+	code, out := run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "analytics-read",
+		"--duration", "2h", "--justification", "weekly revenue report"}, api...)...)
+	id := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindString(out)
+	if code != 0 || id == "" {
+		t.Fatalf("create: exit %d: %s", code, out)
+	}
+	poll.Until(t, 20*time.Second, "show to display the policy decision", func() bool {
+		_, out = run(t, append([]string{"request", "show", id, "--as", "alice"}, api...)...)
+		return strings.Contains(out, "auto_approved")
+	})
+	for _, want := range []string{"analytics-read", "alice", "weekly revenue report", "policy revision", "sha256:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show does not display %q:\n%s", want, out)
+		}
+	}
+
+	code, out = run(t, append([]string{"request", "show", id, "--as", "alice", "--json"}, api...)...)
+	if code != 0 || !strings.Contains(out, `"outcome": "auto_approved"`) {
+		t.Fatalf("show --json: exit %d: %s", code, out)
+	}
+
+	code, out = run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "analytics-read",
+		"--duration", "9h", "--justification", "too long a request"}, api...)...)
+	if code == 0 || !strings.Contains(out, "duration: 9h0m0s is longer than the 8h0m0s allowed") {
+		t.Fatalf("an invalid request should fail with the field's problem: exit %d: %s", code, out)
+	}
+
+	code, out = run(t, append([]string{"request", "withdraw", id, "--as", "bob"}, api...)...)
+	if code == 0 || !strings.Contains(out, "Forbidden (HTTP 403)") {
+		t.Fatalf("bob withdrawing alice's request: exit %d: %s", code, out)
+	}
+
+	code, out = run(t, "dev", "token", "carol", "--data-dir", dataDir, "--examples", examples)
+	if code != 0 || strings.Count(strings.TrimSpace(out), ".") != 2 {
+		t.Fatalf("dev token: exit %d: %s", code, out)
+	}
+	if code, out = run(t, "dev", "token", "mallory", "--data-dir", dataDir, "--examples", examples); code == 0 {
+		t.Fatalf("a token for a user outside the directory: %s", out)
+	}
+}
+
+// TestPolicyCommands runs the bundle's Rego tests and evaluates an input, as `grantline policy` does.
+func TestPolicyCommands(t *testing.T) {
+	code, out := run(t, "policy", "test", "--dir", examples+"/policies")
+	if code != 0 || !strings.Contains(out, "0 failed") {
+		t.Fatalf("policy test: exit %d: %s", code, out)
+	}
+	input := t.TempDir() + "/input.json"
+	writeFile(t, input, `{"request":{"requester":{"id":"alice","groups":["engineers"]},"subject":{"kind":"human","id":"alice"},
+		"entitlement":"analytics-read","justification":"weekly report","ticket":"","duration_seconds":3600,"start_at":null,
+		"emergency":false,"channel":"http"},
+		"entitlement":{"id":"analytics-read","description":"","system":"postgres/analytics","resource":"role analytics_read","risk":"low",
+		"connector":"postgres","owner_groups":["analytics-owners"],"max_duration_seconds":28800,"min_duration_seconds":5,
+		"subject_kinds":["human"]},"now":"2026-11-28T12:00:00Z","open_emergency_reviews":[]}`)
+	code, out = run(t, "policy", "eval", input, "--dir", examples+"/policies")
+	if code != 0 || !strings.Contains(out, `"auto_approved"`) {
+		t.Fatalf("policy eval: exit %d: %s", code, out)
+	}
+}

@@ -1,0 +1,82 @@
+package devmode
+
+import (
+	"encoding/json/v2"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/grantline/grantline/pkg/poll"
+)
+
+// TestDemoCasesAreDecidedByPolicy drives grantline dev over HTTP as the demo's people, and checks that
+// each demo case ends in the policy outcome the README promises. Rows run in order: the second
+// emergency is denied because the first one's post-review is still open.
+func TestDemoCasesAreDecidedByPolicy(t *testing.T) {
+	e := start(t, testConfig(t.TempDir()))
+	cases := []struct {
+		who, body, outcome string
+		stages             int
+	}{
+		{"alice", `{"entitlement":"analytics-read","duration":"2h","justification":"weekly revenue report"}`, "auto_approved", 0},
+		{"bob", `{"entitlement":"analytics-read","duration":"2h","justification":"check the owners' dashboard"}`, "approval_required", 1},
+		{"alice", `{"entitlement":"payments-admin","duration":"1h","justification":"INC-42 stuck migration","ticket":"INC-42"}`, "approval_required", 2},
+		{"alice", `{"entitlement":"payments-admin","duration":"20m","justification":"INC-43 payments are down","emergency":true}`, "emergency", 0},
+		{"alice", `{"entitlement":"payments-admin","duration":"20m","justification":"INC-44 payments down again","emergency":true}`, "deny", 0},
+		{"frank", `{"entitlement":"reporting-db-credential","duration":"30m","justification":"nightly export to finance","subject":{"kind":"service_account","id":"svc-reporting"}}`, "approval_required", 1},
+		{"alice", `{"entitlement":"mainframe-operator","duration":"1h","justification":"rerun the settlement batch"}`, "approval_required", 1},
+		{"alice", `{"entitlement":"analytics-read","duration":"1h","justification":"no emergency path exists","emergency":true}`, "deny", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.who+" "+tc.outcome, func(t *testing.T) {
+			token, err := e.Token(tc.who)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var created struct {
+				ID string `json:"id"`
+			}
+			if status := httpJSON(t, "POST", "http://"+e.HTTPAddr()+"/v1/requests", token, tc.body, &created); status != http.StatusAccepted {
+				t.Fatalf("submit answered %d", status)
+			}
+			var view struct {
+				Status   string `json:"status"`
+				Decision *struct {
+					Outcome        string   `json:"outcome"`
+					Reasons        []string `json:"reasons"`
+					Stages         []any    `json:"stages"`
+					PolicyRevision string   `json:"policy_revision"`
+				} `json:"decision"`
+			}
+			poll.Until(t, 20*time.Second, "a policy decision on "+created.ID, func() bool {
+				httpJSON(t, "GET", "http://"+e.HTTPAddr()+"/v1/requests/"+created.ID, token, "", &view)
+				return view.Decision != nil
+			})
+			d := view.Decision
+			if d.Outcome != tc.outcome || len(d.Stages) != tc.stages || !strings.HasPrefix(d.PolicyRevision, "sha256:") {
+				t.Fatalf("decided %s with %d stages (revision %q, reasons %v); want %s with %d", d.Outcome, len(d.Stages), d.PolicyRevision, d.Reasons, tc.outcome, tc.stages)
+			}
+		})
+	}
+}
+
+func httpJSON(t *testing.T, method, url, token, body string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode < 300 {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, url, err, b)
+		}
+	}
+	return resp.StatusCode
+}

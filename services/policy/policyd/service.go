@@ -1,0 +1,308 @@
+// Package policyd is the policy service: it decides every submitted request with the policy engine and
+// appends the policy_decided event. Run starts it from a Config (the grantline-policy binary); Serve runs
+// it on dependencies that are already built (grantline dev, tests).
+package policyd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+
+	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/consumer"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/services/policy"
+)
+
+// Durable consumer names on GRANTLINE_EVENTS.
+const (
+	// DecideConsumer receives every submitted request.
+	DecideConsumer = "policy"
+	// SettleConsumer receives the events that can end an emergency's open post-review.
+	SettleConsumer = "policy-emergency-reviews"
+)
+
+// Evaluator decides policy inputs; *policy.Engine is the real one.
+type Evaluator interface {
+	// Evaluate returns a checked decision, or an error: never a decision on error.
+	Evaluate(ctx context.Context, in policy.Input) (policy.Evaluation, error)
+	// Revision names the loaded policy, recorded even on a decision the policy failed to make.
+	Revision() string
+}
+
+// Deps are what Serve runs on, built by the caller.
+type Deps struct {
+	// JS is the JetStream context the consumers and the state bucket use.
+	JS jetstream.JetStream
+	// Store reads requests and appends as the policy service (it must sign with the policy key).
+	Store *eventstore.Store
+	// Catalogue supplies each request's entitlement.
+	Catalogue *catalogue.Catalogue
+	// Engine decides; see policy.Load.
+	Engine Evaluator
+	// Now is the clock of decisions (the input's now and the deadlines); defaults to time.Now.
+	Now func() time.Time
+	// MaxDeliveries bounds the attempts per submitted event; the last one records a deny if policy still
+	// cannot decide. Defaults to 5.
+	MaxDeliveries int
+	// Backoff is the delay before redelivering after a failed attempt; defaults to the consumer's
+	// (250ms doubling up to 30s).
+	Backoff func(delivered int) time.Duration
+	// Concurrency is how many requests this replica decides at once; defaults to 2.
+	Concurrency int
+	// StateReplicas is the replica count of the state bucket when Serve creates it: 1 in development,
+	// 3 in production. Defaults to 1.
+	StateReplicas int
+	// Meter receives the service's metrics; nil means none.
+	Meter metric.MeterProvider
+}
+
+// Serve runs the policy service until ctx ends: it creates the state bucket if needed, then runs the
+// two durable consumers, DecideConsumer on grantline.events.*.submitted and SettleConsumer on the
+// events that settle an emergency's post-review. It returns once both have stopped (in-flight handlers
+// finish within the consumer's grace period): nil after ctx ended, or the error that stopped a consumer
+// or prevented the start. Call it in its own goroutine and cancel ctx to stop it.
+func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
+	s, err := newService(ctx, deps, log)
+	if err != nil {
+		return err
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	specs := []struct {
+		spec   consumer.Spec
+		handle consumer.Handler
+	}{
+		{consumer.Spec{Stream: eventstore.EventsStream, Durable: DecideConsumer,
+			FilterSubjects: []string{events.NATSSubject("*", events.TypeSubmitted)},
+			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleSubmitted},
+		{consumer.Spec{Stream: eventstore.EventsStream, Durable: SettleConsumer,
+			FilterSubjects: []string{
+				events.NATSSubject("*", events.TypePostReviewed), events.NATSSubject("*", events.TypeWithdrawn),
+				events.NATSSubject("*", events.TypeFulfilmentFailed),
+			},
+			MaxDeliveries: s.maxDeliveries, Backoff: deps.Backoff}, s.handleSettling},
+	}
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, c := range specs {
+		wg.Go(func() {
+			errs[i] = consumer.Run(ctx, deps.JS, c.spec, c.handle, log)
+			// One consumer failing to start stops the other: half a policy service is not one.
+			cancel()
+		})
+	}
+	wg.Wait()
+	if parent.Err() != nil {
+		// Stopped while a consumer was still being set up: that is a stop, not a failure.
+		for i, err := range errs {
+			if errors.Is(err, context.Canceled) {
+				errs[i] = nil
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type service struct {
+	store         *eventstore.Store
+	cat           *catalogue.Catalogue
+	engine        Evaluator
+	reviews       *reviews
+	now           func() time.Time
+	maxDeliveries int
+	concurrency   int
+	log           *slog.Logger
+	decisions     metric.Int64Counter
+	evalTime      metric.Float64Histogram
+}
+
+func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, error) {
+	if deps.JS == nil || deps.Store == nil || deps.Catalogue == nil || deps.Engine == nil {
+		return nil, errors.New("policy service needs JetStream, a store, a catalogue and an engine")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &service{store: deps.Store, cat: deps.Catalogue, engine: deps.Engine, now: deps.Now,
+		maxDeliveries: deps.MaxDeliveries, concurrency: deps.Concurrency, log: log}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.maxDeliveries <= 0 {
+		s.maxDeliveries = 5
+	}
+	if s.concurrency <= 0 {
+		s.concurrency = 2
+	}
+	meter := deps.Meter
+	if meter == nil {
+		meter = noop.NewMeterProvider()
+	}
+	m := meter.Meter("grantline/policy")
+	var err error
+	if s.decisions, err = m.Int64Counter("grantline_policy_decisions",
+		metric.WithDescription("policy_decided events appended, by outcome and whether policy failed to decide")); err != nil {
+		return nil, err
+	}
+	if s.evalTime, err = m.Float64Histogram("grantline_policy_evaluation_duration", metric.WithUnit("s"),
+		metric.WithDescription("time to evaluate the policy for one request")); err != nil {
+		return nil, err
+	}
+	if s.reviews, err = openReviews(ctx, deps.JS, deps.StateReplicas); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// handleSubmitted decides one submitted request, unless it no longer awaits a decision (decided already,
+// or withdrawn first). If policy cannot decide, the delivery fails and is retried with backoff; on the
+// last allowed delivery a deny carrying the error is recorded instead. Policy never approves on error.
+func (s *service) handleSubmitted(ctx context.Context, msg jetstream.Msg) error {
+	d, err := eventstore.ParseDelivery(msg)
+	if err != nil {
+		return consumer.Permanent(fmt.Errorf("parse delivery: %w", err))
+	}
+	log := s.log.With(telemetry.KeyRequestID, d.RequestID, telemetry.KeyEventType, d.Event.Type.Name())
+	if tid := telemetry.TraceID(ctx); tid != "" {
+		log = log.With(telemetry.KeyTraceID, tid)
+	}
+	if d.Event.Type != events.TypeSubmitted {
+		return consumer.Permanent(fmt.Errorf("event %s is %s, not submitted", d.Event.ID, d.Event.Type.Name()))
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return consumer.Permanent(fmt.Errorf("delivery metadata: %w", err))
+	}
+	last := int(meta.NumDelivered) >= s.maxDeliveries
+
+	// appended is the decision this delivery appended, if it did: a reload after a conflict or a lost
+	// ack can find the request decided already, and then there is nothing to record.
+	var appended *decided
+	l, err := s.store.UpdateFrom(ctx, d.RequestID, d.Seq, func(r *events.Request) ([]events.Draft, error) {
+		appended = nil
+		if r.Status() != events.StatusSubmitted {
+			return nil, nil
+		}
+		dec, err := s.decide(ctx, r, last)
+		if err != nil {
+			return nil, err
+		}
+		appended = &dec
+		return []events.Draft{{Payload: dec.event, CausationID: d.Event.ID}}, nil
+	})
+	if err != nil {
+		log.Warn("policy could not decide", telemetry.KeyError, err.Error(), "delivered", meta.NumDelivered)
+		return fmt.Errorf("decide request %s: %w", d.RequestID, err)
+	}
+	if err := s.reviews.sync(ctx, l.Request); err != nil {
+		return fmt.Errorf("request %s: %w", d.RequestID, err)
+	}
+	outcome := string(l.Request.Decision().Outcome)
+	if appended == nil {
+		if outcome == "" {
+			outcome = "none"
+		}
+		log.Info("nothing to decide", "outcome", outcome, "status", string(l.Request.Status()))
+		return nil
+	}
+	failed := appended.failure != nil
+	s.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome), attribute.Bool("failed", failed)))
+	if failed {
+		log.Error("policy could not decide; request denied", "outcome", outcome,
+			"policy_revision", appended.event.PolicyRevision, telemetry.KeyError, appended.failure.Error())
+		return nil
+	}
+	log.Info("policy decided", "outcome", outcome, "policy_revision", appended.event.PolicyRevision)
+	return nil
+}
+
+// decided is a decision ready to append, and the error it records if policy failed to decide.
+type decided struct {
+	event   events.PolicyDecided
+	failure error
+}
+
+// decide builds the input for r (catalogue entry, the requester's open emergency reviews) and evaluates
+// it. An emergency request is marked open before it is evaluated, so two emergencies of one requester
+// decided at once each see the other and are both denied, rather than neither seeing the other and both
+// passing. If anything fails, it returns the error, or on the last attempt a deny recording it.
+func (s *service) decide(ctx context.Context, r *events.Request, last bool) (decided, error) {
+	sub := r.Submitted()
+	var ent *catalogue.Entitlement
+	if e, ok := s.cat.Entitlement(sub.Entitlement); ok {
+		ent = &e
+	}
+	now := s.now()
+	in := policy.NewInput(sub, ent, now, nil)
+	ev, err := s.evaluate(ctx, r.ID(), sub, &in)
+	if err == nil {
+		return decided{event: ev.Decision.Event(now, ev.Revision, ev.InputDigest)}, nil
+	}
+	if !last || ctx.Err() != nil {
+		// A shutdown is not the policy failing: the next replica decides.
+		return decided{}, err
+	}
+	_, digest, derr := in.Canonical()
+	if derr != nil {
+		digest = ""
+	}
+	return decided{event: policy.FailedDecision(err, s.engine.Revision(), digest), failure: err}, nil
+}
+
+func (s *service) evaluate(ctx context.Context, id string, sub events.Submitted, in *policy.Input) (policy.Evaluation, error) {
+	if sub.Emergency {
+		if err := s.reviews.reserve(ctx, sub.Requester.ID, id); err != nil {
+			return policy.Evaluation{}, err
+		}
+	}
+	open, err := s.reviews.open(ctx, sub.Requester.ID, id)
+	if err != nil {
+		return policy.Evaluation{}, err
+	}
+	in.OpenEmergencyReviews = open
+	start := time.Now()
+	ev, err := s.engine.Evaluate(ctx, *in)
+	s.evalTime.Record(ctx, time.Since(start).Seconds())
+	if err != nil {
+		return policy.Evaluation{}, fmt.Errorf("evaluate policy %s: %w", s.engine.Revision(), err)
+	}
+	return ev, nil
+}
+
+// handleSettling brings the open-review marker of the delivered event's request up to date: a
+// post-review settles an emergency, and so does its withdrawal or failure before anything was granted.
+func (s *service) handleSettling(ctx context.Context, msg jetstream.Msg) error {
+	d, err := eventstore.ParseDelivery(msg)
+	if err != nil {
+		return consumer.Permanent(fmt.Errorf("parse delivery: %w", err))
+	}
+	l, err := s.store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	if err != nil {
+		return fmt.Errorf("load request %s: %w", d.RequestID, err)
+	}
+	if err := s.reviews.sync(ctx, l.Request); err != nil {
+		return fmt.Errorf("request %s: %w", d.RequestID, err)
+	}
+	outcome := "not an emergency"
+	switch {
+	case l.Request.Decision().Outcome != events.OutcomeEmergency:
+	case emergencyOpen(l.Request):
+		outcome = "emergency review still open"
+	default:
+		outcome = "emergency review settled"
+	}
+	s.log.Info("emergency review state", telemetry.KeyRequestID, d.RequestID, telemetry.KeyEventType, d.Event.Type.Name(), "outcome", outcome)
+	return nil
+}

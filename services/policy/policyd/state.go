@@ -1,0 +1,146 @@
+package policyd
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/events"
+)
+
+// StateBucket is the JetStream key-value bucket holding the policy service's own state: which emergency
+// requests still await their post-review.
+const StateBucket = "GRANTLINE_POLICY_STATE"
+
+// Marker values: a request's emergency review is open, or settled for good.
+const (
+	markerOpen    = "open"
+	markerSettled = "settled"
+)
+
+// reviews tracks, per requester, the emergency requests whose post-review is still owed, so the policy
+// can refuse a second emergency while one is open.
+//
+// Why one key per request rather than one list per requester: each key holds a marker that only ever
+// moves one way, from "open" to "settled" (a post-review, once recorded, is final; so is a request
+// closed before it was granted). Opening is Create, which never overwrites anything, and settling is Put.
+// The two commute, so the submitted consumer and the settling consumer need no compare-and-set loop on a
+// shared list, redeliveries are harmless, and replaying the stream in any order rebuilds the same state.
+// Keys are "<requester>.<request id>", the requester's ID in unpadded base64url (any ID, NATS-key safe);
+// the requester's open reviews are read with one filtered watch over their keys.
+//
+// The bucket and the two durable consumers are one unit: to rebuild the state from the stream, delete
+// all three and restart the service; both consumers replay the stream from the start.
+type reviews struct {
+	kv      jetstream.KeyValue
+	timeout time.Duration
+}
+
+// openReviews creates the bucket if it does not exist (replicas as given) and returns the state over it.
+func openReviews(ctx context.Context, js jetstream.JetStream, replicas int) (*reviews, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: StateBucket, Description: "Grantline policy: emergency requests awaiting post-review",
+		History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policy state bucket %s: %w", StateBucket, err)
+	}
+	return &reviews{kv: kv, timeout: 5 * time.Second}, nil
+}
+
+func requesterPrefix(requester string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(requester))
+}
+
+func reviewKey(requester, requestID string) string {
+	return requesterPrefix(requester) + "." + requestID
+}
+
+// reserve marks request id of requester open before its emergency is decided, so a concurrent emergency
+// of the same requester sees it. It never reopens a settled request.
+func (s *reviews) reserve(ctx context.Context, requester, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	_, err := s.kv.Create(ctx, reviewKey(requester, id), []byte(markerOpen))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("mark emergency %s open: %w", id, err)
+	}
+	return nil
+}
+
+// settle marks request id of requester settled for good.
+func (s *reviews) settle(ctx context.Context, requester, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	key := reviewKey(requester, id)
+	if e, err := s.kv.Get(ctx, key); err == nil && string(e.Value()) == markerSettled {
+		return nil
+	}
+	if _, err := s.kv.Put(ctx, key, []byte(markerSettled)); err != nil {
+		return fmt.Errorf("mark emergency %s settled: %w", id, err)
+	}
+	return nil
+}
+
+// open returns the requester's emergency requests still marked open, but for except, sorted.
+func (s *reviews) open(ctx context.Context, requester, except string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	prefix := requesterPrefix(requester) + "."
+	w, err := s.kv.Watch(ctx, prefix+"*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read open emergency reviews: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	ids := []string{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read open emergency reviews: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("read open emergency reviews: watch closed")
+			}
+			if e == nil {
+				// The watch has delivered every current value.
+				slices.Sort(ids)
+				return ids, nil
+			}
+			id := strings.TrimPrefix(e.Key(), prefix)
+			if string(e.Value()) == markerOpen && id != except {
+				ids = append(ids, id)
+			}
+		}
+	}
+}
+
+// sync brings the marker of r up to date with the request as loaded: open while an emergency decision
+// awaits its post-review, settled once it never will again. An undecided request keeps whatever marker
+// it was reserved with, and a request that is not an emergency has none.
+func (s *reviews) sync(ctx context.Context, r *events.Request) error {
+	sub := r.Submitted()
+	switch {
+	case !sub.Emergency || r.Status() == events.StatusSubmitted:
+		return nil
+	case emergencyOpen(r):
+		return s.reserve(ctx, sub.Requester.ID, r.ID())
+	default:
+		return s.settle(ctx, sub.Requester.ID, r.ID())
+	}
+}
+
+// emergencyOpen reports whether r is an emergency decision whose post-review is still owed or may still
+// come: decided emergency, not post-reviewed, and not closed before anything was granted (a withdrawn or
+// failed emergency owes no review).
+func emergencyOpen(r *events.Request) bool {
+	if r.Decision().Outcome != events.OutcomeEmergency || r.PostReview() != nil {
+		return false
+	}
+	return !(r.Status().Terminal() && r.Grant() == nil)
+}

@@ -29,7 +29,7 @@ type View struct {
 	Rejection       *events.Rejected         `json:"rejection,omitempty"`
 	Grant           *events.Granted          `json:"grant,omitempty"`
 	RevocationDue   string                   `json:"revocation_due,omitempty"`
-	Revoked         *events.Revoked          `json:"revoked,omitempty"`
+	Revocation      *events.Revoked          `json:"revocation,omitempty"`
 	Failure         *events.FulfilmentFailed `json:"failure,omitempty"`
 	PostReview      *events.PostReviewed     `json:"post_review,omitempty"`
 }
@@ -43,7 +43,7 @@ func NewView(l *eventstore.Loaded) View {
 		Entitlement: s.Entitlement, Justification: s.Justification, Ticket: s.Ticket,
 		DurationSeconds: s.DurationSeconds, StartAt: s.StartAt, Emergency: s.Emergency, Channel: s.Channel,
 		RequestDigest: s.RequestDigest, Reviews: r.Reviews(), Approvers: r.Approvers(), Rejection: r.Rejection(),
-		Grant: r.Grant(), RevocationDue: string(r.RevocationDue()), Revoked: r.Revoked(), Failure: r.Failure(),
+		Grant: r.Grant(), RevocationDue: string(r.RevocationDue()), Revocation: r.Revoked(), Failure: r.Failure(),
 		PostReview: r.PostReview(),
 	}
 	if len(l.Events) > 0 {

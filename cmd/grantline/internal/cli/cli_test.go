@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -93,5 +95,51 @@ func TestPolicyCommands(t *testing.T) {
 	code, out = run(t, "policy", "eval", input, "--dir", examples+"/policies")
 	if code != 0 || !strings.Contains(out, `"auto_approved"`) {
 		t.Fatalf("policy eval: exit %d: %s", code, out)
+	}
+}
+
+// TestAuditCommandsAgainstDev verifies the live stream, exports it, verifies the export offline, and
+// catches a byte changed in the export.
+func TestAuditCommandsAgainstDev(t *testing.T) {
+	dataDir := t.TempDir()
+	t.Setenv("GRANTLINE_EXAMPLES", examples)
+	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
+		Examples: examples}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Close(context.Background()) })
+	api := []string{"--server", "http://" + env.HTTPAddr(), "--data-dir", dataDir}
+	_, out := run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "analytics-read",
+		"--duration", "1h", "--justification", "evidence for the audit"}, api...)...)
+	id := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindString(out)
+	poll.Until(t, 20*time.Second, "the decision", func() bool {
+		_, out = run(t, append([]string{"request", "show", id, "--as", "alice"}, api...)...)
+		return strings.Contains(out, "auto_approved")
+	})
+	audit := []string{"--nats", env.NATSURL(), "--trust", env.Keys().TrustFile}
+
+	code, out := run(t, append([]string{"audit", "verify"}, audit...)...)
+	if code != 0 || !strings.Contains(out, "2 events of 1 requests") || !strings.Contains(out, "nothing found") {
+		t.Fatalf("verify: exit %d: %s", code, out)
+	}
+	code, out = run(t, append([]string{"audit", "replay", id}, audit...)...)
+	if code != 0 || !strings.Contains(out, "submitted") || !strings.Contains(out, "policy_decided") || !strings.Contains(out, "/grantline/policy") {
+		t.Fatalf("replay: exit %d: %s", code, out)
+	}
+	exportDir := filepath.Join(t.TempDir(), "evidence")
+	code, out = run(t, append([]string{"audit", "export", "--out", exportDir}, audit...)...)
+	if code != 0 || !strings.Contains(out, "Exported 2 events") {
+		t.Fatalf("export: exit %d: %s", code, out)
+	}
+	code, out = run(t, append([]string{"audit", "verify", exportDir, "--json"}, audit...)...)
+	if code != 0 || !strings.Contains(out, `"findings": []`) {
+		t.Fatalf("verify export: exit %d: %s", code, out)
+	}
+	evs := filepath.Join(exportDir, "events.jsonl")
+	b, _ := os.ReadFile(evs)
+	writeFile(t, evs, strings.Replace(string(b), "evidence for the audit", "evidence for the audiT", 1))
+	if code, out = run(t, append([]string{"audit", "verify", exportDir}, audit...)...); code == 0 || !strings.Contains(out, "does not match the manifest") {
+		t.Fatalf("a tampered export: exit %d: %s", code, out)
 	}
 }

@@ -1,0 +1,302 @@
+package cli
+
+import (
+	"context"
+	"encoding/json/jsontext"
+	"encoding/json/v2"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/grantline/grantline/pkg/audit"
+	"github.com/grantline/grantline/pkg/events"
+)
+
+// errFindings makes the command exit non-zero after it printed what it found.
+var errFindings = errors.New("verification found problems")
+
+type auditFlags struct {
+	natsURL, trustFile string
+	from, to           uint64
+	slo                time.Duration
+	asJSON             bool
+}
+
+func auditCommand(stdout, stderr io.Writer) *cobra.Command {
+	var f auditFlags
+	cmd := &cobra.Command{Use: "audit", Short: "Verify, replay and export the evidence, online or offline"}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.natsURL, "nats", envOr("GRANTLINE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server holding GRANTLINE_EVENTS (GRANTLINE_NATS_URL)")
+	pf.StringVar(&f.trustFile, "trust", envOr("GRANTLINE_TRUST_FILE", filepath.Join(".grantline", "keys", "trust.json")), "trust file listing every service's keys (GRANTLINE_TRUST_FILE)")
+	pf.BoolVar(&f.asJSON, "json", false, "print a machine-readable report")
+
+	verify := &cobra.Command{
+		Use:   "verify [export-dir]",
+		Short: "Verify the whole stream, a range of it, or an export on disk",
+		Long: `Checks every stored event: its signature, that the signing service may emit its type, the hash
+chain of each request, that no stream sequence is missing, and the lifecycle invariants (no grant without an
+allowing decision and satisfied approvals, separation of duties, expiry within the decided duration, every
+expired grant revoked or its failure recorded within the SLO). With a directory argument it verifies an
+export offline, including its manifest. Exits 1 when anything is found.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			trust, err := events.LoadTrustFile(f.trustFile)
+			if err != nil {
+				return err
+			}
+			opts := audit.Options{RevocationSLO: f.slo, Now: time.Now()}
+			progress := newProgress(stderr, "verified")
+			var report *audit.Report
+			if len(args) == 1 {
+				m, err := audit.CheckManifest(args[0])
+				if err != nil {
+					return err
+				}
+				opts.Now, opts.ExpectFirstSeq = m.CreatedAt, m.FirstSeq
+				v := audit.NewVerifier(trust, opts)
+				file, err := os.Open(filepath.Join(args[0], "events.jsonl"))
+				if err != nil {
+					return err
+				}
+				defer file.Close()
+				if err := audit.ReadExport(file, func(r events.Record) error { v.Add(r); progress.tick(r.Seq); return nil }); err != nil {
+					return err
+				}
+				report = v.Finish()
+				if report.Events != m.Events {
+					report.Findings = append(report.Findings, audit.Finding{Kind: audit.FindingGap, Position: report.Events,
+						Detail: fmt.Sprintf("the export holds %d events, its manifest %d", report.Events, m.Events)})
+				}
+			} else {
+				js, closeNATS, err := connect(f.natsURL)
+				if err != nil {
+					return err
+				}
+				defer closeNATS()
+				if f.from <= 1 {
+					opts.ExpectFirstSeq = 1
+				}
+				v := audit.NewVerifier(trust, opts)
+				if err := audit.ReadStream(cmd.Context(), js, audit.Range{From: f.from, To: f.to}, func(r events.Record) error {
+					v.Add(r)
+					progress.tick(r.Seq)
+					return nil
+				}); err != nil {
+					return err
+				}
+				report = v.Finish()
+			}
+			progress.done()
+			if err := printReport(stdout, report, f.asJSON); err != nil {
+				return err
+			}
+			if !report.Clean() {
+				return errFindings
+			}
+			return nil
+		},
+	}
+	verify.Flags().Uint64Var(&f.from, "from", 0, "first stream sequence (default: the first)")
+	verify.Flags().Uint64Var(&f.to, "to", 0, "last stream sequence (default: the last)")
+	verify.Flags().DurationVar(&f.slo, "revocation-slo", time.Minute, "how long after expiry a revocation may take")
+
+	var out string
+	export := &cobra.Command{
+		Use:   "export --out <dir>",
+		Short: "Export events (JSON Lines with signatures), a CSV summary per request and a manifest of hashes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			trust, err := events.LoadTrustFile(f.trustFile)
+			if err != nil {
+				return err
+			}
+			js, closeNATS, err := connect(f.natsURL)
+			if err != nil {
+				return err
+			}
+			defer closeNATS()
+			x, err := audit.NewExporter(out, audit.NewVerifier(trust, audit.Options{RevocationSLO: f.slo, Now: time.Now()}))
+			if err != nil {
+				return err
+			}
+			progress := newProgress(stderr, "exported")
+			if err := audit.ReadStream(cmd.Context(), js, audit.Range{From: f.from, To: f.to}, func(r events.Record) error {
+				progress.tick(r.Seq)
+				return x.Add(r)
+			}); err != nil {
+				return err
+			}
+			m, report, err := x.Finish(time.Now())
+			if err != nil {
+				return err
+			}
+			progress.done()
+			if f.asJSON {
+				return writeJSON(stdout, map[string]any{"manifest": m, "report": report})
+			}
+			fmt.Fprintf(stdout, "Exported %d events of %d requests (stream sequences %d to %d) to %s\n", m.Events, m.Requests, m.FirstSeq, m.LastSeq, out)
+			for name, sum := range m.Files {
+				fmt.Fprintf(stdout, "  %-14s %s\n", name, sum)
+			}
+			if !report.Clean() {
+				_ = printReport(stdout, report, false)
+				return errFindings
+			}
+			return nil
+		},
+	}
+	export.Flags().StringVar(&out, "out", "", "directory to create for the export (required)")
+	export.Flags().Uint64Var(&f.from, "from", 0, "first stream sequence")
+	export.Flags().Uint64Var(&f.to, "to", 0, "last stream sequence")
+	export.Flags().DurationVar(&f.slo, "revocation-slo", time.Minute, "how long after expiry a revocation may take")
+	_ = export.MarkFlagRequired("out")
+
+	replay := &cobra.Command{
+		Use:   "replay <request-id>",
+		Short: "Show a request's timeline from its verified events",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !events.ValidRequestID(args[0]) {
+				return fmt.Errorf("%q is not a request ID", args[0])
+			}
+			trust, err := events.LoadTrustFile(f.trustFile)
+			if err != nil {
+				return err
+			}
+			js, closeNATS, err := connect(f.natsURL)
+			if err != nil {
+				return err
+			}
+			defer closeNATS()
+			return replayRequest(cmd.Context(), stdout, js, trust, args[0], f.asJSON)
+		},
+	}
+	cmd.AddCommand(verify, export, replay)
+	return cmd
+}
+
+func connect(url string) (jetstream.JetStream, func(), error) {
+	nc, err := nats.Connect(url, nats.Name("grantline-audit"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
+}
+
+// replayRequest prints each verified event of a request in order, with who caused it and what it says.
+func replayRequest(ctx context.Context, out io.Writer, js jetstream.JetStream, trust *events.Verifier, id string, asJSON bool) error {
+	chain := trust.NewChain()
+	var evs []events.Event
+	var problems []error
+	err := audit.ReadStream(ctx, js, audit.Range{Subject: events.RequestFilter(id)}, func(r events.Record) error {
+		ev, err := chain.Next(r)
+		if err != nil {
+			problems = append(problems, err)
+			return nil
+		}
+		evs = append(evs, ev)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(evs) == 0 && len(problems) == 0 {
+		return fmt.Errorf("request %s has no events", id)
+	}
+	if asJSON {
+		if err := writeJSON(out, evs); err != nil {
+			return err
+		}
+	} else {
+		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "TIME\tEVENT\tACTOR\tSOURCE\tDETAIL")
+		for _, ev := range evs {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format(time.RFC3339), ev.Type.Name(), ev.Actor, ev.Source, compact(ev.Data, 100))
+		}
+		_ = w.Flush()
+	}
+	for _, p := range problems {
+		fmt.Fprintln(out, "NOT VERIFIED:", p)
+	}
+	if len(problems) > 0 {
+		return errFindings
+	}
+	return nil
+}
+
+func compact(b []byte, limit int) string {
+	s := string(b)
+	if len(s) > limit {
+		s = s[:limit] + "…"
+	}
+	return s
+}
+
+func printReport(out io.Writer, r *audit.Report, asJSON bool) error {
+	if asJSON {
+		return writeJSON(out, r)
+	}
+	fmt.Fprintf(out, "%d events of %d requests, stream sequences %d to %d: ", r.Events, r.Requests, r.FirstSeq, r.LastSeq)
+	if r.Clean() {
+		fmt.Fprintln(out, "verified, nothing found.")
+		return nil
+	}
+	fmt.Fprintf(out, "%d finding(s)\n", len(r.Findings))
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "POSITION\tSEQ\tKIND\tREQUEST\tDETAIL")
+	for _, f := range r.Findings {
+		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\n", f.Position, f.Seq, f.Kind, f.RequestID, f.Detail)
+	}
+	return w.Flush()
+}
+
+func writeJSON(out io.Writer, v any) error {
+	b, err := json.Marshal(v, jsontext.WithIndent("  "))
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "%s\n", b)
+	return err
+}
+
+// progress reports long runs on stderr about once a second, so a verification of millions of events
+// shows it is moving.
+type progress struct {
+	w     io.Writer
+	verb  string
+	n     int
+	last  time.Time
+	start time.Time
+}
+
+func newProgress(w io.Writer, verb string) *progress {
+	now := time.Now()
+	return &progress{w: w, verb: verb, last: now, start: now}
+}
+
+func (p *progress) tick(seq uint64) {
+	p.n++
+	if time.Since(p.last) >= time.Second {
+		p.last = time.Now()
+		fmt.Fprintf(p.w, "%s %d events (at stream sequence %d, %.0f/s)\n", p.verb, p.n, seq, float64(p.n)/time.Since(p.start).Seconds())
+	}
+}
+
+func (p *progress) done() {
+	if time.Since(p.start) >= time.Second {
+		fmt.Fprintf(p.w, "%s %d events in %s\n", p.verb, p.n, time.Since(p.start).Round(time.Millisecond))
+	}
+}

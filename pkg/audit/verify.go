@@ -1,0 +1,166 @@
+// Package audit is the auditor's toolkit: it verifies a history of stored events (live from the stream
+// or from an export on disk) against a trust file and the lifecycle rules, replays one request as a
+// timeline, and exports evidence with a manifest of hashes.
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/grantline/grantline/pkg/events"
+)
+
+// FindingKind classifies a problem in a history.
+type FindingKind string
+
+// Finding kinds beyond the per-event verification kinds of events.ViolationKind.
+const (
+	// FindingGap: stream sequences are missing between two stored events (deleted or withheld).
+	FindingGap FindingKind = "sequence_gap"
+	// FindingInvariant: a request's events do not form a legal lifecycle (the aggregate refused one),
+	// such as a grant without an allowing decision, or a self-approval.
+	FindingInvariant FindingKind = "invariant"
+	// FindingRevocationOverdue: a grant expired more than the SLO ago with neither a revocation nor a
+	// recorded failed attempt.
+	FindingRevocationOverdue FindingKind = "revocation_overdue"
+)
+
+// Finding is one problem, with where it was found: the position in the history (counted from 1) and
+// the stream sequence. Findings about a request as a whole point at its last event.
+type Finding struct {
+	Kind      FindingKind `json:"kind"`
+	Position  int         `json:"position"`
+	Seq       uint64      `json:"seq"`
+	RequestID string      `json:"request_id,omitempty"`
+	EventID   string      `json:"event_id,omitempty"`
+	Detail    string      `json:"detail"`
+}
+
+// Report is the outcome of a verification run.
+type Report struct {
+	Events   int       `json:"events"`
+	Requests int       `json:"requests"`
+	FirstSeq uint64    `json:"first_seq"`
+	LastSeq  uint64    `json:"last_seq"`
+	Findings []Finding `json:"findings"`
+}
+
+// Clean reports whether nothing was found.
+func (r *Report) Clean() bool { return len(r.Findings) == 0 }
+
+// Options tune a verification.
+type Options struct {
+	// RevocationSLO is how long after expiry a revocation (or a recorded failed attempt) may take.
+	RevocationSLO time.Duration
+	// Now is the instant overdue revocations are judged at (for an export: when it was taken).
+	Now time.Time
+	// ExpectFirstSeq is the sequence the history must start at (1 for a whole stream); 0 skips the check.
+	ExpectFirstSeq uint64
+}
+
+// Verifier checks a history one stored event at a time, in stream order, and keeps going after a
+// problem so one run reports every finding.
+type Verifier struct {
+	opts     Options
+	chain    *events.Chain
+	report   Report
+	requests map[string]*requestState
+	order    []string
+}
+
+type requestState struct {
+	evs    []events.Event
+	req    *events.Request
+	broken bool
+}
+
+// NewVerifier starts a run against the trust file's verifier.
+func NewVerifier(trust *events.Verifier, opts Options) *Verifier {
+	if opts.RevocationSLO == 0 {
+		opts.RevocationSLO = time.Minute
+	}
+	return &Verifier{opts: opts, chain: trust.NewChain(), requests: map[string]*requestState{}}
+}
+
+// Add verifies the next stored event.
+func (v *Verifier) Add(rec events.Record) {
+	v.report.Events++
+	pos := v.report.Events
+	switch {
+	case v.report.LastSeq == 0 && v.opts.ExpectFirstSeq != 0 && rec.Seq != v.opts.ExpectFirstSeq:
+		v.find(Finding{Kind: FindingGap, Position: pos, Seq: rec.Seq,
+			Detail: fmt.Sprintf("history starts at sequence %d, want %d", rec.Seq, v.opts.ExpectFirstSeq)})
+	case v.report.LastSeq != 0 && rec.Seq > v.report.LastSeq+1:
+		v.find(Finding{Kind: FindingGap, Position: pos, Seq: rec.Seq,
+			Detail: fmt.Sprintf("sequences %d to %d are missing", v.report.LastSeq+1, rec.Seq-1)})
+	}
+	if v.report.FirstSeq == 0 {
+		v.report.FirstSeq = rec.Seq
+	}
+	v.report.LastSeq = max(v.report.LastSeq, rec.Seq)
+
+	ev, err := v.chain.Next(rec)
+	var viol *events.Violation
+	if errors.As(err, &viol) {
+		v.find(Finding{Kind: FindingKind(viol.Kind), Position: pos, Seq: rec.Seq, RequestID: viol.RequestID, EventID: viol.EventID, Detail: viol.Detail})
+		if st := v.requests[viol.RequestID]; st != nil {
+			st.broken = true
+		}
+		// Continue the chain from the stored bytes, so the next event of this request is judged
+		// against what is there rather than failing again for the same cause.
+		if viol.RequestID != "" {
+			v.chain.Seed(viol.RequestID, events.ChainHash(rec.Body))
+		}
+		return
+	}
+	st := v.state(ev.Subject)
+	if st.broken {
+		return
+	}
+	if err := st.req.Apply(ev); err != nil {
+		st.broken = true
+		v.find(Finding{Kind: FindingInvariant, Position: pos, Seq: rec.Seq, RequestID: ev.Subject, EventID: ev.ID, Detail: err.Error()})
+		return
+	}
+	st.evs = append(st.evs, ev)
+}
+
+func (v *Verifier) state(id string) *requestState {
+	st, ok := v.requests[id]
+	if !ok {
+		st = &requestState{req: events.NewRequest(id)}
+		v.requests[id] = st
+		v.order = append(v.order, id)
+	}
+	return st
+}
+
+func (v *Verifier) find(f Finding) { v.report.Findings = append(v.report.Findings, f) }
+
+// Finish runs the checks that need the whole history (overdue revocations) and returns the report.
+func (v *Verifier) Finish() *Report {
+	v.report.Requests = len(v.requests)
+	for _, id := range v.order {
+		st := v.requests[id]
+		r := st.req
+		g := r.Grant()
+		if st.broken || g == nil || r.Status() == events.StatusRevoked || r.RevocationFailure() != nil {
+			continue
+		}
+		if v.opts.Now.After(g.ExpiresAt.Add(v.opts.RevocationSLO)) {
+			last := st.evs[len(st.evs)-1]
+			v.find(Finding{Kind: FindingRevocationOverdue, Position: v.report.Events, RequestID: id, EventID: last.ID,
+				Detail: fmt.Sprintf("expired at %s, not revoked and no failed attempt recorded within %s", g.ExpiresAt.Format(time.RFC3339), v.opts.RevocationSLO)})
+		}
+	}
+	return &v.report
+}
+
+// Request returns the folded request id as verified so far, or nil.
+func (v *Verifier) Request(id string) *events.Request {
+	if st := v.requests[id]; st != nil {
+		return st.req
+	}
+	return nil
+}

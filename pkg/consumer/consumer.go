@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -188,7 +189,9 @@ func (r *runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstr
 	dl := nats.NewMsg("grantline.dlq." + r.spec.Durable)
 	dl.Data = msg.Data()
 	for k, vs := range msg.Headers() {
-		if k == jetstream.MsgIDHeader {
+		// The server's own headers (Nats-Msg-Id, Nats-Expected-Stream on stored events, the scheduler's
+		// on fired timers) would make the server refuse or misread the copy; only ours travel.
+		if strings.HasPrefix(k, "Nats-") {
 			continue
 		}
 		for _, v := range vs {

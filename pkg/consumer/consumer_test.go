@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/eventstore"
@@ -278,5 +279,36 @@ func TestShutdownLetsInFlightHandlersFinish(t *testing.T) {
 	}
 	if a, p := pending(t, h.js); a != 0 || p != 0 {
 		t.Fatalf("the in-flight message was not acknowledged (%d ack pending, %d pending)", a, p)
+	}
+}
+
+// TestDeadLetterDropsServerHeaders: stored events carry Nats-Expected-Stream and fired timers carry
+// the scheduler's headers; copied into the dead-letter stream they would be refused, and the poison
+// message would be redelivered for ever instead of set aside.
+func TestDeadLetterDropsServerHeaders(t *testing.T) {
+	ns := natstest.RunServer(t)
+	_, js := natstest.Connect(t, ns.ClientURL())
+	ctx := context.Background()
+	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg("grantline.intake.test.0")
+	m.Data = []byte("poison")
+	m.Header.Set("Grantline-Signature", "kept")
+	if _, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(eventstore.IntakeStream), jetstream.WithMsgID("m-1")); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(runCtx, js, Spec{Stream: eventstore.IntakeStream, Durable: "test", FilterSubjects: []string{"grantline.intake.test.>"}},
+			func(context.Context, jetstream.Msg) error { return Permanent(errors.New("poison")) }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	h := &harness{js: js}
+	poll.Until(t, 20*time.Second, "the poison message in the dead-letter stream", func() bool { return len(h.dlq(t)) == 1 })
+	hdr := h.dlq(t)[0].Header
+	if hdr.Get("Grantline-Signature") != "kept" || hdr.Get("Nats-Expected-Stream") != "" {
+		t.Fatalf("dead-letter headers %v", hdr)
 	}
 }

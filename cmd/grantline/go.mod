@@ -5,8 +5,10 @@ go 1.27.3
 require (
 	github.com/grantline/grantline/pkg v0.0.0
 	github.com/grantline/grantline/pkg/events v0.0.0
+	github.com/grantline/grantline/services/approval v0.0.0
 	github.com/grantline/grantline/services/intake v0.0.0
 	github.com/grantline/grantline/services/policy v0.0.0
+	github.com/jackc/pgx/v5 v5.13.0
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
 	github.com/spf13/cobra v1.10.2
@@ -27,6 +29,9 @@ require (
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/klauspost/compress v1.20.4 // indirect
 	github.com/lestrrat-go/blackmagic v1.0.4 // indirect
 	github.com/lestrrat-go/dsig v1.4.0 // indirect
@@ -83,3 +88,5 @@ replace github.com/grantline/grantline/pkg/events => ../../pkg/events
 replace github.com/grantline/grantline/services/intake => ../../services/intake
 
 replace github.com/grantline/grantline/services/policy => ../../services/policy
+
+replace github.com/grantline/grantline/services/approval => ../../services/approval

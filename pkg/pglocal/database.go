@@ -23,6 +23,24 @@ func (c *Cluster) CreateDatabase(ctx context.Context, name string) (string, erro
 	return c.databaseURL(name), nil
 }
 
+// EnsureDatabase creates the database called name unless it exists, and returns its connection URL;
+// a persistent development cluster calls it on every start.
+func (c *Cluster) EnsureDatabase(ctx context.Context, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, c.URL())
+	if err != nil {
+		return "", fmt.Errorf("ensure database %q: %w", name, err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return "", fmt.Errorf("ensure database %q: %w", name, err)
+	}
+	if exists {
+		return c.databaseURL(name), nil
+	}
+	return c.CreateDatabase(ctx, name)
+}
+
 // DropDatabase drops the database called name, if it exists, disconnecting any sessions still using
 // it: a test that forgot to close a pool must not make clean-up fail.
 func (c *Cluster) DropDatabase(ctx context.Context, name string) error {

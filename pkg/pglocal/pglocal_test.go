@@ -284,3 +284,18 @@ func TestServerStopsWhenOwnerDies(t *testing.T) {
 		<-tick.C
 	}
 }
+
+func TestEnsureDatabaseIsIdempotent(t *testing.T) {
+	c := start(t, pglocal.Options{})
+	first, err := c.EnsureDatabase(context.Background(), "grantline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.EnsureDatabase(context.Background(), "grantline")
+	if err != nil || second != first {
+		t.Fatalf("second ensure: %q %v, want %q", second, err, first)
+	}
+	if _, err := c.CreateDatabase(context.Background(), "grantline"); err == nil {
+		t.Fatal("CreateDatabase of an existing database should fail")
+	}
+}

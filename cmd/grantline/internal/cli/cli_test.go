@@ -12,10 +12,13 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/cmd/grantline/internal/devmode"
+	"github.com/grantline/grantline/pkg/pgtest"
 	"github.com/grantline/grantline/pkg/poll"
 )
 
 const examples = "../../../../examples"
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 // run executes the grantline command line in process and returns its exit code and output.
 func run(t *testing.T, args ...string) (int, string) {
@@ -31,7 +34,7 @@ func TestRequestCommandsAgainstDev(t *testing.T) {
 	dataDir := t.TempDir()
 	t.Setenv("GRANTLINE_EXAMPLES", examples)
 	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
-		NATSMonitorPort: 0, Examples: examples}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		NATSMonitorPort: 0, Examples: examples, DatabaseURL: pgtest.New(t)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +107,7 @@ func TestAuditCommandsAgainstDev(t *testing.T) {
 	dataDir := t.TempDir()
 	t.Setenv("GRANTLINE_EXAMPLES", examples)
 	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
-		Examples: examples}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		Examples: examples, DatabaseURL: pgtest.New(t)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,5 +144,42 @@ func TestAuditCommandsAgainstDev(t *testing.T) {
 	writeFile(t, evs, strings.Replace(string(b), "evidence for the audit", "evidence for the audiT", 1))
 	if code, out = run(t, append([]string{"audit", "verify", exportDir}, audit...)...); code == 0 || !strings.Contains(out, "does not match the manifest") {
 		t.Fatalf("a tampered export: exit %d: %s", code, out)
+	}
+}
+
+// TestReviewCommandsAgainstDev: alice's payments-admin request needs an owner (bob) then security
+// (carol); alice may not approve her own request through the CLI, and carol's inbox lists it.
+func TestReviewCommandsAgainstDev(t *testing.T) {
+	dataDir := t.TempDir()
+	t.Setenv("GRANTLINE_EXAMPLES", examples)
+	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
+		Examples: examples, DatabaseURL: pgtest.New(t)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Close(context.Background()) })
+	api := []string{"--server", "http://" + env.HTTPAddr(), "--data-dir", dataDir}
+	_, out := run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "payments-admin",
+		"--duration", "1h", "--justification", "INC-42 stuck migration", "--ticket", "INC-42"}, api...)...)
+	id := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindString(out)
+	poll.Until(t, 20*time.Second, "bob's inbox to list the request", func() bool {
+		_, out = run(t, append([]string{"review", "list", "--as", "bob"}, api...)...)
+		return strings.Contains(out, id)
+	})
+	if code, out := run(t, append([]string{"review", "approve", id, "--as", "alice"}, api...)...); code == 0 || !strings.Contains(out, "HTTP 403") {
+		t.Fatalf("alice approving her own request: exit %d: %s", code, out)
+	}
+	if code, out := run(t, append([]string{"review", "approve", id, "--as", "bob", "--comment", "owner ok"}, api...)...); code != 0 {
+		t.Fatalf("bob approves: exit %d: %s", code, out)
+	}
+	if code, out := run(t, append([]string{"review", "approve", id, "--as", "carol", "--comment", "security ok"}, api...)...); code != 0 || !strings.Contains(out, "approved") {
+		t.Fatalf("carol approves: exit %d: %s", code, out)
+	}
+	if code, out := run(t, append([]string{"review", "approve", id, "--as", "frank"}, api...)...); code == 0 || !strings.Contains(out, "HTTP 409") {
+		t.Fatalf("a review after approval: exit %d: %s", code, out)
+	}
+	_, out = run(t, append([]string{"request", "show", id, "--as", "alice", "--json"}, api...)...)
+	if !strings.Contains(out, `"status": "approved"`) || !strings.Contains(out, `"bob"`) || !strings.Contains(out, `"carol"`) {
+		t.Fatalf("after two approvals: %s", out)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/pgtest"
 )
 
 // BenchmarkSubmitToDecision submits analytics-read requests over HTTP at a fixed rate to grantline dev
@@ -28,7 +29,8 @@ import (
 //	go test -run '^$' -bench SubmitToDecision -benchtime 400x ./cmd/grantline/internal/devmode
 func BenchmarkSubmitToDecision(b *testing.B) {
 	const rate = 50 // requests per second, well under what one replica carries
-	e, err := Start(context.Background(), Config{DataDir: b.TempDir(), HTTPAddr: "127.0.0.1:0", NATSPort: -1, Examples: "../../../../examples"},
+	e, err := Start(context.Background(), Config{DataDir: b.TempDir(), HTTPAddr: "127.0.0.1:0", NATSPort: -1, Examples: "../../../../examples",
+		DatabaseURL: pgtest.New(b)},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)

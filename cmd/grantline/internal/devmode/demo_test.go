@@ -15,7 +15,7 @@ import (
 // each demo case ends in the policy outcome the README promises. Rows run in order: the second
 // emergency is denied because the first one's post-review is still open.
 func TestDemoCasesAreDecidedByPolicy(t *testing.T) {
-	e := start(t, testConfig(t.TempDir()))
+	e := start(t, testConfig(t, t.TempDir()))
 	cases := []struct {
 		who, body, outcome string
 		stages             int

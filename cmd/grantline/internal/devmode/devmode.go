@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,6 +26,7 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natsembed"
 	"github.com/grantline/grantline/pkg/ops"
+	"github.com/grantline/grantline/pkg/pglocal"
 )
 
 // Config is the dev environment's configuration; every field has an environment variable.
@@ -40,6 +42,9 @@ type Config struct {
 	// Examples is the directory holding catalogue.yaml, directory.yaml, integrations.yaml and policies/
 	// (GRANTLINE_EXAMPLES, default examples).
 	Examples string
+	// DatabaseURL is a PostgreSQL server to use (GRANTLINE_DATABASE_URL); empty starts a private
+	// cluster from the installed binaries, with its data under DataDir.
+	DatabaseURL string
 }
 
 // ConfigFromEnv reads Config from GRANTLINE_* variables, with the defaults above for unset ones.
@@ -48,6 +53,7 @@ func ConfigFromEnv() Config {
 	if v := os.Getenv("GRANTLINE_EXAMPLES"); v != "" {
 		c.Examples = v
 	}
+	c.DatabaseURL = os.Getenv("GRANTLINE_DATABASE_URL")
 	if v := os.Getenv("GRANTLINE_DATA_DIR"); v != "" {
 		c.DataDir = v
 	}
@@ -79,6 +85,10 @@ type Env struct {
 	issuer   *auth.DevIssuer
 	// policyDir and policyRevision say which policy decides.
 	policyDir, policyRevision string
+	// postgres is the private cluster, when dev started one; db is the services' database.
+	postgres *pglocal.Cluster
+	db       *pgxpool.Pool
+	dbWhere  string
 	// stopWorkers ends the services' consumers; workers waits for them.
 	stopWorkers context.CancelFunc
 	workers     sync.WaitGroup
@@ -95,7 +105,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 			e.Close(context.Background())
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	// 0755: the private PostgreSQL runs as its own OS user and must reach its directory inside; the
+	// secrets (keys/) keep their own 0700 directory.
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	if err := portFree(cfg.NATSPort); err != nil {
@@ -129,6 +141,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 
 	demo, err := loadDemo(cfg.Examples)
 	if err != nil {
+		return nil, err
+	}
+	if err := e.startDatabase(ctx); err != nil {
 		return nil, err
 	}
 
@@ -167,6 +182,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 		return nil, err
 	}
 	if err := e.startPolicy(ctx, workCtx, demo, logger.With("service", "policy")); err != nil {
+		return nil, err
+	}
+	if err := e.startApproval(ctx, workCtx, authn, mux, logger.With("service", "approval")); err != nil {
 		return nil, err
 	}
 
@@ -215,7 +233,9 @@ func (e *Env) Describe(w io.Writer) {
   Keys      one ed25519 key per service in %s; trust file %s
   Services  intake (HTTP API and integration CloudEvents on grantline.intake.<name>.requests)
             policy (OPA, bundle %s, revision %s)
-            approval, fulfilment and revoker plug in here as they land
+            approval (reviews, approval windows, emergency post-reviews; inbox in PostgreSQL)
+            fulfilment and revoker plug in here as they land
+  Database  %s
   Identity  dev OIDC issuer http://%s/dev/oidc over %s
 Try it:
   grantline request create --as alice --entitlement analytics-read --duration 2h --justification "weekly revenue report"
@@ -224,7 +244,7 @@ Try it:
 Attach the nats CLI with: nats --server %s stream ls
 Press Ctrl-C to stop.
 `, e.HTTPAddr(), e.NATSURL(), monitor, e.cfg.DataDir, eventstore.EventsStream, eventstore.TimersStream,
-		eventstore.IntakeStream, eventstore.DLQStream, e.keys.Dir, e.keys.TrustFile, e.policyDir, e.policyRevision, e.HTTPAddr(),
+		eventstore.IntakeStream, eventstore.DLQStream, e.keys.Dir, e.keys.TrustFile, e.policyDir, e.policyRevision, e.dbWhere, e.HTTPAddr(),
 		filepath.Join(e.cfg.Examples, "directory.yaml"), e.HTTPAddr(), e.NATSURL())
 }
 
@@ -244,6 +264,12 @@ func (e *Env) Close(ctx context.Context) {
 	}
 	if e.health != nil {
 		_ = e.health.Shutdown(ctx)
+	}
+	if e.db != nil {
+		e.db.Close()
+	}
+	if e.postgres != nil {
+		_ = e.postgres.Stop(ctx)
 	}
 	if e.conn != nil {
 		_ = e.conn.Drain()

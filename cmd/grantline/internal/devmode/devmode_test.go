@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,10 +18,15 @@ import (
 
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/pgtest"
 )
 
-func testConfig(dir string) Config {
-	return Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSPort: -1, NATSMonitorPort: -1, Examples: "../../../../examples"}
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+
+// testConfig runs dev on free ports with a fresh database from the shared test cluster.
+func testConfig(t *testing.T, dir string) Config {
+	return Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSPort: -1, NATSMonitorPort: -1, Examples: "../../../../examples",
+		DatabaseURL: pgtest.New(t)}
 }
 
 func start(t *testing.T, cfg Config) *Env {
@@ -44,7 +51,17 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestDevStartsHealthyAndHardened(t *testing.T) {
-	e := start(t, testConfig(t.TempDir()))
+	// This one lets dev start its own private PostgreSQL, as it does for a newcomer; the postgres user
+	// must be able to reach the data directory, which t.TempDir's private parent does not allow.
+	dir, err := os.MkdirTemp("", "grantline-dev-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := testConfig(t, filepath.Join(dir, "data"))
+	cfg.DatabaseURL = ""
+	e := start(t, cfg)
 	for _, path := range []string{"/livez", "/readyz", "/metrics"} {
 		if code, body := get(t, "http://"+e.HTTPAddr()+path); code != http.StatusOK {
 			t.Fatalf("%s answered %d: %s", path, code, body)
@@ -70,7 +87,8 @@ func TestDevStartsHealthyAndHardened(t *testing.T) {
 
 func TestDevKeepsKeysAndEventsAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
-	first := start(t, testConfig(dir))
+	cfg := testConfig(t, dir)
+	first := start(t, cfg)
 	keyID := first.Keys().Signers[events.Intake].KeyID()
 	ctx := context.Background()
 	nc, _ := nats.Connect(first.NATSURL())
@@ -92,7 +110,7 @@ func TestDevKeepsKeysAndEventsAcrossRestarts(t *testing.T) {
 	nc.Close()
 	first.Close(ctx)
 
-	second := start(t, testConfig(dir))
+	second := start(t, cfg)
 	if got := second.Keys().Signers[events.Intake].KeyID(); got != keyID {
 		t.Fatalf("key changed across restarts: %s then %s", keyID, got)
 	}
@@ -108,8 +126,9 @@ func TestDevKeepsKeysAndEventsAcrossRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("load after restart (the trust file must still verify it): %v", err)
 	}
-	if l.Request.Status() != events.StatusSubmitted {
-		t.Fatalf("status after restart %q", l.Request.Status())
+	// Policy runs in dev and may have decided meanwhile; what matters is that the submission survived.
+	if len(l.Events) == 0 || l.Request.Submitted().Entitlement != "pg-read" || l.Events[0].Actor != "alice" {
+		t.Fatalf("after restart: %d events, submitted %+v", len(l.Events), l.Request.Submitted())
 	}
 }
 
@@ -119,7 +138,7 @@ func TestDevRefusesABusyNATSPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	cfg := testConfig(t.TempDir())
+	cfg := testConfig(t, t.TempDir())
 	cfg.NATSPort = l.Addr().(*net.TCPAddr).Port
 	_, err = Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil || !strings.Contains(err.Error(), "port "+strconv.Itoa(cfg.NATSPort)+" is in use") {
@@ -132,7 +151,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 	done := make(chan error, 1)
 	out := &lockedBuffer{}
 	go func() {
-		done <- Run(ctx, testConfig(t.TempDir()), out, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		done <- Run(ctx, testConfig(t, t.TempDir()), out, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	deadline := time.After(30 * time.Second)
 	for !strings.Contains(out.String(), "Press Ctrl-C to stop") {

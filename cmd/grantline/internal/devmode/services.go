@@ -9,10 +9,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/pglocal"
+	"github.com/grantline/grantline/services/approval/approvald"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/intaked"
@@ -98,6 +102,48 @@ func (e *Env) startPolicy(ctx, workCtx context.Context, d demo, log *slog.Logger
 	e.policyDir, e.policyRevision = d.policies, engine.Revision()
 	deps := policyd.Deps{JS: e.js, Store: store, Catalogue: d.catalogue, Engine: engine, Meter: e.health.MeterProvider()}
 	e.goWork("policy", func() error { return policyd.Serve(workCtx, deps, log) })
+	return nil
+}
+
+// startDatabase connects to GRANTLINE_DATABASE_URL, or else starts a private PostgreSQL cluster from
+// the installed binaries with its data in the data directory, and opens the services' database.
+func (e *Env) startDatabase(ctx context.Context) error {
+	url := e.cfg.DatabaseURL
+	e.dbWhere = "GRANTLINE_DATABASE_URL"
+	if url == "" {
+		cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(e.cfg.DataDir, "postgres")})
+		if err != nil {
+			return fmt.Errorf("no GRANTLINE_DATABASE_URL, and a private PostgreSQL could not be started: %w", err)
+		}
+		e.postgres = cluster
+		if url, err = cluster.EnsureDatabase(ctx, "grantline"); err != nil {
+			return err
+		}
+		e.dbWhere = "private PostgreSQL in " + filepath.Join(e.cfg.DataDir, "postgres") + " (" + url + ")"
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return fmt.Errorf("database: %w", err)
+	}
+	e.db = pool
+	return nil
+}
+
+func (e *Env) startApproval(ctx, workCtx context.Context, authn *auth.Verifier, mux *http.ServeMux, log *slog.Logger) error {
+	store, err := e.store(ctx, events.Approval)
+	if err != nil {
+		return err
+	}
+	deps := approvald.Deps{JS: e.js, Store: store, Auth: authn, DB: e.db, Now: time.Now}
+	if err := deps.Migrate(ctx); err != nil {
+		return err
+	}
+	deps.Routes(mux, log)
+	e.goWork("approval", func() error { return deps.Consume(workCtx, log) })
 	return nil
 }
 

@@ -1,0 +1,115 @@
+// Package timers schedules one-shot timers per request with the JetStream message scheduler in
+// GRANTLINE_TIMERS: a schedule message on grantline.timers.sched.<requestID>.<kind> makes the server
+// publish its payload to grantline.timers.fired.<requestID>.<kind> at the given time. Services consume
+// the fired subjects of their kinds and decide on the request as it is then; a timer is a reminder to
+// look, never evidence, so a stale or repeated fire must be harmless to its handler.
+//
+// How the scheduler behaves (server 2.14+, ADR-51): one schedule per subject (the server rolls the
+// subject up, so scheduling again replaces the earlier timer); a schedule already past due fires at
+// once; nothing fires sooner than 250 ms after it is set; the fired copy carries the schedule's body and
+// headers minus the scheduling ones and Nats-Msg-Id, and the schedule message is purged when it fires.
+package timers
+
+import (
+	"context"
+	"encoding/json/jsontext"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream is the stream holding schedules and fired timers (eventstore.TimersStream).
+const Stream = "GRANTLINE_TIMERS"
+
+// Subject prefixes of schedules and of fired timers.
+const (
+	schedPrefix = "grantline.timers.sched."
+	firedPrefix = "grantline.timers.fired."
+)
+
+// ErrInvalid is wrapped by the errors for a request ID, kind or payload a timer cannot carry.
+var ErrInvalid = errors.New("invalid timer")
+
+// ScheduleSubject is where the schedule of timer kind for requestID is held.
+func ScheduleSubject(requestID, kind string) string { return schedPrefix + requestID + "." + kind }
+
+// FiredSubject is where the timer kind of requestID fires.
+func FiredSubject(requestID, kind string) string { return firedPrefix + requestID + "." + kind }
+
+// FiredSubjects is the filter matching every fired timer of kind, for a consumer.
+func FiredSubjects(kind string) string { return firedPrefix + "*." + kind }
+
+// Schedule sets timer kind of requestID to fire at at, carrying payload (JSON, or nil for "{}"). Scheduling
+// the same timer again replaces it, whether it moves earlier or later; a time already past fires at once.
+//
+// The scheduler works in whole seconds, so at is rounded up to the next second: a timer never fires
+// before the time it was set for. The message ID is derived from the request, the kind and that second,
+// so repeating one call (a redelivered reaction) stores one schedule; a different time replaces it.
+// One consequence of the ID: within the server's duplicate window (10 minutes), setting a timer back
+// to a second it was already set to in that window (A, then B, then A again) is taken for a repeat
+// and B stays in force.
+// It returns an error wrapping ErrInvalid for a request ID or kind that is not one subject token or a
+// payload that is not JSON, and the server's error if the schedule was not stored.
+func Schedule(ctx context.Context, js jetstream.JetStream, requestID, kind string, at time.Time, payload []byte) error {
+	if err := checkToken("request ID", requestID); err != nil {
+		return err
+	}
+	if err := checkToken("kind", kind); err != nil {
+		return err
+	}
+	if payload == nil {
+		payload = []byte("{}")
+	}
+	if !jsontext.Value(payload).IsValid() {
+		return fmt.Errorf("%w: payload of %s timer for %s is not JSON", ErrInvalid, kind, requestID)
+	}
+	at = ceilSecond(at)
+	msgID := fmt.Sprintf("timer:%s:%s:%d", requestID, kind, at.Unix())
+	_, err := js.Publish(ctx, ScheduleSubject(requestID, kind), payload,
+		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(FiredSubject(requestID, kind)),
+		jetstream.WithMsgID(msgID), jetstream.WithExpectStream(Stream))
+	if err != nil {
+		return fmt.Errorf("schedule %s timer for request %s at %s: %w", kind, requestID, at.Format(time.RFC3339), err)
+	}
+	return nil
+}
+
+// Msg is what ParseFired reads from a delivered message; jetstream.Msg satisfies it.
+type Msg interface {
+	Subject() string
+	Data() []byte
+}
+
+// ParseFired splits a fired timer into its request ID, kind and payload. It returns an error wrapping
+// ErrInvalid for a message that is not on grantline.timers.fired.<requestID>.<kind>.
+func ParseFired(msg Msg) (requestID, kind string, payload []byte, err error) {
+	rest, ok := strings.CutPrefix(msg.Subject(), firedPrefix)
+	if !ok {
+		return "", "", nil, fmt.Errorf("%w: %q is not a fired timer subject", ErrInvalid, msg.Subject())
+	}
+	requestID, kind, ok = strings.Cut(rest, ".")
+	if !ok || checkToken("request ID", requestID) != nil || checkToken("kind", kind) != nil {
+		return "", "", nil, fmt.Errorf("%w: %q is not grantline.timers.fired.<request>.<kind>", ErrInvalid, msg.Subject())
+	}
+	return requestID, kind, msg.Data(), nil
+}
+
+// checkToken refuses anything that is not exactly one NATS subject token: an ID with a dot or a
+// wildcard would schedule or fire outside its own subject.
+func checkToken(what, s string) error {
+	if s == "" || strings.ContainsAny(s, ".*> \t\r\n") {
+		return fmt.Errorf("%w: %s %q is not a single subject token", ErrInvalid, what, s)
+	}
+	return nil
+}
+
+// ceilSecond rounds t up to a whole second: WithScheduleAt drops the fraction, which would fire early.
+func ceilSecond(t time.Time) time.Time {
+	if s := t.Truncate(time.Second); s.Before(t) {
+		return s.Add(time.Second)
+	}
+	return t
+}

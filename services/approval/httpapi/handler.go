@@ -1,0 +1,199 @@
+// Package httpapi is the approval service's HTTP edge: POST /v1/requests/{id}/reviews (approve or
+// reject), POST /v1/requests/{id}/post-review (ratify or flag an emergency grant) and GET /v1/reviews
+// (what awaits the caller, from the review inbox).
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/services/approval"
+)
+
+// MaxBody bounds a request body; a review is a decision and a comment.
+const MaxBody = 16 << 10
+
+// Authenticator turns a request's bearer token into the caller's verified identity.
+type Authenticator interface {
+	Authenticate(r *http.Request) (auth.Identity, error)
+}
+
+// Inbox lists what awaits a person; *postgres.Inbox implements it.
+type Inbox interface {
+	Awaiting(ctx context.Context, person string, groups []string) ([]approval.Item, error)
+}
+
+// Handler serves the approval service's HTTP API.
+type Handler struct {
+	Store *eventstore.Store
+	Auth  Authenticator
+	Inbox Inbox
+	Rules approval.Rules
+	Log   *slog.Logger
+}
+
+// Routes registers the API on mux.
+func (h *Handler) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/requests/{id}/reviews", h.review)
+	mux.HandleFunc("POST /v1/requests/{id}/post-review", h.postReview)
+	mux.HandleFunc("GET /v1/reviews", h.list)
+}
+
+// ReviewBody is a reviewer's verdict.
+type ReviewBody struct {
+	Decision events.ReviewDecision `json:"decision"`
+	Comment  string                `json:"comment,omitempty"`
+	// RequestDigest optionally names the version of the request the reviewer judged (as GET /v1/reviews
+	// shows it); a review of another version is refused.
+	RequestDigest string `json:"request_digest,omitempty"`
+}
+
+// Review is the answer to a review: what was recorded and where the request stands after it.
+type Review struct {
+	RequestID     string                `json:"request_id"`
+	Reviewer      string                `json:"reviewer"`
+	Stage         int                   `json:"stage"`
+	StageName     string                `json:"stage_name"`
+	Decision      events.ReviewDecision `json:"decision"`
+	Comment       string                `json:"comment,omitempty"`
+	RequestDigest string                `json:"request_digest"`
+	Status        events.Status         `json:"status"`
+	Approvers     []string              `json:"approvers,omitempty"`
+}
+
+func (h *Handler) review(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	log := h.Log.With(telemetry.KeyRequestID, id, telemetry.KeyTraceID, telemetry.TraceID(r.Context()))
+	out, err := h.handleReview(r, id)
+	if err != nil {
+		h.refused(log, r, "review", err)
+		writeProblem(w, r, err)
+		return
+	}
+	log.Info("reviewed", "reviewer", out.Reviewer, "decision", out.Decision, "stage", out.StageName, "status", out.Status)
+	httpjson.Write(w, http.StatusCreated, out)
+}
+
+func (h *Handler) handleReview(r *http.Request, id string) (Review, error) {
+	who, err := h.Auth.Authenticate(r)
+	if err != nil {
+		return Review{}, err
+	}
+	var body ReviewBody
+	if err := httpjson.Decode(r, &body, MaxBody); err != nil {
+		return Review{}, err
+	}
+	if !events.ValidRequestID(id) {
+		return Review{}, approval.ErrNotFound
+	}
+	var recorded events.Reviewed
+	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+		drafts, err := h.Rules.Review(req, approval.Review{Reviewer: events.Principal{ID: who.Subject, Groups: who.Groups},
+			Decision: body.Decision, Comment: body.Comment, RequestDigest: body.RequestDigest})
+		if err == nil {
+			recorded = drafts[0].Payload.(events.Reviewed)
+		}
+		return drafts, err
+	})
+	if err != nil {
+		return Review{}, err
+	}
+	req := l.Request
+	return Review{RequestID: id, Reviewer: recorded.Reviewer.ID, Stage: recorded.Stage,
+		StageName: req.Decision().Stages[recorded.Stage].Name, Decision: recorded.Decision, Comment: recorded.Comment,
+		RequestDigest: recorded.RequestDigest, Status: req.Status(), Approvers: req.Approvers()}, nil
+}
+
+// PostReviewBody is the verdict on an emergency grant.
+type PostReviewBody struct {
+	Outcome events.PostReviewOutcome `json:"outcome"`
+	Reason  string                   `json:"reason,omitempty"`
+}
+
+// PostReview is the answer to a post-review.
+type PostReview struct {
+	RequestID     string                   `json:"request_id"`
+	Reviewer      string                   `json:"reviewer"`
+	Outcome       events.PostReviewOutcome `json:"outcome"`
+	Reason        string                   `json:"reason,omitempty"`
+	Status        events.Status            `json:"status"`
+	RevocationDue events.RevocationReason  `json:"revocation_due,omitempty"`
+}
+
+func (h *Handler) postReview(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	log := h.Log.With(telemetry.KeyRequestID, id, telemetry.KeyTraceID, telemetry.TraceID(r.Context()))
+	out, err := h.handlePostReview(r, id)
+	if err != nil {
+		h.refused(log, r, "post-review", err)
+		writeProblem(w, r, err)
+		return
+	}
+	log.Info("post-reviewed", "reviewer", out.Reviewer, "outcome", out.Outcome, "revocation_due", out.RevocationDue)
+	httpjson.Write(w, http.StatusCreated, out)
+}
+
+func (h *Handler) handlePostReview(r *http.Request, id string) (PostReview, error) {
+	who, err := h.Auth.Authenticate(r)
+	if err != nil {
+		return PostReview{}, err
+	}
+	var body PostReviewBody
+	if err := httpjson.Decode(r, &body, MaxBody); err != nil {
+		return PostReview{}, err
+	}
+	if !events.ValidRequestID(id) {
+		return PostReview{}, approval.ErrNotFound
+	}
+	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+		return h.Rules.PostReview(req, approval.PostReview{Reviewer: events.Principal{ID: who.Subject, Groups: who.Groups},
+			Outcome: body.Outcome, Reason: body.Reason})
+	})
+	if err != nil {
+		return PostReview{}, err
+	}
+	pr := l.Request.PostReview()
+	return PostReview{RequestID: id, Reviewer: pr.Reviewer.ID, Outcome: pr.Outcome, Reason: pr.Reason,
+		Status: l.Request.Status(), RevocationDue: l.Request.RevocationDue()}, nil
+}
+
+// Reviews is what awaits the caller.
+type Reviews struct {
+	Items []approval.Item `json:"items"`
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+	who, err := h.Auth.Authenticate(r)
+	if err == nil {
+		var items []approval.Item
+		if items, err = h.Inbox.Awaiting(r.Context(), who.Subject, who.Groups); err == nil {
+			httpjson.Write(w, http.StatusOK, Reviews{Items: append([]approval.Item{}, items...)})
+			return
+		}
+	}
+	h.refused(h.Log.With(telemetry.KeyTraceID, telemetry.TraceID(r.Context())), r, "list reviews", err)
+	writeProblem(w, r, err)
+}
+
+// refused logs a refusal: a separation-of-duties refusal is recorded as a warning naming the request,
+// the reviewer and the reason; server-side failures as errors; the rest as information.
+func (h *Handler) refused(log *slog.Logger, r *http.Request, op string, err error) {
+	status, slug, _ := problemFor(err)
+	var duty *approval.DutyError
+	switch {
+	case errors.As(err, &duty):
+		log.Warn("separation of duties: "+op+" refused", "reviewer", duty.Reviewer, "reason", duty.Reason,
+			"path", r.URL.Path, telemetry.KeyError, err.Error())
+	case status >= 500:
+		log.Error(op+" failed", telemetry.KeyError, err.Error())
+	default:
+		log.Info(op+" refused", "problem", slug, telemetry.KeyError, err.Error())
+	}
+}

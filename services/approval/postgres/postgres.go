@@ -1,0 +1,219 @@
+// Package postgres keeps the approval service's review inbox in PostgreSQL: a projection of the event
+// stream (what each request awaits from which groups, and who may not act on it), written together
+// with the stream checkpoint in one transaction, and the query behind GET /v1/reviews. The stream is
+// the truth; the inbox can be dropped and rebuilt from it at any time.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/services/approval"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrationLock is the advisory lock key that serialises migrations across replicas ("gl-appr").
+const migrationLock = 0x676c2d61707072
+
+// Migrate applies the embedded migrations (migrations/NNNN_name.sql) that schema_migrations does not
+// list yet, in version order, in one transaction under an advisory lock, so replicas starting together
+// apply each once and a failed migration leaves nothing half done.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	slices.Sort(files)
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
+			return fmt.Errorf("migrate: lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		for _, file := range files {
+			name := strings.TrimSuffix(strings.TrimPrefix(file, "migrations/"), ".sql")
+			prefix, _, _ := strings.Cut(name, "_")
+			version, err := strconv.Atoi(prefix)
+			if err != nil {
+				return fmt.Errorf("migrate: %s does not start with a version number", file)
+			}
+			tag, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2) ON CONFLICT DO NOTHING`, version, name)
+			if err != nil {
+				return fmt.Errorf("migrate %s: %w", name, err)
+			}
+			if tag.RowsAffected() == 0 {
+				continue
+			}
+			sql, err := migrations.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, string(sql)); err != nil {
+				return fmt.Errorf("migrate %s: %w", name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// eventsStream names the checkpoint row of the evidence stream.
+const eventsStream = "GRANTLINE_EVENTS"
+
+// Inbox is the review inbox projection.
+type Inbox struct {
+	pool *pgxpool.Pool
+}
+
+// NewInbox returns the inbox over pool; Migrate must have run.
+func NewInbox(pool *pgxpool.Pool) *Inbox { return &Inbox{pool: pool} }
+
+// Applied returns the stream sequence of request id's last event that the inbox reflects, 0 for a
+// request it has not seen: a delivery at or below it is already applied.
+func (in *Inbox) Applied(ctx context.Context, id string) (uint64, error) {
+	var seq int64
+	err := in.pool.QueryRow(ctx, `SELECT applied_seq FROM inbox_requests WHERE request_id = $1`, id).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("inbox: applied sequence of %s: %w", id, err)
+	}
+	return uint64(seq), nil
+}
+
+// Checkpoint is the highest stream sequence the inbox has applied or skipped.
+func (in *Inbox) Checkpoint(ctx context.Context) (uint64, error) {
+	var seq int64
+	if err := in.pool.QueryRow(ctx, `SELECT last_seq FROM inbox_checkpoint WHERE stream = $1`, eventsStream).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("inbox: checkpoint: %w", err)
+	}
+	return uint64(seq), nil
+}
+
+// Advance moves the checkpoint to delivered (never back) for a delivery that needed no rows.
+func (in *Inbox) Advance(ctx context.Context, delivered uint64) error {
+	_, err := in.pool.Exec(ctx, `UPDATE inbox_checkpoint SET last_seq = GREATEST(last_seq, $2) WHERE stream = $1`, eventsStream, int64(delivered))
+	if err != nil {
+		return fmt.Errorf("inbox: advance checkpoint: %w", err)
+	}
+	return nil
+}
+
+// Apply replaces request req's rows with what it awaits as of stream sequence version (the sequence of
+// its last event in the load) and advances the checkpoint to delivered, all in one transaction. A
+// version at or below the one already applied changes no rows, so redeliveries and replicas racing on
+// one request are harmless. It reports whether rows changed.
+func (in *Inbox) Apply(ctx context.Context, delivered uint64, req *events.Request, version uint64) (bool, error) {
+	var changed bool
+	err := pgx.BeginFunc(ctx, in.pool, func(tx pgx.Tx) error {
+		changed = false
+		s := req.Submitted()
+		// The upsert takes the row lock, so concurrent applies of one request serialise here and the
+		// older one finds the newer version in place.
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO inbox_requests (request_id, applied_seq, status, requester, subject_kind, subject_id, subject_owner,
+				entitlement, justification, ticket, duration_seconds, emergency, request_digest)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+			ON CONFLICT (request_id) DO UPDATE SET applied_seq = EXCLUDED.applied_seq, status = EXCLUDED.status
+			WHERE inbox_requests.applied_seq < EXCLUDED.applied_seq`,
+			req.ID(), int64(version), string(req.Status()), s.Requester.ID, string(s.Subject.Kind), s.Subject.ID, s.Subject.Owner,
+			s.Entitlement, s.Justification, s.Ticket, s.DurationSeconds, s.Emergency, s.RequestDigest)
+		if err != nil {
+			return fmt.Errorf("inbox: upsert request %s: %w", req.ID(), err)
+		}
+		if tag.RowsAffected() > 0 {
+			changed = true
+			if err := replaceRows(ctx, tx, req); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE inbox_checkpoint SET last_seq = GREATEST(last_seq, $2) WHERE stream = $1`, eventsStream, int64(delivered))
+		if err != nil {
+			return fmt.Errorf("inbox: advance checkpoint: %w", err)
+		}
+		return nil
+	})
+	return changed, err
+}
+
+func replaceRows(ctx context.Context, tx pgx.Tx, req *events.Request) error {
+	id := req.ID()
+	batch := &pgx.Batch{}
+	batch.Queue(`DELETE FROM inbox_slots WHERE request_id = $1`, id)
+	batch.Queue(`DELETE FROM inbox_excluded WHERE request_id = $1`, id)
+	slots := approval.Awaiting(req)
+	for _, sl := range slots {
+		batch.Queue(`INSERT INTO inbox_slots (request_id, stage, kind, stage_name, groups, min_approvals, approvals, deadline, overdue)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			id, sl.Stage, sl.Kind, sl.StageName, sl.Groups, sl.MinApprovals, sl.Approvals, sl.Deadline, sl.Overdue)
+	}
+	if len(slots) == 0 {
+		// Nothing awaits anyone: nobody needs excluding.
+		return sendBatch(ctx, tx, batch, id)
+	}
+	for _, person := range approval.Excluded(req) {
+		batch.Queue(`INSERT INTO inbox_excluded (request_id, person) VALUES ($1, $2)`, id, person)
+	}
+	return sendBatch(ctx, tx, batch, id)
+}
+
+func sendBatch(ctx context.Context, tx pgx.Tx, batch *pgx.Batch, id string) error {
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("inbox: rows of request %s: %w", id, err)
+	}
+	return nil
+}
+
+// Awaiting lists what awaits person, a member of groups: for each request, the first slot (lowest
+// stage) whose groups include one of theirs, leaving out requests they asked for, are the subject of,
+// or already reviewed. person must be normalised the way the stream stores identities.
+func (in *Inbox) Awaiting(ctx context.Context, person string, groups []string) ([]approval.Item, error) {
+	if groups == nil {
+		groups = []string{}
+	}
+	rows, err := in.pool.Query(ctx, `
+		SELECT DISTINCT ON (r.request_id)
+			r.request_id, s.kind, s.stage, s.stage_name, s.groups, s.min_approvals, s.approvals, s.deadline, s.overdue,
+			r.requester, r.subject_kind, r.subject_id, r.subject_owner, r.entitlement, r.justification, r.ticket,
+			r.duration_seconds, r.emergency, r.request_digest
+		FROM inbox_slots s JOIN inbox_requests r USING (request_id)
+		WHERE s.groups && $2::text[]
+		  AND NOT EXISTS (SELECT 1 FROM inbox_excluded e WHERE e.request_id = s.request_id AND e.person = $1)
+		ORDER BY r.request_id, s.stage`, person, groups)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: awaiting %s: %w", person, err)
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (approval.Item, error) {
+		var it approval.Item
+		var deadline *time.Time
+		var kind string
+		err := row.Scan(&it.RequestID, &it.Kind, &it.Stage, &it.StageName, &it.Groups, &it.MinApprovals, &it.Approvals,
+			&deadline, &it.Overdue, &it.Requester, &kind, &it.Subject.ID, &it.Subject.Owner, &it.Entitlement,
+			&it.Justification, &it.Ticket, &it.DurationSeconds, &it.Emergency, &it.RequestDigest)
+		if deadline != nil {
+			utc := deadline.UTC()
+			it.Deadline = &utc
+		}
+		it.Subject.Kind = events.SubjectKind(kind)
+		return it, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inbox: awaiting %s: %w", person, err)
+	}
+	return items, nil
+}

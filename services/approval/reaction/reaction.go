@@ -1,0 +1,289 @@
+// Package reaction is the approval service's side of the stream: the reactions that arm timers
+// (policy_decided → the approval window, an emergency grant → its post-review deadline), the reaction
+// to fired timers (rejected for timeout, post_review_overdue), and the projection of the review inbox.
+//
+// Every handler reads the request through the event store, which verifies each event's signature,
+// type and chain: an event no service may have written (a reviewed or approved event signed with
+// another service's key) makes the load fail with a *events.Violation, and the handler dead-letters
+// the delivery instead of acting on it or appending on top of it.
+package reaction
+
+import (
+	"context"
+	"encoding/json/v2"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/consumer"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/services/approval"
+)
+
+// Timer kinds the approval service schedules.
+const (
+	KindApprovalWindow = "approval-window"
+	KindPostReview     = "post-review"
+)
+
+// Durable consumer names, shared by the service's replicas.
+const (
+	DurableSchedules = "approval-schedules"
+	DurableTimers    = "approval-timers"
+	DurableInbox     = "approval-inbox"
+)
+
+// InboxTypes are the event types that change what a request awaits from reviewers.
+var InboxTypes = []events.Type{
+	events.TypePolicyDecided, events.TypeReviewed, events.TypeApproved, events.TypeRejected, events.TypeWithdrawn,
+	events.TypeGranted, events.TypePostReviewed, events.TypePostReviewOverdue,
+}
+
+func subjects(types ...events.Type) []string {
+	var out []string
+	for _, t := range types {
+		out = append(out, "grantline.events.*."+t.Name())
+	}
+	return out
+}
+
+// SchedulesSpec is the consumer of the events that arm timers.
+func SchedulesSpec() consumer.Spec {
+	return consumer.Spec{Stream: eventstore.EventsStream, Durable: DurableSchedules,
+		FilterSubjects: subjects(events.TypePolicyDecided, events.TypeGranted), Concurrency: 4}
+}
+
+// TimersSpec is the consumer of the approval service's fired timers.
+func TimersSpec() consumer.Spec {
+	return consumer.Spec{Stream: eventstore.TimersStream, Durable: DurableTimers,
+		FilterSubjects: []string{timers.FiredSubjects(KindApprovalWindow), timers.FiredSubjects(KindPostReview)}, Concurrency: 4}
+}
+
+// InboxSpec is the consumer feeding the review inbox. One handler at a time keeps the checkpoint moving
+// forward in stream order; correctness does not depend on it (rows are versioned per request).
+func InboxSpec() consumer.Spec {
+	return consumer.Spec{Stream: eventstore.EventsStream, Durable: DurableInbox, FilterSubjects: subjects(InboxTypes...)}
+}
+
+// timerPayload is what a timer carries: the stream sequence of the event that armed it, so the
+// reaction to the fired timer decides on a load that includes at least that event.
+type timerPayload struct {
+	AfterSeq uint64 `json:"after_seq"`
+}
+
+// Reactions are the approval service's handlers.
+type Reactions struct {
+	JS    jetstream.JetStream
+	Store *eventstore.Store
+	Now   func() time.Time
+	Log   *slog.Logger
+}
+
+// Schedule handles policy_decided and granted: it arms the approval window of a request that awaits
+// approval, and the post-review deadline of an emergency grant. Arming twice stores one schedule.
+func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
+	d, err := eventstore.ParseDelivery(msg)
+	if err != nil {
+		return h.setAside(ctx, msg, DurableSchedules, err)
+	}
+	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	if permanent(err) {
+		return h.setAside(ctx, msg, DurableSchedules, err)
+	}
+	if err != nil {
+		return err
+	}
+	req := l.Request
+	payload, _ := json.Marshal(timerPayload{AfterSeq: d.Seq})
+	log := h.Log.With(telemetry.KeyRequestID, d.RequestID, telemetry.KeyEventType, d.Event.Type.Name())
+	switch d.Event.Type {
+	case events.TypePolicyDecided:
+		deadline := req.Decision().ApprovalDeadline
+		if req.Status() != events.StatusPendingApproval || deadline == nil {
+			return nil
+		}
+		if err := timers.Schedule(ctx, h.JS, d.RequestID, KindApprovalWindow, *deadline, payload); err != nil {
+			return err
+		}
+		log.Info("approval window armed", "deadline", deadline.UTC().Format(time.RFC3339))
+	case events.TypeGranted:
+		if !req.PostReviewOpen() || req.PostReviewOverdue() {
+			return nil
+		}
+		deadline := req.Decision().PostReview.Deadline
+		if err := timers.Schedule(ctx, h.JS, d.RequestID, KindPostReview, deadline, payload); err != nil {
+			return err
+		}
+		log.Info("post-review deadline armed", "deadline", deadline.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// Fired handles a fired timer: the approval window appends rejected (timeout) to a request still
+// pending, the post-review deadline appends post_review_overdue to an emergency grant still not
+// post-reviewed; a timer that finds nothing to do (the request moved on) is acknowledged. A timer that
+// fires before the deadline by this clock is retried at the deadline.
+func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
+	id, kind, raw, err := timers.ParseFired(msg)
+	if err != nil {
+		return h.setAside(ctx, msg, DurableTimers, err)
+	}
+	var p timerPayload
+	if err := events.UnmarshalStrict(raw, &p); err != nil {
+		return h.setAside(ctx, msg, DurableTimers, fmt.Errorf("timer %s of %s: %w", kind, id, err))
+	}
+	if !events.ValidRequestID(id) {
+		return h.setAside(ctx, msg, DurableTimers, fmt.Errorf("timer %s for %q: not a request ID", kind, id))
+	}
+	var decide func(*events.Request, time.Time) ([]events.Draft, error)
+	switch kind {
+	case KindApprovalWindow:
+		decide = approval.Timeout
+	case KindPostReview:
+		decide = approval.Overdue
+	default:
+		return h.setAside(ctx, msg, DurableTimers, fmt.Errorf("timer kind %q is not the approval service's", kind))
+	}
+	before := 0
+	l, err := h.Store.UpdateFrom(ctx, id, p.AfterSeq, func(r *events.Request) ([]events.Draft, error) {
+		before = r.Version()
+		return decide(r, h.Now())
+	})
+	var early *approval.TooEarlyError
+	if errors.As(err, &early) {
+		return consumer.RetryAfter(err, time.Until(early.Until)+50*time.Millisecond)
+	}
+	if permanent(err) {
+		return h.setAside(ctx, msg, DurableTimers, err)
+	}
+	if err != nil {
+		return err
+	}
+	log := h.Log.With(telemetry.KeyRequestID, id, "timer", kind)
+	if l.Request.Version() > before {
+		log.Info("deadline passed", "status", l.Request.Status())
+	} else {
+		log.Debug("timer found nothing to do", "status", l.Request.Status())
+	}
+	return nil
+}
+
+// setAside dead-letters msg for durable with err as the reason and acknowledges it: it is for what no
+// retry can help (a malformed message, or a request whose stream fails verification), and nothing is
+// appended. The copy goes to grantline.dlq.<durable> with the runner's dead-letter headers.
+//
+// The runner (consumer.Permanent) cannot be used for this yet: its copy keeps the delivered message's
+// Nats-* headers, and the server then refuses to store it in GRANTLINE_DLQ (an event carries the
+// store's Nats-Expected-Stream: GRANTLINE_EVENTS; a fired timer carries Nats-Schedule-Next), so the
+// message would be redelivered for ever. Once pkg/consumer leaves the server-interpreted headers out,
+// this becomes `return consumer.Permanent(err)`.
+func (h *Reactions) setAside(ctx context.Context, msg jetstream.Msg, durable string, err error) error {
+	meta, merr := msg.Metadata()
+	if merr != nil {
+		return consumer.Permanent(err)
+	}
+	dl := nats.NewMsg("grantline.dlq." + durable)
+	dl.Data = msg.Data()
+	for k, vs := range msg.Headers() {
+		if strings.HasPrefix(k, "Nats-") {
+			continue
+		}
+		for _, v := range vs {
+			dl.Header.Add(k, v)
+		}
+	}
+	reason := "permanent: " + err.Error()
+	dl.Header.Set(consumer.HeaderReason, reason)
+	dl.Header.Set(consumer.HeaderStream, meta.Stream)
+	dl.Header.Set(consumer.HeaderSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
+	dl.Header.Set(consumer.HeaderSubject, msg.Subject())
+	dl.Header.Set(consumer.HeaderConsumer, durable)
+	dl.Header.Set(consumer.HeaderDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, perr := h.JS.PublishMsg(pctx, dl, jetstream.WithMsgID(fmt.Sprintf("dlq:%s:%s:%d", durable, meta.Stream, meta.Sequence.Stream))); perr != nil {
+		// Never drop it: retry until the copy is stored.
+		return fmt.Errorf("dead-letter: %w (set aside because: %v)", perr, err)
+	}
+	h.Log.Error("dead-lettered", "consumer", durable, "subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "reason", reason)
+	return nil
+}
+
+// Inbox is where the projection writes; *postgres.Inbox implements it.
+type Inbox interface {
+	Applied(ctx context.Context, requestID string) (uint64, error)
+	Apply(ctx context.Context, delivered uint64, req *events.Request, version uint64) (bool, error)
+	Advance(ctx context.Context, delivered uint64) error
+}
+
+// Project is the inbox projection's handler: it skips a delivery the inbox already reflects, and
+// otherwise writes the request's inbox rows as the verified stream has it now.
+func (h *Reactions) Project(inbox Inbox) consumer.Handler {
+	return func(ctx context.Context, msg jetstream.Msg) error {
+		d, err := eventstore.ParseDelivery(msg)
+		if err != nil {
+			return h.setAside(ctx, msg, DurableInbox, err)
+		}
+		applied, err := inbox.Applied(ctx, d.RequestID)
+		if err != nil {
+			return err
+		}
+		if applied >= d.Seq {
+			return inbox.Advance(ctx, d.Seq)
+		}
+		l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+		if err != nil {
+			if !permanent(err) {
+				return err
+			}
+			// Set aside for good: the checkpoint moves past it, so a restart does not mistake the
+			// dead letter for a lost database and rebuild.
+			if aerr := inbox.Advance(ctx, d.Seq); aerr != nil {
+				return aerr
+			}
+			return h.setAside(ctx, msg, DurableInbox, err)
+		}
+		_, err = inbox.Apply(ctx, d.Seq, l.Request, l.LastSeq)
+		return err
+	}
+}
+
+// permanent reports what no retry can change: a stream that fails verification or that the aggregate
+// refuses is not what Grantline wrote.
+func permanent(err error) bool {
+	return errors.Is(err, events.ErrViolation) || errors.Is(err, events.ErrRefused) || errors.Is(err, events.ErrMalformed)
+}
+
+// ResetInboxIfBehind deletes the inbox's durable consumer when the database has applied less than the
+// consumer has acknowledged (a new or restored database), so that the consumer is created again from
+// the start of the stream and the inbox is rebuilt. checkpoint is the database's Inbox.Checkpoint.
+func ResetInboxIfBehind(ctx context.Context, js jetstream.JetStream, checkpoint uint64, log *slog.Logger) error {
+	c, err := js.Consumer(ctx, eventstore.EventsStream, DurableInbox)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inbox consumer: %w", err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("inbox consumer: %w", err)
+	}
+	if checkpoint >= info.AckFloor.Stream {
+		return nil
+	}
+	log.Warn("review inbox is behind its consumer; rebuilding from the stream", "checkpoint", checkpoint, "ack_floor", info.AckFloor.Stream)
+	if err := js.DeleteConsumer(ctx, eventstore.EventsStream, DurableInbox); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("reset inbox consumer: %w", err)
+	}
+	return nil
+}

@@ -8,6 +8,7 @@ require (
 	github.com/grantline/grantline/services/approval v0.0.0
 	github.com/grantline/grantline/services/intake v0.0.0
 	github.com/grantline/grantline/services/policy v0.0.0
+	github.com/grantline/grantline/services/query v0.0.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
@@ -90,3 +91,5 @@ replace github.com/grantline/grantline/services/intake => ../../services/intake
 replace github.com/grantline/grantline/services/policy => ../../services/policy
 
 replace github.com/grantline/grantline/services/approval => ../../services/approval
+
+replace github.com/grantline/grantline/services/query => ../../services/query

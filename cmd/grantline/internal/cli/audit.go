@@ -179,7 +179,7 @@ export offline, including its manifest. Exits 1 when anything is found.`,
 			return replayRequest(cmd.Context(), stdout, js, trust, args[0], f.asJSON)
 		},
 	}
-	cmd.AddCommand(verify, export, replay)
+	cmd.AddCommand(verify, export, replay, whoHadCommand(stdout))
 	return cmd
 }
 

@@ -68,6 +68,20 @@ func TestRequestCommandsAgainstDev(t *testing.T) {
 		t.Fatalf("an invalid request should fail with the field's problem: exit %d: %s", code, out)
 	}
 
+	poll.Until(t, 20*time.Second, "request list to show the request", func() bool {
+		_, out = run(t, append([]string{"request", "list", "--as", "alice"}, api...)...)
+		return strings.Contains(out, id) && strings.Contains(out, "analytics-read")
+	})
+	if _, out = run(t, append([]string{"request", "list", "--as", "dave"}, api...)...); strings.Contains(out, id) {
+		t.Fatalf("dave sees alice's request in his list:\n%s", out)
+	}
+	if code, out := run(t, append([]string{"grant", "list", "--as", "erin"}, api...)...); code != 0 {
+		t.Fatalf("grant list: exit %d: %s", code, out)
+	}
+	if code, out := run(t, append([]string{"audit", "who-had", "--entitlement", "payments-admin", "--as", "erin"}, api...)...); code != 0 || !strings.Contains(out, "Nobody held payments-admin") {
+		t.Fatalf("who-had: exit %d: %s", code, out)
+	}
+
 	code, out = run(t, append([]string{"request", "withdraw", id, "--as", "bob"}, api...)...)
 	if code == 0 || !strings.Contains(out, "Forbidden (HTTP 403)") {
 		t.Fatalf("bob withdrawing alice's request: exit %d: %s", code, out)

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -208,7 +210,59 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	}
 	withdrawCmd.Flags().StringVar(&reason, "reason", "", "why")
 
-	cmd.AddCommand(createCmd, showCmd, withdrawCmd)
+	var list struct {
+		status, requester, entitlement string
+		awaiting                       bool
+		limit                          int
+	}
+	listCmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the requests you may see, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := url.Values{}
+			for k, v := range map[string]string{"status": list.status, "requester": list.requester, "entitlement": list.entitlement} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			if list.awaiting {
+				q.Set("awaiting_review", "me")
+			}
+			q.Set("limit", strconv.Itoa(list.limit))
+			var page struct {
+				Items      []map[string]any `json:"items"`
+				NextCursor string           `json:"next_cursor"`
+			}
+			if err := f.call(cmd.Context(), "GET", "/v1/requests?"+q.Encode(), nil, &page); err != nil {
+				return err
+			}
+			return f.print(stdout, page, func(out io.Writer) {
+				if len(page.Items) == 0 {
+					fmt.Fprintln(out, "No requests.")
+					return
+				}
+				w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "ID\tSTATUS\tREQUESTER\tENTITLEMENT\tSUBMITTED")
+				for _, it := range page.Items {
+					requester, _ := it["requester"].(map[string]any)
+					fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\n", it["id"], it["status"], requester["id"], it["entitlement"], it["submitted_at"])
+				}
+				_ = w.Flush()
+				if page.NextCursor != "" {
+					fmt.Fprintln(out, "More: pass --json and use next_cursor, or narrow the filters.")
+				}
+			})
+		},
+	}
+	lf := listCmd.Flags()
+	lf.StringVar(&list.status, "status", "", "only this status (submitted, pending_approval, approved, granted, revoked, ...)")
+	lf.StringVar(&list.requester, "requester", "", "only this requester")
+	lf.StringVar(&list.entitlement, "entitlement", "", "only this entitlement")
+	lf.BoolVar(&list.awaiting, "awaiting-my-review", false, "only requests waiting for your review")
+	lf.IntVar(&list.limit, "limit", 50, "at most this many")
+
+	cmd.AddCommand(createCmd, showCmd, listCmd, withdrawCmd)
 	return cmd
 }
 

@@ -187,6 +187,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 	if err := e.startApproval(ctx, workCtx, authn, mux, logger.With("service", "approval")); err != nil {
 		return nil, err
 	}
+	if err := e.startQuery(ctx, workCtx, demo, authn, mux, logger.With("service", "query")); err != nil {
+		return nil, err
+	}
 
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopHTTP = stopServing
@@ -234,6 +237,7 @@ func (e *Env) Describe(w io.Writer) {
   Services  intake (HTTP API and integration CloudEvents on grantline.intake.<name>.requests)
             policy (OPA, bundle %s, revision %s)
             approval (reviews, approval windows, emergency post-reviews; inbox in PostgreSQL)
+            query (request lists, grants, who had what when; projections in PostgreSQL)
             fulfilment and revoker plug in here as they land
   Database  %s
   Identity  dev OIDC issuer http://%s/dev/oidc over %s

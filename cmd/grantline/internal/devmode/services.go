@@ -22,6 +22,7 @@ import (
 	"github.com/grantline/grantline/services/intake/intaked"
 	"github.com/grantline/grantline/services/policy"
 	"github.com/grantline/grantline/services/policy/policyd"
+	"github.com/grantline/grantline/services/query/queryd"
 )
 
 // Audience is the audience of dev tokens.
@@ -144,6 +145,16 @@ func (e *Env) startApproval(ctx, workCtx context.Context, authn *auth.Verifier, 
 	}
 	deps.Routes(mux, log)
 	e.goWork("approval", func() error { return deps.Consume(workCtx, log) })
+	return nil
+}
+
+func (e *Env) startQuery(ctx, workCtx context.Context, d demo, authn *auth.Verifier, mux *http.ServeMux, log *slog.Logger) error {
+	deps := queryd.Deps{JS: e.js, Verifier: e.keys.Verifier, DB: e.db, Auth: authn, Catalogue: d.catalogue, Now: time.Now}
+	if err := deps.Migrate(ctx); err != nil {
+		return err
+	}
+	deps.Routes(mux, log)
+	e.goWork("query", func() error { return deps.Consume(workCtx, log) })
 	return nil
 }
 

@@ -1,0 +1,395 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/services/query"
+)
+
+// Delivery is one stored event as the follower saw it go by, in stream order.
+type Delivery struct {
+	events.Record
+}
+
+// Source is the evidence stream as the projection reads it; *natsjs.Reader implements it.
+type Source interface {
+	// Follow sends every stored event from stream sequence from on, in stream order, to out, until ctx
+	// ends (it then returns ctx's error) or reading fails.
+	Follow(ctx context.Context, from uint64, out chan<- Delivery) error
+	// Records returns request id's stored events in stream order, including at least stream sequence
+	// atLeast (rereading a replica that is behind), unverified: eventstore.LoadAtLeast's reading.
+	Records(ctx context.Context, id string, atLeast uint64) ([]events.Record, error)
+}
+
+// Batch is what one transaction writes: the rows of the requests the events touched, the faults, and
+// the move of the checkpoint from From to To.
+type Batch struct {
+	From, To uint64
+	Requests []Rows
+	Faults   []Fault
+}
+
+// ErrCheckpointMoved means the sink's checkpoint is no longer the batch's From: another writer got there
+// first. Nothing was written; reread the checkpoint and follow on from it.
+var ErrCheckpointMoved = errors.New("projection checkpoint moved")
+
+// Sink is where the projection writes; *postgres.Store implements it.
+type Sink interface {
+	// Checkpoint is the stream sequence of the last event applied (0 for none).
+	Checkpoint(ctx context.Context) (uint64, error)
+	// Projected returns, for each of ids the sink holds anything of (rows or faults), the stream
+	// sequence of the request's last event its rows reflect (0 if it holds only faults). A request
+	// missing from the answer has no event at or below the checkpoint.
+	Projected(ctx context.Context, ids []string) (map[string]uint64, error)
+	// Apply writes b in one transaction if the checkpoint is still b.From, else returns
+	// ErrCheckpointMoved. Writing rows the sink already has changes nothing.
+	Apply(ctx context.Context, b *Batch) error
+}
+
+// Projector keeps a Sink up to date with the stream.
+//
+// Every event is verified (signature, key, the emitter's right to the type, the request's chain) and
+// folded through the aggregate before anything is written, with the same code eventstore.Load runs.
+// A request is read back from the stream (a batched direct get, LoadAtLeast's equivalent) only the first
+// time the projector meets it with earlier events it did not see go by — after a restart, for requests
+// begun before the checkpoint; after that, and for every request begun since, each event is verified
+// and folded onto the request's history as it is delivered. Reading the request back for every event,
+// as a reaction does, would give the same rows, but a wildcard direct get costs the server a scan from
+// the request's first event to the end of the stream (docs/benchmarks.md), so a rebuild from sequence 1
+// would cost events × stream length.
+type Projector struct {
+	Source   Source
+	Sink     Sink
+	Verifier *events.Verifier
+	Log      *slog.Logger
+	// BatchSize bounds how many events one transaction covers (events that are already waiting; a live
+	// projection writes each event as it comes). Defaults to 256.
+	BatchSize int
+	// MaxCached bounds the request histories held in memory; defaults to 20000. Past it, closed requests
+	// are dropped first; a dropped request is read back from the stream when it next changes.
+	MaxCached int
+
+	// checkpoint is where the next batch starts: past every batch prepared, committed or in flight.
+	checkpoint uint64
+	// committed is the checkpoint of the last transaction that succeeded.
+	committed uint64
+	// known is what this follow session knows of each request it met: whether the sink holds any of its
+	// events, and the stream sequence its rows reflect. Rows only move forward, so a known position is
+	// never ahead of the sink's.
+	known map[string]position
+	// cache holds the histories of requests met in this session, verified up to their last event seen.
+	cache map[string]*query.History
+}
+
+type position struct {
+	held bool
+	seq  uint64
+}
+
+// knownLimit bounds the positions remembered; past it they are asked again (they are only a shortcut).
+const knownLimit = 200_000
+
+// Run projects every event from the sink's checkpoint on, and then each new one, until ctx ends; it
+// returns nil then. Failures (NATS, the database, another writer taking over) are logged and retried
+// from the checkpoint with a growing delay.
+func (p *Projector) Run(ctx context.Context) error { return p.run(ctx, 0) }
+
+// CatchUp projects until the checkpoint reaches until (a rebuild's target: the stream's last sequence
+// when it started), then returns. It returns ctx's error if ctx ends first.
+func (p *Projector) CatchUp(ctx context.Context, until uint64) error {
+	if until == 0 {
+		return nil
+	}
+	return p.run(ctx, until)
+}
+
+var errReached = errors.New("target sequence reached")
+
+func (p *Projector) run(ctx context.Context, until uint64) error {
+	failures := 0
+	for {
+		before := p.committed
+		err := p.follow(ctx, until)
+		if p.committed > before {
+			// It got somewhere: a new failure starts the delays over.
+			failures = 0
+		}
+		switch {
+		case errors.Is(err, errReached):
+			return nil
+		case ctx.Err() != nil:
+			if until != 0 {
+				return ctx.Err()
+			}
+			return nil
+		case errors.Is(err, ErrCheckpointMoved):
+			p.Log.Warn("projection checkpoint moved under us; following on from the new one")
+			failures = 0
+			continue
+		}
+		failures++
+		delay := min(100*time.Millisecond<<min(failures, 8), 10*time.Second)
+		p.Log.Warn("projection stopped; resuming from the checkpoint", "error", err.Error(), "retry_in", delay.String())
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// follow reads the checkpoint and applies the stream from the next sequence on, in batches of what is
+// already waiting, until an error (errReached once until is reached). Each call is a session: what it
+// knows of requests starts empty, and is void once a transaction fails.
+//
+// While one batch's transaction runs, the next batch is verified and folded: the two overlap, but
+// transactions run one at a time and in order, each starting from the checkpoint the previous one set.
+func (p *Projector) follow(ctx context.Context, until uint64) (err error) {
+	cp, err := p.Sink.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	p.checkpoint, p.committed, p.known, p.cache = cp, cp, map[string]position{}, map[string]*query.History{}
+	if until != 0 && cp >= until {
+		return errReached
+	}
+	size := p.BatchSize
+	if size <= 0 {
+		size = 256
+	}
+	fctx, stop := context.WithCancel(ctx)
+	ch := make(chan Delivery, size)
+	done := make(chan error, 1)
+	go func() { done <- p.Source.Follow(fctx, cp+1, ch) }()
+	// applied reports the transaction in flight, if any (nil otherwise).
+	var applied chan error
+	settle := func() error {
+		if applied == nil {
+			return nil
+		}
+		err := <-applied
+		applied = nil
+		return err
+	}
+	defer func() {
+		stop()
+		if done != nil {
+			<-done
+		}
+		// A failed last transaction outranks having reached the target.
+		if aerr := settle(); aerr != nil && (err == nil || errors.Is(err, errReached)) {
+			err = aerr
+		}
+		if err != nil && !errors.Is(err, errReached) {
+			p.known, p.cache = nil, nil
+		}
+	}()
+	for {
+		var batch []Delivery
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-done:
+			done = nil
+			return fmt.Errorf("follow the stream: %w", err)
+		case err := <-applied:
+			applied = nil
+			if err != nil {
+				return err
+			}
+			continue
+		case d := <-ch:
+			batch = append(batch, d)
+		}
+	drain:
+		for len(batch) < size {
+			select {
+			case d := <-ch:
+				batch = append(batch, d)
+			default:
+				break drain
+			}
+		}
+		b, err := p.prepare(ctx, batch)
+		if err != nil {
+			return err
+		}
+		if err := settle(); err != nil {
+			return err
+		}
+		if b != nil {
+			applied = make(chan error, 1)
+			go func(out chan<- error) { out <- p.write(ctx, b) }(applied)
+		}
+		if until != 0 && p.checkpoint >= until {
+			return errReached
+		}
+	}
+}
+
+// write applies a prepared batch and logs its faults once they are recorded.
+func (p *Projector) write(ctx context.Context, b *Batch) error {
+	if err := p.Sink.Apply(ctx, b); err != nil {
+		return err
+	}
+	p.committed = b.To
+	for _, f := range b.Faults {
+		p.Log.Error("event not projected", "stream_seq", f.Seq, "request_id", f.RequestID, "kind", f.Problem.Kind, "error", f.Problem.Detail)
+	}
+	return nil
+}
+
+// prepare verifies and folds a batch of deliveries and returns the rows and faults to write, moving
+// the checkpoint past them (nil when every delivery was applied already).
+func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) {
+	if err := p.meet(ctx, ds); err != nil {
+		return nil, err
+	}
+	b := &Batch{From: p.checkpoint, To: p.checkpoint}
+	// Each request touched gets one set of rows, as of its last event in the batch, indexing every
+	// event after the position the sink had at the start of the batch.
+	type touch struct {
+		h     *query.History
+		after uint64
+	}
+	var order []string
+	touched := map[string]touch{}
+	fault := func(seq uint64, id string, pr *query.Problem) {
+		f := Fault{Seq: seq, RequestID: id, Problem: *pr}
+		if pr.Seq != seq {
+			f.Problem.Detail = fmt.Sprintf("the request's history is broken at stream sequence %d: %s", pr.Seq, pr.Detail)
+		}
+		b.Faults = append(b.Faults, f)
+	}
+	for _, d := range ds {
+		if d.Seq <= b.To {
+			// Already applied (a redelivery, or a follower restarted behind the checkpoint).
+			continue
+		}
+		b.To = d.Seq
+		id, err := requestID(d.Subject)
+		if err != nil {
+			fault(d.Seq, "", &query.Problem{Kind: string(events.ViolationMalformed), Seq: d.Seq, Detail: err.Error()})
+			continue
+		}
+		k := p.known[id]
+		h := p.cache[id]
+		before := k.seq
+		switch {
+		case h == nil && k.held && k.seq >= d.Seq:
+			// The rows already reflect it: a read-back went ahead of the delivery.
+			continue
+		case h == nil && k.held:
+			// The request has events this session did not see go by: read it back, through this one.
+			recs, err := p.Source.Records(ctx, id, d.Seq)
+			if err != nil {
+				return nil, fmt.Errorf("read request %s for stream sequence %d: %w", id, d.Seq, err)
+			}
+			h = query.Verify(p.Verifier, id, recs)
+			if pr := h.Problem; pr != nil && pr.Seq <= d.Seq {
+				fault(d.Seq, id, pr)
+			}
+		case h == nil:
+			// Neither the sink nor this session has met the request: this is its first event.
+			h = query.NewHistory(p.Verifier, id)
+			fallthrough
+		default:
+			switch {
+			case h.Problem != nil && d.Seq >= h.Problem.Seq:
+				fault(d.Seq, id, h.Problem)
+			case d.Seq <= h.Through:
+				continue
+			default:
+				if pr := h.Add(d.Record); pr != nil {
+					fault(d.Seq, id, pr)
+				}
+			}
+		}
+		p.cache[id] = h
+		if h.Exists() && h.LastSeq > k.seq {
+			if _, ok := touched[id]; !ok {
+				order = append(order, id)
+				touched[id] = touch{h: h, after: before}
+			}
+			k.seq = h.LastSeq
+		}
+		k.held = true
+		p.known[id] = k
+	}
+	if b.To == b.From {
+		return nil, nil
+	}
+	for _, id := range order {
+		t := touched[id]
+		b.Requests = append(b.Requests, FromHistory(t.h, t.after))
+	}
+	p.checkpoint = b.To
+	p.evict()
+	return b, nil
+}
+
+// meet asks the sink about the requests of ds this session has not met yet.
+func (p *Projector) meet(ctx context.Context, ds []Delivery) error {
+	var ask []string
+	for _, d := range ds {
+		if id, err := requestID(d.Subject); err == nil {
+			if _, ok := p.known[id]; !ok && !slices.Contains(ask, id) {
+				ask = append(ask, id)
+			}
+		}
+	}
+	if len(ask) == 0 {
+		return nil
+	}
+	got, err := p.Sink.Projected(ctx, ask)
+	if err != nil {
+		return err
+	}
+	if len(p.known)+len(ask) > knownLimit {
+		p.known = map[string]position{}
+	}
+	for _, id := range ask {
+		seq, held := got[id]
+		p.known[id] = position{held: held, seq: seq}
+	}
+	return nil
+}
+
+// evict keeps the cache within MaxCached: closed requests go first (only an emergency's post-review
+// can still follow), then everything. A request dropped is read back when it next changes.
+func (p *Projector) evict() {
+	limit := p.MaxCached
+	if limit <= 0 {
+		limit = 20_000
+	}
+	if len(p.cache) <= limit {
+		return
+	}
+	for id, h := range p.cache {
+		if h.Problem != nil || h.Request.Status().Terminal() && !h.Request.PostReviewOpen() {
+			delete(p.cache, id)
+		}
+	}
+	if len(p.cache) > limit*9/10 {
+		p.cache = map[string]*query.History{}
+	}
+}
+
+// requestID returns the request ID in an evidence subject, or why there is none.
+func requestID(subject string) (string, error) {
+	id, _, err := events.ParseNATSSubject(subject)
+	if err != nil {
+		return "", err
+	}
+	if !events.ValidRequestID(id) {
+		return "", fmt.Errorf("subject %q does not name a request", subject)
+	}
+	return id, nil
+}

@@ -1,0 +1,260 @@
+package queryd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/ops"
+	"github.com/grantline/grantline/services/query/httpapi"
+	"github.com/grantline/grantline/services/query/natsjs"
+	"github.com/grantline/grantline/services/query/postgres"
+	"github.com/grantline/grantline/services/query/projection"
+)
+
+// Deps are the query service's collaborators, built by Run from Config or by `grantline dev` in
+// process. The read side only reads the stream: it needs the trust file's verifier, never a signing key.
+type Deps struct {
+	JS       jetstream.JetStream
+	Verifier *events.Verifier
+	// DB holds the read side in Schema; Migrate prepares it.
+	DB   *pgxpool.Pool
+	Auth httpapi.Authenticator
+	// Catalogue names each entitlement's owner groups, whose members read its requests.
+	Catalogue *catalogue.Catalogue
+	// Schema is the read side's schema; empty means postgres.DefaultSchema ("readside").
+	Schema string
+	// AuditorGroups read everything; nil means auditors and security.
+	AuditorGroups []string
+	// Now is the clock that judges overdue revocations in who-held answers; nil means time.Now.
+	Now func() time.Time
+}
+
+func (d Deps) schema() string {
+	if d.Schema == "" {
+		return postgres.DefaultSchema
+	}
+	return d.Schema
+}
+
+func (d Deps) store(schema string) (*postgres.Store, error) { return postgres.NewStore(d.DB, schema) }
+
+func (d Deps) reader() *natsjs.Reader { return &natsjs.Reader{JS: d.JS} }
+
+// Migrate creates or updates the read side's schema and tables. Call it before Routes serves.
+func (d Deps) Migrate(ctx context.Context) error { return postgres.Migrate(ctx, d.DB, d.schema()) }
+
+// Routes registers the query API (GET /v1/requests, GET /v1/requests/{id}/events, GET /v1/grants,
+// GET /v1/audit/access) on mux. It does not register GET /v1/requests/{id}, which intake serves. It
+// panics on an invalid Schema, which Migrate reports as an error first.
+func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
+	st, err := d.store(d.schema())
+	if err != nil {
+		panic(fmt.Sprintf("query routes: %v", err))
+	}
+	auditors := d.AuditorGroups
+	if auditors == nil {
+		auditors = []string{"auditors", "security"}
+	}
+	owners := map[string][]string{}
+	if d.Catalogue != nil {
+		for _, e := range d.Catalogue.Entitlements {
+			owners[e.ID] = e.OwnerGroups
+		}
+	}
+	h := &httpapi.Handler{Store: st, Stream: d.reader(), Verifier: d.Verifier, Auth: d.Auth, AuditorGroups: auditors,
+		OwnerGroups: owners, Now: d.Now, Log: log}
+	h.Routes(mux)
+}
+
+// Consume migrates the read side, waits to be the one replica projecting into its schema, and keeps it
+// up to date with the stream until ctx ends; then it returns nil. Failures on the way (NATS, the
+// database) are logged and retried from the checkpoint; only a failure to set up is returned.
+func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
+	if err := d.Migrate(ctx); err != nil {
+		return ignoreStop(ctx, err)
+	}
+	st, err := d.store(d.schema())
+	if err != nil {
+		return err
+	}
+	release, err := st.Lead(ctx)
+	if err != nil {
+		return ignoreStop(ctx, err)
+	}
+	defer release()
+	log = log.With("projection", d.schema())
+	log.Info("projecting the evidence stream")
+	p := &projection.Projector{Source: d.reader(), Sink: st, Verifier: d.Verifier, Log: log}
+	return p.Run(ctx)
+}
+
+// Rebuild projects the stream from sequence 1 into schema (created if need be; a schema already part
+// way through resumes from its checkpoint) up to the stream's last sequence when it starts, beside the
+// live read side, and returns that sequence. Compare then checks the two agree.
+func (d Deps) Rebuild(ctx context.Context, schema string, log *slog.Logger) (uint64, error) {
+	if err := postgres.Migrate(ctx, d.DB, schema); err != nil {
+		return 0, err
+	}
+	st, err := d.store(schema)
+	if err != nil {
+		return 0, err
+	}
+	last, err := d.reader().LastSeq(ctx)
+	if err != nil {
+		return 0, err
+	}
+	p := &projection.Projector{Source: d.reader(), Sink: st, Verifier: d.Verifier, Log: log.With("projection", schema)}
+	if err := p.CatchUp(ctx, last); err != nil {
+		return 0, fmt.Errorf("rebuild into %s: %w", schema, err)
+	}
+	return last, nil
+}
+
+// Compare lists the differences between the live read side and the one in schema (postgres.Compare).
+func (d Deps) Compare(ctx context.Context, schema string) ([]string, error) {
+	return postgres.Compare(ctx, d.DB, d.schema(), schema)
+}
+
+func ignoreStop(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// Run builds the service from cfg and serves until ctx ends, then shuts down in reverse order.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	log.Info("starting", "config", cfg)
+	deps, cleanup, err := build(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if err := deps.Migrate(ctx); err != nil {
+		return err
+	}
+	health, err := ops.New(ops.Options{Service: "query", Logger: log})
+	if err != nil {
+		return err
+	}
+	nc := deps.JS.Conn()
+	health.SetCheck("nats", func(context.Context) error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("nats: %s", nc.Status())
+		}
+		return nil
+	})
+	health.SetCheck("database", func(ctx context.Context) error { return deps.DB.Ping(ctx) })
+	mux := http.NewServeMux()
+	deps.Routes(mux, log)
+	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
+		mux.Handle("GET "+p, health)
+	}
+	srv, err := ops.Listen(cfg.HTTPAddr, mux, log)
+	if err != nil {
+		return err
+	}
+	// A projection that cannot run stops the service: an API over a read side that no longer moves
+	// would answer with ever staler data.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	consumed := make(chan error, 1)
+	go func() {
+		err := deps.Consume(runCtx, log)
+		stop()
+		consumed <- err
+	}()
+	served := srv.Serve(runCtx)
+	return errors.Join(<-consumed, served)
+}
+
+// Command runs what args ask for: nothing or "serve" runs the service; "rebuild SCHEMA" projects the
+// stream from sequence 1 into SCHEMA beside the live read side; "compare SCHEMA" lists, on out, how
+// SCHEMA differs from the live read side, and fails if it does.
+func Command(ctx context.Context, cfg Config, args []string, out io.Writer, log *slog.Logger) error {
+	if len(args) == 0 || args[0] == "serve" && len(args) == 1 {
+		return Run(ctx, cfg, log)
+	}
+	if len(args) != 2 || (args[0] != "rebuild" && args[0] != "compare") {
+		return errors.New("usage: grantline-query [serve | rebuild SCHEMA | compare SCHEMA]")
+	}
+	deps, cleanup, err := build(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if args[0] == "rebuild" {
+		last, err := deps.Rebuild(ctx, args[1], log)
+		if err == nil {
+			fmt.Fprintf(out, "rebuilt %s up to stream sequence %d\n", args[1], last)
+		}
+		return err
+	}
+	diffs, err := deps.Compare(ctx, args[1])
+	if err != nil {
+		return err
+	}
+	for _, d := range diffs {
+		fmt.Fprintln(out, d)
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("%s differs from %s in %d ways", args[1], deps.schema(), len(diffs))
+	}
+	fmt.Fprintf(out, "%s equals %s\n", args[1], deps.schema())
+	return nil
+}
+
+// build connects to everything cfg names and returns the Deps with a clean-up that closes them in
+// reverse order.
+func build(ctx context.Context, cfg Config) (Deps, func(), error) {
+	verifier, err := events.LoadTrustFile(cfg.TrustFile)
+	if err != nil {
+		return Deps{}, nil, err
+	}
+	cat, err := catalogue.Load(cfg.Catalogue)
+	if err != nil {
+		return Deps{}, nil, err
+	}
+	authn, err := auth.NewVerifier(ctx, auth.Config{Issuer: cfg.OIDCIssuer, Audience: cfg.OIDCAudience,
+		GroupsClaim: cfg.OIDCGroupsClaim, JWKSURL: cfg.OIDCJWKSURL})
+	if err != nil {
+		return Deps{}, nil, fmt.Errorf("oidc: %w", err)
+	}
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return Deps{}, nil, fmt.Errorf("database: %w", err)
+	}
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("grantline-query"), nats.MaxReconnects(-1))
+	if err != nil {
+		pool.Close()
+		return Deps{}, nil, fmt.Errorf("connect to nats: %w", err)
+	}
+	cleanup := func() { _ = nc.Drain(); pool.Close() }
+	js, err := jetstream.New(nc)
+	if err == nil {
+		err = eventstore.Check(ctx, js)
+	}
+	if err == nil {
+		// The read side signs nothing, but what it projects must not vanish in a power cut either.
+		err = eventstore.CheckDurability(ctx, eventstore.MonitorProbe(http.DefaultClient, cfg.NATSMonitorURLs...))
+	}
+	if err != nil {
+		cleanup()
+		return Deps{}, nil, err
+	}
+	return Deps{JS: js, Verifier: verifier, DB: pool, Auth: authn, Catalogue: cat, Schema: cfg.Schema,
+		AuditorGroups: cfg.AuditorGroups, Now: time.Now}, cleanup, nil
+}

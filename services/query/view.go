@@ -1,0 +1,208 @@
+package query
+
+import (
+	"slices"
+	"time"
+
+	"github.com/grantline/grantline/pkg/events"
+)
+
+// View is a request as the read side shows it. Its fields are those of intake's GET /v1/requests/{id}
+// (which folds the request's own stream for read-your-writes), so one client type reads both; LastSeq
+// adds the stream sequence of the last event it reflects.
+type View struct {
+	ID              string                   `json:"id"`
+	Status          events.Status            `json:"status"`
+	Version         int                      `json:"version"`
+	Requester       events.Principal         `json:"requester"`
+	Subject         events.RequestSubject    `json:"subject"`
+	Entitlement     string                   `json:"entitlement"`
+	Justification   string                   `json:"justification"`
+	Ticket          string                   `json:"ticket,omitempty"`
+	DurationSeconds int64                    `json:"duration_seconds"`
+	StartAt         *time.Time               `json:"start_at,omitempty"`
+	Emergency       bool                     `json:"emergency"`
+	Channel         string                   `json:"channel"`
+	SubmittedAt     time.Time                `json:"submitted_at"`
+	RequestDigest   string                   `json:"request_digest"`
+	Decision        *events.PolicyDecided    `json:"decision,omitempty"`
+	Reviews         []events.Reviewed        `json:"reviews,omitempty"`
+	Approvers       []string                 `json:"approvers,omitempty"`
+	Rejection       *events.Rejected         `json:"rejection,omitempty"`
+	Grant           *events.Granted          `json:"grant,omitempty"`
+	RevocationDue   string                   `json:"revocation_due,omitempty"`
+	Revocation      *events.Revoked          `json:"revocation,omitempty"`
+	Failure         *events.FulfilmentFailed `json:"failure,omitempty"`
+	PostReview      *events.PostReviewed     `json:"post_review,omitempty"`
+	LastSeq         uint64                   `json:"last_seq"`
+}
+
+// NewView shows the verified part of a history.
+func NewView(h *History) View {
+	r := h.Request
+	s := r.Submitted()
+	v := View{
+		ID: h.ID, Status: r.Status(), Version: r.Version(), Requester: s.Requester, Subject: s.Subject,
+		Entitlement: s.Entitlement, Justification: s.Justification, Ticket: s.Ticket,
+		DurationSeconds: s.DurationSeconds, StartAt: s.StartAt, Emergency: s.Emergency, Channel: s.Channel,
+		RequestDigest: s.RequestDigest, Reviews: r.Reviews(), Approvers: r.Approvers(), Rejection: r.Rejection(),
+		Grant: r.Grant(), RevocationDue: string(r.RevocationDue()), Revocation: r.Revoked(), Failure: r.Failure(),
+		PostReview: r.PostReview(), SubmittedAt: h.SubmittedAt(), LastSeq: h.LastSeq,
+	}
+	if d := r.Decision(); d.Outcome != "" {
+		v.Decision = &d
+	}
+	return v
+}
+
+// Grant is access a request was granted, active or past: what, for whom, on which target, observed in
+// which state when granted and after revocation, and on whose decision.
+type Grant struct {
+	RequestID   string                `json:"request_id"`
+	Requester   string                `json:"requester"`
+	Subject     events.RequestSubject `json:"subject"`
+	Entitlement string                `json:"entitlement"`
+	Emergency   bool                  `json:"emergency"`
+	Connector   string                `json:"connector"`
+	TargetRef   string                `json:"target_ref"`
+	Fulfiller   string                `json:"fulfiller"`
+	TaskID      string                `json:"task_id,omitempty"`
+	// Observed is the entitlement as read back from the target when it was granted.
+	Observed  events.Observed `json:"observed"`
+	GrantedAt time.Time       `json:"granted_at"`
+	ExpiresAt time.Time       `json:"expires_at"`
+	// RevocationDue says why access must end, once it must ("expired", "early", …).
+	RevocationDue    string     `json:"revocation_due,omitempty"`
+	RevokedAt        *time.Time `json:"revoked_at,omitempty"`
+	RevocationReason string     `json:"revocation_reason,omitempty"`
+	// ObservedAfter is the entitlement as read back from the target after revocation.
+	ObservedAfter  *events.Observed `json:"observed_after,omitempty"`
+	Outcome        events.Outcome   `json:"outcome"`
+	PolicyRevision string           `json:"policy_revision"`
+	Approvers      []string         `json:"approvers"`
+	// Active is true until the revocation is recorded.
+	Active bool `json:"active"`
+}
+
+// NewGrant shows the grant of a history, and false if the verified part holds none.
+func NewGrant(h *History) (Grant, bool) {
+	r := h.Request
+	g := r.Grant()
+	if g == nil {
+		return Grant{}, false
+	}
+	s, d := r.Submitted(), r.Decision()
+	out := Grant{
+		RequestID: h.ID, Requester: s.Requester.ID, Subject: s.Subject, Entitlement: s.Entitlement, Emergency: s.Emergency,
+		Connector: g.Connector, TargetRef: g.TargetRef, Fulfiller: g.Fulfiller, TaskID: g.TaskID, Observed: g.Observed,
+		GrantedAt: r.GrantedAt().UTC(), ExpiresAt: g.ExpiresAt.UTC(), RevocationDue: string(r.RevocationDue()),
+		Outcome: d.Outcome, PolicyRevision: d.PolicyRevision, Approvers: nonNil(r.Approvers()), Active: true,
+	}
+	if rv := r.Revoked(); rv != nil {
+		at := h.TimeOf(events.TypeRevoked)
+		out.RevokedAt, out.RevocationReason, out.ObservedAfter, out.Active = &at, string(rv.Reason), &rv.Observed, false
+	}
+	return out, true
+}
+
+// Holding is a grant that held an entitlement at the instant asked about. BeyondExpiry marks one past its
+// expiry whose revocation was not recorded by then: the target was last seen granting it, so it counts.
+type Holding struct {
+	Grant        `json:",inline"`
+	BeyondExpiry bool `json:"beyond_expiry,omitempty"`
+}
+
+// HeldAt reports whether grant g held its entitlement at instant at, judged at now: from the grant up
+// to the recorded revocation; without one, up to the expiry — and beyond it for any instant up to now,
+// since nothing has observed the access removed (an overdue revocation is exactly what an auditor asking
+// "who had it" must see). beyond reports the latter case.
+func HeldAt(g Grant, at, now time.Time) (held, beyond bool) {
+	switch {
+	case at.Before(g.GrantedAt):
+		return false, false
+	case g.RevokedAt != nil:
+		return at.Before(*g.RevokedAt), false
+	case at.Before(g.ExpiresAt):
+		return true, false
+	}
+	return !at.After(now), !at.After(now)
+}
+
+// SubmittedAt is when the request's first event was stored by its emitter; zero for an empty history.
+func (h *History) SubmittedAt() time.Time {
+	if len(h.Events) == 0 {
+		return time.Time{}
+	}
+	return h.Events[0].Time.UTC()
+}
+
+// TimeOf is the time of the history's last event of type t, or zero.
+func (h *History) TimeOf(t events.Type) time.Time {
+	for i := len(h.Events) - 1; i >= 0; i-- {
+		if h.Events[i].Type == t {
+			return h.Events[i].Time.UTC()
+		}
+	}
+	return time.Time{}
+}
+
+// ReviewGroups are the groups that decide on a request: those of its approval stages and of its
+// post-review, sorted, each once.
+func ReviewGroups(r *events.Request) []string {
+	d := r.Decision()
+	var gs []string
+	for _, st := range d.Stages {
+		gs = append(gs, st.Groups...)
+	}
+	if d.PostReview != nil {
+		gs = append(gs, d.PostReview.Groups...)
+	}
+	return set(gs)
+}
+
+// OpenGroups are the groups of the stages that accept approvals now, sorted, each once; none unless the
+// request awaits review.
+func OpenGroups(r *events.Request) []string {
+	if r.Status() != events.StatusPendingApproval {
+		return []string{}
+	}
+	var gs []string
+	for _, i := range r.OpenStages() {
+		gs = append(gs, r.Decision().Stages[i].Groups...)
+	}
+	return set(gs)
+}
+
+// Reviewers are the people who reviewed the request's approval stages, in order.
+func Reviewers(r *events.Request) []string {
+	out := []string{}
+	for _, rv := range r.Reviews() {
+		out = append(out, rv.Reviewer.ID)
+	}
+	return out
+}
+
+// AwaitsReviewBy reports whether the request awaits a review that person, a member of groups, may give:
+// it is pending approval, one of its open stages takes one of their groups, and separation of duties
+// lets them (not the requester, not the subject, not a reviewer of it already).
+func AwaitsReviewBy(r *events.Request, person string, groups []string) bool {
+	return r.Status() == events.StatusPendingApproval && r.MayReview(person) == nil &&
+		slices.ContainsFunc(OpenGroups(r), func(g string) bool { return slices.Contains(groups, g) })
+}
+
+func set(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if out == nil {
+		out = []string{}
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -143,9 +143,11 @@ func TestInboxOverHTTP(t *testing.T) {
 	w.decide(t, forAlice, time.Now().Add(time.Hour), false, events.Stage{Name: "engineering", Groups: []string{"engineers"}, MinApprovals: 1})
 	payments := w.paymentsAdmin(t, alice)
 
-	poll.Until(t, 10*time.Second, "the inbox to show alice dave's request", func() bool {
-		_, ok := has(w.inbox(t, "alice"), forAlice)
-		return ok
+	// The projection is asynchronous: wait until every request is in before judging any inbox.
+	poll.Until(t, 10*time.Second, "the inboxes to show dave's request to alice and alice's to frank", func() bool {
+		_, forAliceListed := has(w.inbox(t, "alice"), forAlice)
+		_, paymentsListed := has(w.inbox(t, "frank"), payments)
+		return forAliceListed && paymentsListed
 	})
 	items := w.inbox(t, "alice")
 	if _, ok := has(items, aliceOwn); ok {

@@ -6,9 +6,11 @@ require (
 	github.com/grantline/grantline/pkg v0.0.0
 	github.com/grantline/grantline/pkg/events v0.0.0
 	github.com/grantline/grantline/services/approval v0.0.0
+	github.com/grantline/grantline/services/fulfilment v0.0.0
 	github.com/grantline/grantline/services/intake v0.0.0
 	github.com/grantline/grantline/services/policy v0.0.0
 	github.com/grantline/grantline/services/query v0.0.0
+	github.com/grantline/grantline/services/revoker v0.0.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
@@ -19,6 +21,7 @@ require (
 	github.com/agnivade/levenshtein v1.2.2 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/coreos/go-oidc/v3 v3.21.0 // indirect
 	github.com/decred/dcrd/dcrec/secp256k1/v4 v4.4.1 // indirect
@@ -55,6 +58,7 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/segmentio/asm v1.2.1 // indirect
 	github.com/sirupsen/logrus v1.10.2 // indirect
+	github.com/sony/gobreaker/v2 v2.4.0 // indirect
 	github.com/spf13/pflag v1.1.0 // indirect
 	github.com/synadia-io/orbit.go/jetstreamext v0.3.2 // indirect
 	github.com/synadia-io/orbit.go/natsext v0.1.3 // indirect
@@ -93,3 +97,7 @@ replace github.com/grantline/grantline/services/policy => ../../services/policy
 replace github.com/grantline/grantline/services/approval => ../../services/approval
 
 replace github.com/grantline/grantline/services/query => ../../services/query
+
+replace github.com/grantline/grantline/services/fulfilment => ../../services/fulfilment
+
+replace github.com/grantline/grantline/services/revoker => ../../services/revoker

@@ -80,3 +80,40 @@ func httpJSON(t *testing.T, method, url, token, body string, out any) int {
 	}
 	return resp.StatusCode
 }
+
+// TestDemoGrantIsRevokedAtExpiry: in grantline dev, alice's auto-approved analytics-read is granted on
+// the demo PostgreSQL target for five seconds, observed there, and revoked at expiry.
+func TestDemoGrantIsRevokedAtExpiry(t *testing.T) {
+	e := start(t, testConfig(t, t.TempDir()))
+	token, _ := e.Token("alice")
+	var created struct {
+		ID string `json:"id"`
+	}
+	body := `{"entitlement":"analytics-read","duration":"5s","justification":"watch expiry happen"}`
+	if status := httpJSON(t, "POST", "http://"+e.HTTPAddr()+"/v1/requests", token, body, &created); status != http.StatusAccepted {
+		t.Fatalf("submit answered %d", status)
+	}
+	var view struct {
+		Status string `json:"status"`
+		Grant  *struct {
+			Observed struct {
+				Present bool `json:"present"`
+			} `json:"observed"`
+		} `json:"grant"`
+		Revocation *struct {
+			Reason   string `json:"reason"`
+			Observed struct {
+				Present bool `json:"present"`
+			} `json:"observed"`
+		} `json:"revocation"`
+	}
+	show := func() { httpJSON(t, "GET", "http://"+e.HTTPAddr()+"/v1/requests/"+created.ID, token, "", &view) }
+	poll.Until(t, 20*time.Second, "the grant", func() bool { show(); return view.Grant != nil })
+	if !view.Grant.Observed.Present {
+		t.Fatal("the grant was not observed on the target")
+	}
+	poll.Until(t, 30*time.Second, "the revocation at expiry", func() bool { show(); return view.Status == "revoked" })
+	if view.Revocation == nil || view.Revocation.Reason != "expired" || view.Revocation.Observed.Present {
+		t.Fatalf("revocation %+v", view.Revocation)
+	}
+}

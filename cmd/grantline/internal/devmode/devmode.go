@@ -89,6 +89,9 @@ type Env struct {
 	postgres *pglocal.Cluster
 	db       *pgxpool.Pool
 	dbWhere  string
+	// targetURL is the demo target the PostgreSQL connector grants on; closers release connectors.
+	targetURL string
+	closers   []func()
 	// stopWorkers ends the services' consumers; workers waits for them.
 	stopWorkers context.CancelFunc
 	workers     sync.WaitGroup
@@ -190,6 +193,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 	if err := e.startQuery(ctx, workCtx, demo, authn, mux, logger.With("service", "query")); err != nil {
 		return nil, err
 	}
+	if err := e.startFulfilmentAndRevoker(ctx, workCtx, demo, authn, mux, logger); err != nil {
+		return nil, err
+	}
 
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopHTTP = stopServing
@@ -238,7 +244,7 @@ func (e *Env) Describe(w io.Writer) {
             policy (OPA, bundle %s, revision %s)
             approval (reviews, approval windows, emergency post-reviews; inbox in PostgreSQL)
             query (request lists, grants, who had what when; projections in PostgreSQL)
-            fulfilment and revoker plug in here as they land
+            fulfilment and revoker (PostgreSQL connector on the demo target, manual tasks, expiry timers)
   Database  %s
   Identity  dev OIDC issuer http://%s/dev/oidc over %s
 Try it:
@@ -268,6 +274,9 @@ func (e *Env) Close(ctx context.Context) {
 	}
 	if e.health != nil {
 		_ = e.health.Shutdown(ctx)
+	}
+	for _, c := range e.closers {
+		c()
 	}
 	if e.db != nil {
 		e.db.Close()

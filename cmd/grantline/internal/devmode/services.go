@@ -2,7 +2,10 @@ package devmode
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -17,12 +20,16 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/pglocal"
 	"github.com/grantline/grantline/services/approval/approvald"
+	"github.com/grantline/grantline/services/fulfilment/connector"
+	pgconnector "github.com/grantline/grantline/services/fulfilment/connector/postgres"
+	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/intaked"
 	"github.com/grantline/grantline/services/policy"
 	"github.com/grantline/grantline/services/policy/policyd"
 	"github.com/grantline/grantline/services/query/queryd"
+	"github.com/grantline/grantline/services/revoker/revokerd"
 )
 
 // Audience is the audience of dev tokens.
@@ -156,6 +163,78 @@ func (e *Env) startQuery(ctx, workCtx context.Context, d demo, authn *auth.Verif
 	deps.Routes(mux, log)
 	e.goWork("query", func() error { return deps.Consume(workCtx, log) })
 	return nil
+}
+
+// startFulfilmentAndRevoker wires the demo target (a database of the dev PostgreSQL with the demo
+// roles), the credential store, and the fulfilment and revoker services; both use the same connectors,
+// since a grant is revoked through the connector that made it.
+func (e *Env) startFulfilmentAndRevoker(ctx, workCtx context.Context, d demo, authn *auth.Verifier, mux *http.ServeMux, log *slog.Logger) error {
+	targetURL := e.cfg.DatabaseURL
+	if e.postgres != nil {
+		var err error
+		if targetURL, err = e.postgres.EnsureDatabase(ctx, "grantline_target"); err != nil {
+			return err
+		}
+	}
+	pg, err := pgconnector.Open(ctx, targetURL, pgconnector.DemoRoles())
+	if err != nil {
+		return fmt.Errorf("demo target: %w", err)
+	}
+	e.closers = append(e.closers, pg.Close)
+	if err := pg.EnsureRoles(ctx); err != nil {
+		return fmt.Errorf("demo target roles: %w", err)
+	}
+	key, err := credentialKey(filepath.Join(e.cfg.DataDir, "keys", "credential.key"))
+	if err != nil {
+		return err
+	}
+	creds, tasks, err := fulfilmentd.OpenState(ctx, e.js, key, 1)
+	if err != nil {
+		return err
+	}
+	conns := connector.Set{pgconnector.Name: pg}
+	revokerStore, err := e.store(ctx, events.Revoker)
+	if err != nil {
+		return err
+	}
+	revokerLog := log.With("service", "revoker")
+	rev := revokerd.Deps{JS: e.js, Store: revokerStore, Catalogue: d.catalogue, Auth: authn, Connectors: conns, Credentials: creds, Now: time.Now}
+	fulfilmentStore, err := e.store(ctx, events.Fulfilment)
+	if err != nil {
+		return err
+	}
+	fulfilmentLog := log.With("service", "fulfilment")
+	ful := fulfilmentd.Deps{JS: e.js, Store: fulfilmentStore, Catalogue: d.catalogue, Auth: authn, Connectors: conns,
+		Credentials: creds, Tasks: tasks, RevokeTasks: rev.TaskCompleter(revokerLog), Now: time.Now}
+	ful.Routes(mux, fulfilmentLog)
+	rev.Routes(mux, revokerLog)
+	e.goWork("fulfilment", func() error { return ful.Consume(workCtx, fulfilmentLog) })
+	e.goWork("revoker", func() error { return rev.Consume(workCtx, revokerLog) })
+	e.targetURL = targetURL
+	return nil
+}
+
+// credentialKey loads the dev key that encrypts issued credentials until they are retrieved, creating
+// it on first use (32 random bytes, mode 0600, beside the signing keys).
+func credentialKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		b = make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return nil, fmt.Errorf("write credential key: %w", err)
+		}
+		return b, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read credential key: %w", err)
+	}
+	if len(b) != 32 {
+		return nil, fmt.Errorf("credential key %s must be 32 bytes", path)
+	}
+	return b, nil
 }
 
 // Token mints a bearer token for a directory user, for the CLI and curl.

@@ -1,0 +1,433 @@
+package fulfilmentd_test
+
+import (
+	"context"
+	"encoding/json/v2"
+	"errors"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/consumer"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/pgtest"
+	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/services/fulfilment"
+	"github.com/grantline/grantline/services/fulfilment/connector"
+	"github.com/grantline/grantline/services/fulfilment/connector/postgres"
+	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
+	"github.com/grantline/grantline/services/fulfilment/fulfilmenttest"
+	"github.com/grantline/grantline/services/fulfilment/httpapi"
+	"github.com/grantline/grantline/services/fulfilment/reaction"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+
+const examples = "../../../examples"
+
+// deps is the fulfilment service over w with connectors (the world's PostgreSQL target by default).
+func deps(w *fulfilmenttest.World, conns connector.Set) fulfilmentd.Deps {
+	if conns == nil {
+		conns = connector.Set{postgres.Name: w.PG}
+	}
+	return fulfilmentd.Deps{JS: w.JS, Store: w.Stores[events.Fulfilment], Catalogue: w.Catalogue, Auth: w.Auth,
+		Connectors: conns, Credentials: w.Credentials, Tasks: w.Tasks, Now: time.Now}
+}
+
+// start serves d's routes on the world's mux and runs its reactions until the test ends.
+func start(t *testing.T, w *fulfilmenttest.World, d fulfilmentd.Deps) {
+	t.Helper()
+	d.Routes(w.Mux, w.Log)
+	fulfilmenttest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
+}
+
+// someone is a person of their own (PostgreSQL roles are shared by every test of the package).
+func someone(group string) events.Principal {
+	return events.Principal{ID: "p-" + strings.ToLower(events.NewID()[18:]), Groups: []string{group}}
+}
+
+func granted(r *events.Request) bool { return r.Status() == events.StatusGranted }
+
+// TestGrantsOnPostgres: an auto-approved and an emergency request are granted on the target, which
+// shows the role afterwards and not before, and granted records what the target showed.
+func TestGrantsOnPostgres(t *testing.T) {
+	w := fulfilmenttest.New(t, examples)
+	start(t, w, deps(w, nil))
+	cases := []struct {
+		name        string
+		entitlement string
+		role        string
+		emergency   bool
+	}{
+		{"analytics-read, auto-approved", "analytics-read", "analytics_read", false},
+		{"payments-admin, break-glass", "payments-admin", "payments_admin", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			who := someone("engineers")
+			if w.Holds(t, who.ID, tc.role) {
+				t.Fatal("holds the role before the grant")
+			}
+			id := w.Approved(t, fulfilmenttest.Request{Requester: who, Entitlement: tc.entitlement, Duration: time.Hour, Emergency: tc.emergency})
+			trigger := w.Load(t, id)
+			r := w.WaitFor(t, id, 20*time.Second, "the grant", granted)
+			g := r.Grant()
+			if g.Connector != postgres.Name || g.Fulfiller != fulfilment.Fulfiller || !g.Observed.Present ||
+				g.Observed.Detail["role"] != tc.role || g.Observed.Detail["member"] != who.ID || g.CredentialFingerprint != "" {
+				t.Fatalf("granted %+v", g)
+			}
+			if d := g.ExpiresAt.Sub(r.GrantedAt()); d <= 0 || d > time.Hour {
+				t.Fatalf("expires %s after the grant, want within the effective hour", d)
+			}
+			l := w.Load(t, id)
+			if ev := l.Events[len(l.Events)-1]; ev.CausationID != trigger.Events[len(trigger.Events)-1].ID {
+				t.Fatalf("granted caused by %q, want the decision %q", ev.CausationID, trigger.Events[len(trigger.Events)-1].ID)
+			}
+			if !w.Holds(t, who.ID, tc.role) || w.Memberships(t, who.ID, postgres.GrantRole(id)) != 1 {
+				t.Fatal("the target does not show the grant")
+			}
+		})
+	}
+}
+
+// TestAccessFromALaterTime: a request approved before the start it asked for is granted at that
+// start, not at approval.
+func TestAccessFromALaterTime(t *testing.T) {
+	w := fulfilmenttest.New(t, examples)
+	start(t, w, deps(w, nil))
+	from := time.Now().Add(2 * time.Second)
+	id := w.Approved(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour, StartAt: &from})
+	r := w.WaitFor(t, id, 20*time.Second, "the grant at the start", granted)
+	if r.GrantedAt().Before(from) {
+		t.Fatalf("granted at %s, before the requested start %s", r.GrantedAt(), from)
+	}
+	if d := r.Grant().ExpiresAt.Sub(r.GrantedAt()); d > time.Hour {
+		t.Fatalf("expires %s after the grant", d)
+	}
+}
+
+// TestCredentialRetrievedOnceByTheRightPerson: a login for svc-reporting is issued with VALID UNTIL its
+// expiry; its password is handed out once, to the requester or an owner of the account, and appears
+// in no event, timer, dead letter or log line.
+func TestCredentialRetrievedOnceByTheRightPerson(t *testing.T) {
+	w := fulfilmenttest.New(t, examples)
+	start(t, w, deps(w, nil))
+	cases := []struct {
+		name      string
+		requester events.Principal
+		strangers []string
+		first     string
+		then      []string
+	}{
+		{"the requester takes it", fulfilmenttest.Alice, []string{"erin", "dave", "carol"}, "alice", []string{"bob", "alice", "frank"}},
+		{"an owner of the account takes it", fulfilmenttest.Alice, []string{"erin"}, "bob", []string{"alice"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			id := w.Approved(t, fulfilmenttest.Request{Requester: tc.requester, Subject: fulfilmenttest.SvcReporting,
+				Entitlement: "reporting-db-credential", Duration: time.Hour})
+			login := postgres.LoginRole("svc-reporting", id)
+			if exists, _, _ := w.Login(t, login); exists {
+				t.Fatal("the login exists before the grant")
+			}
+			g := w.WaitFor(t, id, 20*time.Second, "the grant", granted).Grant()
+			exists, canLogin, until := w.Login(t, login)
+			if !exists || !canLogin || until == nil || until.Sub(g.ExpiresAt).Abs() > time.Microsecond || !w.Holds(t, login, "reporting_read") {
+				t.Fatalf("pg_roles shows %v %v %v for the login, want it valid until %s", exists, canLogin, until, g.ExpiresAt)
+			}
+			if !strings.HasPrefix(g.CredentialFingerprint, "sha256:") || g.Observed.Detail["login_role"] != login {
+				t.Fatalf("granted %+v", g)
+			}
+			path := "/v1/requests/" + id + "/credential"
+			if status, _ := w.Call(t, "GET", path, "", ""); status != http.StatusUnauthorized {
+				t.Fatalf("without a token: %d", status)
+			}
+			for _, user := range tc.strangers {
+				if status, body := w.Call(t, "GET", path, user, ""); status != http.StatusForbidden {
+					t.Fatalf("%s: %d %s, want 403", user, status, body)
+				}
+			}
+			status, body := w.Call(t, "GET", path, tc.first, "")
+			var cred httpapi.Credential
+			if status != http.StatusOK || json.Unmarshal(body, &cred) != nil {
+				t.Fatalf("%s: %d %s", tc.first, status, body)
+			}
+			if cred.Username != login || len(cred.Password) < 32 || fulfilment.Fingerprint(cred.Password) != g.CredentialFingerprint {
+				t.Fatalf("credential %s for %s does not match the grant", cred.Username, login)
+			}
+			for _, user := range tc.then {
+				status, body := w.Call(t, "GET", path, user, "")
+				if status != http.StatusGone || !strings.Contains(string(body), "credential-gone") {
+					t.Fatalf("%s after retrieval: %d %s, want 410", user, status, body)
+				}
+			}
+			for _, stream := range []string{eventstore.EventsStream, eventstore.TimersStream, eventstore.DLQStream, "KV_GRANTLINE_CREDENTIALS", "KV_GRANTLINE_TASKS"} {
+				for _, b := range w.StreamBodies(t, stream) {
+					if strings.Contains(string(b), cred.Password) {
+						t.Fatalf("the password is in %s", stream)
+					}
+				}
+			}
+			if strings.Contains(w.Logs.String(), cred.Password) {
+				t.Fatal("the password is in the logs")
+			}
+			if !strings.Contains(w.Logs.String(), `"credential retrieved"`) {
+				t.Fatal("the retrieval was not logged")
+			}
+		})
+	}
+}
+
+// TestManualTask: a manual entitlement opens a grant task for its fulfiller groups; the list shows it to
+// them only; a person who may not complete it is refused; an operator's completion with evidence is
+// the grant.
+func TestManualTask(t *testing.T) {
+	w := fulfilmenttest.New(t, examples)
+	start(t, w, deps(w, nil))
+	id := w.Submit(t, fulfilmenttest.Request{Requester: fulfilmenttest.Alice, Entitlement: "mainframe-operator", Duration: time.Hour})
+	w.Approve(t, id, fulfilmenttest.Carol)
+	r := w.WaitFor(t, id, 20*time.Second, "the grant task", func(r *events.Request) bool { return len(r.Tasks()) == 1 })
+	task := r.Tasks()[0]
+	if task.TaskID != fulfilment.TaskID(id, events.TaskGrant) || task.Purpose != events.TaskGrant || task.FulfillerGroups[0] != "operations" {
+		t.Fatalf("task %+v", task)
+	}
+	list := func(user string) []httpapi.TaskView {
+		status, body := w.Call(t, "GET", "/v1/tasks", user, "")
+		var l httpapi.TaskList
+		if status != http.StatusOK || json.Unmarshal(body, &l) != nil {
+			t.Fatalf("list as %s: %d %s", user, status, body)
+		}
+		return l.Tasks
+	}
+	if got := list("dave"); len(got) != 1 || got[0].ID != task.TaskID || !got[0].MayComplete || got[0].RequestID != id {
+		t.Fatalf("dave's tasks: %+v", got)
+	}
+	for _, user := range []string{"alice", "erin", "carol"} {
+		if got := list(user); len(got) != 0 {
+			t.Fatalf("%s sees tasks %+v", user, got)
+		}
+	}
+	path := "/v1/tasks/" + task.TaskID + "/complete"
+	for _, tc := range []struct {
+		user, body string
+		status     int
+	}{
+		{"erin", `{"evidence":"done"}`, http.StatusForbidden},
+		{"alice", `{"evidence":"done"}`, http.StatusForbidden},
+		{"dave", `{"evidence":""}`, http.StatusUnprocessableEntity},
+		{"dave", `{"evidence":"done","fulfiller":"carol"}`, http.StatusBadRequest},
+		{"dave", `{"evidence":"profile OPER granted to alice, CHG-991"}`, http.StatusOK},
+		{"dave", `{"evidence":"profile OPER granted to alice, CHG-991"}`, http.StatusOK}, // a retry
+		{"carol", `{"evidence":"me too"}`, http.StatusNotFound},
+	} {
+		if status, body := w.Call(t, "POST", path, tc.user, tc.body); status != tc.status {
+			t.Fatalf("%s completing with %s: %d %s, want %d", tc.user, tc.body, status, body, tc.status)
+		}
+	}
+	g := w.Load(t, id).Request.Grant()
+	if g == nil || g.Fulfiller != "dave" || g.Connector != fulfilment.Manual || g.TaskID != task.TaskID ||
+		g.Observed.Detail["evidence"] != "profile OPER granted to alice, CHG-991" {
+		t.Fatalf("granted %+v", g)
+	}
+	if got := list("dave"); len(got) != 0 {
+		t.Fatalf("the completed task is still listed: %+v", got)
+	}
+}
+
+// TestTaskIndexRebuilt: the task index loses an open task; at its next start fulfilment finds it in
+// the stream and lists it again.
+func TestTaskIndexRebuilt(t *testing.T) {
+	w := fulfilmenttest.New(t, examples)
+	d := deps(w, nil)
+	d.Routes(w.Mux, w.Log)
+	stop := fulfilmenttest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
+	id := w.Submit(t, fulfilmenttest.Request{Requester: fulfilmenttest.Alice, Entitlement: "mainframe-operator", Duration: time.Hour})
+	w.Approve(t, id, fulfilmenttest.Carol)
+	w.WaitFor(t, id, 20*time.Second, "the grant task", func(r *events.Request) bool { return len(r.Tasks()) == 1 })
+	stop()
+	taskID := fulfilment.TaskID(id, events.TaskGrant)
+	if err := w.Tasks.Remove(context.Background(), taskID); err != nil {
+		t.Fatal(err)
+	}
+	listed := func() bool {
+		status, body := w.Call(t, "GET", "/v1/tasks", "dave", "")
+		return status == http.StatusOK && strings.Contains(string(body), taskID)
+	}
+	if listed() {
+		t.Fatal("the task is listed after it left the index")
+	}
+	fulfilmenttest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
+	poll.Until(t, 20*time.Second, "the task to be listed again", listed)
+}
+
+// crashing is the PostgreSQL connector with a hook after each real grant: an error from it is what
+// fulfilment sees, as if the process had died between the grant and the append.
+type crashing struct {
+	*postgres.Connector
+	grants atomic.Int32
+	after  func(g connector.Grant, n int32) error
+}
+
+func (c *crashing) Grant(ctx context.Context, g connector.Grant) (events.Observed, error) {
+	obs, err := c.Connector.Grant(ctx, g)
+	n := c.grants.Add(1)
+	if err == nil && c.after != nil {
+		err = c.after(g, n)
+	}
+	return obs, err
+}
+
+// exactlyOne checks that request id ended with one granted event and one grant on the target.
+func exactlyOne(t *testing.T, w *fulfilmenttest.World, id string) {
+	t.Helper()
+	if n := w.Count(t, id, events.TypeGranted); n != 1 {
+		t.Fatalf("%d granted events, want 1", n)
+	}
+	if n := w.GrantRoles(t, id); n != 1 {
+		t.Fatalf("%d grants on the target, want 1", n)
+	}
+	if n := w.Count(t, id, events.TypeFulfilmentFailed); n != 0 {
+		t.Fatalf("%d fulfilment_failed events", n)
+	}
+}
+
+// TestExactlyOneGrant: a crash between the grant and the append, a delivery redelivered after its
+// append, and two replicas on one consumer (and both handling the same delivery at once) each end with
+// one grant on the target and one granted event.
+func TestExactlyOneGrant(t *testing.T) {
+	t.Run("a crash between the grant and the append", func(t *testing.T) {
+		w := fulfilmenttest.New(t, examples)
+		conn := &crashing{Connector: w.PG, after: func(_ connector.Grant, n int32) error {
+			if n == 1 {
+				return errors.New("process died after granting, before appending")
+			}
+			return nil
+		}}
+		start(t, w, deps(w, connector.Set{postgres.Name: conn}))
+		id := w.Approved(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour})
+		w.WaitFor(t, id, 20*time.Second, "the grant after the redelivery", granted)
+		exactlyOne(t, w, id)
+		if n := conn.grants.Load(); n != 2 {
+			t.Fatalf("%d grant calls, want 2 (the crashed one and the redelivery)", n)
+		}
+	})
+
+	t.Run("a delivery redelivered after its append", func(t *testing.T) {
+		w := fulfilmenttest.New(t, examples)
+		conn := &crashing{Connector: w.PG}
+		d := deps(w, connector.Set{postgres.Name: conn})
+		h := d.Reactions(w.Log)
+		var deliveries atomic.Int32
+		fulfilmenttest.Run(t, func(ctx context.Context) error {
+			return consumer.Run(ctx, w.JS, reaction.FulfilSpec(6), func(ctx context.Context, msg jetstream.Msg) error {
+				err := h.Fulfil(ctx, msg)
+				if deliveries.Add(1) == 1 && err == nil {
+					return errors.New("process died after appending, before acknowledging")
+				}
+				return err
+			}, w.Log)
+		})
+		id := w.Approved(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour})
+		w.WaitFor(t, id, 20*time.Second, "the grant", granted)
+		poll.Until(t, 20*time.Second, "the redelivery", func() bool { return deliveries.Load() >= 2 })
+		exactlyOne(t, w, id)
+		if n := conn.grants.Load(); n != 1 {
+			t.Fatalf("%d grant calls, want 1: the redelivery must find the grant recorded", n)
+		}
+	})
+
+	t.Run("two replicas on one consumer", func(t *testing.T) {
+		w := fulfilmenttest.New(t, examples)
+		var replicas []*reaction.Reactions
+		for range 2 {
+			d := deps(w, nil)
+			replicas = append(replicas, d.Reactions(w.Log))
+			fulfilmenttest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
+		}
+		var ids []string
+		for range 12 {
+			ids = append(ids, w.Approved(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour}))
+		}
+		// And both replicas handling one delivery at the same moment, as after a redelivery to the
+		// other replica while the first is still at work.
+		raced := w.Submit(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "payments-admin", Duration: time.Hour})
+		w.Allow(t, raced)
+		l := w.Load(t, raced)
+		delivery := eventstore.Delivery{RequestID: raced, Seq: l.LastSeq, Event: l.Events[len(l.Events)-1]}
+		var wg sync.WaitGroup
+		for _, h := range replicas {
+			wg.Go(func() {
+				if err := h.Handle(context.Background(), delivery, 1); err != nil {
+					t.Errorf("replica: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		for _, id := range append(ids, raced) {
+			w.WaitFor(t, id, 30*time.Second, "the grant", granted)
+			exactlyOne(t, w, id)
+		}
+	})
+}
+
+// TestWithdrawnWhileGrantingIsUndone: the requester withdraws between the grant on the target and the
+// append; fulfilment finds the request closed and removes what it granted.
+func TestWithdrawnWhileGrantingIsUndone(t *testing.T) {
+	w := fulfilmenttest.New(t, examples)
+	conn := &crashing{Connector: w.PG}
+	conn.after = func(g connector.Grant, _ int32) error {
+		w.Append(t, events.Intake, g.ID, events.Draft{Payload: events.Withdrawn{Reason: "not needed after all"}, Actor: g.Subject.ID})
+		return nil
+	}
+	start(t, w, deps(w, connector.Set{postgres.Name: conn}))
+	who := someone("engineers")
+	id := w.Approved(t, fulfilmenttest.Request{Requester: who, Entitlement: "analytics-read", Duration: time.Hour})
+	w.WaitFor(t, id, 20*time.Second, "the withdrawal", func(r *events.Request) bool { return r.Status() == events.StatusWithdrawn })
+	poll.Until(t, 20*time.Second, "the grant to be undone", func() bool { return w.GrantRoles(t, id) == 0 })
+	if w.Holds(t, who.ID, "analytics_read") || w.Count(t, id, events.TypeGranted) != 0 {
+		t.Fatal("a withdrawn request kept its grant")
+	}
+}
+
+// TestFailuresAreRecorded: what no retry can fix ends the request at once; a target that stays down
+// is recorded when the deliveries run out, and the delivery is set aside for an operator.
+func TestFailuresAreRecorded(t *testing.T) {
+	w := fulfilmenttest.New(t, examples)
+	onlyAnalytics, err := postgres.New(w.Target, map[string]string{"analytics-read": "analytics_read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := &crashing{Connector: onlyAnalytics, after: func(connector.Grant, int32) error {
+		return connector.Transient(postgres.ClassUnavailable, errors.New("connection refused"))
+	}}
+	d := deps(w, connector.Set{postgres.Name: down})
+	d.MaxDeliveries = 2
+	start(t, w, d)
+
+	unmapped := w.Approved(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "payments-admin", Duration: time.Hour})
+	r := w.WaitFor(t, unmapped, 20*time.Second, "the permanent failure", func(r *events.Request) bool { return r.Status() == events.StatusFailed })
+	if f := r.Failure(); !f.Permanent || f.ErrorClass != postgres.ClassNoMapping || f.Attempts != 1 {
+		t.Fatalf("failure %+v", f)
+	}
+
+	stuck := w.Approved(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour})
+	r = w.WaitFor(t, stuck, 20*time.Second, "the transient failure", func(r *events.Request) bool { return r.Failure() != nil })
+	if f := r.Failure(); f.Permanent || f.ErrorClass != postgres.ClassUnavailable || f.Attempts != 2 || r.Status() != events.StatusApproved {
+		t.Fatalf("failure %+v, status %s", f, r.Status())
+	}
+	poll.Until(t, 10*time.Second, "the delivery to be set aside", func() bool {
+		for _, b := range w.StreamBodies(t, eventstore.DLQStream) {
+			if strings.Contains(string(b), stuck) {
+				return true
+			}
+		}
+		return false
+	})
+}

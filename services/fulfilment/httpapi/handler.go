@@ -1,0 +1,256 @@
+// Package httpapi is fulfilment's HTTP edge: the manual task list (GET /v1/tasks), completing a task
+// with evidence (POST /v1/tasks/{id}/complete), and the one-time retrieval of an issued credential
+// (GET /v1/requests/{id}/credential).
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/services/fulfilment"
+	"github.com/grantline/grantline/services/fulfilment/credential"
+	"github.com/grantline/grantline/services/fulfilment/deadletter"
+	"github.com/grantline/grantline/services/fulfilment/taskindex"
+)
+
+// MaxBody bounds a request body; evidence is at most 4 KiB.
+const MaxBody = 16 << 10
+
+// Authenticator turns a request's bearer token into the caller's verified identity.
+type Authenticator interface {
+	Authenticate(r *http.Request) (auth.Identity, error)
+}
+
+// RevokeCompleter records a completed revoke task: the revoker appends revoked. It is the revoker's,
+// plugged in where both services share one process; without it a revoke task is completed at the
+// revoker's own endpoint.
+type RevokeCompleter interface {
+	CompleteRevoke(ctx context.Context, requestID string, c fulfilment.Completion) (events.Status, error)
+}
+
+// Handler serves fulfilment's HTTP API.
+type Handler struct {
+	Store       *eventstore.Store
+	Tasks       *taskindex.Index
+	Credentials *credential.Store
+	// RevokeTasks completes revoke tasks; nil sends callers to the revoker.
+	RevokeTasks RevokeCompleter
+	Auth        Authenticator
+	Now         func() time.Time
+	Log         *slog.Logger
+}
+
+// Routes registers the API on mux.
+func (h *Handler) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/tasks", h.list)
+	mux.HandleFunc("POST /v1/tasks/{id}/complete", h.complete)
+	mux.HandleFunc("GET /v1/requests/{id}/credential", h.credential)
+}
+
+// TaskView is one task in the list, with whether the caller may complete it.
+type TaskView struct {
+	taskindex.Task
+	MayComplete bool   `json:"may_complete"`
+	Why         string `json:"why,omitempty"`
+}
+
+// TaskList is the answer to GET /v1/tasks.
+type TaskList struct {
+	Tasks []TaskView `json:"tasks"`
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+	list, err := h.handleList(r)
+	if err != nil {
+		h.refused(h.Log, "list tasks", err)
+		writeProblem(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, list)
+}
+
+// handleList lists the candidate tasks for the caller's groups, keeping those the request's stream
+// says are open; candidates that are not open any more leave the index.
+func (h *Handler) handleList(r *http.Request) (TaskList, error) {
+	who, err := h.Auth.Authenticate(r)
+	if err != nil {
+		return TaskList{}, err
+	}
+	candidates, err := h.Tasks.For(r.Context(), who.Groups)
+	if err != nil {
+		return TaskList{}, err
+	}
+	list := TaskList{Tasks: []TaskView{}}
+	for _, c := range candidates {
+		l, err := h.Store.Load(r.Context(), c.RequestID)
+		if deadletter.Permanent(err) {
+			// A request whose stream fails verification is not worked on; the consumers report it.
+			h.Log.Error("task list: request fails verification", telemetry.KeyRequestID, c.RequestID, telemetry.KeyError, err.Error())
+			continue
+		}
+		if err != nil {
+			return TaskList{}, err
+		}
+		t, open := fulfilment.OpenTask(l.Request, c.Purpose)
+		if !open || t.TaskID != c.ID {
+			if l.Request.Version() > 0 {
+				_ = h.Tasks.Remove(r.Context(), c.ID)
+			}
+			continue
+		}
+		v := TaskView{Task: c, MayComplete: true}
+		if err := fulfilment.MayComplete(l.Request, t, who.Subject, who.Groups); err != nil {
+			v.MayComplete, v.Why = false, err.Error()
+		}
+		list.Tasks = append(list.Tasks, v)
+	}
+	return list, nil
+}
+
+// CompleteBody is what a person reports: what they did.
+type CompleteBody struct {
+	Evidence string `json:"evidence"`
+}
+
+// Completed answers a completion.
+type Completed struct {
+	TaskID    string        `json:"task_id"`
+	RequestID string        `json:"request_id"`
+	Status    events.Status `json:"status"`
+}
+
+func (h *Handler) complete(w http.ResponseWriter, r *http.Request) {
+	taskID := r.PathValue("id")
+	done, err := h.handleComplete(r, taskID)
+	log := h.Log.With(telemetry.KeyRequestID, done.RequestID, "task_id", taskID)
+	if err != nil {
+		h.refused(log, "complete task", err)
+		writeProblem(w, r, err)
+		return
+	}
+	log.Info("task completed", "status", done.Status)
+	httpjson.Write(w, http.StatusOK, done)
+}
+
+func (h *Handler) handleComplete(r *http.Request, taskID string) (Completed, error) {
+	who, err := h.Auth.Authenticate(r)
+	if err != nil {
+		return Completed{}, err
+	}
+	id, purpose, ok := fulfilment.ParseTaskID(taskID)
+	if !ok {
+		return Completed{}, fmt.Errorf("%w: %q is not a task ID", fulfilment.ErrTaskNotOpen, taskID)
+	}
+	var body CompleteBody
+	if err := httpjson.Decode(r, &body, MaxBody); err != nil {
+		return Completed{RequestID: id}, err
+	}
+	c := fulfilment.Completion{TaskID: taskID, Person: who.Subject, Groups: who.Groups, Evidence: body.Evidence}
+	var status events.Status
+	switch purpose {
+	case events.TaskGrant:
+		l, err := h.Store.Update(r.Context(), id, fulfilment.DecideCompleteGrant(c, h.Now()))
+		if err != nil {
+			return Completed{RequestID: id}, err
+		}
+		status = l.Request.Status()
+	case events.TaskRevoke:
+		if h.RevokeTasks == nil {
+			return Completed{RequestID: id}, errMisdirected
+		}
+		if status, err = h.RevokeTasks.CompleteRevoke(r.Context(), id, c); err != nil {
+			return Completed{RequestID: id}, err
+		}
+	}
+	if err := h.Tasks.Remove(r.Context(), taskID); err != nil {
+		h.Log.Warn("task done but still indexed; the list drops it", "task_id", taskID, telemetry.KeyError, err.Error())
+	}
+	return Completed{TaskID: taskID, RequestID: id, Status: status}, nil
+}
+
+// Credential is the one-time answer to GET /v1/requests/{id}/credential.
+type Credential struct {
+	RequestID string    `json:"request_id"`
+	Username  string    `json:"username,omitempty"`
+	Password  string    `json:"password"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (h *Handler) credential(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	cred, who, err := h.handleCredential(r, id)
+	log := h.Log.With(telemetry.KeyRequestID, id)
+	if err != nil {
+		h.refused(log, "retrieve credential", err)
+		writeProblem(w, r, err)
+		return
+	}
+	// Logged without the secret, of course: who took it, and when.
+	log.Info("credential retrieved", "by", who)
+	w.Header().Set("Cache-Control", "no-store")
+	httpjson.Write(w, http.StatusOK, cred)
+}
+
+// handleCredential hands out the secret of request id's credential once: to the requester or a member
+// of the service account's owning team, while the grant is live. The secret is deleted as it is read.
+func (h *Handler) handleCredential(r *http.Request, id string) (Credential, string, error) {
+	who, err := h.Auth.Authenticate(r)
+	if err != nil {
+		return Credential{}, "", err
+	}
+	if !events.ValidRequestID(id) {
+		return Credential{}, who.Subject, errNotFound
+	}
+	l, err := h.Store.Load(r.Context(), id)
+	if err != nil {
+		return Credential{}, who.Subject, err
+	}
+	req := l.Request
+	s := req.Submitted()
+	if req.Status() == events.StatusNone {
+		return Credential{}, who.Subject, errNotFound
+	}
+	if who.Subject != s.Requester.ID && (s.Subject.Owner == "" || !slices.Contains(who.Groups, s.Subject.Owner)) {
+		return Credential{}, who.Subject, fmt.Errorf("%w: only the requester or the owners of %s retrieve its credential", errForbidden, s.Subject.ID)
+	}
+	g := req.Grant()
+	switch {
+	case g == nil && req.Status().Terminal():
+		return Credential{}, who.Subject, fmt.Errorf("%w: the request ended without a grant", errNoCredential)
+	case g == nil:
+		return Credential{}, who.Subject, errNotYet
+	case g.CredentialFingerprint == "":
+		return Credential{}, who.Subject, fmt.Errorf("%w: this grant issued no credential", errNoCredential)
+	case req.Status() != events.StatusGranted || req.RevocationDue() != "" || !h.Now().Before(g.ExpiresAt):
+		_ = h.Credentials.Discard(r.Context(), id)
+		return Credential{}, who.Subject, fmt.Errorf("%w: the grant has ended", credential.ErrGone)
+	}
+	secret, err := h.Credentials.Take(r.Context(), id)
+	if err != nil {
+		return Credential{}, who.Subject, err
+	}
+	if fulfilment.Fingerprint(secret) != g.CredentialFingerprint {
+		// The stored secret is not the one the grant recorded: never hand out something unaccounted for.
+		return Credential{}, who.Subject, errors.New("stored credential does not match the recorded fingerprint")
+	}
+	return Credential{RequestID: id, Username: g.Observed.Detail["login_role"], Password: secret, ExpiresAt: g.ExpiresAt}, who.Subject, nil
+}
+
+func (h *Handler) refused(log *slog.Logger, op string, err error) {
+	status, slug, _ := problemFor(err)
+	if status >= 500 {
+		log.Error(op+" failed", telemetry.KeyError, err.Error())
+		return
+	}
+	log.Info(op+" refused", "problem", slug, telemetry.KeyError, err.Error())
+}

@@ -1,0 +1,425 @@
+// Package reaction is the fulfilment service's side of the stream: the reaction to approvals and
+// allowing decisions (grant through the entitlement's connector and append granted, or open a manual
+// task; for a request that asked for access from a later time, arm a timer and do it then), and the
+// reaction to a due revocation of a manual grant (open a revoke task).
+//
+// Exactly one grant, whatever happens: the target change is idempotent by the grant ID (the request
+// ID; connectors derive every name they create from it, and an issued secret is reserved once in the
+// credential store before the grant), and the append is a compare-and-set that drops a granted event
+// the request already holds. So a redelivery, a second replica handling the same event, or a crash
+// between the grant and the append ends with one grant on the target and one granted event. A request
+// withdrawn between the grant and the append has the target change undone.
+package reaction
+
+import (
+	"context"
+	"encoding/json/v2"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/consumer"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/services/fulfilment"
+	"github.com/grantline/grantline/services/fulfilment/connector"
+	"github.com/grantline/grantline/services/fulfilment/credential"
+	"github.com/grantline/grantline/services/fulfilment/deadletter"
+	"github.com/grantline/grantline/services/fulfilment/streamscan"
+	"github.com/grantline/grantline/services/fulfilment/taskindex"
+)
+
+// Durable consumer names, shared by the service's replicas.
+const (
+	DurableFulfil      = "fulfilment"
+	DurableStart       = "fulfilment-start"
+	DurableRevokeTasks = "fulfilment-revoke-tasks"
+)
+
+// KindStart is the timer kind that wakes fulfilment at a request's start_at.
+const KindStart = "grant-start"
+
+// DefaultMaxDeliveries is how often a grant is attempted before a transient failure is recorded.
+const DefaultMaxDeliveries = 6
+
+func subjects(types ...events.Type) []string {
+	var out []string
+	for _, t := range types {
+		out = append(out, "grantline.events.*."+t.Name())
+	}
+	return out
+}
+
+// FulfilSpec is the consumer of the events that may lead to a grant.
+func FulfilSpec(maxDeliveries int) consumer.Spec {
+	return consumer.Spec{Stream: eventstore.EventsStream, Durable: DurableFulfil,
+		FilterSubjects: subjects(events.TypeApproved, events.TypePolicyDecided), Concurrency: 4,
+		MaxDeliveries: maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
+}
+
+// StartSpec is the consumer of fired start timers: requests approved before the time they asked
+// access from.
+func StartSpec(maxDeliveries int) consumer.Spec {
+	return consumer.Spec{Stream: eventstore.TimersStream, Durable: DurableStart, FilterSubjects: []string{timers.FiredSubjects(KindStart)},
+		Concurrency: 4, MaxDeliveries: maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
+}
+
+// RevokeTasksSpec is the consumer of the events that make a revocation due. Like the revoker's, it
+// never gives up: a manual grant whose revoke task is not opened would never be revoked.
+func RevokeTasksSpec() consumer.Spec {
+	return consumer.Spec{Stream: eventstore.EventsStream, Durable: DurableRevokeTasks,
+		FilterSubjects: subjects(events.TypeExpired, events.TypeRevocationRequested, events.TypePostReviewed), Concurrency: 2,
+		MaxDeliveries: math.MaxInt32, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, time.Minute)}
+}
+
+// Reactions are the fulfilment service's handlers.
+type Reactions struct {
+	JS          jetstream.JetStream
+	Store       *eventstore.Store
+	Catalogue   *catalogue.Catalogue
+	Connectors  connector.Set
+	Credentials *credential.Store
+	Tasks       *taskindex.Index
+	Now         func() time.Time
+	Log         *slog.Logger
+	// TaskDue is how long people have to carry out a manual task.
+	TaskDue time.Duration
+	// MaxDeliveries is the consumer's; on the last one a transient failure is recorded.
+	MaxDeliveries int
+}
+
+// setAside marks an error that no retry can help: the delivery is dead-lettered and acknowledged.
+type setAside struct{ err error }
+
+func (e setAside) Error() string { return e.err.Error() }
+func (e setAside) Unwrap() error { return e.err }
+
+// Fulfil is the consumer handler for approved and policy_decided.
+func (h *Reactions) Fulfil(ctx context.Context, msg jetstream.Msg) error {
+	return h.settle(ctx, msg, DurableFulfil, func(d eventstore.Delivery, delivered int) error {
+		return h.Handle(ctx, d, delivered)
+	})
+}
+
+// OpenRevokeTasks is the consumer handler for expired, revocation_requested and post_reviewed: a
+// manual grant whose revocation is now due gets a revoke task.
+func (h *Reactions) OpenRevokeTasks(ctx context.Context, msg jetstream.Msg) error {
+	return h.settle(ctx, msg, DurableRevokeTasks, func(d eventstore.Delivery, _ int) error {
+		return h.openRevokeTask(ctx, d)
+	})
+}
+
+func (h *Reactions) settle(ctx context.Context, msg jetstream.Msg, durable string, handle func(eventstore.Delivery, int) error) error {
+	d, err := eventstore.ParseDelivery(msg)
+	if err != nil {
+		return deadletter.SetAside(ctx, h.JS, msg, durable, err, h.Log)
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return deadletter.SetAside(ctx, h.JS, msg, durable, err, h.Log)
+	}
+	delivered := int(meta.NumDelivered)
+	err = handle(d, delivered)
+	var aside setAside
+	if errors.As(err, &aside) || deadletter.Permanent(err) || (err != nil && durable == DurableFulfil && delivered >= h.maxDeliveries()) {
+		// Set aside here rather than by the runner, whose copy of an event the DLQ stream refuses (see
+		// package deadletter).
+		return deadletter.SetAside(ctx, h.JS, msg, durable, err, h.Log)
+	}
+	return err
+}
+
+// timerPayload is what a start timer carries: the stream sequence of the event that allowed the
+// request, so the reaction decides on a load that includes it.
+type timerPayload struct {
+	AfterSeq uint64 `json:"after_seq"`
+}
+
+// Started is the consumer handler for fired start timers: the request's start_at has come, so it is
+// handled as when it was allowed.
+func (h *Reactions) Started(ctx context.Context, msg jetstream.Msg) error {
+	id, _, raw, err := timers.ParseFired(msg)
+	var p timerPayload
+	if err == nil {
+		err = events.UnmarshalStrict(raw, &p)
+	}
+	if err == nil && !events.ValidRequestID(id) {
+		err = fmt.Errorf("start timer for %q: not a request ID", id)
+	}
+	if err != nil {
+		return deadletter.SetAside(ctx, h.JS, msg, DurableStart, err, h.Log)
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return deadletter.SetAside(ctx, h.JS, msg, DurableStart, err, h.Log)
+	}
+	l, err := h.Store.LoadAtLeast(ctx, id, p.AfterSeq)
+	if err == nil {
+		d, ok := trigger(l)
+		if !ok {
+			return nil
+		}
+		err = h.handle(ctx, d, int(meta.NumDelivered), true)
+	}
+	var aside setAside
+	if errors.As(err, &aside) || deadletter.Permanent(err) || (err != nil && int(meta.NumDelivered) >= h.maxDeliveries()) {
+		return deadletter.SetAside(ctx, h.JS, msg, DurableStart, err, h.Log)
+	}
+	return err
+}
+
+// trigger is the delivery of l's event that allowed fulfilment (the approval, or the allowing
+// decision).
+func trigger(l *eventstore.Loaded) (eventstore.Delivery, bool) {
+	for i := len(l.Events) - 1; i >= 0; i-- {
+		if fulfilment.Triggers(l.Events[i]) {
+			return eventstore.Delivery{RequestID: l.ID, Seq: l.Records[i].Seq, Event: l.Events[i]}, true
+		}
+	}
+	return eventstore.Delivery{}, false
+}
+
+// Handle is the reaction to one delivery of an approved or policy_decided event, delivered for the
+// delivered-th time: grant, open a task, wait for the requested start, or nothing. It is safe to run
+// for one delivery in several replicas at once.
+func (h *Reactions) Handle(ctx context.Context, d eventstore.Delivery, delivered int) error {
+	return h.handle(ctx, d, delivered, false)
+}
+
+func (h *Reactions) handle(ctx context.Context, d eventstore.Delivery, delivered int, started bool) error {
+	if !fulfilment.Triggers(d.Event) {
+		return nil
+	}
+	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	if err != nil {
+		return err
+	}
+	r := l.Request
+	log := h.Log.With(telemetry.KeyRequestID, d.RequestID, telemetry.KeyEventType, d.Event.Type.Name())
+	ent, ok := h.Catalogue.Entitlement(r.Submitted().Entitlement)
+	if !ok {
+		err := connector.Permanent("unknown_entitlement", fmt.Errorf("entitlement %s is not in the catalogue", r.Submitted().Entitlement))
+		return h.fail(ctx, log, d, delivered, err)
+	}
+	switch fulfilment.Next(r, ent.Connector, h.Now()) {
+	case fulfilment.WaitForStart:
+		start := *r.Submitted().StartAt
+		if started {
+			// The timer fired a little early by this clock: look again at the start.
+			return consumer.RetryAfter(errors.New("before the requested start"), time.Until(start)+50*time.Millisecond)
+		}
+		payload, _ := json.Marshal(timerPayload{AfterSeq: d.Seq})
+		if err := timers.Schedule(ctx, h.JS, d.RequestID, KindStart, start, payload); err != nil {
+			return err
+		}
+		log.Info("waiting for the requested start", "start_at", start.UTC().Format(time.RFC3339))
+		return nil
+	case fulfilment.OpenGrantTask:
+		return h.openTask(ctx, log, r, ent, events.TaskGrant, d.Seq)
+	case fulfilment.Grant:
+		return h.grant(ctx, log, d, delivered, r, ent)
+	}
+	if ent.Connector != fulfilment.Manual && r.Grant() == nil && r.Status().Terminal() {
+		// Withdrawn or failed without a grant: a crash between a grant and the append that found the
+		// request closed may have left a change on the target. Revoking is idempotent and cheap.
+		return h.undo(ctx, log, r, ent)
+	}
+	return nil
+}
+
+func (h *Reactions) grant(ctx context.Context, log *slog.Logger, d eventstore.Delivery, delivered int, r *events.Request, ent catalogue.Entitlement) error {
+	conn, err := h.Connectors.For(ent)
+	if err != nil {
+		return h.fail(ctx, log, d, delivered, err)
+	}
+	expires := fulfilment.ExpiresAt(r, h.Now())
+	g := connector.Grant{ID: r.ID(), Entitlement: ent, Subject: r.Submitted().Subject, ExpiresAt: expires}
+	fingerprint := ""
+	if connector.IssuesCredential(conn, g) {
+		if h.Credentials == nil {
+			return h.fail(ctx, log, d, delivered, connector.Permanent("no_credential_store", errors.New("a credential is issued but no credential store is configured")))
+		}
+		// Reserved before the grant, so a retried or concurrent grant sets the same secret. Kept a little
+		// past the expiry; retrieval refuses it after the expiry anyway.
+		ttl := expires.Sub(h.Now()) + time.Minute
+		if g.Secret, err = h.Credentials.Reserve(ctx, r.ID(), ttl, connector.NewSecret); err != nil {
+			return err
+		}
+		fingerprint = fulfilment.Fingerprint(g.Secret)
+	}
+	started := time.Now()
+	obs, err := conn.Grant(ctx, g)
+	if err == nil && !obs.Present {
+		err = connector.Transient("not_applied", errors.New("the target does not show the grant after granting"))
+	}
+	if err != nil {
+		return h.fail(ctx, log, d, delivered, err)
+	}
+	rec := fulfilment.Recorded{Connector: ent.Connector, TargetRef: connector.TargetRef(conn, g), Observed: obs,
+		ExpiresAt: expires, Fingerprint: fingerprint}
+	l, err := h.Store.UpdateFrom(ctx, r.ID(), d.Seq, fulfilment.DecideGranted(rec, d.Event.ID))
+	if errors.Is(err, fulfilment.ErrNotAllowed) {
+		log.Info("request closed while granting; undoing the grant")
+		return h.undo(ctx, log, r, ent)
+	}
+	if err != nil {
+		return err
+	}
+	if got := l.Request.Grant(); got != nil && got.ExpiresAt.Equal(expires) {
+		log.Info("granted", "connector", ent.Connector, "expires_at", expires.UTC().Format(time.RFC3339),
+			"grant_ms", time.Since(started).Milliseconds())
+	}
+	return nil
+}
+
+// fail records a failed grant: a permanent one at once (fulfilment_failed ends the request), a
+// transient one when the deliveries are used up (then the delivery is set aside for an operator);
+// otherwise the error goes back to the runner for a retry.
+func (h *Reactions) fail(ctx context.Context, log *slog.Logger, d eventstore.Delivery, delivered int, err error) error {
+	permanent := connector.IsPermanent(err)
+	last := delivered >= h.maxDeliveries()
+	if !permanent && !last {
+		if after := connector.RetryAfterOf(err); after > 0 {
+			return consumer.RetryAfter(err, after)
+		}
+		return err
+	}
+	class := connector.ClassOf(err)
+	_, uerr := h.Store.UpdateFrom(ctx, d.RequestID, d.Seq, fulfilment.DecideFailed(class, err.Error(), delivered, permanent, d.Event.ID))
+	if uerr != nil {
+		return fmt.Errorf("record failed fulfilment: %w (after: %v)", uerr, err)
+	}
+	log.Warn("fulfilment failed", "permanent", permanent, "attempts", delivered, "error_class", class, telemetry.KeyError, err.Error())
+	if permanent {
+		if h.Credentials != nil {
+			_ = h.Credentials.Discard(ctx, d.RequestID)
+		}
+		return nil
+	}
+	return setAside{fmt.Errorf("gave up after %d attempts: %w", delivered, err)}
+}
+
+// undo revokes whatever a grant of the closed request r left on the target, and forgets its secret.
+func (h *Reactions) undo(ctx context.Context, log *slog.Logger, r *events.Request, ent catalogue.Entitlement) error {
+	conn, err := h.Connectors.For(ent)
+	if err != nil {
+		return nil // nothing could have been granted through a connector that does not exist
+	}
+	g := connector.Grant{ID: r.ID(), Entitlement: ent, Subject: r.Submitted().Subject}
+	obs, err := conn.Revoke(ctx, g)
+	if connector.IsPermanent(err) {
+		// Nothing this connector can do for the entitlement, so nothing was granted through it either.
+		log.Warn("cannot check the target for a closed request", telemetry.KeyError, err.Error())
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("undo grant of closed request: %w", err)
+	}
+	if obs.Present {
+		return errors.New("undo grant of closed request: the target still shows it")
+	}
+	if h.Credentials != nil && connector.IssuesCredential(conn, g) {
+		if err := h.Credentials.Discard(ctx, r.ID()); err != nil {
+			return err
+		}
+	}
+	log.Debug("nothing left on the target for the closed request", "status", r.Status())
+	return nil
+}
+
+// openTask indexes and appends the task of purpose for r.
+func (h *Reactions) openTask(ctx context.Context, log *slog.Logger, r *events.Request, ent catalogue.Entitlement, purpose events.TaskPurpose, seq uint64) error {
+	spec := fulfilment.TaskSpec{FulfillerGroups: ent.FulfillerGroups, DueAt: h.Now().Add(h.taskDue()),
+		Instructions: instructions(purpose, ent, r.Submitted().Subject)}
+	// Indexed first: a crash before the append leaves a candidate that the list checks against the
+	// stream, never an open task that the list cannot find.
+	if err := h.Tasks.Put(ctx, indexEntry(r, purpose, spec)); err != nil {
+		return err
+	}
+	l, err := h.Store.UpdateFrom(ctx, r.ID(), seq, fulfilment.DecideOpenTask(purpose, spec))
+	if err != nil {
+		return err
+	}
+	if _, open := fulfilment.OpenTask(l.Request, purpose); open {
+		log.Info("task opened", "task_id", fulfilment.TaskID(r.ID(), purpose), "fulfiller_groups", ent.FulfillerGroups)
+	}
+	return nil
+}
+
+func (h *Reactions) openRevokeTask(ctx context.Context, d eventstore.Delivery) error {
+	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	if err != nil {
+		return err
+	}
+	r := l.Request
+	ent, ok := h.Catalogue.Entitlement(r.Submitted().Entitlement)
+	if !ok || ent.Connector != fulfilment.Manual || r.Status() != events.StatusGranted || r.RevocationDue() == "" {
+		return nil
+	}
+	log := h.Log.With(telemetry.KeyRequestID, d.RequestID, telemetry.KeyEventType, d.Event.Type.Name())
+	return h.openTask(ctx, log, r, ent, events.TaskRevoke, d.Seq)
+}
+
+// ReindexTasks puts every task that is open according to the stream back into the index: run at start,
+// it rebuilds a lost or emptied index. It reads one request at a time.
+func (h *Reactions) ReindexTasks(ctx context.Context) error {
+	return streamscan.Requests(ctx, h.JS, events.TypeTaskOpened, func(id string, seq uint64) error {
+		l, err := h.Store.LoadAtLeast(ctx, id, seq)
+		if err != nil {
+			if deadletter.Permanent(err) {
+				h.Log.Error("reindex tasks: request fails verification", telemetry.KeyRequestID, id, telemetry.KeyError, err.Error())
+				return nil
+			}
+			return err
+		}
+		for _, purpose := range []events.TaskPurpose{events.TaskGrant, events.TaskRevoke} {
+			if t, open := fulfilment.OpenTask(l.Request, purpose); open {
+				spec := fulfilment.TaskSpec{FulfillerGroups: t.FulfillerGroups, Instructions: t.Instructions, DueAt: t.DueAt}
+				if err := h.Tasks.Put(ctx, indexEntry(l.Request, purpose, spec)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func indexEntry(r *events.Request, purpose events.TaskPurpose, spec fulfilment.TaskSpec) taskindex.Task {
+	s := r.Submitted()
+	return taskindex.Task{ID: fulfilment.TaskID(r.ID(), purpose), RequestID: r.ID(), Purpose: purpose,
+		FulfillerGroups: spec.FulfillerGroups, Instructions: spec.Instructions, DueAt: spec.DueAt.UTC(),
+		Entitlement: s.Entitlement, Requester: s.Requester.ID, Subject: s.Subject.ID}
+}
+
+func instructions(purpose events.TaskPurpose, ent catalogue.Entitlement, subject events.RequestSubject) string {
+	verb := "Grant"
+	if purpose == events.TaskRevoke {
+		verb = "Remove"
+	}
+	return fmt.Sprintf("%s %s (%s on %s) for %s %s, then complete this task with evidence.",
+		verb, ent.ID, ent.Resource, ent.System, subject.Kind, subject.ID)
+}
+
+func (h *Reactions) taskDue() time.Duration {
+	if h.TaskDue > 0 {
+		return h.TaskDue
+	}
+	return 4 * time.Hour
+}
+
+// Deliveries is the number of deliveries after which a transient failure is recorded.
+func (h *Reactions) Deliveries() int { return h.maxDeliveries() }
+
+func (h *Reactions) maxDeliveries() int {
+	if h.MaxDeliveries > 0 {
+		return h.MaxDeliveries
+	}
+	return DefaultMaxDeliveries
+}

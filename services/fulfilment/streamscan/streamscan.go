@@ -1,0 +1,63 @@
+// Package streamscan walks the evidence stream's subjects of one event type from the beginning, for
+// start-up sweeps (grants past their expiry, tasks still open). It reads headers only, with an ordered
+// consumer, and holds one message at a time: memory does not grow with the stream.
+package streamscan
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+)
+
+// Requests calls fn with the request ID and stream sequence of every event of type t stored so far, in
+// stream order, and returns fn's first error or the stream's. Events appended while it runs may or may
+// not be included.
+func Requests(ctx context.Context, js jetstream.JetStream, t events.Type, fn func(requestID string, seq uint64) error) error {
+	cons, err := js.OrderedConsumer(ctx, eventstore.EventsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"grantline.events.*." + t.Name()}, DeliverPolicy: jetstream.DeliverAllPolicy, HeadersOnly: true,
+	})
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", t.Name(), err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", t.Name(), err)
+	}
+	if info.NumPending == 0 {
+		return nil
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", t.Name(), err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("scan %s: %w", t.Name(), err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", t.Name(), err)
+		}
+		id, _, err := events.ParseNATSSubject(msg.Subject())
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", t.Name(), err)
+		}
+		if err := fn(id, meta.Sequence.Stream); err != nil {
+			return err
+		}
+		if meta.NumPending == 0 {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,354 @@
+// Package reaction is the revoker's side of the stream: it arms each grant's expiry as a JetStream
+// message schedule, appends expired when the timer fires, and revokes through the entitlement's
+// connector whenever a revocation is due (expiry, early request, flagged post-review), recording what
+// the target shows afterwards.
+//
+// A revocation is never given up: the consumers that revoke retry with a capped backoff for as long as
+// it takes (their delivery limit is effectively infinite, so nothing is ever dead-lettered for
+// failing), and once the retry budget is spent the failure is recorded as revocation_failed with the
+// time the revocation has been overdue since, then again at most every FailurePolicy.Every. The
+// revoker holds no per-grant state in memory: every pending expiry is a schedule in GRANTLINE_TIMERS,
+// every pending revocation an unacknowledged message.
+package reaction
+
+import (
+	"context"
+	"encoding/json/v2"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/consumer"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/services/fulfilment"
+	"github.com/grantline/grantline/services/fulfilment/connector"
+	"github.com/grantline/grantline/services/fulfilment/credential"
+	"github.com/grantline/grantline/services/fulfilment/deadletter"
+	"github.com/grantline/grantline/services/fulfilment/streamscan"
+	"github.com/grantline/grantline/services/revoker"
+)
+
+// Durable consumer names, shared by the service's replicas.
+const (
+	DurableSchedules   = "revoker-schedules"
+	DurableRevocations = "revoker"
+	DurableExpiry      = "revoker-expiry"
+)
+
+// forever is the delivery limit of the consumers that revoke: the runner dead-letters after
+// MaxDeliveries, and a revocation must never be dropped.
+const forever = math.MaxInt32
+
+// Defaults of Reactions' tunables.
+const (
+	DefaultBackoffCap = time.Minute
+	DefaultBudget     = 5
+	DefaultEvery      = 5 * time.Minute
+)
+
+// SchedulesSpec is the consumer of granted events, which arms their expiry.
+func SchedulesSpec() consumer.Spec {
+	return consumer.Spec{
+		Stream:         eventstore.EventsStream,
+		Durable:        DurableSchedules,
+		FilterSubjects: []string{"grantline.events.*." + events.TypeGranted.Name()},
+		Concurrency:    4,
+	}
+}
+
+// RevocationsSpec is the consumer of the events that make a revocation due before expiry.
+func RevocationsSpec(backoffCap time.Duration) consumer.Spec {
+	return consumer.Spec{
+		Stream:  eventstore.EventsStream,
+		Durable: DurableRevocations,
+		FilterSubjects: []string{
+			"grantline.events.*." + events.TypeRevocationRequested.Name(),
+			"grantline.events.*." + events.TypePostReviewed.Name(),
+		},
+		Concurrency:   4,
+		MaxDeliveries: forever,
+		Backoff:       consumer.ExponentialBackoff(250*time.Millisecond, backoffCap),
+	}
+}
+
+// ExpirySpec is the consumer of fired expiry timers.
+func ExpirySpec(backoffCap time.Duration) consumer.Spec {
+	return consumer.Spec{
+		Stream:         eventstore.TimersStream,
+		Durable:        DurableExpiry,
+		FilterSubjects: []string{timers.FiredSubjects(revoker.KindExpiry)},
+		Concurrency:    8,
+		MaxDeliveries:  forever,
+		Backoff:        consumer.ExponentialBackoff(250*time.Millisecond, backoffCap),
+	}
+}
+
+// Reactions are the revoker's handlers.
+type Reactions struct {
+	JS         jetstream.JetStream
+	Store      *eventstore.Store
+	Catalogue  *catalogue.Catalogue
+	Connectors connector.Set
+	// Credentials, if set, loses a revoked grant's unretrieved secret at once (it would expire anyway).
+	Credentials *credential.Store
+	Now         func() time.Time
+	Log         *slog.Logger
+	// Failures says when failing attempts are recorded; zero fields get DefaultBudget and DefaultEvery.
+	Failures revoker.FailurePolicy
+	// BackoffCap caps the delay between attempts; 0 means DefaultBackoffCap.
+	BackoffCap time.Duration
+}
+
+// timerPayload is what an expiry timer carries: the stream sequence of the granted event that armed
+// it, so the reaction decides on a load that includes the grant.
+type timerPayload struct {
+	AfterSeq uint64 `json:"after_seq"`
+}
+
+// Schedule handles granted: it arms the grant's expiry timer. Arming twice stores one schedule.
+func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
+	d, err := eventstore.ParseDelivery(msg)
+	if err != nil {
+		return deadletter.SetAside(ctx, h.JS, msg, DurableSchedules, err, h.Log)
+	}
+	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	if deadletter.Permanent(err) {
+		return deadletter.SetAside(ctx, h.JS, msg, DurableSchedules, err, h.Log)
+	}
+	if err != nil {
+		return err
+	}
+	r := l.Request
+	if r.Status() != events.StatusGranted || r.RevocationDue() != "" {
+		return nil
+	}
+	return h.arm(ctx, r, d.Seq, r.Grant().ExpiresAt)
+}
+
+// arm schedules r's expiry timer at at.
+func (h *Reactions) arm(ctx context.Context, r *events.Request, seq uint64, at time.Time) error {
+	payload, _ := json.Marshal(timerPayload{AfterSeq: seq})
+	if err := timers.Schedule(ctx, h.JS, r.ID(), revoker.KindExpiry, at, payload); err != nil {
+		return err
+	}
+	h.Log.Debug("expiry armed", telemetry.KeyRequestID, r.ID(), "at", at.UTC().Format(time.RFC3339Nano))
+	return nil
+}
+
+// Fired handles a fired expiry timer: expired is appended once the grant has reached its expiry, then
+// the grant is revoked. A timer that finds nothing to do (revoked already, or revoked early) is
+// acknowledged; one that fires early by this clock is retried at the expiry.
+func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
+	id, kind, raw, err := timers.ParseFired(msg)
+	if err == nil && (kind != revoker.KindExpiry || !events.ValidRequestID(id)) {
+		err = fmt.Errorf("timer %s for %q is not an expiry of a request", kind, id)
+	}
+	var p timerPayload
+	if err == nil {
+		err = events.UnmarshalStrict(raw, &p)
+	}
+	if err != nil {
+		return deadletter.SetAside(ctx, h.JS, msg, DurableExpiry, err, h.Log)
+	}
+	return h.settle(ctx, msg, DurableExpiry, func(delivered int) error { return h.Expire(ctx, id, p.AfterSeq, delivered) })
+}
+
+// Expire appends expired to request id if its grant has reached its expiry, then revokes it; delivered
+// counts the attempts.
+func (h *Reactions) Expire(ctx context.Context, id string, afterSeq uint64, delivered int) error {
+	l, err := h.Store.UpdateFrom(ctx, id, afterSeq, revoker.DecideExpire(h.now()))
+	var early *revoker.TooEarlyError
+	if errors.As(err, &early) {
+		return consumer.RetryAfter(err, time.Until(early.Until)+50*time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	return h.Revoke(ctx, l, delivered)
+}
+
+// Revocations handles revocation_requested and post_reviewed: a grant whose revocation is due is
+// revoked.
+func (h *Reactions) Revocations(ctx context.Context, msg jetstream.Msg) error {
+	d, err := eventstore.ParseDelivery(msg)
+	if err != nil {
+		return deadletter.SetAside(ctx, h.JS, msg, DurableRevocations, err, h.Log)
+	}
+	return h.settle(ctx, msg, DurableRevocations, func(delivered int) error {
+		l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+		if err != nil {
+			return err
+		}
+		return h.Revoke(ctx, l, delivered)
+	})
+}
+
+// settle runs handle with the delivery count and sets aside what no retry can help (a request whose
+// stream fails verification); every other failure is retried, without end.
+func (h *Reactions) settle(ctx context.Context, msg jetstream.Msg, durable string, handle func(delivered int) error) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return deadletter.SetAside(ctx, h.JS, msg, durable, err, h.Log)
+	}
+	err = handle(int(meta.NumDelivered))
+	if deadletter.Permanent(err) {
+		return deadletter.SetAside(ctx, h.JS, msg, durable, err, h.Log)
+	}
+	return err
+}
+
+// Revoke revokes the grant of l's request if its revocation is due, and records revoked with what the
+// target shows; for a manual grant it does nothing (fulfilment opens a revoke task, completed by a
+// person). A failure is recorded per the failure policy and returned for a retry after a capped delay.
+func (h *Reactions) Revoke(ctx context.Context, l *eventstore.Loaded, delivered int) error {
+	r := l.Request
+	if r.Status() != events.StatusGranted || r.RevocationDue() == "" {
+		return nil
+	}
+	log := h.Log.With(telemetry.KeyRequestID, r.ID(), "reason", string(r.RevocationDue()))
+	ent, ok := h.Catalogue.Entitlement(r.Submitted().Entitlement)
+	if ok && ent.Connector == fulfilment.Manual {
+		return nil
+	}
+	var obs events.Observed
+	var err error
+	conn, cerr := h.Connectors.For(ent)
+	switch {
+	case !ok:
+		err = connector.Permanent("unknown_entitlement", fmt.Errorf("entitlement %s is not in the catalogue", r.Submitted().Entitlement))
+	case cerr != nil:
+		err = cerr
+	default:
+		g := connector.Grant{ID: r.ID(), Entitlement: ent, Subject: r.Submitted().Subject, ExpiresAt: r.Grant().ExpiresAt}
+		if obs, err = conn.Revoke(ctx, g); err == nil && obs.Present {
+			err = connector.Transient("still_present", revoker.ErrStillPresent)
+		}
+	}
+	if err != nil {
+		return h.failed(ctx, log, l, delivered, err)
+	}
+	destroyed := r.Grant().CredentialFingerprint != ""
+	next, err := h.Store.UpdateFrom(ctx, r.ID(), l.LastSeq, revoker.DecideRevoked(obs, destroyed))
+	if err != nil {
+		return err
+	}
+	if destroyed && h.Credentials != nil {
+		if err := h.Credentials.Discard(ctx, r.ID()); err != nil {
+			log.Warn("revoked, but the unretrieved secret stays until it expires", telemetry.KeyError, err.Error())
+		}
+	}
+	if rv := next.Request.Revoked(); rv != nil && next.LastSeq > l.LastSeq {
+		log.Info("revoked", "attempts", delivered, "credential_destroyed", destroyed,
+			"overdue_ms", h.now().Sub(revoker.OverdueSince(r, l.Events)).Milliseconds())
+	}
+	return nil
+}
+
+// failed records a failed attempt if the policy says so, and returns the error for a retry after a
+// capped delay: a revocation is never dropped.
+func (h *Reactions) failed(ctx context.Context, log *slog.Logger, l *eventstore.Loaded, delivered int, err error) error {
+	r := l.Request
+	now := h.now()
+	f := revoker.Failure{Attempts: delivered, Class: connector.ClassOf(err), Message: err.Error(),
+		OverdueSince: revoker.OverdueSince(r, l.Events), LastReport: revoker.LastFailureReport(l.Events)}
+	policy := h.policy()
+	if policy.Due(f, now) {
+		if _, uerr := h.Store.UpdateFrom(ctx, r.ID(), l.LastSeq, revoker.DecideFailed(policy, f, now)); uerr != nil {
+			log.Warn("record failed revocation", telemetry.KeyError, uerr.Error())
+		} else {
+			log.Error("revocation overdue", "attempts", delivered, "overdue_since", f.OverdueSince.UTC().Format(time.RFC3339),
+				"error_class", f.Class, telemetry.KeyError, err.Error())
+		}
+	}
+	delay := consumer.ExponentialBackoff(250*time.Millisecond, h.backoffCap())(delivered)
+	if after := connector.RetryAfterOf(err); after > delay {
+		delay = min(after, h.backoffCap())
+	}
+	return consumer.RetryAfter(fmt.Errorf("revoke (attempt %d): %w", delivered, err), delay)
+}
+
+// Sweep is run at start: it walks every granted event and, for each grant still live whose expiry
+// timer is neither scheduled nor fired, arms it (a grant past its expiry then fires at once). A revoker
+// that was down while grants were made or timers fired needs no sweep: its durable consumers hold
+// those; the sweep covers timers that were lost (a purged or recreated timers stream). It reads one
+// request at a time and holds nothing per grant.
+func (h *Reactions) Sweep(ctx context.Context) (armed int, err error) {
+	st, err := h.JS.Stream(ctx, timers.Stream)
+	if err != nil {
+		return 0, fmt.Errorf("sweep: %w", err)
+	}
+	err = streamscan.Requests(ctx, h.JS, events.TypeGranted, func(id string, seq uint64) error {
+		l, err := h.Store.LoadAtLeast(ctx, id, seq)
+		if deadletter.Permanent(err) {
+			h.Log.Error("sweep: request fails verification", telemetry.KeyRequestID, id, telemetry.KeyError, err.Error())
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r := l.Request
+		if r.Status() != events.StatusGranted || r.RevocationDue() != "" {
+			return nil
+		}
+		for _, subject := range []string{timers.ScheduleSubject(id, revoker.KindExpiry), timers.FiredSubject(id, revoker.KindExpiry)} {
+			// A schedule still waiting, or a fired copy (the consumer has it: a copy it handled would
+			// have made the revocation due): nothing was lost.
+			if _, err := st.GetLastMsgForSubject(ctx, subject); err == nil {
+				return nil
+			} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return err
+			}
+		}
+		// Neither: the timer was lost (a purged or recreated timers stream). Arm it; past its expiry it
+		// fires at once.
+		armed++
+		if err := h.arm(ctx, r, seq, r.Grant().ExpiresAt); err != nil {
+			return err
+		}
+		if _, err := st.GetLastMsgForSubject(ctx, timers.ScheduleSubject(id, revoker.KindExpiry)); !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return err
+		}
+		// The server dropped it as a duplicate of the schedule it stored (and lost since) within its
+		// duplicate window. A second later is a new message ID; the timer is only a reminder to look, so
+		// a second late is harmless.
+		at := r.Grant().ExpiresAt
+		if now := h.now(); now.After(at) {
+			at = now
+		}
+		return h.arm(ctx, r, seq, at.Add(time.Second))
+	})
+	return armed, err
+}
+
+func (h *Reactions) now() time.Time {
+	if h.Now == nil {
+		return time.Now()
+	}
+	return h.Now()
+}
+
+func (h *Reactions) policy() revoker.FailurePolicy {
+	p := h.Failures
+	if p.Budget <= 0 {
+		p.Budget = DefaultBudget
+	}
+	if p.Every <= 0 {
+		p.Every = DefaultEvery
+	}
+	return p
+}
+
+func (h *Reactions) backoffCap() time.Duration {
+	if h.BackoffCap > 0 {
+		return h.BackoffCap
+	}
+	return DefaultBackoffCap
+}

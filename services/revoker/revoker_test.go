@@ -1,0 +1,212 @@
+package revoker_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/services/fulfilment"
+	"github.com/grantline/grantline/services/revoker"
+)
+
+var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+
+// grant is alice's analytics-read request, granted at t0 for 30 minutes, with later events added.
+type grant struct {
+	id  string
+	evs []events.Event
+	at  time.Time
+}
+
+func newGrant(t *testing.T) *grant {
+	g := &grant{id: events.NewID(), at: t0.Add(-time.Minute)}
+	s := events.Submitted{Requester: events.Principal{ID: "alice", Groups: []string{"engineers"}},
+		Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"}, Entitlement: "analytics-read",
+		Justification: "report", DurationSeconds: 1800, Channel: "http"}
+	s.RequestDigest = s.Digest()
+	g.add("alice", s)
+	g.add("service:policy", events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low"},
+		EffectiveDurationSeconds: 1800, PolicyRevision: "sha256:p", InputDigest: "sha256:i"})
+	g.at = t0
+	return g.add(fulfilment.Fulfiller, events.Granted{Connector: "postgres", TargetRef: "role", Fulfiller: fulfilment.Fulfiller,
+		Observed: events.Observed{Present: true}, ExpiresAt: t0.Add(30 * time.Minute)})
+}
+
+func (g *grant) add(actor string, p events.Payload) *grant {
+	g.evs = append(g.evs, events.Event{Envelope: events.Envelope{ID: events.NewID(), Type: p.EventType(), Subject: g.id,
+		Time: g.at, Actor: actor}, Payload: p})
+	g.at = g.at.Add(time.Second)
+	return g
+}
+
+func (g *grant) addAt(at time.Time, actor string, p events.Payload) *grant {
+	g.at = at
+	return g.add(actor, p)
+}
+
+func (g *grant) request(t *testing.T) *events.Request {
+	t.Helper()
+	r, err := events.Fold(g.id, g.evs)
+	if err != nil {
+		t.Fatalf("the scenario does not fold: %v", err)
+	}
+	return r
+}
+
+var expiry = t0.Add(30 * time.Minute)
+
+func TestExpiry(t *testing.T) {
+	cases := []struct {
+		name    string
+		history func(*testing.T) *grant
+		now     time.Time
+		expired bool
+		early   bool
+	}{
+		{"a live grant at its expiry expires", newGrant, expiry, true, false},
+		{"a live grant an hour late still expires", newGrant, expiry.Add(time.Hour), true, false},
+		{"a timer a little early waits for the expiry", newGrant, expiry.Add(-400 * time.Millisecond), false, true},
+		{"a grant revoked early ignores its timer", func(t *testing.T) *grant {
+			return newGrant(t).add("alice", events.RevocationRequested{By: "alice", Reason: events.RevokeEarly})
+		}, expiry, false, false},
+		{"a grant that expired already ignores a repeated timer", func(t *testing.T) *grant {
+			return newGrant(t).addAt(expiry, revoker.Revoker, events.Expired{ExpiresAt: expiry})
+		}, expiry.Add(time.Second), false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := tc.history(t)
+			drafts, err := revoker.DecideExpire(tc.now)(g.request(t))
+			var early *revoker.TooEarlyError
+			if errors.As(err, &early) != tc.early || (!tc.early && err != nil) {
+				t.Fatalf("error %v", err)
+			}
+			if (len(drafts) == 1) != tc.expired {
+				t.Fatalf("%d drafts, want expired: %v", len(drafts), tc.expired)
+			}
+			if tc.expired && (!drafts[0].Payload.(events.Expired).ExpiresAt.Equal(expiry) || drafts[0].CausationID != "expiry:"+g.id) {
+				t.Fatalf("expired %+v", drafts[0])
+			}
+		})
+	}
+}
+
+// TestWhoMayRevokeEarly: the requester, the entitlement's owners and the admin groups; nobody else.
+func TestWhoMayRevokeEarly(t *testing.T) {
+	owners, admins := []string{"analytics-owners"}, []string{"security"}
+	cases := []struct {
+		name   string
+		caller revoker.Caller
+		ok     bool
+	}{
+		{"the requester", revoker.Caller{ID: "alice", Groups: []string{"engineers"}}, true},
+		{"an owner of the entitlement", revoker.Caller{ID: "bob", Groups: []string{"analytics-owners"}}, true},
+		{"an administrator", revoker.Caller{ID: "carol", Groups: []string{"security"}}, true},
+		{"an operator", revoker.Caller{ID: "dave", Groups: []string{"operations"}}, false},
+		{"an auditor", revoker.Caller{ID: "erin", Groups: []string{"auditors"}}, false},
+		{"an owner of another entitlement", revoker.Caller{ID: "frank", Groups: []string{"payments-owners"}}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			drafts, err := revoker.DecideRequest(tc.caller, "done early", owners, admins)(newGrant(t).request(t))
+			if tc.ok != (err == nil) || (!tc.ok && !errors.Is(err, revoker.ErrForbidden)) {
+				t.Fatalf("error %v", err)
+			}
+			if tc.ok {
+				p := drafts[0].Payload.(events.RevocationRequested)
+				if p.By != tc.caller.ID || p.Reason != events.RevokeEarly || drafts[0].Actor != tc.caller.ID {
+					t.Fatalf("requested %+v by %s", p, drafts[0].Actor)
+				}
+			}
+		})
+	}
+	// Asking again once the revocation is under way is answered the same, with nothing appended.
+	g := newGrant(t).add("alice", events.RevocationRequested{By: "alice", Reason: events.RevokeEarly})
+	if drafts, err := revoker.DecideRequest(revoker.Caller{ID: "alice"}, "again", owners, admins)(g.request(t)); err != nil || len(drafts) != 0 {
+		t.Fatalf("asking twice: %v %v", drafts, err)
+	}
+}
+
+// TestFailureReports: a failing revocation is recorded after the budget, then at most every period.
+func TestFailureReports(t *testing.T) {
+	p := revoker.FailurePolicy{Budget: 3, Every: 5 * time.Minute}
+	now := t0.Add(time.Hour)
+	cases := []struct {
+		name     string
+		attempts int
+		last     time.Time
+		due      bool
+	}{
+		{"the first failures are retried quietly", 2, time.Time{}, false},
+		{"the budget spent, the failure is recorded", 3, time.Time{}, true},
+		{"recorded a minute ago: not again yet", 7, now.Add(-time.Minute), false},
+		{"recorded five minutes ago: again", 12, now.Add(-5 * time.Minute), true},
+	}
+	for _, tc := range cases {
+		if got := p.Due(revoker.Failure{Attempts: tc.attempts, LastReport: tc.last}, now); got != tc.due {
+			t.Errorf("%s: %v", tc.name, got)
+		}
+	}
+	g := newGrant(t).addAt(expiry, revoker.Revoker, events.Expired{ExpiresAt: expiry})
+	r := g.request(t)
+	f := revoker.Failure{Attempts: 3, Class: "target_unavailable", Message: "refused", OverdueSince: revoker.OverdueSince(r, g.evs)}
+	drafts, err := revoker.DecideFailed(p, f, now)(r)
+	if err != nil || len(drafts) != 1 {
+		t.Fatalf("%v %v", drafts, err)
+	}
+	if rf := drafts[0].Payload.(events.RevocationFailed); !rf.OverdueSince.Equal(expiry) || rf.Attempts != 3 {
+		t.Fatalf("recorded %+v, want overdue since the expiry", rf)
+	}
+}
+
+func TestOverdueSince(t *testing.T) {
+	requested := t0.Add(10 * time.Minute)
+	cases := []struct {
+		name string
+		g    func(*testing.T) *grant
+		want time.Time
+	}{
+		{"nothing due", newGrant, time.Time{}},
+		{"expired: since the expiry", func(t *testing.T) *grant {
+			return newGrant(t).addAt(expiry.Add(time.Minute), revoker.Revoker, events.Expired{ExpiresAt: expiry})
+		}, expiry},
+		{"revoked early: since it was asked", func(t *testing.T) *grant {
+			return newGrant(t).addAt(requested, "alice", events.RevocationRequested{By: "alice", Reason: events.RevokeEarly})
+		}, requested},
+	}
+	for _, tc := range cases {
+		g := tc.g(t)
+		if got := revoker.OverdueSince(g.request(t), g.evs); !got.Equal(tc.want) {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestDecideRevoked(t *testing.T) {
+	absent := events.Observed{Present: false, Detail: map[string]string{"role": "analytics_read"}}
+	due := func(t *testing.T) *grant {
+		return newGrant(t).addAt(expiry, revoker.Revoker, events.Expired{ExpiresAt: expiry})
+	}
+	cases := []struct {
+		name   string
+		g      func(*testing.T) *grant
+		obs    events.Observed
+		drafts int
+		err    error
+	}{
+		{"an expired grant observed gone is revoked", due, absent, 1, nil},
+		{"a grant the target still shows is not", due, events.Observed{Present: true}, 0, revoker.ErrStillPresent},
+		{"a live grant with nothing due is left alone", newGrant, absent, 0, nil},
+	}
+	for _, tc := range cases {
+		drafts, err := revoker.DecideRevoked(tc.obs, false)(tc.g(t).request(t))
+		if !errors.Is(err, tc.err) || len(drafts) != tc.drafts {
+			t.Errorf("%s: %d drafts, %v", tc.name, len(drafts), err)
+			continue
+		}
+		if tc.drafts == 1 && drafts[0].Payload.(events.Revoked).Reason != events.RevokeExpired {
+			t.Errorf("%s: %+v", tc.name, drafts[0].Payload)
+		}
+	}
+}

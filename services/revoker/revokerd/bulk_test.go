@@ -1,0 +1,157 @@
+package revokerd_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/services/fulfilment"
+	"github.com/grantline/grantline/services/fulfilment/connector"
+	"github.com/grantline/grantline/services/fulfilment/fulfilmenttest"
+	"github.com/grantline/grantline/services/revoker"
+)
+
+// each runs fn(i) for i in [0, n) on workers goroutines and waits.
+func each(n, workers int, fn func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				fn(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+// counter returns a function counting the messages of stream on subjects matching filter, read from
+// an idle consumer's pending count (cheap at any size, unlike listing the subjects).
+func counter(t testing.TB, js jetstream.JetStream, stream, filter string) func() uint64 {
+	t.Helper()
+	ctx := context.Background()
+	cons, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{FilterSubject: filter, AckPolicy: jetstream.AckNonePolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = js.DeleteConsumer(context.Background(), stream, cons.CachedInfo().Name) })
+	return func() uint64 {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.NumPending
+	}
+}
+
+// percentile is the q-quantile of sorted durations (nearest rank).
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+}
+
+// grantOnTarget is the work fulfilment does for an approved request, done by the test so that it
+// chooses expires_at: the grant on the target, then granted with the observed state.
+type grantOnTarget struct {
+	g   connector.Grant
+	obs events.Observed
+}
+
+// Test200GrantsExpireWhileTheRevokerIsDown: 200 grants expire over 1 to 5 seconds; the revoker arms
+// them all, is stopped before the first expiry and started again after the last. Every grant is
+// revoked, on the target too, and the lag is reported.
+func Test200GrantsExpireWhileTheRevokerIsDown(t *testing.T) {
+	const n = 200
+	e := newEnv(t, fulfilmentOff)
+	ctx := context.Background()
+	people := make([]events.Principal, 20)
+	for i := range people {
+		people[i] = someone("engineers")
+	}
+	ent, _ := e.Catalogue.Entitlement("analytics-read")
+
+	// Untimed: the requests, allowed for a minute, and the grants on the target.
+	ids := make([]string, n)
+	grants := make([]grantOnTarget, n)
+	began := time.Now()
+	each(n, 8, func(i int) {
+		ids[i] = e.Submit(t, fulfilmenttest.Request{Requester: people[i%len(people)], Entitlement: "analytics-read", Duration: time.Minute})
+		e.Allow(t, ids[i])
+		g := connector.Grant{ID: ids[i], Entitlement: ent, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: people[i%len(people)].ID}}
+		obs, err := e.PG.Grant(ctx, g)
+		if err != nil || !obs.Present {
+			t.Errorf("grant %d: %+v %v", i, obs, err)
+		}
+		grants[i] = grantOnTarget{g, obs}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	// Recording n grants costs about a third of what the setup did (one append against two, and no
+	// target); twice that, plus a second, is the margin before the first expiry.
+	margin := time.Since(began)*2/3 + time.Second
+	first := time.Now().Add(margin + time.Second)
+	expiresAt := func(i int) time.Time { return first.Add(time.Duration(i) * 4 * time.Second / (n - 1)) }
+	each(n, 8, func(i int) {
+		e.Append(t, events.Fulfilment, ids[i], events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "test",
+			Observed: grants[i].obs, ExpiresAt: expiresAt(i), Fulfiller: fulfilment.Fulfiller}, CausationID: "test-grant"})
+	})
+	schedules := counter(t, e.JS, timers.Stream, "grantline.timers.sched.*."+revoker.KindExpiry)
+	fired := counter(t, e.JS, timers.Stream, timers.FiredSubjects(revoker.KindExpiry))
+	revocations := counter(t, e.JS, eventstore.EventsStream, "grantline.events.*.revoked")
+	poll.Until(t, time.Until(first), "the revoker to arm every expiry", func() bool { return schedules() == n })
+	e.stopRevoker()
+	if time.Now().After(first) {
+		t.Fatalf("the revoker stopped after the first expiry; the setup took longer than its margin of %s", margin)
+	}
+
+	last := expiresAt(n - 1)
+	poll.Until(t, time.Until(last)+20*time.Second, "every timer to fire while the revoker is down", func() bool {
+		return time.Now().After(last) && fired() == n
+	})
+	if c := revocations(); c != 0 {
+		t.Fatalf("%d revocations while the revoker was down", c)
+	}
+
+	restarted := time.Now()
+	e.startRevoker(t)
+	poll.Until(t, 2*time.Minute, "every grant to be revoked", func() bool { return revocations() == n })
+	caughtUp := time.Since(restarted)
+
+	var lags, sinceRestart []time.Duration
+	for i, id := range ids {
+		l := e.Load(t, id)
+		r := l.Request
+		if r.Revoked() == nil || r.Revoked().Reason != events.RevokeExpired || r.Revoked().Observed.Present {
+			t.Fatalf("grant %d: %s, revoked %+v", i, r.Status(), r.Revoked())
+		}
+		at := l.Events[len(l.Events)-1].Time
+		lags = append(lags, at.Sub(r.Grant().ExpiresAt))
+		sinceRestart = append(sinceRestart, at.Sub(restarted))
+	}
+	if left := e.GrantRoles(t, ids...); left != 0 {
+		t.Fatalf("%d grants still on the target", left)
+	}
+	slices.Sort(lags)
+	slices.Sort(sinceRestart)
+	t.Logf("%d grants revoked; the revoker caught up %s after its restart", n, caughtUp.Round(time.Millisecond))
+	t.Logf("lag after expires_at (includes the downtime): p50 %s p99 %s max %s",
+		percentile(lags, .5).Round(time.Millisecond), percentile(lags, .99).Round(time.Millisecond), lags[n-1].Round(time.Millisecond))
+	t.Logf("revoked after the restart: p50 %s p99 %s max %s",
+		percentile(sinceRestart, .5).Round(time.Millisecond), percentile(sinceRestart, .99).Round(time.Millisecond), sinceRestart[n-1].Round(time.Millisecond))
+}

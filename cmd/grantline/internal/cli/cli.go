@@ -24,7 +24,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(devCommand(stdout, stderr), requestCommand(stdout), policyCommand(stdout), auditCommand(stdout, stderr), reviewCommand(stdout), grantCommand(stdout))
+	root.AddCommand(devCommand(stdout, stderr), requestCommand(stdout), policyCommand(stdout), auditCommand(stdout, stderr), reviewCommand(stdout), grantCommand(stdout), taskCommand(stdout), revokeCommand(stdout))
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

@@ -201,3 +201,49 @@ func TestReviewCommandsAgainstDev(t *testing.T) {
 		t.Fatalf("after two approvals: %s", out)
 	}
 }
+
+// TestTaskAndRevokeCommandsAgainstDev: mainframe-operator is granted by hand: security approves, dave
+// (operations) completes the task, and alice ends it early with grantline revoke.
+func TestTaskAndRevokeCommandsAgainstDev(t *testing.T) {
+	dataDir := t.TempDir()
+	t.Setenv("GRANTLINE_EXAMPLES", examples)
+	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
+		Examples: examples, DatabaseURL: pgtest.New(t)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Close(context.Background()) })
+	api := []string{"--server", "http://" + env.HTTPAddr(), "--data-dir", dataDir}
+	_, out := run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "mainframe-operator",
+		"--duration", "1h", "--justification", "rerun the settlement batch"}, api...)...)
+	id := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindString(out)
+	poll.Until(t, 20*time.Second, "carol's inbox", func() bool {
+		_, out = run(t, append([]string{"review", "list", "--as", "carol"}, api...)...)
+		return strings.Contains(out, id)
+	})
+	if code, out := run(t, append([]string{"review", "approve", id, "--as", "carol"}, api...)...); code != 0 {
+		t.Fatalf("carol approves: %d %s", code, out)
+	}
+	var taskID string
+	poll.Until(t, 20*time.Second, "a task for operations", func() bool {
+		_, out = run(t, append([]string{"task", "list", "--as", "dave"}, api...)...)
+		taskID = regexp.MustCompile(`\S*` + id + `\S*`).FindString(out)
+		return taskID != ""
+	})
+	if code, out := run(t, append([]string{"task", "complete", taskID, "--as", "alice", "--evidence", "did it myself"}, api...)...); code == 0 {
+		t.Fatalf("the requester completed her own task: %s", out)
+	}
+	if code, out := run(t, append([]string{"task", "complete", taskID, "--as", "dave", "--evidence", "profile OPER01 added, change 4711"}, api...)...); code != 0 {
+		t.Fatalf("dave completes: %d %s", code, out)
+	}
+	poll.Until(t, 20*time.Second, "the grant", func() bool {
+		_, out = run(t, append([]string{"request", "show", id, "--as", "alice", "--json"}, api...)...)
+		return strings.Contains(out, `"status": "granted"`) && strings.Contains(out, `"dave"`)
+	})
+	if code, out := run(t, append([]string{"revoke", id, "--as", "bob", "--reason", "not mine"}, api...)...); code == 0 {
+		t.Fatalf("a stranger revoked alice's access: %s", out)
+	}
+	if code, out := run(t, append([]string{"revoke", id, "--as", "alice", "--reason", "batch finished"}, api...)...); code != 0 {
+		t.Fatalf("alice revokes: %d %s", code, out)
+	}
+}

@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+func taskCommand(stdout io.Writer) *cobra.Command {
+	var f apiFlags
+	cmd := &cobra.Command{Use: "task", Short: "Manual fulfilment tasks for systems without an API"}
+	f.register(cmd)
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "Open tasks for your groups",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var out struct {
+				Tasks []map[string]any `json:"tasks"`
+			}
+			if err := f.call(cmd.Context(), "GET", "/v1/tasks", nil, &out); err != nil {
+				return err
+			}
+			return f.print(stdout, out, func(o io.Writer) {
+				if len(out.Tasks) == 0 {
+					fmt.Fprintln(o, "No open tasks for your groups.")
+					return
+				}
+				w := tabwriter.NewWriter(o, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "TASK\tPURPOSE\tENTITLEMENT\tSUBJECT\tDUE\tYOU MAY COMPLETE")
+				for _, t := range out.Tasks {
+					may := "yes"
+					if t["may_complete"] != true {
+						may = fmt.Sprint("no: ", t["why"])
+					}
+					fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%s\n", t["id"], t["purpose"], t["entitlement"], t["subject"], t["due_at"], may)
+				}
+				_ = w.Flush()
+			})
+		},
+	}
+	var evidence string
+	complete := &cobra.Command{
+		Use:   "complete <task-id> --evidence <text>",
+		Short: "Record that you did the task on the target, with evidence",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out map[string]any
+			if err := f.call(cmd.Context(), "POST", "/v1/tasks/"+args[0]+"/complete", map[string]string{"evidence": evidence}, &out); err != nil {
+				return err
+			}
+			return f.print(stdout, out, func(o io.Writer) {
+				fmt.Fprintf(o, "Task %v done; request %v is %v.\n", out["task_id"], out["request_id"], out["status"])
+			})
+		},
+	}
+	complete.Flags().StringVar(&evidence, "evidence", "", "what you did and how it can be checked (required)")
+	_ = complete.MarkFlagRequired("evidence")
+	cmd.AddCommand(list, complete)
+	return cmd
+}
+
+func revokeCommand(stdout io.Writer) *cobra.Command {
+	var f apiFlags
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "revoke <request-id> --reason <text>",
+		Short: "End granted access before it expires (requester, entitlement owner or admin)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.call(cmd.Context(), "POST", "/v1/requests/"+args[0]+"/revoke", map[string]string{"reason": reason}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "Revocation of %s requested; follow it with: grantline request show %s\n", args[0], args[0])
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+	_ = cmd.MarkFlagRequired("reason")
+	return cmd
+}

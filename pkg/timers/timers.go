@@ -42,6 +42,11 @@ func FiredSubject(requestID, kind string) string { return firedPrefix + requestI
 // FiredSubjects is the filter matching every fired timer of kind, for a consumer.
 func FiredSubjects(kind string) string { return firedPrefix + "*." + kind }
 
+// FiredTTL is how long a fired trigger stays in GRANTLINE_TIMERS. Consumers handle it within seconds;
+// without a TTL the disposable stream would keep every trigger for ever. A service down for longer
+// relies on its start-up sweep (the revoker's) rather than on old triggers.
+const FiredTTL = 30 * 24 * time.Hour
+
 // Schedule sets timer kind of requestID to fire at at, carrying payload (JSON, or nil for "{}"). Scheduling
 // the same timer again replaces it, whether it moves earlier or later; a time already past fires at once.
 //
@@ -70,7 +75,7 @@ func Schedule(ctx context.Context, js jetstream.JetStream, requestID, kind strin
 	msgID := fmt.Sprintf("timer:%s:%s:%d", requestID, kind, at.Unix())
 	_, err := js.Publish(ctx, ScheduleSubject(requestID, kind), payload,
 		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(FiredSubject(requestID, kind)),
-		jetstream.WithMsgID(msgID), jetstream.WithExpectStream(Stream))
+		jetstream.WithScheduleTTL(FiredTTL), jetstream.WithMsgID(msgID), jetstream.WithExpectStream(Stream))
 	if err != nil {
 		return fmt.Errorf("schedule %s timer for request %s at %s: %w", kind, requestID, at.Format(time.RFC3339), err)
 	}

@@ -65,6 +65,9 @@ func TestTimerFiresOnceAtItsTime(t *testing.T) {
 		t.Fatalf("%d schedule messages held, want 1", n)
 	}
 	fired := waitFired(t, st, id, "expiry", 5*time.Second)
+	if ttl := fired.Header.Get("Nats-TTL"); ttl == "" {
+		t.Fatal("the fired trigger carries no TTL: the timers stream would keep it for ever")
+	}
 	if fired.Time.Before(at) {
 		t.Fatalf("fired at %s, before its time %s", fired.Time, at)
 	}

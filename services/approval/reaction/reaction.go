@@ -14,11 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/consumer"
@@ -93,11 +90,11 @@ type Reactions struct {
 func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 	d, err := eventstore.ParseDelivery(msg)
 	if err != nil {
-		return h.setAside(ctx, msg, DurableSchedules, err)
+		return consumer.Permanent(err)
 	}
 	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
 	if permanent(err) {
-		return h.setAside(ctx, msg, DurableSchedules, err)
+		return consumer.Permanent(err)
 	}
 	if err != nil {
 		return err
@@ -135,14 +132,14 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 	id, kind, raw, err := timers.ParseFired(msg)
 	if err != nil {
-		return h.setAside(ctx, msg, DurableTimers, err)
+		return consumer.Permanent(err)
 	}
 	var p timerPayload
 	if err := events.UnmarshalStrict(raw, &p); err != nil {
-		return h.setAside(ctx, msg, DurableTimers, fmt.Errorf("timer %s of %s: %w", kind, id, err))
+		return consumer.Permanent(fmt.Errorf("timer %s of %s: %w", kind, id, err))
 	}
 	if !events.ValidRequestID(id) {
-		return h.setAside(ctx, msg, DurableTimers, fmt.Errorf("timer %s for %q: not a request ID", kind, id))
+		return consumer.Permanent(fmt.Errorf("timer %s for %q: not a request ID", kind, id))
 	}
 	var decide func(*events.Request, time.Time) ([]events.Draft, error)
 	switch kind {
@@ -151,7 +148,7 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 	case KindPostReview:
 		decide = approval.Overdue
 	default:
-		return h.setAside(ctx, msg, DurableTimers, fmt.Errorf("timer kind %q is not the approval service's", kind))
+		return consumer.Permanent(fmt.Errorf("timer kind %q is not the approval service's", kind))
 	}
 	before := 0
 	l, err := h.Store.UpdateFrom(ctx, id, p.AfterSeq, func(r *events.Request) ([]events.Draft, error) {
@@ -163,7 +160,7 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 		return consumer.RetryAfter(err, time.Until(early.Until)+50*time.Millisecond)
 	}
 	if permanent(err) {
-		return h.setAside(ctx, msg, DurableTimers, err)
+		return consumer.Permanent(err)
 	}
 	if err != nil {
 		return err
@@ -174,47 +171,6 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 	} else {
 		log.Debug("timer found nothing to do", "status", l.Request.Status())
 	}
-	return nil
-}
-
-// setAside dead-letters msg for durable with err as the reason and acknowledges it: it is for what no
-// retry can help (a malformed message, or a request whose stream fails verification), and nothing is
-// appended. The copy goes to grantline.dlq.<durable> with the runner's dead-letter headers.
-//
-// The runner (consumer.Permanent) cannot be used for this yet: its copy keeps the delivered message's
-// Nats-* headers, and the server then refuses to store it in GRANTLINE_DLQ (an event carries the
-// store's Nats-Expected-Stream: GRANTLINE_EVENTS; a fired timer carries Nats-Schedule-Next), so the
-// message would be redelivered for ever. Once pkg/consumer leaves the server-interpreted headers out,
-// this becomes `return consumer.Permanent(err)`.
-func (h *Reactions) setAside(ctx context.Context, msg jetstream.Msg, durable string, err error) error {
-	meta, merr := msg.Metadata()
-	if merr != nil {
-		return consumer.Permanent(err)
-	}
-	dl := nats.NewMsg("grantline.dlq." + durable)
-	dl.Data = msg.Data()
-	for k, vs := range msg.Headers() {
-		if strings.HasPrefix(k, "Nats-") {
-			continue
-		}
-		for _, v := range vs {
-			dl.Header.Add(k, v)
-		}
-	}
-	reason := "permanent: " + err.Error()
-	dl.Header.Set(consumer.HeaderReason, reason)
-	dl.Header.Set(consumer.HeaderStream, meta.Stream)
-	dl.Header.Set(consumer.HeaderSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
-	dl.Header.Set(consumer.HeaderSubject, msg.Subject())
-	dl.Header.Set(consumer.HeaderConsumer, durable)
-	dl.Header.Set(consumer.HeaderDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, perr := h.JS.PublishMsg(pctx, dl, jetstream.WithMsgID(fmt.Sprintf("dlq:%s:%s:%d", durable, meta.Stream, meta.Sequence.Stream))); perr != nil {
-		// Never drop it: retry until the copy is stored.
-		return fmt.Errorf("dead-letter: %w (set aside because: %v)", perr, err)
-	}
-	h.Log.Error("dead-lettered", "consumer", durable, "subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "reason", reason)
 	return nil
 }
 
@@ -231,7 +187,7 @@ func (h *Reactions) Project(inbox Inbox) consumer.Handler {
 	return func(ctx context.Context, msg jetstream.Msg) error {
 		d, err := eventstore.ParseDelivery(msg)
 		if err != nil {
-			return h.setAside(ctx, msg, DurableInbox, err)
+			return consumer.Permanent(err)
 		}
 		applied, err := inbox.Applied(ctx, d.RequestID)
 		if err != nil {
@@ -250,7 +206,7 @@ func (h *Reactions) Project(inbox Inbox) consumer.Handler {
 			if aerr := inbox.Advance(ctx, d.Seq); aerr != nil {
 				return aerr
 			}
-			return h.setAside(ctx, msg, DurableInbox, err)
+			return consumer.Permanent(err)
 		}
 		_, err = inbox.Apply(ctx, d.Seq, l.Request, l.LastSeq)
 		return err

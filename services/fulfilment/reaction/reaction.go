@@ -119,11 +119,11 @@ func (h *Reactions) OpenRevokeTasks(ctx context.Context, msg jetstream.Msg) erro
 func (h *Reactions) settle(ctx context.Context, msg jetstream.Msg, durable string, handle func(eventstore.Delivery, int) error) error {
 	d, err := eventstore.ParseDelivery(msg)
 	if err != nil {
-		return deadletter.SetAside(ctx, h.JS, msg, durable, err, h.Log)
+		return consumer.Permanent(err)
 	}
 	meta, err := msg.Metadata()
 	if err != nil {
-		return deadletter.SetAside(ctx, h.JS, msg, durable, err, h.Log)
+		return consumer.Permanent(err)
 	}
 	delivered := int(meta.NumDelivered)
 	err = handle(d, delivered)
@@ -131,7 +131,7 @@ func (h *Reactions) settle(ctx context.Context, msg jetstream.Msg, durable strin
 	if errors.As(err, &aside) || deadletter.Permanent(err) || (err != nil && durable == DurableFulfil && delivered >= h.maxDeliveries()) {
 		// Set aside here rather than by the runner, whose copy of an event the DLQ stream refuses (see
 		// package deadletter).
-		return deadletter.SetAside(ctx, h.JS, msg, durable, err, h.Log)
+		return consumer.Permanent(err)
 	}
 	return err
 }
@@ -154,11 +154,11 @@ func (h *Reactions) Started(ctx context.Context, msg jetstream.Msg) error {
 		err = fmt.Errorf("start timer for %q: not a request ID", id)
 	}
 	if err != nil {
-		return deadletter.SetAside(ctx, h.JS, msg, DurableStart, err, h.Log)
+		return consumer.Permanent(err)
 	}
 	meta, err := msg.Metadata()
 	if err != nil {
-		return deadletter.SetAside(ctx, h.JS, msg, DurableStart, err, h.Log)
+		return consumer.Permanent(err)
 	}
 	l, err := h.Store.LoadAtLeast(ctx, id, p.AfterSeq)
 	if err == nil {
@@ -170,7 +170,7 @@ func (h *Reactions) Started(ctx context.Context, msg jetstream.Msg) error {
 	}
 	var aside setAside
 	if errors.As(err, &aside) || deadletter.Permanent(err) || (err != nil && int(meta.NumDelivered) >= h.maxDeliveries()) {
-		return deadletter.SetAside(ctx, h.JS, msg, DurableStart, err, h.Log)
+		return consumer.Permanent(err)
 	}
 	return err
 }

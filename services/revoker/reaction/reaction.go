@@ -117,11 +117,11 @@ type timerPayload struct {
 func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 	d, err := eventstore.ParseDelivery(msg)
 	if err != nil {
-		return deadletter.SetAside(ctx, h.JS, msg, DurableSchedules, err, h.Log)
+		return consumer.Permanent(err)
 	}
 	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
 	if deadletter.Permanent(err) {
-		return deadletter.SetAside(ctx, h.JS, msg, DurableSchedules, err, h.Log)
+		return consumer.Permanent(err)
 	}
 	if err != nil {
 		return err
@@ -156,7 +156,7 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 		err = events.UnmarshalStrict(raw, &p)
 	}
 	if err != nil {
-		return deadletter.SetAside(ctx, h.JS, msg, DurableExpiry, err, h.Log)
+		return consumer.Permanent(err)
 	}
 	return h.settle(ctx, msg, DurableExpiry, func(delivered int) error { return h.Expire(ctx, id, p.AfterSeq, delivered) })
 }
@@ -180,7 +180,7 @@ func (h *Reactions) Expire(ctx context.Context, id string, afterSeq uint64, deli
 func (h *Reactions) Revocations(ctx context.Context, msg jetstream.Msg) error {
 	d, err := eventstore.ParseDelivery(msg)
 	if err != nil {
-		return deadletter.SetAside(ctx, h.JS, msg, DurableRevocations, err, h.Log)
+		return consumer.Permanent(err)
 	}
 	return h.settle(ctx, msg, DurableRevocations, func(delivered int) error {
 		l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
@@ -196,11 +196,11 @@ func (h *Reactions) Revocations(ctx context.Context, msg jetstream.Msg) error {
 func (h *Reactions) settle(ctx context.Context, msg jetstream.Msg, durable string, handle func(delivered int) error) error {
 	meta, err := msg.Metadata()
 	if err != nil {
-		return deadletter.SetAside(ctx, h.JS, msg, durable, err, h.Log)
+		return consumer.Permanent(err)
 	}
 	err = handle(int(meta.NumDelivered))
 	if deadletter.Permanent(err) {
-		return deadletter.SetAside(ctx, h.JS, msg, durable, err, h.Log)
+		return consumer.Permanent(err)
 	}
 	return err
 }

@@ -225,11 +225,18 @@ func TestTaskAndRevokeCommandsAgainstDev(t *testing.T) {
 		t.Fatalf("carol approves: %d %s", code, out)
 	}
 	var taskID string
-	poll.Until(t, 20*time.Second, "a task for operations", func() bool {
+	deadline := time.Now().Add(60 * time.Second)
+	for taskID == "" {
 		_, out = run(t, append([]string{"task", "list", "--as", "dave"}, api...)...)
 		taskID = regexp.MustCompile(`\S*` + id + `\S*`).FindString(out)
-		return taskID != ""
-	})
+		if taskID == "" && time.Now().After(deadline) {
+			_, state := run(t, append([]string{"request", "show", id, "--as", "alice", "--json"}, api...)...)
+			t.Fatalf("no task for operations within 60s; last task list:\n%s\nrequest:\n%s", out, state)
+		}
+		if taskID == "" {
+			<-time.After(poll.Interval)
+		}
+	}
 	if code, out := run(t, append([]string{"task", "complete", taskID, "--as", "alice", "--evidence", "did it myself"}, api...)...); code == 0 {
 		t.Fatalf("the requester completed her own task: %s", out)
 	}

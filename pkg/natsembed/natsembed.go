@@ -110,11 +110,27 @@ func StartCluster(baseDir string, size int) (*Cluster, error) {
 		}
 		c.Nodes = append(c.Nodes, ns)
 	}
-	if err := c.WaitForMetaLeader(readyTimeout); err != nil {
+	if err := c.waitFormed(size, readyTimeout); err != nil {
 		c.Shutdown()
 		return nil, err
 	}
 	return c, nil
+}
+
+// waitFormed waits until the meta leader sees all size nodes online with JetStream. A leader is elected
+// before every peer has reported in, and placing a replicated stream then fails with "no suitable
+// peers for placement".
+func (c *Cluster) waitFormed(size int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for _, ns := range c.Nodes {
+			if ns != nil && ns.Running() && ns.JetStreamIsLeader() && len(ns.JetStreamClusterPeers()) == size {
+				return nil
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return fmt.Errorf("the JetStream cluster did not form with %d peers within %s", size, timeout)
 }
 
 // ClientURLs returns the client URLs of the running nodes, comma-separated, for nats.Connect.

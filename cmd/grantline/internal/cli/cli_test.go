@@ -20,6 +20,21 @@ const examples = "../../../../examples"
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
+// startDev runs grantline dev for the test on free ports with a fresh database, and returns it, its
+// data directory, and the flags that point CLI commands at it.
+func startDev(t *testing.T) (*devmode.Env, string, []string) {
+	t.Helper()
+	dataDir := t.TempDir()
+	t.Setenv("GRANTLINE_EXAMPLES", examples)
+	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
+		Examples: examples, DatabaseURL: pgtest.New(t)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Close(context.Background()) })
+	return env, dataDir, []string{"--server", "http://" + env.HTTPAddr(), "--data-dir", dataDir}
+}
+
 // run executes the grantline command line in process and returns its exit code and output.
 func run(t *testing.T, args ...string) (int, string) {
 	t.Helper()
@@ -31,15 +46,7 @@ func run(t *testing.T, args ...string) (int, string) {
 // TestRequestCommandsAgainstDev creates, shows and withdraws requests through the CLI against a
 // running grantline dev, as the README tells a newcomer to.
 func TestRequestCommandsAgainstDev(t *testing.T) {
-	dataDir := t.TempDir()
-	t.Setenv("GRANTLINE_EXAMPLES", examples)
-	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
-		NATSMonitorPort: 0, Examples: examples, DatabaseURL: pgtest.New(t)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Close(context.Background()) })
-	api := []string{"--server", "http://" + env.HTTPAddr(), "--data-dir", dataDir}
+	_, dataDir, api := startDev(t)
 
 	code, out := run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "analytics-read",
 		"--duration", "2h", "--justification", "weekly revenue report"}, api...)...)
@@ -118,15 +125,7 @@ func TestPolicyCommands(t *testing.T) {
 // TestAuditCommandsAgainstDev verifies the live stream, exports it, verifies the export offline, and
 // catches a byte changed in the export.
 func TestAuditCommandsAgainstDev(t *testing.T) {
-	dataDir := t.TempDir()
-	t.Setenv("GRANTLINE_EXAMPLES", examples)
-	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
-		Examples: examples, DatabaseURL: pgtest.New(t)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Close(context.Background()) })
-	api := []string{"--server", "http://" + env.HTTPAddr(), "--data-dir", dataDir}
+	env, _, api := startDev(t)
 	_, out := run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "analytics-read",
 		"--duration", "1h", "--justification", "evidence for the audit"}, api...)...)
 	id := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindString(out)
@@ -166,15 +165,7 @@ func TestAuditCommandsAgainstDev(t *testing.T) {
 // TestReviewCommandsAgainstDev: alice's payments-admin request needs an owner (bob) then security
 // (carol); alice may not approve her own request through the CLI, and carol's inbox lists it.
 func TestReviewCommandsAgainstDev(t *testing.T) {
-	dataDir := t.TempDir()
-	t.Setenv("GRANTLINE_EXAMPLES", examples)
-	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
-		Examples: examples, DatabaseURL: pgtest.New(t)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Close(context.Background()) })
-	api := []string{"--server", "http://" + env.HTTPAddr(), "--data-dir", dataDir}
+	_, _, api := startDev(t)
 	_, out := run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "payments-admin",
 		"--duration", "1h", "--justification", "INC-42 stuck migration", "--ticket", "INC-42"}, api...)...)
 	id := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindString(out)
@@ -205,15 +196,7 @@ func TestReviewCommandsAgainstDev(t *testing.T) {
 // TestTaskAndRevokeCommandsAgainstDev: mainframe-operator is granted by hand: security approves, dave
 // (operations) completes the task, and alice ends it early with grantline revoke.
 func TestTaskAndRevokeCommandsAgainstDev(t *testing.T) {
-	dataDir := t.TempDir()
-	t.Setenv("GRANTLINE_EXAMPLES", examples)
-	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
-		Examples: examples, DatabaseURL: pgtest.New(t)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Close(context.Background()) })
-	api := []string{"--server", "http://" + env.HTTPAddr(), "--data-dir", dataDir}
+	_, _, api := startDev(t)
 	_, out := run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "mainframe-operator",
 		"--duration", "1h", "--justification", "rerun the settlement batch"}, api...)...)
 	id := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindString(out)

@@ -140,31 +140,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
-	health, err := ops.New(ops.Options{Service: "approval", Logger: log})
-	if err != nil {
-		return err
-	}
-	health.SetCheck("nats", func(context.Context) error {
-		if !nc.IsConnected() {
-			return fmt.Errorf("nats: %s", nc.Status())
-		}
-		return nil
-	})
-	health.SetCheck("database", func(ctx context.Context) error { return pool.Ping(ctx) })
-	mux := http.NewServeMux()
-	deps.Routes(mux, log)
-	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
-		mux.Handle("GET "+p, health)
-	}
-	srv, err := ops.Listen(cfg.HTTPAddr, mux, log)
-	if err != nil {
-		return err
-	}
-	consumed := make(chan error, 1)
-	go func() { consumed <- deps.Consume(ctx, log) }()
-	served := srv.Serve(ctx)
-	if err := <-consumed; err != nil {
-		return err
-	}
-	return served
+	return ops.RunService(ctx, ops.Service{
+		Name: "approval", Addr: cfg.HTTPAddr,
+		Checks: map[string]ops.Check{"nats": ops.NATSCheck(nc), "database": func(ctx context.Context) error { return pool.Ping(ctx) }},
+		Routes: func(mux *http.ServeMux) {
+			deps.Routes(mux, log)
+		},
+		Consume: func(ctx context.Context) error { return deps.Consume(ctx, log) },
+	}, log)
 }

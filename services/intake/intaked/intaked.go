@@ -100,30 +100,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	deps := Deps{JS: js, Store: store, Catalogue: cat, Integrations: integrations, Auth: authn,
 		Idempotency: keys, Now: time.Now, ReaderGroups: cfg.ReaderGroups}
 
-	health, err := ops.New(ops.Options{Service: "intake", Logger: log})
-	if err != nil {
-		return err
-	}
-	health.SetCheck("nats", func(context.Context) error {
-		if !nc.IsConnected() {
-			return fmt.Errorf("nats: %s", nc.Status())
-		}
-		return nil
-	})
-	mux := http.NewServeMux()
-	deps.API(log).Routes(mux)
-	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
-		mux.Handle("GET "+p, health)
-	}
-	srv, err := ops.Listen(cfg.HTTPAddr, mux, log)
-	if err != nil {
-		return err
-	}
-	consumed := make(chan error, 1)
-	go func() { consumed <- deps.ConsumeIntegrations(ctx, log) }()
-	served := srv.Serve(ctx)
-	if err := <-consumed; err != nil {
-		return err
-	}
-	return served
+	return ops.RunService(ctx, ops.Service{
+		Name: "intake", Addr: cfg.HTTPAddr,
+		Checks:  map[string]ops.Check{"nats": ops.NATSCheck(nc)},
+		Routes:  func(mux *http.ServeMux) { deps.API(log).Routes(mux) },
+		Consume: func(ctx context.Context) error { return deps.ConsumeIntegrations(ctx, log) },
+	}, log)
 }

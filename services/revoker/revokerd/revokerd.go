@@ -174,31 +174,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		AdminGroups: cfg.AdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap,
 		Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery}}
 
-	health, err := ops.New(ops.Options{Service: "revoker", Logger: log})
-	if err != nil {
-		return err
-	}
-	health.SetCheck("nats", func(context.Context) error {
-		if !nc.IsConnected() {
-			return fmt.Errorf("nats: %s", nc.Status())
-		}
-		return nil
-	})
-	mux := http.NewServeMux()
-	deps.Routes(mux, log)
-	deps.TaskRoutes(mux, log)
-	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
-		mux.Handle("GET "+p, health)
-	}
-	srv, err := ops.Listen(cfg.HTTPAddr, mux, log)
-	if err != nil {
-		return err
-	}
-	consumed := make(chan error, 1)
-	go func() { consumed <- deps.Consume(ctx, log) }()
-	served := srv.Serve(ctx)
-	if err := <-consumed; err != nil {
-		return err
-	}
-	return served
+	return ops.RunService(ctx, ops.Service{
+		Name: "revoker", Addr: cfg.HTTPAddr,
+		Checks: map[string]ops.Check{"nats": ops.NATSCheck(nc)},
+		Routes: func(mux *http.ServeMux) {
+			deps.Routes(mux, log)
+			deps.TaskRoutes(mux, log)
+		},
+		Consume: func(ctx context.Context) error { return deps.Consume(ctx, log) },
+	}, log)
 }

@@ -5,55 +5,14 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/requestview"
 )
 
-// View is a request as the read side shows it. Its fields are those of intake's GET /v1/requests/{id}
-// (which folds the request's own stream for read-your-writes), so one client type reads both; LastSeq
-// adds the stream sequence of the last event it reflects.
-type View struct {
-	ID              string                   `json:"id"`
-	Status          events.Status            `json:"status"`
-	Version         int                      `json:"version"`
-	Requester       events.Principal         `json:"requester"`
-	Subject         events.RequestSubject    `json:"subject"`
-	Entitlement     string                   `json:"entitlement"`
-	Justification   string                   `json:"justification"`
-	Ticket          string                   `json:"ticket,omitempty"`
-	DurationSeconds int64                    `json:"duration_seconds"`
-	StartAt         *time.Time               `json:"start_at,omitempty"`
-	Emergency       bool                     `json:"emergency"`
-	Channel         string                   `json:"channel"`
-	SubmittedAt     time.Time                `json:"submitted_at"`
-	RequestDigest   string                   `json:"request_digest"`
-	Decision        *events.PolicyDecided    `json:"decision,omitempty"`
-	Reviews         []events.Reviewed        `json:"reviews,omitempty"`
-	Approvers       []string                 `json:"approvers,omitempty"`
-	Rejection       *events.Rejected         `json:"rejection,omitempty"`
-	Grant           *events.Granted          `json:"grant,omitempty"`
-	RevocationDue   string                   `json:"revocation_due,omitempty"`
-	Revocation      *events.Revoked          `json:"revocation,omitempty"`
-	Failure         *events.FulfilmentFailed `json:"failure,omitempty"`
-	PostReview      *events.PostReviewed     `json:"post_review,omitempty"`
-	LastSeq         uint64                   `json:"last_seq"`
-}
+// View is a request as the read side shows it (the same shape intake answers with).
+type View = requestview.View
 
 // NewView shows the verified part of a history.
-func NewView(h *History) View {
-	r := h.Request
-	s := r.Submitted()
-	v := View{
-		ID: h.ID, Status: r.Status(), Version: r.Version(), Requester: s.Requester, Subject: s.Subject,
-		Entitlement: s.Entitlement, Justification: s.Justification, Ticket: s.Ticket,
-		DurationSeconds: s.DurationSeconds, StartAt: s.StartAt, Emergency: s.Emergency, Channel: s.Channel,
-		RequestDigest: s.RequestDigest, Reviews: r.Reviews(), Approvers: r.Approvers(), Rejection: r.Rejection(),
-		Grant: r.Grant(), RevocationDue: string(r.RevocationDue()), Revocation: r.Revoked(), Failure: r.Failure(),
-		PostReview: r.PostReview(), SubmittedAt: h.SubmittedAt(), LastSeq: h.LastSeq,
-	}
-	if d := r.Decision(); d.Outcome != "" {
-		v.Decision = &d
-	}
-	return v
-}
+func NewView(h *History) View { return requestview.Of(h.ID, h.Request, h.SubmittedAt(), h.LastSeq) }
 
 // Grant is access a request was granted, active or past: what, for whom, on which target, observed in
 // which state when granted and after revocation, and on whose decision.

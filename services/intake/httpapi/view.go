@@ -3,54 +3,18 @@ package httpapi
 import (
 	"time"
 
-	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/requestview"
 )
 
 // View is a request as GET /v1/requests/{id} shows it, folded from its own events.
-type View struct {
-	ID              string                   `json:"id"`
-	Status          events.Status            `json:"status"`
-	Version         int                      `json:"version"`
-	Requester       events.Principal         `json:"requester"`
-	Subject         events.RequestSubject    `json:"subject"`
-	Entitlement     string                   `json:"entitlement"`
-	Justification   string                   `json:"justification"`
-	Ticket          string                   `json:"ticket,omitempty"`
-	DurationSeconds int64                    `json:"duration_seconds"`
-	StartAt         *time.Time               `json:"start_at,omitempty"`
-	Emergency       bool                     `json:"emergency"`
-	Channel         string                   `json:"channel"`
-	SubmittedAt     time.Time                `json:"submitted_at"`
-	RequestDigest   string                   `json:"request_digest"`
-	Decision        *events.PolicyDecided    `json:"decision,omitempty"`
-	Reviews         []events.Reviewed        `json:"reviews,omitempty"`
-	Approvers       []string                 `json:"approvers,omitempty"`
-	Rejection       *events.Rejected         `json:"rejection,omitempty"`
-	Grant           *events.Granted          `json:"grant,omitempty"`
-	RevocationDue   string                   `json:"revocation_due,omitempty"`
-	Revocation      *events.Revoked          `json:"revocation,omitempty"`
-	Failure         *events.FulfilmentFailed `json:"failure,omitempty"`
-	PostReview      *events.PostReviewed     `json:"post_review,omitempty"`
-}
+type View = requestview.View
 
 // NewView shows a loaded request.
 func NewView(l *eventstore.Loaded) View {
-	r := l.Request
-	s := r.Submitted()
-	v := View{
-		ID: l.ID, Status: r.Status(), Version: r.Version(), Requester: s.Requester, Subject: s.Subject,
-		Entitlement: s.Entitlement, Justification: s.Justification, Ticket: s.Ticket,
-		DurationSeconds: s.DurationSeconds, StartAt: s.StartAt, Emergency: s.Emergency, Channel: s.Channel,
-		RequestDigest: s.RequestDigest, Reviews: r.Reviews(), Approvers: r.Approvers(), Rejection: r.Rejection(),
-		Grant: r.Grant(), RevocationDue: string(r.RevocationDue()), Revocation: r.Revoked(), Failure: r.Failure(),
-		PostReview: r.PostReview(),
-	}
+	var submittedAt time.Time
 	if len(l.Events) > 0 {
-		v.SubmittedAt = l.Events[0].Time
+		submittedAt = l.Events[0].Time
 	}
-	if d := r.Decision(); d.Outcome != "" {
-		v.Decision = &d
-	}
-	return v
+	return requestview.Of(l.ID, l.Request, submittedAt, l.LastSeq)
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/auth"
@@ -103,14 +102,6 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) (err error) {
 // Run builds the service from cfg and serves until ctx ends, then shuts down in reverse order.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("starting", "config", cfg)
-	signer, err := events.SignerFromEnv(os.Getenv, events.Approval)
-	if err != nil {
-		return err
-	}
-	verifier, err := events.LoadTrustFile(cfg.TrustFile)
-	if err != nil {
-		return err
-	}
 	authn, err := auth.NewVerifier(ctx, auth.Config{Issuer: cfg.OIDCIssuer, Audience: cfg.OIDCAudience,
 		GroupsClaim: cfg.OIDCGroupsClaim, JWKSURL: cfg.OIDCJWKSURL})
 	if err != nil {
@@ -121,20 +112,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("database: %w", err)
 	}
 	defer pool.Close()
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("grantline-approval"), nats.MaxReconnects(-1))
-	if err != nil {
-		return fmt.Errorf("connect to nats: %w", err)
-	}
-	defer nc.Drain()
-	js, err := jetstream.New(nc)
+	conn, err := eventstore.Dial(ctx, eventstore.DialConfig{Service: events.Approval, Getenv: os.Getenv,
+		TrustFile: cfg.TrustFile, NATSURL: cfg.NATSURL, MonitorURLs: cfg.NATSMonitorURLs})
 	if err != nil {
 		return err
 	}
-	store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: signer, Verifier: verifier,
-		Durability: eventstore.MonitorProbe(http.DefaultClient, cfg.NATSMonitorURLs...)})
-	if err != nil {
-		return err
-	}
+	defer conn.Close()
+	nc, js, store := conn.NC, conn.JS, conn.Store
 	deps := Deps{JS: js, Store: store, Auth: authn, DB: pool, Now: time.Now}
 	if err := deps.Migrate(ctx); err != nil {
 		return err

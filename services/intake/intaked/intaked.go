@@ -8,7 +8,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/auth"
@@ -56,14 +55,6 @@ func (d Deps) ConsumeIntegrations(ctx context.Context, log *slog.Logger) error {
 
 // Run builds the service from cfg and serves until ctx ends, then shuts down in reverse order.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	signer, err := events.SignerFromEnv(os.Getenv, events.Intake)
-	if err != nil {
-		return err
-	}
-	verifier, err := events.LoadTrustFile(cfg.TrustFile)
-	if err != nil {
-		return err
-	}
 	cat, err := catalogue.Load(cfg.Catalogue)
 	if err != nil {
 		return err
@@ -79,20 +70,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("oidc: %w", err)
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("grantline-intake"), nats.MaxReconnects(-1))
-	if err != nil {
-		return fmt.Errorf("connect to nats: %w", err)
-	}
-	defer nc.Drain()
-	js, err := jetstream.New(nc)
+	conn, err := eventstore.Dial(ctx, eventstore.DialConfig{Service: events.Intake, Getenv: os.Getenv,
+		TrustFile: cfg.TrustFile, NATSURL: cfg.NATSURL, MonitorURLs: cfg.NATSMonitorURLs})
 	if err != nil {
 		return err
 	}
-	store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: signer, Verifier: verifier,
-		Durability: eventstore.MonitorProbe(http.DefaultClient, cfg.NATSMonitorURLs...)})
-	if err != nil {
-		return err
-	}
+	defer conn.Close()
+	nc, js, store := conn.NC, conn.JS, conn.Store
 	keys, err := idempotency.Open(ctx, js, cfg.Replicas)
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/auth"
@@ -125,14 +124,6 @@ func (d Deps) backoffCap() time.Duration {
 // Run builds the service from cfg and serves until ctx ends, then shuts down in reverse order.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("starting", "config", cfg)
-	signer, err := events.SignerFromEnv(os.Getenv, events.Revoker)
-	if err != nil {
-		return err
-	}
-	verifier, err := events.LoadTrustFile(cfg.TrustFile)
-	if err != nil {
-		return err
-	}
 	cat, err := catalogue.Load(cfg.Catalogue)
 	if err != nil {
 		return err
@@ -147,20 +138,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer closeConns()
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("grantline-revoker"), nats.MaxReconnects(-1))
-	if err != nil {
-		return fmt.Errorf("connect to nats: %w", err)
-	}
-	defer nc.Drain()
-	js, err := jetstream.New(nc)
+	conn, err := eventstore.Dial(ctx, eventstore.DialConfig{Service: events.Revoker, Getenv: os.Getenv,
+		TrustFile: cfg.TrustFile, NATSURL: cfg.NATSURL, MonitorURLs: cfg.NATSMonitorURLs})
 	if err != nil {
 		return err
 	}
-	store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: signer, Verifier: verifier,
-		Durability: eventstore.MonitorProbe(http.DefaultClient, cfg.NATSMonitorURLs...)})
-	if err != nil {
-		return err
-	}
+	defer conn.Close()
+	nc, js, store := conn.NC, conn.JS, conn.Store
 	var creds *credential.Store
 	if cfg.CredentialKey != nil {
 		creds, err = credential.Attach(ctx, js, cfg.CredentialKey)

@@ -26,6 +26,7 @@ import (
 	"github.com/grantline/grantline/services/fulfilment/fulfilmenttest"
 	"github.com/grantline/grantline/services/fulfilment/httpapi"
 	"github.com/grantline/grantline/services/fulfilment/reaction"
+	"github.com/grantline/grantline/services/fulfilment/taskindex"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -429,5 +430,34 @@ func TestFailuresAreRecorded(t *testing.T) {
 			}
 		}
 		return false
+	})
+}
+
+// TestListingDoesNotDropATaskAboutToOpen: fulfilment indexes a task just before it appends
+// task_opened; a listing in between must leave the candidate in the index, or the task would never be
+// listed once it opens (seen as a task that never appeared, under load).
+func TestListingDoesNotDropATaskAboutToOpen(t *testing.T) {
+	w := fulfilmenttest.New(t, examples)
+	d := deps(w, nil)
+	d.Routes(w.Mux, w.Log)
+	id := w.Submit(t, fulfilmenttest.Request{Requester: fulfilmenttest.Alice, Entitlement: "mainframe-operator", Duration: time.Hour})
+	w.Approve(t, id, fulfilmenttest.Carol)
+	taskID := fulfilment.TaskID(id, events.TaskGrant)
+	candidate := taskindex.Task{ID: taskID, RequestID: id, Purpose: events.TaskGrant, FulfillerGroups: []string{"operations"},
+		DueAt: time.Now().Add(time.Hour), Entitlement: "mainframe-operator", Requester: "alice", Subject: "alice"}
+	if err := w.Tasks.Put(context.Background(), candidate); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := w.Call(t, "GET", "/v1/tasks", "dave", ""); status != http.StatusOK || strings.Contains(string(body), taskID) {
+		t.Fatalf("a task not opened yet was listed: %d %s", status, body)
+	}
+	left, err := w.Tasks.For(context.Background(), []string{"operations"})
+	if err != nil || len(left) != 1 || left[0].ID != taskID {
+		t.Fatalf("the listing dropped the candidate from the index: %v %+v", err, left)
+	}
+	fulfilmenttest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
+	poll.Until(t, 20*time.Second, "the task to be listed once it opens", func() bool {
+		status, body := w.Call(t, "GET", "/v1/tasks", "dave", "")
+		return status == http.StatusOK && strings.Contains(string(body), taskID)
 	})
 }

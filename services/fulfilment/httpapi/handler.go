@@ -103,7 +103,9 @@ func (h *Handler) handleList(r *http.Request) (TaskList, error) {
 		}
 		t, open := fulfilment.OpenTask(l.Request, c.Purpose)
 		if !open || t.TaskID != c.ID {
-			if l.Request.Version() > 0 {
+			// Fulfilment indexes a task just before it appends task_opened, so a candidate may not be
+			// open *yet*; only one whose request can no longer open it has outlived its task.
+			if outlived(l.Request, c.Purpose, open) {
 				_ = h.Tasks.Remove(r.Context(), c.ID)
 			}
 			continue
@@ -253,4 +255,20 @@ func (h *Handler) refused(log *slog.Logger, op string, err error) {
 		return
 	}
 	log.Info(op+" refused", "problem", slug, telemetry.KeyError, err.Error())
+}
+
+// outlived reports whether an index entry for a task of purpose is stale: another task of that purpose
+// is open, or the request has moved past the point where such a task is opened (a grant task once the
+// request is no longer approved, a revoke task once it is no longer granted with a revocation due).
+func outlived(r *events.Request, purpose events.TaskPurpose, anotherOpen bool) bool {
+	switch {
+	case r.Version() == 0:
+		return false
+	case anotherOpen:
+		return true
+	case purpose == events.TaskGrant:
+		return r.Status() != events.StatusApproved
+	default:
+		return r.Status() != events.StatusGranted || r.RevocationDue() == ""
+	}
 }

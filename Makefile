@@ -8,7 +8,7 @@ PKGS         = $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) list -m -f '{{.Dir}}/...
 FUZZTIME    ?= 10s
 BENCHTIME   ?= 2s
 
-.PHONY: dev test fuzz lint bench build deps
+.PHONY: dev test fuzz lint bench build binaries deps
 
 ## dev: run Grantline on this machine (embedded NATS JetStream on 127.0.0.1:4222, HTTP on localhost:8080)
 dev:
@@ -37,6 +37,17 @@ bench:
 ## build: the grantline binary into bin/
 build:
 	$(GO) build -o bin/grantline ./cmd/grantline
+
+## binaries: static linux binaries of every service, the CLI and nats-server (built from its Go module) into bin/
+SERVICES := intake policy approval fulfilment revoker query
+binaries:
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/grantline ./cmd/grantline
+	@for s in $(SERVICES); do \
+		echo "CGO_ENABLED=0 $(GO) build -o bin/grantline-$$s ./services/$$s/cmd/grantline-$$s"; \
+		CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/grantline-$$s ./services/$$s/cmd/grantline-$$s || exit 1; \
+	done
+	cd pkg && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o ../bin/nats-server github.com/nats-io/nats-server/v2
 
 ## deps: install what the tests need from Debian's packages (the PostgreSQL server binaries)
 deps:

@@ -21,7 +21,7 @@ type Config struct {
 	// NATSMonitorURLs: GRANTLINE_NATS_MONITOR_URLS, each server's monitoring endpoint, used to prove
 	// that every server fsyncs each write (default http://127.0.0.1:8222).
 	NATSMonitorURLs []string
-	// HTTPAddr: GRANTLINE_HTTP_ADDR (default :8085) serves the API, /livez, /readyz and /metrics.
+	// HTTPAddr: GRANTLINE_HTTP_ADDR (default :8086) serves the API, /livez, /readyz and /metrics.
 	HTTPAddr string
 	// DatabaseURL: GRANTLINE_DATABASE_URL, the PostgreSQL database of the read side (required). The read
 	// side is a projection: an empty schema is filled from the stream.
@@ -58,7 +58,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
 		NATSURL:         or("GRANTLINE_NATS_URL", "nats://127.0.0.1:4222"),
 		NATSMonitorURLs: list(or("GRANTLINE_NATS_MONITOR_URLS", "http://127.0.0.1:8222")),
-		HTTPAddr:        or("GRANTLINE_HTTP_ADDR", ":8085"),
+		HTTPAddr:        or("GRANTLINE_HTTP_ADDR", ":8086"),
 		DatabaseURL:     getenv("GRANTLINE_DATABASE_URL"),
 		Schema:          or("GRANTLINE_QUERY_SCHEMA", postgres.DefaultSchema),
 		TrustFile:       getenv("GRANTLINE_TRUST_FILE"),

@@ -21,7 +21,7 @@ func TestConfigFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := queryd.Config{NATSURL: "nats://127.0.0.1:4222", NATSMonitorURLs: []string{"http://127.0.0.1:8222"}, HTTPAddr: ":8085",
+	want := queryd.Config{NATSURL: "nats://127.0.0.1:4222", NATSMonitorURLs: []string{"http://127.0.0.1:8222"}, HTTPAddr: ":8086",
 		DatabaseURL: full["GRANTLINE_DATABASE_URL"], Schema: "readside", TrustFile: "trust.json", Catalogue: "catalogue.yaml",
 		OIDCIssuer: "https://id.example", OIDCAudience: "grantline", OIDCGroupsClaim: "groups", AuditorGroups: []string{"auditors", "security"}}
 	if diff := cmp.Diff(want, c); diff != "" {

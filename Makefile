@@ -8,7 +8,7 @@ PKGS         = $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) list -m -f '{{.Dir}}/...
 FUZZTIME    ?= 10s
 BENCHTIME   ?= 2s
 
-.PHONY: dev test fuzz lint bench build binaries deps
+.PHONY: dev test fuzz lint bench build binaries images deps
 
 ## dev: run Grantline on this machine (embedded NATS JetStream on 127.0.0.1:4222, HTTP on localhost:8080)
 dev:
@@ -48,6 +48,11 @@ binaries:
 		CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/grantline-$$s ./services/$$s/cmd/grantline-$$s || exit 1; \
 	done
 	cd pkg && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o ../bin/nats-server github.com/nats-io/nats-server/v2
+
+## images: container images FROM scratch around the static binaries (nothing is pulled); IMAGE_TAG=dev
+IMAGE_TAG ?= dev
+images: binaries
+	scripts/build-images.sh $(IMAGE_TAG)
 
 ## deps: install what the tests need from Debian's packages (the PostgreSQL server binaries)
 deps:

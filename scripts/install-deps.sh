@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what Grantline's tests and `grantline dev` need and a fresh Debian machine may lack: the
-# PostgreSQL server binaries (initdb, pg_ctl). Nothing is started here; the tests start their own
-# throwaway cluster. Safe to run again.
+# Installs what Grantline's tests, `grantline dev` and `make images` need and a fresh Debian machine may
+# lack: the PostgreSQL server binaries (initdb, pg_ctl), and the CA roots and time-zone database the
+# images carry. Nothing is started here; the tests start their own throwaway cluster. Safe to run again.
 set -euo pipefail
 
 have_postgres() {
@@ -9,16 +9,21 @@ have_postgres() {
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
 }
 
-if have_postgres; then
-  echo "PostgreSQL server binaries: present"
+missing=()
+have_postgres || missing+=(postgresql)
+[ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+[ -e /usr/share/zoneinfo/UTC ] || missing+=(tzdata)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "PostgreSQL server binaries, CA roots, time-zone database: present"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "PostgreSQL server binaries are missing; install them with: sudo apt-get install -y postgresql" >&2
+  echo "missing: ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2
   exit 1
 fi
-echo "Installing the PostgreSQL server binaries from Debian's packages"
+echo "Installing from Debian's packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 have_postgres

@@ -1,0 +1,218 @@
+// Package gateway puts Grantline's separately deployed services behind one HTTP origin, as an ingress
+// would in a cluster, so that people, the CLI and integrations need one address whatever the topology.
+// It holds no state and makes no decisions: each route goes to the one service that owns it.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Service names an upstream.
+type Service string
+
+// The services with an HTTP API. Policy has none: it only reacts to events.
+const (
+	Intake     Service = "intake"
+	Approval   Service = "approval"
+	Fulfilment Service = "fulfilment"
+	Revoker    Service = "revoker"
+	Query      Service = "query"
+)
+
+// Route sends one method and path pattern (net/http ServeMux syntax) to the service that serves it.
+type Route struct {
+	Pattern string
+	Service Service
+}
+
+// Routes is the whole public API and its owners. A test checks each pattern against the owning
+// service's own mux, so a route renamed there fails here rather than in front of a user.
+var Routes = []Route{
+	{"POST /v1/requests", Intake},
+	{"GET /v1/requests/{id}", Intake},
+	{"POST /v1/requests/{id}/withdraw", Intake},
+	{"GET /v1/requests", Query},
+	{"GET /v1/requests/{id}/events", Query},
+	{"GET /v1/grants", Query},
+	{"GET /v1/audit/access", Query},
+	{"GET /v1/reviews", Approval},
+	{"POST /v1/requests/{id}/reviews", Approval},
+	{"POST /v1/requests/{id}/post-review", Approval},
+	{"GET /v1/tasks", Fulfilment},
+	{"GET /v1/requests/{id}/credential", Fulfilment},
+	{"POST /v1/requests/{id}/revoke", Revoker},
+	// Completing a task: fulfilment owns grant tasks and answers 421 Misdirected Request for a revoke
+	// task, which the revoker owns; the gateway then asks the revoker. A task's ID does not say which.
+	{taskComplete, Fulfilment},
+}
+
+const taskComplete = "POST /v1/tasks/{id}/complete"
+
+// Config is where the services are, and what else the origin serves.
+type Config struct {
+	Upstreams map[Service]*url.URL
+	// DevIssuer, when set, serves a development OIDC issuer's metadata under /dev/oidc/, so tokens
+	// minted by `grantline dev token` verify against this origin as they do against `grantline dev`.
+	DevIssuer http.Handler
+	Log       *slog.Logger
+	// Client reaches the upstreams for task completion and readiness; defaults to one with a 10s timeout.
+	Client *http.Client
+}
+
+// maxRetriedBody bounds what the gateway buffers to offer a task completion to a second service;
+// the services themselves accept far less.
+const maxRetriedBody = 1 << 20
+
+// New returns the origin's handler: the routes, /livez, and /readyz, which is ready only when every
+// upstream's /readyz is.
+func New(cfg Config) (http.Handler, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	var missing []error
+	for _, s := range []Service{Intake, Approval, Fulfilment, Revoker, Query} {
+		if cfg.Upstreams[s] == nil {
+			missing = append(missing, fmt.Errorf("no upstream URL for %s", s))
+		}
+	}
+	if err := errors.Join(missing...); err != nil {
+		return nil, err
+	}
+	proxies := map[Service]*httputil.ReverseProxy{}
+	for s, u := range cfg.Upstreams {
+		proxies[s] = proxyTo(s, u, cfg.Log)
+	}
+	mux := http.NewServeMux()
+	for _, r := range Routes {
+		if r.Pattern == taskComplete {
+			mux.Handle(r.Pattern, &taskCompleter{cfg: cfg})
+			continue
+		}
+		mux.Handle(r.Pattern, proxies[r.Service])
+	}
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := ready(r.Context(), cfg); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	if cfg.DevIssuer != nil {
+		mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", cfg.DevIssuer))
+	}
+	return mux, nil
+}
+
+func proxyTo(s Service, u *url.URL, log *slog.Logger) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(u)
+			r.SetXForwarded()
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			log.Warn("upstream unreachable", "service", string(s), "path", r.URL.Path, "error", err.Error())
+			writeUnavailable(w, s)
+		},
+	}
+}
+
+// writeUnavailable answers in the services' own problem format, so a client handles one shape of error.
+func writeUnavailable(w http.ResponseWriter, s Service) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(http.StatusBadGateway)
+	fmt.Fprintf(w, `{"type":"https://grantline.dev/problems/upstream-unavailable","title":"The %s service is unreachable","status":502}`+"\n", s)
+}
+
+// taskCompleter offers a task completion to fulfilment, then, if fulfilment says it is a revoke task,
+// to the revoker.
+type taskCompleter struct{ cfg Config }
+
+func (t *taskCompleter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRetriedBody+1))
+	if err != nil || len(body) > maxRetriedBody {
+		http.Error(w, "request body unreadable or too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	resp, err := t.forward(r, Fulfilment, body)
+	if err == nil && resp.StatusCode == http.StatusMisdirectedRequest {
+		_ = resp.Body.Close()
+		resp, err = t.forward(r, Revoker, body)
+	}
+	if err != nil {
+		t.cfg.Log.Warn("upstream unreachable", "path", r.URL.Path, "error", err.Error())
+		writeUnavailable(w, Fulfilment)
+		return
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
+
+func (t *taskCompleter) forward(r *http.Request, s Service, body []byte) (*http.Response, error) {
+	target := t.cfg.Upstreams[s].JoinPath(r.URL.Path)
+	target.RawQuery = r.URL.RawQuery
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, target.String(), bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range []string{"Authorization", "Content-Type", "Accept", "Idempotency-Key", "Traceparent"} {
+		if v := r.Header.Get(h); v != "" {
+			out.Header.Set(h, v)
+		}
+	}
+	return t.cfg.Client.Do(out)
+}
+
+// ready asks every upstream's /readyz at once and names each one that is not ready.
+func ready(ctx context.Context, cfg Config) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for s, u := range cfg.Upstreams {
+		wg.Go(func() {
+			err := readyz(ctx, cfg.Client, u.JoinPath("/readyz").String())
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", s, err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func readyz(ctx context.Context, c *http.Client, u string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz answered %s", resp.Status)
+	}
+	return nil
+}

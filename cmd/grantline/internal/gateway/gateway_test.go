@@ -1,0 +1,216 @@
+package gateway_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/grantline/grantline/cmd/grantline/internal/gateway"
+	approvalapi "github.com/grantline/grantline/services/approval/httpapi"
+	fulfilmentapi "github.com/grantline/grantline/services/fulfilment/httpapi"
+	intakeapi "github.com/grantline/grantline/services/intake/httpapi"
+	queryapi "github.com/grantline/grantline/services/query/httpapi"
+	revokerapi "github.com/grantline/grantline/services/revoker/httpapi"
+)
+
+// Every route the gateway forwards must be one the owning service registers, with the same pattern:
+// a route renamed in a service fails here. Registering needs no dependencies; nothing is served.
+func TestRoutesMatchTheServicesOwnMuxes(t *testing.T) {
+	muxes := map[gateway.Service]*http.ServeMux{}
+	for s, register := range map[gateway.Service]func(*http.ServeMux){
+		gateway.Intake:     (&intakeapi.Handler{}).Routes,
+		gateway.Approval:   (&approvalapi.Handler{}).Routes,
+		gateway.Fulfilment: (&fulfilmentapi.Handler{}).Routes,
+		gateway.Revoker:    (&revokerapi.Handler{}).Routes,
+		gateway.Query:      (&queryapi.Handler{}).Routes,
+	} {
+		muxes[s] = http.NewServeMux()
+		register(muxes[s])
+	}
+	// The revoker serves revoke-task completions when it runs on its own, as behind the gateway.
+	(&revokerapi.Handler{}).TaskRoutes(muxes[gateway.Revoker])
+
+	for _, r := range gateway.Routes {
+		method, path, _ := strings.Cut(r.Pattern, " ")
+		req := httptest.NewRequest(method, strings.ReplaceAll(path, "{id}", "01JTESTREQUEST"), nil)
+		if _, pattern := muxes[r.Service].Handler(req); pattern != r.Pattern {
+			t.Errorf("%s routed to %s, which serves it as %q", r.Pattern, r.Service, pattern)
+		}
+	}
+	req := httptest.NewRequest(http.MethodPost, "/v1/tasks/t1/complete", nil)
+	if _, pattern := muxes[gateway.Revoker].Handler(req); pattern == "" {
+		t.Error("the revoker does not serve task completion, so the gateway's fallback would fail")
+	}
+}
+
+// upstream is a service stand-in on real HTTP that records what reached it.
+type upstream struct {
+	t      *testing.T
+	server *httptest.Server
+	mu     sync.Mutex
+	got    []string
+}
+
+func newUpstream(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)) *upstream {
+	u := &upstream{t: t}
+	u.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.got = append(u.got, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization")+" "+string(body))
+		u.mu.Unlock()
+		answer(w, r)
+	}))
+	t.Cleanup(u.server.Close)
+	return u
+}
+
+func (u *upstream) url() *url.URL {
+	parsed, err := url.Parse(u.server.URL)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	return parsed
+}
+
+func (u *upstream) requests() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.got...)
+}
+
+func answer(status int, body string) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			w.WriteHeader(status)
+			return
+		}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+func start(t *testing.T, ups map[gateway.Service]*upstream) *httptest.Server {
+	cfg := gateway.Config{Upstreams: map[gateway.Service]*url.URL{}}
+	for s, u := range ups {
+		cfg.Upstreams[s] = u.url()
+	}
+	h, err := gateway.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func do(t *testing.T, method, u, body string) (int, string) {
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func fiveUpstreams(t *testing.T, fulfilment func(http.ResponseWriter, *http.Request)) map[gateway.Service]*upstream {
+	return map[gateway.Service]*upstream{
+		gateway.Intake:     newUpstream(t, answer(http.StatusOK, "intake")),
+		gateway.Approval:   newUpstream(t, answer(http.StatusOK, "approval")),
+		gateway.Fulfilment: newUpstream(t, fulfilment),
+		gateway.Revoker:    newUpstream(t, answer(http.StatusOK, "revoker")),
+		gateway.Query:      newUpstream(t, answer(http.StatusOK, "query")),
+	}
+}
+
+func TestEachRouteReachesItsOwnerWithTheCallersCredentials(t *testing.T) {
+	ups := fiveUpstreams(t, answer(http.StatusOK, "fulfilment"))
+	srv := start(t, ups)
+	for _, tc := range []struct{ method, path, want string }{
+		{http.MethodPost, "/v1/requests", "intake"},
+		{http.MethodGet, "/v1/requests/r1", "intake"},
+		{http.MethodGet, "/v1/requests", "query"},
+		{http.MethodGet, "/v1/requests/r1/events", "query"},
+		{http.MethodGet, "/v1/reviews", "approval"},
+		{http.MethodGet, "/v1/requests/r1/credential", "fulfilment"},
+		{http.MethodPost, "/v1/requests/r1/revoke", "revoker"},
+	} {
+		status, body := do(t, tc.method, srv.URL+tc.path, "{}")
+		if status != http.StatusOK || body != tc.want {
+			t.Errorf("%s %s: %d %q, want it answered by %s", tc.method, tc.path, status, body, tc.want)
+		}
+	}
+	if got := ups[gateway.Intake].requests(); len(got) != 2 || got[0] != "POST /v1/requests Bearer tok {}" {
+		t.Errorf("intake received %q, want the submit with its bearer token and body first", got)
+	}
+	if status, _ := do(t, http.MethodDelete, srv.URL+"/v1/requests/r1", ""); status != http.StatusMethodNotAllowed {
+		t.Errorf("DELETE on a request: %d, want 405 from the gateway itself", status)
+	}
+}
+
+func TestARevokeTaskIsCompletedAtTheRevokerAfterFulfilmentSaysMisdirected(t *testing.T) {
+	ups := fiveUpstreams(t, answer(http.StatusMisdirectedRequest, "misdirected"))
+	srv := start(t, ups)
+	status, body := do(t, http.MethodPost, srv.URL+"/v1/tasks/t1/complete", `{"evidence":"done"}`)
+	if status != http.StatusOK || body != "revoker" {
+		t.Fatalf("completion answered %d %q, want the revoker's 200", status, body)
+	}
+	want := `POST /v1/tasks/t1/complete Bearer tok {"evidence":"done"}`
+	if got := ups[gateway.Fulfilment].requests(); len(got) != 1 || got[0] != want {
+		t.Errorf("fulfilment received %q, want %q first", got, want)
+	}
+	if got := ups[gateway.Revoker].requests(); len(got) != 1 || got[0] != want {
+		t.Errorf("revoker received %q, want the same completion %q", got, want)
+	}
+}
+
+func TestAGrantTaskStaysWithFulfilment(t *testing.T) {
+	ups := fiveUpstreams(t, answer(http.StatusConflict, "state-conflict"))
+	srv := start(t, ups)
+	if status, body := do(t, http.MethodPost, srv.URL+"/v1/tasks/t1/complete", "{}"); status != http.StatusConflict || body != "state-conflict" {
+		t.Fatalf("completion answered %d %q, want fulfilment's own 409", status, body)
+	}
+	if got := ups[gateway.Revoker].requests(); len(got) != 0 {
+		t.Errorf("the revoker was asked %q, though fulfilment owned the task", got)
+	}
+}
+
+func TestReadyOnlyWhenEveryServiceIs(t *testing.T) {
+	ups := fiveUpstreams(t, answer(http.StatusServiceUnavailable, ""))
+	srv := start(t, ups)
+	status, body := do(t, http.MethodGet, srv.URL+"/readyz", "")
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "fulfilment") {
+		t.Fatalf("readyz answered %d %q, want 503 naming fulfilment", status, body)
+	}
+	ups = fiveUpstreams(t, answer(http.StatusOK, ""))
+	srv = start(t, ups)
+	if status, body := do(t, http.MethodGet, srv.URL+"/readyz", ""); status != http.StatusOK {
+		t.Fatalf("readyz answered %d %q with every service ready", status, body)
+	}
+}
+
+func TestAnUnreachableServiceIsA502Problem(t *testing.T) {
+	ups := fiveUpstreams(t, answer(http.StatusOK, "fulfilment"))
+	srv := start(t, ups)
+	ups[gateway.Query].server.Close()
+	status, body := do(t, http.MethodGet, srv.URL+"/v1/grants", "")
+	if status != http.StatusBadGateway || !strings.Contains(body, "query service is unreachable") {
+		t.Fatalf("answered %d %q, want a 502 problem naming query", status, body)
+	}
+}
+
+func TestEveryUpstreamIsRequired(t *testing.T) {
+	_, err := gateway.New(gateway.Config{Upstreams: map[gateway.Service]*url.URL{gateway.Intake: {Scheme: "http", Host: "x"}}})
+	if err == nil || !strings.Contains(err.Error(), "query") || !strings.Contains(err.Error(), "approval") {
+		t.Fatalf("New with one upstream: %v, want every missing one named", err)
+	}
+}

@@ -8,7 +8,7 @@ PKGS         = $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) list -m -f '{{.Dir}}/...
 FUZZTIME    ?= 10s
 BENCHTIME   ?= 2s
 
-.PHONY: dev test fuzz lint bench build binaries images deps
+.PHONY: dev test fuzz lint bench build binaries images compose-up compose-down deps
 
 ## dev: run Grantline on this machine (embedded NATS JetStream on 127.0.0.1:4222, HTTP on localhost:8080)
 dev:
@@ -53,6 +53,18 @@ binaries:
 IMAGE_TAG ?= dev
 images: binaries
 	scripts/build-images.sh $(IMAGE_TAG)
+
+## compose-up: the whole system in containers (deploy/compose.yaml): 3 NATS nodes, PostgreSQL, the
+## services, and the gateway on http://localhost:8080
+COMPOSE := docker-compose -p grantline -f deploy/compose.yaml
+compose-up: images
+	scripts/compose-secrets.sh
+	IMAGE_TAG=$(IMAGE_TAG) $(COMPOSE) up -d
+	@echo "Grantline is starting on http://localhost:8080 (docker-compose -p grantline -f deploy/compose.yaml ps)"
+
+## compose-down: stop the compose deployment, keeping its volumes
+compose-down:
+	$(COMPOSE) down
 
 ## deps: install what the tests need from Debian's packages (the PostgreSQL server binaries)
 deps:

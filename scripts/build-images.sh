@@ -44,16 +44,19 @@ build() {
   docker build -q -t "$1" "$2" 2> >(grep -v -e 'legacy builder' -e buildx -e 'docs.docker.com/go/buildx' -e '^\s*$' >&2) >/dev/null
 }
 
-# image NAME BINARY [EXPOSE]: one static binary as the entrypoint on the shared root file system.
+# image NAME BINARY [EXPOSE [DATADIR]]: one static binary as the entrypoint on the shared root file
+# system, with DATADIR owned by the non-root user (a named volume mounted there starts with that owner).
 image() {
-  local name="$1" binary="$2" expose="${3:-}"
+  local name="$1" binary="$2" expose="${3:-}" datadir="${4:-}"
   local ctx="$work/$name"
-  mkdir -p "$ctx"
+  mkdir -p "$ctx/owned"
   cp -a "$base" "$ctx/rootfs"
   cp "bin/$binary" "$ctx/$binary"
+  [ -n "$datadir" ] && mkdir -p "$ctx/owned$datadir"
   {
     echo "FROM scratch"
     echo "COPY rootfs/ /"
+    [ -n "$datadir" ] && echo "COPY --chown=$nonroot:$nonroot owned/ /"
     echo "COPY $binary /$binary"
     echo "USER $nonroot:$nonroot"
     [ -n "$expose" ] && echo "EXPOSE $expose"
@@ -69,7 +72,7 @@ for s in "${services[@]}"; do
   image "$s" "grantline-$s" "${ports[$s]}"
 done
 image grantline grantline
-image nats nats-server "4222 6222 8222"
+image nats nats-server "4222 6222 8222" /data/jetstream
 
 # PostgreSQL is not a static binary: the image carries the server, initdb and the shared libraries
 # they link (found with ldd), plus dash as /bin/sh, which initdb needs to run the bootstrap backend.

@@ -1,6 +1,7 @@
 # Entry point of grantline/postgres (run by dash; the image has no other tools).
 # On first start it creates the cluster with the password from POSTGRES_PASSWORD (scram-sha-256 for
-# every network connection), then runs the server in the foreground so the container stops with it.
+# every network connection) and runs /initdb.sql if one is mounted; then it runs the server in the
+# foreground, so the container stops with it.
 set -eu
 : "${POSTGRES_USER:=grantline}"
 : "${POSTGRES_DB:=$POSTGRES_USER}"
@@ -16,6 +17,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     postgres --single -D "$PGDATA" postgres <<SQL >/dev/null
 CREATE DATABASE "$POSTGRES_DB" OWNER "$POSTGRES_USER";
 SQL
+  fi
+  if [ -r /initdb.sql ]; then
+    postgres --single -j -D "$PGDATA" "$POSTGRES_DB" </initdb.sql >/dev/null
   fi
 fi
 exec postgres -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/tmp

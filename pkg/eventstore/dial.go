@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/events"
 )
 
@@ -23,6 +24,10 @@ type DialConfig struct {
 	// asked whether every server fsyncs each write.
 	NATSURL     string
 	MonitorURLs []string
+	// NKeyFile is the service's NATS user seed (GRANTLINE_NATS_NKEY_FILE); the connection authenticates
+	// with it as the service's user (brokeraccess). Empty connects without credentials, to a server that
+	// enforces none.
+	NKeyFile string
 }
 
 // Connection is a service's NATS connection and its event store.
@@ -44,7 +49,11 @@ func Dial(ctx context.Context, cfg DialConfig) (*Connection, error) {
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("grantline-"+string(cfg.Service)), nats.MaxReconnects(-1))
+	opts, err := brokeraccess.ClientOptions(brokeraccess.User(cfg.Service), cfg.NKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, append(opts, nats.Name("grantline-"+string(cfg.Service)), nats.MaxReconnects(-1))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats: %w", err)
 	}

@@ -31,6 +31,9 @@ type Options struct {
 	LazySync bool
 	// Logs sends the server's own log lines to stderr.
 	Logs bool
+	// Users, when set, are the only clients the server accepts, each authenticating with its NKey and
+	// held to its permissions (pkg/brokeraccess renders them); without them anyone may do anything.
+	Users []*server.NkeyUser
 
 	clusterName string
 	clusterPort int
@@ -54,6 +57,7 @@ func Start(opts Options) (*server.Server, error) {
 		NoSigs: true, NoLog: !opts.Logs, DontListen: opts.Port == 0,
 		// Atomic batches and direct gets need headroom beyond the default 1 MB pending limit.
 		MaxPending: 64 << 20,
+		Nkeys:      opts.Users,
 	}
 	if so.Host == "" {
 		so.Host = "127.0.0.1"

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+
+	"github.com/grantline/grantline/pkg/brokeraccess"
 )
 
 // Config is the approval service's configuration. Every field comes from the environment variable
@@ -19,6 +21,10 @@ type Config struct {
 	// NATSMonitorURLs: GRANTLINE_NATS_MONITOR_URLS, each server's monitoring endpoint, used to prove
 	// that every server fsyncs each write (default http://127.0.0.1:8222).
 	NATSMonitorURLs []string
+	// NATSNKeyFile: GRANTLINE_NATS_NKEY_FILE, the NKey seed of the service's NATS user (brokeraccess).
+	// Optional: without it the connection carries no credentials, which only a broker that enforces
+	// no permissions accepts.
+	NATSNKeyFile string
 	// HTTPAddr: GRANTLINE_HTTP_ADDR (default :8083) serves the API, /livez, /readyz and /metrics.
 	HTTPAddr string
 	// DatabaseURL: GRANTLINE_DATABASE_URL, the PostgreSQL database of the review inbox (required), such
@@ -50,6 +56,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
 		NATSURL:         or("GRANTLINE_NATS_URL", "nats://127.0.0.1:4222"),
 		NATSMonitorURLs: strings.Split(or("GRANTLINE_NATS_MONITOR_URLS", "http://127.0.0.1:8222"), ","),
+		NATSNKeyFile:    getenv("GRANTLINE_NATS_NKEY_FILE"),
 		HTTPAddr:        or("GRANTLINE_HTTP_ADDR", ":8083"),
 		DatabaseURL:     getenv("GRANTLINE_DATABASE_URL"),
 		TrustFile:       getenv("GRANTLINE_TRUST_FILE"),
@@ -67,6 +74,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s is required", req.name))
 		}
 	}
+	if c.NATSNKeyFile != "" {
+		if _, err := brokeraccess.PublicKeyOf(c.NATSNKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("GRANTLINE_NATS_NKEY_FILE: %w", err))
+		}
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -80,7 +92,7 @@ func (c Config) LogValue() slog.Value {
 		db = u.String()
 	}
 	return slog.GroupValue(
-		slog.String("nats_url", c.NATSURL), slog.Any("nats_monitor_urls", c.NATSMonitorURLs),
+		slog.String("nats_url", c.NATSURL), slog.Any("nats_monitor_urls", c.NATSMonitorURLs), slog.String("nats_nkey_file", c.NATSNKeyFile),
 		slog.String("http_addr", c.HTTPAddr), slog.String("database_url", db), slog.String("trust_file", c.TrustFile),
 		slog.String("oidc_issuer", c.OIDCIssuer), slog.String("oidc_audience", c.OIDCAudience),
 		slog.String("oidc_jwks_url", c.OIDCJWKSURL), slog.String("oidc_groups_claim", c.OIDCGroupsClaim))

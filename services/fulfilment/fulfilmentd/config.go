@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/services/fulfilment/connector/postgres"
 	"github.com/grantline/grantline/services/fulfilment/connector/webhook"
@@ -28,6 +29,10 @@ type Config struct {
 	// NATSMonitorURLs: GRANTLINE_NATS_MONITOR_URLS, each server's monitoring endpoint, used to prove
 	// that every server fsyncs each write (default http://127.0.0.1:8222).
 	NATSMonitorURLs []string
+	// NATSNKeyFile: GRANTLINE_NATS_NKEY_FILE, the NKey seed of the service's NATS user (brokeraccess).
+	// Optional: without it the connection carries no credentials, which only a broker that enforces
+	// no permissions accepts.
+	NATSNKeyFile string
 	// HTTPAddr: GRANTLINE_HTTP_ADDR (default :8084) serves the API, /livez, /readyz and /metrics.
 	HTTPAddr string
 	// Catalogue: GRANTLINE_CATALOGUE, the entitlement catalogue (required).
@@ -78,6 +83,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
 		NATSURL:         or("GRANTLINE_NATS_URL", "nats://127.0.0.1:4222"),
 		NATSMonitorURLs: strings.Split(or("GRANTLINE_NATS_MONITOR_URLS", "http://127.0.0.1:8222"), ","),
+		NATSNKeyFile:    getenv("GRANTLINE_NATS_NKEY_FILE"),
 		HTTPAddr:        or("GRANTLINE_HTTP_ADDR", ":8084"),
 		Catalogue:       getenv("GRANTLINE_CATALOGUE"),
 		TrustFile:       getenv("GRANTLINE_TRUST_FILE"),
@@ -96,6 +102,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	} {
 		if req.v == "" {
 			errs = append(errs, fmt.Errorf("%s is required", req.name))
+		}
+	}
+	if c.NATSNKeyFile != "" {
+		if _, err := brokeraccess.PublicKeyOf(c.NATSNKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("GRANTLINE_NATS_NKEY_FILE: %w", err))
 		}
 	}
 	var err error
@@ -122,7 +133,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 // LogValue shows the configuration without secrets, for the start-up log line.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("nats_url", c.NATSURL), slog.Any("nats_monitor_urls", c.NATSMonitorURLs),
+		slog.String("nats_url", c.NATSURL), slog.Any("nats_monitor_urls", c.NATSMonitorURLs), slog.String("nats_nkey_file", c.NATSNKeyFile),
 		slog.String("http_addr", c.HTTPAddr), slog.String("catalogue", c.Catalogue), slog.String("trust_file", c.TrustFile),
 		slog.String("oidc_issuer", c.OIDCIssuer), slog.String("oidc_audience", c.OIDCAudience),
 		slog.String("pg_target_url", MaskURL(c.PGTargetURL)), slog.Any("pg_roles", c.PGRoles),

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/services/fulfilment/credential"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 )
@@ -60,5 +61,37 @@ func TestLoadWebhooks(t *testing.T) {
 	}
 	if _, err := fulfilmentd.LoadWebhooks(path, env(nil)); err == nil || !strings.Contains(err.Error(), "VPN_HMAC") {
 		t.Fatalf("a missing secret: %v", err)
+	}
+}
+
+// TestConfigNATSKey: GRANTLINE_NATS_NKEY_FILE names the seed of the service's NATS user; a file that
+// holds no user seed, or none at all, is refused before the service starts.
+func TestConfigNATSKey(t *testing.T) {
+	dir := t.TempDir()
+	seed, _, err := brokeraccess.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, bad := filepath.Join(dir, "fulfilment.nk"), filepath.Join(dir, "not-a-seed.nk")
+	if err := os.WriteFile(good, brokeraccess.SeedFile(seed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{
+		"GRANTLINE_CATALOGUE": "catalogue.yaml", "GRANTLINE_TRUST_FILE": "trust.json",
+		"GRANTLINE_OIDC_ISSUER": "https://idp.example", "GRANTLINE_OIDC_AUDIENCE": "grantline",
+		credential.KeyEnv: credential.GenerateKey(),
+	}
+	for path, ok := range map[string]bool{good: true, bad: false, filepath.Join(dir, "missing.nk"): false} {
+		vars["GRANTLINE_NATS_NKEY_FILE"] = path
+		c, err := fulfilmentd.ConfigFromEnv(func(k string) string { return vars[k] })
+		switch {
+		case ok && (err != nil || c.NATSNKeyFile != path):
+			t.Errorf("with the seed file %s: %v, nkey file %q", path, err, c.NATSNKeyFile)
+		case !ok && (err == nil || !strings.Contains(err.Error(), "GRANTLINE_NATS_NKEY_FILE")):
+			t.Errorf("with %s: %v, want the variable named", path, err)
+		}
 	}
 }

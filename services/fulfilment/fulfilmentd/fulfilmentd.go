@@ -143,7 +143,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer closeConns()
 	conn, err := eventstore.Dial(ctx, eventstore.DialConfig{Service: events.Fulfilment, Getenv: os.Getenv,
-		TrustFile: cfg.TrustFile, NATSURL: cfg.NATSURL, MonitorURLs: cfg.NATSMonitorURLs})
+		TrustFile: cfg.TrustFile, NATSURL: cfg.NATSURL, MonitorURLs: cfg.NATSMonitorURLs, NKeyFile: cfg.NATSNKeyFile})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/grantline/grantline/pkg/brokeraccess"
 )
 
 // Config is the intake service's configuration. Every field comes from the environment variable named
@@ -17,6 +19,10 @@ type Config struct {
 	// NATSMonitorURLs: GRANTLINE_NATS_MONITOR_URLS, each server's monitoring endpoint, used to prove
 	// that every server fsyncs each write (default http://127.0.0.1:8222).
 	NATSMonitorURLs []string
+	// NATSNKeyFile: GRANTLINE_NATS_NKEY_FILE, the NKey seed of the service's NATS user (brokeraccess).
+	// Optional: without it the connection carries no credentials, which only a broker that enforces
+	// no permissions accepts.
+	NATSNKeyFile string
 	// HTTPAddr: GRANTLINE_HTTP_ADDR (default :8081) serves the API, /livez, /readyz and /metrics.
 	HTTPAddr string
 	// Catalogue: GRANTLINE_CATALOGUE, the entitlement catalogue (required).
@@ -51,6 +57,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
 		NATSURL:         or("GRANTLINE_NATS_URL", "nats://127.0.0.1:4222"),
 		NATSMonitorURLs: strings.Split(or("GRANTLINE_NATS_MONITOR_URLS", "http://127.0.0.1:8222"), ","),
+		NATSNKeyFile:    getenv("GRANTLINE_NATS_NKEY_FILE"),
 		HTTPAddr:        or("GRANTLINE_HTTP_ADDR", ":8081"),
 		Catalogue:       getenv("GRANTLINE_CATALOGUE"),
 		Integrations:    getenv("GRANTLINE_INTEGRATIONS"),
@@ -66,6 +73,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		"GRANTLINE_OIDC_ISSUER": c.OIDCIssuer, "GRANTLINE_OIDC_AUDIENCE": c.OIDCAudience} {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("%s is required", name))
+		}
+	}
+	if c.NATSNKeyFile != "" {
+		if _, err := brokeraccess.PublicKeyOf(c.NATSNKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("GRANTLINE_NATS_NKEY_FILE: %w", err))
 		}
 	}
 	replicas, err := strconv.Atoi(or("GRANTLINE_REPLICAS", "1"))

@@ -71,7 +71,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("oidc: %w", err)
 	}
 	conn, err := eventstore.Dial(ctx, eventstore.DialConfig{Service: events.Intake, Getenv: os.Getenv,
-		TrustFile: cfg.TrustFile, NATSURL: cfg.NATSURL, MonitorURLs: cfg.NATSMonitorURLs})
+		TrustFile: cfg.TrustFile, NATSURL: cfg.NATSURL, MonitorURLs: cfg.NATSMonitorURLs, NKeyFile: cfg.NATSNKeyFile})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/events"
 )
 
@@ -20,6 +21,10 @@ type Config struct {
 	// NATSMonitorURLs are the servers' HTTP monitoring endpoints, read to prove each fsyncs every write
 	// (GRANTLINE_NATS_MONITOR_URLS, comma-separated, default http://127.0.0.1:8222).
 	NATSMonitorURLs []string
+	// NATSNKeyFile is the NKey seed of the policy service's NATS user (GRANTLINE_NATS_NKEY_FILE;
+	// optional: without it the connection carries no credentials, which only a broker that enforces no
+	// permissions accepts).
+	NATSNKeyFile string
 	// CataloguePath is the entitlement catalogue YAML (GRANTLINE_CATALOGUE, required).
 	CataloguePath string
 	// PolicyDir is the Rego bundle directory (GRANTLINE_POLICY_DIR, required).
@@ -91,6 +96,12 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			}
 		}
 	}
+	str("GRANTLINE_NATS_NKEY_FILE", &c.NATSNKeyFile, false)
+	if c.NATSNKeyFile != "" {
+		if _, err := brokeraccess.PublicKeyOf(c.NATSNKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("GRANTLINE_NATS_NKEY_FILE: %w", err))
+		}
+	}
 	str("GRANTLINE_CATALOGUE", &c.CataloguePath, true)
 	str("GRANTLINE_POLICY_DIR", &c.PolicyDir, true)
 	str("GRANTLINE_TRUST_FILE", &c.TrustFile, true)
@@ -116,8 +127,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 
 // String shows the configuration with the signing key reduced to its ID.
 func (c Config) String() string {
-	return fmt.Sprintf("nats=%s monitor=%s catalogue=%s policy=%s trust=%s key=%s http=%s eval_timeout=%s max_deliveries=%d state_replicas=%d",
-		redactURLs(c.NATSURL), redactURLs(strings.Join(c.NATSMonitorURLs, ",")), c.CataloguePath, c.PolicyDir, c.TrustFile, c.keyID(),
+	return fmt.Sprintf("nats=%s monitor=%s nkey=%s catalogue=%s policy=%s trust=%s key=%s http=%s eval_timeout=%s max_deliveries=%d state_replicas=%d",
+		redactURLs(c.NATSURL), redactURLs(strings.Join(c.NATSMonitorURLs, ",")), c.NATSNKeyFile, c.CataloguePath, c.PolicyDir, c.TrustFile, c.keyID(),
 		c.HTTPAddr, c.EvalTimeout, c.MaxDeliveries, c.StateReplicas)
 }
 
@@ -125,6 +136,7 @@ func (c Config) String() string {
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("nats_url", redactURLs(c.NATSURL)), slog.String("nats_monitor_urls", redactURLs(strings.Join(c.NATSMonitorURLs, ","))),
+		slog.String("nats_nkey_file", c.NATSNKeyFile),
 		slog.String("catalogue", c.CataloguePath), slog.String("policy_dir", c.PolicyDir),
 		slog.String("trust_file", c.TrustFile), slog.String("signing_key_id", c.keyID()),
 		slog.String("http_addr", c.HTTPAddr), slog.Duration("eval_timeout", c.EvalTimeout),

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
@@ -42,9 +43,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
+	auth, err := brokeraccess.ClientOptions(brokeraccess.Policy, cfg.NATSNKeyFile)
+	if err != nil {
+		return err
+	}
 	closed := make(chan struct{})
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("grantline-policy"), nats.MaxReconnects(-1),
-		nats.DrainTimeout(cfg.ShutdownTimeout), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	nc, err := nats.Connect(cfg.NATSURL, append(auth, nats.Name("grantline-policy"), nats.MaxReconnects(-1),
+		nats.DrainTimeout(cfg.ShutdownTimeout), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))...)
 	if err != nil {
 		return fmt.Errorf("connect to nats: %w", err)
 	}

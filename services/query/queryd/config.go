@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/services/query/postgres"
 )
 
@@ -21,6 +22,10 @@ type Config struct {
 	// NATSMonitorURLs: GRANTLINE_NATS_MONITOR_URLS, each server's monitoring endpoint, used to prove
 	// that every server fsyncs each write (default http://127.0.0.1:8222).
 	NATSMonitorURLs []string
+	// NATSNKeyFile: GRANTLINE_NATS_NKEY_FILE, the NKey seed of the read side's NATS user, "query"
+	// (brokeraccess). Optional: without it the connection carries no credentials, which only a broker
+	// that enforces no permissions accepts.
+	NATSNKeyFile string
 	// HTTPAddr: GRANTLINE_HTTP_ADDR (default :8086) serves the API, /livez, /readyz and /metrics.
 	HTTPAddr string
 	// DatabaseURL: GRANTLINE_DATABASE_URL, the PostgreSQL database of the read side (required). The read
@@ -58,6 +63,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
 		NATSURL:         or("GRANTLINE_NATS_URL", "nats://127.0.0.1:4222"),
 		NATSMonitorURLs: list(or("GRANTLINE_NATS_MONITOR_URLS", "http://127.0.0.1:8222")),
+		NATSNKeyFile:    getenv("GRANTLINE_NATS_NKEY_FILE"),
 		HTTPAddr:        or("GRANTLINE_HTTP_ADDR", ":8086"),
 		DatabaseURL:     getenv("GRANTLINE_DATABASE_URL"),
 		Schema:          or("GRANTLINE_QUERY_SCHEMA", postgres.DefaultSchema),
@@ -77,6 +83,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	} {
 		if req.v == "" {
 			errs = append(errs, fmt.Errorf("%s is required", req.name))
+		}
+	}
+	if c.NATSNKeyFile != "" {
+		if _, err := brokeraccess.PublicKeyOf(c.NATSNKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("GRANTLINE_NATS_NKEY_FILE: %w", err))
 		}
 	}
 	if !postgres.ValidSchema(c.Schema) {
@@ -109,7 +120,7 @@ func (c Config) LogValue() slog.Value {
 		db = u.String()
 	}
 	return slog.GroupValue(
-		slog.String("nats_url", c.NATSURL), slog.Any("nats_monitor_urls", c.NATSMonitorURLs),
+		slog.String("nats_url", c.NATSURL), slog.Any("nats_monitor_urls", c.NATSMonitorURLs), slog.String("nats_nkey_file", c.NATSNKeyFile),
 		slog.String("http_addr", c.HTTPAddr), slog.String("database_url", db), slog.String("schema", c.Schema),
 		slog.String("trust_file", c.TrustFile), slog.String("catalogue", c.Catalogue),
 		slog.String("oidc_issuer", c.OIDCIssuer), slog.String("oidc_audience", c.OIDCAudience),

@@ -1,11 +1,14 @@
 package queryd_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/services/query/queryd"
 )
 
@@ -43,5 +46,36 @@ func TestConfigFromEnv(t *testing.T) {
 	full["GRANTLINE_QUERY_SCHEMA"] = "readside_v2"
 	if c, err = queryd.ConfigFromEnv(env(full)); err != nil || !cmp.Equal(c.AuditorGroups, []string{"auditors", "compliance"}) || c.Schema != "readside_v2" {
 		t.Fatalf("auditor groups %v, schema %q (%v)", c.AuditorGroups, c.Schema, err)
+	}
+}
+
+// TestConfigNATSKey: GRANTLINE_NATS_NKEY_FILE names the seed of the service's NATS user; a file that
+// holds no user seed, or none at all, is refused before the service starts.
+func TestConfigNATSKey(t *testing.T) {
+	dir := t.TempDir()
+	seed, _, err := brokeraccess.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, bad := filepath.Join(dir, "query.nk"), filepath.Join(dir, "not-a-seed.nk")
+	if err := os.WriteFile(good, brokeraccess.SeedFile(seed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{
+		"GRANTLINE_DATABASE_URL": "postgres://query@db/grantline", "GRANTLINE_TRUST_FILE": "trust.json",
+		"GRANTLINE_CATALOGUE": "catalogue.yaml", "GRANTLINE_OIDC_ISSUER": "https://id.example", "GRANTLINE_OIDC_AUDIENCE": "grantline",
+	}
+	for path, ok := range map[string]bool{good: true, bad: false, filepath.Join(dir, "missing.nk"): false} {
+		vars["GRANTLINE_NATS_NKEY_FILE"] = path
+		c, err := queryd.ConfigFromEnv(func(k string) string { return vars[k] })
+		switch {
+		case ok && (err != nil || c.NATSNKeyFile != path):
+			t.Errorf("with the seed file %s: %v, nkey file %q", path, err, c.NATSNKeyFile)
+		case !ok && (err == nil || !strings.Contains(err.Error(), "GRANTLINE_NATS_NKEY_FILE")):
+			t.Errorf("with %s: %v, want the variable named", path, err)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
@@ -237,7 +238,12 @@ func build(ctx context.Context, cfg Config) (Deps, func(), error) {
 	if err != nil {
 		return Deps{}, nil, fmt.Errorf("database: %w", err)
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("grantline-query"), nats.MaxReconnects(-1))
+	auth, err := brokeraccess.ClientOptions(brokeraccess.Query, cfg.NATSNKeyFile)
+	if err != nil {
+		pool.Close()
+		return Deps{}, nil, err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, append(auth, nats.Name("grantline-query"), nats.MaxReconnects(-1))...)
 	if err != nil {
 		pool.Close()
 		return Deps{}, nil, fmt.Errorf("connect to nats: %w", err)

@@ -139,7 +139,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer closeConns()
 	conn, err := eventstore.Dial(ctx, eventstore.DialConfig{Service: events.Revoker, Getenv: os.Getenv,
-		TrustFile: cfg.TrustFile, NATSURL: cfg.NATSURL, MonitorURLs: cfg.NATSMonitorURLs})
+		TrustFile: cfg.TrustFile, NATSURL: cfg.NATSURL, MonitorURLs: cfg.NATSMonitorURLs, NKeyFile: cfg.NATSNKeyFile})
 	if err != nil {
 		return err
 	}

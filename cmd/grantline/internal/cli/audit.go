@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/grantline/grantline/pkg/audit"
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/events"
 )
 
@@ -24,10 +25,10 @@ import (
 var errFindings = errors.New("verification found problems")
 
 type auditFlags struct {
-	natsURL, trustFile string
-	from, to           uint64
-	slo                time.Duration
-	asJSON             bool
+	natsURL, nkey, trustFile string
+	from, to                 uint64
+	slo                      time.Duration
+	asJSON                   bool
 }
 
 func auditCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -35,6 +36,8 @@ func auditCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Verify, replay and export the evidence, online or offline"}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.natsURL, "nats", envOr("GRANTLINE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server holding GRANTLINE_EVENTS (GRANTLINE_NATS_URL)")
+	pf.StringVar(&f.nkey, "nkey", envOr(brokeraccess.EnvNKeyFile, ""), "NKey seed file of the auditor's NATS user ("+brokeraccess.EnvNKeyFile+
+		"; default: nats/auditor.nk beside the trust file, where grantline dev and deploy secrets put it, if it exists)")
 	pf.StringVar(&f.trustFile, "trust", envOr("GRANTLINE_TRUST_FILE", filepath.Join(".grantline", "keys", "trust.json")), "trust file listing every service's keys (GRANTLINE_TRUST_FILE)")
 	pf.BoolVar(&f.asJSON, "json", false, "print a machine-readable report")
 
@@ -76,7 +79,7 @@ export offline, including its manifest. Exits 1 when anything is found.`,
 						Detail: fmt.Sprintf("the export holds %d events, its manifest %d", report.Events, m.Events)})
 				}
 			} else {
-				js, closeNATS, err := connect(f.natsURL)
+				js, closeNATS, err := connect(f.natsURL, brokeraccess.Auditor, f.auditorKey())
 				if err != nil {
 					return err
 				}
@@ -118,7 +121,7 @@ export offline, including its manifest. Exits 1 when anything is found.`,
 			if err != nil {
 				return err
 			}
-			js, closeNATS, err := connect(f.natsURL)
+			js, closeNATS, err := connect(f.natsURL, brokeraccess.Auditor, f.auditorKey())
 			if err != nil {
 				return err
 			}
@@ -171,7 +174,7 @@ export offline, including its manifest. Exits 1 when anything is found.`,
 			if err != nil {
 				return err
 			}
-			js, closeNATS, err := connect(f.natsURL)
+			js, closeNATS, err := connect(f.natsURL, brokeraccess.Auditor, f.auditorKey())
 			if err != nil {
 				return err
 			}
@@ -183,8 +186,26 @@ export offline, including its manifest. Exits 1 when anything is found.`,
 	return cmd
 }
 
-func connect(url string) (jetstream.JetStream, func(), error) {
-	nc, err := nats.Connect(url, nats.Name("grantline-audit"), nats.Timeout(5*time.Second))
+// auditorKey is --nkey, or else the auditor's seed beside the trust file if there is one.
+func (f auditFlags) auditorKey() string {
+	if f.nkey != "" {
+		return f.nkey
+	}
+	beside := filepath.Join(filepath.Dir(f.trustFile), "nats", string(brokeraccess.Auditor)+".nk")
+	if _, err := os.Stat(beside); err == nil {
+		return beside
+	}
+	return ""
+}
+
+// connect opens a connection to url as NATS user, authenticated with the seed in nkeyFile (none if
+// empty).
+func connect(url string, user brokeraccess.User, nkeyFile string) (jetstream.JetStream, func(), error) {
+	opts, err := brokeraccess.ClientOptions(user, nkeyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(url, append(opts, nats.Name("grantline-"+string(user)), nats.Timeout(5*time.Second))...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", url, err)
 	}

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/pgtest"
 )
@@ -36,12 +36,8 @@ func BenchmarkSubmitToDecision(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer e.Close(context.Background())
-	nc, err := nats.Connect(e.NATSURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	// The operator may publish the raw baseline's messages, which no service may.
+	_, js := connectAs(b, e, brokeraccess.Operator)
 
 	baseline := rawRoundTrips(b, js, 200)
 

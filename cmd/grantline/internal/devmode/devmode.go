@@ -1,6 +1,7 @@
 // Package devmode runs Grantline on one machine for development and demos: an embedded NATS server
-// with JetStream, the streams, a signing key per service and the HTTP origin. The services plug into
-// Start as they are built.
+// with JetStream that admits only the users of the permission matrix (pkg/brokeraccess), the streams, a
+// signing key and a NATS user per service, and the HTTP origin. Each service connects as its own NATS
+// user, so development exercises the separation of duties the broker enforces in production.
 package devmode
 
 import (
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natsembed"
 	"github.com/grantline/grantline/pkg/ops"
@@ -71,14 +74,22 @@ func ConfigFromEnv() Config {
 
 // Env is a running dev environment.
 type Env struct {
-	cfg      Config
-	nats     *server.Server
+	cfg  Config
+	nats *server.Server
+	// conn is the operator's connection: it provisions the streams and checks them for /readyz.
 	conn     *nats.Conn
 	js       jetstream.JetStream
 	keys     *Keys
-	http     *ops.Server
-	health   *ops.Handler
-	stopHTTP context.CancelFunc
+	natsKeys *NATSKeys
+	// serviceConns are the services' own connections, each as its NATS user; violations lists what the
+	// broker refused them, which in a correct build is nothing.
+	serviceConns []*nats.Conn
+	mu           sync.Mutex
+	violations   []string
+	log          *slog.Logger
+	http         *ops.Server
+	health       *ops.Handler
+	stopHTTP     context.CancelFunc
 	// served is closed when the HTTP origin stops; serveErr says why.
 	served   chan struct{}
 	serveErr error
@@ -102,7 +113,7 @@ type Env struct {
 // streams, the keys, and the HTTP origin. Close takes it down again.
 func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err error) {
 	log := logger.With("service", "grantline-dev")
-	e := &Env{cfg: cfg, served: make(chan struct{}), workerErr: make(chan error, 8)}
+	e := &Env{cfg: cfg, served: make(chan struct{}), workerErr: make(chan error, 8), log: log}
 	defer func() {
 		if err != nil {
 			e.Close(context.Background())
@@ -116,19 +127,29 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 	if err := portFree(cfg.NATSPort); err != nil {
 		return nil, err
 	}
+	demo, err := loadDemo(cfg.Examples)
+	if err != nil {
+		return nil, err
+	}
+	var integrations []string
+	for _, i := range demo.integrations.Integrations {
+		integrations = append(integrations, i.Name)
+	}
+	if e.natsKeys, err = EnsureNATSKeys(filepath.Join(cfg.DataDir, "keys", "nats"), integrations); err != nil {
+		return nil, err
+	}
+	users, err := e.natsKeys.Matrix.NkeyUsers(e.natsKeys.Public)
+	if err != nil {
+		return nil, err
+	}
 	e.nats, err = natsembed.Start(natsembed.Options{
 		Dir: filepath.Join(cfg.DataDir, "nats"), Host: "127.0.0.1", Port: cfg.NATSPort,
-		HTTPPort: cfg.NATSMonitorPort, Name: "grantline-dev",
+		HTTPPort: cfg.NATSMonitorPort, Name: "grantline-dev", Users: users,
 	})
 	if err != nil {
 		return nil, err
 	}
-	e.conn, err = nats.Connect(e.nats.ClientURL(), nats.Name("grantline-dev"), nats.MaxReconnects(-1))
-	if err != nil {
-		return nil, fmt.Errorf("connect to the embedded nats-server: %w", err)
-	}
-	e.js, err = jetstream.New(e.conn)
-	if err != nil {
+	if e.conn, e.js, err = e.connect(brokeraccess.Operator); err != nil {
 		return nil, err
 	}
 	if err := eventstore.Provision(ctx, e.js, eventstore.DefaultSettings); err != nil {
@@ -138,11 +159,6 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 		return nil, err
 	}
 	e.keys, err = EnsureKeys(filepath.Join(cfg.DataDir, "keys"))
-	if err != nil {
-		return nil, err
-	}
-
-	demo, err := loadDemo(cfg.Examples)
 	if err != nil {
 		return nil, err
 	}
@@ -206,6 +222,46 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 	return e, nil
 }
 
+// connect opens a connection as NATS user u, closed with the environment. What the broker refuses it is
+// logged and kept for PermissionViolations: a refusal in dev means the matrix and the code disagree.
+func (e *Env) connect(u brokeraccess.User) (*nats.Conn, jetstream.JetStream, error) {
+	opts, err := brokeraccess.ClientOptions(u, e.natsKeys.Seeds[u])
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(e.nats.ClientURL(), append(opts, nats.Name("grantline-dev-"+string(u)), nats.MaxReconnects(-1),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				e.mu.Lock()
+				e.violations = append(e.violations, fmt.Sprintf("%s: %v", u, err))
+				e.mu.Unlock()
+				e.log.Error("the broker refused a service", "nats_user", string(u), "error", err.Error())
+			}
+		}))...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to the embedded nats-server as %s: %w", u, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	if u != brokeraccess.Operator {
+		e.serviceConns = append(e.serviceConns, nc)
+	}
+	return nc, js, nil
+}
+
+// PermissionViolations lists what the broker refused the services' connections so far.
+func (e *Env) PermissionViolations() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.violations)
+}
+
+// NATSKeys are the NATS users' keys: connect as one with brokeraccess.ClientOptions.
+func (e *Env) NATSKeys() *NATSKeys { return e.natsKeys }
+
 // portFree fails with an actionable message when another process holds the NATS port, instead of the
 // server's own bind error deep in its logs.
 func portFree(port int) error {
@@ -240,6 +296,8 @@ func (e *Env) Describe(w io.Writer) {
   Data      %s  (JetStream store and dev signing keys; delete it to start afresh)
   Streams   %s (evidence: no delete, no purge, no expiry), %s, %s, %s
   Keys      one ed25519 key per service in %s; trust file %s
+  Users     one NATS user (NKey) per service, the read side, the auditor, the operator and each
+            integration in %s; only the operator may change streams
   Services  intake (HTTP API and integration CloudEvents on grantline.intake.<name>.requests)
             policy (OPA, bundle %s, revision %s)
             approval (reviews, approval windows, emergency post-reviews; inbox in PostgreSQL)
@@ -251,11 +309,11 @@ Try it:
   grantline request create --as alice --entitlement analytics-read --duration 2h --justification "weekly revenue report"
   grantline request show <id> --as alice
   TOKEN=$(grantline dev token alice) && curl -H "Authorization: Bearer $TOKEN" http://%s/v1/requests/<id>
-Attach the nats CLI with: nats --server %s stream ls
+Attach the nats CLI as the operator: nats --server %s --nkey %s stream ls
 Press Ctrl-C to stop.
 `, e.HTTPAddr(), e.NATSURL(), monitor, e.cfg.DataDir, eventstore.EventsStream, eventstore.TimersStream,
-		eventstore.IntakeStream, eventstore.DLQStream, e.keys.Dir, e.keys.TrustFile, e.policyDir, e.policyRevision, e.dbWhere, e.HTTPAddr(),
-		filepath.Join(e.cfg.Examples, "directory.yaml"), e.HTTPAddr(), e.NATSURL())
+		eventstore.IntakeStream, eventstore.DLQStream, e.keys.Dir, e.keys.TrustFile, e.natsKeys.Dir, e.policyDir, e.policyRevision, e.dbWhere, e.HTTPAddr(),
+		filepath.Join(e.cfg.Examples, "directory.yaml"), e.HTTPAddr(), e.NATSURL(), e.natsKeys.Seeds[brokeraccess.Operator])
 }
 
 // Close stops the HTTP origin, the services, the connection and the NATS server, in reverse order of
@@ -283,6 +341,9 @@ func (e *Env) Close(ctx context.Context) {
 	}
 	if e.postgres != nil {
 		_ = e.postgres.Stop(ctx)
+	}
+	for _, nc := range e.serviceConns {
+		_ = nc.Drain()
 	}
 	if e.conn != nil {
 		_ = e.conn.Drain()

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/pgtest"
@@ -36,7 +37,33 @@ func start(t *testing.T, cfg Config) *Env {
 		t.Fatalf("start dev: %v", err)
 	}
 	t.Cleanup(func() { e.Close(context.Background()) })
+	// Runs before the close: every service ran as its own NATS user, and the broker refused none of them
+	// anything.
+	t.Cleanup(func() {
+		if v := e.PermissionViolations(); len(v) > 0 {
+			t.Errorf("the broker refused the services %d times:\n%s", len(v), strings.Join(v, "\n"))
+		}
+	})
 	return e
+}
+
+// connectAs opens a connection to dev's NATS server as user, closed when the test ends.
+func connectAs(t testing.TB, e *Env, user brokeraccess.User) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	opts, err := brokeraccess.ClientOptions(user, e.NATSKeys().Seeds[user])
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(e.NATSURL(), opts...)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -67,14 +94,13 @@ func TestDevStartsHealthyAndHardened(t *testing.T) {
 			t.Fatalf("%s answered %d: %s", path, code, body)
 		}
 	}
-	nc, err := nats.Connect(e.NATSURL())
-	if err != nil {
-		t.Fatal(err)
+	if nc, err := nats.Connect(e.NATSURL()); err == nil {
+		nc.Close()
+		t.Fatal("dev's NATS server admitted a client without credentials")
 	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := connectAs(t, e, brokeraccess.Auditor)
 	if err := eventstore.Check(context.Background(), js); err != nil {
-		t.Fatalf("streams after dev start: %v", err)
+		t.Fatalf("streams after dev start, as the auditor: %v", err)
 	}
 	var out strings.Builder
 	e.Describe(&out)
@@ -91,8 +117,7 @@ func TestDevKeepsKeysAndEventsAcrossRestarts(t *testing.T) {
 	first := start(t, cfg)
 	keyID := first.Keys().Signers[events.Intake].KeyID()
 	ctx := context.Background()
-	nc, _ := nats.Connect(first.NATSURL())
-	js, _ := jetstream.New(nc)
+	nc, js := connectAs(t, first, brokeraccess.Intake)
 	store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: first.Keys().Signers[events.Intake],
 		Verifier: first.Keys().Verifier, Durability: eventstore.EmbeddedProbe(first.nats)})
 	if err != nil {
@@ -114,9 +139,7 @@ func TestDevKeepsKeysAndEventsAcrossRestarts(t *testing.T) {
 	if got := second.Keys().Signers[events.Intake].KeyID(); got != keyID {
 		t.Fatalf("key changed across restarts: %s then %s", keyID, got)
 	}
-	nc2, _ := nats.Connect(second.NATSURL())
-	defer nc2.Close()
-	js2, _ := jetstream.New(nc2)
+	_, js2 := connectAs(t, second, brokeraccess.Policy)
 	store2, err := eventstore.Open(ctx, js2, eventstore.Config{Signer: second.Keys().Signers[events.Policy],
 		Verifier: second.Keys().Verifier, Durability: eventstore.EmbeddedProbe(second.nats)})
 	if err != nil {

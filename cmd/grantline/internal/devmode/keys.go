@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/events"
 )
 
@@ -69,4 +70,50 @@ func createKey(path string, svc events.Service) (*events.Signer, error) {
 		return nil, fmt.Errorf("write key: %w", err)
 	}
 	return signer, nil
+}
+
+// NATSKeys are the dev NATS users' NKeys: a seed file per user of the permission matrix, and the public
+// keys the embedded server admits.
+type NATSKeys struct {
+	Dir    string
+	Matrix brokeraccess.Matrix
+	// Seeds holds each user's seed file, Public its public key.
+	Seeds, Public map[brokeraccess.User]string
+}
+
+// EnsureNATSKeys loads the dev NATS keys from dir, generating one for any user of the matrix (the
+// services, the read side, the auditor, the operator and these integrations) that has none, and writes
+// the matrix beside them as auth.conf, the fragment a real nats-server would include. The seed files
+// are secrets (mode 0600), laid out as `grantline deploy secrets` lays them out.
+func EnsureNATSKeys(dir string, integrations []string) (*NATSKeys, error) {
+	m, err := brokeraccess.NewMatrix(integrations)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("nats key directory: %w", err)
+	}
+	k := &NATSKeys{Dir: dir, Matrix: m, Seeds: map[brokeraccess.User]string{}, Public: map[brokeraccess.User]string{}}
+	for _, u := range m.Users {
+		path := filepath.Join(dir, string(u)+".nk")
+		public, err := brokeraccess.PublicKeyOf(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			var seed []byte
+			if seed, public, err = brokeraccess.NewKey(); err == nil {
+				err = os.WriteFile(path, brokeraccess.SeedFile(seed), 0o600)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dev nats key for %s: %w", u, err)
+		}
+		k.Seeds[u], k.Public[u] = path, public
+	}
+	conf, err := m.AuthConfig(k.Public)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "auth.conf"), conf, 0o644); err != nil {
+		return nil, fmt.Errorf("write auth.conf: %w", err)
+	}
+	return k, nil
 }

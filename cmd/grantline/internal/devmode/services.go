@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
@@ -22,6 +24,7 @@ import (
 	"github.com/grantline/grantline/services/approval/approvald"
 	"github.com/grantline/grantline/services/fulfilment/connector"
 	pgconnector "github.com/grantline/grantline/services/fulfilment/connector/postgres"
+	"github.com/grantline/grantline/services/fulfilment/credential"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
@@ -67,10 +70,16 @@ func loadDemo(dir string) (demo, error) {
 	return d, nil
 }
 
-// store opens the event store as svc, signing with its dev key.
-func (e *Env) store(ctx context.Context, svc events.Service) (*eventstore.Store, error) {
-	return eventstore.Open(ctx, e.js, eventstore.Config{Signer: e.keys.Signers[svc], Verifier: e.keys.Verifier,
+// service connects as svc's own NATS user and opens the event store on that connection, signing with
+// svc's dev key.
+func (e *Env) service(ctx context.Context, svc events.Service) (jetstream.JetStream, *eventstore.Store, error) {
+	_, js, err := e.connect(brokeraccess.User(svc))
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: e.keys.Signers[svc], Verifier: e.keys.Verifier,
 		Durability: eventstore.EmbeddedProbe(e.nats)})
+	return js, store, err
 }
 
 // goWork runs a service's consumers until the workers stop; a failure ends the dev run.
@@ -83,15 +92,15 @@ func (e *Env) goWork(name string, run func() error) {
 }
 
 func (e *Env) startIntake(ctx, workCtx context.Context, d demo, authn *auth.Verifier, mux *http.ServeMux, log *slog.Logger) error {
-	store, err := e.store(ctx, events.Intake)
+	js, store, err := e.service(ctx, events.Intake)
 	if err != nil {
 		return err
 	}
-	keys, err := idempotency.Open(ctx, e.js, 1)
+	keys, err := idempotency.Open(ctx, js, 1)
 	if err != nil {
 		return err
 	}
-	deps := intaked.Deps{JS: e.js, Store: store, Catalogue: d.catalogue, Integrations: d.integrations, Auth: authn,
+	deps := intaked.Deps{JS: js, Store: store, Catalogue: d.catalogue, Integrations: d.integrations, Auth: authn,
 		Idempotency: keys, Now: time.Now, ReaderGroups: []string{"auditors", "security"}}
 	deps.API(log).Routes(mux)
 	e.goWork("intake", func() error { return deps.ConsumeIntegrations(workCtx, log) })
@@ -99,7 +108,7 @@ func (e *Env) startIntake(ctx, workCtx context.Context, d demo, authn *auth.Veri
 }
 
 func (e *Env) startPolicy(ctx, workCtx context.Context, d demo, log *slog.Logger) error {
-	store, err := e.store(ctx, events.Policy)
+	js, store, err := e.service(ctx, events.Policy)
 	if err != nil {
 		return err
 	}
@@ -108,7 +117,7 @@ func (e *Env) startPolicy(ctx, workCtx context.Context, d demo, log *slog.Logger
 		return err
 	}
 	e.policyDir, e.policyRevision = d.policies, engine.Revision()
-	deps := policyd.Deps{JS: e.js, Store: store, Catalogue: d.catalogue, Engine: engine, Meter: e.health.MeterProvider()}
+	deps := policyd.Deps{JS: js, Store: store, Catalogue: d.catalogue, Engine: engine, Meter: e.health.MeterProvider()}
 	e.goWork("policy", func() error { return policyd.Serve(workCtx, deps, log) })
 	return nil
 }
@@ -142,11 +151,11 @@ func (e *Env) startDatabase(ctx context.Context) error {
 }
 
 func (e *Env) startApproval(ctx, workCtx context.Context, authn *auth.Verifier, mux *http.ServeMux, log *slog.Logger) error {
-	store, err := e.store(ctx, events.Approval)
+	js, store, err := e.service(ctx, events.Approval)
 	if err != nil {
 		return err
 	}
-	deps := approvald.Deps{JS: e.js, Store: store, Auth: authn, DB: e.db, Now: time.Now}
+	deps := approvald.Deps{JS: js, Store: store, Auth: authn, DB: e.db, Now: time.Now}
 	if err := deps.Migrate(ctx); err != nil {
 		return err
 	}
@@ -156,7 +165,11 @@ func (e *Env) startApproval(ctx, workCtx context.Context, authn *auth.Verifier, 
 }
 
 func (e *Env) startQuery(ctx, workCtx context.Context, d demo, authn *auth.Verifier, mux *http.ServeMux, log *slog.Logger) error {
-	deps := queryd.Deps{JS: e.js, Verifier: e.keys.Verifier, DB: e.db, Auth: authn, Catalogue: d.catalogue, Now: time.Now}
+	_, js, err := e.connect(brokeraccess.Query)
+	if err != nil {
+		return err
+	}
+	deps := queryd.Deps{JS: js, Verifier: e.keys.Verifier, DB: e.db, Auth: authn, Catalogue: d.catalogue, Now: time.Now}
 	if err := deps.Migrate(ctx); err != nil {
 		return err
 	}
@@ -188,23 +201,29 @@ func (e *Env) startFulfilmentAndRevoker(ctx, workCtx context.Context, d demo, au
 	if err != nil {
 		return err
 	}
-	creds, tasks, err := fulfilmentd.OpenState(ctx, e.js, key, 1)
+	fulfilmentJS, fulfilmentStore, err := e.service(ctx, events.Fulfilment)
+	if err != nil {
+		return err
+	}
+	creds, tasks, err := fulfilmentd.OpenState(ctx, fulfilmentJS, key, 1)
 	if err != nil {
 		return err
 	}
 	conns := connector.Set{pgconnector.Name: pg}
-	revokerStore, err := e.store(ctx, events.Revoker)
+	revokerJS, revokerStore, err := e.service(ctx, events.Revoker)
+	if err != nil {
+		return err
+	}
+	// The revoker discards revoked secrets through its own connection, as deployed: its user may write
+	// to the credential bucket but not read it.
+	revokerCreds, err := credential.Attach(ctx, revokerJS, key)
 	if err != nil {
 		return err
 	}
 	revokerLog := log.With("service", "revoker")
-	rev := revokerd.Deps{JS: e.js, Store: revokerStore, Catalogue: d.catalogue, Auth: authn, Connectors: conns, Credentials: creds, Now: time.Now}
-	fulfilmentStore, err := e.store(ctx, events.Fulfilment)
-	if err != nil {
-		return err
-	}
+	rev := revokerd.Deps{JS: revokerJS, Store: revokerStore, Catalogue: d.catalogue, Auth: authn, Connectors: conns, Credentials: revokerCreds, Now: time.Now}
 	fulfilmentLog := log.With("service", "fulfilment")
-	ful := fulfilmentd.Deps{JS: e.js, Store: fulfilmentStore, Catalogue: d.catalogue, Auth: authn, Connectors: conns,
+	ful := fulfilmentd.Deps{JS: fulfilmentJS, Store: fulfilmentStore, Catalogue: d.catalogue, Auth: authn, Connectors: conns,
 		Credentials: creds, Tasks: tasks, RevokeTasks: rev.TaskCompleter(revokerLog), Now: time.Now}
 	ful.Routes(mux, fulfilmentLog)
 	rev.Routes(mux, revokerLog)

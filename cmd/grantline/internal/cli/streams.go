@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/grantline/grantline/pkg/brokeraccess"
+	"github.com/grantline/grantline/pkg/eventstore"
+)
+
+func streamsCommand(stdout io.Writer) *cobra.Command {
+	var natsURL, nkey, as string
+	cmd := &cobra.Command{Use: "streams", Short: "Create and check Grantline's streams (as the NATS operator)"}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&natsURL, "nats", envOr("GRANTLINE_NATS_URL", "nats://127.0.0.1:4222"), "NATS servers, comma-separated (GRANTLINE_NATS_URL)")
+	pf.StringVar(&nkey, "nkey", envOr(brokeraccess.EnvNKeyFile, ""), "NKey seed file of the NATS user to act as ("+brokeraccess.EnvNKeyFile+")")
+	pf.StringVar(&as, "as", string(brokeraccess.Operator), "the NATS user the key belongs to: its replies arrive on that user's inbox")
+
+	settings := eventstore.DefaultSettings
+	provision := &cobra.Command{
+		Use:   "provision",
+		Short: "Create the four streams, or bring the disposable ones up to date; never loosens the evidence stream",
+		Long: `Creates GRANTLINE_EVENTS, GRANTLINE_TIMERS, GRANTLINE_INTAKE and GRANTLINE_DLQ with --replicas
+replicas, or updates the three disposable ones. An existing evidence stream is never changed: if it is
+misconfigured, every problem is reported and nothing is touched. Only the operator's NATS user may do
+this; services only check. Running it again changes nothing. The services declare their own key-value
+buckets when they start (their NATS users may create and update those, nothing else).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			js, closeNATS, err := connect(natsURL, brokeraccess.User(as), nkey)
+			if err != nil {
+				return err
+			}
+			defer closeNATS()
+			if err := eventstore.Provision(cmd.Context(), js, settings); err != nil {
+				return err
+			}
+			return printStreams(cmd, stdout, js)
+		},
+	}
+	provision.Flags().IntVar(&settings.Replicas, "replicas", settings.Replicas, "replicas of each stream: 1 on one node, 3 (or 5) in a cluster")
+	provision.Flags().Int64Var(&settings.EventsMaxBytes, "events-max-bytes", settings.EventsMaxBytes, "size at which the evidence stream refuses writes rather than drop evidence")
+
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Check that the four streams exist and the evidence stream is hardened, as every service does at start",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			js, closeNATS, err := connect(natsURL, brokeraccess.User(as), nkey)
+			if err != nil {
+				return err
+			}
+			defer closeNATS()
+			if err := eventstore.Check(cmd.Context(), js); err != nil {
+				return err
+			}
+			return printStreams(cmd, stdout, js)
+		},
+	}
+	cmd.AddCommand(provision, check)
+	return cmd
+}
+
+// printStreams lists the four streams with their replicas, size and hardening.
+func printStreams(cmd *cobra.Command, out io.Writer, js jetstream.JetStream) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "STREAM\tSUBJECTS\tREPLICAS\tMESSAGES\tDENY DELETE\tDENY PURGE")
+	for _, c := range eventstore.StreamConfigs(eventstore.DefaultSettings) {
+		st, err := js.Stream(cmd.Context(), c.Name)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", c.Name, err)
+		}
+		info := st.CachedInfo()
+		fmt.Fprintf(w, "%s\t%v\t%d\t%d\t%v\t%v\n", info.Config.Name, info.Config.Subjects, info.Config.Replicas, info.State.Msgs,
+			info.Config.DenyDelete, info.Config.DenyPurge)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "The streams are ready; the services can start.")
+	return nil
+}

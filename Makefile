@@ -8,7 +8,7 @@ PKGS         = $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) list -m -f '{{.Dir}}/...
 FUZZTIME    ?= 10s
 BENCHTIME   ?= 2s
 
-.PHONY: dev test fuzz lint bench build binaries images compose-up compose-down deps
+.PHONY: dev test fuzz lint bench build binaries images compose-up compose-down deps helm-check
 
 ## dev: run Grantline on this machine (embedded NATS JetStream on 127.0.0.1:4222, HTTP on localhost:8080)
 dev:
@@ -69,3 +69,22 @@ compose-down:
 ## deps: install what the tests need from Debian's packages (the PostgreSQL server binaries)
 deps:
 	scripts/install-deps.sh
+
+## helm-check: lint the Helm chart (deploy/helm/grantline) with its default values and ci/values-scaled.yaml,
+## render both and check the manifests (deploy/helm/tools); helm is built from its Go module into bin/helm
+## once, and again only when deploy/helm/tools/go.mod pins another version
+HELM_TOOLS := deploy/helm/tools
+HELM_CHART := deploy/helm/grantline
+helm-check:
+	@want=$$(cd $(HELM_TOOLS) && GOWORK=off $(GO) list -m -f '{{.Version}}' helm.sh/helm/v3) || exit 1; \
+	have=$$($(GO) version -m bin/helm 2>/dev/null | awk '$$1 == "mod" && $$2 == "helm.sh/helm/v3" {print $$3}'); \
+	if [ "$$have" = "$$want" ]; then echo "helm-check: bin/helm is helm $$want"; else \
+		echo "helm-check: building helm $$want from its Go module into bin/helm (first run: a few minutes)"; \
+		mkdir -p bin && cd $(HELM_TOOLS) && GOWORK=off $(GO) build -o $(CURDIR)/bin/helm helm.sh/helm/v3/cmd/helm; fi
+	@echo "helm-check: helm lint --strict, default values"
+	bin/helm lint --strict $(HELM_CHART)
+	@echo "helm-check: helm lint --strict, ci/values-scaled.yaml"
+	bin/helm lint --strict $(HELM_CHART) --values $(HELM_CHART)/ci/values-scaled.yaml
+	@echo "helm-check: helm template with both, and the checks of the rendered manifests"
+	cd $(HELM_TOOLS) && GOWORK=off $(GO) vet ./...
+	cd $(HELM_TOOLS) && GOWORK=off HELM=$(CURDIR)/bin/helm $(GO) test -count=1 -v ./...

@@ -1,0 +1,217 @@
+# Grantline's demo access policy: who gets what, after whose approval, for how long.
+#
+# The policy service (services/policy) evaluates data.grantline.decision once per submitted request.
+# Every *_test.rego file beside this one is part of the bundle's revision but not of its evaluation.
+#
+# INPUT (policy.Input in services/policy/input.go):
+#
+#   {
+#     "request": {                                  the submitted request, as intake captured it
+#       "requester": {"id": "alice", "groups": ["engineers"]},
+#       "subject":   {"kind": "human" | "service_account" | "workload", "id": "alice",
+#                     "owner": "payments-owners"}   owner: the owning team, non-human subjects only
+#       "entitlement": "analytics-read",
+#       "justification": "quarterly report", "ticket": "INC-42",
+#       "duration_seconds": 3600,
+#       "start_at": "2026-01-01T09:00:00Z" | null,
+#       "emergency": false,
+#       "channel": "http" | "integration:<name>"
+#     },
+#     "entitlement": null | {                       the catalogue entry; null for an unknown entitlement
+#       "id", "description", "system", "resource",
+#       "risk": "low" | "medium" | "high",
+#       "connector": "postgres" | "webhook" | "manual",
+#       "owner_groups": [..], "fulfiller_groups": [..] (manual only),
+#       "max_duration_seconds", "min_duration_seconds", "subject_kinds": [..],
+#       "emergency": {"max_duration_seconds", "review_groups": [..], "review_within_seconds"}
+#                                                   absent when the entitlement has no break-glass path
+#     },
+#     "now": "2026-01-01T08:00:00Z",                 RFC 3339, UTC
+#     "open_emergency_reviews": ["<request id>", ..] the requester's emergency grants still awaiting
+#                                                   their post-review (never the request itself)
+#   }
+#
+# OUTPUT data.grantline.decision:
+#
+#   {
+#     "outcome": "deny" | "approval_required" | "auto_approved" | "emergency",
+#     "reasons": ["..."],                           at least one, for the requester and the auditor
+#     "stages": [{"name", "groups": [..], "min_approvals"}],   approval_required only, else []
+#     "stages_ordered": bool,                       stage i+1 opens only once stage i is satisfied
+#     "effective_duration_seconds": n,              0 for deny; otherwise 0 < n <= requested
+#     "approval_window_seconds": n,                 approval_required only, else 0
+#     "post_review": {"groups": [..], "within_seconds": n}     emergency only
+#   }
+#
+# The rule names below (analytics-read, payments-admin, reporting-db-credential, mainframe-operator)
+# are shared with the README and with the tests in decision_test.rego and services/policy.
+package grantline
+
+hour := 3600
+
+# approval_window_seconds is how long reviewers have before an approval_required request is rejected.
+approval_window_seconds := 24 * hour
+
+# policy_max_seconds caps durations in the policy itself, whatever the catalogue says: the catalogue
+# is edited by the asset's owners, the policy by governance, and the stricter of the two applies.
+policy_max_seconds := {
+	"analytics-read": 8 * hour,
+	"payments-admin": 2 * hour,
+	"reporting-db-credential": hour,
+	"mainframe-operator": 8 * hour,
+}
+
+# reporting_subjects are the only identities reporting-db-credential may be issued to.
+reporting_subjects := {"svc-reporting"}
+
+req := input.request
+
+ent := input.entitlement
+
+known if is_object(input.entitlement)
+
+emergency_path if {
+	known
+	is_object(ent.emergency)
+}
+
+# max_seconds is the longest duration allowed: the catalogue's, or the policy's cap when stricter.
+max_seconds := min([ent.max_duration_seconds, policy_max_seconds[ent.id]]) if {
+	known
+	policy_max_seconds[ent.id]
+} else := ent.max_duration_seconds if known
+
+open_reviews := sort([id | some id in input.open_emergency_reviews])
+
+# ---- deny rules: any one of them denies the request, and all that apply are reported ----
+
+deny_reasons contains sprintf("unknown entitlement %q: it is not in the catalogue", [req.entitlement]) if {
+	not known
+}
+
+deny_reasons contains msg if {
+	known
+	req.duration_seconds > max_seconds
+	msg := sprintf("%s allows at most %d seconds; %d were requested", [ent.id, max_seconds, req.duration_seconds])
+}
+
+deny_reasons contains msg if {
+	known
+	req.duration_seconds < ent.min_duration_seconds
+	msg := sprintf("%s needs at least %d seconds; %d were requested", [ent.id, ent.min_duration_seconds, req.duration_seconds])
+}
+
+deny_reasons contains msg if {
+	known
+	not req.subject.kind in ent.subject_kinds
+	msg := sprintf("%s cannot be held by a %s subject (allowed: %s)", [ent.id, req.subject.kind, concat(", ", ent.subject_kinds)])
+}
+
+deny_reasons contains msg if {
+	known
+	req.emergency
+	not emergency_path
+	msg := sprintf("%s has no emergency path; request it normally", [ent.id])
+}
+
+deny_reasons contains msg if {
+	req.emergency
+	emergency_path
+	count(open_reviews) > 0
+	msg := sprintf(
+		"%s still has an open emergency review (%s); a second emergency is refused until it is post-reviewed",
+		[req.requester.id, concat(", ", open_reviews)],
+	)
+}
+
+deny_reasons contains msg if {
+	req.entitlement == "reporting-db-credential"
+	not req.subject.id in reporting_subjects
+	msg := sprintf("reporting-db-credential is issued only to %s, not to %q", [concat(", ", reporting_subjects), req.subject.id])
+}
+
+# ---- the decision ----
+
+decision := denied if {
+	count(deny_reasons) > 0
+} else := emergency if {
+	req.emergency
+} else := routed
+
+denied := {
+	"outcome": "deny",
+	"reasons": sort(deny_reasons),
+	"stages": [],
+	"stages_ordered": false,
+	"effective_duration_seconds": 0,
+	"approval_window_seconds": 0,
+}
+
+# emergency: break-glass without approval, shortened, and reviewed afterwards.
+emergency := {
+	"outcome": "emergency",
+	"reasons": [sprintf(
+		"emergency access to %s: granted for %d seconds without approval; %s must post-review it within %d seconds",
+		[ent.id, duration, concat(", ", ent.emergency.review_groups), ent.emergency.review_within_seconds],
+	)],
+	"stages": [],
+	"stages_ordered": false,
+	"effective_duration_seconds": duration,
+	"approval_window_seconds": 0,
+	"post_review": {
+		"groups": ent.emergency.review_groups,
+		"within_seconds": ent.emergency.review_within_seconds,
+	},
+} if {
+	duration := min([req.duration_seconds, ent.emergency.max_duration_seconds])
+}
+
+# routed is the decision for a request no deny rule stopped, by entitlement.
+routed := auto_approved(sprintf("analytics-read is low risk and %s is in engineers: approved without review", [req.requester.id])) if {
+	req.entitlement == "analytics-read"
+	"engineers" in req.requester.groups
+	req.duration_seconds <= 8 * hour
+} else := approval(
+	[stage("owners", ent.owner_groups)], false,
+	"analytics-read: one approval from its owners for requesters outside engineers",
+) if {
+	req.entitlement == "analytics-read"
+} else := approval(
+	[stage("owners", ent.owner_groups), stage("security", ["security"])], true,
+	"payments-admin is high risk: one approval from its owners, then one from security",
+) if {
+	req.entitlement == "payments-admin"
+} else := approval(
+	[stage("owners", [req.subject.owner])], false,
+	sprintf("reporting-db-credential for %s: one approval from its owning team", [req.subject.id]),
+) if {
+	req.entitlement == "reporting-db-credential"
+} else := approval(
+	[stage("security", ["security"])], false,
+	"mainframe-operator: one approval from security",
+) if {
+	req.entitlement == "mainframe-operator"
+} else := approval(
+	[stage("owners", ent.owner_groups)], false,
+	sprintf("%s: one approval from its owners", [ent.id]),
+)
+
+stage(name, groups) := {"name": name, "groups": groups, "min_approvals": 1}
+
+auto_approved(reason) := {
+	"outcome": "auto_approved",
+	"reasons": [reason],
+	"stages": [],
+	"stages_ordered": false,
+	"effective_duration_seconds": req.duration_seconds,
+	"approval_window_seconds": 0,
+}
+
+approval(stages, ordered, reason) := {
+	"outcome": "approval_required",
+	"reasons": [reason],
+	"stages": stages,
+	"stages_ordered": ordered,
+	"effective_duration_seconds": req.duration_seconds,
+	"approval_window_seconds": approval_window_seconds,
+}

@@ -1,0 +1,144 @@
+{{/*
+What each service needs, from its Config (services/<name>/<name>d/config.go). This follows from the
+code, so it is not a value: api (an HTTP API besides health and metrics), signs (a signing key), oidc
+(bearer tokens), catalogue, integrations, policies (the Rego bundle), database (GRANTLINE_DATABASE_URL),
+targets (the fulfilment connectors), credentialKey, buckets (the variable sizing its key-value buckets).
+*/}}
+{{- define "grantline.needs" -}}
+intake: {api: true, signs: true, oidc: true, catalogue: true, integrations: true, buckets: GRANTLINE_REPLICAS}
+policy: {signs: true, catalogue: true, policies: true, buckets: GRANTLINE_POLICY_STATE_REPLICAS}
+approval: {api: true, signs: true, oidc: true, database: true}
+fulfilment: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: required, buckets: GRANTLINE_REPLICAS}
+revoker: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: optional}
+query: {api: true, oidc: true, catalogue: true, database: true}
+{{- end -}}
+
+{{- define "grantline.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The prefix of every name; 40 characters leave room for the longest suffix ("-credential-key") within 63. */}}
+{{- define "grantline.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else if contains (include "grantline.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "grantline.name" .) | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels that select one component's pods; call with (dict "root" $ "component" name). */}}
+{{- define "grantline.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "grantline.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "grantline.labels" -}}
+{{ include "grantline.selectorLabels" . }}
+app.kubernetes.io/part-of: grantline
+app.kubernetes.io/version: {{ include "grantline.tag" .root | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* Every pod of the release, whatever its component: what the default-deny policy selects. */}}
+{{- define "grantline.releaseSelector" -}}
+app.kubernetes.io/name: {{ include "grantline.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "grantline.tag" -}}
+{{- .Values.image.tag | default .Chart.AppVersion -}}
+{{- end -}}
+
+{{/* The image of one binary; call with (dict "root" $ "name" "intake"). */}}
+{{- define "grantline.image" -}}
+{{- $img := .root.Values.image -}}
+{{- $repo := printf "%s/%s" $img.repositoryPrefix .name -}}
+{{- if $img.registry }}{{ $repo = printf "%s/%s" $img.registry $repo }}{{ end -}}
+{{- printf "%s:%s" $repo (include "grantline.tag" .root) -}}
+{{- end -}}
+
+{{/* A Secret's name: the value if set, else <fullname>-<suffix>; call with (list $ value suffix). */}}
+{{- define "grantline.secretName" -}}
+{{- $root := index . 0 -}}
+{{- index . 1 | default (printf "%s-%s" (include "grantline.fullname" $root) (index . 2)) -}}
+{{- end -}}
+
+{{/*
+The catalogue, integrations and policies the chart renders into its ConfigMap, as YAML
+{catalogue, integrations, policies: {name: text}}, after the demo defaults are applied.
+*/}}
+{{- define "grantline.files" -}}
+{{- $f := .Values.files -}}
+{{- $catalogue := $f.catalogue -}}
+{{- $integrations := $f.integrations -}}
+{{- $policies := deepCopy $f.policies -}}
+{{- if $f.demo -}}
+{{- $catalogue = $catalogue | default (.Files.Get "files/catalogue.yaml") -}}
+{{- $integrations = $integrations | default (.Files.Get "files/integrations.yaml") -}}
+{{- if not $policies -}}
+{{- range $path, $_ := .Files.Glob "files/policies/*.rego" -}}
+{{- $_ := set $policies (base $path) ($.Files.Get $path) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $catalogue -}}
+{{- fail "files.catalogue is required (or files.demo: true, or files.existingConfigMap.name)" -}}
+{{- end -}}
+{{- if not $policies -}}
+{{- fail "files.policies needs at least one .rego file (or files.demo: true, or files.existingConfigMap.name)" -}}
+{{- end -}}
+{{- dict "catalogue" $catalogue "integrations" $integrations "policies" $policies | toYaml -}}
+{{- end -}}
+
+{{/* The ConfigMap holding the files, and which of them it has: {name, integrations, policies: [names]}. */}}
+{{- define "grantline.filesSource" -}}
+{{- $existing := .Values.files.existingConfigMap -}}
+{{- if $existing.name -}}
+{{- if not $existing.policies -}}
+{{- fail "files.existingConfigMap.policies must list the .rego keys of the ConfigMap" -}}
+{{- end -}}
+{{- dict "name" $existing.name "integrations" $existing.integrations "policies" $existing.policies | toYaml -}}
+{{- else -}}
+{{- $files := include "grantline.files" . | fromYaml -}}
+{{- dict "name" (printf "%s-files" (include "grantline.fullname" .)) "integrations" (not (empty $files.integrations)) "policies" (keys $files.policies | sortAlpha) | toYaml -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A checksum of everything the pods read from values, so that `helm upgrade` rolls them when a file
+changes: the policy files are mounted with subPath (see the Deployment), which never sees updates.
+*/}}
+{{- define "grantline.configChecksum" -}}
+{{- $in := dict "files" .Values.files "webhooks" .Values.targets.webhooks.config -}}
+{{- if not .Values.files.existingConfigMap.name -}}
+{{- $_ := set $in "rendered" (include "grantline.files" .) -}}
+{{- end -}}
+{{- toJson $in | sha256sum -}}
+{{- end -}}
+
+{{/*
+NetworkPolicy egress rules from a list of {to, ports}, leaving out those with no peers: a rule without
+"to" would allow every destination.
+*/}}
+{{- define "grantline.egress" -}}
+{{- $rules := list -}}
+{{- range . -}}
+{{- if .to -}}
+{{- $rules = append $rules (dict "to" .to "ports" .ports) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $rules -}}
+{{- end -}}
+
+{{/* GRANTLINE_PG_ROLES from a map of entitlement to role: "entitlement=role,...", sorted. */}}
+{{- define "grantline.pgRoles" -}}
+{{- $pairs := list -}}
+{{- range $entitlement, $role := . -}}
+{{- $pairs = append $pairs (printf "%s=%s" $entitlement $role) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}

@@ -88,7 +88,7 @@ func Load(ctx context.Context, dir string, opts ...Option) (*Engine, error) {
 // each line being the hex SHA-256 of the file's content, two spaces, the path and a newline. It is the
 // output format of sha256sum, so an auditor can recompute it with
 //
-//	cd examples/policies && find . -type f -name '*.rego' | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum
+//	cd examples/policies && find -L . -name '.?*' -prune -o -type f -name '*.rego' -print | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum
 func (e *Engine) Revision() string { return e.revision }
 
 // Evaluate decides in: it evaluates Query on the canonical input within the engine's timeout and checks
@@ -159,14 +159,20 @@ type bundleFile struct {
 
 func (f bundleFile) test() bool { return strings.HasSuffix(f.path, "_test.rego") }
 
-// readBundle reads every .rego file below dir, sorted by relative path.
+// readBundle reads every .rego file below dir, sorted by relative path. A symbolic link to a file counts
+// as that file, and directories whose names start with a dot are skipped: a Kubernetes ConfigMap mounts
+// each file as a link into a hidden, timestamped directory ("..2026_11_28_10_00_00.123/"), and reading
+// those copies would name the bundle by its mount time rather than its content.
 func readBundle(dir string) ([]bundleFile, error) {
 	var files []bundleFile
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if !d.Type().IsRegular() || filepath.Ext(path) != ".rego" {
+		if d.IsDir() && path != dir && strings.HasPrefix(d.Name(), ".") {
+			return fs.SkipDir
+		}
+		if filepath.Ext(path) != ".rego" || !isRegularFile(path, d) {
 			return nil
 		}
 		rel, err := filepath.Rel(dir, path)
@@ -188,6 +194,15 @@ func readBundle(dir string) ([]bundleFile, error) {
 	}
 	slices.SortFunc(files, func(a, b bundleFile) int { return strings.Compare(a.path, b.path) })
 	return files, nil
+}
+
+// isRegularFile reports whether d is a regular file or a symbolic link to one.
+func isRegularFile(path string, d fs.DirEntry) bool {
+	if d.Type()&fs.ModeSymlink == 0 {
+		return d.Type().IsRegular()
+	}
+	info, err := os.Stat(path)
+	return err == nil && info.Mode().IsRegular()
 }
 
 // revisionOf is the bundle revision described at Engine.Revision.

@@ -300,7 +300,7 @@ func TestRevision(t *testing.T) {
 	engine := loadEngine(t, demoBundle)
 	if sh, err := exec.LookPath("sh"); err == nil {
 		if _, err := exec.LookPath("sha256sum"); err == nil {
-			cmd := exec.Command(sh, "-c", `find . -type f -name '*.rego' | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum`)
+			cmd := exec.Command(sh, "-c", `find -L . -name '.?*' -prune -o -type f -name '*.rego' -print | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum`)
 			cmd.Dir = demoBundle
 			out, err := cmd.Output()
 			if err != nil {
@@ -318,6 +318,36 @@ func TestRevision(t *testing.T) {
 	writeFile(t, dir, "decision_test.rego", "package grantline_test\n\ntest_more if true\n")
 	if got := loadEngine(t, dir).Revision(); got == engine.Revision() {
 		t.Error("changing a test file does not change the revision")
+	}
+}
+
+// A bundle mounted from a Kubernetes ConfigMap (each file a link into a hidden, timestamped directory)
+// has the revision of the same files in a plain directory, and so does its next mount.
+func TestRevisionOfAConfigMapMount(t *testing.T) {
+	want := loadEngine(t, demoBundle).Revision()
+	mount := t.TempDir()
+	for i, stamp := range []string{"..2026_11_28_10_00_00.1", "..2026_11_28_11_00_00.2"} {
+		if err := os.CopyFS(filepath.Join(mount, stamp), os.DirFS(demoBundle)); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Remove(filepath.Join(mount, "..data"))
+		if err := os.Symlink(stamp, filepath.Join(mount, "..data")); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			entries, err := os.ReadDir(demoBundle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				if err := os.Symlink(filepath.Join("..data", e.Name()), filepath.Join(mount, e.Name())); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if got := loadEngine(t, mount).Revision(); got != want {
+			t.Errorf("mount %d (%s): revision %s, want the plain bundle's %s", i+1, stamp, got, want)
+		}
 	}
 }
 

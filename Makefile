@@ -3,12 +3,13 @@ export GOTOOLCHAIN := go1.27.3
 
 GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-# Every module of the workspace (go.work), as package patterns. (make 4.3 does not export to $(shell).)
-PKGS         = $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) list -m -f '{{.Dir}}/...')
+# Every module of the workspace (go.work) but the end-to-end suite (make e2e), as package patterns.
+# (make 4.3 does not export to $(shell).)
+PKGS         = $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) list -m -f '{{.Dir}}/...' | grep -v '/e2e/\.\.\.$$')
 FUZZTIME    ?= 10s
 BENCHTIME   ?= 2s
 
-.PHONY: dev test fuzz lint bench build binaries images compose-up compose-down deps helm-check
+.PHONY: dev test e2e fuzz lint bench build binaries images compose-up compose-down deps helm-check
 
 ## dev: run Grantline on this machine (embedded NATS JetStream on 127.0.0.1:4222, HTTP on localhost:8080)
 dev:
@@ -19,16 +20,22 @@ test:
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory fuzz
 
+## e2e: the end-to-end suites (e2e/) on the images (IMAGE_TAG) in Docker, started with testcontainers-go;
+## its reaper (Ryuk) cannot be pulled, so the suites remove their own containers; one package at a time
+## (-p 1), since each starts a deployment of its own
+e2e: images
+	export TESTCONTAINERS_RYUK_DISABLED=true IMAGE_TAG=$(IMAGE_TAG); cd e2e && $(GO) test -count=1 -p 1 -timeout 45m -v ./...
+
 ## fuzz: fuzz the strict event decoder for FUZZTIME (seed corpus in pkg/events/testdata/fuzz)
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/events
 
-## lint: gofmt, go vet and staticcheck (built from its module) over every module
+## lint: gofmt, go vet and staticcheck (built from its module) over every module, the e2e suite's too
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet $(PKGS)
-	$(GO) run $(STATICCHECK) $(PKGS)
+	$(GO) vet $(PKGS) ./e2e/...
+	$(GO) run $(STATICCHECK) $(PKGS) ./e2e/...
 
 ## bench: the event store benchmarks, each beside the raw JetStream publish rate of the same run
 bench:

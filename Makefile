@@ -9,7 +9,7 @@ PKGS         = $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) list -m -f '{{.Dir}}/...
 FUZZTIME    ?= 10s
 BENCHTIME   ?= 2s
 
-.PHONY: dev test e2e fuzz lint bench build binaries images compose-up compose-down deps helm-check
+.PHONY: dev test e2e fuzz lint bench build binaries images compose-up compose-down deps helm-check bench-system
 
 ## dev: run Grantline on this machine (embedded NATS JetStream on 127.0.0.1:4222, HTTP on localhost:8080)
 dev:
@@ -95,3 +95,10 @@ helm-check:
 	@echo "helm-check: helm template with both, and the checks of the rendered manifests"
 	cd $(HELM_TOOLS) && GOWORK=off $(GO) vet ./...
 	cd $(HELM_TOOLS) && GOWORK=off HELM=$(CURDIR)/bin/helm $(GO) test -count=1 -v ./...
+
+## bench-system: the whole system as separate processes (nats-server fsyncing every write, PostgreSQL, the
+## six services): requests/s and latencies from submit to granted, beside the raw ceiling of the same run
+## (docs/benchmarks.md); a few minutes on 2 cores. More options: BENCH_SYSTEM_FLAGS='--profile policy'
+BENCH_SYSTEM_FLAGS ?=
+bench-system: binaries
+	bin/grantline bench --bin-dir bin $(BENCH_SYSTEM_FLAGS)

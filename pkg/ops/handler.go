@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -43,12 +44,17 @@ type Handler struct {
 
 	mu     sync.RWMutex
 	checks map[string]Check
+
+	// pprof is the profiling listener this handler serves (see PprofAddrEnv); nil when off.
+	pprof *pprofServer
 }
 
 // New returns a Handler with no readiness checks (so /readyz answers 200
-// until checks are added with SetCheck) and a fresh metrics pipeline. It
-// fails if opts.Service is empty, opts.CheckTimeout is negative, or the
-// metrics pipeline cannot be built.
+// until checks are added with SetCheck) and a fresh metrics pipeline. When
+// the environment sets PprofAddrEnv and no other Handler of the process
+// serves the profiling endpoints, this one serves them until Shutdown. It
+// fails if opts.Service is empty, opts.CheckTimeout is negative, the metrics
+// pipeline cannot be built, or the profiling address cannot be bound.
 func New(opts Options) (*Handler, error) {
 	if opts.Service == "" {
 		return nil, errors.New("ops: Options.Service is required")
@@ -67,12 +73,20 @@ func New(opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ops: metrics for service %q: %w", opts.Service, err)
 	}
+	var profiling *pprofServer
+	if addr := os.Getenv(PprofAddrEnv); addr != "" {
+		if profiling, err = startPprof(addr, log); err != nil {
+			_ = provider.Shutdown(context.Background())
+			return nil, err
+		}
+	}
 	h := &Handler{
 		mux:          http.NewServeMux(),
 		registry:     reg,
 		provider:     provider,
 		checkTimeout: opts.CheckTimeout,
 		checks:       make(map[string]Check),
+		pprof:        profiling,
 	}
 	// "GET" patterns also match HEAD; other methods get 405 from the mux.
 	h.mux.HandleFunc("GET /livez", serveLive)
@@ -93,10 +107,23 @@ func (h *Handler) MeterProvider() metric.MeterProvider {
 	return h.provider
 }
 
-// Shutdown stops the metrics pipeline; instruments created from
-// MeterProvider become no-ops and /metrics then serves only the Go and
-// process collectors. It returns the provider's shutdown error, if any.
+// PprofAddr is the bound address of the profiling endpoints this handler
+// serves (see PprofAddrEnv), or "" when it serves none.
+func (h *Handler) PprofAddr() string {
+	if h.pprof == nil {
+		return ""
+	}
+	return h.pprof.addr
+}
+
+// Shutdown stops the metrics pipeline and the profiling endpoints;
+// instruments created from MeterProvider become no-ops and /metrics then
+// serves only the Go and process collectors. It returns the provider's
+// shutdown error, if any.
 func (h *Handler) Shutdown(ctx context.Context) error {
+	if h.pprof != nil {
+		h.pprof.stop()
+	}
 	if err := h.provider.Shutdown(ctx); err != nil {
 		return fmt.Errorf("ops: shut down meter provider: %w", err)
 	}

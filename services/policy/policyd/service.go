@@ -58,7 +58,9 @@ type Deps struct {
 	// Backoff is the delay before redelivering after a failed attempt; defaults to the consumer's
 	// (250ms doubling up to 30s).
 	Backoff func(delivered int) time.Duration
-	// Concurrency is how many requests this replica decides at once; defaults to 2.
+	// Concurrency is how many requests this replica decides at once; defaults to 8. A decision spends most
+	// of its time waiting on NATS (load, state read, fsync'd append), not evaluating: with 2, policy was
+	// the system's bottleneck at a tenth of a core (docs/benchmarks.md, system benchmark).
 	Concurrency int
 	// StateReplicas is the replica count of the state bucket when Serve creates it: 1 in development,
 	// 3 in production. Defaults to 1.
@@ -144,7 +146,7 @@ func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, err
 		s.maxDeliveries = 5
 	}
 	if s.concurrency <= 0 {
-		s.concurrency = 2
+		s.concurrency = 8
 	}
 	meter := deps.Meter
 	if meter == nil {

@@ -203,7 +203,7 @@ func (w *world) openReviews(t *testing.T, who string, want ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state := &reviews{kv: kv, timeout: 5 * time.Second}
+	state := &reviews{js: w.js, kv: kv, timeout: 5 * time.Second}
 	var got []string
 	poll.Until(t, 30*time.Second, "the open emergency reviews of "+who, func() bool {
 		got, err = state.open(context.Background(), who, "")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/grantline/grantline/cmd/grantline/internal/bench"
 	"github.com/grantline/grantline/cmd/grantline/internal/devmode"
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/telemetry"
@@ -25,6 +26,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		SilenceErrors: true,
 	}
 	root.AddCommand(devCommand(stdout, stderr), requestCommand(stdout), policyCommand(stdout), auditCommand(stdout, stderr), reviewCommand(stdout), grantCommand(stdout), taskCommand(stdout), revokeCommand(stdout), gatewayCommand(stderr))
+	root.AddCommand(bench.Command(stdout, stderr))
 	root.AddCommand(deployCommand(stdout), streamsCommand(stdout))
 	root.SetArgs(args)
 	root.SetOut(stdout)

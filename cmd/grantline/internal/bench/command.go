@@ -1,0 +1,60 @@
+package bench
+
+import (
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// Command is `grantline bench`.
+func Command(stdout, stderr io.Writer) *cobra.Command {
+	cfg := DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure the whole system: requests/s from submit to granted, latencies, and ratios to the raw ceiling",
+		Long: `Starts nats-server (fsync on every write), a private PostgreSQL and every service from --bin-dir as
+separate processes, measures the raw ceiling on that server (JetStream publishes, sync and async, and
+the event store's load+append loop with its compare-and-set), then drives auto-approved requests
+through the system: a warm-up, as fast as it takes them (--requests, at most --in-flight at once), then
+--rate: half of the rate it sustained (default), a number of requests/s, or max to stop there. It
+prints requests/s, submit → decision and submit → granted latencies, consumer lag, CPU and peak memory
+of each process, and the ratios to the ceiling and to DESIGN §8's targets. Every phase is bounded;
+everything it started is stopped when it ends or is interrupted.
+
+Build the binaries first (make binaries); make bench-system does both.`,
+		Example: `  grantline bench
+  grantline bench --rate 100 --hold 20s
+  grantline bench --profile policy,nats-server
+  grantline bench --via integration --connector postgres
+  grantline bench --rate max --compare policy=/tmp/new/grantline-policy`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rep, err := Run(cmd.Context(), cfg, stderr)
+			if rep != nil {
+				rep.Print(stdout)
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.BinDir, "bin-dir", cfg.BinDir, "directory holding nats-server and grantline-<service> (make binaries)")
+	f.StringVar(&cfg.Examples, "examples", cfg.Examples, "directory holding policies/ and directory.yaml")
+	f.StringVar(&cfg.Via, "via", cfg.Via, "submit over http or integration (CloudEvents on the intake stream)")
+	f.StringVar(&cfg.Connector, "connector", cfg.Connector, "fulfil with webhook (a target in the bench) or postgres (a role per grant)")
+	f.StringVar(&cfg.Rate, "rate", cfg.Rate, "after the maximum-rate phase: half, a number of requests/s to hold instead, or max to stop")
+	f.IntVar(&cfg.Requests, "requests", cfg.Requests, "requests in the maximum-rate phase")
+	f.IntVar(&cfg.InFlight, "in-flight", cfg.InFlight, "requests submitted and not yet granted, at most, in the maximum-rate phase")
+	f.DurationVar(&cfg.Hold, "hold", cfg.Hold, "how long the held-rate phase submits")
+	f.IntVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured requests before the first phase")
+	f.IntVar(&cfg.RawMessages, "raw-messages", cfg.RawMessages, "sync publishes of the raw ceiling (async: five times as many)")
+	f.IntVar(&cfg.Updates, "updates", cfg.Updates, "events appended through load+append for the ceiling, with 1 writer and with --update-writers")
+	f.IntVar(&cfg.UpdateWriters, "update-writers", cfg.UpdateWriters, "writers of the parallel load+append ceiling")
+	f.DurationVar(&cfg.PhaseTimeout, "phase-timeout", cfg.PhaseTimeout, "longest a phase may take, first submission to last grant")
+	f.StringSliceVar(&cfg.Profile, "profile", nil, "CPU-profile these processes during the maximum-rate phase: "+
+		"intake, policy, approval, fulfilment, revoker, query, nats-server")
+	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "where to save the profiles (default: a new directory under the temporary directory)")
+	f.StringToStringVar(&cfg.Compare, "compare", nil, "service=binary: also run the maximum-rate phase with that binary of the service, alternating with the usual one")
+	f.IntVar(&cfg.CompareRounds, "compare-rounds", cfg.CompareRounds, "rounds of the maximum-rate phase with each binary when comparing")
+	f.BoolVar(&cfg.KeepWorkDir, "keep", false, "keep the run's directory: logs, configuration, NATS store")
+	return cmd
+}

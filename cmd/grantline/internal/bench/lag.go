@@ -1,0 +1,117 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/grantline/grantline/pkg/eventstore"
+)
+
+// lagSampler keeps the largest backlog (pending plus unacknowledged) seen on each service consumer
+// while a phase runs.
+type lagSampler struct {
+	mu  sync.Mutex
+	max map[string]uint64
+}
+
+func (l *lagSampler) reset() map[string]uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.max
+	l.max = map[string]uint64{}
+	return out
+}
+
+// readSide names the read side's ordered consumer, which follows the whole evidence stream.
+const readSide = "query (ordered)"
+
+// lags reads the backlog of every service consumer: the durable consumers on the streams the services
+// consume, and the read side's ordered consumer. Other ephemeral consumers are the bench's own or
+// start-up scans, not work the system owes.
+func (r *run) lags(ctx context.Context) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, st := range r.consumed {
+		infos := st.ListConsumers(ctx)
+		for info := range infos.Info() {
+			name := info.Config.Durable
+			if name == "" {
+				if !slices.Equal(info.Config.FilterSubjects, []string{"grantline.events.>"}) && info.Config.FilterSubject != "grantline.events.>" {
+					continue
+				}
+				name = readSide
+			}
+			out[name] = max(out[name], info.NumPending+uint64(info.NumAckPending))
+		}
+	}
+	return out
+}
+
+// consumedStreams looks up the streams the services consume, once: each look-up is a stream info
+// request, work for the server the bench would add to what it measures.
+func (r *run) consumedStreams(ctx context.Context) error {
+	for _, name := range []string{eventstore.EventsStream, eventstore.TimersStream, eventstore.IntakeStream} {
+		st, err := r.s.js.Stream(ctx, name)
+		if err != nil {
+			return err
+		}
+		r.consumed = append(r.consumed, st)
+	}
+	return nil
+}
+
+// sampleLag records the largest backlogs every interval until ctx ends.
+func (r *run) sampleLag(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		r.recordLag(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// recordLag samples the backlogs once into the running phase's maxima; a phase also takes a sample at
+// its start and its end, so one shorter than the interval has its figures too.
+func (r *run) recordLag(ctx context.Context) {
+	lags := r.lags(ctx)
+	r.lag.mu.Lock()
+	defer r.lag.mu.Unlock()
+	if r.lag.max == nil {
+		return
+	}
+	for name, lag := range lags {
+		r.lag.max[name] = max(r.lag.max[name], lag)
+	}
+}
+
+// waitIdle waits until no service consumer has a backlog, so a phase does not pay for the last one's.
+func (r *run) waitIdle(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var busy []string
+		for name, lag := range r.lags(ctx) {
+			if lag > 0 {
+				busy = append(busy, fmt.Sprintf("%s %d", name, lag))
+			}
+		}
+		if len(busy) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			slices.Sort(busy)
+			return fmt.Errorf("waited %s for the services' backlog (%s): %w", timeout, strings.Join(busy, ", "), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}

@@ -1,7 +1,7 @@
 // Package eventstore is the one correct way to read and append a request's events on NATS JetStream:
-// load with one batched direct get, append with a compare-and-set on the request's whole subject space
-// and a deterministic message ID, several events as one atomic batch, every event signed and chained,
-// and every load verified.
+// load from the stream's per-subject index without creating a consumer, append with a compare-and-set
+// on the request's whole subject space and a deterministic message ID, several events as one atomic
+// batch, every event signed and chained, and every load verified.
 package eventstore
 
 import (
@@ -35,6 +35,8 @@ type Store struct {
 	now         func() time.Time
 	maxAttempts int
 	timeout     time.Duration
+	reader      reader
+	verified    *verifiedSet
 }
 
 // Config is what a Store needs.
@@ -66,7 +68,13 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err := CheckDurability(ctx, cfg.Durability); err != nil {
 		return nil, err
 	}
-	s := &Store{js: js, signer: cfg.Signer, verifier: cfg.Verifier, now: cfg.Now, maxAttempts: cfg.MaxAttempts, timeout: cfg.RequestTimeout}
+	return newStore(js, cfg)
+}
+
+// newStore is Open without the checks.
+func newStore(js jetstream.JetStream, cfg Config) (*Store, error) {
+	s := &Store{js: js, signer: cfg.Signer, verifier: cfg.Verifier, now: cfg.Now, maxAttempts: cfg.MaxAttempts,
+		timeout: cfg.RequestTimeout, verified: newVerifiedSet()}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -76,6 +84,11 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if s.timeout <= 0 {
 		s.timeout = 5 * time.Second
 	}
+	r, err := newStreamReader(js, s.timeout)
+	if err != nil {
+		return nil, fmt.Errorf("open event store: %w", err)
+	}
+	s.reader = r
 	return s, nil
 }
 
@@ -96,98 +109,6 @@ func (l *Loaded) head() string {
 		return events.GenesisHash(l.ID)
 	}
 	return events.ChainHash(l.Records[len(l.Records)-1].Body)
-}
-
-// loadBatch is how many events one direct-get round trip returns; a request has tens of events.
-const loadBatch = 256
-
-// ErrStale means the replica that answered a load has not caught up with events the caller knows of;
-// a retry (or redelivery) will find them.
-var ErrStale = errors.New("stream replica behind")
-
-// Load reads request id with batched direct gets (one round trip for any normal request), verifies
-// every event (signature, allowed type, chain) and folds them. A request with no events loads as empty.
-// A verification failure returns the *events.Violation; an event the aggregate refuses returns the
-// *events.RefusedError: both mean the stream is not what Grantline wrote.
-//
-// Any replica may answer a direct get, and one that is catching up can be behind. For a reaction that
-// must see the event it reacts to, use LoadAtLeast.
-func (s *Store) Load(ctx context.Context, id string) (*Loaded, error) {
-	return s.LoadAtLeast(ctx, id, 0)
-}
-
-// LoadAtLeast is Load that insists on seeing stream sequence seq (the event a reaction was delivered):
-// it rereads a few times while the answering replica is behind, then returns ErrStale.
-func (s *Store) LoadAtLeast(ctx context.Context, id string, seq uint64) (*Loaded, error) {
-	for attempt := range staleRetries {
-		if attempt > 0 {
-			if err := backoff(ctx, attempt+2); err != nil {
-				return nil, err
-			}
-		}
-		l, err := s.read(ctx, id)
-		if err != nil || l.LastSeq >= seq {
-			return l, err
-		}
-	}
-	return nil, fmt.Errorf("load request %s: want stream sequence %d: %w", id, seq, ErrStale)
-}
-
-const staleRetries = 6
-
-func (s *Store) read(ctx context.Context, id string) (*Loaded, error) {
-	if !events.ValidRequestID(id) {
-		return nil, fmt.Errorf("load request %q: not a request ID", id)
-	}
-	l := &Loaded{ID: id}
-	chain := s.verifier.NewChain()
-	next := uint64(1)
-	for {
-		more, err := s.readBatch(ctx, l, chain, next)
-		if err != nil {
-			return nil, fmt.Errorf("load request %s: %w", id, err)
-		}
-		if !more {
-			break
-		}
-		next = l.LastSeq + 1
-	}
-	req, err := events.Fold(id, l.Events)
-	if err != nil {
-		return nil, fmt.Errorf("load request %s: %w", id, err)
-	}
-	l.Request = req
-	return l, nil
-}
-
-// readBatch appends one direct-get batch from stream sequence from to l and says whether more follow.
-func (s *Store) readBatch(ctx context.Context, l *Loaded, chain *events.Chain, from uint64) (more bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	batch, err := jetstreamext.GetBatch(ctx, s.js, EventsStream, loadBatch,
-		jetstreamext.GetBatchSeq(from), jetstreamext.GetBatchSubject(events.RequestFilter(l.ID)))
-	if err != nil {
-		return false, err
-	}
-	for msg, err := range batch {
-		if errors.Is(err, jetstreamext.ErrNoMessages) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		rec := events.Record{Seq: msg.Sequence, Subject: msg.Subject, Body: msg.Data,
-			Signature: msg.Header.Get(events.SignatureHeader), StoredAt: msg.Time}
-		ev, err := chain.Next(rec)
-		if err != nil {
-			return false, err
-		}
-		l.Records = append(l.Records, rec)
-		l.Events = append(l.Events, ev)
-		l.LastSeq = msg.Sequence
-		more = msg.Header.Get("Nats-Num-Pending") != "0"
-	}
-	return more, nil
 }
 
 // leaderLastSeq asks the stream leader (not any replica) for the sequence of request id's last event,

@@ -46,11 +46,14 @@ func (s *Store) LoadAtLeast(ctx context.Context, id string, seq uint64) (*Loaded
 			}
 		}
 		l, err := s.read(ctx, id)
+		if errors.Is(err, ErrStale) {
+			continue
+		}
 		if err != nil || l.LastSeq >= seq {
 			return l, err
 		}
 	}
-	return nil, fmt.Errorf("load request %s: want stream sequence %d: %w", id, seq, ErrStale)
+	return nil, fmt.Errorf("load request %s: want stream sequence %d and the leader's count: %w", id, seq, ErrStale)
 }
 
 const staleRetries = 6
@@ -60,10 +63,18 @@ func (s *Store) read(ctx context.Context, id string) (*Loaded, error) {
 		return nil, fmt.Errorf("load request %q: not a request ID", id)
 	}
 	recs, evs, err := s.readFast(ctx, id)
-	if err != nil && ctx.Err() == nil {
+	if fastErr := err; err != nil && ctx.Err() == nil {
 		// Whatever went wrong (a replica behind, an append landing between the reads, the leader
 		// unreachable, a record that does not verify), the wildcard read is the one that decides.
 		recs, evs, err = s.readWildcard(ctx, id)
+		// A request the leader holds events of, read as having none, is one a replica behind has not
+		// seen yet: reread rather than answer that a request just accepted does not exist. (A replica
+		// a few events behind answers an older, consistent state, as any read may.)
+		var short *cutError
+		if err == nil && errors.As(fastErr, &short) && len(recs) == 0 && short.counted > 0 {
+			return nil, fmt.Errorf("load request %s: the leader counts %d events, the replica that answered has %d: %w",
+				id, short.counted, len(recs), ErrStale)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load request %s: %w", id, err)
@@ -100,6 +111,22 @@ func (s *Store) readFast(ctx context.Context, id string) ([]events.Record, []eve
 // errNoCut means the reads did not come back as one consistent cut of the request: a replica behind or
 // ahead of the leader's count, or an append that landed between the reads.
 var errNoCut = errors.New("the reads do not form one cut of the request")
+
+// cutError is errNoCut with how many events the leader counted for the request.
+type cutError struct{ counted uint64 }
+
+func (e *cutError) Error() string {
+	return fmt.Sprintf("%v (the leader counts %d)", errNoCut, e.counted)
+}
+func (e *cutError) Is(target error) bool { return target == errNoCut }
+
+func noCut(counts map[string]uint64) error {
+	var n uint64
+	for _, c := range counts {
+		n += c
+	}
+	return &cutError{counted: n}
+}
 
 // readCut reads all of request id's events as they stood at one stream sequence, without the scan that
 // makes a batched direct get on the wildcard "grantline.events.<id>.>" cost the distance from the
@@ -154,12 +181,12 @@ func (s *Store) readCut(ctx context.Context, id string) ([]events.Record, error)
 	seen := make(map[string]uint64, len(counts))
 	for i, rec := range cut {
 		if rec.Seq > upTo || (i > 0 && rec.Seq == cut[i-1].Seq) {
-			return nil, errNoCut
+			return nil, noCut(counts)
 		}
 		seen[rec.Subject]++
 	}
 	if !maps.Equal(seen, counts) {
-		return nil, errNoCut
+		return nil, noCut(counts)
 	}
 	return cut, nil
 }

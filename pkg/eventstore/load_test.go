@@ -22,9 +22,12 @@ import (
 // return. Wildcard reads (the ones Load falls back to) pass through untouched and are counted.
 type skewedReader struct {
 	reader
-	skewCounts    func(perSubject map[string]uint64, upTo uint64) (map[string]uint64, uint64, error)
-	skewRecs      func(recs []events.Record) []events.Record
-	wildcardReads atomic.Int64
+	skewCounts func(perSubject map[string]uint64, upTo uint64) (map[string]uint64, uint64, error)
+	skewRecs   func(recs []events.Record) []events.Record
+	// behindWildcard, while positive, makes that many wildcard reads answer as a replica that has not
+	// seen the request at all.
+	behindWildcard atomic.Int64
+	wildcardReads  atomic.Int64
 }
 
 // watch puts a skewedReader in front of st's reader.
@@ -53,6 +56,9 @@ func (r *skewedReader) lastOfEach(ctx context.Context, filter string) ([]events.
 func (r *skewedReader) next(ctx context.Context, filter string, from uint64, n int) ([]events.Record, bool, error) {
 	if strings.HasSuffix(filter, ".>") {
 		r.wildcardReads.Add(1)
+		if r.behindWildcard.Add(-1) >= 0 {
+			return nil, false, nil
+		}
 		return r.reader.next(ctx, filter, from, n)
 	}
 	recs, more, err := r.reader.next(ctx, filter, from, n)
@@ -305,6 +311,32 @@ func TestLoadFallsBackWhenReadsDisagree(t *testing.T) {
 				t.Fatalf("Load did not fall back to the wildcard read")
 			}
 		})
+	}
+}
+
+// A request read from replicas that have not seen it yet, while the leader counts its events, is not
+// reported as unknown: Load rereads until a replica has it, and says the read is stale if none does.
+func TestLoadOfARequestTheRepliersHaveNotSeenYet(t *testing.T) {
+	w, _ := singleNode(t)
+	ctx := context.Background()
+	id := w.pendingRequest(t, 10)
+	want := w.reviewed(t, id, 2)
+	st := w.stores[events.Revoker]
+	r := watch(st)
+	r.skewRecs = func([]events.Record) []events.Record { return nil }
+
+	r.behindWildcard.Store(2)
+	l, err := st.Load(ctx, id)
+	if err != nil {
+		t.Fatalf("Load = %v, want the request once a replica has it", err)
+	}
+	if !slices.Equal(storedOf(want.Records), storedOf(l.Records)) {
+		t.Fatalf("loaded seqs %v, want %v", seqsOf(l), seqsOf(want))
+	}
+
+	r.behindWildcard.Store(1000)
+	if l, err := st.Load(ctx, id); !errors.Is(err, ErrStale) {
+		t.Fatalf("Load from replicas that never catch up = %v, %v; want ErrStale, not an empty request", l, err)
 	}
 }
 

@@ -15,6 +15,12 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 )
 
+// Mux is what an API registers its routes on: an *http.ServeMux to serve them, or a recorder that
+// lists them to compare with the HTTP contract (api.Recorder).
+type Mux interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // ErrMalformed and ErrTooLarge are wrapped by Decode's errors.
 var (
 	ErrMalformed = errors.New("malformed request body")

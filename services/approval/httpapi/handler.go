@@ -38,8 +38,9 @@ type Handler struct {
 	Log   *slog.Logger
 }
 
-// Routes registers the API on mux.
-func (h *Handler) Routes(mux *http.ServeMux) {
+// Routes registers the API on mux: the routes api/openapi.yaml documents for this service (the
+// contract test holds the two equal).
+func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("POST /v1/requests/{id}/reviews", h.review)
 	mux.HandleFunc("POST /v1/requests/{id}/post-review", h.postReview)
 	mux.HandleFunc("GET /v1/reviews", h.list)

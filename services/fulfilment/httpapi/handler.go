@@ -50,8 +50,9 @@ type Handler struct {
 	Log         *slog.Logger
 }
 
-// Routes registers the API on mux.
-func (h *Handler) Routes(mux *http.ServeMux) {
+// Routes registers the API on mux: the routes api/openapi.yaml documents for this service (the
+// contract test holds the two equal).
+func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("GET /v1/tasks", h.list)
 	mux.HandleFunc("POST /v1/tasks/{id}/complete", h.complete)
 	mux.HandleFunc("GET /v1/requests/{id}/credential", h.credential)

@@ -40,8 +40,9 @@ type Handler struct {
 	Readers []string
 }
 
-// Routes registers the API on mux.
-func (h *Handler) Routes(mux *http.ServeMux) {
+// Routes registers the API on mux: the routes api/openapi.yaml documents for this service (the
+// contract test holds the two equal).
+func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("POST /v1/requests", h.submit)
 	mux.HandleFunc("POST /v1/requests/{id}/withdraw", h.withdraw)
 	mux.HandleFunc("GET /v1/requests/{id}", h.show)

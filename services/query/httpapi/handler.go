@@ -62,8 +62,9 @@ type Handler struct {
 	Log         *slog.Logger
 }
 
-// Routes registers the API on mux.
-func (h *Handler) Routes(mux *http.ServeMux) {
+// Routes registers the API on mux: the routes api/openapi.yaml documents for this service (the
+// contract test holds the two equal).
+func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("GET /v1/requests", h.list)
 	mux.HandleFunc("GET /v1/requests/{id}/events", h.events)
 	mux.HandleFunc("GET /v1/grants", h.grants)

@@ -37,14 +37,14 @@ type Handler struct {
 	Log         *slog.Logger
 }
 
-// Routes registers POST /v1/requests/{id}/revoke on mux.
-func (h *Handler) Routes(mux *http.ServeMux) {
+// Routes registers POST /v1/requests/{id}/revoke on mux, as api/openapi.yaml documents it.
+func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("POST /v1/requests/{id}/revoke", h.revoke)
 }
 
 // TaskRoutes registers POST /v1/tasks/{id}/complete for revoke tasks, for a revoker serving on its own
 // (in one process with fulfilment, fulfilment's route hands revoke tasks to CompleteRevoke instead).
-func (h *Handler) TaskRoutes(mux *http.ServeMux) {
+func (h *Handler) TaskRoutes(mux httpjson.Mux) {
 	mux.HandleFunc("POST /v1/tasks/{id}/complete", h.completeTask)
 }
 

@@ -94,10 +94,14 @@ func bearerPresent(_ context.Context, in *openapi3filter.AuthenticationInput) er
 	return errors.New("no bearer token")
 }
 
-// withBody is a copy of r reading body.
+// withBody is a copy of r reading body. A body sent without a Content-Type is JSON to the services
+// (httpjson.Decode), so it is checked as JSON.
 func withBody(r *http.Request, body []byte) *http.Request {
 	c := r.Clone(context.Background())
 	c.Body = io.NopCloser(bytes.NewReader(body))
+	if len(body) > 0 && c.Header.Get("Content-Type") == "" {
+		c.Header.Set("Content-Type", "application/json")
+	}
 	return c
 }
 

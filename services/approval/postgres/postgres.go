@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/approval"
 )
 
@@ -71,9 +72,6 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	})
 }
 
-// eventsStream names the checkpoint row of the evidence stream.
-const eventsStream = "GRANTLINE_EVENTS"
-
 // Inbox is the review inbox projection.
 type Inbox struct {
 	pool *pgxpool.Pool
@@ -99,7 +97,7 @@ func (in *Inbox) Applied(ctx context.Context, id string) (uint64, error) {
 // Checkpoint is the highest stream sequence the inbox has applied or skipped.
 func (in *Inbox) Checkpoint(ctx context.Context) (uint64, error) {
 	var seq int64
-	if err := in.pool.QueryRow(ctx, `SELECT last_seq FROM inbox_checkpoint WHERE stream = $1`, eventsStream).Scan(&seq); err != nil {
+	if err := in.pool.QueryRow(ctx, `SELECT last_seq FROM inbox_checkpoint WHERE stream = $1`, topology.EventsStream).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("inbox: checkpoint: %w", err)
 	}
 	return uint64(seq), nil
@@ -107,7 +105,7 @@ func (in *Inbox) Checkpoint(ctx context.Context) (uint64, error) {
 
 // Advance moves the checkpoint to delivered (never back) for a delivery that needed no rows.
 func (in *Inbox) Advance(ctx context.Context, delivered uint64) error {
-	_, err := in.pool.Exec(ctx, `UPDATE inbox_checkpoint SET last_seq = GREATEST(last_seq, $2) WHERE stream = $1`, eventsStream, int64(delivered))
+	_, err := in.pool.Exec(ctx, `UPDATE inbox_checkpoint SET last_seq = GREATEST(last_seq, $2) WHERE stream = $1`, topology.EventsStream, int64(delivered))
 	if err != nil {
 		return fmt.Errorf("inbox: advance checkpoint: %w", err)
 	}
@@ -142,7 +140,7 @@ func (in *Inbox) Apply(ctx context.Context, delivered uint64, req *events.Reques
 				return err
 			}
 		}
-		_, err = tx.Exec(ctx, `UPDATE inbox_checkpoint SET last_seq = GREATEST(last_seq, $2) WHERE stream = $1`, eventsStream, int64(delivered))
+		_, err = tx.Exec(ctx, `UPDATE inbox_checkpoint SET last_seq = GREATEST(last_seq, $2) WHERE stream = $1`, topology.EventsStream, int64(delivered))
 		if err != nil {
 			return fmt.Errorf("inbox: advance checkpoint: %w", err)
 		}

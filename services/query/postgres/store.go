@@ -20,7 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/query"
 	"github.com/grantline/grantline/services/query/projection"
 )
@@ -146,7 +146,7 @@ func (s *Store) Lead(ctx context.Context) (release func(), err error) {
 // Checkpoint is the stream sequence of the last event the projection applied (0 for none).
 func (s *Store) Checkpoint(ctx context.Context) (uint64, error) {
 	var seq int64
-	if err := s.pool.QueryRow(ctx, s.sql.checkpoint, eventstore.EventsStream).Scan(&seq); err != nil {
+	if err := s.pool.QueryRow(ctx, s.sql.checkpoint, topology.EventsStream).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("read side %s: checkpoint: %w", s.schema, err)
 	}
 	return uint64(seq), nil
@@ -181,7 +181,7 @@ func (s *Store) Apply(ctx context.Context, b *projection.Batch) error {
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// First, so that the row lock serialises writers and the loser sees the winner's checkpoint.
-		tag, err := tx.Exec(ctx, s.sql.advance, eventstore.EventsStream, int64(b.From), int64(b.To))
+		tag, err := tx.Exec(ctx, s.sql.advance, topology.EventsStream, int64(b.From), int64(b.To))
 		if err != nil {
 			return fmt.Errorf("read side %s: advance checkpoint: %w", s.schema, err)
 		}

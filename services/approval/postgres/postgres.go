@@ -10,15 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/pgmigrate"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/approval"
 )
@@ -26,50 +24,19 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// migrationLock is the advisory lock key that serialises migrations across replicas ("gl-appr").
+// migrationLock is the advisory lock key that serialises migrations across replicas ("gl-appr", the
+// key of the runner before pgmigrate, so replicas of either release take turns).
 const migrationLock = 0x676c2d61707072
 
-// Migrate applies the embedded migrations (migrations/NNNN_name.sql) that schema_migrations does not
-// list yet, in version order, in one transaction under an advisory lock, so replicas starting together
-// apply each once and a failed migration leaves nothing half done.
+// Migrate applies the embedded migrations (migrations/NNNN_name.sql) that the database has not had
+// yet, in its default schema, with pgmigrate: each once across replicas, each in one transaction, and
+// none at all if an applied one was edited since.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	files, err := fs.Glob(migrations, "migrations/*.sql")
+	files, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return err
 	}
-	slices.Sort(files)
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
-			return fmt.Errorf("migrate: lock: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-			version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		for _, file := range files {
-			name := strings.TrimSuffix(strings.TrimPrefix(file, "migrations/"), ".sql")
-			prefix, _, _ := strings.Cut(name, "_")
-			version, err := strconv.Atoi(prefix)
-			if err != nil {
-				return fmt.Errorf("migrate: %s does not start with a version number", file)
-			}
-			tag, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2) ON CONFLICT DO NOTHING`, version, name)
-			if err != nil {
-				return fmt.Errorf("migrate %s: %w", name, err)
-			}
-			if tag.RowsAffected() == 0 {
-				continue
-			}
-			sql, err := migrations.ReadFile(file)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, string(sql)); err != nil {
-				return fmt.Errorf("migrate %s: %w", name, err)
-			}
-		}
-		return nil
-	})
+	return pgmigrate.Up(ctx, pool, pgmigrate.Migrations{Files: files, Lock: migrationLock}, "")
 }
 
 // Inbox is the review inbox projection.

@@ -12,14 +12,13 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/grantline/grantline/pkg/pgmigrate"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/query"
 	"github.com/grantline/grantline/services/query/projection"
@@ -46,58 +45,19 @@ func lockKey(purpose, schema string) int64 {
 	return int64(h.Sum64())
 }
 
-// Migrate creates schema if need be and applies the embedded migrations (migrations/NNNN_name.sql) that
-// its schema_migrations table does not list yet, in version order, in one transaction under an advisory
-// lock, so replicas starting together apply each once and a failed migration leaves nothing half done.
+// Migrate creates schema if need be and applies the embedded migrations (migrations/NNNN_name.sql)
+// that it has not had yet, with search_path set to it, through pgmigrate: each once across replicas
+// (under a lock of this schema's own), each in one transaction, and none at all if an applied one was
+// edited since.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	if !ValidSchema(schema) {
 		return fmt.Errorf("migrate: %q is not a valid schema name", schema)
 	}
-	files, err := fs.Glob(migrations, "migrations/*.sql")
+	files, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return err
 	}
-	slices.Sort(files)
-	ident := pgx.Identifier{schema}.Sanitize()
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("migrate", schema)); err != nil {
-			return fmt.Errorf("migrate %s: lock: %w", schema, err)
-		}
-		for _, stmt := range []string{
-			`CREATE SCHEMA IF NOT EXISTS ` + ident,
-			// The migrations name their tables without a schema; they land in this one.
-			`SET LOCAL search_path TO ` + ident,
-			`CREATE TABLE IF NOT EXISTS schema_migrations (
-				version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
-		} {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("migrate %s: %w", schema, err)
-			}
-		}
-		for _, file := range files {
-			name := strings.TrimSuffix(strings.TrimPrefix(file, "migrations/"), ".sql")
-			prefix, _, _ := strings.Cut(name, "_")
-			version, err := strconv.Atoi(prefix)
-			if err != nil {
-				return fmt.Errorf("migrate: %s does not start with a version number", file)
-			}
-			tag, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2) ON CONFLICT DO NOTHING`, version, name)
-			if err != nil {
-				return fmt.Errorf("migrate %s %s: %w", schema, name, err)
-			}
-			if tag.RowsAffected() == 0 {
-				continue
-			}
-			sql, err := migrations.ReadFile(file)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, string(sql)); err != nil {
-				return fmt.Errorf("migrate %s %s: %w", schema, name, err)
-			}
-		}
-		return nil
-	})
+	return pgmigrate.Up(ctx, pool, pgmigrate.Migrations{Files: files, Lock: lockKey("migrate", schema)}, schema)
 }
 
 // Store is the read side in one schema: the projection's sink and the query API's source.

@@ -53,14 +53,6 @@ var (
 	ErrInvalidSet = errors.New("invalid set of migrations")
 )
 
-// Tables of the bookkeeping, in the migrated schema.
-const (
-	versionTable  = "goose_db_version"
-	checksumTable = "migration_checksums"
-	// legacyTable is where the runner before goose listed the applied versions.
-	legacyTable = "schema_migrations"
-)
-
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // Up applies the migrations of m that the database has not had yet, in version order. With schema
@@ -148,6 +140,14 @@ func checksums(files fs.FS) (map[int64]migration, error) {
 	}
 	return out, nil
 }
+
+// Tables of the bookkeeping, in the migrated schema.
+const (
+	versionTable  = "goose_db_version"
+	checksumTable = "migration_checksums"
+	// legacyTable is where the runner before goose listed the applied versions.
+	legacyTable = "schema_migrations"
+)
 
 // bookkeeping is goose's Postgres store of applied versions, which also records each version's
 // checksum in the transaction that applies it.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -39,20 +40,10 @@ func set(files ...string) pgmigrate.Migrations {
 	return pgmigrate.Migrations{Files: fsys, Lock: lock}
 }
 
-func newPool(t *testing.T) *pgxpool.Pool {
-	t.Helper()
-	pool, err := pgxpool.New(context.Background(), pgtest.New(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
-}
-
 // query returns the rows of sql, a query of one text column.
-func query(t *testing.T, pool *pgxpool.Pool, sql string) []string {
+func query(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) []string {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), sql)
+	rows, err := pool.Query(context.Background(), sql, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +52,12 @@ func query(t *testing.T, pool *pgxpool.Pool, sql string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// exists reports whether the search path finds table.
+func exists(t *testing.T, pool *pgxpool.Pool, table string) bool {
+	t.Helper()
+	return query(t, pool, `SELECT (to_regclass($1) IS NOT NULL)::text`, table)[0] == "true"
 }
 
 func sum(s string) string {
@@ -78,7 +75,7 @@ func applied(t *testing.T, pool *pgxpool.Pool, schema string) []string {
 // TestUpAppliesEachMigrationOnce: a fresh database gets every migration with its checksum; running
 // again applies nothing; a schema of its own holds a second, independent copy.
 func TestUpAppliesEachMigrationOnce(t *testing.T) {
-	pool := newPool(t)
+	pool := pgtest.NewPool(t)
 	ctx := context.Background()
 	m := set("0001_people.sql", people, "0002_visits.sql", visits)
 	for range 2 {
@@ -106,7 +103,7 @@ func TestUpAppliesEachMigrationOnce(t *testing.T) {
 func TestUpAdoptsTheRunnerBeforeGoose(t *testing.T) {
 	for _, schema := range []string{"", "readside"} {
 		t.Run("schema "+schema, func(t *testing.T) {
-			pool := newPool(t)
+			pool := pgtest.NewPool(t)
 			ctx := context.Background()
 			where := "public"
 			if schema != "" {
@@ -146,7 +143,7 @@ func TestUpAdoptsTheRunnerBeforeGoose(t *testing.T) {
 // TestUpRefusesALegacyVersionItDoesNotHave: schema_migrations listing a version this build lacks means
 // a later release ran here; adopting it blind could mark the wrong thing applied.
 func TestUpRefusesALegacyVersionItDoesNotHave(t *testing.T) {
-	pool := newPool(t)
+	pool := pgtest.NewPool(t)
 	ctx := context.Background()
 	if _, err := pool.Exec(ctx, `CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL);
 		INSERT INTO schema_migrations VALUES (1, '0001_people'), (7, '0007_later')`); err != nil {
@@ -156,7 +153,7 @@ func TestUpRefusesALegacyVersionItDoesNotHave(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "version 7") {
 		t.Fatalf("adopting an unknown legacy version: %v", err)
 	}
-	if got := query(t, pool, `SELECT (to_regclass('goose_db_version') IS NULL)::text`); got[0] != "true" {
+	if exists(t, pool, "goose_db_version") {
 		t.Fatal("the refused adoption left goose's table behind")
 	}
 }
@@ -164,7 +161,7 @@ func TestUpRefusesALegacyVersionItDoesNotHave(t *testing.T) {
 // TestUpRefusesAnEditedMigration: once version 1 is applied, a build whose version 1 differs (however
 // slightly) is refused before it applies anything, naming the file.
 func TestUpRefusesAnEditedMigration(t *testing.T) {
-	pool := newPool(t)
+	pool := pgtest.NewPool(t)
 	ctx := context.Background()
 	if err := pgmigrate.Up(ctx, pool, set("0001_people.sql", people), ""); err != nil {
 		t.Fatal(err)
@@ -185,7 +182,7 @@ func TestUpRefusesAnEditedMigration(t *testing.T) {
 // TestUpRefusesAnInvalidSet: sets that cannot be applied as they are, refused before the database is
 // touched.
 func TestUpRefusesAnInvalidSet(t *testing.T) {
-	pool := newPool(t)
+	pool := pgtest.NewPool(t)
 	for _, tc := range []struct {
 		name string
 		m    pgmigrate.Migrations
@@ -204,19 +201,28 @@ func TestUpRefusesAnInvalidSet(t *testing.T) {
 }
 
 // TestAFailedMigrationLeavesNoTrace: the migration's changes, its version and its checksum are one
-// transaction; the migrations before it stay applied.
+// transaction; the migrations before it stay applied, and the corrected migration applies later.
 func TestAFailedMigrationLeavesNoTrace(t *testing.T) {
-	pool := newPool(t)
-	broken := "-- +goose Up\nCREATE TABLE rooms (name text);\nINSERT INTO nowhere VALUES (1);\n"
-	err := pgmigrate.Up(context.Background(), pool, set("0001_people.sql", people, "0002_rooms.sql", broken), "")
-	if err == nil {
-		t.Fatal("a failing migration reported no error")
-	}
-	if diff := cmp.Diff([]string{"0 -", "1 " + sum(people)}, applied(t, pool, "public")); diff != "" {
-		t.Errorf("applied (-want +got):\n%s", diff)
-	}
-	if got := query(t, pool, `SELECT (to_regclass('rooms') IS NULL)::text`); got[0] != "true" {
-		t.Fatal("the failed migration's table exists")
+	pool := pgtest.NewPool(t)
+	rooms := "-- +goose Up\nCREATE TABLE rooms (name text);\nINSERT INTO %s VALUES ('hall');\n"
+	for _, step := range []struct {
+		table string
+		fails bool
+		want  []string
+	}{
+		{"nowhere", true, []string{"0 -", "1 " + sum(people)}},
+		{"rooms", false, []string{"0 -", "1 " + sum(people), "2 " + sum(fmt.Sprintf(rooms, "rooms"))}},
+	} {
+		err := pgmigrate.Up(context.Background(), pool, set("0001_people.sql", people, "0002_rooms.sql", fmt.Sprintf(rooms, step.table)), "")
+		if (err != nil) != step.fails {
+			t.Fatalf("inserting into %s: %v, want failure %v", step.table, err, step.fails)
+		}
+		if diff := cmp.Diff(step.want, applied(t, pool, "public")); diff != "" {
+			t.Errorf("inserting into %s: applied (-want +got):\n%s", step.table, diff)
+		}
+		if exists(t, pool, "rooms") == step.fails {
+			t.Errorf("inserting into %s: the rooms table exists %v", step.table, !step.fails)
+		}
 	}
 }
 
@@ -224,7 +230,7 @@ func TestAFailedMigrationLeavesNoTrace(t *testing.T) {
 // the lock (held here until both are seen waiting), then one applies the migrations and the other
 // finds nothing to do.
 func TestConcurrentMigratorsTakeTurns(t *testing.T) {
-	pool := newPool(t)
+	pool := pgtest.NewPool(t)
 	ctx := context.Background()
 	holder, err := pool.Acquire(ctx)
 	if err != nil {

@@ -91,11 +91,7 @@ func TestMigrateTwiceIsANoOp(t *testing.T) {
 // not migrated again (0001's CREATE TABLEs would fail) and loses nothing.
 func TestMigrateAdoptsAnInboxOfTheRunnerBeforeGoose(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.New(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.NewPool(t)
 	first, err := os.ReadFile("migrations/0001_inbox.sql")
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/pkg/natstest"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/intake/idempotency"
 )
 
@@ -131,7 +132,7 @@ const goodBody = `{"entitlement":"analytics-read","justification":"weekly revenu
 
 func (e *env) submitted(t *testing.T) []events.Event {
 	t.Helper()
-	st, _ := e.js.Stream(context.Background(), eventstore.EventsStream)
+	st, _ := e.js.Stream(context.Background(), topology.EventsStream)
 	info, _ := st.Info(context.Background())
 	var out []events.Event
 	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/events"
@@ -92,7 +93,7 @@ type Table struct{ rows []Row }
 
 // NewTable returns the table of a service's own rows followed by the shared rows.
 func NewTable(own ...Row) *Table {
-	return &Table{rows: append(own, TooLarge, Malformed, Unauthenticated, Forbidden, NotFound, StateConflict, Busy)}
+	return &Table{rows: slices.Concat(own, []Row{TooLarge, Malformed, Unauthenticated, Forbidden, NotFound, StateConflict, Busy})}
 }
 
 // Lookup returns the row answering err: the first whose errors err is, or 500 internal.

@@ -19,6 +19,7 @@ import (
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // logs is a concurrency-safe log sink.
@@ -66,7 +67,7 @@ func base(natsPort, monitorPort int, start time.Duration) config.Base {
 func reader(host ops.Host) (ops.Service, error) {
 	return ops.Service{Name: "reader", Routes: func(mux *http.ServeMux) {
 		mux.HandleFunc("GET /v1/streams", func(w http.ResponseWriter, r *http.Request) {
-			st, err := host.Conn.JS.Stream(r.Context(), eventstore.EventsStream)
+			st, err := host.Conn.JS.Stream(r.Context(), topology.EventsStream)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
@@ -107,7 +108,7 @@ func TestRunWaitsForNATS(t *testing.T) {
 		return ok
 	})
 	code, body := get(t, "http://"+addr+"/v1/streams")
-	if code != http.StatusOK || body != eventstore.EventsStream {
+	if code != http.StatusOK || body != topology.EventsStream {
 		t.Fatalf("the service's route through its connection: %d %s\n%s", code, body, out.String())
 	}
 	if code, body := get(t, "http://"+addr+"/readyz"); code != http.StatusOK || !strings.Contains(body, `"reader/nats":"ok"`) {

@@ -1,12 +1,12 @@
-package ops_test
+package ops
 
 import (
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +17,6 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natsembed"
 	"github.com/grantline/grantline/pkg/natstest"
-	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/topology"
 )
@@ -31,24 +30,28 @@ type logs struct {
 func (l *logs) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
 func (l *logs) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
+// freePort is a port nothing listens on yet.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := strconv.Atoi(freeAddr(t)[len("127.0.0.1:"):])
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
-// startNATS runs a JetStream server on the given ports with the streams provisioned.
-func startNATS(t *testing.T, port, monitorPort int) {
+// startNATS runs a JetStream server on the given ports, with the streams provisioned when provision
+// is set. With lazy, it does not fsync each write.
+func startNATS(t *testing.T, port, monitorPort int, provision, lazy bool) {
 	t.Helper()
-	ns, err := natsembed.Start(natsembed.Options{Dir: t.TempDir(), Host: "127.0.0.1", Port: port, HTTPPort: monitorPort})
+	ns, err := natsembed.Start(natsembed.Options{Dir: t.TempDir(), Host: "127.0.0.1", Port: port, HTTPPort: monitorPort, LazySync: lazy})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !provision {
+		return
+	}
 	_, js := natstest.Connect(t, ns.ClientURL())
 	if err := eventstore.Provision(context.Background(), js, eventstore.DefaultSettings); err != nil {
 		t.Fatal(err)
@@ -64,8 +67,8 @@ func base(natsPort, monitorPort int, start time.Duration) config.Base {
 }
 
 // reader is a service with one route that reads a stream through the connection Run dialled.
-func reader(host ops.Host) (ops.Service, error) {
-	return ops.Service{Name: "reader", Routes: func(mux *http.ServeMux) {
+func reader(host Host) (Service, error) {
+	return Service{Name: "reader", Routes: func(mux *http.ServeMux) {
 		mux.HandleFunc("GET /v1/streams", func(w http.ResponseWriter, r *http.Request) {
 			st, err := host.Conn.JS.Stream(r.Context(), topology.EventsStream)
 			if err != nil {
@@ -86,14 +89,14 @@ func TestRunWaitsForNATS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- ops.Run(ctx, base(natsPort, monitorPort, time.Minute), ops.ReadsAs(brokeraccess.Query), log,
-			func(_ context.Context, host ops.Host) (ops.Service, error) { return reader(host) })
+		done <- Run(ctx, base(natsPort, monitorPort, time.Minute), ReadsAs(brokeraccess.Query), log,
+			func(_ context.Context, host Host) (Service, error) { return reader(host) })
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	poll.Until(t, 20*time.Second, "a retry while NATS is down", func() bool {
 		return strings.Contains(out.String(), "broker not ready; retrying")
 	})
-	startNATS(t, natsPort, monitorPort)
+	startNATS(t, natsPort, monitorPort, true, false)
 
 	var addr string
 	poll.Until(t, 30*time.Second, "the service to listen", func() bool {
@@ -107,11 +110,11 @@ func TestRunWaitsForNATS(t *testing.T) {
 		addr, _, _ = strings.Cut(after, `"`)
 		return ok
 	})
-	code, body := get(t, "http://"+addr+"/v1/streams")
+	code, body := status(t, "http://"+addr+"/v1/streams")
 	if code != http.StatusOK || body != topology.EventsStream {
 		t.Fatalf("the service's route through its connection: %d %s\n%s", code, body, out.String())
 	}
-	if code, body := get(t, "http://"+addr+"/readyz"); code != http.StatusOK || !strings.Contains(body, `"reader/nats":"ok"`) {
+	if code, body := status(t, "http://"+addr+"/readyz"); code != http.StatusOK || !strings.Contains(body, `"reader/nats":"ok"`) {
 		t.Fatalf("/readyz: %d %s", code, body)
 	}
 	cancel()
@@ -128,14 +131,13 @@ func TestRunWaitsForNATS(t *testing.T) {
 
 // TestRunGivesUp: start-up retries only what may pass on its own, and only for StartTimeout.
 func TestRunGivesUp(t *testing.T) {
-	unprovisioned := func(t *testing.T) config.Base {
-		natsPort, monitorPort := freePort(t), freePort(t)
-		ns, err := natsembed.Start(natsembed.Options{Dir: t.TempDir(), Host: "127.0.0.1", Port: natsPort, HTTPPort: monitorPort})
-		if err != nil {
-			t.Fatal(err)
+	// running starts a server as startNATS does and returns the base that reaches it.
+	running := func(provision, lazy bool) func(*testing.T) config.Base {
+		return func(t *testing.T) config.Base {
+			natsPort, monitorPort := freePort(t), freePort(t)
+			startNATS(t, natsPort, monitorPort, provision, lazy)
+			return base(natsPort, monitorPort, time.Minute)
 		}
-		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-		return base(natsPort, monitorPort, time.Minute)
 	}
 	tests := []struct {
 		name   string
@@ -145,15 +147,17 @@ func TestRunGivesUp(t *testing.T) {
 	}{
 		{name: "no broker within the start timeout", within: 15 * time.Second, want: "no servers available",
 			base: func(t *testing.T) config.Base { return base(freePort(t), freePort(t), 2*time.Second) }},
-		{name: "streams never provisioned: at once, not after a minute", base: unprovisioned, within: 15 * time.Second,
+		{name: "streams never provisioned: at once, not after a minute", base: running(false, false), within: 15 * time.Second,
 			want: "does not exist; provision the streams first"},
+		{name: "a server that does not fsync every write: at once", base: running(true, true), within: 15 * time.Second,
+			want: "does not fsync every write"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			built := false
 			start := time.Now()
-			err := ops.Run(context.Background(), tt.base(t), ops.ReadsAs(brokeraccess.Query), slog.New(slog.DiscardHandler),
-				func(context.Context, ops.Host) (ops.Service, error) { built = true; return ops.Service{}, nil })
+			err := Run(context.Background(), tt.base(t), ReadsAs(brokeraccess.Query), slog.New(slog.DiscardHandler),
+				func(context.Context, Host) (Service, error) { built = true; return Service{}, nil })
 			if err == nil || !strings.Contains(err.Error(), tt.want) || built {
 				t.Fatalf("Run = %v (built: %v), want an error saying %q", err, built, tt.want)
 			}

@@ -107,32 +107,6 @@ func TestRun(t *testing.T) {
 	}
 }
 
-// TestRunRefusesAServerThatDoesNotFsync: the durability check runs before anything is decided.
-func TestRunRefusesAServerThatDoesNotFsync(t *testing.T) {
-	ns, err := natsembed.Start(natsembed.Options{Dir: t.TempDir(), Port: -1, HTTPPort: -1, LazySync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	_, js := natstest.Connect(t, ns.ClientURL())
-	if err := eventstore.Provision(context.Background(), js, eventstore.DefaultSettings); err != nil {
-		t.Fatal(err)
-	}
-	policyKey, _ := events.GenerateSigner(events.Policy, "policy-1")
-	dir := t.TempDir()
-	writeFile(t, dir, "trust.json", string(events.NewTrustFile(time.Now(), policyKey).Marshal()))
-	cfg := Defaults()
-	if err := config.Parse(&cfg, []string{"GRANTLINE_NATS_URL=" + ns.ClientURL(), "GRANTLINE_NATS_MONITOR_URLS=http://" + ns.MonitorAddr().String(),
-		"GRANTLINE_CATALOGUE=" + demoCatalogue, "GRANTLINE_POLICY_DIR=" + demoBundle, "GRANTLINE_TRUST_FILE=" + filepath.Join(dir, "trust.json"),
-		"GRANTLINE_SIGNING_KEY=" + string(policyKey.MarshalKeyFile()), "GRANTLINE_HTTP_ADDR=127.0.0.1:0"}); err != nil {
-		t.Fatal(err)
-	}
-	err = Run(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err == nil || !strings.Contains(err.Error(), "fsync") {
-		t.Fatalf("run on a lazily syncing server: %v", err)
-	}
-}
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -2,15 +2,20 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/config"
@@ -165,5 +170,30 @@ func TestRunGivesUp(t *testing.T) {
 				t.Fatalf("Run took %s to give up", took)
 			}
 		})
+	}
+}
+
+// TestTransient: what start-up retries is what a broker that is starting or electing a leader
+// answers, as Dial's steps wrap it; what a retry cannot fix fails at once.
+func TestTransient(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no server reachable", fmt.Errorf("connect to nats: %w", nats.ErrNoServers), true},
+		{"a stream lookup timing out", fmt.Errorf("look up stream GRANTLINE_EVENTS: %w", context.DeadlineExceeded), true},
+		{"a request timing out", nats.ErrTimeout, true},
+		{"no responder yet", fmt.Errorf("look up stream GRANTLINE_EVENTS: %w", nats.ErrNoResponders), true},
+		{"JetStream temporarily unavailable", &jetstream.APIError{Code: http.StatusServiceUnavailable, ErrorCode: 10008}, true},
+		{"a monitoring endpoint not answering", fmt.Errorf("check nats durability: %w", &net.OpError{Op: "dial", Err: errors.New("connection refused")}), true},
+		{"streams never provisioned", fmt.Errorf("stream GRANTLINE_EVENTS does not exist: %w", eventstore.ErrMisconfigured), false},
+		{"a server that does not fsync", eventstore.ErrNotDurable, false},
+		{"another service's key", errors.New(`signing key "approval-1" belongs to approval, not policy`), false},
+		{"a permission refused", &jetstream.APIError{Code: http.StatusForbidden}, false},
+	} {
+		if got := transient(tc.err); got != tc.want {
+			t.Errorf("%s: transient = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -34,7 +34,7 @@ type Deps struct {
 	// Connectors by catalogue name: "postgres" (postgres.Open with the target DSN and role mapping),
 	// "webhook" (webhook.New). Manual entitlements need none.
 	Connectors connector.Set
-	// Credentials and Tasks are the service's key-value buckets (OpenState opens both).
+	// Credentials and Tasks are the service's key-value buckets.
 	Credentials *credential.Store
 	Tasks       *taskindex.Index
 	// RevokeTasks completes revoke tasks in process (the revoker's, in `grantline dev`: see
@@ -45,20 +45,6 @@ type Deps struct {
 	TaskDue time.Duration
 	// MaxDeliveries bounds the grant attempts of one event; 0 means reaction.DefaultMaxDeliveries.
 	MaxDeliveries int
-}
-
-// OpenState opens (creating if need be) the service's key-value buckets: the credential store,
-// encrypting under key (32 bytes), and the task index.
-func OpenState(ctx context.Context, js jetstream.JetStream, key []byte, replicas int) (*credential.Store, *taskindex.Index, error) {
-	creds, err := credential.Open(ctx, js, key, replicas)
-	if err != nil {
-		return nil, nil, err
-	}
-	tasks, err := taskindex.Open(ctx, js, replicas)
-	if err != nil {
-		return nil, nil, err
-	}
-	return creds, tasks, nil
 }
 
 func (d Deps) now() func() time.Time {
@@ -131,7 +117,11 @@ func New(ctx context.Context, cfg Config, host ops.Host, opts ...Option) (ops.Se
 	if err != nil {
 		return ops.Service{}, err
 	}
-	creds, tasks, err := OpenState(ctx, host.Conn.JS, key, cfg.Replicas)
+	creds, err := credential.Open(ctx, host.Conn.JS, key, cfg.Replicas)
+	var tasks *taskindex.Index
+	if err == nil {
+		tasks, err = taskindex.Open(ctx, host.Conn.JS, cfg.Replicas)
+	}
 	if err != nil {
 		closeConns()
 		return ops.Service{}, err

@@ -6,9 +6,8 @@
 // [Host] (its own broker connection, the process's metrics, a logger). [Run] runs one service as a
 // process of its own: dial NATS with a bounded retry, build, serve through [Process.Serve], close.
 // `grantline dev` builds every service with the same New functions and serves them together
-// through the same [Process.Serve], on one HTTP origin. [Main] is the part of a binary's main
-// between the signal context and Run: configuration from the environment, --help, the logger, the
-// exit code. [RunAll] is the one fan-out of a service's consumers: the first to fail stops all.
+// through the same [Process.Serve], on one HTTP origin. [Main] is a binary's whole main: the
+// signal context, configuration from the environment, --help, the logger, Run, the exit code. [RunAll] is the one fan-out of a service's consumers: the first to fail stops all.
 //
 // The operational endpoints, on the same server as the API:
 //

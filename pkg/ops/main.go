@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"slices"
+	"syscall"
 
 	"github.com/grantline/grantline/pkg/config"
 	"github.com/grantline/grantline/pkg/telemetry"
@@ -19,13 +21,16 @@ const (
 	ExitConfig  = 2 // the configuration is incomplete or malformed
 )
 
-// Main is a service binary's main after its signal context. cfg holds the service's defaults; Main
-// fills it from the environment (config.Parse), or with -h or --help among the arguments prints
-// every variable with its default instead. It logs the configuration (secrets hidden), runs run
-// with a JSON logger named after the service at the configured level, and returns the exit code.
+// Main is a service binary's main: the whole of it is os.Exit(ops.Main(name, Defaults(), Run)). It
+// makes the context that SIGINT or SIGTERM cancels, fills cfg (holding the service's defaults) from
+// the environment with config.Parse, or with -h or --help among the arguments prints every variable
+// with its default instead, logs the configuration (secrets hidden), runs run with a JSON logger
+// named after the service at the configured level, and returns the exit code.
 func Main[C interface {
 	NewLogger(w io.Writer, service string) *slog.Logger
-}](ctx context.Context, name string, cfg C, run func(context.Context, C, *slog.Logger) error) int {
+}](name string, cfg C, run func(context.Context, C, *slog.Logger) error) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	return mainWith(ctx, name, cfg, run, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 }
 

@@ -3,18 +3,10 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/services/approval/approvald"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := ops.Main(ctx, "approval", approvald.Defaults(), approvald.Run)
-	stop()
-	os.Exit(code)
-}
+func main() { os.Exit(ops.Main("approval", approvald.Defaults(), approvald.Run)) }

@@ -3,18 +3,10 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/services/intake/intaked"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := ops.Main(ctx, "intake", intaked.Defaults(), intaked.Run)
-	stop()
-	os.Exit(code)
-}
+func main() { os.Exit(ops.Main("intake", intaked.Defaults(), intaked.Run)) }

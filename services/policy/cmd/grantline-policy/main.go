@@ -4,18 +4,10 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/services/policy/policyd"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := ops.Main(ctx, "policy", policyd.Defaults(), policyd.Run)
-	stop()
-	os.Exit(code)
-}
+func main() { os.Exit(ops.Main("policy", policyd.Defaults(), policyd.Run)) }

@@ -8,18 +8,13 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/services/query/queryd"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := ops.Main(ctx, "query", queryd.Defaults(), func(ctx context.Context, cfg queryd.Config, log *slog.Logger) error {
+	os.Exit(ops.Main("query", queryd.Defaults(), func(ctx context.Context, cfg queryd.Config, log *slog.Logger) error {
 		return queryd.Command(ctx, cfg, os.Args[1:], os.Stdout, log)
-	})
-	stop()
-	os.Exit(code)
+	}))
 }

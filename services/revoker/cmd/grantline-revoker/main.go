@@ -3,18 +3,10 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/services/revoker/revokerd"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := ops.Main(ctx, "revoker", revokerd.Defaults(), revokerd.Run)
-	stop()
-	os.Exit(code)
-}
+func main() { os.Exit(ops.Main("revoker", revokerd.Defaults(), revokerd.Run)) }

@@ -17,7 +17,7 @@ type probe struct {
 	Password  string `env:"GRANTLINE_PROBE_PASSWORD" secret:"true"`
 }
 
-func TestMain_(t *testing.T) {
+func TestMainExitCodes(t *testing.T) {
 	ok := []string{"GRANTLINE_TRUST_FILE=trust.json", "GRANTLINE_CATALOGUE=catalogue.yaml", "GRANTLINE_PROBE_PASSWORD=hunter2",
 		"GRANTLINE_LOG_LEVEL=warn"}
 	tests := []struct {

@@ -22,7 +22,8 @@ import (
 	"github.com/grantline/grantline/services/query/projection"
 )
 
-// Deps are the query service's collaborators, built by New from Config (tests build them directly). The read side only reads the stream: it needs the trust file's verifier, never a signing key.
+// Deps are the query service's collaborators, built by New from Config (tests build them directly).
+// The read side only reads the stream: it needs the trust file's verifier, never a signing key.
 type Deps struct {
 	JS       jetstream.JetStream
 	Verifier *events.Verifier

@@ -34,6 +34,8 @@ const (
 	Revoker    = User(events.Revoker)
 	// Query is the read side: it reads the evidence and writes nothing to the broker.
 	Query User = "query"
+	// Checkpointer reads the evidence and writes its signed checkpoints, nothing else.
+	Checkpointer User = "checkpointer"
 	// Auditor verifies, exports and replays the evidence: read-only.
 	Auditor User = "auditor"
 	// Operator provisions and maintains the streams; the only user that may delete, purge or
@@ -55,9 +57,9 @@ func (u User) IntegrationName() (string, bool) {
 }
 
 // Users lists every user of a deployment with these integrations: the services in pipeline order, the
-// read side, the auditor, the operator, then one user per integration.
+// read side, the checkpointer, the auditor, the operator, then one user per integration.
 func Users(integrations []string) []User {
-	users := []User{Intake, Policy, Approval, Fulfilment, Revoker, Query, Auditor, Operator}
+	users := []User{Intake, Policy, Approval, Fulfilment, Revoker, Query, Checkpointer, Auditor, Operator}
 	for _, name := range integrations {
 		users = append(users, Integration(name))
 	}
@@ -121,8 +123,16 @@ var access = map[User]Access{
 		Discards:  []string{topology.CredentialsBucket},
 		Timers:    []string{topology.TimerExpiry},
 	},
-	Query:   {JetStream: true, Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream}},
-	Auditor: {JetStream: true, Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream}},
+	Query: {JetStream: true, Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream}},
+	Checkpointer: {
+		JetStream: true, Reads: []string{topology.EventsStream, topology.CheckpointsStream},
+		Scans:   []string{topology.EventsStream, topology.CheckpointsStream},
+		Publish: []string{topology.CheckpointHeads, topology.CheckpointCosigned},
+	},
+	Auditor: {
+		JetStream: true, Reads: []string{topology.EventsStream, topology.CheckpointsStream},
+		Scans: []string{topology.EventsStream, topology.CheckpointsStream},
+	},
 }
 
 // AccessOf returns what user u does on the broker, and false for a user outside the matrix. The

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -17,6 +19,24 @@ import (
 type TrustFile struct {
 	Services map[Service][]Type `json:"services"`
 	Keys     []TrustedKey       `json:"keys"`
+	// Checkpoints says who signs the evidence stream's checkpoints and who countersigns them; nil in a
+	// deployment that keeps none.
+	Checkpoints *CheckpointTrust `json:"checkpoints,omitempty"`
+	// Exporters are the note verifier keys of whoever signs evidence packs (grantline audit export).
+	Exporters []string `json:"exporters,omitempty"`
+}
+
+// CheckpointTrust names the log of the evidence stream's checkpoints and the keys that sign them.
+// Keys are note verifier keys, "<name>+<hex key hash>+<base64 key>", the C2SP signed-note form, so a
+// checkpoint or a cosignature can be checked with any signed-note tool.
+type CheckpointTrust struct {
+	// Origin is the log's name, the first line of every checkpoint.
+	Origin string `json:"origin"`
+	// Checkpointers sign checkpoints; a checkpoint needs a signature by one of them.
+	Checkpointers []string `json:"checkpointers"`
+	// Witnesses countersign checkpoints they saw grow consistently; they run outside the operator's
+	// control.
+	Witnesses []string `json:"witnesses,omitempty"`
 }
 
 // TrustedKey is one service's public key and its validity window. A zero NotAfter means still valid.
@@ -52,8 +72,10 @@ func (tf TrustFile) Marshal() []byte {
 
 // Verifier checks stored events against a trust file.
 type Verifier struct {
-	keys    map[string]verifierKey
-	allowed map[Service][]Type
+	keys        map[string]verifierKey
+	allowed     map[Service][]Type
+	checkpoints *CheckpointTrust
+	exporters   []string
 }
 
 type verifierKey struct {
@@ -89,7 +111,50 @@ func NewVerifier(tf TrustFile) (*Verifier, error) {
 		}
 		v.keys[k.ID] = verifierKey{TrustedKey: k, pub: pub}
 	}
+	if c := tf.Checkpoints; c != nil {
+		if c.Origin == "" || strings.ContainsAny(c.Origin, "\n") {
+			return nil, errors.New("trust file: checkpoints need an origin on one line")
+		}
+		if len(c.Checkpointers) == 0 {
+			return nil, errors.New("trust file: checkpoints need at least one checkpointer key")
+		}
+		for _, k := range slices.Concat(c.Checkpointers, c.Witnesses) {
+			if err := checkNoteKey(k); err != nil {
+				return nil, fmt.Errorf("trust file: checkpoint key %q: %w", k, err)
+			}
+		}
+		v.checkpoints = &CheckpointTrust{Origin: c.Origin, Checkpointers: slices.Clone(c.Checkpointers), Witnesses: slices.Clone(c.Witnesses)}
+	}
+	for _, k := range tf.Exporters {
+		if err := checkNoteKey(k); err != nil {
+			return nil, fmt.Errorf("trust file: exporter key %q: %w", k, err)
+		}
+	}
+	v.exporters = slices.Clone(tf.Exporters)
 	return v, nil
+}
+
+// Checkpoints returns the trust file's checkpoint section, or nil when it has none.
+func (v *Verifier) Checkpoints() *CheckpointTrust { return v.checkpoints }
+
+// Exporters returns the note verifier keys trusted to sign evidence packs.
+func (v *Verifier) Exporters() []string { return v.exporters }
+
+// checkNoteKey checks the form of a note verifier key: a name without spaces or plus signs, eight hex
+// digits, and the base64 of the Ed25519 algorithm byte (1) followed by a 32-byte public key.
+func checkNoteKey(k string) error {
+	parts := strings.Split(k, "+")
+	if len(parts) != 3 || parts[0] == "" || strings.ContainsAny(parts[0], " \t\n") || len(parts[1]) != 8 {
+		return errors.New("not <name>+<8 hex digits>+<base64>")
+	}
+	if _, err := strconv.ParseUint(parts[1], 16, 32); err != nil {
+		return errors.New("key hash is not 8 hex digits")
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[2])
+	if err != nil || len(raw) != 1+ed25519.PublicKeySize || raw[0] != 1 {
+		return errors.New("not an Ed25519 note key")
+	}
+	return nil
 }
 
 // ParseTrustFile strictly decodes a trust file and returns its verifier.

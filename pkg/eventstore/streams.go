@@ -29,7 +29,7 @@ var DefaultSettings = StreamSettings{Replicas: 1, EventsMaxBytes: 8 << 30}
 // request's own events keep reactions idempotent; the IDs are held in server memory, so keep it modest.
 const duplicateWindow = 10 * time.Minute
 
-// StreamConfigs returns the configuration of the four streams.
+// StreamConfigs returns the configuration of the streams, in topology.Streams order.
 func StreamConfigs(s StreamSettings) []jetstream.StreamConfig {
 	replicas := max(s.Replicas, 1)
 	return []jetstream.StreamConfig{
@@ -58,7 +58,21 @@ func StreamConfigs(s StreamSettings) []jetstream.StreamConfig {
 			Replicas: replicas, Retention: jetstream.LimitsPolicy, MaxAge: 90 * 24 * time.Hour, Duplicates: duplicateWindow,
 			Description: "Grantline dead letters: messages set aside with the reason",
 		},
+		{
+			// Checkpoints are evidence about the evidence: kept as immutably as it.
+			Name: topology.CheckpointsStream, Subjects: []string{topology.CheckpointSubjects}, Storage: jetstream.FileStorage,
+			Replicas: replicas, Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardNew,
+			MaxBytes: s.EventsMaxBytes, MaxMsgs: -1, MaxAge: 0, Duplicates: duplicateWindow,
+			DenyDelete: true, DenyPurge: true, AllowRollup: false, AllowDirect: true, AllowAtomicPublish: true,
+			Description: "Grantline checkpoints: signed Merkle tree heads of the evidence stream, immutable",
+		},
 	}
+}
+
+// immutable says whether stream must keep the evidence stream's promises (no deletes, purges, rollups
+// or expiry): the evidence and its checkpoints.
+func immutable(stream string) bool {
+	return stream == topology.EventsStream || stream == topology.CheckpointsStream
 }
 
 // Provision creates the streams, or brings the disposable ones up to date. It runs with operator
@@ -74,7 +88,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, s StreamSettings) er
 			}
 		case err != nil:
 			return fmt.Errorf("look up stream %s: %w", cfg.Name, err)
-		case cfg.Name == topology.EventsStream:
+		case immutable(cfg.Name):
 			if problems := evidenceProblems(existing.CachedInfo().Config); len(problems) > 0 {
 				return &MisconfiguredError{Stream: cfg.Name, Problems: problems}
 			}
@@ -103,9 +117,9 @@ func (e *MisconfiguredError) Error() string {
 // Unwrap makes errors.Is(err, ErrMisconfigured) true.
 func (e *MisconfiguredError) Unwrap() error { return ErrMisconfigured }
 
-// Check verifies that the four streams exist and that the evidence stream keeps its promises:
-// deletes and purges denied, no rollup, no maximum age, direct gets and atomic batches on. Every
-// service runs it at start and refuses to start on an error.
+// Check verifies that the streams exist and that the evidence stream and its checkpoints keep their
+// promises: deletes and purges denied, no rollup, no maximum age, direct gets and atomic batches on.
+// Every service runs it at start and refuses to start on an error.
 func Check(ctx context.Context, js jetstream.JetStream) error {
 	for _, cfg := range StreamConfigs(DefaultSettings) {
 		st, err := js.Stream(ctx, cfg.Name)
@@ -115,7 +129,7 @@ func Check(ctx context.Context, js jetstream.JetStream) error {
 		if err != nil {
 			return fmt.Errorf("look up stream %s: %w", cfg.Name, err)
 		}
-		if cfg.Name == topology.EventsStream {
+		if immutable(cfg.Name) {
 			if problems := evidenceProblems(st.CachedInfo().Config); len(problems) > 0 {
 				return &MisconfiguredError{Stream: cfg.Name, Problems: problems}
 			}

@@ -22,10 +22,15 @@ const (
 	IntakeStream = "GRANTLINE_INTAKE"
 	// DLQStream holds messages set aside with the reason (DeadLetterSubjects).
 	DLQStream = "GRANTLINE_DLQ"
+	// CheckpointsStream holds the signed checkpoints of the evidence stream (CheckpointSubjects),
+	// written by the checkpointer only; evidence about the evidence, as immutable as it.
+	CheckpointsStream = "GRANTLINE_CHECKPOINTS"
 )
 
-// Streams lists the four streams in the order they are provisioned.
-func Streams() []string { return []string{EventsStream, TimersStream, IntakeStream, DLQStream} }
+// Streams lists the streams in the order they are provisioned.
+func Streams() []string {
+	return []string{EventsStream, TimersStream, IntakeStream, DLQStream, CheckpointsStream}
+}
 
 // Subjects of the streams besides the evidence.
 const (
@@ -35,6 +40,13 @@ const (
 	IntakeSubjects = "grantline.intake.>"
 	// DeadLetterSubjects are DLQStream's: one subject per durable consumer (DeadLetter).
 	DeadLetterSubjects = "grantline.dlq.>"
+	// CheckpointSubjects are CheckpointsStream's.
+	CheckpointSubjects = "grantline.checkpoints.>"
+	// CheckpointHeads holds one record per checkpoint: the signed tree head, the leaf hashes it added
+	// and the tree's frontier (pkg/checkpoint.Record).
+	CheckpointHeads = "grantline.checkpoints.heads"
+	// CheckpointCosigned holds each checkpoint again once witnesses have countersigned it.
+	CheckpointCosigned = "grantline.checkpoints.cosigned"
 )
 
 // Timer subjects: a schedule on grantline.timers.sched.<requestID>.<kind> makes the server publish to

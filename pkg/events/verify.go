@@ -143,7 +143,7 @@ func (v *Verifier) Exporters() []string { return v.exporters }
 // checkNoteKey checks the form of a note verifier key: a name without spaces or plus signs, eight hex
 // digits, and the base64 of the Ed25519 algorithm byte (1) followed by a 32-byte public key.
 func checkNoteKey(k string) error {
-	parts := strings.Split(k, "+")
+	parts := strings.SplitN(k, "+", 3)
 	if len(parts) != 3 || parts[0] == "" || strings.ContainsAny(parts[0], " \t\n") || len(parts[1]) != 8 {
 		return errors.New("not <name>+<8 hex digits>+<base64>")
 	}

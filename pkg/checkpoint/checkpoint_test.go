@@ -1,0 +1,110 @@
+package checkpoint
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/grantline/grantline/pkg/events"
+)
+
+func leaves(n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = LeafHash(events.Record{Seq: uint64(i + 1), Subject: "s", Signature: "sig", Body: fmt.Appendf(nil, "event %d", i)})
+	}
+	return out
+}
+
+func treeOf(hashes [][]byte) *Tree {
+	t := NewTree()
+	for _, h := range hashes {
+		t.Append(h)
+	}
+	return t
+}
+
+// TestProofsFromSpans: inclusion proofs from a span holding every leaf, and consistency proofs from
+// the span a checkpointer holds between two checkpoints (the frontier at the first and the leaves
+// after it), verify against the roots for every pair of sizes up to 40.
+func TestProofsFromSpans(t *testing.T) {
+	all := leaves(40)
+	for size2 := uint64(1); size2 <= 40; size2++ {
+		root2 := treeOf(all[:size2]).Root()
+		full := &Span{Leaves: all[:size2]}
+		for i := uint64(0); i < size2; i++ {
+			p, err := full.InclusionProof(i, size2)
+			if err != nil {
+				t.Fatalf("inclusion of %d in %d: %v", i, size2, err)
+			}
+			if err := VerifyInclusion(i, size2, all[i], p, root2); err != nil {
+				t.Fatalf("inclusion of %d in %d does not verify: %v", i, size2, err)
+			}
+		}
+		for size1 := uint64(0); size1 <= size2; size1++ {
+			before := treeOf(all[:size1])
+			span := &Span{Base: size1, Frontier: before.Frontier(), Leaves: all[size1:size2]}
+			p, err := span.ConsistencyProof(size1, size2)
+			if err != nil {
+				t.Fatalf("consistency %d→%d: %v", size1, size2, err)
+			}
+			if err := VerifyConsistency(size1, size2, p, before.Root(), root2); err != nil {
+				t.Fatalf("consistency %d→%d does not verify: %v", size1, size2, err)
+			}
+		}
+	}
+}
+
+func TestCheckpointNote(t *testing.T) {
+	skey, vkey, err := GenerateKey("checkpointer-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := note.NewSigner(skey)
+	wkey, wvkey, _ := GenerateKey("witness-test")
+	witness, _ := note.NewSigner(wkey)
+	otherKey, _, _ := GenerateKey("checkpointer-test")
+	impostor, _ := note.NewSigner(otherKey)
+	trustFile := events.TrustFile{Services: map[events.Service][]events.Type{},
+		Checkpoints: &events.CheckpointTrust{Origin: "grantline.test/evidence", Checkpointers: []string{vkey}, Witnesses: []string{wvkey}}}
+	v, err := events.NewVerifier(trustFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := NewTrust(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Checkpoint{Origin: "grantline.test/evidence", Size: 3, Root: treeOf(leaves(3)).Root(), Stream: "GRANTLINE_EVENTS",
+		StreamCreated: time.Date(2026, 12, 1, 10, 0, 0, 123, time.UTC), LastSeq: 3, Time: time.Date(2026, 12, 1, 11, 0, 0, 0, time.UTC)}
+	msg, err := Sign(c, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := trust.Open(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Text() != c.Text() || !bytes.Equal(got.Root, c.Root) || got.Signer != "checkpointer-test" || len(got.Witnesses) != 0 {
+		t.Fatalf("opened %+v, want %+v", got.Checkpoint, c)
+	}
+	n, _ := note.Open(msg, trust.Verifiers())
+	cosigned, _ := note.Sign(n, witness)
+	if got, err := trust.Open(cosigned); err != nil || len(got.Witnesses) != 1 || got.Witnesses[0] != "witness-test" {
+		t.Fatalf("cosigned: %+v, %v", got, err)
+	}
+	forged, _ := Sign(c, impostor)
+	if _, err := trust.Open(forged); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("a checkpoint signed by a key of the same name but not the trusted one: %v", err)
+	}
+	other := c
+	other.Origin = "elsewhere/log"
+	msg, _ = Sign(other, signer)
+	if _, err := trust.Open(msg); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("a checkpoint of another log: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ package audit
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/grantline/grantline/pkg/events"
@@ -44,6 +45,19 @@ type Report struct {
 	FirstSeq uint64    `json:"first_seq"`
 	LastSeq  uint64    `json:"last_seq"`
 	Findings []Finding `json:"findings"`
+	// Checkpoints summarises the checkpoints the history was checked against, if any.
+	Checkpoints *CheckpointSummary `json:"checkpoints,omitempty"`
+}
+
+// CheckpointSummary is how much of a history signed checkpoints cover.
+type CheckpointSummary struct {
+	// Count is the number of distinct checkpoints.
+	Count int `json:"count"`
+	// Covered is the size of the latest one: the events it vouches for.
+	Covered uint64 `json:"covered"`
+	// Latest is when the latest was signed; Witnesses who cosigned it.
+	Latest    time.Time `json:"latest,omitzero"`
+	Witnesses []string  `json:"witnesses,omitempty"`
 }
 
 // Clean reports whether nothing was found.
@@ -57,6 +71,12 @@ type Options struct {
 	Now time.Time
 	// ExpectFirstSeq is the sequence the history must start at (1 for a whole stream); 0 skips the check.
 	ExpectFirstSeq uint64
+	// Checkpoints, if not nil, are signed checkpoints the history (from the stream's first event) must
+	// agree with: every event at the position they signed, nothing missing at the end.
+	Checkpoints *Checkpoints
+	// StreamCreated is when the live stream was created (zero for an export): a checkpoint of a stream
+	// created at another time shows it was recreated.
+	StreamCreated time.Time
 }
 
 // Verifier checks a history one stored event at a time, in stream order, and keeps going after a
@@ -67,6 +87,7 @@ type Verifier struct {
 	report   Report
 	requests map[string]*requestState
 	order    []string
+	cps      *checkpointRun
 }
 
 type requestState struct {
@@ -80,7 +101,11 @@ func NewVerifier(trust *events.Verifier, opts Options) *Verifier {
 	if opts.RevocationSLO == 0 {
 		opts.RevocationSLO = time.Minute
 	}
-	return &Verifier{opts: opts, chain: trust.NewChain(), requests: map[string]*requestState{}}
+	v := &Verifier{opts: opts, chain: trust.NewChain(), requests: map[string]*requestState{}}
+	if opts.Checkpoints != nil {
+		v.cps = newCheckpointRun(opts.Checkpoints)
+	}
+	return v
 }
 
 // Add verifies the next stored event.
@@ -99,6 +124,9 @@ func (v *Verifier) Add(rec events.Record) {
 		v.report.FirstSeq = rec.Seq
 	}
 	v.report.LastSeq = max(v.report.LastSeq, rec.Seq)
+	if v.cps != nil {
+		v.cps.add(pos, rec, v.find)
+	}
 
 	ev, err := v.chain.Next(rec)
 	var viol *events.Violation
@@ -141,6 +169,15 @@ func (v *Verifier) find(f Finding) { v.report.Findings = append(v.report.Finding
 // Finish runs the checks that need the whole history (overdue revocations) and returns the report.
 func (v *Verifier) Finish() *Report {
 	v.report.Requests = len(v.requests)
+	if v.cps != nil {
+		cs := v.cps.cs
+		v.cps.finish(v.report.Events, v.opts.StreamCreated, v.find)
+		v.report.Findings = slices.Concat(cs.findings, v.report.Findings)
+		v.report.Checkpoints = &CheckpointSummary{Count: cs.Len()}
+		if latest := cs.Latest(); latest != nil {
+			v.report.Checkpoints.Covered, v.report.Checkpoints.Latest, v.report.Checkpoints.Witnesses = latest.Size, latest.Time, latest.Witnesses
+		}
+	}
 	for _, id := range v.order {
 		st := v.requests[id]
 		r := st.req

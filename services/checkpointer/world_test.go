@@ -247,4 +247,6 @@ func (w *world) verify(sources ...string) *audit.Report {
 }
 
 // embedded is the durability probe of the embedded servers.
-func embedded(servers ...*server.Server) eventstore.SyncProbe { return eventstore.EmbeddedProbe(servers...) }
+func embedded(servers ...*server.Server) eventstore.SyncProbe {
+	return eventstore.EmbeddedProbe(servers...)
+}

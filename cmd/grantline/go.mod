@@ -7,6 +7,7 @@ require (
 	github.com/grantline/grantline/pkg v0.0.0
 	github.com/grantline/grantline/pkg/events v0.0.0
 	github.com/grantline/grantline/services/approval v0.0.0
+	github.com/grantline/grantline/services/checkpointer v0.0.0
 	github.com/grantline/grantline/services/fulfilment v0.0.0
 	github.com/grantline/grantline/services/intake v0.0.0
 	github.com/grantline/grantline/services/policy v0.0.0
@@ -71,6 +72,7 @@ require (
 	github.com/spf13/pflag v1.1.0 // indirect
 	github.com/synadia-io/orbit.go/jetstreamext v0.3.2 // indirect
 	github.com/synadia-io/orbit.go/natsext v0.1.3 // indirect
+	github.com/transparency-dev/merkle v0.0.2 // indirect
 	github.com/valyala/fastjson v1.6.10 // indirect
 	github.com/vektah/gqlparser/v2 v2.5.64 // indirect
 	github.com/xeipuuv/gojsonpointer v0.0.0-20190905194746-02993c407bfb // indirect
@@ -88,6 +90,7 @@ require (
 	go.yaml.in/yaml/v3 v3.0.6 // indirect
 	go.yaml.in/yaml/v4 v4.0.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/mod v0.42.0 // indirect
 	golang.org/x/oauth2 v0.37.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
@@ -114,3 +117,5 @@ replace github.com/grantline/grantline/services/fulfilment => ../../services/ful
 replace github.com/grantline/grantline/services/revoker => ../../services/revoker
 
 replace github.com/grantline/grantline/api => ../../api
+
+replace github.com/grantline/grantline/services/checkpointer => ../../services/checkpointer

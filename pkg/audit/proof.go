@@ -3,7 +3,6 @@ package audit
 import (
 	"bytes"
 	"context"
-	"encoding/json/jsontext"
 	"errors"
 	"fmt"
 	"time"
@@ -28,11 +27,20 @@ type ProofBundle struct {
 	Events     []ProvenEvent `json:"events"`
 }
 
-// ProvenEvent is one stored event with its place in the log.
+// ProvenEvent is one stored event with its place in the log. The body is the exact stored bytes in
+// base64, so reformatting the bundle cannot change what the signature covers.
 type ProvenEvent struct {
-	Event     ExportedEvent `json:"event"`
-	LeafIndex uint64        `json:"leaf_index"`
-	Inclusion [][]byte      `json:"inclusion_proof"`
+	Seq       uint64    `json:"seq"`
+	Subject   string    `json:"subject"`
+	StoredAt  time.Time `json:"stored_at"`
+	Signature string    `json:"signature"`
+	Body      []byte    `json:"body"`
+	LeafIndex uint64    `json:"leaf_index"`
+	Inclusion [][]byte  `json:"inclusion_proof"`
+}
+
+func (pe ProvenEvent) record() events.Record {
+	return events.Record{Seq: pe.Seq, Subject: pe.Subject, Body: pe.Body, Signature: pe.Signature, StoredAt: pe.StoredAt}
 }
 
 // ErrNotCheckpointed means an event of the request is not in any checkpoint yet.
@@ -97,8 +105,8 @@ func Prove(ctx context.Context, js jetstream.JetStream, trust *events.Verifier, 
 		if err != nil {
 			return nil, err
 		}
-		b.Events = append(b.Events, ProvenEvent{LeafIndex: index, Inclusion: p, Event: ExportedEvent{Seq: r.Seq, Subject: r.Subject,
-			StoredAt: r.StoredAt.UTC(), Signature: r.Signature, Body: jsontext.Value(r.Body)}})
+		b.Events = append(b.Events, ProvenEvent{Seq: r.Seq, Subject: r.Subject, StoredAt: r.StoredAt.UTC(), Signature: r.Signature,
+			Body: r.Body, LeafIndex: index, Inclusion: p})
 	}
 	return b, nil
 }
@@ -172,7 +180,7 @@ func VerifyProof(b *ProofBundle, trust *events.Verifier, minWitnesses int) (*Pro
 	r := &ProofReport{RequestID: b.RequestID, LogSize: signed.Size, Signer: signed.Signer,
 		SignedAt: signed.Time, Witnesses: signed.Witnesses, Origin: signed.Origin}
 	for i, pe := range b.Events {
-		rec := events.Record{Seq: pe.Event.Seq, Subject: pe.Event.Subject, Body: pe.Event.Body, Signature: pe.Event.Signature, StoredAt: pe.Event.StoredAt}
+		rec := pe.record()
 		ev, err := chain.Next(rec)
 		if err != nil {
 			return fail("event %d: %v", i+1, err)

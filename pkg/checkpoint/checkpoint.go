@@ -10,6 +10,7 @@ package checkpoint
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
@@ -216,6 +217,20 @@ type Record struct {
 // name: the signer key ("PRIVATE+KEY+…", keep it secret) and the verifier key for the trust file.
 func GenerateKey(name string) (signerKey, verifierKey string, err error) {
 	return note.GenerateKey(rand.Reader, name)
+}
+
+// VerifierKey derives the verifier key (for the trust file) of a note signer key.
+func VerifierKey(signerKey string) (string, error) {
+	parts := strings.SplitN(strings.TrimSpace(signerKey), "+", 5)
+	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
+		return "", errors.New("not a note signer key (PRIVATE+KEY+<name>+<hash>+<key>)")
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[4])
+	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
+		return "", errors.New("not an Ed25519 note signer key")
+	}
+	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
+	return note.NewEd25519VerifierKey(parts[2], pub)
 }
 
 // LoadSigner reads a note signer key file (one line, "PRIVATE+KEY+<name>+<hash>+<base64>").

@@ -65,6 +65,9 @@ func TestCheckpointNote(t *testing.T) {
 		t.Fatal(err)
 	}
 	signer, _ := note.NewSigner(skey)
+	if derived, err := VerifierKey(skey); err != nil || derived != vkey {
+		t.Fatalf("the verifier key derived from the signer key: %q, %v; want %q", derived, err, vkey)
+	}
 	wkey, wvkey, _ := GenerateKey("witness-test")
 	witness, _ := note.NewSigner(wkey)
 	otherKey, _, _ := GenerateKey("checkpointer-test")

@@ -55,7 +55,7 @@ func TestProofBundle(t *testing.T) {
 		tamper func(b *audit.ProofBundle)
 	}{
 		{"a byte of an event changed", func(b *audit.ProofBundle) {
-			b.Events[1].Event.Body = bytes.Replace(b.Events[1].Event.Body, []byte("low risk"), []byte("low rusk"), 1)
+			b.Events[1].Body = bytes.Replace(b.Events[1].Body, []byte("low risk"), []byte("low rusk"), 1)
 		}},
 		{"an event claimed at another position", func(b *audit.ProofBundle) { b.Events[2].LeafIndex++ }},
 		{"a proof hash changed", func(b *audit.ProofBundle) { b.Events[0].Inclusion[0][0] ^= 1 }},
@@ -63,7 +63,7 @@ func TestProofBundle(t *testing.T) {
 			other, _ := audit.Prove(context.Background(), js, w.verifier, w.requests[3])
 			b.Events[2] = other.Events[2]
 		}},
-		{"the stream sequence of an event changed", func(b *audit.ProofBundle) { b.Events[0].Event.Seq++ }},
+		{"the stream sequence of an event changed", func(b *audit.ProofBundle) { b.Events[0].Seq++ }},
 		{"a checkpoint signed by a key the trust file does not hold", func(b *audit.ProofBundle) {
 			s, _ := checkpoint.ParseText(b.Checkpoint[:bytes.Index([]byte(b.Checkpoint), []byte("\n\n"))+1])
 			msg, _ := checkpoint.Sign(s, impostor)

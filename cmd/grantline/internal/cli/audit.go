@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,7 +20,9 @@ import (
 
 	"github.com/grantline/grantline/pkg/audit"
 	"github.com/grantline/grantline/pkg/brokeraccess"
+	"github.com/grantline/grantline/pkg/checkpoint"
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // errFindings makes the command exit non-zero after it printed what it found.
@@ -29,6 +33,7 @@ type auditFlags struct {
 	from, to                 uint64
 	slo                      time.Duration
 	asJSON                   bool
+	checkpoints              []string
 }
 
 func auditCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -48,7 +53,13 @@ func auditCommand(stdout, stderr io.Writer) *cobra.Command {
 chain of each request, that no stream sequence is missing, and the lifecycle invariants (no grant without an
 allowing decision and satisfied approvals, separation of duties, expiry within the decided duration, every
 expired grant revoked or its failure recorded within the SLO). With a directory argument it verifies an
-export offline, including its manifest. Exits 1 when anything is found.`,
+export offline, including its manifest.
+
+With --checkpoints (the checkpoint stream, "stream", and/or directories a directory witness wrote), the
+history must also be the one the signed checkpoints describe: the first position where it departs from
+them (an event changed, missing, inserted or reordered), a cut tail, a stream recreated since, and forked
+or invalid checkpoints are reported, each naming the checkpoint that proves it. Exits 1 when anything is
+found.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			trust, err := events.LoadTrustFile(f.trustFile)
@@ -56,6 +67,22 @@ export offline, including its manifest. Exits 1 when anything is found.`,
 				return err
 			}
 			opts := audit.Options{RevocationSLO: f.slo, Now: time.Now()}
+			var js jetstream.JetStream
+			if len(args) == 0 || slices.Contains(f.checkpoints, "stream") {
+				var closeNATS func()
+				if js, closeNATS, err = connect(f.natsURL, brokeraccess.Auditor, f.auditorKey()); err != nil {
+					return err
+				}
+				defer closeNATS()
+			}
+			if len(f.checkpoints) > 0 {
+				if f.from > 1 {
+					return errors.New("--checkpoints needs the history from its first event (no --from)")
+				}
+				if opts.Checkpoints, err = loadCheckpoints(cmd.Context(), js, trust, f.checkpoints); err != nil {
+					return err
+				}
+			}
 			progress := newProgress(stderr, "verified")
 			var report *audit.Report
 			if len(args) == 1 {
@@ -79,13 +106,15 @@ export offline, including its manifest. Exits 1 when anything is found.`,
 						Detail: fmt.Sprintf("the export holds %d events, its manifest %d", report.Events, m.Events)})
 				}
 			} else {
-				js, closeNATS, err := connect(f.natsURL, brokeraccess.Auditor, f.auditorKey())
-				if err != nil {
-					return err
-				}
-				defer closeNATS()
 				if f.from <= 1 {
 					opts.ExpectFirstSeq = 1
+				}
+				if opts.Checkpoints != nil {
+					st, err := js.Stream(cmd.Context(), topology.EventsStream)
+					if err != nil {
+						return err
+					}
+					opts.StreamCreated = st.CachedInfo().Created
 				}
 				v := audit.NewVerifier(trust, opts)
 				if err := audit.ReadStream(cmd.Context(), js, audit.Range{From: f.from, To: f.to}, func(r events.Record) error {
@@ -107,6 +136,7 @@ export offline, including its manifest. Exits 1 when anything is found.`,
 			return nil
 		},
 	}
+	verify.Flags().StringArrayVar(&f.checkpoints, "checkpoints", nil, `signed checkpoints to verify against: "stream" (the checkpoint stream) or a directory witness's directory; repeatable`)
 	verify.Flags().Uint64Var(&f.from, "from", 0, "first stream sequence (default: the first)")
 	verify.Flags().Uint64Var(&f.to, "to", 0, "last stream sequence (default: the last)")
 	verify.Flags().DurationVar(&f.slo, "revocation-slo", time.Minute, "how long after expiry a revocation may take")
@@ -182,7 +212,121 @@ export offline, including its manifest. Exits 1 when anything is found.`,
 			return replayRequest(cmd.Context(), stdout, js, trust, args[0], f.asJSON)
 		},
 	}
-	cmd.AddCommand(verify, export, replay, whoHadCommand(stdout))
+	cmd.AddCommand(verify, export, replay, whoHadCommand(stdout), proveCommand(stdout, &f), verifyProofCommand(stdout, &f))
+	return cmd
+}
+
+// loadCheckpoints gathers the checkpoints of sources: "stream" is the checkpoint stream (through js),
+// anything else a directory witness's directory.
+func loadCheckpoints(ctx context.Context, js jetstream.JetStream, trust *events.Verifier, sources []string) (*audit.Checkpoints, error) {
+	ct, err := checkpoint.NewTrust(trust)
+	if err != nil {
+		return nil, err
+	}
+	cs := audit.NewCheckpoints(ct)
+	for _, src := range sources {
+		if src == "stream" {
+			err = cs.AddStream(ctx, js)
+		} else {
+			err = cs.AddDir(src)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("checkpoints from %s: %w", src, err)
+		}
+	}
+	if cs.Len() == 0 {
+		return nil, fmt.Errorf("no checkpoint found in %s", strings.Join(sources, ", "))
+	}
+	return cs, nil
+}
+
+func proveCommand(stdout io.Writer, f *auditFlags) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "prove <request-id>",
+		Short: "Write an offline proof that a request's events are in the checkpointed log",
+		Long: `Writes a bundle (JSON) holding the request's stored events, each with its inclusion proof in the
+evidence log, and the latest signed checkpoint with its witnesses' cosignatures. grantline audit
+verify-proof checks it with nothing but the trust file. An event newer than the latest checkpoint makes
+it fail: try again after the next checkpoint.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !events.ValidRequestID(args[0]) {
+				return fmt.Errorf("%q is not a request ID", args[0])
+			}
+			trust, err := events.LoadTrustFile(f.trustFile)
+			if err != nil {
+				return err
+			}
+			js, closeNATS, err := connect(f.natsURL, brokeraccess.Auditor, f.auditorKey())
+			if err != nil {
+				return err
+			}
+			defer closeNATS()
+			b, err := audit.Prove(cmd.Context(), js, trust, args[0])
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = args[0] + ".proof.json"
+			}
+			data, err := json.Marshal(b, jsontext.WithIndent("  "))
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(out, append(data, '\n'), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "Wrote %s: %d events of request %s, proven in the log of %d events\n", out, len(b.Events), args[0],
+				b.Events[len(b.Events)-1].LeafIndex+1)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "file to write (default <request-id>.proof.json)")
+	return cmd
+}
+
+func verifyProofCommand(stdout io.Writer, f *auditFlags) *cobra.Command {
+	var minWitnesses int
+	cmd := &cobra.Command{
+		Use:   "verify-proof <bundle>",
+		Short: "Check a proof bundle offline, with the trust file alone",
+		Long: `Checks the checkpoint's signature by a trusted checkpointer and the trusted witnesses' cosignatures,
+each event's signature, emitter and chain from the request's first event, the request's lifecycle, and
+each event's inclusion in the checkpointed log. Needs no broker. Exits 1 if the proof does not hold.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			trust, err := events.LoadTrustFile(f.trustFile)
+			if err != nil {
+				return err
+			}
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var b audit.ProofBundle
+			if err := events.UnmarshalStrict(data, &b); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			r, err := audit.VerifyProof(&b, trust, minWitnesses)
+			if err != nil {
+				return err
+			}
+			if f.asJSON {
+				return writeJSON(stdout, r)
+			}
+			witnesses := "no witness"
+			if len(r.Witnesses) > 0 {
+				witnesses = "cosigned by " + strings.Join(r.Witnesses, ", ")
+			}
+			fmt.Fprintf(stdout, "Proof holds: request %s (%s, %s of %s), %d events (%s) at log positions %v,\n",
+				r.RequestID, r.Status, r.Submitted.Entitlement, r.Submitted.Requester.ID, r.Events, strings.Join(r.Types, ", "), r.Positions)
+			fmt.Fprintf(stdout, "in the log %s of %d events signed by %s at %s, %s.\n", r.Origin, r.LogSize, r.Signer,
+				r.SignedAt.Format(time.RFC3339), witnesses)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&minWitnesses, "min-witnesses", 0, "trusted witness cosignatures the checkpoint must carry")
 	return cmd
 }
 
@@ -269,6 +413,10 @@ func compact(b []byte, limit int) string {
 func printReport(out io.Writer, r *audit.Report, asJSON bool) error {
 	if asJSON {
 		return writeJSON(out, r)
+	}
+	if c := r.Checkpoints; c != nil {
+		fmt.Fprintf(out, "%d checkpoints; the latest covers %d events, signed at %s, cosigned by %d witness(es).\n",
+			c.Count, c.Covered, c.Latest.Format(time.RFC3339), len(c.Witnesses))
 	}
 	fmt.Fprintf(out, "%d events of %d requests, stream sequences %d to %d: ", r.Events, r.Requests, r.FirstSeq, r.LastSeq)
 	if r.Clean() {

@@ -237,3 +237,53 @@ func TestTaskAndRevokeCommandsAgainstDev(t *testing.T) {
 		t.Fatalf("alice revokes: %d %s", code, out)
 	}
 }
+
+// TestCheckpointCommandsAgainstDev: dev's checkpointer signs the stream; audit verify checks it against
+// the checkpoint stream and dev's directory witness, audit prove writes a request's proof and
+// verify-proof checks it with the trust file alone, also after the broker is gone.
+func TestCheckpointCommandsAgainstDev(t *testing.T) {
+	env, dataDir, api := startDev(t)
+	_, out := run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "analytics-read",
+		"--duration", "1h", "--justification", "evidence with checkpoints"}, api...)...)
+	id := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindString(out)
+	poll.Until(t, 20*time.Second, "the grant", func() bool {
+		_, out = run(t, append([]string{"request", "show", id, "--as", "alice", "--json"}, api...)...)
+		return strings.Contains(out, `"status": "granted"`)
+	})
+	audit := []string{"--nats", env.NATSURL(), "--trust", env.Keys().TrustFile}
+	verify := append([]string{"audit", "verify", "--checkpoints", "stream", "--checkpoints", devmode.WitnessDir(dataDir)}, audit...)
+	var code int
+	poll.Until(t, 30*time.Second, "a checkpoint of the 3 events", func() bool {
+		code, out = run(t, verify...)
+		return code == 0 && strings.Contains(out, "the latest covers 3 events")
+	})
+	if !strings.Contains(out, "nothing found") {
+		t.Fatalf("verify against checkpoints: %s", out)
+	}
+	bundle := filepath.Join(t.TempDir(), "proof.json")
+	if code, out = run(t, append([]string{"audit", "prove", id, "--out", bundle}, audit...)...); code != 0 {
+		t.Fatalf("prove: exit %d: %s", code, out)
+	}
+	env.Close(context.Background())
+	code, out = run(t, "audit", "verify-proof", bundle, "--trust", env.Keys().TrustFile)
+	if code != 0 || !strings.Contains(out, "Proof holds: request "+id+" (granted, analytics-read of alice), 3 events") {
+		t.Fatalf("verify-proof: exit %d: %s", code, out)
+	}
+	b, _ := os.ReadFile(bundle)
+	writeFile(t, bundle, strings.Replace(string(b), `"leaf_index": 1`, `"leaf_index": 0`, 1))
+	if code, out = run(t, "audit", "verify-proof", bundle, "--trust", env.Keys().TrustFile); code == 0 || !strings.Contains(out, "the proof does not hold") {
+		t.Fatalf("an altered proof: exit %d: %s", code, out)
+	}
+}
+
+// TestWitnessInit: a witness's key is made once and its verifier key printed for the trust file.
+func TestWitnessInit(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "w")
+	code, out := run(t, "witness", "init", "--name", "witness.example", "--state", state)
+	if code != 0 || !regexp.MustCompile(`(?m)^witness\.example\+[0-9a-f]{8}\+\S+$`).MatchString(out) {
+		t.Fatalf("init: exit %d: %s", code, out)
+	}
+	if code, out = run(t, "witness", "init", "--name", "witness.example", "--state", state); code == 0 || !strings.Contains(out, "already has a key") {
+		t.Fatalf("a second init: exit %d: %s", code, out)
+	}
+}

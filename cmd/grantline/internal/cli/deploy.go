@@ -14,22 +14,27 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/grantline/grantline/pkg/brokeraccess"
+	"github.com/grantline/grantline/pkg/checkpoint"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/services/intake"
 )
 
 func deployCommand(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "deploy", Short: "Prepare a deployment: keys, trust file and NATS users"}
-	var out, integrations, owner string
+	var out, integrations, owner, origin string
 	var force bool
 	secrets := &cobra.Command{
 		Use:   "secrets --out <dir>",
 		Short: "Generate every service's signing key, the trust file, and a NATS user (NKey) per service, operator, auditor and integration",
 		Long: `Writes, under --out:
   signing/<service>.key   each service's ed25519 signing key (GRANTLINE_SIGNING_KEY_FILE), mode 0600
-  trust.json              the trust file listing those keys (GRANTLINE_TRUST_FILE)
+  signing/checkpointer.key  the checkpointer's signed-note key (GRANTLINE_CHECKPOINT_KEY_FILE), mode 0600
+  signing/exporter.key    the key that signs evidence packs (grantline audit export --sign-key), mode 0600
+  trust.json              the trust file listing those keys (GRANTLINE_TRUST_FILE); add each witness's
+                          verifier key (grantline witness init) to its checkpoints.witnesses
   nats/<user>.nk          an NKey seed per NATS user (GRANTLINE_NATS_NKEY_FILE), mode 0600: intake, policy,
-                          approval, fulfilment, revoker, query, auditor, operator, integration-<name>
+                          approval, fulfilment, revoker, query, checkpointer, auditor, operator,
+                          integration-<name>
   nats/auth.conf          the users' public keys and permissions (pkg/brokeraccess), for every nats-server
                           node's configuration to include
 
@@ -52,13 +57,14 @@ window instead.`,
 			if err != nil {
 				return err
 			}
-			return writeSecrets(stdout, out, names, force, uid, gid)
+			return writeSecrets(stdout, out, names, origin, force, uid, gid)
 		},
 	}
 	f := secrets.Flags()
 	f.StringVar(&out, "out", "", "directory to write the secrets to (required)")
 	f.BoolVar(&force, "force", false, "replace existing files")
 	f.StringVar(&integrations, "integrations", "", "the integrations file (such as examples/integrations.yaml): one NATS user per integration")
+	f.StringVar(&origin, "origin", "grantline/evidence", "the evidence log's name in its checkpoints (unique to this deployment)")
 	f.StringVar(&owner, "owner", "", "UID:GID to own what is written (as root, for containers running as another user, such as 65532:65532)")
 	_ = secrets.MarkFlagRequired("out")
 	cmd.AddCommand(secrets)
@@ -89,7 +95,7 @@ type secretFile struct {
 
 // writeSecrets generates the keys and writes them under dir, refusing to replace anything unless force;
 // uid and gid (not -1) own every directory and file written.
-func writeSecrets(out io.Writer, dir string, integrations []string, force bool, uid, gid int) error {
+func writeSecrets(out io.Writer, dir string, integrations []string, origin string, force bool, uid, gid int) error {
 	m, err := brokeraccess.NewMatrix(integrations)
 	if err != nil {
 		return err
@@ -106,7 +112,24 @@ func writeSecrets(out io.Writer, dir string, integrations []string, force bool, 
 		files = append(files, secretFile{filepath.Join(dir, "signing", string(svc)+".key"), s.MarshalKeyFile(), 0o600,
 			"signing key of " + string(svc)})
 	}
-	files = append(files, secretFile{filepath.Join(dir, "trust.json"), events.NewTrustFile(now, signers...).Marshal(), 0o644,
+	trust := events.NewTrustFile(now, signers...)
+	trust.Checkpoints = &events.CheckpointTrust{Origin: origin}
+	for _, k := range []struct{ file, name, what string }{
+		{"checkpointer.key", "grantline-checkpointer", "signed-note key of the checkpointer"},
+		{"exporter.key", "grantline-exporter", "signed-note key of evidence packs"},
+	} {
+		skey, vkey, err := checkpoint.GenerateKey(k.name + "-" + now.Format("20060102T150405"))
+		if err != nil {
+			return err
+		}
+		files = append(files, secretFile{filepath.Join(dir, "signing", k.file), []byte(skey + "\n"), 0o600, k.what})
+		if k.file == "checkpointer.key" {
+			trust.Checkpoints.Checkpointers = []string{vkey}
+		} else {
+			trust.Exporters = []string{vkey}
+		}
+	}
+	files = append(files, secretFile{filepath.Join(dir, "trust.json"), trust.Marshal(), 0o644,
 		"trust file: every signing key, valid from " + now.Format(time.RFC3339)})
 	public := map[brokeraccess.User]string{}
 	for _, u := range m.Users {
@@ -165,7 +188,8 @@ func writeSecrets(out io.Writer, dir string, integrations []string, force bool, 
   1. Give every nats-server node %s and add  include "auth.conf"  to its configuration.
   2. Give each service its signing key, its NATS key and the trust file:
      GRANTLINE_SIGNING_KEY_FILE=signing/<service>.key GRANTLINE_NATS_NKEY_FILE=nats/<service>.nk GRANTLINE_TRUST_FILE=trust.json
-     (the read side: nats/query.nk; each integration: nats/integration-<name>.nk, replies on _INBOX.integration-<name>).
+     (the checkpointer: GRANTLINE_CHECKPOINT_KEY_FILE=signing/checkpointer.key with nats/checkpointer.nk;
+     the read side: nats/query.nk; each integration: nats/integration-<name>.nk, replies on _INBOX.integration-<name>).
   3. Create the streams as the operator, then start the services:
      grantline streams provision --nats <url> --nkey %s --replicas 3
 `, filepath.Join(dir, "nats", "auth.conf"), filepath.Join(dir, "nats", "operator.nk"))

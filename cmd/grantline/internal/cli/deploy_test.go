@@ -36,7 +36,7 @@ func TestDeploySecretsRunADeployment(t *testing.T) {
 		path string
 		mode os.FileMode
 	}{
-		{"signing/intake.key", 0o600}, {"signing/revoker.key", 0o600}, {"trust.json", 0o644}, {"nats/operator.nk", 0o600},
+		{"signing/intake.key", 0o600}, {"signing/revoker.key", 0o600}, {"signing/checkpointer.key", 0o600}, {"signing/exporter.key", 0o600}, {"trust.json", 0o644}, {"nats/operator.nk", 0o600},
 		{"nats/auditor.nk", 0o600}, {"nats/query.nk", 0o600}, {"nats/integration-servicenow.nk", 0o600}, {"nats/auth.conf", 0o644},
 	} {
 		info, err := os.Stat(filepath.Join(dir, f.path))
@@ -104,7 +104,7 @@ func TestDeploySecretsRunADeployment(t *testing.T) {
 		}
 	}
 	r, err := brokeraccess.Probe(ctx, url, creds)
-	if err != nil || len(r.Unexpected) > 0 || len(r.Users) != 9 {
+	if err != nil || len(r.Unexpected) > 0 || len(r.Users) != 10 {
 		t.Fatalf("probing the deployed users: %v\n%s", err, r)
 	}
 }

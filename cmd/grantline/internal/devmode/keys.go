@@ -9,15 +9,22 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/brokeraccess"
+	"github.com/grantline/grantline/pkg/checkpoint"
 	"github.com/grantline/grantline/pkg/events"
 )
 
-// Keys are the development signing keys, one per service, and the trust file that lists them.
+// DevOrigin names the dev evidence log in its checkpoints.
+const DevOrigin = "grantline.dev/evidence"
+
+// Keys are the development signing keys, one per service, the checkpointer's and the exporter's
+// signed-note keys, and the trust file that lists them.
 type Keys struct {
 	Dir       string
 	TrustFile string
 	Signers   map[events.Service]*events.Signer
 	Verifier  *events.Verifier
+	// CheckpointerKey and ExporterKey are the paths of the note signer key files.
+	CheckpointerKey, ExporterKey string
 }
 
 // EnsureKeys loads the dev keys from dir, generating a key for any service that has none, and writes
@@ -50,6 +57,17 @@ func EnsureKeys(dir string) (*Keys, error) {
 		tf.Keys = append(tf.Keys, entry.Keys...)
 		k.Signers[svc] = signer
 	}
+	k.CheckpointerKey, k.ExporterKey = filepath.Join(dir, "checkpointer.key"), filepath.Join(dir, "exporter.key")
+	checkpointer, err := ensureNoteKey(k.CheckpointerKey, "grantline-dev-checkpointer")
+	if err != nil {
+		return nil, err
+	}
+	exporter, err := ensureNoteKey(k.ExporterKey, "grantline-dev-exporter")
+	if err != nil {
+		return nil, err
+	}
+	tf.Checkpoints = &events.CheckpointTrust{Origin: DevOrigin, Checkpointers: []string{checkpointer}}
+	tf.Exporters = []string{exporter}
 	verifier, err := events.NewVerifier(tf)
 	if err != nil {
 		return nil, err
@@ -59,6 +77,23 @@ func EnsureKeys(dir string) (*Keys, error) {
 		return nil, fmt.Errorf("write trust file: %w", err)
 	}
 	return k, nil
+}
+
+// ensureNoteKey loads the note signer key at path, creating it for name if there is none, and returns
+// its verifier key.
+func ensureNoteKey(path, name string) (string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		var skey string
+		if skey, _, err = checkpoint.GenerateKey(name); err == nil {
+			b = []byte(skey + "\n")
+			err = os.WriteFile(path, b, 0o600)
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("dev key %s: %w", path, err)
+	}
+	return checkpoint.VerifierKey(string(b))
 }
 
 func createKey(path string, svc events.Service) (*events.Signer, error) {

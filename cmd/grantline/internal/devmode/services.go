@@ -25,6 +25,7 @@ import (
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/pglocal"
 	"github.com/grantline/grantline/services/approval/approvald"
+	"github.com/grantline/grantline/services/checkpointer/checkpointerd"
 	pgconnector "github.com/grantline/grantline/services/fulfilment/connector/postgres"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 	"github.com/grantline/grantline/services/intake"
@@ -39,6 +40,9 @@ const Audience = "grantline"
 
 // OIDCDir is where the dev issuer keeps its key and issuer record inside the data directory.
 func OIDCDir(dataDir string) string { return filepath.Join(dataDir, "oidc") }
+
+// WitnessDir is where dev's checkpointer also writes every checkpoint (a directory witness).
+func WitnessDir(dataDir string) string { return filepath.Join(dataDir, "witness") }
 
 // demo is the example set the dev environment runs on.
 type demo struct {
@@ -104,9 +108,12 @@ func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built 
 		"GRANTLINE_DATABASE_URL": e.dbURL, "GRANTLINE_INTEGRATIONS": filepath.Join(d.dir, "integrations.yaml"),
 		"GRANTLINE_POLICY_DIR": filepath.Join(d.dir, "policies"), "GRANTLINE_PG_TARGET_URL": target.url,
 		"GRANTLINE_PG_ROLES": target.roles, "GRANTLINE_CREDENTIAL_KEY": target.credentialKey,
+		"GRANTLINE_CHECKPOINT_KEY_FILE": e.keys.CheckpointerKey, "GRANTLINE_CHECKPOINT_INTERVAL": "2s",
+		"GRANTLINE_WITNESS_DIR": WitnessDir(e.cfg.DataDir),
 	}
 	intakeCfg, policyCfg, approvalCfg := intaked.Defaults(), policyd.Defaults(), approvald.Defaults()
 	queryCfg, fulfilmentCfg, revokerCfg := queryd.Defaults(), fulfilmentd.Defaults(), revokerd.Defaults()
+	checkpointerCfg := checkpointerd.Defaults()
 	// On the one origin there is one task route: fulfilment completes revoke tasks in process, through
 	// the revoker's store (the revoker alone may sign revoked), and the revoker serves no task route.
 	var revokeTasks fulfilmentd.Option
@@ -126,6 +133,9 @@ func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built 
 		}},
 		{brokeraccess.Revoker, &revokerCfg, func(h ops.Host) (ops.Service, error) {
 			return revokerd.New(ctx, revokerCfg, h, revokerd.TasksCompletedByFulfilment())
+		}},
+		{brokeraccess.Checkpointer, &checkpointerCfg, func(h ops.Host) (ops.Service, error) {
+			return checkpointerd.New(ctx, checkpointerCfg, h)
 		}},
 	}
 	hosts := map[brokeraccess.User]ops.Host{}

@@ -22,7 +22,7 @@ func TestDefaultValues(t *testing.T) {
 		t.Error(p)
 	}
 
-	wantReplicas := map[string]int32{"intake": 1, "policy": 1, "approval": 1, "fulfilment": 2, "revoker": 1, "query": 1}
+	wantReplicas := map[string]int32{"intake": 1, "policy": 1, "approval": 1, "fulfilment": 2, "revoker": 1, "query": 1, "checkpointer": 1}
 	for name, want := range wantReplicas {
 		if d := r.deployments[name]; d != nil && replicasOf(d) != want {
 			t.Errorf("%s: %d replicas, want %d", name, replicasOf(d), want)
@@ -86,7 +86,7 @@ func TestScaledValues(t *testing.T) {
 		t.Error(p)
 	}
 
-	wantReplicas := map[string]int32{"intake": 3, "policy": 2, "approval": 2, "fulfilment": 3, "revoker": 2, "query": 1}
+	wantReplicas := map[string]int32{"intake": 3, "policy": 2, "approval": 2, "fulfilment": 3, "revoker": 2, "query": 1, "checkpointer": 1}
 	for name, want := range wantReplicas {
 		if d := r.deployments[name]; d != nil && replicasOf(d) != want {
 			t.Errorf("%s: %d replicas, want %d", name, replicasOf(d), want)
@@ -134,7 +134,15 @@ func TestScaledValues(t *testing.T) {
 			t.Errorf("%s: no egress to the target systems", name)
 		}
 	}
-	for _, name := range []string{"intake", "approval", "query", "policy"} {
+	cp := r.deployments["checkpointer"].Spec.Template.Spec.Containers[0]
+	if envValue(cp, "GRANTLINE_WITNESS_URLS") != "https://witness.audit-firm.example" || envValue(cp, "GRANTLINE_WITNESS_DIR") != witnessDir ||
+		volume(r.deployments["checkpointer"], "witness").PersistentVolumeClaim == nil {
+		t.Errorf("checkpointer: the witnesses are not configured: %v", cp.Env)
+	}
+	if !egressTo(r, "checkpointer", "198.51.100.7/32") || egressTo(r, "fulfilment", "198.51.100.7/32") {
+		t.Errorf("egress to the HTTP witness: the checkpointer's only")
+	}
+	for _, name := range []string{"intake", "approval", "query", "policy", "checkpointer"} {
 		if egressTo(r, name, "10.60.0.15/32") {
 			t.Errorf("%s: egress to a target system it never calls", name)
 		}

@@ -23,13 +23,17 @@ import (
 // config.Parse; `grantline-<name> --help` marks them "required"), plus the NATS settings every service needs in a cluster: the defaults point at a
 // loopback server and the broker admits only authenticated users.
 var requiredEnv = map[string][]string{
-	"intake":     {"GRANTLINE_CATALOGUE", "GRANTLINE_TRUST_FILE", "GRANTLINE_SIGNING_KEY_FILE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE"},
-	"policy":     {"GRANTLINE_CATALOGUE", "GRANTLINE_POLICY_DIR", "GRANTLINE_TRUST_FILE", "GRANTLINE_SIGNING_KEY_FILE"},
-	"approval":   {"GRANTLINE_DATABASE_URL", "GRANTLINE_TRUST_FILE", "GRANTLINE_SIGNING_KEY_FILE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE"},
-	"fulfilment": {"GRANTLINE_CATALOGUE", "GRANTLINE_TRUST_FILE", "GRANTLINE_SIGNING_KEY_FILE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE", "GRANTLINE_CREDENTIAL_KEY"},
-	"revoker":    {"GRANTLINE_CATALOGUE", "GRANTLINE_TRUST_FILE", "GRANTLINE_SIGNING_KEY_FILE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE"},
-	"query":      {"GRANTLINE_DATABASE_URL", "GRANTLINE_TRUST_FILE", "GRANTLINE_CATALOGUE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE"},
+	"intake":       {"GRANTLINE_CATALOGUE", "GRANTLINE_TRUST_FILE", "GRANTLINE_SIGNING_KEY_FILE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE"},
+	"policy":       {"GRANTLINE_CATALOGUE", "GRANTLINE_POLICY_DIR", "GRANTLINE_TRUST_FILE", "GRANTLINE_SIGNING_KEY_FILE"},
+	"approval":     {"GRANTLINE_DATABASE_URL", "GRANTLINE_TRUST_FILE", "GRANTLINE_SIGNING_KEY_FILE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE"},
+	"fulfilment":   {"GRANTLINE_CATALOGUE", "GRANTLINE_TRUST_FILE", "GRANTLINE_SIGNING_KEY_FILE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE", "GRANTLINE_CREDENTIAL_KEY"},
+	"revoker":      {"GRANTLINE_CATALOGUE", "GRANTLINE_TRUST_FILE", "GRANTLINE_SIGNING_KEY_FILE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE"},
+	"query":        {"GRANTLINE_DATABASE_URL", "GRANTLINE_TRUST_FILE", "GRANTLINE_CATALOGUE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE"},
+	"checkpointer": {"GRANTLINE_TRUST_FILE", "GRANTLINE_CHECKPOINT_KEY_FILE"},
 }
+
+// witnessDir is the one writable mount: the checkpointer's directory witness, which it writes to.
+const witnessDir = "/var/lib/grantline/witness"
 
 var everyServiceEnv = []string{"GRANTLINE_HTTP_ADDR", "GRANTLINE_NATS_URL", "GRANTLINE_NATS_MONITOR_URLS", "GRANTLINE_NATS_NKEY_FILE"}
 
@@ -103,8 +107,8 @@ func deploymentProblems(name string, d *appsv1.Deployment) []string {
 			add("%s is not set", env)
 		}
 	}
-	if name == "query" && hasEnv(c, "GRANTLINE_SIGNING_KEY_FILE") {
-		add("the read side signs nothing, yet is given a signing key")
+	if (name == "query" || name == "checkpointer") && hasEnv(c, "GRANTLINE_SIGNING_KEY_FILE") {
+		add("it signs no event, yet is given a signing key")
 	}
 	if name == "fulfilment" {
 		if ref := secretRef(c, "GRANTLINE_CREDENTIAL_KEY"); ref == nil || (ref.Optional != nil && *ref.Optional) {
@@ -171,7 +175,7 @@ func podProblems(spec corev1.PodSpec) []string {
 			if _, ok := volumes[m.Name]; !ok {
 				add("container %s: mount %s names no volume", c.Name, m.MountPath)
 			}
-			if !m.ReadOnly {
+			if !m.ReadOnly && !(c.Name == "checkpointer" && m.MountPath == witnessDir) {
 				add("container %s: %s is mounted writable", c.Name, m.MountPath)
 			}
 		}

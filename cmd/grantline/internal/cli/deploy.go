@@ -22,6 +22,7 @@ import (
 func deployCommand(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "deploy", Short: "Prepare a deployment: keys, trust file and NATS users"}
 	var out, integrations, owner, origin string
+	var witnesses []string
 	var force bool
 	secrets := &cobra.Command{
 		Use:   "secrets --out <dir>",
@@ -57,13 +58,14 @@ window instead.`,
 			if err != nil {
 				return err
 			}
-			return writeSecrets(stdout, out, names, origin, force, uid, gid)
+			return writeSecrets(stdout, out, names, checkpointTrust(origin, witnesses), force, uid, gid)
 		},
 	}
 	f := secrets.Flags()
 	f.StringVar(&out, "out", "", "directory to write the secrets to (required)")
 	f.BoolVar(&force, "force", false, "replace existing files")
 	f.StringVar(&integrations, "integrations", "", "the integrations file (such as examples/integrations.yaml): one NATS user per integration")
+	f.StringArrayVar(&witnesses, "witness", nil, "verifier key of an HTTP witness (grantline witness init prints it), listed in the trust file; repeatable")
 	f.StringVar(&origin, "origin", "grantline/evidence", "the evidence log's name in its checkpoints (unique to this deployment)")
 	f.StringVar(&owner, "owner", "", "UID:GID to own what is written (as root, for containers running as another user, such as 65532:65532)")
 	_ = secrets.MarkFlagRequired("out")
@@ -93,9 +95,15 @@ type secretFile struct {
 	what    string
 }
 
+// checkpointTrust is the trust file's checkpoint section before the checkpointer's key is made.
+func checkpointTrust(origin string, witnesses []string) *events.CheckpointTrust {
+	return &events.CheckpointTrust{Origin: origin, Witnesses: witnesses}
+}
+
 // writeSecrets generates the keys and writes them under dir, refusing to replace anything unless force;
-// uid and gid (not -1) own every directory and file written.
-func writeSecrets(out io.Writer, dir string, integrations []string, origin string, force bool, uid, gid int) error {
+// checkpoints is the trust file's checkpoint section, to which the checkpointer's new key is added; uid
+// and gid (not -1) own every directory and file written.
+func writeSecrets(out io.Writer, dir string, integrations []string, checkpoints *events.CheckpointTrust, force bool, uid, gid int) error {
 	m, err := brokeraccess.NewMatrix(integrations)
 	if err != nil {
 		return err
@@ -113,7 +121,7 @@ func writeSecrets(out io.Writer, dir string, integrations []string, origin strin
 			"signing key of " + string(svc)})
 	}
 	trust := events.NewTrustFile(now, signers...)
-	trust.Checkpoints = &events.CheckpointTrust{Origin: origin}
+	trust.Checkpoints = checkpoints
 	for _, k := range []struct{ file, name, what string }{
 		{"checkpointer.key", "grantline-checkpointer", "signed-note key of the checkpointer"},
 		{"exporter.key", "grantline-exporter", "signed-note key of evidence packs"},
@@ -128,6 +136,9 @@ func writeSecrets(out io.Writer, dir string, integrations []string, origin strin
 		} else {
 			trust.Exporters = []string{vkey}
 		}
+	}
+	if _, err := events.NewVerifier(trust); err != nil {
+		return err
 	}
 	files = append(files, secretFile{filepath.Join(dir, "trust.json"), trust.Marshal(), 0o644,
 		"trust file: every signing key, valid from " + now.Format(time.RFC3339)})

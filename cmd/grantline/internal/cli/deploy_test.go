@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/grantline/grantline/pkg/brokeraccess"
+	"github.com/grantline/grantline/pkg/checkpoint"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/topology"
@@ -28,9 +29,19 @@ func TestDeploySecretsRunADeployment(t *testing.T) {
 	if os.Getuid() == 0 {
 		owner = "65532:65532"
 	}
-	code, out := run(t, "deploy", "secrets", "--out", dir, "--integrations", examples+"/integrations.yaml", "--owner", owner)
+	_, witnessKey, _ := checkpoint.GenerateKey("witness.example")
+	code, out := run(t, "deploy", "secrets", "--out", dir, "--integrations", examples+"/integrations.yaml", "--owner", owner, "--witness", witnessKey)
 	if code != 0 || !strings.Contains(out, "grantline streams provision") {
 		t.Fatalf("deploy secrets: exit %d: %s", code, out)
+	}
+	trust, err := events.LoadTrustFile(filepath.Join(dir, "trust.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkpointerKey, _ := os.ReadFile(filepath.Join(dir, "signing", "checkpointer.key"))
+	vkey, err := checkpoint.VerifierKey(string(checkpointerKey))
+	if c := trust.Checkpoints(); err != nil || c == nil || c.Checkpointers[0] != vkey || c.Witnesses[0] != witnessKey || len(trust.Exporters()) != 1 {
+		t.Fatalf("the trust file's checkpoints: %+v, %v", c, err)
 	}
 	for _, f := range []struct {
 		path string

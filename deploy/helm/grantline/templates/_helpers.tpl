@@ -11,6 +11,7 @@ approval: {api: true, signs: true, oidc: true, database: true}
 fulfilment: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: required, buckets: GRANTLINE_REPLICAS}
 revoker: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: optional}
 query: {api: true, oidc: true, catalogue: true, database: true}
+checkpointer: {checkpoints: true}
 {{- end -}}
 
 {{- define "grantline.name" -}}

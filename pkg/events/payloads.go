@@ -1,6 +1,9 @@
 package events
 
-import "time"
+import (
+	"encoding/json/jsontext"
+	"time"
+)
 
 // Payload is the data of one catalogue event. Each payload type belongs to exactly one event Type.
 type Payload interface {
@@ -93,6 +96,10 @@ type PolicyDecided struct {
 	PostReview       *PostReview `json:"post_review,omitempty"`
 	PolicyRevision   string      `json:"policy_revision"`
 	InputDigest      string      `json:"input_digest"`
+	// Input is the policy input exactly as evaluated (RFC 8785 canonical JSON, whose SHA-256 is
+	// InputDigest), so the decision can be re-evaluated bit for bit, by a changed policy too. Absent
+	// from decisions recorded before it was kept, and when policy could not build the input.
+	Input jsontext.Value `json:"input,omitempty"`
 }
 
 // ReviewDecision is one reviewer's verdict.

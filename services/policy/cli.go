@@ -90,21 +90,10 @@ func Eval(ctx context.Context, bundleDir string, input []byte) ([]byte, error) {
 	if err := doc.Canonicalize(); err != nil {
 		return nil, fmt.Errorf("policy input: %w", err)
 	}
-	var view struct {
-		Request struct {
-			DurationSeconds int64 `json:"duration_seconds"`
-			Emergency       bool  `json:"emergency"`
-		} `json:"request"`
-		Entitlement jsontext.Value `json:"entitlement"`
-	}
-	if err := json.Unmarshal(doc, &view); err != nil {
-		return nil, fmt.Errorf("policy input: %w", err)
-	}
-	f := facts{requested: view.Request.DurationSeconds, emergency: view.Request.Emergency,
-		known: view.Entitlement.Kind() == '{'}
-	d, err := e.decide(ctx, doc, f)
+	ev, err := e.EvaluateRecorded(ctx, doc)
 	if err != nil {
 		return nil, err
 	}
+	d := ev.Decision
 	return json.Marshal(d)
 }

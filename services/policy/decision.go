@@ -57,6 +57,21 @@ func (in Input) facts() facts {
 	return facts{requested: in.Request.DurationSeconds, emergency: in.Request.Emergency, known: in.Entitlement != nil}
 }
 
+// factsOf reads what a decision is checked against from a canonical input document.
+func factsOf(doc []byte) (facts, error) {
+	var view struct {
+		Request struct {
+			DurationSeconds int64 `json:"duration_seconds"`
+			Emergency       bool  `json:"emergency"`
+		} `json:"request"`
+		Entitlement jsontext.Value `json:"entitlement"`
+	}
+	if err := json.Unmarshal(doc, &view); err != nil {
+		return facts{}, fmt.Errorf("policy input: %w", err)
+	}
+	return facts{requested: view.Request.DurationSeconds, emergency: view.Request.Emergency, known: view.Entitlement.Kind() == '{'}, nil
+}
+
 // parseDecision strictly decodes the policy's answer and checks it against the input's facts: every
 // member present and none unknown, a known outcome with reasons, stages exactly for approval_required, an approval window for it,
 // a post-review exactly for emergency (and emergency only for an emergency request), an effective

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/json/jsontext"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/grantline/grantline/pkg/events"
 )
 
 // Query is what the engine evaluates: the decision rule of package grantline.
@@ -45,6 +48,16 @@ type Evaluation struct {
 	Revision string
 	// InputDigest is the digest of the canonical input (see Input.Canonical).
 	InputDigest string
+	// Input is the canonical input evaluated, the bytes InputDigest hashes.
+	Input []byte
+}
+
+// Event is the policy_decided payload of the evaluation decided at now, recording its input so that
+// it can be re-evaluated bit for bit (see Decision.Event).
+func (e Evaluation) Event(now time.Time) events.PolicyDecided {
+	pd := e.Decision.Event(now, e.Revision, e.InputDigest)
+	pd.Input = jsontext.Value(bytes.Clone(e.Input))
+	return pd
 }
 
 // Load reads the bundle in dir (every .rego file below it, in Rego v1 syntax; files ending in
@@ -103,7 +116,32 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) (Evaluation, error) {
 	if err != nil {
 		return Evaluation{}, err
 	}
-	return Evaluation{Decision: d, Revision: e.revision, InputDigest: digest}, nil
+	return Evaluation{Decision: d, Revision: e.revision, InputDigest: digest, Input: canonical}, nil
+}
+
+// ErrNotCanonical means a recorded input is not in the canonical form the engine evaluates.
+var ErrNotCanonical = errors.New("policy input is not RFC 8785 canonical JSON")
+
+// EvaluateRecorded decides a recorded input (policy_decided's input): exactly those bytes, which must
+// be canonical (ErrNotCanonical otherwise), as Evaluate decided them when they were recorded. Errors
+// are Evaluate's.
+func (e *Engine) EvaluateRecorded(ctx context.Context, input []byte) (Evaluation, error) {
+	canonical := jsontext.Value(bytes.Clone(input))
+	if err := canonical.Canonicalize(); err != nil {
+		return Evaluation{}, fmt.Errorf("policy input: %w", err)
+	}
+	if !bytes.Equal(canonical, input) {
+		return Evaluation{}, ErrNotCanonical
+	}
+	f, err := factsOf(canonical)
+	if err != nil {
+		return Evaluation{}, err
+	}
+	d, err := e.decide(ctx, canonical, f)
+	if err != nil {
+		return Evaluation{}, err
+	}
+	return Evaluation{Decision: d, Revision: e.revision, InputDigest: Digest(canonical), Input: canonical}, nil
 }
 
 // decide evaluates the canonical input document and checks the answer against f.

@@ -262,6 +262,38 @@ func TestDecisionEvent(t *testing.T) {
 	}
 }
 
+// TestRecordedInputReevaluates: a decision records the canonical input it was made on, whose digest is
+// its input_digest; EvaluateRecorded decides those bytes again to the same decision, and refuses input
+// that is not canonical (it would not be the bytes that were evaluated).
+func TestRecordedInputReevaluates(t *testing.T) {
+	d := loadDemo(t)
+	engine := loadEngine(t, demoBundle)
+	for _, a := range []ask{
+		{who: "erin", entitlement: "analytics-read", minutes: 60},
+		{who: "alice", entitlement: "payments-admin", minutes: 60, emergency: true, open: []string{"01KFIRSTEMERGENCY000000000"}},
+		{who: "alice", entitlement: "no-such-thing", minutes: 60},
+	} {
+		ev, err := engine.Evaluate(context.Background(), d.input(a))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pd := ev.Event(now)
+		if policy.Digest(pd.Input) != pd.InputDigest {
+			t.Fatalf("%+v: the recorded input does not hash to the recorded digest", a)
+		}
+		again, err := engine.EvaluateRecorded(context.Background(), pd.Input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(ev, again); diff != "" {
+			t.Errorf("%+v: re-evaluated (-recorded +again):\n%s", a, diff)
+		}
+	}
+	if _, err := engine.EvaluateRecorded(context.Background(), []byte(`{"request": {}, "entitlement": null}`)); !errors.Is(err, policy.ErrNotCanonical) {
+		t.Fatalf("an input with insignificant whitespace: %v", err)
+	}
+}
+
 // TestInputDigest: the digest names the canonical input, so the same request decided at the same time
 // on the same state has the same digest, and any difference changes it.
 func TestInputDigest(t *testing.T) {

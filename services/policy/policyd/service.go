@@ -218,7 +218,7 @@ func (s *service) decide(ctx context.Context, r *events.Request, last bool) (dec
 	in := policy.NewInput(sub, ent, now, nil)
 	ev, err := s.evaluate(ctx, r.ID(), sub, &in)
 	if err == nil {
-		return decided{event: ev.Decision.Event(now, ev.Revision, ev.InputDigest)}, nil
+		return decided{event: ev.Event(now)}, nil
 	}
 	if !last || ctx.Err() != nil {
 		// A shutdown is not the policy failing: the next replica decides.

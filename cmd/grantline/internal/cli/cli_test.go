@@ -141,6 +141,10 @@ func TestAuditCommandsAgainstDev(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "3 events of 1 requests") || !strings.Contains(out, "nothing found") {
 		t.Fatalf("verify: exit %d: %s", code, out)
 	}
+	code, out = run(t, append([]string{"policy", "whatif", "--bundle", examples + "/policies"}, audit...)...)
+	if code != 0 || !strings.Contains(out, "reproduced all 1 exactly") || !strings.Contains(out, "No decision would change") {
+		t.Fatalf("policy whatif with the bundle that decided: exit %d: %s", code, out)
+	}
 	code, out = run(t, append([]string{"audit", "replay", id}, audit...)...)
 	if code != 0 || !strings.Contains(out, "submitted") || !strings.Contains(out, "policy_decided") || !strings.Contains(out, "/grantline/policy") {
 		t.Fatalf("replay: exit %d: %s", code, out)

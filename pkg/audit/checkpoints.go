@@ -86,6 +86,21 @@ func (cs *Checkpoints) add(s *checkpoint.Signed, from string) {
 	slices.Sort(e.signed.Witnesses)
 }
 
+// SignedBy returns the checkpoints signed at or before t, for a history taken at t (an export): a
+// checkpoint signed later may cover events the history could not hold.
+func (cs *Checkpoints) SignedBy(t time.Time) *Checkpoints {
+	out := &Checkpoints{trust: cs.trust, findings: cs.findings}
+	for _, e := range cs.entries {
+		if !e.signed.Time.After(t) {
+			out.entries = append(out.entries, e)
+		}
+	}
+	if latest := out.Latest(); latest != nil {
+		out.leaves = cs.leaves[:min(uint64(len(cs.leaves)), latest.Size)]
+	}
+	return out
+}
+
 // AddStream adds every checkpoint of the checkpoint stream (the records, then their cosigned copies)
 // and the leaf hashes the records hold.
 func (cs *Checkpoints) AddStream(ctx context.Context, js jetstream.JetStream) error {
@@ -196,10 +211,11 @@ func (r *checkpointRun) covering(pos uint64) int {
 	return min(i, len(r.cs.entries)-1)
 }
 
-// finish reports a cut tail (checkpoints beyond the history's end) and, when created is the live
-// stream's creation time, checkpoints of a stream created at another time.
-func (r *checkpointRun) finish(events int, created time.Time, find func(Finding)) {
-	if len(r.cs.entries) > 0 {
+// finish reports a cut tail (checkpoints beyond the history's end, unless it ends early on purpose)
+// and, when created is the live stream's creation time, checkpoints of a stream created at another
+// time.
+func (r *checkpointRun) finish(events int, created time.Time, endsEarly bool, find func(Finding)) {
+	if len(r.cs.entries) > 0 && !endsEarly {
 		latest := r.cs.entries[len(r.cs.entries)-1]
 		if latest.signed.Size > uint64(events) {
 			first := r.covering(uint64(events) + 1)

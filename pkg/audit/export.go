@@ -30,6 +30,8 @@ type Manifest struct {
 	Requests  int               `json:"requests"`
 	Findings  int               `json:"findings"`
 	Files     map[string]string `json:"files"`
+	// Period is the period report.html covers, when the export has one (--controls).
+	Period string `json:"period,omitempty"`
 }
 
 // Exporter writes an export into a directory, one stored event at a time, verifying as it goes.
@@ -80,7 +82,21 @@ func (x *Exporter) Finish(now time.Time) (*Manifest, *Report, error) {
 	}
 	m := &Manifest{CreatedAt: now.UTC(), Stream: topology.EventsStream, FirstSeq: report.FirstSeq, LastSeq: report.LastSeq,
 		Events: report.Events, Requests: report.Requests, Findings: len(report.Findings), Files: map[string]string{}}
-	for _, name := range []string{"events.jsonl", "requests.csv"} {
+	names := []string{"events.jsonl", "requests.csv"}
+	if c := x.verifier.opts.Controls; c != nil {
+		counts := c.Counts(report)
+		html, err := reportBytes(PackReport{Period: c.Period(), GeneratedAt: now.UTC(), Stream: topology.EventsStream, Counts: counts,
+			Controls: MapControls(counts), Findings: report.Findings})
+		if err != nil {
+			return nil, nil, fmt.Errorf("report: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(x.dir, "report.html"), html, 0o644); err != nil {
+			return nil, nil, err
+		}
+		m.Period = c.Period()
+		names = append(names, "report.html")
+	}
+	for _, name := range names {
 		sum, err := fileSHA256(filepath.Join(x.dir, name))
 		if err != nil {
 			return nil, nil, err

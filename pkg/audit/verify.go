@@ -77,6 +77,11 @@ type Options struct {
 	// StreamCreated is when the live stream was created (zero for an export): a checkpoint of a stream
 	// created at another time shows it was recreated.
 	StreamCreated time.Time
+	// EndsEarly says the history deliberately stops before the stream's end (an export up to a time):
+	// checkpoints beyond it are not a cut tail.
+	EndsEarly bool
+	// Controls, if not nil, is fed every event that verifies, for an evidence pack's report.
+	Controls *Controls
 }
 
 // Verifier checks a history one stored event at a time, in stream order, and keeps going after a
@@ -152,6 +157,9 @@ func (v *Verifier) Add(rec events.Record) {
 		return
 	}
 	st.evs = append(st.evs, ev)
+	if v.opts.Controls != nil {
+		v.opts.Controls.observe(ev, st.req)
+	}
 }
 
 func (v *Verifier) state(id string) *requestState {
@@ -171,11 +179,15 @@ func (v *Verifier) Finish() *Report {
 	v.report.Requests = len(v.requests)
 	if v.cps != nil {
 		cs := v.cps.cs
-		v.cps.finish(v.report.Events, v.opts.StreamCreated, v.find)
+		v.cps.finish(v.report.Events, v.opts.StreamCreated, v.opts.EndsEarly, v.find)
 		v.report.Findings = slices.Concat(cs.findings, v.report.Findings)
-		v.report.Checkpoints = &CheckpointSummary{Count: cs.Len()}
-		if latest := cs.Latest(); latest != nil {
-			v.report.Checkpoints.Covered, v.report.Checkpoints.Latest, v.report.Checkpoints.Witnesses = latest.Size, latest.Time, latest.Witnesses
+		v.report.Checkpoints = &CheckpointSummary{}
+		for _, e := range cs.entries {
+			if v.opts.EndsEarly && e.signed.Size > uint64(v.report.Events) {
+				break
+			}
+			v.report.Checkpoints.Count++
+			v.report.Checkpoints.Covered, v.report.Checkpoints.Latest, v.report.Checkpoints.Witnesses = e.signed.Size, e.signed.Time, e.signed.Witnesses
 		}
 	}
 	for _, id := range v.order {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/grantline/grantline/pkg/audit"
 	"github.com/grantline/grantline/pkg/brokeraccess"
@@ -86,11 +88,24 @@ found.`,
 			progress := newProgress(stderr, "verified")
 			var report *audit.Report
 			if len(args) == 1 {
-				m, err := audit.CheckManifest(args[0])
-				if err != nil {
+				m, signedBy, err := audit.VerifyPack(args[0], trust)
+				switch {
+				case errors.Is(err, audit.ErrUnsigned):
+					if m, err = audit.CheckManifest(args[0]); err != nil {
+						return err
+					}
+					fmt.Fprintln(stderr, "The export is not signed: its files match its manifest, which nothing vouches for.")
+				case err != nil:
 					return err
+				default:
+					fmt.Fprintf(stderr, "The export is signed by %s and every file matches its manifest.\n", signedBy)
 				}
 				opts.Now, opts.ExpectFirstSeq = m.CreatedAt, m.FirstSeq
+				if opts.Checkpoints != nil {
+					// The export was taken at its creation: later checkpoints may cover events it could not
+					// hold, and an export of a period ends before the stream did.
+					opts.Checkpoints, opts.EndsEarly = opts.Checkpoints.SignedBy(m.CreatedAt), m.Period != ""
+				}
 				v := audit.NewVerifier(trust, opts)
 				file, err := os.Open(filepath.Join(args[0], "events.jsonl"))
 				if err != nil {
@@ -141,27 +156,74 @@ found.`,
 	verify.Flags().Uint64Var(&f.to, "to", 0, "last stream sequence (default: the last)")
 	verify.Flags().DurationVar(&f.slo, "revocation-slo", time.Minute, "how long after expiry a revocation may take")
 
-	var out string
+	var out, from, to, signKey string
+	var controls bool
 	export := &cobra.Command{
 		Use:   "export --out <dir>",
 		Short: "Export events (JSON Lines with signatures), a CSV summary per request and a manifest of hashes",
-		Args:  cobra.NoArgs,
+		Long: `Writes events.jsonl (every stored event with its signature, bodies verbatim), requests.csv and
+manifest.json (each file's SHA-256), verifying as it goes.
+
+With --controls it also writes report.html, a printable report mapping the period's evidence to SOC 2
+CC6.1–CC6.3, ISO/IEC 27001 A.5.15/A.5.18 and NIST SP 800-53 AC-2/AC-6/AU-9: requests and decisions,
+approvals with separation of duties, grants and revocations as observed on the targets, emergencies and
+their post-reviews, and checkpoint coverage (with --checkpoints). The period is --from/--to given as
+times (RFC 3339 or YYYY-MM-DD; --to exclusive): the export then holds the stream from its first event to
+the end of the period, so that it verifies on its own, and the report counts the period.
+
+With --sign-key (an exporter key of the trust file, signing/exporter.key of grantline deploy secrets) the
+pack is signed as a whole: manifest.sig signs the manifest, which covers every file. grantline audit
+verify <dir> checks the signature and every file.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			trust, err := events.LoadTrustFile(f.trustFile)
 			if err != nil {
 				return err
+			}
+			opts := audit.Options{RevocationSLO: f.slo, Now: time.Now()}
+			var since, until time.Time
+			if f.from, since, err = parseBound(from); err != nil {
+				return fmt.Errorf("--from: %w", err)
+			}
+			if f.to, until, err = parseBound(to); err != nil {
+				return fmt.Errorf("--to: %w", err)
+			}
+			if (!since.IsZero() || !until.IsZero()) && !controls {
+				return errors.New("--from and --to take times with --controls only (stream sequences otherwise)")
+			}
+			var signer note.Signer
+			if signKey != "" {
+				if signer, err = checkpoint.LoadSigner(signKey); err != nil {
+					return err
+				}
 			}
 			js, closeNATS, err := connect(f.natsURL, brokeraccess.Auditor, f.auditorKey())
 			if err != nil {
 				return err
 			}
 			defer closeNATS()
-			x, err := audit.NewExporter(out, audit.NewVerifier(trust, audit.Options{RevocationSLO: f.slo, Now: time.Now()}))
+			if len(f.checkpoints) > 0 {
+				if f.from > 1 {
+					return errors.New("--checkpoints needs the history from its first event")
+				}
+				if opts.Checkpoints, err = loadCheckpoints(cmd.Context(), js, trust, f.checkpoints); err != nil {
+					return err
+				}
+				opts.ExpectFirstSeq = 1
+			}
+			opts.EndsEarly = f.to != 0 || !until.IsZero()
+			if controls {
+				opts.Controls = audit.NewControls(since, until)
+			}
+			x, err := audit.NewExporter(out, audit.NewVerifier(trust, opts))
 			if err != nil {
 				return err
 			}
 			progress := newProgress(stderr, "exported")
 			if err := audit.ReadStream(cmd.Context(), js, audit.Range{From: f.from, To: f.to}, func(r events.Record) error {
+				if !until.IsZero() && !r.StoredAt.Before(until) {
+					return nil
+				}
 				progress.tick(r.Seq)
 				return x.Add(r)
 			}); err != nil {
@@ -171,13 +233,24 @@ found.`,
 			if err != nil {
 				return err
 			}
+			if signer != nil {
+				if err := audit.SignPack(out, signer); err != nil {
+					return err
+				}
+			}
 			progress.done()
 			if f.asJSON {
 				return writeJSON(stdout, map[string]any{"manifest": m, "report": report})
 			}
 			fmt.Fprintf(stdout, "Exported %d events of %d requests (stream sequences %d to %d) to %s\n", m.Events, m.Requests, m.FirstSeq, m.LastSeq, out)
-			for name, sum := range m.Files {
-				fmt.Fprintf(stdout, "  %-14s %s\n", name, sum)
+			for _, name := range slices.Sorted(maps.Keys(m.Files)) {
+				fmt.Fprintf(stdout, "  %-14s %s\n", name, m.Files[name])
+			}
+			if m.Period != "" {
+				fmt.Fprintf(stdout, "report.html maps the period %s to the controls.\n", m.Period)
+			}
+			if signer != nil {
+				fmt.Fprintf(stdout, "Signed as a whole by %s (manifest.sig).\n", signer.Name())
 			}
 			if !report.Clean() {
 				_ = printReport(stdout, report, false)
@@ -187,8 +260,11 @@ found.`,
 		},
 	}
 	export.Flags().StringVar(&out, "out", "", "directory to create for the export (required)")
-	export.Flags().Uint64Var(&f.from, "from", 0, "first stream sequence")
-	export.Flags().Uint64Var(&f.to, "to", 0, "last stream sequence")
+	export.Flags().StringVar(&from, "from", "", "first stream sequence, or with --controls the period's start (a time)")
+	export.Flags().StringVar(&to, "to", "", "last stream sequence, or with --controls the period's end (a time, exclusive)")
+	export.Flags().BoolVar(&controls, "controls", false, "add report.html, the period's evidence mapped to SOC 2, ISO 27001 and NIST 800-53 controls")
+	export.Flags().StringVar(&signKey, "sign-key", "", "exporter key (signed-note form) that signs the pack as a whole")
+	export.Flags().StringArrayVar(&f.checkpoints, "checkpoints", nil, `signed checkpoints to verify against: "stream" or a directory witness's directory; repeatable`)
 	export.Flags().DurationVar(&f.slo, "revocation-slo", time.Minute, "how long after expiry a revocation may take")
 	_ = export.MarkFlagRequired("out")
 

@@ -268,7 +268,20 @@ func TestCheckpointCommandsAgainstDev(t *testing.T) {
 	if code, out = run(t, append([]string{"audit", "prove", id, "--out", bundle}, audit...)...); code != 0 {
 		t.Fatalf("prove: exit %d: %s", code, out)
 	}
+	pack := filepath.Join(t.TempDir(), "pack")
+	code, out = run(t, append([]string{"audit", "export", "--out", pack, "--controls", "--from", "2026-01-01", "--sign-key", env.Keys().ExporterKey,
+		"--checkpoints", "stream"}, audit...)...)
+	if code != 0 || !strings.Contains(out, "report.html") || !strings.Contains(out, "Signed as a whole by grantline-dev-exporter") {
+		t.Fatalf("export --controls: exit %d: %s", code, out)
+	}
+	if html, _ := os.ReadFile(filepath.Join(pack, "report.html")); !strings.Contains(string(html), "1 requests submitted; 1 decided by policy-as-code") {
+		t.Fatalf("the report does not count the request:\n%s", html)
+	}
 	env.Close(context.Background())
+	code, out = run(t, "audit", "verify", pack, "--trust", env.Keys().TrustFile, "--checkpoints", devmode.WitnessDir(dataDir))
+	if code != 0 || !strings.Contains(out, "signed by grantline-dev-exporter") || !strings.Contains(out, "nothing found") {
+		t.Fatalf("verify the signed pack offline: exit %d: %s", code, out)
+	}
 	code, out = run(t, "audit", "verify-proof", bundle, "--trust", env.Keys().TrustFile)
 	if code != 0 || !strings.Contains(out, "Proof holds: request "+id+" (granted, analytics-read of alice), 3 events") {
 		t.Fatalf("verify-proof: exit %d: %s", code, out)

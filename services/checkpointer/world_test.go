@@ -32,10 +32,11 @@ const origin = "grantline.test/evidence"
 // checkpointer's key in the trust file, an HTTP witness and a directory witness. The tests act on
 // the broker as its operator: they may delete, recreate and refill streams.
 type world struct {
-	t        *testing.T
+	t        testing.TB
 	js       jetstream.JetStream
 	settings eventstore.StreamSettings
 	stores   map[events.Service]*eventstore.Store
+	signers  map[events.Service]*events.Signer
 	verifier *events.Verifier
 	trust    *checkpoint.Trust
 	signer   note.Signer
@@ -44,7 +45,7 @@ type world struct {
 	requests []string
 }
 
-func newWorld(t *testing.T, js jetstream.JetStream, durability eventstore.SyncProbe, settings eventstore.StreamSettings) *world {
+func newWorld(t testing.TB, js jetstream.JetStream, durability eventstore.SyncProbe, settings eventstore.StreamSettings) *world {
 	t.Helper()
 	ctx := context.Background()
 	if err := eventstore.Provision(ctx, js, settings); err != nil {
@@ -66,9 +67,11 @@ func newWorld(t *testing.T, js jetstream.JetStream, durability eventstore.SyncPr
 		t.Fatal(err)
 	}
 	trust, _ := checkpoint.NewTrust(verifier)
-	w := &world{t: t, js: js, settings: settings, stores: map[events.Service]*eventstore.Store{}, verifier: verifier, trust: trust,
+	w := &world{t: t, js: js, settings: settings, stores: map[events.Service]*eventstore.Store{}, signers: map[events.Service]*events.Signer{},
+		verifier: verifier, trust: trust,
 		signer: signer, dir: filepath.Join(t.TempDir(), "witness-dir")}
 	for _, s := range signers {
+		w.signers[s.Service()] = s
 		st, err := eventstore.Open(ctx, js, eventstore.Config{Signer: s, Verifier: verifier, Durability: durability})
 		if err != nil {
 			t.Fatal(err)

@@ -74,7 +74,11 @@ func ReadStream(ctx context.Context, js jetstream.JetStream, r Range, fn func(ev
 			Signature: msg.Headers().Get(events.SignatureHeader), StoredAt: meta.Timestamp}); err != nil {
 			return err
 		}
-		if meta.Sequence.Stream == last || meta.NumPending == 0 {
+		// Without a filter the read ends at the leader's last sequence. NumPending is not trusted for
+		// that: the ordered consumer may sit on a replica still catching up (after a node restart),
+		// which counts nothing pending while the leader holds more. With a filter the last matching
+		// sequence is unknown, and NumPending is what there is.
+		if meta.Sequence.Stream >= last || (r.Subject != "" && meta.NumPending == 0) {
 			return nil
 		}
 	}

@@ -152,7 +152,9 @@ func recordOf(msg *jetstream.RawStreamMsg) events.Record {
 // Run follows the evidence stream and checkpoints it until ctx ends; then it checkpoints what it has
 // read and returns nil. An error (the append refused, the stream gone) stops it.
 func (c *Checkpointer) Run(ctx context.Context) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AllSubjects}}
+	// A bounded number of resets: an ordered consumer that cannot be recreated (the stream gone, the
+	// cluster down) makes Run fail, and the process restart, rather than wait for ever.
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AllSubjects}, MaxResetAttempts: 5}
 	if c.lastSeq > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, c.lastSeq+1
 	}

@@ -70,7 +70,9 @@ func TestProofBundle(t *testing.T) {
 			b.Checkpoint = string(msg)
 		}},
 		{"the checkpoint's size edited", func(b *audit.ProofBundle) {
-			b.Checkpoint = strings.Replace(b.Checkpoint, "\n15\n", "\n16\n", 1)
+			lines := strings.SplitN(b.Checkpoint, "\n", 3)
+			lines[1] += "0"
+			b.Checkpoint = strings.Join(lines, "\n")
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -161,7 +161,8 @@ func (s *Server) save(st state) error {
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(b); err == nil {
+	_, err = f.Write(b)
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

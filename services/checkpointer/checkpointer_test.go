@@ -3,7 +3,6 @@ package checkpointer_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -49,18 +48,13 @@ func hasKind(r *audit.Report, kind audit.FindingKind) bool {
 // stream after it was checkpointed and witnessed. Per-request chains alone see none of these
 // rewrites; the checkpoints show each one at the position where the stream departs from them.
 func TestTamperingThroughTheBroker(t *testing.T) {
-	ns := natstest.RunServer(t)
-	_, js := natstest.Connect(t, ns.ClientURL())
-	w := newWorld(t, js, embedded(ns), eventstore.DefaultSettings)
-	for i := range 8 {
-		w.request(fmt.Sprintf("user%d", i))
-	}
+	w := singleNode(t)
+	js := w.js
+	w.requestsOf(0, 8)
 	stop := w.runCheckpointer(js, 7)
 	older := w.awaitCheckpoint()
 	olderCopy := w.stored()
-	for i := 8; i < 12; i++ {
-		w.request(fmt.Sprintf("user%d", i))
-	}
+	w.requestsOf(8, 12)
 	w.awaitCheckpoint()
 	stop()
 	original := w.stored()
@@ -150,18 +144,14 @@ func TestCheckpointsAcrossALeaderChange(t *testing.T) {
 	w := newWorld(t, js, embedded(c.Nodes...), eventstore.StreamSettings{Replicas: 3, EventsMaxBytes: 1 << 30})
 	_, cjs := natstest.Connect(t, c.ClientURLs())
 	w.runCheckpointer(cjs, 5)
-	for i := range 6 {
-		w.request(fmt.Sprintf("user%d", i))
-	}
+	w.requestsOf(0, 6)
 	leader := streamLeader(t, js)
 	c.Stop(leader)
 	poll.Until(t, 30*time.Second, "a new leader of the evidence stream", func() bool {
 		l, ok := tryLeader(js)
 		return ok && l != leader
 	})
-	for i := 6; i < 12; i++ {
-		w.request(fmt.Sprintf("user%d", i))
-	}
+	w.requestsOf(6, 12)
 	w.awaitCheckpoint()
 	if err := c.Restart(leader); err != nil {
 		t.Fatal(err)

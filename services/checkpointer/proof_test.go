@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -13,19 +12,14 @@ import (
 	"github.com/grantline/grantline/pkg/audit"
 	"github.com/grantline/grantline/pkg/checkpoint"
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
-	"github.com/grantline/grantline/pkg/natstest"
 )
 
 // TestProofBundle: grantline audit prove's bundle verifies offline with the trust file alone, and
 // every alteration of it fails.
 func TestProofBundle(t *testing.T) {
-	ns := natstest.RunServer(t)
-	_, js := natstest.Connect(t, ns.ClientURL())
-	w := newWorld(t, js, embedded(ns), eventstore.DefaultSettings)
-	for i := range 5 {
-		w.request(fmt.Sprintf("user%d", i))
-	}
+	w := singleNode(t)
+	js := w.js
+	w.requestsOf(0, 5)
 	w.runCheckpointer(js, 4)
 	w.awaitCheckpoint()
 	id := w.requests[2]

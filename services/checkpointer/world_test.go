@@ -3,6 +3,7 @@ package checkpointer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 	"github.com/grantline/grantline/pkg/checkpoint"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/pkg/witness"
@@ -88,6 +90,22 @@ func newWorld(t testing.TB, js jetstream.JetStream, durability eventstore.SyncPr
 	t.Cleanup(srv.Close)
 	w.witness = srv.URL
 	return w
+}
+
+// singleNode is a world on one embedded node.
+func singleNode(t testing.TB) *world {
+	t.Helper()
+	ns := natstest.RunServer(t)
+	_, js := natstest.Connect(t, ns.ClientURL())
+	return newWorld(t, js, embedded(ns), eventstore.DefaultSettings)
+}
+
+// requestsOf writes the histories of the requests of user<from> to user<to-1>.
+func (w *world) requestsOf(from, to int) {
+	w.t.Helper()
+	for i := from; i < to; i++ {
+		w.request(fmt.Sprintf("user%d", i))
+	}
 }
 
 // request writes one request's history: submitted, decided auto-approved, granted (three events).

@@ -276,11 +276,7 @@ verify <dir> checks the signature and every file.`,
 			if !events.ValidRequestID(args[0]) {
 				return fmt.Errorf("%q is not a request ID", args[0])
 			}
-			trust, err := events.LoadTrustFile(f.trustFile)
-			if err != nil {
-				return err
-			}
-			js, closeNATS, err := connect(f.natsURL, brokeraccess.Auditor, f.auditorKey())
+			trust, js, closeNATS, err := f.online()
 			if err != nil {
 				return err
 			}
@@ -330,11 +326,7 @@ it fail: try again after the next checkpoint.`,
 			if !events.ValidRequestID(args[0]) {
 				return fmt.Errorf("%q is not a request ID", args[0])
 			}
-			trust, err := events.LoadTrustFile(f.trustFile)
-			if err != nil {
-				return err
-			}
-			js, closeNATS, err := connect(f.natsURL, brokeraccess.Auditor, f.auditorKey())
+			trust, js, closeNATS, err := f.online()
 			if err != nil {
 				return err
 			}
@@ -404,6 +396,20 @@ each event's inclusion in the checkpointed log. Needs no broker. Exits 1 if the 
 	}
 	cmd.Flags().IntVar(&minWitnesses, "min-witnesses", 0, "trusted witness cosignatures the checkpoint must carry")
 	return cmd
+}
+
+// online loads the trust file and connects to the broker as the auditor; call the returned func to
+// close the connection.
+func (f auditFlags) online() (*events.Verifier, jetstream.JetStream, func(), error) {
+	trust, err := events.LoadTrustFile(f.trustFile)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	js, closeNATS, err := connect(f.natsURL, brokeraccess.Auditor, f.auditorKey())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return trust, js, closeNATS, nil
 }
 
 // auditorKey is --nkey, or else the auditor's seed beside the trust file if there is one.

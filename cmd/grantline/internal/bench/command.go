@@ -15,7 +15,7 @@ func Command(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Starts nats-server (fsync on every write), a private PostgreSQL and every service from --bin-dir as
 separate processes, measures the raw ceiling on that server (JetStream publishes, sync and async, and
 the event store's load+append loop with its compare-and-set), then drives auto-approved requests
-through the system: a warm-up, as fast as it takes them (--requests, at most --in-flight at once), then
+for a population of --people engineers, in turn, through the system: a warm-up, as fast as it takes them (--requests, at most --in-flight at once), then
 --rate: half of the rate it sustained (default), a number of requests/s, or max to stop there. It
 prints requests/s, submit → decision and submit → granted latencies, consumer lag, CPU and peak memory
 of each process, and the ratios to the ceiling and to DESIGN §8's targets. Every phase is bounded;
@@ -38,13 +38,14 @@ Build the binaries first (make binaries); make bench-system does both.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.BinDir, "bin-dir", cfg.BinDir, "directory holding nats-server and grantline-<service> (make binaries)")
-	f.StringVar(&cfg.Examples, "examples", cfg.Examples, "directory holding policies/ and directory.yaml")
+	f.StringVar(&cfg.Examples, "examples", cfg.Examples, "directory holding policies/ (the policy bundle)")
 	f.StringVar(&cfg.Via, "via", cfg.Via, "submit over http or integration (CloudEvents on the intake stream)")
 	f.StringVar(&cfg.Connector, "connector", cfg.Connector, "fulfil with webhook (a target in the bench) or postgres (a role per grant)")
 	f.StringVar(&cfg.Rate, "rate", cfg.Rate, "after the maximum-rate phase: half, a number of requests/s to hold instead, or max to stop")
 	f.IntVar(&cfg.Requests, "requests", cfg.Requests, "requests in the maximum-rate phase")
 	f.IntVar(&cfg.InFlight, "in-flight", cfg.InFlight, "requests submitted and not yet granted, at most, in the maximum-rate phase")
 	f.DurationVar(&cfg.Hold, "hold", cfg.Hold, "how long the held-rate phase submits")
+	f.IntVar(&cfg.People, "people", cfg.People, "people the requests are for, in turn (engineers in the bench's directory)")
 	f.IntVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured requests before the first phase")
 	f.IntVar(&cfg.RawMessages, "raw-messages", cfg.RawMessages, "sync publishes of the raw ceiling (async: five times as many)")
 	f.IntVar(&cfg.Updates, "updates", cfg.Updates, "events appended through load+append for the ceiling, with 1 writer and with --update-writers")

@@ -33,7 +33,7 @@ const (
 type Config struct {
 	// BinDir holds nats-server and grantline-<service> for each of Services (`make binaries`).
 	BinDir string
-	// Examples holds policies/ (the policy bundle) and directory.yaml (the users of the dev issuer).
+	// Examples holds policies/, the policy bundle; the bench writes its own directory of people.
 	Examples string
 	// Via is ViaHTTP or ViaIntegration.
 	Via string
@@ -49,6 +49,8 @@ type Config struct {
 	InFlight int
 	// Hold is how long a held-rate phase submits.
 	Hold time.Duration
+	// People is the size of the population the requests are drawn from.
+	People int
 	// Warmup is how many requests run, unmeasured, before the first phase.
 	Warmup int
 	// RawMessages is how many sync publishes measure the raw ceiling (async: five times as many).
@@ -75,7 +77,7 @@ type Config struct {
 // DefaultConfig is the run `make bench-system` does.
 func DefaultConfig() Config {
 	return Config{BinDir: "bin", Examples: "examples", Via: ViaHTTP, Connector: webhook.Name, Rate: RateHalf,
-		Requests: 3000, InFlight: 256, Hold: 30 * time.Second, Warmup: 200, RawMessages: 2000, Updates: 1500,
+		Requests: 3000, InFlight: 256, Hold: 30 * time.Second, People: 1000, Warmup: 200, RawMessages: 2000, Updates: 1500,
 		UpdateWriters: 4, PhaseTimeout: 3 * time.Minute, CompareRounds: 2}
 }
 
@@ -93,7 +95,7 @@ func (c Config) check() error {
 	for _, n := range []struct {
 		name string
 		v    int
-	}{{"requests", c.Requests}, {"in-flight", c.InFlight}, {"raw messages", c.RawMessages}, {"updates", c.Updates}, {"update writers", c.UpdateWriters}} {
+	}{{"requests", c.Requests}, {"in-flight", c.InFlight}, {"raw messages", c.RawMessages}, {"updates", c.Updates}, {"update writers", c.UpdateWriters}, {"people", c.People}} {
 		if n.v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1", n.name))
 		}

@@ -47,6 +47,8 @@ type Phase struct {
 	// Planned, Submitted, Granted, Failed count requests; Failures are the first distinct reasons.
 	Planned, Submitted, Granted, Failed int
 	Failures                            []string
+	// Requesters is how many distinct people of the population the requests were for.
+	Requesters int
 	// Elapsed runs from the first submission to the last grant.
 	Elapsed time.Duration
 	// SubmitRate is the rate of submissions; Overall the grants over Elapsed; Sustained the grants of
@@ -94,10 +96,11 @@ func (rep *Report) Print(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "  submitted   over HTTP: POST /v1/requests with a bearer token and an Idempotency-Key, kept-alive connections\n")
 	}
+	fmt.Fprintf(w, "  requests    %s for 1h, for %d people of group %s in turn, auto-approved by %s/policies, ", entitlement, cfg.People, populationGroup, cfg.Examples)
 	if cfg.Connector == pgconnector.Name {
-		fmt.Fprintf(w, "  requests    %s by %s for 1h, auto-approved by %s/policies, granted by the postgres connector (a role per grant on the private PostgreSQL)\n", entitlement, requester, cfg.Examples)
+		fmt.Fprintf(w, "granted by the postgres connector (a grant role per grant, granted to the person's role, on the private PostgreSQL)\n")
 	} else {
-		fmt.Fprintf(w, "  requests    %s by %s for 1h, auto-approved by %s/policies, granted by the webhook connector (an HMAC-checking target in the bench process: %d calls)\n", entitlement, requester, cfg.Examples, rep.WebhookCalls)
+		fmt.Fprintf(w, "granted by the webhook connector (an HMAC-checking target in the bench process: %d calls)\n", rep.WebhookCalls)
 	}
 	fmt.Fprintf(w, "  latencies   from just before the bench submits to when nats-server stored the event; nearest-rank percentiles\n\n")
 
@@ -141,7 +144,8 @@ func (ph Phase) print(w io.Writer) {
 		fmt.Fprintf(w, "Phase %s: %.1f requests/s held (%.1f submitted/s achieved)\n", ph.Name, ph.TargetRate, ph.SubmitRate)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "  requests\t%d submitted, %d granted, %d failed; first submit to last grant %s\n", ph.Submitted, ph.Granted, ph.Failed, ph.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(tw, "  requests\t%d submitted, %d granted, %d failed; first submit to last grant %s; for %d distinct people\n",
+		ph.Submitted, ph.Granted, ph.Failed, ph.Elapsed.Round(time.Millisecond), ph.Requesters)
 	for _, f := range ph.Failures {
 		fmt.Fprintf(tw, "  failure\t%s\n", f)
 	}

@@ -277,7 +277,9 @@ func (r *run) compare(ctx context.Context) error {
 }
 
 // phase submits n requests, as fast as the system takes them (rate 0) or at rate per second, and
-// waits until every one is granted or has failed, within the phase timeout.
+// waits until every one is granted or has failed and every consumer's backlog is drained, within the
+// phase timeout: the CPU the phase measures is then all the work its requests caused, including work
+// deferred past the last grant.
 func (r *run) phase(ctx context.Context, name string, n int, rate float64) (Phase, error) {
 	ph := Phase{Name: name, TargetRate: rate, Planned: n}
 	var window chan struct{}
@@ -307,7 +309,7 @@ func (r *run) phase(ctx context.Context, name string, n int, rate float64) (Phas
 	r.tracker.begin(window)
 	r.lag.reset()
 	r.recordLag(ctx)
-	cpu0 := r.cpu()
+	cpu0, cpuFrom := r.cpu(), time.Now()
 	if name == phaseMax && len(r.s.cfg.Profile) > 0 && r.prof == nil {
 		if r.prof, err = startProfiler(ctx, r.s.cfg.ProfileDir, r.s.children()); err != nil {
 			return ph, err
@@ -321,13 +323,17 @@ func (r *run) phase(ctx context.Context, name string, n int, rate float64) (Phas
 	}
 	err = r.tracker.waitFinished(ctx, n)
 	stopProgress()
+	if err == nil {
+		err = r.waitIdle(ctx, r.s.cfg.PhaseTimeout)
+	}
+	ph.CPU, ph.CPUWindow = since(r.cpu(), cpu0), time.Since(cpuFrom)
 	if r.prof != nil {
 		r.prof.stopAndWait()
 	}
 	r.recordLag(context.WithoutCancel(ctx))
 	ph.Lag = r.lag.reset()
-	ph.CPU = since(r.cpu(), cpu0)
 	r.tracker.fill(&ph)
+	ph.Budget = budgetOf(ph.CPU, ph.Granted)
 	seq1, serr := r.lastSeq(context.WithoutCancel(ctx))
 	ph.Events = int(seq1 - seq0)
 	if err != nil {

@@ -37,7 +37,9 @@ const (
 	phaseMax    = "max"
 	// phaseCompared is the maximum rate with the --compare binaries.
 	phaseCompared = "max-compared"
-	phaseHold     = "hold"
+	// phaseKeepUp is a step of the search for the highest rate every consumer keeps up with.
+	phaseKeepUp = "keep-up"
+	phaseHold   = "hold"
 )
 
 // Run runs the benchmark and returns what it measured; progress receives a line per step and, in long
@@ -167,7 +169,7 @@ func (r *run) load(ctx context.Context) error {
 	}
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
-	go r.sampleLag(lagCtx, time.Second)
+	go r.sampleLag(lagCtx, lagInterval)
 
 	if cfg.Warmup > 0 {
 		r.say("warm-up: %d requests", cfg.Warmup)
@@ -186,27 +188,23 @@ func (r *run) load(ctx context.Context) error {
 			return err
 		}
 	}
-	if cfg.Rate != RateMax {
-		var sustained float64
-		if len(r.rep.Phases) > 0 {
-			sustained = r.rep.Phases[0].Sustained
-		}
-		rate, err := cfg.heldRate(sustained)
-		if err != nil {
-			return err
-		}
-		if rate <= 0 {
-			return errors.New("the maximum-rate phase granted nothing to take half of")
-		}
-		n := max(1, int(rate*cfg.Hold.Seconds()))
-		r.say("holding %.1f requests/s for %s (%d requests)", rate, cfg.Hold, n)
-		ph, err := r.phase(ctx, phaseHold, n, rate)
-		r.rep.Phases = append(r.rep.Phases, ph)
-		if err != nil {
+	if cfg.Rate == RateMax {
+		return nil
+	}
+	if cfg.Rate == RateHalf {
+		if err := r.sustain(ctx, r.rep.Phases[0].Sustained); err != nil {
 			return err
 		}
 	}
-	return nil
+	rate, err := cfg.heldRate(r.rep.Sustainable.Rate)
+	if err != nil {
+		return err
+	}
+	n := max(1, int(rate*cfg.Hold.Seconds()))
+	r.say("holding %.1f requests/s for %s (%d requests)", rate, cfg.Hold, n)
+	ph, err := r.phase(ctx, phaseHold, n, rate)
+	r.rep.Phases = append(r.rep.Phases, ph)
+	return err
 }
 
 // finish measures the raw publish again and summarises the profiles.
@@ -316,11 +314,15 @@ func (r *run) phase(ctx context.Context, name string, n int, rate float64) (Phas
 		}
 	}
 	stopProgress := r.progress(name, n)
+	submitFrom := time.Now()
 	if rate == 0 {
 		r.closedLoop(ctx, keys, window)
 	} else {
 		r.openLoop(ctx, keys, rate)
 	}
+	// The backlog as the last request went out ends the window the phase is judged on, so that window
+	// holds a sample however short the phase.
+	submitTo := r.recordLag(ctx)
 	err = r.tracker.waitFinished(ctx, n)
 	stopProgress()
 	if err == nil {
@@ -331,9 +333,15 @@ func (r *run) phase(ctx context.Context, name string, n int, rate float64) (Phas
 		r.prof.stopAndWait()
 	}
 	r.recordLag(context.WithoutCancel(ctx))
-	ph.Lag = r.lag.reset()
+	samples := r.lag.reset()
+	ph.Lag = maxLag(samples)
 	r.tracker.fill(&ph)
 	ph.Budget = budgetOf(ph.CPU, ph.Granted)
+	judged, offered := rate, rate > 0
+	if !offered {
+		judged = ph.Sustained
+	}
+	ph.KeepUp = judgeKeepUp(samples, submitFrom, submitTo, judged, ph.SubmitRate, offered)
 	seq1, serr := r.lastSeq(context.WithoutCancel(ctx))
 	ph.Events = int(seq1 - seq0)
 	if err != nil {

@@ -14,12 +14,17 @@ func Command(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Measure the whole system: requests/s from submit to granted, latencies, and ratios to the raw ceiling",
 		Long: `Starts nats-server (fsync on every write), a private PostgreSQL and every service from --bin-dir as
 separate processes, measures the raw ceiling on that server (JetStream publishes, sync and async, and
-the event store's load+append loop with its compare-and-set), then drives auto-approved requests
-for a population of --people engineers, in turn, through the system: a warm-up, as fast as it takes them (--requests, at most --in-flight at once), then
---rate: half of the rate it sustained (default), a number of requests/s, or max to stop there. It
-prints requests/s, submit → decision and submit → granted latencies, consumer lag, CPU and peak memory
-of each process, and the ratios to the ceiling and to DESIGN §8's targets. Every phase is bounded;
-everything it started is stopped when it ends or is interrupted.
+the event store's load+append loop with its compare-and-set), then drives auto-approved requests for
+a population of --people engineers, in turn, through the system: a warm-up, as fast as it takes them
+(--requests, at most --in-flight at once), then --rate: half (default) searches, in at most
+--keep-up-steps steps of --keep-up-step at a fixed rate, for the highest rate at which every consumer
+keeps up (its backlog bounded and not growing) and holds half of it for --hold; a number of requests/s
+holds that; max stops after the maximum rate.
+
+It prints requests/s, submit → decision and submit → granted latencies, consumer lag and whether
+every consumer kept up, CPU per granted request of each process (nats-server and all of PostgreSQL's
+processes included) and peak memory, and the ratios to the ceiling and to DESIGN §8's targets. Every phase is bounded; everything it started is stopped when it ends or is
+interrupted.
 
 Build the binaries first (make binaries); make bench-system does both.`,
 		Example: `  grantline bench
@@ -41,10 +46,12 @@ Build the binaries first (make binaries); make bench-system does both.`,
 	f.StringVar(&cfg.Examples, "examples", cfg.Examples, "directory holding policies/ (the policy bundle)")
 	f.StringVar(&cfg.Via, "via", cfg.Via, "submit over http or integration (CloudEvents on the intake stream)")
 	f.StringVar(&cfg.Connector, "connector", cfg.Connector, "fulfil with webhook (a target in the bench) or postgres (a role per grant)")
-	f.StringVar(&cfg.Rate, "rate", cfg.Rate, "after the maximum-rate phase: half, a number of requests/s to hold instead, or max to stop")
+	f.StringVar(&cfg.Rate, "rate", cfg.Rate, "after the maximum-rate phase: half (of the highest rate every consumer keeps up with), a number of requests/s to hold instead, or max to stop")
 	f.IntVar(&cfg.Requests, "requests", cfg.Requests, "requests in the maximum-rate phase")
 	f.IntVar(&cfg.InFlight, "in-flight", cfg.InFlight, "requests submitted and not yet granted, at most, in the maximum-rate phase")
 	f.DurationVar(&cfg.Hold, "hold", cfg.Hold, "how long the held-rate phase submits")
+	f.IntVar(&cfg.KeepUpSteps, "keep-up-steps", cfg.KeepUpSteps, "steps, at most, of the search for the highest rate every consumer keeps up with")
+	f.DurationVar(&cfg.KeepUpStep, "keep-up-step", cfg.KeepUpStep, "how long each step of that search submits")
 	f.IntVar(&cfg.People, "people", cfg.People, "people the requests are for, in turn (engineers in the bench's directory)")
 	f.IntVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured requests before the first phase")
 	f.IntVar(&cfg.RawMessages, "raw-messages", cfg.RawMessages, "sync publishes of the raw ceiling (async: five times as many)")

@@ -25,7 +25,8 @@ const (
 const (
 	// RateMax runs only the maximum-rate phase.
 	RateMax = "max"
-	// RateHalf runs the maximum-rate phase, then holds half the rate it sustained.
+	// RateHalf runs the maximum-rate phase, searches for the highest rate at which every consumer
+	// keeps up (see KeepUp), then holds half of it.
 	RateHalf = "half"
 )
 
@@ -49,6 +50,10 @@ type Config struct {
 	InFlight int
 	// Hold is how long a held-rate phase submits.
 	Hold time.Duration
+	// KeepUpSteps bounds the search for the highest rate every consumer keeps up with (RateHalf); each
+	// step offers its rate for KeepUpStep.
+	KeepUpSteps int
+	KeepUpStep  time.Duration
 	// People is the size of the population the requests are drawn from.
 	People int
 	// Warmup is how many requests run, unmeasured, before the first phase.
@@ -77,7 +82,8 @@ type Config struct {
 // DefaultConfig is the run `make bench-system` does.
 func DefaultConfig() Config {
 	return Config{BinDir: "bin", Examples: "examples", Via: ViaHTTP, Connector: webhook.Name, Rate: RateHalf,
-		Requests: 3000, InFlight: 256, Hold: 30 * time.Second, People: 1000, Warmup: 200, RawMessages: 2000, Updates: 1500,
+		Requests: 3000, InFlight: 256, Hold: 30 * time.Second, KeepUpSteps: 5, KeepUpStep: 10 * time.Second, People: 1000,
+		Warmup: 200, RawMessages: 2000, Updates: 1500,
 		UpdateWriters: 4, PhaseTimeout: 3 * time.Minute, CompareRounds: 2}
 }
 
@@ -95,13 +101,14 @@ func (c Config) check() error {
 	for _, n := range []struct {
 		name string
 		v    int
-	}{{"requests", c.Requests}, {"in-flight", c.InFlight}, {"raw messages", c.RawMessages}, {"updates", c.Updates}, {"update writers", c.UpdateWriters}, {"people", c.People}} {
+	}{{"requests", c.Requests}, {"in-flight", c.InFlight}, {"raw messages", c.RawMessages}, {"updates", c.Updates},
+		{"update writers", c.UpdateWriters}, {"keep-up steps", c.KeepUpSteps}, {"people", c.People}} {
 		if n.v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1", n.name))
 		}
 	}
-	if c.Warmup < 0 || c.Hold <= 0 || c.PhaseTimeout <= 0 {
-		errs = append(errs, errors.New("warm-up, hold and phase timeout must be positive"))
+	if c.Warmup < 0 || c.Hold <= 0 || c.KeepUpStep <= 0 || c.PhaseTimeout <= 0 {
+		errs = append(errs, errors.New("warm-up, hold, keep-up step and phase timeout must be positive"))
 	}
 	for svc, bin := range c.Compare {
 		if !slices.Contains(Services, svc) {
@@ -124,10 +131,10 @@ func (c Config) check() error {
 	return errors.Join(errs...)
 }
 
-// heldRate is the rate the hold phase keeps, given the maximum-rate phase's sustained rate.
-func (c Config) heldRate(max float64) (float64, error) {
+// heldRate is the rate the hold phase keeps, given the highest rate every consumer kept up with.
+func (c Config) heldRate(sustainable float64) (float64, error) {
 	if c.Rate == RateHalf {
-		return max / 2, nil
+		return sustainable / 2, nil
 	}
 	r, err := strconv.ParseFloat(c.Rate, 64)
 	if err != nil || r <= 0 {

@@ -94,7 +94,7 @@ type run struct {
 
 // all is the run, step by step.
 func (r *run) all(ctx context.Context) error {
-	for _, step := range []func(context.Context) error{r.start, r.ceiling, r.startServices, r.load, r.finish} {
+	for _, step := range []func(context.Context) error{r.start, r.ceiling, r.startServices, r.load, r.worstCase, r.finish} {
 		if err := step(ctx); err != nil {
 			return err
 		}

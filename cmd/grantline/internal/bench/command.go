@@ -19,7 +19,8 @@ a population of --people engineers, in turn, through the system: a warm-up, as f
 (--requests, at most --in-flight at once), then --rate: half (default) searches, in at most
 --keep-up-steps steps of --keep-up-step at a fixed rate, for the highest rate at which every consumer
 keeps up (its backlog bounded and not growing) and holds half of it for --hold; a number of requests/s
-holds that; max stops after the maximum rate.
+holds that; max stops after the maximum rate. With --connector postgres it then measures the
+connector's cost per grant for one person already holding each of --worst-case grants.
 
 It prints requests/s, submit → decision and submit → granted latencies, consumer lag and whether
 every consumer kept up, CPU per granted request of each process (nats-server and all of PostgreSQL's
@@ -30,7 +31,7 @@ Build the binaries first (make binaries); make bench-system does both.`,
 		Example: `  grantline bench
   grantline bench --rate 100 --hold 20s
   grantline bench --profile policy,nats-server
-  grantline bench --via integration --connector postgres
+  grantline bench --via integration --connector postgres --worst-case 0,100,1000,3000
   grantline bench --rate max --compare policy=/tmp/new/grantline-policy`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -53,6 +54,8 @@ Build the binaries first (make binaries); make bench-system does both.`,
 	f.IntVar(&cfg.KeepUpSteps, "keep-up-steps", cfg.KeepUpSteps, "steps, at most, of the search for the highest rate every consumer keeps up with")
 	f.DurationVar(&cfg.KeepUpStep, "keep-up-step", cfg.KeepUpStep, "how long each step of that search submits")
 	f.IntVar(&cfg.People, "people", cfg.People, "people the requests are for, in turn (engineers in the bench's directory)")
+	f.IntSliceVar(&cfg.WorstCaseHeld, "worst-case", cfg.WorstCaseHeld, "with --connector postgres: grants one person already holds when the connector's cost per grant is measured (empty: skip)")
+	f.IntVar(&cfg.WorstCaseGrants, "worst-case-grants", cfg.WorstCaseGrants, "grants (and revocations) timed at each of --worst-case")
 	f.IntVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured requests before the first phase")
 	f.IntVar(&cfg.RawMessages, "raw-messages", cfg.RawMessages, "sync publishes of the raw ceiling (async: five times as many)")
 	f.IntVar(&cfg.Updates, "updates", cfg.Updates, "events appended through load+append for the ceiling, with 1 writer and with --update-writers")

@@ -56,6 +56,11 @@ type Config struct {
 	KeepUpStep  time.Duration
 	// People is the size of the population the requests are drawn from.
 	People int
+	// WorstCaseHeld lists the numbers of grants one person holds at which the postgres connector's
+	// cost per grant is measured, WorstCaseGrants grants at each; empty, or the webhook connector, skips
+	// the measurement.
+	WorstCaseHeld   []int
+	WorstCaseGrants int
 	// Warmup is how many requests run, unmeasured, before the first phase.
 	Warmup int
 	// RawMessages is how many sync publishes measure the raw ceiling (async: five times as many).
@@ -83,7 +88,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{BinDir: "bin", Examples: "examples", Via: ViaHTTP, Connector: webhook.Name, Rate: RateHalf,
 		Requests: 3000, InFlight: 256, Hold: 30 * time.Second, KeepUpSteps: 5, KeepUpStep: 10 * time.Second, People: 1000,
-		Warmup: 200, RawMessages: 2000, Updates: 1500,
+		WorstCaseHeld: []int{0, 100, 1000, 3000}, WorstCaseGrants: 50, Warmup: 200, RawMessages: 2000, Updates: 1500,
 		UpdateWriters: 4, PhaseTimeout: 3 * time.Minute, CompareRounds: 2}
 }
 
@@ -102,13 +107,18 @@ func (c Config) check() error {
 		name string
 		v    int
 	}{{"requests", c.Requests}, {"in-flight", c.InFlight}, {"raw messages", c.RawMessages}, {"updates", c.Updates},
-		{"update writers", c.UpdateWriters}, {"keep-up steps", c.KeepUpSteps}, {"people", c.People}} {
+		{"update writers", c.UpdateWriters}, {"keep-up steps", c.KeepUpSteps}, {"people", c.People}, {"worst-case grants", c.WorstCaseGrants}} {
 		if n.v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1", n.name))
 		}
 	}
 	if c.Warmup < 0 || c.Hold <= 0 || c.KeepUpStep <= 0 || c.PhaseTimeout <= 0 {
 		errs = append(errs, errors.New("warm-up, hold, keep-up step and phase timeout must be positive"))
+	}
+	for _, n := range c.WorstCaseHeld {
+		if n < 0 {
+			errs = append(errs, fmt.Errorf("worst case: %d grants held", n))
+		}
 	}
 	for svc, bin := range c.Compare {
 		if !slices.Contains(Services, svc) {

@@ -24,8 +24,10 @@ type Report struct {
 	Phases       []Phase
 	// Sustainable is the highest rate at which every consumer kept up (with RateHalf).
 	Sustainable Sustainable
-	Processes   []Process
-	Profiles    []Profile
+	// WorstCase is the postgres connector's cost per grant against the grants one person holds.
+	WorstCase []WorstCasePoint
+	Processes []Process
+	Profiles  []Profile
 	// WebhookCalls is how many calls the webhook target answered.
 	WebhookCalls int64
 	// WorkDir held the run's logs, configuration and stores (removed unless kept).
@@ -135,6 +137,7 @@ func (rep *Report) Print(w io.Writer) {
 	rep.printSustainable(w)
 	rep.printRatios(w)
 	rep.printBudget(w)
+	rep.printWorstCase(w)
 	rep.printMemory(w)
 	for _, p := range rep.Profiles {
 		fmt.Fprintf(w, "\nCPU profile of %s during the first maximum-rate phase (%d × %s, merged; cumulative)\n", p.Process, len(p.Files), profileWindow)

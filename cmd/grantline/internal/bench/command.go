@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -9,6 +10,7 @@ import (
 // Command is `grantline bench`.
 func Command(stdout, stderr io.Writer) *cobra.Command {
 	cfg := DefaultConfig()
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure the whole system: requests/s from submit to granted, latencies, and ratios to the raw ceiling",
@@ -24,7 +26,8 @@ connector's cost per grant for one person already holding each of --worst-case g
 
 It prints requests/s, submit → decision and submit → granted latencies, consumer lag and whether
 every consumer kept up, CPU per granted request of each process (nats-server and all of PostgreSQL's
-processes included) and peak memory, and the ratios to the ceiling and to DESIGN §8's targets. Every phase is bounded; everything it started is stopped when it ends or is
+processes included) and peak memory, and the ratios to the ceiling and to DESIGN §8's targets; --json
+prints the same as JSON. Every phase is bounded; everything it started is stopped when it ends or is
 interrupted.
 
 Build the binaries first (make binaries); make bench-system does both.`,
@@ -32,10 +35,14 @@ Build the binaries first (make binaries); make bench-system does both.`,
   grantline bench --rate 100 --hold 20s
   grantline bench --profile policy,nats-server
   grantline bench --via integration --connector postgres --worst-case 0,100,1000,3000
+  grantline bench --json > bench.json
   grantline bench --rate max --compare policy=/tmp/new/grantline-policy`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rep, err := Run(cmd.Context(), cfg, stderr)
+			if rep != nil && asJSON {
+				return errors.Join(err, rep.WriteJSON(stdout))
+			}
 			if rep != nil {
 				rep.Print(stdout)
 			}
@@ -67,5 +74,6 @@ Build the binaries first (make binaries); make bench-system does both.`,
 	f.StringToStringVar(&cfg.Compare, "compare", nil, "service=binary: also run the maximum-rate phase with that binary of the service, alternating with the usual one")
 	f.IntVar(&cfg.CompareRounds, "compare-rounds", cfg.CompareRounds, "rounds of the maximum-rate phase with each binary when comparing")
 	f.BoolVar(&cfg.KeepWorkDir, "keep", false, "keep the run's directory: logs, configuration, NATS store")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
 }

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"cmp"
+	"encoding/json/jsontext"
+	"encoding/json/v2"
 	"fmt"
 	"io"
 	"maps"
@@ -150,6 +152,13 @@ func (rep *Report) Print(w io.Writer) {
 		}
 		fmt.Fprint(w, indent(p.Top))
 	}
+}
+
+// WriteJSON writes the report as one JSON document, for scripts: durations as Go duration strings
+// ("12.5ms"), figures per granted request as the *MS fields.
+func (rep *Report) WriteJSON(w io.Writer) error {
+	durations := json.MarshalFunc(func(d time.Duration) ([]byte, error) { return json.Marshal(d.String()) })
+	return json.MarshalWrite(w, rep, json.WithMarshalers(durations), jsontext.WithIndent("  "))
 }
 
 func (ph Phase) print(w io.Writer) {

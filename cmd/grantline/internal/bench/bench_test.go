@@ -158,8 +158,8 @@ func checkSustained(t *testing.T, rep *Report, cfg Config) {
 			steps = append(steps, ph)
 		}
 	}
-	if len(steps) == 0 || len(steps) > cfg.KeepUpSteps || k.Steps != len(steps) {
-		t.Fatalf("%d keep-up steps (%+v), want 1 to %d", len(steps), k, cfg.KeepUpSteps)
+	if len(steps) != cfg.KeepUpSteps || k.Steps != len(steps) {
+		t.Fatalf("%d keep-up steps (%+v), want %d", len(steps), k, cfg.KeepUpSteps)
 	}
 	best := 0.0
 	for _, ph := range steps {

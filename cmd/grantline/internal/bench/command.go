@@ -18,7 +18,7 @@ func Command(stdout, stderr io.Writer) *cobra.Command {
 separate processes, measures the raw ceiling on that server (JetStream publishes, sync and async, and
 the event store's load+append loop with its compare-and-set), then drives auto-approved requests for
 a population of --people engineers, in turn, through the system: a warm-up, as fast as it takes them
-(--requests, at most --in-flight at once), then --rate: half (default) searches, in at most
+(--requests, at most --in-flight at once), then --rate: half (default) searches, in
 --keep-up-steps steps of --keep-up-step at a fixed rate, for the highest rate at which every consumer
 keeps up (its backlog bounded and not growing) and holds half of it for --hold; a number of requests/s
 holds that; max stops after the maximum rate. With --connector postgres it then measures the

@@ -106,7 +106,7 @@ type Sustainable struct {
 	// when none did.
 	Rate float64
 	// FellBehind is the lowest offered rate of a step at which a consumer fell behind; 0 when none did
-	// (the search started at the maximum phase's rate and it kept up there).
+	// (Rate is then only a lower bound).
 	FellBehind float64
 	// EventsPerRequest is what a request appended in the step at Rate.
 	EventsPerRequest float64
@@ -117,20 +117,20 @@ type Sustainable struct {
 // EventsPerSecond is Rate in events.
 func (s Sustainable) EventsPerSecond() float64 { return s.Rate * s.EventsPerRequest }
 
-// sustain searches for the highest rate every consumer keeps up with: a step at the maximum phase's
-// sustained rate, then a bisection between the highest rate that kept up so far (at first none) and
-// the lowest that did not, each step offering its rate for KeepUpStep and finishing (all granted, every
-// backlog drained) before the next. KeepUpSteps bounds the search; with the default five steps it
-// resolves the rate to a sixteenth of the maximum.
-func (r *run) sustain(ctx context.Context, ceiling float64) error {
+// sustain searches for the highest rate every consumer keeps up with, starting at the maximum phase's
+// sustained rate (start): while every step keeps up and no higher step has fallen behind, the next
+// offers half as much again (a closed loop with a deep window can sustain less than the system
+// carries open loop); once one has fallen behind, the steps bisect between the highest rate that
+// kept up so far (at first none) and the lowest that did not. Each step offers its rate for
+// KeepUpStep and finishes (all granted, every backlog drained) before the next; KeepUpSteps bounds
+// the search. With the default five steps, a first step that falls behind leaves the rate resolved to
+// a sixteenth of start.
+func (r *run) sustain(ctx context.Context, start float64) error {
 	cfg := r.s.cfg
 	k := &r.rep.Sustainable
-	lo, hi := 0.0, ceiling
+	lo, hi := 0.0, 0.0
 	for step := range cfg.KeepUpSteps {
-		rate := hi
-		if step > 0 {
-			rate = (lo + hi) / 2
-		}
+		rate := nextRate(start, lo, hi)
 		n := max(1, int(rate*cfg.KeepUpStep.Seconds()))
 		r.say("keep-up step %d of at most %d: %.1f requests/s for %s", step+1, cfg.KeepUpSteps, rate, cfg.KeepUpStep)
 		ph, err := r.phase(ctx, phaseKeepUp, n, rate)
@@ -139,15 +139,11 @@ func (r *run) sustain(ctx context.Context, ceiling float64) error {
 		if err != nil {
 			return err
 		}
-		if !ph.KeepUp.Kept {
+		if ph.KeepUp.Kept {
+			lo, k.EventsPerRequest = rate, ph.EventsPerRequest()
+		} else {
 			hi, k.FellBehind = rate, rate
 			r.say("  fell behind: %v", ph.KeepUp.Behind)
-			continue
-		}
-		lo, k.EventsPerRequest = rate, ph.EventsPerRequest()
-		if step == 0 {
-			// It kept up at the rate it reached flat out: nothing higher to look for.
-			break
 		}
 	}
 	k.Rate = lo
@@ -155,6 +151,19 @@ func (r *run) sustain(ctx context.Context, ceiling float64) error {
 		return fmt.Errorf("no offered rate kept every consumer up, down to %.1f requests/s", hi)
 	}
 	return nil
+}
+
+// nextRate is the rate the next step of the search offers, given the rate it starts at, the highest
+// rate that kept up so far (lo) and the lowest that fell behind (hi), 0 for none.
+func nextRate(start, lo, hi float64) float64 {
+	switch {
+	case lo == 0 && hi == 0:
+		return start
+	case hi == 0:
+		return lo * 1.5
+	default:
+		return (lo + hi) / 2
+	}
 }
 
 // describe says whether every consumer kept up, and if not, which fell behind.
@@ -180,10 +189,12 @@ func (rep *Report) printSustainable(w io.Writer) {
 	fmt.Fprintf(w, "\nSustained requests/s with every consumer keeping up: %s", num(k.Rate))
 	if k.FellBehind > 0 {
 		fmt.Fprintf(w, " (%s fell behind)", num(k.FellBehind))
+	} else {
+		fmt.Fprintf(w, " or more (no step fell behind)")
 	}
 	fmt.Fprintf(w, " = %s events/s = %.2f× the raw async publish ceiling\n", num(k.EventsPerSecond()), ratio(k.EventsPerSecond(), rep.Ceiling.AsyncPublish.PerSecond()))
-	fmt.Fprintf(w, "  %d steps of %s each, offered at a fixed rate; a consumer keeps up when its backlog stays under one second of requests (at least %d) and does not grow over the last half\n",
-		len(steps), rep.Config.KeepUpStep, minLagBound)
+	fmt.Fprintf(w, "  steps of %s, each offered at a fixed rate; a consumer keeps up when its backlog stays under one second of requests (at least %d) and does not grow over the last half\n",
+		rep.Config.KeepUpStep, minLagBound)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  offered/s\tsubmitted/s\tgranted/s\tdecision p99\tgranted p99\tCPU/grant\tkept up")
 	for _, ph := range steps {

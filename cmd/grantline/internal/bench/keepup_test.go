@@ -81,3 +81,25 @@ func TestKeepUpBoundHasAFloor(t *testing.T) {
 		t.Errorf("at 5 requests/s with %d waiting: %+v, want kept up under the floor %d", minLagBound, k, minLagBound)
 	}
 }
+
+// TestNextRate: the search for the highest rate every consumer keeps up with, step by step, starting
+// at 100 requests/s.
+func TestNextRate(t *testing.T) {
+	tests := []struct {
+		name   string
+		lo, hi float64
+		want   float64
+	}{
+		{name: "the first step offers the maximum phase's rate", want: 100},
+		{name: "while every step kept up, each offers half as much again", lo: 100, want: 150},
+		{name: "and again", lo: 150, want: 225},
+		{name: "once a step fell behind, the steps bisect", lo: 150, hi: 225, want: 187.5},
+		{name: "the first step fell behind: bisect down from it", hi: 100, want: 50},
+		{name: "nothing kept up yet: bisect further down", hi: 50, want: 25},
+	}
+	for _, tt := range tests {
+		if got := nextRate(100, tt.lo, tt.hi); got != tt.want {
+			t.Errorf("%s: kept up at %.1f, fell behind at %.1f: next %.1f, want %.1f", tt.name, tt.lo, tt.hi, got, tt.want)
+		}
+	}
+}

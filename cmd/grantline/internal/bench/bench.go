@@ -177,6 +177,9 @@ func (r *run) load(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := r.idle(ctx); err != nil {
+		return err
+	}
 	if cfg.Rate == RateMax || cfg.Rate == RateHalf {
 		r.say("maximum rate: %d requests, at most %d in flight", cfg.Requests, cfg.InFlight)
 		ph, err := r.phase(ctx, phaseMax, cfg.Requests, 0)

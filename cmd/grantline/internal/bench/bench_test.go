@@ -80,7 +80,7 @@ func smallConfig(t *testing.T) Config {
 	cfg.Requests, cfg.InFlight, cfg.Warmup, cfg.Hold = 20, 8, 5, time.Second
 	// Three steps: the maximum phase's rate, then half and a quarter of it if need be, so a loaded
 	// machine still finds a rate every consumer keeps up with.
-	cfg.KeepUpSteps, cfg.KeepUpStep, cfg.People = 3, 2*time.Second, 50
+	cfg.KeepUpSteps, cfg.KeepUpStep, cfg.People, cfg.Idle = 3, 2*time.Second, 50, time.Second
 	cfg.RawMessages, cfg.Updates, cfg.UpdateWriters = 100, 30, 2
 	cfg.PhaseTimeout = time.Minute
 	return cfg
@@ -144,6 +144,23 @@ func checkPhases(t *testing.T, rep *Report, cfg Config) {
 		if _, ok := ph.Budget.PerProcessMS["postgres"]; !ok || total <= 0 || math.Abs(ph.Budget.TotalMS-total) > 1e-9 {
 			t.Errorf("phase %s: total CPU per grant %.3f ms, processes sum to %.3f (%v)", ph.Name, ph.Budget.TotalMS, total, ph.Budget.PerProcessMS)
 		}
+	}
+}
+
+// checkIdle checks the idle measurement covers every process of the system.
+func checkIdle(t *testing.T, rep *Report, cfg Config) {
+	t.Helper()
+	idle := rep.Idle
+	if idle.Window < cfg.Idle || idle.TotalMSPerSecond < 0 {
+		t.Errorf("idle %+v, want at least %s measured", idle, cfg.Idle)
+	}
+	for _, name := range append(Services, NATSServer, "postgres") {
+		if _, ok := idle.PerProcessMSPerSecond[name]; !ok {
+			t.Errorf("no idle CPU of %s in %v", name, idle.PerProcessMSPerSecond)
+		}
+	}
+	if _, ok := idle.PerProcessMSPerSecond[benchProcess]; ok {
+		t.Errorf("the bench's own CPU counted as the idle system's: %v", idle.PerProcessMSPerSecond)
 	}
 }
 
@@ -217,7 +234,7 @@ func TestBenchRunsTheSystemEndToEnd(t *testing.T) {
 	rep, err := Run(ctx, cfg, lineLogger{t})
 	if rep != nil {
 		printed(t, rep, "requests/s sustained", "compared ÷ usual", "events/s ÷ raw async publish", "CPU per granted request",
-			"Sustained requests/s with every consumer keeping up", "every consumer kept up")
+			"Sustained requests/s with every consumer keeping up", "every consumer kept up", "idle, ms per second")
 	}
 	if err != nil {
 		t.Fatalf("bench: %v", err)
@@ -240,6 +257,7 @@ func TestBenchRunsTheSystemEndToEnd(t *testing.T) {
 		t.Fatalf("phases %v, want max, max-compared, keep-up steps, hold", phases)
 	}
 	checkPhases(t, rep, cfg)
+	checkIdle(t, rep, cfg)
 	checkSustained(t, rep, cfg)
 	if eps, ceiling := rep.Phases[0].EventsPerSecond(), c.AsyncPublish.PerSecond(); eps/ceiling <= 0 {
 		t.Errorf("ratio to the raw publish ceiling %.2f", eps/ceiling)
@@ -263,7 +281,7 @@ func TestBenchRunsTheSystemEndToEnd(t *testing.T) {
 	if err := rep.WriteJSON(&js); err != nil {
 		t.Fatalf("report as JSON: %v", err)
 	}
-	for _, want := range []string{`"TotalMS"`, `"PerProcessMS"`, `"Sustainable"`, `"KeepUp"`} {
+	for _, want := range []string{`"TotalMS"`, `"PerProcessMS"`, `"Sustainable"`, `"KeepUp"`, `"TotalMSPerSecond"`} {
 		if !strings.Contains(js.String(), want) {
 			t.Errorf("the JSON report has no %s", want)
 		}
@@ -288,6 +306,7 @@ func TestBenchPostgresConnectorViaIntegration(t *testing.T) {
 		t.Fatalf("bench: %v", err)
 	}
 	checkPhases(t, rep, cfg)
+	checkIdle(t, rep, cfg)
 	checkSustained(t, rep, cfg)
 	if rep.WebhookCalls != 0 {
 		t.Errorf("%d webhook calls with the postgres connector", rep.WebhookCalls)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -53,6 +54,50 @@ func budgetOf(cpu map[string]time.Duration, granted int) Budget {
 	return b
 }
 
+// IdleCPU is what the system's processes use while no request is submitted: consumers polling,
+// heartbeats, timers, PostgreSQL's background work, and the bench's backlog sampling that every
+// phase pays too.
+type IdleCPU struct {
+	Window time.Duration
+	// PerProcessMSPerSecond is each system process's CPU milliseconds per second of the window.
+	PerProcessMSPerSecond map[string]float64
+	// TotalMSPerSecond sums PerProcessMSPerSecond: at r requests/s, TotalMSPerSecond/r of a phase's
+	// CPU per granted request is this fixed cost.
+	TotalMSPerSecond float64
+}
+
+// idle measures the system's CPU over the Idle window once every backlog has drained.
+func (r *run) idle(ctx context.Context) error {
+	cfg := r.s.cfg
+	if cfg.Idle <= 0 {
+		return nil
+	}
+	if err := r.waitIdle(ctx, cfg.PhaseTimeout); err != nil {
+		return err
+	}
+	r.say("idle: measuring the system's CPU for %s", cfg.Idle)
+	cpu0, from := r.cpu(), time.Now()
+	window := time.NewTimer(cfg.Idle)
+	defer window.Stop()
+	select {
+	case <-window.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	cpu, elapsed := since(r.cpu(), cpu0), time.Since(from)
+	idle := IdleCPU{Window: elapsed, PerProcessMSPerSecond: map[string]float64{}}
+	for name, d := range cpu {
+		if name == benchProcess {
+			continue
+		}
+		perSecond := msOf(d) / elapsed.Seconds()
+		idle.PerProcessMSPerSecond[name] = perSecond
+		idle.TotalMSPerSecond += perSecond
+	}
+	r.rep.Idle = idle
+	return nil
+}
+
 // printBudget sets side by side the CPU per granted request of the maximum-rate and held phases.
 func (rep *Report) printBudget(w io.Writer) {
 	var phases []Phase
@@ -70,7 +115,6 @@ func (rep *Report) printBudget(w io.Writer) {
 	for _, ph := range phases {
 		header = append(header, phaseLabel(ph))
 	}
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	procs := map[string]bool{}
 	for _, ph := range phases {
 		for name := range ph.Budget.PerProcessMS {
@@ -81,19 +125,31 @@ func (rep *Report) printBudget(w io.Writer) {
 	names := slices.SortedFunc(maps.Keys(procs), func(a, b string) int {
 		return cmp.Or(cmp.Compare(phases[0].Budget.PerProcessMS[b], phases[0].Budget.PerProcessMS[a]), cmp.Compare(a, b))
 	})
-	row := func(label string, value func(Phase) float64) {
+	idle := rep.Idle
+	if idle.Window > 0 {
+		header = append(header, "idle, ms per second")
+	}
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	row := func(label string, value func(Phase) float64, idleValue string) {
 		cells := []string{"  " + label}
 		for _, ph := range phases {
 			cells = append(cells, fmt.Sprintf("%7.2f", value(ph)))
 		}
+		if idle.Window > 0 {
+			cells = append(cells, idleValue)
+		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	for _, name := range names {
-		row(name, func(ph Phase) float64 { return ph.Budget.PerProcessMS[name] })
+		row(name, func(ph Phase) float64 { return ph.Budget.PerProcessMS[name] }, fmt.Sprintf("%7.2f", idle.PerProcessMSPerSecond[name]))
 	}
-	row("total", func(ph Phase) float64 { return ph.Budget.TotalMS })
-	row("bench, not counted", func(ph Phase) float64 { return ph.Budget.BenchMS })
+	row("total", func(ph Phase) float64 { return ph.Budget.TotalMS }, fmt.Sprintf("%7.2f", idle.TotalMSPerSecond))
+	row("bench, not counted", func(ph Phase) float64 { return ph.Budget.BenchMS }, "")
 	tw.Flush()
+	if idle.Window > 0 {
+		fmt.Fprintf(w, "  idle: measured over %s after the warm-up with nothing submitted; at r requests/s it adds %.1f/r ms to each granted request\n",
+			idle.Window.Round(100*time.Millisecond), idle.TotalMSPerSecond)
+	}
 	for _, ph := range phases {
 		fmt.Fprintf(w, "  %s: %.2f ms in all; DESIGN §8: ≤ %s (%s), goal %s (%s)\n", phaseLabel(ph), ph.Budget.TotalMS,
 			ms(targetCPUPerRequest), verdict(ph.Budget.TotalMS <= msOf(targetCPUPerRequest)),

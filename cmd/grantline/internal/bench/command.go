@@ -17,11 +17,11 @@ func Command(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Starts nats-server (fsync on every write), a private PostgreSQL and every service from --bin-dir as
 separate processes, measures the raw ceiling on that server (JetStream publishes, sync and async, and
 the event store's load+append loop with its compare-and-set), then drives auto-approved requests for
-a population of --people engineers, in turn, through the system: a warm-up, as fast as it takes them
-(--requests, at most --in-flight at once), then --rate: half (default) searches, in
---keep-up-steps steps of --keep-up-step at a fixed rate, for the highest rate at which every consumer
-keeps up (its backlog bounded and not growing) and holds half of it for --hold; a number of requests/s
-holds that; max stops after the maximum rate. With --connector postgres it then measures the
+a population of --people engineers, in turn, through the system: a warm-up, --idle with nothing
+submitted (the idle system's CPU), as fast as it takes them (--requests, at most --in-flight at once),
+then --rate: half (default) searches, in --keep-up-steps steps of --keep-up-step at a fixed rate, for
+the highest rate at which every consumer keeps up (its backlog bounded and not growing) and holds half
+of it for --hold; a number of requests/s holds that; max stops after the maximum rate. With --connector postgres it then measures the
 connector's cost per grant for one person already holding each of --worst-case grants.
 
 It prints requests/s, submit → decision and submit → granted latencies, consumer lag and whether
@@ -64,6 +64,7 @@ Build the binaries first (make binaries); make bench-system does both.`,
 	f.IntSliceVar(&cfg.WorstCaseHeld, "worst-case", cfg.WorstCaseHeld, "with --connector postgres: grants one person already holds when the connector's cost per grant is measured (empty: skip)")
 	f.IntVar(&cfg.WorstCaseGrants, "worst-case-grants", cfg.WorstCaseGrants, "grants (and revocations) timed at each of --worst-case")
 	f.IntVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured requests before the first phase")
+	f.DurationVar(&cfg.Idle, "idle", cfg.Idle, "how long the idle system's CPU is measured after the warm-up (0: not measured)")
 	f.IntVar(&cfg.RawMessages, "raw-messages", cfg.RawMessages, "sync publishes of the raw ceiling (async: five times as many)")
 	f.IntVar(&cfg.Updates, "updates", cfg.Updates, "events appended through load+append for the ceiling, with 1 writer and with --update-writers")
 	f.IntVar(&cfg.UpdateWriters, "update-writers", cfg.UpdateWriters, "writers of the parallel load+append ceiling")

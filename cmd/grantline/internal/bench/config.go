@@ -54,6 +54,9 @@ type Config struct {
 	// step offers its rate for KeepUpStep.
 	KeepUpSteps int
 	KeepUpStep  time.Duration
+	// Idle is how long the system's CPU is measured while it does nothing, after the warm-up: the
+	// fixed cost a phase's CPU per granted request includes, the more so the lower its rate.
+	Idle time.Duration
 	// People is the size of the population the requests are drawn from.
 	People int
 	// WorstCaseHeld lists the numbers of grants one person holds at which the postgres connector's
@@ -87,7 +90,7 @@ type Config struct {
 // DefaultConfig is the run `make bench-system` does.
 func DefaultConfig() Config {
 	return Config{BinDir: "bin", Examples: "examples", Via: ViaHTTP, Connector: webhook.Name, Rate: RateHalf,
-		Requests: 3000, InFlight: 256, Hold: 30 * time.Second, KeepUpSteps: 5, KeepUpStep: 10 * time.Second, People: 1000,
+		Requests: 3000, InFlight: 256, Hold: 30 * time.Second, KeepUpSteps: 5, KeepUpStep: 10 * time.Second, Idle: 5 * time.Second, People: 1000,
 		WorstCaseHeld: []int{0, 100, 1000, 3000}, WorstCaseGrants: 50, Warmup: 200, RawMessages: 2000, Updates: 1500,
 		UpdateWriters: 4, PhaseTimeout: 3 * time.Minute, CompareRounds: 2}
 }
@@ -112,8 +115,8 @@ func (c Config) check() error {
 			errs = append(errs, fmt.Errorf("%s must be at least 1", n.name))
 		}
 	}
-	if c.Warmup < 0 || c.Hold <= 0 || c.KeepUpStep <= 0 || c.PhaseTimeout <= 0 {
-		errs = append(errs, errors.New("warm-up, hold, keep-up step and phase timeout must be positive"))
+	if c.Warmup < 0 || c.Idle < 0 || c.Hold <= 0 || c.KeepUpStep <= 0 || c.PhaseTimeout <= 0 {
+		errs = append(errs, errors.New("warm-up and idle must not be negative; hold, keep-up step and phase timeout must be positive"))
 	}
 	for _, n := range c.WorstCaseHeld {
 		if n < 0 {

@@ -24,6 +24,8 @@ type Report struct {
 	// RawSyncAfter repeats the sync publish once the load is over: how far the machine moved meanwhile.
 	RawSyncAfter Rate
 	Phases       []Phase
+	// Idle is the system's CPU while it does nothing.
+	Idle IdleCPU
 	// Sustainable is the highest rate at which every consumer kept up (with RateHalf).
 	Sustainable Sustainable
 	// WorstCase is the postgres connector's cost per grant against the grants one person holds.

@@ -15,10 +15,10 @@ import (
 
 	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/requestview"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // Timeouts of the steps a scenario waits for. The pipeline takes well under a second per step; these
@@ -309,7 +309,7 @@ func integrationCloudEvent(t *testing.T) {
 	}
 	defer nc.Close()
 	// Subscribed before publishing: the answer is a plain message on the outcomes subject.
-	outcomes, err := nc.SubscribeSync(brokeraccess.IntegrationOutcomes("servicenow"))
+	outcomes, err := nc.SubscribeSync(topology.IntegrationOutcomes("servicenow"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +336,7 @@ func integrationCloudEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := nats.NewMsg(brokeraccess.IntegrationRequests("servicenow"))
+	msg := nats.NewMsg(topology.IntegrationRequests("servicenow"))
 	msg.Data = body
 	if _, err := js.PublishMsg(t.Context(), msg, jetstream.WithMsgID(ev.ID())); err != nil {
 		t.Fatal(err)
@@ -412,7 +412,7 @@ func brokerRefusesWhatDutiesForbid(t *testing.T) {
 
 func evidenceLastSeq(t *testing.T) uint64 {
 	t.Helper()
-	st, err := deployment.JetStream().Stream(t.Context(), eventstore.EventsStream)
+	st, err := deployment.JetStream().Stream(t.Context(), topology.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/grantline/grantline/pkg/audit"
 	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // TestBrokerRefusesOffMatrixOnEveryNode connects to each NATS node in turn as every user of the
@@ -81,7 +82,7 @@ func offMatrixAtLeast(u brokeraccess.User) int {
 		foreign -= len(events.TypesOf(svc))
 	}
 	const destructive = 5 // delete, purge, update, create, delete a message
-	return foreign + destructive*len(brokeraccess.Streams)
+	return foreign + destructive*len(topology.Streams())
 }
 
 // seedEvidence makes sure the evidence stream holds requests, so that "unchanged" means something:
@@ -122,7 +123,7 @@ type evidenceState struct {
 func snapshotStreams(t *testing.T) streamsSnapshot {
 	t.Helper()
 	s := streamsSnapshot{configs: map[string]jetstream.StreamConfig{}}
-	for _, name := range brokeraccess.Streams {
+	for _, name := range topology.Streams() {
 		st, err := deployment.JetStream().Stream(t.Context(), name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
@@ -132,7 +133,7 @@ func snapshotStreams(t *testing.T) streamsSnapshot {
 			t.Fatalf("stream %s: %v", name, err)
 		}
 		s.configs[name] = info.Config
-		if name == brokeraccess.EventsStream {
+		if name == topology.EventsStream {
 			s.evidence = evidenceState{msgs: info.State.Msgs, bytes: info.State.Bytes, firstSeq: info.State.FirstSeq, lastSeq: info.State.LastSeq}
 		}
 	}

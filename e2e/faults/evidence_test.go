@@ -12,7 +12,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/audit"
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // stored is one event of the evidence stream, with its stream sequence and the time the broker stored
@@ -49,7 +49,7 @@ func readEvidence(ctx context.Context) (evidence, error) {
 func requestsWith(ctx context.Context, t events.Type) (map[string]bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := deployment.JetStream().Stream(ctx, eventstore.EventsStream)
+	st, err := deployment.JetStream().Stream(ctx, topology.EventsStream)
 	if err != nil {
 		return nil, err
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // The load: alice asks for analytics-read, which the example policy approves without review, at a
@@ -104,7 +104,7 @@ func TestFaultInjection(t *testing.T) {
 	r.awaitAcked(l, beforeNATSKill)
 	leader := r.evidenceLeader(ctx, "")
 	node := nodeContainer(leader)
-	natsKill := r.inject(fmt.Sprintf("kill %s (%s, leader of %s)", node, leader, eventstore.EventsStream), func() error {
+	natsKill := r.inject(fmt.Sprintf("kill %s (%s, leader of %s)", node, leader, topology.EventsStream), func() error {
 		return deployment.Kill(ctx, node)
 	})
 	newLeader := r.evidenceLeader(ctx, leader)
@@ -283,7 +283,7 @@ func (r *faultRun) awaitInFlight(ctx context.Context, want int) int {
 	deadline := time.Now().Add(inFlightWait)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		cons, err := deployment.JetStream().Consumer(cctx, eventstore.EventsStream, fulfilConsumer)
+		cons, err := deployment.JetStream().Consumer(cctx, topology.EventsStream, fulfilConsumer)
 		if err == nil {
 			// Consumer has just fetched the consumer's info; the cached copy is that.
 			most = max(most, cons.CachedInfo().NumAckPending)
@@ -299,7 +299,7 @@ func (r *faultRun) awaitInFlight(ctx context.Context, want int) int {
 func evidenceInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	st, err := deployment.JetStream().Stream(ctx, eventstore.EventsStream)
+	st, err := deployment.JetStream().Stream(ctx, topology.EventsStream)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // Manifest describes an export: what range of the stream it holds, when it was taken, the hash of each
@@ -77,7 +78,7 @@ func (x *Exporter) Finish(now time.Time) (*Manifest, *Report, error) {
 	if err := x.writeSummary(); err != nil {
 		return nil, nil, err
 	}
-	m := &Manifest{CreatedAt: now.UTC(), Stream: "GRANTLINE_EVENTS", FirstSeq: report.FirstSeq, LastSeq: report.LastSeq,
+	m := &Manifest{CreatedAt: now.UTC(), Stream: topology.EventsStream, FirstSeq: report.FirstSeq, LastSeq: report.LastSeq,
 		Events: report.Events, Requests: report.Requests, Findings: len(report.Findings), Files: map[string]string{}}
 	for _, name := range []string{"events.jsonl", "requests.csv"} {
 		sum, err := fileSHA256(filepath.Join(x.dir, name))

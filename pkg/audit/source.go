@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // Range selects stream sequences [From, To]; zero values mean the first and the last.
@@ -27,7 +27,7 @@ type Range struct {
 // the stream's last sequence at the moment it starts, so a live stream gives a consistent snapshot.
 // An ordered consumer is used: it holds no server state beyond the read.
 func ReadStream(ctx context.Context, js jetstream.JetStream, r Range, fn func(events.Record) error) error {
-	st, err := js.Stream(ctx, eventstore.EventsStream)
+	st, err := js.Stream(ctx, topology.EventsStream)
 	if err != nil {
 		return fmt.Errorf("open the evidence stream: %w", err)
 	}
@@ -45,9 +45,9 @@ func ReadStream(ctx context.Context, js jetstream.JetStream, r Range, fn func(ev
 	}
 	filter := r.Subject
 	if filter == "" {
-		filter = "grantline.events.>"
+		filter = events.AllSubjects
 	}
-	cons, err := js.OrderedConsumer(ctx, eventstore.EventsStream, jetstream.OrderedConsumerConfig{
+	cons, err := js.OrderedConsumer(ctx, topology.EventsStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
 	})
 	if err != nil {

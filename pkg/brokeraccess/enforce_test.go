@@ -13,7 +13,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // TestOnlyTheEmitterAppendsEachType: every user but the operator tries to append every event type of
@@ -57,7 +57,7 @@ func TestNobodyButTheOperatorChangesTheEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	evidence, err := op.js.Stream(ctx, eventstore.EventsStream)
+	evidence, err := op.js.Stream(ctx, topology.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,14 +82,14 @@ func TestNobodyButTheOperatorChangesTheEvidence(t *testing.T) {
 			subject string
 			call    func(context.Context) error
 		}{
-			{"delete the stream", api + "DELETE." + eventstore.EventsStream, func(ctx context.Context) error {
-				return c.js.DeleteStream(ctx, eventstore.EventsStream)
+			{"delete the stream", api + "DELETE." + topology.EventsStream, func(ctx context.Context) error {
+				return c.js.DeleteStream(ctx, topology.EventsStream)
 			}},
-			{"reconfigure it with deletes allowed", api + "UPDATE." + eventstore.EventsStream, func(ctx context.Context) error {
+			{"reconfigure it with deletes allowed", api + "UPDATE." + topology.EventsStream, func(ctx context.Context) error {
 				_, err := c.js.UpdateStream(ctx, loosened)
 				return err
 			}},
-			{"create it anew", api + "CREATE." + eventstore.EventsStream, func(ctx context.Context) error {
+			{"create it anew", api + "CREATE." + topology.EventsStream, func(ctx context.Context) error {
 				_, err := c.js.CreateStream(ctx, loosened)
 				return err
 			}},
@@ -99,16 +99,16 @@ func TestNobodyButTheOperatorChangesTheEvidence(t *testing.T) {
 			}
 		}
 		for what, body := range map[string][]byte{"purge it": []byte("{}"), "delete a message": msgDelete} {
-			subject, call := request(api+"PURGE."+eventstore.EventsStream, body)
+			subject, call := request(api+"PURGE."+topology.EventsStream, body)
 			if what == "delete a message" {
-				subject, call = request(api+"MSG.DELETE."+eventstore.EventsStream, body)
+				subject, call = request(api+"MSG.DELETE."+topology.EventsStream, body)
 			}
 			if refused, err := c.do(t, subject, call); !refused {
 				t.Errorf("%s could %s (%v)", u, what, err)
 			}
 		}
 	}
-	after, err := op.js.Stream(ctx, eventstore.EventsStream)
+	after, err := op.js.Stream(ctx, topology.EventsStream)
 	if err != nil {
 		t.Fatalf("the evidence stream after the attempts: %v", err)
 	}
@@ -161,7 +161,7 @@ func TestTheAuditorReadsAndWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := b.connect(t, brokeraccess.Auditor)
-	st, err := a.js.Stream(ctx, eventstore.EventsStream)
+	st, err := a.js.Stream(ctx, topology.EventsStream)
 	if err != nil {
 		t.Fatalf("stream info: %v", err)
 	}
@@ -172,21 +172,22 @@ func TestTheAuditorReadsAndWritesNothing(t *testing.T) {
 	if string(msg.Data) != `{"n":1}` {
 		t.Fatalf("direct get returned %q", msg.Data)
 	}
-	cons, err := a.js.OrderedConsumer(ctx, eventstore.EventsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"grantline.events.>"}})
+	cons, err := a.js.OrderedConsumer(ctx, topology.EventsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AllSubjects}})
 	if err != nil {
 		t.Fatalf("ordered consumer: %v", err)
 	}
 	if m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second)); err != nil || m.Subject() != events.NATSSubject(id, events.TypeSubmitted) {
 		t.Fatalf("replay through an ordered consumer: %v", err)
 	}
-	for _, subject := range []string{brokeraccess.IntegrationRequests("servicenow"), "grantline.dlq.auditor", "grantline.timers.sched." + id + ".expiry",
-		"$KV." + brokeraccess.CredentialsBucket + ".x"} {
+	for _, subject := range []string{topology.IntegrationRequests("servicenow"), topology.DeadLetter("auditor"),
+		topology.TimerSchedule(id, topology.TimerExpiry), topology.BucketKey(topology.CredentialsBucket, "x")} {
 		if refused, err := a.do(t, subject, func(ctx context.Context) error { _, err := a.js.Publish(ctx, subject, []byte("{}")); return err }); !refused {
 			t.Errorf("the auditor published to %s (%v)", subject, err)
 		}
 	}
-	if refused, err := a.do(t, "$JS.API.DIRECT.GET.KV_"+brokeraccess.CredentialsBucket, func(ctx context.Context) error {
-		_, err := a.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET.KV_"+brokeraccess.CredentialsBucket, []byte(`{"last_by_subj":"$KV.GRANTLINE_CREDENTIALS.x"}`))
+	credentials := "$JS.API.DIRECT.GET." + topology.BucketStream(topology.CredentialsBucket)
+	if refused, err := a.do(t, credentials, func(ctx context.Context) error {
+		_, err := a.nc.RequestWithContext(ctx, credentials, []byte(`{"last_by_subj":"`+topology.BucketKey(topology.CredentialsBucket, "x")+`"}`))
 		return err
 	}); !refused {
 		t.Errorf("the auditor read the credentials bucket (%v)", err)
@@ -200,7 +201,7 @@ func TestServicesUseOnlyTheirOwnConsumers(t *testing.T) {
 	b := startBroker(t)
 	ctx := context.Background()
 	clients := map[brokeraccess.User]*client{}
-	var all []brokeraccess.Consumer
+	var all []topology.Consumer
 	for _, svc := range events.Services {
 		u := brokeraccess.User(svc)
 		clients[u] = b.connect(t, u)
@@ -224,7 +225,7 @@ func TestServicesUseOnlyTheirOwnConsumers(t *testing.T) {
 		}
 	}
 	q := b.connect(t, brokeraccess.Query)
-	if _, err := q.js.OrderedConsumer(ctx, eventstore.EventsStream, jetstream.OrderedConsumerConfig{}); err != nil {
+	if _, err := q.js.OrderedConsumer(ctx, topology.EventsStream, jetstream.OrderedConsumerConfig{}); err != nil {
 		t.Fatalf("the read side's ordered consumer: %v", err)
 	}
 }
@@ -235,9 +236,9 @@ func TestAnIntegrationSubmitsOnlyAsItself(t *testing.T) {
 	b := startBroker(t)
 	c := b.connect(t, brokeraccess.Integration("servicenow"))
 	for subject, allowed := range map[string]bool{
-		brokeraccess.IntegrationRequests("servicenow"): true,
-		brokeraccess.IntegrationRequests("hr-feed"):    false,
-		brokeraccess.IntegrationOutcomes("servicenow"): false,
+		topology.IntegrationRequests("servicenow"): true,
+		topology.IntegrationRequests("hr-feed"):    false,
+		topology.IntegrationOutcomes("servicenow"): false,
 	} {
 		refused, err := c.do(t, subject, func(ctx context.Context) error { _, err := c.js.Publish(ctx, subject, []byte("{}")); return err })
 		if refused == allowed || allowed && err != nil {
@@ -245,10 +246,10 @@ func TestAnIntegrationSubmitsOnlyAsItself(t *testing.T) {
 		}
 	}
 	for subject, allowed := range map[string]bool{
-		brokeraccess.IntegrationOutcomes("servicenow"): true,
-		brokeraccess.IntegrationOutcomes("hr-feed"):    false,
-		"grantline.events.>":                           false,
-		"_INBOX.>":                                     false,
+		topology.IntegrationOutcomes("servicenow"): true,
+		topology.IntegrationOutcomes("hr-feed"):    false,
+		events.AllSubjects:                         false,
+		"_INBOX.>":                                 false,
 	} {
 		sub, err := c.nc.SubscribeSync(subject)
 		if err != nil {

@@ -4,11 +4,10 @@
 //
 // The matrix is code. What each user's code does on the broker (Access: the event types it appends, its
 // durable consumers, its key-value buckets, its timers) is written here once, from the catalogue's
-// emitters in pkg/events and from names the services define; pkg cannot import the services, so each
-// service module has a test asserting that its real names are the ones listed here. Permissions derives
-// the NATS subjects from Access; the same permissions are rendered for the embedded server
-// (NkeyUsers) and as a nats-server configuration fragment (AuthConfig). Users authenticate with NKeys:
-// the server knows public keys only.
+// emitters in pkg/events and from the names in pkg/topology, which the services use too: the broker
+// grants the very names the code uses. Permissions derives the NATS subjects from Access; the same
+// permissions are rendered for the embedded server (NkeyUsers) and as a nats-server configuration
+// fragment (AuthConfig). Users authenticate with NKeys: the server knows public keys only.
 //
 // Replies go to per-user inboxes (_INBOX.<user>.>, see ClientOptions) rather than the default _INBOX.>:
 // a user allowed to subscribe to _INBOX.> could read every reply on the broker, events and secrets
@@ -16,10 +15,10 @@
 package brokeraccess
 
 import (
-	"slices"
 	"strings"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // User is a NATS user of a Grantline deployment.
@@ -65,38 +64,13 @@ func Users(integrations []string) []User {
 	return users
 }
 
-// The streams of DESIGN §3.2 (eventstore.EventsStream and the others; a test keeps them equal).
-const (
-	EventsStream = "GRANTLINE_EVENTS"
-	TimersStream = "GRANTLINE_TIMERS"
-	IntakeStream = "GRANTLINE_INTAKE"
-	DLQStream    = "GRANTLINE_DLQ"
-)
-
-// Streams are the four streams every service checks at start. None of them is created, updated,
-// purged or deleted by anyone but the operator.
-var Streams = []string{EventsStream, TimersStream, IntakeStream, DLQStream}
-
-// Key-value buckets of the services (a test in each service module keeps them equal to its own).
-const (
-	IdempotencyBucket = "GRANTLINE_IDEMPOTENCY"
-	PolicyStateBucket = "GRANTLINE_POLICY_STATE"
-	CredentialsBucket = "GRANTLINE_CREDENTIALS"
-	TasksBucket       = "GRANTLINE_TASKS"
-)
-
-// Consumer is a durable consumer on a stream.
-type Consumer struct {
-	Stream, Durable string
-}
-
 // Access is what one user's code does on the broker; Permissions derives the NATS subjects from it.
 type Access struct {
 	// Types are the event types the user appends to grantline.events.<id>.<type>.
 	Types []events.Type
 	// Consumers are the durable consumers the user creates, pulls from and acknowledges; a user with
 	// consumers also dead-letters to grantline.dlq.>.
-	Consumers []Consumer
+	Consumers []topology.Consumer
 	// Scans are streams the user reads with ordered consumers, which keep no durable state; they may
 	// never reach another user's durable consumer.
 	Scans []string
@@ -117,89 +91,46 @@ type Access struct {
 	JetStream bool
 }
 
-// timerKinds are the kinds each service schedules (a test in each service module keeps them equal).
-const (
-	approvalWindowTimer = "approval-window"
-	postReviewTimer     = "post-review"
-	grantStartTimer     = "grant-start"
-	expiryTimer         = "expiry"
-)
-
-// IntegrationRequests is where integration name publishes its requests; IntegrationOutcomes is where
-// intake answers it.
-func IntegrationRequests(name string) string { return "grantline.intake." + name + ".requests" }
-
-// IntegrationOutcomes is where intake answers integration name.
-func IntegrationOutcomes(name string) string { return "grantline.intake." + name + ".outcomes" }
-
 // access is the matrix: every fixed user's Access. Integrations are derived from their name.
 var access = map[User]Access{
 	Intake: {
-		JetStream: true, Types: events.TypesOf(events.Intake), Reads: []string{EventsStream},
-		Consumers: []Consumer{{IntakeStream, "intake"}},
-		Buckets:   []string{IdempotencyBucket},
-		Publish:   []string{IntegrationOutcomes("*")},
+		JetStream: true, Types: events.TypesOf(events.Intake), Reads: []string{topology.EventsStream},
+		Consumers: []topology.Consumer{topology.IntakeIntegrations},
+		Buckets:   []string{topology.IdempotencyBucket},
+		Publish:   []string{topology.IntegrationOutcomes("*")},
 	},
 	Policy: {
-		JetStream: true, Types: events.TypesOf(events.Policy), Reads: []string{EventsStream},
-		Consumers: []Consumer{{EventsStream, "policy"}, {EventsStream, "policy-emergency-reviews"}},
-		Buckets:   []string{PolicyStateBucket},
+		JetStream: true, Types: events.TypesOf(events.Policy), Reads: []string{topology.EventsStream},
+		Consumers: []topology.Consumer{topology.PolicyDecisions, topology.PolicyReviewDebt},
+		Buckets:   []string{topology.PolicyStateBucket},
 	},
 	Approval: {
-		JetStream: true, Types: events.TypesOf(events.Approval), Reads: []string{EventsStream},
-		Consumers: []Consumer{{EventsStream, "approval-schedules"}, {TimersStream, "approval-timers"}, {EventsStream, "approval-inbox"}},
-		Timers:    []string{approvalWindowTimer, postReviewTimer},
+		JetStream: true, Types: events.TypesOf(events.Approval), Reads: []string{topology.EventsStream},
+		Consumers: []topology.Consumer{topology.ApprovalSchedules, topology.ApprovalTimers, topology.ApprovalInbox},
+		Timers:    []string{topology.TimerApprovalWindow, topology.TimerPostReview},
 	},
 	Fulfilment: {
-		JetStream: true, Types: events.TypesOf(events.Fulfilment), Reads: []string{EventsStream}, Scans: []string{EventsStream},
-		Consumers: []Consumer{{EventsStream, "fulfilment"}, {TimersStream, "fulfilment-start"}, {EventsStream, "fulfilment-revoke-tasks"}},
-		Buckets:   []string{CredentialsBucket, TasksBucket},
-		Timers:    []string{grantStartTimer},
+		JetStream: true, Types: events.TypesOf(events.Fulfilment), Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream},
+		Consumers: []topology.Consumer{topology.FulfilmentGrants, topology.FulfilmentStart, topology.FulfilmentRevokeTasks},
+		Buckets:   []string{topology.CredentialsBucket, topology.TasksBucket},
+		Timers:    []string{topology.TimerGrantStart},
 	},
 	Revoker: {
-		JetStream: true, Types: events.TypesOf(events.Revoker), Reads: []string{EventsStream, TimersStream}, Scans: []string{EventsStream},
-		Consumers: []Consumer{{EventsStream, "revoker-schedules"}, {EventsStream, "revoker"}, {TimersStream, "revoker-expiry"}},
-		Discards:  []string{CredentialsBucket},
-		Timers:    []string{expiryTimer},
+		JetStream: true, Types: events.TypesOf(events.Revoker), Reads: []string{topology.EventsStream, topology.TimersStream}, Scans: []string{topology.EventsStream},
+		Consumers: []topology.Consumer{topology.RevokerSchedules, topology.RevokerRevocations, topology.RevokerExpiry},
+		Discards:  []string{topology.CredentialsBucket},
+		Timers:    []string{topology.TimerExpiry},
 	},
-	Query:   {JetStream: true, Reads: []string{EventsStream}, Scans: []string{EventsStream}},
-	Auditor: {JetStream: true, Reads: []string{EventsStream}, Scans: []string{EventsStream}},
+	Query:   {JetStream: true, Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream}},
+	Auditor: {JetStream: true, Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream}},
 }
 
 // AccessOf returns what user u does on the broker, and false for a user outside the matrix. The
 // operator has no Access: it may do anything.
 func AccessOf(u User) (Access, bool) {
 	if name, ok := u.IntegrationName(); ok && name != "" && !strings.ContainsAny(name, ".*> ") {
-		return Access{Publish: []string{IntegrationRequests(name)}, Subscribe: []string{IntegrationOutcomes(name)}}, true
+		return Access{Publish: []string{topology.IntegrationRequests(name)}, Subscribe: []string{topology.IntegrationOutcomes(name)}}, true
 	}
 	a, ok := access[u]
 	return a, ok
-}
-
-// durables lists every durable consumer in the matrix.
-func durables() []Consumer {
-	var all []Consumer
-	for _, u := range Users(nil) {
-		all = append(all, access[u].Consumers...)
-	}
-	return all
-}
-
-// timerKinds lists every timer kind some user schedules.
-func timerKinds() []string {
-	var all []string
-	for _, u := range Users(nil) {
-		all = append(all, access[u].Timers...)
-	}
-	return all
-}
-
-// buckets lists every bucket some user declares.
-func buckets() []string {
-	var all []string
-	for _, u := range Users(nil) {
-		all = append(all, access[u].Buckets...)
-	}
-	slices.Sort(all)
-	return slices.Compact(all)
 }

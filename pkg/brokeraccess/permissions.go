@@ -5,7 +5,7 @@ import (
 	"slices"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // Subjects are the subjects one direction (publish or subscribe) allows and denies. A subject is
@@ -39,7 +39,7 @@ func PermissionsOf(u User) (Permissions, bool) {
 	pub := func(s ...string) { p.Publish.Allow = append(p.Publish.Allow, s...) }
 	if a.JetStream {
 		pub(jsAPI + "INFO")
-		for _, s := range Streams {
+		for _, s := range topology.Streams() {
 			pub(jsAPI + "STREAM.INFO." + s)
 		}
 	}
@@ -51,7 +51,7 @@ func PermissionsOf(u User) (Permissions, bool) {
 		pub("$JS.ACK." + c.Stream + "." + c.Durable + ".>")
 	}
 	if len(a.Consumers) > 0 {
-		pub("grantline.dlq.>")
+		pub(topology.DeadLetterSubjects)
 	}
 	for _, s := range a.Scans {
 		// Ordered consumers get generated names, so the grant is a wildcard; the deny list below keeps
@@ -62,8 +62,8 @@ func PermissionsOf(u User) (Permissions, bool) {
 		pub(reads(s)...)
 	}
 	for _, b := range a.Buckets {
-		kv := "KV_" + b
-		pub(jsAPI+"STREAM.INFO."+kv, jsAPI+"STREAM.CREATE."+kv, jsAPI+"STREAM.UPDATE."+kv, "$KV."+b+".>")
+		kv := topology.BucketStream(b)
+		pub(jsAPI+"STREAM.INFO."+kv, jsAPI+"STREAM.CREATE."+kv, jsAPI+"STREAM.UPDATE."+kv, topology.BucketKey(b, ">"))
 		pub(reads(kv)...)
 		// Watchers and key listings are ordered push consumers: the consumer API on the bucket's own
 		// stream, and flow-control replies.
@@ -71,10 +71,10 @@ func PermissionsOf(u User) (Permissions, bool) {
 		pub("$JS.FC."+kv+".>", "$JS.ACK."+kv+".>")
 	}
 	for _, b := range a.Discards {
-		pub(jsAPI+"STREAM.INFO.KV_"+b, "$KV."+b+".>")
+		pub(jsAPI+"STREAM.INFO."+topology.BucketStream(b), topology.BucketKey(b, ">"))
 	}
 	for _, kind := range a.Timers {
-		pub(timers.ScheduleSubject("*", kind))
+		pub(topology.TimerSchedule("*", kind))
 	}
 	pub(a.Publish...)
 	p.Subscribe.Allow = append(append(p.Subscribe.Allow, a.Subscribe...), InboxPrefix(u)+".>")
@@ -112,10 +112,10 @@ func denied(a Access) []string {
 		d = append(d, jsAPI+"STREAM.CREATE.>", jsAPI+"STREAM.UPDATE.>")
 	} else {
 		// A service declares its own buckets at start; every other stream stays out of its reach.
-		others := slices.Clone(Streams)
-		for _, b := range buckets() {
+		others := topology.Streams()
+		for _, b := range topology.Buckets() {
 			if !slices.Contains(a.Buckets, b) {
-				others = append(others, "KV_"+b)
+				others = append(others, topology.BucketStream(b))
 			}
 		}
 		for _, s := range others {
@@ -123,7 +123,7 @@ func denied(a Access) []string {
 		}
 	}
 	if len(a.Types) == 0 {
-		d = append(d, "grantline.events.>")
+		d = append(d, events.AllSubjects)
 	}
 	for _, t := range events.AllTypes {
 		if len(a.Types) > 0 && !slices.Contains(a.Types, t) {
@@ -132,21 +132,21 @@ func denied(a Access) []string {
 	}
 	// Fired timers are published by the server's scheduler, never by a client: a forged fire would make
 	// a service act early (the revoker, say).
-	d = append(d, "grantline.timers.fired.>")
+	d = append(d, topology.TimersFired)
 	if len(a.Timers) == 0 {
-		d = append(d, "grantline.timers.sched.>")
+		d = append(d, topology.TimerSchedules)
 	}
-	for _, kind := range timerKinds() {
+	for _, kind := range topology.TimerKinds() {
 		if len(a.Timers) > 0 && !slices.Contains(a.Timers, kind) {
-			d = append(d, timers.ScheduleSubject("*", kind))
+			d = append(d, topology.TimerSchedule("*", kind))
 		}
 	}
 	if len(a.Scans) > 0 {
-		own := map[Consumer]bool{}
+		own := map[topology.Consumer]bool{}
 		for _, c := range a.Consumers {
 			own[c] = true
 		}
-		for _, c := range durables() {
+		for _, c := range topology.Durables() {
 			if !own[c] && slices.Contains(a.Scans, c.Stream) {
 				d = append(d, consumerAPI(c.Stream, c.Durable)...)
 			}

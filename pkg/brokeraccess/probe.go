@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // Report is what Probe found: for each user probed, how many operations it attempted and how many of
@@ -190,7 +190,7 @@ func attempts(u User, integrations []string) []attempt {
 		emitter, _ := events.Emitter(t)
 		write("append "+t.Name(), events.NATSSubject(events.NewID(), t), notService == nil && emitter == svc)
 	}
-	for _, s := range Streams {
+	for _, s := range topology.Streams() {
 		// Each body is one the server rejects before it acts, should the broker let it through.
 		api("delete stream "+s, jsAPI+"STREAM.DELETE."+s, `{"probe":true}`, false)
 		api("purge stream "+s, jsAPI+"STREAM.PURGE."+s, `{"seq":1,"keep":1}`, false)
@@ -199,28 +199,29 @@ func attempts(u User, integrations []string) []attempt {
 		api("delete a message of "+s, jsAPI+"STREAM.MSG.DELETE."+s, "not a delete request", false)
 		api("read the state of "+s, jsAPI+"STREAM.INFO."+s, "", a.JetStream)
 	}
-	api("read events directly", jsAPI+"DIRECT.GET."+EventsStream, `{"last_by_subj":"grantline.events.probe.>"}`, slices.Contains(a.Reads, EventsStream))
-	for _, c := range durables() {
+	api("read events directly", jsAPI+"DIRECT.GET."+topology.EventsStream, `{"last_by_subj":"`+events.RequestFilter("probe")+`"}`,
+		slices.Contains(a.Reads, topology.EventsStream))
+	for _, c := range topology.Durables() {
 		own := slices.Contains(a.Consumers, c)
 		api("pull from "+c.Durable, jsAPI+"CONSUMER.MSG.NEXT."+c.Stream+"."+c.Durable, `{"batch":1}`, own)
 		api("delete consumer "+c.Durable, jsAPI+"CONSUMER.DELETE."+c.Stream+"."+c.Durable, `{"probe":true}`, own)
 	}
-	for _, b := range buckets() {
+	for _, b := range topology.Buckets() {
 		own := slices.Contains(a.Buckets, b)
-		api("read bucket "+b, jsAPI+"DIRECT.GET.KV_"+b, `{"last_by_subj":"$KV.`+b+`.probe"}`, own)
-		write("write bucket "+b, "$KV."+b+".probe", own || slices.Contains(a.Discards, b))
+		api("read bucket "+b, jsAPI+"DIRECT.GET."+topology.BucketStream(b), `{"last_by_subj":"`+topology.BucketKey(b, "probe")+`"}`, own)
+		write("write bucket "+b, topology.BucketKey(b, "probe"), own || slices.Contains(a.Discards, b))
 	}
-	for _, kind := range timerKinds() {
-		write("schedule a "+kind+" timer", timers.ScheduleSubject(events.NewID(), kind), slices.Contains(a.Timers, kind))
-		write("fake a fired "+kind+" timer", timers.FiredSubject(events.NewID(), kind), false)
+	for _, kind := range topology.TimerKinds() {
+		write("schedule a "+kind+" timer", topology.TimerSchedule(events.NewID(), kind), slices.Contains(a.Timers, kind))
+		write("fake a fired "+kind+" timer", topology.TimerFired(events.NewID(), kind), false)
 	}
 	for _, name := range integrations {
-		write("submit as integration "+name, IntegrationRequests(name), u == Integration(name))
-		write("answer integration "+name, IntegrationOutcomes(name), u == Intake)
-		subscribe("read integration "+name+"'s outcomes", IntegrationOutcomes(name), u == Integration(name))
+		write("submit as integration "+name, topology.IntegrationRequests(name), u == Integration(name))
+		write("answer integration "+name, topology.IntegrationOutcomes(name), u == Intake)
+		subscribe("read integration "+name+"'s outcomes", topology.IntegrationOutcomes(name), u == Integration(name))
 	}
-	write("dead-letter", "grantline.dlq.brokeraccess-probe", len(a.Consumers) > 0)
-	subscribe("subscribe to the evidence", "grantline.events.>", false)
+	write("dead-letter", topology.DeadLetter("brokeraccess-probe"), len(a.Consumers) > 0)
+	subscribe("subscribe to the evidence", events.AllSubjects, false)
 	subscribe("subscribe to every inbox", "_INBOX.>", false)
 	subscribe("subscribe to its own inbox", InboxPrefix(u)+".>", true)
 	return out

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // Headers the runner adds to a dead-lettered copy.
@@ -186,7 +187,7 @@ func (r *runner) safeHandle(ctx context.Context, msg jetstream.Msg) (err error) 
 // deadLetter copies msg to grantline.dlq.<durable> with the reason and where it came from. The message
 // ID makes a repeated attempt for the same delivery store one copy.
 func (r *runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
-	dl := nats.NewMsg("grantline.dlq." + r.spec.Durable)
+	dl := nats.NewMsg(topology.DeadLetter(r.spec.Durable))
 	dl.Data = msg.Data()
 	for k, vs := range msg.Headers() {
 		// The server's own headers (Nats-Msg-Id, Nats-Expected-Stream on stored events, the scheduler's

@@ -17,6 +17,7 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // TestDispose is the error table as scenarios.
@@ -75,7 +76,7 @@ func start(t *testing.T, spec Spec, n int, h Handler) *harness {
 			t.Fatal(err)
 		}
 	}
-	spec.Stream, spec.Durable, spec.FilterSubjects = eventstore.IntakeStream, "test", []string{"grantline.intake.test.>"}
+	spec.Stream, spec.Durable, spec.FilterSubjects = topology.IntakeStream, "test", []string{"grantline.intake.test.>"}
 	runCtx, cancel := context.WithCancel(ctx)
 	hs := &harness{js: js, cancel: cancel, done: make(chan error, 1)}
 	go func() { hs.done <- Run(runCtx, js, spec, h, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
@@ -98,7 +99,7 @@ func (h *harness) stop(t *testing.T) {
 
 func (h *harness) dlq(t *testing.T) []*jetstream.RawStreamMsg {
 	t.Helper()
-	st, err := h.js.Stream(context.Background(), eventstore.DLQStream)
+	st, err := h.js.Stream(context.Background(), topology.DLQStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func (h *harness) dlq(t *testing.T) []*jetstream.RawStreamMsg {
 
 func pending(t *testing.T, js jetstream.JetStream) (ackPending, numPending uint64) {
 	t.Helper()
-	c, err := js.Consumer(context.Background(), eventstore.IntakeStream, "test")
+	c, err := js.Consumer(context.Background(), topology.IntakeStream, "test")
 	if err != nil {
 		return 1, 1
 	}
@@ -295,13 +296,13 @@ func TestDeadLetterDropsServerHeaders(t *testing.T) {
 	m := nats.NewMsg("grantline.intake.test.0")
 	m.Data = []byte("poison")
 	m.Header.Set("Grantline-Signature", "kept")
-	if _, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(eventstore.IntakeStream), jetstream.WithMsgID("m-1")); err != nil {
+	if _, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(topology.IntakeStream), jetstream.WithMsgID("m-1")); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(runCtx, js, Spec{Stream: eventstore.IntakeStream, Durable: "test", FilterSubjects: []string{"grantline.intake.test.>"}},
+		done <- Run(runCtx, js, Spec{Stream: topology.IntakeStream, Durable: "test", FilterSubjects: []string{"grantline.intake.test.>"}},
 			func(context.Context, jetstream.Msg) error { return Permanent(errors.New("poison")) }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	t.Cleanup(func() { cancel(); <-done })

@@ -15,6 +15,7 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // TestRedeliveredReactionAppendsOnce runs a policy-like reaction through the real runner: its first
@@ -44,7 +45,7 @@ func TestRedeliveredReactionAppendsOnce(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(runCtx, js, Spec{
-			Stream: eventstore.EventsStream, Durable: "policy", FilterSubjects: []string{"grantline.events.*.submitted"},
+			Stream: topology.EventsStream, Durable: "policy", FilterSubjects: []string{"grantline.events.*.submitted"},
 			Backoff: func(int) time.Duration { return 10 * time.Millisecond },
 		}, func(ctx context.Context, msg jetstream.Msg) error {
 			d, err := eventstore.ParseDelivery(msg)
@@ -73,7 +74,7 @@ func TestRedeliveredReactionAppendsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll.Until(t, 20*time.Second, "the redelivery to be handled and acknowledged", func() bool {
-		c, err := js.Consumer(ctx, eventstore.EventsStream, "policy")
+		c, err := js.Consumer(ctx, topology.EventsStream, "policy")
 		if err != nil {
 			return false
 		}

@@ -170,22 +170,30 @@ func (d Draft) Seal(id string, svc Service, now time.Time, prevHash string) (Env
 	return env, body, nil
 }
 
-// NATSSubject is the subject an event of type t for request id is stored under.
-func NATSSubject(id string, t Type) string { return "grantline.events." + id + "." + t.Name() }
+// subjectPrefix starts the subject of every event.
+const subjectPrefix = "grantline.events."
+
+// AllSubjects matches every event of every request: the subjects of the evidence stream.
+const AllSubjects = subjectPrefix + ">"
+
+// NATSSubject is the subject an event of type t for request id is stored under; "*" for id matches
+// every event of type t.
+func NATSSubject(id string, t Type) string { return subjectPrefix + id + "." + t.Name() }
 
 // RequestFilter is the wildcard subject holding all of request id's events; every append carries it as
 // its compare-and-set filter.
-func RequestFilter(id string) string { return "grantline.events." + id + ".>" }
+func RequestFilter(id string) string { return subjectPrefix + id + ".>" }
 
 // ParseNATSSubject splits "grantline.events.<id>.<name>" into the request ID and the event type.
 func ParseNATSSubject(subject string) (id string, t Type, err error) {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 4 || parts[0] != "grantline" || parts[1] != "events" {
+	rest, ok := strings.CutPrefix(subject, subjectPrefix)
+	id, name, cut := strings.Cut(rest, ".")
+	if !ok || !cut || strings.Contains(name, ".") {
 		return "", "", fmt.Errorf("subject %q is not grantline.events.<id>.<type>", subject)
 	}
-	t, ok := ParseTypeName(parts[3])
+	t, ok = ParseTypeName(name)
 	if !ok {
-		return "", "", fmt.Errorf("subject %q names unknown event type %q", subject, parts[3])
+		return "", "", fmt.Errorf("subject %q names unknown event type %q", subject, name)
 	}
-	return parts[2], t, nil
+	return id, t, nil
 }

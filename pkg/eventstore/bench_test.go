@@ -32,6 +32,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/natsembed"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 const (
@@ -654,7 +655,7 @@ func populate(b *testing.B, dir string, total int, lazy bool) (ids []string, ver
 		}
 	}
 	f.publish(b, fill-f.sent)
-	info, err := node.js.Stream(ctx, EventsStream)
+	info, err := node.js.Stream(ctx, topology.EventsStream)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -671,7 +672,7 @@ func populate(b *testing.B, dir string, total int, lazy bool) (ids []string, ver
 func rawLoad(ctx context.Context, js jetstream.JetStream, filter string) (int, error) {
 	n, from := 0, uint64(1)
 	for {
-		batch, err := jetstreamext.GetBatch(ctx, js, EventsStream, loadBatch,
+		batch, err := jetstreamext.GetBatch(ctx, js, topology.EventsStream, loadBatch,
 			jetstreamext.GetBatchSeq(from), jetstreamext.GetBatchSubject(filter))
 		if err != nil {
 			return n, err
@@ -715,7 +716,7 @@ func BenchmarkLoad(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	stream, err := node.js.Stream(ctx, EventsStream)
+	stream, err := node.js.Stream(ctx, topology.EventsStream)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -781,7 +782,7 @@ func BenchmarkLoad(b *testing.B) {
 	// request's wildcard: what a load would cost if a request's events shared one subject.
 	literal := timed(baselineOps, limit, random, reads(4, func(id string) string { return events.NATSSubject(id, events.TypeReviewed) }))
 	multiLast := timed(baselineOps, limit, random, func(id string) error {
-		it, err := jetstreamext.GetLastMsgsFor(ctx, node.js, EventsStream, []string{events.RequestFilter(id)})
+		it, err := jetstreamext.GetLastMsgsFor(ctx, node.js, topology.EventsStream, []string{events.RequestFilter(id)})
 		if err != nil {
 			return err
 		}
@@ -874,7 +875,7 @@ func BenchmarkLoadSmallStream(b *testing.B) {
 			}
 		}
 	}
-	stream, err := node.js.Stream(ctx, EventsStream)
+	stream, err := node.js.Stream(ctx, topology.EventsStream)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -915,7 +916,7 @@ func BenchmarkLoadSmallStream(b *testing.B) {
 	})
 	persistent := timed(func(id string) error {
 		req := fmt.Appendf(nil, `{"seq":1,"next_by_subj":%q,"batch":%d}`, events.RequestFilter(id), loadBatch)
-		if err := node.nc.PublishRequest("$JS.API.DIRECT.GET."+EventsStream, inbox, req); err != nil {
+		if err := node.nc.PublishRequest("$JS.API.DIRECT.GET."+topology.EventsStream, inbox, req); err != nil {
 			return err
 		}
 		for n := 0; ; n++ {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/natstest"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // skewedReader stands in front of a store's reader and answers as a replica behind, ahead or lying
@@ -416,7 +417,7 @@ func TestLoadReportsMissingEvents(t *testing.T) {
 			if _, err := st.Load(ctx, id); err != nil {
 				t.Fatalf("load before the delete: %v", err)
 			}
-			stream, err := w.js.Stream(ctx, EventsStream)
+			stream, err := w.js.Stream(ctx, topology.EventsStream)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -479,7 +480,7 @@ func TestDirectGetTimesOutRatherThanEndingShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A responder that never answers stands in for a replica that died before replying.
-	sub, err := nc.Subscribe(r.apiPrefix+"DIRECT.GET."+EventsStream, func(*nats.Msg) {})
+	sub, err := nc.Subscribe(r.apiPrefix+"DIRECT.GET."+topology.EventsStream, func(*nats.Msg) {})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // reader is where loads get stored events. The store's is streamReader; tests put a replica that
@@ -98,7 +99,7 @@ func (r *streamReader) directGet(ctx context.Context, req any, n int) (recs []ev
 	}()
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	if err := r.nc.PublishRequest(r.apiPrefix+"DIRECT.GET."+EventsStream, r.inbox+token, body); err != nil {
+	if err := r.nc.PublishRequest(r.apiPrefix+"DIRECT.GET."+topology.EventsStream, r.inbox+token, body); err != nil {
 		return nil, 0, fmt.Errorf("direct get: %w", err)
 	}
 	for {
@@ -170,7 +171,7 @@ func (r *streamReader) counts(ctx context.Context, filter string) (map[string]ui
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	msg, err := r.nc.RequestWithContext(ctx, r.apiPrefix+"STREAM.INFO."+EventsStream, body)
+	msg, err := r.nc.RequestWithContext(ctx, r.apiPrefix+"STREAM.INFO."+topology.EventsStream, body)
 	if err != nil {
 		return nil, 0, fmt.Errorf("count events: %w", err)
 	}

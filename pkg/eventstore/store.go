@@ -19,6 +19,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // ErrConflict means another writer appended to the request since it was loaded: reload and decide again.
@@ -122,7 +123,7 @@ func (s *Store) leaderLastSeq(ctx context.Context, id string) (uint64, error) {
 	if prefix == "" {
 		prefix = jetstream.DefaultAPIPrefix
 	}
-	msg, err := s.js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET."+EventsStream, req)
+	msg, err := s.js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET."+topology.EventsStream, req)
 	if err != nil {
 		return 0, fmt.Errorf("ask the stream leader about request %s: %w", id, err)
 	}
@@ -231,7 +232,7 @@ func (s *Store) publish(ctx context.Context, cur *Loaded, msgs []*nats.Msg) (uin
 	defer cancel()
 	filter := events.RequestFilter(cur.ID)
 	if len(msgs) == 1 {
-		ack, err := s.js.PublishMsg(ctx, msgs[0], jetstream.WithExpectStream(EventsStream),
+		ack, err := s.js.PublishMsg(ctx, msgs[0], jetstream.WithExpectStream(topology.EventsStream),
 			jetstream.WithExpectLastSequenceForSubject(cur.LastSeq, filter))
 		if err != nil {
 			return 0, classify(err)
@@ -245,7 +246,7 @@ func (s *Store) publish(ctx context.Context, cur *Loaded, msgs []*nats.Msg) (uin
 	// not at all, so the check covers all of it.
 	msgs[0].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(cur.LastSeq, 10))
 	msgs[0].Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, filter)
-	msgs[0].Header.Set(jetstream.ExpectedStreamHeader, EventsStream)
+	msgs[0].Header.Set(jetstream.ExpectedStreamHeader, topology.EventsStream)
 	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs)
 	if err != nil {
 		return 0, classify(err)

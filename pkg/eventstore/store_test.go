@@ -17,6 +17,7 @@ import (
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 func TestAppendAndLoad(t *testing.T) {
@@ -358,7 +359,7 @@ func streamLeader(t *testing.T, js jetstream.JetStream) string {
 	t.Helper()
 	var leader string
 	poll.Until(t, 30*time.Second, "a stream leader", func() bool {
-		st, err := js.Stream(context.Background(), EventsStream)
+		st, err := js.Stream(context.Background(), topology.EventsStream)
 		if err != nil {
 			return false
 		}
@@ -390,7 +391,7 @@ func TestAppendCarriesTheTrace(t *testing.T) {
 	if got := l.Events[0].TraceParent; got != want {
 		t.Fatalf("event traceparent %q, want %q", got, want)
 	}
-	st, _ := w.js.Stream(ctx, EventsStream)
+	st, _ := w.js.Stream(ctx, topology.EventsStream)
 	raw, err := st.GetMsg(ctx, l.LastSeq)
 	if err != nil {
 		t.Fatal(err)

@@ -8,18 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-)
 
-// The streams of DESIGN §3.2.
-const (
-	// EventsStream is the evidence: every request's events, immutable.
-	EventsStream = "GRANTLINE_EVENTS"
-	// TimersStream holds message schedules and their fired triggers; disposable mechanics, never evidence.
-	TimersStream = "GRANTLINE_TIMERS"
-	// IntakeStream is where integrations publish requests as CloudEvents.
-	IntakeStream = "GRANTLINE_INTAKE"
-	// DLQStream holds poison messages with the reason they were set aside.
-	DLQStream = "GRANTLINE_DLQ"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // StreamSettings are the deployment-dependent parts of the stream configuration.
@@ -43,7 +34,7 @@ func StreamConfigs(s StreamSettings) []jetstream.StreamConfig {
 	replicas := max(s.Replicas, 1)
 	return []jetstream.StreamConfig{
 		{
-			Name: EventsStream, Subjects: []string{"grantline.events.>"}, Storage: jetstream.FileStorage,
+			Name: topology.EventsStream, Subjects: []string{events.AllSubjects}, Storage: jetstream.FileStorage,
 			Replicas: replicas, Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardNew,
 			MaxBytes: s.EventsMaxBytes, MaxMsgs: -1, MaxAge: 0, Duplicates: duplicateWindow,
 			DenyDelete: true, DenyPurge: true, AllowRollup: false, AllowDirect: true, AllowAtomicPublish: true,
@@ -52,18 +43,18 @@ func StreamConfigs(s StreamSettings) []jetstream.StreamConfig {
 		{
 			// Schedules force AllowRollup on and DenyPurge off, which is why they cannot live in the
 			// evidence stream; a schedule's target must be in its own stream.
-			Name: TimersStream, Subjects: []string{"grantline.timers.>"}, Storage: jetstream.FileStorage,
+			Name: topology.TimersStream, Subjects: []string{topology.TimerSubjects}, Storage: jetstream.FileStorage,
 			Replicas: replicas, Retention: jetstream.LimitsPolicy, AllowMsgSchedules: true, AllowMsgTTL: true,
 			AllowRollup: true, Duplicates: duplicateWindow,
 			Description: "Grantline timers: message schedules and fired triggers",
 		},
 		{
-			Name: IntakeStream, Subjects: []string{"grantline.intake.>"}, Storage: jetstream.FileStorage,
+			Name: topology.IntakeStream, Subjects: []string{topology.IntakeSubjects}, Storage: jetstream.FileStorage,
 			Replicas: replicas, Retention: jetstream.LimitsPolicy, MaxAge: 30 * 24 * time.Hour, Duplicates: duplicateWindow,
 			Description: "Grantline intake: requests from integrations as CloudEvents",
 		},
 		{
-			Name: DLQStream, Subjects: []string{"grantline.dlq.>"}, Storage: jetstream.FileStorage,
+			Name: topology.DLQStream, Subjects: []string{topology.DeadLetterSubjects}, Storage: jetstream.FileStorage,
 			Replicas: replicas, Retention: jetstream.LimitsPolicy, MaxAge: 90 * 24 * time.Hour, Duplicates: duplicateWindow,
 			Description: "Grantline dead letters: messages set aside with the reason",
 		},
@@ -83,7 +74,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, s StreamSettings) er
 			}
 		case err != nil:
 			return fmt.Errorf("look up stream %s: %w", cfg.Name, err)
-		case cfg.Name == EventsStream:
+		case cfg.Name == topology.EventsStream:
 			if problems := evidenceProblems(existing.CachedInfo().Config); len(problems) > 0 {
 				return &MisconfiguredError{Stream: cfg.Name, Problems: problems}
 			}
@@ -124,7 +115,7 @@ func Check(ctx context.Context, js jetstream.JetStream) error {
 		if err != nil {
 			return fmt.Errorf("look up stream %s: %w", cfg.Name, err)
 		}
-		if cfg.Name == EventsStream {
+		if cfg.Name == topology.EventsStream {
 			if problems := evidenceProblems(st.CachedInfo().Config); len(problems) > 0 {
 				return &MisconfiguredError{Stream: cfg.Name, Problems: problems}
 			}

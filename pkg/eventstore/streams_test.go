@@ -14,6 +14,7 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/natsembed"
 	"github.com/grantline/grantline/pkg/natstest"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 func openConfig(t *testing.T, probe SyncProbe) Config {
@@ -62,7 +63,7 @@ func TestStartupRefusesMisconfiguredEvidence(t *testing.T) {
 			if _, err := Open(ctx, js, openConfig(t, EmbeddedProbe(ns))); !errors.Is(err, ErrMisconfigured) {
 				t.Fatalf("Open = %v, want ErrMisconfigured", err)
 			}
-			info, _ := js.Stream(ctx, EventsStream)
+			info, _ := js.Stream(ctx, topology.EventsStream)
 			if got := info.CachedInfo().Config; got.DenyDelete != cfg.DenyDelete || got.MaxAge != cfg.MaxAge {
 				t.Fatal("provisioning changed a misconfigured evidence stream instead of refusing it")
 			}

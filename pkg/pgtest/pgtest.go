@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/grantline/grantline/pkg/pglocal"
 )
 
@@ -94,6 +96,18 @@ func New(t testing.TB) string {
 		}
 	})
 	return url
+}
+
+// NewPool returns a connection pool on a new, empty database for t (see New), closed when t's
+// clean-ups run, before the database is dropped.
+func NewPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), New(t))
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 // next returns the shared cluster, starting it if need be, and a database name unique within it.

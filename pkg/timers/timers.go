@@ -19,28 +19,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-)
 
-// Stream is the stream holding schedules and fired timers (eventstore.TimersStream).
-const Stream = "GRANTLINE_TIMERS"
-
-// Subject prefixes of schedules and of fired timers.
-const (
-	schedPrefix = "grantline.timers.sched."
-	firedPrefix = "grantline.timers.fired."
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // ErrInvalid is wrapped by the errors for a request ID, kind or payload a timer cannot carry.
 var ErrInvalid = errors.New("invalid timer")
-
-// ScheduleSubject is where the schedule of timer kind for requestID is held.
-func ScheduleSubject(requestID, kind string) string { return schedPrefix + requestID + "." + kind }
-
-// FiredSubject is where the timer kind of requestID fires.
-func FiredSubject(requestID, kind string) string { return firedPrefix + requestID + "." + kind }
-
-// FiredSubjects is the filter matching every fired timer of kind, for a consumer.
-func FiredSubjects(kind string) string { return firedPrefix + "*." + kind }
 
 // FiredTTL is how long a fired trigger stays in GRANTLINE_TIMERS. Consumers handle it within seconds;
 // without a TTL the disposable stream would keep every trigger for ever. A service down for longer
@@ -73,9 +57,9 @@ func Schedule(ctx context.Context, js jetstream.JetStream, requestID, kind strin
 	}
 	at = ceilSecond(at)
 	msgID := fmt.Sprintf("timer:%s:%s:%d", requestID, kind, at.Unix())
-	_, err := js.Publish(ctx, ScheduleSubject(requestID, kind), payload,
-		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(FiredSubject(requestID, kind)),
-		jetstream.WithScheduleTTL(FiredTTL), jetstream.WithMsgID(msgID), jetstream.WithExpectStream(Stream))
+	_, err := js.Publish(ctx, topology.TimerSchedule(requestID, kind), payload,
+		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(topology.TimerFired(requestID, kind)),
+		jetstream.WithScheduleTTL(FiredTTL), jetstream.WithMsgID(msgID), jetstream.WithExpectStream(topology.TimersStream))
 	if err != nil {
 		return fmt.Errorf("schedule %s timer for request %s at %s: %w", kind, requestID, at.Format(time.RFC3339), err)
 	}
@@ -91,11 +75,7 @@ type Msg interface {
 // ParseFired splits a fired timer into its request ID, kind and payload. It returns an error wrapping
 // ErrInvalid for a message that is not on grantline.timers.fired.<requestID>.<kind>.
 func ParseFired(msg Msg) (requestID, kind string, payload []byte, err error) {
-	rest, ok := strings.CutPrefix(msg.Subject(), firedPrefix)
-	if !ok {
-		return "", "", nil, fmt.Errorf("%w: %q is not a fired timer subject", ErrInvalid, msg.Subject())
-	}
-	requestID, kind, ok = strings.Cut(rest, ".")
+	requestID, kind, ok := topology.ParseTimerFired(msg.Subject())
 	if !ok || checkToken("request ID", requestID) != nil || checkToken("kind", kind) != nil {
 		return "", "", nil, fmt.Errorf("%w: %q is not grantline.timers.fired.<request>.<kind>", ErrInvalid, msg.Subject())
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // timersStream starts a JetStream server with Grantline's streams and returns the timers stream.
@@ -24,7 +25,7 @@ func timersStream(t *testing.T) (jetstream.JetStream, jetstream.Stream) {
 	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
 		t.Fatal(err)
 	}
-	st, err := js.Stream(ctx, timers.Stream)
+	st, err := js.Stream(ctx, topology.TimersStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,8 +45,8 @@ func count(t *testing.T, st jetstream.Stream, subject string) uint64 {
 // waitFired waits until the timer kind of id has fired once, and returns the fired message.
 func waitFired(t *testing.T, st jetstream.Stream, id, kind string, within time.Duration) *jetstream.RawStreamMsg {
 	t.Helper()
-	poll.Until(t, within, "the "+kind+" timer to fire", func() bool { return count(t, st, timers.FiredSubject(id, kind)) > 0 })
-	m, err := st.GetLastMsgForSubject(context.Background(), timers.FiredSubject(id, kind))
+	poll.Until(t, within, "the "+kind+" timer to fire", func() bool { return count(t, st, topology.TimerFired(id, kind)) > 0 })
+	m, err := st.GetLastMsgForSubject(context.Background(), topology.TimerFired(id, kind))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestTimerFiresOnceAtItsTime(t *testing.T) {
 	if err := timers.Schedule(ctx, js, id, "expiry", at, []byte(`{"grant":3}`)); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, st, timers.ScheduleSubject(id, "expiry")); n != 1 {
+	if n := count(t, st, topology.TimerSchedule(id, "expiry")); n != 1 {
 		t.Fatalf("%d schedule messages held, want 1", n)
 	}
 	fired := waitFired(t, st, id, "expiry", 5*time.Second)
@@ -71,7 +72,7 @@ func TestTimerFiresOnceAtItsTime(t *testing.T) {
 	if fired.Time.Before(at) {
 		t.Fatalf("fired at %s, before its time %s", fired.Time, at)
 	}
-	if string(fired.Data) != `{"grant":3}` || fired.Header.Get(jetstream.SchedulerHeader) != timers.ScheduleSubject(id, "expiry") {
+	if string(fired.Data) != `{"grant":3}` || fired.Header.Get(jetstream.SchedulerHeader) != topology.TimerSchedule(id, "expiry") {
 		t.Fatalf("fired %q with headers %v", fired.Data, fired.Header)
 	}
 	// Once: the schedule is purged as it fires, so nothing is left to fire again. A later sentinel
@@ -80,10 +81,10 @@ func TestTimerFiresOnceAtItsTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFired(t, st, id, "sentinel", 5*time.Second)
-	if n := count(t, st, timers.FiredSubject(id, "expiry")); n != 1 {
+	if n := count(t, st, topology.TimerFired(id, "expiry")); n != 1 {
 		t.Fatalf("the timer fired %d times, want once", n)
 	}
-	if n := count(t, st, timers.ScheduleSubject(id, "expiry")); n != 0 {
+	if n := count(t, st, topology.TimerSchedule(id, "expiry")); n != 0 {
 		t.Fatalf("%d schedule messages left after firing", n)
 	}
 }
@@ -124,7 +125,7 @@ func TestReschedulingReplaces(t *testing.T) {
 	if err := timers.Schedule(ctx, js, id, "window", soon, nil); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, st, timers.ScheduleSubject(id, "expiry")); n != 1 {
+	if n := count(t, st, topology.TimerSchedule(id, "expiry")); n != 1 {
 		t.Fatalf("%d schedules held for one timer, want 1 (the later replaces the earlier)", n)
 	}
 	fired := waitFired(t, st, id, "expiry", 5*time.Second)
@@ -141,13 +142,13 @@ func TestReschedulingReplaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFired(t, st, id, "window", 5*time.Second)
-	if n := count(t, st, timers.FiredSubject(id, "window")); n != 1 {
+	if n := count(t, st, topology.TimerFired(id, "window")); n != 1 {
 		t.Fatalf("a repeated schedule fired %d times, want once", n)
 	}
-	if n := count(t, st, timers.FiredSubject(id, "later")); n != 0 {
+	if n := count(t, st, topology.TimerFired(id, "later")); n != 0 {
 		t.Fatal("a timer put off by an hour fired at its old time")
 	}
-	if n := count(t, st, timers.ScheduleSubject(id, "later")); n != 1 {
+	if n := count(t, st, topology.TimerSchedule(id, "later")); n != 1 {
 		t.Fatalf("%d schedules held for the put-off timer, want 1", n)
 	}
 }
@@ -180,16 +181,14 @@ func (m msg) Data() []byte    { return []byte(m.data) }
 
 func TestParseFired(t *testing.T) {
 	id := events.NewID()
-	gotID, kind, payload, err := timers.ParseFired(msg{timers.FiredSubject(id, "post-review"), `{"a":1}`})
+	gotID, kind, payload, err := timers.ParseFired(msg{topology.TimerFired(id, "post-review"), `{"a":1}`})
 	if err != nil || gotID != id || kind != "post-review" || string(payload) != `{"a":1}` {
 		t.Fatalf("ParseFired = %q %q %q %v", gotID, kind, payload, err)
 	}
-	for _, subject := range []string{timers.ScheduleSubject(id, "expiry"), "grantline.timers.fired." + id, "grantline.timers.fired." + id + ".a.b", "grantline.events." + id + ".granted"} {
+	for _, subject := range []string{topology.TimerSchedule(id, "expiry"), topology.TimerFired(id, "a.b"), topology.TimerFired(id, "*"),
+		topology.TimerFired("*", "expiry"), events.NATSSubject(id, events.TypeGranted)} {
 		if _, _, _, err := timers.ParseFired(msg{subject, "{}"}); !errors.Is(err, timers.ErrInvalid) {
 			t.Errorf("ParseFired(%s) = %v, want ErrInvalid", subject, err)
 		}
-	}
-	if got := timers.FiredSubjects("expiry"); got != "grantline.timers.fired.*.expiry" {
-		t.Fatalf("FiredSubjects = %s", got)
 	}
 }

@@ -21,9 +21,6 @@ import (
 // Revoker is the actor of the events the service appends on its own.
 const Revoker = "service:revoker"
 
-// KindExpiry is the timer kind of a grant's expiry in GRANTLINE_TIMERS.
-const KindExpiry = "expiry"
-
 // TooEarlyError says an expiry timer fired before the grant's expiry by this clock (clocks differ by a
 // little, and the scheduler works in whole seconds): look again at Until.
 type TooEarlyError struct{ Until time.Time }

@@ -9,7 +9,7 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // eventsTimeout bounds Events, retries included.
@@ -47,7 +47,7 @@ func (c *Cluster) records(ctx context.Context, id string) ([]events.Record, erro
 	const page = 256
 	var recs []events.Record
 	for from := uint64(1); ; {
-		msgs, err := jetstreamext.GetBatch(ctx, c.js, eventstore.EventsStream, page,
+		msgs, err := jetstreamext.GetBatch(ctx, c.js, topology.EventsStream, page,
 			jetstreamext.GetBatchSubject(events.RequestFilter(id)), jetstreamext.GetBatchSeq(from))
 		if err != nil {
 			return nil, err

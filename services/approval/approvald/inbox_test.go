@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/approval/reaction"
 )
 
@@ -48,7 +48,7 @@ func dump(t testing.TB, pool *pgxpool.Pool) []string {
 func (w *world) caughtUp(t testing.TB, checkpoint uint64) {
 	t.Helper()
 	poll.Until(t, 20*time.Second, "the inbox to catch up with the stream", func() bool {
-		return w.settled(t, eventstore.EventsStream, reaction.DurableInbox) && w.checkpoint(t) == checkpoint
+		return w.settled(t, topology.ApprovalInbox.Stream, topology.ApprovalInbox.Durable) && w.checkpoint(t) == checkpoint
 	})
 }
 
@@ -64,13 +64,13 @@ func (w *world) checkpoint(t testing.TB) uint64 {
 // lastInboxSeq is the stream sequence of the last event the inbox consumes.
 func (w *world) lastInboxSeq(t testing.TB) uint64 {
 	t.Helper()
-	st, err := w.js.Stream(context.Background(), eventstore.EventsStream)
+	st, err := w.js.Stream(context.Background(), topology.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var last uint64
 	for _, typ := range reaction.InboxTypes {
-		m, err := st.GetLastMsgForSubject(context.Background(), "grantline.events.*."+typ.Name())
+		m, err := st.GetLastMsgForSubject(context.Background(), events.NATSSubject("*", typ))
 		if err == nil {
 			last = max(last, m.Sequence)
 		}
@@ -81,7 +81,7 @@ func (w *world) lastInboxSeq(t testing.TB) uint64 {
 // delivered is how many messages the inbox consumer has delivered since it was created.
 func (w *world) delivered(t testing.TB) uint64 {
 	t.Helper()
-	c, err := w.js.Consumer(context.Background(), eventstore.EventsStream, reaction.DurableInbox)
+	c, err := w.js.Consumer(context.Background(), topology.ApprovalInbox.Stream, topology.ApprovalInbox.Durable)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,12 +141,12 @@ func TestInboxIsARebuildableProjection(t *testing.T) {
 
 	t.Run("redelivering every event changes nothing", func(t *testing.T) {
 		w.stop()
-		if err := w.js.DeleteConsumer(ctx, eventstore.EventsStream, reaction.DurableInbox); err != nil {
+		if err := w.js.DeleteConsumer(ctx, topology.ApprovalInbox.Stream, topology.ApprovalInbox.Durable); err != nil {
 			t.Fatal(err)
 		}
 		w.consume(t)
 		poll.Until(t, 20*time.Second, "every event to be redelivered", func() bool {
-			_, err := w.js.Consumer(ctx, eventstore.EventsStream, reaction.DurableInbox)
+			_, err := w.js.Consumer(ctx, topology.ApprovalInbox.Stream, topology.ApprovalInbox.Durable)
 			return err == nil && w.delivered(t) >= inboxed
 		})
 		w.caughtUp(t, last)

@@ -11,11 +11,9 @@ import (
 
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/poll"
-	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/approval"
-	"github.com/grantline/grantline/services/approval/reaction"
 )
 
 var owners = events.Stage{Name: "owners", Groups: []string{"payments-owners"}, MinApprovals: 1}
@@ -49,14 +47,14 @@ func TestStaleWindowIsANoOp(t *testing.T) {
 	w := newWorld(t)
 	id := w.submit(t, alice, "payments-admin", false)
 	w.decide(t, id, time.Now().Add(1500*time.Millisecond), false, owners)
-	w.armed(t, id, reaction.KindApprovalWindow)
+	w.armed(t, id, topology.TimerApprovalWindow)
 	if status, body := w.call(t, "POST", "/v1/requests/"+id+"/reviews", "bob", approveBody); status != 201 {
 		t.Fatalf("bob: %d %s", status, body)
 	}
-	st, _ := w.js.Stream(context.Background(), eventstore.TimersStream)
+	st, _ := w.js.Stream(context.Background(), topology.TimersStream)
 	poll.Until(t, 8*time.Second, "the window timer to fire and be handled", func() bool {
-		_, err := st.GetLastMsgForSubject(context.Background(), timers.FiredSubject(id, reaction.KindApprovalWindow))
-		return err == nil && w.settled(t, eventstore.TimersStream, reaction.DurableTimers)
+		_, err := st.GetLastMsgForSubject(context.Background(), topology.TimerFired(id, topology.TimerApprovalWindow))
+		return err == nil && w.settled(t, topology.ApprovalTimers.Stream, topology.ApprovalTimers.Durable)
 	})
 	if l := w.load(t, id); l.Request.Status() != events.StatusApproved || len(l.Events) != 4 {
 		t.Fatalf("status %s with %d events after a stale timer", l.Request.Status(), len(l.Events))
@@ -156,7 +154,7 @@ func TestForgedEventsAreRefused(t *testing.T) {
 			id := w.submit(t, alice, "payments-admin", false)
 			// The window ends soon, so the timer fires on the forged request too.
 			w.decide(t, id, time.Now().Add(time.Second), false, events.Stage{Name: "owners", Groups: []string{"payments-owners"}, MinApprovals: 2})
-			w.armed(t, id, reaction.KindApprovalWindow)
+			w.armed(t, id, topology.TimerApprovalWindow)
 			digest := w.load(t, id).Request.Submitted().RequestDigest
 			w.forge(t, id, tc.signer, tc.payload(digest), "bob")
 
@@ -166,7 +164,7 @@ func TestForgedEventsAreRefused(t *testing.T) {
 				t.Fatalf("Load = %v, want type_not_allowed at position 3", err)
 			}
 			poll.Until(t, 10*time.Second, "the inbox and the timer to dead-letter", func() bool {
-				return deadLettered(t, w.js, reaction.DurableInbox, id) && deadLettered(t, w.js, reaction.DurableTimers, id)
+				return deadLettered(t, w.js, topology.ApprovalInbox.Durable, id) && deadLettered(t, w.js, topology.ApprovalTimers.Durable, id)
 			})
 			// A reviewer's attempt fails rather than appending on top of the forgery.
 			if status, _ := w.call(t, "POST", "/v1/requests/"+id+"/reviews", "frank", approveBody); status != 500 {
@@ -182,12 +180,12 @@ func TestForgedEventsAreRefused(t *testing.T) {
 // armed waits until the approval service has scheduled timer kind for request id.
 func (w *world) armed(t testing.TB, id, kind string) {
 	t.Helper()
-	st, err := w.js.Stream(context.Background(), eventstore.TimersStream)
+	st, err := w.js.Stream(context.Background(), topology.TimersStream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	poll.Until(t, 5*time.Second, "the "+kind+" timer to be armed", func() bool {
-		_, err := st.GetLastMsgForSubject(context.Background(), timers.ScheduleSubject(id, kind))
+		_, err := st.GetLastMsgForSubject(context.Background(), topology.TimerSchedule(id, kind))
 		return err == nil
 	})
 }
@@ -197,7 +195,7 @@ func (w *world) armed(t testing.TB, id, kind string) {
 func deadLettered(t testing.TB, js jetstream.JetStream, durable, id string) bool {
 	t.Helper()
 	ctx := context.Background()
-	st, err := js.Stream(ctx, eventstore.DLQStream)
+	st, err := js.Stream(ctx, topology.DLQStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +205,7 @@ func deadLettered(t testing.TB, js jetstream.JetStream, durable, id string) bool
 	}
 	for s := info.State.FirstSeq; s <= info.State.LastSeq && s > 0; s++ {
 		m, err := st.GetMsg(ctx, s)
-		if err != nil || m.Subject != "grantline.dlq."+durable {
+		if err != nil || m.Subject != topology.DeadLetter(durable) {
 			continue
 		}
 		if strings.Contains(m.Header.Get(consumer.HeaderReason), string(events.ViolationTypeNotAllowed)) &&
@@ -221,7 +219,7 @@ func deadLettered(t testing.TB, js jetstream.JetStream, durable, id string) bool
 // eventsStored counts what the stream holds for request id, verified or not.
 func eventsStored(t testing.TB, js jetstream.JetStream, id string) uint64 {
 	t.Helper()
-	st, _ := js.Stream(context.Background(), eventstore.EventsStream)
+	st, _ := js.Stream(context.Background(), topology.EventsStream)
 	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(events.RequestFilter(id)))
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
@@ -90,7 +91,7 @@ func TestRun(t *testing.T) {
 		return false
 	})
 	poll.Until(t, 20*time.Second, "/readyz", func() bool {
-		resp, err := http.Get(base + "/readyz")
+		resp, err := api.Client(t).Get(base + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -111,7 +112,7 @@ func TestRun(t *testing.T) {
 	tok, _ := issuer.Mint("bob", time.Hour)
 	req, _ := http.NewRequest("POST", base+"/v1/requests/"+id+"/reviews", strings.NewReader(approveBody))
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := api.Client(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

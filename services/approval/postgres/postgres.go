@@ -10,69 +10,34 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/pgmigrate"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/approval"
 )
 
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// migrationLock is the advisory lock key that serialises migrations across replicas ("gl-appr").
+// migrationLock is the advisory lock key that serialises migrations across replicas ("gl-appr", the
+// key of the runner before pgmigrate, so replicas of either release take turns).
 const migrationLock = 0x676c2d61707072
 
-// Migrate applies the embedded migrations (migrations/NNNN_name.sql) that schema_migrations does not
-// list yet, in version order, in one transaction under an advisory lock, so replicas starting together
-// apply each once and a failed migration leaves nothing half done.
+// Migrate applies the embedded migrations (migrations/NNNN_name.sql) that the database has not had
+// yet, in its default schema, with pgmigrate: each once across replicas, each in one transaction, and
+// none at all if an applied one was edited since.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	files, err := fs.Glob(migrations, "migrations/*.sql")
+	files, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return err
 	}
-	slices.Sort(files)
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
-			return fmt.Errorf("migrate: lock: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-			version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		for _, file := range files {
-			name := strings.TrimSuffix(strings.TrimPrefix(file, "migrations/"), ".sql")
-			prefix, _, _ := strings.Cut(name, "_")
-			version, err := strconv.Atoi(prefix)
-			if err != nil {
-				return fmt.Errorf("migrate: %s does not start with a version number", file)
-			}
-			tag, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2) ON CONFLICT DO NOTHING`, version, name)
-			if err != nil {
-				return fmt.Errorf("migrate %s: %w", name, err)
-			}
-			if tag.RowsAffected() == 0 {
-				continue
-			}
-			sql, err := migrations.ReadFile(file)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, string(sql)); err != nil {
-				return fmt.Errorf("migrate %s: %w", name, err)
-			}
-		}
-		return nil
-	})
+	return pgmigrate.Up(ctx, pool, pgmigrate.Migrations{Files: files, Lock: migrationLock}, "")
 }
-
-// eventsStream names the checkpoint row of the evidence stream.
-const eventsStream = "GRANTLINE_EVENTS"
 
 // Inbox is the review inbox projection.
 type Inbox struct {
@@ -99,7 +64,7 @@ func (in *Inbox) Applied(ctx context.Context, id string) (uint64, error) {
 // Checkpoint is the highest stream sequence the inbox has applied or skipped.
 func (in *Inbox) Checkpoint(ctx context.Context) (uint64, error) {
 	var seq int64
-	if err := in.pool.QueryRow(ctx, `SELECT last_seq FROM inbox_checkpoint WHERE stream = $1`, eventsStream).Scan(&seq); err != nil {
+	if err := in.pool.QueryRow(ctx, `SELECT last_seq FROM inbox_checkpoint WHERE stream = $1`, topology.EventsStream).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("inbox: checkpoint: %w", err)
 	}
 	return uint64(seq), nil
@@ -107,7 +72,7 @@ func (in *Inbox) Checkpoint(ctx context.Context) (uint64, error) {
 
 // Advance moves the checkpoint to delivered (never back) for a delivery that needed no rows.
 func (in *Inbox) Advance(ctx context.Context, delivered uint64) error {
-	_, err := in.pool.Exec(ctx, `UPDATE inbox_checkpoint SET last_seq = GREATEST(last_seq, $2) WHERE stream = $1`, eventsStream, int64(delivered))
+	_, err := in.pool.Exec(ctx, `UPDATE inbox_checkpoint SET last_seq = GREATEST(last_seq, $2) WHERE stream = $1`, topology.EventsStream, int64(delivered))
 	if err != nil {
 		return fmt.Errorf("inbox: advance checkpoint: %w", err)
 	}
@@ -142,7 +107,7 @@ func (in *Inbox) Apply(ctx context.Context, delivered uint64, req *events.Reques
 				return err
 			}
 		}
-		_, err = tx.Exec(ctx, `UPDATE inbox_checkpoint SET last_seq = GREATEST(last_seq, $2) WHERE stream = $1`, eventsStream, int64(delivered))
+		_, err = tx.Exec(ctx, `UPDATE inbox_checkpoint SET last_seq = GREATEST(last_seq, $2) WHERE stream = $1`, topology.EventsStream, int64(delivered))
 		if err != nil {
 			return fmt.Errorf("inbox: advance checkpoint: %w", err)
 		}

@@ -81,8 +81,39 @@ func TestMigrateTwiceIsANoOp(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n int
-	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil || n != 1 {
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM goose_db_version WHERE version_id > 0`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("%d migrations recorded (%v), want 1", n, err)
+	}
+}
+
+// TestMigrateAdoptsAnInboxOfTheRunnerBeforeGoose: an inbox that the runner before pgmigrate migrated
+// (schema_migrations listing 0001_inbox, a request awaiting review, a checkpoint that has moved) is
+// not migrated again (0001's CREATE TABLEs would fail) and loses nothing.
+func TestMigrateAdoptsAnInboxOfTheRunnerBeforeGoose(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	first, err := os.ReadFile("migrations/0001_inbox.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now()); INSERT INTO schema_migrations (version, name) VALUES (1, '0001_inbox');
+		`+string(first)); err != nil {
+		t.Fatal(err)
+	}
+	in := postgres.NewInbox(pool)
+	req := request(t, "alice", false, []events.Stage{{Name: "owners", Groups: []string{"payments-owners"}, MinApprovals: 1}})
+	if _, err := in.Apply(ctx, 7, req, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if cp, err := in.Checkpoint(ctx); err != nil || cp != 7 {
+		t.Fatalf("checkpoint after the upgrade: %d (%v), want 7", cp, err)
+	}
+	if seq, err := in.Applied(ctx, req.ID()); err != nil || seq != 7 {
+		t.Fatalf("the request's applied sequence after the upgrade: %d (%v), want 7", seq, err)
 	}
 }
 

@@ -23,20 +23,8 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/approval"
-)
-
-// Timer kinds the approval service schedules.
-const (
-	KindApprovalWindow = "approval-window"
-	KindPostReview     = "post-review"
-)
-
-// Durable consumer names, shared by the service's replicas.
-const (
-	DurableSchedules = "approval-schedules"
-	DurableTimers    = "approval-timers"
-	DurableInbox     = "approval-inbox"
 )
 
 // InboxTypes are the event types that change what a request awaits from reviewers.
@@ -48,27 +36,27 @@ var InboxTypes = []events.Type{
 func subjects(types ...events.Type) []string {
 	var out []string
 	for _, t := range types {
-		out = append(out, "grantline.events.*."+t.Name())
+		out = append(out, events.NATSSubject("*", t))
 	}
 	return out
 }
 
 // SchedulesSpec is the consumer of the events that arm timers.
 func SchedulesSpec() consumer.Spec {
-	return consumer.Spec{Stream: eventstore.EventsStream, Durable: DurableSchedules,
+	return consumer.Spec{Stream: topology.ApprovalSchedules.Stream, Durable: topology.ApprovalSchedules.Durable,
 		FilterSubjects: subjects(events.TypePolicyDecided, events.TypeGranted), Concurrency: 4}
 }
 
 // TimersSpec is the consumer of the approval service's fired timers.
 func TimersSpec() consumer.Spec {
-	return consumer.Spec{Stream: eventstore.TimersStream, Durable: DurableTimers,
-		FilterSubjects: []string{timers.FiredSubjects(KindApprovalWindow), timers.FiredSubjects(KindPostReview)}, Concurrency: 4}
+	return consumer.Spec{Stream: topology.ApprovalTimers.Stream, Durable: topology.ApprovalTimers.Durable,
+		FilterSubjects: []string{topology.TimerFired("*", topology.TimerApprovalWindow), topology.TimerFired("*", topology.TimerPostReview)}, Concurrency: 4}
 }
 
 // InboxSpec is the consumer feeding the review inbox. One handler at a time keeps the checkpoint moving
 // forward in stream order; correctness does not depend on it (rows are versioned per request).
 func InboxSpec() consumer.Spec {
-	return consumer.Spec{Stream: eventstore.EventsStream, Durable: DurableInbox, FilterSubjects: subjects(InboxTypes...)}
+	return consumer.Spec{Stream: topology.ApprovalInbox.Stream, Durable: topology.ApprovalInbox.Durable, FilterSubjects: subjects(InboxTypes...)}
 }
 
 // timerPayload is what a timer carries: the stream sequence of the event that armed it, so the
@@ -108,7 +96,7 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 		if req.Status() != events.StatusPendingApproval || deadline == nil {
 			return nil
 		}
-		if err := timers.Schedule(ctx, h.JS, d.RequestID, KindApprovalWindow, *deadline, payload); err != nil {
+		if err := timers.Schedule(ctx, h.JS, d.RequestID, topology.TimerApprovalWindow, *deadline, payload); err != nil {
 			return err
 		}
 		log.Info("approval window armed", "deadline", deadline.UTC().Format(time.RFC3339))
@@ -117,7 +105,7 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 			return nil
 		}
 		deadline := req.Decision().PostReview.Deadline
-		if err := timers.Schedule(ctx, h.JS, d.RequestID, KindPostReview, deadline, payload); err != nil {
+		if err := timers.Schedule(ctx, h.JS, d.RequestID, topology.TimerPostReview, deadline, payload); err != nil {
 			return err
 		}
 		log.Info("post-review deadline armed", "deadline", deadline.UTC().Format(time.RFC3339))
@@ -143,9 +131,9 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 	}
 	var decide func(*events.Request, time.Time) ([]events.Draft, error)
 	switch kind {
-	case KindApprovalWindow:
+	case topology.TimerApprovalWindow:
 		decide = approval.Timeout
-	case KindPostReview:
+	case topology.TimerPostReview:
 		decide = approval.Overdue
 	default:
 		return consumer.Permanent(fmt.Errorf("timer kind %q is not the approval service's", kind))
@@ -223,7 +211,7 @@ func permanent(err error) bool {
 // consumer has acknowledged (a new or restored database), so that the consumer is created again from
 // the start of the stream and the inbox is rebuilt. checkpoint is the database's Inbox.Checkpoint.
 func ResetInboxIfBehind(ctx context.Context, js jetstream.JetStream, checkpoint uint64, log *slog.Logger) error {
-	c, err := js.Consumer(ctx, eventstore.EventsStream, DurableInbox)
+	c, err := js.Consumer(ctx, topology.ApprovalInbox.Stream, topology.ApprovalInbox.Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil
 	}
@@ -238,7 +226,7 @@ func ResetInboxIfBehind(ctx context.Context, js jetstream.JetStream, checkpoint 
 		return nil
 	}
 	log.Warn("review inbox is behind its consumer; rebuilding from the stream", "checkpoint", checkpoint, "ack_floor", info.AckFloor.Stream)
-	if err := js.DeleteConsumer(ctx, eventstore.EventsStream, DurableInbox); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err := js.DeleteConsumer(ctx, topology.ApprovalInbox.Stream, topology.ApprovalInbox.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("reset inbox consumer: %w", err)
 	}
 	return nil

@@ -21,10 +21,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-)
 
-// Bucket is the key-value bucket holding the encrypted secrets, one key per request ID.
-const Bucket = "GRANTLINE_CREDENTIALS"
+	"github.com/grantline/grantline/pkg/topology"
+)
 
 // KeyEnv is the environment variable holding the encryption key: 32 bytes, standard base64.
 const KeyEnv = "GRANTLINE_CREDENTIAL_KEY"
@@ -69,7 +68,7 @@ func Open(ctx context.Context, js jetstream.JetStream, key []byte, replicas int)
 		return nil, err
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: Bucket, History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+		Bucket: topology.CredentialsBucket, History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 		// Per-key TTLs need limit markers; a purge marker lives this long, then nothing is left.
 		LimitMarkerTTL: time.Minute,
 		Description:    "Grantline fulfilment: issued credentials, encrypted, until retrieved or expired",
@@ -87,7 +86,7 @@ func Attach(ctx context.Context, js jetstream.JetStream, key []byte) (*Store, er
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, Bucket)
+	kv, err := js.KeyValue(ctx, topology.CredentialsBucket)
 	if err != nil {
 		return nil, fmt.Errorf("credential bucket: %w", err)
 	}

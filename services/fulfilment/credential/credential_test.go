@@ -14,6 +14,7 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/fulfilment/credential"
 )
 
@@ -51,7 +52,7 @@ func TestReserveOnceTakeOnce(t *testing.T) {
 		t.Fatalf("reserve again: %q %v", again, err)
 	}
 	// At rest it is ciphertext.
-	kv, _ := js.KeyValue(ctx, credential.Bucket)
+	kv, _ := js.KeyValue(ctx, topology.CredentialsBucket)
 	e, err := kv.Get(ctx, id)
 	if err != nil || bytes.Contains(e.Value(), []byte("first-secret")) {
 		t.Fatalf("stored value %q (%v) reveals the secret", e.Value(), err)
@@ -129,7 +130,7 @@ func TestExpiryAndDiscard(t *testing.T) {
 	if _, err := s.Take(ctx, discarded); !errors.Is(err, credential.ErrGone) {
 		t.Fatalf("take after discard: %v", err)
 	}
-	kv, _ := js.KeyValue(ctx, credential.Bucket)
+	kv, _ := js.KeyValue(ctx, topology.CredentialsBucket)
 	poll.Until(t, 10*time.Second, "the short-lived secret to expire", func() bool {
 		_, err := kv.Get(ctx, short)
 		return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)

@@ -87,9 +87,9 @@ func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 		Credentials: d.Credentials, Tasks: d.Tasks, Now: d.now(), Log: log, TaskDue: d.TaskDue, MaxDeliveries: d.MaxDeliveries}
 }
 
-// Consume runs the reactions until ctx ends: the grant reaction on approved and policy_decided (durable
-// "fulfilment"), the same at a request's start_at (durable "fulfilment-start", on its timers), and the
-// revoke-task reaction on expired, revocation_requested and post_reviewed. At
+// Consume runs the reactions until ctx ends: the grant reaction on approved and policy_decided
+// (topology.FulfilmentGrants), the same at a request's start_at (topology.FulfilmentStart, on its
+// timers), and the revoke-task reaction on expired, revocation_requested and post_reviewed. At
 // start it also puts every open task back into the task index. It returns nil once ctx ends and every
 // consumer has stopped, or the first error that stopped one (after stopping the others).
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {

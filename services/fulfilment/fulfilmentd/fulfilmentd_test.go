@@ -19,6 +19,7 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/pgtest"
 	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/fulfilment"
 	"github.com/grantline/grantline/services/fulfilment/connector"
 	"github.com/grantline/grantline/services/fulfilment/connector/postgres"
@@ -169,7 +170,7 @@ func TestCredentialRetrievedOnceByTheRightPerson(t *testing.T) {
 					t.Fatalf("%s after retrieval: %d %s, want 410", user, status, body)
 				}
 			}
-			for _, stream := range []string{eventstore.EventsStream, eventstore.TimersStream, eventstore.DLQStream, "KV_GRANTLINE_CREDENTIALS", "KV_GRANTLINE_TASKS"} {
+			for _, stream := range []string{topology.EventsStream, topology.TimersStream, topology.DLQStream, topology.BucketStream(topology.CredentialsBucket), topology.BucketStream(topology.TasksBucket)} {
 				for _, b := range w.StreamBodies(t, stream) {
 					if strings.Contains(string(b), cred.Password) {
 						t.Fatalf("the password is in %s", stream)
@@ -424,7 +425,7 @@ func TestFailuresAreRecorded(t *testing.T) {
 		t.Fatalf("failure %+v, status %s", f, r.Status())
 	}
 	poll.Until(t, 10*time.Second, "the delivery to be set aside", func() bool {
-		for _, b := range w.StreamBodies(t, eventstore.DLQStream) {
+		for _, b := range w.StreamBodies(t, topology.DLQStream) {
 			if strings.Contains(string(b), stuck) {
 				return true
 			}

@@ -28,6 +28,7 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/fulfilment"
 	"github.com/grantline/grantline/services/fulfilment/connector"
 	"github.com/grantline/grantline/services/fulfilment/credential"
@@ -36,23 +37,13 @@ import (
 	"github.com/grantline/grantline/services/fulfilment/taskindex"
 )
 
-// Durable consumer names, shared by the service's replicas.
-const (
-	DurableFulfil      = "fulfilment"
-	DurableStart       = "fulfilment-start"
-	DurableRevokeTasks = "fulfilment-revoke-tasks"
-)
-
-// KindStart is the timer kind that wakes fulfilment at a request's start_at.
-const KindStart = "grant-start"
-
 // DefaultMaxDeliveries is how often a grant is attempted before a transient failure is recorded.
 const DefaultMaxDeliveries = 6
 
 func subjects(types ...events.Type) []string {
 	var out []string
 	for _, t := range types {
-		out = append(out, "grantline.events.*."+t.Name())
+		out = append(out, events.NATSSubject("*", t))
 	}
 	return out
 }
@@ -64,7 +55,7 @@ const fulfilConcurrency = 8
 
 // FulfilSpec is the consumer of the events that may lead to a grant.
 func FulfilSpec(maxDeliveries int) consumer.Spec {
-	return consumer.Spec{Stream: eventstore.EventsStream, Durable: DurableFulfil,
+	return consumer.Spec{Stream: topology.FulfilmentGrants.Stream, Durable: topology.FulfilmentGrants.Durable,
 		FilterSubjects: subjects(events.TypeApproved, events.TypePolicyDecided), Concurrency: fulfilConcurrency,
 		MaxDeliveries: maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
 }
@@ -72,14 +63,15 @@ func FulfilSpec(maxDeliveries int) consumer.Spec {
 // StartSpec is the consumer of fired start timers: requests approved before the time they asked
 // access from.
 func StartSpec(maxDeliveries int) consumer.Spec {
-	return consumer.Spec{Stream: eventstore.TimersStream, Durable: DurableStart, FilterSubjects: []string{timers.FiredSubjects(KindStart)},
-		Concurrency: 4, MaxDeliveries: maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
+	return consumer.Spec{Stream: topology.FulfilmentStart.Stream, Durable: topology.FulfilmentStart.Durable,
+		FilterSubjects: []string{topology.TimerFired("*", topology.TimerGrantStart)},
+		Concurrency:    4, MaxDeliveries: maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
 }
 
 // RevokeTasksSpec is the consumer of the events that make a revocation due. Like the revoker's, it
 // never gives up: a manual grant whose revoke task is not opened would never be revoked.
 func RevokeTasksSpec() consumer.Spec {
-	return consumer.Spec{Stream: eventstore.EventsStream, Durable: DurableRevokeTasks,
+	return consumer.Spec{Stream: topology.FulfilmentRevokeTasks.Stream, Durable: topology.FulfilmentRevokeTasks.Durable,
 		FilterSubjects: subjects(events.TypeExpired, events.TypeRevocationRequested, events.TypePostReviewed), Concurrency: 2,
 		MaxDeliveries: math.MaxInt32, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, time.Minute)}
 }
@@ -108,7 +100,7 @@ func (e setAside) Unwrap() error { return e.err }
 
 // Fulfil is the consumer handler for approved and policy_decided.
 func (h *Reactions) Fulfil(ctx context.Context, msg jetstream.Msg) error {
-	return h.settle(ctx, msg, DurableFulfil, func(d eventstore.Delivery, delivered int) error {
+	return h.settle(ctx, msg, topology.FulfilmentGrants.Durable, func(d eventstore.Delivery, delivered int) error {
 		return h.Handle(ctx, d, delivered)
 	})
 }
@@ -116,7 +108,7 @@ func (h *Reactions) Fulfil(ctx context.Context, msg jetstream.Msg) error {
 // OpenRevokeTasks is the consumer handler for expired, revocation_requested and post_reviewed: a
 // manual grant whose revocation is now due gets a revoke task.
 func (h *Reactions) OpenRevokeTasks(ctx context.Context, msg jetstream.Msg) error {
-	return h.settle(ctx, msg, DurableRevokeTasks, func(d eventstore.Delivery, _ int) error {
+	return h.settle(ctx, msg, topology.FulfilmentRevokeTasks.Durable, func(d eventstore.Delivery, _ int) error {
 		return h.openRevokeTask(ctx, d)
 	})
 }
@@ -133,7 +125,7 @@ func (h *Reactions) settle(ctx context.Context, msg jetstream.Msg, durable strin
 	delivered := int(meta.NumDelivered)
 	err = handle(d, delivered)
 	var aside setAside
-	if errors.As(err, &aside) || deadletter.Permanent(err) || (err != nil && durable == DurableFulfil && delivered >= h.maxDeliveries()) {
+	if errors.As(err, &aside) || deadletter.Permanent(err) || (err != nil && durable == topology.FulfilmentGrants.Durable && delivered >= h.maxDeliveries()) {
 		// Set aside here rather than by the runner, whose copy of an event the DLQ stream refuses (see
 		// package deadletter).
 		return consumer.Permanent(err)
@@ -221,7 +213,7 @@ func (h *Reactions) handle(ctx context.Context, d eventstore.Delivery, delivered
 			return consumer.RetryAfter(errors.New("before the requested start"), time.Until(start)+50*time.Millisecond)
 		}
 		payload, _ := json.Marshal(timerPayload{AfterSeq: d.Seq})
-		if err := timers.Schedule(ctx, h.JS, d.RequestID, KindStart, start, payload); err != nil {
+		if err := timers.Schedule(ctx, h.JS, d.RequestID, topology.TimerGrantStart, start, payload); err != nil {
 			return err
 		}
 		log.Info("waiting for the requested start", "start_at", start.UTC().Format(time.RFC3339))

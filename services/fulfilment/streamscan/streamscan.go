@@ -10,15 +10,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // Requests calls fn with the request ID and stream sequence of every event of type t stored so far, in
 // stream order, and returns fn's first error or the stream's. Events appended while it runs may or may
 // not be included.
 func Requests(ctx context.Context, js jetstream.JetStream, t events.Type, fn func(requestID string, seq uint64) error) error {
-	cons, err := js.OrderedConsumer(ctx, eventstore.EventsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"grantline.events.*." + t.Name()}, DeliverPolicy: jetstream.DeliverAllPolicy, HeadersOnly: true,
+	cons, err := js.OrderedConsumer(ctx, topology.EventsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.NATSSubject("*", t)}, DeliverPolicy: jetstream.DeliverAllPolicy, HeadersOnly: true,
 	})
 	if err != nil {
 		return fmt.Errorf("scan %s: %w", t.Name(), err)

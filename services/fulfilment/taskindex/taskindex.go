@@ -21,10 +21,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/topology"
 )
-
-// Bucket is the key-value bucket of candidate open tasks, one key per task ID.
-const Bucket = "GRANTLINE_TASKS"
 
 // Task is what a task list shows about one task.
 type Task struct {
@@ -45,7 +43,7 @@ type Index struct{ kv jetstream.KeyValue }
 // Open creates or opens the bucket with replicas.
 func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Index, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: Bucket, History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+		Bucket: topology.TasksBucket, History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 		Description: "Grantline fulfilment: manual tasks that may be open (the request streams decide)",
 	})
 	if err != nil {

@@ -14,14 +14,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // ErrReused means the key was already used with a different request.
 var ErrReused = errors.New("this idempotency key was used with a different request")
-
-// Bucket is the JetStream key-value bucket that maps an idempotency key to the request it
-// created. It is intake's own, disposable state: the request itself lives in the evidence stream.
-const Bucket = "GRANTLINE_IDEMPOTENCY"
 
 // TTL is how long a key is remembered.
 const TTL = 24 * time.Hour
@@ -32,7 +29,7 @@ type Keys struct{ kv jetstream.KeyValue }
 // Open creates or opens the bucket.
 func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Keys, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: Bucket, TTL: TTL, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+		Bucket: topology.IdempotencyBucket, TTL: TTL, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 		Description: "Grantline intake: idempotency keys and the requests they created",
 	})
 	if err != nil {

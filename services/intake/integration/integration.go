@@ -20,6 +20,7 @@ import (
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
 )
@@ -30,12 +31,6 @@ const (
 	TypeAccepted = "io.grantline.intake.accepted"
 	TypeRefused  = "io.grantline.intake.refused"
 )
-
-// RequestsSubject and OutcomesSubject are where integration name publishes and listens.
-func RequestsSubject(name string) string { return "grantline.intake." + name + ".requests" }
-
-// OutcomesSubject is where intake answers integration name.
-func OutcomesSubject(name string) string { return "grantline.intake." + name + ".outcomes" }
 
 // cloudEvent is the structured-mode CloudEvent an integration sends. Only these attributes are known;
 // anything else is refused, like every other input.
@@ -75,12 +70,16 @@ type Handler struct {
 
 // Spec is the durable consumer the handler runs on.
 func Spec() consumer.Spec {
-	return consumer.Spec{Stream: eventstore.IntakeStream, Durable: "intake", FilterSubjects: []string{"grantline.intake.*.requests"}, Concurrency: 4}
+	return consumer.Spec{Stream: topology.IntakeIntegrations.Stream, Durable: topology.IntakeIntegrations.Durable,
+		FilterSubjects: []string{topology.IntegrationRequests("*")}, Concurrency: 4}
 }
 
 // Handle handles one delivery: a refusal is answered and dead-lettered; a transient failure is retried.
 func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
-	name := strings.Split(msg.Subject(), ".")[2]
+	name, ok := topology.RequestingIntegration(msg.Subject())
+	if !ok {
+		return consumer.Permanent(fmt.Errorf("%q is not an integration's request subject", msg.Subject()))
+	}
 	ce, id, err := h.accept(ctx, name, msg.Data())
 	log := h.Log.With("integration", name, "cloudevent_id", ce.ID, "request_id", id)
 	var refused refusal
@@ -175,7 +174,7 @@ func (h *Handler) answer(ctx context.Context, name, ceID, typ string, o Outcome)
 	if err != nil {
 		return err
 	}
-	msg := nats.NewMsg(OutcomesSubject(name))
+	msg := nats.NewMsg(topology.IntegrationOutcomes(name))
 	msg.Data = body
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

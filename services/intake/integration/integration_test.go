@@ -18,6 +18,7 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
 )
@@ -42,7 +43,7 @@ func (c client) send(id string, data map[string]any, republish bool) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	msg := nats.NewMsg(RequestsSubject("servicenow"))
+	msg := nats.NewMsg(topology.IntegrationRequests("servicenow"))
 	msg.Data = body
 	opts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
 	if republish {
@@ -56,12 +57,12 @@ func (c client) send(id string, data map[string]any, republish bool) {
 
 func (c client) outcomes() []cloudevents.Event {
 	c.t.Helper()
-	st, _ := c.js.Stream(context.Background(), eventstore.IntakeStream)
+	st, _ := c.js.Stream(context.Background(), topology.IntakeStream)
 	info, _ := st.Info(context.Background())
 	var out []cloudevents.Event
 	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
 		m, err := st.GetMsg(context.Background(), seq)
-		if err != nil || m.Subject != OutcomesSubject("servicenow") {
+		if err != nil || m.Subject != topology.IntegrationOutcomes("servicenow") {
 			continue
 		}
 		ev := cloudevents.NewEvent()
@@ -179,7 +180,7 @@ func TestRefusalsAreAnsweredWithReasons(t *testing.T) {
 		}
 	}
 	poll.Until(t, 10*time.Second, "the refused CloudEvents in the dead-letter stream", func() bool {
-		st, err := js.Stream(context.Background(), eventstore.DLQStream)
+		st, err := js.Stream(context.Background(), topology.DLQStream)
 		if err != nil {
 			return false
 		}

@@ -21,15 +21,8 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/policy"
-)
-
-// Durable consumer names on GRANTLINE_EVENTS.
-const (
-	// DecideConsumer receives every submitted request.
-	DecideConsumer = "policy"
-	// SettleConsumer receives the events that can end an emergency's open post-review.
-	SettleConsumer = "policy-emergency-reviews"
 )
 
 // Evaluator decides policy inputs; *policy.Engine is the real one.
@@ -70,8 +63,8 @@ type Deps struct {
 }
 
 // Serve runs the policy service until ctx ends: it creates the state bucket if needed, then runs the
-// two durable consumers, DecideConsumer on grantline.events.*.submitted and SettleConsumer on the
-// events that settle an emergency's post-review. It returns once both have stopped (in-flight handlers
+// two durable consumers, topology.PolicyDecisions on grantline.events.*.submitted and
+// topology.PolicyReviewDebt on the events that settle an emergency's post-review. It returns once both have stopped (in-flight handlers
 // finish within the consumer's grace period): nil after ctx ended, or the error that stopped a consumer
 // or prevented the start. Call it in its own goroutine and cancel ctx to stop it.
 func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
@@ -86,10 +79,10 @@ func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
 		spec   consumer.Spec
 		handle consumer.Handler
 	}{
-		{consumer.Spec{Stream: eventstore.EventsStream, Durable: DecideConsumer,
+		{consumer.Spec{Stream: topology.PolicyDecisions.Stream, Durable: topology.PolicyDecisions.Durable,
 			FilterSubjects: []string{events.NATSSubject("*", events.TypeSubmitted)},
 			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleSubmitted},
-		{consumer.Spec{Stream: eventstore.EventsStream, Durable: SettleConsumer,
+		{consumer.Spec{Stream: topology.PolicyReviewDebt.Stream, Durable: topology.PolicyReviewDebt.Durable,
 			FilterSubjects: []string{
 				events.NATSSubject("*", events.TypePostReviewed), events.NATSSubject("*", events.TypeWithdrawn),
 				events.NATSSubject("*", events.TypeFulfilmentFailed),

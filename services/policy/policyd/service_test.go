@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/policy"
 )
 
@@ -249,8 +250,8 @@ decision := {"outcome": "auto_approved", "reasons": ["x"], "stages": [], "stages
 			if n := engine.calls.Load(); n != 3 {
 				t.Errorf("%d evaluations, want one per allowed delivery (3)", n)
 			}
-			w.idle(t, DecideConsumer)
-			if n := w.deadLetters(t, DecideConsumer); n != 0 {
+			w.idle(t, topology.PolicyDecisions.Durable)
+			if n := w.deadLetters(t, topology.PolicyDecisions.Durable); n != 0 {
 				t.Errorf("%d dead letters; the deny should have settled the request", n)
 			}
 		})
@@ -274,11 +275,11 @@ func TestLeavesUndecidableRequestsAlone(t *testing.T) {
 	}
 	w.serve(t, loadEngine(t, demoBundle), nil)
 
-	w.idle(t, DecideConsumer)
+	w.idle(t, topology.PolicyDecisions.Durable)
 	if l := w.load(t, withdrawn); len(l.Events) != 2 || l.Request.Status() != events.StatusWithdrawn {
 		t.Errorf("withdrawn request: %d events, status %s", len(l.Events), l.Request.Status())
 	}
-	if n := w.deadLetters(t, DecideConsumer); n != 1 {
+	if n := w.deadLetters(t, topology.PolicyDecisions.Durable); n != 1 {
 		t.Errorf("%d dead letters, want the malformed message", n)
 	}
 }

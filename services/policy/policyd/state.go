@@ -13,11 +13,8 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/topology"
 )
-
-// StateBucket is the JetStream key-value bucket holding the policy service's own state: which emergency
-// requests still await their post-review.
-const StateBucket = "GRANTLINE_POLICY_STATE"
 
 // Marker values: a request's emergency review is open, or settled for good.
 const (
@@ -47,11 +44,11 @@ type reviews struct {
 // openReviews creates the bucket if it does not exist (replicas as given) and returns the state over it.
 func openReviews(ctx context.Context, js jetstream.JetStream, replicas int) (*reviews, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: StateBucket, Description: "Grantline policy: emergency requests awaiting post-review",
+		Bucket: topology.PolicyStateBucket, Description: "Grantline policy: emergency requests awaiting post-review",
 		History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("policy state bucket %s: %w", StateBucket, err)
+		return nil, fmt.Errorf("policy state bucket %s: %w", topology.PolicyStateBucket, err)
 	}
 	return &reviews{js: js, kv: kv, timeout: 5 * time.Second}, nil
 }
@@ -111,8 +108,8 @@ func (s *reviews) open(ctx context.Context, requester, except string) ([]string,
 }
 
 func (s *reviews) openDirect(ctx context.Context, requester, except string) ([]string, error) {
-	prefix := "$KV." + StateBucket + "." + requesterPrefix(requester) + "."
-	msgs, err := jetstreamext.GetLastMsgsFor(ctx, s.js, "KV_"+StateBucket, []string{prefix + "*"})
+	prefix := topology.BucketKey(topology.PolicyStateBucket, requesterPrefix(requester)+".")
+	msgs, err := jetstreamext.GetLastMsgsFor(ctx, s.js, topology.BucketStream(topology.PolicyStateBucket), []string{prefix + "*"})
 	if err != nil {
 		return nil, err
 	}

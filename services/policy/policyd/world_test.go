@@ -18,6 +18,7 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/policy"
 )
 
@@ -199,7 +200,7 @@ func (w *world) decision(t *testing.T, id string) events.PolicyDecided {
 // openReviews waits until the policy state lists exactly want as who's open emergency reviews.
 func (w *world) openReviews(t *testing.T, who string, want ...string) {
 	t.Helper()
-	kv, err := w.js.KeyValue(context.Background(), StateBucket)
+	kv, err := w.js.KeyValue(context.Background(), topology.PolicyStateBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func (w *world) openReviews(t *testing.T, who string, want ...string) {
 func (w *world) idle(t *testing.T, durable string) {
 	t.Helper()
 	poll.Until(t, 30*time.Second, durable+" to have handled everything", func() bool {
-		c, err := w.js.Consumer(context.Background(), eventstore.EventsStream, durable)
+		c, err := w.js.Consumer(context.Background(), topology.EventsStream, durable)
 		if err != nil {
 			return false
 		}
@@ -235,15 +236,15 @@ func (w *world) idle(t *testing.T, durable string) {
 // deadLetters counts the messages dead-lettered by durable.
 func (w *world) deadLetters(t *testing.T, durable string) uint64 {
 	t.Helper()
-	st, err := w.js.Stream(context.Background(), eventstore.DLQStream)
+	st, err := w.js.Stream(context.Background(), topology.DLQStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter("grantline.dlq."+durable))
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(topology.DeadLetter(durable)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.State.Subjects["grantline.dlq."+durable]
+	return info.State.Subjects[topology.DeadLetter(durable)]
 }
 
 func writeFile(t *testing.T, dir, name, content string) {

@@ -15,7 +15,7 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/query"
 	"github.com/grantline/grantline/services/query/projection"
 )
@@ -72,7 +72,7 @@ func (r *Reader) read(ctx context.Context, id string) ([]events.Record, error) {
 func (r *Reader) readBatch(ctx context.Context, id string, from uint64, recs *[]events.Record) (more bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout())
 	defer cancel()
-	batch, err := jetstreamext.GetBatch(ctx, r.JS, eventstore.EventsStream, loadBatch,
+	batch, err := jetstreamext.GetBatch(ctx, r.JS, topology.EventsStream, loadBatch,
 		jetstreamext.GetBatchSeq(from), jetstreamext.GetBatchSubject(events.RequestFilter(id)))
 	if err != nil {
 		return false, err
@@ -95,8 +95,8 @@ func (r *Reader) readBatch(ctx context.Context, id string, from uint64, recs *[]
 // It reads with an ordered consumer (see package projection for why), which the client library
 // recreates from the last delivered sequence whenever it misses a heartbeat or a sequence.
 func (r *Reader) Follow(ctx context.Context, from uint64, out chan<- projection.Delivery) error {
-	cons, err := r.JS.OrderedConsumer(ctx, eventstore.EventsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"grantline.events.>"}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+	cons, err := r.JS.OrderedConsumer(ctx, topology.EventsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.AllSubjects}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq: max(from, 1),
 	})
 	if err != nil {
@@ -139,7 +139,7 @@ func (r *Reader) Follow(ctx context.Context, from uint64, out chan<- projection.
 
 // LastSeq is the stream sequence of the last stored event (0 for an empty stream).
 func (r *Reader) LastSeq(ctx context.Context) (uint64, error) {
-	st, err := r.JS.Stream(ctx, eventstore.EventsStream)
+	st, err := r.JS.Stream(ctx, topology.EventsStream)
 	if err != nil {
 		return 0, fmt.Errorf("open the evidence stream: %w", err)
 	}

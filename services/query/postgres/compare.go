@@ -13,8 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// compared are the read side's tables with their keys. schema_migrations is left out: it records when
-// each schema was migrated, not what the stream says.
+// compared are the read side's tables with their keys. The migrations' bookkeeping (pgmigrate's
+// tables) is left out: it records when each schema was migrated, not what the stream says.
 var compared = []struct {
 	table string
 	key   []string

@@ -463,12 +463,49 @@ func TestMigrate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := rs.rows(t, `SELECT count(*) FROM readside.schema_migrations`); n[0][0] != "1" {
+	if n := rs.rows(t, `SELECT count(*) FROM readside.goose_db_version WHERE version_id > 0`); n[0][0] != "1" {
 		t.Fatalf("%s migrations recorded, want 1", n[0][0])
 	}
 	for _, bad := range []string{"", "Readside", "x;drop", "1abc", "pg_catalog", strings.Repeat("a", 64)} {
 		if err := postgres.Migrate(ctx, rs.pool, bad); err == nil {
 			t.Errorf("schema %q accepted", bad)
+		}
+	}
+}
+
+// TestMigrateAdoptsAReadSideOfTheRunnerBeforeGoose: a read side that the runner before pgmigrate
+// migrated (schema_migrations in its schema, the tables, a checkpoint that has moved) is not
+// migrated again and keeps its checkpoint, and a rebuild schema beside it starts from nothing.
+func TestMigrateAdoptsAReadSideOfTheRunnerBeforeGoose(t *testing.T) {
+	rs := newReadSide(t)
+	ctx := context.Background()
+	first, err := os.ReadFile("migrations/0001_readside.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What that runner did: the file in one transaction with search_path set to the schema.
+	for _, stmt := range []string{
+		`CREATE SCHEMA readside`,
+		`CREATE TABLE readside.schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+		INSERT INTO readside.schema_migrations (version, name) VALUES (1, '0001_readside')`,
+		`SET search_path TO readside; ` + string(first) + `; UPDATE checkpoint SET last_seq = 42; RESET search_path`,
+	} {
+		if _, err := rs.pool.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, schema := range []string{"readside", "rebuild"} {
+		if err := postgres.Migrate(ctx, rs.pool, schema); err != nil {
+			t.Fatalf("migrate %s: %v", schema, err)
+		}
+	}
+	for schema, want := range map[string]uint64{"readside": 42, "rebuild": 0} {
+		st, err := postgres.NewStore(rs.pool, schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.Checkpoint(ctx); err != nil || got != want {
+			t.Errorf("%s: checkpoint %d (%v), want %d", schema, got, err, want)
 		}
 	}
 }

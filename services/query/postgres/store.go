@@ -12,15 +12,14 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/pgmigrate"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/query"
 	"github.com/grantline/grantline/services/query/projection"
 )
@@ -46,58 +45,19 @@ func lockKey(purpose, schema string) int64 {
 	return int64(h.Sum64())
 }
 
-// Migrate creates schema if need be and applies the embedded migrations (migrations/NNNN_name.sql) that
-// its schema_migrations table does not list yet, in version order, in one transaction under an advisory
-// lock, so replicas starting together apply each once and a failed migration leaves nothing half done.
+// Migrate creates schema if need be and applies the embedded migrations (migrations/NNNN_name.sql)
+// that it has not had yet, with search_path set to it, through pgmigrate: each once across replicas
+// (under a lock of this schema's own), each in one transaction, and none at all if an applied one was
+// edited since.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	if !ValidSchema(schema) {
 		return fmt.Errorf("migrate: %q is not a valid schema name", schema)
 	}
-	files, err := fs.Glob(migrations, "migrations/*.sql")
+	files, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return err
 	}
-	slices.Sort(files)
-	ident := pgx.Identifier{schema}.Sanitize()
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("migrate", schema)); err != nil {
-			return fmt.Errorf("migrate %s: lock: %w", schema, err)
-		}
-		for _, stmt := range []string{
-			`CREATE SCHEMA IF NOT EXISTS ` + ident,
-			// The migrations name their tables without a schema; they land in this one.
-			`SET LOCAL search_path TO ` + ident,
-			`CREATE TABLE IF NOT EXISTS schema_migrations (
-				version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
-		} {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("migrate %s: %w", schema, err)
-			}
-		}
-		for _, file := range files {
-			name := strings.TrimSuffix(strings.TrimPrefix(file, "migrations/"), ".sql")
-			prefix, _, _ := strings.Cut(name, "_")
-			version, err := strconv.Atoi(prefix)
-			if err != nil {
-				return fmt.Errorf("migrate: %s does not start with a version number", file)
-			}
-			tag, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2) ON CONFLICT DO NOTHING`, version, name)
-			if err != nil {
-				return fmt.Errorf("migrate %s %s: %w", schema, name, err)
-			}
-			if tag.RowsAffected() == 0 {
-				continue
-			}
-			sql, err := migrations.ReadFile(file)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, string(sql)); err != nil {
-				return fmt.Errorf("migrate %s %s: %w", schema, name, err)
-			}
-		}
-		return nil
-	})
+	return pgmigrate.Up(ctx, pool, pgmigrate.Migrations{Files: files, Lock: lockKey("migrate", schema)}, schema)
 }
 
 // Store is the read side in one schema: the projection's sink and the query API's source.
@@ -146,7 +106,7 @@ func (s *Store) Lead(ctx context.Context) (release func(), err error) {
 // Checkpoint is the stream sequence of the last event the projection applied (0 for none).
 func (s *Store) Checkpoint(ctx context.Context) (uint64, error) {
 	var seq int64
-	if err := s.pool.QueryRow(ctx, s.sql.checkpoint, eventstore.EventsStream).Scan(&seq); err != nil {
+	if err := s.pool.QueryRow(ctx, s.sql.checkpoint, topology.EventsStream).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("read side %s: checkpoint: %w", s.schema, err)
 	}
 	return uint64(seq), nil
@@ -181,7 +141,7 @@ func (s *Store) Apply(ctx context.Context, b *projection.Batch) error {
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// First, so that the row lock serialises writers and the loser sees the winner's checkpoint.
-		tag, err := tx.Exec(ctx, s.sql.advance, eventstore.EventsStream, int64(b.From), int64(b.To))
+		tag, err := tx.Exec(ctx, s.sql.advance, topology.EventsStream, int64(b.From), int64(b.To))
 		if err != nil {
 			return fmt.Errorf("read side %s: advance checkpoint: %w", s.schema, err)
 		}

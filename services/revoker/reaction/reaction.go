@@ -28,19 +28,13 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/fulfilment"
 	"github.com/grantline/grantline/services/fulfilment/connector"
 	"github.com/grantline/grantline/services/fulfilment/credential"
 	"github.com/grantline/grantline/services/fulfilment/deadletter"
 	"github.com/grantline/grantline/services/fulfilment/streamscan"
 	"github.com/grantline/grantline/services/revoker"
-)
-
-// Durable consumer names, shared by the service's replicas.
-const (
-	DurableSchedules   = "revoker-schedules"
-	DurableRevocations = "revoker"
-	DurableExpiry      = "revoker-expiry"
 )
 
 // forever is the delivery limit of the consumers that revoke: the runner dead-letters after
@@ -57,9 +51,9 @@ const (
 // SchedulesSpec is the consumer of granted events, which arms their expiry.
 func SchedulesSpec() consumer.Spec {
 	return consumer.Spec{
-		Stream:         eventstore.EventsStream,
-		Durable:        DurableSchedules,
-		FilterSubjects: []string{"grantline.events.*." + events.TypeGranted.Name()},
+		Stream:         topology.RevokerSchedules.Stream,
+		Durable:        topology.RevokerSchedules.Durable,
+		FilterSubjects: []string{events.NATSSubject("*", events.TypeGranted)},
 		Concurrency:    4,
 	}
 }
@@ -67,11 +61,11 @@ func SchedulesSpec() consumer.Spec {
 // RevocationsSpec is the consumer of the events that make a revocation due before expiry.
 func RevocationsSpec(backoffCap time.Duration) consumer.Spec {
 	return consumer.Spec{
-		Stream:  eventstore.EventsStream,
-		Durable: DurableRevocations,
+		Stream:  topology.RevokerRevocations.Stream,
+		Durable: topology.RevokerRevocations.Durable,
 		FilterSubjects: []string{
-			"grantline.events.*." + events.TypeRevocationRequested.Name(),
-			"grantline.events.*." + events.TypePostReviewed.Name(),
+			events.NATSSubject("*", events.TypeRevocationRequested),
+			events.NATSSubject("*", events.TypePostReviewed),
 		},
 		Concurrency:   4,
 		MaxDeliveries: forever,
@@ -82,9 +76,9 @@ func RevocationsSpec(backoffCap time.Duration) consumer.Spec {
 // ExpirySpec is the consumer of fired expiry timers.
 func ExpirySpec(backoffCap time.Duration) consumer.Spec {
 	return consumer.Spec{
-		Stream:         eventstore.TimersStream,
-		Durable:        DurableExpiry,
-		FilterSubjects: []string{timers.FiredSubjects(revoker.KindExpiry)},
+		Stream:         topology.RevokerExpiry.Stream,
+		Durable:        topology.RevokerExpiry.Durable,
+		FilterSubjects: []string{topology.TimerFired("*", topology.TimerExpiry)},
 		Concurrency:    8,
 		MaxDeliveries:  forever,
 		Backoff:        consumer.ExponentialBackoff(250*time.Millisecond, backoffCap),
@@ -136,7 +130,7 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 // arm schedules r's expiry timer at at.
 func (h *Reactions) arm(ctx context.Context, r *events.Request, seq uint64, at time.Time) error {
 	payload, _ := json.Marshal(timerPayload{AfterSeq: seq})
-	if err := timers.Schedule(ctx, h.JS, r.ID(), revoker.KindExpiry, at, payload); err != nil {
+	if err := timers.Schedule(ctx, h.JS, r.ID(), topology.TimerExpiry, at, payload); err != nil {
 		return err
 	}
 	h.Log.Debug("expiry armed", telemetry.KeyRequestID, r.ID(), "at", at.UTC().Format(time.RFC3339Nano))
@@ -148,7 +142,7 @@ func (h *Reactions) arm(ctx context.Context, r *events.Request, seq uint64, at t
 // acknowledged; one that fires early by this clock is retried at the expiry.
 func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 	id, kind, raw, err := timers.ParseFired(msg)
-	if err == nil && (kind != revoker.KindExpiry || !events.ValidRequestID(id)) {
+	if err == nil && (kind != topology.TimerExpiry || !events.ValidRequestID(id)) {
 		err = fmt.Errorf("timer %s for %q is not an expiry of a request", kind, id)
 	}
 	var p timerPayload
@@ -158,7 +152,7 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	return h.settle(ctx, msg, DurableExpiry, func(delivered int) error { return h.Expire(ctx, id, p.AfterSeq, delivered) })
+	return h.settle(ctx, msg, topology.RevokerExpiry.Durable, func(delivered int) error { return h.Expire(ctx, id, p.AfterSeq, delivered) })
 }
 
 // Expire appends expired to request id if its grant has reached its expiry, then revokes it; delivered
@@ -182,7 +176,7 @@ func (h *Reactions) Revocations(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	return h.settle(ctx, msg, DurableRevocations, func(delivered int) error {
+	return h.settle(ctx, msg, topology.RevokerRevocations.Durable, func(delivered int) error {
 		l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
 		if err != nil {
 			return err
@@ -281,7 +275,7 @@ func (h *Reactions) failed(ctx context.Context, log *slog.Logger, l *eventstore.
 // those; the sweep covers timers that were lost (a purged or recreated timers stream). It reads one
 // request at a time and holds nothing per grant.
 func (h *Reactions) Sweep(ctx context.Context) (armed int, err error) {
-	st, err := h.JS.Stream(ctx, timers.Stream)
+	st, err := h.JS.Stream(ctx, topology.TimersStream)
 	if err != nil {
 		return 0, fmt.Errorf("sweep: %w", err)
 	}
@@ -298,7 +292,7 @@ func (h *Reactions) Sweep(ctx context.Context) (armed int, err error) {
 		if r.Status() != events.StatusGranted || r.RevocationDue() != "" {
 			return nil
 		}
-		for _, subject := range []string{timers.ScheduleSubject(id, revoker.KindExpiry), timers.FiredSubject(id, revoker.KindExpiry)} {
+		for _, subject := range []string{topology.TimerSchedule(id, topology.TimerExpiry), topology.TimerFired(id, topology.TimerExpiry)} {
 			// A schedule still waiting, or a fired copy (the consumer has it: a copy it handled would
 			// have made the revocation due): nothing was lost.
 			if _, err := st.GetLastMsgForSubject(ctx, subject); err == nil {
@@ -313,7 +307,7 @@ func (h *Reactions) Sweep(ctx context.Context) (armed int, err error) {
 		if err := h.arm(ctx, r, seq, r.Grant().ExpiresAt); err != nil {
 			return err
 		}
-		if _, err := st.GetLastMsgForSubject(ctx, timers.ScheduleSubject(id, revoker.KindExpiry)); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if _, err := st.GetLastMsgForSubject(ctx, topology.TimerSchedule(id, topology.TimerExpiry)); !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return err
 		}
 		// The server dropped it as a duplicate of the schedule it stored (and lost since) within its

@@ -7,12 +7,10 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/poll"
-	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/fulfilment/connector"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmenttest"
-	"github.com/grantline/grantline/services/revoker"
 )
 
 // storedAt is when the server stored request id's last event of type typ.
@@ -86,7 +84,7 @@ func BenchmarkApprovedToGranted(b *testing.B) {
 // appending revoked); beside it, a raw Store.Update in the same run.
 func BenchmarkExpiryToRevoked(b *testing.B) {
 	e := newEnv(b)
-	st, err := e.JS.Stream(context.Background(), timers.Stream)
+	st, err := e.JS.Stream(context.Background(), topology.TimersStream)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -94,7 +92,7 @@ func BenchmarkExpiryToRevoked(b *testing.B) {
 	for b.Loop() {
 		id := e.Approved(b, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Second})
 		e.WaitFor(b, id, 20*time.Second, "the revocation", revoked)
-		fired, err := st.GetLastMsgForSubject(context.Background(), timers.FiredSubject(id, revoker.KindExpiry))
+		fired, err := st.GetLastMsgForSubject(context.Background(), topology.TimerFired(id, topology.TimerExpiry))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -141,7 +139,7 @@ func BenchmarkExpiryDrain(b *testing.B) {
 	})
 	poll.Until(b, time.Until(expires)+5*time.Second, "the expiry", func() bool { return time.Now().After(expires.Add(time.Second)) })
 
-	revocations := counter(b, e.JS, eventstore.EventsStream, "grantline.events.*.revoked")
+	revocations := counter(b, e.JS, topology.EventsStream, events.NATSSubject("*", events.TypeRevoked))
 	b.ResetTimer()
 	started := time.Now()
 	e.startRevoker(b)

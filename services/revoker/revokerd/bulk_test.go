@@ -10,13 +10,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/poll"
-	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/fulfilment"
 	"github.com/grantline/grantline/services/fulfilment/connector"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmenttest"
-	"github.com/grantline/grantline/services/revoker"
 )
 
 // each runs fn(i) for i in [0, n) on workers goroutines and waits.
@@ -111,9 +109,9 @@ func Test200GrantsExpireWhileTheRevokerIsDown(t *testing.T) {
 		e.Append(t, events.Fulfilment, ids[i], events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "test",
 			Observed: grants[i].obs, ExpiresAt: expiresAt(i), Fulfiller: fulfilment.Fulfiller}, CausationID: "test-grant"})
 	})
-	schedules := counter(t, e.JS, timers.Stream, "grantline.timers.sched.*."+revoker.KindExpiry)
-	fired := counter(t, e.JS, timers.Stream, timers.FiredSubjects(revoker.KindExpiry))
-	revocations := counter(t, e.JS, eventstore.EventsStream, "grantline.events.*.revoked")
+	schedules := counter(t, e.JS, topology.TimersStream, topology.TimerSchedule("*", topology.TimerExpiry))
+	fired := counter(t, e.JS, topology.TimersStream, topology.TimerFired("*", topology.TimerExpiry))
+	revocations := counter(t, e.JS, topology.EventsStream, events.NATSSubject("*", events.TypeRevoked))
 	poll.Until(t, time.Until(first), "the revoker to arm every expiry", func() bool { return schedules() == n })
 	e.stopRevoker()
 	if time.Now().After(first) {

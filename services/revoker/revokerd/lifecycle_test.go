@@ -11,15 +11,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/poll"
-	"github.com/grantline/grantline/pkg/timers"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/fulfilment"
 	"github.com/grantline/grantline/services/fulfilment/connector"
 	"github.com/grantline/grantline/services/fulfilment/connector/postgres"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmenttest"
 	"github.com/grantline/grantline/services/fulfilment/httpapi"
-	"github.com/grantline/grantline/services/revoker"
 )
 
 // targetState is what the PostgreSQL target shows for one grant, in the terms of its entitlement.
@@ -170,7 +168,7 @@ func TestTargetDownYieldsRevocationFailed(t *testing.T) {
 	if rv.Reason != events.RevokeExpired || rv.Observed.Present || e.Holds(t, who.ID, "analytics_read") {
 		t.Fatalf("revoked %+v", rv)
 	}
-	if n := len(e.StreamBodies(t, eventstore.DLQStream)); n != 0 {
+	if n := len(e.StreamBodies(t, topology.DLQStream)); n != 0 {
 		t.Fatalf("%d dead letters: a revocation must never be set aside", n)
 	}
 }
@@ -251,12 +249,12 @@ func TestSweepArmsLostSchedules(t *testing.T) {
 	who := someone("engineers")
 	id := e.Approved(t, fulfilmenttest.Request{Requester: who, Entitlement: "analytics-read", Duration: 4 * time.Second})
 	e.WaitFor(t, id, 20*time.Second, "the grant", granted)
-	st, err := e.JS.Stream(ctx, timers.Stream)
+	st, err := e.JS.Stream(ctx, topology.TimersStream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	schedules := func() uint64 {
-		info, err := st.Info(ctx, jetstream.WithSubjectFilter(timers.ScheduleSubject(id, revoker.KindExpiry)))
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(topology.TimerSchedule(id, topology.TimerExpiry)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +262,7 @@ func TestSweepArmsLostSchedules(t *testing.T) {
 	}
 	poll.Until(t, 10*time.Second, "the expiry to be armed", func() bool { return schedules() == 1 })
 	e.stopRevoker()
-	if err := st.Purge(ctx, jetstream.WithPurgeSubject("grantline.timers.>")); err != nil {
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject(topology.TimerSubjects)); err != nil {
 		t.Fatal(err)
 	}
 	if schedules() != 0 {

@@ -28,7 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/cmd/grantline/internal/devmode"
-	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // Phase names.
@@ -382,7 +382,7 @@ func (r *run) progress(name string, n int) (stop func()) {
 }
 
 func (r *run) lastSeq(ctx context.Context) (uint64, error) {
-	st, err := r.s.js.Stream(ctx, eventstore.EventsStream)
+	st, err := r.s.js.Stream(ctx, topology.EventsStream)
 	if err != nil {
 		return 0, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/fulfilment"
 	"github.com/grantline/grantline/services/intake"
 )
@@ -80,7 +81,7 @@ const (
 func (s *system) withRawStream(ctx context.Context, measure func() error) error {
 	var cfg jetstream.StreamConfig
 	for _, c := range eventstore.StreamConfigs(eventstore.DefaultSettings) {
-		if c.Name == eventstore.EventsStream {
+		if c.Name == topology.EventsStream {
 			cfg = c
 		}
 	}

@@ -8,7 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // lagInterval is how often the backlogs are sampled while a phase runs: often enough that the last
@@ -62,7 +63,7 @@ func (r *run) lags(ctx context.Context) map[string]uint64 {
 		for info := range infos.Info() {
 			name := info.Config.Durable
 			if name == "" {
-				if !slices.Equal(info.Config.FilterSubjects, []string{"grantline.events.>"}) && info.Config.FilterSubject != "grantline.events.>" {
+				if !slices.Equal(info.Config.FilterSubjects, []string{events.AllSubjects}) && info.Config.FilterSubject != events.AllSubjects {
 					continue
 				}
 				name = readSide
@@ -76,7 +77,7 @@ func (r *run) lags(ctx context.Context) map[string]uint64 {
 // consumedStreams looks up the streams the services consume, once: each look-up is a stream info
 // request, work for the server the bench would add to what it measures.
 func (r *run) consumedStreams(ctx context.Context) error {
-	for _, name := range []string{eventstore.EventsStream, eventstore.TimersStream, eventstore.IntakeStream} {
+	for _, name := range []string{topology.EventsStream, topology.TimersStream, topology.IntakeStream} {
 		st, err := r.s.js.Stream(ctx, name)
 		if err != nil {
 			return err

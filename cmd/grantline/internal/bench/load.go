@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/intake/integration"
 )
 
@@ -211,7 +211,7 @@ func perSecond(n int, d time.Duration) float64 {
 // observe follows the decisions, grants and failed fulfilments on the evidence stream with an ordered
 // consumer (so only what was stored counts), and, over the integration stream, intake's answers.
 func (r *run) observe(ctx context.Context) (stop func(), err error) {
-	cons, err := r.s.js.OrderedConsumer(ctx, eventstore.EventsStream, jetstream.OrderedConsumerConfig{
+	cons, err := r.s.js.OrderedConsumer(ctx, topology.EventsStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.NATSSubject("*", events.TypePolicyDecided), events.NATSSubject("*", events.TypeGranted),
 			events.NATSSubject("*", events.TypeFulfilmentFailed)},
 		DeliverPolicy: jetstream.DeliverNewPolicy, NamePrefix: observerPrefix,
@@ -300,7 +300,7 @@ func (r *run) submit(ctx context.Context, key string) {
 		ce := fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":"/grantline-bench","type":%q,"datacontenttype":"application/json",`+
 			`"data":{"requester":{"id":%q,"groups":[%q]},"entitlement":%q,"duration":"1h","justification":%q}}`,
 			key, integration.TypeRequest, people.ids[person], populationGroup, entitlement, justification)
-		msg := nats.NewMsg(integration.RequestsSubject(integrationName))
+		msg := nats.NewMsg(topology.IntegrationRequests(integrationName))
 		msg.Data = []byte(ce)
 		r.tracker.submitting(key, person, time.Now())
 		if _, err := r.s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(key)); err != nil {

@@ -27,10 +27,10 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/pglocal"
+	"github.com/grantline/grantline/pkg/topology"
 	pgconnector "github.com/grantline/grantline/services/fulfilment/connector/postgres"
 	"github.com/grantline/grantline/services/fulfilment/connector/webhook"
 	"github.com/grantline/grantline/services/fulfilment/credential"
-	"github.com/grantline/grantline/services/intake/integration"
 )
 
 // Services are the service processes the bench runs, in start order.
@@ -147,8 +147,8 @@ func (s *system) durability() eventstore.SyncProbe {
 // holds only what they will be measured on. Deleting a stream is an operator's act that DenyDelete and
 // DenyPurge (which guard messages) allow; this server is the bench's own and is thrown away.
 func (s *system) resetEvents(ctx context.Context) error {
-	if err := s.js.DeleteStream(ctx, eventstore.EventsStream); err != nil {
-		return fmt.Errorf("reset %s: %w", eventstore.EventsStream, err)
+	if err := s.js.DeleteStream(ctx, topology.EventsStream); err != nil {
+		return fmt.Errorf("reset %s: %w", topology.EventsStream, err)
 	}
 	return eventstore.Provision(ctx, s.js, eventstore.DefaultSettings)
 }
@@ -451,4 +451,4 @@ func (s *system) service(name string) *child {
 }
 
 // outcomesSubject is where intake answers the bench's integration CloudEvents.
-func outcomesSubject() string { return integration.OutcomesSubject(integrationName) }
+func outcomesSubject() string { return topology.IntegrationOutcomes(integrationName) }

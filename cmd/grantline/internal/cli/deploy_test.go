@@ -15,6 +15,7 @@ import (
 	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // TestDeploySecretsRunADeployment: `grantline deploy secrets` writes the keys with private modes and
@@ -69,7 +70,7 @@ func TestDeploySecretsRunADeployment(t *testing.T) {
 	}
 	for range 2 { // idempotent
 		if code, out := run(t, "streams", "provision", "--nats", url, "--nkey", nkey(brokeraccess.Operator), "--replicas", "1"); code != 0 ||
-			!strings.Contains(out, eventstore.EventsStream) {
+			!strings.Contains(out, topology.EventsStream) {
 			t.Fatalf("streams provision: exit %d: %s", code, out)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/pgtest"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // BenchmarkSubmitToDecision submits analytics-read requests over HTTP at a fixed rate to grantline dev
@@ -45,8 +46,8 @@ func BenchmarkSubmitToDecision(b *testing.B) {
 	sentAt := map[string]time.Time{}
 	var latencies []time.Duration
 	decided := make(chan struct{}, 1<<16)
-	cons, err := js.OrderedConsumer(context.Background(), "GRANTLINE_EVENTS", jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"grantline.events.*.policy_decided"}, DeliverPolicy: jetstream.DeliverNewPolicy})
+	cons, err := js.OrderedConsumer(context.Background(), topology.EventsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.NATSSubject("*", events.TypePolicyDecided)}, DeliverPolicy: jetstream.DeliverNewPolicy})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func BenchmarkSubmitToDecision(b *testing.B) {
 // rawRoundTrips publishes n event-sized messages one at a time and measures publish → delivery.
 func rawRoundTrips(b *testing.B, js jetstream.JetStream, n int) []time.Duration {
 	ctx := context.Background()
-	cons, err := js.OrderedConsumer(ctx, "GRANTLINE_EVENTS", jetstream.OrderedConsumerConfig{
+	cons, err := js.OrderedConsumer(ctx, topology.EventsStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{"grantline.events.*.rawbench"}, DeliverPolicy: jetstream.DeliverNewPolicy})
 	if err != nil {
 		b.Fatal(err)

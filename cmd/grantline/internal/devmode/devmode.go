@@ -30,6 +30,7 @@ import (
 	"github.com/grantline/grantline/pkg/natsembed"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/pglocal"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // Config is the dev environment's configuration; every field has an environment variable.
@@ -311,8 +312,8 @@ Try it:
   TOKEN=$(grantline dev token alice) && curl -H "Authorization: Bearer $TOKEN" http://%s/v1/requests/<id>
 Attach the nats CLI as the operator: nats --server %s --nkey %s stream ls
 Press Ctrl-C to stop.
-`, e.HTTPAddr(), e.NATSURL(), monitor, e.cfg.DataDir, eventstore.EventsStream, eventstore.TimersStream,
-		eventstore.IntakeStream, eventstore.DLQStream, e.keys.Dir, e.keys.TrustFile, e.natsKeys.Dir, e.policyDir, e.policyRevision, e.dbWhere, e.HTTPAddr(),
+`, e.HTTPAddr(), e.NATSURL(), monitor, e.cfg.DataDir, topology.EventsStream, topology.TimersStream,
+		topology.IntakeStream, topology.DLQStream, e.keys.Dir, e.keys.TrustFile, e.natsKeys.Dir, e.policyDir, e.policyRevision, e.dbWhere, e.HTTPAddr(),
 		filepath.Join(e.cfg.Examples, "directory.yaml"), e.HTTPAddr(), e.NATSURL(), e.natsKeys.Seeds[brokeraccess.Operator])
 }
 

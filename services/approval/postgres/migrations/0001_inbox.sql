@@ -1,3 +1,4 @@
+-- +goose Up
 -- The review inbox: a projection of GRANTLINE_EVENTS, rebuilt from the stream whenever it is lost.
 
 -- Every request the projection has seen, with the substance a reviewer judges, and the stream sequence

@@ -19,6 +19,7 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natstest"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/query/natsjs"
 )
 
@@ -94,7 +95,7 @@ func NewWorld(t testing.TB) *World {
 // LastSeq is the stream sequence of the last stored event.
 func (w *World) LastSeq(t testing.TB) uint64 {
 	t.Helper()
-	st, err := w.JS.Stream(context.Background(), eventstore.EventsStream)
+	st, err := w.JS.Stream(context.Background(), topology.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,4 @@
+-- +goose Up
 -- The read side: projections of GRANTLINE_EVENTS. Every table can be dropped and rebuilt from the
 -- stream; a rebuild runs into a fresh schema beside the live one and Compare checks the two agree.
 -- Migrate runs this with search_path set to the projection's schema. updated_at columns are the

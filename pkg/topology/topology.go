@@ -1,0 +1,189 @@
+// Package topology names what Grantline keeps on the NATS broker: the four streams and the subjects
+// they hold, each service's durable consumers, the key-value buckets and the timer kinds. Each name is
+// defined here once. The services create, read and write through these names, and pkg/brokeraccess
+// derives every NATS user's permissions from the same ones, so the broker grants exactly the names the
+// code uses: a renamed consumer or bucket changes both at once.
+//
+// The subjects of the evidence itself (grantline.events.<requestID>.<type>) belong to the event
+// contract and are defined in pkg/events (NATSSubject, RequestFilter, AllSubjects).
+package topology
+
+import "strings"
+
+// The streams of DESIGN §3.2. Only the operator creates, reconfigures, purges or deletes them; every
+// service checks them at start.
+const (
+	// EventsStream is the evidence: every request's events (events.AllSubjects), immutable.
+	EventsStream = "GRANTLINE_EVENTS"
+	// TimersStream holds message schedules and their fired triggers (TimerSubjects); disposable
+	// mechanics, never evidence.
+	TimersStream = "GRANTLINE_TIMERS"
+	// IntakeStream is where integrations publish requests as CloudEvents (IntakeSubjects).
+	IntakeStream = "GRANTLINE_INTAKE"
+	// DLQStream holds messages set aside with the reason (DeadLetterSubjects).
+	DLQStream = "GRANTLINE_DLQ"
+)
+
+// Streams lists the four streams in the order they are provisioned.
+func Streams() []string { return []string{EventsStream, TimersStream, IntakeStream, DLQStream} }
+
+// Subjects of the streams besides the evidence.
+const (
+	// TimerSubjects are TimersStream's: schedules and fired timers.
+	TimerSubjects = "grantline.timers.>"
+	// IntakeSubjects are IntakeStream's: integrations' requests and intake's answers.
+	IntakeSubjects = "grantline.intake.>"
+	// DeadLetterSubjects are DLQStream's: one subject per durable consumer (DeadLetter).
+	DeadLetterSubjects = "grantline.dlq.>"
+)
+
+// Timer subjects: a schedule on grantline.timers.sched.<requestID>.<kind> makes the server publish to
+// grantline.timers.fired.<requestID>.<kind> when it is due (pkg/timers).
+const (
+	timerSchedulePrefix = "grantline.timers.sched."
+	timerFiredPrefix    = "grantline.timers.fired."
+	// TimerSchedules matches every schedule.
+	TimerSchedules = timerSchedulePrefix + ">"
+	// TimersFired matches every fired timer. Only the server's scheduler publishes there: a client
+	// that could would make a service act early.
+	TimersFired = timerFiredPrefix + ">"
+)
+
+// TimerSchedule is where the schedule of timer kind for requestID is held; "*" for requestID matches
+// the schedules of kind for every request.
+func TimerSchedule(requestID, kind string) string {
+	return timerSchedulePrefix + requestID + "." + kind
+}
+
+// TimerFired is where timer kind of requestID fires; "*" for requestID matches every fired timer of
+// kind.
+func TimerFired(requestID, kind string) string { return timerFiredPrefix + requestID + "." + kind }
+
+// ParseTimerFired splits the subject of a fired timer into its request ID and kind. It returns false
+// for any subject that is not grantline.timers.fired.<requestID>.<kind> with non-empty tokens.
+func ParseTimerFired(subject string) (requestID, kind string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, timerFiredPrefix)
+	if !ok {
+		return "", "", false
+	}
+	requestID, kind, ok = strings.Cut(rest, ".")
+	if !ok || requestID == "" || kind == "" || strings.Contains(kind, ".") {
+		return "", "", false
+	}
+	return requestID, kind, true
+}
+
+// The timer kinds, each scheduled by one service.
+const (
+	// TimerApprovalWindow ends a request's approval window (approval).
+	TimerApprovalWindow = "approval-window"
+	// TimerPostReview is an emergency grant's post-review deadline (approval).
+	TimerPostReview = "post-review"
+	// TimerGrantStart wakes fulfilment at the start of a request that asked for access later.
+	TimerGrantStart = "grant-start"
+	// TimerExpiry is a grant's expiry (revoker).
+	TimerExpiry = "expiry"
+)
+
+// TimerKinds lists every timer kind.
+func TimerKinds() []string {
+	return []string{TimerApprovalWindow, TimerPostReview, TimerGrantStart, TimerExpiry}
+}
+
+const intakePrefix = "grantline.intake."
+
+// IntegrationRequests is where integration name publishes its requests; "*" matches every
+// integration's.
+func IntegrationRequests(name string) string { return intakePrefix + name + ".requests" }
+
+// IntegrationOutcomes is where intake answers integration name; "*" matches every integration's.
+func IntegrationOutcomes(name string) string { return intakePrefix + name + ".outcomes" }
+
+// RequestingIntegration returns the integration that published on subject, which the broker lets only
+// that integration publish to, and false for a subject that is not an IntegrationRequests subject.
+func RequestingIntegration(subject string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, intakePrefix)
+	if !ok {
+		return "", false
+	}
+	name, ok := strings.CutSuffix(rest, ".requests")
+	if !ok || name == "" || strings.Contains(name, ".") {
+		return "", false
+	}
+	return name, true
+}
+
+// DeadLetter is where the consumer durable sets aside what it cannot handle.
+func DeadLetter(durable string) string { return "grantline.dlq." + durable }
+
+// Consumer is a durable consumer on a stream, shared by the replicas of the service that owns it.
+type Consumer struct {
+	Stream, Durable string
+}
+
+// The durable consumers, by owning service.
+var (
+	// IntakeIntegrations receives the integrations' requests.
+	IntakeIntegrations = Consumer{IntakeStream, "intake"}
+
+	// PolicyDecisions receives every submitted request.
+	PolicyDecisions = Consumer{EventsStream, "policy"}
+	// PolicyReviewDebt receives the events that can end an emergency's open post-review.
+	PolicyReviewDebt = Consumer{EventsStream, "policy-emergency-reviews"}
+
+	// ApprovalSchedules receives the events that arm the approval window and the post-review deadline.
+	ApprovalSchedules = Consumer{EventsStream, "approval-schedules"}
+	// ApprovalTimers receives the approval service's fired timers.
+	ApprovalTimers = Consumer{TimersStream, "approval-timers"}
+	// ApprovalInbox feeds the review inbox; approval deletes it to rebuild the inbox.
+	ApprovalInbox = Consumer{EventsStream, "approval-inbox"}
+
+	// FulfilmentGrants receives the events that may lead to a grant.
+	FulfilmentGrants = Consumer{EventsStream, "fulfilment"}
+	// FulfilmentStart receives fired TimerGrantStart timers.
+	FulfilmentStart = Consumer{TimersStream, "fulfilment-start"}
+	// FulfilmentRevokeTasks receives the events that make a manual grant's revocation due.
+	FulfilmentRevokeTasks = Consumer{EventsStream, "fulfilment-revoke-tasks"}
+
+	// RevokerSchedules receives granted events, whose expiry it arms.
+	RevokerSchedules = Consumer{EventsStream, "revoker-schedules"}
+	// RevokerRevocations receives the events that make a revocation due before expiry.
+	RevokerRevocations = Consumer{EventsStream, "revoker"}
+	// RevokerExpiry receives fired TimerExpiry timers.
+	RevokerExpiry = Consumer{TimersStream, "revoker-expiry"}
+)
+
+// Durables lists every durable consumer.
+func Durables() []Consumer {
+	return []Consumer{
+		IntakeIntegrations,
+		PolicyDecisions, PolicyReviewDebt,
+		ApprovalSchedules, ApprovalTimers, ApprovalInbox,
+		FulfilmentGrants, FulfilmentStart, FulfilmentRevokeTasks,
+		RevokerSchedules, RevokerRevocations, RevokerExpiry,
+	}
+}
+
+// The key-value buckets, each declared by the service that owns it.
+const (
+	// IdempotencyBucket holds intake's Idempotency-Key claims.
+	IdempotencyBucket = "GRANTLINE_IDEMPOTENCY"
+	// PolicyStateBucket holds the policy service's open emergency post-reviews (review debt).
+	PolicyStateBucket = "GRANTLINE_POLICY_STATE"
+	// CredentialsBucket holds fulfilment's encrypted issued credentials; the revoker may only discard
+	// from it.
+	CredentialsBucket = "GRANTLINE_CREDENTIALS"
+	// TasksBucket holds fulfilment's index of open manual tasks.
+	TasksBucket = "GRANTLINE_TASKS"
+)
+
+// Buckets lists every key-value bucket.
+func Buckets() []string {
+	return []string{IdempotencyBucket, PolicyStateBucket, CredentialsBucket, TasksBucket}
+}
+
+// BucketStream is the stream behind bucket (the key-value convention of NATS).
+func BucketStream(bucket string) string { return "KV_" + bucket }
+
+// BucketKey is the subject of key in bucket; ">" matches every key.
+func BucketKey(bucket, key string) string { return "$KV." + bucket + "." + key }

@@ -198,8 +198,8 @@ type Facts struct {
 	Justification string                `json:"justification,omitempty"`
 	Ticket        string                `json:"ticket,omitempty"`
 	// Duration is the requested duration, or the effective one once policy decided.
-	Duration time.Duration `json:"duration"`
-	Emergency bool         `json:"emergency,omitempty"`
+	Duration  time.Duration `json:"duration"`
+	Emergency bool          `json:"emergency,omitempty"`
 	// PolicyReasons and PolicyRevision are what policy said.
 	PolicyReasons  []string `json:"policy_reasons,omitempty"`
 	PolicyRevision string   `json:"policy_revision,omitempty"`
@@ -214,8 +214,8 @@ type Facts struct {
 	Approvers     []string `json:"approvers,omitempty"`
 	RejectedBy    string   `json:"rejected_by,omitempty"`
 	// Reason is a rejection's or a revocation's reason.
-	Reason    string          `json:"reason,omitempty"`
-	ExpiresAt *time.Time      `json:"expires_at,omitempty"`
+	Reason    string           `json:"reason,omitempty"`
+	ExpiresAt *time.Time       `json:"expires_at,omitempty"`
 	Observed  *events.Observed `json:"observed,omitempty"`
 	// Error, Attempts and OverdueSince describe a failed fulfilment or revocation.
 	Error        string     `json:"error,omitempty"`

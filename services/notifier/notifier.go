@@ -70,6 +70,10 @@ const (
 	RevocationFailed Kind = "revocation_failed"
 )
 
+// Kinds lists every kind, in lifecycle order.
+var Kinds = []Kind{ReviewRequested, ReviewReminder, AwaitingApproval, Denied, Approved, Rejected, Granted, FulfilmentFailed,
+	ExpiryWarning, Revoked, PostReviewDue, PostReviewOverdue, TaskOpened, TaskOverdue, RevocationFailed}
+
 // Person is someone the directory knows, with the addresses the notifier can reach them at.
 type Person struct {
 	// ID is the immutable subject, as events carry it.

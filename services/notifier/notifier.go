@@ -202,7 +202,7 @@ type Facts struct {
 	Justification string                `json:"justification,omitempty"`
 	Ticket        string                `json:"ticket,omitempty"`
 	// Duration is the requested duration, or the effective one once policy decided.
-	Duration  time.Duration `json:"duration"`
+	Duration  time.Duration `json:"duration,format:units"`
 	Emergency bool          `json:"emergency,omitempty"`
 	// PolicyReasons and PolicyRevision are what policy said.
 	PolicyReasons  []string `json:"policy_reasons,omitempty"`

@@ -3,18 +3,22 @@ module github.com/grantline/grantline/services/notifier
 go 1.27.3
 
 require (
+	github.com/emersion/go-smtp v0.26.0
 	github.com/google/go-cmp v0.7.0
 	github.com/grantline/grantline/pkg v0.0.0-00010101000000-000000000000
 	github.com/grantline/grantline/pkg/events v0.0.0
 	github.com/slack-go/slack v0.36.0
+	github.com/wneessen/go-mail v0.8.2
 	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
 	github.com/coreos/go-oidc/v3 v3.21.0 // indirect
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
 	github.com/go-jose/go-jose/v4 v4.1.9 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/oklog/ulid/v2 v2.1.2 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/oauth2 v0.37.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 )

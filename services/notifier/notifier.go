@@ -201,9 +201,9 @@ type Facts struct {
 	Entitlement   Entitlement           `json:"entitlement"`
 	Justification string                `json:"justification,omitempty"`
 	Ticket        string                `json:"ticket,omitempty"`
-	// Duration is the requested duration, or the effective one once policy decided.
-	Duration  time.Duration `json:"duration,format:units"`
-	Emergency bool          `json:"emergency,omitempty"`
+	// DurationSeconds is the requested duration, or the effective one once policy decided.
+	DurationSeconds int64 `json:"duration_seconds"`
+	Emergency       bool  `json:"emergency,omitempty"`
 	// PolicyReasons and PolicyRevision are what policy said.
 	PolicyReasons  []string `json:"policy_reasons,omitempty"`
 	PolicyRevision string   `json:"policy_revision,omitempty"`
@@ -377,12 +377,12 @@ func (r Rules) facts(req *events.Request) Facts {
 		ent = Entitlement{ID: s.Entitlement}
 	}
 	d := req.Decision()
-	duration := time.Duration(s.DurationSeconds) * time.Second
+	duration := s.DurationSeconds
 	if d.EffectiveDurationSeconds > 0 {
-		duration = time.Duration(d.EffectiveDurationSeconds) * time.Second
+		duration = d.EffectiveDurationSeconds
 	}
 	return Facts{Requester: requester, Subject: s.Subject, Entitlement: ent, Justification: s.Justification, Ticket: s.Ticket,
-		Duration: duration, Emergency: s.Emergency, PolicyReasons: d.Reasons, PolicyRevision: d.PolicyRevision,
+		DurationSeconds: duration, Emergency: s.Emergency, PolicyReasons: d.Reasons, PolicyRevision: d.PolicyRevision,
 		RequestDigest: s.RequestDigest}
 }
 

@@ -128,7 +128,7 @@ func viewOf(n notifier.Notification) view {
 		holder = f.Subject.ID + " (" + string(f.Subject.Kind) + ")"
 	}
 	request := []fact{{"Request", n.RequestID}, {"Requested by", who(f.Requester)}, {"Entitlement", what}, {"For", holder},
-		{"Why", f.Justification}, {"Ticket", f.Ticket}, {"How long", f.Duration.String()}}
+		{"Why", f.Justification}, {"Ticket", f.Ticket}, {"How long", duration(f).String()}}
 	policy := fact{"Policy said", strings.Join(f.PolicyReasons, "; ")}
 	show := fmt.Sprintf("See it with: grantline request show %s", n.RequestID)
 	prefix := ""
@@ -172,7 +172,7 @@ func viewOf(n notifier.Notification) view {
 		v.Title = fmt.Sprintf("Your access to %s ends at %s", ent, when(f.ExpiresAt))
 		v.Facts = append(request, fact{"Access ends", when(f.ExpiresAt)})
 		v.Footer = fmt.Sprintf("To keep it, ask again: grantline request create --entitlement %s --justification \"…\" --duration %s",
-			ent, f.Duration)
+			ent, duration(f))
 	case notifier.Revoked:
 		v.Title = fmt.Sprintf("Access ended: %s (%s)", ent, f.Reason)
 		v.Facts = append(request, fact{"Reason", f.Reason}, fact{"Target shows", observed(f)})
@@ -208,6 +208,8 @@ func viewOf(n notifier.Notification) view {
 	v.Facts = kept
 	return v
 }
+
+func duration(f notifier.Facts) time.Duration { return time.Duration(f.DurationSeconds) * time.Second }
 
 func stageOf(f notifier.Facts) string {
 	if len(f.StageGroups) == 0 {

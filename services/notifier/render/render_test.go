@@ -21,7 +21,7 @@ func note(kind notifier.Kind) notifier.Notification {
 			Subject:     events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"},
 			Entitlement: notifier.Entitlement{ID: "payments-admin", Description: "Administrator of the payments database"},
 			// A justification with markup: it must reach people as text, never as HTML or Slack links.
-			Justification: "INC-7 <script>alert(1)</script> & <!channel>", Ticket: "INC-7", Duration: time.Hour,
+			Justification: "INC-7 <script>alert(1)</script> & <!channel>", Ticket: "INC-7", DurationSeconds: 3600,
 			PolicyReasons: []string{"high risk"}, Stage: "owners", StageGroups: []string{"payments-owners"}, Deadline: &deadline,
 			RequestDigest: "sha256:abc", Approvers: []string{"bob", "carol"}, ExpiresAt: &expires,
 			Observed: &events.Observed{Present: false}, Reason: "expired", TaskID: "T1"}}

@@ -39,7 +39,7 @@ func delivery(kinds ...notifier.Kind) channel.Delivery {
 		d.Notifications = append(d.Notifications, notifier.Notification{Kind: k, RequestID: "01KB0000000000000000000001",
 			Channel: notifier.Email, To: bob, Address: bob.Email,
 			Facts: notifier.Facts{Requester: notifier.Person{ID: "alice"}, Entitlement: notifier.Entitlement{ID: "payments-admin"},
-				Justification: "INC-7: ünïcode & <markup>", Duration: time.Hour}})
+				Justification: "INC-7: ünïcode & <markup>", DurationSeconds: 3600}})
 	}
 	return d
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/slack-go/slack"
 
@@ -23,7 +22,7 @@ func delivery(to string, kinds ...notifier.Kind) channel.Delivery {
 		d.Notifications = append(d.Notifications, notifier.Notification{Kind: k, RequestID: "01KB0000000000000000000001",
 			Channel: notifier.Slack, To: bob, Address: to,
 			Facts: notifier.Facts{Requester: notifier.Person{ID: "alice"}, Entitlement: notifier.Entitlement{ID: "payments-admin"},
-				Justification: "INC-7", Duration: time.Hour, RequestDigest: "sha256:abc"}})
+				Justification: "INC-7", DurationSeconds: 3600, RequestDigest: "sha256:abc"}})
 	}
 	return d
 }

@@ -1,0 +1,237 @@
+package pipeline_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/natstest"
+	"github.com/grantline/grantline/services/notifier"
+	"github.com/grantline/grantline/services/notifier/channel"
+	"github.com/grantline/grantline/services/notifier/channel/email"
+	"github.com/grantline/grantline/services/notifier/channel/slackchat"
+	"github.com/grantline/grantline/services/notifier/channel/webhook"
+	"github.com/grantline/grantline/services/notifier/lookup"
+	"github.com/grantline/grantline/services/notifier/mailsink"
+	"github.com/grantline/grantline/services/notifier/natskv"
+	"github.com/grantline/grantline/services/notifier/pipeline"
+	"github.com/grantline/grantline/services/notifier/routing"
+	"github.com/grantline/grantline/services/notifier/slacktest"
+)
+
+const examples = "../../../examples"
+
+// world is the notifier's pipeline on a real NATS server with the streams provisioned, an event store
+// for every service to write what it would, a real SMTP server (the mail sink), a stand-in for Slack's
+// Web API and a webhook receiver, with the demo directory, catalogue and routing file (plus a webhook
+// "siem" hearing grants and revocations).
+type world struct {
+	js      jetstream.JetStream
+	stores  map[events.Service]*eventstore.Store
+	reader  *eventstore.Store
+	buckets *natskv.Buckets
+	rules   notifier.Rules
+	mail    *mailsink.Sink
+	slack   *slacktest.Server
+	hooks   *hookReceiver
+	senders map[notifier.Channel]channel.Sender
+	// hold is the replicas' digest window.
+	hold time.Duration
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	ctx := context.Background()
+	ns := natstest.RunServer(t)
+	_, js := natstest.Connect(t, ns.ClientURL())
+	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
+		t.Fatal(err)
+	}
+	w := &world{js: js, stores: map[events.Service]*eventstore.Store{}, hold: 300 * time.Millisecond}
+	var signers []*events.Signer
+	for _, svc := range events.Services {
+		s, err := events.GenerateSigner(svc, string(svc)+"-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		signers = append(signers, s)
+	}
+	verifier, err := events.NewVerifier(events.NewTrustFile(time.Now().Add(-time.Hour), signers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range signers {
+		st, err := eventstore.Open(ctx, js, eventstore.Config{Signer: s, Verifier: verifier, Durability: eventstore.EmbeddedProbe(ns)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.stores[s.Service()] = st
+	}
+	if w.reader, err = eventstore.OpenReader(ctx, js, verifier); err != nil {
+		t.Fatal(err)
+	}
+	if w.buckets, err = natskv.Open(ctx, js, natskv.Settings{}); err != nil {
+		t.Fatal(err)
+	}
+
+	dir, err := auth.LoadDirectory(filepath.Join(examples, "directory.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalogue.Load(filepath.Join(examples, "catalogue.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := routing.Load(filepath.Join(examples, "notifications.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file.Routing.Webhooks = []notifier.WebhookRoute{{Name: "siem", Kinds: []notifier.Kind{notifier.Granted, notifier.Revoked}}}
+	w.rules = notifier.Rules{Directory: lookup.NewDirectory(dir), Catalogue: lookup.NewCatalogue(cat), Routing: file.Routing}
+
+	if w.mail, err = mailsink.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.mail.Close() })
+	w.slack = slacktest.Start(t, "xoxb-test", "U0BOB", "U0CAROL", "U0FRANK")
+	w.hooks = &hookReceiver{}
+	hookSrv := httptest.NewServer(w.hooks)
+	t.Cleanup(hookSrv.Close)
+
+	mailer, err := email.New(email.Config{Host: "127.0.0.1", Port: w.mail.Addr().Port, From: "grantline@example.test", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slackSender, err := slackchat.New(slackchat.Config{Token: "xoxb-test", APIURL: w.slack.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks, err := webhook.New(webhook.Config{Targets: map[string]webhook.Target{"siem": {URL: hookSrv.URL, Secret: []byte("s")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.senders = map[notifier.Channel]channel.Sender{notifier.Email: mailer, notifier.Slack: slackSender, notifier.Webhook: hooks}
+	return w
+}
+
+// run starts a replica of the pipeline named owner and returns a function that stops it the way a
+// crash would (abandoning what is in flight) and waits until it has.
+func (w *world) run(t *testing.T, owner string) (kill func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	go func() {
+		done <- pipeline.Run(ctx, pipeline.Config{JS: w.js, Store: w.reader, Rules: w.rules, Buckets: w.buckets, Senders: w.senders,
+			Owner: owner, Hold: w.hold, Lease: 3 * time.Second, AckWait: 3 * time.Second, BackoffCeiling: time.Second,
+			BreakerOpen: time.Second, Log: log.With("replica", owner)})
+	}()
+	var once sync.Once
+	kill = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("pipeline %s: %v", owner, err)
+			}
+		})
+	}
+	t.Cleanup(kill)
+	return kill
+}
+
+type testWriter struct{ t *testing.T }
+
+func (tw *testWriter) Write(p []byte) (int, error) {
+	tw.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// The people of the demo directory, as intake records them.
+var (
+	alice = events.Principal{ID: "alice", Groups: []string{"engineers"}}
+	bob   = events.Principal{ID: "bob", Groups: []string{"analytics-owners", "payments-owners"}}
+)
+
+// append records drafts on request id as svc.
+func (w *world) append(t *testing.T, svc events.Service, id string, drafts ...events.Draft) {
+	t.Helper()
+	if _, err := w.stores[svc].Update(context.Background(), id, func(*events.Request) ([]events.Draft, error) { return drafts, nil }); err != nil {
+		t.Fatalf("%s appending to %s: %v", svc, id, err)
+	}
+}
+
+// paymentsAdmin records alice asking for payments-admin and policy wanting the owners, then security.
+func (w *world) paymentsAdmin(t *testing.T) (id, digest string) {
+	t.Helper()
+	id = events.NewID()
+	s := events.Submitted{Requester: alice, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"},
+		Entitlement: "payments-admin", Justification: "INC-7: settlement job stuck", Ticket: "INC-7", DurationSeconds: 3600, Channel: "http"}
+	s.RequestDigest = s.Digest()
+	w.append(t, events.Intake, id, events.Draft{Payload: s, Actor: "alice", CausationID: "http:" + id})
+	deadline := time.Now().Add(24 * time.Hour)
+	w.append(t, events.Policy, id, events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeApprovalRequired,
+		Reasons: []string{"high risk"}, Stages: []events.Stage{{Name: "owners", Groups: []string{"payments-owners"}, MinApprovals: 1},
+			{Name: "security", Groups: []string{"security"}, MinApprovals: 1}}, StagesOrdered: true, EffectiveDurationSeconds: 3600,
+		ApprovalDeadline: &deadline, PolicyRevision: "sha256:rev", InputDigest: "sha256:in"}, CausationID: "decide-" + id})
+	return id, s.RequestDigest
+}
+
+// told counts, per mailbox, how often each request was mentioned in the mail it received: a message
+// names a request once per notification it carries ("Request: <id>").
+func (w *world) told() map[string]map[string]int {
+	out := map[string]map[string]int{}
+	for _, m := range w.mail.Mail() {
+		for _, to := range m.To {
+			if out[to] == nil {
+				out[to] = map[string]int{}
+			}
+			for line := range strings.SplitSeq(m.Text, "\n") {
+				if id, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), "Request: "); ok {
+					out[to][id]++
+				}
+			}
+		}
+	}
+	return out
+}
+
+// hookReceiver is a webhook endpoint that verifies each call and keeps the CloudEvent ids.
+type hookReceiver struct {
+	mu  sync.Mutex
+	ids []string
+	bad int
+}
+
+func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if webhook.Verify([]byte("s"), r.Header, body, time.Now(), time.Minute) != nil {
+		h.bad++
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	h.ids = append(h.ids, r.Header.Get(webhook.HeaderID))
+}
+
+func (h *hookReceiver) received() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.ids...)
+}

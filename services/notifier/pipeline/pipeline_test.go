@@ -208,3 +208,32 @@ func TestKillingAReplicaMidBurstLosesAndDuplicatesNothing(t *testing.T) {
 	b, _ := json.Marshal(map[string]int{"e-mails": len(w.mail.Mail()), "slack messages": len(w.slack.Posted())})
 	t.Logf("%d requests told in %s", n, b)
 }
+
+// TestTheHolderIsWarnedBeforeExpiry: a grant arms its expiry warning as a JetStream schedule; when it
+// fires, the holder is told their access ends soon, once.
+func TestTheHolderIsWarnedBeforeExpiry(t *testing.T) {
+	w := newWorld(t)
+	w.run(t, "replica-a")
+	id := events.NewID()
+	s := events.Submitted{Requester: alice, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"},
+		Entitlement: "analytics-read", Justification: "quarterly report", DurationSeconds: 3600, Channel: "http"}
+	s.RequestDigest = s.Digest()
+	w.append(t, events.Intake, id, events.Draft{Payload: s, Actor: "alice"})
+	w.append(t, events.Policy, id, events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low risk"},
+		EffectiveDurationSeconds: 3600, PolicyRevision: "sha256:rev", InputDigest: "sha256:in"}})
+	// The routing file warns 15 minutes ahead: this grant's warning is due two seconds from now.
+	expires := time.Now().Add(15*time.Minute + 2*time.Second)
+	w.append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "analytics/read",
+		Observed: events.Observed{Present: true}, ExpiresAt: expires, Fulfiller: "service:fulfilment"}})
+	poll.Until(t, 30*time.Second, "the expiry warning", func() bool {
+		for _, m := range w.mail.Mail() {
+			if strings.HasPrefix(m.Subject, "Your access to analytics-read ends at") {
+				return w.settled(t)
+			}
+		}
+		return false
+	})
+	if n := w.told()["alice@example.test"][id]; n != 2 {
+		t.Errorf("alice was told %d things about her grant, want 2 (granted, then the warning)", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -54,11 +55,16 @@ func (d *DevIssuer) AllowDelegation(clientID string, secret []byte) error {
 	return nil
 }
 
-// client authenticates the request's HTTP Basic credentials against the allowed clients, comparing
-// secrets in constant time.
+// client authenticates the request's HTTP Basic credentials (form-encoded, RFC 6749 §2.3.1) against
+// the allowed clients, comparing secrets in constant time.
 func (d *DevIssuer) client(r *http.Request) (string, bool) {
-	id, secret, ok := r.BasicAuth()
+	rawID, rawSecret, ok := r.BasicAuth()
 	if !ok {
+		return "", false
+	}
+	id, err1 := url.QueryUnescape(rawID)
+	secret, err2 := url.QueryUnescape(rawSecret)
+	if err1 != nil || err2 != nil {
 		return "", false
 	}
 	d.delegates.mu.RLock()

@@ -66,7 +66,7 @@ func Build(ctx context.Context, cfg Config, js jetstream.JetStream, verifier *ev
 		return Deps{}, err
 	}
 	d := Deps{JS: js, Store: store, Buckets: buckets, Senders: map[notifier.Channel]channel.Sender{},
-		Rules: notifier.Rules{Directory: lookup.NewDirectory(dir), Catalogue: lookup.NewCatalogue(cat), Routing: file.Routing},
+		Rules:    notifier.Rules{Directory: lookup.NewDirectory(dir), Catalogue: lookup.NewCatalogue(cat), Routing: file.Routing},
 		Pipeline: pipeline.Config{Hold: cfg.Hold, Owner: "notifier-" + events.NewID()}}
 
 	if cfg.SMTPHost != "" {
@@ -97,7 +97,7 @@ func Build(ctx context.Context, cfg Config, js jetstream.JetStream, verifier *ev
 	}
 	if cfg.SlackSigningSecret != "" {
 		d.Interactions = &slackapi.Handler{SigningSecret: cfg.SlackSigningSecret, Replay: buckets.Replay, Person: file.Routing.PersonBySlack,
-			Tokens: delegation.Exchanger{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, Secret: cfg.ClientSecret, Audience: cfg.Audience},
+			Tokens:   delegation.Exchanger{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, Secret: cfg.ClientSecret, Audience: cfg.Audience},
 			Approval: &slackapi.Approval{BaseURL: cfg.ApprovalURL}, Messages: slackSender, Log: log.With("edge", "slack")}
 	}
 	return d, nil

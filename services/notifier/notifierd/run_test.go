@@ -16,12 +16,10 @@ import (
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
-	"github.com/grantline/grantline/pkg/natsembed"
-	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/services/notifier/mailsink"
 	"github.com/grantline/grantline/services/notifier/notifierd"
+	"github.com/grantline/grantline/services/notifier/notifiertest"
 	"github.com/grantline/grantline/services/notifier/slacktest"
 )
 
@@ -60,23 +58,9 @@ func TestConfigFromEnv(t *testing.T) {
 // request through it, serves the Slack interaction endpoint, and stops.
 func TestRun(t *testing.T) {
 	ctx := context.Background()
-	ns, err := natsembed.Start(natsembed.Options{Dir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	_, js := natstest.Connect(t, ns.ClientURL())
-	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
-		t.Fatal(err)
-	}
-	signers := map[events.Service]*events.Signer{}
-	var all []*events.Signer
-	for _, svc := range events.Services {
-		signers[svc], _ = events.GenerateSigner(svc, string(svc)+"-run")
-		all = append(all, signers[svc])
-	}
+	ev := notifiertest.NewEvidence(t)
 	trust := filepath.Join(t.TempDir(), "trust.json")
-	if err := os.WriteFile(trust, events.NewTrustFile(time.Now().Add(-time.Minute), all...).Marshal(), 0o600); err != nil {
+	if err := os.WriteFile(trust, events.NewTrustFile(time.Now().Add(-time.Hour), ev.Signers...).Marshal(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sink, err := mailsink.Start("127.0.0.1:0")
@@ -99,7 +83,7 @@ func TestRun(t *testing.T) {
 	mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", issuer.Handler()))
 
 	env := map[string]string{
-		"GRANTLINE_NATS_URL": ns.ClientURL(), "GRANTLINE_HTTP_ADDR": "127.0.0.1:0", "GRANTLINE_TRUST_FILE": trust,
+		"GRANTLINE_NATS_URL": ev.Server.ClientURL(), "GRANTLINE_HTTP_ADDR": "127.0.0.1:0", "GRANTLINE_TRUST_FILE": trust,
 		"GRANTLINE_DIRECTORY_FILE": filepath.Join(examples, "directory.yaml"), "GRANTLINE_CATALOGUE_FILE": filepath.Join(examples, "catalogue.yaml"),
 		"GRANTLINE_NOTIFICATIONS_FILE": filepath.Join(examples, "notifications.yaml"), "GRANTLINE_NOTIFY_HOLD": "100ms",
 		"GRANTLINE_SMTP_HOST": "127.0.0.1", "GRANTLINE_SMTP_PORT": itoa(sink.Addr().Port), "GRANTLINE_SMTP_FROM": "grantline@example.test",
@@ -140,30 +124,7 @@ func TestRun(t *testing.T) {
 	})
 
 	// alice asks for payments-admin; policy wants the owners: bob and frank are asked, alice told.
-	stores := map[events.Service]*eventstore.Store{}
-	verifier, _ := events.NewVerifier(events.NewTrustFile(time.Now().Add(-time.Minute), all...))
-	for _, svc := range []events.Service{events.Intake, events.Policy} {
-		if stores[svc], err = eventstore.Open(ctx, js, eventstore.Config{Signer: signers[svc], Verifier: verifier,
-			Durability: eventstore.EmbeddedProbe(ns)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	id := events.NewID()
-	s := events.Submitted{Requester: events.Principal{ID: "alice", Groups: []string{"engineers"}},
-		Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"}, Entitlement: "payments-admin",
-		Justification: "INC-7", DurationSeconds: 3600, Channel: "http"}
-	s.RequestDigest = s.Digest()
-	deadline := time.Now().Add(time.Hour)
-	submitted := events.Draft{Payload: s, Actor: "alice"}
-	if _, err := stores[events.Intake].Update(ctx, id, func(*events.Request) ([]events.Draft, error) { return []events.Draft{submitted}, nil }); err != nil {
-		t.Fatal(err)
-	}
-	decided := events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeApprovalRequired, Reasons: []string{"high risk"},
-		Stages: []events.Stage{{Name: "owners", Groups: []string{"payments-owners"}, MinApprovals: 1}}, EffectiveDurationSeconds: 3600,
-		ApprovalDeadline: &deadline, PolicyRevision: "sha256:rev", InputDigest: "sha256:in"}}
-	if _, err := stores[events.Policy].Update(ctx, id, func(*events.Request) ([]events.Draft, error) { return []events.Draft{decided}, nil }); err != nil {
-		t.Fatal(err)
-	}
+	ev.PaymentsAdmin(t, notifiertest.Alice)
 	poll.Until(t, 20*time.Second, "mail to alice, bob and frank, and bob's Slack message", func() bool {
 		to := map[string]bool{}
 		for _, m := range sink.Mail() {

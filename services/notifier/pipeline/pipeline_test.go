@@ -13,6 +13,7 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/topology"
+	"github.com/grantline/grantline/services/notifier/notifiertest"
 	"github.com/grantline/grantline/services/notifier/render"
 )
 
@@ -83,17 +84,16 @@ func TestPeopleAreToldAlongTheLifecycle(t *testing.T) {
 		t.Errorf("bob's Slack message offers no review of this version: %s", posted[0].BlocksJSON)
 	}
 
-	bobReview := events.Reviewed{Reviewer: bob, Stage: 0, Decision: events.ReviewApprove, RequestDigest: digest}
-	w.append(t, events.Approval, id, events.Draft{Payload: bobReview, Actor: "bob"})
+	bobReview := events.Reviewed{Reviewer: notifiertest.Bob, Stage: 0, Decision: events.ReviewApprove, RequestDigest: digest}
+	w.Append(t, events.Approval, id, events.Draft{Payload: bobReview, Actor: "bob"})
 	poll.Until(t, 20*time.Second, "security asked", func() bool {
 		return w.told()["carol@example.test"][id] == 1 && w.slackTold(t)["U0CAROL"][id] == 1
 	})
 
-	carol := events.Principal{ID: "carol", Groups: []string{"security"}}
-	w.append(t, events.Approval, id,
-		events.Draft{Payload: events.Reviewed{Reviewer: carol, Stage: 1, Decision: events.ReviewApprove, RequestDigest: digest}, Actor: "carol"},
+	w.Append(t, events.Approval, id,
+		events.Draft{Payload: events.Reviewed{Reviewer: notifiertest.Carol, Stage: 1, Decision: events.ReviewApprove, RequestDigest: digest}, Actor: "carol"},
 		events.Draft{Payload: events.Approved{Approvers: []string{"bob", "carol"}}})
-	w.append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "payments/admin",
+	w.Append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "payments/admin",
 		Observed: events.Observed{Present: true}, ExpiresAt: time.Now().Add(50 * time.Minute), Fulfiller: "service:fulfilment"}})
 	poll.Until(t, 20*time.Second, "alice told of the approval and the grant, the SIEM of the grant", func() bool {
 		return w.told()["alice@example.test"][id] == 3 && len(w.hooks.received()) == 1 && w.settled(t)
@@ -215,15 +215,15 @@ func TestTheHolderIsWarnedBeforeExpiry(t *testing.T) {
 	w := newWorld(t)
 	w.run(t, "replica-a")
 	id := events.NewID()
-	s := events.Submitted{Requester: alice, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"},
+	s := events.Submitted{Requester: notifiertest.Alice, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"},
 		Entitlement: "analytics-read", Justification: "quarterly report", DurationSeconds: 3600, Channel: "http"}
 	s.RequestDigest = s.Digest()
-	w.append(t, events.Intake, id, events.Draft{Payload: s, Actor: "alice"})
-	w.append(t, events.Policy, id, events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low risk"},
+	w.Append(t, events.Intake, id, events.Draft{Payload: s, Actor: "alice"})
+	w.Append(t, events.Policy, id, events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low risk"},
 		EffectiveDurationSeconds: 3600, PolicyRevision: "sha256:rev", InputDigest: "sha256:in"}})
 	// The routing file warns 15 minutes ahead: this grant's warning is due two seconds from now.
 	expires := time.Now().Add(15*time.Minute + 2*time.Second)
-	w.append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "analytics/read",
+	w.Append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "analytics/read",
 		Observed: events.Observed{Present: true}, ExpiresAt: expires, Fulfiller: "service:fulfilment"}})
 	poll.Until(t, 30*time.Second, "the expiry warning", func() bool {
 		for _, m := range w.mail.Mail() {

@@ -16,9 +16,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
-	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
-	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/services/notifier"
 	"github.com/grantline/grantline/services/notifier/channel"
 	"github.com/grantline/grantline/services/notifier/channel/email"
@@ -27,6 +25,7 @@ import (
 	"github.com/grantline/grantline/services/notifier/lookup"
 	"github.com/grantline/grantline/services/notifier/mailsink"
 	"github.com/grantline/grantline/services/notifier/natskv"
+	"github.com/grantline/grantline/services/notifier/notifiertest"
 	"github.com/grantline/grantline/services/notifier/pipeline"
 	"github.com/grantline/grantline/services/notifier/routing"
 	"github.com/grantline/grantline/services/notifier/slacktest"
@@ -39,8 +38,8 @@ const examples = "../../../examples"
 // Web API and a webhook receiver, with the demo directory, catalogue and routing file (plus a webhook
 // "siem" hearing grants and revocations).
 type world struct {
+	*notifiertest.Evidence
 	js      jetstream.JetStream
-	stores  map[events.Service]*eventstore.Store
 	reader  *eventstore.Store
 	buckets *natskv.Buckets
 	rules   notifier.Rules
@@ -55,35 +54,13 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	ctx := context.Background()
-	ns := natstest.RunServer(t)
-	_, js := natstest.Connect(t, ns.ClientURL())
-	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
+	ev := notifiertest.NewEvidence(t)
+	w := &world{Evidence: ev, js: ev.JS, hold: 300 * time.Millisecond}
+	var err error
+	if w.reader, err = eventstore.OpenReader(ctx, ev.JS, ev.Verifier); err != nil {
 		t.Fatal(err)
 	}
-	w := &world{js: js, stores: map[events.Service]*eventstore.Store{}, hold: 300 * time.Millisecond}
-	var signers []*events.Signer
-	for _, svc := range events.Services {
-		s, err := events.GenerateSigner(svc, string(svc)+"-test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		signers = append(signers, s)
-	}
-	verifier, err := events.NewVerifier(events.NewTrustFile(time.Now().Add(-time.Hour), signers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range signers {
-		st, err := eventstore.Open(ctx, js, eventstore.Config{Signer: s, Verifier: verifier, Durability: eventstore.EmbeddedProbe(ns)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.stores[s.Service()] = st
-	}
-	if w.reader, err = eventstore.OpenReader(ctx, js, verifier); err != nil {
-		t.Fatal(err)
-	}
-	if w.buckets, err = natskv.Open(ctx, js, natskv.Settings{}); err != nil {
+	if w.buckets, err = natskv.Open(ctx, ev.JS, natskv.Settings{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -162,34 +139,10 @@ func (tw *testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// The people of the demo directory, as intake records them.
-var (
-	alice = events.Principal{ID: "alice", Groups: []string{"engineers"}}
-	bob   = events.Principal{ID: "bob", Groups: []string{"analytics-owners", "payments-owners"}}
-)
-
-// append records drafts on request id as svc.
-func (w *world) append(t *testing.T, svc events.Service, id string, drafts ...events.Draft) {
-	t.Helper()
-	if _, err := w.stores[svc].Update(context.Background(), id, func(*events.Request) ([]events.Draft, error) { return drafts, nil }); err != nil {
-		t.Fatalf("%s appending to %s: %v", svc, id, err)
-	}
-}
-
 // paymentsAdmin records alice asking for payments-admin and policy wanting the owners, then security.
 func (w *world) paymentsAdmin(t *testing.T) (id, digest string) {
 	t.Helper()
-	id = events.NewID()
-	s := events.Submitted{Requester: alice, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"},
-		Entitlement: "payments-admin", Justification: "INC-7: settlement job stuck", Ticket: "INC-7", DurationSeconds: 3600, Channel: "http"}
-	s.RequestDigest = s.Digest()
-	w.append(t, events.Intake, id, events.Draft{Payload: s, Actor: "alice", CausationID: "http:" + id})
-	deadline := time.Now().Add(24 * time.Hour)
-	w.append(t, events.Policy, id, events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeApprovalRequired,
-		Reasons: []string{"high risk"}, Stages: []events.Stage{{Name: "owners", Groups: []string{"payments-owners"}, MinApprovals: 1},
-			{Name: "security", Groups: []string{"security"}, MinApprovals: 1}}, StagesOrdered: true, EffectiveDurationSeconds: 3600,
-		ApprovalDeadline: &deadline, PolicyRevision: "sha256:rev", InputDigest: "sha256:in"}, CausationID: "decide-" + id})
-	return id, s.RequestDigest
+	return w.PaymentsAdmin(t, notifiertest.Alice)
 }
 
 // told counts, per mailbox, how often each request was mentioned in the mail it received: a message

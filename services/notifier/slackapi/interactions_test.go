@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/services/notifier/notifiertest"
 	"github.com/grantline/grantline/services/notifier/render"
 )
 
@@ -15,14 +16,14 @@ import (
 // message now says so instead of offering the buttons.
 func TestApprovingFromSlack(t *testing.T) {
 	w := newWorld(t)
-	id, digest := w.request(t, alice)
+	id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 	msg := w.ask(t, "U0BOB", id, digest)
 	body := callback(t, "U0BOB", msg, render.ActionApprove)
 	status, out := w.post(t, body, sign(signingSecret, body, time.Now()))
 	if status != http.StatusOK || out["outcome"] != "approved" || out["reviewer"] != "bob" {
 		t.Fatalf("%d %v", status, out)
 	}
-	l, err := w.stores[events.Approval].Load(t.Context(), id)
+	l, err := w.Stores[events.Approval].Load(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,33 +59,33 @@ func TestRefusedCallbacks(t *testing.T) {
 	}{
 		{name: "a bad signature", status: http.StatusUnauthorized, problem: "https://grantline.dev/problems/bad-slack-signature",
 			press: func(t *testing.T) (string, string, http.Header) {
-				id, digest := w.request(t, alice)
+				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
 				return id, body, sign("not-the-signing-secret", body, time.Now())
 			}},
 		{name: "a body changed after signing", status: http.StatusUnauthorized, problem: "https://grantline.dev/problems/bad-slack-signature",
 			press: func(t *testing.T) (string, string, http.Header) {
-				id, digest := w.request(t, alice)
+				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
 				return id, strings.Replace(body, "U0BOB", "U0CAROL", 1), sign(signingSecret, body, time.Now())
 			}},
 		{name: "a stale timestamp (signed six minutes ago)", status: http.StatusUnauthorized,
 			problem: "https://grantline.dev/problems/bad-slack-signature",
 			press: func(t *testing.T) (string, string, http.Header) {
-				id, digest := w.request(t, alice)
+				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
 				return id, body, sign(signingSecret, body, time.Now().Add(-6*time.Minute))
 			}},
 		{name: "no signature at all", status: http.StatusUnauthorized, problem: "https://grantline.dev/problems/bad-slack-signature",
 			press: func(t *testing.T) (string, string, http.Header) {
-				id, digest := w.request(t, alice)
+				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
 				return id, body, http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
 			}},
 		{name: "a replayed body (the same signed callback a second time)", status: http.StatusConflict,
 			problem: "https://grantline.dev/problems/replayed-callback",
 			press: func(t *testing.T) (string, string, http.Header) {
-				id, digest := w.request(t, alice)
+				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionReject)
 				h := sign(signingSecret, body, time.Now())
 				// Slack's own delivery, acted on: bob's rejection is recorded.
@@ -96,24 +97,24 @@ func TestRefusedCallbacks(t *testing.T) {
 		{name: "a Slack user linked to nobody", status: http.StatusOK, problem: "unknown-slack-user",
 			says: "Refused: your Slack account is not linked",
 			press: func(t *testing.T) (string, string, http.Header) {
-				id, digest := w.request(t, alice)
+				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 				body := callback(t, "U0NOBODY", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
 				return id, body, sign(signingSecret, body, time.Now())
 			}},
 		{name: "self-approval: frank approves his own request", status: http.StatusOK, problem: "separation-of-duties",
 			says: "Refused: separation of duties",
 			press: func(t *testing.T) (string, string, http.Header) {
-				id, digest := w.request(t, frank)
+				id, digest := w.PaymentsAdmin(t, notifiertest.Frank)
 				body := callback(t, "U0FRANK", w.ask(t, "U0FRANK", id, digest), render.ActionApprove)
 				return id, body, sign(signingSecret, body, time.Now())
 			}},
 		{name: "approval of an already decided request", status: http.StatusOK, problem: "not-pending",
 			says: "Already decided",
 			press: func(t *testing.T) (string, string, http.Header) {
-				id, digest := w.request(t, alice)
+				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 				msg := w.ask(t, "U0FRANK", id, digest)
-				w.append(t, events.Approval, id,
-					events.Draft{Payload: events.Reviewed{Reviewer: bob, Stage: 0, Decision: events.ReviewReject, RequestDigest: digest}, Actor: "bob"},
+				w.Append(t, events.Approval, id,
+					events.Draft{Payload: events.Reviewed{Reviewer: notifiertest.Bob, Stage: 0, Decision: events.ReviewReject, RequestDigest: digest}, Actor: "bob"},
 					events.Draft{Payload: events.Rejected{Reason: events.RejectedByReviewer, RejectedBy: "bob"}})
 				body := callback(t, "U0FRANK", msg, render.ActionApprove)
 				return id, body, sign(signingSecret, body, time.Now())

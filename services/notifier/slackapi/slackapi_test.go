@@ -19,14 +19,13 @@ import (
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
-	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/services/approval/approvald"
 	"github.com/grantline/grantline/services/notifier"
 	"github.com/grantline/grantline/services/notifier/channel"
 	"github.com/grantline/grantline/services/notifier/channel/slackchat"
 	"github.com/grantline/grantline/services/notifier/delegation"
 	"github.com/grantline/grantline/services/notifier/natskv"
+	"github.com/grantline/grantline/services/notifier/notifiertest"
 	"github.com/grantline/grantline/services/notifier/routing"
 	"github.com/grantline/grantline/services/notifier/slackapi"
 	"github.com/grantline/grantline/services/notifier/slacktest"
@@ -43,8 +42,8 @@ const (
 // issuer, which lets the notifier's client exchange tokens; the notifier's handler with its replay
 // guard in its own bucket, the demo routing file's Slack users, and a stand-in for Slack's Web API.
 type world struct {
+	*notifiertest.Evidence
 	srv    *httptest.Server
-	stores map[events.Service]*eventstore.Store
 	slack  *slacktest.Server
 	poster *slackchat.Sender
 }
@@ -52,31 +51,9 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	ctx := context.Background()
-	ns := natstest.RunServer(t)
-	_, js := natstest.Connect(t, ns.ClientURL())
-	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
-		t.Fatal(err)
-	}
-	w := &world{stores: map[events.Service]*eventstore.Store{}}
-	var signers []*events.Signer
-	for _, svc := range events.Services {
-		s, err := events.GenerateSigner(svc, string(svc)+"-test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		signers = append(signers, s)
-	}
-	verifier, err := events.NewVerifier(events.NewTrustFile(time.Now().Add(-time.Hour), signers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range signers {
-		st, err := eventstore.Open(ctx, js, eventstore.Config{Signer: s, Verifier: verifier, Durability: eventstore.EmbeddedProbe(ns)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.stores[s.Service()] = st
-	}
+	ev := notifiertest.NewEvidence(t)
+	w := &world{Evidence: ev}
+	js := ev.JS
 
 	dir, err := auth.LoadDirectory(filepath.Join(examples, "directory.yaml"))
 	if err != nil {
@@ -99,7 +76,7 @@ func newWorld(t *testing.T) *world {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// The review API needs no database: only GET /v1/reviews reads the inbox.
-	approvald.Deps{JS: js, Store: w.stores[events.Approval], Auth: authn, Now: time.Now}.Routes(mux, log)
+	approvald.Deps{JS: js, Store: w.Stores[events.Approval], Auth: authn, Now: time.Now}.Routes(mux, log)
 
 	buckets, err := natskv.Open(ctx, js, natskv.Settings{})
 	if err != nil {
@@ -121,39 +98,9 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-var (
-	alice = events.Principal{ID: "alice", Groups: []string{"engineers"}}
-	bob   = events.Principal{ID: "bob", Groups: []string{"analytics-owners", "payments-owners"}}
-	frank = events.Principal{ID: "frank", Groups: []string{"engineers", "payments-owners"}}
-)
-
-// request records requester asking for payments-admin, which policy sends to the owners then
-// security, and returns its ID and digest.
-func (w *world) request(t *testing.T, requester events.Principal) (string, string) {
-	t.Helper()
-	id := events.NewID()
-	s := events.Submitted{Requester: requester, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: requester.ID},
-		Entitlement: "payments-admin", Justification: "INC-7", DurationSeconds: 3600, Channel: "http"}
-	s.RequestDigest = s.Digest()
-	w.append(t, events.Intake, id, events.Draft{Payload: s, Actor: requester.ID})
-	deadline := time.Now().Add(24 * time.Hour)
-	w.append(t, events.Policy, id, events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeApprovalRequired,
-		Reasons: []string{"high risk"}, Stages: []events.Stage{{Name: "owners", Groups: []string{"payments-owners"}, MinApprovals: 1},
-			{Name: "security", Groups: []string{"security"}, MinApprovals: 1}}, StagesOrdered: true, EffectiveDurationSeconds: 3600,
-		ApprovalDeadline: &deadline, PolicyRevision: "sha256:rev", InputDigest: "sha256:in"}})
-	return id, s.RequestDigest
-}
-
-func (w *world) append(t *testing.T, svc events.Service, id string, drafts ...events.Draft) {
-	t.Helper()
-	if _, err := w.stores[svc].Update(context.Background(), id, func(*events.Request) ([]events.Draft, error) { return drafts, nil }); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func (w *world) reviews(t *testing.T, id string) int {
 	t.Helper()
-	l, err := w.stores[events.Approval].Load(context.Background(), id)
+	l, err := w.Stores[events.Approval].Load(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
+	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/services/notifier"
 	"github.com/grantline/grantline/services/notifier/channel"
 	"github.com/grantline/grantline/services/notifier/channel/email"
@@ -128,7 +129,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(cfg.NATSURL, append(opts, nats.Name("grantline-notifier"), nats.MaxReconnects(-1))...)
+	nc, err := nats.Connect(cfg.NATSURL, append(opts, nats.Name("grantline-notifier"), nats.MaxReconnects(-1),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			// A permissions violation means the broker's matrix and this code disagree: loud.
+			log.Error("nats", telemetry.KeyError, err.Error())
+		}))...)
 	if err != nil {
 		return fmt.Errorf("connect to nats: %w", err)
 	}

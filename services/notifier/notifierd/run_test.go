@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/services/notifier/mailsink"
@@ -54,11 +55,13 @@ func TestConfigFromEnv(t *testing.T) {
 }
 
 // TestRun starts the notifier the way grantline-notifier does (Config from the environment, the trust
-// file, NATS, the demo directory, catalogue and routing file, an SMTP relay, Slack), tells people of a
-// request through it, serves the Slack interaction endpoint, and stops.
+// file, NATS as its own user on a broker that enforces the separation of duties, the demo directory,
+// catalogue and routing file, an SMTP relay, Slack), tells people of a request through it, serves the
+// Slack interaction endpoint, and stops. The broker refuses it nothing: its user's rights are exactly
+// what its code does.
 func TestRun(t *testing.T) {
 	ctx := context.Background()
-	ev := notifiertest.NewEvidence(t)
+	ev := notifiertest.NewDeployedEvidence(t)
 	trust := filepath.Join(t.TempDir(), "trust.json")
 	if err := os.WriteFile(trust, events.NewTrustFile(time.Now().Add(-time.Hour), ev.Signers...).Marshal(), 0o600); err != nil {
 		t.Fatal(err)
@@ -83,7 +86,7 @@ func TestRun(t *testing.T) {
 	mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", issuer.Handler()))
 
 	env := map[string]string{
-		"GRANTLINE_NATS_URL": ev.Server.ClientURL(), "GRANTLINE_HTTP_ADDR": "127.0.0.1:0", "GRANTLINE_TRUST_FILE": trust,
+		"GRANTLINE_NATS_URL": ev.Server.ClientURL(), "GRANTLINE_NATS_NKEY_FILE": ev.Creds[brokeraccess.Notifier], "GRANTLINE_HTTP_ADDR": "127.0.0.1:0", "GRANTLINE_TRUST_FILE": trust,
 		"GRANTLINE_DIRECTORY_FILE": filepath.Join(examples, "directory.yaml"), "GRANTLINE_CATALOGUE_FILE": filepath.Join(examples, "catalogue.yaml"),
 		"GRANTLINE_NOTIFICATIONS_FILE": filepath.Join(examples, "notifications.yaml"), "GRANTLINE_NOTIFY_HOLD": "100ms",
 		"GRANTLINE_SMTP_HOST": "127.0.0.1", "GRANTLINE_SMTP_PORT": itoa(sink.Addr().Port), "GRANTLINE_SMTP_FROM": "grantline@example.test",
@@ -132,6 +135,10 @@ func TestRun(t *testing.T) {
 		}
 		return to["alice@example.test"] && to["bob@example.test"] && to["frank@example.test"] && len(slack.Posted()) == 1
 	})
+
+	if strings.Contains(strings.ToLower(logs.String()), "permissions violation") {
+		t.Fatalf("the broker refused the notifier something:\n%s", logs.String())
+	}
 
 	resp, err := http.Post(base+"/v1/slack/interactions", "application/x-www-form-urlencoded", strings.NewReader("payload=%7B%7D"))
 	if err != nil {

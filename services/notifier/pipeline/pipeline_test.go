@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/topology"
@@ -235,5 +236,65 @@ func TestTheHolderIsWarnedBeforeExpiry(t *testing.T) {
 	})
 	if n := w.told()["alice@example.test"][id]; n != 2 {
 		t.Errorf("alice was told %d things about her grant, want 2 (granted, then the warning)", n)
+	}
+}
+
+// TestARefusedMailboxIsDeadLetteredAndHoldsUpNobody: the relay refuses frank's mailbox for good; his
+// notification is set aside in GRANTLINE_DLQ with the reason, and everyone else is told.
+func TestARefusedMailboxIsDeadLetteredAndHoldsUpNobody(t *testing.T) {
+	w := newWorld(t)
+	w.mail.RefuseRecipient("frank@example.test")
+	w.run(t, "replica-a")
+	id, _ := w.paymentsAdmin(t)
+	dlq, err := w.JS.Stream(context.Background(), topology.DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reason string
+	poll.Until(t, 20*time.Second, "frank's notification dead-lettered, bob and alice told", func() bool {
+		m, err := dlq.GetLastMsgForSubject(context.Background(), topology.DeadLetter(topology.NotifierEmail.Durable))
+		if err != nil {
+			return false
+		}
+		reason = m.Header.Get(consumer.HeaderReason)
+		told := w.told()
+		return told["bob@example.test"][id] == 1 && told["alice@example.test"][id] == 1 && w.settled(t)
+	})
+	if !strings.Contains(reason, "550") {
+		t.Errorf("dead-letter reason %q does not give the relay's answer", reason)
+	}
+	if n := len(w.told()["frank@example.test"]); n != 0 {
+		t.Errorf("frank's refused mailbox received %d", n)
+	}
+}
+
+// TestAWebhookTargetDownHoldsUpNoOther: while the audit webhook answers 503 the SIEM still gets the
+// grant; the audit target is retried (its breaker shields it from a call per retry) and gets it once
+// it is back.
+func TestAWebhookTargetDownHoldsUpNoOther(t *testing.T) {
+	w := newWorld(t)
+	w.audit.setDown(true)
+	w.run(t, "replica-a")
+	id := events.NewID()
+	s := events.Submitted{Requester: notifiertest.Alice, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"},
+		Entitlement: "analytics-read", Justification: "quarterly report", DurationSeconds: 3600, Channel: "http"}
+	s.RequestDigest = s.Digest()
+	w.Append(t, events.Intake, id, events.Draft{Payload: s, Actor: "alice"})
+	w.Append(t, events.Policy, id, events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low risk"},
+		EffectiveDurationSeconds: 3600, PolicyRevision: "sha256:rev", InputDigest: "sha256:in"}})
+	w.Append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "analytics/read",
+		Observed: events.Observed{Present: true}, ExpiresAt: time.Now().Add(time.Hour), Fulfiller: "service:fulfilment"}})
+	poll.Until(t, 20*time.Second, "the SIEM told while the audit target's breaker opens", func() bool {
+		return len(w.hooks.received()) == 1 && strings.Contains(w.logs.String(), `msg="circuit breaker" replica=replica-a target=webhook:audit from=closed to=open`)
+	})
+	if strings.Contains(w.logs.String(), "target=webhook:siem from=closed to=open") {
+		t.Error("the SIEM's breaker opened for the audit target's failures")
+	}
+	w.audit.setDown(false)
+	poll.Until(t, 30*time.Second, "the audit target told once it is back", func() bool {
+		return len(w.audit.received()) == 1 && w.settled(t)
+	})
+	if n := len(w.hooks.received()); n != 1 {
+		t.Errorf("the SIEM received %d, want 1", n)
 	}
 }

@@ -46,16 +46,38 @@ type world struct {
 	mail    *mailsink.Sink
 	slack   *slacktest.Server
 	hooks   *hookReceiver
+	// audit is a second webhook target.
+	audit   *hookReceiver
 	senders map[notifier.Channel]channel.Sender
 	// hold is the replicas' digest window.
 	hold time.Duration
+	// logs collects what the replicas log.
+	logs *logBuffer
+}
+
+// logBuffer is a log destination shared by the replicas and read by tests.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	ctx := context.Background()
 	ev := notifiertest.NewEvidence(t)
-	w := &world{Evidence: ev, js: ev.JS, hold: 300 * time.Millisecond}
+	w := &world{Evidence: ev, js: ev.JS, hold: 300 * time.Millisecond, logs: &logBuffer{}}
 	var err error
 	if w.reader, err = eventstore.OpenReader(ctx, ev.JS, ev.Verifier); err != nil {
 		t.Fatal(err)
@@ -76,7 +98,8 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file.Routing.Webhooks = []notifier.WebhookRoute{{Name: "siem", Kinds: []notifier.Kind{notifier.Granted, notifier.Revoked}}}
+	file.Routing.Webhooks = []notifier.WebhookRoute{{Name: "siem", Kinds: []notifier.Kind{notifier.Granted, notifier.Revoked}},
+		{Name: "audit", Kinds: []notifier.Kind{notifier.Granted}}}
 	w.rules = notifier.Rules{Directory: lookup.NewDirectory(dir), Catalogue: lookup.NewCatalogue(cat), Routing: file.Routing}
 
 	if w.mail, err = mailsink.Start("127.0.0.1:0"); err != nil {
@@ -84,9 +107,10 @@ func newWorld(t *testing.T) *world {
 	}
 	t.Cleanup(func() { _ = w.mail.Close() })
 	w.slack = slacktest.Start(t, "xoxb-test", "U0BOB", "U0CAROL", "U0FRANK")
-	w.hooks = &hookReceiver{}
-	hookSrv := httptest.NewServer(w.hooks)
+	w.hooks, w.audit = &hookReceiver{}, &hookReceiver{}
+	hookSrv, auditSrv := httptest.NewServer(w.hooks), httptest.NewServer(w.audit)
 	t.Cleanup(hookSrv.Close)
+	t.Cleanup(auditSrv.Close)
 
 	mailer, err := email.New(email.Config{Host: "127.0.0.1", Port: w.mail.Addr().Port, From: "grantline@example.test", Timeout: 5 * time.Second})
 	if err != nil {
@@ -96,7 +120,8 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hooks, err := webhook.New(webhook.Config{Targets: map[string]webhook.Target{"siem": {URL: hookSrv.URL, Secret: []byte("s")}}})
+	hooks, err := webhook.New(webhook.Config{Targets: map[string]webhook.Target{"siem": {URL: hookSrv.URL, Secret: []byte("s")},
+		"audit": {URL: auditSrv.URL, Secret: []byte("s")}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,10 +135,11 @@ func (w *world) run(t *testing.T, owner string) (kill func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var out io.Writer = w.logs
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		out = io.MultiWriter(w.logs, &testWriter{t: t})
 	}
+	log := slog.New(slog.NewTextHandler(out, nil))
 	go func() {
 		done <- pipeline.Run(ctx, pipeline.Config{JS: w.js, Store: w.reader, Rules: w.rules, Buckets: w.buckets, Senders: w.senders,
 			Owner: owner, Hold: w.hold, Lease: 3 * time.Second, AckWait: 3 * time.Second, BackoffCeiling: time.Second,
@@ -164,17 +190,31 @@ func (w *world) told() map[string]map[string]int {
 	return out
 }
 
-// hookReceiver is a webhook endpoint that verifies each call and keeps the CloudEvent ids.
+// hookReceiver is a webhook endpoint that verifies each call and keeps the CloudEvent ids; while down
+// it answers 503 and counts the calls.
 type hookReceiver struct {
-	mu  sync.Mutex
-	ids []string
-	bad int
+	mu      sync.Mutex
+	ids     []string
+	bad     int
+	down    bool
+	refused int
+}
+
+func (h *hookReceiver) setDown(on bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.down = on
 }
 
 func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.down {
+		h.refused++
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	if webhook.Verify([]byte("s"), r.Header, body, time.Now(), time.Minute) != nil {
 		h.bad++
 		w.WriteHeader(http.StatusUnauthorized)

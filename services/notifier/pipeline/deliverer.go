@@ -66,13 +66,13 @@ func (d *deliverer) target(msg *message.Message) string {
 //
 // A permanent refusal goes to the poison queue with the entry removed; anything else is retried.
 func (d *deliverer) handle(msg *message.Message) error {
-	if msg.Metadata.Get(MetaOperation) != "" || len(msg.Payload) == 0 {
+	if msg.Metadata.Get(metaOperation) != "" || len(msg.Payload) == 0 {
 		return nil
 	}
 	ctx := msg.Context()
-	key, ok := natskv.KeyOfSubject(msg.Metadata.Get(MetaSubject))
+	key, ok := natskv.KeyOfSubject(msg.Metadata.Get(metaSubject))
 	if !ok {
-		return errPermanent{fmt.Errorf("%q is not an outbox key", msg.Metadata.Get(MetaSubject))}
+		return errPermanent{fmt.Errorf("%q is not an outbox key", msg.Metadata.Get(metaSubject))}
 	}
 	entry, err := natskv.Decode(msg.Payload)
 	if err != nil {
@@ -175,7 +175,7 @@ func (d *deliverer) siblings(ctx context.Context, log *slog.Logger, key string, 
 
 // seqOf is msg's stream sequence: its revision in the outbox bucket.
 func seqOf(msg *message.Message) uint64 {
-	n, _ := strconv.ParseUint(msg.Metadata.Get(MetaSeq), 10, 64)
+	n, _ := strconv.ParseUint(msg.Metadata.Get(metaSeq), 10, 64)
 	return n
 }
 

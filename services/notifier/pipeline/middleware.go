@@ -94,9 +94,9 @@ func (s sentRecord) IsDuplicate(ctx context.Context, key string) (bool, error) {
 // outboxKey is the Deduplicator's key factory: the outbox key of a delivery, "" for the bucket's own
 // removal markers (which must not be "removed" again).
 func outboxKey(msg *message.Message) (string, error) {
-	if msg.Metadata.Get(MetaOperation) != "" || len(msg.Payload) == 0 {
+	if msg.Metadata.Get(metaOperation) != "" || len(msg.Payload) == 0 {
 		return "", nil
 	}
-	key, _ := natskv.KeyOfSubject(msg.Metadata.Get(MetaSubject))
+	key, _ := natskv.KeyOfSubject(msg.Metadata.Get(metaSubject))
 	return key, nil
 }

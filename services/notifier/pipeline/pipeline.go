@@ -129,14 +129,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	router.AddMiddleware(middleware.Recoverer)
-	dlq := deadLetters{js: cfg.JS}
 	backoff := consumer.ExponentialBackoff(250*time.Millisecond, cfg.BackoffCeiling)
-	source := func(c topology.Consumer, filters ...string) *subscriber {
-		return newSubscriber(cfg.JS, Source{Stream: c.Stream, Durable: c.Durable, Filters: filters, AckWait: cfg.AckWait,
+	subscribe := func(c topology.Consumer, filters ...string) *subscriber {
+		return newSubscriber(cfg.JS, source{Stream: c.Stream, Durable: c.Durable, Filters: filters, AckWait: cfg.AckWait,
 			MaxInFlight: cfg.MaxInFlight, Backoff: backoff}, cfg.Log)
 	}
 	poison := func(c topology.Consumer) (message.HandlerMiddleware, error) {
-		return middleware.PoisonQueueWithFilter(deadLetters{js: dlq.js, stream: c.Stream}, topology.DeadLetter(c.Durable), isPermanent)
+		return middleware.PoisonQueueWithFilter(deadLetters{js: cfg.JS, stream: c.Stream}, topology.DeadLetter(c.Durable), isPermanent)
 	}
 
 	p := &planner{rules: cfg.Rules, store: cfg.Store, js: cfg.JS, hold: cfg.Hold, maxDeliveries: cfg.MaxPlanDeliveries, now: cfg.Now,
@@ -158,7 +157,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
-		router.AddHandler(h.c.Durable, h.c.Durable, source(h.c, h.filters...), "outbox", out, h.handle).AddMiddleware(pq)
+		router.AddHandler(h.c.Durable, h.c.Durable, subscribe(h.c, h.filters...), "outbox", out, h.handle).AddMiddleware(pq)
 	}
 
 	brk := &breakers{failures: cfg.BreakerFailures, open: cfg.BreakerOpen, m: map[string]*gobreaker.CircuitBreaker[struct{}]{},
@@ -190,7 +189,7 @@ func Run(ctx context.Context, cfg Config) error {
 				return !isPermanent(p.Err) && !errors.Is(p.Err, errBusy) && channel.RetryAfterOf(p.Err) == 0 &&
 					!errors.Is(p.Err, gobreaker.ErrOpenState) && !errors.Is(p.Err, context.Canceled)
 			}}
-		router.AddConsumerHandler(ch.c.Durable, ch.c.Durable, source(ch.c, natskv.ChannelSubjects(ch.channel)), d.handle).
+		router.AddConsumerHandler(ch.c.Durable, ch.c.Durable, subscribe(ch.c, natskv.ChannelSubjects(ch.channel)), d.handle).
 			AddMiddleware(pq, dedup.Middleware, middleware.NewThrottle(int64(cfg.PerSecond), time.Second).Middleware,
 				retry.Middleware, brk.middleware(d.target))
 	}

@@ -71,11 +71,11 @@ func (p *planner) event(msg *message.Message) ([]*message.Message, error) {
 
 func (p *planner) planEvent(msg *message.Message) ([]*message.Message, error) {
 	ctx := msg.Context()
-	id, typ, err := events.ParseNATSSubject(msg.Metadata.Get(MetaSubject))
+	id, typ, err := events.ParseNATSSubject(msg.Metadata.Get(metaSubject))
 	if err != nil {
 		return nil, errPermanent{err}
 	}
-	seq, err := strconv.ParseUint(msg.Metadata.Get(MetaSeq), 10, 64)
+	seq, err := strconv.ParseUint(msg.Metadata.Get(metaSeq), 10, 64)
 	if err != nil {
 		return nil, errPermanent{fmt.Errorf("stream sequence: %w", err)}
 	}
@@ -113,9 +113,9 @@ func (p *planner) reminder(msg *message.Message) ([]*message.Message, error) {
 
 func (p *planner) planReminder(msg *message.Message) ([]*message.Message, error) {
 	ctx := msg.Context()
-	id, kind, ok := topology.ParseTimerFired(msg.Metadata.Get(MetaSubject))
+	id, kind, ok := topology.ParseTimerFired(msg.Metadata.Get(metaSubject))
 	if !ok || !events.ValidRequestID(id) {
-		return nil, errPermanent{fmt.Errorf("%q is not a notifier reminder", msg.Metadata.Get(MetaSubject))}
+		return nil, errPermanent{fmt.Errorf("%q is not a notifier reminder", msg.Metadata.Get(metaSubject))}
 	}
 	var t notifier.Timer
 	if err := json.Unmarshal(msg.Payload, &t); err != nil || reminderKinds[t.Reminder] != kind {

@@ -57,10 +57,10 @@ func (d deadLetters) Publish(topic string, msgs ...*message.Message) error {
 		dl.Data = m.Payload
 		dl.Header.Set(consumer.HeaderReason, m.Metadata.Get(middleware.ReasonForPoisonedKey))
 		dl.Header.Set(consumer.HeaderStream, d.stream)
-		dl.Header.Set(consumer.HeaderSeq, m.Metadata.Get(MetaSeq))
-		dl.Header.Set(consumer.HeaderSubject, m.Metadata.Get(MetaSubject))
+		dl.Header.Set(consumer.HeaderSeq, m.Metadata.Get(metaSeq))
+		dl.Header.Set(consumer.HeaderSubject, m.Metadata.Get(metaSubject))
 		dl.Header.Set(consumer.HeaderConsumer, m.Metadata.Get(middleware.PoisonedHandlerKey))
-		dl.Header.Set(consumer.HeaderDeliveries, m.Metadata.Get(MetaDelivered))
+		dl.Header.Set(consumer.HeaderDeliveries, m.Metadata.Get(metaDelivered))
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.Context()), 5*time.Second)
 		_, err := d.js.PublishMsg(ctx, dl, jetstream.WithMsgID(fmt.Sprintf("dlq:%s:%s", topic, m.UUID)))
 		cancel()

@@ -17,25 +17,25 @@ import (
 
 // Metadata the subscriber puts on each message, and that handlers may set for its settlement.
 const (
-	// MetaSubject is the NATS subject the message was stored under.
-	MetaSubject = "nats_subject"
-	// MetaSeq is its stream sequence.
-	MetaSeq = "stream_seq"
-	// MetaDelivered counts deliveries, 1 for the first.
-	MetaDelivered = "delivered"
-	// MetaOperation is a key-value bucket's operation header (KV-Operation: DEL or PURGE for a
+	// metaSubject is the NATS subject the message was stored under.
+	metaSubject = "nats_subject"
+	// metaSeq is its stream sequence.
+	metaSeq = "stream_seq"
+	// metaDelivered counts deliveries, 1 for the first.
+	metaDelivered = "delivered"
+	// metaOperation is a key-value bucket's operation header (KV-Operation: DEL or PURGE for a
 	// removal, absent for a put).
-	MetaOperation = "kv_operation"
-	// MetaRetryAfter, set by a handler that fails, is the earliest redelivery it wants (a duration).
-	MetaRetryAfter = "retry_after"
+	metaOperation = "kv_operation"
+	// metaRetryAfter, set by a handler that fails, is the earliest redelivery it wants (a duration).
+	metaRetryAfter = "retry_after"
 )
 
 // kvOperationHeader marks a key-value removal (DEL or PURGE) on a bucket's stream; nats.go keeps its
 // name unexported.
 const kvOperationHeader = "KV-Operation"
 
-// Source is a durable JetStream consumer that a subscriber reads from.
-type Source struct {
+// source is a durable JetStream consumer that a subscriber reads from.
+type source struct {
 	Stream, Durable string
 	Filters         []string
 	// AckWait is how long a message may be held before the server delivers it again; it bounds how
@@ -43,7 +43,7 @@ type Source struct {
 	AckWait time.Duration
 	// MaxInFlight is how many messages are handled at once in this replica.
 	MaxInFlight int
-	// Backoff is the redelivery delay after a failed delivery, unless the handler set MetaRetryAfter.
+	// Backoff is the redelivery delay after a failed delivery, unless the handler set metaRetryAfter.
 	Backoff func(delivered int) time.Duration
 }
 
@@ -55,7 +55,7 @@ type Source struct {
 // is created once by the service that owns it rather than per subscription.
 type subscriber struct {
 	js  jetstream.JetStream
-	src Source
+	src source
 	log *slog.Logger
 
 	mu      sync.Mutex
@@ -63,13 +63,13 @@ type subscriber struct {
 	running sync.WaitGroup
 }
 
-func newSubscriber(js jetstream.JetStream, src Source, log *slog.Logger) *subscriber {
+func newSubscriber(js jetstream.JetStream, src source, log *slog.Logger) *subscriber {
 	return &subscriber{js: js, src: src, log: log.With("consumer", src.Durable)}
 }
 
 // Subscribe creates or updates the durable consumer and returns the messages it delivers, one at a
 // time per free slot, until ctx ends or Close is called; the channel is then closed once no message
-// is left in flight. topic is the watermill topic the router subscribes to; the Source says what is
+// is left in flight. topic is the watermill topic the router subscribes to; the source says what is
 // read.
 func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.src.Stream, jetstream.ConsumerConfig{
@@ -126,11 +126,11 @@ func (s *subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *m
 		return
 	}
 	msg := message.NewMessage(fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream), m.Data())
-	msg.Metadata.Set(MetaSubject, m.Subject())
-	msg.Metadata.Set(MetaSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
-	msg.Metadata.Set(MetaDelivered, strconv.FormatUint(meta.NumDelivered, 10))
+	msg.Metadata.Set(metaSubject, m.Subject())
+	msg.Metadata.Set(metaSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
+	msg.Metadata.Set(metaDelivered, strconv.FormatUint(meta.NumDelivered, 10))
 	if op := m.Headers().Get(kvOperationHeader); op != "" {
-		msg.Metadata.Set(MetaOperation, op)
+		msg.Metadata.Set(metaOperation, op)
 	}
 	msg.SetContext(telemetry.Extract(ctx, m.Headers()))
 	select {
@@ -152,7 +152,7 @@ func (s *subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *m
 }
 
 func (s *subscriber) redeliverAfter(msg *message.Message, delivered int) time.Duration {
-	if d, err := time.ParseDuration(msg.Metadata.Get(MetaRetryAfter)); err == nil && d > 0 {
+	if d, err := time.ParseDuration(msg.Metadata.Get(metaRetryAfter)); err == nil && d > 0 {
 		return d
 	}
 	return s.src.Backoff(delivered)
@@ -171,13 +171,13 @@ func (s *subscriber) Close() error {
 
 // delivered is how many times msg was delivered, from its metadata.
 func delivered(msg *message.Message) int {
-	n, _ := strconv.Atoi(msg.Metadata.Get(MetaDelivered))
+	n, _ := strconv.Atoi(msg.Metadata.Get(metaDelivered))
 	return n
 }
 
 // retryAfter asks the subscriber to deliver msg again no sooner than d.
 func retryAfter(msg *message.Message, d time.Duration) {
 	if d > 0 {
-		msg.Metadata.Set(MetaRetryAfter, d.String())
+		msg.Metadata.Set(metaRetryAfter, d.String())
 	}
 }

@@ -91,15 +91,6 @@ func Digest(ns []notifier.Notification) Message {
 	return Message{Subject: subject, Text: text.String(), HTML: writeHTML(subject, views), Blocks: blocks}
 }
 
-// Outcome renders what became of a review pressed in Slack, replacing the review request's message:
-// the request's title, then the outcome ("Approved by bob", "Refused: separation of duties …").
-func Outcome(n notifier.Notification, outcome string) []slack.Block {
-	v := viewOf(n)
-	v.Review = nil
-	v.Footer = ""
-	return append(sectionBlocks(v), slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, outcome, false, false)))
-}
-
 const timeLayout = "2006-01-02 15:04 MST"
 
 func when(t *time.Time) string {

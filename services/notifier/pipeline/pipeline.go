@@ -65,7 +65,8 @@ type Config struct {
 	// AckWait is how long a delivered message may be held before the server delivers it again; it must
 	// exceed Hold and a channel's slowest send. Defaults to 30s.
 	AckWait time.Duration
-	// MaxInFlight is how many messages each consumer handles at once; defaults to 16.
+	// MaxInFlight is how many messages each consumer handles at once; defaults to 64 (a delivery
+	// waiting out its Hold occupies one).
 	MaxInFlight int
 	// MaxPlanDeliveries bounds the attempts to plan one event before it is dead-lettered; defaults to 10.
 	// Deliveries are retried for as long as their channel fails.
@@ -100,7 +101,7 @@ func (c *Config) defaults() error {
 		c.MaxDigest = 40
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 16
+		c.MaxInFlight = 64
 	}
 	if c.MaxPlanDeliveries <= 0 {
 		c.MaxPlanDeliveries = 10

@@ -1,6 +1,7 @@
 // Package httpjson is the JSON edge every Grantline HTTP API shares: strict request bodies of bounded
-// size, JSON answers, and RFC 9457 problem documents. Each service keeps its own table from errors to
-// problems; this package only reads and writes.
+// size, JSON answers, and RFC 9457 problem documents from one table of errors to problems. The table's
+// rows every API shares (authentication, bodies, not found, conflicts, busy) are written here once;
+// each service adds only the rows of its own domain (NewTable).
 package httpjson
 
 import (
@@ -14,23 +15,10 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 )
 
-// ProblemTypeBase prefixes every problem type URI; the slug after it names the problem.
-const ProblemTypeBase = "https://grantline.dev/problems/"
-
-// Problem is an RFC 9457 problem document. Errors lists field-level problems of a refused body.
-type Problem struct {
-	Type     string       `json:"type"`
-	Title    string       `json:"title"`
-	Status   int          `json:"status"`
-	Detail   string       `json:"detail,omitempty"`
-	Instance string       `json:"instance,omitempty"`
-	Errors   []FieldError `json:"errors,omitempty"`
-}
-
-// FieldError says what is wrong with one field of a request body.
-type FieldError struct {
-	Field   string `json:"field"`
-	Message string `json:"message"`
+// Mux is what an API registers its routes on: an *http.ServeMux to serve them, or a recorder that
+// lists them to compare with the HTTP contract (api.Recorder).
+type Mux interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
 }
 
 // ErrMalformed and ErrTooLarge are wrapped by Decode's errors.
@@ -66,19 +54,4 @@ func Write(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.MarshalWrite(w, v)
-}
-
-// WriteProblem answers r with p, filling in the instance and the headers its status calls for
-// (WWW-Authenticate on 401, Retry-After on 503).
-func WriteProblem(w http.ResponseWriter, r *http.Request, p Problem) {
-	p.Instance = r.URL.Path
-	switch p.Status {
-	case http.StatusUnauthorized:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="grantline"`)
-	case http.StatusServiceUnavailable:
-		w.Header().Set("Retry-After", "1")
-	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(p.Status)
-	_ = json.MarshalWrite(w, p)
 }

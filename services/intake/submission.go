@@ -68,6 +68,9 @@ func (e *InvalidError) Error() string {
 // Unwrap makes errors.Is(err, ErrInvalid) true.
 func (e *InvalidError) Unwrap() error { return ErrInvalid }
 
+// FieldErrors lists the problems, which an HTTP answer carries field by field.
+func (e *InvalidError) FieldErrors() []FieldError { return e.Fields }
+
 // Requester is the verified caller: the identity provider's subject (normalised) and groups.
 type Requester struct {
 	ID     string

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/services/approval"
@@ -208,7 +209,7 @@ func TestLastSlotRace(t *testing.T) {
 				req, _ := http.NewRequest("POST", w.srv.URL+"/v1/requests/"+id+"/reviews", strings.NewReader(approveBody))
 				req.Header.Set("Authorization", "Bearer "+tok)
 				<-start
-				resp, err := http.DefaultClient.Do(req)
+				resp, err := api.Client(t).Do(req)
 				if err != nil {
 					t.Error(err)
 					return

@@ -5,7 +5,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 
@@ -39,8 +38,9 @@ type Handler struct {
 	Log   *slog.Logger
 }
 
-// Routes registers the API on mux.
-func (h *Handler) Routes(mux *http.ServeMux) {
+// Routes registers the API on mux: the routes api/openapi.yaml documents for this service (the
+// contract test holds the two equal).
+func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("POST /v1/requests/{id}/reviews", h.review)
 	mux.HandleFunc("POST /v1/requests/{id}/post-review", h.postReview)
 	mux.HandleFunc("GET /v1/reviews", h.list)
@@ -70,14 +70,13 @@ type Review struct {
 
 func (h *Handler) review(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	log := h.Log.With(telemetry.KeyRequestID, id, telemetry.KeyTraceID, telemetry.TraceID(r.Context()))
+	log := h.Log.With(telemetry.KeyRequestID, id)
 	out, err := h.handleReview(r, id)
 	if err != nil {
-		h.refused(log, r, "review", err)
-		writeProblem(w, r, err)
+		problems.Refuse(w, r, log, "review", err)
 		return
 	}
-	log.Info("reviewed", "reviewer", out.Reviewer, "decision", out.Decision, "stage", out.StageName, "status", out.Status)
+	log.Info("reviewed", telemetry.KeyTraceID, telemetry.TraceID(r.Context()), "reviewer", out.Reviewer, "decision", out.Decision, "stage", out.StageName, "status", out.Status)
 	httpjson.Write(w, http.StatusCreated, out)
 }
 
@@ -129,14 +128,13 @@ type PostReview struct {
 
 func (h *Handler) postReview(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	log := h.Log.With(telemetry.KeyRequestID, id, telemetry.KeyTraceID, telemetry.TraceID(r.Context()))
+	log := h.Log.With(telemetry.KeyRequestID, id)
 	out, err := h.handlePostReview(r, id)
 	if err != nil {
-		h.refused(log, r, "post-review", err)
-		writeProblem(w, r, err)
+		problems.Refuse(w, r, log, "post-review", err)
 		return
 	}
-	log.Info("post-reviewed", "reviewer", out.Reviewer, "outcome", out.Outcome, "revocation_due", out.RevocationDue)
+	log.Info("post-reviewed", telemetry.KeyTraceID, telemetry.TraceID(r.Context()), "reviewer", out.Reviewer, "outcome", out.Outcome, "revocation_due", out.RevocationDue)
 	httpjson.Write(w, http.StatusCreated, out)
 }
 
@@ -178,22 +176,5 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	h.refused(h.Log.With(telemetry.KeyTraceID, telemetry.TraceID(r.Context())), r, "list reviews", err)
-	writeProblem(w, r, err)
-}
-
-// refused logs a refusal: a separation-of-duties refusal is recorded as a warning naming the request,
-// the reviewer and the reason; server-side failures as errors; the rest as information.
-func (h *Handler) refused(log *slog.Logger, r *http.Request, op string, err error) {
-	status, slug, _ := problemFor(err)
-	var duty *approval.DutyError
-	switch {
-	case errors.As(err, &duty):
-		log.Warn("separation of duties: "+op+" refused", "reviewer", duty.Reviewer, "reason", duty.Reason,
-			"path", r.URL.Path, telemetry.KeyError, err.Error())
-	case status >= 500:
-		log.Error(op+" failed", telemetry.KeyError, err.Error())
-	default:
-		log.Info(op+" refused", "problem", slug, telemetry.KeyError, err.Error())
-	}
+	problems.Refuse(w, r, h.Log, "list reviews", err)
 }

@@ -4,55 +4,27 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/grantline/grantline/pkg/auth"
-	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/services/approval"
 )
 
-// Problem is the problem document every error answer carries.
-type Problem = httpjson.Problem
+// problems is the approval API's table from errors to problems: its own rows; httpjson adds the shared
+// ones. A self-approval is refused with its own type and logged as a warning (DESIGN §5).
+var problems = httpjson.NewTable(
+	httpjson.Row{Status: http.StatusUnprocessableEntity, Slug: "invalid-review", Title: "The review is not valid", Errs: []error{approval.ErrInvalid}},
+	httpjson.Row{Status: http.StatusForbidden, Slug: "separation-of-duties", Title: "Separation of duties forbids this reviewer",
+		Errs: []error{approval.ErrSeparationOfDuties}, Warning: "separation of duties", Attrs: dutyAttrs},
+	httpjson.Row{Status: http.StatusForbidden, Slug: "not-a-reviewer", Title: "Not a reviewer of this request", Errs: []error{approval.ErrNotReviewer}},
+	httpjson.NotFound.For(approval.ErrNotFound),
+	httpjson.Row{Status: http.StatusConflict, Slug: "not-pending", Title: "The request no longer awaits this review", Errs: []error{approval.ErrNotPending}},
+	httpjson.Row{Status: http.StatusConflict, Slug: "stale-digest", Title: "The request changed since it was reviewed", Errs: []error{approval.ErrStaleDigest}},
+)
 
-// ProblemTypeBase prefixes every problem type URI.
-const ProblemTypeBase = httpjson.ProblemTypeBase
-
-// problemFor is the one table mapping errors to HTTP problems.
-func problemFor(err error) (status int, slug, title string) {
-	switch {
-	case errors.Is(err, httpjson.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large"
-	case errors.Is(err, httpjson.ErrMalformed):
-		return http.StatusBadRequest, "malformed-body", "Malformed request body"
-	case errors.Is(err, auth.ErrUnauthenticated):
-		return http.StatusUnauthorized, "unauthenticated", "Authentication required"
-	case errors.Is(err, approval.ErrInvalid):
-		return http.StatusUnprocessableEntity, "invalid-review", "The review is not valid"
-	case errors.Is(err, approval.ErrSeparationOfDuties):
-		return http.StatusForbidden, "separation-of-duties", "Separation of duties forbids this reviewer"
-	case errors.Is(err, approval.ErrNotReviewer):
-		return http.StatusForbidden, "not-a-reviewer", "Not a reviewer of this request"
-	case errors.Is(err, approval.ErrNotFound):
-		return http.StatusNotFound, "not-found", "No such request"
-	case errors.Is(err, approval.ErrNotPending):
-		return http.StatusConflict, "not-pending", "The request no longer awaits this review"
-	case errors.Is(err, approval.ErrStaleDigest):
-		return http.StatusConflict, "stale-digest", "The request changed since it was reviewed"
-	case errors.Is(err, events.ErrRefused):
-		return http.StatusConflict, "state-conflict", "The request's current state does not allow this"
-	case errors.Is(err, eventstore.ErrConflict), errors.Is(err, eventstore.ErrStale):
-		return http.StatusServiceUnavailable, "busy", "The request is busy; try again"
+// dutyAttrs names the reviewer a separation-of-duties refusal refused, and why (an approval.Duty reason).
+func dutyAttrs(err error) []any {
+	var duty *approval.DutyError
+	if !errors.As(err, &duty) {
+		return nil
 	}
-	return http.StatusInternalServerError, "internal", "Internal error"
-}
-
-// writeProblem answers r with the problem for err. Internal errors keep their detail out of the
-// response (it is logged instead).
-func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
-	status, slug, title := problemFor(err)
-	p := Problem{Type: ProblemTypeBase + slug, Title: title, Status: status}
-	if status != http.StatusInternalServerError {
-		p.Detail = err.Error()
-	}
-	httpjson.WriteProblem(w, r, p)
+	return []any{"reviewer", duty.Reviewer, "reason", duty.Reason}
 }

@@ -50,8 +50,9 @@ type Handler struct {
 	Log         *slog.Logger
 }
 
-// Routes registers the API on mux.
-func (h *Handler) Routes(mux *http.ServeMux) {
+// Routes registers the API on mux: the routes api/openapi.yaml documents for this service (the
+// contract test holds the two equal).
+func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("GET /v1/tasks", h.list)
 	mux.HandleFunc("POST /v1/tasks/{id}/complete", h.complete)
 	mux.HandleFunc("GET /v1/requests/{id}/credential", h.credential)
@@ -72,8 +73,7 @@ type TaskList struct {
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	list, err := h.handleList(r)
 	if err != nil {
-		h.refused(h.Log, "list tasks", err)
-		writeProblem(w, r, err)
+		problems.Refuse(w, r, h.Log, "list tasks", err)
 		return
 	}
 	httpjson.Write(w, http.StatusOK, list)
@@ -136,8 +136,7 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request) {
 	done, err := h.handleComplete(r, taskID)
 	log := h.Log.With(telemetry.KeyRequestID, done.RequestID, "task_id", taskID)
 	if err != nil {
-		h.refused(log, "complete task", err)
-		writeProblem(w, r, err)
+		problems.Refuse(w, r, log, "complete task", err)
 		return
 	}
 	log.Info("task completed", "status", done.Status)
@@ -193,8 +192,7 @@ func (h *Handler) credential(w http.ResponseWriter, r *http.Request) {
 	cred, who, err := h.handleCredential(r, id)
 	log := h.Log.With(telemetry.KeyRequestID, id)
 	if err != nil {
-		h.refused(log, "retrieve credential", err)
-		writeProblem(w, r, err)
+		problems.Refuse(w, r, log, "retrieve credential", err)
 		return
 	}
 	// Logged without the secret, of course: who took it, and when.
@@ -211,7 +209,7 @@ func (h *Handler) handleCredential(r *http.Request, id string) (Credential, stri
 		return Credential{}, "", err
 	}
 	if !events.ValidRequestID(id) {
-		return Credential{}, who.Subject, errNotFound
+		return Credential{}, who.Subject, httpjson.ErrNotFound
 	}
 	l, err := h.Store.Load(r.Context(), id)
 	if err != nil {
@@ -220,10 +218,10 @@ func (h *Handler) handleCredential(r *http.Request, id string) (Credential, stri
 	req := l.Request
 	s := req.Submitted()
 	if req.Status() == events.StatusNone {
-		return Credential{}, who.Subject, errNotFound
+		return Credential{}, who.Subject, httpjson.ErrNotFound
 	}
 	if who.Subject != s.Requester.ID && (s.Subject.Owner == "" || !slices.Contains(who.Groups, s.Subject.Owner)) {
-		return Credential{}, who.Subject, fmt.Errorf("%w: only the requester or the owners of %s retrieve its credential", errForbidden, s.Subject.ID)
+		return Credential{}, who.Subject, fmt.Errorf("%w: only the requester or the owners of %s retrieve its credential", httpjson.ErrForbidden, s.Subject.ID)
 	}
 	g := req.Grant()
 	switch {
@@ -246,15 +244,6 @@ func (h *Handler) handleCredential(r *http.Request, id string) (Credential, stri
 		return Credential{}, who.Subject, errors.New("stored credential does not match the recorded fingerprint")
 	}
 	return Credential{RequestID: id, Username: g.Observed.Detail["login_role"], Password: secret, ExpiresAt: g.ExpiresAt}, who.Subject, nil
-}
-
-func (h *Handler) refused(log *slog.Logger, op string, err error) {
-	status, slug, _ := problemFor(err)
-	if status >= 500 {
-		log.Error(op+" failed", telemetry.KeyError, err.Error())
-		return
-	}
-	log.Info(op+" refused", "problem", slug, telemetry.KeyError, err.Error())
 }
 
 // outlived reports whether an index entry for a task of purpose is stale: another task of that purpose

@@ -4,12 +4,10 @@
 package httpapi
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/grantline/grantline/pkg/auth"
@@ -30,8 +28,6 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (auth.Identity, error)
 }
 
-var errUnauthenticated = auth.ErrUnauthenticated
-
 // Handler serves intake's HTTP API.
 type Handler struct {
 	Store       *eventstore.Store
@@ -44,8 +40,9 @@ type Handler struct {
 	Readers []string
 }
 
-// Routes registers the API on mux.
-func (h *Handler) Routes(mux *http.ServeMux) {
+// Routes registers the API on mux: the routes api/openapi.yaml documents for this service (the
+// contract test holds the two equal).
+func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("POST /v1/requests", h.submit)
 	mux.HandleFunc("POST /v1/requests/{id}/withdraw", h.withdraw)
 	mux.HandleFunc("GET /v1/requests/{id}", h.show)
@@ -59,13 +56,12 @@ type Created struct {
 
 func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 	id, status, err := h.handleSubmit(r)
-	log := h.Log.With("request_id", id, telemetry.KeyTraceID, telemetry.TraceID(r.Context()))
+	log := h.Log.With(telemetry.KeyRequestID, id)
 	if err != nil {
-		h.logRefusal(log, "submit", err)
-		writeProblem(w, r, err)
+		problems.Refuse(w, r, log, "submit", err)
 		return
 	}
-	log.Info("submitted", "status", status)
+	log.Info("submitted", "status", status, telemetry.KeyTraceID, telemetry.TraceID(r.Context()))
 	w.Header().Set("Location", "/v1/requests/"+id)
 	httpjson.Write(w, http.StatusAccepted, Created{ID: id, Status: status})
 }
@@ -86,7 +82,7 @@ func (h *Handler) handleSubmit(r *http.Request) (string, events.Status, error) {
 	id, causation := events.NewID(), ""
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
 		if !validIdempotencyKey(key) {
-			return "", "", fmt.Errorf("%w: Idempotency-Key must be 1 to 255 printable ASCII characters", errBadInput)
+			return "", "", fmt.Errorf("%w: Idempotency-Key must be 1 to 255 printable ASCII characters", httpjson.ErrMalformed)
 		}
 		if id, err = h.Idempotency.Claim(r.Context(), "requester:"+who.Subject, key, sub.RequestDigest); err != nil {
 			return "", "", err
@@ -114,10 +110,9 @@ type WithdrawBody struct {
 func (h *Handler) withdraw(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	status, err := h.handleWithdraw(r, id)
-	log := h.Log.With("request_id", id)
+	log := h.Log.With(telemetry.KeyRequestID, id)
 	if err != nil {
-		h.logRefusal(log, "withdraw", err)
-		writeProblem(w, r, err)
+		problems.Refuse(w, r, log, "withdraw", err)
 		return
 	}
 	log.Info("withdrawn")
@@ -130,7 +125,7 @@ func (h *Handler) handleWithdraw(r *http.Request, id string) (events.Status, err
 		return "", err
 	}
 	if !events.ValidRequestID(id) {
-		return "", errNotFound
+		return "", httpjson.ErrNotFound
 	}
 	var body WithdrawBody
 	if r.ContentLength != 0 {
@@ -141,9 +136,9 @@ func (h *Handler) handleWithdraw(r *http.Request, id string) (events.Status, err
 	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
 		switch {
 		case req.Status() == events.StatusNone:
-			return nil, errNotFound
+			return nil, httpjson.ErrNotFound
 		case req.Submitted().Requester.ID != who.Subject:
-			return nil, fmt.Errorf("%w: only the requester may withdraw a request", errForbidden)
+			return nil, fmt.Errorf("%w: only the requester may withdraw a request", httpjson.ErrForbidden)
 		case req.Status() == events.StatusWithdrawn:
 			return nil, nil
 		}
@@ -159,8 +154,7 @@ func (h *Handler) show(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	view, err := h.handleShow(r, id)
 	if err != nil {
-		h.logRefusal(h.Log.With("request_id", id), "show", err)
-		writeProblem(w, r, err)
+		problems.Refuse(w, r, h.Log.With(telemetry.KeyRequestID, id), "show", err)
 		return
 	}
 	httpjson.Write(w, http.StatusOK, view)
@@ -172,18 +166,18 @@ func (h *Handler) handleShow(r *http.Request, id string) (View, error) {
 		return View{}, err
 	}
 	if !events.ValidRequestID(id) {
-		return View{}, errNotFound
+		return View{}, httpjson.ErrNotFound
 	}
 	l, err := h.Store.Load(r.Context(), id)
 	if err != nil {
 		return View{}, err
 	}
 	if l.Request.Status() == events.StatusNone {
-		return View{}, errNotFound
+		return View{}, httpjson.ErrNotFound
 	}
 	if !h.mayRead(who, l.Request) {
 		// Not 403: whether a request exists is itself something only its readers learn.
-		return View{}, errNotFound
+		return View{}, httpjson.ErrNotFound
 	}
 	return NewView(l), nil
 }
@@ -207,25 +201,6 @@ func (h *Handler) mayRead(who auth.Identity, req *events.Request) bool {
 		groups = append(groups, d.PostReview.Groups...)
 	}
 	return slices.ContainsFunc(who.Groups, func(g string) bool { return slices.Contains(groups, g) })
-}
-
-// decodeBody reads at most MaxBody bytes and decodes them strictly into v.
-func decodeBody(r *http.Request, v any) error { return httpjson.Decode(r, v, MaxBody) }
-
-// forgedActorFields are members that try to set who acts; they are refused like any unknown member, and
-// logged as a forgery attempt (bad-input I7).
-var forgedActorFields = []string{`"requester"`, `"approved_by"`, `"on_behalf_of"`, `"actor"`, `"state"`, `"approved"`, `"status"`}
-
-func (h *Handler) logRefusal(log *slog.Logger, op string, err error) {
-	status, slug, _ := problemFor(err)
-	switch {
-	case status >= 500:
-		log.Error(op+" failed", telemetry.KeyError, err.Error())
-	case errors.Is(err, errBadInput) && slices.ContainsFunc(forgedActorFields, func(f string) bool { return strings.Contains(err.Error(), strings.Trim(f, `"`)) }):
-		log.Warn(op+" refused: the body tries to set who acts or the state (forgery)", telemetry.KeyError, err.Error())
-	default:
-		log.Info(op+" refused", "problem", slug, telemetry.KeyError, err.Error())
-	}
 }
 
 func validIdempotencyKey(k string) bool {

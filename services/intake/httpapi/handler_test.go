@@ -14,10 +14,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/intake/idempotency"
@@ -117,7 +119,7 @@ func (e *env) call(t *testing.T, method, path, user string, body any, headers ..
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := api.Client(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,11 +213,11 @@ func TestSubmitRefuses(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body, _ := e.call(t, "POST", "/v1/requests", tc.user, tc.body, tc.headers...)
-			var p Problem
+			var p httpjson.Problem
 			if err := json.Unmarshal(body, &p); err != nil {
 				t.Fatalf("%d, not a problem document: %s", status, body)
 			}
-			if status != tc.status || p.Type != ProblemTypeBase+tc.problem || p.Status != status {
+			if status != tc.status || p.Type != httpjson.ProblemTypeBase+tc.problem || p.Status != status {
 				t.Fatalf("%d %s, want %d %s: %s", status, p.Type, tc.status, tc.problem, body)
 			}
 		})

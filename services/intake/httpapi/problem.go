@@ -3,64 +3,42 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"slices"
+	"strings"
 
-	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
 )
 
-// Problem is the problem document every error answer carries.
-type Problem = httpjson.Problem
-
-// ProblemTypeBase prefixes every problem type URI.
-const ProblemTypeBase = httpjson.ProblemTypeBase
-
-// Errors the handlers return besides the domain's own.
-var (
-	errNotFound  = errors.New("no such request")
-	errForbidden = errors.New("not allowed for this caller")
-	errBadInput  = httpjson.ErrMalformed
-	errTooLarge  = httpjson.ErrTooLarge
+// problems is intake's table from errors to problems: its own rows; httpjson adds the shared ones.
+var problems = httpjson.NewTable(
+	httpjson.Malformed.For(errForgedBody).Warn("the body tries to set who acts or the state (forgery)"),
+	httpjson.Row{Status: http.StatusUnprocessableEntity, Slug: "invalid-request", Title: "The request is not valid", Errs: []error{intake.ErrInvalid}},
+	httpjson.Row{Status: http.StatusConflict, Slug: "idempotency-key-reused", Title: "Idempotency-Key reused with a different request", Errs: []error{idempotency.ErrReused}},
 )
 
-// problemFor is the one table mapping errors to HTTP problems.
-func problemFor(err error) (status int, slug, title string) {
-	switch {
-	case errors.Is(err, errTooLarge):
-		return http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large"
-	case errors.Is(err, errBadInput):
-		return http.StatusBadRequest, "malformed-body", "Malformed request body"
-	case errors.Is(err, intake.ErrInvalid):
-		return http.StatusUnprocessableEntity, "invalid-request", "The request is not valid"
-	case errors.Is(err, errUnauthenticated):
-		return http.StatusUnauthorized, "unauthenticated", "Authentication required"
-	case errors.Is(err, errForbidden):
-		return http.StatusForbidden, "forbidden", "Forbidden"
-	case errors.Is(err, errNotFound):
-		return http.StatusNotFound, "not-found", "No such request"
-	case errors.Is(err, idempotency.ErrReused):
-		return http.StatusConflict, "idempotency-key-reused", "Idempotency-Key reused with a different request"
-	case errors.Is(err, events.ErrRefused):
-		return http.StatusConflict, "state-conflict", "The request's current state does not allow this"
-	case errors.Is(err, eventstore.ErrConflict), errors.Is(err, eventstore.ErrStale):
-		return http.StatusServiceUnavailable, "busy", "The request is busy; try again"
-	}
-	return http.StatusInternalServerError, "internal", "Internal error"
-}
+// errForgedBody marks a malformed body that names a member setting who acts or the state (bad-input
+// I7): refused like any unknown member, and logged as a forgery attempt.
+var errForgedBody = errors.New("forged body")
 
-// writeProblem answers r with the problem for err. Internal errors keep their detail out of the
-// response (it is logged instead).
-func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
-	status, slug, title := problemFor(err)
-	p := Problem{Type: ProblemTypeBase + slug, Title: title, Status: status}
-	if status != http.StatusInternalServerError {
-		p.Detail = err.Error()
+// forgedActorFields are the members that try to set who acts or the state.
+var forgedActorFields = []string{"requester", "approved_by", "on_behalf_of", "actor", "state", "approved", "status"}
+
+// forgedError is a decoding error whose body named one of forgedActorFields. It reads as the decoding
+// error, so the answer's detail is unchanged.
+type forgedError struct{ err error }
+
+func (e forgedError) Error() string        { return e.err.Error() }
+func (e forgedError) Unwrap() error        { return e.err }
+func (e forgedError) Is(target error) bool { return target == errForgedBody }
+
+// decodeBody reads at most MaxBody bytes and decodes them strictly into v; a body refused for naming a
+// member that sets who acts is marked as forged.
+func decodeBody(r *http.Request, v any) error {
+	err := httpjson.Decode(r, v, MaxBody)
+	if errors.Is(err, httpjson.ErrMalformed) && slices.ContainsFunc(forgedActorFields, func(f string) bool { return strings.Contains(err.Error(), f) }) {
+		return forgedError{err}
 	}
-	var inv *intake.InvalidError
-	if errors.As(err, &inv) {
-		p.Errors = inv.Fields
-	}
-	httpjson.WriteProblem(w, r, p)
+	return err
 }

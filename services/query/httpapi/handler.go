@@ -62,8 +62,9 @@ type Handler struct {
 	Log         *slog.Logger
 }
 
-// Routes registers the API on mux.
-func (h *Handler) Routes(mux *http.ServeMux) {
+// Routes registers the API on mux: the routes api/openapi.yaml documents for this service (the
+// contract test holds the two equal).
+func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("GET /v1/requests", h.list)
 	mux.HandleFunc("GET /v1/requests/{id}/events", h.events)
 	mux.HandleFunc("GET /v1/grants", h.grants)
@@ -200,7 +201,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	h.serve(w, r, "request events", func(rd query.Reader) (any, error) {
 		if !events.ValidRequestID(id) {
-			return nil, errNotFound
+			return nil, httpjson.ErrNotFound
 		}
 		recs, err := h.Stream.Records(r.Context(), id, 0)
 		if err != nil {
@@ -210,7 +211,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		// Visibility is judged on the verified history; a request nobody could have submitted (its
 		// first event fails) is for auditors only.
 		if len(recs) == 0 || !rd.Everything && (!hist.Exists() || !rd.MayRead(hist.Request)) {
-			return nil, errNotFound
+			return nil, httpjson.ErrNotFound
 		}
 		out := Events{RequestID: id, Events: make([]StoredEvent, 0, len(recs)), Verification: Verification{Verified: true}}
 		if p := hist.Problem; p != nil {
@@ -231,9 +232,9 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 
 // serve authenticates the caller, runs answer for them and writes its result or the problem.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, op string, answer func(query.Reader) (any, error)) {
-	log := h.Log.With(telemetry.KeyTraceID, telemetry.TraceID(r.Context()))
+	log := h.Log
 	if id := r.PathValue("id"); id != "" {
-		log = log.With("request_id", id)
+		log = log.With(telemetry.KeyRequestID, id)
 	}
 	out, err := func() (any, error) {
 		who, err := h.Auth.Authenticate(r)
@@ -243,13 +244,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, op string, answe
 		return answer(query.NewReader(who.Subject, who.Groups, h.AuditorGroups, h.OwnerGroups))
 	}()
 	if err != nil {
-		status, _, _ := problemFor(err)
-		if status >= 500 {
-			log.Error(op+" failed", telemetry.KeyError, err.Error())
-		} else {
-			log.Info(op+" refused", telemetry.KeyError, err.Error())
-		}
-		writeProblem(w, r, err)
+		problems.Refuse(w, r, log, op, err)
 		return
 	}
 	httpjson.Write(w, http.StatusOK, out)
@@ -320,35 +315,12 @@ func knownStatus(s events.Status) bool {
 	return false
 }
 
-var (
-	errNotFound  = errors.New("no such request")
-	errBadQuery  = errors.New("invalid query")
-	errUnauthn   = auth.ErrUnauthenticated
-	errCancelled = context.Canceled
+// errBadQuery is wrapped by every refusal of a query's parameters.
+var errBadQuery = errors.New("invalid query")
+
+// problems is the read side's table from errors to problems: its own rows; httpjson adds the shared
+// ones. A read side behind the stream is busy like a store that is.
+var problems = httpjson.NewTable(
+	httpjson.Row{Status: http.StatusBadRequest, Slug: "invalid-query", Title: "Invalid query", Errs: []error{errBadQuery}},
+	httpjson.Busy.For(query.ErrStale),
 )
-
-// problemFor is the one table mapping errors to HTTP problems.
-func problemFor(err error) (status int, slug, title string) {
-	switch {
-	case errors.Is(err, errUnauthn):
-		return http.StatusUnauthorized, "unauthenticated", "Authentication required"
-	case errors.Is(err, errBadQuery):
-		return http.StatusBadRequest, "invalid-query", "Invalid query"
-	case errors.Is(err, errNotFound):
-		return http.StatusNotFound, "not-found", "No such request"
-	case errors.Is(err, query.ErrStale), errors.Is(err, errCancelled):
-		return http.StatusServiceUnavailable, "busy", "Try again"
-	}
-	return http.StatusInternalServerError, "internal", "Internal error"
-}
-
-// writeProblem answers r with the problem for err; internal errors keep their detail out of the answer
-// (it is logged instead).
-func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
-	status, slug, title := problemFor(err)
-	p := httpjson.Problem{Type: httpjson.ProblemTypeBase + slug, Title: title, Status: status}
-	if status != http.StatusInternalServerError {
-		p.Detail = err.Error()
-	}
-	httpjson.WriteProblem(w, r, p)
-}

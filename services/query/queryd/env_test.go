@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/pgtest"
@@ -117,7 +118,7 @@ func (e *env) get(t *testing.T, path, user string) (int, []byte) {
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := api.Client(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -38,14 +37,14 @@ type Handler struct {
 	Log         *slog.Logger
 }
 
-// Routes registers POST /v1/requests/{id}/revoke on mux.
-func (h *Handler) Routes(mux *http.ServeMux) {
+// Routes registers POST /v1/requests/{id}/revoke on mux, as api/openapi.yaml documents it.
+func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("POST /v1/requests/{id}/revoke", h.revoke)
 }
 
 // TaskRoutes registers POST /v1/tasks/{id}/complete for revoke tasks, for a revoker serving on its own
 // (in one process with fulfilment, fulfilment's route hands revoke tasks to CompleteRevoke instead).
-func (h *Handler) TaskRoutes(mux *http.ServeMux) {
+func (h *Handler) TaskRoutes(mux httpjson.Mux) {
 	mux.HandleFunc("POST /v1/tasks/{id}/complete", h.completeTask)
 }
 
@@ -66,8 +65,7 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 	acc, err := h.handleRevoke(r, id)
 	log := h.Log.With(telemetry.KeyRequestID, id)
 	if err != nil {
-		refused(log, "revoke", err)
-		writeProblem(w, r, err)
+		problems.Refuse(w, r, log, "revoke", err)
 		return
 	}
 	log.Info("revocation requested", "status", acc.Status)
@@ -81,7 +79,7 @@ func (h *Handler) handleRevoke(r *http.Request, id string) (Accepted, error) {
 		return Accepted{}, err
 	}
 	if !events.ValidRequestID(id) {
-		return Accepted{}, errNotFound
+		return Accepted{}, httpjson.ErrNotFound
 	}
 	var body RevokeBody
 	if err := httpjson.Decode(r, &body, MaxBody); err != nil {
@@ -93,7 +91,7 @@ func (h *Handler) handleRevoke(r *http.Request, id string) (Accepted, error) {
 	caller := revoker.Caller{ID: who.Subject, Groups: who.Groups}
 	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
 		if req.Status() == events.StatusNone {
-			return nil, errNotFound
+			return nil, httpjson.ErrNotFound
 		}
 		ent, _ := h.Catalogue.Entitlement(req.Submitted().Entitlement)
 		return revoker.DecideRequest(caller, body.Reason, ent.OwnerGroups, h.AdminGroups)(req)
@@ -125,8 +123,7 @@ func (h *Handler) completeTask(w http.ResponseWriter, r *http.Request) {
 	id, status, err := h.handleComplete(r, taskID)
 	log := h.Log.With(telemetry.KeyRequestID, id, "task_id", taskID)
 	if err != nil {
-		refused(log, "complete task", err)
-		writeProblem(w, r, err)
+		problems.Refuse(w, r, log, "complete task", err)
 		return
 	}
 	log.Info("revoke task completed", "status", status)
@@ -152,58 +149,4 @@ func (h *Handler) handleComplete(r *http.Request, taskID string) (string, events
 	status, err := h.CompleteRevoke(r.Context(), id, fulfilment.Completion{TaskID: taskID, Person: who.Subject,
 		Groups: who.Groups, Evidence: body.Evidence})
 	return id, status, err
-}
-
-// Errors the handlers return besides the domain's own.
-var (
-	errNotFound    = errors.New("no such request")
-	errInvalid     = errors.New("invalid request")
-	errMisdirected = errors.New("grant tasks are completed at fulfilment")
-)
-
-// problemFor is the one table mapping errors to HTTP problems.
-func problemFor(err error) (status int, slug, title string) {
-	switch {
-	case errors.Is(err, httpjson.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large"
-	case errors.Is(err, httpjson.ErrMalformed):
-		return http.StatusBadRequest, "malformed-body", "Malformed request body"
-	case errors.Is(err, errInvalid), errors.Is(err, fulfilment.ErrTask):
-		return http.StatusUnprocessableEntity, "invalid-request", "The request is not valid"
-	case errors.Is(err, auth.ErrUnauthenticated):
-		return http.StatusUnauthorized, "unauthenticated", "Authentication required"
-	case errors.Is(err, revoker.ErrForbidden), errors.Is(err, fulfilment.ErrNotFulfiller):
-		return http.StatusForbidden, "forbidden", "Forbidden"
-	case errors.Is(err, errNotFound):
-		return http.StatusNotFound, "not-found", "No such request"
-	case errors.Is(err, fulfilment.ErrTaskNotOpen):
-		return http.StatusNotFound, "no-open-task", "No such open task"
-	case errors.Is(err, revoker.ErrNotGranted):
-		return http.StatusConflict, "not-granted", "The request holds no grant to revoke"
-	case errors.Is(err, errMisdirected):
-		return http.StatusMisdirectedRequest, "misdirected", "Complete grant tasks at fulfilment"
-	case errors.Is(err, events.ErrRefused):
-		return http.StatusConflict, "state-conflict", "The request's current state does not allow this"
-	case errors.Is(err, eventstore.ErrConflict), errors.Is(err, eventstore.ErrStale):
-		return http.StatusServiceUnavailable, "busy", "The request is busy; try again"
-	}
-	return http.StatusInternalServerError, "internal", "Internal error"
-}
-
-func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
-	status, slug, title := problemFor(err)
-	p := httpjson.Problem{Type: httpjson.ProblemTypeBase + slug, Title: title, Status: status}
-	if status != http.StatusInternalServerError {
-		p.Detail = err.Error()
-	}
-	httpjson.WriteProblem(w, r, p)
-}
-
-func refused(log *slog.Logger, op string, err error) {
-	status, slug, _ := problemFor(err)
-	if status >= 500 {
-		log.Error(op+" failed", telemetry.KeyError, err.Error())
-		return
-	}
-	log.Info(op+" refused", "problem", slug, telemetry.KeyError, err.Error())
 }

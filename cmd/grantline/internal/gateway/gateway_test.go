@@ -10,42 +10,7 @@ import (
 	"testing"
 
 	"github.com/grantline/grantline/cmd/grantline/internal/gateway"
-	approvalapi "github.com/grantline/grantline/services/approval/httpapi"
-	fulfilmentapi "github.com/grantline/grantline/services/fulfilment/httpapi"
-	intakeapi "github.com/grantline/grantline/services/intake/httpapi"
-	queryapi "github.com/grantline/grantline/services/query/httpapi"
-	revokerapi "github.com/grantline/grantline/services/revoker/httpapi"
 )
-
-// Every route the gateway forwards must be one the owning service registers, with the same pattern:
-// a route renamed in a service fails here. Registering needs no dependencies; nothing is served.
-func TestRoutesMatchTheServicesOwnMuxes(t *testing.T) {
-	muxes := map[gateway.Service]*http.ServeMux{}
-	for s, register := range map[gateway.Service]func(*http.ServeMux){
-		gateway.Intake:     (&intakeapi.Handler{}).Routes,
-		gateway.Approval:   (&approvalapi.Handler{}).Routes,
-		gateway.Fulfilment: (&fulfilmentapi.Handler{}).Routes,
-		gateway.Revoker:    (&revokerapi.Handler{}).Routes,
-		gateway.Query:      (&queryapi.Handler{}).Routes,
-	} {
-		muxes[s] = http.NewServeMux()
-		register(muxes[s])
-	}
-	// The revoker serves revoke-task completions when it runs on its own, as behind the gateway.
-	(&revokerapi.Handler{}).TaskRoutes(muxes[gateway.Revoker])
-
-	for _, r := range gateway.Routes {
-		method, path, _ := strings.Cut(r.Pattern, " ")
-		req := httptest.NewRequest(method, strings.ReplaceAll(path, "{id}", "01JTESTREQUEST"), nil)
-		if _, pattern := muxes[r.Service].Handler(req); pattern != r.Pattern {
-			t.Errorf("%s routed to %s, which serves it as %q", r.Pattern, r.Service, pattern)
-		}
-	}
-	req := httptest.NewRequest(http.MethodPost, "/v1/tasks/t1/complete", nil)
-	if _, pattern := muxes[gateway.Revoker].Handler(req); pattern == "" {
-		t.Error("the revoker does not serve task completion, so the gateway's fallback would fail")
-	}
-}
 
 // upstream is a service stand-in on real HTTP that records what reached it.
 type upstream struct {

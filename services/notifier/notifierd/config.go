@@ -1,137 +1,96 @@
-// Package notifierd runs the notifier: its configuration from the environment, the collaborators
-// (Deps) that `grantline dev` can also build in process, and Run, which serves the Slack interaction
-// endpoint and runs the pipeline until the context ends.
+// Package notifierd runs the notifier: its configuration, the collaborators (Deps) that `grantline
+// dev` can also build in process, New, which builds the service for the skeleton (pkg/ops) from that
+// configuration, and Run, the service as a process of its own.
 package notifierd
 
 import (
 	"errors"
-	"fmt"
-	"log/slog"
-	"strconv"
+	"strings"
 	"time"
 
-	"github.com/grantline/grantline/pkg/brokeraccess"
+	"github.com/grantline/grantline/pkg/config"
 )
 
-// Config is the notifier's configuration. Every field comes from the environment variable named in
-// its comment.
+// Config is the notifier's configuration, read from the environment by config.Parse; each field's tag
+// names its variable (`grantline-notifier --help` lists them with their defaults). The notifier signs
+// nothing and needs no signing key; every event it reads is verified against the trust file.
 type Config struct {
-	// NATSURL: GRANTLINE_NATS_URL (default nats://127.0.0.1:4222); comma-separated for a cluster.
-	NATSURL string
-	// NATSNKeyFile: GRANTLINE_NATS_NKEY_FILE, the NKey seed of the notifier's NATS user (optional).
-	NATSNKeyFile string
-	// HTTPAddr: GRANTLINE_HTTP_ADDR (default :8087) serves POST /v1/slack/interactions, /livez,
-	// /readyz and /metrics.
-	HTTPAddr string
-	// TrustFile: GRANTLINE_TRUST_FILE, the keys of every service, to verify what is read (required).
-	TrustFile string
-	// DirectoryFile, CatalogueFile, RoutingFile: GRANTLINE_DIRECTORY_FILE (people, their groups and
-	// e-mail addresses), GRANTLINE_CATALOGUE_FILE and GRANTLINE_NOTIFICATIONS_FILE (the routing file
-	// beside it) (all required).
-	DirectoryFile, CatalogueFile, RoutingFile string
-	// Replicas: GRANTLINE_REPLICAS, replicas of the notifier's buckets (default 1).
-	Replicas int
-	// Hold: GRANTLINE_NOTIFY_HOLD, how long e-mail and Slack messages wait to coalesce (default 2s).
-	Hold time.Duration
+	config.Base
+	// Directory, Catalogue and Routing are what the rules read: people (with their groups and e-mail
+	// addresses), the entitlements, and the routing file kept beside the catalogue.
+	Directory string `env:"GRANTLINE_DIRECTORY,notEmpty" help:"the people: ids, groups and e-mail addresses (YAML)"`
+	Catalogue string `env:"GRANTLINE_CATALOGUE,notEmpty" help:"the entitlement catalogue (YAML)"`
+	Routing   string `env:"GRANTLINE_NOTIFICATIONS,notEmpty" help:"the routing file beside the catalogue: channels per person and group, webhooks, reminders, escalation (YAML)"`
+	// Replicas of the notifier's buckets.
+	Replicas int `env:"GRANTLINE_REPLICAS" envDefault:"1" validate:"positive" help:"replicas of the notifier's key-value buckets"`
+	// Hold is how long e-mail and Slack messages wait for others to the same person (one digest).
+	Hold time.Duration `env:"GRANTLINE_NOTIFY_HOLD" envDefault:"2s" validate:"positive" help:"how long e-mail and Slack messages wait to go out as one digest per person"`
 
-	// SMTP: GRANTLINE_SMTP_HOST, GRANTLINE_SMTP_PORT (default 25), GRANTLINE_SMTP_FROM,
-	// GRANTLINE_SMTP_USERNAME, GRANTLINE_SMTP_PASSWORD, GRANTLINE_SMTP_REQUIRE_TLS (true|false).
-	// Without a host, nobody is mailed.
-	SMTPHost, SMTPFrom, SMTPUsername, SMTPPassword string
-	SMTPPort                                       int
-	SMTPRequireTLS                                 bool
-
-	// Slack: GRANTLINE_SLACK_TOKEN (the bot token; without it, nobody is told on Slack),
-	// GRANTLINE_SLACK_API_URL (default Slack's), GRANTLINE_SLACK_SIGNING_SECRET (without it, the
-	// interaction endpoint is not served).
-	SlackToken, SlackAPIURL, SlackSigningSecret string
-
-	// Acting for reviewers from Slack: GRANTLINE_APPROVAL_URL (the approval service or the gateway),
-	// GRANTLINE_OIDC_TOKEN_URL (the identity provider's token endpoint), GRANTLINE_OIDC_AUDIENCE,
-	// GRANTLINE_NOTIFIER_CLIENT_ID (default grantline-notifier), GRANTLINE_NOTIFIER_CLIENT_SECRET.
-	// Required with the signing secret.
-	ApprovalURL, TokenURL, Audience, ClientID, ClientSecret string
-
-	// Getenv reads the webhook secrets, from the variables the routing file names (secret_env).
-	Getenv func(string) string
+	SMTP  SMTP
+	Slack Slack
+	// WebhookSecrets are the HMAC secrets of the routing file's webhooks, by name.
+	WebhookSecrets Secrets `env:"GRANTLINE_WEBHOOK_SECRETS" secret:"true" help:"each webhook's HMAC secret: name=secret, comma-separated"`
 }
 
-// ConfigFromEnv reads Config through getenv (os.Getenv in production) and reports every problem at
-// once.
-func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	or := func(k, def string) string {
-		if v := getenv(k); v != "" {
-			return v
+// Secrets are secrets by name, written name=secret,name=secret.
+type Secrets map[string]string
+
+// UnmarshalText reads name=secret pairs separated by commas.
+func (s *Secrets) UnmarshalText(b []byte) error {
+	out := Secrets{}
+	for pair := range strings.SplitSeq(string(b), ",") {
+		if strings.TrimSpace(pair) == "" {
+			continue
 		}
-		return def
+		name, secret, ok := strings.Cut(pair, "=")
+		if name = strings.TrimSpace(name); !ok || name == "" || secret == "" {
+			return errors.New("want name=secret, comma-separated")
+		}
+		out[name] = secret
 	}
-	c := Config{
-		NATSURL: or("GRANTLINE_NATS_URL", "nats://127.0.0.1:4222"), NATSNKeyFile: getenv("GRANTLINE_NATS_NKEY_FILE"),
-		HTTPAddr: or("GRANTLINE_HTTP_ADDR", ":8087"), TrustFile: getenv("GRANTLINE_TRUST_FILE"),
-		DirectoryFile: getenv("GRANTLINE_DIRECTORY_FILE"), CatalogueFile: getenv("GRANTLINE_CATALOGUE_FILE"),
-		RoutingFile: getenv("GRANTLINE_NOTIFICATIONS_FILE"),
-		SMTPHost:    getenv("GRANTLINE_SMTP_HOST"), SMTPFrom: or("GRANTLINE_SMTP_FROM", "Grantline <grantline@localhost>"),
-		SMTPUsername: getenv("GRANTLINE_SMTP_USERNAME"), SMTPPassword: getenv("GRANTLINE_SMTP_PASSWORD"),
-		SlackToken: getenv("GRANTLINE_SLACK_TOKEN"), SlackAPIURL: getenv("GRANTLINE_SLACK_API_URL"),
-		SlackSigningSecret: getenv("GRANTLINE_SLACK_SIGNING_SECRET"),
-		ApprovalURL:        getenv("GRANTLINE_APPROVAL_URL"), TokenURL: getenv("GRANTLINE_OIDC_TOKEN_URL"),
-		Audience: or("GRANTLINE_OIDC_AUDIENCE", "grantline"), ClientID: or("GRANTLINE_NOTIFIER_CLIENT_ID", "grantline-notifier"),
-		ClientSecret: getenv("GRANTLINE_NOTIFIER_CLIENT_SECRET"), Getenv: getenv,
+	*s = out
+	return nil
+}
+
+// SMTP is the mail relay; without a host nobody is mailed.
+type SMTP struct {
+	Host       string `env:"GRANTLINE_SMTP_HOST" help:"the SMTP relay; empty: nobody is mailed"`
+	Port       int    `env:"GRANTLINE_SMTP_PORT" envDefault:"25" validate:"positive" help:"the SMTP relay's port"`
+	From       string `env:"GRANTLINE_SMTP_FROM" envDefault:"Grantline <grantline@localhost>" help:"the sender of the notifier's mail"`
+	Username   string `env:"GRANTLINE_SMTP_USERNAME" help:"SMTP AUTH user, when the relay asks for one"`
+	Password   string `env:"GRANTLINE_SMTP_PASSWORD" secret:"true" help:"SMTP AUTH password"`
+	RequireTLS bool   `env:"GRANTLINE_SMTP_REQUIRE_TLS" envDefault:"false" help:"refuse to send without STARTTLS"`
+}
+
+// Slack is the Slack app: its bot token for messages, and for approving from Slack its signing
+// secret and what the notifier needs to act for the person who pressed (an RFC 8693 token exchange
+// at the identity provider, then the approval service's API).
+type Slack struct {
+	Token         string `env:"GRANTLINE_SLACK_TOKEN" secret:"true" help:"the Slack bot token (xoxb-…); empty: nobody is told on Slack"`
+	APIURL        string `env:"GRANTLINE_SLACK_API_URL" help:"Slack's Web API base URL, ending in /api/; empty: Slack's own"`
+	SigningSecret string `env:"GRANTLINE_SLACK_SIGNING_SECRET" secret:"true" help:"the Slack app's signing secret; empty: approving from Slack is off"`
+	ApprovalURL   string `env:"GRANTLINE_APPROVAL_URL" help:"where the approval service's API answers (or the gateway); with the signing secret"`
+	TokenURL      string `env:"GRANTLINE_OIDC_TOKEN_URL" help:"the identity provider's token endpoint, for the token exchange; with the signing secret"`
+	Audience      string `env:"GRANTLINE_OIDC_AUDIENCE" envDefault:"grantline" help:"the audience the services accept"`
+	ClientID      string `env:"GRANTLINE_NOTIFIER_CLIENT_ID" envDefault:"grantline-notifier" help:"the notifier's client at the identity provider"`
+	ClientSecret  string `env:"GRANTLINE_NOTIFIER_CLIENT_SECRET" secret:"true" help:"the notifier's client secret; with the signing secret"`
+}
+
+// Defaults is the configuration before the environment is read: the notifier listens on :8087.
+func Defaults() Config { return Config{Base: config.Base{HTTPAddr: ":8087"}} }
+
+// Check refuses approving from Slack without what it takes: the bot token (to update the message),
+// the approval service, the token endpoint and the notifier's client secret.
+func (c Config) Check() error {
+	if c.Slack.SigningSecret == "" {
+		return nil
 	}
 	var errs []error
-	required := []struct{ name, v string }{
-		{"GRANTLINE_TRUST_FILE", c.TrustFile}, {"GRANTLINE_DIRECTORY_FILE", c.DirectoryFile},
-		{"GRANTLINE_CATALOGUE_FILE", c.CatalogueFile}, {"GRANTLINE_NOTIFICATIONS_FILE", c.RoutingFile},
-	}
-	if c.SlackSigningSecret != "" {
-		required = append(required, struct{ name, v string }{"GRANTLINE_APPROVAL_URL", c.ApprovalURL},
-			struct{ name, v string }{"GRANTLINE_OIDC_TOKEN_URL", c.TokenURL},
-			struct{ name, v string }{"GRANTLINE_NOTIFIER_CLIENT_SECRET", c.ClientSecret},
-			struct{ name, v string }{"GRANTLINE_SLACK_TOKEN", c.SlackToken})
-	}
-	for _, r := range required {
+	for _, r := range []struct{ name, v string }{{"GRANTLINE_SLACK_TOKEN", c.Slack.Token}, {"GRANTLINE_APPROVAL_URL", c.Slack.ApprovalURL},
+		{"GRANTLINE_OIDC_TOKEN_URL", c.Slack.TokenURL}, {"GRANTLINE_NOTIFIER_CLIENT_SECRET", c.Slack.ClientSecret}} {
 		if r.v == "" {
-			errs = append(errs, fmt.Errorf("%s is required", r.name))
+			errs = append(errs, errors.New(r.name+" is required with GRANTLINE_SLACK_SIGNING_SECRET"))
 		}
 	}
-	var err error
-	if c.Replicas, err = strconv.Atoi(or("GRANTLINE_REPLICAS", "1")); err != nil || c.Replicas < 1 {
-		errs = append(errs, errors.New("GRANTLINE_REPLICAS must be a positive number"))
-	}
-	if c.SMTPPort, err = strconv.Atoi(or("GRANTLINE_SMTP_PORT", "25")); err != nil || c.SMTPPort <= 0 {
-		errs = append(errs, errors.New("GRANTLINE_SMTP_PORT must be a port number"))
-	}
-	if c.SMTPRequireTLS, err = strconv.ParseBool(or("GRANTLINE_SMTP_REQUIRE_TLS", "false")); err != nil {
-		errs = append(errs, errors.New("GRANTLINE_SMTP_REQUIRE_TLS must be true or false"))
-	}
-	if c.Hold, err = time.ParseDuration(or("GRANTLINE_NOTIFY_HOLD", "2s")); err != nil || c.Hold < 0 {
-		errs = append(errs, errors.New("GRANTLINE_NOTIFY_HOLD must be a duration such as 2s"))
-	}
-	if c.NATSNKeyFile != "" {
-		if _, err := brokeraccess.PublicKeyOf(c.NATSNKeyFile); err != nil {
-			errs = append(errs, fmt.Errorf("GRANTLINE_NATS_NKEY_FILE: %w", err))
-		}
-	}
-	return c, errors.Join(errs...)
-}
-
-// LogValue shows the configuration with its secrets masked, for the start-up log line.
-func (c Config) LogValue() slog.Value {
-	mask := func(s string) string {
-		if s == "" {
-			return ""
-		}
-		return "xxxxx"
-	}
-	return slog.GroupValue(
-		slog.String("nats_url", c.NATSURL), slog.String("nats_nkey_file", c.NATSNKeyFile), slog.String("http_addr", c.HTTPAddr),
-		slog.String("trust_file", c.TrustFile), slog.String("directory_file", c.DirectoryFile),
-		slog.String("catalogue_file", c.CatalogueFile), slog.String("notifications_file", c.RoutingFile),
-		slog.Int("replicas", c.Replicas), slog.Duration("hold", c.Hold),
-		slog.String("smtp_host", c.SMTPHost), slog.Int("smtp_port", c.SMTPPort), slog.String("smtp_from", c.SMTPFrom),
-		slog.String("smtp_username", c.SMTPUsername), slog.String("smtp_password", mask(c.SMTPPassword)),
-		slog.Bool("smtp_require_tls", c.SMTPRequireTLS), slog.String("slack_token", mask(c.SlackToken)),
-		slog.String("slack_api_url", c.SlackAPIURL), slog.String("slack_signing_secret", mask(c.SlackSigningSecret)),
-		slog.String("approval_url", c.ApprovalURL), slog.String("oidc_token_url", c.TokenURL), slog.String("oidc_audience", c.Audience),
-		slog.String("client_id", c.ClientID), slog.String("client_secret", mask(c.ClientSecret)))
+	return errors.Join(errs...)
 }

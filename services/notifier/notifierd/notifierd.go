@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/auth"
@@ -14,8 +13,8 @@ import (
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/pkg/ops"
-	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/services/notifier"
 	"github.com/grantline/grantline/services/notifier/channel"
 	"github.com/grantline/grantline/services/notifier/channel/email"
@@ -50,15 +49,15 @@ func Build(ctx context.Context, cfg Config, js jetstream.JetStream, verifier *ev
 	if err != nil {
 		return Deps{}, err
 	}
-	dir, err := auth.LoadDirectory(cfg.DirectoryFile)
+	dir, err := auth.LoadDirectory(cfg.Directory)
 	if err != nil {
 		return Deps{}, err
 	}
-	cat, err := catalogue.Load(cfg.CatalogueFile)
+	cat, err := catalogue.Load(cfg.Catalogue)
 	if err != nil {
 		return Deps{}, err
 	}
-	file, err := routing.Load(cfg.RoutingFile)
+	file, err := routing.Load(cfg.Routing)
 	if err != nil {
 		return Deps{}, err
 	}
@@ -70,15 +69,15 @@ func Build(ctx context.Context, cfg Config, js jetstream.JetStream, verifier *ev
 		Rules:    notifier.Rules{Directory: lookup.NewDirectory(dir), Catalogue: lookup.NewCatalogue(cat), Routing: file.Routing},
 		Pipeline: pipeline.Config{Hold: cfg.Hold, Owner: "notifier-" + events.NewID()}}
 
-	if cfg.SMTPHost != "" {
-		if d.Senders[notifier.Email], err = email.New(email.Config{Host: cfg.SMTPHost, Port: cfg.SMTPPort, From: cfg.SMTPFrom,
-			Username: cfg.SMTPUsername, Password: cfg.SMTPPassword, RequireTLS: cfg.SMTPRequireTLS}); err != nil {
+	if cfg.SMTP.Host != "" {
+		if d.Senders[notifier.Email], err = email.New(email.Config{Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, From: cfg.SMTP.From,
+			Username: cfg.SMTP.Username, Password: cfg.SMTP.Password, RequireTLS: cfg.SMTP.RequireTLS}); err != nil {
 			return Deps{}, err
 		}
 	}
 	var slackSender *slackchat.Sender
-	if cfg.SlackToken != "" {
-		if slackSender, err = slackchat.New(slackchat.Config{Token: cfg.SlackToken, APIURL: cfg.SlackAPIURL}); err != nil {
+	if cfg.Slack.Token != "" {
+		if slackSender, err = slackchat.New(slackchat.Config{Token: cfg.Slack.Token, APIURL: cfg.Slack.APIURL}); err != nil {
 			return Deps{}, err
 		}
 		d.Senders[notifier.Slack] = slackSender
@@ -86,9 +85,9 @@ func Build(ctx context.Context, cfg Config, js jetstream.JetStream, verifier *ev
 	if len(file.Webhooks) > 0 {
 		targets := map[string]webhook.Target{}
 		for _, w := range file.Webhooks {
-			secret := cfg.Getenv(w.SecretEnv)
-			if secret == "" {
-				return Deps{}, fmt.Errorf("webhook %s: %s is not set", w.Name, w.SecretEnv)
+			secret, ok := cfg.WebhookSecrets[w.Name]
+			if !ok {
+				return Deps{}, fmt.Errorf("webhook %s has no secret in GRANTLINE_WEBHOOK_SECRETS", w.Name)
 			}
 			targets[w.Name] = webhook.Target{URL: w.URL, Secret: []byte(secret)}
 		}
@@ -96,16 +95,17 @@ func Build(ctx context.Context, cfg Config, js jetstream.JetStream, verifier *ev
 			return Deps{}, err
 		}
 	}
-	if cfg.SlackSigningSecret != "" {
-		d.Interactions = &slackapi.Handler{SigningSecret: cfg.SlackSigningSecret, Replay: buckets.Replay, Person: file.Routing.PersonBySlack,
-			Tokens:   delegation.Exchanger{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, Secret: cfg.ClientSecret, Audience: cfg.Audience},
-			Approval: &slackapi.Approval{BaseURL: cfg.ApprovalURL}, Messages: slackSender, Log: log.With("edge", "slack")}
+	if cfg.Slack.SigningSecret != "" {
+		d.Interactions = &slackapi.Handler{SigningSecret: cfg.Slack.SigningSecret, Replay: buckets.Replay, Person: file.Routing.PersonBySlack,
+			Tokens: delegation.Exchanger{TokenURL: cfg.Slack.TokenURL, ClientID: cfg.Slack.ClientID, Secret: cfg.Slack.ClientSecret,
+				Audience: cfg.Slack.Audience},
+			Approval: &slackapi.Approval{BaseURL: cfg.Slack.ApprovalURL}, Messages: slackSender, Log: log.With("edge", "slack")}
 	}
 	return d, nil
 }
 
 // Routes registers POST /v1/slack/interactions on mux when Slack approvals are configured.
-func (d Deps) Routes(mux *http.ServeMux) {
+func (d Deps) Routes(mux httpjson.Mux) {
 	if d.Interactions != nil {
 		d.Interactions.Routes(mux)
 	}
@@ -118,38 +118,26 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	return pipeline.Run(ctx, cfg)
 }
 
-// Run builds the notifier from cfg and serves until ctx ends, then shuts down in reverse order.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	log.Info("starting", "config", cfg)
+// New builds the notifier from cfg on host (a connection as the notifier's user, which signs
+// nothing): the trust file, the files the rules read, its buckets and channels. It serves the Slack
+// interaction endpoint when configured and runs the pipeline.
+func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	verifier, err := events.LoadTrustFile(cfg.TrustFile)
 	if err != nil {
-		return err
+		return ops.Service{}, err
 	}
-	opts, err := brokeraccess.ClientOptions(brokeraccess.Notifier, cfg.NATSNKeyFile)
+	d, err := Build(ctx, cfg, host.Conn.JS, verifier, host.Log)
 	if err != nil {
-		return err
+		return ops.Service{}, err
 	}
-	nc, err := nats.Connect(cfg.NATSURL, append(opts, nats.Name("grantline-notifier"), nats.MaxReconnects(-1),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			// A permissions violation means the broker's matrix and this code disagree: loud.
-			log.Error("nats", telemetry.KeyError, err.Error())
-		}))...)
-	if err != nil {
-		return fmt.Errorf("connect to nats: %w", err)
-	}
-	defer func() { _ = nc.Drain() }()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	deps, err := Build(ctx, cfg, js, verifier, log)
-	if err != nil {
-		return err
-	}
-	return ops.RunService(ctx, ops.Service{
-		Name: "notifier", Addr: cfg.HTTPAddr,
-		Checks:  map[string]ops.Check{"nats": ops.NATSCheck(nc)},
-		Routes:  deps.Routes,
-		Consume: func(ctx context.Context) error { return deps.Consume(ctx, log) },
-	}, log)
+	return ops.Service{Name: "notifier",
+		Routes:  func(mux *http.ServeMux) { d.Routes(mux) },
+		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },
+	}, nil
+}
+
+// Run runs the notifier as a process of its own (grantline-notifier) until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	return ops.Run(ctx, cfg.Base, ops.ReadsAs(brokeraccess.Notifier), log,
+		func(ctx context.Context, host ops.Host) (ops.Service, error) { return New(ctx, cfg, host) })
 }

@@ -45,8 +45,8 @@ func NewEvidence(t testing.TB) *Evidence {
 }
 
 // NewDeployedEvidence is NewEvidence on a broker that enforces the separation of duties as deployed
-// (pkg/brokeraccess): every user of the matrix has an NKey in Creds, the operator provisions the
-// streams, and each service writes as its own user.
+// (pkg/brokeraccess), with its monitoring endpoint: every user of the matrix has an NKey in Creds, the
+// operator provisions the streams, and each service writes as its own user.
 func NewDeployedEvidence(t testing.TB) *Evidence {
 	t.Helper()
 	m, err := brokeraccess.NewMatrix(nil)
@@ -69,7 +69,7 @@ func NewDeployedEvidence(t testing.TB) *Evidence {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := natsembed.Start(natsembed.Options{Dir: t.TempDir(), Port: -1, Users: users})
+	ns, err := natsembed.Start(natsembed.Options{Dir: t.TempDir(), Port: -1, HTTPPort: -1, Users: users})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,13 +26,11 @@ type File struct {
 	Webhooks []Webhook
 }
 
-// Webhook is one outbound webhook target.
+// Webhook is one outbound webhook target. Its HMAC secret is configured with the notifier
+// (GRANTLINE_WEBHOOK_SECRETS), never in the routing file, which is kept in git.
 type Webhook struct {
 	Name string
 	URL  string
-	// SecretEnv names the environment variable holding its HMAC secret: secrets never live in the
-	// routing file, which is kept in git.
-	SecretEnv string
 }
 
 type fileYAML struct {
@@ -50,10 +48,9 @@ type personYAML struct {
 }
 
 type webhookYAML struct {
-	Name      string          `yaml:"name"`
-	URL       string          `yaml:"url"`
-	SecretEnv string          `yaml:"secret_env"`
-	Kinds     []notifier.Kind `yaml:"kinds"`
+	Name  string          `yaml:"name"`
+	URL   string          `yaml:"url"`
+	Kinds []notifier.Kind `yaml:"kinds"`
 }
 
 type remindersYAML struct {
@@ -84,12 +81,11 @@ func Load(path string) (File, error) {
 var (
 	slackUserID = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
 	webhookName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	envName     = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
 )
 
 // Parse decodes a routing file strictly and validates it: channels and kinds must be known, a person
-// routed to Slack needs a Slack user ID and no two people share one, webhooks need a unique name, an
-// http(s) URL and the name of the variable holding their secret, and durations must parse and not be
+// routed to Slack needs a Slack user ID and no two people share one, webhooks need a unique name and
+// an http(s) URL, and durations must parse and not be
 // negative. Every problem is reported at once.
 func Parse(b []byte) (File, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -145,15 +141,12 @@ func Parse(b []byte) (File, error) {
 		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("%s: url %q is not an absolute http(s) URL", where, w.URL)
 		}
-		if !envName.MatchString(w.SecretEnv) {
-			bad("%s: secret_env %q must name an environment variable", where, w.SecretEnv)
-		}
 		for _, k := range w.Kinds {
 			if !slices.Contains(notifier.Kinds, k) {
 				bad("%s: unknown kind %q", where, k)
 			}
 		}
-		f.Webhooks = append(f.Webhooks, Webhook{Name: w.Name, URL: w.URL, SecretEnv: w.SecretEnv})
+		f.Webhooks = append(f.Webhooks, Webhook{Name: w.Name, URL: w.URL})
 		f.Routing.Webhooks = append(f.Routing.Webhooks, notifier.WebhookRoute{Name: w.Name, Kinds: w.Kinds})
 	}
 	duration := func(name, s string) time.Duration {

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/services/notifier/notifiertest"
 	"github.com/grantline/grantline/services/notifier/render"
+	"github.com/grantline/grantline/services/notifier/slackapi"
 )
 
 // TestApprovingFromSlack: bob presses Approve in the review request Slack sent him. The callback is
@@ -143,5 +145,15 @@ func TestRefusedCallbacks(t *testing.T) {
 				t.Fatalf("the Slack message says %+v, want %q", updates, tc.says)
 			}
 		})
+	}
+}
+
+// TestContract: the routes the endpoint registers are the ones api/openapi.yaml documents for the
+// notifier, and no other.
+func TestContract(t *testing.T) {
+	var listed api.Recorder
+	(&slackapi.Handler{}).Routes(&listed)
+	if err := api.CompareRoutes("notifier", listed.Patterns()); err != nil {
+		t.Fatal(err)
 	}
 }

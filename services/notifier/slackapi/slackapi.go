@@ -63,7 +63,7 @@ type Handler struct {
 }
 
 // Routes registers POST /v1/slack/interactions on mux.
-func (h *Handler) Routes(mux *http.ServeMux) {
+func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("POST /v1/slack/interactions", h.interaction)
 }
 
@@ -90,31 +90,30 @@ var (
 )
 
 func (h *Handler) interaction(w http.ResponseWriter, r *http.Request) {
-	log := h.Log.With(telemetry.KeyTraceID, telemetry.TraceID(r.Context()))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
-		h.refuse(w, r, log, fmt.Errorf("%w: %v", errMalformed, err))
+		h.refuse(w, r, fmt.Errorf("%w: %v", errMalformed, err))
 		return
 	}
 	if err := h.verify(r.Header, body); err != nil {
-		h.refuse(w, r, log, err)
+		h.refuse(w, r, err)
 		return
 	}
 	first, err := h.Replay.First(r.Context(), r.Header.Get("X-Slack-Signature"))
 	if err != nil {
-		h.refuse(w, r, log, err)
+		h.refuse(w, r, err)
 		return
 	}
 	if !first {
-		h.refuse(w, r, log, errReplayed)
+		h.refuse(w, r, errReplayed)
 		return
 	}
 	cb, press, err := parse(body)
 	if err != nil {
-		h.refuse(w, r, log, err)
+		h.refuse(w, r, err)
 		return
 	}
-	log = log.With(telemetry.KeyRequestID, press.RequestID, "slack_user", cb.User.ID)
+	log := h.Log.With(telemetry.KeyTraceID, telemetry.TraceID(r.Context()), telemetry.KeyRequestID, press.RequestID, "slack_user", cb.User.ID)
 	out := h.review(r.Context(), log, cb.User.ID, press)
 	ref := channelOf(cb) + "/" + messageTS(cb)
 	if err := h.Messages.Update(r.Context(), ref, out.Text, outcomeBlocks(cb, out.Text)); err != nil {
@@ -244,25 +243,17 @@ func outcomeBlocks(cb slack.InteractionCallback, outcome string) []slack.Block {
 	return append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, outcome, false, false)))
 }
 
-// refuse answers a callback that is not acted on at all: not signed by Slack, replayed, or not a
-// review press.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	p := httpjson.Problem{Status: http.StatusInternalServerError, Type: httpjson.ProblemTypeBase + "internal", Title: "Internal error"}
-	switch {
-	case errors.Is(err, errSignature):
-		p = httpjson.Problem{Status: http.StatusUnauthorized, Type: httpjson.ProblemTypeBase + "bad-slack-signature",
-			Title: "Not a callback signed by Slack", Detail: err.Error()}
-	case errors.Is(err, errReplayed):
-		p = httpjson.Problem{Status: http.StatusConflict, Type: httpjson.ProblemTypeBase + "replayed-callback",
-			Title: "Callback already received", Detail: err.Error()}
-	case errors.Is(err, errMalformed):
-		p = httpjson.Problem{Status: http.StatusBadRequest, Type: httpjson.ProblemTypeBase + "malformed-callback",
-			Title: "Not a review button press", Detail: err.Error()}
-	}
-	if p.Status >= 500 {
-		log.Error("slack interaction failed", telemetry.KeyError, err.Error())
-	} else {
-		log.Warn("slack interaction refused", "problem", p.Type, telemetry.KeyError, err.Error())
-	}
-	httpjson.WriteProblem(w, r, p)
+// problems is the endpoint's table from errors to problems: a callback not acted on at all (not signed
+// by Slack, replayed, not a review press), before the shared rows.
+var problems = httpjson.NewTable(
+	httpjson.Row{Status: http.StatusUnauthorized, Slug: "bad-slack-signature", Title: "Not a callback signed by Slack",
+		Errs: []error{errSignature}}.Warn("a callback not signed by Slack"),
+	httpjson.Row{Status: http.StatusConflict, Slug: "replayed-callback", Title: "Callback already received",
+		Errs: []error{errReplayed}}.Warn("a Slack callback received again"),
+	httpjson.Row{Status: http.StatusBadRequest, Slug: "malformed-callback", Title: "Not a review button press", Errs: []error{errMalformed}},
+)
+
+// refuse answers a callback that is not acted on at all, and logs why.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	problems.Refuse(w, r, h.Log, "slack interaction", err)
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/services/approval/approvald"
@@ -169,7 +170,8 @@ func (w *world) post(t *testing.T, body string, h http.Header) (int, map[string]
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, w.srv.URL+"/v1/slack/interactions", strings.NewReader(body))
 	req.Header = h
-	resp, err := http.DefaultClient.Do(req)
+	// Every answer is checked against the contract (api/openapi.yaml).
+	resp, err := api.Client(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,29 +1,12 @@
-// Command grantline-notifier runs the notifier; its configuration is documented on notifierd.Config.
+// Command grantline-notifier runs the notifier; `grantline-notifier --help` lists its configuration
+// (notifierd.Config).
 package main
 
 import (
-	"context"
-	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/services/notifier/notifierd"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log := telemetry.NewLogger(os.Stderr, "notifier", slog.LevelInfo)
-	telemetry.InstallPropagator()
-	cfg, err := notifierd.ConfigFromEnv(os.Getenv)
-	if err == nil {
-		err = notifierd.Run(ctx, cfg, log)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "grantline-notifier:", err)
-		os.Exit(1)
-	}
-}
+func main() { os.Exit(ops.Main("notifier", notifierd.Defaults(), notifierd.Run)) }

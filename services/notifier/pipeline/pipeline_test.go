@@ -215,17 +215,8 @@ func TestKillingAReplicaMidBurstLosesAndDuplicatesNothing(t *testing.T) {
 func TestTheHolderIsWarnedBeforeExpiry(t *testing.T) {
 	w := newWorld(t)
 	w.run(t, "replica-a")
-	id := events.NewID()
-	s := events.Submitted{Requester: notifiertest.Alice, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"},
-		Entitlement: "analytics-read", Justification: "quarterly report", DurationSeconds: 3600, Channel: "http"}
-	s.RequestDigest = s.Digest()
-	w.Append(t, events.Intake, id, events.Draft{Payload: s, Actor: "alice"})
-	w.Append(t, events.Policy, id, events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low risk"},
-		EffectiveDurationSeconds: 3600, PolicyRevision: "sha256:rev", InputDigest: "sha256:in"}})
 	// The routing file warns 15 minutes ahead: this grant's warning is due two seconds from now.
-	expires := time.Now().Add(15*time.Minute + 2*time.Second)
-	w.Append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "analytics/read",
-		Observed: events.Observed{Present: true}, ExpiresAt: expires, Fulfiller: "service:fulfilment"}})
+	id := w.granted(t, time.Now().Add(15*time.Minute+2*time.Second))
 	poll.Until(t, 30*time.Second, "the expiry warning", func() bool {
 		for _, m := range w.mail.Mail() {
 			if strings.HasPrefix(m.Subject, "Your access to analytics-read ends at") {
@@ -275,15 +266,7 @@ func TestAWebhookTargetDownHoldsUpNoOther(t *testing.T) {
 	w := newWorld(t)
 	w.audit.setDown(true)
 	w.run(t, "replica-a")
-	id := events.NewID()
-	s := events.Submitted{Requester: notifiertest.Alice, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"},
-		Entitlement: "analytics-read", Justification: "quarterly report", DurationSeconds: 3600, Channel: "http"}
-	s.RequestDigest = s.Digest()
-	w.Append(t, events.Intake, id, events.Draft{Payload: s, Actor: "alice"})
-	w.Append(t, events.Policy, id, events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low risk"},
-		EffectiveDurationSeconds: 3600, PolicyRevision: "sha256:rev", InputDigest: "sha256:in"}})
-	w.Append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "analytics/read",
-		Observed: events.Observed{Present: true}, ExpiresAt: time.Now().Add(time.Hour), Fulfiller: "service:fulfilment"}})
+	w.granted(t, time.Now().Add(time.Hour))
 	poll.Until(t, 20*time.Second, "the SIEM told while the audit target's breaker opens", func() bool {
 		return len(w.hooks.received()) == 1 && strings.Contains(w.logs.String(), `msg="circuit breaker" replica=replica-a target=webhook:audit from=closed to=open`)
 	})

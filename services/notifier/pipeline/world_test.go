@@ -16,6 +16,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/services/notifier"
 	"github.com/grantline/grantline/services/notifier/channel"
@@ -169,6 +170,22 @@ func (tw *testWriter) Write(p []byte) (int, error) {
 func (w *world) paymentsAdmin(t *testing.T) (id, digest string) {
 	t.Helper()
 	return w.PaymentsAdmin(t, notifiertest.Alice)
+}
+
+// granted records alice asking for analytics-read, policy approving it outright and the grant, which
+// expires at expires, and returns the request's ID.
+func (w *world) granted(t *testing.T, expires time.Time) string {
+	t.Helper()
+	id := events.NewID()
+	s := events.Submitted{Requester: notifiertest.Alice, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"},
+		Entitlement: "analytics-read", Justification: "quarterly report", DurationSeconds: 3600, Channel: "http"}
+	s.RequestDigest = s.Digest()
+	w.Append(t, events.Intake, id, events.Draft{Payload: s, Actor: "alice"})
+	w.Append(t, events.Policy, id, events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low risk"},
+		EffectiveDurationSeconds: 3600, PolicyRevision: "sha256:rev", InputDigest: "sha256:in"}})
+	w.Append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "analytics/read",
+		Observed: events.Observed{Present: true}, ExpiresAt: expires, Fulfiller: "service:fulfilment"}})
+	return id
 }
 
 // told counts, per mailbox, how often each request was mentioned in the mail it received: a message

@@ -15,8 +15,8 @@ import (
 	approvalapi "github.com/grantline/grantline/services/approval/httpapi"
 	fulfilmentapi "github.com/grantline/grantline/services/fulfilment/httpapi"
 	intakeapi "github.com/grantline/grantline/services/intake/httpapi"
-	queryapi "github.com/grantline/grantline/services/query/httpapi"
 	"github.com/grantline/grantline/services/notifier/slackapi"
+	queryapi "github.com/grantline/grantline/services/query/httpapi"
 	revokerapi "github.com/grantline/grantline/services/revoker/httpapi"
 )
 

@@ -20,13 +20,15 @@ import (
 // Service names an upstream.
 type Service string
 
-// The services with an HTTP API. Policy has none: it only reacts to events.
+// The services with an HTTP API. Policy has none: it only reacts to events. The notifier's (Slack's
+// callbacks) is optional: a deployment without Slack approvals runs none.
 const (
 	Intake     Service = "intake"
 	Approval   Service = "approval"
 	Fulfilment Service = "fulfilment"
 	Revoker    Service = "revoker"
 	Query      Service = "query"
+	Notifier   Service = "notifier"
 )
 
 // Route sends one method and path pattern (net/http ServeMux syntax) to the service that serves it.
@@ -54,6 +56,7 @@ var Routes = []Route{
 	// Completing a task: fulfilment owns grant tasks and answers 421 Misdirected Request for a revoke
 	// task, which the revoker owns; the gateway then asks the revoker. A task's ID does not say which.
 	{taskComplete, Fulfilment},
+	{"POST /v1/slack/interactions", Notifier},
 }
 
 const taskComplete = "POST /v1/tasks/{id}/complete"
@@ -74,7 +77,8 @@ type Config struct {
 const maxRetriedBody = 1 << 20
 
 // New returns the origin's handler: the routes, /livez, and /readyz, which is ready only when every
-// upstream's /readyz is.
+// upstream's /readyz is. Every service but the notifier needs an upstream; without one for the
+// notifier, its routes answer 502.
 func New(cfg Config) (http.Handler, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -101,7 +105,12 @@ func New(cfg Config) (http.Handler, error) {
 			mux.Handle(r.Pattern, &taskCompleter{cfg: cfg})
 			continue
 		}
-		mux.Handle(r.Pattern, proxies[r.Service])
+		proxy, ok := proxies[r.Service]
+		if !ok {
+			mux.HandleFunc(r.Pattern, func(w http.ResponseWriter, _ *http.Request) { writeUnavailable(w, r.Service) })
+			continue
+		}
+		mux.Handle(r.Pattern, proxy)
 	}
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {

@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/config"
+	"github.com/grantline/grantline/pkg/connector/postgres"
+	"github.com/grantline/grantline/pkg/connector/webhook"
+	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/services/fulfilment/connector/postgres"
-	"github.com/grantline/grantline/services/fulfilment/connector/webhook"
-	"github.com/grantline/grantline/services/fulfilment/credential"
 )
 
 // Config is the fulfilment service's configuration, read from the environment by config.Parse; each

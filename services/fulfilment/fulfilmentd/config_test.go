@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/config"
+	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/services/fulfilment/credential"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 )
 

@@ -4,9 +4,9 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/services/fulfilment"
-	"github.com/grantline/grantline/services/fulfilment/credential"
 )
 
 // Errors the handlers return besides the domain's own and httpjson's.

@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/topology"
-	"github.com/grantline/grantline/services/fulfilment/connector"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmenttest"
 )
 

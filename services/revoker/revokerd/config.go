@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/config"
-	"github.com/grantline/grantline/services/fulfilment/credential"
+	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 )
 

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grantline/grantline/pkg/connector"
+	"github.com/grantline/grantline/pkg/connector/postgres"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/pgtest"
-	"github.com/grantline/grantline/services/fulfilment/connector"
-	"github.com/grantline/grantline/services/fulfilment/connector/postgres"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmenttest"
 	"github.com/grantline/grantline/services/revoker"

@@ -8,12 +8,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/sony/gobreaker/v2"
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/connector"
-	"github.com/grantline/grantline/pkg/connector/postgres"
-	"github.com/grantline/grantline/pkg/connector/webhook"
+	"github.com/grantline/grantline/pkg/connector/targets"
 	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
@@ -113,7 +111,7 @@ func New(ctx context.Context, cfg Config, host ops.Host, opts ...Option) (ops.Se
 	if err != nil {
 		return ops.Service{}, err
 	}
-	conns, closeConns, err := OpenConnectors(ctx, cfg.Targets, os.Getenv, host.Log)
+	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log)
 	if err != nil {
 		return ops.Service{}, err
 	}
@@ -142,41 +140,4 @@ func New(ctx context.Context, cfg Config, host ops.Host, opts ...Option) (ops.Se
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return ops.Run(ctx, cfg.Base, ops.SignsAs(events.Fulfilment, cfg.Signing), log,
 		func(ctx context.Context, host ops.Host) (ops.Service, error) { return New(ctx, cfg, host) })
-}
-
-// OpenConnectors builds the connectors t names: postgres when a target URL is set (with the role
-// mapping), webhook when a targets file is (its secrets read through getenv). The returned function
-// closes them.
-func OpenConnectors(ctx context.Context, t Targets, getenv func(string) string, log *slog.Logger) (connector.Set, func(), error) {
-	set := connector.Set{}
-	closeAll := func() {}
-	if t.PGTargetURL != "" {
-		roles, err := postgres.ParseRoles(t.PGRoles)
-		if err != nil {
-			return nil, nil, err
-		}
-		pg, err := postgres.Open(ctx, t.PGTargetURL, roles)
-		if err != nil {
-			return nil, nil, err
-		}
-		set[postgres.Name] = pg
-		closeAll = pg.Close
-	}
-	if t.Webhooks != "" {
-		cfg, err := LoadWebhooks(t.Webhooks, getenv)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		cfg.OnStateChange = func(target string, from, to gobreaker.State) {
-			log.Warn("webhook circuit breaker", "target", target, "from", from.String(), "to", to.String())
-		}
-		wh, err := webhook.New(cfg)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		set[webhook.Name] = wh
-	}
-	return set, closeAll, nil
 }

@@ -12,12 +12,12 @@ import (
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/connector"
+	"github.com/grantline/grantline/pkg/connector/targets"
 	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/telemetry"
-	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 	"github.com/grantline/grantline/services/revoker"
 	"github.com/grantline/grantline/services/revoker/httpapi"
 	"github.com/grantline/grantline/services/revoker/reaction"
@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg Config, host ops.Host, opts ...Option) (ops.Se
 			return ops.Service{}, err
 		}
 	}
-	conns, closeConns, err := fulfilmentd.OpenConnectors(ctx, cfg.Targets, os.Getenv, host.Log)
+	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log)
 	if err != nil {
 		return ops.Service{}, err
 	}

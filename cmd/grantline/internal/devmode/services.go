@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -199,11 +197,7 @@ func (e *Env) demoTarget(ctx context.Context) (target, error) {
 	if err := pg.EnsureRoles(ctx); err != nil {
 		return target{}, fmt.Errorf("demo target roles: %w", err)
 	}
-	var mapping []string
-	for _, ent := range slices.Sorted(maps.Keys(roles)) {
-		mapping = append(mapping, ent+"="+roles[ent])
-	}
-	t.roles = strings.Join(mapping, ",")
+	t.roles = roles.String()
 	key, err := credentialKey(filepath.Join(e.cfg.DataDir, "keys", "credential.key"))
 	if err != nil {
 		return target{}, err

@@ -19,6 +19,7 @@ import (
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/pgtest"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/topology"
@@ -197,7 +198,7 @@ func TestManualTask(t *testing.T) {
 	w.Approve(t, id, fulfilmenttest.Carol)
 	r := w.WaitFor(t, id, 20*time.Second, "the grant task", func(r *events.Request) bool { return len(r.Tasks()) == 1 })
 	task := r.Tasks()[0]
-	if task.TaskID != fulfilment.TaskID(id, events.TaskGrant) || task.Purpose != events.TaskGrant || task.FulfillerGroups[0] != "operations" {
+	if task.TaskID != manualtask.ID(id, events.TaskGrant) || task.Purpose != events.TaskGrant || task.FulfillerGroups[0] != "operations" {
 		t.Fatalf("task %+v", task)
 	}
 	list := func(user string) []httpapi.TaskView {
@@ -254,7 +255,7 @@ func TestTaskIndexRebuilt(t *testing.T) {
 	w.Approve(t, id, fulfilmenttest.Carol)
 	w.WaitFor(t, id, 20*time.Second, "the grant task", func(r *events.Request) bool { return len(r.Tasks()) == 1 })
 	stop()
-	taskID := fulfilment.TaskID(id, events.TaskGrant)
+	taskID := manualtask.ID(id, events.TaskGrant)
 	if err := w.Tasks.Remove(context.Background(), taskID); err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +444,7 @@ func TestListingDoesNotDropATaskAboutToOpen(t *testing.T) {
 	d.Routes(w.Mux, w.Log)
 	id := w.Submit(t, fulfilmenttest.Request{Requester: fulfilmenttest.Alice, Entitlement: "mainframe-operator", Duration: time.Hour})
 	w.Approve(t, id, fulfilmenttest.Carol)
-	taskID := fulfilment.TaskID(id, events.TaskGrant)
+	taskID := manualtask.ID(id, events.TaskGrant)
 	candidate := taskindex.Task{ID: taskID, RequestID: id, Purpose: events.TaskGrant, FulfillerGroups: []string{"operations"},
 		DueAt: time.Now().Add(time.Hour), Entitlement: "mainframe-operator", Requester: "alice", Subject: "alice"}
 	if err := w.Tasks.Put(context.Background(), candidate); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/services/fulfilment"
 	"github.com/grantline/grantline/services/fulfilment/taskindex"
@@ -35,7 +36,7 @@ type Authenticator interface {
 // plugged in where both services share one process; without it a revoke task is completed at the
 // revoker's own endpoint.
 type RevokeCompleter interface {
-	CompleteRevoke(ctx context.Context, requestID string, c fulfilment.Completion) (events.Status, error)
+	CompleteRevoke(ctx context.Context, requestID string, c manualtask.Completion) (events.Status, error)
 }
 
 // Handler serves fulfilment's HTTP API.
@@ -101,7 +102,7 @@ func (h *Handler) handleList(r *http.Request) (TaskList, error) {
 		if err != nil {
 			return TaskList{}, err
 		}
-		t, open := fulfilment.OpenTask(l.Request, c.Purpose)
+		t, open := manualtask.Outstanding(l.Request, c.Purpose)
 		if !open || t.TaskID != c.ID {
 			// Fulfilment indexes a task just before it appends task_opened, so a candidate may not be
 			// open *yet*; only one whose request can no longer open it has outlived its task.
@@ -111,7 +112,7 @@ func (h *Handler) handleList(r *http.Request) (TaskList, error) {
 			continue
 		}
 		v := TaskView{Task: c, MayComplete: true}
-		if err := fulfilment.MayComplete(l.Request, t, who.Subject, who.Groups); err != nil {
+		if err := manualtask.MayComplete(l.Request, t, who.Subject, who.Groups); err != nil {
 			v.MayComplete, v.Why = false, err.Error()
 		}
 		list.Tasks = append(list.Tasks, v)
@@ -148,15 +149,15 @@ func (h *Handler) handleComplete(r *http.Request, taskID string) (Completed, err
 	if err != nil {
 		return Completed{}, err
 	}
-	id, purpose, ok := fulfilment.ParseTaskID(taskID)
+	id, purpose, ok := manualtask.ParseID(taskID)
 	if !ok {
-		return Completed{}, fmt.Errorf("%w: %q is not a task ID", fulfilment.ErrTaskNotOpen, taskID)
+		return Completed{}, fmt.Errorf("%w: %q is not a task ID", manualtask.ErrNotOpen, taskID)
 	}
 	var body CompleteBody
 	if err := httpjson.Decode(r, &body, MaxBody); err != nil {
 		return Completed{RequestID: id}, err
 	}
-	c := fulfilment.Completion{TaskID: taskID, Person: who.Subject, Groups: who.Groups, Evidence: body.Evidence}
+	c := manualtask.Completion{TaskID: taskID, Person: who.Subject, Groups: who.Groups, Evidence: body.Evidence}
 	var status events.Status
 	switch purpose {
 	case events.TaskGrant:

@@ -14,8 +14,8 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/telemetry"
-	"github.com/grantline/grantline/services/fulfilment"
 	"github.com/grantline/grantline/services/revoker"
 )
 
@@ -105,7 +105,7 @@ func (h *Handler) handleRevoke(r *http.Request, id string) (Accepted, error) {
 // CompleteRevoke records the completion of request id's revoke task by c.Person: revoked, observed
 // absent with the evidence. It returns the request's status after, or why not (fulfilment's task
 // errors).
-func (h *Handler) CompleteRevoke(ctx context.Context, id string, c fulfilment.Completion) (events.Status, error) {
+func (h *Handler) CompleteRevoke(ctx context.Context, id string, c manualtask.Completion) (events.Status, error) {
 	l, err := h.Store.Update(ctx, id, revoker.DecideCompleteRevoke(c))
 	if err != nil {
 		return "", err
@@ -135,9 +135,9 @@ func (h *Handler) handleComplete(r *http.Request, taskID string) (string, events
 	if err != nil {
 		return "", "", err
 	}
-	id, purpose, ok := fulfilment.ParseTaskID(taskID)
+	id, purpose, ok := manualtask.ParseID(taskID)
 	if !ok {
-		return "", "", fmt.Errorf("%w: %q is not a task ID", fulfilment.ErrTaskNotOpen, taskID)
+		return "", "", fmt.Errorf("%w: %q is not a task ID", manualtask.ErrNotOpen, taskID)
 	}
 	if purpose != events.TaskRevoke {
 		return id, "", errMisdirected
@@ -146,7 +146,7 @@ func (h *Handler) handleComplete(r *http.Request, taskID string) (string, events
 	if err := httpjson.Decode(r, &body, MaxBody); err != nil {
 		return id, "", err
 	}
-	status, err := h.CompleteRevoke(r.Context(), id, fulfilment.Completion{TaskID: taskID, Person: who.Subject,
+	status, err := h.CompleteRevoke(r.Context(), id, manualtask.Completion{TaskID: taskID, Person: who.Subject,
 		Groups: who.Groups, Evidence: body.Evidence})
 	return id, status, err
 }

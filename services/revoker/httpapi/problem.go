@@ -5,7 +5,7 @@ import (
 	"net/http"
 
 	"github.com/grantline/grantline/pkg/httpjson"
-	"github.com/grantline/grantline/services/fulfilment"
+	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/services/revoker"
 )
 
@@ -19,9 +19,9 @@ var (
 // A task completion is refused with the same types as at fulfilment, which serves the same route.
 var problems = httpjson.NewTable(
 	httpjson.Row{Status: http.StatusUnprocessableEntity, Slug: "invalid-request", Title: "The request is not valid", Errs: []error{errInvalid}},
-	httpjson.Row{Status: http.StatusUnprocessableEntity, Slug: "invalid-completion", Title: "The completion is not valid", Errs: []error{fulfilment.ErrTask}},
-	httpjson.Forbidden.For(revoker.ErrForbidden, fulfilment.ErrNotFulfiller),
-	httpjson.Row{Status: http.StatusNotFound, Slug: "no-open-task", Title: "No such open task", Errs: []error{fulfilment.ErrTaskNotOpen}},
+	httpjson.Row{Status: http.StatusUnprocessableEntity, Slug: "invalid-completion", Title: "The completion is not valid", Errs: []error{manualtask.ErrInvalidCompletion}},
+	httpjson.Forbidden.For(revoker.ErrForbidden, manualtask.ErrNotFulfiller),
+	httpjson.Row{Status: http.StatusNotFound, Slug: "no-open-task", Title: "No such open task", Errs: []error{manualtask.ErrNotOpen}},
 	httpjson.Row{Status: http.StatusConflict, Slug: "not-granted", Title: "The request holds no grant to revoke", Errs: []error{revoker.ErrNotGranted}},
 	httpjson.Row{Status: http.StatusMisdirectedRequest, Slug: "misdirected", Title: "Complete grant tasks at fulfilment", Errs: []error{errMisdirected}},
 )

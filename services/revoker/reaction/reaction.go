@@ -29,11 +29,11 @@ import (
 	"github.com/grantline/grantline/pkg/deadletter"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/streamscan"
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/timers"
 	"github.com/grantline/grantline/pkg/topology"
-	"github.com/grantline/grantline/services/fulfilment"
 	"github.com/grantline/grantline/services/revoker"
 )
 
@@ -209,7 +209,7 @@ func (h *Reactions) Revoke(ctx context.Context, l *eventstore.Loaded, delivered 
 	}
 	log := h.Log.With(telemetry.KeyRequestID, r.ID(), "reason", string(r.RevocationDue()))
 	ent, ok := h.Catalogue.Entitlement(r.Submitted().Entitlement)
-	if ok && ent.Connector == fulfilment.Manual {
+	if ok && ent.Connector == manualtask.Connector {
 		return nil
 	}
 	var obs events.Observed

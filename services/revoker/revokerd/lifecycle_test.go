@@ -13,9 +13,9 @@ import (
 	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/connector/postgres"
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/topology"
-	"github.com/grantline/grantline/services/fulfilment"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmenttest"
 	"github.com/grantline/grantline/services/fulfilment/httpapi"
 )
@@ -98,9 +98,9 @@ func TestDemoEntitlementsFromApprovedToRevoked(t *testing.T) {
 		e.Approve(t, id, fulfilmenttest.Carol)
 		complete := func(purpose events.TaskPurpose, user, evidence string) {
 			t.Helper()
-			taskID := fulfilment.TaskID(id, purpose)
+			taskID := manualtask.ID(id, purpose)
 			e.WaitFor(t, id, 20*time.Second, "the "+string(purpose)+" task", func(r *events.Request) bool {
-				_, open := fulfilment.OpenTask(r, purpose)
+				_, open := manualtask.Outstanding(r, purpose)
 				return open
 			})
 			status, body := e.Call(t, "GET", "/v1/tasks", user, "")

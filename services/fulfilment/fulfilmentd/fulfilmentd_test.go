@@ -209,7 +209,8 @@ func TestManualTask(t *testing.T) {
 		}
 		return l.Tasks
 	}
-	if got := list("dave"); len(got) != 1 || got[0].ID != task.TaskID || !got[0].MayComplete || got[0].RequestID != id {
+	if got := list("dave"); len(got) != 1 || got[0].ID != task.TaskID || !got[0].MayComplete || got[0].RequestID != id ||
+		got[0].CompleteURL != "/v1/tasks/"+task.TaskID+"/complete" {
 		t.Fatalf("dave's tasks: %+v", got)
 	}
 	for _, user := range []string{"alice", "erin", "carol"} {
@@ -241,6 +242,25 @@ func TestManualTask(t *testing.T) {
 	}
 	if got := list("dave"); len(got) != 0 {
 		t.Fatalf("the completed task is still listed: %+v", got)
+	}
+
+	// Alice ends it early: fulfilment opens the revoke task and lists it, to be completed at the
+	// revoker, which alone may record the revocation; fulfilment's route refuses it.
+	w.Append(t, events.Revoker, id, events.Draft{Payload: events.RevocationRequested{By: "alice", Reason: events.RevokeEarly, Note: "done"},
+		Actor: "alice", CausationID: "revocation-requested"})
+	revokeTask := manualtask.ID(id, events.TaskRevoke)
+	var got []httpapi.TaskView
+	poll.Until(t, 20*time.Second, "the revoke task in dave's list", func() bool { got = list("dave"); return len(got) == 1 })
+	if got[0].ID != revokeTask || got[0].Purpose != events.TaskRevoke || !got[0].MayComplete ||
+		got[0].CompleteURL != "/v1/revoke-tasks/"+revokeTask+"/complete" {
+		t.Fatalf("dave's tasks: %+v", got)
+	}
+	status, body := w.Call(t, "POST", "/v1/tasks/"+revokeTask+"/complete", "dave", `{"evidence":"profile removed"}`)
+	if status != http.StatusNotFound || !strings.Contains(string(body), got[0].CompleteURL) {
+		t.Fatalf("completing the revoke task at fulfilment: %d %s, want 404 naming %s", status, body, got[0].CompleteURL)
+	}
+	if r := w.Load(t, id).Request; r.Status() != events.StatusGranted {
+		t.Fatalf("fulfilment changed the request: %s", r.Status())
 	}
 }
 

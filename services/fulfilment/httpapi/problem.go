@@ -13,7 +13,6 @@ import (
 var (
 	errNoCredential = errors.New("no credential")
 	errNotYet       = errors.New("the request is not granted yet")
-	errMisdirected  = errors.New("revoke tasks are completed at the revoker")
 )
 
 // problems is fulfilment's table from errors to problems: its own rows; httpjson adds the shared ones.
@@ -24,5 +23,4 @@ var problems = httpjson.NewTable(
 	httpjson.Row{Status: http.StatusNotFound, Slug: "no-credential", Title: "This request has no credential", Errs: []error{errNoCredential}},
 	httpjson.Row{Status: http.StatusConflict, Slug: "not-granted", Title: "The request is not granted yet", Errs: []error{errNotYet}},
 	httpjson.Row{Status: http.StatusGone, Slug: "credential-gone", Title: "The credential was already retrieved or has expired", Errs: []error{credential.ErrGone}},
-	httpjson.Row{Status: http.StatusMisdirectedRequest, Slug: "misdirected", Title: "Complete revoke tasks at the revoker", Errs: []error{errMisdirected}},
 )

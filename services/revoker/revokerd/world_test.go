@@ -22,8 +22,8 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 const examples = "../../../examples"
 
-// env is fulfilment and the revoker wired as `grantline dev` wires them (one mux, revoke tasks completed
-// through fulfilment's route by the revoker), on a world with a PostgreSQL target.
+// env is fulfilment and the revoker on one mux, as `grantline dev` serves them, on a world with a
+// PostgreSQL target.
 type env struct {
 	*fulfilmenttest.World
 	fulfil fulfilmentd.Deps
@@ -50,7 +50,7 @@ func newEnv(t testing.TB, opts ...option) *env {
 	e.revoke = revokerd.Deps{JS: w.JS, Store: w.Stores[events.Revoker], Catalogue: w.Catalogue, Auth: w.Auth, Connectors: conns,
 		Credentials: w.Credentials, Now: time.Now, Failures: revoker.FailurePolicy{Budget: 2, Every: time.Hour}, BackoffCap: 500 * time.Millisecond}
 	e.fulfil = fulfilmentd.Deps{JS: w.JS, Store: w.Stores[events.Fulfilment], Catalogue: w.Catalogue, Auth: w.Auth, Connectors: conns,
-		Credentials: w.Credentials, Tasks: w.Tasks, Now: time.Now, RevokeTasks: e.revoke.TaskCompleter(w.Log)}
+		Credentials: w.Credentials, Tasks: w.Tasks, Now: time.Now}
 	for _, o := range opts {
 		o(e)
 	}

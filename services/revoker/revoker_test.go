@@ -22,13 +22,19 @@ type grant struct {
 	at  time.Time
 }
 
-func newGrant(t *testing.T) *grant {
-	g := &grant{id: events.NewID(), at: t0.Add(-time.Minute)}
+// submitted starts alice's request for entitlement, for 30 minutes, submitted at at.
+func submitted(entitlement string, at time.Time) (*grant, events.Submitted) {
+	g := &grant{id: events.NewID(), at: at}
 	s := events.Submitted{Requester: events.Principal{ID: "alice", Groups: []string{"engineers"}},
-		Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"}, Entitlement: "analytics-read",
+		Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"}, Entitlement: entitlement,
 		Justification: "report", DurationSeconds: 1800, Channel: "http"}
 	s.RequestDigest = s.Digest()
 	g.add("alice", s)
+	return g, s
+}
+
+func newGrant(t *testing.T) *grant {
+	g, _ := submitted("analytics-read", t0.Add(-time.Minute))
 	g.add("service:policy", events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low"},
 		EffectiveDurationSeconds: 1800, PolicyRevision: "sha256:p", InputDigest: "sha256:i"})
 	g.at = t0
@@ -217,13 +223,8 @@ func TestDecideRevoked(t *testing.T) {
 // manualGrant is alice's mainframe-operator request, approved by bob, granted at t0 by dave of
 // operations through a grant task, and expired, with its revoke task opened for operations.
 func manualGrant(t *testing.T) *grant {
-	g := &grant{id: events.NewID(), at: t0.Add(-time.Hour)}
-	s := events.Submitted{Requester: events.Principal{ID: "alice", Groups: []string{"engineers"}},
-		Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"}, Entitlement: "mainframe-operator",
-		Justification: "rerun the batch", DurationSeconds: 1800, Channel: "http"}
-	s.RequestDigest = s.Digest()
+	g, s := submitted("mainframe-operator", t0.Add(-time.Hour))
 	deadline := t0
-	g.add("alice", s)
 	g.add("service:policy", events.PolicyDecided{Outcome: events.OutcomeApprovalRequired, Reasons: []string{"high"},
 		Stages: []events.Stage{{Name: "security", Groups: []string{"security"}, MinApprovals: 1}}, EffectiveDurationSeconds: 1800,
 		ApprovalDeadline: &deadline, PolicyRevision: "sha256:p", InputDigest: "sha256:i"})

@@ -58,13 +58,13 @@ type TaskView struct {
 	taskindex.Task
 	MayComplete bool   `json:"may_complete"`
 	Why         string `json:"why,omitempty"`
-	// CompleteURL is the path of the completion (CompletePath).
+	// CompleteURL is the path that completes the task (completePath).
 	CompleteURL string `json:"complete_url"`
 }
 
-// CompletePath is where task taskID of purpose is completed: a grant task here, a revoke task at the
+// completePath is where task taskID of purpose is completed: a grant task here, a revoke task at the
 // revoker (POST /v1/revoke-tasks/{id}/complete), each by the service that alone may sign the outcome.
-func CompletePath(taskID string, purpose events.TaskPurpose) string {
+func completePath(taskID string, purpose events.TaskPurpose) string {
 	if purpose == events.TaskRevoke {
 		return "/v1/revoke-tasks/" + taskID + "/complete"
 	}
@@ -116,7 +116,7 @@ func (h *Handler) handleList(r *http.Request) (TaskList, error) {
 			}
 			continue
 		}
-		v := TaskView{Task: c, MayComplete: true, CompleteURL: CompletePath(c.ID, c.Purpose)}
+		v := TaskView{Task: c, MayComplete: true, CompleteURL: completePath(c.ID, c.Purpose)}
 		if err := manualtask.MayComplete(l.Request, t, who.Subject, who.Groups); err != nil {
 			v.MayComplete, v.Why = false, err.Error()
 		}
@@ -159,7 +159,7 @@ func (h *Handler) handleComplete(r *http.Request, taskID string) (Completed, err
 	case !ok:
 		return Completed{}, fmt.Errorf("%w: %q is not a task ID", manualtask.ErrNotOpen, taskID)
 	case purpose != events.TaskGrant:
-		return Completed{RequestID: id}, fmt.Errorf("%w: %s is completed at %s", manualtask.ErrNotOpen, taskID, CompletePath(taskID, purpose))
+		return Completed{RequestID: id}, fmt.Errorf("%w: %s is completed at %s", manualtask.ErrNotOpen, taskID, completePath(taskID, purpose))
 	}
 	var body CompleteBody
 	if err := httpjson.Decode(r, &body, MaxBody); err != nil {

@@ -18,7 +18,10 @@ func (d *DevIssuer) discoveryDocument() map[string]any {
 		"id_token_signing_alg_values_supported": []string{d.key.Algorithm},
 		"response_types_supported":              []string{"id_token"},
 		"subject_types_supported":               []string{"public"},
-		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "name", DefaultGroupsClaim},
+		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "name", DefaultGroupsClaim, "act"},
+		"token_endpoint":                        d.issuer + tokenPath,
+		"grant_types_supported":                 []string{GrantTokenExchange},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic"},
 	}
 }
 
@@ -27,16 +30,18 @@ func (d *DevIssuer) discoveryDocument() map[string]any {
 //
 //	GET /.well-known/openid-configuration   discovery document (issuer, jwks_uri, algorithms)
 //	GET /jwks                                JWKS holding the public key only
+//	POST /token                              token exchange for the clients AllowDelegation allows
 //
 // A missing leading slash is tolerated, so with issuer "http://127.0.0.1:8080/dev/oidc" either
 // mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", h)) or
 // mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc/", h)) works. Other paths get 404 and
-// other methods 405. There is no authorization or token endpoint: tokens come from Mint and
+// other methods 405. There is no authorization endpoint: people's tokens come from Mint and
 // MintFromDir.
 func (d *DevIssuer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+discoveryPath, serveJSON(d.discovery))
 	mux.HandleFunc("GET "+jwksPath, serveJSON(d.jwks))
+	mux.HandleFunc("POST "+tokenPath, d.exchange)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/") {
 			r = r.Clone(r.Context())

@@ -21,6 +21,7 @@ type DevIssuer struct {
 	audience  string
 	key       jose.JSONWebKey // private; kid and alg set
 	directory *Directory
+	delegates delegates
 
 	discovery, jwks []byte // what Handler serves, encoded once
 }

@@ -115,7 +115,7 @@ func TestDeploySecretsRunADeployment(t *testing.T) {
 		}
 	}
 	r, err := brokeraccess.Probe(ctx, url, creds)
-	if err != nil || len(r.Unexpected) > 0 || len(r.Users) != 10 {
+	if err != nil || len(r.Unexpected) > 0 || len(r.Users) != len(creds) {
 		t.Fatalf("probing the deployed users: %v\n%s", err, r)
 	}
 }

@@ -16,7 +16,12 @@ func (d *DevIssuer) discoveryDocument() map[string]any {
 		"issuer":                                d.issuer,
 		"jwks_uri":                              d.issuer + jwksPath,
 		"id_token_signing_alg_values_supported": []string{d.key.Algorithm},
-		"response_types_supported":              []string{"id_token"},
+		"response_types_supported":              []string{"code", "id_token"},
+		"authorization_endpoint":                d.issuer + authorizePath,
+		"token_endpoint":                        d.issuer + tokenPath,
+		"grant_types_supported":                 []string{"authorization_code"},
+		"code_challenge_methods_supported":      []string{"S256"},
+		"token_endpoint_auth_methods_supported": []string{"none"},
 		"subject_types_supported":               []string{"public"},
 		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "name", DefaultGroupsClaim},
 	}
@@ -27,16 +32,20 @@ func (d *DevIssuer) discoveryDocument() map[string]any {
 //
 //	GET /.well-known/openid-configuration   discovery document (issuer, jwks_uri, algorithms)
 //	GET /jwks                                JWKS holding the public key only
+//	GET, POST /authorize                     sign-in: a picker of the directory's people (devlogin.go)
+//	POST /token                              the authorization code grant with PKCE (devlogin.go)
 //
 // A missing leading slash is tolerated, so with issuer "http://127.0.0.1:8080/dev/oidc" either
 // mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", h)) or
 // mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc/", h)) works. Other paths get 404 and
-// other methods 405. There is no authorization or token endpoint: tokens come from Mint and
-// MintFromDir.
+// other methods 405. Tokens also come from Mint and MintFromDir, without the endpoints.
 func (d *DevIssuer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+discoveryPath, serveJSON(d.discovery))
 	mux.HandleFunc("GET "+jwksPath, serveJSON(d.jwks))
+	mux.HandleFunc("GET "+authorizePath, d.authorize)
+	mux.HandleFunc("POST "+authorizePath, d.authorize)
+	mux.HandleFunc("POST "+tokenPath, d.token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/") {
 			r = r.Clone(r.Context())

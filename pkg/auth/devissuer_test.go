@@ -312,7 +312,7 @@ func TestHandlerPaths(t *testing.T) {
 		{name: "JWKS when mounted with StripPrefix(\"/dev/oidc/\")", method: "GET", url: slashMounted.URL + "/dev/oidc/jwks",
 			wantStatus: 200, wantBody: `"kid":"` + f.issuer.key.KeyID + `"`},
 		{name: "POST to the JWKS", method: "POST", url: f.issuerURL + "/jwks", wantStatus: 405},
-		{name: "an unknown path", method: "GET", url: f.issuerURL + "/token", wantStatus: 404},
+		{name: "an unknown path", method: "GET", url: f.issuerURL + "/userinfo", wantStatus: 404},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,6 +34,9 @@ const (
 	Revoker    = User(events.Revoker)
 	// Query is the read side: it reads the evidence and writes nothing to the broker.
 	Query User = "query"
+	// Console is the web console: it keeps its sessions in its own bucket and may publish no event,
+	// nor read any: it shows people what the services' HTTP APIs answer them.
+	Console User = "console"
 	// Auditor verifies, exports and replays the evidence: read-only.
 	Auditor User = "auditor"
 	// Operator provisions and maintains the streams; the only user that may delete, purge or
@@ -55,9 +58,9 @@ func (u User) IntegrationName() (string, bool) {
 }
 
 // Users lists every user of a deployment with these integrations: the services in pipeline order, the
-// read side, the auditor, the operator, then one user per integration.
+// read side, the console, the auditor, the operator, then one user per integration.
 func Users(integrations []string) []User {
-	users := []User{Intake, Policy, Approval, Fulfilment, Revoker, Query, Auditor, Operator}
+	users := []User{Intake, Policy, Approval, Fulfilment, Revoker, Query, Console, Auditor, Operator}
 	for _, name := range integrations {
 		users = append(users, Integration(name))
 	}
@@ -122,6 +125,7 @@ var access = map[User]Access{
 		Timers:    []string{topology.TimerExpiry},
 	},
 	Query:   {JetStream: true, Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream}},
+	Console: {JetStream: true, Buckets: []string{topology.ConsoleSessionsBucket}},
 	Auditor: {JetStream: true, Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream}},
 }
 

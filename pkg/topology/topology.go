@@ -175,11 +175,14 @@ const (
 	CredentialsBucket = "GRANTLINE_CREDENTIALS"
 	// TasksBucket holds fulfilment's index of open manual tasks.
 	TasksBucket = "GRANTLINE_TASKS"
+	// ConsoleSessionsBucket holds the web console's sign-in sessions, encrypted, so that its replicas
+	// share them.
+	ConsoleSessionsBucket = "GRANTLINE_CONSOLE_SESSIONS"
 )
 
 // Buckets lists every key-value bucket.
 func Buckets() []string {
-	return []string{IdempotencyBucket, PolicyStateBucket, CredentialsBucket, TasksBucket}
+	return []string{IdempotencyBucket, PolicyStateBucket, CredentialsBucket, TasksBucket, ConsoleSessionsBucket}
 }
 
 // BucketStream is the stream behind bucket (the key-value convention of NATS).

@@ -45,6 +45,7 @@ func TestNamesAreTheDeployedOnes(t *testing.T) {
 		{topology.PolicyStateBucket, "GRANTLINE_POLICY_STATE"},
 		{topology.CredentialsBucket, "GRANTLINE_CREDENTIALS"},
 		{topology.TasksBucket, "GRANTLINE_TASKS"},
+		{topology.ConsoleSessionsBucket, "GRANTLINE_CONSOLE_SESSIONS"},
 		{topology.BucketStream(topology.TasksBucket), "KV_GRANTLINE_TASKS"},
 		{topology.BucketKey(topology.CredentialsBucket, ">"), "$KV.GRANTLINE_CREDENTIALS.>"},
 	} {

@@ -1,0 +1,107 @@
+package apiclient
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/grantline/grantline/api"
+)
+
+// TestTheOperationsAreTheContracts: every operation the console calls is a route of the HTTP
+// contract, sent to a service the contract says serves it, and the console can call every route
+// people use (all but the ops routes).
+func TestTheOperationsAreTheContracts(t *testing.T) {
+	routes, err := api.Routes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string][]string{}
+	for _, r := range routes {
+		if !slices.Contains(r.Services, api.Ops) {
+			documented[r.Pattern] = r.Services
+		}
+	}
+	called := map[string]bool{}
+	for _, op := range Operations() {
+		pattern := op.Method + " " + op.Path
+		called[pattern] = true
+		services, ok := documented[pattern]
+		switch {
+		case !ok:
+			t.Errorf("%s calls %s, which the contract does not document", op.ID, pattern)
+		case !slices.Contains(services, string(op.Service)):
+			t.Errorf("%s sends %s to %s; the contract says %v serve it", op.ID, pattern, op.Service, services)
+		}
+	}
+	for pattern := range documented {
+		if !called[pattern] {
+			t.Errorf("the console cannot call %s", pattern)
+		}
+	}
+}
+
+// TestPerServiceURLs: with a URL per service each call goes to its own service, and a manual task
+// that fulfilment says is the revoker's (421) is completed at the revoker.
+func TestPerServiceURLs(t *testing.T) {
+	seen := map[Service][]string{}
+	serve := func(s Service, answer func(w http.ResponseWriter, r *http.Request)) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen[s] = append(seen[s], r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+			answer(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	problem := func(status int, slug string) func(http.ResponseWriter, *http.Request) {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(`{"type":"https://grantline.dev/problems/` + slug + `","title":"` + slug + `","status":` + strconv.Itoa(status) + "}"))
+		}
+	}
+	completed := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"task_id":"X-revoke","request_id":"X","status":"revoked"}`))
+	}
+	c, err := New(Config{ServiceURLs: map[Service]string{
+		Intake: serve(Intake, problem(404, "not-found")), Approval: serve(Approval, problem(404, "not-found")),
+		Fulfilment: serve(Fulfilment, problem(421, "misdirected")), Revoker: serve(Revoker, completed), Query: serve(Query, problem(404, "not-found")),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Request(ctx, "tok", "01J00000000000000000000000"); err == nil {
+		t.Error("a 404 read as an answer")
+	} else if p, ok := AsProblem(err); !ok || p.Status != 404 || p.Slug() != "not-found" {
+		t.Errorf("Request error %v, want the not-found problem", err)
+	}
+	got, err := c.CompleteTask(ctx, "tok", "X-revoke", "done by hand")
+	if err != nil || got.Status != "revoked" {
+		t.Fatalf("CompleteTask = %+v, %v", got, err)
+	}
+	if want := "GET /v1/requests/01J00000000000000000000000 Bearer tok"; len(seen[Intake]) != 1 || seen[Intake][0] != want {
+		t.Errorf("intake saw %v, want %q", seen[Intake], want)
+	}
+	if len(seen[Fulfilment]) != 1 || len(seen[Revoker]) != 1 || !strings.HasPrefix(seen[Revoker][0], "POST /v1/tasks/X-revoke/complete") {
+		t.Errorf("task completion went to fulfilment %v, then the revoker %v", seen[Fulfilment], seen[Revoker])
+	}
+}
+
+func TestNewRefusals(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"no URL at all":                     {},
+		"a relative base URL":               {BaseURL: "/api"},
+		"one service without a URL":         {ServiceURLs: map[Service]string{Intake: "http://a", Approval: "http://a", Fulfilment: "http://a", Revoker: "http://a"}},
+		"a service the console never calls": {BaseURL: "http://a", ServiceURLs: map[Service]string{"policy": "http://b"}},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

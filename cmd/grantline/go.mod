@@ -3,10 +3,12 @@ module github.com/grantline/grantline/cmd/grantline
 go 1.27.3
 
 require (
+	github.com/chromedp/chromedp v0.23.1
 	github.com/grantline/grantline/api v0.0.0
 	github.com/grantline/grantline/pkg v0.0.0
 	github.com/grantline/grantline/pkg/events v0.0.0
 	github.com/grantline/grantline/services/approval v0.0.0
+	github.com/grantline/grantline/services/console v0.0.0
 	github.com/grantline/grantline/services/fulfilment v0.0.0
 	github.com/grantline/grantline/services/intake v0.0.0
 	github.com/grantline/grantline/services/policy v0.0.0
@@ -24,10 +26,12 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/chromedp/cdproto v0.160.1 // indirect
 	github.com/coreos/go-oidc/v3 v3.21.0 // indirect
 	github.com/decred/dcrd/dcrec/secp256k1/v4 v4.4.1 // indirect
 	github.com/getkin/kin-openapi v0.153.0 // indirect
 	github.com/go-jose/go-jose/v4 v4.1.9 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-openapi/jsonpointer v0.22.5 // indirect
@@ -113,3 +117,5 @@ replace github.com/grantline/grantline/services/fulfilment => ../../services/ful
 replace github.com/grantline/grantline/services/revoker => ../../services/revoker
 
 replace github.com/grantline/grantline/api => ../../api
+
+replace github.com/grantline/grantline/services/console => ../../services/console

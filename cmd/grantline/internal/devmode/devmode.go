@@ -31,6 +31,7 @@ import (
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/pglocal"
 	"github.com/grantline/grantline/pkg/topology"
+	"github.com/grantline/grantline/services/console/consoled"
 )
 
 // Config is the dev environment's configuration; every field has an environment variable.
@@ -104,6 +105,8 @@ type Env struct {
 	// targetURL is the demo target the PostgreSQL connector grants on; closers release connectors.
 	targetURL string
 	closers   []func()
+	// console is the web console on the origin's "/" (console.go).
+	console *consoled.Console
 	// stopWorkers ends the services' consumers; workers waits for them.
 	stopWorkers context.CancelFunc
 	workers     sync.WaitGroup
@@ -213,6 +216,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 	if err := e.startFulfilmentAndRevoker(ctx, workCtx, demo, authn, mux, logger); err != nil {
 		return nil, err
 	}
+	if err := e.startConsole(ctx, demo, mux, logger.With("service", "console")); err != nil {
+		return nil, err
+	}
 
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopHTTP = stopServing
@@ -293,6 +299,7 @@ func (e *Env) Describe(w io.Writer) {
 	}
 	fmt.Fprintf(w, `Grantline dev is running.
   HTTP      http://%s  (/livez, /readyz, /metrics)
+  Console   %s/  (sign in as any demo person; plain http on loopback, so its cookies are not Secure)
   NATS      %s  (JetStream, fsync on every write; monitoring %s)
   Data      %s  (JetStream store and dev signing keys; delete it to start afresh)
   Streams   %s (evidence: no delete, no purge, no expiry), %s, %s, %s
@@ -312,7 +319,7 @@ Try it:
   TOKEN=$(grantline dev token alice) && curl -H "Authorization: Bearer $TOKEN" http://%s/v1/requests/<id>
 Attach the nats CLI as the operator: nats --server %s --nkey %s stream ls
 Press Ctrl-C to stop.
-`, e.HTTPAddr(), e.NATSURL(), monitor, e.cfg.DataDir, topology.EventsStream, topology.TimersStream,
+`, e.HTTPAddr(), e.ConsoleURL(), e.NATSURL(), monitor, e.cfg.DataDir, topology.EventsStream, topology.TimersStream,
 		topology.IntakeStream, topology.DLQStream, e.keys.Dir, e.keys.TrustFile, e.natsKeys.Dir, e.policyDir, e.policyRevision, e.dbWhere, e.HTTPAddr(),
 		filepath.Join(e.cfg.Examples, "directory.yaml"), e.HTTPAddr(), e.NATSURL(), e.natsKeys.Seeds[brokeraccess.Operator])
 }
@@ -323,6 +330,9 @@ func (e *Env) Close(ctx context.Context) {
 	if e.stopWorkers != nil {
 		e.stopWorkers()
 		e.workers.Wait()
+	}
+	if e.console != nil {
+		e.console.Shutdown()
 	}
 	if e.stopHTTP != nil {
 		e.stopHTTP()

@@ -71,9 +71,9 @@ type person struct {
 	base string
 }
 
-func newPerson(t *testing.T, browser context.Context, base, name string) *person {
+func newPerson(t *testing.T, browser context.Context, base, name string, opts ...chromedp.ContextOption) *person {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	ctx, cancel := chromedp.NewContext(browser, append([]chromedp.ContextOption{chromedp.WithNewBrowserContext()}, opts...)...)
 	t.Cleanup(cancel)
 	// The first action on a context opens its tab for the context's life: never under a timeout.
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {

@@ -73,7 +73,7 @@ compose-up: images
 compose-down:
 	$(COMPOSE) down
 
-## deps: install what the tests need from Debian's packages (the PostgreSQL server binaries)
+## deps: install what the tests need from Debian's packages (the PostgreSQL server binaries, Chromium)
 deps:
 	scripts/install-deps.sh
 

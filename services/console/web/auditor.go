@@ -3,7 +3,6 @@ package web
 import (
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/events"
@@ -56,7 +55,7 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request, s session.Sessio
 		page, err = c.cfg.API.Grants(ctx, s.Token, p.Search.Active, q.Get("cursor"))
 		p.Grants, p.NextCursor = page.Items, page.NextCursor
 	case "who-had":
-		at, perr := time.Parse(startLayout, p.Search.At)
+		at, perr := parseLocal(p.Search.At)
 		if perr != nil {
 			p.AtError = "must be a date and time, such as 2030-01-31T09:00"
 			c.render(w, http.StatusUnprocessableEntity, "audit", p)

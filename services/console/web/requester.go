@@ -85,8 +85,15 @@ func (c *Console) newForm(r *http.Request, s *session.Session, v formValues, err
 	return f
 }
 
-// startLayout is what a datetime-local input sends; the form says it is UTC.
-const startLayout = "2006-01-02T15:04"
+// parseLocal reads what a datetime-local input sends, with or without seconds; the forms say it is
+// UTC.
+func parseLocal(s string) (time.Time, error) {
+	t, err := time.Parse("2006-01-02T15:04:05", s)
+	if err != nil {
+		return time.Parse("2006-01-02T15:04", s)
+	}
+	return t, nil
+}
 
 // submit sends the form to intake. A refusal shows the form again, each field's error beside it.
 func (c *Console) submit(w http.ResponseWriter, r *http.Request, s session.Session) {
@@ -102,7 +109,7 @@ func (c *Console) submit(w http.ResponseWriter, r *http.Request, s session.Sessi
 		Ticket: strings.TrimSpace(v.Ticket), Emergency: v.Emergency}
 	errs := map[string]string{}
 	if v.Start != "" {
-		t, err := time.Parse(startLayout, v.Start)
+		t, err := parseLocal(v.Start)
 		if err != nil {
 			errs["start"] = "must be a date and time, such as 2030-01-31T09:00"
 		}

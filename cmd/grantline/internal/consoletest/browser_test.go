@@ -40,6 +40,12 @@ func startDev(t *testing.T) *devmode.Env {
 		t.Fatalf("start dev: %v", err)
 	}
 	t.Cleanup(func() { e.Close(context.Background()) })
+	// Runs before the close: the console, like every service, did nothing its NATS user may not.
+	t.Cleanup(func() {
+		if v := e.PermissionViolations(); len(v) > 0 {
+			t.Errorf("the broker refused the services %d times:\n%s", len(v), strings.Join(v, "\n"))
+		}
+	})
 	return e
 }
 

@@ -108,7 +108,7 @@ func (p *person) open(path string) {
 func (p *person) text(css string) string {
 	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
 	defer cancel()
-	s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector(` + quote(css) + `) || {innerText: ""}).innerText`))
+	s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector(`+quote(css)+`) || {innerText: ""}).innerText`))
 	return s
 }
 

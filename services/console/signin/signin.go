@@ -35,6 +35,10 @@ const (
 // loginTTL bounds a sign-in at the identity provider, from the redirect there to the callback.
 const loginTTL = 10 * time.Minute
 
+// idpClient reaches the identity provider (discovery, the token endpoint, its keys): a provider that
+// hangs fails the sign-in rather than holding the person's request.
+var idpClient = &http.Client{Timeout: 10 * time.Second}
+
 // Config is how the console signs people in.
 type Config struct {
 	// Issuer is the OIDC issuer URL, exactly as its tokens name it.
@@ -104,7 +108,7 @@ func (f *Flow) discover(ctx context.Context) (*provider, error) {
 	if f.provider != nil {
 		return f.provider, nil
 	}
-	p, err := oidc.NewProvider(oidc.ClientContext(ctx, http.DefaultClient), f.cfg.Issuer)
+	p, err := oidc.NewProvider(oidc.ClientContext(ctx, idpClient), f.cfg.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("discover the OIDC issuer %s: %w", f.cfg.Issuer, err)
 	}
@@ -114,7 +118,7 @@ func (f *Flow) discover(ctx context.Context) (*provider, error) {
 	if err := p.Claims(&meta); err != nil || meta.JWKS == "" {
 		return nil, fmt.Errorf("the OIDC issuer %s publishes no jwks_uri", f.cfg.Issuer)
 	}
-	keys := oidc.NewRemoteKeySet(f.keyCtx, meta.JWKS)
+	keys := oidc.NewRemoteKeySet(oidc.ClientContext(f.keyCtx, idpClient), meta.JWKS)
 	f.provider = &provider{
 		oauth: oauth2.Config{ClientID: f.cfg.ClientID, Endpoint: p.Endpoint(), RedirectURL: f.cfg.PublicURL + CallbackPath,
 			Scopes: []string{oidc.ScopeOpenID, "profile"}},
@@ -181,7 +185,7 @@ func (f *Flow) Finish(w http.ResponseWriter, r *http.Request) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tok, err := p.oauth.Exchange(oidc.ClientContext(r.Context(), http.DefaultClient), q.Get("code"), oauth2.VerifierOption(l.Verifier))
+	tok, err := p.oauth.Exchange(oidc.ClientContext(r.Context(), idpClient), q.Get("code"), oauth2.VerifierOption(l.Verifier))
 	if err != nil {
 		return "", fmt.Errorf("%w: the identity provider did not redeem the code: %v", ErrRefused, err)
 	}

@@ -161,11 +161,11 @@ func (p *person) location() string {
 }
 
 // eval evaluates a JavaScript expression on the page.
-func eval[T any](p *person, expr string) T {
+func eval[T any](p *person, expr string, opts ...chromedp.EvaluateOption) T {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, opts...))
 	if err != nil {
 		p.t.Fatalf("%s: evaluate %s: %v", p.name, expr, err)
 	}

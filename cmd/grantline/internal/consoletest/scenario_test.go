@@ -119,8 +119,19 @@ func TestPaymentsAdminInTheConsole(t *testing.T) {
 	erin.sees(".evidence", "key approval-dev-")
 	erin.sees(".evidence", "the hash of the request ID (first event)")
 	erin.sees(`a[download]`, "Download the evidence")
+	download := eval[evidenceDownload](erin, `fetch(document.querySelector("a[download]").href).then(async r => {
+		const body = await r.json();
+		return {disposition: r.headers.get("content-disposition"), events: body.events.length, verified: body.verification.verified};
+	})`, chromedp.EvalAwaitPromise)
+	if download.Disposition != `attachment; filename="grantline-evidence-`+id+`.json"` || download.Events != entries || !download.Verified {
+		t.Errorf("the evidence download: %+v", download)
+	}
 	erin.shot("audit-evidence")
 	erin.readableAt(320, "audit-evidence", "")
+
+	erin.open("/audit?q=grants")
+	erin.sees("table", id)
+	erin.sees("table", "revoked")
 
 	erin.open("/audit")
 	erin.do("ask who had payments-admin", chromedp.SetValue(chromedp.ID("wh-entitlement"), "payments-admin"),
@@ -129,4 +140,11 @@ func TestPaymentsAdminInTheConsole(t *testing.T) {
 	erin.sees("main", "Who held payments-admin at")
 	erin.sees("main", id)
 	erin.shot("audit-who-had")
+}
+
+// evidenceDownload is what the evidence download holds, as the auditor's browser reads it.
+type evidenceDownload struct {
+	Disposition string `json:"disposition"`
+	Events      int    `json:"events"`
+	Verified    bool   `json:"verified"`
 }

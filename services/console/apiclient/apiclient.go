@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -107,7 +108,7 @@ func New(cfg Config) (*Client, error) {
 		c.urls[s] = u
 	}
 	for s := range cfg.ServiceURLs {
-		if _, known := c.urls[s]; !known && !isService(s) {
+		if !slices.Contains(Services(), s) {
 			errs = append(errs, fmt.Errorf("no service %q has an HTTP API the console calls", s))
 		}
 	}
@@ -115,15 +116,6 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-func isService(s Service) bool {
-	for _, known := range Services() {
-		if s == known {
-			return true
-		}
-	}
-	return false
 }
 
 // Problem is a service's refusal: its RFC 9457 problem document and the HTTP status. A service that

@@ -57,7 +57,7 @@ type requestForm struct {
 	// Accounts are the service accounts that may hold Chosen.
 	Accounts []catalogue.ServiceAccount
 	Values   formValues
-	// Errors are the field errors by form field; Problem is the refusal as a whole.
+	// Errors are the field errors by form field; the frame's Refusal is the refusal as a whole.
 	Errors map[string]string
 }
 
@@ -207,9 +207,7 @@ func (c *Console) showRequest(w http.ResponseWriter, r *http.Request, s session.
 		c.failed(w, r, "show a request", err)
 		return
 	}
-	p := requestPage{frame: c.frame(r, "Request for "+v.Entitlement, &s), Live: c.liveOf(v, s.Subject, refusal)}
-	p.frame.Path = "/requests/" + v.ID
-	c.render(w, status, "request", p)
+	c.render(w, status, "request", requestPage{frame: c.frame(r, "Request for "+v.Entitlement, &s), Live: c.liveOf(v, s.Subject, refusal)})
 }
 
 // act runs a form's action on the request, then shows the request: with a notice on success, with the

@@ -183,8 +183,6 @@ func (c *Console) private(h func(http.ResponseWriter, *http.Request, session.Ses
 type frame struct {
 	Title   string
 	Session *session.Session
-	// Path is the page's own address, where signing in returns to.
-	Path string
 	// Notice is a confirmation of what was just done.
 	Notice string
 	// Refusal is what a service answered when it refused the page's action.
@@ -192,7 +190,7 @@ type frame struct {
 }
 
 func (c *Console) frame(r *http.Request, title string, s *session.Session) frame {
-	return frame{Title: title, Session: s, Path: r.URL.RequestURI(), Notice: notices[r.URL.Query().Get("notice")]}
+	return frame{Title: title, Session: s, Notice: notices[r.URL.Query().Get("notice")]}
 }
 
 // notices are the confirmations a redirect after an action may name; only these texts can appear.

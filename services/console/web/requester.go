@@ -131,7 +131,11 @@ func (c *Console) submit(w http.ResponseWriter, r *http.Request, s session.Sessi
 			field, _, _ := strings.Cut(fe.Field, ".") // subject.kind and subject.id are the subject field
 			errs[field] = strings.TrimSpace(errs[field] + " " + fe.Message)
 		}
-		c.render(w, p.Status, "request_new", c.newForm(r, &s, v, errs, p))
+		refusal := p
+		if len(errs) > 0 { // the fields say it all, each beside its field and in the summary
+			refusal = nil
+		}
+		c.render(w, p.Status, "request_new", c.newForm(r, &s, v, errs, refusal))
 		return
 	}
 	http.Redirect(w, r, "/requests/"+accepted.ID+"?notice=submitted", http.StatusSeeOther)

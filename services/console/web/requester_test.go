@@ -35,6 +35,9 @@ func TestARefusedFormShowsEachErrorBesideItsField(t *testing.T) {
 			t.Errorf("the refused form lacks %s", want)
 		}
 	}
+	if strings.Contains(p.body, `class="refusal"`) {
+		t.Error("the refusal is shown a second time above the summary of its fields")
+	}
 	if strings.Contains(p.body, `id="ticket-error"`) {
 		t.Error("an error is shown beside the ticket, which intake accepted")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,6 +29,8 @@ type DialConfig struct {
 	// with it as the service's user (brokeraccess). Empty connects without credentials, to a server that
 	// enforces none.
 	NKeyFile string
+	// RequestTimeout bounds each NATS round trip of the store (Config.RequestTimeout); 0 keeps its default.
+	RequestTimeout time.Duration
 }
 
 // Connection is a service's NATS connection and its event store.
@@ -63,7 +66,7 @@ func Dial(ctx context.Context, cfg DialConfig) (*Connection, error) {
 		return nil, err
 	}
 	store, err := Open(ctx, js, Config{Signer: signer, Verifier: verifier,
-		Durability: MonitorProbe(http.DefaultClient, cfg.MonitorURLs...)})
+		Durability: MonitorProbe(http.DefaultClient, cfg.MonitorURLs...), RequestTimeout: cfg.RequestTimeout})
 	if err != nil {
 		nc.Close()
 		return nil, err

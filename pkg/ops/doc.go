@@ -1,5 +1,15 @@
-// Package ops serves the operational HTTP endpoints that every Grantline
-// service exposes on its ops port:
+// Package ops is the skeleton every Grantline service runs in: one way from a configuration to a
+// running process, and the operational endpoints every service exposes.
+//
+// A service package (services/<name>/<name>d) provides New, which builds the service's [Service]
+// (its API routes, readiness checks, consumers and what to close) from its configuration and a
+// [Host] (its own broker connection, the process's metrics, a logger). [Run] runs one service as a
+// process of its own: dial NATS with a bounded retry, build, serve through [Process.Serve], close.
+// `grantline dev` builds every service with the same New functions and serves them together
+// through the same [Process.Serve], on one HTTP origin. [Main] is a binary's whole main: the
+// signal context, configuration from the environment, --help, the logger, Run, the exit code. [RunAll] is the one fan-out of a service's consumers: the first to fail stops all.
+//
+// The operational endpoints, on the same server as the API:
 //
 //   - GET /livez: 200 "ok" for as long as the process can serve HTTP. It runs
 //     no checks, so a dependency outage never gets a healthy process
@@ -11,9 +21,8 @@
 //     metrics plus Go runtime and process metrics.
 //
 // Each [Handler] owns a private Prometheus registry and OpenTelemetry
-// MeterProvider rather than using the global ones, so that several services
-// in one process (the dev mode runs all five) and parallel tests never
-// collide on metric names.
+// MeterProvider rather than using the global ones, so that parallel tests
+// never collide on metric names.
 //
 // [Server] runs any handler on a listener and shuts it down gracefully when
 // its context is cancelled.

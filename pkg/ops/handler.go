@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -32,6 +31,8 @@ type Options struct {
 	CheckTimeout time.Duration
 	// Logger receives errors met while gathering metrics. Nil discards them.
 	Logger *slog.Logger
+	// PprofAddr, when set, serves Go's profiling endpoints there (see PprofAddrEnv).
+	PprofAddr string
 }
 
 // Handler is the http.Handler for /livez, /readyz and /metrics of one
@@ -45,16 +46,16 @@ type Handler struct {
 	mu     sync.RWMutex
 	checks map[string]Check
 
-	// pprof is the profiling listener this handler serves (see PprofAddrEnv); nil when off.
+	// pprof is the profiling listener this handler serves (Options.PprofAddr); nil when off.
 	pprof *pprofServer
 }
 
 // New returns a Handler with no readiness checks (so /readyz answers 200
-// until checks are added with SetCheck) and a fresh metrics pipeline. When
-// the environment sets PprofAddrEnv and no other Handler of the process
-// serves the profiling endpoints, this one serves them until Shutdown. It
-// fails if opts.Service is empty, opts.CheckTimeout is negative, the metrics
-// pipeline cannot be built, or the profiling address cannot be bound.
+// until checks are added with SetCheck) and a fresh metrics pipeline. With
+// opts.PprofAddr set, it also serves the profiling endpoints there until
+// Shutdown. It fails if opts.Service is empty, opts.CheckTimeout is
+// negative, the metrics pipeline cannot be built, or the profiling address
+// cannot be bound.
 func New(opts Options) (*Handler, error) {
 	if opts.Service == "" {
 		return nil, errors.New("ops: Options.Service is required")
@@ -74,8 +75,8 @@ func New(opts Options) (*Handler, error) {
 		return nil, fmt.Errorf("ops: metrics for service %q: %w", opts.Service, err)
 	}
 	var profiling *pprofServer
-	if addr := os.Getenv(PprofAddrEnv); addr != "" {
-		if profiling, err = startPprof(addr, log); err != nil {
+	if opts.PprofAddr != "" {
+		if profiling, err = startPprof(opts.PprofAddr, log); err != nil {
 			_ = provider.Shutdown(context.Background())
 			return nil, err
 		}

@@ -8,21 +8,16 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
 // PprofAddrEnv names the environment variable that turns on Go's profiling endpoints for a service
-// process. Set to an address such as 127.0.0.1:6061 (port 0 picks one), the first Handler the process
-// creates serves net/http/pprof's /debug/pprof/ there, on a listener of its own, until that Handler
-// shuts down. It is off by default: profiles reveal the code's hot paths, goroutine stacks and command
-// line, so bind it to loopback. `grantline bench --profile` uses it to see where a service spends its
-// CPU under load.
+// process (config.Base.PprofAddr, passed to New as Options.PprofAddr). Set to an address such as
+// 127.0.0.1:6061 (port 0 picks one), the process serves net/http/pprof's /debug/pprof/ there, on a
+// listener of its own, until its Handler shuts down. It is off by default: profiles reveal the code's
+// hot paths, goroutine stacks and command line, so bind it to loopback. `grantline bench --profile`
+// uses it to see where a service spends its CPU under load.
 const PprofAddrEnv = "GRANTLINE_PPROF_ADDR"
-
-// pprofTaken makes the endpoints one per process: the runtime has one CPU profiler, and dev mode
-// creates a Handler per service in one process.
-var pprofTaken atomic.Bool
 
 // pprofServer is the profiling listener a Handler owns.
 type pprofServer struct {
@@ -32,16 +27,10 @@ type pprofServer struct {
 	once   sync.Once
 }
 
-// startPprof serves the profiling endpoints on addr, or returns nil when another Handler of the process
-// already does.
+// startPprof serves the profiling endpoints on addr.
 func startPprof(addr string, log *slog.Logger) (*pprofServer, error) {
-	if !pprofTaken.CompareAndSwap(false, true) {
-		log.Warn("profiling endpoints already served by another handler of this process", slog.String("env", PprofAddrEnv))
-		return nil, nil
-	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		pprofTaken.Store(false)
 		return nil, fmt.Errorf("ops: %s=%s: %w", PprofAddrEnv, addr, err)
 	}
 	// net/http/pprof also registers itself on http.DefaultServeMux when imported; no Grantline server
@@ -68,8 +57,8 @@ func startPprof(addr string, log *slog.Logger) (*pprofServer, error) {
 	return p, nil
 }
 
-// stop closes the listener and any profile being taken, waits for the server to end, and frees the
-// process's endpoints for another Handler. It may be called more than once.
+// stop closes the listener and any profile being taken and waits for the server to end. It may be
+// called more than once.
 func (p *pprofServer) stop() {
 	p.once.Do(func() {
 		_ = p.srv.Close()
@@ -77,6 +66,5 @@ func (p *pprofServer) stop() {
 		case <-p.served:
 		case <-time.After(DefaultShutdownTimeout):
 		}
-		pprofTaken.Store(false)
 	})
 }

@@ -106,14 +106,3 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("ops server stopped", slog.String("addr", addr))
 	return nil
 }
-
-// Serve binds addr and serves h until ctx is cancelled, shutting down
-// gracefully as Server.Serve does. It returns the bind, serve or shutdown
-// error, wrapped.
-func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
-	s, err := Listen(addr, h, log)
-	if err != nil {
-		return err
-	}
-	return s.Serve(ctx)
-}

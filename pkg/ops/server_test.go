@@ -173,15 +173,4 @@ func TestListenAddressInUse(t *testing.T) {
 	if _, err := ops.Listen(s.Addr(), http.NotFoundHandler(), nil); err == nil {
 		t.Fatalf("second Listen on %s: want address-in-use error", s.Addr())
 	}
-	if err := ops.Serve(t.Context(), s.Addr(), http.NotFoundHandler(), nil); err == nil {
-		t.Fatalf("Serve on %s: want address-in-use error", s.Addr())
-	}
-}
-
-func TestServeFunc(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if err := ops.Serve(ctx, "127.0.0.1:0", http.NotFoundHandler(), nil); err != nil {
-		t.Fatalf("Serve with cancelled ctx = %v, want nil", err)
-	}
 }

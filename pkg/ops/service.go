@@ -6,61 +6,152 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/grantline/grantline/pkg/consumer"
+	"github.com/grantline/grantline/pkg/eventstore"
 )
 
-// Service is one Grantline service process: its API, its readiness checks and its consumers.
+// Service is one daemon as the skeleton runs it. Each service package's New builds it from the
+// service's configuration and a Host; Run (a process of its own) and `grantline dev` (every service
+// in one process) run what New built the same way, through Process.Serve.
 type Service struct {
+	// Name names the service in logs and in its readiness checks' names.
 	Name string
-	Addr string
-	// Checks are the readiness checks /readyz runs, by name.
-	Checks map[string]Check
-	// Routes registers the service's API beside /livez, /readyz and /metrics.
+	// Routes registers the service's API on the process's mux; nil for a service without one.
 	Routes func(mux *http.ServeMux)
-	// Consume runs the service's consumers until its context ends; nil for a service without any.
+	// Checks are the service's readiness checks, by name.
+	Checks map[string]Check
+	// Consume runs the service's consumers (see RunAll) until its context ends; nil for a service
+	// without any. Its error stops the process: a service that cannot consume is not running.
 	Consume func(ctx context.Context) error
+	// Close releases what New opened (database pools, connectors) once Consume has returned and the
+	// HTTP server has stopped; nil when there is nothing to release.
+	Close func()
 }
 
-// RunService serves the service's API and its operational endpoints on Addr and runs its consumers
-// until ctx ends or either fails; it stops the other then, and returns when both have stopped, with
-// the first error.
-func RunService(ctx context.Context, s Service, log *slog.Logger) error {
-	health, err := New(Options{Service: s.Name, Logger: log})
-	if err != nil {
-		return err
+// Host is what the process running a service gives the service's New: the service's own connection
+// to the broker (as its own NATS user, with its event store unless it signs nothing), the process's
+// metrics, and a logger.
+type Host struct {
+	Conn  *eventstore.Connection
+	Meter metric.MeterProvider
+	Log   *slog.Logger
+}
+
+// Process is where services run: one HTTP server for their APIs and the operational endpoints.
+type Process struct {
+	// Server serves Mux (see Listen).
+	Server *Server
+	Mux    *http.ServeMux
+	// Health answers /livez, /readyz and /metrics.
+	Health *Handler
+	// StopTimeout bounds the whole stop: the consumers' drain, then the HTTP server's graceful shutdown.
+	StopTimeout time.Duration
+	Log         *slog.Logger
+}
+
+// errStopping is the readiness answer while the process stops, so load balancers stop sending work.
+var errStopping = errors.New("stopping")
+
+// Serve registers the services' routes and readiness checks beside /livez, /readyz and /metrics,
+// serves HTTP and runs every service's consumers until ctx ends or any of them fails. It then stops
+// in order, within StopTimeout: /readyz answers 503 at once; the consumers stop fetching and drain
+// their in-flight work while the API still answers; the HTTP server finishes its requests and
+// closes; each service's Close runs, the last built first. It returns once all of that is done: nil
+// after a stop, otherwise what failed (a consumer, the server, or a drain that ran out of time).
+// Every service's Close runs, whatever happened.
+func (p Process) Serve(ctx context.Context, services ...Service) error {
+	defer func() {
+		for _, s := range slices.Backward(services) {
+			if s.Close != nil {
+				s.Close()
+			}
+		}
+	}()
+	for _, path := range []string{"/livez", "/readyz", "/metrics"} {
+		p.Mux.Handle("GET "+path, p.Health)
 	}
-	defer func() { _ = health.Shutdown(context.WithoutCancel(ctx)) }()
-	for name, check := range s.Checks {
-		health.SetCheck(name, check)
+	// The process runs until it is stopped, even when no service consumes or every consumer is done.
+	consumers := []func(context.Context) error{func(ctx context.Context) error { <-ctx.Done(); return nil }}
+	for _, s := range services {
+		if s.Routes != nil {
+			s.Routes(p.Mux)
+		}
+		for name, check := range s.Checks {
+			p.Health.SetCheck(s.Name+"/"+name, check)
+		}
+		if s.Consume != nil {
+			consumers = append(consumers, s.Consume)
+		}
 	}
-	mux := http.NewServeMux()
-	if s.Routes != nil {
-		s.Routes(mux)
-	}
-	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
-		mux.Handle("GET "+p, health)
-	}
-	srv, err := Listen(s.Addr, mux, log)
-	if err != nil {
-		return err
-	}
-	ctx, stop := context.WithCancel(ctx)
+
+	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	consumed := make(chan error, 1)
 	go func() {
-		if s.Consume == nil {
-			<-ctx.Done()
-			consumed <- nil
-			return
-		}
-		err := s.Consume(ctx)
+		err := RunAll(runCtx, consumers...)
 		stop()
 		consumed <- err
 	}()
-	served := srv.Serve(ctx)
-	stop()
-	return errors.Join(<-consumed, served)
+	// The server outlives the consumers: it keeps answering while they drain.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	served := make(chan error, 1)
+	go func() {
+		err := p.Server.Serve(serveCtx)
+		stop()
+		served <- err
+	}()
+
+	<-runCtx.Done()
+	p.Health.SetCheck("stopping", func(context.Context) error { return errStopping })
+	deadline := time.Now().Add(p.StopTimeout)
+	p.Log.Info("stopping", "within", p.StopTimeout.String())
+	var consumeErr error
+	select {
+	case consumeErr = <-consumed:
+	case <-time.After(time.Until(deadline)):
+		consumeErr = fmt.Errorf("the consumers did not drain within %s", p.StopTimeout)
+	}
+	p.Server.ShutdownTimeout = max(time.Until(deadline), 0)
+	stopServing()
+	serveErr := <-served
+	return errors.Join(consumeErr, serveErr)
+}
+
+// RunAll runs every fn at once until ctx ends. The first to fail stops the others: half a service's
+// consumers running is not the service running. One that returns nil early (a sweep at start) does
+// not stop the others. RunAll returns once every fn has returned: nil when ctx ended first (a stop is
+// not a failure, even for a consumer caught while still being set up), otherwise the failures joined.
+func RunAll(ctx context.Context, fns ...func(context.Context) error) error {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Go(func() {
+			if errs[i] = fn(runCtx); errs[i] != nil {
+				stop()
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+// Consumer is consumer.Run of spec and h as one of RunAll's functions.
+func Consumer(js jetstream.JetStream, spec consumer.Spec, h consumer.Handler, log *slog.Logger) func(context.Context) error {
+	return func(ctx context.Context) error { return consumer.Run(ctx, js, spec, h, log) }
 }
 
 // NATSCheck is ready while nc is connected.

@@ -19,8 +19,8 @@ import (
 // The rules below return what a rendering gets wrong, one sentence each, so a test can list every
 // problem at once and a test of the rules can look for the one it provoked.
 
-// requiredEnv is what each service's ConfigFromEnv refuses to start without (services/<name>/<name>d/
-// config.go), plus the NATS settings every service needs in a cluster: the defaults point at a
+// requiredEnv is what each service's Config requires (services/<name>/<name>d/config.go, read by
+// config.Parse; `grantline-<name> --help` marks them "required"), plus the NATS settings every service needs in a cluster: the defaults point at a
 // loopback server and the broker admits only authenticated users.
 var requiredEnv = map[string][]string{
 	"intake":     {"GRANTLINE_CATALOGUE", "GRANTLINE_TRUST_FILE", "GRANTLINE_SIGNING_KEY_FILE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE"},
@@ -59,7 +59,7 @@ func problems(r *rendered) []string {
 }
 
 // deploymentProblems checks one service's Deployment: the pod's hardening, the image, the probes and
-// the configuration its ConfigFromEnv requires.
+// the configuration its Config requires.
 func deploymentProblems(name string, d *appsv1.Deployment) []string {
 	var p []string
 	add := func(format string, args ...any) { p = append(p, name+": "+fmt.Sprintf(format, args...)) }

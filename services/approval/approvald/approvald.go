@@ -2,19 +2,15 @@ package approvald
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/auth"
-	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
@@ -24,8 +20,8 @@ import (
 	"github.com/grantline/grantline/services/approval/reaction"
 )
 
-// Deps are the approval service's collaborators, built by Run from Config or by `grantline dev` in
-// process. Store must sign as events.Approval.
+// Deps are the approval service's collaborators, built by New from Config (tests build them
+// directly). Store must sign as events.Approval.
 type Deps struct {
 	JS    jetstream.JetStream
 	Store *eventstore.Store
@@ -53,22 +49,21 @@ func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 // new or restored database), and runs the reactions until ctx ends: the timers armed by policy_decided
 // and granted, the fired timers, and the inbox projection. It returns nil once ctx ends and every
 // consumer has stopped, or the first error that stopped one of them (after stopping the others).
-func (d Deps) Consume(ctx context.Context, log *slog.Logger) (err error) {
-	defer func() {
-		if ctx.Err() != nil {
-			// Stopped from outside, possibly while still setting up: not a failure.
-			err = nil
-		}
-	}()
-	if err := d.Migrate(ctx); err != nil {
-		return err
-	}
+func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	inbox := postgres.NewInbox(d.DB)
-	checkpoint, err := inbox.Checkpoint(ctx)
-	if err != nil {
-		return err
+	err := d.Migrate(ctx)
+	var checkpoint uint64
+	if err == nil {
+		checkpoint, err = inbox.Checkpoint(ctx)
 	}
-	if err := reaction.ResetInboxIfBehind(ctx, d.JS, checkpoint, log); err != nil {
+	if err == nil {
+		err = reaction.ResetInboxIfBehind(ctx, d.JS, checkpoint, log)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped from outside while still setting up: not a failure.
+			return nil
+		}
 		return err
 	}
 	now := d.Now
@@ -76,60 +71,38 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) (err error) {
 		now = time.Now
 	}
 	h := &reaction.Reactions{JS: d.JS, Store: d.Store, Now: now, Log: log}
-	runs := []struct {
-		spec    consumer.Spec
-		handler consumer.Handler
-	}{
-		{reaction.SchedulesSpec(), h.Schedule},
-		{reaction.TimersSpec(), h.Fired},
-		{reaction.InboxSpec(), h.Project(inbox)},
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	var wg sync.WaitGroup
-	errs := make([]error, len(runs))
-	for i, r := range runs {
-		wg.Go(func() {
-			if errs[i] = consumer.Run(runCtx, d.JS, r.spec, r.handler, log); errs[i] != nil {
-				stop()
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return ops.RunAll(ctx,
+		ops.Consumer(d.JS, reaction.SchedulesSpec(), h.Schedule, log),
+		ops.Consumer(d.JS, reaction.TimersSpec(), h.Fired, log),
+		ops.Consumer(d.JS, reaction.InboxSpec(), h.Project(inbox), log))
 }
 
-// Run builds the service from cfg and serves until ctx ends, then shuts down in reverse order.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	log.Info("starting", "config", cfg)
-	authn, err := auth.NewVerifier(ctx, auth.Config{Issuer: cfg.OIDCIssuer, Audience: cfg.OIDCAudience,
-		GroupsClaim: cfg.OIDCGroupsClaim, JWKSURL: cfg.OIDCJWKSURL})
+// New builds the approval service from cfg on host: the token verifier and the inbox database
+// (migrated before the API answers). It serves the review API and runs Consume.
+func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
+	authn, err := cfg.OIDC.Verifier(ctx)
 	if err != nil {
-		return fmt.Errorf("oidc: %w", err)
+		return ops.Service{}, err
 	}
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("database: %w", err)
+		return ops.Service{}, fmt.Errorf("database: %w", err)
 	}
-	defer pool.Close()
-	conn, err := eventstore.Dial(ctx, eventstore.DialConfig{Service: events.Approval, Getenv: os.Getenv,
-		TrustFile: cfg.TrustFile, NATSURL: cfg.NATSURL, MonitorURLs: cfg.NATSMonitorURLs, NKeyFile: cfg.NATSNKeyFile})
-	if err != nil {
-		return err
+	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Auth: authn, DB: pool, Now: time.Now}
+	if err := d.Migrate(ctx); err != nil {
+		pool.Close()
+		return ops.Service{}, err
 	}
-	defer conn.Close()
-	nc, js, store := conn.NC, conn.JS, conn.Store
-	deps := Deps{JS: js, Store: store, Auth: authn, DB: pool, Now: time.Now}
-	if err := deps.Migrate(ctx); err != nil {
-		return err
-	}
+	return ops.Service{Name: "approval",
+		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
+		Checks:  map[string]ops.Check{"database": func(ctx context.Context) error { return pool.Ping(ctx) }},
+		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },
+		Close:   pool.Close,
+	}, nil
+}
 
-	return ops.RunService(ctx, ops.Service{
-		Name: "approval", Addr: cfg.HTTPAddr,
-		Checks: map[string]ops.Check{"nats": ops.NATSCheck(nc), "database": func(ctx context.Context) error { return pool.Ping(ctx) }},
-		Routes: func(mux *http.ServeMux) {
-			deps.Routes(mux, log)
-		},
-		Consume: func(ctx context.Context) error { return deps.Consume(ctx, log) },
-	}, log)
+// Run runs the approval service as a process of its own (grantline-approval) until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	return ops.Run(ctx, cfg.Base, ops.SignsAs(events.Approval, cfg.Signing), log,
+		func(ctx context.Context, host ops.Host) (ops.Service, error) { return New(ctx, cfg, host) })
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/config"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natsembed"
@@ -22,7 +23,7 @@ import (
 	"github.com/grantline/grantline/services/approval/approvald"
 )
 
-// TestRun starts the service the way grantline-approval does (Config, signing key from the
+// TestRun starts the service the way grantline-approval does (Config with its signing key from the
 // environment, trust file, OIDC, PostgreSQL, NATS with its monitoring endpoint), reviews a request
 // through it, and stops it.
 func TestRun(t *testing.T) {
@@ -47,7 +48,6 @@ func TestRun(t *testing.T) {
 	if err := os.WriteFile(trust, events.NewTrustFile(time.Now().Add(-time.Minute), all...).Marshal(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(events.EnvSigningKey, string(signers[events.Approval].MarshalKeyFile()))
 
 	dir, err := auth.LoadDirectory("../../../examples/directory.yaml")
 	if err != nil {
@@ -62,13 +62,13 @@ func TestRun(t *testing.T) {
 	}
 	mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", issuer.Handler()))
 
-	env := map[string]string{
-		"GRANTLINE_NATS_URL": ns.ClientURL(), "GRANTLINE_NATS_MONITOR_URLS": "http://" + ns.MonitorAddr().String(),
-		"GRANTLINE_HTTP_ADDR": "127.0.0.1:0", "GRANTLINE_DATABASE_URL": pgtest.New(t), "GRANTLINE_TRUST_FILE": trust,
-		"GRANTLINE_OIDC_ISSUER": idp.URL + "/dev/oidc", "GRANTLINE_OIDC_AUDIENCE": "grantline",
-	}
-	cfg, err := approvald.ConfigFromEnv(func(k string) string { return env[k] })
-	if err != nil {
+	cfg := approvald.Defaults()
+	if err := config.Parse(&cfg, []string{
+		"GRANTLINE_NATS_URL=" + ns.ClientURL(), "GRANTLINE_NATS_MONITOR_URLS=http://" + ns.MonitorAddr().String(),
+		"GRANTLINE_HTTP_ADDR=127.0.0.1:0", "GRANTLINE_DATABASE_URL=" + pgtest.New(t), "GRANTLINE_TRUST_FILE=" + trust,
+		"GRANTLINE_OIDC_ISSUER=" + idp.URL + "/dev/oidc", "GRANTLINE_OIDC_AUDIENCE=grantline",
+		"GRANTLINE_SIGNING_KEY=" + string(signers[events.Approval].MarshalKeyFile()),
+	}); err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}

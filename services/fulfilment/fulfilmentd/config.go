@@ -1,158 +1,64 @@
-// Package fulfilmentd runs the fulfilment service: its configuration from the environment, the
-// collaborators (Deps) that `grantline dev` can also build in process, and Run, which serves the HTTP
-// API and runs the reactions until the context ends.
+// Package fulfilmentd runs the fulfilment service: its configuration, the collaborators (Deps) with
+// their routes and consumers, New, which builds the service for the skeleton (pkg/ops) from that
+// configuration, and Run, the service as a process of its own.
 package fulfilmentd
 
 import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/url"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
-	"github.com/grantline/grantline/pkg/brokeraccess"
+	"github.com/grantline/grantline/pkg/config"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/services/fulfilment/connector/postgres"
 	"github.com/grantline/grantline/services/fulfilment/connector/webhook"
 	"github.com/grantline/grantline/services/fulfilment/credential"
 )
 
-// Config is the fulfilment service's configuration. Every field comes from the environment variable
-// named in its comment.
+// Config is the fulfilment service's configuration, read from the environment by config.Parse; each
+// field's tag names its variable (`grantline-fulfilment --help` lists them with their defaults).
 type Config struct {
-	// NATSURL: GRANTLINE_NATS_URL (default nats://127.0.0.1:4222); comma-separated for a cluster.
-	NATSURL string
-	// NATSMonitorURLs: GRANTLINE_NATS_MONITOR_URLS, each server's monitoring endpoint, used to prove
-	// that every server fsyncs each write (default http://127.0.0.1:8222).
-	NATSMonitorURLs []string
-	// NATSNKeyFile: GRANTLINE_NATS_NKEY_FILE, the NKey seed of the service's NATS user (brokeraccess).
-	// Optional: without it the connection carries no credentials, which only a broker that enforces
-	// no permissions accepts.
-	NATSNKeyFile string
-	// HTTPAddr: GRANTLINE_HTTP_ADDR (default :8084) serves the API, /livez, /readyz and /metrics.
-	HTTPAddr string
-	// Catalogue: GRANTLINE_CATALOGUE, the entitlement catalogue (required).
-	Catalogue string
-	// TrustFile: GRANTLINE_TRUST_FILE, the keys of every service (required).
-	TrustFile string
-	// The signing key comes from GRANTLINE_SIGNING_KEY or GRANTLINE_SIGNING_KEY_FILE (see
-	// events.SignerFromEnv); it must be the fulfilment service's.
-
-	// OIDCIssuer, OIDCAudience: GRANTLINE_OIDC_ISSUER, GRANTLINE_OIDC_AUDIENCE (required).
-	OIDCIssuer, OIDCAudience string
-	// OIDCJWKSURL: GRANTLINE_OIDC_JWKS_URL (optional; default: discovery at the issuer).
-	OIDCJWKSURL string
-	// OIDCGroupsClaim: GRANTLINE_OIDC_GROUPS_CLAIM (default groups).
-	OIDCGroupsClaim string
-
-	// PGTargetURL: GRANTLINE_PG_TARGET_URL, the PostgreSQL server the postgres connector grants on, such
-	// as postgres://grantline:secret@payments-db:5432/payments. Its user needs CREATEROLE and ADMIN
-	// OPTION on the mapped roles. Optional: without it, postgres entitlements fail with no_connector.
-	PGTargetURL string
-	// PGRoles: GRANTLINE_PG_ROLES, which role each postgres entitlement grants, as
-	// "entitlement=role,..." (e.g. analytics-read=analytics_read,payments-admin=payments_admin,
-	// reporting-db-credential=reporting_read). An entitlement without a role fails with no_role_mapping.
-	PGRoles map[string]string
-	// Webhooks: GRANTLINE_WEBHOOKS, a JSON file of webhook targets (optional; see WebhookFile).
-	Webhooks string
-	// CredentialKey: GRANTLINE_CREDENTIAL_KEY, 32 bytes in standard base64 (`openssl rand -base64 32`),
-	// the AES-256-GCM key of issued credentials while they await retrieval (required).
-	CredentialKey []byte
-	// TaskDue: GRANTLINE_TASK_DUE, how long people have for a manual task (default 4h).
-	TaskDue time.Duration
-	// MaxDeliveries: GRANTLINE_MAX_DELIVERIES, grant attempts before a transient failure is recorded and
-	// the delivery set aside (default 6).
-	MaxDeliveries int
-	// Replicas: GRANTLINE_REPLICAS, replicas of the service's key-value buckets (default 1).
-	Replicas int
+	config.Base
+	config.Signing
+	config.OIDC
+	Targets
+	Catalogue string `env:"GRANTLINE_CATALOGUE,notEmpty" help:"the entitlement catalogue (YAML)"`
+	// CredentialKey encrypts issued credentials while they await retrieval (credential.ParseKey).
+	CredentialKey string        `env:"GRANTLINE_CREDENTIAL_KEY,notEmpty" secret:"true" help:"AES-256-GCM key of issued credentials: 32 bytes in standard base64 (openssl rand -base64 32)"`
+	TaskDue       time.Duration `env:"GRANTLINE_TASK_DUE" envDefault:"4h" validate:"positive" help:"how long people have for a manual task"`
+	MaxDeliveries int           `env:"GRANTLINE_MAX_DELIVERIES" envDefault:"6" validate:"positive" help:"grant attempts before a transient failure is recorded and the delivery set aside"`
+	Replicas      int           `env:"GRANTLINE_REPLICAS" envDefault:"1" validate:"positive" help:"replicas of the service's key-value buckets (3 in production)"`
 }
 
-// ConfigFromEnv reads Config through getenv (os.Getenv in production) and reports every missing or
-// malformed variable at once.
-func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	or := func(k, def string) string {
-		if v := getenv(k); v != "" {
-			return v
-		}
-		return def
-	}
-	c := Config{
-		NATSURL:         or("GRANTLINE_NATS_URL", "nats://127.0.0.1:4222"),
-		NATSMonitorURLs: strings.Split(or("GRANTLINE_NATS_MONITOR_URLS", "http://127.0.0.1:8222"), ","),
-		NATSNKeyFile:    getenv("GRANTLINE_NATS_NKEY_FILE"),
-		HTTPAddr:        or("GRANTLINE_HTTP_ADDR", ":8084"),
-		Catalogue:       getenv("GRANTLINE_CATALOGUE"),
-		TrustFile:       getenv("GRANTLINE_TRUST_FILE"),
-		OIDCIssuer:      getenv("GRANTLINE_OIDC_ISSUER"),
-		OIDCAudience:    getenv("GRANTLINE_OIDC_AUDIENCE"),
-		OIDCJWKSURL:     getenv("GRANTLINE_OIDC_JWKS_URL"),
-		OIDCGroupsClaim: or("GRANTLINE_OIDC_GROUPS_CLAIM", "groups"),
-		PGTargetURL:     getenv("GRANTLINE_PG_TARGET_URL"),
-		Webhooks:        getenv("GRANTLINE_WEBHOOKS"),
-	}
-	var errs []error
-	for _, req := range []struct{ name, v string }{
-		{"GRANTLINE_CATALOGUE", c.Catalogue}, {"GRANTLINE_TRUST_FILE", c.TrustFile},
-		{"GRANTLINE_OIDC_ISSUER", c.OIDCIssuer}, {"GRANTLINE_OIDC_AUDIENCE", c.OIDCAudience},
-		{credential.KeyEnv, getenv(credential.KeyEnv)},
-	} {
-		if req.v == "" {
-			errs = append(errs, fmt.Errorf("%s is required", req.name))
-		}
-	}
-	if c.NATSNKeyFile != "" {
-		if _, err := brokeraccess.PublicKeyOf(c.NATSNKeyFile); err != nil {
-			errs = append(errs, fmt.Errorf("GRANTLINE_NATS_NKEY_FILE: %w", err))
-		}
-	}
-	var err error
-	if v := getenv(credential.KeyEnv); v != "" {
-		if c.CredentialKey, err = credential.ParseKey(v); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if c.PGRoles, err = postgres.ParseRoles(getenv("GRANTLINE_PG_ROLES")); err != nil {
-		errs = append(errs, fmt.Errorf("GRANTLINE_PG_ROLES: %w", err))
-	}
-	if c.TaskDue, err = time.ParseDuration(or("GRANTLINE_TASK_DUE", "4h")); err != nil || c.TaskDue <= 0 {
-		errs = append(errs, errors.New("GRANTLINE_TASK_DUE must be a positive duration such as 4h"))
-	}
-	if c.MaxDeliveries, err = strconv.Atoi(or("GRANTLINE_MAX_DELIVERIES", "6")); err != nil || c.MaxDeliveries < 1 {
-		errs = append(errs, errors.New("GRANTLINE_MAX_DELIVERIES must be a positive number"))
-	}
-	if c.Replicas, err = strconv.Atoi(or("GRANTLINE_REPLICAS", "1")); err != nil || c.Replicas < 1 {
-		errs = append(errs, errors.New("GRANTLINE_REPLICAS must be a positive number"))
-	}
-	return c, errors.Join(errs...)
+// Defaults is the configuration before the environment is read: fulfilment listens on :8084.
+func Defaults() Config { return Config{Base: config.Base{HTTPAddr: ":8084"}} }
+
+// Check refuses a credential key that is not one and a malformed role mapping.
+func (c Config) Check() error {
+	_, err := credential.ParseKey(c.CredentialKey)
+	return errors.Join(err, c.Targets.Check())
 }
 
-// LogValue shows the configuration without secrets, for the start-up log line.
-func (c Config) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("nats_url", c.NATSURL), slog.Any("nats_monitor_urls", c.NATSMonitorURLs), slog.String("nats_nkey_file", c.NATSNKeyFile),
-		slog.String("http_addr", c.HTTPAddr), slog.String("catalogue", c.Catalogue), slog.String("trust_file", c.TrustFile),
-		slog.String("oidc_issuer", c.OIDCIssuer), slog.String("oidc_audience", c.OIDCAudience),
-		slog.String("pg_target_url", MaskURL(c.PGTargetURL)), slog.Any("pg_roles", c.PGRoles),
-		slog.String("webhooks", c.Webhooks), slog.String("credential_key", "xxxxx"),
-		slog.Duration("task_due", c.TaskDue), slog.Int("max_deliveries", c.MaxDeliveries), slog.Int("replicas", c.Replicas))
+// Targets are the systems fulfilment grants on and the revoker revokes on, through the same
+// connectors (OpenConnectors).
+type Targets struct {
+	// PGTargetURL's user needs CREATEROLE and ADMIN OPTION on the mapped roles; without it, postgres
+	// entitlements fail with no_connector.
+	PGTargetURL string `env:"GRANTLINE_PG_TARGET_URL" help:"the PostgreSQL server the postgres connector grants on, such as postgres://grantline:secret@payments-db:5432/payments"`
+	// PGRoles maps entitlements to roles (postgres.ParseRoles); one without a role fails with
+	// no_role_mapping.
+	PGRoles  string `env:"GRANTLINE_PG_ROLES" help:"which role each postgres entitlement grants: entitlement=role,... (analytics-read=analytics_read)"`
+	Webhooks string `env:"GRANTLINE_WEBHOOKS" help:"a JSON file of webhook targets (see fulfilmentd.WebhookFile)"`
 }
 
-// MaskURL replaces the password of a URL with xxxxx.
-func MaskURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable)"
+// Check refuses a malformed role mapping.
+func (t Targets) Check() error {
+	if _, err := postgres.ParseRoles(t.PGRoles); err != nil {
+		return fmt.Errorf("GRANTLINE_PG_ROLES: %w", err)
 	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-	}
-	return u.String()
+	return nil
 }
 
 // WebhookFile is the file named by GRANTLINE_WEBHOOKS. Secrets stay out of it: each target names the

@@ -8,39 +8,43 @@ import (
 	"testing"
 	"time"
 
-	"github.com/grantline/grantline/pkg/brokeraccess"
+	"github.com/grantline/grantline/pkg/config"
+	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/services/fulfilment/credential"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 )
 
 func env(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
 
-func TestConfigFromEnv(t *testing.T) {
-	good := map[string]string{
-		"GRANTLINE_CATALOGUE": "catalogue.yaml", "GRANTLINE_TRUST_FILE": "trust.json",
-		"GRANTLINE_OIDC_ISSUER": "https://idp.example", "GRANTLINE_OIDC_AUDIENCE": "grantline",
-		credential.KeyEnv:         credential.GenerateKey(),
-		"GRANTLINE_PG_TARGET_URL": "postgres://grantline:hunter2@db/payments",
-		"GRANTLINE_PG_ROLES":      "analytics-read=analytics_read,payments-admin=payments_admin",
-	}
-	c, err := fulfilmentd.ConfigFromEnv(env(good))
+// TestConfig: what fulfilment adds to the shared configuration (pkg/config tests the rest): the
+// credential key (required, checked, never shown), the targets and the grant settings.
+func TestConfig(t *testing.T) {
+	key, _ := events.GenerateSigner(events.Fulfilment, "fulfilment-1")
+	shared := []string{"GRANTLINE_TRUST_FILE=trust.json", "GRANTLINE_SIGNING_KEY=" + string(key.MarshalKeyFile()),
+		"GRANTLINE_OIDC_ISSUER=https://id.example", "GRANTLINE_OIDC_AUDIENCE=grantline", "GRANTLINE_CATALOGUE=catalogue.yaml"}
+	c := fulfilmentd.Defaults()
+	err := config.Parse(&c, append(shared, credential.KeyEnv+"="+credential.GenerateKey(),
+		"GRANTLINE_PG_TARGET_URL=postgres://grantline:hunter2@db/payments", "GRANTLINE_PG_ROLES=analytics-read=analytics_read, payments-admin=payments_admin"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTPAddr != ":8084" || c.TaskDue != 4*time.Hour || c.MaxDeliveries != 6 || len(c.CredentialKey) != 32 ||
-		c.PGRoles["payments-admin"] != "payments_admin" {
-		t.Fatalf("config %+v", c)
+	if c.HTTPAddr != ":8084" || c.TaskDue != 4*time.Hour || c.MaxDeliveries != 6 || c.Replicas != 1 {
+		t.Fatalf("defaults %+v", c)
 	}
-	if shown := fulfilmentd.MaskURL(c.PGTargetURL); strings.Contains(shown, "hunter2") {
-		t.Fatalf("the target password shows in %s", shown)
+	if shown := config.LogValue(c).String(); strings.Contains(shown, "hunter2") || strings.Contains(shown, c.CredentialKey) {
+		t.Fatalf("a secret shows in %s", shown)
 	}
 
-	bad := map[string]string{credential.KeyEnv: "c2hvcnQ=", "GRANTLINE_PG_ROLES": "analytics-read", "GRANTLINE_TASK_DUE": "soon"}
-	_, err = fulfilmentd.ConfigFromEnv(env(bad))
-	for _, want := range []string{"GRANTLINE_CATALOGUE", "GRANTLINE_TRUST_FILE", "GRANTLINE_OIDC_ISSUER", credential.KeyEnv, "GRANTLINE_PG_ROLES", "GRANTLINE_TASK_DUE"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("the error does not name %s: %v", want, err)
-		}
+	c = fulfilmentd.Defaults()
+	err = config.Parse(&c, append(shared, credential.KeyEnv+"=c2hvcnQ=", "GRANTLINE_PG_ROLES=analytics-read", "GRANTLINE_TASK_DUE=soon"))
+	want := `GRANTLINE_TASK_DUE="soon" is malformed: unable to parse duration: time: invalid duration "soon"` + "\n" +
+		credential.KeyEnv + " must be 32 bytes, got 5\n" + `GRANTLINE_PG_ROLES: role mapping "analytics-read" is not entitlement=role`
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse = %v, want\n%s", err, want)
+	}
+	c = fulfilmentd.Defaults()
+	if err := config.Parse(&c, shared); err == nil || !strings.HasPrefix(err.Error(), credential.KeyEnv+" is required") {
+		t.Errorf("Parse without a credential key = %v", err)
 	}
 }
 
@@ -61,37 +65,5 @@ func TestLoadWebhooks(t *testing.T) {
 	}
 	if _, err := fulfilmentd.LoadWebhooks(path, env(nil)); err == nil || !strings.Contains(err.Error(), "VPN_HMAC") {
 		t.Fatalf("a missing secret: %v", err)
-	}
-}
-
-// TestConfigNATSKey: GRANTLINE_NATS_NKEY_FILE names the seed of the service's NATS user; a file that
-// holds no user seed, or none at all, is refused before the service starts.
-func TestConfigNATSKey(t *testing.T) {
-	dir := t.TempDir()
-	seed, _, err := brokeraccess.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	good, bad := filepath.Join(dir, "fulfilment.nk"), filepath.Join(dir, "not-a-seed.nk")
-	if err := os.WriteFile(good, brokeraccess.SeedFile(seed), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bad, []byte("{}"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	vars := map[string]string{
-		"GRANTLINE_CATALOGUE": "catalogue.yaml", "GRANTLINE_TRUST_FILE": "trust.json",
-		"GRANTLINE_OIDC_ISSUER": "https://idp.example", "GRANTLINE_OIDC_AUDIENCE": "grantline",
-		credential.KeyEnv: credential.GenerateKey(),
-	}
-	for path, ok := range map[string]bool{good: true, bad: false, filepath.Join(dir, "missing.nk"): false} {
-		vars["GRANTLINE_NATS_NKEY_FILE"] = path
-		c, err := fulfilmentd.ConfigFromEnv(func(k string) string { return vars[k] })
-		switch {
-		case ok && (err != nil || c.NATSNKeyFile != path):
-			t.Errorf("with the seed file %s: %v, nkey file %q", path, err, c.NATSNKeyFile)
-		case !ok && (err == nil || !strings.Contains(err.Error(), "GRANTLINE_NATS_NKEY_FILE")):
-			t.Errorf("with %s: %v, want the variable named", path, err)
-		}
 	}
 }

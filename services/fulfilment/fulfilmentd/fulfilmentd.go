@@ -2,20 +2,15 @@ package fulfilmentd
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
-	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
@@ -29,8 +24,8 @@ import (
 	"github.com/grantline/grantline/services/fulfilment/taskindex"
 )
 
-// Deps are the fulfilment service's collaborators, built by Run from Config or by `grantline dev` in
-// process. Store must sign as events.Fulfilment.
+// Deps are the fulfilment service's collaborators, built by New from Config (tests build them
+// directly). Store must sign as events.Fulfilment.
 type Deps struct {
 	JS        jetstream.JetStream
 	Store     *eventstore.Store
@@ -39,31 +34,17 @@ type Deps struct {
 	// Connectors by catalogue name: "postgres" (postgres.Open with the target DSN and role mapping),
 	// "webhook" (webhook.New). Manual entitlements need none.
 	Connectors connector.Set
-	// Credentials and Tasks are the service's key-value buckets (OpenState opens both).
+	// Credentials and Tasks are the service's key-value buckets.
 	Credentials *credential.Store
 	Tasks       *taskindex.Index
-	// RevokeTasks completes revoke tasks in process (the revoker's, in `grantline dev`); nil answers 421
-	// and the revoker's own endpoint does it.
+	// RevokeTasks completes revoke tasks in process (the revoker's, in `grantline dev`: see
+	// CompleteRevokeTasks); nil answers 421 and the revoker's own endpoint does it.
 	RevokeTasks httpapi.RevokeCompleter
 	Now         func() time.Time
 	// TaskDue is how long people have for a manual task; 0 means 4h.
 	TaskDue time.Duration
 	// MaxDeliveries bounds the grant attempts of one event; 0 means reaction.DefaultMaxDeliveries.
 	MaxDeliveries int
-}
-
-// OpenState opens (creating if need be) the service's key-value buckets: the credential store,
-// encrypting under key (32 bytes), and the task index.
-func OpenState(ctx context.Context, js jetstream.JetStream, key []byte, replicas int) (*credential.Store, *taskindex.Index, error) {
-	creds, err := credential.Open(ctx, js, key, replicas)
-	if err != nil {
-		return nil, nil, err
-	}
-	tasks, err := taskindex.Open(ctx, js, replicas)
-	if err != nil {
-		return nil, nil, err
-	}
-	return creds, tasks, nil
 }
 
 func (d Deps) now() func() time.Time {
@@ -94,94 +75,95 @@ func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 // consumer has stopped, or the first error that stopped one (after stopping the others).
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	h := d.Reactions(log)
-	runs := []struct {
-		spec    consumer.Spec
-		handler consumer.Handler
-	}{
-		{reaction.FulfilSpec(h.Deliveries()), h.Fulfil},
-		{reaction.StartSpec(h.Deliveries()), h.Started},
-		{reaction.RevokeTasksSpec(), h.OpenRevokeTasks},
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	var wg sync.WaitGroup
-	errs := make([]error, len(runs))
-	for i, r := range runs {
-		wg.Go(func() {
-			if errs[i] = consumer.Run(runCtx, d.JS, r.spec, r.handler, log); errs[i] != nil {
-				stop()
+	return ops.RunAll(ctx,
+		ops.Consumer(d.JS, reaction.FulfilSpec(h.Deliveries()), h.Fulfil, log),
+		ops.Consumer(d.JS, reaction.StartSpec(h.Deliveries()), h.Started, log),
+		ops.Consumer(d.JS, reaction.RevokeTasksSpec(), h.OpenRevokeTasks, log),
+		func(ctx context.Context) error {
+			// An index left incomplete only hides tasks from GET /v1/tasks: worth a log line, not a stop.
+			if err := h.ReindexTasks(ctx); err != nil && ctx.Err() == nil {
+				log.Error("reindex tasks", telemetry.KeyError, err.Error())
 			}
+			return nil
 		})
-	}
-	wg.Go(func() {
-		if err := h.ReindexTasks(runCtx); err != nil && runCtx.Err() == nil {
-			log.Error("reindex tasks", telemetry.KeyError, err.Error())
-		}
-	})
-	wg.Wait()
-	if ctx.Err() != nil {
-		return nil
-	}
-	return errors.Join(errs...)
 }
 
-// Run builds the service from cfg and serves until ctx ends, then shuts down in reverse order.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	log.Info("starting", "config", cfg)
+// Option adjusts New where fulfilment shares a process with the revoker (`grantline dev`).
+type Option func(*Deps)
+
+// CompleteRevokeTasks has fulfilment's task route complete revoke tasks in process through c, the
+// revoker's, where both services share one HTTP origin and so one POST /v1/tasks/{id}/complete.
+func CompleteRevokeTasks(c httpapi.RevokeCompleter) Option {
+	return func(d *Deps) { d.RevokeTasks = c }
+}
+
+// New builds the fulfilment service from cfg on host: the catalogue, the token verifier, the
+// connectors to the targets, and the credential and task buckets. It serves the task and credential
+// API and runs Consume; its Close closes the connectors.
+func New(ctx context.Context, cfg Config, host ops.Host, opts ...Option) (ops.Service, error) {
 	cat, err := catalogue.Load(cfg.Catalogue)
 	if err != nil {
-		return err
+		return ops.Service{}, err
 	}
-	authn, err := auth.NewVerifier(ctx, auth.Config{Issuer: cfg.OIDCIssuer, Audience: cfg.OIDCAudience,
-		GroupsClaim: cfg.OIDCGroupsClaim, JWKSURL: cfg.OIDCJWKSURL})
+	authn, err := cfg.OIDC.Verifier(ctx)
 	if err != nil {
-		return fmt.Errorf("oidc: %w", err)
+		return ops.Service{}, err
 	}
-	conns, closeConns, err := OpenConnectors(ctx, cfg.PGTargetURL, cfg.PGRoles, cfg.Webhooks, os.Getenv, log)
+	key, err := credential.ParseKey(cfg.CredentialKey)
 	if err != nil {
-		return err
+		return ops.Service{}, err
 	}
-	defer closeConns()
-	conn, err := eventstore.Dial(ctx, eventstore.DialConfig{Service: events.Fulfilment, Getenv: os.Getenv,
-		TrustFile: cfg.TrustFile, NATSURL: cfg.NATSURL, MonitorURLs: cfg.NATSMonitorURLs, NKeyFile: cfg.NATSNKeyFile})
+	conns, closeConns, err := OpenConnectors(ctx, cfg.Targets, os.Getenv, host.Log)
 	if err != nil {
-		return err
+		return ops.Service{}, err
 	}
-	defer conn.Close()
-	nc, js, store := conn.NC, conn.JS, conn.Store
-	creds, tasks, err := OpenState(ctx, js, cfg.CredentialKey, cfg.Replicas)
+	creds, err := credential.Open(ctx, host.Conn.JS, key, cfg.Replicas)
+	var tasks *taskindex.Index
+	if err == nil {
+		tasks, err = taskindex.Open(ctx, host.Conn.JS, cfg.Replicas)
+	}
 	if err != nil {
-		return err
+		closeConns()
+		return ops.Service{}, err
 	}
-	deps := Deps{JS: js, Store: store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds, Tasks: tasks,
-		Now: time.Now, TaskDue: cfg.TaskDue, MaxDeliveries: cfg.MaxDeliveries}
-
-	return ops.RunService(ctx, ops.Service{
-		Name: "fulfilment", Addr: cfg.HTTPAddr,
-		Checks: map[string]ops.Check{"nats": ops.NATSCheck(nc)},
-		Routes: func(mux *http.ServeMux) {
-			deps.Routes(mux, log)
-		},
-		Consume: func(ctx context.Context) error { return deps.Consume(ctx, log) },
-	}, log)
+	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
+		Tasks: tasks, Now: time.Now, TaskDue: cfg.TaskDue, MaxDeliveries: cfg.MaxDeliveries}
+	for _, o := range opts {
+		o(&d)
+	}
+	return ops.Service{Name: "fulfilment",
+		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
+		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },
+		Close:   closeConns,
+	}, nil
 }
 
-// OpenConnectors builds the connectors the configuration names: postgres when pgURL is set (with the
-// role mapping), webhook when webhooks names a targets file (secrets read through getenv). The returned
-// function closes them.
-func OpenConnectors(ctx context.Context, pgURL string, roles map[string]string, webhooks string, getenv func(string) string, log *slog.Logger) (connector.Set, func(), error) {
+// Run runs the fulfilment service as a process of its own (grantline-fulfilment) until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	return ops.Run(ctx, cfg.Base, ops.SignsAs(events.Fulfilment, cfg.Signing), log,
+		func(ctx context.Context, host ops.Host) (ops.Service, error) { return New(ctx, cfg, host) })
+}
+
+// OpenConnectors builds the connectors t names: postgres when a target URL is set (with the role
+// mapping), webhook when a targets file is (its secrets read through getenv). The returned function
+// closes them.
+func OpenConnectors(ctx context.Context, t Targets, getenv func(string) string, log *slog.Logger) (connector.Set, func(), error) {
 	set := connector.Set{}
 	closeAll := func() {}
-	if pgURL != "" {
-		pg, err := postgres.Open(ctx, pgURL, roles)
+	if t.PGTargetURL != "" {
+		roles, err := postgres.ParseRoles(t.PGRoles)
+		if err != nil {
+			return nil, nil, err
+		}
+		pg, err := postgres.Open(ctx, t.PGTargetURL, roles)
 		if err != nil {
 			return nil, nil, err
 		}
 		set[postgres.Name] = pg
 		closeAll = pg.Close
 	}
-	if webhooks != "" {
-		cfg, err := LoadWebhooks(webhooks, getenv)
+	if t.Webhooks != "" {
+		cfg, err := LoadWebhooks(t.Webhooks, getenv)
 		if err != nil {
 			closeAll()
 			return nil, nil, err

@@ -2,15 +2,12 @@ package intaked
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
@@ -22,8 +19,7 @@ import (
 	"github.com/grantline/grantline/services/intake/integration"
 )
 
-// Deps are the intake service's collaborators, built by Run from Config or by `grantline dev` in
-// process.
+// Deps are the intake service's collaborators, built by New from Config.
 type Deps struct {
 	JS           jetstream.JetStream
 	Store        *eventstore.Store
@@ -41,53 +37,47 @@ func (d Deps) API(log *slog.Logger) *httpapi.Handler {
 		Now: d.Now, Log: log, Readers: d.ReaderGroups}
 }
 
-// ConsumeIntegrations handles integration CloudEvents until ctx ends; without integrations configured it
-// just waits.
+// ConsumeIntegrations handles integration CloudEvents until ctx ends.
 func (d Deps) ConsumeIntegrations(ctx context.Context, log *slog.Logger) error {
-	if d.Integrations == nil {
-		<-ctx.Done()
-		return nil
-	}
 	h := &integration.Handler{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Integrations: d.Integrations,
 		Idempotency: d.Idempotency, Now: d.Now, Log: log}
 	return consumer.Run(ctx, d.JS, integration.Spec(), h.Handle, log)
 }
 
-// Run builds the service from cfg and serves until ctx ends, then shuts down in reverse order.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+// New builds the intake service from cfg on host: the catalogue, the integrations (if any), the
+// token verifier and the idempotency bucket. It serves the HTTP API (POST /v1/requests,
+// GET /v1/requests/{id}, POST /v1/requests/{id}/withdraw) and, with integrations configured,
+// consumes their CloudEvents.
+func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	cat, err := catalogue.Load(cfg.Catalogue)
 	if err != nil {
-		return err
+		return ops.Service{}, err
 	}
 	var integrations *intake.Integrations
 	if cfg.Integrations != "" {
 		if integrations, err = intake.LoadIntegrations(cfg.Integrations); err != nil {
-			return err
+			return ops.Service{}, err
 		}
 	}
-	authn, err := auth.NewVerifier(ctx, auth.Config{Issuer: cfg.OIDCIssuer, Audience: cfg.OIDCAudience,
-		GroupsClaim: cfg.OIDCGroupsClaim, JWKSURL: cfg.OIDCJWKSURL})
+	authn, err := cfg.OIDC.Verifier(ctx)
 	if err != nil {
-		return fmt.Errorf("oidc: %w", err)
+		return ops.Service{}, err
 	}
-	conn, err := eventstore.Dial(ctx, eventstore.DialConfig{Service: events.Intake, Getenv: os.Getenv,
-		TrustFile: cfg.TrustFile, NATSURL: cfg.NATSURL, MonitorURLs: cfg.NATSMonitorURLs, NKeyFile: cfg.NATSNKeyFile})
+	keys, err := idempotency.Open(ctx, host.Conn.JS, cfg.Replicas)
 	if err != nil {
-		return err
+		return ops.Service{}, err
 	}
-	defer conn.Close()
-	nc, js, store := conn.NC, conn.JS, conn.Store
-	keys, err := idempotency.Open(ctx, js, cfg.Replicas)
-	if err != nil {
-		return err
-	}
-	deps := Deps{JS: js, Store: store, Catalogue: cat, Integrations: integrations, Auth: authn,
+	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Integrations: integrations, Auth: authn,
 		Idempotency: keys, Now: time.Now, ReaderGroups: cfg.ReaderGroups}
+	svc := ops.Service{Name: "intake", Routes: func(mux *http.ServeMux) { d.API(host.Log).Routes(mux) }}
+	if integrations != nil {
+		svc.Consume = func(ctx context.Context) error { return d.ConsumeIntegrations(ctx, host.Log) }
+	}
+	return svc, nil
+}
 
-	return ops.RunService(ctx, ops.Service{
-		Name: "intake", Addr: cfg.HTTPAddr,
-		Checks:  map[string]ops.Check{"nats": ops.NATSCheck(nc)},
-		Routes:  func(mux *http.ServeMux) { deps.API(log).Routes(mux) },
-		Consume: func(ctx context.Context) error { return deps.ConsumeIntegrations(ctx, log) },
-	}, log)
+// Run runs the intake service as a process of its own (grantline-intake) until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	return ops.Run(ctx, cfg.Base, ops.SignsAs(events.Intake, cfg.Signing), log,
+		func(ctx context.Context, host ops.Host) (ops.Service, error) { return New(ctx, cfg, host) })
 }

@@ -1,43 +1,39 @@
 package policyd
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/grantline/grantline/pkg/brokeraccess"
+	"github.com/grantline/grantline/pkg/config"
 	"github.com/grantline/grantline/pkg/events"
 )
 
-// TestConfigNATSKey: GRANTLINE_NATS_NKEY_FILE names the seed of the service's NATS user; a file that
-// holds no user seed, or none at all, is refused before the service starts.
-func TestConfigNATSKey(t *testing.T) {
-	dir := t.TempDir()
-	seed, _, err := brokeraccess.NewKey()
-	if err != nil {
+// TestConfig: what policy adds to the shared configuration (pkg/config tests the rest): its bundle and
+// how it evaluates, and no OIDC, since it has no API.
+func TestConfig(t *testing.T) {
+	key, _ := events.GenerateSigner(events.Policy, "policy-7")
+	shared := []string{"GRANTLINE_TRUST_FILE=trust.json", "GRANTLINE_SIGNING_KEY=" + string(key.MarshalKeyFile())}
+	c := Defaults()
+	if err := config.Parse(&c, append(shared, "GRANTLINE_CATALOGUE=catalogue.yaml", "GRANTLINE_POLICY_DIR=policies")); err != nil {
 		t.Fatal(err)
 	}
-	good, bad := filepath.Join(dir, "policy.nk"), filepath.Join(dir, "not-a-seed.nk")
-	if err := os.WriteFile(good, brokeraccess.SeedFile(seed), 0o600); err != nil {
-		t.Fatal(err)
+	if c.HTTPAddr != ":8082" || c.EvalTimeout != 2*time.Second || c.MaxDeliveries != 5 || c.StateReplicas != 1 {
+		t.Fatalf("defaults %+v", c)
 	}
-	if err := os.WriteFile(bad, []byte("{}"), 0o600); err != nil {
-		t.Fatal(err)
+	c = Defaults()
+	err := config.Parse(&c, append(shared, "GRANTLINE_POLICY_EVAL_TIMEOUT=2", "GRANTLINE_POLICY_MAX_DELIVERIES=0", "GRANTLINE_POLICY_STATE_REPLICAS=3"))
+	want := "GRANTLINE_CATALOGUE is required\nGRANTLINE_POLICY_DIR is required\n" +
+		`GRANTLINE_POLICY_EVAL_TIMEOUT="2" is malformed: unable to parse duration: time: missing unit in duration "2"` + "\n" +
+		"GRANTLINE_POLICY_MAX_DELIVERIES must be above zero, not 0"
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse = %v, want\n%s", err, want)
 	}
-	key, _ := events.GenerateSigner(events.Policy, "policy-1")
-	vars := map[string]string{
-		"GRANTLINE_CATALOGUE": "catalogue.yaml", "GRANTLINE_POLICY_DIR": "policies", "GRANTLINE_TRUST_FILE": "trust.json",
-		"GRANTLINE_SIGNING_KEY": string(key.MarshalKeyFile()),
+	if c.StateReplicas != 3 {
+		t.Errorf("state replicas %d", c.StateReplicas)
 	}
-	for path, ok := range map[string]bool{good: true, bad: false, filepath.Join(dir, "missing.nk"): false} {
-		vars["GRANTLINE_NATS_NKEY_FILE"] = path
-		c, err := ConfigFromEnv(func(k string) string { return vars[k] })
-		switch {
-		case ok && (err != nil || c.NATSNKeyFile != path):
-			t.Errorf("with the seed file %s: %v, nkey file %q", path, err, c.NATSNKeyFile)
-		case !ok && (err == nil || !strings.Contains(err.Error(), "GRANTLINE_NATS_NKEY_FILE")):
-			t.Errorf("with %s: %v, want the variable named", path, err)
-		}
+	var usage strings.Builder
+	if err := config.Usage(&usage, &c); err != nil || strings.Contains(usage.String(), "OIDC") {
+		t.Errorf("policy lists OIDC settings it has no use for (%v):\n%s", err, usage.String())
 	}
 }

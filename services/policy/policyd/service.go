@@ -1,6 +1,7 @@
 // Package policyd is the policy service: it decides every submitted request with the policy engine and
-// appends the policy_decided event. Run starts it from a Config (the grantline-policy binary); Serve runs
-// it on dependencies that are already built (grantline dev, tests).
+// appends the policy_decided event. New builds it for the skeleton (pkg/ops) from a Config, Run runs it
+// as a process of its own (the grantline-policy binary), and Serve runs it on dependencies that are
+// already built (New, tests).
 package policyd
 
 import (
@@ -8,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +20,7 @@ import (
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/policy"
@@ -72,42 +73,16 @@ func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	parent := ctx
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	specs := []struct {
-		spec   consumer.Spec
-		handle consumer.Handler
-	}{
-		{consumer.Spec{Stream: topology.PolicyDecisions.Stream, Durable: topology.PolicyDecisions.Durable,
+	return ops.RunAll(ctx,
+		ops.Consumer(deps.JS, consumer.Spec{Stream: topology.PolicyDecisions.Stream, Durable: topology.PolicyDecisions.Durable,
 			FilterSubjects: []string{events.NATSSubject("*", events.TypeSubmitted)},
-			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleSubmitted},
-		{consumer.Spec{Stream: topology.PolicyReviewDebt.Stream, Durable: topology.PolicyReviewDebt.Durable,
+			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleSubmitted, log),
+		ops.Consumer(deps.JS, consumer.Spec{Stream: topology.PolicyReviewDebt.Stream, Durable: topology.PolicyReviewDebt.Durable,
 			FilterSubjects: []string{
 				events.NATSSubject("*", events.TypePostReviewed), events.NATSSubject("*", events.TypeWithdrawn),
 				events.NATSSubject("*", events.TypeFulfilmentFailed),
 			},
-			MaxDeliveries: s.maxDeliveries, Backoff: deps.Backoff}, s.handleSettling},
-	}
-	errs := make([]error, len(specs))
-	var wg sync.WaitGroup
-	for i, c := range specs {
-		wg.Go(func() {
-			errs[i] = consumer.Run(ctx, deps.JS, c.spec, c.handle, log)
-			// One consumer failing to start stops the other: half a policy service is not one.
-			cancel()
-		})
-	}
-	wg.Wait()
-	if parent.Err() != nil {
-		// Stopped while a consumer was still being set up: that is a stop, not a failure.
-		for i, err := range errs {
-			if errors.Is(err, context.Canceled) {
-				errs[i] = nil
-			}
-		}
-	}
-	return errors.Join(errs...)
+			MaxDeliveries: s.maxDeliveries, Backoff: deps.Backoff}, s.handleSettling, log))
 }
 
 type service struct {

@@ -10,14 +10,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/services/query/httpapi"
 	"github.com/grantline/grantline/services/query/natsjs"
@@ -25,8 +22,8 @@ import (
 	"github.com/grantline/grantline/services/query/projection"
 )
 
-// Deps are the query service's collaborators, built by Run from Config or by `grantline dev` in
-// process. The read side only reads the stream: it needs the trust file's verifier, never a signing key.
+// Deps are the query service's collaborators, built by New from Config (tests build them directly).
+// The read side only reads the stream: it needs the trust file's verifier, never a signing key.
 type Deps struct {
 	JS       jetstream.JetStream
 	Verifier *events.Verifier
@@ -136,50 +133,54 @@ func ignoreStop(ctx context.Context, err error) error {
 	return err
 }
 
-// Run builds the service from cfg and serves until ctx ends, then shuts down in reverse order.
+// open builds the collaborators every use of the read side needs from cfg on js: the trust file's
+// verifier, the catalogue and the database.
+func open(ctx context.Context, cfg Config, js jetstream.JetStream) (Deps, error) {
+	verifier, err := events.LoadTrustFile(cfg.TrustFile)
+	if err != nil {
+		return Deps{}, err
+	}
+	cat, err := catalogue.Load(cfg.Catalogue)
+	if err != nil {
+		return Deps{}, err
+	}
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return Deps{}, fmt.Errorf("database: %w", err)
+	}
+	return Deps{JS: js, Verifier: verifier, DB: pool, Catalogue: cat, Schema: cfg.Schema, AuditorGroups: cfg.AuditorGroups,
+		Now: time.Now}, nil
+}
+
+// New builds the query service from cfg on host (whose connection has no store: the read side signs
+// nothing): the verifier, the catalogue, the database (migrated before the API answers) and the
+// token verifier. It serves the query API and keeps the projection up to date (Consume): a
+// projection that cannot run stops the service, as an API over a read side that no longer moves
+// would answer with ever staler data.
+func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
+	d, err := open(ctx, cfg, host.Conn.JS)
+	if err != nil {
+		return ops.Service{}, err
+	}
+	if d.Auth, err = cfg.OIDC.Verifier(ctx); err == nil {
+		err = d.Migrate(ctx)
+	}
+	if err != nil {
+		d.DB.Close()
+		return ops.Service{}, err
+	}
+	return ops.Service{Name: "query",
+		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
+		Checks:  map[string]ops.Check{"database": func(ctx context.Context) error { return d.DB.Ping(ctx) }},
+		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },
+		Close:   d.DB.Close,
+	}, nil
+}
+
+// Run runs the read side as a process of its own (grantline-query) until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	log.Info("starting", "config", cfg)
-	deps, cleanup, err := build(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	if err := deps.Migrate(ctx); err != nil {
-		return err
-	}
-	health, err := ops.New(ops.Options{Service: "query", Logger: log})
-	if err != nil {
-		return err
-	}
-	nc := deps.JS.Conn()
-	health.SetCheck("nats", func(context.Context) error {
-		if !nc.IsConnected() {
-			return fmt.Errorf("nats: %s", nc.Status())
-		}
-		return nil
-	})
-	health.SetCheck("database", func(ctx context.Context) error { return deps.DB.Ping(ctx) })
-	mux := http.NewServeMux()
-	deps.Routes(mux, log)
-	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
-		mux.Handle("GET "+p, health)
-	}
-	srv, err := ops.Listen(cfg.HTTPAddr, mux, log)
-	if err != nil {
-		return err
-	}
-	// A projection that cannot run stops the service: an API over a read side that no longer moves
-	// would answer with ever staler data.
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	consumed := make(chan error, 1)
-	go func() {
-		err := deps.Consume(runCtx, log)
-		stop()
-		consumed <- err
-	}()
-	served := srv.Serve(runCtx)
-	return errors.Join(<-consumed, served)
+	return ops.Run(ctx, cfg.Base, ops.ReadsAs(brokeraccess.Query), log,
+		func(ctx context.Context, host ops.Host) (ops.Service, error) { return New(ctx, cfg, host) })
 }
 
 // Command runs what args ask for: nothing or "serve" runs the service; "rebuild SCHEMA" projects the
@@ -192,11 +193,16 @@ func Command(ctx context.Context, cfg Config, args []string, out io.Writer, log 
 	if len(args) != 2 || (args[0] != "rebuild" && args[0] != "compare") {
 		return errors.New("usage: grantline-query [serve | rebuild SCHEMA | compare SCHEMA]")
 	}
-	deps, cleanup, err := build(ctx, cfg)
+	conn, err := ops.Dial(ctx, cfg.Base, ops.ReadsAs(brokeraccess.Query), log)
 	if err != nil {
 		return err
 	}
-	defer cleanup()
+	defer conn.Close()
+	deps, err := open(ctx, cfg, conn.JS)
+	if err != nil {
+		return err
+	}
+	defer deps.DB.Close()
 	if args[0] == "rebuild" {
 		last, err := deps.Rebuild(ctx, args[1], log)
 		if err == nil {
@@ -216,51 +222,4 @@ func Command(ctx context.Context, cfg Config, args []string, out io.Writer, log 
 	}
 	fmt.Fprintf(out, "%s equals %s\n", args[1], deps.schema())
 	return nil
-}
-
-// build connects to everything cfg names and returns the Deps with a clean-up that closes them in
-// reverse order.
-func build(ctx context.Context, cfg Config) (Deps, func(), error) {
-	verifier, err := events.LoadTrustFile(cfg.TrustFile)
-	if err != nil {
-		return Deps{}, nil, err
-	}
-	cat, err := catalogue.Load(cfg.Catalogue)
-	if err != nil {
-		return Deps{}, nil, err
-	}
-	authn, err := auth.NewVerifier(ctx, auth.Config{Issuer: cfg.OIDCIssuer, Audience: cfg.OIDCAudience,
-		GroupsClaim: cfg.OIDCGroupsClaim, JWKSURL: cfg.OIDCJWKSURL})
-	if err != nil {
-		return Deps{}, nil, fmt.Errorf("oidc: %w", err)
-	}
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return Deps{}, nil, fmt.Errorf("database: %w", err)
-	}
-	auth, err := brokeraccess.ClientOptions(brokeraccess.Query, cfg.NATSNKeyFile)
-	if err != nil {
-		pool.Close()
-		return Deps{}, nil, err
-	}
-	nc, err := nats.Connect(cfg.NATSURL, append(auth, nats.Name("grantline-query"), nats.MaxReconnects(-1))...)
-	if err != nil {
-		pool.Close()
-		return Deps{}, nil, fmt.Errorf("connect to nats: %w", err)
-	}
-	cleanup := func() { _ = nc.Drain(); pool.Close() }
-	js, err := jetstream.New(nc)
-	if err == nil {
-		err = eventstore.Check(ctx, js)
-	}
-	if err == nil {
-		// The read side signs nothing, but what it projects must not vanish in a power cut either.
-		err = eventstore.CheckDurability(ctx, eventstore.MonitorProbe(http.DefaultClient, cfg.NATSMonitorURLs...))
-	}
-	if err != nil {
-		cleanup()
-		return Deps{}, nil, err
-	}
-	return Deps{JS: js, Verifier: verifier, DB: pool, Auth: authn, Catalogue: cat, Schema: cfg.Schema,
-		AuditorGroups: cfg.AuditorGroups, Now: time.Now}, cleanup, nil
 }

@@ -1,66 +1,35 @@
 package revokerd_test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/grantline/grantline/pkg/brokeraccess"
+	"github.com/grantline/grantline/pkg/config"
+	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/services/revoker/revokerd"
 )
 
-func TestConfigFromEnv(t *testing.T) {
-	vars := map[string]string{
-		"GRANTLINE_CATALOGUE": "catalogue.yaml", "GRANTLINE_TRUST_FILE": "trust.json",
-		"GRANTLINE_OIDC_ISSUER": "https://idp.example", "GRANTLINE_OIDC_AUDIENCE": "grantline",
-	}
-	c, err := revokerd.ConfigFromEnv(func(k string) string { return vars[k] })
-	if err != nil {
+// TestConfig: what the revoker adds to the shared configuration (pkg/config tests the rest): its
+// retry settings, and a credential key that is optional but, when set, must be one.
+func TestConfig(t *testing.T) {
+	key, _ := events.GenerateSigner(events.Revoker, "revoker-1")
+	shared := []string{"GRANTLINE_TRUST_FILE=trust.json", "GRANTLINE_SIGNING_KEY=" + string(key.MarshalKeyFile()),
+		"GRANTLINE_OIDC_ISSUER=https://id.example", "GRANTLINE_OIDC_AUDIENCE=grantline", "GRANTLINE_CATALOGUE=catalogue.yaml"}
+	c := revokerd.Defaults()
+	if err := config.Parse(&c, shared); err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTPAddr != ":8085" || c.AdminGroups[0] != "security" || c.RetryBudget != 5 || c.ReportEvery != 5*time.Minute ||
-		c.BackoffCap != time.Minute || c.CredentialKey != nil {
-		t.Fatalf("config %+v", c)
+	if c.HTTPAddr != ":8085" || strings.Join(c.AdminGroups, ",") != "security" || c.RetryBudget != 5 || c.ReportEvery != 5*time.Minute ||
+		c.BackoffCap != time.Minute || c.CredentialKey != "" {
+		t.Fatalf("defaults %+v", c)
 	}
-	vars["GRANTLINE_REVOKE_BACKOFF_CAP"] = "-1s"
-	vars["GRANTLINE_REVOKE_RETRY_BUDGET"] = "none"
-	_, err = revokerd.ConfigFromEnv(func(k string) string { return vars[k] })
-	for _, want := range []string{"GRANTLINE_REVOKE_BACKOFF_CAP", "GRANTLINE_REVOKE_RETRY_BUDGET"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("the error does not name %s: %v", want, err)
-		}
-	}
-}
-
-// TestConfigNATSKey: GRANTLINE_NATS_NKEY_FILE names the seed of the service's NATS user; a file that
-// holds no user seed, or none at all, is refused before the service starts.
-func TestConfigNATSKey(t *testing.T) {
-	dir := t.TempDir()
-	seed, _, err := brokeraccess.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	good, bad := filepath.Join(dir, "revoker.nk"), filepath.Join(dir, "not-a-seed.nk")
-	if err := os.WriteFile(good, brokeraccess.SeedFile(seed), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bad, []byte("{}"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	vars := map[string]string{
-		"GRANTLINE_CATALOGUE": "catalogue.yaml", "GRANTLINE_TRUST_FILE": "trust.json",
-		"GRANTLINE_OIDC_ISSUER": "https://idp.example", "GRANTLINE_OIDC_AUDIENCE": "grantline",
-	}
-	for path, ok := range map[string]bool{good: true, bad: false, filepath.Join(dir, "missing.nk"): false} {
-		vars["GRANTLINE_NATS_NKEY_FILE"] = path
-		c, err := revokerd.ConfigFromEnv(func(k string) string { return vars[k] })
-		switch {
-		case ok && (err != nil || c.NATSNKeyFile != path):
-			t.Errorf("with the seed file %s: %v, nkey file %q", path, err, c.NATSNKeyFile)
-		case !ok && (err == nil || !strings.Contains(err.Error(), "GRANTLINE_NATS_NKEY_FILE")):
-			t.Errorf("with %s: %v, want the variable named", path, err)
-		}
+	c = revokerd.Defaults()
+	err := config.Parse(&c, append(shared, "GRANTLINE_REVOKE_BACKOFF_CAP=-1s", "GRANTLINE_REVOKE_RETRY_BUDGET=none",
+		"GRANTLINE_CREDENTIAL_KEY=c2hvcnQ="))
+	want := `GRANTLINE_REVOKE_RETRY_BUDGET="none" is malformed: strconv.ParseInt: parsing "none": invalid syntax` + "\n" +
+		"GRANTLINE_REVOKE_BACKOFF_CAP must be above zero, not -1s\nGRANTLINE_CREDENTIAL_KEY must be 32 bytes, got 5"
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse = %v, want\n%s", err, want)
 	}
 }

@@ -3,18 +3,14 @@ package revokerd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
-	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
@@ -27,8 +23,8 @@ import (
 	"github.com/grantline/grantline/services/revoker/reaction"
 )
 
-// Deps are the revoker's collaborators, built by Run from Config or by `grantline dev` in process.
-// Store must sign as events.Revoker.
+// Deps are the revoker's collaborators, built by New from Config (tests build them directly). Store
+// must sign as events.Revoker.
 type Deps struct {
 	JS        jetstream.JetStream
 	Store     *eventstore.Store
@@ -45,6 +41,8 @@ type Deps struct {
 	Failures revoker.FailurePolicy
 	// BackoffCap caps the wait between attempts (0: 1m).
 	BackoffCap time.Duration
+	// tasksElsewhere: fulfilment serves the task route (TasksCompletedByFulfilment).
+	tasksElsewhere bool
 }
 
 func (d Deps) handler(log *slog.Logger) *httpapi.Handler {
@@ -79,39 +77,21 @@ func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 // others).
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	h := d.Reactions(log)
-	runs := []struct {
-		spec    consumer.Spec
-		handler consumer.Handler
-	}{
-		{reaction.SchedulesSpec(), h.Schedule},
-		{reaction.ExpirySpec(d.backoffCap()), h.Fired},
-		{reaction.RevocationsSpec(d.backoffCap()), h.Revocations},
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	var wg sync.WaitGroup
-	errs := make([]error, len(runs))
-	for i, r := range runs {
-		wg.Go(func() {
-			if errs[i] = consumer.Run(runCtx, d.JS, r.spec, r.handler, log); errs[i] != nil {
-				stop()
+	return ops.RunAll(ctx,
+		ops.Consumer(d.JS, reaction.SchedulesSpec(), h.Schedule, log),
+		ops.Consumer(d.JS, reaction.ExpirySpec(d.backoffCap()), h.Fired, log),
+		ops.Consumer(d.JS, reaction.RevocationsSpec(d.backoffCap()), h.Revocations, log),
+		func(ctx context.Context) error {
+			// A failed sweep leaves a grant to the next start's; the consumers must not stop for it.
+			armed, err := h.Sweep(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				log.Error("sweep", telemetry.KeyError, err.Error())
+			case err == nil:
+				log.Info("sweep done", "armed", armed)
 			}
+			return nil
 		})
-	}
-	wg.Go(func() {
-		armed, err := h.Sweep(runCtx)
-		switch {
-		case err != nil && runCtx.Err() == nil:
-			log.Error("sweep", telemetry.KeyError, err.Error())
-		case err == nil:
-			log.Info("sweep done", "armed", armed)
-		}
-	})
-	wg.Wait()
-	if ctx.Err() != nil {
-		return nil
-	}
-	return errors.Join(errs...)
 }
 
 func (d Deps) backoffCap() time.Duration {
@@ -121,50 +101,63 @@ func (d Deps) backoffCap() time.Duration {
 	return reaction.DefaultBackoffCap
 }
 
-// Run builds the service from cfg and serves until ctx ends, then shuts down in reverse order.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	log.Info("starting", "config", cfg)
+// Option adjusts New where the revoker shares a process with fulfilment (`grantline dev`).
+type Option func(*Deps)
+
+// TasksCompletedByFulfilment leaves POST /v1/tasks/{id}/complete to fulfilment, which completes
+// revoke tasks in process (fulfilmentd.CompleteRevokeTasks with TaskCompleter), where both services
+// share one HTTP origin and so one route.
+func TasksCompletedByFulfilment() Option { return func(d *Deps) { d.tasksElsewhere = true } }
+
+// New builds the revoker from cfg on host: the catalogue, the token verifier, the connectors to the
+// targets and, with a credential key, the credential bucket (to discard revoked secrets). It serves
+// early revocation and revoke-task completion and runs Consume; its Close closes the connectors.
+func New(ctx context.Context, cfg Config, host ops.Host, opts ...Option) (ops.Service, error) {
 	cat, err := catalogue.Load(cfg.Catalogue)
 	if err != nil {
-		return err
+		return ops.Service{}, err
 	}
-	authn, err := auth.NewVerifier(ctx, auth.Config{Issuer: cfg.OIDCIssuer, Audience: cfg.OIDCAudience,
-		GroupsClaim: cfg.OIDCGroupsClaim, JWKSURL: cfg.OIDCJWKSURL})
+	authn, err := cfg.OIDC.Verifier(ctx)
 	if err != nil {
-		return fmt.Errorf("oidc: %w", err)
+		return ops.Service{}, err
 	}
-	conns, closeConns, err := fulfilmentd.OpenConnectors(ctx, cfg.PGTargetURL, cfg.PGRoles, cfg.Webhooks, os.Getenv, log)
-	if err != nil {
-		return err
-	}
-	defer closeConns()
-	conn, err := eventstore.Dial(ctx, eventstore.DialConfig{Service: events.Revoker, Getenv: os.Getenv,
-		TrustFile: cfg.TrustFile, NATSURL: cfg.NATSURL, MonitorURLs: cfg.NATSMonitorURLs, NKeyFile: cfg.NATSNKeyFile})
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	nc, js, store := conn.NC, conn.JS, conn.Store
 	var creds *credential.Store
-	if cfg.CredentialKey != nil {
-		creds, err = credential.Attach(ctx, js, cfg.CredentialKey)
+	if cfg.CredentialKey != "" {
+		key, err := credential.ParseKey(cfg.CredentialKey)
+		if err != nil {
+			return ops.Service{}, err
+		}
+		creds, err = credential.Attach(ctx, host.Conn.JS, key)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			log.Warn("no credential bucket yet (fulfilment creates it); revoked secrets are left to expire")
+			host.Log.Warn("no credential bucket yet (fulfilment creates it); revoked secrets are left to expire")
 		} else if err != nil {
-			return err
+			return ops.Service{}, err
 		}
 	}
-	deps := Deps{JS: js, Store: store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
+	conns, closeConns, err := fulfilmentd.OpenConnectors(ctx, cfg.Targets, os.Getenv, host.Log)
+	if err != nil {
+		return ops.Service{}, err
+	}
+	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
 		AdminGroups: cfg.AdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap,
 		Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery}}
-
-	return ops.RunService(ctx, ops.Service{
-		Name: "revoker", Addr: cfg.HTTPAddr,
-		Checks: map[string]ops.Check{"nats": ops.NATSCheck(nc)},
+	for _, o := range opts {
+		o(&d)
+	}
+	return ops.Service{Name: "revoker",
 		Routes: func(mux *http.ServeMux) {
-			deps.Routes(mux, log)
-			deps.TaskRoutes(mux, log)
+			d.Routes(mux, host.Log)
+			if !d.tasksElsewhere {
+				d.TaskRoutes(mux, host.Log)
+			}
 		},
-		Consume: func(ctx context.Context) error { return deps.Consume(ctx, log) },
-	}, log)
+		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },
+		Close:   closeConns,
+	}, nil
+}
+
+// Run runs the revoker as a process of its own (grantline-revoker) until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	return ops.Run(ctx, cfg.Base, ops.SignsAs(events.Revoker, cfg.Signing), log,
+		func(ctx context.Context, host ops.Host) (ops.Service, error) { return New(ctx, cfg, host) })
 }

@@ -39,7 +39,8 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func devCommand(stdout, stderr io.Writer) *cobra.Command {
-	cfg := devmode.ConfigFromEnv()
+	// A malformed variable is reported when dev runs, not when the CLI is built for another command.
+	cfg, cfgErr := devmode.ConfigFromEnv()
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run Grantline on this machine: embedded NATS JetStream, the services and the HTTP API",
@@ -49,6 +50,9 @@ can attach), the streams, a signing key per service, and the HTTP API with /live
 /metrics on one origin. Settings come from GRANTLINE_* environment variables; flags override them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgErr != nil {
+				return cfgErr
+			}
 			// No service attribute here: dev runs several services, and each names itself.
 			log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			telemetry.InstallPropagator()

@@ -15,63 +15,47 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/brokeraccess"
+	"github.com/grantline/grantline/pkg/config"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natsembed"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/pglocal"
 	"github.com/grantline/grantline/pkg/topology"
-	"github.com/grantline/grantline/services/console/consoled"
 )
 
-// Config is the dev environment's configuration; every field has an environment variable.
+// Config is the dev environment's configuration, read from the environment by ConfigFromEnv (the
+// `grantline dev` flags override it).
 type Config struct {
-	// DataDir holds the JetStream store and the dev signing keys (GRANTLINE_DATA_DIR, default .grantline).
-	DataDir string
-	// HTTPAddr is the one HTTP origin (GRANTLINE_HTTP_ADDR, default localhost:8080).
-	HTTPAddr string
-	// NATSPort is the embedded server's client port on 127.0.0.1 (GRANTLINE_NATS_PORT, default 4222; -1 any).
-	NATSPort int
-	// NATSMonitorPort serves /varz and /healthz (GRANTLINE_NATS_MONITOR_PORT, default 8222; 0 off; -1 any).
-	NATSMonitorPort int
-	// Examples is the directory holding catalogue.yaml, directory.yaml, integrations.yaml and policies/
-	// (GRANTLINE_EXAMPLES, default examples).
-	Examples string
-	// DatabaseURL is a PostgreSQL server to use (GRANTLINE_DATABASE_URL); empty starts a private
-	// cluster from the installed binaries, with its data under DataDir.
-	DatabaseURL string
+	DataDir string `env:"GRANTLINE_DATA_DIR" envDefault:".grantline" help:"the JetStream store, the dev keys and the private PostgreSQL"`
+	// HTTPAddr is the one HTTP origin of every service's API, the dev issuer and the ops endpoints.
+	HTTPAddr string `env:"GRANTLINE_HTTP_ADDR" envDefault:"localhost:8080" help:"the one HTTP origin"`
+	// NATSPort is the embedded server's client port on 127.0.0.1 (-1: any free port).
+	NATSPort int `env:"GRANTLINE_NATS_PORT" envDefault:"4222" help:"client port of the embedded NATS server, -1 for any"`
+	// NATSMonitorPort serves /varz and /healthz (0: off; -1: any free port).
+	NATSMonitorPort int `env:"GRANTLINE_NATS_MONITOR_PORT" envDefault:"8222" help:"monitoring port of the embedded NATS server, 0 for none"`
+	// Examples holds catalogue.yaml, directory.yaml, integrations.yaml and policies/.
+	Examples string `env:"GRANTLINE_EXAMPLES" envDefault:"examples" help:"the demo catalogue, directory, integrations and policies"`
+	// DatabaseURL is a PostgreSQL server to use; empty starts a private cluster from the installed
+	// binaries, with its data under DataDir.
+	DatabaseURL string `env:"GRANTLINE_DATABASE_URL" help:"a PostgreSQL database for the services; empty: a private cluster"`
+	PprofAddr   string `env:"GRANTLINE_PPROF_ADDR" help:"address of Go's profiling endpoints, off when empty"`
 }
 
-// ConfigFromEnv reads Config from GRANTLINE_* variables, with the defaults above for unset ones.
-func ConfigFromEnv() Config {
-	c := Config{DataDir: ".grantline", HTTPAddr: "localhost:8080", NATSPort: 4222, NATSMonitorPort: 8222, Examples: "examples"}
-	if v := os.Getenv("GRANTLINE_EXAMPLES"); v != "" {
-		c.Examples = v
-	}
-	c.DatabaseURL = os.Getenv("GRANTLINE_DATABASE_URL")
-	if v := os.Getenv("GRANTLINE_DATA_DIR"); v != "" {
-		c.DataDir = v
-	}
-	if v := os.Getenv("GRANTLINE_HTTP_ADDR"); v != "" {
-		c.HTTPAddr = v
-	}
-	if p, err := strconv.Atoi(os.Getenv("GRANTLINE_NATS_PORT")); err == nil {
-		c.NATSPort = p
-	}
-	if p, err := strconv.Atoi(os.Getenv("GRANTLINE_NATS_MONITOR_PORT")); err == nil {
-		c.NATSMonitorPort = p
-	}
-	return c
+// ConfigFromEnv reads Config from the process environment, with the defaults above for unset
+// variables, and names every malformed one.
+func ConfigFromEnv() (Config, error) {
+	var c Config
+	err := config.Parse(&c, os.Environ())
+	return c, err
 }
 
 // Env is a running dev environment.
@@ -91,33 +75,22 @@ type Env struct {
 	log          *slog.Logger
 	http         *ops.Server
 	health       *ops.Handler
-	stopHTTP     context.CancelFunc
-	// served is closed when the HTTP origin stops; serveErr says why.
+	stopServing  context.CancelFunc
+	// served is closed when the services stop; serveErr says why.
 	served   chan struct{}
 	serveErr error
 	issuer   *auth.DevIssuer
-	// policyDir and policyRevision say which policy decides.
-	policyDir, policyRevision string
-	// postgres is the private cluster, when dev started one; db is the services' database.
-	postgres *pglocal.Cluster
-	db       *pgxpool.Pool
-	dbWhere  string
-	// targetURL is the demo target the PostgreSQL connector grants on; closers release connectors.
-	targetURL string
-	closers   []func()
-	// console is the web console on the origin's "/" (console.go).
-	console *consoled.Console
-	// stopWorkers ends the services' consumers; workers waits for them.
-	stopWorkers context.CancelFunc
-	workers     sync.WaitGroup
-	workerErr   chan error
+	// postgres is the private cluster, when dev started one; dbURL is the services' database.
+	postgres       *pglocal.Cluster
+	dbURL, dbWhere string
 }
 
 // Start brings the environment up: NATS (refusing a port already in use with a clear message), the
-// streams, the keys, and the HTTP origin. Close takes it down again.
+// streams, the keys, the database, and every service on the one HTTP origin, each built by its own
+// package's New and run by the same skeleton as its binary (ops.Process.Serve). Close takes it down.
 func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err error) {
 	log := logger.With("service", "grantline-dev")
-	e := &Env{cfg: cfg, served: make(chan struct{}), workerErr: make(chan error, 8), log: log}
+	e := &Env{cfg: cfg, served: make(chan struct{}), log: log}
 	defer func() {
 		if err != nil {
 			e.Close(context.Background())
@@ -170,7 +143,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 		return nil, err
 	}
 
-	e.health, err = ops.New(ops.Options{Service: "grantline-dev", Logger: log})
+	e.health, err = ops.New(ops.Options{Service: "grantline-dev", Logger: log, PprofAddr: cfg.PprofAddr})
 	if err != nil {
 		return nil, err
 	}
@@ -181,9 +154,6 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 		return eventstore.Check(ctx, e.js)
 	})
 	mux := http.NewServeMux()
-	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
-		mux.Handle("GET "+p, e.health)
-	}
 	e.http, err = ops.Listen(cfg.HTTPAddr, mux, log)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP on %s: %w", cfg.HTTPAddr, err)
@@ -194,40 +164,23 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 		return nil, err
 	}
 	mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", e.issuer.Handler()))
-	authn, err := auth.NewVerifier(ctx, e.issuer.VerifierConfig())
+
+	services, err := e.services(ctx, demo, logger)
 	if err != nil {
 		return nil, err
 	}
-
-	workCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
-	e.stopWorkers = stopWorkers
-	if err := e.startIntake(ctx, workCtx, demo, authn, mux, logger.With("service", "intake")); err != nil {
-		return nil, err
-	}
-	if err := e.startPolicy(ctx, workCtx, demo, logger.With("service", "policy")); err != nil {
-		return nil, err
-	}
-	if err := e.startApproval(ctx, workCtx, authn, mux, logger.With("service", "approval")); err != nil {
-		return nil, err
-	}
-	if err := e.startQuery(ctx, workCtx, demo, authn, mux, logger.With("service", "query")); err != nil {
-		return nil, err
-	}
-	if err := e.startFulfilmentAndRevoker(ctx, workCtx, demo, authn, mux, logger); err != nil {
-		return nil, err
-	}
-	if err := e.startConsole(ctx, demo, mux, logger.With("service", "console")); err != nil {
-		return nil, err
-	}
-
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
-	e.stopHTTP = stopServing
+	e.stopServing = stopServing
+	proc := ops.Process{Server: e.http, Mux: mux, Health: e.health, StopTimeout: stopTimeout, Log: log}
 	go func() {
-		e.serveErr = e.http.Serve(serveCtx)
+		e.serveErr = proc.Serve(serveCtx, services...)
 		close(e.served)
 	}()
 	return e, nil
 }
+
+// stopTimeout bounds the services' stop, as GRANTLINE_SHUTDOWN_TIMEOUT's default does for a binary.
+const stopTimeout = 15 * time.Second
 
 // connect opens a connection as NATS user u, closed with the environment. What the broker refuses it is
 // logged and kept for PermissionViolations: a refusal in dev means the matrix and the code disagree.
@@ -307,7 +260,7 @@ func (e *Env) Describe(w io.Writer) {
   Users     one NATS user (NKey) per service, the read side, the auditor, the operator and each
             integration in %s; only the operator may change streams
   Services  intake (HTTP API and integration CloudEvents on grantline.intake.<name>.requests)
-            policy (OPA, bundle %s, revision %s)
+            policy (OPA, bundle %s)
             approval (reviews, approval windows, emergency post-reviews; inbox in PostgreSQL)
             query (request lists, grants, who had what when; projections in PostgreSQL)
             fulfilment and revoker (PostgreSQL connector on the demo target, manual tasks, expiry timers)
@@ -320,22 +273,15 @@ Try it:
 Attach the nats CLI as the operator: nats --server %s --nkey %s stream ls
 Press Ctrl-C to stop.
 `, e.HTTPAddr(), e.ConsoleURL(), e.NATSURL(), monitor, e.cfg.DataDir, topology.EventsStream, topology.TimersStream,
-		topology.IntakeStream, topology.DLQStream, e.keys.Dir, e.keys.TrustFile, e.natsKeys.Dir, e.policyDir, e.policyRevision, e.dbWhere, e.HTTPAddr(),
+		topology.IntakeStream, topology.DLQStream, e.keys.Dir, e.keys.TrustFile, e.natsKeys.Dir, filepath.Join(e.cfg.Examples, "policies"), e.dbWhere, e.HTTPAddr(),
 		filepath.Join(e.cfg.Examples, "directory.yaml"), e.HTTPAddr(), e.NATSURL(), e.natsKeys.Seeds[brokeraccess.Operator])
 }
 
-// Close stops the HTTP origin, the services, the connection and the NATS server, in reverse order of
-// start, waiting for each.
+// Close stops the services (their consumers drain, the HTTP origin closes, each service releases what
+// it opened), then the connections and the NATS server, in reverse order of start, waiting for each.
 func (e *Env) Close(ctx context.Context) {
-	if e.stopWorkers != nil {
-		e.stopWorkers()
-		e.workers.Wait()
-	}
-	if e.console != nil {
-		e.console.Shutdown()
-	}
-	if e.stopHTTP != nil {
-		e.stopHTTP()
+	if e.stopServing != nil {
+		e.stopServing()
 		select {
 		case <-e.served:
 		case <-ctx.Done():
@@ -343,12 +289,6 @@ func (e *Env) Close(ctx context.Context) {
 	}
 	if e.health != nil {
 		_ = e.health.Shutdown(ctx)
-	}
-	for _, c := range e.closers {
-		c()
-	}
-	if e.db != nil {
-		e.db.Close()
 	}
 	if e.postgres != nil {
 		_ = e.postgres.Stop(ctx)
@@ -365,7 +305,7 @@ func (e *Env) Close(ctx context.Context) {
 	}
 }
 
-// Run starts the environment, describes it on out, and runs until ctx ends.
+// Run starts the environment, describes it on out, and runs until ctx ends or a service fails.
 func Run(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error {
 	e, err := Start(ctx, cfg, log)
 	if err != nil {
@@ -375,11 +315,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error
 	select {
 	case <-ctx.Done():
 	case <-e.served:
-		err = fmt.Errorf("HTTP origin stopped: %w", e.serveErr)
-	case err = <-e.workerErr:
+		err = fmt.Errorf("the services stopped: %w", e.serveErr)
 	}
 	log.Info("shutting down")
-	closeCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	closeCtx, cancel := context.WithTimeout(context.Background(), stopTimeout+5*time.Second)
 	defer cancel()
 	e.Close(closeCtx)
 	return err

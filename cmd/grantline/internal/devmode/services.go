@@ -3,33 +3,32 @@ package devmode
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net/http"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/brokeraccess"
-	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/config"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/pglocal"
 	"github.com/grantline/grantline/services/approval/approvald"
-	"github.com/grantline/grantline/services/fulfilment/connector"
 	pgconnector "github.com/grantline/grantline/services/fulfilment/connector/postgres"
-	"github.com/grantline/grantline/services/fulfilment/credential"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 	"github.com/grantline/grantline/services/intake"
-	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/intaked"
-	"github.com/grantline/grantline/services/policy"
 	"github.com/grantline/grantline/services/policy/policyd"
 	"github.com/grantline/grantline/services/query/queryd"
 	"github.com/grantline/grantline/services/revoker/revokerd"
@@ -43,194 +42,174 @@ func OIDCDir(dataDir string) string { return filepath.Join(dataDir, "oidc") }
 
 // demo is the example set the dev environment runs on.
 type demo struct {
-	catalogue    *catalogue.Catalogue
+	dir          string
 	directory    *auth.Directory
 	integrations *intake.Integrations
-	policies     string
 }
 
-// loadDemo reads the catalogue, directory, integrations and policy bundle from dir, and says where it
-// looked when something is missing (`make dev` runs from the repository root).
+// loadDemo reads the directory and the integrations from dir (the services read the rest themselves),
+// and says where it looked when something is missing (`make dev` runs from the repository root).
 func loadDemo(dir string) (demo, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return demo{}, fmt.Errorf("examples directory %q not found (run from the repository root or set GRANTLINE_EXAMPLES): %w", dir, err)
 	}
-	var d demo
+	d := demo{dir: dir}
 	var err error
-	if d.catalogue, err = catalogue.Load(filepath.Join(dir, "catalogue.yaml")); err != nil {
-		return demo{}, err
-	}
 	if d.directory, err = auth.LoadDirectory(filepath.Join(dir, "directory.yaml")); err != nil {
 		return demo{}, err
 	}
 	if d.integrations, err = intake.LoadIntegrations(filepath.Join(dir, "integrations.yaml")); err != nil {
 		return demo{}, err
 	}
-	d.policies = filepath.Join(dir, "policies")
 	return d, nil
 }
 
-// service connects as svc's own NATS user and opens the event store on that connection, signing with
-// svc's dev key.
-func (e *Env) service(ctx context.Context, svc events.Service) (jetstream.JetStream, *eventstore.Store, error) {
-	_, js, err := e.connect(brokeraccess.User(svc))
+// host connects as u, svc's own NATS user, and opens the event store on that connection signing with
+// svc's dev key (none for the read side, which signs nothing).
+func (e *Env) host(ctx context.Context, u brokeraccess.User, logger *slog.Logger) (ops.Host, error) {
+	nc, js, err := e.connect(u)
 	if err != nil {
-		return nil, nil, err
+		return ops.Host{}, err
 	}
-	store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: e.keys.Signers[svc], Verifier: e.keys.Verifier,
-		Durability: eventstore.EmbeddedProbe(e.nats)})
-	return js, store, err
+	conn := &eventstore.Connection{NC: nc, JS: js}
+	if signer, ok := e.keys.Signers[events.Service(u)]; ok {
+		conn.Store, err = eventstore.Open(ctx, js, eventstore.Config{Signer: signer, Verifier: e.keys.Verifier,
+			Durability: eventstore.EmbeddedProbe(e.nats)})
+	}
+	return ops.Host{Conn: conn, Meter: e.health.MeterProvider(), Log: logger.With("service", string(u))}, err
 }
 
-// goWork runs a service's consumers until the workers stop; a failure ends the dev run.
-func (e *Env) goWork(name string, run func() error) {
-	e.workers.Go(func() {
-		if err := run(); err != nil {
-			e.workerErr <- fmt.Errorf("%s: %w", name, err)
+// services builds every service with its own package's New, as its binary does, each on its own
+// connection as its own NATS user. Each service's Config is read by config.Parse, from the variables
+// dev sets (the shared ones, the example files, the database, the demo target), so every other
+// setting takes the binary's default.
+func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built []ops.Service, err error) {
+	defer func() {
+		if err != nil {
+			for _, s := range slices.Backward(built) {
+				if s.Close != nil {
+					s.Close()
+				}
+			}
 		}
-	})
+	}()
+	target, err := e.demoTarget(ctx)
+	if err != nil {
+		return nil, err
+	}
+	oidc := e.issuer.VerifierConfig()
+	shared := map[string]string{
+		"GRANTLINE_TRUST_FILE": e.keys.TrustFile, "GRANTLINE_CATALOGUE": filepath.Join(d.dir, "catalogue.yaml"),
+		"GRANTLINE_OIDC_ISSUER": oidc.Issuer, "GRANTLINE_OIDC_AUDIENCE": oidc.Audience, "GRANTLINE_OIDC_JWKS_URL": oidc.JWKSURL,
+		"GRANTLINE_DATABASE_URL": e.dbURL, "GRANTLINE_INTEGRATIONS": filepath.Join(d.dir, "integrations.yaml"),
+		"GRANTLINE_POLICY_DIR": filepath.Join(d.dir, "policies"), "GRANTLINE_PG_TARGET_URL": target.url,
+		"GRANTLINE_PG_ROLES": target.roles, "GRANTLINE_CREDENTIAL_KEY": target.credentialKey,
+	}
+	intakeCfg, policyCfg, approvalCfg := intaked.Defaults(), policyd.Defaults(), approvald.Defaults()
+	queryCfg, fulfilmentCfg, revokerCfg := queryd.Defaults(), fulfilmentd.Defaults(), revokerd.Defaults()
+	// On the one origin there is one task route: fulfilment completes revoke tasks in process, through
+	// the revoker's store (the revoker alone may sign revoked), and the revoker serves no task route.
+	var revokeTasks fulfilmentd.Option
+	// In this order: the revoker's connection serves fulfilment, and the revoker attaches to the
+	// credential bucket fulfilment creates.
+	steps := []struct {
+		user  brokeraccess.User
+		cfg   any
+		build func(ops.Host) (ops.Service, error)
+	}{
+		{brokeraccess.Intake, &intakeCfg, func(h ops.Host) (ops.Service, error) { return intaked.New(ctx, intakeCfg, h) }},
+		{brokeraccess.Policy, &policyCfg, func(h ops.Host) (ops.Service, error) { return policyd.New(ctx, policyCfg, h) }},
+		{brokeraccess.Approval, &approvalCfg, func(h ops.Host) (ops.Service, error) { return approvald.New(ctx, approvalCfg, h) }},
+		{brokeraccess.Query, &queryCfg, func(h ops.Host) (ops.Service, error) { return queryd.New(ctx, queryCfg, h) }},
+		{brokeraccess.Fulfilment, &fulfilmentCfg, func(h ops.Host) (ops.Service, error) {
+			return fulfilmentd.New(ctx, fulfilmentCfg, h, revokeTasks)
+		}},
+		{brokeraccess.Revoker, &revokerCfg, func(h ops.Host) (ops.Service, error) {
+			return revokerd.New(ctx, revokerCfg, h, revokerd.TasksCompletedByFulfilment())
+		}},
+	}
+	hosts := map[brokeraccess.User]ops.Host{}
+	for _, step := range steps {
+		if hosts[step.user], err = e.host(ctx, step.user, logger); err != nil {
+			return nil, err
+		}
+	}
+	revoker := hosts[brokeraccess.Revoker]
+	revokeTasks = fulfilmentd.CompleteRevokeTasks(revokerd.Deps{Store: revoker.Conn.Store}.TaskCompleter(revoker.Log))
+	for _, step := range steps {
+		u := step.user
+		environ := []string{events.EnvSigningKeyFile + "=" + filepath.Join(e.keys.Dir, string(u)+".key")}
+		for k, v := range shared {
+			environ = append(environ, k+"="+v)
+		}
+		if err := config.Parse(step.cfg, environ); err != nil {
+			return built, fmt.Errorf("%s: %w", u, err)
+		}
+		svc, err := step.build(hosts[u])
+		if err != nil {
+			return built, fmt.Errorf("%s: %w", u, err)
+		}
+		built = append(built, svc)
+	}
+	return built, nil
 }
 
-func (e *Env) startIntake(ctx, workCtx context.Context, d demo, authn *auth.Verifier, mux *http.ServeMux, log *slog.Logger) error {
-	js, store, err := e.service(ctx, events.Intake)
-	if err != nil {
-		return err
-	}
-	keys, err := idempotency.Open(ctx, js, 1)
-	if err != nil {
-		return err
-	}
-	deps := intaked.Deps{JS: js, Store: store, Catalogue: d.catalogue, Integrations: d.integrations, Auth: authn,
-		Idempotency: keys, Now: time.Now, ReaderGroups: []string{"auditors", "security"}}
-	deps.API(log).Routes(mux)
-	e.goWork("intake", func() error { return deps.ConsumeIntegrations(workCtx, log) })
-	return nil
-}
-
-func (e *Env) startPolicy(ctx, workCtx context.Context, d demo, log *slog.Logger) error {
-	js, store, err := e.service(ctx, events.Policy)
-	if err != nil {
-		return err
-	}
-	engine, err := policy.Load(ctx, d.policies)
-	if err != nil {
-		return err
-	}
-	e.policyDir, e.policyRevision = d.policies, engine.Revision()
-	deps := policyd.Deps{JS: js, Store: store, Catalogue: d.catalogue, Engine: engine, Meter: e.health.MeterProvider()}
-	e.goWork("policy", func() error { return policyd.Serve(workCtx, deps, log) })
-	return nil
-}
-
-// startDatabase connects to GRANTLINE_DATABASE_URL, or else starts a private PostgreSQL cluster from
-// the installed binaries with its data in the data directory, and opens the services' database.
+// startDatabase uses GRANTLINE_DATABASE_URL, or else starts a private PostgreSQL cluster from the
+// installed binaries with its data in the data directory, and checks the services' database answers.
 func (e *Env) startDatabase(ctx context.Context) error {
-	url := e.cfg.DatabaseURL
-	e.dbWhere = "GRANTLINE_DATABASE_URL"
-	if url == "" {
+	e.dbURL, e.dbWhere = e.cfg.DatabaseURL, "GRANTLINE_DATABASE_URL"
+	if e.dbURL == "" {
 		cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(e.cfg.DataDir, "postgres")})
 		if err != nil {
 			return fmt.Errorf("no GRANTLINE_DATABASE_URL, and a private PostgreSQL could not be started: %w", err)
 		}
 		e.postgres = cluster
-		if url, err = cluster.EnsureDatabase(ctx, "grantline"); err != nil {
+		if e.dbURL, err = cluster.EnsureDatabase(ctx, "grantline"); err != nil {
 			return err
 		}
-		e.dbWhere = "private PostgreSQL in " + filepath.Join(e.cfg.DataDir, "postgres") + " (" + url + ")"
+		e.dbWhere = "private PostgreSQL in " + filepath.Join(e.cfg.DataDir, "postgres") + " (" + e.dbURL + ")"
 	}
-	pool, err := pgxpool.New(ctx, url)
+	conn, err := pgx.Connect(ctx, e.dbURL)
 	if err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return fmt.Errorf("database: %w", err)
-	}
-	e.db = pool
-	return nil
+	return conn.Close(ctx)
 }
 
-func (e *Env) startApproval(ctx, workCtx context.Context, authn *auth.Verifier, mux *http.ServeMux, log *slog.Logger) error {
-	js, store, err := e.service(ctx, events.Approval)
-	if err != nil {
-		return err
-	}
-	deps := approvald.Deps{JS: js, Store: store, Auth: authn, DB: e.db, Now: time.Now}
-	if err := deps.Migrate(ctx); err != nil {
-		return err
-	}
-	deps.Routes(mux, log)
-	e.goWork("approval", func() error { return deps.Consume(workCtx, log) })
-	return nil
-}
+// target is the demo target the PostgreSQL connector grants on, as fulfilment's and the revoker's
+// variables give it, and the key of issued credentials.
+type target struct{ url, roles, credentialKey string }
 
-func (e *Env) startQuery(ctx, workCtx context.Context, d demo, authn *auth.Verifier, mux *http.ServeMux, log *slog.Logger) error {
-	_, js, err := e.connect(brokeraccess.Query)
-	if err != nil {
-		return err
-	}
-	deps := queryd.Deps{JS: js, Verifier: e.keys.Verifier, DB: e.db, Auth: authn, Catalogue: d.catalogue, Now: time.Now}
-	if err := deps.Migrate(ctx); err != nil {
-		return err
-	}
-	deps.Routes(mux, log)
-	e.goWork("query", func() error { return deps.Consume(workCtx, log) })
-	return nil
-}
-
-// startFulfilmentAndRevoker wires the demo target (a database of the dev PostgreSQL with the demo
-// roles), the credential store, and the fulfilment and revoker services; both use the same connectors,
-// since a grant is revoked through the connector that made it.
-func (e *Env) startFulfilmentAndRevoker(ctx, workCtx context.Context, d demo, authn *auth.Verifier, mux *http.ServeMux, log *slog.Logger) error {
-	targetURL := e.cfg.DatabaseURL
+// demoTarget prepares the demo target: a database of the dev PostgreSQL (the services' own database
+// with GRANTLINE_DATABASE_URL) with the demo roles, and the dev credential key.
+func (e *Env) demoTarget(ctx context.Context) (target, error) {
+	t := target{url: e.dbURL}
 	if e.postgres != nil {
 		var err error
-		if targetURL, err = e.postgres.EnsureDatabase(ctx, "grantline_target"); err != nil {
-			return err
+		if t.url, err = e.postgres.EnsureDatabase(ctx, "grantline_target"); err != nil {
+			return target{}, err
 		}
 	}
-	pg, err := pgconnector.Open(ctx, targetURL, pgconnector.DemoRoles())
+	roles := pgconnector.DemoRoles()
+	pg, err := pgconnector.Open(ctx, t.url, roles)
 	if err != nil {
-		return fmt.Errorf("demo target: %w", err)
+		return target{}, fmt.Errorf("demo target: %w", err)
 	}
-	e.closers = append(e.closers, pg.Close)
+	defer pg.Close()
 	if err := pg.EnsureRoles(ctx); err != nil {
-		return fmt.Errorf("demo target roles: %w", err)
+		return target{}, fmt.Errorf("demo target roles: %w", err)
 	}
+	var mapping []string
+	for _, ent := range slices.Sorted(maps.Keys(roles)) {
+		mapping = append(mapping, ent+"="+roles[ent])
+	}
+	t.roles = strings.Join(mapping, ",")
 	key, err := credentialKey(filepath.Join(e.cfg.DataDir, "keys", "credential.key"))
 	if err != nil {
-		return err
+		return target{}, err
 	}
-	fulfilmentJS, fulfilmentStore, err := e.service(ctx, events.Fulfilment)
-	if err != nil {
-		return err
-	}
-	creds, tasks, err := fulfilmentd.OpenState(ctx, fulfilmentJS, key, 1)
-	if err != nil {
-		return err
-	}
-	conns := connector.Set{pgconnector.Name: pg}
-	revokerJS, revokerStore, err := e.service(ctx, events.Revoker)
-	if err != nil {
-		return err
-	}
-	// The revoker discards revoked secrets through its own connection, as deployed: its user may write
-	// to the credential bucket but not read it.
-	revokerCreds, err := credential.Attach(ctx, revokerJS, key)
-	if err != nil {
-		return err
-	}
-	revokerLog := log.With("service", "revoker")
-	rev := revokerd.Deps{JS: revokerJS, Store: revokerStore, Catalogue: d.catalogue, Auth: authn, Connectors: conns, Credentials: revokerCreds, Now: time.Now}
-	fulfilmentLog := log.With("service", "fulfilment")
-	ful := fulfilmentd.Deps{JS: fulfilmentJS, Store: fulfilmentStore, Catalogue: d.catalogue, Auth: authn, Connectors: conns,
-		Credentials: creds, Tasks: tasks, RevokeTasks: rev.TaskCompleter(revokerLog), Now: time.Now}
-	ful.Routes(mux, fulfilmentLog)
-	rev.Routes(mux, revokerLog)
-	e.goWork("fulfilment", func() error { return ful.Consume(workCtx, fulfilmentLog) })
-	e.goWork("revoker", func() error { return rev.Consume(workCtx, revokerLog) })
-	e.targetURL = targetURL
-	return nil
+	t.credentialKey = base64.StdEncoding.EncodeToString(key)
+	return t, nil
 }
 
 // credentialKey loads the dev key that encrypts issued credentials until they are retrieved, creating

@@ -1,128 +1,85 @@
-// Package consoled runs the web console: its configuration from the environment, the collaborators
-// (Deps) that `grantline dev` can also build in process, and Run, which serves the console until the
-// context ends.
+// Package consoled runs the web console: its configuration, the collaborators (Deps) that build it,
+// New, which builds the service for the skeleton (pkg/ops) from that configuration, and Run, the
+// console as a process of its own.
 package consoled
 
 import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/grantline/grantline/pkg/brokeraccess"
+	"github.com/grantline/grantline/pkg/config"
 	"github.com/grantline/grantline/services/console/apiclient"
 	"github.com/grantline/grantline/services/console/session"
 )
 
-// Config is the console's configuration. Every field comes from the environment variable named in
-// its comment.
+// Config is the console's configuration, read from the environment by config.Parse; each field's tag
+// names its variable (`grantline-console --help` lists them with their defaults). The console signs
+// nothing and reads no event from NATS, where it keeps only its sessions; it checks the evidence it
+// shows auditors against the trust file. Its OIDC audience is its client ID at the issuer, which must
+// be the audience the services accept: it sends people's ID tokens to them.
 type Config struct {
-	// NATSURL: GRANTLINE_NATS_URL (default nats://127.0.0.1:4222); comma-separated for a cluster. The
-	// console keeps only its sessions there.
-	NATSURL string
-	// NATSNKeyFile: GRANTLINE_NATS_NKEY_FILE, the NKey seed of the console's NATS user (optional, as for
-	// every service).
-	NATSNKeyFile string
-	// HTTPAddr: GRANTLINE_HTTP_ADDR (default :8087) serves the console, /livez, /readyz and /metrics.
-	HTTPAddr string
-	// PublicURL: GRANTLINE_CONSOLE_URL, the console's origin as browsers reach it (required), such as
-	// https://grantline.example.com. Plain http is accepted for localhost only.
-	PublicURL string
-	// APIURL: GRANTLINE_API_URL, one origin serving every service's API (the gateway). Per service,
-	// GRANTLINE_INTAKE_URL, GRANTLINE_APPROVAL_URL, GRANTLINE_FULFILMENT_URL, GRANTLINE_REVOKER_URL
-	// and GRANTLINE_QUERY_URL take precedence; every service needs one or the other.
-	APIURL      string
-	ServiceURLs map[apiclient.Service]string
-	// Catalogue: GRANTLINE_CATALOGUE, the entitlement catalogue people browse (required).
-	Catalogue string
-	// OIDCIssuer: GRANTLINE_OIDC_ISSUER, the identity provider (required).
-	OIDCIssuer string
-	// OIDCAudience: GRANTLINE_OIDC_AUDIENCE, the console's client ID, which must be the audience the
-	// services accept: the console sends people's ID tokens to them (required).
-	OIDCAudience string
-	// OIDCGroupsClaim: GRANTLINE_OIDC_GROUPS_CLAIM (default groups).
-	OIDCGroupsClaim string
-	// SessionKey: GRANTLINE_CONSOLE_SESSION_KEY_FILE, a file of 32 random bytes (raw, or 64 hex digits)
-	// that seals the sessions; every replica needs the same one (required).
-	SessionKey []byte `json:"-"`
-	// SessionTTL: GRANTLINE_CONSOLE_SESSION_TTL (default 8h), the longest a session lasts; it also ends
-	// with the person's token.
-	SessionTTL time.Duration
-	// Replicas: GRANTLINE_REPLICAS, replicas of the session bucket (default 1).
-	Replicas int
+	config.Base
+	config.OIDC
+	// PublicURL is the console's origin as browsers reach it: sign-in comes back to it, and forms
+	// are accepted from it only.
+	PublicURL string `env:"GRANTLINE_CONSOLE_URL,notEmpty" help:"the console's origin as browsers reach it, such as https://grantline.example.com (plain http on localhost only)"`
+	APIURL    string `env:"GRANTLINE_API_URL" help:"one origin serving every service's API (the gateway), such as http://gateway:8080; the per-service URLs take precedence"`
+	// The per-service URLs, for a console that reaches each service directly.
+	IntakeURL     string `env:"GRANTLINE_INTAKE_URL" help:"intake's API, when not at GRANTLINE_API_URL"`
+	ApprovalURL   string `env:"GRANTLINE_APPROVAL_URL" help:"approval's API, when not at GRANTLINE_API_URL"`
+	FulfilmentURL string `env:"GRANTLINE_FULFILMENT_URL" help:"fulfilment's API, when not at GRANTLINE_API_URL"`
+	RevokerURL    string `env:"GRANTLINE_REVOKER_URL" help:"the revoker's API, when not at GRANTLINE_API_URL"`
+	QueryURL      string `env:"GRANTLINE_QUERY_URL" help:"the read side's API, when not at GRANTLINE_API_URL"`
+	Catalogue     string `env:"GRANTLINE_CATALOGUE,notEmpty" help:"the entitlement catalogue people browse (YAML)"`
+	// SessionKeyFile seals the sessions in their bucket (ReadSessionKey); every replica needs the same.
+	SessionKeyFile string        `env:"GRANTLINE_CONSOLE_SESSION_KEY_FILE,notEmpty" help:"file of the key that seals sessions: 32 random bytes, raw or as 64 hex digits (the same on every replica)"`
+	SessionTTL     time.Duration `env:"GRANTLINE_CONSOLE_SESSION_TTL" envDefault:"8h" validate:"positive" help:"the longest a session lasts; it also ends with the person's token"`
+	Replicas       int           `env:"GRANTLINE_REPLICAS" envDefault:"1" validate:"positive" help:"replicas of the session bucket (3 in production)"`
 }
 
-// ConfigFromEnv reads Config through getenv (os.Getenv in production) and reports every problem at
-// once.
-func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	or := func(k, def string) string {
-		if v := getenv(k); v != "" {
-			return v
+// Defaults is the configuration before the environment is read: the console listens on :8087.
+func Defaults() Config { return Config{Base: config.Base{HTTPAddr: ":8087"}} }
+
+// API says where the services are: GRANTLINE_API_URL, with each service's own URL where one is set.
+func (c Config) API() apiclient.Config {
+	urls := map[apiclient.Service]string{}
+	for s, u := range map[apiclient.Service]string{apiclient.Intake: c.IntakeURL, apiclient.Approval: c.ApprovalURL,
+		apiclient.Fulfilment: c.FulfilmentURL, apiclient.Revoker: c.RevokerURL, apiclient.Query: c.QueryURL} {
+		if u != "" {
+			urls[s] = u
 		}
-		return def
 	}
-	c := Config{
-		NATSURL:         or("GRANTLINE_NATS_URL", "nats://127.0.0.1:4222"),
-		NATSNKeyFile:    getenv(brokeraccess.EnvNKeyFile),
-		HTTPAddr:        or("GRANTLINE_HTTP_ADDR", ":8087"),
-		PublicURL:       getenv("GRANTLINE_CONSOLE_URL"),
-		APIURL:          getenv("GRANTLINE_API_URL"),
-		ServiceURLs:     map[apiclient.Service]string{},
-		Catalogue:       getenv("GRANTLINE_CATALOGUE"),
-		OIDCIssuer:      getenv("GRANTLINE_OIDC_ISSUER"),
-		OIDCAudience:    getenv("GRANTLINE_OIDC_AUDIENCE"),
-		OIDCGroupsClaim: or("GRANTLINE_OIDC_GROUPS_CLAIM", "groups"),
-	}
+	return apiclient.Config{BaseURL: c.APIURL, ServiceURLs: urls}
+}
+
+// Check refuses a public URL that would send session cookies in clear over a network, a service
+// without a URL, and a session key file that holds no key.
+func (c Config) Check() error {
 	var errs []error
-	for _, s := range apiclient.Services() {
-		if v := getenv("GRANTLINE_" + strings.ToUpper(string(s)) + "_URL"); v != "" {
-			c.ServiceURLs[s] = v
-		}
-	}
-	for name, v := range map[string]string{"GRANTLINE_CONSOLE_URL": c.PublicURL, "GRANTLINE_CATALOGUE": c.Catalogue,
-		"GRANTLINE_OIDC_ISSUER": c.OIDCIssuer, "GRANTLINE_OIDC_AUDIENCE": c.OIDCAudience} {
-		if v == "" {
-			errs = append(errs, fmt.Errorf("%s is required", name))
-		}
-	}
 	if c.PublicURL != "" {
 		if _, err := session.CookiesFor(c.PublicURL); err != nil {
 			errs = append(errs, fmt.Errorf("GRANTLINE_CONSOLE_URL: %w", err))
 		}
 	}
-	if _, err := apiclient.New(apiclient.Config{BaseURL: c.APIURL, ServiceURLs: c.ServiceURLs}); err != nil {
+	if _, err := apiclient.New(c.API()); err != nil {
 		errs = append(errs, fmt.Errorf("GRANTLINE_API_URL or the per-service URLs: %w", err))
 	}
-	if key, err := ReadSessionKey(getenv("GRANTLINE_CONSOLE_SESSION_KEY_FILE")); err != nil {
-		errs = append(errs, fmt.Errorf("GRANTLINE_CONSOLE_SESSION_KEY_FILE: %w", err))
-	} else {
-		c.SessionKey = key
-	}
-	var err error
-	if c.SessionTTL, err = time.ParseDuration(or("GRANTLINE_CONSOLE_SESSION_TTL", "8h")); err != nil || c.SessionTTL <= 0 {
-		errs = append(errs, errors.New("GRANTLINE_CONSOLE_SESSION_TTL must be a positive duration, such as 8h"))
-	}
-	if c.Replicas, err = strconv.Atoi(or("GRANTLINE_REPLICAS", "1")); err != nil || c.Replicas < 1 {
-		errs = append(errs, errors.New("GRANTLINE_REPLICAS must be a positive number"))
-	}
-	if c.NATSNKeyFile != "" {
-		if _, err := brokeraccess.PublicKeyOf(c.NATSNKeyFile); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", brokeraccess.EnvNKeyFile, err))
+	if c.SessionKeyFile != "" {
+		if _, err := ReadSessionKey(c.SessionKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("GRANTLINE_CONSOLE_SESSION_KEY_FILE: %w", err))
 		}
 	}
-	return c, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // ReadSessionKey reads a session key file: session.KeySize raw bytes, or that many bytes in hex (with
-// surrounding white space, as secrets often carry).
+// surrounding white space, as secrets often carry). It fails for an unreadable file or one that holds
+// neither.
 func ReadSessionKey(path string) ([]byte, error) {
-	if path == "" {
-		return nil, errors.New("is required")
-	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -134,13 +91,4 @@ func ReadSessionKey(path string) ([]byte, error) {
 		return k, nil
 	}
 	return nil, fmt.Errorf("%s holds neither %d bytes nor %d hex digits", path, session.KeySize, 2*session.KeySize)
-}
-
-// LogValue shows the configuration for the start-up log line; the session key is never shown.
-func (c Config) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("nats_url", c.NATSURL), slog.String("nats_nkey_file", c.NATSNKeyFile), slog.String("http_addr", c.HTTPAddr),
-		slog.String("public_url", c.PublicURL), slog.String("api_url", c.APIURL), slog.Any("service_urls", c.ServiceURLs),
-		slog.String("catalogue", c.Catalogue), slog.String("oidc_issuer", c.OIDCIssuer), slog.String("oidc_audience", c.OIDCAudience),
-		slog.String("oidc_groups_claim", c.OIDCGroupsClaim), slog.Duration("session_ttl", c.SessionTTL), slog.Int("replicas", c.Replicas))
 }

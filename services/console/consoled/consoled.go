@@ -2,16 +2,15 @@ package consoled
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/services/console/apiclient"
 	"github.com/grantline/grantline/services/console/session"
@@ -19,11 +18,13 @@ import (
 	"github.com/grantline/grantline/services/console/web"
 )
 
-// Deps are the console's collaborators, built by Run from Config or by `grantline dev` in process.
+// Deps are the console's collaborators, built by New from Config (tests build them directly).
 type Deps struct {
 	// JS is the console's JetStream connection, for its session bucket only.
 	JS        jetstream.JetStream
 	Catalogue *catalogue.Catalogue
+	// Trust checks the evidence shown to auditors (web.Config.Trust).
+	Trust *events.Verifier
 	// API says where the services are; its HTTP client makes every call.
 	API apiclient.Config
 	// PublicURL is the console's origin as browsers reach it.
@@ -70,7 +71,8 @@ func (d Deps) Build(ctx context.Context, log *slog.Logger) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	pages, err := web.New(web.Config{API: api, SignIn: flow, Catalogue: d.Catalogue, PublicURL: d.PublicURL, LiveInterval: d.LiveInterval, Log: log})
+	pages, err := web.New(web.Config{API: api, SignIn: flow, Catalogue: d.Catalogue, Trust: d.Trust, PublicURL: d.PublicURL,
+		LiveInterval: d.LiveInterval, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -81,39 +83,44 @@ func (d Deps) Build(ctx context.Context, log *slog.Logger) (*Console, error) {
 	return &Console{Handler: h, pages: pages, flow: flow}, nil
 }
 
-// Run builds the console from cfg and serves it until ctx ends.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	log.Info("starting", "config", cfg)
+// New builds the console from cfg on host (whose connection has no store: the console signs
+// nothing): the catalogue, the trust file, the session key and bucket, the sign-in flow. It serves
+// the console at / of the process's mux, so beside other services' APIs (grantline dev) it answers
+// every path they do not; its readiness asks the identity provider's discovery document.
+func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	cat, err := catalogue.Load(cfg.Catalogue)
 	if err != nil {
-		return err
+		return ops.Service{}, err
 	}
-	opts, err := brokeraccess.ClientOptions(brokeraccess.Console, cfg.NATSNKeyFile)
+	trust, err := events.LoadTrustFile(cfg.TrustFile)
 	if err != nil {
-		return err
+		return ops.Service{}, err
 	}
-	nc, err := nats.Connect(cfg.NATSURL, append(opts, nats.Name("grantline-console"), nats.MaxReconnects(-1))...)
+	key, err := ReadSessionKey(cfg.SessionKeyFile)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", cfg.NATSURL, err)
+		return ops.Service{}, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	c, err := Deps{JS: host.Conn.JS, Catalogue: cat, Trust: trust, API: cfg.API(), PublicURL: cfg.PublicURL,
+		Issuer: cfg.Issuer, ClientID: cfg.Audience, GroupsClaim: cfg.GroupsClaim,
+		SessionKey: key, SessionTTL: cfg.SessionTTL, Replicas: cfg.Replicas}.Build(ctx, host.Log)
 	if err != nil {
-		return err
+		return ops.Service{}, err
 	}
-	c, err := Deps{JS: js, Catalogue: cat, API: apiclient.Config{BaseURL: cfg.APIURL, ServiceURLs: cfg.ServiceURLs},
-		PublicURL: cfg.PublicURL, Issuer: cfg.OIDCIssuer, ClientID: cfg.OIDCAudience, GroupsClaim: cfg.OIDCGroupsClaim,
-		SessionKey: cfg.SessionKey, SessionTTL: cfg.SessionTTL, Replicas: cfg.Replicas}.Build(ctx, log)
-	if err != nil {
-		return err
-	}
-	go func() {
-		<-ctx.Done()
-		c.Shutdown()
-	}()
-	return ops.RunService(ctx, ops.Service{
-		Name: "console", Addr: cfg.HTTPAddr,
-		Checks: map[string]ops.Check{"nats": ops.NATSCheck(nc), "oidc": c.Ready},
+	return ops.Service{Name: "console",
 		Routes: func(mux *http.ServeMux) { mux.Handle("/", c.Handler) },
-	}, log)
+		Checks: map[string]ops.Check{"oidc": c.Ready},
+		// Not a consumer: the stop begins by ending Consume, while the server still answers, so the
+		// live pages' streams end then rather than holding the server's graceful shutdown to its end.
+		Consume: func(ctx context.Context) error {
+			<-ctx.Done()
+			c.Shutdown()
+			return nil
+		},
+	}, nil
+}
+
+// Run runs the console as a process of its own (grantline-console) until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	return ops.Run(ctx, cfg.Base, ops.ReadsAs(brokeraccess.Console), log,
+		func(ctx context.Context, host ops.Host) (ops.Service, error) { return New(ctx, cfg, host) })
 }

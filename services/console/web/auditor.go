@@ -89,12 +89,16 @@ func (p auditPage) NextPage() string {
 	return "/audit?" + v.Encode()
 }
 
-// auditRequestPage is a request's verified event timeline.
+// auditRequestPage is a request's verified event timeline: the read side's verdict, the console's
+// own check of the same bytes, and each event.
 type auditRequestPage struct {
 	frame
 	RequestID    string
 	Verification apiclient.Verification
-	Entries      []console.EvidenceEntry
+	Own          console.Verdict
+	// Agree says the two verdicts found the same.
+	Agree   bool
+	Entries []console.EvidenceEntry
 }
 
 func (c *Console) auditRequest(w http.ResponseWriter, r *http.Request, s session.Session) {
@@ -108,11 +112,13 @@ func (c *Console) auditRequest(w http.ResponseWriter, r *http.Request, s session
 	}
 	stored := make([]console.StoredEvent, len(got.Events))
 	for i, e := range got.Events {
-		stored[i] = console.StoredEvent{Seq: e.Seq, StoredAt: e.StoredAt, Signature: e.Signature, Body: e.Body, BodyBase64: e.BodyBase64}
+		stored[i] = console.StoredEvent{Seq: e.Seq, Subject: e.Subject, StoredAt: e.StoredAt, Signature: e.Signature, Body: e.Body, BodyBase64: e.BodyBase64}
 	}
 	v := got.Verification
-	c.render(w, http.StatusOK, "audit_request", auditRequestPage{frame: c.frame(r, "Evidence of request "+id, &s), RequestID: id, Verification: v,
-		Entries: console.Evidence(id, stored, console.Verdict{Verified: v.Verified, Kind: v.Kind, Position: v.Position, Detail: v.Detail})})
+	readSide := console.Verdict{Verified: v.Verified, Kind: v.Kind, Position: v.Position, Detail: v.Detail}
+	entries, own := console.Evidence(id, stored, readSide, c.cfg.Trust)
+	c.render(w, http.StatusOK, "audit_request", auditRequestPage{frame: c.frame(r, "Evidence of request "+id, &s), RequestID: id,
+		Verification: v, Own: own, Agree: own.Agrees(readSide), Entries: entries})
 }
 
 // evidence hands over a request's stored events and the read side's verdict exactly as the read side

@@ -88,7 +88,7 @@ func newSite(t *testing.T) *site {
 
 	key := make([]byte, session.KeySize)
 	_, _ = rand.Read(key)
-	c, err := consoled.Deps{JS: js, Catalogue: cat, API: apiclient.Config{BaseURL: srv.URL, HTTP: api.Client(t)}, PublicURL: srv.URL,
+	c, err := consoled.Deps{JS: js, Catalogue: cat, Trust: verifier, API: apiclient.Config{BaseURL: srv.URL, HTTP: api.Client(t)}, PublicURL: srv.URL,
 		Issuer: srv.URL + "/dev/oidc", ClientID: "grantline", SessionKey: key, SessionTTL: time.Hour, Replicas: 1,
 		LiveInterval: 50 * time.Millisecond}.Build(ctx, log)
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/services/console"
 	"github.com/grantline/grantline/services/console/apiclient"
 	"github.com/grantline/grantline/services/console/session"
@@ -49,6 +50,9 @@ type Config struct {
 	SignIn *signin.Flow
 	// Catalogue is the entitlement catalogue people browse and ask from.
 	Catalogue *catalogue.Catalogue
+	// Trust checks the events an auditor is shown, beside the read side's own verification
+	// (console.Evidence).
+	Trust *events.Verifier
 	// PublicURL is the console's origin as browsers reach it; forms sent from it are accepted even
 	// when a proxy in between changes the Host header.
 	PublicURL string
@@ -72,8 +76,8 @@ var pageNames = []string{"home", "catalogue", "request_new", "request", "credent
 // New returns the console for cfg. It fails if a template does not parse or the public URL is not an
 // origin.
 func New(cfg Config) (*Console, error) {
-	if cfg.API == nil || cfg.SignIn == nil || cfg.Catalogue == nil {
-		return nil, errors.New("console: API, SignIn and Catalogue are required")
+	if cfg.API == nil || cfg.SignIn == nil || cfg.Catalogue == nil || cfg.Trust == nil {
+		return nil, errors.New("console: API, SignIn, Catalogue and Trust are required")
 	}
 	if cfg.LiveInterval <= 0 {
 		cfg.LiveInterval = time.Second

@@ -105,7 +105,8 @@ func TestPaymentsAdminInTheConsole(t *testing.T) {
 	erin.open("/audit?q=requests&entitlement=payments-admin")
 	erin.sees("table", id)
 	erin.do("open the evidence", chromedp.Click(chromedp.CSS(`a[href="/audit/requests/`+id+`"]`)), chromedp.WaitVisible(chromedp.CSS(".verdict")))
-	erin.sees(".verdict", "Verified: every event's signature is valid")
+	erin.sees("#read-side-verdict", "Verified by the read side: every event's signature is valid")
+	erin.sees("#console-verdict", "Checked again by this console against its trust file")
 	for _, typ := range []string{"submitted", "policy_decided", "reviewed", "approved", "granted", "revocation_requested", "revoked"} {
 		erin.sees(".evidence", typ)
 	}

@@ -264,6 +264,7 @@ func (e *Env) Describe(w io.Writer) {
             approval (reviews, approval windows, emergency post-reviews; inbox in PostgreSQL)
             query (request lists, grants, who had what when; projections in PostgreSQL)
             fulfilment and revoker (PostgreSQL connector on the demo target, manual tasks, expiry timers)
+            console (the web console at /, calling the APIs above as the signed-in person)
   Database  %s
   Identity  dev OIDC issuer http://%s/dev/oidc over %s
 Try it:

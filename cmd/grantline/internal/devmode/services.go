@@ -25,6 +25,7 @@ import (
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/pglocal"
 	"github.com/grantline/grantline/services/approval/approvald"
+	"github.com/grantline/grantline/services/console/consoled"
 	pgconnector "github.com/grantline/grantline/services/fulfilment/connector/postgres"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 	"github.com/grantline/grantline/services/intake"
@@ -81,8 +82,8 @@ func (e *Env) host(ctx context.Context, u brokeraccess.User, logger *slog.Logger
 
 // services builds every service with its own package's New, as its binary does, each on its own
 // connection as its own NATS user. Each service's Config is read by config.Parse, from the variables
-// dev sets (the shared ones, the example files, the database, the demo target), so every other
-// setting takes the binary's default.
+// dev sets (the shared ones, the example files, the database, the demo target, the console's URLs and
+// session key), so every other setting takes the binary's default.
 func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built []ops.Service, err error) {
 	defer func() {
 		if err != nil {
@@ -105,8 +106,14 @@ func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built 
 		"GRANTLINE_POLICY_DIR": filepath.Join(d.dir, "policies"), "GRANTLINE_PG_TARGET_URL": target.url,
 		"GRANTLINE_PG_ROLES": target.roles, "GRANTLINE_CREDENTIAL_KEY": target.credentialKey,
 	}
+	console, err := e.consoleVariables()
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(shared, console)
 	intakeCfg, policyCfg, approvalCfg := intaked.Defaults(), policyd.Defaults(), approvald.Defaults()
 	queryCfg, fulfilmentCfg, revokerCfg := queryd.Defaults(), fulfilmentd.Defaults(), revokerd.Defaults()
+	consoleCfg := consoled.Defaults()
 	// On the one origin there is one task route: fulfilment completes revoke tasks in process, through
 	// the revoker's store (the revoker alone may sign revoked), and the revoker serves no task route.
 	var revokeTasks fulfilmentd.Option
@@ -127,6 +134,8 @@ func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built 
 		{brokeraccess.Revoker, &revokerCfg, func(h ops.Host) (ops.Service, error) {
 			return revokerd.New(ctx, revokerCfg, h, revokerd.TasksCompletedByFulfilment())
 		}},
+		// Last: its "/" answers every path the services' APIs do not.
+		{brokeraccess.Console, &consoleCfg, func(h ops.Host) (ops.Service, error) { return consoled.New(ctx, consoleCfg, h) }},
 	}
 	hosts := map[brokeraccess.User]ops.Host{}
 	for _, step := range steps {

@@ -65,7 +65,10 @@ func (c Config) Check() error {
 			errs = append(errs, fmt.Errorf("GRANTLINE_CONSOLE_URL: %w", err))
 		}
 	}
-	if _, err := apiclient.New(c.API()); err != nil {
+	api := c.API()
+	if api.BaseURL == "" && len(api.ServiceURLs) == 0 {
+		errs = append(errs, errors.New("GRANTLINE_API_URL is required (or each service's own URL, such as GRANTLINE_INTAKE_URL)"))
+	} else if _, err := apiclient.New(api); err != nil {
 		errs = append(errs, fmt.Errorf("GRANTLINE_API_URL or the per-service URLs: %w", err))
 	}
 	if c.SessionKeyFile != "" {

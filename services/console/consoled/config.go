@@ -26,7 +26,7 @@ type Config struct {
 	config.OIDC
 	// PublicURL is the console's origin as browsers reach it: sign-in comes back to it, and forms
 	// are accepted from it only.
-	PublicURL string `env:"GRANTLINE_CONSOLE_URL,notEmpty" help:"the console's origin as browsers reach it, such as https://grantline.example.com (plain http on localhost only)"`
+	PublicURL string `env:"GRANTLINE_CONSOLE_PUBLIC_URL,notEmpty" help:"the console's origin as browsers reach it, such as https://grantline.example.com (plain http on localhost only)"`
 	APIURL    string `env:"GRANTLINE_API_URL" help:"one origin serving every service's API (the gateway), such as http://gateway:8080; the per-service URLs take precedence"`
 	// The per-service URLs, for a console that reaches each service directly.
 	IntakeURL     string `env:"GRANTLINE_INTAKE_URL" help:"intake's API, when not at GRANTLINE_API_URL"`
@@ -62,7 +62,7 @@ func (c Config) Check() error {
 	var errs []error
 	if c.PublicURL != "" {
 		if _, err := session.CookiesFor(c.PublicURL); err != nil {
-			errs = append(errs, fmt.Errorf("GRANTLINE_CONSOLE_URL: %w", err))
+			errs = append(errs, fmt.Errorf("GRANTLINE_CONSOLE_PUBLIC_URL: %w", err))
 		}
 	}
 	api := c.API()

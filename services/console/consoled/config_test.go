@@ -29,7 +29,7 @@ func TestConfig(t *testing.T) {
 	shared := []string{"GRANTLINE_TRUST_FILE=trust.json", "GRANTLINE_OIDC_ISSUER=https://id.example", "GRANTLINE_OIDC_AUDIENCE=grantline",
 		"GRANTLINE_CATALOGUE=catalogue.yaml"}
 	c := consoled.Defaults()
-	if err := config.Parse(&c, append(shared, "GRANTLINE_CONSOLE_URL=https://grantline.example.com", "GRANTLINE_API_URL=http://gateway:8080",
+	if err := config.Parse(&c, append(shared, "GRANTLINE_CONSOLE_PUBLIC_URL=https://grantline.example.com", "GRANTLINE_API_URL=http://gateway:8080",
 		"GRANTLINE_QUERY_URL=http://query:8086", "GRANTLINE_CONSOLE_SESSION_KEY_FILE="+hexKey)); err != nil {
 		t.Fatal(err)
 	}
@@ -47,10 +47,10 @@ func TestConfig(t *testing.T) {
 
 	short := keyFile(t, "short")
 	c = consoled.Defaults()
-	err := config.Parse(&c, append(shared, "GRANTLINE_CONSOLE_URL=http://grantline.example.com", "GRANTLINE_INTAKE_URL=http://intake:8081",
+	err := config.Parse(&c, append(shared, "GRANTLINE_CONSOLE_PUBLIC_URL=http://grantline.example.com", "GRANTLINE_INTAKE_URL=http://intake:8081",
 		"GRANTLINE_CONSOLE_SESSION_KEY_FILE="+short, "GRANTLINE_CONSOLE_SESSION_TTL=0s"))
 	want := "GRANTLINE_CONSOLE_SESSION_TTL must be above zero, not 0s\n" +
-		`GRANTLINE_CONSOLE_URL: the console's public URL "http://grantline.example.com" is plain http on a network: use https (plain http is for localhost only)` + "\n" +
+		`GRANTLINE_CONSOLE_PUBLIC_URL: the console's public URL "http://grantline.example.com" is plain http on a network: use https (plain http is for localhost only)` + "\n" +
 		"GRANTLINE_API_URL or the per-service URLs: " + `the approval service's URL "" is not an absolute http(s) URL` + "\n" +
 		`the fulfilment service's URL "" is not an absolute http(s) URL` + "\n" +
 		`the revoker service's URL "" is not an absolute http(s) URL` + "\n" +
@@ -61,7 +61,7 @@ func TestConfig(t *testing.T) {
 	}
 	c = consoled.Defaults()
 	err = config.Parse(&c, shared)
-	want = "GRANTLINE_CONSOLE_URL is required\nGRANTLINE_CONSOLE_SESSION_KEY_FILE is required\n" +
+	want = "GRANTLINE_CONSOLE_PUBLIC_URL is required\nGRANTLINE_CONSOLE_SESSION_KEY_FILE is required\n" +
 		"GRANTLINE_API_URL is required (or each service's own URL, such as GRANTLINE_INTAKE_URL)"
 	if err == nil || err.Error() != want {
 		t.Errorf("Parse without the console's own variables = %v, want\n%s", err, want)

@@ -29,11 +29,11 @@ type Deps struct {
 	API apiclient.Config
 	// PublicURL is the console's origin as browsers reach it.
 	PublicURL string
-	// Issuer, ClientID and GroupsClaim say how people sign in (signin.Config).
-	Issuer, ClientID, GroupsClaim string
-	SessionKey                    []byte
-	SessionTTL                    time.Duration
-	Replicas                      int
+	// Issuer, ClientID, GroupsClaim and JWKSURL say how people sign in (signin.Config).
+	Issuer, ClientID, GroupsClaim, JWKSURL string
+	SessionKey                             []byte
+	SessionTTL                             time.Duration
+	Replicas                               int
 	// LiveInterval is how often live pages look for changes (web.Config); zero means the default.
 	LiveInterval time.Duration
 }
@@ -67,7 +67,7 @@ func (d Deps) Build(ctx context.Context, log *slog.Logger) (*Console, error) {
 		return nil, err
 	}
 	flow, err := signin.New(ctx, signin.Config{Issuer: d.Issuer, ClientID: d.ClientID, GroupsClaim: d.GroupsClaim,
-		PublicURL: d.PublicURL, MaxAge: d.SessionTTL}, sessions, cookies, log)
+		JWKSURL: d.JWKSURL, PublicURL: d.PublicURL, MaxAge: d.SessionTTL}, sessions, cookies, log)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	c, err := Deps{JS: host.Conn.JS, Catalogue: cat, Trust: trust, API: cfg.API(), PublicURL: cfg.PublicURL,
-		Issuer: cfg.Issuer, ClientID: cfg.Audience, GroupsClaim: cfg.GroupsClaim,
+		Issuer: cfg.Issuer, ClientID: cfg.Audience, GroupsClaim: cfg.GroupsClaim, JWKSURL: cfg.JWKSURL,
 		SessionKey: key, SessionTTL: cfg.SessionTTL, Replicas: cfg.Replicas}.Build(ctx, host.Log)
 	if err != nil {
 		return ops.Service{}, err

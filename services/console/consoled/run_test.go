@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,9 +30,10 @@ import (
 
 // TestRun starts the console the way grantline-console does, configured only through the
 // environment, against a NATS server whose durability it checks over HTTP monitoring and the dev
-// identity provider: it becomes ready, signs alice in (her session in the bucket), serves her a page,
-// and stops cleanly with a live page open, which it ends rather than letting it hold the stop. The
-// services' APIs answer 503 throughout, so the live page has nothing to show and stays open.
+// identity provider: it becomes ready, signs alice in (her session in the bucket) with the issuer's
+// keys from GRANTLINE_OIDC_JWKS_URL, serves her a page, and stops cleanly with a live page open, which
+// it ends rather than letting it hold the stop. The services' APIs answer 503 throughout, so the live
+// page has nothing to show and stays open.
 func TestRun(t *testing.T) {
 	ctx := context.Background()
 	ns, err := natsembed.Start(natsembed.Options{Dir: t.TempDir(), Port: -1, HTTPPort: -1})
@@ -70,6 +72,13 @@ func TestRun(t *testing.T) {
 	}
 	mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", issuer.Handler()))
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) })
+	// The issuer's keys at an address of their own, as GRANTLINE_OIDC_JWKS_URL may name one.
+	var keysAsked atomic.Int32
+	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
+		keysAsked.Add(1)
+		r.URL.Path = "/jwks"
+		issuer.Handler().ServeHTTP(w, r)
+	})
 
 	addr := freeAddr(t)
 	consoleURL := "http://" + addr
@@ -80,8 +89,8 @@ func TestRun(t *testing.T) {
 	if err := config.Parse(&cfg, []string{
 		"GRANTLINE_NATS_URL=" + ns.ClientURL(), "GRANTLINE_NATS_MONITOR_URLS=http://" + ns.MonitorAddr().String(),
 		"GRANTLINE_HTTP_ADDR=" + addr, "GRANTLINE_TRUST_FILE=" + trust, "GRANTLINE_SHUTDOWN_TIMEOUT=5s",
-		"GRANTLINE_OIDC_ISSUER=" + idp.URL + "/dev/oidc", "GRANTLINE_OIDC_AUDIENCE=grantline",
-		"GRANTLINE_CONSOLE_URL=" + consoleURL, "GRANTLINE_API_URL=" + idp.URL,
+		"GRANTLINE_OIDC_ISSUER=" + idp.URL + "/dev/oidc", "GRANTLINE_OIDC_AUDIENCE=grantline", "GRANTLINE_OIDC_JWKS_URL=" + idp.URL + "/keys",
+		"GRANTLINE_CONSOLE_PUBLIC_URL=" + consoleURL, "GRANTLINE_API_URL=" + idp.URL,
 		"GRANTLINE_CATALOGUE=../../../examples/catalogue.yaml", "GRANTLINE_CONSOLE_SESSION_KEY_FILE=" + sessionKey,
 	}); err != nil {
 		t.Fatal(err)
@@ -140,6 +149,9 @@ func TestRun(t *testing.T) {
 	callback, body := get(picked.Header.Get("Location"))
 	if callback.StatusCode != http.StatusSeeOther || callback.Header.Get("Location") != "/catalogue" {
 		t.Fatalf("callback: %d to %q: %s", callback.StatusCode, callback.Header.Get("Location"), body)
+	}
+	if keysAsked.Load() == 0 {
+		t.Error("the ID token was verified without asking GRANTLINE_OIDC_JWKS_URL for the keys")
 	}
 	page, body := get(consoleURL + "/catalogue")
 	if page.StatusCode != http.StatusOK || !strings.Contains(body, "alice") || !strings.Contains(body, "payments-admin") {

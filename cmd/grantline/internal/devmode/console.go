@@ -31,6 +31,6 @@ func (e *Env) consoleVariables() (map[string]string, error) {
 	if err := e.issuer.AllowRedirect(e.ConsoleURL() + signin.CallbackPath); err != nil {
 		return nil, err
 	}
-	return map[string]string{"GRANTLINE_CONSOLE_URL": e.ConsoleURL(), "GRANTLINE_API_URL": "http://" + e.HTTPAddr(),
+	return map[string]string{"GRANTLINE_CONSOLE_PUBLIC_URL": e.ConsoleURL(), "GRANTLINE_API_URL": "http://" + e.HTTPAddr(),
 		"GRANTLINE_CONSOLE_SESSION_KEY_FILE": key}, nil
 }

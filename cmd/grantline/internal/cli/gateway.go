@@ -15,23 +15,27 @@ import (
 	"github.com/grantline/grantline/cmd/grantline/internal/gateway"
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/ops"
+	"github.com/grantline/grantline/services/console/signin"
 )
 
 func gatewayCommand(stderr io.Writer) *cobra.Command {
 	var (
-		addr, dataDir, issuerURL, examples string
-		upstreams                          = map[gateway.Service]*string{}
+		addr, dataDir, issuerURL, examples, console string
+		upstreams                                   = map[gateway.Service]*string{}
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Serve the separately deployed services on one HTTP origin",
 		Long: `Forwards each route of Grantline's HTTP API to the service that owns it, as an ingress would, so
 the CLI and people reach one address when the services run as their own processes or containers
-(deploy/compose.yaml runs it). /readyz is ready when every service is.
+(deploy/compose.yaml runs it). With --console every other path goes to the web console, which people
+then open at this origin. /readyz is ready when every service is.
 
 With --dev-data-dir it also serves a development OIDC issuer under /dev/oidc whose key lives in that
 directory, so "grantline dev token <user> --data-dir <dir>" and "--as <user>" work as they do against
-grantline dev. Never use the development issuer in production: anyone with the directory mints tokens.`,
+grantline dev; with --console too, people sign in to the console through it (its callback, at the
+issuer's origin, is registered). Never use the development issuer in production: anyone with the
+directory mints tokens.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", "gateway")
@@ -43,6 +47,13 @@ grantline dev. Never use the development issuer in production: anyone with the d
 				}
 				cfg.Upstreams[s] = u
 			}
+			if console != "" {
+				u, err := url.Parse(console)
+				if err != nil || u.Scheme == "" || u.Host == "" {
+					return fmt.Errorf("--console %q is not an absolute URL", console)
+				}
+				cfg.Upstreams[gateway.Console] = u
+			}
 			if dataDir != "" {
 				dir, err := auth.LoadDirectory(filepath.Join(examples, "directory.yaml"))
 				if err != nil {
@@ -51,6 +62,16 @@ grantline dev. Never use the development issuer in production: anyone with the d
 				issuer, err := auth.OpenDevIssuer(devmode.OIDCDir(dataDir), issuerURL, devmode.Audience, dir)
 				if err != nil {
 					return err
+				}
+				if console != "" {
+					// Behind this gateway the console is at the origin people reach, the issuer's.
+					origin, err := url.Parse(issuerURL)
+					if err == nil {
+						err = issuer.AllowRedirect(origin.Scheme + "://" + origin.Host + signin.CallbackPath)
+					}
+					if err != nil {
+						return fmt.Errorf("--dev-issuer-url: %w", err)
+					}
 				}
 				cfg.DevIssuer = issuer.Handler()
 			}
@@ -75,6 +96,7 @@ grantline dev. Never use the development issuer in production: anyone with the d
 		env := "GRANTLINE_" + strings.ToUpper(string(s)) + "_URL"
 		upstreams[s] = f.String(string(s), envOr(env, def), fmt.Sprintf("the %s service's base URL (%s)", s, env))
 	}
+	f.StringVar(&console, "console", os.Getenv("GRANTLINE_CONSOLE_URL"), "the web console's base URL, such as http://127.0.0.1:8087; empty: no console (GRANTLINE_CONSOLE_URL)")
 	f.StringVar(&dataDir, "dev-data-dir", os.Getenv("GRANTLINE_DEV_DATA_DIR"), "serve a development OIDC issuer keyed from this directory (GRANTLINE_DEV_DATA_DIR)")
 	f.StringVar(&issuerURL, "dev-issuer-url", envOr("GRANTLINE_DEV_ISSUER_URL", "http://localhost:8080/dev/oidc"), "the development issuer's public URL, as tokens name it (GRANTLINE_DEV_ISSUER_URL)")
 	f.StringVar(&examples, "examples", envOr("GRANTLINE_EXAMPLES", "examples"), "directory holding directory.yaml, the development issuer's people (GRANTLINE_EXAMPLES)")

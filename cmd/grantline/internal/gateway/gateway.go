@@ -27,6 +27,9 @@ const (
 	Fulfilment Service = "fulfilment"
 	Revoker    Service = "revoker"
 	Query      Service = "query"
+	// Console is the web console, optional: with it, every path the API and the gateway's own do not
+	// take is its (its pages, sign-in, static files).
+	Console Service = "console"
 )
 
 // Route sends one method and path pattern (net/http ServeMux syntax) to the service that serves it.
@@ -60,6 +63,7 @@ const taskComplete = "POST /v1/tasks/{id}/complete"
 
 // Config is where the services are, and what else the origin serves.
 type Config struct {
+	// Upstreams holds each API service's URL, and the console's if there is one.
 	Upstreams map[Service]*url.URL
 	// DevIssuer, when set, serves a development OIDC issuer's metadata under /dev/oidc/, so tokens
 	// minted by `grantline dev token` verify against this origin as they do against `grantline dev`.
@@ -73,8 +77,8 @@ type Config struct {
 // the services themselves accept far less.
 const maxRetriedBody = 1 << 20
 
-// New returns the origin's handler: the routes, /livez, and /readyz, which is ready only when every
-// upstream's /readyz is.
+// New returns the origin's handler: the routes, /livez, /readyz, which is ready only when every
+// upstream's /readyz is, and, with a console upstream, the console at /.
 func New(cfg Config) (http.Handler, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -113,6 +117,9 @@ func New(cfg Config) (http.Handler, error) {
 	})
 	if cfg.DevIssuer != nil {
 		mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", cfg.DevIssuer))
+	}
+	if p, ok := proxies[Console]; ok {
+		mux.Handle("/", p)
 	}
 	return mux, nil
 }

@@ -97,8 +97,9 @@ helm-check:
 	cd $(HELM_TOOLS) && GOWORK=off HELM=$(CURDIR)/bin/helm $(GO) test -count=1 -v ./...
 
 ## bench-system: the whole system as separate processes (nats-server fsyncing every write, PostgreSQL, the
-## six services): requests/s and latencies from submit to granted, beside the raw ceiling of the same run
-## (docs/benchmarks.md); a few minutes on 2 cores. More options: BENCH_SYSTEM_FLAGS='--profile policy'
+## six services): CPU per granted request of every process, the highest requests/s at which every consumer
+## keeps up and latencies at half of it, beside the raw ceiling of the same run (docs/benchmarks.md); a few
+## minutes on 2 cores. More options: BENCH_SYSTEM_FLAGS='--connector postgres' (or '--profile policy')
 BENCH_SYSTEM_FLAGS ?=
 bench-system: binaries
 	bin/grantline bench --bin-dir bin $(BENCH_SYSTEM_FLAGS)

@@ -12,6 +12,7 @@ require (
 	github.com/grantline/grantline/services/console v0.0.0
 	github.com/grantline/grantline/services/fulfilment v0.0.0
 	github.com/grantline/grantline/services/intake v0.0.0
+	github.com/grantline/grantline/services/notifier v0.0.0
 	github.com/grantline/grantline/services/policy v0.0.0
 	github.com/grantline/grantline/services/query v0.0.0
 	github.com/grantline/grantline/services/revoker v0.0.0
@@ -41,6 +42,7 @@ require (
 	github.com/goccy/go-json v0.11.2 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
+	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
@@ -71,6 +73,7 @@ require (
 	github.com/segmentio/asm v1.2.1 // indirect
 	github.com/sethvargo/go-retry v0.5.0 // indirect
 	github.com/sirupsen/logrus v1.10.2 // indirect
+	github.com/slack-go/slack v0.36.0 // indirect
 	github.com/sony/gobreaker/v2 v2.4.0 // indirect
 	github.com/spf13/pflag v1.1.0 // indirect
 	github.com/synadia-io/orbit.go/jetstreamext v0.3.2 // indirect
@@ -120,3 +123,5 @@ replace github.com/grantline/grantline/services/revoker => ../../services/revoke
 replace github.com/grantline/grantline/api => ../../api
 
 replace github.com/grantline/grantline/services/console => ../../services/console
+
+replace github.com/grantline/grantline/services/notifier => ../../services/notifier

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 )
@@ -19,11 +20,11 @@ func (d *DevIssuer) discoveryDocument() map[string]any {
 		"response_types_supported":              []string{"code", "id_token"},
 		"authorization_endpoint":                d.issuer + authorizePath,
 		"token_endpoint":                        d.issuer + tokenPath,
-		"grant_types_supported":                 []string{"authorization_code"},
+		"grant_types_supported":                 []string{grantAuthorizationCode, GrantTokenExchange},
 		"code_challenge_methods_supported":      []string{"S256"},
-		"token_endpoint_auth_methods_supported": []string{"none"},
+		"token_endpoint_auth_methods_supported": []string{"none", "client_secret_basic"},
 		"subject_types_supported":               []string{"public"},
-		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "name", DefaultGroupsClaim},
+		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "name", DefaultGroupsClaim, "act"},
 	}
 }
 
@@ -33,7 +34,9 @@ func (d *DevIssuer) discoveryDocument() map[string]any {
 //	GET /.well-known/openid-configuration   discovery document (issuer, jwks_uri, algorithms)
 //	GET /jwks                                JWKS holding the public key only
 //	GET, POST /authorize                     sign-in: a picker of the directory's people (devlogin.go)
-//	POST /token                              the authorization code grant with PKCE (devlogin.go)
+//	POST /token                              the authorization code grant with PKCE (devlogin.go), and
+//	                                         token exchange for the clients AllowDelegation allows
+//	                                         (devexchange.go)
 //
 // A missing leading slash is tolerated, so with issuer "http://127.0.0.1:8080/dev/oidc" either
 // mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", h)) or
@@ -45,7 +48,7 @@ func (d *DevIssuer) Handler() http.Handler {
 	mux.HandleFunc("GET "+jwksPath, serveJSON(d.jwks))
 	mux.HandleFunc("GET "+authorizePath, d.authorize)
 	mux.HandleFunc("POST "+authorizePath, d.authorize)
-	mux.HandleFunc("POST "+tokenPath, d.token)
+	mux.HandleFunc("POST "+tokenPath, d.tokenEndpoint)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/") {
 			r = r.Clone(r.Context())
@@ -65,5 +68,24 @@ func serveJSON(body []byte) http.HandlerFunc {
 		// verifiers at the old one.
 		w.Header().Set("Cache-Control", "no-cache")
 		_, _ = w.Write(body)
+	}
+}
+
+// tokenEndpoint serves POST /token for both grants the issuer offers: the authorization code grant of
+// a person signing in (token, devlogin.go) and the token exchange of an allowed delegate (exchange,
+// devexchange.go).
+func (d *DevIssuer) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := r.ParseForm(); err != nil {
+		tokenError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
+		return
+	}
+	switch gt := r.PostForm.Get("grant_type"); gt {
+	case grantAuthorizationCode:
+		d.token(w, r)
+	case GrantTokenExchange:
+		d.exchange(w, r)
+	default:
+		tokenError(w, http.StatusBadRequest, "unsupported_grant_type", fmt.Sprintf("grant_type %q is not supported", gt))
 	}
 }

@@ -22,6 +22,7 @@ type DevIssuer struct {
 	key       jose.JSONWebKey // private; kid and alg set
 	directory *Directory
 	login     *devLogin // the sign-in endpoints' codes and registered redirects (devlogin.go)
+	delegates delegates
 
 	discovery, jwks []byte // what Handler serves, encoded once
 }

@@ -22,7 +22,9 @@ import (
 // to pick from, with no password.
 const (
 	authorizePath = "/authorize"
-	tokenPath     = "/token"
+	// grantAuthorizationCode is the grant_type of a token request redeeming a code (POST /token is
+	// shared with token exchange: tokenEndpoint).
+	grantAuthorizationCode = "authorization_code"
 )
 
 // Lifetimes of what the sign-in endpoints hand out.
@@ -211,8 +213,8 @@ func withQuery(uri string, v url.Values) string {
 	return u.String()
 }
 
-// tokenError is the token endpoint's refusal (RFC 6749 §5.2).
-type tokenError struct {
+// refusal is the token endpoint's refusal of a code (RFC 6749 §5.2), written by tokenError.
+type refusal struct {
 	status      int
 	code, about string
 }
@@ -225,9 +227,7 @@ func (d *DevIssuer) token(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	user, refused := d.redeem(r)
 	if refused != nil {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(refused.status)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": refused.code, "error_description": refused.about})
+		tokenError(w, refused.status, refused.code, refused.about)
 		return
 	}
 	tok, err := d.mint(d.login.now(), user, devLoginTokenTTL)
@@ -241,24 +241,24 @@ func (d *DevIssuer) token(w http.ResponseWriter, r *http.Request) {
 }
 
 // redeem checks a token request and consumes its code, returning the person it was issued for.
-func (d *DevIssuer) redeem(r *http.Request) (string, *tokenError) {
+func (d *DevIssuer) redeem(r *http.Request) (string, *refusal) {
 	if err := r.ParseForm(); err != nil {
-		return "", &tokenError{http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded"}
+		return "", &refusal{http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded"}
 	}
 	f := r.PostForm
-	if gt := f.Get("grant_type"); gt != "authorization_code" {
-		return "", &tokenError{http.StatusBadRequest, "unsupported_grant_type", fmt.Sprintf("grant_type %q is not supported", gt)}
+	if gt := f.Get("grant_type"); gt != grantAuthorizationCode {
+		return "", &refusal{http.StatusBadRequest, "unsupported_grant_type", fmt.Sprintf("grant_type %q is not supported", gt)}
 	}
 	clientID := f.Get("client_id")
 	if id, _, ok := r.BasicAuth(); ok {
 		clientID = id
 	}
 	if clientID != d.audience {
-		return "", &tokenError{http.StatusUnauthorized, "invalid_client", "unknown client"}
+		return "", &refusal{http.StatusUnauthorized, "invalid_client", "unknown client"}
 	}
 	verifier := f.Get("code_verifier")
 	if !pkceValue.MatchString(verifier) {
-		return "", &tokenError{http.StatusBadRequest, "invalid_request", "code_verifier must be 43 to 128 unreserved characters"}
+		return "", &refusal{http.StatusBadRequest, "invalid_request", "code_verifier must be 43 to 128 unreserved characters"}
 	}
 	d.login.mu.Lock()
 	p, ok := d.login.codes[f.Get("code")]
@@ -270,13 +270,13 @@ func (d *DevIssuer) redeem(r *http.Request) (string, *tokenError) {
 	challenge := base64.RawURLEncoding.EncodeToString(sum[:])
 	switch {
 	case !ok:
-		return "", &tokenError{http.StatusBadRequest, "invalid_grant", "unknown or already redeemed code"}
+		return "", &refusal{http.StatusBadRequest, "invalid_grant", "unknown or already redeemed code"}
 	case now.After(p.expires):
-		return "", &tokenError{http.StatusBadRequest, "invalid_grant", "the code expired"}
+		return "", &refusal{http.StatusBadRequest, "invalid_grant", "the code expired"}
 	case p.clientID != clientID || p.redirectURI != f.Get("redirect_uri"):
-		return "", &tokenError{http.StatusBadRequest, "invalid_grant", "the code was issued to another client or redirect URI"}
+		return "", &refusal{http.StatusBadRequest, "invalid_grant", "the code was issued to another client or redirect URI"}
 	case subtle.ConstantTimeCompare([]byte(challenge), []byte(p.challenge)) != 1:
-		return "", &tokenError{http.StatusBadRequest, "invalid_grant", "the code_verifier does not match the code_challenge"}
+		return "", &refusal{http.StatusBadRequest, "invalid_grant", "the code_verifier does not match the code_challenge"}
 	}
 	return p.user, nil
 }

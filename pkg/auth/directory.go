@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/mail"
 	"os"
 
 	"gopkg.in/yaml.v3"
@@ -16,6 +17,8 @@ type User struct {
 	ID     string   `yaml:"id"`
 	Name   string   `yaml:"name"`
 	Groups []string `yaml:"groups"`
+	// Email is where the notifier mails the person; optional.
+	Email string `yaml:"email,omitempty"`
 }
 
 // Directory is the set of users a DevIssuer can mint tokens for, loaded from YAML.
@@ -30,10 +33,12 @@ type Directory struct {
 //	  - id: alice
 //	    name: Alice Engineer
 //	    groups: [engineers]
+//	    email: alice@example.test
 //
 // It returns an error if the file cannot be read, has unknown keys or more than one YAML document,
 // lists no users, or has a user whose id is empty, duplicated or not equal to NormalizeSubject(id)
-// (so the sub minted is the subject services see), or who has an empty group name.
+// (so the sub minted is the subject services see), who has an empty group name, or whose email is
+// not a plain address.
 func LoadDirectory(path string) (*Directory, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -92,6 +97,11 @@ func validateUser(u User) error {
 	for _, g := range u.Groups {
 		if g == "" {
 			return fmt.Errorf("id %q: empty group name", u.ID)
+		}
+	}
+	if u.Email != "" {
+		if a, err := mail.ParseAddress(u.Email); err != nil || a.Address != u.Email {
+			return fmt.Errorf("id %q: email %q is not a plain address such as alice@example.test", u.ID, u.Email)
 		}
 	}
 	return nil

@@ -25,6 +25,9 @@ func TestLoadDirectory(t *testing.T) {
 		{name: "an id with a space", yaml: "users:\n  - id: alice smith\n", wantErr: "disallowed rune"},
 		{name: "an empty group name", yaml: "users:\n  - id: alice\n    groups: [engineers, '']\n", wantErr: "empty group name"},
 		{name: "no users", yaml: "users: []\n", wantErr: "no users"},
+		{name: "an e-mail address", yaml: "users:\n  - id: alice\n    email: alice@example.test\n", wantUsers: 1},
+		{name: "an e-mail with a display name", yaml: "users:\n  - id: alice\n    email: Alice <alice@example.test>\n", wantErr: "not a plain address"},
+		{name: "an e-mail that is no address", yaml: "users:\n  - id: alice\n    email: alice\n", wantErr: "not a plain address"},
 		{name: "an empty file", yaml: "", wantErr: "file is empty"},
 		{name: "a second YAML document", yaml: "users:\n  - id: alice\n---\nusers:\n  - id: bob\n", wantErr: "more than one YAML document"},
 	}

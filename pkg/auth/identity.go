@@ -22,6 +22,10 @@ type Identity struct {
 	Subject string
 	// Groups are the values of the configured groups claim, as issued; nil when the claim is absent.
 	Groups []string
+	// Actor is who acts for the subject (the act claim's sub, RFC 8693): a service that exchanged its
+	// credentials for this token, such as the notifier for a review pressed in Slack; empty when the
+	// person presents their own token.
+	Actor string
 }
 
 // NormalizeSubject maps s with the PRECIS UsernameCaseMapped profile (RFC 8265), so width and case

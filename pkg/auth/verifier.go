@@ -108,8 +108,9 @@ func (v *Verifier) Authenticate(r *http.Request) (Identity, error) {
 }
 
 // Verify checks rawToken's signature against the issuer's keys, its issuer, audience and expiry,
-// then returns the normalised subject and groups. Every error wraps ErrUnauthenticated and says
-// what was wrong: empty or malformed token, unsigned (alg none) or unaccepted algorithm, bad
+// then returns the normalised subject, the groups and the actor (act.sub) if any. Every error wraps
+// ErrUnauthenticated and says what was wrong: empty or malformed token, unsigned (alg none) or
+// unaccepted algorithm, bad
 // signature, wrong issuer, wrong audience, expired (also wrapping *oidc.TokenExpiredError), a sub
 // that NormalizeSubject refuses, or a groups claim that is not an array of strings.
 func (v *Verifier) Verify(ctx context.Context, rawToken string) (Identity, error) {
@@ -129,7 +130,19 @@ func (v *Verifier) Verify(ctx context.Context, rawToken string) (Identity, error
 	if err != nil {
 		return Identity{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
 	}
-	return Identity{Subject: sub, Groups: groups}, nil
+	var act struct {
+		Act *struct {
+			Subject string `json:"sub"`
+		} `json:"act"`
+	}
+	if err := tok.Claims(&act); err != nil {
+		return Identity{}, fmt.Errorf("%w: act claim: %w", ErrUnauthenticated, err)
+	}
+	id := Identity{Subject: sub, Groups: groups}
+	if act.Act != nil {
+		id.Actor = act.Act.Subject
+	}
+	return id, nil
 }
 
 // groups reads the configured claim. An absent or null claim means no groups; anything but an

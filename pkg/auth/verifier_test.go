@@ -117,7 +117,7 @@ func checkAuth(t *testing.T, got Identity, err error, want Identity, wantErr str
 		if err != nil {
 			t.Fatalf("refused: %v", err)
 		}
-		if got.Subject != want.Subject || !slices.Equal(got.Groups, want.Groups) || (got.Groups == nil) != (want.Groups == nil) {
+		if got.Subject != want.Subject || got.Actor != want.Actor || !slices.Equal(got.Groups, want.Groups) || (got.Groups == nil) != (want.Groups == nil) {
 			t.Fatalf("identity = %+v (nil groups %v), want %+v (nil groups %v)",
 				got, got.Groups == nil, want, want.Groups == nil)
 		}

@@ -32,6 +32,9 @@ const (
 	Approval   = User(events.Approval)
 	Fulfilment = User(events.Fulfilment)
 	Revoker    = User(events.Revoker)
+	// Notifier tells people: it reads the evidence, keeps its outbox and records in its own buckets,
+	// schedules its own reminders, and appends nothing.
+	Notifier User = "notifier"
 	// Query is the read side: it reads the evidence and writes nothing to the broker.
 	Query User = "query"
 	// Console is the web console: it keeps its sessions in its own bucket and may publish no event,
@@ -58,9 +61,9 @@ func (u User) IntegrationName() (string, bool) {
 }
 
 // Users lists every user of a deployment with these integrations: the services in pipeline order, the
-// read side, the console, the auditor, the operator, then one user per integration.
+// notifier, the read side, the console, the auditor, the operator, then one user per integration.
 func Users(integrations []string) []User {
-	users := []User{Intake, Policy, Approval, Fulfilment, Revoker, Query, Console, Auditor, Operator}
+	users := []User{Intake, Policy, Approval, Fulfilment, Revoker, Notifier, Query, Console, Auditor, Operator}
 	for _, name := range integrations {
 		users = append(users, Integration(name))
 	}
@@ -123,6 +126,13 @@ var access = map[User]Access{
 		Consumers: []topology.Consumer{topology.RevokerSchedules, topology.RevokerRevocations, topology.RevokerExpiry},
 		Discards:  []string{topology.CredentialsBucket},
 		Timers:    []string{topology.TimerExpiry},
+	},
+	Notifier: {
+		JetStream: true, Reads: []string{topology.EventsStream},
+		Consumers: []topology.Consumer{topology.NotifierEvents, topology.NotifierReminders,
+			topology.NotifierEmail, topology.NotifierSlack, topology.NotifierWebhook},
+		Buckets: []string{topology.NotifyOutboxBucket, topology.NotifySentBucket, topology.NotifyReplayBucket},
+		Timers:  []string{topology.TimerNotifyExpiry, topology.TimerNotifyReview, topology.TimerNotifyPostReview, topology.TimerNotifyTask},
 	},
 	Query:   {JetStream: true, Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream}},
 	Console: {JetStream: true, Buckets: []string{topology.ConsoleSessionsBucket}},

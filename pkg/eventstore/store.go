@@ -72,6 +72,22 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	return newStore(js, cfg)
 }
 
+// ErrReadOnly is what Append returns on a store opened with OpenReader.
+var ErrReadOnly = errors.New("event store opened read-only")
+
+// OpenReader is Open for a service that only reads the evidence and holds no signing key (the
+// notifier): its Store loads and verifies like any other, and Append returns ErrReadOnly. It checks
+// the streams but not the servers' durability, which only a writer depends on.
+func OpenReader(ctx context.Context, js jetstream.JetStream, verifier *events.Verifier) (*Store, error) {
+	if verifier == nil {
+		return nil, errors.New("event store needs a verifier")
+	}
+	if err := Check(ctx, js); err != nil {
+		return nil, err
+	}
+	return newStore(js, Config{Verifier: verifier})
+}
+
 // newStore is Open without the checks.
 func newStore(js jetstream.JetStream, cfg Config) (*Store, error) {
 	s := &Store{js: js, signer: cfg.Signer, verifier: cfg.Verifier, now: cfg.Now, maxAttempts: cfg.MaxAttempts,
@@ -156,6 +172,9 @@ func (s *Store) leaderLastSeq(ctx context.Context, id string) (uint64, error) {
 func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft) (*Loaded, error) {
 	if len(drafts) == 0 {
 		return cur, nil
+	}
+	if s.signer == nil {
+		return nil, ErrReadOnly
 	}
 	next := &Loaded{ID: cur.ID, Records: cur.Records, Events: cur.Events, LastSeq: cur.LastSeq}
 	prev := cur.head()

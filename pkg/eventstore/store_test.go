@@ -400,3 +400,25 @@ func TestAppendCarriesTheTrace(t *testing.T) {
 		t.Fatalf("header traceparent %q, want %q", got, want)
 	}
 }
+
+// TestReaderLoadsButNeverAppends: a store opened without a signing key (the notifier's) loads and
+// verifies a request like any other, and refuses to append to it.
+func TestReaderLoadsButNeverAppends(t *testing.T) {
+	w, _ := singleNode(t)
+	ctx := context.Background()
+	id := w.pendingRequest(t, 2)
+	r, err := OpenReader(ctx, w.js, w.stores[events.Approval].verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := r.Load(ctx, id)
+	if err != nil || l.Request.Status() != events.StatusPendingApproval || len(l.Events) != 2 {
+		t.Fatalf("reader loaded %+v, %v", l, err)
+	}
+	if _, err := r.Append(ctx, l, events.Draft{Payload: events.Withdrawn{}, Actor: "alice"}); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("a reader appended: %v", err)
+	}
+	if after, err := r.Load(ctx, id); err != nil || len(after.Events) != 2 {
+		t.Fatalf("after a refused append: %d events, %v", len(after.Events), err)
+	}
+}

@@ -83,11 +83,19 @@ const (
 	TimerGrantStart = "grant-start"
 	// TimerExpiry is a grant's expiry (revoker).
 	TimerExpiry = "expiry"
+
+	// The notifier's reminders: the warning before a grant expires, the reminder of a review that
+	// still waits, the repetition of an overdue post-review, a manual task's due time.
+	TimerNotifyExpiry     = "notify-expiry"
+	TimerNotifyReview     = "notify-review"
+	TimerNotifyPostReview = "notify-post-review"
+	TimerNotifyTask       = "notify-task"
 )
 
 // TimerKinds lists every timer kind.
 func TimerKinds() []string {
-	return []string{TimerApprovalWindow, TimerPostReview, TimerGrantStart, TimerExpiry}
+	return []string{TimerApprovalWindow, TimerPostReview, TimerGrantStart, TimerExpiry,
+		TimerNotifyExpiry, TimerNotifyReview, TimerNotifyPostReview, TimerNotifyTask}
 }
 
 const intakePrefix = "grantline.intake."
@@ -151,6 +159,16 @@ var (
 	RevokerRevocations = Consumer{EventsStream, "revoker"}
 	// RevokerExpiry receives fired TimerExpiry timers.
 	RevokerExpiry = Consumer{TimersStream, "revoker-expiry"}
+
+	// NotifierEvents receives every event: the notifier decides whom each one tells.
+	NotifierEvents = Consumer{EventsStream, "notifier"}
+	// NotifierReminders receives the notifier's fired reminders (the TimerNotify kinds).
+	NotifierReminders = Consumer{TimersStream, "notifier-reminders"}
+	// NotifierEmail, NotifierSlack and NotifierWebhook deliver what waits in the outbox bucket, one
+	// channel each, so a channel that is down holds up no other.
+	NotifierEmail   = Consumer{BucketStream(NotifyOutboxBucket), "notifier-email"}
+	NotifierSlack   = Consumer{BucketStream(NotifyOutboxBucket), "notifier-slack"}
+	NotifierWebhook = Consumer{BucketStream(NotifyOutboxBucket), "notifier-webhook"}
 )
 
 // Durables lists every durable consumer.
@@ -161,6 +179,7 @@ func Durables() []Consumer {
 		ApprovalSchedules, ApprovalTimers, ApprovalInbox,
 		FulfilmentGrants, FulfilmentStart, FulfilmentRevokeTasks,
 		RevokerSchedules, RevokerRevocations, RevokerExpiry,
+		NotifierEvents, NotifierReminders, NotifierEmail, NotifierSlack, NotifierWebhook,
 	}
 }
 
@@ -178,11 +197,21 @@ const (
 	// ConsoleSessionsBucket holds the web console's sign-in sessions, encrypted, so that its replicas
 	// share them.
 	ConsoleSessionsBucket = "GRANTLINE_CONSOLE_SESSIONS"
+	// NotifyOutboxBucket holds the notifier's deliveries still to send, one key per notification under
+	// its channel; the channels' consumers read its stream.
+	NotifyOutboxBucket = "GRANTLINE_NOTIFY_OUTBOX"
+	// NotifySentBucket records each notification the notifier claimed and sent, by its key, so that
+	// none is sent twice.
+	NotifySentBucket = "GRANTLINE_NOTIFY_SENT"
+	// NotifyReplayBucket holds the signatures of the Slack callbacks the notifier accepted within the
+	// replay window, so none is acted on twice.
+	NotifyReplayBucket = "GRANTLINE_NOTIFY_REPLAY"
 )
 
 // Buckets lists every key-value bucket.
 func Buckets() []string {
-	return []string{IdempotencyBucket, PolicyStateBucket, CredentialsBucket, TasksBucket, ConsoleSessionsBucket}
+	return []string{IdempotencyBucket, PolicyStateBucket, CredentialsBucket, TasksBucket,
+		NotifyOutboxBucket, NotifySentBucket, NotifyReplayBucket, ConsoleSessionsBucket}
 }
 
 // BucketStream is the stream behind bucket (the key-value convention of NATS).

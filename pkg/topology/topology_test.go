@@ -47,6 +47,17 @@ func TestNamesAreTheDeployedOnes(t *testing.T) {
 		{topology.TasksBucket, "GRANTLINE_TASKS"},
 		{topology.ConsoleSessionsBucket, "GRANTLINE_CONSOLE_SESSIONS"},
 		{topology.BucketStream(topology.TasksBucket), "KV_GRANTLINE_TASKS"},
+		{topology.NotifierEvents.Stream + "/" + topology.NotifierEvents.Durable, "GRANTLINE_EVENTS/notifier"},
+		{topology.NotifierReminders.Stream + "/" + topology.NotifierReminders.Durable, "GRANTLINE_TIMERS/notifier-reminders"},
+		{topology.NotifierEmail.Stream + "/" + topology.NotifierEmail.Durable, "KV_GRANTLINE_NOTIFY_OUTBOX/notifier-email"},
+		{topology.NotifierSlack.Durable, "notifier-slack"},
+		{topology.NotifierWebhook.Durable, "notifier-webhook"},
+		{topology.NotifySentBucket, "GRANTLINE_NOTIFY_SENT"},
+		{topology.NotifyReplayBucket, "GRANTLINE_NOTIFY_REPLAY"},
+		{topology.TimerNotifyExpiry, "notify-expiry"},
+		{topology.TimerNotifyReview, "notify-review"},
+		{topology.TimerNotifyPostReview, "notify-post-review"},
+		{topology.TimerNotifyTask, "notify-task"},
 		{topology.BucketKey(topology.CredentialsBucket, ">"), "$KV.GRANTLINE_CREDENTIALS.>"},
 	} {
 		if tc.got != tc.want {

@@ -14,7 +14,7 @@ import (
 
 // TestTheOperationsAreTheContracts: every operation the console calls is a route of the HTTP
 // contract, sent to a service the contract says serves it, and the console can call every route
-// people use (all but the ops routes).
+// people use (all but the ops routes, and the notifier's, which Slack calls).
 func TestTheOperationsAreTheContracts(t *testing.T) {
 	routes, err := api.Routes()
 	if err != nil {
@@ -22,7 +22,7 @@ func TestTheOperationsAreTheContracts(t *testing.T) {
 	}
 	documented := map[string][]string{}
 	for _, r := range routes {
-		if !slices.Contains(r.Services, api.Ops) {
+		if !slices.Contains(r.Services, api.Ops) && !slices.Contains(r.Services, "notifier") {
 			documented[r.Pattern] = r.Services
 		}
 	}

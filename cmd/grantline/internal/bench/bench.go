@@ -37,7 +37,9 @@ const (
 	phaseMax    = "max"
 	// phaseCompared is the maximum rate with the --compare binaries.
 	phaseCompared = "max-compared"
-	phaseHold     = "hold"
+	// phaseKeepUp is a step of the search for the highest rate every consumer keeps up with.
+	phaseKeepUp = "keep-up"
+	phaseHold   = "hold"
 )
 
 // Run runs the benchmark and returns what it measured; progress receives a line per step and, in long
@@ -92,7 +94,7 @@ type run struct {
 
 // all is the run, step by step.
 func (r *run) all(ctx context.Context) error {
-	for _, step := range []func(context.Context) error{r.start, r.ceiling, r.startServices, r.load, r.finish} {
+	for _, step := range []func(context.Context) error{r.start, r.ceiling, r.startServices, r.load, r.worstCase, r.finish} {
 		if err := step(ctx); err != nil {
 			return err
 		}
@@ -167,13 +169,16 @@ func (r *run) load(ctx context.Context) error {
 	}
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
-	go r.sampleLag(lagCtx, time.Second)
+	go r.sampleLag(lagCtx, lagInterval)
 
 	if cfg.Warmup > 0 {
 		r.say("warm-up: %d requests", cfg.Warmup)
 		if _, err := r.phase(ctx, phaseWarmup, cfg.Warmup, 0); err != nil {
 			return err
 		}
+	}
+	if err := r.idle(ctx); err != nil {
+		return err
 	}
 	if cfg.Rate == RateMax || cfg.Rate == RateHalf {
 		r.say("maximum rate: %d requests, at most %d in flight", cfg.Requests, cfg.InFlight)
@@ -186,27 +191,23 @@ func (r *run) load(ctx context.Context) error {
 			return err
 		}
 	}
-	if cfg.Rate != RateMax {
-		var sustained float64
-		if len(r.rep.Phases) > 0 {
-			sustained = r.rep.Phases[0].Sustained
-		}
-		rate, err := cfg.heldRate(sustained)
-		if err != nil {
-			return err
-		}
-		if rate <= 0 {
-			return errors.New("the maximum-rate phase granted nothing to take half of")
-		}
-		n := max(1, int(rate*cfg.Hold.Seconds()))
-		r.say("holding %.1f requests/s for %s (%d requests)", rate, cfg.Hold, n)
-		ph, err := r.phase(ctx, phaseHold, n, rate)
-		r.rep.Phases = append(r.rep.Phases, ph)
-		if err != nil {
+	if cfg.Rate == RateMax {
+		return nil
+	}
+	if cfg.Rate == RateHalf {
+		if err := r.sustain(ctx, r.rep.Phases[0].Sustained); err != nil {
 			return err
 		}
 	}
-	return nil
+	rate, err := cfg.heldRate(r.rep.Sustainable.Rate)
+	if err != nil {
+		return err
+	}
+	n := max(1, int(rate*cfg.Hold.Seconds()))
+	r.say("holding %.1f requests/s for %s (%d requests)", rate, cfg.Hold, n)
+	ph, err := r.phase(ctx, phaseHold, n, rate)
+	r.rep.Phases = append(r.rep.Phases, ph)
+	return err
 }
 
 // finish measures the raw publish again and summarises the profiles.
@@ -277,7 +278,9 @@ func (r *run) compare(ctx context.Context) error {
 }
 
 // phase submits n requests, as fast as the system takes them (rate 0) or at rate per second, and
-// waits until every one is granted or has failed, within the phase timeout.
+// waits until every one is granted or has failed and every consumer's backlog is drained, within the
+// phase timeout: the CPU the phase measures is then all the work its requests caused, including work
+// deferred past the last grant.
 func (r *run) phase(ctx context.Context, name string, n int, rate float64) (Phase, error) {
 	ph := Phase{Name: name, TargetRate: rate, Planned: n}
 	var window chan struct{}
@@ -307,27 +310,41 @@ func (r *run) phase(ctx context.Context, name string, n int, rate float64) (Phas
 	r.tracker.begin(window)
 	r.lag.reset()
 	r.recordLag(ctx)
-	cpu0 := r.cpu()
+	cpu0, cpuFrom := r.cpu(), time.Now()
 	if name == phaseMax && len(r.s.cfg.Profile) > 0 && r.prof == nil {
 		if r.prof, err = startProfiler(ctx, r.s.cfg.ProfileDir, r.s.children()); err != nil {
 			return ph, err
 		}
 	}
 	stopProgress := r.progress(name, n)
+	submitFrom := time.Now()
 	if rate == 0 {
 		r.closedLoop(ctx, keys, window)
 	} else {
 		r.openLoop(ctx, keys, rate)
 	}
+	// The backlog as the last request went out ends the window the phase is judged on, so that window
+	// holds a sample however short the phase.
+	submitTo := r.recordLag(ctx)
 	err = r.tracker.waitFinished(ctx, n)
 	stopProgress()
+	if err == nil {
+		err = r.waitIdle(ctx, r.s.cfg.PhaseTimeout)
+	}
+	ph.CPU, ph.CPUWindow = since(r.cpu(), cpu0), time.Since(cpuFrom)
 	if r.prof != nil {
 		r.prof.stopAndWait()
 	}
 	r.recordLag(context.WithoutCancel(ctx))
-	ph.Lag = r.lag.reset()
-	ph.CPU = since(r.cpu(), cpu0)
+	samples := r.lag.reset()
+	ph.Lag = maxLag(samples)
 	r.tracker.fill(&ph)
+	ph.Budget = budgetOf(ph.CPU, ph.Granted)
+	judged, offered := rate, rate > 0
+	if !offered {
+		judged = ph.Sustained
+	}
+	ph.KeepUp = judgeKeepUp(samples, submitFrom, submitTo, judged, ph.SubmitRate, offered)
 	seq1, serr := r.lastSeq(context.WithoutCancel(ctx))
 	ph.Events = int(seq1 - seq0)
 	if err != nil {

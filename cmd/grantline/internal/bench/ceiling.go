@@ -213,12 +213,13 @@ type step struct {
 func (s *system) lifecycle(id string) []step {
 	return []step{
 		{events.Intake, func(*events.Request) ([]events.Draft, error) {
+			person := s.people.ids[0]
 			sub, err := intake.Validate(intake.Body{Entitlement: entitlement, Justification: "load+append ceiling", Duration: "1h"},
-				intake.Requester{ID: requester, Groups: []string{"engineers"}}, "http", s.cat, time.Now())
+				intake.Requester{ID: person, Groups: []string{populationGroup}}, "http", s.cat, time.Now())
 			if err != nil {
 				return nil, err
 			}
-			return []events.Draft{{Payload: sub, Actor: requester}}, nil
+			return []events.Draft{{Payload: sub, Actor: person}}, nil
 		}},
 		{events.Policy, func(*events.Request) ([]events.Draft, error) {
 			return []events.Draft{{Payload: events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"load+append ceiling"},

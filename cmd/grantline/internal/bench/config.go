@@ -25,7 +25,8 @@ const (
 const (
 	// RateMax runs only the maximum-rate phase.
 	RateMax = "max"
-	// RateHalf runs the maximum-rate phase, then holds half the rate it sustained.
+	// RateHalf runs the maximum-rate phase, searches for the highest rate at which every consumer
+	// keeps up (see KeepUp), then holds half of it.
 	RateHalf = "half"
 )
 
@@ -33,7 +34,7 @@ const (
 type Config struct {
 	// BinDir holds nats-server and grantline-<service> for each of Services (`make binaries`).
 	BinDir string
-	// Examples holds policies/ (the policy bundle) and directory.yaml (the users of the dev issuer).
+	// Examples holds policies/, the policy bundle; the bench writes its own directory of people.
 	Examples string
 	// Via is ViaHTTP or ViaIntegration.
 	Via string
@@ -49,6 +50,20 @@ type Config struct {
 	InFlight int
 	// Hold is how long a held-rate phase submits.
 	Hold time.Duration
+	// KeepUpSteps bounds the search for the highest rate every consumer keeps up with (RateHalf); each
+	// step offers its rate for KeepUpStep.
+	KeepUpSteps int
+	KeepUpStep  time.Duration
+	// Idle is how long the system's CPU is measured while it does nothing, after the warm-up: the
+	// fixed cost a phase's CPU per granted request includes, the more so the lower its rate.
+	Idle time.Duration
+	// People is the size of the population the requests are drawn from.
+	People int
+	// WorstCaseHeld lists the numbers of grants one person holds at which the postgres connector's
+	// cost per grant is measured, WorstCaseGrants grants at each; empty, or the webhook connector, skips
+	// the measurement.
+	WorstCaseHeld   []int
+	WorstCaseGrants int
 	// Warmup is how many requests run, unmeasured, before the first phase.
 	Warmup int
 	// RawMessages is how many sync publishes measure the raw ceiling (async: five times as many).
@@ -75,7 +90,8 @@ type Config struct {
 // DefaultConfig is the run `make bench-system` does.
 func DefaultConfig() Config {
 	return Config{BinDir: "bin", Examples: "examples", Via: ViaHTTP, Connector: webhook.Name, Rate: RateHalf,
-		Requests: 3000, InFlight: 256, Hold: 30 * time.Second, Warmup: 200, RawMessages: 2000, Updates: 1500,
+		Requests: 3000, InFlight: 256, Hold: 30 * time.Second, KeepUpSteps: 5, KeepUpStep: 10 * time.Second, Idle: 5 * time.Second, People: 1000,
+		WorstCaseHeld: []int{0, 100, 1000, 3000}, WorstCaseGrants: 50, Warmup: 200, RawMessages: 2000, Updates: 1500,
 		UpdateWriters: 4, PhaseTimeout: 3 * time.Minute, CompareRounds: 2}
 }
 
@@ -93,13 +109,19 @@ func (c Config) check() error {
 	for _, n := range []struct {
 		name string
 		v    int
-	}{{"requests", c.Requests}, {"in-flight", c.InFlight}, {"raw messages", c.RawMessages}, {"updates", c.Updates}, {"update writers", c.UpdateWriters}} {
+	}{{"requests", c.Requests}, {"in-flight", c.InFlight}, {"raw messages", c.RawMessages}, {"updates", c.Updates},
+		{"update writers", c.UpdateWriters}, {"keep-up steps", c.KeepUpSteps}, {"people", c.People}, {"worst-case grants", c.WorstCaseGrants}} {
 		if n.v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1", n.name))
 		}
 	}
-	if c.Warmup < 0 || c.Hold <= 0 || c.PhaseTimeout <= 0 {
-		errs = append(errs, errors.New("warm-up, hold and phase timeout must be positive"))
+	if c.Warmup < 0 || c.Idle < 0 || c.Hold <= 0 || c.KeepUpStep <= 0 || c.PhaseTimeout <= 0 {
+		errs = append(errs, errors.New("warm-up and idle must not be negative; hold, keep-up step and phase timeout must be positive"))
+	}
+	for _, n := range c.WorstCaseHeld {
+		if n < 0 {
+			errs = append(errs, fmt.Errorf("worst case: %d grants held", n))
+		}
 	}
 	for svc, bin := range c.Compare {
 		if !slices.Contains(Services, svc) {
@@ -122,10 +144,10 @@ func (c Config) check() error {
 	return errors.Join(errs...)
 }
 
-// heldRate is the rate the hold phase keeps, given the maximum-rate phase's sustained rate.
-func (c Config) heldRate(max float64) (float64, error) {
+// heldRate is the rate the hold phase keeps, given the highest rate every consumer kept up with.
+func (c Config) heldRate(sustainable float64) (float64, error) {
 	if c.Rate == RateHalf {
-		return max / 2, nil
+		return sustainable / 2, nil
 	}
 	r, err := strconv.ParseFloat(c.Rate, 64)
 	if err != nil || r <= 0 {

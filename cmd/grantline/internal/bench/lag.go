@@ -12,18 +12,41 @@ import (
 	"github.com/grantline/grantline/pkg/topology"
 )
 
-// lagSampler keeps the largest backlog (pending plus unacknowledged) seen on each service consumer
-// while a phase runs.
-type lagSampler struct {
-	mu  sync.Mutex
-	max map[string]uint64
+// lagInterval is how often the backlogs are sampled while a phase runs: often enough that the last
+// half of a short keep-up step holds several samples, rarely enough that the consumer info requests
+// cost nats-server next to nothing.
+const lagInterval = 500 * time.Millisecond
+
+// lagSample is the backlog (pending plus unacknowledged) of every service consumer at one time.
+type lagSample struct {
+	at  time.Time
+	lag map[string]uint64
 }
 
-func (l *lagSampler) reset() map[string]uint64 {
+// lagSampler records the backlog samples taken while a phase runs.
+type lagSampler struct {
+	mu        sync.Mutex
+	recording bool
+	samples   []lagSample
+}
+
+// reset returns the samples recorded so far and starts a new recording.
+func (l *lagSampler) reset() []lagSample {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := l.max
-	l.max = map[string]uint64{}
+	out := l.samples
+	l.samples, l.recording = nil, true
+	return out
+}
+
+// maxLag is the largest backlog of each consumer over samples.
+func maxLag(samples []lagSample) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, s := range samples {
+		for name, lag := range s.lag {
+			out[name] = max(out[name], lag)
+		}
+	}
 	return out
 }
 
@@ -64,7 +87,7 @@ func (r *run) consumedStreams(ctx context.Context) error {
 	return nil
 }
 
-// sampleLag records the largest backlogs every interval until ctx ends.
+// sampleLag records the backlogs every interval until ctx ends.
 func (r *run) sampleLag(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -78,18 +101,18 @@ func (r *run) sampleLag(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// recordLag samples the backlogs once into the running phase's maxima; a phase also takes a sample at
-// its start and its end, so one shorter than the interval has its figures too.
-func (r *run) recordLag(ctx context.Context) {
+// recordLag samples the backlogs once into the running phase's recording and returns the time of the
+// sample; a phase also takes a sample at its start, as its submissions end and at its end, so one
+// shorter than the interval has its figures too.
+func (r *run) recordLag(ctx context.Context) time.Time {
+	at := time.Now()
 	lags := r.lags(ctx)
 	r.lag.mu.Lock()
 	defer r.lag.mu.Unlock()
-	if r.lag.max == nil {
-		return
+	if r.lag.recording {
+		r.lag.samples = append(r.lag.samples, lagSample{at: at, lag: lags})
 	}
-	for name, lag := range lags {
-		r.lag.max[name] = max(r.lag.max[name], lag)
-	}
+	return at
 }
 
 // waitIdle waits until no service consumer has a backlog, so a phase does not pay for the last one's.

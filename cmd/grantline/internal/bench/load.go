@@ -24,11 +24,13 @@ import (
 // answers with the request ID; events are known by request ID. Either may arrive first: policy can
 // decide before the HTTP answer reaches the bench.
 type tracker struct {
-	mu        sync.Mutex
-	sent      map[string]time.Time
-	accepted  map[string]time.Time
-	requestOf map[string]string
-	keyOf     map[string]string
+	mu   sync.Mutex
+	sent map[string]time.Time
+	// requesterOf is the person each submission was for.
+	requesterOf map[string]int
+	accepted    map[string]time.Time
+	requestOf   map[string]string
+	keyOf       map[string]string
 	// decided and granted are the times the server stored policy_decided and granted.
 	decided, granted map[string]time.Time
 	// failed holds why a submission or request will never be granted, by key or by request ID.
@@ -46,7 +48,7 @@ type phaseKeys struct {
 }
 
 func newTracker() *tracker {
-	return &tracker{sent: map[string]time.Time{}, accepted: map[string]time.Time{}, requestOf: map[string]string{},
+	return &tracker{sent: map[string]time.Time{}, requesterOf: map[string]int{}, accepted: map[string]time.Time{}, requestOf: map[string]string{},
 		keyOf: map[string]string{}, decided: map[string]time.Time{}, granted: map[string]time.Time{}, failed: map[string]string{},
 		changed: make(chan struct{}, 1)}
 }
@@ -57,10 +59,10 @@ func (t *tracker) begin(window chan struct{}) {
 	t.cur, t.window = &phaseKeys{finished: map[string]bool{}}, window
 }
 
-func (t *tracker) submitting(key string, at time.Time) {
+func (t *tracker) submitting(key string, person int, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.sent[key] = at
+	t.sent[key], t.requesterOf[key] = at, person
 	t.cur.keys = append(t.cur.keys, key)
 }
 
@@ -152,8 +154,10 @@ func (t *tracker) fill(ph *Phase) {
 	var submit, decision, granted []time.Duration
 	var sentAt, grantedAt []time.Time
 	reasons := map[string]bool{}
+	requesters := map[int]bool{}
 	for _, key := range t.cur.keys {
 		sent := t.sent[key]
+		requesters[t.requesterOf[key]] = true
 		sentAt = append(sentAt, sent)
 		if reason, ok := t.failed[key]; ok {
 			ph.Failed++
@@ -175,7 +179,7 @@ func (t *tracker) fill(ph *Phase) {
 			grantedAt = append(grantedAt, at)
 		}
 	}
-	ph.Submitted, ph.Granted = len(t.cur.keys), len(grantedAt)
+	ph.Submitted, ph.Granted, ph.Requesters = len(t.cur.keys), len(grantedAt), len(requesters)
 	ph.Submit, ph.Decision, ph.GrantedLatency = latencyOf(submit), latencyOf(decision), latencyOf(granted)
 	if len(sentAt) == 0 || len(grantedAt) == 0 {
 		return
@@ -286,16 +290,19 @@ func (r *run) answered(m *nats.Msg) {
 	}
 }
 
-// submit sends one request, known by key, the way the run is configured to.
+// submit sends one request, known by key, for the next person of the population, the way the run is
+// configured to.
 func (r *run) submit(ctx context.Context, key string) {
 	justification := "grantline bench " + key
+	people := r.s.people
+	person := people.draw()
 	if r.s.cfg.Via == ViaIntegration {
 		ce := fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":"/grantline-bench","type":%q,"datacontenttype":"application/json",`+
-			`"data":{"requester":{"id":%q,"groups":["engineers"]},"entitlement":%q,"duration":"1h","justification":%q}}`,
-			key, integration.TypeRequest, requester, entitlement, justification)
+			`"data":{"requester":{"id":%q,"groups":[%q]},"entitlement":%q,"duration":"1h","justification":%q}}`,
+			key, integration.TypeRequest, people.ids[person], populationGroup, entitlement, justification)
 		msg := nats.NewMsg(topology.IntegrationRequests(integrationName))
 		msg.Data = []byte(ce)
-		r.tracker.submitting(key, time.Now())
+		r.tracker.submitting(key, person, time.Now())
 		if _, err := r.s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(key)); err != nil {
 			r.tracker.refuse(key, "publish: "+err.Error())
 		}
@@ -307,11 +314,11 @@ func (r *run) submit(ctx context.Context, key string) {
 		r.tracker.refuse(key, err.Error())
 		return
 	}
-	req.Header.Set("Authorization", "Bearer "+r.s.token)
+	req.Header.Set("Authorization", "Bearer "+people.tokens[person])
 	req.Header.Set("Content-Type", "application/json")
 	// What a careful client sends, so a retry cannot create a second request.
 	req.Header.Set("Idempotency-Key", key)
-	r.tracker.submitting(key, time.Now())
+	r.tracker.submitting(key, person, time.Now())
 	resp, err := r.client.Do(req)
 	if err != nil {
 		r.tracker.refuse(key, err.Error())

@@ -177,26 +177,35 @@ func readStat(pid int) (procStat, error) {
 	return procStat{ppid: int(n[0]), cpu: time.Duration(n[1]+n[2]) * clockTick, children: time.Duration(n[3]+n[4]) * clockTick}, nil
 }
 
-// treeCPU is the CPU time of pid and of all its children, live and reaped: PostgreSQL does its work in
-// a backend process per connection.
+// treeCPU is the CPU time of pid and of every process descending from it, live or exited (an exited
+// child's time is in its parent's children's times once reaped): PostgreSQL does its work in a
+// backend process per connection and in background workers, all below the postmaster.
 func treeCPU(pid int) (time.Duration, error) {
 	root, err := readStat(pid)
 	if err != nil {
 		return 0, err
 	}
-	total := root.cpu + root.children
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0, err
 	}
+	stats := map[int]procStat{pid: root}
+	children := map[int][]int{}
 	for _, e := range entries {
 		other, err := strconv.Atoi(e.Name())
 		if err != nil || other == pid {
 			continue
 		}
-		if s, err := readStat(other); err == nil && s.ppid == pid {
-			total += s.cpu + s.children
+		if s, err := readStat(other); err == nil {
+			stats[other] = s
+			children[s.ppid] = append(children[s.ppid], other)
 		}
+	}
+	var total time.Duration
+	for stack := []int{pid}; len(stack) > 0; {
+		p := stack[len(stack)-1]
+		stack = append(stack[:len(stack)-1], children[p]...)
+		total += stats[p].cpu + stats[p].children
 	}
 	return total, nil
 }
@@ -240,7 +249,7 @@ func (r *run) cpu() map[string]time.Duration {
 		}
 	}
 	if st, err := readStat(os.Getpid()); err == nil {
-		out["bench"] = st.cpu
+		out[benchProcess] = st.cpu
 	}
 	return out
 }
@@ -267,7 +276,7 @@ func (r *run) processes() []Process {
 	if pid := r.s.postmaster(); pid > 0 {
 		add("postgres", pid)
 	}
-	add("bench", os.Getpid())
+	add(benchProcess, os.Getpid())
 	return out
 }
 

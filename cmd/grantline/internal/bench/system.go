@@ -41,9 +41,10 @@ const NATSServer = "nats-server"
 
 const (
 	// entitlement is what every benchmark request asks for: the example policy approves it without
-	// review for a member of engineers, such as requester.
+	// review for a member of populationGroup.
 	entitlement = "analytics-read"
-	requester   = "alice"
+	// targetRole is the PostgreSQL role the postgres connector grants for entitlement.
+	targetRole = "analytics_read"
 	// integrationName is the integration the bench submits as with --via integration.
 	integrationName = "bench"
 	audience        = "grantline"
@@ -75,7 +76,7 @@ type system struct {
 	frontDone chan error
 	issuer    *auth.DevIssuer
 	target    *webhookTarget
-	token     string
+	people    *population
 
 	services []*child
 	files    struct{ catalogue, integrations, webhooks string }
@@ -168,7 +169,7 @@ func (s *system) startPostgres(ctx context.Context) error {
 	if s.cfg.Connector != pgconnector.Name {
 		return nil
 	}
-	pg, err := pgconnector.Open(ctx, s.dbURL["target"], map[string]string{entitlement: "analytics_read"})
+	pg, err := pgconnector.Open(ctx, s.dbURL["target"], map[string]string{entitlement: targetRole})
 	if err != nil {
 		return err
 	}
@@ -177,11 +178,17 @@ func (s *system) startPostgres(ctx context.Context) error {
 }
 
 // startFront serves, from the bench process on loopback, the dev identity issuer the services validate
-// tokens against and the webhook target that fulfilment grants on.
+// tokens against, over a directory of the bench's population, and the webhook target that fulfilment
+// grants on.
 func (s *system) startFront(ctx context.Context) error {
-	dir, err := auth.LoadDirectory(filepath.Join(s.cfg.Examples, "directory.yaml"))
+	s.people = newPopulation(s.cfg.People)
+	dirFile := filepath.Join(s.work, "directory.yaml")
+	if err := s.people.writeDirectory(dirFile); err != nil {
+		return err
+	}
+	dir, err := auth.LoadDirectory(dirFile)
 	if err != nil {
-		return fmt.Errorf("%w (run from the repository root or set --examples)", err)
+		return err
 	}
 	mux := http.NewServeMux()
 	if s.front, err = ops.Listen("127.0.0.1:0", mux, nil); err != nil {
@@ -190,7 +197,7 @@ func (s *system) startFront(ctx context.Context) error {
 	if s.issuer, err = auth.OpenDevIssuer(filepath.Join(s.work, "oidc"), "http://"+s.front.Addr()+"/oidc", audience, dir); err != nil {
 		return err
 	}
-	if s.token, err = s.issuer.Mint(requester, 4*time.Hour); err != nil {
+	if err := s.people.mintTokens(s.issuer, 4*time.Hour); err != nil {
 		return err
 	}
 	secret := make([]byte, 32)
@@ -246,26 +253,27 @@ func (t *webhookTarget) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeFiles writes the bench's own catalogue (the one entitlement, fulfilled by the chosen connector),
-// integrations and webhook targets.
+// integrations (one, which may submit for the population) and webhook targets.
 func (s *system) writeFiles() error {
 	s.files.catalogue = filepath.Join(s.work, "catalogue.yaml")
 	s.files.integrations = filepath.Join(s.work, "integrations.yaml")
 	s.files.webhooks = filepath.Join(s.work, "webhooks.json")
 	cat := fmt.Sprintf(`# The benchmark's catalogue: one entitlement that the example policy approves without review for
-# engineers, fulfilled by the %[1]s connector.
+# %[3]s, fulfilled by the %[1]s connector.
 entitlements:
   - id: %[2]s
     description: Read-only role on the benchmark's analytics system
     system: %[1]s/analytics
-    resource: role analytics_read
+    resource: role %[4]s
     risk: low
     connector: %[1]s
     owner_groups: [analytics-owners]
     max_duration: 8h
     min_duration: 5s
     subject_kinds: [human]
-`, s.cfg.Connector, entitlement)
-	integrations := fmt.Sprintf("integrations:\n  - name: %s\n    requesters: [%s]\n    groups: [engineers]\n", integrationName, requester)
+`, s.cfg.Connector, entitlement, populationGroup, targetRole)
+	integrations := fmt.Sprintf("integrations:\n  - name: %s\n    requesters: [%s]\n    groups: [%s]\n", integrationName,
+		strings.Join(s.people.ids, ", "), populationGroup)
 	hooks, err := json.Marshal(map[string]any{"targets": []map[string]any{{
 		"name": "grantline-bench", "url": "http://" + s.front.Addr() + "/webhook", "secret_env": webhookSecret,
 		"entitlements": []string{entitlement},
@@ -318,7 +326,7 @@ func (s *system) serviceEnv(name, httpAddr, pprofAddr string, credentialKey stri
 		set[credential.KeyEnv] = credentialKey
 		if s.cfg.Connector == pgconnector.Name {
 			set["GRANTLINE_PG_TARGET_URL"] = s.dbURL["target"]
-			set["GRANTLINE_PG_ROLES"] = entitlement + "=analytics_read"
+			set["GRANTLINE_PG_ROLES"] = entitlement + "=" + targetRole
 		} else {
 			set["GRANTLINE_WEBHOOKS"] = s.files.webhooks
 			set[webhookSecret] = base64.StdEncoding.EncodeToString(s.target.secret)

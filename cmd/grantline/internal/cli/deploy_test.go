@@ -110,7 +110,7 @@ func TestDeploySecretsRunADeployment(t *testing.T) {
 	}
 	r, err := brokeraccess.Probe(ctx, url, creds)
 	// Every user of the matrix, with the demo's one integration (servicenow), has a key and was probed.
-	if err != nil || len(r.Unexpected) > 0 || len(r.Users) != len(brokeraccess.Users([]string{"servicenow"})) {
+	if err != nil || len(r.Unexpected) > 0 || len(r.Users) != len(creds) || len(creds) != len(brokeraccess.Users([]string{"servicenow"})) {
 		t.Fatalf("probing the deployed users: %v\n%s", err, r)
 	}
 }

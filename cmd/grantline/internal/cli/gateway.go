@@ -41,6 +41,9 @@ directory mints tokens.`,
 			log := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", "gateway")
 			cfg := gateway.Config{Upstreams: map[gateway.Service]*url.URL{}, Log: log}
 			for s, raw := range upstreams {
+				if *raw == "" {
+					continue // an optional service this deployment does not run
+				}
 				u, err := url.Parse(*raw)
 				if err != nil || u.Scheme == "" || u.Host == "" {
 					return fmt.Errorf("--%s %q is not an absolute URL", s, *raw)
@@ -92,6 +95,7 @@ directory mints tokens.`,
 	for s, def := range map[gateway.Service]string{
 		gateway.Intake: "http://127.0.0.1:8081", gateway.Approval: "http://127.0.0.1:8083",
 		gateway.Fulfilment: "http://127.0.0.1:8084", gateway.Revoker: "http://127.0.0.1:8085", gateway.Query: "http://127.0.0.1:8086",
+		gateway.Notifier: "",
 	} {
 		env := "GRANTLINE_" + strings.ToUpper(string(s)) + "_URL"
 		upstreams[s] = f.String(string(s), envOr(env, def), fmt.Sprintf("the %s service's base URL (%s)", s, env))

@@ -15,6 +15,7 @@ import (
 	approvalapi "github.com/grantline/grantline/services/approval/httpapi"
 	fulfilmentapi "github.com/grantline/grantline/services/fulfilment/httpapi"
 	intakeapi "github.com/grantline/grantline/services/intake/httpapi"
+	"github.com/grantline/grantline/services/notifier/slackapi"
 	queryapi "github.com/grantline/grantline/services/query/httpapi"
 	revokerapi "github.com/grantline/grantline/services/revoker/httpapi"
 )
@@ -27,6 +28,7 @@ var apis = map[gateway.Service][]func(httpjson.Mux){
 	gateway.Fulfilment: {(&fulfilmentapi.Handler{}).Routes},
 	gateway.Revoker:    {(&revokerapi.Handler{}).Routes, (&revokerapi.Handler{}).TaskRoutes},
 	gateway.Query:      {(&queryapi.Handler{}).Routes},
+	gateway.Notifier:   {(&slackapi.Handler{}).Routes},
 }
 
 // TestContract holds api/openapi.yaml and the routers equal: every route a service registers is

@@ -20,15 +20,17 @@ import (
 // Service names an upstream.
 type Service string
 
-// The services with an HTTP API. Policy has none: it only reacts to events.
+// The services with an HTTP API. Policy has none: it only reacts to events. The notifier's (Slack's
+// callbacks) is optional: a deployment without Slack approvals runs none.
 const (
 	Intake     Service = "intake"
 	Approval   Service = "approval"
 	Fulfilment Service = "fulfilment"
 	Revoker    Service = "revoker"
 	Query      Service = "query"
-	// Console is the web console, optional: with it, every path the API and the gateway's own do not
-	// take is its (its pages, sign-in, static files).
+	Notifier   Service = "notifier"
+	// Console is the web console, optional too: with it, every path the API and the gateway's own do
+	// not take is its (its pages, sign-in, static files).
 	Console Service = "console"
 )
 
@@ -57,6 +59,7 @@ var Routes = []Route{
 	// Completing a task: fulfilment owns grant tasks and answers 421 Misdirected Request for a revoke
 	// task, which the revoker owns; the gateway then asks the revoker. A task's ID does not say which.
 	{taskComplete, Fulfilment},
+	{"POST /v1/slack/interactions", Notifier},
 }
 
 const taskComplete = "POST /v1/tasks/{id}/complete"
@@ -78,7 +81,8 @@ type Config struct {
 const maxRetriedBody = 1 << 20
 
 // New returns the origin's handler: the routes, /livez, /readyz, which is ready only when every
-// upstream's /readyz is, and, with a console upstream, the console at /.
+// upstream's /readyz is, and, with a console upstream, the console at /. Every service but the
+// notifier and the console needs an upstream; without one for the notifier, its routes answer 502.
 func New(cfg Config) (http.Handler, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -105,7 +109,12 @@ func New(cfg Config) (http.Handler, error) {
 			mux.Handle(r.Pattern, &taskCompleter{cfg: cfg})
 			continue
 		}
-		mux.Handle(r.Pattern, proxies[r.Service])
+		proxy, ok := proxies[r.Service]
+		if !ok {
+			mux.HandleFunc(r.Pattern, func(w http.ResponseWriter, _ *http.Request) { writeUnavailable(w, r.Service) })
+			continue
+		}
+		mux.Handle(r.Pattern, proxy)
 	}
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {

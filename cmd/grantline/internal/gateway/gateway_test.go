@@ -204,3 +204,19 @@ func TestWithAConsoleEveryOtherPathIsTheConsoles(t *testing.T) {
 		t.Fatalf("readyz with the console down answered %d %q, want 503 naming the console", status, body)
 	}
 }
+
+// TestTheNotifierIsOptional: a deployment without the notifier answers Slack's callbacks with 502;
+// with one, they reach it.
+func TestTheNotifierIsOptional(t *testing.T) {
+	srv := start(t, fiveUpstreams(t, answer(http.StatusOK, "fulfilment")))
+	if status, body := do(t, http.MethodPost, srv.URL+"/v1/slack/interactions", "payload=x"); status != http.StatusBadGateway ||
+		!strings.Contains(body, "notifier") {
+		t.Errorf("without a notifier: %d %s", status, body)
+	}
+	ups := fiveUpstreams(t, answer(http.StatusOK, "fulfilment"))
+	ups[gateway.Notifier] = newUpstream(t, answer(http.StatusOK, "notifier"))
+	srv = start(t, ups)
+	if status, body := do(t, http.MethodPost, srv.URL+"/v1/slack/interactions", "payload=x"); status != http.StatusOK || body != "notifier" {
+		t.Errorf("with a notifier: %d %s", status, body)
+	}
+}

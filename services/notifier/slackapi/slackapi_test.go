@@ -1,0 +1,182 @@
+package slackapi_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json/v2"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/grantline/grantline/api"
+	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/services/approval/approvald"
+	"github.com/grantline/grantline/services/notifier"
+	"github.com/grantline/grantline/services/notifier/channel"
+	"github.com/grantline/grantline/services/notifier/channel/slackchat"
+	"github.com/grantline/grantline/services/notifier/delegation"
+	"github.com/grantline/grantline/services/notifier/natskv"
+	"github.com/grantline/grantline/services/notifier/notifiertest"
+	"github.com/grantline/grantline/services/notifier/routing"
+	"github.com/grantline/grantline/services/notifier/slackapi"
+	"github.com/grantline/grantline/services/notifier/slacktest"
+)
+
+const (
+	signingSecret  = "slack-signing-secret"
+	notifierSecret = "notifier-client-secret-0123"
+	examples       = "../../../examples"
+)
+
+// world is the interaction endpoint as deployed: on one HTTP origin the real approval service's API
+// (approvald's routes, on a real NATS server with an event store per service) and the dev identity
+// issuer, which lets the notifier's client exchange tokens; the notifier's handler with its replay
+// guard in its own bucket, the demo routing file's Slack users, and a stand-in for Slack's Web API.
+type world struct {
+	*notifiertest.Evidence
+	srv    *httptest.Server
+	slack  *slacktest.Server
+	poster *slackchat.Sender
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	ctx := context.Background()
+	ev := notifiertest.NewEvidence(t)
+	w := &world{Evidence: ev}
+	js := ev.JS
+
+	dir, err := auth.LoadDirectory(filepath.Join(examples, "directory.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	w.srv = httptest.NewServer(mux)
+	t.Cleanup(w.srv.Close)
+	issuer, err := auth.OpenDevIssuer(t.TempDir(), w.srv.URL+"/dev/oidc", "grantline", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := issuer.AllowDelegation("grantline-notifier", []byte(notifierSecret)); err != nil {
+		t.Fatal(err)
+	}
+	mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", issuer.Handler()))
+	authn, err := auth.NewVerifier(ctx, issuer.VerifierConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The review API needs no database: only GET /v1/reviews reads the inbox.
+	approvald.Deps{JS: js, Store: w.Stores[events.Approval], Auth: authn, Now: time.Now}.Routes(mux, log)
+
+	buckets, err := natskv.Open(ctx, js, natskv.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := routing.Load(filepath.Join(examples, "notifications.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.slack = slacktest.Start(t, "xoxb-test", "U0BOB", "U0CAROL", "U0FRANK")
+	if w.poster, err = slackchat.New(slackchat.Config{Token: "xoxb-test", APIURL: w.slack.URL}); err != nil {
+		t.Fatal(err)
+	}
+	h := &slackapi.Handler{SigningSecret: signingSecret, Replay: buckets.Replay, Person: file.Routing.PersonBySlack,
+		Tokens: delegation.Exchanger{TokenURL: w.srv.URL + "/dev/oidc/token", ClientID: "grantline-notifier", Secret: notifierSecret,
+			Audience: "grantline"},
+		Approval: &slackapi.Approval{BaseURL: w.srv.URL}, Messages: w.poster, Log: log}
+	h.Routes(mux)
+	return w
+}
+
+func (w *world) reviews(t *testing.T, id string) int {
+	t.Helper()
+	l, err := w.Stores[events.Approval].Load(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(l.Request.Reviews())
+}
+
+// ask posts the review request of id to slackUser, as the notifier does, and returns the posted
+// message.
+func (w *world) ask(t *testing.T, slackUser, id, digest string) slacktest.Message {
+	t.Helper()
+	n := notifier.Notification{Kind: notifier.ReviewRequested, RequestID: id, Channel: notifier.Slack, Address: slackUser,
+		Facts: notifier.Facts{Requester: notifier.Person{ID: "alice"}, Entitlement: notifier.Entitlement{ID: "payments-admin"},
+			DurationSeconds: 3600, RequestDigest: digest, Stage: "owners"}}
+	if _, err := w.poster.Send(context.Background(), channel.Delivery{ID: n.Key(), Address: slackUser, Notifications: []notifier.Notification{n}}); err != nil {
+		t.Fatal(err)
+	}
+	posted := w.slack.Posted()
+	return posted[len(posted)-1]
+}
+
+// callback is the body Slack sends when user presses the button actionID in message m.
+func callback(t *testing.T, user string, m slacktest.Message, actionID string) string {
+	t.Helper()
+	var value, block string
+	for _, b := range m.Blocks {
+		elements, _ := b["elements"].([]any)
+		for _, e := range elements {
+			el, _ := e.(map[string]any)
+			if el["action_id"] == actionID {
+				value, _ = el["value"].(string)
+				block, _ = b["block_id"].(string)
+			}
+		}
+	}
+	payload := map[string]any{
+		"type": "block_actions", "user": map[string]any{"id": user, "username": user, "team_id": "T0GRANT"},
+		"api_app_id": "A0NOTIFY", "team": map[string]any{"id": "T0GRANT", "domain": "grantline"},
+		"container":  map[string]any{"type": "message", "message_ts": m.TS, "channel_id": m.Channel, "is_ephemeral": false},
+		"channel":    map[string]any{"id": m.Channel, "name": "directmessage"},
+		"message":    map[string]any{"type": "message", "ts": m.TS, "text": m.Text, "blocks": m.Blocks},
+		"trigger_id": "1.2.3", "response_url": "https://hooks.slack.test/actions/T0GRANT/1/x",
+		"actions": []any{map[string]any{"type": "button", "action_id": actionID, "block_id": block, "value": value,
+			"text": map[string]any{"type": "plain_text", "text": "Approve"}, "action_ts": "1.2"}},
+	}
+	b, err := json.Marshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "payload=" + url.QueryEscape(string(b))
+}
+
+// sign returns the headers Slack sends with body at time at, signed with secret.
+func sign(secret, body string, at time.Time) http.Header {
+	ts := strconv.FormatInt(at.Unix(), 10)
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("v0:" + ts + ":" + body))
+	h := http.Header{}
+	h.Set("X-Slack-Request-Timestamp", ts)
+	h.Set("X-Slack-Signature", "v0="+hex.EncodeToString(m.Sum(nil)))
+	h.Set("Content-Type", "application/x-www-form-urlencoded")
+	return h
+}
+
+// post sends a callback and returns the status and the decoded answer.
+func (w *world) post(t *testing.T, body string, h http.Header) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, w.srv.URL+"/v1/slack/interactions", strings.NewReader(body))
+	req.Header = h
+	// Every answer is checked against the contract (api/openapi.yaml).
+	resp, err := api.Client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.UnmarshalRead(resp.Body, &out)
+	return resp.StatusCode, out
+}

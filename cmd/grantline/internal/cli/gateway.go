@@ -20,8 +20,8 @@ import (
 
 func gatewayCommand(stderr io.Writer) *cobra.Command {
 	var (
-		addr, dataDir, issuerURL, examples, console string
-		upstreams                                   = map[gateway.Service]*string{}
+		addr, dataDir, issuerURL, examples string
+		upstreams                          = map[gateway.Service]*string{}
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -50,13 +50,6 @@ directory mints tokens.`,
 				}
 				cfg.Upstreams[s] = u
 			}
-			if console != "" {
-				u, err := url.Parse(console)
-				if err != nil || u.Scheme == "" || u.Host == "" {
-					return fmt.Errorf("--console %q is not an absolute URL", console)
-				}
-				cfg.Upstreams[gateway.Console] = u
-			}
 			if dataDir != "" {
 				dir, err := auth.LoadDirectory(filepath.Join(examples, "directory.yaml"))
 				if err != nil {
@@ -66,7 +59,7 @@ directory mints tokens.`,
 				if err != nil {
 					return err
 				}
-				if console != "" {
+				if cfg.Upstreams[gateway.Console] != nil {
 					// Behind this gateway the console is at the origin people reach, the issuer's.
 					origin, err := url.Parse(issuerURL)
 					if err == nil {
@@ -95,12 +88,11 @@ directory mints tokens.`,
 	for s, def := range map[gateway.Service]string{
 		gateway.Intake: "http://127.0.0.1:8081", gateway.Approval: "http://127.0.0.1:8083",
 		gateway.Fulfilment: "http://127.0.0.1:8084", gateway.Revoker: "http://127.0.0.1:8085", gateway.Query: "http://127.0.0.1:8086",
-		gateway.Notifier: "",
+		gateway.Notifier: "", gateway.Console: "",
 	} {
 		env := "GRANTLINE_" + strings.ToUpper(string(s)) + "_URL"
 		upstreams[s] = f.String(string(s), envOr(env, def), fmt.Sprintf("the %s service's base URL (%s)", s, env))
 	}
-	f.StringVar(&console, "console", os.Getenv("GRANTLINE_CONSOLE_URL"), "the web console's base URL, such as http://127.0.0.1:8087; empty: no console (GRANTLINE_CONSOLE_URL)")
 	f.StringVar(&dataDir, "dev-data-dir", os.Getenv("GRANTLINE_DEV_DATA_DIR"), "serve a development OIDC issuer keyed from this directory (GRANTLINE_DEV_DATA_DIR)")
 	f.StringVar(&issuerURL, "dev-issuer-url", envOr("GRANTLINE_DEV_ISSUER_URL", "http://localhost:8080/dev/oidc"), "the development issuer's public URL, as tokens name it (GRANTLINE_DEV_ISSUER_URL)")
 	f.StringVar(&examples, "examples", envOr("GRANTLINE_EXAMPLES", "examples"), "directory holding directory.yaml, the development issuer's people (GRANTLINE_EXAMPLES)")

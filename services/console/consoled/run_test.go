@@ -88,7 +88,7 @@ func TestRun(t *testing.T) {
 	cfg := consoled.Defaults()
 	if err := config.Parse(&cfg, []string{
 		"GRANTLINE_NATS_URL=" + ns.ClientURL(), "GRANTLINE_NATS_MONITOR_URLS=http://" + ns.MonitorAddr().String(),
-		"GRANTLINE_HTTP_ADDR=" + addr, "GRANTLINE_TRUST_FILE=" + trust, "GRANTLINE_SHUTDOWN_TIMEOUT=5s",
+		"GRANTLINE_HTTP_ADDR=" + addr, "GRANTLINE_TRUST_FILE=" + trust,
 		"GRANTLINE_OIDC_ISSUER=" + idp.URL + "/dev/oidc", "GRANTLINE_OIDC_AUDIENCE=grantline", "GRANTLINE_OIDC_JWKS_URL=" + idp.URL + "/keys",
 		"GRANTLINE_CONSOLE_PUBLIC_URL=" + consoleURL, "GRANTLINE_API_URL=" + idp.URL,
 		"GRANTLINE_CATALOGUE=../../../examples/catalogue.yaml", "GRANTLINE_CONSOLE_SESSION_KEY_FILE=" + sessionKey,

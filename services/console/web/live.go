@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,24 +33,38 @@ func (c *Console) liveStream(w http.ResponseWriter, r *http.Request, s session.S
 	if err := rc.Flush(); err != nil {
 		return
 	}
+	client := r.Context()
+	// The console's shutdown also abandons a call in flight, which could otherwise hold it.
+	ctx, abandon := context.WithCancel(client)
+	defer abandon()
+	go func() {
+		select {
+		case <-c.stop:
+			abandon()
+		case <-ctx.Done():
+		}
+	}()
+	r = r.WithContext(ctx)
 	tick := time.NewTicker(c.cfg.LiveInterval)
 	defer tick.Stop()
 	quiet := 0
 	for {
 		select {
-		case <-r.Context().Done():
-			return
 		case <-c.stop:
 			_ = sendEvent(w, rc, "end", "")
+			return
+		case <-client.Done():
 			return
 		case <-tick.C:
 		}
 		if _, _, ok := c.cfg.SignIn.Current(r); !ok {
-			_ = sendEvent(w, rc, "end", "")
+			if client.Err() == nil {
+				_ = sendEvent(w, rc, "end", "")
+			}
 			return
 		}
-		ctx, cancel := callWithin(r.Context())
-		v, err := c.cfg.API.Request(ctx, s.Token, id)
+		call, cancel := callWithin(ctx)
+		v, err := c.cfg.API.Request(call, s.Token, id)
 		cancel()
 		if p, refused := apiclient.AsProblem(err); refused && p.Status < 500 {
 			_ = sendEvent(w, rc, "end", "")

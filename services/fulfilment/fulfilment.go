@@ -1,28 +1,30 @@
 // Package fulfilment holds the fulfilment service's rules: which events lead to a grant, what to do
 // for a request now (grant through a connector, open a manual task, or nothing), when a grant expires,
-// how the granted event is built, which manual tasks are open and who may complete them.
+// how the granted event is built, when a manual task is opened and how a completed grant task is
+// recorded.
 //
-// The rules are pure: they import the standard library and pkg/events only, and time is a parameter.
-// The connectors that change target systems live in connector/, the reactions that run the rules on
-// the stream in reaction/, the HTTP edge in httpapi/ and the wiring in fulfilmentd/.
+// The rules are pure: they import the standard library, pkg/events and the rules of manual tasks it
+// shares with the revoker (pkg/manualtask) only, and time is a parameter. The connectors that change
+// target systems live in pkg/connector, the reactions that run the rules on the stream in reaction/,
+// the HTTP edge in httpapi/ and the wiring in fulfilmentd/.
 package fulfilment
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"slices"
 	"time"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/manualtask"
 )
 
 // Fulfiller is the recorded fulfiller of a grant the service made through a connector.
 const Fulfiller = "service:fulfilment"
 
-// Manual is the catalogue's connector name for systems without an API: people fulfil them by hand.
-const Manual = "manual"
+// Manual is the catalogue's connector name for systems without an API: people fulfil them by hand,
+// through tasks (package manualtask).
+const Manual = manualtask.Connector
 
 // Triggers reports whether ev may lead to fulfilment: an approval, or a policy decision that allowed
 // the request outright (auto_approved) or as an emergency. Other decisions wait for approval or end
@@ -68,7 +70,7 @@ func Next(r *events.Request, connector string, now time.Time) Action {
 		return WaitForStart
 	case connector != Manual:
 		return Grant
-	case hasTask(r, events.TaskGrant):
+	case manualtask.Opened(r, events.TaskGrant):
 		return Nothing
 	}
 	return OpenGrantTask
@@ -133,20 +135,4 @@ func DecideFailed(class, message string, attempts int, permanent bool, causation
 func Fingerprint(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return "sha256:" + hex.EncodeToString(sum[:8])
-}
-
-// hasTask reports whether r holds a task of purpose.
-func hasTask(r *events.Request, purpose events.TaskPurpose) bool {
-	return slices.ContainsFunc(r.Tasks(), func(t events.TaskOpened) bool { return t.Purpose == purpose })
-}
-
-// validEvidence bounds what a person records as evidence of a manual change.
-func validEvidence(evidence string) error {
-	switch {
-	case len(evidence) == 0:
-		return fmt.Errorf("%w: evidence is required (what was changed, where, a ticket or change number)", ErrTask)
-	case len(evidence) > 4096:
-		return fmt.Errorf("%w: evidence is longer than 4096 bytes", ErrTask)
-	}
-	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/services/fulfilment"
 )
 
@@ -63,7 +64,7 @@ func (h *history) approvedBy(approver string) *history {
 }
 
 func (h *history) task(purpose events.TaskPurpose) *history {
-	return h.add(fulfilment.Fulfiller, events.TaskOpened{TaskID: fulfilment.TaskID(h.id, purpose), Purpose: purpose,
+	return h.add(fulfilment.Fulfiller, events.TaskOpened{TaskID: manualtask.ID(h.id, purpose), Purpose: purpose,
 		FulfillerGroups: []string{"operations"}, DueAt: h.at.Add(4 * time.Hour)})
 }
 
@@ -154,17 +155,17 @@ func TestCompletingAGrantTask(t *testing.T) {
 		want     error
 	}{
 		{"an operator who neither asked nor approved", "dave", []string{"operations"}, "profile OPER added, CHG-12", nil},
-		{"someone outside the fulfiller groups", "erin", []string{"auditors"}, "done", fulfilment.ErrNotFulfiller},
-		{"the requester, even in the fulfiller groups", "alice", []string{"operations"}, "done", fulfilment.ErrNotFulfiller},
-		{"the approver, even in the fulfiller groups", "bob", []string{"operations"}, "done", fulfilment.ErrNotFulfiller},
-		{"an operator without evidence", "dave", []string{"operations"}, "", fulfilment.ErrTask},
-		{"an operator with a novel as evidence", "dave", []string{"operations"}, strings.Repeat("x", 5000), fulfilment.ErrTask},
+		{"someone outside the fulfiller groups", "erin", []string{"auditors"}, "done", manualtask.ErrNotFulfiller},
+		{"the requester, even in the fulfiller groups", "alice", []string{"operations"}, "done", manualtask.ErrNotFulfiller},
+		{"the approver, even in the fulfiller groups", "bob", []string{"operations"}, "done", manualtask.ErrNotFulfiller},
+		{"an operator without evidence", "dave", []string{"operations"}, "", manualtask.ErrInvalidCompletion},
+		{"an operator with a novel as evidence", "dave", []string{"operations"}, strings.Repeat("x", 5000), manualtask.ErrInvalidCompletion},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHistory("alice", "mainframe-operator", false).approvedBy("bob").task(events.TaskGrant)
 			r := h.request(t)
-			c := fulfilment.Completion{TaskID: fulfilment.TaskID(h.id, events.TaskGrant), Person: tc.person, Groups: tc.groups, Evidence: tc.evidence}
+			c := manualtask.Completion{TaskID: manualtask.ID(h.id, events.TaskGrant), Person: tc.person, Groups: tc.groups, Evidence: tc.evidence}
 			now := h.at.Add(time.Minute)
 			drafts, err := fulfilment.DecideCompleteGrant(c, now)(r)
 			if !errors.Is(err, tc.want) {
@@ -187,21 +188,6 @@ func TestCompletingAGrantTask(t *testing.T) {
 				t.Fatalf("completing twice: %v %v, want nothing the second time", again, err)
 			}
 		})
-	}
-}
-
-func TestTaskIDs(t *testing.T) {
-	id := events.NewID()
-	for _, purpose := range []events.TaskPurpose{events.TaskGrant, events.TaskRevoke} {
-		gotID, gotPurpose, ok := fulfilment.ParseTaskID(fulfilment.TaskID(id, purpose))
-		if !ok || gotID != id || gotPurpose != purpose {
-			t.Errorf("round trip of %s task: %s %s %v", purpose, gotID, gotPurpose, ok)
-		}
-	}
-	for _, bad := range []string{"", id, id + "-", id + "-other", "x-grant", id + "-grant-grant"} {
-		if _, _, ok := fulfilment.ParseTaskID(bad); ok {
-			t.Errorf("%q parsed as a task ID", bad)
-		}
 	}
 }
 

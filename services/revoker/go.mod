@@ -5,7 +5,6 @@ go 1.27.3
 require (
 	github.com/grantline/grantline/pkg v0.0.0
 	github.com/grantline/grantline/pkg/events v0.0.0
-	github.com/grantline/grantline/services/fulfilment v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 )
 
@@ -68,7 +67,5 @@ require (
 replace github.com/grantline/grantline/pkg => ../../pkg
 
 replace github.com/grantline/grantline/pkg/events => ../../pkg/events
-
-replace github.com/grantline/grantline/services/fulfilment => ../fulfilment
 
 replace github.com/grantline/grantline/api => ../../api

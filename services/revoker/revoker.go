@@ -2,9 +2,9 @@
 // revocation, how the revoked event is built from what the target shows, when a failing revocation is
 // reported as overdue, and how a revoke task is completed.
 //
-// The rules are pure: they import the standard library, pkg/events and the fulfilment rules only, and
-// time is a parameter. The reactions that run them on the stream live in reaction/, the HTTP edge in
-// httpapi/ and the wiring in revokerd/.
+// The rules are pure: they import the standard library, pkg/events and the rules of manual tasks
+// (pkg/manualtask) only, and time is a parameter. The reactions that run them on the stream live in
+// reaction/, the HTTP edge in httpapi/ and the wiring in revokerd/.
 package revoker
 
 import (
@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/services/fulfilment"
+	"github.com/grantline/grantline/pkg/manualtask"
 )
 
 // Revoker is the actor of the events the service appends on its own.
@@ -185,15 +185,15 @@ func LastFailureReport(evs []events.Event) time.Time {
 }
 
 // DecideCompleteRevoke returns the decision that records a completed revoke task: revoked with the
-// reason that was due, observed absent with the person's evidence. The rules for who may complete it
-// are fulfilment's (fulfilment.CheckCompletion); the same person's retry of a completion that landed
-// appends nothing.
-func DecideCompleteRevoke(c fulfilment.Completion) func(*events.Request) ([]events.Draft, error) {
+// reason that was due, observed absent with the person's evidence. Who may complete it is decided by
+// manualtask.Check, as for a grant task; the same person's retry of a completion that landed appends
+// nothing.
+func DecideCompleteRevoke(c manualtask.Completion) func(*events.Request) ([]events.Draft, error) {
 	return func(r *events.Request) ([]events.Draft, error) {
 		if r.HasCaused(events.TypeRevoked, "task:"+c.TaskID) && r.Revoked().Observed.Detail["completed_by"] == c.Person {
 			return nil, nil // the same person's retry of a completion that landed
 		}
-		if _, err := fulfilment.CheckCompletion(r, events.TaskRevoke, c); err != nil {
+		if _, err := manualtask.Check(r, events.TaskRevoke, c); err != nil {
 			return nil, err
 		}
 		return []events.Draft{{Payload: events.Revoked{Reason: r.RevocationDue(), Observed: events.Observed{Present: false,

@@ -6,11 +6,14 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/services/fulfilment"
+	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/services/revoker"
 )
 
 var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+
+// fulfilment is the actor of the events fulfilment appends on its own.
+const fulfilment = "service:fulfilment"
 
 // grant is alice's analytics-read request, granted at t0 for 30 minutes, with later events added.
 type grant struct {
@@ -19,17 +22,23 @@ type grant struct {
 	at  time.Time
 }
 
-func newGrant(t *testing.T) *grant {
-	g := &grant{id: events.NewID(), at: t0.Add(-time.Minute)}
+// submitted starts alice's request for entitlement, for 30 minutes, submitted at at.
+func submitted(entitlement string, at time.Time) (*grant, events.Submitted) {
+	g := &grant{id: events.NewID(), at: at}
 	s := events.Submitted{Requester: events.Principal{ID: "alice", Groups: []string{"engineers"}},
-		Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"}, Entitlement: "analytics-read",
+		Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"}, Entitlement: entitlement,
 		Justification: "report", DurationSeconds: 1800, Channel: "http"}
 	s.RequestDigest = s.Digest()
 	g.add("alice", s)
+	return g, s
+}
+
+func newGrant(t *testing.T) *grant {
+	g, _ := submitted("analytics-read", t0.Add(-time.Minute))
 	g.add("service:policy", events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low"},
 		EffectiveDurationSeconds: 1800, PolicyRevision: "sha256:p", InputDigest: "sha256:i"})
 	g.at = t0
-	return g.add(fulfilment.Fulfiller, events.Granted{Connector: "postgres", TargetRef: "role", Fulfiller: fulfilment.Fulfiller,
+	return g.add(fulfilment, events.Granted{Connector: "postgres", TargetRef: "role", Fulfiller: fulfilment,
 		Observed: events.Observed{Present: true}, ExpiresAt: t0.Add(30 * time.Minute)})
 }
 
@@ -209,4 +218,82 @@ func TestDecideRevoked(t *testing.T) {
 			t.Errorf("%s: %+v", tc.name, drafts[0].Payload)
 		}
 	}
+}
+
+// manualGrant is alice's mainframe-operator request, approved by bob, granted at t0 by dave of
+// operations through a grant task, and expired, with its revoke task opened for operations.
+func manualGrant(t *testing.T) *grant {
+	g, s := submitted("mainframe-operator", t0.Add(-time.Hour))
+	deadline := t0
+	g.add("service:policy", events.PolicyDecided{Outcome: events.OutcomeApprovalRequired, Reasons: []string{"high"},
+		Stages: []events.Stage{{Name: "security", Groups: []string{"security"}, MinApprovals: 1}}, EffectiveDurationSeconds: 1800,
+		ApprovalDeadline: &deadline, PolicyRevision: "sha256:p", InputDigest: "sha256:i"})
+	g.add("bob", events.Reviewed{Reviewer: events.Principal{ID: "bob", Groups: []string{"security"}}, Stage: 0,
+		Decision: events.ReviewApprove, RequestDigest: s.RequestDigest})
+	g.add("service:approval", events.Approved{Approvers: []string{"bob"}})
+	grantTask := manualtask.ID(g.id, events.TaskGrant)
+	g.add(fulfilment, events.TaskOpened{TaskID: grantTask, Purpose: events.TaskGrant, FulfillerGroups: []string{"operations"}, DueAt: t0})
+	g.at = t0
+	g.add("dave", events.Granted{Connector: manualtask.Connector, TargetRef: "mainframe-operator", Fulfiller: "dave", TaskID: grantTask,
+		Observed: events.Observed{Present: true, Detail: map[string]string{"evidence": "profile added"}}, ExpiresAt: expiry})
+	g.addAt(expiry, revoker.Revoker, events.Expired{ExpiresAt: expiry})
+	return g.add(fulfilment, events.TaskOpened{TaskID: manualtask.ID(g.id, events.TaskRevoke), Purpose: events.TaskRevoke,
+		FulfillerGroups: []string{"operations"}, DueAt: expiry.Add(4 * time.Hour)})
+}
+
+// TestCompletingARevokeTask is separation of duties for manual revocation, as for a grant task: who
+// may complete the revoke task of alice's expired grant, approved by bob and carried out by dave.
+func TestCompletingARevokeTask(t *testing.T) {
+	operations := []string{"operations"}
+	cases := []struct {
+		name     string
+		person   string
+		groups   []string
+		task     events.TaskPurpose
+		evidence string
+		want     error
+	}{
+		{"an operator who neither asked nor approved", "olive", operations, events.TaskRevoke, "profile removed, CHG-13", nil},
+		{"the operator who carried out the grant", "dave", operations, events.TaskRevoke, "profile removed, CHG-13", nil},
+		{"someone outside the fulfiller groups", "erin", []string{"auditors"}, events.TaskRevoke, "done", manualtask.ErrNotFulfiller},
+		{"the requester, even in the fulfiller groups", "alice", operations, events.TaskRevoke, "done", manualtask.ErrNotFulfiller},
+		{"the approver, even in the fulfiller groups", "bob", operations, events.TaskRevoke, "done", manualtask.ErrNotFulfiller},
+		{"an operator without evidence", "olive", operations, events.TaskRevoke, "", manualtask.ErrInvalidCompletion},
+		{"an operator naming the grant task", "olive", operations, events.TaskGrant, "done", manualtask.ErrNotOpen},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := manualGrant(t)
+			r := g.request(t)
+			c := manualtask.Completion{TaskID: manualtask.ID(g.id, tc.task), Person: tc.person, Groups: tc.groups, Evidence: tc.evidence}
+			drafts, err := revoker.DecideCompleteRevoke(c)(r)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("error %v, want %v", err, tc.want)
+			}
+			if tc.want != nil {
+				return
+			}
+			rv := drafts[0].Payload.(events.Revoked)
+			if rv.Reason != events.RevokeExpired || rv.Observed.Present || rv.Observed.Detail["completed_by"] != tc.person ||
+				rv.Observed.Detail["evidence"] != tc.evidence || drafts[0].Actor != tc.person {
+				t.Fatalf("revoked %+v by %s", rv, drafts[0].Actor)
+			}
+			// The aggregate agrees: the completion is a legal revocation.
+			if err := r.Apply(events.Event{Envelope: events.Envelope{ID: events.NewID(), Type: events.TypeRevoked, Subject: g.id,
+				Time: g.at, Actor: tc.person, CausationID: drafts[0].CausationID}, Payload: rv}); err != nil {
+				t.Fatalf("the aggregate refuses the completion: %v", err)
+			}
+			if again, err := revoker.DecideCompleteRevoke(c)(r); err != nil || len(again) != 0 {
+				t.Fatalf("completing twice: %v %v, want nothing the second time", again, err)
+			}
+		})
+	}
+	t.Run("before the revocation is due", func(t *testing.T) {
+		g := manualGrant(t)
+		g.evs = g.evs[:len(g.evs)-2] // neither expired nor a revoke task yet
+		c := manualtask.Completion{TaskID: manualtask.ID(g.id, events.TaskRevoke), Person: "olive", Groups: operations, Evidence: "early"}
+		if _, err := revoker.DecideCompleteRevoke(c)(g.request(t)); !errors.Is(err, manualtask.ErrNotOpen) {
+			t.Fatalf("error %v, want %v", err, manualtask.ErrNotOpen)
+		}
+	})
 }

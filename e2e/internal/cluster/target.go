@@ -37,7 +37,7 @@ func (c *Cluster) RoleMembers(ctx context.Context, role string) (map[string]uint
 }
 
 // StallRole holds, until release is called, the advisory lock the PostgreSQL connector takes on a role
-// name before it changes anything involving that role (services/fulfilment/connector/postgres). Every
+// name before it changes anything involving that role (pkg/connector/postgres). Every
 // grant to a person locks the person's role, so with StallRole(ctx, "alice") alice's grants wait before they
 // change anything, as on a stalled target, while revocations and everything else go on. The lock belongs to a
 // connection of its own, which release closes, so the lock goes even if no unlock could be sent.

@@ -8,17 +8,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/sony/gobreaker/v2"
 
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/connector"
+	"github.com/grantline/grantline/pkg/connector/targets"
+	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/telemetry"
-	"github.com/grantline/grantline/services/fulfilment/connector"
-	"github.com/grantline/grantline/services/fulfilment/connector/postgres"
-	"github.com/grantline/grantline/services/fulfilment/connector/webhook"
-	"github.com/grantline/grantline/services/fulfilment/credential"
 	"github.com/grantline/grantline/services/fulfilment/httpapi"
 	"github.com/grantline/grantline/services/fulfilment/reaction"
 	"github.com/grantline/grantline/services/fulfilment/taskindex"
@@ -37,9 +35,6 @@ type Deps struct {
 	// Credentials and Tasks are the service's key-value buckets.
 	Credentials *credential.Store
 	Tasks       *taskindex.Index
-	// RevokeTasks completes revoke tasks in process (the revoker's, in `grantline dev`: see
-	// CompleteRevokeTasks); nil answers 421 and the revoker's own endpoint does it.
-	RevokeTasks httpapi.RevokeCompleter
 	Now         func() time.Time
 	// TaskDue is how long people have for a manual task; 0 means 4h.
 	TaskDue time.Duration
@@ -57,8 +52,7 @@ func (d Deps) now() func() time.Time {
 // Routes registers the HTTP API (GET /v1/tasks, POST /v1/tasks/{id}/complete,
 // GET /v1/requests/{id}/credential) on mux.
 func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
-	h := &httpapi.Handler{Store: d.Store, Tasks: d.Tasks, Credentials: d.Credentials, RevokeTasks: d.RevokeTasks,
-		Auth: d.Auth, Now: d.now(), Log: log}
+	h := &httpapi.Handler{Store: d.Store, Tasks: d.Tasks, Credentials: d.Credentials, Auth: d.Auth, Now: d.now(), Log: log}
 	h.Routes(mux)
 }
 
@@ -88,19 +82,10 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 		})
 }
 
-// Option adjusts New where fulfilment shares a process with the revoker (`grantline dev`).
-type Option func(*Deps)
-
-// CompleteRevokeTasks has fulfilment's task route complete revoke tasks in process through c, the
-// revoker's, where both services share one HTTP origin and so one POST /v1/tasks/{id}/complete.
-func CompleteRevokeTasks(c httpapi.RevokeCompleter) Option {
-	return func(d *Deps) { d.RevokeTasks = c }
-}
-
 // New builds the fulfilment service from cfg on host: the catalogue, the token verifier, the
 // connectors to the targets, and the credential and task buckets. It serves the task and credential
 // API and runs Consume; its Close closes the connectors.
-func New(ctx context.Context, cfg Config, host ops.Host, opts ...Option) (ops.Service, error) {
+func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	cat, err := catalogue.Load(cfg.Catalogue)
 	if err != nil {
 		return ops.Service{}, err
@@ -113,7 +98,7 @@ func New(ctx context.Context, cfg Config, host ops.Host, opts ...Option) (ops.Se
 	if err != nil {
 		return ops.Service{}, err
 	}
-	conns, closeConns, err := OpenConnectors(ctx, cfg.Targets, os.Getenv, host.Log)
+	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log)
 	if err != nil {
 		return ops.Service{}, err
 	}
@@ -128,9 +113,6 @@ func New(ctx context.Context, cfg Config, host ops.Host, opts ...Option) (ops.Se
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
 		Tasks: tasks, Now: time.Now, TaskDue: cfg.TaskDue, MaxDeliveries: cfg.MaxDeliveries}
-	for _, o := range opts {
-		o(&d)
-	}
 	return ops.Service{Name: "fulfilment",
 		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },
@@ -142,41 +124,4 @@ func New(ctx context.Context, cfg Config, host ops.Host, opts ...Option) (ops.Se
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return ops.Run(ctx, cfg.Base, ops.SignsAs(events.Fulfilment, cfg.Signing), log,
 		func(ctx context.Context, host ops.Host) (ops.Service, error) { return New(ctx, cfg, host) })
-}
-
-// OpenConnectors builds the connectors t names: postgres when a target URL is set (with the role
-// mapping), webhook when a targets file is (its secrets read through getenv). The returned function
-// closes them.
-func OpenConnectors(ctx context.Context, t Targets, getenv func(string) string, log *slog.Logger) (connector.Set, func(), error) {
-	set := connector.Set{}
-	closeAll := func() {}
-	if t.PGTargetURL != "" {
-		roles, err := postgres.ParseRoles(t.PGRoles)
-		if err != nil {
-			return nil, nil, err
-		}
-		pg, err := postgres.Open(ctx, t.PGTargetURL, roles)
-		if err != nil {
-			return nil, nil, err
-		}
-		set[postgres.Name] = pg
-		closeAll = pg.Close
-	}
-	if t.Webhooks != "" {
-		cfg, err := LoadWebhooks(t.Webhooks, getenv)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		cfg.OnStateChange = func(target string, from, to gobreaker.State) {
-			log.Warn("webhook circuit breaker", "target", target, "from", from.String(), "to", to.String())
-		}
-		wh, err := webhook.New(cfg)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		set[webhook.Name] = wh
-	}
-	return set, closeAll, nil
 }

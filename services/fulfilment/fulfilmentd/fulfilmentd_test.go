@@ -14,17 +14,18 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/grantline/grantline/pkg/connector"
+	"github.com/grantline/grantline/pkg/connector/postgres"
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/pgtest"
 	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/targettest"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/fulfilment"
-	"github.com/grantline/grantline/services/fulfilment/connector"
-	"github.com/grantline/grantline/services/fulfilment/connector/postgres"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
-	"github.com/grantline/grantline/services/fulfilment/fulfilmenttest"
 	"github.com/grantline/grantline/services/fulfilment/httpapi"
 	"github.com/grantline/grantline/services/fulfilment/reaction"
 	"github.com/grantline/grantline/services/fulfilment/taskindex"
@@ -34,8 +35,24 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 const examples = "../../../examples"
 
+// world is the test world with fulfilment's task index.
+type world struct {
+	*targettest.World
+	Tasks *taskindex.Index
+}
+
+func newWorld(t testing.TB) *world {
+	t.Helper()
+	w := &world{World: targettest.New(t, examples)}
+	var err error
+	if w.Tasks, err = taskindex.Open(context.Background(), w.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 // deps is the fulfilment service over w with connectors (the world's PostgreSQL target by default).
-func deps(w *fulfilmenttest.World, conns connector.Set) fulfilmentd.Deps {
+func deps(w *world, conns connector.Set) fulfilmentd.Deps {
 	if conns == nil {
 		conns = connector.Set{postgres.Name: w.PG}
 	}
@@ -44,10 +61,10 @@ func deps(w *fulfilmenttest.World, conns connector.Set) fulfilmentd.Deps {
 }
 
 // start serves d's routes on the world's mux and runs its reactions until the test ends.
-func start(t *testing.T, w *fulfilmenttest.World, d fulfilmentd.Deps) {
+func start(t testing.TB, w *world, d fulfilmentd.Deps) {
 	t.Helper()
 	d.Routes(w.Mux, w.Log)
-	fulfilmenttest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
+	targettest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
 }
 
 // someone is a person of their own (PostgreSQL roles are shared by every test of the package).
@@ -60,7 +77,7 @@ func granted(r *events.Request) bool { return r.Status() == events.StatusGranted
 // TestGrantsOnPostgres: an auto-approved and an emergency request are granted on the target, which
 // shows the role afterwards and not before, and granted records what the target showed.
 func TestGrantsOnPostgres(t *testing.T) {
-	w := fulfilmenttest.New(t, examples)
+	w := newWorld(t)
 	start(t, w, deps(w, nil))
 	cases := []struct {
 		name        string
@@ -77,7 +94,7 @@ func TestGrantsOnPostgres(t *testing.T) {
 			if w.Holds(t, who.ID, tc.role) {
 				t.Fatal("holds the role before the grant")
 			}
-			id := w.Approved(t, fulfilmenttest.Request{Requester: who, Entitlement: tc.entitlement, Duration: time.Hour, Emergency: tc.emergency})
+			id := w.Approved(t, targettest.Request{Requester: who, Entitlement: tc.entitlement, Duration: time.Hour, Emergency: tc.emergency})
 			trigger := w.Load(t, id)
 			r := w.WaitFor(t, id, 20*time.Second, "the grant", granted)
 			g := r.Grant()
@@ -102,10 +119,10 @@ func TestGrantsOnPostgres(t *testing.T) {
 // TestAccessFromALaterTime: a request approved before the start it asked for is granted at that
 // start, not at approval.
 func TestAccessFromALaterTime(t *testing.T) {
-	w := fulfilmenttest.New(t, examples)
+	w := newWorld(t)
 	start(t, w, deps(w, nil))
 	from := time.Now().Add(2 * time.Second)
-	id := w.Approved(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour, StartAt: &from})
+	id := w.Approved(t, targettest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour, StartAt: &from})
 	r := w.WaitFor(t, id, 20*time.Second, "the grant at the start", granted)
 	if r.GrantedAt().Before(from) {
 		t.Fatalf("granted at %s, before the requested start %s", r.GrantedAt(), from)
@@ -119,7 +136,7 @@ func TestAccessFromALaterTime(t *testing.T) {
 // expiry; its password is handed out once, to the requester or an owner of the account, and appears
 // in no event, timer, dead letter or log line.
 func TestCredentialRetrievedOnceByTheRightPerson(t *testing.T) {
-	w := fulfilmenttest.New(t, examples)
+	w := newWorld(t)
 	start(t, w, deps(w, nil))
 	cases := []struct {
 		name      string
@@ -128,12 +145,12 @@ func TestCredentialRetrievedOnceByTheRightPerson(t *testing.T) {
 		first     string
 		then      []string
 	}{
-		{"the requester takes it", fulfilmenttest.Alice, []string{"erin", "dave", "carol"}, "alice", []string{"bob", "alice", "frank"}},
-		{"an owner of the account takes it", fulfilmenttest.Alice, []string{"erin"}, "bob", []string{"alice"}},
+		{"the requester takes it", targettest.Alice, []string{"erin", "dave", "carol"}, "alice", []string{"bob", "alice", "frank"}},
+		{"an owner of the account takes it", targettest.Alice, []string{"erin"}, "bob", []string{"alice"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			id := w.Approved(t, fulfilmenttest.Request{Requester: tc.requester, Subject: fulfilmenttest.SvcReporting,
+			id := w.Approved(t, targettest.Request{Requester: tc.requester, Subject: targettest.SvcReporting,
 				Entitlement: "reporting-db-credential", Duration: time.Hour})
 			login := postgres.LoginRole("svc-reporting", id)
 			if exists, _, _ := w.Login(t, login); exists {
@@ -191,13 +208,13 @@ func TestCredentialRetrievedOnceByTheRightPerson(t *testing.T) {
 // them only; a person who may not complete it is refused; an operator's completion with evidence is
 // the grant.
 func TestManualTask(t *testing.T) {
-	w := fulfilmenttest.New(t, examples)
+	w := newWorld(t)
 	start(t, w, deps(w, nil))
-	id := w.Submit(t, fulfilmenttest.Request{Requester: fulfilmenttest.Alice, Entitlement: "mainframe-operator", Duration: time.Hour})
-	w.Approve(t, id, fulfilmenttest.Carol)
+	id := w.Submit(t, targettest.Request{Requester: targettest.Alice, Entitlement: "mainframe-operator", Duration: time.Hour})
+	w.Approve(t, id, targettest.Carol)
 	r := w.WaitFor(t, id, 20*time.Second, "the grant task", func(r *events.Request) bool { return len(r.Tasks()) == 1 })
 	task := r.Tasks()[0]
-	if task.TaskID != fulfilment.TaskID(id, events.TaskGrant) || task.Purpose != events.TaskGrant || task.FulfillerGroups[0] != "operations" {
+	if task.TaskID != manualtask.ID(id, events.TaskGrant) || task.Purpose != events.TaskGrant || task.FulfillerGroups[0] != "operations" {
 		t.Fatalf("task %+v", task)
 	}
 	list := func(user string) []httpapi.TaskView {
@@ -208,7 +225,8 @@ func TestManualTask(t *testing.T) {
 		}
 		return l.Tasks
 	}
-	if got := list("dave"); len(got) != 1 || got[0].ID != task.TaskID || !got[0].MayComplete || got[0].RequestID != id {
+	if got := list("dave"); len(got) != 1 || got[0].ID != task.TaskID || !got[0].MayComplete || got[0].RequestID != id ||
+		got[0].CompleteURL != "/v1/tasks/"+task.TaskID+"/complete" {
 		t.Fatalf("dave's tasks: %+v", got)
 	}
 	for _, user := range []string{"alice", "erin", "carol"} {
@@ -241,20 +259,39 @@ func TestManualTask(t *testing.T) {
 	if got := list("dave"); len(got) != 0 {
 		t.Fatalf("the completed task is still listed: %+v", got)
 	}
+
+	// Alice ends it early: fulfilment opens the revoke task and lists it, to be completed at the
+	// revoker, which alone may record the revocation; fulfilment's route refuses it.
+	w.Append(t, events.Revoker, id, events.Draft{Payload: events.RevocationRequested{By: "alice", Reason: events.RevokeEarly, Note: "done"},
+		Actor: "alice", CausationID: "revocation-requested"})
+	revokeTask := manualtask.ID(id, events.TaskRevoke)
+	var got []httpapi.TaskView
+	poll.Until(t, 20*time.Second, "the revoke task in dave's list", func() bool { got = list("dave"); return len(got) == 1 })
+	if got[0].ID != revokeTask || got[0].Purpose != events.TaskRevoke || !got[0].MayComplete ||
+		got[0].CompleteURL != "/v1/revoke-tasks/"+revokeTask+"/complete" {
+		t.Fatalf("dave's tasks: %+v", got)
+	}
+	status, body := w.Call(t, "POST", "/v1/tasks/"+revokeTask+"/complete", "dave", `{"evidence":"profile removed"}`)
+	if status != http.StatusNotFound || !strings.Contains(string(body), got[0].CompleteURL) {
+		t.Fatalf("completing the revoke task at fulfilment: %d %s, want 404 naming %s", status, body, got[0].CompleteURL)
+	}
+	if r := w.Load(t, id).Request; r.Status() != events.StatusGranted {
+		t.Fatalf("fulfilment changed the request: %s", r.Status())
+	}
 }
 
 // TestTaskIndexRebuilt: the task index loses an open task; at its next start fulfilment finds it in
 // the stream and lists it again.
 func TestTaskIndexRebuilt(t *testing.T) {
-	w := fulfilmenttest.New(t, examples)
+	w := newWorld(t)
 	d := deps(w, nil)
 	d.Routes(w.Mux, w.Log)
-	stop := fulfilmenttest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
-	id := w.Submit(t, fulfilmenttest.Request{Requester: fulfilmenttest.Alice, Entitlement: "mainframe-operator", Duration: time.Hour})
-	w.Approve(t, id, fulfilmenttest.Carol)
+	stop := targettest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
+	id := w.Submit(t, targettest.Request{Requester: targettest.Alice, Entitlement: "mainframe-operator", Duration: time.Hour})
+	w.Approve(t, id, targettest.Carol)
 	w.WaitFor(t, id, 20*time.Second, "the grant task", func(r *events.Request) bool { return len(r.Tasks()) == 1 })
 	stop()
-	taskID := fulfilment.TaskID(id, events.TaskGrant)
+	taskID := manualtask.ID(id, events.TaskGrant)
 	if err := w.Tasks.Remove(context.Background(), taskID); err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +302,7 @@ func TestTaskIndexRebuilt(t *testing.T) {
 	if listed() {
 		t.Fatal("the task is listed after it left the index")
 	}
-	fulfilmenttest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
+	targettest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
 	poll.Until(t, 20*time.Second, "the task to be listed again", listed)
 }
 
@@ -287,7 +324,7 @@ func (c *crashing) Grant(ctx context.Context, g connector.Grant) (events.Observe
 }
 
 // exactlyOne checks that request id ended with one granted event and one grant on the target.
-func exactlyOne(t *testing.T, w *fulfilmenttest.World, id string) {
+func exactlyOne(t *testing.T, w *world, id string) {
 	t.Helper()
 	if n := w.Count(t, id, events.TypeGranted); n != 1 {
 		t.Fatalf("%d granted events, want 1", n)
@@ -305,7 +342,7 @@ func exactlyOne(t *testing.T, w *fulfilmenttest.World, id string) {
 // one grant on the target and one granted event.
 func TestExactlyOneGrant(t *testing.T) {
 	t.Run("a crash between the grant and the append", func(t *testing.T) {
-		w := fulfilmenttest.New(t, examples)
+		w := newWorld(t)
 		conn := &crashing{Connector: w.PG, after: func(_ connector.Grant, n int32) error {
 			if n == 1 {
 				return errors.New("process died after granting, before appending")
@@ -313,7 +350,7 @@ func TestExactlyOneGrant(t *testing.T) {
 			return nil
 		}}
 		start(t, w, deps(w, connector.Set{postgres.Name: conn}))
-		id := w.Approved(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour})
+		id := w.Approved(t, targettest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour})
 		w.WaitFor(t, id, 20*time.Second, "the grant after the redelivery", granted)
 		exactlyOne(t, w, id)
 		if n := conn.grants.Load(); n != 2 {
@@ -322,12 +359,12 @@ func TestExactlyOneGrant(t *testing.T) {
 	})
 
 	t.Run("a delivery redelivered after its append", func(t *testing.T) {
-		w := fulfilmenttest.New(t, examples)
+		w := newWorld(t)
 		conn := &crashing{Connector: w.PG}
 		d := deps(w, connector.Set{postgres.Name: conn})
 		h := d.Reactions(w.Log)
 		var deliveries atomic.Int32
-		fulfilmenttest.Run(t, func(ctx context.Context) error {
+		targettest.Run(t, func(ctx context.Context) error {
 			return consumer.Run(ctx, w.JS, reaction.FulfilSpec(6), func(ctx context.Context, msg jetstream.Msg) error {
 				err := h.Fulfil(ctx, msg)
 				if deliveries.Add(1) == 1 && err == nil {
@@ -336,7 +373,7 @@ func TestExactlyOneGrant(t *testing.T) {
 				return err
 			}, w.Log)
 		})
-		id := w.Approved(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour})
+		id := w.Approved(t, targettest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour})
 		w.WaitFor(t, id, 20*time.Second, "the grant", granted)
 		poll.Until(t, 20*time.Second, "the redelivery", func() bool { return deliveries.Load() >= 2 })
 		exactlyOne(t, w, id)
@@ -346,20 +383,20 @@ func TestExactlyOneGrant(t *testing.T) {
 	})
 
 	t.Run("two replicas on one consumer", func(t *testing.T) {
-		w := fulfilmenttest.New(t, examples)
+		w := newWorld(t)
 		var replicas []*reaction.Reactions
 		for range 2 {
 			d := deps(w, nil)
 			replicas = append(replicas, d.Reactions(w.Log))
-			fulfilmenttest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
+			targettest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
 		}
 		var ids []string
 		for range 12 {
-			ids = append(ids, w.Approved(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour}))
+			ids = append(ids, w.Approved(t, targettest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour}))
 		}
 		// And both replicas handling one delivery at the same moment, as after a redelivery to the
 		// other replica while the first is still at work.
-		raced := w.Submit(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "payments-admin", Duration: time.Hour})
+		raced := w.Submit(t, targettest.Request{Requester: someone("engineers"), Entitlement: "payments-admin", Duration: time.Hour})
 		w.Allow(t, raced)
 		l := w.Load(t, raced)
 		delivery := eventstore.Delivery{RequestID: raced, Seq: l.LastSeq, Event: l.Events[len(l.Events)-1]}
@@ -382,7 +419,7 @@ func TestExactlyOneGrant(t *testing.T) {
 // TestWithdrawnWhileGrantingIsUndone: the requester withdraws between the grant on the target and the
 // append; fulfilment finds the request closed and removes what it granted.
 func TestWithdrawnWhileGrantingIsUndone(t *testing.T) {
-	w := fulfilmenttest.New(t, examples)
+	w := newWorld(t)
 	conn := &crashing{Connector: w.PG}
 	conn.after = func(g connector.Grant, _ int32) error {
 		w.Append(t, events.Intake, g.ID, events.Draft{Payload: events.Withdrawn{Reason: "not needed after all"}, Actor: g.Subject.ID})
@@ -390,7 +427,7 @@ func TestWithdrawnWhileGrantingIsUndone(t *testing.T) {
 	}
 	start(t, w, deps(w, connector.Set{postgres.Name: conn}))
 	who := someone("engineers")
-	id := w.Approved(t, fulfilmenttest.Request{Requester: who, Entitlement: "analytics-read", Duration: time.Hour})
+	id := w.Approved(t, targettest.Request{Requester: who, Entitlement: "analytics-read", Duration: time.Hour})
 	w.WaitFor(t, id, 20*time.Second, "the withdrawal", func(r *events.Request) bool { return r.Status() == events.StatusWithdrawn })
 	poll.Until(t, 20*time.Second, "the grant to be undone", func() bool { return w.GrantRoles(t, id) == 0 })
 	if w.Holds(t, who.ID, "analytics_read") || w.Count(t, id, events.TypeGranted) != 0 {
@@ -401,7 +438,7 @@ func TestWithdrawnWhileGrantingIsUndone(t *testing.T) {
 // TestFailuresAreRecorded: what no retry can fix ends the request at once; a target that stays down
 // is recorded when the deliveries run out, and the delivery is set aside for an operator.
 func TestFailuresAreRecorded(t *testing.T) {
-	w := fulfilmenttest.New(t, examples)
+	w := newWorld(t)
 	onlyAnalytics, err := postgres.New(w.Target, map[string]string{"analytics-read": "analytics_read"})
 	if err != nil {
 		t.Fatal(err)
@@ -413,13 +450,13 @@ func TestFailuresAreRecorded(t *testing.T) {
 	d.MaxDeliveries = 2
 	start(t, w, d)
 
-	unmapped := w.Approved(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "payments-admin", Duration: time.Hour})
+	unmapped := w.Approved(t, targettest.Request{Requester: someone("engineers"), Entitlement: "payments-admin", Duration: time.Hour})
 	r := w.WaitFor(t, unmapped, 20*time.Second, "the permanent failure", func(r *events.Request) bool { return r.Status() == events.StatusFailed })
 	if f := r.Failure(); !f.Permanent || f.ErrorClass != postgres.ClassNoMapping || f.Attempts != 1 {
 		t.Fatalf("failure %+v", f)
 	}
 
-	stuck := w.Approved(t, fulfilmenttest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour})
+	stuck := w.Approved(t, targettest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour})
 	r = w.WaitFor(t, stuck, 20*time.Second, "the transient failure", func(r *events.Request) bool { return r.Failure() != nil })
 	if f := r.Failure(); f.Permanent || f.ErrorClass != postgres.ClassUnavailable || f.Attempts != 2 || r.Status() != events.StatusApproved {
 		t.Fatalf("failure %+v, status %s", f, r.Status())
@@ -438,12 +475,12 @@ func TestFailuresAreRecorded(t *testing.T) {
 // task_opened; a listing in between must leave the candidate in the index, or the task would never be
 // listed once it opens (seen as a task that never appeared, under load).
 func TestListingDoesNotDropATaskAboutToOpen(t *testing.T) {
-	w := fulfilmenttest.New(t, examples)
+	w := newWorld(t)
 	d := deps(w, nil)
 	d.Routes(w.Mux, w.Log)
-	id := w.Submit(t, fulfilmenttest.Request{Requester: fulfilmenttest.Alice, Entitlement: "mainframe-operator", Duration: time.Hour})
-	w.Approve(t, id, fulfilmenttest.Carol)
-	taskID := fulfilment.TaskID(id, events.TaskGrant)
+	id := w.Submit(t, targettest.Request{Requester: targettest.Alice, Entitlement: "mainframe-operator", Duration: time.Hour})
+	w.Approve(t, id, targettest.Carol)
+	taskID := manualtask.ID(id, events.TaskGrant)
 	candidate := taskindex.Task{ID: taskID, RequestID: id, Purpose: events.TaskGrant, FulfillerGroups: []string{"operations"},
 		DueAt: time.Now().Add(time.Hour), Entitlement: "mainframe-operator", Requester: "alice", Subject: "alice"}
 	if err := w.Tasks.Put(context.Background(), candidate); err != nil {
@@ -456,7 +493,7 @@ func TestListingDoesNotDropATaskAboutToOpen(t *testing.T) {
 	if err != nil || len(left) != 1 || left[0].ID != taskID {
 		t.Fatalf("the listing dropped the candidate from the index: %v %+v", err, left)
 	}
-	fulfilmenttest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
+	targettest.Run(t, func(ctx context.Context) error { return d.Consume(ctx, w.Log) })
 	poll.Until(t, 20*time.Second, "the task to be listed once it opens", func() bool {
 		status, body := w.Call(t, "GET", "/v1/tasks", "dave", "")
 		return status == http.StatusOK && strings.Contains(string(body), taskID)

@@ -1,10 +1,13 @@
-// Package httpapi is fulfilment's HTTP edge: the manual task list (GET /v1/tasks), completing a task
-// with evidence (POST /v1/tasks/{id}/complete), and the one-time retrieval of an issued credential
+// Package httpapi is fulfilment's HTTP edge: the manual task list (GET /v1/tasks), completing a grant
+// task with evidence (POST /v1/tasks/{id}/complete), and the one-time retrieval of an issued credential
 // (GET /v1/requests/{id}/credential).
+//
+// The list holds revoke tasks too, which fulfilment opens but the revoker completes (it alone may sign
+// revoked): each listed task carries the path that completes it, so a client completes either kind
+// without knowing which service owns it.
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,13 +16,14 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/credential"
+	"github.com/grantline/grantline/pkg/deadletter"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/services/fulfilment"
-	"github.com/grantline/grantline/services/fulfilment/credential"
-	"github.com/grantline/grantline/services/fulfilment/deadletter"
 	"github.com/grantline/grantline/services/fulfilment/taskindex"
 )
 
@@ -31,20 +35,11 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (auth.Identity, error)
 }
 
-// RevokeCompleter records a completed revoke task: the revoker appends revoked. It is the revoker's,
-// plugged in where both services share one process; without it a revoke task is completed at the
-// revoker's own endpoint.
-type RevokeCompleter interface {
-	CompleteRevoke(ctx context.Context, requestID string, c fulfilment.Completion) (events.Status, error)
-}
-
 // Handler serves fulfilment's HTTP API.
 type Handler struct {
 	Store       *eventstore.Store
 	Tasks       *taskindex.Index
 	Credentials *credential.Store
-	// RevokeTasks completes revoke tasks; nil sends callers to the revoker.
-	RevokeTasks RevokeCompleter
 	Auth        Authenticator
 	Now         func() time.Time
 	Log         *slog.Logger
@@ -58,11 +53,22 @@ func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("GET /v1/requests/{id}/credential", h.credential)
 }
 
-// TaskView is one task in the list, with whether the caller may complete it.
+// TaskView is one task in the list, with whether the caller may complete it and where.
 type TaskView struct {
 	taskindex.Task
 	MayComplete bool   `json:"may_complete"`
 	Why         string `json:"why,omitempty"`
+	// CompleteURL is the path that completes the task (completePath).
+	CompleteURL string `json:"complete_url"`
+}
+
+// completePath is where task taskID of purpose is completed: a grant task here, a revoke task at the
+// revoker (POST /v1/revoke-tasks/{id}/complete), each by the service that alone may sign the outcome.
+func completePath(taskID string, purpose events.TaskPurpose) string {
+	if purpose == events.TaskRevoke {
+		return "/v1/revoke-tasks/" + taskID + "/complete"
+	}
+	return "/v1/tasks/" + taskID + "/complete"
 }
 
 // TaskList is the answer to GET /v1/tasks.
@@ -101,7 +107,7 @@ func (h *Handler) handleList(r *http.Request) (TaskList, error) {
 		if err != nil {
 			return TaskList{}, err
 		}
-		t, open := fulfilment.OpenTask(l.Request, c.Purpose)
+		t, open := manualtask.Outstanding(l.Request, c.Purpose)
 		if !open || t.TaskID != c.ID {
 			// Fulfilment indexes a task just before it appends task_opened, so a candidate may not be
 			// open *yet*; only one whose request can no longer open it has outlived its task.
@@ -110,8 +116,8 @@ func (h *Handler) handleList(r *http.Request) (TaskList, error) {
 			}
 			continue
 		}
-		v := TaskView{Task: c, MayComplete: true}
-		if err := fulfilment.MayComplete(l.Request, t, who.Subject, who.Groups); err != nil {
+		v := TaskView{Task: c, MayComplete: true, CompleteURL: completePath(c.ID, c.Purpose)}
+		if err := manualtask.MayComplete(l.Request, t, who.Subject, who.Groups); err != nil {
 			v.MayComplete, v.Why = false, err.Error()
 		}
 		list.Tasks = append(list.Tasks, v)
@@ -148,35 +154,26 @@ func (h *Handler) handleComplete(r *http.Request, taskID string) (Completed, err
 	if err != nil {
 		return Completed{}, err
 	}
-	id, purpose, ok := fulfilment.ParseTaskID(taskID)
-	if !ok {
-		return Completed{}, fmt.Errorf("%w: %q is not a task ID", fulfilment.ErrTaskNotOpen, taskID)
+	id, purpose, ok := manualtask.ParseID(taskID)
+	switch {
+	case !ok:
+		return Completed{}, fmt.Errorf("%w: %q is not a task ID", manualtask.ErrNotOpen, taskID)
+	case purpose != events.TaskGrant:
+		return Completed{RequestID: id}, fmt.Errorf("%w: %s is completed at %s", manualtask.ErrNotOpen, taskID, completePath(taskID, purpose))
 	}
 	var body CompleteBody
 	if err := httpjson.Decode(r, &body, MaxBody); err != nil {
 		return Completed{RequestID: id}, err
 	}
-	c := fulfilment.Completion{TaskID: taskID, Person: who.Subject, Groups: who.Groups, Evidence: body.Evidence}
-	var status events.Status
-	switch purpose {
-	case events.TaskGrant:
-		l, err := h.Store.Update(r.Context(), id, fulfilment.DecideCompleteGrant(c, h.Now()))
-		if err != nil {
-			return Completed{RequestID: id}, err
-		}
-		status = l.Request.Status()
-	case events.TaskRevoke:
-		if h.RevokeTasks == nil {
-			return Completed{RequestID: id}, errMisdirected
-		}
-		if status, err = h.RevokeTasks.CompleteRevoke(r.Context(), id, c); err != nil {
-			return Completed{RequestID: id}, err
-		}
+	c := manualtask.Completion{TaskID: taskID, Person: who.Subject, Groups: who.Groups, Evidence: body.Evidence}
+	l, err := h.Store.Update(r.Context(), id, fulfilment.DecideCompleteGrant(c, h.Now()))
+	if err != nil {
+		return Completed{RequestID: id}, err
 	}
 	if err := h.Tasks.Remove(r.Context(), taskID); err != nil {
 		h.Log.Warn("task done but still indexed; the list drops it", "task_id", taskID, telemetry.KeyError, err.Error())
 	}
-	return Completed{TaskID: taskID, RequestID: id, Status: status}, nil
+	return Completed{TaskID: taskID, RequestID: id, Status: l.Request.Status()}, nil
 }
 
 // Credential is the one-time answer to GET /v1/requests/{id}/credential.

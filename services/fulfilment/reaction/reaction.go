@@ -23,17 +23,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/consumer"
+	"github.com/grantline/grantline/pkg/credential"
+	"github.com/grantline/grantline/pkg/deadletter"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/manualtask"
+	"github.com/grantline/grantline/pkg/streamscan"
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/timers"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/fulfilment"
-	"github.com/grantline/grantline/services/fulfilment/connector"
-	"github.com/grantline/grantline/services/fulfilment/credential"
-	"github.com/grantline/grantline/services/fulfilment/deadletter"
-	"github.com/grantline/grantline/services/fulfilment/streamscan"
 	"github.com/grantline/grantline/services/fulfilment/taskindex"
 )
 
@@ -344,8 +345,8 @@ func (h *Reactions) openTask(ctx context.Context, log *slog.Logger, r *events.Re
 	if err != nil {
 		return err
 	}
-	if _, open := fulfilment.OpenTask(l.Request, purpose); open {
-		log.Info("task opened", "task_id", fulfilment.TaskID(r.ID(), purpose), "fulfiller_groups", ent.FulfillerGroups)
+	if _, open := manualtask.Outstanding(l.Request, purpose); open {
+		log.Info("task opened", "task_id", manualtask.ID(r.ID(), purpose), "fulfiller_groups", ent.FulfillerGroups)
 	}
 	return nil
 }
@@ -377,7 +378,7 @@ func (h *Reactions) ReindexTasks(ctx context.Context) error {
 			return err
 		}
 		for _, purpose := range []events.TaskPurpose{events.TaskGrant, events.TaskRevoke} {
-			if t, open := fulfilment.OpenTask(l.Request, purpose); open {
+			if t, open := manualtask.Outstanding(l.Request, purpose); open {
 				spec := fulfilment.TaskSpec{FulfillerGroups: t.FulfillerGroups, Instructions: t.Instructions, DueAt: t.DueAt}
 				if err := h.Tasks.Put(ctx, indexEntry(l.Request, purpose, spec)); err != nil {
 					return err
@@ -390,7 +391,7 @@ func (h *Reactions) ReindexTasks(ctx context.Context) error {
 
 func indexEntry(r *events.Request, purpose events.TaskPurpose, spec fulfilment.TaskSpec) taskindex.Task {
 	s := r.Submitted()
-	return taskindex.Task{ID: fulfilment.TaskID(r.ID(), purpose), RequestID: r.ID(), Purpose: purpose,
+	return taskindex.Task{ID: manualtask.ID(r.ID(), purpose), RequestID: r.ID(), Purpose: purpose,
 		FulfillerGroups: spec.FulfillerGroups, Instructions: spec.Instructions, DueAt: spec.DueAt.UTC(),
 		Entitlement: s.Entitlement, Requester: s.Requester.ID, Subject: s.Subject.ID}
 }

@@ -1,10 +1,10 @@
-// Package httpapi is the revoker's HTTP edge: early revocation (POST /v1/requests/{id}/revoke) and,
-// where the revoker serves on its own, the completion of revoke tasks (POST /v1/tasks/{id}/complete for
-// tasks ending in "-revoke").
+// Package httpapi is the revoker's HTTP edge: early revocation (POST /v1/requests/{id}/revoke) and the
+// completion of manual revoke tasks (POST /v1/revoke-tasks/{id}/complete): the revoker alone may sign
+// revoked, so it owns that route, as fulfilment owns the completion of grant tasks. Fulfilment opens
+// both kinds and lists them in GET /v1/tasks, each with the path that completes it.
 package httpapi
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,8 +14,8 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/telemetry"
-	"github.com/grantline/grantline/services/fulfilment"
 	"github.com/grantline/grantline/services/revoker"
 )
 
@@ -37,15 +37,11 @@ type Handler struct {
 	Log         *slog.Logger
 }
 
-// Routes registers POST /v1/requests/{id}/revoke on mux, as api/openapi.yaml documents it.
+// Routes registers the API on mux: the routes api/openapi.yaml documents for this service (the
+// contract test holds the two equal).
 func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("POST /v1/requests/{id}/revoke", h.revoke)
-}
-
-// TaskRoutes registers POST /v1/tasks/{id}/complete for revoke tasks, for a revoker serving on its own
-// (in one process with fulfilment, fulfilment's route hands revoke tasks to CompleteRevoke instead).
-func (h *Handler) TaskRoutes(mux httpjson.Mux) {
-	mux.HandleFunc("POST /v1/tasks/{id}/complete", h.completeTask)
+	mux.HandleFunc("POST /v1/revoke-tasks/{id}/complete", h.completeTask)
 }
 
 // RevokeBody says why access should end now.
@@ -102,51 +98,49 @@ func (h *Handler) handleRevoke(r *http.Request, id string) (Accepted, error) {
 	return Accepted{ID: id, Status: l.Request.Status(), Revocation: l.Request.RevocationDue()}, nil
 }
 
-// CompleteRevoke records the completion of request id's revoke task by c.Person: revoked, observed
-// absent with the evidence. It returns the request's status after, or why not (fulfilment's task
-// errors).
-func (h *Handler) CompleteRevoke(ctx context.Context, id string, c fulfilment.Completion) (events.Status, error) {
-	l, err := h.Store.Update(ctx, id, revoker.DecideCompleteRevoke(c))
-	if err != nil {
-		return "", err
-	}
-	return l.Request.Status(), nil
-}
-
 // CompleteBody is what a person reports: what they did.
 type CompleteBody struct {
 	Evidence string `json:"evidence"`
 }
 
-func (h *Handler) completeTask(w http.ResponseWriter, r *http.Request) {
-	taskID := r.PathValue("id")
-	id, status, err := h.handleComplete(r, taskID)
-	log := h.Log.With(telemetry.KeyRequestID, id, "task_id", taskID)
-	if err != nil {
-		problems.Refuse(w, r, log, "complete task", err)
-		return
-	}
-	log.Info("revoke task completed", "status", status)
-	httpjson.Write(w, http.StatusOK, map[string]any{"task_id": taskID, "request_id": id, "status": status})
+// Completed answers a completion.
+type Completed struct {
+	TaskID    string        `json:"task_id"`
+	RequestID string        `json:"request_id"`
+	Status    events.Status `json:"status"`
 }
 
-func (h *Handler) handleComplete(r *http.Request, taskID string) (string, events.Status, error) {
+func (h *Handler) completeTask(w http.ResponseWriter, r *http.Request) {
+	taskID := r.PathValue("id")
+	done, err := h.handleComplete(r, taskID)
+	log := h.Log.With(telemetry.KeyRequestID, done.RequestID, "task_id", taskID)
+	if err != nil {
+		problems.Refuse(w, r, log, "complete revoke task", err)
+		return
+	}
+	log.Info("revoke task completed", "status", done.Status)
+	httpjson.Write(w, http.StatusOK, done)
+}
+
+// handleComplete records the caller's completion of revoke task taskID: revoked, observed absent with
+// their evidence (revoker.DecideCompleteRevoke), or why not.
+func (h *Handler) handleComplete(r *http.Request, taskID string) (Completed, error) {
 	who, err := h.Auth.Authenticate(r)
 	if err != nil {
-		return "", "", err
+		return Completed{}, err
 	}
-	id, purpose, ok := fulfilment.ParseTaskID(taskID)
-	if !ok {
-		return "", "", fmt.Errorf("%w: %q is not a task ID", fulfilment.ErrTaskNotOpen, taskID)
-	}
-	if purpose != events.TaskRevoke {
-		return id, "", errMisdirected
+	id, purpose, ok := manualtask.ParseID(taskID)
+	if !ok || purpose != events.TaskRevoke {
+		return Completed{}, fmt.Errorf("%w: %q is not a revoke task", manualtask.ErrNotOpen, taskID)
 	}
 	var body CompleteBody
 	if err := httpjson.Decode(r, &body, MaxBody); err != nil {
-		return id, "", err
+		return Completed{RequestID: id}, err
 	}
-	status, err := h.CompleteRevoke(r.Context(), id, fulfilment.Completion{TaskID: taskID, Person: who.Subject,
-		Groups: who.Groups, Evidence: body.Evidence})
-	return id, status, err
+	c := manualtask.Completion{TaskID: taskID, Person: who.Subject, Groups: who.Groups, Evidence: body.Evidence}
+	l, err := h.Store.Update(r.Context(), id, revoker.DecideCompleteRevoke(c))
+	if err != nil {
+		return Completed{RequestID: id}, err
+	}
+	return Completed{TaskID: taskID, RequestID: id, Status: l.Request.Status()}, nil
 }

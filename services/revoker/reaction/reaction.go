@@ -23,17 +23,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/consumer"
+	"github.com/grantline/grantline/pkg/credential"
+	"github.com/grantline/grantline/pkg/deadletter"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/manualtask"
+	"github.com/grantline/grantline/pkg/streamscan"
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/timers"
 	"github.com/grantline/grantline/pkg/topology"
-	"github.com/grantline/grantline/services/fulfilment"
-	"github.com/grantline/grantline/services/fulfilment/connector"
-	"github.com/grantline/grantline/services/fulfilment/credential"
-	"github.com/grantline/grantline/services/fulfilment/deadletter"
-	"github.com/grantline/grantline/services/fulfilment/streamscan"
 	"github.com/grantline/grantline/services/revoker"
 )
 
@@ -209,7 +209,7 @@ func (h *Reactions) Revoke(ctx context.Context, l *eventstore.Loaded, delivered 
 	}
 	log := h.Log.With(telemetry.KeyRequestID, r.ID(), "reason", string(r.RevocationDue()))
 	ent, ok := h.Catalogue.Entitlement(r.Submitted().Entitlement)
-	if ok && ent.Connector == fulfilment.Manual {
+	if ok && ent.Connector == manualtask.Connector {
 		return nil
 	}
 	var obs events.Observed

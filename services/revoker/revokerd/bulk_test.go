@@ -11,10 +11,8 @@ import (
 
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/targettest"
 	"github.com/grantline/grantline/pkg/topology"
-	"github.com/grantline/grantline/services/fulfilment"
-	"github.com/grantline/grantline/services/fulfilment/connector"
-	"github.com/grantline/grantline/services/fulfilment/fulfilmenttest"
 )
 
 // each runs fn(i) for i in [0, n) on workers goroutines and waits.
@@ -55,47 +53,25 @@ func counter(t testing.TB, js jetstream.JetStream, stream, filter string) func()
 	}
 }
 
-// percentile is the q-quantile of sorted durations (nearest rank).
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
-}
-
-// grantOnTarget is the work fulfilment does for an approved request, done by the test so that it
-// chooses expires_at: the grant on the target, then granted with the observed state.
-type grantOnTarget struct {
-	g   connector.Grant
-	obs events.Observed
-}
-
 // Test200GrantsExpireWhileTheRevokerIsDown: 200 grants expire over 1 to 5 seconds; the revoker arms
 // them all, is stopped before the first expiry and started again after the last. Every grant is
 // revoked, on the target too, and the lag is reported.
 func Test200GrantsExpireWhileTheRevokerIsDown(t *testing.T) {
 	const n = 200
-	e := newEnv(t, fulfilmentOff)
-	ctx := context.Background()
+	e := newEnv(t)
 	people := make([]events.Principal, 20)
 	for i := range people {
 		people[i] = someone("engineers")
 	}
-	ent, _ := e.Catalogue.Entitlement("analytics-read")
 
-	// Untimed: the requests, allowed for a minute, and the grants on the target.
+	// Untimed: the requests, allowed for a minute, and the grants on the target; the test records them
+	// itself so that it chooses expires_at.
 	ids := make([]string, n)
-	grants := make([]grantOnTarget, n)
+	observed := make([]events.Observed, n)
 	began := time.Now()
 	each(n, 8, func(i int) {
-		ids[i] = e.Submit(t, fulfilmenttest.Request{Requester: people[i%len(people)], Entitlement: "analytics-read", Duration: time.Minute})
-		e.Allow(t, ids[i])
-		g := connector.Grant{ID: ids[i], Entitlement: ent, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: people[i%len(people)].ID}}
-		obs, err := e.PG.Grant(ctx, g)
-		if err != nil || !obs.Present {
-			t.Errorf("grant %d: %+v %v", i, obs, err)
-		}
-		grants[i] = grantOnTarget{g, obs}
+		ids[i] = e.Approved(t, targettest.Request{Requester: people[i%len(people)], Entitlement: "analytics-read", Duration: time.Minute})
+		observed[i], _ = e.grantOnTarget(t, ids[i], began.Add(time.Minute))
 	})
 	if t.Failed() {
 		t.FailNow()
@@ -105,10 +81,7 @@ func Test200GrantsExpireWhileTheRevokerIsDown(t *testing.T) {
 	margin := time.Since(began)*2/3 + time.Second
 	first := time.Now().Add(margin + time.Second)
 	expiresAt := func(i int) time.Time { return first.Add(time.Duration(i) * 4 * time.Second / (n - 1)) }
-	each(n, 8, func(i int) {
-		e.Append(t, events.Fulfilment, ids[i], events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "test",
-			Observed: grants[i].obs, ExpiresAt: expiresAt(i), Fulfiller: fulfilment.Fulfiller}, CausationID: "test-grant"})
-	})
+	each(n, 8, func(i int) { e.recordGrant(t, ids[i], observed[i], expiresAt(i), "") })
 	schedules := counter(t, e.JS, topology.TimersStream, topology.TimerSchedule("*", topology.TimerExpiry))
 	fired := counter(t, e.JS, topology.TimersStream, topology.TimerFired("*", topology.TimerExpiry))
 	revocations := counter(t, e.JS, topology.EventsStream, events.NATSSubject("*", events.TypeRevoked))
@@ -149,7 +122,7 @@ func Test200GrantsExpireWhileTheRevokerIsDown(t *testing.T) {
 	slices.Sort(sinceRestart)
 	t.Logf("%d grants revoked; the revoker caught up %s after its restart", n, caughtUp.Round(time.Millisecond))
 	t.Logf("lag after expires_at (includes the downtime): p50 %s p99 %s max %s",
-		percentile(lags, .5).Round(time.Millisecond), percentile(lags, .99).Round(time.Millisecond), lags[n-1].Round(time.Millisecond))
+		targettest.Percentile(lags, .5).Round(time.Millisecond), targettest.Percentile(lags, .99).Round(time.Millisecond), lags[n-1].Round(time.Millisecond))
 	t.Logf("revoked after the restart: p50 %s p99 %s max %s",
-		percentile(sinceRestart, .5).Round(time.Millisecond), percentile(sinceRestart, .99).Round(time.Millisecond), sinceRestart[n-1].Round(time.Millisecond))
+		targettest.Percentile(sinceRestart, .5).Round(time.Millisecond), targettest.Percentile(sinceRestart, .99).Round(time.Millisecond), sinceRestart[n-1].Round(time.Millisecond))
 }

@@ -4,12 +4,11 @@
 package revokerd
 
 import (
-	"errors"
 	"time"
 
 	"github.com/grantline/grantline/pkg/config"
-	"github.com/grantline/grantline/services/fulfilment/credential"
-	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
+	"github.com/grantline/grantline/pkg/connector/targets"
+	"github.com/grantline/grantline/pkg/credential"
 )
 
 // Config is the revoker's configuration, read from the environment by config.Parse; each field's tag
@@ -18,8 +17,9 @@ type Config struct {
 	config.Base
 	config.Signing
 	config.OIDC
-	// Targets are fulfilment's: a grant is revoked through the connector that granted it.
-	fulfilmentd.Targets
+	// Targets are the systems fulfilment grants on: a grant is revoked through the connector that
+	// granted it.
+	Targets     targets.Config
 	Catalogue   string      `env:"GRANTLINE_CATALOGUE,notEmpty" help:"the entitlement catalogue (YAML)"`
 	AdminGroups config.List `env:"GRANTLINE_REVOKE_ADMIN_GROUPS" envDefault:"security" help:"groups that may revoke any grant early, comma-separated"`
 	// CredentialKey, optional here, lets the revoker delete a revoked grant's unretrieved secret at once
@@ -33,11 +33,11 @@ type Config struct {
 // Defaults is the configuration before the environment is read: the revoker listens on :8085.
 func Defaults() Config { return Config{Base: config.Base{HTTPAddr: ":8085"}} }
 
-// Check refuses a credential key that is not one and a malformed role mapping.
+// Check refuses a credential key that is not one.
 func (c Config) Check() error {
-	var err error
-	if c.CredentialKey != "" {
-		_, err = credential.ParseKey(c.CredentialKey)
+	if c.CredentialKey == "" {
+		return nil
 	}
-	return errors.Join(err, c.Targets.Check())
+	_, err := credential.ParseKey(c.CredentialKey)
+	return err
 }

@@ -2,22 +2,19 @@ package revokerd_test
 
 import (
 	"context"
-	"encoding/json/v2"
-	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/grantline/grantline/pkg/connector"
+	"github.com/grantline/grantline/pkg/connector/postgres"
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/poll"
+	"github.com/grantline/grantline/pkg/targettest"
 	"github.com/grantline/grantline/pkg/topology"
-	"github.com/grantline/grantline/services/fulfilment"
-	"github.com/grantline/grantline/services/fulfilment/connector"
-	"github.com/grantline/grantline/services/fulfilment/connector/postgres"
-	"github.com/grantline/grantline/services/fulfilment/fulfilmenttest"
-	"github.com/grantline/grantline/services/fulfilment/httpapi"
 )
 
 // targetState is what the PostgreSQL target shows for one grant, in the terms of its entitlement.
@@ -43,10 +40,10 @@ func loginValid(role string) targetState {
 	}
 }
 
-// TestDemoEntitlementsFromApprovedToRevoked takes each demo entitlement from approved through granted
-// to revoked at its expiry, checking the target's real state before the grant, after it and after the
-// revocation (for the manual one, the evidence people recorded).
-func TestDemoEntitlementsFromApprovedToRevoked(t *testing.T) {
+// TestDemoEntitlementsRevokedAtExpiry: each demo entitlement with a connector, granted on the target as
+// fulfilment would, is revoked at its expiry, checking the target's real state before the grant, after
+// it and after the revocation.
+func TestDemoEntitlementsRevokedAtExpiry(t *testing.T) {
 	e := newEnv(t)
 	cases := []struct {
 		name        string
@@ -59,7 +56,7 @@ func TestDemoEntitlementsFromApprovedToRevoked(t *testing.T) {
 		{"analytics-read: a role for a person", "analytics-read", nil, false, holdsRole("analytics_read"), false},
 		{"payments-admin: a break-glass role", "payments-admin", nil, true, holdsRole("payments_admin"), false},
 		{"reporting-db-credential: a login for a service account", "reporting-db-credential",
-			func(events.Principal) events.RequestSubject { return fulfilmenttest.SvcReporting }, false, loginValid("reporting_read"), true},
+			func(events.Principal) events.RequestSubject { return targettest.SvcReporting }, false, loginValid("reporting_read"), true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,13 +66,12 @@ func TestDemoEntitlementsFromApprovedToRevoked(t *testing.T) {
 			if tc.subject != nil {
 				subject = tc.subject(requester)
 			}
-			id := e.Submit(t, fulfilmenttest.Request{Requester: requester, Subject: subject, Entitlement: tc.entitlement,
+			id := e.Approved(t, targettest.Request{Requester: requester, Subject: subject, Entitlement: tc.entitlement,
 				Duration: 3 * time.Second, Emergency: tc.emergency})
 			if tc.holds(t, e, id, subject) {
 				t.Fatal("the target shows the access before the grant")
 			}
-			e.Allow(t, id)
-			e.WaitFor(t, id, 20*time.Second, "the grant", granted)
+			e.grant(t, id, 3*time.Second)
 			if !tc.holds(t, e, id, subject) {
 				t.Fatal("the target does not show the access after the grant")
 			}
@@ -92,48 +88,63 @@ func TestDemoEntitlementsFromApprovedToRevoked(t *testing.T) {
 			}
 		})
 	}
-	t.Run("mainframe-operator: by hand, with evidence", func(t *testing.T) {
-		t.Parallel()
-		id := e.Submit(t, fulfilmenttest.Request{Requester: fulfilmenttest.Alice, Entitlement: "mainframe-operator", Duration: 3 * time.Second})
-		e.Approve(t, id, fulfilmenttest.Carol)
-		complete := func(purpose events.TaskPurpose, user, evidence string) {
-			t.Helper()
-			taskID := fulfilment.TaskID(id, purpose)
-			e.WaitFor(t, id, 20*time.Second, "the "+string(purpose)+" task", func(r *events.Request) bool {
-				_, open := fulfilment.OpenTask(r, purpose)
-				return open
-			})
-			status, body := e.Call(t, "GET", "/v1/tasks", user, "")
-			var list httpapi.TaskList
-			if status != http.StatusOK || json.Unmarshal(body, &list) != nil || !listed(list, taskID) {
-				t.Fatalf("%s's tasks: %d %s, want %s", user, status, body, taskID)
-			}
-			if status, body := e.Call(t, "POST", "/v1/tasks/"+taskID+"/complete", "alice", `{"evidence":"did it myself"}`); status != http.StatusForbidden {
-				t.Fatalf("the requester completing the %s task: %d %s", purpose, status, body)
-			}
-			if status, body := e.Call(t, "POST", "/v1/tasks/"+taskID+"/complete", user, fmt.Sprintf(`{"evidence":%q}`, evidence)); status != http.StatusOK {
-				t.Fatalf("%s completing the %s task: %d %s", user, purpose, status, body)
-			}
-		}
-		complete(events.TaskGrant, "dave", "profile OPER granted to alice, CHG-1")
-		if g := e.Load(t, id).Request.Grant(); g == nil || g.Fulfiller != "dave" || g.Observed.Detail["evidence"] != "profile OPER granted to alice, CHG-1" {
-			t.Fatalf("granted %+v", g)
-		}
-		complete(events.TaskRevoke, "dave", "profile OPER removed from alice, CHG-2")
-		rv := e.WaitFor(t, id, 20*time.Second, "the revocation", revoked).Revoked()
-		if rv.Reason != events.RevokeExpired || rv.Observed.Present || rv.Observed.Detail["completed_by"] != "dave" {
-			t.Fatalf("revoked %+v", rv)
-		}
-	})
 }
 
-func listed(l httpapi.TaskList, id string) bool {
-	for _, t := range l.Tasks {
-		if t.ID == id && t.MayComplete {
-			return true
+// TestRevokeTaskCompletedAtTheRevoker: mainframe-operator has no API. Dave of operations granted it by
+// hand; at its expiry the revoker records expired and changes nothing on a target; fulfilment opens a
+// revoke task; the revoker's own route completes it, by someone in the task's groups who neither asked
+// for nor approved the access, with evidence, and records revoked with what they observed.
+func TestRevokeTaskCompletedAtTheRevoker(t *testing.T) {
+	e := newEnv(t)
+	id := e.Submit(t, targettest.Request{Requester: targettest.Alice, Entitlement: "mainframe-operator", Duration: 3 * time.Second})
+	e.Approve(t, id, targettest.Carol)
+	// What fulfilment records for a manual entitlement: the grant task, and dave's completion of it.
+	grantTask := manualtask.ID(id, events.TaskGrant)
+	e.Append(t, events.Fulfilment, id, events.Draft{Payload: events.TaskOpened{TaskID: grantTask, Purpose: events.TaskGrant,
+		FulfillerGroups: []string{"operations"}, DueAt: time.Now().Add(time.Hour)}, Actor: fulfilment, CausationID: "task:grant"})
+	e.Append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: manualtask.Connector, TargetRef: "mainframe-operator",
+		Observed:  events.Observed{Present: true, Detail: map[string]string{"evidence": "profile OPER added, CHG-1"}},
+		ExpiresAt: time.Now().Add(3 * time.Second), Fulfiller: "dave", TaskID: grantTask}, Actor: "dave", CausationID: "task:" + grantTask})
+
+	revokeTask := manualtask.ID(id, events.TaskRevoke)
+	path := "/v1/revoke-tasks/" + revokeTask + "/complete"
+	if status, body := e.Call(t, "POST", path, "dave", `{"evidence":"early"}`); status != http.StatusNotFound {
+		t.Fatalf("completing the revoke task before the revocation is due: %d %s", status, body)
+	}
+	e.WaitFor(t, id, 20*time.Second, "expired", func(r *events.Request) bool { return r.RevocationDue() == events.RevokeExpired })
+	// What fulfilment does once the revocation is due: the revoke task for operations.
+	e.Append(t, events.Fulfilment, id, events.Draft{Payload: events.TaskOpened{TaskID: revokeTask, Purpose: events.TaskRevoke,
+		FulfillerGroups: []string{"operations"}, DueAt: time.Now().Add(time.Hour)}, Actor: fulfilment, CausationID: "task:revoke"})
+
+	for _, tc := range []struct {
+		name, path, user, body string
+		status                 int
+	}{
+		{"without a token", path, "", `{"evidence":"done"}`, http.StatusUnauthorized},
+		{"by the requester", path, "alice", `{"evidence":"removed it myself"}`, http.StatusForbidden},
+		{"by the approver", path, "carol", `{"evidence":"done"}`, http.StatusForbidden},
+		{"by someone outside operations", path, "erin", `{"evidence":"done"}`, http.StatusForbidden},
+		{"without evidence", path, "dave", `{"evidence":""}`, http.StatusUnprocessableEntity},
+		{"naming who did it", path, "dave", `{"evidence":"done","completed_by":"carol"}`, http.StatusBadRequest},
+		{"of the grant task", "/v1/revoke-tasks/" + grantTask + "/complete", "dave", `{"evidence":"done"}`, http.StatusNotFound},
+		{"of no task", "/v1/revoke-tasks/" + id + "-other/complete", "dave", `{"evidence":"done"}`, http.StatusNotFound},
+		{"by dave, with evidence", path, "dave", `{"evidence":"profile OPER removed from alice, CHG-2"}`, http.StatusOK},
+		{"by dave again (a retry)", path, "dave", `{"evidence":"profile OPER removed from alice, CHG-2"}`, http.StatusOK},
+		{"by another operator afterwards", path, "frank", `{"evidence":"me too"}`, http.StatusNotFound},
+	} {
+		if status, body := e.Call(t, "POST", tc.path, tc.user, tc.body); status != tc.status {
+			t.Fatalf("completing %s: %d %s, want %d", tc.name, status, body, tc.status)
 		}
 	}
-	return false
+	r := e.Load(t, id).Request
+	rv := r.Revoked()
+	if r.Status() != events.StatusRevoked || rv.Reason != events.RevokeExpired || rv.Observed.Present ||
+		rv.Observed.Detail["completed_by"] != "dave" || rv.Observed.Detail["evidence"] != "profile OPER removed from alice, CHG-2" {
+		t.Fatalf("%s, revoked %+v", r.Status(), rv)
+	}
+	if n := e.Count(t, id, events.TypeRevoked); n != 1 {
+		t.Fatalf("%d revoked events", n)
+	}
 }
 
 // TestTargetDownYieldsRevocationFailed: the target refuses revocations for longer than the retry
@@ -144,12 +155,11 @@ func TestTargetDownYieldsRevocationFailed(t *testing.T) {
 	e := newEnv(t, func(e *env) {
 		target = &switchable{Connector: e.PG}
 		target.set(true)
-		set := connector.Set{postgres.Name: target}
-		e.fulfil.Connectors, e.revoke.Connectors = set, set
+		e.revoke.Connectors = connector.Set{postgres.Name: target}
 	})
 	who := someone("engineers")
-	id := e.Approved(t, fulfilmenttest.Request{Requester: who, Entitlement: "analytics-read", Duration: 2 * time.Second})
-	g := e.WaitFor(t, id, 20*time.Second, "the grant", granted).Grant()
+	id := e.Granted(t, targettest.Request{Requester: who, Entitlement: "analytics-read", Duration: 2 * time.Second})
+	g := e.Load(t, id).Request.Grant()
 	r := e.WaitFor(t, id, 30*time.Second, "revocation_failed", func(r *events.Request) bool { return r.RevocationFailure() != nil })
 	f := r.RevocationFailure()
 	if f.Attempts < 2 || !f.OverdueSince.Equal(g.ExpiresAt) || f.ErrorClass != postgres.ClassUnavailable || r.Status() != events.StatusGranted {
@@ -184,15 +194,14 @@ func TestEarlyRevocation(t *testing.T) {
 		refused     map[string]int
 		by          string
 	}{
-		{"the requester", fulfilmenttest.Alice, "analytics-read",
+		{"the requester", targettest.Alice, "analytics-read",
 			map[string]int{"": http.StatusUnauthorized, "dave": http.StatusForbidden, "erin": http.StatusForbidden, "frank": http.StatusForbidden}, "alice"},
-		{"an owner of the entitlement", fulfilmenttest.Alice, "payments-admin", map[string]int{"dave": http.StatusForbidden}, "bob"},
-		{"an administrator", fulfilmenttest.Frank, "analytics-read", map[string]int{"alice": http.StatusForbidden}, "carol"},
+		{"an owner of the entitlement", targettest.Alice, "payments-admin", map[string]int{"dave": http.StatusForbidden}, "bob"},
+		{"an administrator", targettest.Frank, "analytics-read", map[string]int{"alice": http.StatusForbidden}, "carol"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			id := e.Approved(t, fulfilmenttest.Request{Requester: tc.requester, Entitlement: tc.entitlement, Duration: time.Hour})
-			e.WaitFor(t, id, 20*time.Second, "the grant", granted)
+			id := e.Granted(t, targettest.Request{Requester: tc.requester, Entitlement: tc.entitlement, Duration: time.Hour})
 			path := "/v1/requests/" + id + "/revoke"
 			for user, want := range tc.refused {
 				if status, body := e.Call(t, "POST", path, user, `{"reason":"mine now"}`); status != want {
@@ -214,7 +223,7 @@ func TestEarlyRevocation(t *testing.T) {
 			}
 		})
 	}
-	pending := e.Submit(t, fulfilmenttest.Request{Requester: fulfilmenttest.Alice, Entitlement: "analytics-read", Duration: time.Hour})
+	pending := e.Submit(t, targettest.Request{Requester: targettest.Alice, Entitlement: "analytics-read", Duration: time.Hour})
 	if status, body := e.Call(t, "POST", "/v1/requests/"+pending+"/revoke", "alice", `{"reason":"x"}`); status != http.StatusConflict {
 		t.Fatalf("revoking a request never granted: %d %s", status, body)
 	}
@@ -230,9 +239,8 @@ func TestEarlyRevocation(t *testing.T) {
 func TestFlaggedPostReviewRevokes(t *testing.T) {
 	e := newEnv(t)
 	who := someone("engineers")
-	id := e.Approved(t, fulfilmenttest.Request{Requester: who, Entitlement: "payments-admin", Duration: time.Hour, Emergency: true})
-	e.WaitFor(t, id, 20*time.Second, "the grant", granted)
-	e.Append(t, events.Approval, id, events.Draft{Payload: events.PostReviewed{Reviewer: fulfilmenttest.Carol,
+	id := e.Granted(t, targettest.Request{Requester: who, Entitlement: "payments-admin", Duration: time.Hour, Emergency: true})
+	e.Append(t, events.Approval, id, events.Draft{Payload: events.PostReviewed{Reviewer: targettest.Carol,
 		Outcome: events.PostReviewFlagged, Reason: "no incident on record"}, Actor: "carol", CausationID: "post-review"})
 	r := e.WaitFor(t, id, 20*time.Second, "the revocation", revoked)
 	if r.Revoked().Reason != events.RevokeReviewFailed || e.Holds(t, who.ID, "payments_admin") {
@@ -247,8 +255,7 @@ func TestSweepArmsLostSchedules(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	who := someone("engineers")
-	id := e.Approved(t, fulfilmenttest.Request{Requester: who, Entitlement: "analytics-read", Duration: 4 * time.Second})
-	e.WaitFor(t, id, 20*time.Second, "the grant", granted)
+	id := e.Granted(t, targettest.Request{Requester: who, Entitlement: "analytics-read", Duration: 4 * time.Second})
 	st, err := e.JS.Stream(ctx, topology.TimersStream)
 	if err != nil {
 		t.Fatal(err)

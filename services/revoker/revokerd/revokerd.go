@@ -11,13 +11,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/connector"
+	"github.com/grantline/grantline/pkg/connector/targets"
+	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/telemetry"
-	"github.com/grantline/grantline/services/fulfilment/connector"
-	"github.com/grantline/grantline/services/fulfilment/credential"
-	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 	"github.com/grantline/grantline/services/revoker"
 	"github.com/grantline/grantline/services/revoker/httpapi"
 	"github.com/grantline/grantline/services/revoker/reaction"
@@ -41,28 +41,18 @@ type Deps struct {
 	Failures revoker.FailurePolicy
 	// BackoffCap caps the wait between attempts (0: 1m).
 	BackoffCap time.Duration
-	// tasksElsewhere: fulfilment serves the task route (TasksCompletedByFulfilment).
-	tasksElsewhere bool
 }
 
-func (d Deps) handler(log *slog.Logger) *httpapi.Handler {
+// Routes registers the HTTP API (POST /v1/requests/{id}/revoke, POST /v1/revoke-tasks/{id}/complete)
+// on mux.
+func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 	admins := d.AdminGroups
 	if admins == nil {
 		admins = []string{"security"}
 	}
-	return &httpapi.Handler{Store: d.Store, Catalogue: d.Catalogue, Auth: d.Auth, AdminGroups: admins, Log: log}
+	h := &httpapi.Handler{Store: d.Store, Catalogue: d.Catalogue, Auth: d.Auth, AdminGroups: admins, Log: log}
+	h.Routes(mux)
 }
-
-// Routes registers POST /v1/requests/{id}/revoke on mux.
-func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) { d.handler(log).Routes(mux) }
-
-// TaskRoutes registers POST /v1/tasks/{id}/complete for revoke tasks, for a revoker serving on its own
-// port; where fulfilment shares the process and mux, give it TaskCompleter instead.
-func (d Deps) TaskRoutes(mux *http.ServeMux, log *slog.Logger) { d.handler(log).TaskRoutes(mux) }
-
-// TaskCompleter records completed revoke tasks; plug it into fulfilmentd.Deps.RevokeTasks when both
-// services share one process (`grantline dev`).
-func (d Deps) TaskCompleter(log *slog.Logger) *httpapi.Handler { return d.handler(log) }
 
 // Reactions returns the stream handlers over d.
 func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
@@ -101,18 +91,10 @@ func (d Deps) backoffCap() time.Duration {
 	return reaction.DefaultBackoffCap
 }
 
-// Option adjusts New where the revoker shares a process with fulfilment (`grantline dev`).
-type Option func(*Deps)
-
-// TasksCompletedByFulfilment leaves POST /v1/tasks/{id}/complete to fulfilment, which completes
-// revoke tasks in process (fulfilmentd.CompleteRevokeTasks with TaskCompleter), where both services
-// share one HTTP origin and so one route.
-func TasksCompletedByFulfilment() Option { return func(d *Deps) { d.tasksElsewhere = true } }
-
 // New builds the revoker from cfg on host: the catalogue, the token verifier, the connectors to the
 // targets and, with a credential key, the credential bucket (to discard revoked secrets). It serves
 // early revocation and revoke-task completion and runs Consume; its Close closes the connectors.
-func New(ctx context.Context, cfg Config, host ops.Host, opts ...Option) (ops.Service, error) {
+func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	cat, err := catalogue.Load(cfg.Catalogue)
 	if err != nil {
 		return ops.Service{}, err
@@ -134,23 +116,15 @@ func New(ctx context.Context, cfg Config, host ops.Host, opts ...Option) (ops.Se
 			return ops.Service{}, err
 		}
 	}
-	conns, closeConns, err := fulfilmentd.OpenConnectors(ctx, cfg.Targets, os.Getenv, host.Log)
+	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log)
 	if err != nil {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
 		AdminGroups: cfg.AdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap,
 		Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery}}
-	for _, o := range opts {
-		o(&d)
-	}
 	return ops.Service{Name: "revoker",
-		Routes: func(mux *http.ServeMux) {
-			d.Routes(mux, host.Log)
-			if !d.tasksElsewhere {
-				d.TaskRoutes(mux, host.Log)
-			}
-		},
+		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },
 		Close:   closeConns,
 	}, nil

@@ -8,12 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grantline/grantline/pkg/connector"
+	"github.com/grantline/grantline/pkg/connector/postgres"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/pgtest"
-	"github.com/grantline/grantline/services/fulfilment/connector"
-	"github.com/grantline/grantline/services/fulfilment/connector/postgres"
-	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
-	"github.com/grantline/grantline/services/fulfilment/fulfilmenttest"
+	"github.com/grantline/grantline/pkg/targettest"
 	"github.com/grantline/grantline/services/revoker"
 	"github.com/grantline/grantline/services/revoker/revokerd"
 )
@@ -22,43 +21,36 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 const examples = "../../../examples"
 
-// env is fulfilment and the revoker wired as `grantline dev` wires them (one mux, revoke tasks completed
-// through fulfilment's route by the revoker), on a world with a PostgreSQL target.
+// fulfilment is the actor and fulfiller fulfilment records on a grant it made through a connector.
+const fulfilment = "service:fulfilment"
+
+// env is the revoker on a world with a PostgreSQL target. Fulfilment does not run: a test records
+// what fulfilment would (a grant on the target and its granted event, a manual task), so the revoker
+// is tested on its own, as the peer it is.
 type env struct {
-	*fulfilmenttest.World
-	fulfil fulfilmentd.Deps
+	*targettest.World
 	revoke revokerd.Deps
 	// stopRevoker stops the running revoker; startRevoker runs it again.
-	stopRevoker  func()
-	noFulfilment bool
-	noRevoker    bool
+	stopRevoker func()
+	noRevoker   bool
 }
 
 type option func(*env)
-
-// fulfilmentOff leaves fulfilment out: the test records grants itself.
-func fulfilmentOff(e *env) { e.noFulfilment = true }
 
 // revokerOff leaves the revoker stopped until startRevoker.
 func revokerOff(e *env) { e.noRevoker = true }
 
 func newEnv(t testing.TB, opts ...option) *env {
 	t.Helper()
-	w := fulfilmenttest.New(t, examples)
-	conns := connector.Set{postgres.Name: w.PG}
+	w := targettest.New(t, examples)
 	e := &env{World: w, stopRevoker: func() {}}
-	e.revoke = revokerd.Deps{JS: w.JS, Store: w.Stores[events.Revoker], Catalogue: w.Catalogue, Auth: w.Auth, Connectors: conns,
-		Credentials: w.Credentials, Now: time.Now, Failures: revoker.FailurePolicy{Budget: 2, Every: time.Hour}, BackoffCap: 500 * time.Millisecond}
-	e.fulfil = fulfilmentd.Deps{JS: w.JS, Store: w.Stores[events.Fulfilment], Catalogue: w.Catalogue, Auth: w.Auth, Connectors: conns,
-		Credentials: w.Credentials, Tasks: w.Tasks, Now: time.Now, RevokeTasks: e.revoke.TaskCompleter(w.Log)}
+	e.revoke = revokerd.Deps{JS: w.JS, Store: w.Stores[events.Revoker], Catalogue: w.Catalogue, Auth: w.Auth,
+		Connectors: connector.Set{postgres.Name: w.PG}, Credentials: w.Credentials, Now: time.Now,
+		Failures: revoker.FailurePolicy{Budget: 2, Every: time.Hour}, BackoffCap: 500 * time.Millisecond}
 	for _, o := range opts {
 		o(e)
 	}
-	e.fulfil.Routes(w.Mux, w.Log)
 	e.revoke.Routes(w.Mux, w.Log)
-	if !e.noFulfilment {
-		fulfilmenttest.Run(t, func(ctx context.Context) error { return e.fulfil.Consume(ctx, w.Log) })
-	}
 	if !e.noRevoker {
 		e.startRevoker(t)
 	}
@@ -67,7 +59,55 @@ func newEnv(t testing.TB, opts ...option) *env {
 
 func (e *env) startRevoker(t testing.TB) {
 	t.Helper()
-	e.stopRevoker = fulfilmenttest.Run(t, func(ctx context.Context) error { return e.revoke.Consume(ctx, e.Log) })
+	e.stopRevoker = targettest.Run(t, func(ctx context.Context) error { return e.revoke.Consume(ctx, e.Log) })
+}
+
+// Granted submits r, allows it and grants it for r.Duration from now, as fulfilment would (grant).
+func (e *env) Granted(t testing.TB, r targettest.Request) string {
+	t.Helper()
+	id := e.Approved(t, r)
+	e.grant(t, id, r.Duration)
+	return id
+}
+
+// grant does what fulfilment does for approved request id: the grant on the target through the
+// PostgreSQL connector, then granted, expiring d from now, with what the target shows.
+func (e *env) grant(t testing.TB, id string, d time.Duration) {
+	t.Helper()
+	expires := time.Now().Add(d)
+	obs, fingerprint := e.grantOnTarget(t, id, expires)
+	e.recordGrant(t, id, obs, expires, fingerprint)
+}
+
+// grantOnTarget grants request id on the target until expires and returns what the target shows; for
+// a service account it first reserves the login's secret in the credential bucket, as fulfilment does,
+// and returns a fingerprint for it.
+func (e *env) grantOnTarget(t testing.TB, id string, expires time.Time) (obs events.Observed, fingerprint string) {
+	t.Helper()
+	ctx := context.Background()
+	s := e.Load(t, id).Request.Submitted()
+	ent, _ := e.Catalogue.Entitlement(s.Entitlement)
+	g := connector.Grant{ID: id, Entitlement: ent, Subject: s.Subject, ExpiresAt: expires}
+	if connector.IssuesCredential(e.PG, g) {
+		var err error
+		if g.Secret, err = e.Credentials.Reserve(ctx, id, time.Until(expires)+time.Minute, connector.NewSecret); err != nil {
+			t.Fatal(err)
+		}
+		fingerprint = "sha256:0123456789abcdef"
+	}
+	obs, err := e.PG.Grant(ctx, g)
+	if err != nil || !obs.Present {
+		t.Fatalf("grant %s on the target: %+v %v", id, obs, err)
+	}
+	return obs, fingerprint
+}
+
+// recordGrant appends granted to request id as fulfilment: obs on the target, expiring at expires.
+func (e *env) recordGrant(t testing.TB, id string, obs events.Observed, expires time.Time, fingerprint string) {
+	t.Helper()
+	e.Append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: postgres.Name, TargetRef: "test",
+		Observed: obs, ExpiresAt: expires, Fulfiller: fulfilment, CredentialFingerprint: fingerprint}, Actor: fulfilment,
+		CausationID: "test-grant"})
 }
 
 // someone is a person of their own (PostgreSQL roles are shared by every test of the package).
@@ -75,7 +115,6 @@ func someone(group string) events.Principal {
 	return events.Principal{ID: "p-" + strings.ToLower(events.NewID()[18:]), Groups: []string{group}}
 }
 
-func granted(r *events.Request) bool { return r.Status() == events.StatusGranted }
 func revoked(r *events.Request) bool { return r.Status() == events.StatusRevoked }
 
 // switchable wraps the PostgreSQL connector with an outage switch for revocations.

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	pgconnector "github.com/grantline/grantline/services/fulfilment/connector/postgres"
+	pgconnector "github.com/grantline/grantline/pkg/connector/postgres"
 )
 
 // repoRoot is where the go.work of the workspace is, seen from this package.

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	pgconnector "github.com/grantline/grantline/services/fulfilment/connector/postgres"
-	"github.com/grantline/grantline/services/fulfilment/connector/webhook"
+	pgconnector "github.com/grantline/grantline/pkg/connector/postgres"
+	"github.com/grantline/grantline/pkg/connector/webhook"
 )
 
 // How requests are submitted.

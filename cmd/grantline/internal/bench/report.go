@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	pgconnector "github.com/grantline/grantline/services/fulfilment/connector/postgres"
+	pgconnector "github.com/grantline/grantline/pkg/connector/postgres"
 )
 
 // Report is what a run measured.

@@ -23,14 +23,14 @@ import (
 	"github.com/grantline/grantline/cmd/grantline/internal/devmode"
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
+	pgconnector "github.com/grantline/grantline/pkg/connector/postgres"
+	"github.com/grantline/grantline/pkg/connector/webhook"
+	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/pglocal"
 	"github.com/grantline/grantline/pkg/topology"
-	pgconnector "github.com/grantline/grantline/services/fulfilment/connector/postgres"
-	"github.com/grantline/grantline/services/fulfilment/connector/webhook"
-	"github.com/grantline/grantline/services/fulfilment/credential"
 )
 
 // Services are the service processes the bench runs, in start order.

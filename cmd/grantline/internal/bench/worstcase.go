@@ -11,9 +11,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/connector"
+	pgconnector "github.com/grantline/grantline/pkg/connector/postgres"
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/services/fulfilment/connector"
-	pgconnector "github.com/grantline/grantline/services/fulfilment/connector/postgres"
 )
 
 // WorstCasePoint is the postgres connector's cost per grant, and per revocation, for one person who

@@ -194,7 +194,8 @@ func TestReviewCommandsAgainstDev(t *testing.T) {
 }
 
 // TestTaskAndRevokeCommandsAgainstDev: mainframe-operator is granted by hand: security approves, dave
-// (operations) completes the task, and alice ends it early with grantline revoke.
+// (operations) completes the task, alice ends it early with grantline revoke, and dave completes the
+// revoke task with the same command (fulfilment lists it; the revoker completes it).
 func TestTaskAndRevokeCommandsAgainstDev(t *testing.T) {
 	_, _, api := startDev(t)
 	_, out := run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "mainframe-operator",
@@ -235,5 +236,22 @@ func TestTaskAndRevokeCommandsAgainstDev(t *testing.T) {
 	}
 	if code, out := run(t, append([]string{"revoke", id, "--as", "alice", "--reason", "batch finished"}, api...)...); code != 0 {
 		t.Fatalf("alice revokes: %d %s", code, out)
+	}
+	// The revoke task is in the same list and completed with the same command, at the revoker.
+	revokeTask := id + "-revoke"
+	poll.Until(t, 20*time.Second, "the revoke task in dave's list", func() bool {
+		_, out = run(t, append([]string{"task", "list", "--as", "dave"}, api...)...)
+		return strings.Contains(out, revokeTask)
+	})
+	if code, out := run(t, append([]string{"task", "complete", revokeTask, "--as", "alice", "--evidence", "removed it myself"}, api...)...); code == 0 {
+		t.Fatalf("the requester completed her own revoke task: %s", out)
+	}
+	code, out := run(t, append([]string{"task", "complete", revokeTask, "--as", "dave", "--evidence", "profile OPER01 removed, change 4712"}, api...)...)
+	if code != 0 || !strings.Contains(out, "is revoked") {
+		t.Fatalf("dave completes the revoke task: %d %s", code, out)
+	}
+	_, out = run(t, append([]string{"request", "show", id, "--as", "alice", "--json"}, api...)...)
+	if !strings.Contains(out, `"status": "revoked"`) || !strings.Contains(out, "change 4712") {
+		t.Fatalf("after the revoke task: %s", out)
 	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -45,10 +46,16 @@ func taskCommand(stdout io.Writer) *cobra.Command {
 	complete := &cobra.Command{
 		Use:   "complete <task-id> --evidence <text>",
 		Short: "Record that you did the task on the target, with evidence",
-		Args:  cobra.ExactArgs(1),
+		Long: "Record that you did the task on the target, with evidence. A grant task is completed at fulfilment\n" +
+			"and a revoke task at the revoker: the command finds where in your task list.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := completePath(cmd, &f, args[0])
+			if err != nil {
+				return err
+			}
 			var out map[string]any
-			if err := f.call(cmd.Context(), "POST", "/v1/tasks/"+args[0]+"/complete", map[string]string{"evidence": evidence}, &out); err != nil {
+			if err := f.call(cmd.Context(), "POST", path, map[string]string{"evidence": evidence}, &out); err != nil {
 				return err
 			}
 			return f.print(stdout, out, func(o io.Writer) {
@@ -60,6 +67,31 @@ func taskCommand(stdout io.Writer) *cobra.Command {
 	_ = complete.MarkFlagRequired("evidence")
 	cmd.AddCommand(list, complete)
 	return cmd
+}
+
+// completePath is where task taskID is completed, as the caller's task list says: the list holds both
+// kinds of task, each with the path of the service that completes it.
+func completePath(cmd *cobra.Command, f *apiFlags, taskID string) (string, error) {
+	var list struct {
+		Tasks []struct {
+			ID          string `json:"id"`
+			CompleteURL string `json:"complete_url"`
+		} `json:"tasks"`
+	}
+	if err := f.call(cmd.Context(), "GET", "/v1/tasks", nil, &list); err != nil {
+		return "", err
+	}
+	for _, t := range list.Tasks {
+		if t.ID != taskID {
+			continue
+		}
+		if !strings.HasPrefix(t.CompleteURL, "/") {
+			// The bearer token goes with the completion: only ever to this origin.
+			return "", fmt.Errorf("task %s: the task list gives no path on this server to complete it (%q)", taskID, t.CompleteURL)
+		}
+		return t.CompleteURL, nil
+	}
+	return "", fmt.Errorf("task %s is not open for your groups (grantline task list shows the ones that are)", taskID)
 }
 
 func revokeCommand(stdout io.Writer) *cobra.Command {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,13 +19,13 @@ import (
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/config"
+	pgconnector "github.com/grantline/grantline/pkg/connector/postgres"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/pglocal"
 	"github.com/grantline/grantline/services/approval/approvald"
 	"github.com/grantline/grantline/services/console/consoled"
-	pgconnector "github.com/grantline/grantline/services/fulfilment/connector/postgres"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/intaked"
@@ -114,11 +113,7 @@ func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built 
 	intakeCfg, policyCfg, approvalCfg := intaked.Defaults(), policyd.Defaults(), approvald.Defaults()
 	queryCfg, fulfilmentCfg, revokerCfg := queryd.Defaults(), fulfilmentd.Defaults(), revokerd.Defaults()
 	consoleCfg := consoled.Defaults()
-	// On the one origin there is one task route: fulfilment completes revoke tasks in process, through
-	// the revoker's store (the revoker alone may sign revoked), and the revoker serves no task route.
-	var revokeTasks fulfilmentd.Option
-	// In this order: the revoker's connection serves fulfilment, and the revoker attaches to the
-	// credential bucket fulfilment creates.
+	// In this order: the revoker attaches to the credential bucket fulfilment creates.
 	steps := []struct {
 		user  brokeraccess.User
 		cfg   any
@@ -128,23 +123,11 @@ func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built 
 		{brokeraccess.Policy, &policyCfg, func(h ops.Host) (ops.Service, error) { return policyd.New(ctx, policyCfg, h) }},
 		{brokeraccess.Approval, &approvalCfg, func(h ops.Host) (ops.Service, error) { return approvald.New(ctx, approvalCfg, h) }},
 		{brokeraccess.Query, &queryCfg, func(h ops.Host) (ops.Service, error) { return queryd.New(ctx, queryCfg, h) }},
-		{brokeraccess.Fulfilment, &fulfilmentCfg, func(h ops.Host) (ops.Service, error) {
-			return fulfilmentd.New(ctx, fulfilmentCfg, h, revokeTasks)
-		}},
-		{brokeraccess.Revoker, &revokerCfg, func(h ops.Host) (ops.Service, error) {
-			return revokerd.New(ctx, revokerCfg, h, revokerd.TasksCompletedByFulfilment())
-		}},
+		{brokeraccess.Fulfilment, &fulfilmentCfg, func(h ops.Host) (ops.Service, error) { return fulfilmentd.New(ctx, fulfilmentCfg, h) }},
+		{brokeraccess.Revoker, &revokerCfg, func(h ops.Host) (ops.Service, error) { return revokerd.New(ctx, revokerCfg, h) }},
 		// Last: its "/" answers every path the services' APIs do not.
 		{brokeraccess.Console, &consoleCfg, func(h ops.Host) (ops.Service, error) { return consoled.New(ctx, consoleCfg, h) }},
 	}
-	hosts := map[brokeraccess.User]ops.Host{}
-	for _, step := range steps {
-		if hosts[step.user], err = e.host(ctx, step.user, logger); err != nil {
-			return nil, err
-		}
-	}
-	revoker := hosts[brokeraccess.Revoker]
-	revokeTasks = fulfilmentd.CompleteRevokeTasks(revokerd.Deps{Store: revoker.Conn.Store}.TaskCompleter(revoker.Log))
 	for _, step := range steps {
 		u := step.user
 		environ := []string{events.EnvSigningKeyFile + "=" + filepath.Join(e.keys.Dir, string(u)+".key")}
@@ -154,7 +137,11 @@ func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built 
 		if err := config.Parse(step.cfg, environ); err != nil {
 			return built, fmt.Errorf("%s: %w", u, err)
 		}
-		svc, err := step.build(hosts[u])
+		host, err := e.host(ctx, u, logger)
+		if err != nil {
+			return built, err
+		}
+		svc, err := step.build(host)
 		if err != nil {
 			return built, fmt.Errorf("%s: %w", u, err)
 		}
@@ -208,11 +195,7 @@ func (e *Env) demoTarget(ctx context.Context) (target, error) {
 	if err := pg.EnsureRoles(ctx); err != nil {
 		return target{}, fmt.Errorf("demo target roles: %w", err)
 	}
-	var mapping []string
-	for _, ent := range slices.Sorted(maps.Keys(roles)) {
-		mapping = append(mapping, ent+"="+roles[ent])
-	}
-	t.roles = strings.Join(mapping, ",")
+	t.roles = roles.String()
 	key, err := credentialKey(filepath.Join(e.cfg.DataDir, "keys", "credential.key"))
 	if err != nil {
 		return target{}, err

@@ -20,13 +20,13 @@ import (
 	revokerapi "github.com/grantline/grantline/services/revoker/httpapi"
 )
 
-// apis registers each service's API as its daemon does (the revoker serves revoke-task completions
-// too). Registering needs no dependencies; nothing is served.
+// apis registers each service's API as its daemon does. Registering needs no dependencies; nothing is
+// served.
 var apis = map[gateway.Service][]func(httpjson.Mux){
 	gateway.Intake:     {(&intakeapi.Handler{}).Routes},
 	gateway.Approval:   {(&approvalapi.Handler{}).Routes},
 	gateway.Fulfilment: {(&fulfilmentapi.Handler{}).Routes},
-	gateway.Revoker:    {(&revokerapi.Handler{}).Routes, (&revokerapi.Handler{}).TaskRoutes},
+	gateway.Revoker:    {(&revokerapi.Handler{}).Routes},
 	gateway.Query:      {(&queryapi.Handler{}).Routes},
 	gateway.Notifier:   {(&slackapi.Handler{}).Routes},
 }

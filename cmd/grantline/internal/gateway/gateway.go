@@ -4,7 +4,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -54,15 +53,12 @@ var Routes = []Route{
 	{"POST /v1/requests/{id}/reviews", Approval},
 	{"POST /v1/requests/{id}/post-review", Approval},
 	{"GET /v1/tasks", Fulfilment},
+	{"POST /v1/tasks/{id}/complete", Fulfilment},
 	{"GET /v1/requests/{id}/credential", Fulfilment},
 	{"POST /v1/requests/{id}/revoke", Revoker},
-	// Completing a task: fulfilment owns grant tasks and answers 421 Misdirected Request for a revoke
-	// task, which the revoker owns; the gateway then asks the revoker. A task's ID does not say which.
-	{taskComplete, Fulfilment},
+	{"POST /v1/revoke-tasks/{id}/complete", Revoker},
 	{"POST /v1/slack/interactions", Notifier},
 }
-
-const taskComplete = "POST /v1/tasks/{id}/complete"
 
 // Config is where the services are, and what else the origin serves.
 type Config struct {
@@ -72,13 +68,9 @@ type Config struct {
 	// minted by `grantline dev token` verify against this origin as they do against `grantline dev`.
 	DevIssuer http.Handler
 	Log       *slog.Logger
-	// Client reaches the upstreams for task completion and readiness; defaults to one with a 10s timeout.
+	// Client asks the upstreams whether they are ready; defaults to one with a 10s timeout.
 	Client *http.Client
 }
-
-// maxRetriedBody bounds what the gateway buffers to offer a task completion to a second service;
-// the services themselves accept far less.
-const maxRetriedBody = 1 << 20
 
 // New returns the origin's handler: the routes, /livez, /readyz, which is ready only when every
 // upstream's /readyz is, and, with a console upstream, the console at /. Every service but the
@@ -105,10 +97,6 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	for _, r := range Routes {
-		if r.Pattern == taskComplete {
-			mux.Handle(r.Pattern, &taskCompleter{cfg: cfg})
-			continue
-		}
 		proxy, ok := proxies[r.Service]
 		if !ok {
 			mux.HandleFunc(r.Pattern, func(w http.ResponseWriter, _ *http.Request) { writeUnavailable(w, r.Service) })
@@ -151,49 +139,6 @@ func writeUnavailable(w http.ResponseWriter, s Service) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(http.StatusBadGateway)
 	fmt.Fprintf(w, `{"type":"https://grantline.dev/problems/upstream-unavailable","title":"The %s service is unreachable","status":502}`+"\n", s)
-}
-
-// taskCompleter offers a task completion to fulfilment, then, if fulfilment says it is a revoke task,
-// to the revoker.
-type taskCompleter struct{ cfg Config }
-
-func (t *taskCompleter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRetriedBody+1))
-	if err != nil || len(body) > maxRetriedBody {
-		http.Error(w, "request body unreadable or too large", http.StatusRequestEntityTooLarge)
-		return
-	}
-	resp, err := t.forward(r, Fulfilment, body)
-	if err == nil && resp.StatusCode == http.StatusMisdirectedRequest {
-		_ = resp.Body.Close()
-		resp, err = t.forward(r, Revoker, body)
-	}
-	if err != nil {
-		t.cfg.Log.Warn("upstream unreachable", "path", r.URL.Path, "error", err.Error())
-		writeUnavailable(w, Fulfilment)
-		return
-	}
-	defer resp.Body.Close()
-	for k, v := range resp.Header {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(w, resp.Body)
-}
-
-func (t *taskCompleter) forward(r *http.Request, s Service, body []byte) (*http.Response, error) {
-	target := t.cfg.Upstreams[s].JoinPath(r.URL.Path)
-	target.RawQuery = r.URL.RawQuery
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, target.String(), bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	for _, h := range []string{"Authorization", "Content-Type", "Accept", "Idempotency-Key", "Traceparent"} {
-		if v := r.Header.Get(h); v != "" {
-			out.Header.Set(h, v)
-		}
-	}
-	return t.cfg.Client.Do(out)
 }
 
 // ready asks every upstream's /readyz at once and names each one that is not ready.

@@ -107,7 +107,10 @@ func TestEachRouteReachesItsOwnerWithTheCallersCredentials(t *testing.T) {
 		{http.MethodGet, "/v1/requests/r1/events", "query"},
 		{http.MethodGet, "/v1/reviews", "approval"},
 		{http.MethodGet, "/v1/requests/r1/credential", "fulfilment"},
+		{http.MethodGet, "/v1/tasks", "fulfilment"},
+		{http.MethodPost, "/v1/tasks/t1-grant/complete", "fulfilment"},
 		{http.MethodPost, "/v1/requests/r1/revoke", "revoker"},
+		{http.MethodPost, "/v1/revoke-tasks/t1-revoke/complete", "revoker"},
 	} {
 		status, body := do(t, tc.method, srv.URL+tc.path, "{}")
 		if status != http.StatusOK || body != tc.want {
@@ -117,35 +120,12 @@ func TestEachRouteReachesItsOwnerWithTheCallersCredentials(t *testing.T) {
 	if got := ups[gateway.Intake].requests(); len(got) != 2 || got[0] != "POST /v1/requests Bearer tok {}" {
 		t.Errorf("intake received %q, want the submit with its bearer token and body first", got)
 	}
+	// Each kind of task is completed at its owner alone, once: no service is offered the other's.
+	if got := ups[gateway.Revoker].requests(); len(got) != 2 || got[1] != "POST /v1/revoke-tasks/t1-revoke/complete Bearer tok {}" {
+		t.Errorf("the revoker received %q, want the early revocation and the revoke task's completion", got)
+	}
 	if status, _ := do(t, http.MethodDelete, srv.URL+"/v1/requests/r1", ""); status != http.StatusMethodNotAllowed {
 		t.Errorf("DELETE on a request: %d, want 405 from the gateway itself", status)
-	}
-}
-
-func TestARevokeTaskIsCompletedAtTheRevokerAfterFulfilmentSaysMisdirected(t *testing.T) {
-	ups := fiveUpstreams(t, answer(http.StatusMisdirectedRequest, "misdirected"))
-	srv := start(t, ups)
-	status, body := do(t, http.MethodPost, srv.URL+"/v1/tasks/t1/complete", `{"evidence":"done"}`)
-	if status != http.StatusOK || body != "revoker" {
-		t.Fatalf("completion answered %d %q, want the revoker's 200", status, body)
-	}
-	want := `POST /v1/tasks/t1/complete Bearer tok {"evidence":"done"}`
-	if got := ups[gateway.Fulfilment].requests(); len(got) != 1 || got[0] != want {
-		t.Errorf("fulfilment received %q, want %q first", got, want)
-	}
-	if got := ups[gateway.Revoker].requests(); len(got) != 1 || got[0] != want {
-		t.Errorf("revoker received %q, want the same completion %q", got, want)
-	}
-}
-
-func TestAGrantTaskStaysWithFulfilment(t *testing.T) {
-	ups := fiveUpstreams(t, answer(http.StatusConflict, "state-conflict"))
-	srv := start(t, ups)
-	if status, body := do(t, http.MethodPost, srv.URL+"/v1/tasks/t1/complete", "{}"); status != http.StatusConflict || body != "state-conflict" {
-		t.Fatalf("completion answered %d %q, want fulfilment's own 409", status, body)
-	}
-	if got := ups[gateway.Revoker].requests(); len(got) != 0 {
-		t.Errorf("the revoker was asked %q, though fulfilment owned the task", got)
 	}
 }
 

@@ -15,10 +15,10 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/connector"
+	"github.com/grantline/grantline/pkg/connector/webhook"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/poll"
-	"github.com/grantline/grantline/services/fulfilment/connector"
-	"github.com/grantline/grantline/services/fulfilment/connector/webhook"
 )
 
 var secret = []byte("0123456789abcdef0123456789abcdef")

@@ -15,9 +15,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/pgtest"
-	"github.com/grantline/grantline/services/fulfilment/connector"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }

@@ -3,15 +3,41 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
 
+// Roles maps entitlement IDs to the target roles they grant. As a configuration variable
+// (GRANTLINE_PG_ROLES) it is written "entitlement=role,entitlement=role" and read once, by pkg/config,
+// which reports a malformed mapping under the variable's name.
+type Roles map[string]string
+
+// UnmarshalText reads a written role mapping (ParseRoles).
+func (r *Roles) UnmarshalText(b []byte) error {
+	m, err := ParseRoles(string(b))
+	if err != nil {
+		return err
+	}
+	*r = m
+	return nil
+}
+
+// String writes the mapping as ParseRoles reads it, sorted by entitlement.
+func (r Roles) String() string {
+	pairs := make([]string, 0, len(r))
+	for _, ent := range slices.Sorted(maps.Keys(r)) {
+		pairs = append(pairs, ent+"="+r[ent])
+	}
+	return strings.Join(pairs, ",")
+}
+
 // DemoRoles is the role mapping of the demo catalogue (examples/catalogue.yaml).
-func DemoRoles() map[string]string {
-	return map[string]string{
+func DemoRoles() Roles {
+	return Roles{
 		"analytics-read":          "analytics_read",
 		"payments-admin":          "payments_admin",
 		"reporting-db-credential": "reporting_read",
@@ -20,8 +46,8 @@ func DemoRoles() map[string]string {
 
 // ParseRoles reads a role mapping written as "entitlement=role,entitlement=role" (the
 // GRANTLINE_PG_ROLES variable).
-func ParseRoles(s string) (map[string]string, error) {
-	out := map[string]string{}
+func ParseRoles(s string) (Roles, error) {
+	out := Roles{}
 	for pair := range strings.SplitSeq(s, ",") {
 		pair = strings.TrimSpace(pair)
 		if pair == "" {

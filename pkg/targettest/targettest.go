@@ -1,15 +1,15 @@
-// Package fulfilmenttest stands up, for the tests of fulfilment and the revoker, what both run on: a
-// real NATS server with Grantline's streams, an event store for every service (so tests write what
-// intake, policy and approval would), the demo catalogue, the dev identity issuer over the demo
-// directory behind a real HTTP server, a PostgreSQL target database with the demo roles, and a log
-// that tests can search.
+// Package targettest stands up, for the tests of the services that change access on targets
+// (fulfilment and the revoker), what they run on: a real NATS server with Grantline's streams, an event
+// store for every service (so a test writes what the other services would), the demo catalogue, the
+// dev identity issuer over the demo directory behind a real HTTP server, a PostgreSQL target database
+// with the demo roles, the credential bucket, and a log that tests can search.
 //
 // The demo directory: alice (engineers), bob (analytics-owners, payments-owners), carol (security),
 // dave (operations), erin (auditors), frank (engineers, payments-owners).
 //
 // PostgreSQL roles belong to the server, not to a database: tests in one package that grant to the
 // same person must not run in parallel.
-package fulfilmenttest
+package targettest
 
 import (
 	"bytes"
@@ -31,14 +31,13 @@ import (
 	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/connector/postgres"
+	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/pgtest"
 	"github.com/grantline/grantline/pkg/poll"
-	"github.com/grantline/grantline/services/fulfilment/connector/postgres"
-	"github.com/grantline/grantline/services/fulfilment/credential"
-	"github.com/grantline/grantline/services/fulfilment/taskindex"
 )
 
 // The people of the demo directory, as intake records them.
@@ -68,9 +67,8 @@ type World struct {
 	Target    *pgxpool.Pool
 	TargetURL string
 	PG        *postgres.Connector
-	// Credentials and Tasks are fulfilment's buckets.
+	// Credentials is the bucket of issued credentials.
 	Credentials *credential.Store
-	Tasks       *taskindex.Index
 	Logs        *Logs
 	Log         *slog.Logger
 }
@@ -137,9 +135,6 @@ func New(t testing.TB, examples string) *World {
 	}
 	key, _ := credential.ParseKey(credential.GenerateKey())
 	if w.Credentials, err = credential.Open(ctx, w.JS, key, 1); err != nil {
-		t.Fatal(err)
-	}
-	if w.Tasks, err = taskindex.Open(ctx, w.JS, 1); err != nil {
 		t.Fatal(err)
 	}
 	w.Log = slog.New(slog.NewJSONHandler(w.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -32,8 +32,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/services/fulfilment/connector"
 )
 
 // Name is the catalogue's name for this connector.

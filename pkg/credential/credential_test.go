@@ -11,11 +11,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/topology"
-	"github.com/grantline/grantline/services/fulfilment/credential"
 )
 
 func open(t *testing.T) (*credential.Store, jetstream.JetStream) {

@@ -29,8 +29,8 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/services/fulfilment/connector"
 )
 
 // Name is the catalogue's name for this connector.

@@ -48,26 +48,27 @@ type Operation struct {
 
 // The operations the console calls.
 var (
-	opSubmit       = Operation{"submitRequest", http.MethodPost, "/v1/requests", Intake}
-	opShow         = Operation{"showRequest", http.MethodGet, "/v1/requests/{id}", Intake}
-	opWithdraw     = Operation{"withdrawRequest", http.MethodPost, "/v1/requests/{id}/withdraw", Intake}
-	opList         = Operation{"listRequests", http.MethodGet, "/v1/requests", Query}
-	opEvents       = Operation{"requestEvents", http.MethodGet, "/v1/requests/{id}/events", Query}
-	opGrants       = Operation{"listGrants", http.MethodGet, "/v1/grants", Query}
-	opWhoHad       = Operation{"whoHadAccess", http.MethodGet, "/v1/audit/access", Query}
-	opReviews      = Operation{"listReviews", http.MethodGet, "/v1/reviews", Approval}
-	opReview       = Operation{"reviewRequest", http.MethodPost, "/v1/requests/{id}/reviews", Approval}
-	opPostReview   = Operation{"postReviewRequest", http.MethodPost, "/v1/requests/{id}/post-review", Approval}
-	opTasks        = Operation{"listTasks", http.MethodGet, "/v1/tasks", Fulfilment}
-	opCompleteTask = Operation{"completeTask", http.MethodPost, "/v1/tasks/{id}/complete", Fulfilment}
-	opCredential   = Operation{"retrieveCredential", http.MethodGet, "/v1/requests/{id}/credential", Fulfilment}
-	opRevoke       = Operation{"revokeRequest", http.MethodPost, "/v1/requests/{id}/revoke", Revoker}
+	opSubmit         = Operation{"submitRequest", http.MethodPost, "/v1/requests", Intake}
+	opShow           = Operation{"showRequest", http.MethodGet, "/v1/requests/{id}", Intake}
+	opWithdraw       = Operation{"withdrawRequest", http.MethodPost, "/v1/requests/{id}/withdraw", Intake}
+	opList           = Operation{"listRequests", http.MethodGet, "/v1/requests", Query}
+	opEvents         = Operation{"requestEvents", http.MethodGet, "/v1/requests/{id}/events", Query}
+	opGrants         = Operation{"listGrants", http.MethodGet, "/v1/grants", Query}
+	opWhoHad         = Operation{"whoHadAccess", http.MethodGet, "/v1/audit/access", Query}
+	opReviews        = Operation{"listReviews", http.MethodGet, "/v1/reviews", Approval}
+	opReview         = Operation{"reviewRequest", http.MethodPost, "/v1/requests/{id}/reviews", Approval}
+	opPostReview     = Operation{"postReviewRequest", http.MethodPost, "/v1/requests/{id}/post-review", Approval}
+	opTasks          = Operation{"listTasks", http.MethodGet, "/v1/tasks", Fulfilment}
+	opCompleteGrant  = Operation{"completeGrantTask", http.MethodPost, "/v1/tasks/{id}/complete", Fulfilment}
+	opCompleteRevoke = Operation{"completeRevokeTask", http.MethodPost, "/v1/revoke-tasks/{id}/complete", Revoker}
+	opCredential     = Operation{"retrieveCredential", http.MethodGet, "/v1/requests/{id}/credential", Fulfilment}
+	opRevoke         = Operation{"revokeRequest", http.MethodPost, "/v1/requests/{id}/revoke", Revoker}
 )
 
 // Operations lists every operation the console calls.
 func Operations() []Operation {
 	return []Operation{opSubmit, opShow, opWithdraw, opList, opEvents, opGrants, opWhoHad, opReviews, opReview,
-		opPostReview, opTasks, opCompleteTask, opCredential, opRevoke}
+		opPostReview, opTasks, opCompleteGrant, opCompleteRevoke, opCredential, opRevoke}
 }
 
 // Config says where the services are.
@@ -162,18 +163,19 @@ type call struct {
 	header http.Header
 }
 
-func (c *Client) do(ctx context.Context, token string, k call, out any) ([]byte, error) {
-	return c.doAt(ctx, c.urls[k.op.Service], token, k, out)
-}
-
-func (c *Client) doAt(ctx context.Context, base *url.URL, token string, k call, out any) ([]byte, error) {
-	path := k.op.Path
-	for _, a := range k.args {
+// PathFor is the operation's path with its parameters filled in, in order.
+func (op Operation) PathFor(args ...string) string {
+	path := op.Path
+	for _, a := range args {
 		start := strings.Index(path, "{")
 		end := strings.Index(path, "}")
 		path = path[:start] + url.PathEscape(a) + path[end+1:]
 	}
-	target := base.JoinPath(path)
+	return path
+}
+
+func (c *Client) do(ctx context.Context, token string, k call, out any) ([]byte, error) {
+	target := c.urls[k.op.Service].JoinPath(k.op.PathFor(k.args...))
 	target.RawQuery = k.query.Encode()
 	var body io.Reader
 	if k.body != nil {

@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/grantline/grantline/api"
@@ -45,8 +44,8 @@ func TestTheOperationsAreTheContracts(t *testing.T) {
 	}
 }
 
-// TestPerServiceURLs: with a URL per service each call goes to its own service, and a manual task
-// that fulfilment says is the revoker's (421) is completed at the revoker.
+// TestPerServiceURLs: with a URL per service each call goes to its own service, and a manual task is
+// completed at the route its listing names (a revoke task at the revoker), never anywhere else.
 func TestPerServiceURLs(t *testing.T) {
 	seen := map[Service][]string{}
 	serve := func(s Service, answer func(w http.ResponseWriter, r *http.Request)) string {
@@ -64,13 +63,22 @@ func TestPerServiceURLs(t *testing.T) {
 			_, _ = w.Write([]byte(`{"type":"https://grantline.dev/problems/` + slug + `","title":"` + slug + `","status":` + strconv.Itoa(status) + "}"))
 		}
 	}
-	completed := func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"task_id":"X-revoke","request_id":"X","status":"revoked"}`))
+	answer := func(body string) func(http.ResponseWriter, *http.Request) {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(body))
+		}
 	}
+	task := func(id, completeURL string) string {
+		return `{"id":"` + id + `","request_id":"X","purpose":"revoke","fulfiller_groups":["ops"],"due_at":"2030-01-02T09:00:00Z",` +
+			`"entitlement":"mainframe-operator","requester":"alice","subject":"alice","may_complete":true,"complete_url":"` + completeURL + `"}`
+	}
+	tasks := answer(`{"tasks":[` + task("X-revoke", "/v1/revoke-tasks/X-revoke/complete") + "," +
+		task("Y-revoke", "https://elsewhere.example/v1/revoke-tasks/Y-revoke/complete") + `]}`)
 	c, err := New(Config{ServiceURLs: map[Service]string{
 		Intake: serve(Intake, problem(404, "not-found")), Approval: serve(Approval, problem(404, "not-found")),
-		Fulfilment: serve(Fulfilment, problem(421, "misdirected")), Revoker: serve(Revoker, completed), Query: serve(Query, problem(404, "not-found")),
+		Fulfilment: serve(Fulfilment, tasks), Revoker: serve(Revoker, answer(`{"task_id":"X-revoke","request_id":"X","status":"revoked"}`)),
+		Query: serve(Query, problem(404, "not-found")),
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -81,15 +89,26 @@ func TestPerServiceURLs(t *testing.T) {
 	} else if p, ok := AsProblem(err); !ok || p.Status != 404 || p.Slug() != "not-found" {
 		t.Errorf("Request error %v, want the not-found problem", err)
 	}
+	if want := "GET /v1/requests/01J00000000000000000000000 Bearer tok"; len(seen[Intake]) != 1 || seen[Intake][0] != want {
+		t.Errorf("intake saw %v, want %q", seen[Intake], want)
+	}
+
 	got, err := c.CompleteTask(ctx, "tok", "X-revoke", "done by hand")
 	if err != nil || got.Status != "revoked" {
 		t.Fatalf("CompleteTask = %+v, %v", got, err)
 	}
-	if want := "GET /v1/requests/01J00000000000000000000000 Bearer tok"; len(seen[Intake]) != 1 || seen[Intake][0] != want {
-		t.Errorf("intake saw %v, want %q", seen[Intake], want)
+	if want := []string{"POST /v1/revoke-tasks/X-revoke/complete Bearer tok"}; !slices.Equal(seen[Revoker], want) {
+		t.Errorf("the revoker saw %v, want %v", seen[Revoker], want)
 	}
-	if len(seen[Fulfilment]) != 1 || len(seen[Revoker]) != 1 || !strings.HasPrefix(seen[Revoker][0], "POST /v1/tasks/X-revoke/complete") {
-		t.Errorf("task completion went to fulfilment %v, then the revoker %v", seen[Fulfilment], seen[Revoker])
+	for _, id := range []string{"Y-revoke", "Z-grant"} { // completed elsewhere; not open at all
+		if _, err := c.CompleteTask(ctx, "tok", id, "done by hand"); err == nil {
+			t.Errorf("%s: completed", id)
+		} else if p, ok := AsProblem(err); !ok || p.Status != 404 || p.Slug() != "no-open-task" {
+			t.Errorf("%s: %v, want the no-open-task problem", id, err)
+		}
+	}
+	if len(seen[Revoker]) != 1 || !slices.Equal(seen[Fulfilment], slices.Repeat([]string{"GET /v1/tasks Bearer tok"}, 3)) {
+		t.Errorf("fulfilment saw %v and the revoker %v: only the task lists and the one completion should have gone out", seen[Fulfilment], seen[Revoker])
 	}
 }
 

@@ -3,12 +3,15 @@ package apiclient
 import (
 	"context"
 	"encoding/json/jsontext"
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/pkg/requestview"
 )
 
@@ -294,6 +297,9 @@ type Task struct {
 	Subject         string    `json:"subject"`
 	MayComplete     bool      `json:"may_complete"`
 	Why             string    `json:"why,omitempty"`
+	// CompleteURL is the path of the route that completes it: fulfilment's for a grant task, the
+	// revoker's for a revoke task.
+	CompleteURL string `json:"complete_url"`
 }
 
 // Tasks lists the open manual tasks of the person's groups.
@@ -312,16 +318,30 @@ type Completed struct {
 	Status    events.Status `json:"status"`
 }
 
-// CompleteTask completes a manual task with evidence. Fulfilment completes grant tasks and the revoker
-// revoke tasks; fulfilment answers 421 for a revoke task, which is then offered to the revoker (one
-// origin, such as the gateway, does this itself).
+// CompleteTask completes manual task id with evidence, at the route the person's task list names for
+// it: fulfilment completes grant tasks, the revoker revoke tasks. A task that is not in the list, or
+// whose complete_url is neither route, is refused with a 404 no-open-task *Problem and nothing is
+// sent: the person's token goes to the two routes only.
 func (c *Client) CompleteTask(ctx context.Context, token, id, evidence string) (Completed, error) {
-	var out Completed
-	k := call{op: opCompleteTask, args: []string{id}, body: map[string]string{"evidence": evidence}}
-	_, err := c.do(ctx, token, k, &out)
-	if p, ok := AsProblem(err); ok && p.Status == http.StatusMisdirectedRequest && *c.urls[Revoker] != *c.urls[Fulfilment] {
-		_, err = c.doAt(ctx, c.urls[Revoker], token, k, &out)
+	tasks, err := c.Tasks(ctx, token)
+	if err != nil {
+		return Completed{}, err
 	}
+	i := slices.IndexFunc(tasks, func(t Task) bool { return t.ID == id })
+	var op Operation
+	switch {
+	case i < 0:
+	case tasks[i].CompleteURL == opCompleteGrant.PathFor(id):
+		op = opCompleteGrant
+	case tasks[i].CompleteURL == opCompleteRevoke.PathFor(id):
+		op = opCompleteRevoke
+	}
+	if op.ID == "" {
+		return Completed{}, &Problem{Status: http.StatusNotFound, Problem: httpjson.Problem{Type: httpjson.ProblemTypeBase + "no-open-task",
+			Title: "No open task", Status: http.StatusNotFound, Detail: fmt.Sprintf("Task %s is not open for your groups.", id)}}
+	}
+	var out Completed
+	_, err = c.do(ctx, token, call{op: op, args: []string{id}, body: map[string]string{"evidence": evidence}}, &out)
 	return out, err
 }
 

@@ -5,12 +5,16 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/grantline/grantline/pkg/poll"
 )
 
 // TestManualTasksAndPostReviews: the reviewers' and fulfillers' other work, in browsers. alice asks
 // for the mainframe operator profile, which security approves and operations grants by hand: dave
-// completes the task with evidence and alice sees who granted it. Then alice takes payments-admin on
-// the emergency path, granted at once; carol finds its post-review in her inbox and ratifies it.
+// completes the task with evidence and alice sees who granted it. She ends it early, which takes a
+// revoke task, completed at the revoker: dave does it from the same task list, and alice sees it
+// ended. Then alice takes payments-admin on the emergency path, granted at once; carol finds its
+// post-review in her inbox and ratifies it.
 func TestManualTasksAndPostReviews(t *testing.T) {
 	e := startDev(t)
 	browser := startBrowser(t)
@@ -42,6 +46,20 @@ func TestManualTasksAndPostReviews(t *testing.T) {
 	dave.sees(".notice", "The task was completed with your evidence.")
 	alice.sees("#status", "Granted")
 	alice.sees(".timeline", "Granted by dave through manual.")
+
+	alice.fill("revoke-reason", "the batch is rerun")
+	alice.do("end access early", chromedp.Click(chromedp.CSS(`form[action="/requests/`+manual+`/revoke"] button`)), chromedp.WaitVisible(chromedp.CSS(".notice")))
+	revoke := manual + "-revoke"
+	card = `article[aria-labelledby="task-` + revoke + `"]`
+	poll.Until(t, stepTimeout, "the revoke task in dave's list", func() bool {
+		dave.open("/tasks")
+		return eval[bool](dave, `!!document.querySelector(`+quote(card)+`)`)
+	})
+	dave.sees(card, "Revoke mainframe-operator for alice")
+	dave.fill("evidence-"+revoke, "CHG-1235: operator profile removed by hand")
+	dave.do("complete the revoke task", chromedp.Click(chromedp.CSS(card+" button")), chromedp.WaitVisible(chromedp.CSS(".notice")))
+	dave.sees(".notice", "The task was completed with your evidence.")
+	alice.sees("#status", "Ended: access revoked")
 
 	emergency := alice.ask("payments-admin", "INC-43 payments are down", "20m", true)
 	alice.sees("#status", "Granted")

@@ -46,7 +46,7 @@ build:
 	$(GO) build -o bin/grantline ./cmd/grantline
 
 ## binaries: static linux binaries of every service, the CLI and nats-server (built from its Go module) into bin/
-SERVICES := intake policy approval fulfilment revoker query checkpointer
+SERVICES := intake policy approval fulfilment revoker query console checkpointer
 binaries:
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/grantline ./cmd/grantline
@@ -73,7 +73,7 @@ compose-up: images
 compose-down:
 	$(COMPOSE) down
 
-## deps: install what the tests need from Debian's packages (the PostgreSQL server binaries)
+## deps: install what the tests need from Debian's packages (the PostgreSQL server binaries, Chromium)
 deps:
 	scripts/install-deps.sh
 

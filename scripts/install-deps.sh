@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Grantline's tests, `grantline dev` and `make images` need and a fresh Debian machine may
-# lack: the PostgreSQL server binaries (initdb, pg_ctl), and the CA roots and time-zone database the
-# images carry. Nothing is started here; the tests start their own throwaway cluster. Safe to run again.
+# lack: the PostgreSQL server binaries (initdb, pg_ctl), the CA roots and time-zone database the
+# images carry, and Chromium with a font for the console's browser tests (cmd/grantline, chromedp).
+# Nothing is started here; the tests start their own throwaway cluster and browser. Safe to run again.
 set -euo pipefail
 
 have_postgres() {
@@ -13,9 +14,12 @@ missing=()
 have_postgres || missing+=(postgresql)
 [ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 [ -e /usr/share/zoneinfo/UTC ] || missing+=(tzdata)
+command -v chromium >/dev/null || missing+=(chromium)
+# Without a font Chromium draws every letter of the console's screenshots as a box.
+[ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "PostgreSQL server binaries, CA roots, time-zone database: present"
+  echo "PostgreSQL server binaries, CA roots, time-zone database, Chromium and a font: present"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -27,3 +31,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 have_postgres
+command -v chromium >/dev/null

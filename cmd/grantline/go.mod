@@ -3,11 +3,14 @@ module github.com/grantline/grantline/cmd/grantline
 go 1.27.3
 
 require (
+	github.com/chromedp/cdproto v0.160.1
+	github.com/chromedp/chromedp v0.23.1
 	github.com/grantline/grantline/api v0.0.0
 	github.com/grantline/grantline/pkg v0.0.0
 	github.com/grantline/grantline/pkg/events v0.0.0
 	github.com/grantline/grantline/services/approval v0.0.0
 	github.com/grantline/grantline/services/checkpointer v0.0.0
+	github.com/grantline/grantline/services/console v0.0.0
 	github.com/grantline/grantline/services/fulfilment v0.0.0
 	github.com/grantline/grantline/services/intake v0.0.0
 	github.com/grantline/grantline/services/notifier v0.0.0
@@ -32,6 +35,7 @@ require (
 	github.com/decred/dcrd/dcrec/secp256k1/v4 v4.4.1 // indirect
 	github.com/getkin/kin-openapi v0.153.0 // indirect
 	github.com/go-jose/go-jose/v4 v4.1.9 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-openapi/jsonpointer v0.22.5 // indirect
@@ -122,5 +126,7 @@ replace github.com/grantline/grantline/services/revoker => ../../services/revoke
 replace github.com/grantline/grantline/api => ../../api
 
 replace github.com/grantline/grantline/services/checkpointer => ../../services/checkpointer
+
+replace github.com/grantline/grantline/services/console => ../../services/console
 
 replace github.com/grantline/grantline/services/notifier => ../../services/notifier

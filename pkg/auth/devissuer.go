@@ -21,13 +21,14 @@ type DevIssuer struct {
 	audience  string
 	key       jose.JSONWebKey // private; kid and alg set
 	directory *Directory
+	login     *devLogin // the sign-in endpoints' codes and registered redirects (devlogin.go)
 	delegates delegates
 
 	discovery, jwks []byte // what Handler serves, encoded once
 }
 
 func newDevIssuer(rec devIssuerRecord, key jose.JSONWebKey, directory *Directory) (*DevIssuer, error) {
-	d := &DevIssuer{issuer: rec.Issuer, audience: rec.Audience, key: key, directory: directory}
+	d := &DevIssuer{issuer: rec.Issuer, audience: rec.Audience, key: key, directory: directory, login: newDevLogin()}
 	var err error
 	if d.discovery, err = json.Marshal(d.discoveryDocument()); err != nil {
 		return nil, fmt.Errorf("encode discovery document: %w", err)

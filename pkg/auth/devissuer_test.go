@@ -312,7 +312,7 @@ func TestHandlerPaths(t *testing.T) {
 		{name: "JWKS when mounted with StripPrefix(\"/dev/oidc/\")", method: "GET", url: slashMounted.URL + "/dev/oidc/jwks",
 			wantStatus: 200, wantBody: `"kid":"` + f.issuer.key.KeyID + `"`},
 		{name: "POST to the JWKS", method: "POST", url: f.issuerURL + "/jwks", wantStatus: 405},
-		{name: "an unknown path", method: "GET", url: f.issuerURL + "/authorize", wantStatus: 404},
+		{name: "an unknown path", method: "GET", url: f.issuerURL + "/userinfo", wantStatus: 404},
 		{name: "GET on the token endpoint", method: "GET", url: f.issuerURL + "/token", wantStatus: 405},
 	}
 	for _, tt := range tests {

@@ -37,6 +37,9 @@ const (
 	Notifier User = "notifier"
 	// Query is the read side: it reads the evidence and writes nothing to the broker.
 	Query User = "query"
+	// Console is the web console: it keeps its sessions in its own bucket and may publish no event,
+	// nor read any: it shows people what the services' HTTP APIs answer them.
+	Console User = "console"
 	// Checkpointer reads the evidence and writes its signed checkpoints, nothing else.
 	Checkpointer User = "checkpointer"
 	// Auditor verifies, exports and replays the evidence: read-only.
@@ -60,9 +63,10 @@ func (u User) IntegrationName() (string, bool) {
 }
 
 // Users lists every user of a deployment with these integrations: the services in pipeline order, the
-// notifier, the read side, the checkpointer, the auditor, the operator, then one user per integration.
+// notifier, the read side, the console, the checkpointer, the auditor, the operator, then one user per
+// integration.
 func Users(integrations []string) []User {
-	users := []User{Intake, Policy, Approval, Fulfilment, Revoker, Notifier, Query, Checkpointer, Auditor, Operator}
+	users := []User{Intake, Policy, Approval, Fulfilment, Revoker, Notifier, Query, Console, Checkpointer, Auditor, Operator}
 	for _, name := range integrations {
 		users = append(users, Integration(name))
 	}
@@ -133,7 +137,8 @@ var access = map[User]Access{
 		Buckets: []string{topology.NotifyOutboxBucket, topology.NotifySentBucket, topology.NotifyReplayBucket},
 		Timers:  []string{topology.TimerNotifyExpiry, topology.TimerNotifyReview, topology.TimerNotifyPostReview, topology.TimerNotifyTask},
 	},
-	Query: {JetStream: true, Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream}},
+	Query:   {JetStream: true, Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream}},
+	Console: {JetStream: true, Buckets: []string{topology.ConsoleSessionsBucket}},
 	Checkpointer: {
 		JetStream: true, Reads: []string{topology.EventsStream, topology.CheckpointsStream},
 		Scans:   []string{topology.EventsStream, topology.CheckpointsStream},

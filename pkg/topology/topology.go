@@ -206,6 +206,9 @@ const (
 	CredentialsBucket = "GRANTLINE_CREDENTIALS"
 	// TasksBucket holds fulfilment's index of open manual tasks.
 	TasksBucket = "GRANTLINE_TASKS"
+	// ConsoleSessionsBucket holds the web console's sign-in sessions, encrypted, so that its replicas
+	// share them.
+	ConsoleSessionsBucket = "GRANTLINE_CONSOLE_SESSIONS"
 	// NotifyOutboxBucket holds the notifier's deliveries still to send, one key per notification under
 	// its channel; the channels' consumers read its stream.
 	NotifyOutboxBucket = "GRANTLINE_NOTIFY_OUTBOX"
@@ -220,7 +223,7 @@ const (
 // Buckets lists every key-value bucket.
 func Buckets() []string {
 	return []string{IdempotencyBucket, PolicyStateBucket, CredentialsBucket, TasksBucket,
-		NotifyOutboxBucket, NotifySentBucket, NotifyReplayBucket}
+		NotifyOutboxBucket, NotifySentBucket, NotifyReplayBucket, ConsoleSessionsBucket}
 }
 
 // BucketStream is the stream behind bucket (the key-value convention of NATS).

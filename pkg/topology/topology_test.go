@@ -48,6 +48,7 @@ func TestNamesAreTheDeployedOnes(t *testing.T) {
 		{topology.PolicyStateBucket, "GRANTLINE_POLICY_STATE"},
 		{topology.CredentialsBucket, "GRANTLINE_CREDENTIALS"},
 		{topology.TasksBucket, "GRANTLINE_TASKS"},
+		{topology.ConsoleSessionsBucket, "GRANTLINE_CONSOLE_SESSIONS"},
 		{topology.BucketStream(topology.TasksBucket), "KV_GRANTLINE_TASKS"},
 		{topology.NotifierEvents.Stream + "/" + topology.NotifierEvents.Durable, "GRANTLINE_EVENTS/notifier"},
 		{topology.NotifierReminders.Stream + "/" + topology.NotifierReminders.Durable, "GRANTLINE_TIMERS/notifier-reminders"},

@@ -22,7 +22,7 @@ func TestDefaultValues(t *testing.T) {
 		t.Error(p)
 	}
 
-	wantReplicas := map[string]int32{"intake": 1, "policy": 1, "approval": 1, "fulfilment": 2, "revoker": 1, "query": 1, "checkpointer": 1}
+	wantReplicas := map[string]int32{"intake": 1, "policy": 1, "approval": 1, "fulfilment": 2, "revoker": 1, "query": 1, "console": 1, "checkpointer": 1}
 	for name, want := range wantReplicas {
 		if d := r.deployments[name]; d != nil && replicasOf(d) != want {
 			t.Errorf("%s: %d replicas, want %d", name, replicasOf(d), want)
@@ -31,8 +31,15 @@ func TestDefaultValues(t *testing.T) {
 	if got := slices.Sorted(maps.Keys(r.budgets)); !slices.Equal(got, []string{"fulfilment"}) {
 		t.Errorf("PodDisruptionBudgets for %v, want fulfilment only", got)
 	}
-	if got := slices.Sorted(maps.Keys(r.services)); !slices.Equal(got, []string{"approval", "fulfilment", "intake", "query", "revoker"}) {
-		t.Errorf("Services for %v, want every service with an API (all but policy)", got)
+	if got := slices.Sorted(maps.Keys(r.services)); !slices.Equal(got, []string{"approval", "console", "fulfilment", "intake", "query", "revoker"}) {
+		t.Errorf("Services for %v, want every service with an API (all but policy) and the console", got)
+	}
+	console := r.deployments["console"].Spec.Template.Spec.Containers[0]
+	for env, want := range map[string]string{"GRANTLINE_INTAKE_URL": "http://grantline-intake:8081", "GRANTLINE_QUERY_URL": "http://grantline-query:8086",
+		"GRANTLINE_CONSOLE_SESSION_KEY_FILE": "/etc/grantline/secrets/session.key", "GRANTLINE_REPLICAS": "3"} {
+		if got := envValue(console, env); got != want {
+			t.Errorf("console: %s=%q, want %q", env, got, want)
+		}
 	}
 	if len(r.jobs) != 1 || !slices.Equal(r.jobs[0].Spec.Template.Spec.Containers[0].Args, []string{"streams", "provision", "--replicas", "3"}) {
 		t.Errorf("want one Job running `streams provision --replicas 3`")
@@ -86,13 +93,13 @@ func TestScaledValues(t *testing.T) {
 		t.Error(p)
 	}
 
-	wantReplicas := map[string]int32{"intake": 3, "policy": 2, "approval": 2, "fulfilment": 3, "revoker": 2, "query": 1, "checkpointer": 1}
+	wantReplicas := map[string]int32{"intake": 3, "policy": 2, "approval": 2, "fulfilment": 3, "revoker": 2, "query": 1, "console": 2, "checkpointer": 1}
 	for name, want := range wantReplicas {
 		if d := r.deployments[name]; d != nil && replicasOf(d) != want {
 			t.Errorf("%s: %d replicas, want %d", name, replicasOf(d), want)
 		}
 	}
-	if got := slices.Sorted(maps.Keys(r.budgets)); !slices.Equal(got, []string{"approval", "fulfilment", "intake", "policy", "revoker"}) {
+	if got := slices.Sorted(maps.Keys(r.budgets)); !slices.Equal(got, []string{"approval", "console", "fulfilment", "intake", "policy", "revoker"}) {
 		t.Errorf("PodDisruptionBudgets for %v, want every service but query", got)
 	}
 	for name, d := range r.deployments {
@@ -134,6 +141,9 @@ func TestScaledValues(t *testing.T) {
 			t.Errorf("%s: no egress to the target systems", name)
 		}
 	}
+	if got := envValue(r.deployments["console"].Spec.Template.Spec.Containers[0], "GRANTLINE_APPROVAL_URL"); got != "http://grantline-prod-approval:8083" {
+		t.Errorf("console: GRANTLINE_APPROVAL_URL=%q, want approval's Service", got)
+	}
 	cp := r.deployments["checkpointer"].Spec.Template.Spec.Containers[0]
 	if envValue(cp, "GRANTLINE_WITNESS_URLS") != "https://witness.audit-firm.example" || envValue(cp, "GRANTLINE_WITNESS_DIR") != witnessDir ||
 		volume(r.deployments["checkpointer"], "witness").PersistentVolumeClaim == nil {
@@ -142,7 +152,7 @@ func TestScaledValues(t *testing.T) {
 	if !egressTo(r, "checkpointer", "198.51.100.7/32") || egressTo(r, "fulfilment", "198.51.100.7/32") {
 		t.Errorf("egress to the HTTP witness: the checkpointer's only")
 	}
-	for _, name := range []string{"intake", "approval", "query", "policy", "checkpointer"} {
+	for _, name := range []string{"intake", "approval", "query", "policy", "console", "checkpointer"} {
 		if egressTo(r, name, "10.60.0.15/32") {
 			t.Errorf("%s: egress to a target system it never calls", name)
 		}
@@ -243,6 +253,20 @@ func TestRulesCatchViolations(t *testing.T) {
 				return rule.Ports[0].Port.IntValue() == 5432
 			})
 		}, "query: no egress to port 5432"},
+		{"approval does not let the console in", func(r *rendered) {
+			np := r.policies["grantline-approval"]
+			np.Spec.Ingress[0].From = slices.DeleteFunc(np.Spec.Ingress[0].From, func(peer networkingv1.NetworkPolicyPeer) bool { return peer.PodSelector != nil })
+		}, "approval: no NetworkPolicy lets console in, which calls it"},
+		{"the console cannot reach query", func(r *rendered) {
+			np := r.policies["grantline-console"]
+			np.Spec.Egress = slices.DeleteFunc(np.Spec.Egress, func(rule networkingv1.NetworkPolicyEgressRule) bool {
+				return rule.Ports[0].Port.IntValue() == 8086
+			})
+		}, "console: no egress to port 8086"},
+		{"the console is given a signing key", func(r *rendered) {
+			c := container(r, "console")
+			c.Env = append(c.Env, corev1.EnvVar{Name: "GRANTLINE_SIGNING_KEY_FILE", Value: "/etc/grantline/secrets/signing.key"})
+		}, "console: it signs no event, yet is given a signing key"},
 		{"the provisioning Job cannot reach NATS", func(r *rendered) {
 			delete(r.policies, "grantline-provision")
 		}, "job grantline-provision: no egress to port 4222"},

@@ -32,8 +32,8 @@ const (
 	component   = "app.kubernetes.io/component"
 )
 
-// services are Grantline's seven services, each of which must be its own Deployment.
-var services = []string{"intake", "policy", "approval", "fulfilment", "revoker", "query", "checkpointer"}
+// services are Grantline's seven services and the web console, each of which must be its own Deployment.
+var services = []string{"intake", "policy", "approval", "fulfilment", "revoker", "query", "console", "checkpointer"}
 
 // rendered is one `helm template` output, decoded strictly into the Kubernetes API types, so a field
 // the API does not know (a typo such as readOnlyRootFileSystem) fails the decoding instead of being

@@ -30,6 +30,11 @@ var requiredEnv = map[string][]string{
 	"revoker":      {"GRANTLINE_CATALOGUE", "GRANTLINE_TRUST_FILE", "GRANTLINE_SIGNING_KEY_FILE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE"},
 	"query":        {"GRANTLINE_DATABASE_URL", "GRANTLINE_TRUST_FILE", "GRANTLINE_CATALOGUE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE"},
 	"checkpointer": {"GRANTLINE_TRUST_FILE", "GRANTLINE_CHECKPOINT_KEY_FILE"},
+	// The console needs GRANTLINE_API_URL or each service's own URL; in a cluster it reaches each
+	// service through its Service.
+	"console": {"GRANTLINE_TRUST_FILE", "GRANTLINE_CATALOGUE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE",
+		"GRANTLINE_CONSOLE_PUBLIC_URL", "GRANTLINE_CONSOLE_SESSION_KEY_FILE", "GRANTLINE_INTAKE_URL", "GRANTLINE_APPROVAL_URL",
+		"GRANTLINE_FULFILMENT_URL", "GRANTLINE_REVOKER_URL", "GRANTLINE_QUERY_URL"},
 }
 
 // witnessDir is the one writable mount: the checkpointer's directory witness, which it writes to.
@@ -107,7 +112,7 @@ func deploymentProblems(name string, d *appsv1.Deployment) []string {
 			add("%s is not set", env)
 		}
 	}
-	if (name == "query" || name == "checkpointer") && hasEnv(c, "GRANTLINE_SIGNING_KEY_FILE") {
+	if (name == "query" || name == "console" || name == "checkpointer") && hasEnv(c, "GRANTLINE_SIGNING_KEY_FILE") {
 		add("it signs no event, yet is given a signing key")
 	}
 	if name == "fulfilment" {
@@ -245,7 +250,7 @@ func serviceProblems(r *rendered) []string {
 // networkProblems checks the NetworkPolicies: a default deny over every pod of the release; per
 // service, ingress only to its HTTP port and only from named peers, egress only to named peers and at
 // least to DNS and its NATS client and monitoring ports (and PostgreSQL for the services with a
-// database); the provisioning Job let out to NATS.
+// database, and each service it calls, which must let it in); the provisioning Job let out to NATS.
 func networkProblems(r *rendered) []string {
 	var p []string
 	var pods []map[string]string
@@ -280,6 +285,12 @@ func networkProblems(r *rendered) []string {
 		need := []int32{53, portOf(envValue(c, "GRANTLINE_NATS_URL")), portOf(envValue(c, "GRANTLINE_NATS_MONITOR_URLS"))}
 		if hasEnv(c, "GRANTLINE_DATABASE_URL") {
 			need = append(need, 5432)
+		}
+		for callee, port := range calls(c) {
+			need = append(need, port)
+			if target, ok := r.deployments[callee]; ok && !letsIn(r.policies, target.Spec.Template.Labels, d.Spec.Template.Labels, port) {
+				p = append(p, fmt.Sprintf("%s: no NetworkPolicy lets %s in, which calls it", callee, name))
+			}
 		}
 		p = append(p, podNetworkProblems(name, r.policies, d.Spec.Template.Labels, namedPort(c, "http"), need)...)
 	}
@@ -329,6 +340,40 @@ func podNetworkProblems(who string, policies map[string]*networkingv1.NetworkPol
 		}
 	}
 	return p
+}
+
+// calls lists the services a container calls over HTTP (its GRANTLINE_<SERVICE>_URL variables) and
+// the port each URL names.
+func calls(c corev1.Container) map[string]int32 {
+	out := map[string]int32{}
+	for _, e := range c.Env {
+		name, ok := strings.CutSuffix(strings.TrimPrefix(e.Name, "GRANTLINE_"), "_URL")
+		if svc := strings.ToLower(name); ok && slices.Contains(services, svc) {
+			out[svc] = portOf(e.Value)
+		}
+	}
+	return out
+}
+
+// letsIn reports whether some policy over the pod labelled target lets the pods labelled caller, of
+// the same namespace, in on port.
+func letsIn(policies map[string]*networkingv1.NetworkPolicy, target, caller map[string]string, port int32) bool {
+	for _, np := range policies {
+		if !selects(&np.Spec.PodSelector, target) {
+			continue
+		}
+		for _, rule := range np.Spec.Ingress {
+			if !slices.ContainsFunc(rule.Ports, func(p networkingv1.NetworkPolicyPort) bool { return p.Port != nil && p.Port.IntValue() == int(port) }) {
+				continue
+			}
+			if slices.ContainsFunc(rule.From, func(peer networkingv1.NetworkPolicyPeer) bool {
+				return peer.PodSelector != nil && peer.NamespaceSelector == nil && selects(peer.PodSelector, caller)
+			}) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // jobProblems checks the provisioning Job: a pre-install and pre-upgrade hook that provisions the

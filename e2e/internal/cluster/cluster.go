@@ -286,8 +286,8 @@ func (c *Cluster) URL(name string) string { return c.services[name] }
 func (c *Cluster) NATSURLs() string { return c.natsURLs() }
 
 // NATSUsers are the deployment's NATS users, as grantline deploy secrets made them (each service, the
-// read side, the auditor, the operator and each integration), with the file holding each one's NKey
-// seed.
+// read side, the console, the checkpointer, the auditor, the operator and each integration), with the
+// file holding each one's NKey seed.
 func (c *Cluster) NATSUsers() (map[brokeraccess.User]string, error) {
 	seeds, err := filepath.Glob(c.secrets.natsKey("*"))
 	if err != nil {

@@ -16,8 +16,9 @@ import (
 const imageUser = 65532
 
 // secrets are what the operator hands out, made as a deployment makes them: `grantline deploy secrets`
-// writes one signing key per service, the trust file, an NKey seed per NATS user (each service, the
-// operator, the auditor, each integration) and the NATS authorization block with every user's
+// writes one signing key per service, the checkpointer's and the exporter's keys, the trust file, an
+// NKey seed per NATS user (each service, the console, the checkpointer, the operator, the auditor, each
+// integration), the console's session key and the NATS authorization block with every user's
 // permissions. The harness adds the key that encrypts issued credentials until they are retrieved.
 type secrets struct {
 	dir      string

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/checkpoint"
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/services/console/session"
 	"github.com/grantline/grantline/services/intake"
 )
 
@@ -26,7 +29,7 @@ func deployCommand(stdout io.Writer) *cobra.Command {
 	var force bool
 	secrets := &cobra.Command{
 		Use:   "secrets --out <dir>",
-		Short: "Generate every service's signing key, the trust file, and a NATS user (NKey) per service, operator, auditor and integration",
+		Short: "Generate every service's signing key, the trust file, a NATS user (NKey) per service, operator, auditor and integration, and the console's session key",
 		Long: `Writes, under --out:
   signing/<service>.key   each service's ed25519 signing key (GRANTLINE_SIGNING_KEY_FILE), mode 0600
   signing/checkpointer.key  the checkpointer's signed-note key (GRANTLINE_CHECKPOINT_KEY_FILE), mode 0600
@@ -34,10 +37,12 @@ func deployCommand(stdout io.Writer) *cobra.Command {
   trust.json              the trust file listing those keys (GRANTLINE_TRUST_FILE); add each witness's
                           verifier key (grantline witness init) to its checkpoints.witnesses
   nats/<user>.nk          an NKey seed per NATS user (GRANTLINE_NATS_NKEY_FILE), mode 0600: intake, policy,
-                          approval, fulfilment, revoker, query, checkpointer, auditor, operator,
+                          approval, fulfilment, revoker, query, console, checkpointer, auditor, operator,
                           integration-<name>
   nats/auth.conf          the users' public keys and permissions (pkg/brokeraccess), for every nats-server
                           node's configuration to include
+  console/session.key     the key that seals the web console's sessions, 64 hex digits
+                          (GRANTLINE_CONSOLE_SESSION_KEY_FILE), mode 0600, the same for every replica
 
 It refuses to overwrite existing files unless --force. Replacing signing keys breaks verification of
 the events they signed: to rotate a key, add the new one to the trust file and close the old one's
@@ -157,6 +162,13 @@ func writeSecrets(out io.Writer, dir string, integrations []string, checkpoints 
 		return err
 	}
 	files = append(files, secretFile{filepath.Join(dir, "nats", "auth.conf"), conf, 0o644, "NATS users and permissions, public keys only"})
+	// Replacing it later only signs everyone out of the console: sessions are sealed with it, nothing else.
+	sessionKey := make([]byte, session.KeySize)
+	if _, err := rand.Read(sessionKey); err != nil {
+		return err
+	}
+	files = append(files, secretFile{filepath.Join(dir, "console", "session.key"), []byte(hex.EncodeToString(sessionKey) + "\n"), 0o600,
+		"the web console's session key"})
 
 	if !force {
 		var existing []string
@@ -172,7 +184,7 @@ func writeSecrets(out io.Writer, dir string, integrations []string, checkpoints 
 				len(existing), strings.Join(existing, ", "))
 		}
 	}
-	for _, d := range []string{dir, filepath.Join(dir, "signing"), filepath.Join(dir, "nats")} {
+	for _, d := range []string{dir, filepath.Join(dir, "signing"), filepath.Join(dir, "nats"), filepath.Join(dir, "console")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
@@ -200,7 +212,8 @@ func writeSecrets(out io.Writer, dir string, integrations []string, checkpoints 
   2. Give each service its signing key, its NATS key and the trust file:
      GRANTLINE_SIGNING_KEY_FILE=signing/<service>.key GRANTLINE_NATS_NKEY_FILE=nats/<service>.nk GRANTLINE_TRUST_FILE=trust.json
      (the checkpointer: GRANTLINE_CHECKPOINT_KEY_FILE=signing/checkpointer.key with nats/checkpointer.nk;
-     the read side: nats/query.nk; each integration: nats/integration-<name>.nk, replies on _INBOX.integration-<name>).
+     the read side: nats/query.nk; each integration: nats/integration-<name>.nk, replies on _INBOX.integration-<name>;
+     the console: nats/console.nk, the trust file, and GRANTLINE_CONSOLE_SESSION_KEY_FILE=console/session.key).
   3. Create the streams as the operator, then start the services:
      grantline streams provision --nats <url> --nkey %s --replicas 3
 `, filepath.Join(dir, "nats", "auth.conf"), filepath.Join(dir, "nats", "operator.nk"))

@@ -17,6 +17,7 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/topology"
+	"github.com/grantline/grantline/services/console/consoled"
 )
 
 // TestDeploySecretsRunADeployment: `grantline deploy secrets` writes the keys with private modes and
@@ -48,7 +49,8 @@ func TestDeploySecretsRunADeployment(t *testing.T) {
 		mode os.FileMode
 	}{
 		{"signing/intake.key", 0o600}, {"signing/revoker.key", 0o600}, {"signing/checkpointer.key", 0o600}, {"signing/exporter.key", 0o600}, {"trust.json", 0o644}, {"nats/operator.nk", 0o600},
-		{"nats/auditor.nk", 0o600}, {"nats/query.nk", 0o600}, {"nats/integration-servicenow.nk", 0o600}, {"nats/auth.conf", 0o644},
+		{"nats/auditor.nk", 0o600}, {"nats/query.nk", 0o600}, {"nats/console.nk", 0o600}, {"nats/checkpointer.nk", 0o600}, {"nats/integration-servicenow.nk", 0o600}, {"nats/auth.conf", 0o644},
+		{"console/session.key", 0o600},
 	} {
 		info, err := os.Stat(filepath.Join(dir, f.path))
 		if err != nil {
@@ -58,6 +60,9 @@ func TestDeploySecretsRunADeployment(t *testing.T) {
 		if info.Mode().Perm() != f.mode || fmt.Sprintf("%d:%d", st.Uid, st.Gid) != owner {
 			t.Errorf("%s: mode %o owner %d:%d, want %o %s", f.path, info.Mode().Perm(), st.Uid, st.Gid, f.mode, owner)
 		}
+	}
+	if _, err := consoled.ReadSessionKey(filepath.Join(dir, "console", "session.key")); err != nil {
+		t.Errorf("the console does not read its session key: %v", err)
 	}
 	if code, out := run(t, "deploy", "secrets", "--out", dir); code == 0 || !strings.Contains(out, "refusing to overwrite") {
 		t.Fatalf("a second run over the same directory: exit %d: %s", code, out)
@@ -115,7 +120,8 @@ func TestDeploySecretsRunADeployment(t *testing.T) {
 		}
 	}
 	r, err := brokeraccess.Probe(ctx, url, creds)
-	if err != nil || len(r.Unexpected) > 0 || len(r.Users) != len(creds) {
+	// Every user of the matrix, with the demo's one integration (servicenow), has a key and was probed.
+	if err != nil || len(r.Unexpected) > 0 || len(r.Users) != len(creds) || len(creds) != len(brokeraccess.Users([]string{"servicenow"})) {
 		t.Fatalf("probing the deployed users: %v\n%s", err, r)
 	}
 }

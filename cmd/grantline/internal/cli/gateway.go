@@ -15,6 +15,7 @@ import (
 	"github.com/grantline/grantline/cmd/grantline/internal/gateway"
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/ops"
+	"github.com/grantline/grantline/services/console/signin"
 )
 
 func gatewayCommand(stderr io.Writer) *cobra.Command {
@@ -27,11 +28,14 @@ func gatewayCommand(stderr io.Writer) *cobra.Command {
 		Short: "Serve the separately deployed services on one HTTP origin",
 		Long: `Forwards each route of Grantline's HTTP API to the service that owns it, as an ingress would, so
 the CLI and people reach one address when the services run as their own processes or containers
-(deploy/compose.yaml runs it). /readyz is ready when every service is.
+(deploy/compose.yaml runs it). With --console every other path goes to the web console, which people
+then open at this origin. /readyz is ready when every service is.
 
 With --dev-data-dir it also serves a development OIDC issuer under /dev/oidc whose key lives in that
 directory, so "grantline dev token <user> --data-dir <dir>" and "--as <user>" work as they do against
-grantline dev. Never use the development issuer in production: anyone with the directory mints tokens.`,
+grantline dev; with --console too, people sign in to the console through it (its callback, at the
+issuer's origin, is registered). Never use the development issuer in production: anyone with the
+directory mints tokens.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", "gateway")
@@ -55,6 +59,16 @@ grantline dev. Never use the development issuer in production: anyone with the d
 				if err != nil {
 					return err
 				}
+				if cfg.Upstreams[gateway.Console] != nil {
+					// Behind this gateway the console is at the origin people reach, the issuer's.
+					origin, err := url.Parse(issuerURL)
+					if err == nil {
+						err = issuer.AllowRedirect(origin.Scheme + "://" + origin.Host + signin.CallbackPath)
+					}
+					if err != nil {
+						return fmt.Errorf("--dev-issuer-url: %w", err)
+					}
+				}
 				cfg.DevIssuer = issuer.Handler()
 			}
 			h, err := gateway.New(cfg)
@@ -74,7 +88,7 @@ grantline dev. Never use the development issuer in production: anyone with the d
 	for s, def := range map[gateway.Service]string{
 		gateway.Intake: "http://127.0.0.1:8081", gateway.Approval: "http://127.0.0.1:8083",
 		gateway.Fulfilment: "http://127.0.0.1:8084", gateway.Revoker: "http://127.0.0.1:8085", gateway.Query: "http://127.0.0.1:8086",
-		gateway.Notifier: "",
+		gateway.Notifier: "", gateway.Console: "",
 	} {
 		env := "GRANTLINE_" + strings.ToUpper(string(s)) + "_URL"
 		upstreams[s] = f.String(string(s), envOr(env, def), fmt.Sprintf("the %s service's base URL (%s)", s, env))

@@ -252,6 +252,7 @@ func (e *Env) Describe(w io.Writer) {
 	}
 	fmt.Fprintf(w, `Grantline dev is running.
   HTTP      http://%s  (/livez, /readyz, /metrics)
+  Console   %s/  (sign in as any demo person; plain http on loopback, so its cookies are not Secure)
   NATS      %s  (JetStream, fsync on every write; monitoring %s)
   Data      %s  (JetStream store and dev signing keys; delete it to start afresh)
   Streams   %s (evidence: no delete, no purge, no expiry), %s, %s, %s
@@ -263,6 +264,7 @@ func (e *Env) Describe(w io.Writer) {
             approval (reviews, approval windows, emergency post-reviews; inbox in PostgreSQL)
             query (request lists, grants, who had what when; projections in PostgreSQL)
             fulfilment and revoker (PostgreSQL connector on the demo target, manual tasks, expiry timers)
+            console (the web console at /, calling the APIs above as the signed-in person)
   Database  %s
   Identity  dev OIDC issuer http://%s/dev/oidc over %s
 Try it:
@@ -271,7 +273,7 @@ Try it:
   TOKEN=$(grantline dev token alice) && curl -H "Authorization: Bearer $TOKEN" http://%s/v1/requests/<id>
 Attach the nats CLI as the operator: nats --server %s --nkey %s stream ls
 Press Ctrl-C to stop.
-`, e.HTTPAddr(), e.NATSURL(), monitor, e.cfg.DataDir, topology.EventsStream, topology.TimersStream,
+`, e.HTTPAddr(), e.ConsoleURL(), e.NATSURL(), monitor, e.cfg.DataDir, topology.EventsStream, topology.TimersStream,
 		topology.IntakeStream, topology.DLQStream, e.keys.Dir, e.keys.TrustFile, e.natsKeys.Dir, filepath.Join(e.cfg.Examples, "policies"), e.dbWhere, e.HTTPAddr(),
 		filepath.Join(e.cfg.Examples, "directory.yaml"), e.HTTPAddr(), e.NATSURL(), e.natsKeys.Seeds[brokeraccess.Operator])
 }

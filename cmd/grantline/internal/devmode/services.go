@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +26,7 @@ import (
 	"github.com/grantline/grantline/pkg/pglocal"
 	"github.com/grantline/grantline/services/approval/approvald"
 	"github.com/grantline/grantline/services/checkpointer/checkpointerd"
+	"github.com/grantline/grantline/services/console/consoled"
 	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/intaked"
@@ -83,8 +85,8 @@ func (e *Env) host(ctx context.Context, u brokeraccess.User, logger *slog.Logger
 
 // services builds every service with its own package's New, as its binary does, each on its own
 // connection as its own NATS user. Each service's Config is read by config.Parse, from the variables
-// dev sets (the shared ones, the example files, the database, the demo target), so every other
-// setting takes the binary's default.
+// dev sets (the shared ones, the example files, the database, the demo target, the console's URLs and
+// session key), so every other setting takes the binary's default.
 func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built []ops.Service, err error) {
 	defer func() {
 		if err != nil {
@@ -109,9 +111,14 @@ func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built 
 		"GRANTLINE_CHECKPOINT_KEY_FILE": e.keys.CheckpointerKey, "GRANTLINE_CHECKPOINT_INTERVAL": "2s",
 		"GRANTLINE_WITNESS_DIR": WitnessDir(e.cfg.DataDir),
 	}
+	console, err := e.consoleVariables()
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(shared, console)
 	intakeCfg, policyCfg, approvalCfg := intaked.Defaults(), policyd.Defaults(), approvald.Defaults()
 	queryCfg, fulfilmentCfg, revokerCfg := queryd.Defaults(), fulfilmentd.Defaults(), revokerd.Defaults()
-	checkpointerCfg := checkpointerd.Defaults()
+	checkpointerCfg, consoleCfg := checkpointerd.Defaults(), consoled.Defaults()
 	// In this order: the revoker attaches to the credential bucket fulfilment creates.
 	steps := []struct {
 		user  brokeraccess.User
@@ -127,6 +134,8 @@ func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built 
 		{brokeraccess.Checkpointer, &checkpointerCfg, func(h ops.Host) (ops.Service, error) {
 			return checkpointerd.New(ctx, checkpointerCfg, h)
 		}},
+		// Last: its "/" answers every path the services' APIs do not.
+		{brokeraccess.Console, &consoleCfg, func(h ops.Host) (ops.Service, error) { return consoled.New(ctx, consoleCfg, h) }},
 	}
 	for _, step := range steps {
 		u := step.user

@@ -28,6 +28,9 @@ const (
 	Revoker    Service = "revoker"
 	Query      Service = "query"
 	Notifier   Service = "notifier"
+	// Console is the web console, optional too: with it, every path the API and the gateway's own do
+	// not take is its (its pages, sign-in, static files).
+	Console Service = "console"
 )
 
 // Route sends one method and path pattern (net/http ServeMux syntax) to the service that serves it.
@@ -59,6 +62,7 @@ var Routes = []Route{
 
 // Config is where the services are, and what else the origin serves.
 type Config struct {
+	// Upstreams holds each API service's URL, and the console's if there is one.
 	Upstreams map[Service]*url.URL
 	// DevIssuer, when set, serves a development OIDC issuer's metadata under /dev/oidc/, so tokens
 	// minted by `grantline dev token` verify against this origin as they do against `grantline dev`.
@@ -68,9 +72,9 @@ type Config struct {
 	Client *http.Client
 }
 
-// New returns the origin's handler: the routes, /livez, and /readyz, which is ready only when every
-// upstream's /readyz is. Every service but the notifier needs an upstream; without one for the
-// notifier, its routes answer 502.
+// New returns the origin's handler: the routes, /livez, /readyz, which is ready only when every
+// upstream's /readyz is, and, with a console upstream, the console at /. Every service but the
+// notifier and the console needs an upstream; without one for the notifier, its routes answer 502.
 func New(cfg Config) (http.Handler, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -110,6 +114,9 @@ func New(cfg Config) (http.Handler, error) {
 	})
 	if cfg.DevIssuer != nil {
 		mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", cfg.DevIssuer))
+	}
+	if p, ok := proxies[Console]; ok {
+		mux.Handle("/", p)
 	}
 	return mux, nil
 }

@@ -160,6 +160,31 @@ func TestEveryUpstreamIsRequired(t *testing.T) {
 	}
 }
 
+func TestWithAConsoleEveryOtherPathIsTheConsoles(t *testing.T) {
+	ups := fiveUpstreams(t, answer(http.StatusOK, "fulfilment"))
+	ups[gateway.Console] = newUpstream(t, answer(http.StatusOK, "console"))
+	srv := start(t, ups)
+	for _, tc := range []struct{ method, path, want string }{
+		{http.MethodGet, "/", "console"},
+		{http.MethodGet, "/requests/r1", "console"},
+		{http.MethodPost, "/requests/r1/withdraw", "console"},
+		{http.MethodGet, "/auth/callback?code=c&state=s", "console"},
+		{http.MethodGet, "/static/console.css", "console"},
+		{http.MethodPost, "/v1/requests/r1/withdraw", "intake"},
+		{http.MethodGet, "/v1/grants", "query"},
+		{http.MethodGet, "/livez", "ok\n"},
+	} {
+		status, body := do(t, tc.method, srv.URL+tc.path, "")
+		if status != http.StatusOK || body != tc.want {
+			t.Errorf("%s %s: %d %q, want it answered by %s", tc.method, tc.path, status, body, tc.want)
+		}
+	}
+	ups[gateway.Console].server.Close()
+	if status, body := do(t, http.MethodGet, srv.URL+"/readyz", ""); status != http.StatusServiceUnavailable || !strings.Contains(body, "console") {
+		t.Fatalf("readyz with the console down answered %d %q, want 503 naming the console", status, body)
+	}
+}
+
 // TestTheNotifierIsOptional: a deployment without the notifier answers Slack's callbacks with 502;
 // with one, they reach it.
 func TestTheNotifierIsOptional(t *testing.T) {

@@ -2,7 +2,9 @@
 What each service needs, from its Config (services/<name>/<name>d/config.go). This follows from the
 code, so it is not a value: api (an HTTP API besides health and metrics), signs (a signing key), oidc
 (bearer tokens), catalogue, integrations, policies (the Rego bundle), database (GRANTLINE_DATABASE_URL),
-targets (the fulfilment connectors), credentialKey, buckets (the variable sizing its key-value buckets).
+targets (the fulfilment connectors), credentialKey, buckets (the variable sizing its key-value buckets),
+callsAPIs (the console: it calls every service with an API, over their Services, and keeps its session
+key in its own Secret), checkpoints (the checkpointer: its signed-note key and the witnesses).
 */}}
 {{- define "grantline.needs" -}}
 intake: {api: true, signs: true, oidc: true, catalogue: true, integrations: true, buckets: GRANTLINE_REPLICAS}
@@ -11,6 +13,7 @@ approval: {api: true, signs: true, oidc: true, database: true}
 fulfilment: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: required, buckets: GRANTLINE_REPLICAS}
 revoker: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: optional}
 query: {api: true, oidc: true, catalogue: true, database: true}
+console: {api: true, oidc: true, catalogue: true, buckets: GRANTLINE_REPLICAS, callsAPIs: true}
 checkpointer: {checkpoints: true}
 {{- end -}}
 
@@ -142,4 +145,22 @@ NetworkPolicy egress rules from a list of {to, ports}, leaving out those with no
 {{- $pairs = append $pairs (printf "%s=%s" $entitlement $role) -}}
 {{- end -}}
 {{- join "," $pairs -}}
+{{- end -}}
+
+{{/*
+The services the console calls: every other one with an API, as {name: port}. Each must have its
+Service, which is how the console reaches it.
+*/}}
+{{- define "grantline.consoleUpstreams" -}}
+{{- $needs := include "grantline.needs" . | fromYaml -}}
+{{- $up := dict -}}
+{{- range $name, $svc := .Values.services -}}
+{{- if and (get $needs $name).api (not (get $needs $name).callsAPIs) -}}
+{{- if not $svc.service.enabled -}}
+{{- fail (printf "services.%s.service.enabled: the console reaches %s through its Service" $name $name) -}}
+{{- end -}}
+{{- $_ := set $up $name $svc.port -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $up -}}
 {{- end -}}

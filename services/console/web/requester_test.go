@@ -1,0 +1,83 @@
+package web_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/services/console/session"
+)
+
+// TestARefusedFormShowsEachErrorBesideItsField: intake refuses a submission field by field; the form
+// comes back with what was typed, each message under its field and tied to it for screen readers,
+// and a summary linking to each field.
+func TestARefusedFormShowsEachErrorBesideItsField(t *testing.T) {
+	s := newSite(t)
+	alice := s.signIn(t, "alice")
+	form := url.Values{"entitlement": {"payments-admin"}, "justification": {"too short"}, "duration": {"3 days"},
+		"ticket": {"INC-7"}, "idempotency_key": {session.NewID()}}
+	p := alice.post("/requests", form)
+	if p.status != http.StatusUnprocessableEntity {
+		t.Fatalf("answered %d: %s", p.status, p.body)
+	}
+	for _, want := range []string{
+		`aria-describedby="justification-hint justification-error" aria-invalid="true">too short</textarea>`,
+		`<p class="error" id="justification-error">must say why, in at least 10 characters</p>`,
+		`id="duration-error">`,
+		`value="3 days"`,
+		`value="INC-7"`,
+		`<a href="#justification">justification: must say why`,
+		`<option value="payments-admin" selected>`,
+	} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("the refused form lacks %s", want)
+		}
+	}
+	if strings.Contains(p.body, `class="refusal"`) {
+		t.Error("the refusal is shown a second time above the summary of its fields")
+	}
+	if strings.Contains(p.body, `id="ticket-error"`) {
+		t.Error("an error is shown beside the ticket, which intake accepted")
+	}
+	if p := alice.post("/requests", url.Values{"entitlement": {"analytics-read"}, "justification": {"weekly revenue report"},
+		"duration": {"2h"}, "start": {"next tuesday"}}); p.status != http.StatusUnprocessableEntity || !strings.Contains(p.body, `id="start-error"`) {
+		t.Errorf("an unreadable start answered %d", p.status)
+	}
+}
+
+// TestTheFormIsSubmittedOnce: sending the same form twice (a double click, a reload) makes one
+// request, through intake's Idempotency-Key.
+func TestTheFormIsSubmittedOnce(t *testing.T) {
+	s := newSite(t)
+	alice := s.signIn(t, "alice")
+	form := analyticsForm("weekly revenue report")
+	if first, second := alice.submit(form), alice.submit(form); first != second {
+		t.Fatalf("the same form made requests %s and %s", first, second)
+	}
+}
+
+// TestTheRequestPageFollowsTheRequest: the page's live stream sends the re-rendered region when the
+// request moves (here alice withdraws it elsewhere), and ends once it can no longer change.
+func TestTheRequestPageFollowsTheRequest(t *testing.T) {
+	s := newSite(t)
+	alice := s.signIn(t, "alice")
+	id := alice.submit(analyticsForm("weekly revenue report"))
+	p := alice.get("/requests/" + id)
+	if !strings.Contains(p.body, `data-live="/requests/`+id+`/live?version=1"`) || !strings.Contains(p.body, "Submitted: awaiting policy") {
+		t.Fatalf("the request page:\n%s", p.body)
+	}
+	if _, v := s.view(t, "alice", id); v.Status != events.StatusSubmitted {
+		t.Fatalf("status %s", v.Status)
+	}
+	done := make(chan string, 1)
+	go func() { done <- alice.stream("/requests/"+id+"/live?version=1", "end") }()
+	if w := s.signIn(t, "alice").post("/requests/"+id+"/withdraw", url.Values{"reason": {"not needed"}}); w.status != http.StatusSeeOther {
+		t.Fatalf("withdraw: %d", w.status)
+	}
+	got := <-done
+	if !strings.Contains(got, "event: live") || !strings.Contains(got, "Withdrawn by the requester") {
+		t.Fatalf("the stream:\n%s", got)
+	}
+}

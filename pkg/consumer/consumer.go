@@ -1,6 +1,6 @@
 // Package consumer runs a service's reactions: a durable JetStream pull consumer shared by all
-// replicas of the service, handlers running with bounded concurrency, and one table (Dispose) deciding
-// ack, retry with delay, or dead-letter. A message that keeps failing ends in GRANTLINE_DLQ with the
+// replicas of the service, handlers running with bounded concurrency but one at a time per request
+// (RequestKey), and one table (Dispose) deciding ack, retry with delay, or dead-letter. A message that keeps failing ends in GRANTLINE_DLQ with the
 // reason, never silently dropped.
 package consumer
 
@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,13 +39,19 @@ type Spec struct {
 	MaxDeliveries int
 	// AckWait is how long a delivery may take before the server redelivers it; defaults to 30s.
 	AckWait time.Duration
-	// Concurrency is how many handlers run at once in this replica; defaults to 1.
+	// Concurrency is how many handlers run at once in this replica, each on a different request
+	// (RequestKey); defaults to DefaultConcurrency. The consumer lets twice as many deliveries be
+	// unacknowledged (MaxAckPending), so the next ones are already fetched when a handler finishes.
 	Concurrency int
 	// Backoff is the redelivery delay after a failure; defaults to 250ms doubling up to 30s.
 	Backoff func(delivered int) time.Duration
 	// ShutdownGrace is how long in-flight handlers may finish after the context ends; defaults to 10s.
 	ShutdownGrace time.Duration
 }
+
+// DefaultConcurrency is a Spec's Concurrency when it sets none. A reaction spends most of its time
+// waiting on NATS round trips, and requests are independent, so many run at once.
+const DefaultConcurrency = 64
 
 func (s *Spec) defaults() error {
 	if s.Stream == "" || s.Durable == "" || len(s.FilterSubjects) == 0 {
@@ -59,7 +64,7 @@ func (s *Spec) defaults() error {
 		s.AckWait = 30 * time.Second
 	}
 	if s.Concurrency <= 0 {
-		s.Concurrency = 1
+		s.Concurrency = DefaultConcurrency
 	}
 	if s.Backoff == nil {
 		s.Backoff = ExponentialBackoff(250*time.Millisecond, 30*time.Second)
@@ -75,8 +80,12 @@ func (s *Spec) defaults() error {
 type Handler func(ctx context.Context, msg jetstream.Msg) error
 
 // Run creates or updates the durable consumer and handles its messages until ctx ends, then stops
-// fetching, lets in-flight handlers finish within the grace period, and returns. It returns an error
-// only if the consumer cannot be set up or consumed.
+// fetching, lets in-flight handlers finish within the grace period, hands back what was fetched but not
+// started, and returns. It returns an error only if the consumer cannot be set up or consumed.
+//
+// Deliveries of one request (RequestKey) are handled one at a time, in delivery order; a handler that
+// runs past the ack wait therefore holds its request's later deliveries, including its own
+// redelivery, until it returns.
 func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log *slog.Logger) error {
 	if err := spec.defaults(); err != nil {
 		return err
@@ -86,7 +95,7 @@ func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log 
 	// dropped by the server without a trace.
 	cons, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, jetstream.ConsumerConfig{
 		Durable: spec.Durable, FilterSubjects: spec.FilterSubjects, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: spec.AckWait, MaxDeliver: -1, MaxAckPending: max(spec.Concurrency*4, 64),
+		AckWait: spec.AckWait, MaxDeliver: -1, MaxAckPending: 2 * spec.Concurrency,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
@@ -96,15 +105,8 @@ func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log 
 	handlerCtx, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHandlers()
 
-	slots := make(chan struct{}, spec.Concurrency)
-	var inflight sync.WaitGroup
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		slots <- struct{}{}
-		inflight.Go(func() {
-			defer func() { <-slots }()
-			r.deliver(handlerCtx, msg)
-		})
-	}, jetstream.PullMaxMessages(spec.Concurrency*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	k := newKeyed(spec.Concurrency, func(msg jetstream.Msg) Action { return r.deliver(handlerCtx, msg) }, r.handBack)
+	cc, err := cons.Consume(k.dispatch, jetstream.PullMaxMessages(spec.Concurrency), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		r.log.Warn("consume", telemetry.KeyError, err.Error())
 	}))
 	if err != nil {
@@ -112,10 +114,11 @@ func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log 
 	}
 
 	<-ctx.Done()
+	k.stop()
 	cc.Stop()
 	<-cc.Closed()
 	finished := make(chan struct{})
-	go func() { inflight.Wait(); close(finished) }()
+	go func() { k.running.Wait(); close(finished) }()
 	select {
 	case <-finished:
 	case <-time.After(spec.ShutdownGrace):
@@ -132,13 +135,13 @@ type runner struct {
 	log    *slog.Logger
 }
 
-// deliver runs the handler for one message and carries out the disposition.
-func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) {
+// deliver runs the handler for one message, carries out the disposition and returns its action.
+func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) Action {
 	meta, err := msg.Metadata()
 	if err != nil {
 		r.log.Error("message without metadata", telemetry.KeyError, err.Error())
 		_ = msg.Term()
-		return
+		return DeadLetter
 	}
 	delivered := int(meta.NumDelivered)
 	ctx = telemetry.Extract(ctx, msg.Headers())
@@ -171,6 +174,15 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) {
 	}
 	if err != nil {
 		log.Warn("settle message", "action", d.Action.String(), telemetry.KeyError, err.Error())
+	}
+	return d.Action
+}
+
+// handBack returns a delivery fetched but not started when stopping began, for another replica (or
+// this one's next start) to handle at once, as Dispose does for a handler interrupted by shutdown.
+func (r *runner) handBack(msg jetstream.Msg) {
+	if err := msg.Nak(); err != nil {
+		r.log.Warn("hand back message", "subject", msg.Subject(), telemetry.KeyError, err.Error())
 	}
 }
 

@@ -44,19 +44,20 @@ func subjects(types ...events.Type) []string {
 // SchedulesSpec is the consumer of the events that arm timers.
 func SchedulesSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.ApprovalSchedules.Stream, Durable: topology.ApprovalSchedules.Durable,
-		FilterSubjects: subjects(events.TypePolicyDecided, events.TypeGranted), Concurrency: 4}
+		FilterSubjects: subjects(events.TypePolicyDecided, events.TypeGranted)}
 }
 
 // TimersSpec is the consumer of the approval service's fired timers.
 func TimersSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.ApprovalTimers.Stream, Durable: topology.ApprovalTimers.Durable,
-		FilterSubjects: []string{topology.TimerFired("*", topology.TimerApprovalWindow), topology.TimerFired("*", topology.TimerPostReview)}, Concurrency: 4}
+		FilterSubjects: []string{topology.TimerFired("*", topology.TimerApprovalWindow), topology.TimerFired("*", topology.TimerPostReview)}}
 }
 
 // InboxSpec is the consumer feeding the review inbox. One handler at a time keeps the checkpoint moving
 // forward in stream order; correctness does not depend on it (rows are versioned per request).
 func InboxSpec() consumer.Spec {
-	return consumer.Spec{Stream: topology.ApprovalInbox.Stream, Durable: topology.ApprovalInbox.Durable, FilterSubjects: subjects(InboxTypes...)}
+	return consumer.Spec{Stream: topology.ApprovalInbox.Stream, Durable: topology.ApprovalInbox.Durable, FilterSubjects: subjects(InboxTypes...),
+		Concurrency: 1}
 }
 
 // timerPayload is what a timer carries: the stream sequence of the event that armed it, so the

@@ -45,6 +45,9 @@ type Spec struct {
 	Concurrency int
 	// Backoff is the redelivery delay after a failure; defaults to 250ms doubling up to 30s.
 	Backoff func(delivered int) time.Duration
+	// BatchSize bounds the deliveries one batch of RunBatch holds; defaults to DefaultBatchSize. The
+	// consumer fetches that many at a time and lets twice as many be unacknowledged. Run ignores it.
+	BatchSize int
 	// ShutdownGrace is how long in-flight handlers may finish after the context ends; defaults to 10s.
 	ShutdownGrace time.Duration
 }
@@ -90,35 +93,58 @@ func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log 
 	if err := spec.defaults(); err != nil {
 		return err
 	}
+	r := &runner{js: js, spec: spec, handle: h, log: log.With("consumer", spec.Durable)}
+	return r.consume(ctx, spec.Concurrency, func(handlerCtx context.Context) dispatcher {
+		return newKeyed(spec.Concurrency, func(msg jetstream.Msg) Action { return r.deliver(handlerCtx, msg) }, r.handBack)
+	})
+}
+
+// dispatcher takes the deliveries from the consume callback, which calls dispatch in delivery order,
+// to the handlers.
+type dispatcher interface {
+	dispatch(msg jetstream.Msg)
+	// stop starts nothing more and hands back what was fetched but not started.
+	stop()
+	// wait returns once no handler runs.
+	wait()
+}
+
+// consume creates or updates the durable consumer, fetching window deliveries at a time with up to
+// twice that unacknowledged, feeds them to the dispatcher made for the handlers' context until ctx
+// ends, and then shuts down in order: stop fetching, let running handlers finish within the grace
+// period, then end their context and wait for them.
+func (r *runner) consume(ctx context.Context, window int, newDispatcher func(handlerCtx context.Context) dispatcher) error {
+	spec := r.spec
 	// MaxDeliver stays unlimited on the server: the runner itself dead-letters after MaxDeliveries, so a
 	// message whose handler crashed the process every time is set aside with a reason instead of being
 	// dropped by the server without a trace.
-	cons, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, jetstream.ConsumerConfig{
+	cons, err := r.js.CreateOrUpdateConsumer(ctx, spec.Stream, jetstream.ConsumerConfig{
 		Durable: spec.Durable, FilterSubjects: spec.FilterSubjects, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: spec.AckWait, MaxDeliver: -1, MaxAckPending: 2 * spec.Concurrency,
+		AckWait: spec.AckWait, MaxDeliver: -1, MaxAckPending: 2 * window,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", spec.Durable, err)
 	}
-	r := &runner{js: js, spec: spec, handle: h, log: log.With("consumer", spec.Durable)}
 	handlerCtx, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHandlers()
 
-	k := newKeyed(spec.Concurrency, func(msg jetstream.Msg) Action { return r.deliver(handlerCtx, msg) }, r.handBack)
-	cc, err := cons.Consume(k.dispatch, jetstream.PullMaxMessages(spec.Concurrency), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	d := newDispatcher(handlerCtx)
+	cc, err := cons.Consume(d.dispatch, jetstream.PullMaxMessages(window), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		r.log.Warn("consume", telemetry.KeyError, err.Error())
 	}))
 	if err != nil {
+		d.stop()
+		d.wait()
 		return fmt.Errorf("consumer %s: consume: %w", spec.Durable, err)
 	}
 
 	<-ctx.Done()
-	k.stop()
+	d.stop()
 	cc.Stop()
 	<-cc.Closed()
 	finished := make(chan struct{})
-	go func() { k.running.Wait(); close(finished) }()
+	go func() { d.wait(); close(finished) }()
 	select {
 	case <-finished:
 	case <-time.After(spec.ShutdownGrace):
@@ -187,13 +213,18 @@ func (r *runner) handBack(msg jetstream.Msg) {
 }
 
 // safeHandle turns a handler panic into an error, so one bad message cannot take the replica down.
-func (r *runner) safeHandle(ctx context.Context, msg jetstream.Msg) (err error) {
+func (r *runner) safeHandle(ctx context.Context, msg jetstream.Msg) error {
+	return unpanic(func() error { return r.handle(ctx, msg) })
+}
+
+// unpanic runs f and returns its error, or its panic as an error.
+func unpanic(f func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler panic: %v", p)
 		}
 	}()
-	return r.handle(ctx, msg)
+	return f()
 }
 
 // deadLetter copies msg to grantline.dlq.<durable> with the reason and where it came from. The message

@@ -80,6 +80,14 @@ type published struct{ subject, data string }
 // startOn provisions the streams, publishes msgs in order and runs h over them with spec.
 func startOn(t *testing.T, spec Spec, msgs []published, h Handler) *harness {
 	t.Helper()
+	hs := provision(t, spec, msgs)
+	hs.run(t, h)
+	return hs
+}
+
+// provision starts a server with the streams and msgs published in order.
+func provision(t *testing.T, spec Spec, msgs []published) *harness {
+	t.Helper()
 	ns := natstest.RunServer(t)
 	_, js := natstest.Connect(t, ns.ClientURL())
 	ctx := context.Background()
@@ -91,17 +99,24 @@ func startOn(t *testing.T, spec Spec, msgs []published, h Handler) *harness {
 			t.Fatal(err)
 		}
 	}
-	hs := &harness{js: js, spec: spec}
-	hs.run(t, h)
-	return hs
+	return &harness{js: js, spec: spec}
 }
 
 // run starts Run of h over the harness's consumer (again, after stop); the test's end stops it.
 func (h *harness) run(t *testing.T, handle Handler) {
+	h.runWith(t, func(ctx context.Context, log *slog.Logger) error { return Run(ctx, h.js, h.spec, handle, log) })
+}
+
+// runBatch is run for RunBatch.
+func (h *harness) runBatch(t *testing.T, handle BatchHandler) {
+	h.runWith(t, func(ctx context.Context, log *slog.Logger) error { return RunBatch(ctx, h.js, h.spec, handle, log) })
+}
+
+func (h *harness) runWith(t *testing.T, run func(context.Context, *slog.Logger) error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	h.cancel, h.done = cancel, done
-	go func() { done <- Run(runCtx, h.js, h.spec, handle, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	go func() { done <- run(runCtx, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
 	t.Cleanup(func() { stopRun(t, cancel, done) })
 }
 

@@ -33,7 +33,8 @@ type keyed struct {
 	// handBack returns a delivery that was fetched but not started when stopping began.
 	handBack func(jetstream.Msg)
 	slots    chan struct{}
-	running  sync.WaitGroup
+	// running counts the goroutines handling a request's line.
+	running sync.WaitGroup
 
 	mu sync.Mutex
 	// lines holds, for each request being handled, its deliveries still waiting, in delivery order.
@@ -131,6 +132,8 @@ func (k *keyed) stop() {
 	k.stopping = true
 	k.mu.Unlock()
 }
+
+func (k *keyed) wait() { k.running.Wait() }
 
 // add puts msg at the end of the line, or in place of an earlier delivery of the same message still
 // waiting (the server redelivered it after the ack wait): a line holds each message once.

@@ -53,11 +53,11 @@ func TimersSpec() consumer.Spec {
 		FilterSubjects: []string{topology.TimerFired("*", topology.TimerApprovalWindow), topology.TimerFired("*", topology.TimerPostReview)}}
 }
 
-// InboxSpec is the consumer feeding the review inbox. One handler at a time keeps the checkpoint moving
-// forward in stream order; correctness does not depend on it (rows are versioned per request).
+// InboxSpec is the consumer feeding the review inbox, in batches (consumer.RunBatch): one batch at a
+// time keeps the checkpoint moving forward in stream order; correctness does not depend on it (rows
+// are versioned per request).
 func InboxSpec() consumer.Spec {
-	return consumer.Spec{Stream: topology.ApprovalInbox.Stream, Durable: topology.ApprovalInbox.Durable, FilterSubjects: subjects(InboxTypes...),
-		Concurrency: 1}
+	return consumer.Spec{Stream: topology.ApprovalInbox.Stream, Durable: topology.ApprovalInbox.Durable, FilterSubjects: subjects(InboxTypes...)}
 }
 
 // timerPayload is what a timer carries: the stream sequence of the event that armed it, so the
@@ -165,39 +165,59 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 
 // Inbox is where the projection writes; *postgres.Inbox implements it.
 type Inbox interface {
-	Applied(ctx context.Context, requestID string) (uint64, error)
-	Apply(ctx context.Context, delivered uint64, req *events.Request, version uint64) (bool, error)
+	Applied(ctx context.Context, requestIDs []string) (map[string]uint64, error)
+	Apply(ctx context.Context, delivered uint64, snaps []approval.Snapshot) (int, error)
 	Advance(ctx context.Context, delivered uint64) error
 }
 
-// Project is the inbox projection's handler: it skips a delivery the inbox already reflects, and
-// otherwise writes the request's inbox rows as the verified stream has it now.
-func (h *Reactions) Project(inbox Inbox) consumer.Handler {
-	return func(ctx context.Context, msg jetstream.Msg) error {
-		d, err := eventstore.ParseDelivery(msg)
-		if err != nil {
-			return consumer.Permanent(err)
+// Project is the inbox projection's handler (consumer.RunBatch): of a batch of deliveries it skips
+// those the inbox already reflects, reads each other request once, as the verified stream has it now,
+// and writes their rows and the checkpoint in one transaction.
+func (h *Reactions) Project(inbox Inbox) consumer.BatchHandler {
+	return func(ctx context.Context, msgs []jetstream.Msg) error {
+		// through is, per request, the stream sequence of its last event in the batch.
+		through := map[string]uint64{}
+		var ids []string
+		var last uint64
+		for _, msg := range msgs {
+			d, err := eventstore.ParseDelivery(msg)
+			if err != nil {
+				return consumer.Permanent(err)
+			}
+			if _, ok := through[d.RequestID]; !ok {
+				ids = append(ids, d.RequestID)
+			}
+			through[d.RequestID] = max(through[d.RequestID], d.Seq)
+			last = max(last, d.Seq)
 		}
-		applied, err := inbox.Applied(ctx, d.RequestID)
+		applied, err := inbox.Applied(ctx, ids)
 		if err != nil {
 			return err
 		}
-		if applied >= d.Seq {
-			return inbox.Advance(ctx, d.Seq)
-		}
-		l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
-		if err != nil {
-			if !permanent(err) {
-				return err
+		var snaps []approval.Snapshot
+		for _, id := range ids {
+			if applied[id] >= through[id] {
+				continue
 			}
-			// Set aside for good: the checkpoint moves past it, so a restart does not mistake the
-			// dead letter for a lost database and rebuild.
-			if aerr := inbox.Advance(ctx, d.Seq); aerr != nil {
-				return aerr
+			l, err := h.Store.LoadAtLeast(ctx, id, through[id])
+			if err != nil {
+				if !permanent(err) || len(msgs) > 1 {
+					// A batch that fails is handed back one delivery at a time: this one's turn comes.
+					return err
+				}
+				// Set aside for good: the checkpoint moves past it, so a restart does not mistake the
+				// dead letter for a lost database and rebuild.
+				if aerr := inbox.Advance(ctx, last); aerr != nil {
+					return aerr
+				}
+				return consumer.Permanent(err)
 			}
-			return consumer.Permanent(err)
+			snaps = append(snaps, approval.Snapshot{Request: l.Request, Seq: l.LastSeq})
 		}
-		_, err = inbox.Apply(ctx, d.Seq, l.Request, l.LastSeq)
+		if len(snaps) == 0 {
+			return inbox.Advance(ctx, last)
+		}
+		_, err = inbox.Apply(ctx, last, snaps)
 		return err
 	}
 }

@@ -33,7 +33,8 @@ func RunBatch(ctx context.Context, js jetstream.JetStream, spec Spec, h BatchHan
 	}
 	alone := func(ctx context.Context, msg jetstream.Msg) error { return h(ctx, []jetstream.Msg{msg}) }
 	r := &runner{js: js, spec: spec, handle: alone, log: log.With("consumer", spec.Durable)}
-	return r.consume(ctx, spec.BatchSize, func(handlerCtx context.Context) dispatcher {
+	// Fetching no fewer than DefaultConcurrency keeps small batches from costing a pull round trip each.
+	return r.consume(ctx, max(spec.BatchSize, DefaultConcurrency), func(handlerCtx context.Context) dispatcher {
 		b := &batcher{r: r, together: func(msgs []jetstream.Msg) error { return unpanic(func() error { return h(handlerCtx, msgs) }) },
 			alone: func(msg jetstream.Msg) { r.deliver(handlerCtx, msg) },
 			size:  spec.BatchSize, waiting: make(chan jetstream.Msg, spec.BatchSize),

@@ -46,7 +46,8 @@ type Spec struct {
 	// Backoff is the redelivery delay after a failure; defaults to 250ms doubling up to 30s.
 	Backoff func(delivered int) time.Duration
 	// BatchSize bounds the deliveries one batch of RunBatch holds; defaults to DefaultBatchSize. The
-	// consumer fetches that many at a time and lets twice as many be unacknowledged. Run ignores it.
+	// consumer fetches that many at a time (at least DefaultConcurrency) and lets twice as many be
+	// unacknowledged. Run ignores it.
 	BatchSize int
 	// ShutdownGrace is how long in-flight handlers may finish after the context ends; defaults to 10s.
 	ShutdownGrace time.Duration

@@ -79,7 +79,7 @@ func requestIDs(snaps []approval.Snapshot) []string {
 
 // project runs the inbox projection as durable into inbox, in batches of up to batchSize, until the
 // returned stop is called (or the test ends).
-func (w *world) project(t *testing.T, durable string, batchSize int, inbox reaction.Inbox) (stop func()) {
+func (w *world) project(t testing.TB, durable string, batchSize int, inbox reaction.Inbox) (stop func()) {
 	t.Helper()
 	spec := reaction.InboxSpec()
 	spec.Durable, spec.BatchSize, spec.ShutdownGrace = durable, batchSize, 200*time.Millisecond
@@ -101,7 +101,7 @@ func (w *world) project(t *testing.T, durable string, batchSize int, inbox react
 }
 
 // projected waits until durable has settled every delivery and pool's checkpoint stands at last.
-func (w *world) projected(t *testing.T, durable string, pool *pgxpool.Pool, last uint64) {
+func (w *world) projected(t testing.TB, durable string, pool *pgxpool.Pool, last uint64) {
 	t.Helper()
 	poll.Until(t, 30*time.Second, "the inbox projection "+durable+" to catch up", func() bool {
 		var seq int64
@@ -110,7 +110,7 @@ func (w *world) projected(t *testing.T, durable string, pool *pgxpool.Pool, last
 	})
 }
 
-func (w *world) freshInbox(t *testing.T) *pgxpool.Pool {
+func (w *world) freshInbox(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	pool := newPool(t)
 	if err := postgres.Migrate(context.Background(), pool); err != nil {

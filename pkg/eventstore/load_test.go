@@ -110,12 +110,13 @@ func (w *world) reviewed(t *testing.T, id string, n int) *Loaded {
 	t.Helper()
 	var l *Loaded
 	for range n {
-		var err error
-		if l, err = w.stores[events.Approval].Update(context.Background(), id, func(r *events.Request) ([]events.Draft, error) {
+		u, err := w.stores[events.Approval].Update(context.Background(), id, func(r *events.Request) ([]events.Draft, error) {
 			return []events.Draft{reviewBy(nextReviewer(), r.Submitted().RequestDigest)}, nil
-		}); err != nil {
+		})
+		if err != nil {
 			t.Fatalf("review %s: %v", id, err)
 		}
+		l = u.Loaded
 	}
 	return l
 }

@@ -340,11 +340,15 @@ func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide D
 			}
 		}
 		switch {
-		case errors.Is(err, ErrConflict):
+		case errors.Is(err, ErrConflict), errors.Is(err, ErrDuplicate) && allCaused(drafts):
+			// Someone else appended first, or an earlier attempt landed but its ack was lost (then the
+			// reload finds it and drops the drafts). The load came from a replica that may be behind
+			// and may stay behind for a while: decide again on one that has what the leader has, so a
+			// lagging replica costs a reread, not every attempt.
 			lastErr = err
-		case errors.Is(err, ErrDuplicate) && allCaused(drafts):
-			// An earlier attempt landed but its ack was lost; the reload will find it and drop the drafts.
-			lastErr = err
+			if leader, lerr := s.leaderLastSeq(ctx, id); lerr == nil {
+				seen = max(seen, leader)
+			}
 		default:
 			leader, lerr := s.leaderLastSeq(ctx, id)
 			if lerr != nil {

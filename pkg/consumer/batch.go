@@ -105,12 +105,13 @@ func (b *batcher) loop() {
 	}
 }
 
-// handle handles batch in delivery order: its first deliveries together, each redelivery alone in
-// its place.
+// handle handles batch in delivery order: its first deliveries together, each redelivery (or
+// operator's replay) alone in its place.
 func (b *batcher) handle(batch []jetstream.Msg) {
 	var first []jetstream.Msg
 	for _, msg := range batch {
-		if meta, err := msg.Metadata(); err == nil && meta.NumDelivered == 1 {
+		_, replay := msg.(*replayed)
+		if meta, err := msg.Metadata(); err == nil && meta.NumDelivered == 1 && !replay {
 			first = append(first, msg)
 			continue
 		}

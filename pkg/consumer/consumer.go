@@ -1,7 +1,7 @@
 // Package consumer runs a service's reactions: a durable JetStream pull consumer shared by all
 // replicas of the service, handlers running with bounded concurrency but one at a time per request
-// (RequestKey), and one table (Dispose) deciding ack, retry with delay, or dead-letter. A message that keeps failing ends in GRANTLINE_DLQ with the
-// reason, never silently dropped.
+// (RequestKey), and one table (Dispose) deciding ack, retry with delay, or dead-letter. A message that
+// keeps failing ends in GRANTLINE_DLQ with the reason, never silently dropped.
 package consumer
 
 import (
@@ -20,7 +20,8 @@ import (
 	"github.com/grantline/grantline/pkg/topology"
 )
 
-// Headers the runner adds to a dead-lettered copy.
+// Headers the runner adds to a dead-lettered copy: why, and where the original is (its stream, its
+// sequence there, its subject, the consumer that gave up on it, after how many deliveries).
 const (
 	HeaderReason     = "Grantline-Dlq-Reason"
 	HeaderStream     = "Grantline-Dlq-Stream"
@@ -28,6 +29,20 @@ const (
 	HeaderSubject    = "Grantline-Dlq-Subject"
 	HeaderConsumer   = "Grantline-Dlq-Consumer"
 	HeaderDeliveries = "Grantline-Dlq-Deliveries"
+	// HeaderReplayOf is on a dead letter set aside again after a replay: the sequence of the dead
+	// letter whose replay failed.
+	HeaderReplayOf = "Grantline-Dlq-Replay-Of"
+)
+
+// Headers of the operator's records in GRANTLINE_DLQ (a replay request, a discard), besides the
+// origin headers copied from the dead letter they are about.
+const (
+	// HeaderEntry is the sequence of the dead letter in GRANTLINE_DLQ.
+	HeaderEntry = "Grantline-Dlq-Entry"
+	// HeaderActor is who asked for the replay or the discard.
+	HeaderActor = "Grantline-Dlq-Actor"
+	// HeaderNote is why.
+	HeaderNote = "Grantline-Dlq-Note"
 )
 
 // Spec configures one durable consumer.
@@ -85,7 +100,9 @@ type Handler func(ctx context.Context, msg jetstream.Msg) error
 
 // Run creates or updates the durable consumer and handles its messages until ctx ends, then stops
 // fetching, lets in-flight handlers finish within the grace period, hands back what was fetched but not
-// started, and returns. It returns an error only if the consumer cannot be set up or consumed.
+// started, and returns. Beside it, it consumes the operator's replay requests for the durable
+// (topology.ReplayConsumer): each hands the original message, read from its stream at its sequence,
+// to the same handler. It returns an error only if the consumers cannot be set up or consumed.
 //
 // Deliveries of one request (RequestKey) are handled one at a time, in delivery order; a handler that
 // runs past the ack wait therefore holds its request's later deliveries, including its own
@@ -111,9 +128,9 @@ type dispatcher interface {
 }
 
 // consume creates or updates the durable consumer, fetching window deliveries at a time with up to
-// twice that unacknowledged, feeds them to the dispatcher made for the handlers' context until ctx
-// ends, and then shuts down in order: stop fetching, let running handlers finish within the grace
-// period, then end their context and wait for them.
+// twice that unacknowledged, and its replay consumer, feeds both to the dispatcher made for the
+// handlers' context until ctx ends, and then shuts down in order: stop fetching, let running handlers
+// finish within the grace period, then end their context and wait for them.
 func (r *runner) consume(ctx context.Context, window int, newDispatcher func(handlerCtx context.Context) dispatcher) error {
 	spec := r.spec
 	// MaxDeliver stays unlimited on the server: the runner itself dead-letters after MaxDeliveries, so a
@@ -127,23 +144,55 @@ func (r *runner) consume(ctx context.Context, window int, newDispatcher func(han
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", spec.Durable, err)
 	}
+	// The replay consumer starts at new requests: the operator's command refuses to ask for a replay
+	// until it exists, and a recreated one must not run every past replay again.
+	replays := topology.ReplayConsumer(spec.Durable)
+	replayCons, err := r.js.CreateOrUpdateConsumer(ctx, replays.Stream, jetstream.ConsumerConfig{
+		Durable: replays.Durable, FilterSubject: topology.DeadLetterReplay(spec.Durable, "*"), AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: spec.AckWait, MaxDeliver: -1, MaxAckPending: 16, DeliverPolicy: jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", replays.Durable, err)
+	}
 	handlerCtx, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHandlers()
 
 	d := newDispatcher(handlerCtx)
-	cc, err := cons.Consume(d.dispatch, jetstream.PullMaxMessages(window), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		r.log.Warn("consume", telemetry.KeyError, err.Error())
-	}))
+	consume := func(c jetstream.Consumer, name string, window int, dispatch func(jetstream.Msg)) (jetstream.ConsumeContext, error) {
+		cc, err := c.Consume(dispatch, jetstream.PullMaxMessages(window), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			r.log.Warn("consume", "durable", name, telemetry.KeyError, err.Error())
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("consumer %s: consume: %w", name, err)
+		}
+		return cc, nil
+	}
+	cc, err := consume(cons, spec.Durable, window, d.dispatch)
 	if err != nil {
 		d.stop()
 		d.wait()
-		return fmt.Errorf("consumer %s: consume: %w", spec.Durable, err)
+		return err
+	}
+	// A replayed original goes through the same dispatcher, in its request's line like any delivery.
+	replayCC, err := consume(replayCons, replays.Durable, 8, func(req jetstream.Msg) {
+		if original := r.replayed(handlerCtx, req); original != nil {
+			d.dispatch(original)
+		}
+	})
+	if err != nil {
+		d.stop()
+		cc.Stop()
+		<-cc.Closed()
+		d.wait()
+		return err
 	}
 
 	<-ctx.Done()
 	d.stop()
 	cc.Stop()
+	replayCC.Stop()
 	<-cc.Closed()
+	<-replayCC.Closed()
 	finished := make(chan struct{})
 	go func() { d.wait(); close(finished) }()
 	select {
@@ -162,7 +211,8 @@ type runner struct {
 	log    *slog.Logger
 }
 
-// deliver runs the handler for one message, carries out the disposition and returns its action.
+// deliver runs the handler for one message (from the durable, or an original an operator replays),
+// carries out the disposition and returns its action.
 func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) Action {
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -229,7 +279,8 @@ func unpanic(f func() error) (err error) {
 }
 
 // deadLetter copies msg to grantline.dlq.<durable> with the reason and where it came from. The message
-// ID makes a repeated attempt for the same delivery store one copy.
+// ID makes a repeated attempt for the same delivery store one copy; a replay that fails again is a
+// delivery of its own, set aside as a new dead letter that names the one replayed.
 func (r *runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
 	dl := nats.NewMsg(topology.DeadLetter(r.spec.Durable))
 	dl.Data = msg.Data()
@@ -249,8 +300,13 @@ func (r *runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstr
 	dl.Header.Set(HeaderSubject, msg.Subject())
 	dl.Header.Set(HeaderConsumer, r.spec.Durable)
 	dl.Header.Set(HeaderDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
+	id := fmt.Sprintf("dlq:%s:%s:%d", r.spec.Durable, meta.Stream, meta.Sequence.Stream)
+	if replay, ok := msg.(*replayed); ok {
+		dl.Header.Set(HeaderReplayOf, replay.entry)
+		id += ":replay:" + replay.entry
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := r.js.PublishMsg(ctx, dl, jetstream.WithMsgID(fmt.Sprintf("dlq:%s:%s:%d", r.spec.Durable, meta.Stream, meta.Sequence.Stream)))
+	_, err := r.js.PublishMsg(ctx, dl, jetstream.WithMsgID(id))
 	return err
 }

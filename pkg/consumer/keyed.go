@@ -26,7 +26,8 @@ func RequestKey(subject string) string {
 // keyed runs deliveries with at most cap(slots) at once and at most one per request key. A delivery
 // whose request is already being handled waits in that request's line, which holds only deliveries
 // already fetched, so memory is bounded by the consumer's MaxAckPending; other requests never wait for
-// it. dispatch is called from one goroutine (the consume callback), in delivery order.
+// it. dispatch is called by the consume callbacks (the durable's and its replays'), each in delivery
+// order.
 type keyed struct {
 	// deliver handles one delivery and settles it, returning what it did.
 	deliver func(jetstream.Msg) Action
@@ -74,8 +75,13 @@ func (k *keyed) dispatch(msg jetstream.Msg) {
 	k.slots <- struct{}{}
 	k.mu.Lock()
 	if k.stopping {
-		// Stopping began while this waited for a slot.
-		delete(k.lines, key)
+		// Stopping began while this waited for a slot: hand back msg and what queued behind it.
+		if l := k.lines[key]; l != nil && key != "" {
+			for _, m := range l.waiting {
+				k.handBack(m)
+			}
+			delete(k.lines, key)
+		}
 		k.mu.Unlock()
 		<-k.slots
 		k.handBack(msg)

@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/poll"
-	"github.com/grantline/grantline/pkg/topology"
 )
 
 // ledger is what a batch handler applied: each batch it committed, in order. A batch that failed
@@ -61,15 +60,10 @@ func without(s []string, drop string) []string {
 	return slices.DeleteFunc(slices.Clone(s), func(x string) bool { return x == drop })
 }
 
-// startBatch publishes n messages msg-<i> without a request and runs h over them in batches of size.
+// startBatch is start for a BatchHandler.
 func startBatch(t *testing.T, spec Spec, n int, h BatchHandler) *harness {
 	t.Helper()
-	var msgs []published
-	for i := range n {
-		msgs = append(msgs, published{fmt.Sprintf("grantline.intake.test.%d", i), fmt.Sprintf("msg-%d", i)})
-	}
-	spec.Stream, spec.Durable, spec.FilterSubjects = topology.IntakeStream, "test", []string{"grantline.intake.test.>"}
-	hs := provision(t, spec, msgs)
+	hs := provisionIntake(t, spec, n)
 	hs.runBatch(t, h)
 	return hs
 }

@@ -67,12 +67,20 @@ type harness struct {
 // without a request, and runs h over them.
 func start(t *testing.T, spec Spec, n int, h Handler) *harness {
 	t.Helper()
+	hs := provisionIntake(t, spec, n)
+	hs.run(t, h)
+	return hs
+}
+
+// provisionIntake is provision of n messages msg-<i> on grantline.intake.test.<i>, for spec on them.
+func provisionIntake(t *testing.T, spec Spec, n int) *harness {
+	t.Helper()
 	var msgs []published
 	for i := range n {
 		msgs = append(msgs, published{fmt.Sprintf("grantline.intake.test.%d", i), fmt.Sprintf("msg-%d", i)})
 	}
 	spec.Stream, spec.Durable, spec.FilterSubjects = topology.IntakeStream, "test", []string{"grantline.intake.test.>"}
-	return startOn(t, spec, msgs, h)
+	return provision(t, spec, msgs)
 }
 
 type published struct{ subject, data string }

@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -216,4 +217,62 @@ func TestShutdownHandsBackWhatWaits(t *testing.T) {
 			t.Fatalf("the next start handled %v, want a-1 and a-2 once each", j.finished[a])
 		}
 	})
+}
+
+// fakeMsg is a delivery of stream sequence seq on subject, recording how it was settled.
+type fakeMsg struct {
+	jetstream.Msg
+	subject   string
+	seq       uint64
+	delivered uint64
+	settled   *[]string
+}
+
+func (m *fakeMsg) Subject() string { return m.subject }
+func (m *fakeMsg) Data() []byte    { return []byte(fmt.Sprintf("%d#%d", m.seq, m.delivered)) }
+func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.seq}, NumDelivered: m.delivered}, nil
+}
+func (m *fakeMsg) Ack() error { *m.settled = append(*m.settled, "ack "+string(m.Data())); return nil }
+
+// TestRedeliveriesWaitingInLine: a redelivery of a message still waiting takes its place; one of the
+// message being handled (it ran past the ack wait) is acknowledged with it, not handled again.
+func TestRedeliveriesWaitingInLine(t *testing.T) {
+	subject := events.NATSSubject(events.NewID(), events.TypeReviewed)
+	var mu sync.Mutex
+	var handled, settled []string
+	running := make(chan struct{})
+	release := make(chan struct{})
+	k := newKeyed(4, func(msg jetstream.Msg) Action {
+		if string(msg.Data()) == "1#1" {
+			close(running)
+			<-release
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		handled = append(handled, string(msg.Data()))
+		return Ack
+	}, func(jetstream.Msg) { t.Error("nothing is handed back before stopping") })
+	msg := func(seq, delivered uint64) jetstream.Msg {
+		return &fakeMsg{subject: subject, seq: seq, delivered: delivered, settled: &settled}
+	}
+	k.dispatch(msg(1, 1))
+	<-running
+	k.dispatch(msg(2, 1))
+	k.dispatch(msg(1, 2)) // 1 ran past the ack wait
+	k.dispatch(msg(2, 2)) // so did 2, waiting behind it
+	mu.Lock()
+	settledEarly := slices.Clone(settled)
+	mu.Unlock()
+	close(release)
+	k.wait()
+	if len(settledEarly) != 0 {
+		t.Fatalf("settled %v before the first delivery finished", settledEarly)
+	}
+	if want := []string{"1#1", "2#2"}; !slices.Equal(handled, want) {
+		t.Fatalf("handled %v, want %v", handled, want)
+	}
+	if want := []string{"ack 1#2"}; !slices.Equal(settled, want) {
+		t.Fatalf("settled %v beside the handled deliveries, want %v", settled, want)
+	}
 }

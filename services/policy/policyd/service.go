@@ -160,7 +160,7 @@ func (s *service) handleSubmitted(ctx context.Context, msg jetstream.Msg) error 
 	// failure is why policy could not decide, as the last decision taken says; it is reported only if
 	// that decision was appended.
 	var failure error
-	u, err := s.store.UpdateFrom(ctx, d.RequestID, d.Seq, func(r *events.Request) ([]events.Draft, error) {
+	u, err := s.store.React(ctx, d, func(r *events.Request) ([]events.Draft, error) {
 		if r.Status() != events.StatusSubmitted {
 			return nil, nil
 		}
@@ -258,7 +258,7 @@ func (s *service) handleSettling(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return consumer.Permanent(fmt.Errorf("receive delivery: %w", err))
 	}
-	l, err := s.store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := s.store.AtDelivery(ctx, d)
 	if err != nil {
 		return fmt.Errorf("load request %s: %w", d.RequestID, err)
 	}

@@ -232,16 +232,17 @@ func (s *service) decide(ctx context.Context, r *events.Request, last bool) (dec
 }
 
 func (s *service) evaluate(ctx context.Context, id string, sub events.Submitted, in *policy.Input) (policy.Evaluation, error) {
+	// Review debt decides only emergencies: any other request is decided without reading it.
 	if sub.Emergency {
 		if err := s.reviews.reserve(ctx, sub.Requester.ID, id); err != nil {
 			return policy.Evaluation{}, err
 		}
+		open, err := s.reviews.open(ctx, sub.Requester.ID, id)
+		if err != nil {
+			return policy.Evaluation{}, err
+		}
+		in.OpenEmergencyReviews = open
 	}
-	open, err := s.reviews.open(ctx, sub.Requester.ID, id)
-	if err != nil {
-		return policy.Evaluation{}, err
-	}
-	in.OpenEmergencyReviews = open
 	start := time.Now()
 	ev, err := s.engine.Evaluate(ctx, *in)
 	s.evalTime.Record(ctx, time.Since(start).Seconds())

@@ -14,8 +14,8 @@ import (
 )
 
 // TestApprovingFromSlack: bob presses Approve in the review request Slack sent him. The callback is
-// verified, U0BOB is bob, the approval service records bob's review (not the notifier's), and the
-// message now says so instead of offering the buttons.
+// verified, U0BOB is bob, the approval service records bob's review (not the notifier's) and that the
+// notifier carried it, and the message now says so instead of offering the buttons.
 func TestApprovingFromSlack(t *testing.T) {
 	w := newWorld(t)
 	id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
@@ -32,6 +32,9 @@ func TestApprovingFromSlack(t *testing.T) {
 	rv := l.Request.Reviews()
 	if len(rv) != 1 || rv[0].Reviewer.ID != "bob" || rv[0].Decision != events.ReviewApprove || rv[0].RequestDigest != digest {
 		t.Fatalf("recorded reviews %+v", rv)
+	}
+	if rv[0].Via != "grantline-notifier" {
+		t.Fatalf("the review records %q as having carried it, want the notifier's client (the token's act claim)", rv[0].Via)
 	}
 	if ev := l.Events[len(l.Events)-1]; ev.Source != "/grantline/approval" || ev.Actor != "bob" {
 		t.Fatalf("the review was recorded by %s as %s, want the approval service as bob", ev.Source, ev.Actor)

@@ -645,7 +645,7 @@ func (r *Request) PostReview() *PostReviewed { return r.postReview }
 // PostReviewOverdue reports whether the post-review deadline passed with nobody reviewing.
 func (r *Request) PostReviewOverdue() bool { return r.postOverdue }
 
-// Drift is the drift recorded on this request (or this finding), in order.
+// Drift is the drift recorded on this request (or this finding), in order; nil if none.
 func (r *Request) Drift() []DriftDetected { return slices.Clone(r.drift) }
 
 // DriftRevocationDue reports whether access found on the target after the grant's revocation is still

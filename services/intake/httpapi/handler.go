@@ -135,7 +135,7 @@ func (h *Handler) handleWithdraw(r *http.Request, id string) (events.Status, err
 	}
 	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
 		switch {
-		case req.Status() == events.StatusNone:
+		case req.Status() == events.StatusNone, req.Status() == events.StatusFinding:
 			return nil, httpjson.ErrNotFound
 		case req.Submitted().Requester.ID != who.Subject:
 			return nil, fmt.Errorf("%w: only the requester may withdraw a request", httpjson.ErrForbidden)
@@ -172,7 +172,9 @@ func (h *Handler) handleShow(r *http.Request, id string) (View, error) {
 	if err != nil {
 		return View{}, err
 	}
-	if l.Request.Status() == events.StatusNone {
+	// A finding (drift no request explains, under an ID of its own) is not a request: the read side
+	// lists it (GET /v1/findings).
+	if st := l.Request.Status(); st == events.StatusNone || st == events.StatusFinding {
 		return View{}, httpjson.ErrNotFound
 	}
 	if !h.mayRead(who, l.Request) {

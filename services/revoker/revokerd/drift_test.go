@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/connector/postgres"
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/targettest"
 	"github.com/grantline/grantline/pkg/topology"
@@ -100,19 +100,7 @@ func TestReconcileCleanTargetFindsNothing(t *testing.T) {
 // driftEvents counts the drift_detected events in the evidence stream, findings included.
 func (e *env) driftEvents(t *testing.T) uint64 {
 	t.Helper()
-	st, err := e.JS.Stream(context.Background(), topology.EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(events.NATSSubject("*", events.TypeDriftDetected)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n uint64
-	for _, c := range info.State.Subjects {
-		n += c
-	}
-	return n
+	return natstest.Stored(t, e.JS, topology.EventsStream, events.NATSSubject("*", events.TypeDriftDetected))
 }
 
 // TestReconcileFindsDriftPlantedByHand: a DBA drops a live grant's role, re-adds a revoked grant's

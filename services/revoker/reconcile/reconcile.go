@@ -214,13 +214,12 @@ func (c *Reconciler) Reconcile(ctx context.Context) (Summary, error) {
 // unexplained records h as a finding unless it is recorded already; it returns 1 if it recorded it.
 func (c *Reconciler) unexplained(ctx context.Context, h held) (int, error) {
 	d := revoker.Drift{Connector: h.conn, TargetRef: h.Ref, Observed: h.Observed}
-	before, err := c.Store.Load(ctx, events.FindingID(h.conn, h.Ref))
+	after, err := c.Store.Update(ctx, events.FindingID(h.conn, h.Ref), revoker.DecideUnexplained(d))
 	if err != nil {
-		return 0, fmt.Errorf("load the finding on %s: %w", h.Ref, err)
+		return 0, fmt.Errorf("record the finding on %s: %w", h.Ref, err)
 	}
-	after, err := c.Store.UpdateFrom(ctx, before.Request.ID(), before.LastSeq, revoker.DecideUnexplained(d))
-	if err != nil || after.LastSeq == before.LastSeq {
-		return 0, err
+	if len(after.Appended) == 0 {
+		return 0, nil
 	}
 	c.Log.Warn("drift: access no request explains", telemetry.KeyRequestID, after.Request.ID(), "connector", h.conn,
 		"target_ref", h.Ref, "present", h.Observed.Present)
@@ -277,7 +276,7 @@ func (c *Reconciler) missing(ctx context.Context, l *eventstore.Loaded, conn con
 	}
 	d := revoker.Drift{Connector: r.Grant().Connector, TargetRef: r.Grant().TargetRef, Observed: obs}
 	next, err := c.Store.UpdateFrom(ctx, r.ID(), l.LastSeq, revoker.DecideMissing(d, c.now()))
-	if err != nil || next.LastSeq == l.LastSeq {
+	if err != nil || len(next.Appended) == 0 {
 		return 0, err
 	}
 	c.Log.Warn("drift: a live grant's access is missing on the target", telemetry.KeyRequestID, r.ID(), "target_ref", d.TargetRef)
@@ -303,11 +302,11 @@ func (c *Reconciler) revokeAgain(ctx context.Context, id string, seq uint64, sti
 		if err != nil {
 			return 0, 0, fmt.Errorf("record access after revocation of %s: %w", id, err)
 		}
-		if next.LastSeq > l.LastSeq {
+		if len(next.Appended) > 0 {
 			found = 1
 			c.Log.Warn("drift: access present after revocation; revoking again", telemetry.KeyRequestID, id, "target_ref", h.Ref)
 		}
-		l, r = next, next.Request
+		l, r = next.Loaded, next.Request
 		if !r.DriftRevocationDue() {
 			return found, 0, nil
 		}
@@ -327,7 +326,7 @@ func (c *Reconciler) revokeAgain(ctx context.Context, id string, seq uint64, sti
 	if err != nil {
 		return found, 0, err
 	}
-	if next.LastSeq > l.LastSeq {
+	if len(next.Appended) > 0 {
 		again = 1
 		c.Log.Info("revoked again", telemetry.KeyRequestID, id, "reason", string(events.RevokeDrift))
 	}

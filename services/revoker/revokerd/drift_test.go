@@ -21,7 +21,7 @@ import (
 // begins by dropping what earlier tests left that looks like Grantline's, and none runs in parallel.
 
 // clearTarget drops every grantline_* role and grant login on the target server.
-func clearTarget(t *testing.T, e *env) {
+func clearTarget(t testing.TB, e *env) {
 	t.Helper()
 	ctx := context.Background()
 	hs, err := e.PG.Holdings(ctx)

@@ -4,9 +4,10 @@
 // A deployment is a three-node NATS JetStream cluster (fsync on every write, R3 streams), the six
 // services (fulfilment at two replicas sharing one durable consumer), PostgreSQL on the host (a private
 // cluster from the installed binaries: the services' database and the connector's target database),
-// and the dev OIDC issuer, served from the test process. The harness exposes what a black-box test
-// needs: each service's URL, tokens for the demo people, the operator's NATS connection, a request's
-// verified events, the target's roles, the command line, and fault injection on any container.
+// and the dev OIDC issuer, served from the test process; the notifier joins when a test starts it
+// (StartNotifier). The harness exposes what a black-box test needs: each service's URL, tokens for
+// the demo people, the operator's NATS connection, a request's verified events, the target's roles,
+// the command line, and fault injection on any container.
 //
 // Every wait has a deadline, and nothing outlives the run: Close removes what Start made, and a
 // watchdog process removes the containers and files of a run whose process died (Ctrl-C, a test

@@ -77,8 +77,9 @@ func Users(integrations []string) []User {
 type Access struct {
 	// Types are the event types the user appends to grantline.events.<id>.<type>.
 	Types []events.Type
-	// Consumers are the durable consumers the user creates, pulls from and acknowledges; a user with
-	// consumers also dead-letters to grantline.dlq.>.
+	// Consumers are the durable consumers the user creates, pulls from and acknowledges. For each, the
+	// user also dead-letters to grantline.dlq.<durable>, consumes the operator's replays of those
+	// dead letters (topology.ReplayConsumer) and reads messages of the consumer's stream.
 	Consumers []topology.Consumer
 	// Scans are streams the user reads with ordered consumers, which keep no durable state; they may
 	// never reach another user's durable consumer.
@@ -126,9 +127,9 @@ var access = map[User]Access{
 	},
 	Revoker: {
 		JetStream: true, Types: events.TypesOf(events.Revoker), Reads: []string{topology.EventsStream, topology.TimersStream}, Scans: []string{topology.EventsStream},
-		Consumers: []topology.Consumer{topology.RevokerSchedules, topology.RevokerRevocations, topology.RevokerExpiry},
+		Consumers: []topology.Consumer{topology.RevokerSchedules, topology.RevokerRevocations, topology.RevokerExpiry, topology.RevokerReconcile},
 		Discards:  []string{topology.CredentialsBucket},
-		Timers:    []string{topology.TimerExpiry},
+		Timers:    []string{topology.TimerExpiry, topology.TimerReconcile},
 	},
 	Notifier: {
 		JetStream: true, Reads: []string{topology.EventsStream},

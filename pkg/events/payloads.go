@@ -119,6 +119,10 @@ type Reviewed struct {
 	Comment  string         `json:"comment,omitempty"`
 	// RequestDigest is the digest of the request the reviewer saw; it must match the submitted one.
 	RequestDigest string `json:"request_digest"`
+	// Via names who acted for the reviewer, when the review came with a token the reviewer did not
+	// present themselves (its RFC 8693 act claim): grantline-notifier for Approve or Reject pressed in
+	// Slack. The reviewer decided; Via records the path. Empty for the reviewer's own token.
+	Via string `json:"via,omitempty"`
 }
 
 // Approved records that every stage is satisfied (emitted by approval).

@@ -80,6 +80,17 @@ func TestTimeline(t *testing.T) {
 			steps: []string{"done: Submitted", "done: Policy requires approval", "done: Stage 1, owners: 1 approval(s) from payments-owners",
 				"current: Stage 2, security: 1 approval(s) from security", "pending: Granted on the target"},
 			facts: []string{"Approved by bob: owner ok"}},
+		{name: "bob approved the owners' stage from Slack: the stage says the notifier carried his review",
+			view: func() requestview.View {
+				v := paymentsAdmin()
+				rv := review("bob", 0, events.ReviewApprove, "reviewed in Slack")
+				rv.Via = "grantline-notifier"
+				v.Reviews = []events.Reviewed{rv}
+				return v
+			},
+			steps: []string{"done: Submitted", "done: Policy requires approval", "done: Stage 1, owners: 1 approval(s) from payments-owners",
+				"current: Stage 2, security: 1 approval(s) from security", "pending: Granted on the target"},
+			facts: []string{"Approved by bob via grantline-notifier: reviewed in Slack"}},
 		{name: "unordered stages are open together",
 			view: func() requestview.View { v := paymentsAdmin(); v.Decision.StagesOrdered = false; return v },
 			steps: []string{"done: Submitted", "done: Policy requires approval", "current: Stage 1, owners: 1 approval(s) from payments-owners",
@@ -123,6 +134,28 @@ func TestTimeline(t *testing.T) {
 			steps: []string{"done: Submitted", "done: Policy requires approval", "pending: Stage 1, owners: 1 approval(s) from payments-owners",
 				"pending: Stage 2, security: 1 approval(s) from security", "done: Granted on postgres/payments role payments_admin", "done: Revoked (ended early)"},
 			facts: []string{"The target shows it absent."}},
+		{name: "access back on the target after the early revocation: the drift, and the revocation again",
+			view: func() requestview.View {
+				v := granted(paymentsAdmin())
+				v.Decision.Stages, v.Status = nil, events.StatusRevoked
+				v.Revocation = &events.Revoked{Reason: events.RevokeDrift, Observed: events.Observed{Present: false}}
+				v.Drift = []events.DriftDetected{{Kind: events.DriftAfterRevocation, Connector: "postgres", TargetRef: "role grantline_x",
+					Observed: events.Observed{Present: true, Detail: map[string]string{"member": "alice"}}, Action: events.DriftRevoke}}
+				return v
+			},
+			steps: []string{"done: Submitted", "done: Policy requires approval", "done: Granted on postgres/payments role payments_admin",
+				"done: Revoked (drift on the target)", "failed: Drift: the access was back on role grantline_x after its revocation"},
+			facts: []string{"The target showed it present (member=alice).", "The revoker revokes it again (reason drift)."}},
+		{name: "a live grant's access missing on the target",
+			view: func() requestview.View {
+				v := granted(paymentsAdmin())
+				v.Decision.Stages = nil
+				v.Drift = []events.DriftDetected{{Kind: events.DriftMissing, Connector: "postgres", TargetRef: "role grantline_x", Action: events.DriftRecorded}}
+				return v
+			},
+			steps: []string{"done: Submitted", "done: Policy requires approval", "done: Granted on postgres/payments role payments_admin",
+				"pending: Expires", "failed: Drift: the access is missing on role grantline_x"},
+			facts: []string{"The target showed it absent.", "Recorded for the entitlement's owners; the grant stands until it ends."}},
 		{name: "early revocation asked for, not yet done",
 			view: func() requestview.View {
 				v := granted(paymentsAdmin())

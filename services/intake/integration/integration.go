@@ -154,7 +154,9 @@ func (h *Handler) accept(ctx context.Context, name string, data []byte) (cloudEv
 		}
 		return ce, "", err
 	}
-	_, err = h.Store.Update(ctx, id, func(r *events.Request) ([]events.Draft, error) {
+	// Decided on the request with no events, without a read: a redelivery whose first attempt landed is
+	// caught by the compare-and-set, which reloads.
+	_, err = h.Store.Create(ctx, id, func(r *events.Request) ([]events.Draft, error) {
 		if r.Status() != events.StatusNone {
 			return nil, nil
 		}

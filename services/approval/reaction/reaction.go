@@ -54,9 +54,11 @@ func TimersSpec() consumer.Spec {
 }
 
 // InboxSpec is the consumer feeding the review inbox. One handler at a time keeps the checkpoint moving
-// forward in stream order; correctness does not depend on it (rows are versioned per request).
-func InboxSpec() consumer.Spec {
-	return consumer.Spec{Stream: topology.ApprovalInbox.Stream, Durable: topology.ApprovalInbox.Durable, FilterSubjects: subjects(InboxTypes...)}
+// forward in stream order; correctness does not depend on it (rows are versioned per request). stall
+// (may be nil) reports a delivery held while the database or the broker is down.
+func InboxSpec(stall *consumer.Stall) consumer.Spec {
+	return consumer.Spec{Stream: topology.ApprovalInbox.Stream, Durable: topology.ApprovalInbox.Durable, FilterSubjects: subjects(InboxTypes...),
+		Stall: stall}
 }
 
 // timerPayload is what a timer carries: the stream sequence of the event that armed it, so the
@@ -170,7 +172,9 @@ type Inbox interface {
 }
 
 // Project is the inbox projection's handler: it skips a delivery the inbox already reflects, and
-// otherwise writes the request's inbox rows as the verified stream has it now.
+// otherwise writes the request's inbox rows as the verified stream has it now. Only an event that can
+// never be projected (it fails decoding or verification) is set aside; any other failure (the
+// database, the broker) is Unavailable, so the delivery waits, in order, until it can be written.
 func (h *Reactions) Project(inbox Inbox) consumer.Handler {
 	return func(ctx context.Context, msg jetstream.Msg) error {
 		d, err := eventstore.ParseDelivery(msg)
@@ -179,26 +183,34 @@ func (h *Reactions) Project(inbox Inbox) consumer.Handler {
 		}
 		applied, err := inbox.Applied(ctx, d.RequestID)
 		if err != nil {
-			return err
+			return consumer.Unavailable(err)
 		}
 		if applied >= d.Seq {
-			return inbox.Advance(ctx, d.Seq)
+			return unavailable(inbox.Advance(ctx, d.Seq))
 		}
 		l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
 		if err != nil {
 			if !permanent(err) {
-				return err
+				return consumer.Unavailable(err)
 			}
 			// Set aside for good: the checkpoint moves past it, so a restart does not mistake the
 			// dead letter for a lost database and rebuild.
 			if aerr := inbox.Advance(ctx, d.Seq); aerr != nil {
-				return aerr
+				return consumer.Unavailable(aerr)
 			}
 			return consumer.Permanent(err)
 		}
 		_, err = inbox.Apply(ctx, d.Seq, l.Request, l.LastSeq)
-		return err
+		return unavailable(err)
 	}
+}
+
+// unavailable marks a failure of the inbox's database as Unavailable; nil stays nil.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return consumer.Unavailable(err)
 }
 
 // permanent reports what no retry can change: a stream that fails verification or that the aggregate

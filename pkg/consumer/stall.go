@@ -1,0 +1,53 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Stall tracks the messages a consumer holds because a dependency is unavailable (see Unavailable).
+// Its Check is the consumer's readiness check: a projection that cannot write is not ready, even while
+// the rest of its service is. The zero value is ready; a nil *Stall tracks nothing.
+type Stall struct {
+	mu    sync.Mutex
+	held  map[uint64]string // stream sequence → why it is held
+	since time.Time         // when the first message still held was first held
+}
+
+// hold records that the message at seq is held for reason.
+func (s *Stall) hold(seq uint64, reason string, now time.Time) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held == nil {
+		s.held = map[uint64]string{}
+	}
+	if len(s.held) == 0 {
+		s.since = now
+	}
+	s.held[seq] = reason
+}
+
+// release records that the message at seq is held no more.
+func (s *Stall) release(seq uint64) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.held, seq)
+}
+
+// Check fails while any message is held, saying since when and why.
+func (s *Stall) Check(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for seq, reason := range s.held {
+		return fmt.Errorf("%d message(s) held since %s (stream sequence %d: %s)", len(s.held), s.since.UTC().Format(time.RFC3339), seq, reason)
+	}
+	return nil
+}

@@ -108,7 +108,8 @@ func newHistory(t *testing.T) *history {
 	h.ids["denied"] = c
 	step(c, events.Intake, sub("dave", "payments-admin"), "dave")
 	step(c, events.Policy, events.PolicyDecided{Outcome: events.OutcomeDeny, Reasons: []string{"no"}, PolicyRevision: "sha256:p"}, "")
-	h.now = time.Now()
+	// Judged a minute after the last event: the approved request is still within its fulfilment SLO.
+	h.now = clk.Now().Add(time.Minute)
 	return h
 }
 
@@ -157,6 +158,26 @@ func TestCleanHistoryReportsNothing(t *testing.T) {
 	}
 	if r := verifyExport(t, h, dir); !r.Clean() || r.Events != 11 {
 		t.Fatalf("offline verification of the export: %+v", r)
+	}
+}
+
+// TestApprovedButNeverFulfilledIsReported: a request approved longer ago than the fulfilment SLO that
+// was neither granted nor recorded failed is reported; one still within it, or ended, is not.
+func TestApprovedButNeverFulfilledIsReported(t *testing.T) {
+	h := newHistory(t)
+	verify := func(now time.Time) *Report {
+		v := NewVerifier(h.trust, Options{Now: now, ExpectFirstSeq: 1})
+		if err := ReadStream(context.Background(), h.js, Range{}, func(r events.Record) error { v.Add(r); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return v.Finish()
+	}
+	if r := verify(h.now.Add(DefaultFulfilmentSLO - 2*time.Minute)); !r.Clean() {
+		t.Fatalf("within the SLO: %+v", r.Findings)
+	}
+	r := verify(h.now.Add(DefaultFulfilmentSLO))
+	if len(r.Findings) != 1 || r.Findings[0].Kind != FindingFulfilmentOverdue || r.Findings[0].RequestID != h.ids["approved"] {
+		t.Fatalf("past the SLO, want one fulfilment_overdue finding for the approved request: %+v", r.Findings)
 	}
 }
 

@@ -133,16 +133,28 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	f.register(cmd)
 
 	var create struct {
-		entitlement, justification, duration, ticket, start, subject, idemKey string
-		emergency                                                             bool
+		entitlement, justification, duration, ticket, start, subject, idemKey, again string
+		emergency                                                                    bool
 	}
 	createCmd := &cobra.Command{
 		Use:   "create",
 		Short: "Ask for an entitlement, with a purpose and a duration",
 		Example: `  grantline request create --as alice --entitlement analytics-read --duration 2h --justification "weekly revenue report"
-  grantline request create --as frank --entitlement reporting-db-credential --subject service_account:svc-reporting --duration 30m --justification "nightly export"`,
+  grantline request create --as frank --entitlement reporting-db-credential --subject service_account:svc-reporting --duration 30m --justification "nightly export"
+  grantline request create --as alice --again 01JF3Z6W8Q4V8D2T9N5K7M1C0B`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if create.again != "" {
+				if err := f.fillFrom(cmd, create.again, &create.entitlement, &create.justification, &create.duration,
+					&create.ticket, &create.subject); err != nil {
+					return err
+				}
+			}
+			for flag, v := range map[string]string{"entitlement": create.entitlement, "justification": create.justification, "duration": create.duration} {
+				if v == "" {
+					return fmt.Errorf("--%s is required (or --again <id> to ask again for what a request asked)", flag)
+				}
+			}
 			body := map[string]any{"entitlement": create.entitlement, "justification": create.justification, "duration": create.duration}
 			if create.ticket != "" {
 				body["ticket"] = create.ticket
@@ -178,9 +190,7 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	cf.StringVar(&create.subject, "subject", "", "who will hold it when not you: kind:id, such as service_account:svc-reporting")
 	cf.BoolVar(&create.emergency, "emergency", false, "use the entitlement's emergency (break-glass) path")
 	cf.StringVar(&create.idemKey, "idempotency-key", "", "a key that makes retries of this command create one request")
-	for _, name := range []string{"entitlement", "justification", "duration"} {
-		_ = createCmd.MarkFlagRequired(name)
-	}
+	cf.StringVar(&create.again, "again", "", "ask again for what request <id> asked (a failed one, say); the other flags override its values")
 
 	showCmd := &cobra.Command{
 		Use:   "show <id>",
@@ -324,7 +334,47 @@ func printRequest(out io.Writer, v map[string]any) {
 	if g, ok := v["grant"].(map[string]any); ok {
 		row("Granted until", g["expires_at"])
 	}
+	if fl, ok := v["failure"].(map[string]any); ok {
+		row("Failed", fmt.Sprintf("%v after %v attempt(s): %v", fl["error_class"], fl["attempts"], fl["message"]))
+		if v["status"] == "failed" {
+			row("  ask again", fmt.Sprintf("grantline request create --again %v", v["id"]))
+		}
+	}
 	_ = w.Flush()
+}
+
+// fillFrom sets each of the create flags the person did not give from request id's view: what it
+// asked for, for how long, why, and for whom.
+func (f *apiFlags) fillFrom(cmd *cobra.Command, id string, entitlement, justification, duration, ticket, subject *string) error {
+	var view struct {
+		Entitlement     string `json:"entitlement"`
+		Justification   string `json:"justification"`
+		Ticket          string `json:"ticket"`
+		DurationSeconds int64  `json:"duration_seconds"`
+		Requester       struct {
+			ID string `json:"id"`
+		} `json:"requester"`
+		Subject struct {
+			Kind string `json:"kind"`
+			ID   string `json:"id"`
+		} `json:"subject"`
+	}
+	if err := f.call(cmd.Context(), "GET", "/v1/requests/"+id, nil, &view); err != nil {
+		return fmt.Errorf("--again %s: %w", id, err)
+	}
+	fill := func(flag string, dst *string, v string) {
+		if !cmd.Flags().Changed(flag) {
+			*dst = v
+		}
+	}
+	fill("entitlement", entitlement, view.Entitlement)
+	fill("justification", justification, view.Justification)
+	fill("duration", duration, (time.Duration(view.DurationSeconds) * time.Second).String())
+	fill("ticket", ticket, view.Ticket)
+	if view.Subject.ID != view.Requester.ID {
+		fill("subject", subject, view.Subject.Kind+":"+view.Subject.ID)
+	}
+	return nil
 }
 
 func asSlice(v any) []any { s, _ := v.([]any); return s }

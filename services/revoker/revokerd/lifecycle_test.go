@@ -15,6 +15,7 @@ import (
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/targettest"
 	"github.com/grantline/grantline/pkg/topology"
+	"github.com/grantline/grantline/services/revoker"
 )
 
 // targetState is what the PostgreSQL target shows for one grant, in the terms of its entitlement.
@@ -181,6 +182,44 @@ func TestTargetDownYieldsRevocationFailed(t *testing.T) {
 	if n := len(e.StreamBodies(t, topology.DLQStream)); n != 0 {
 		t.Fatalf("%d dead letters: a revocation must never be set aside", n)
 	}
+}
+
+// TestHangingAttemptsAreOverdueByTheClock: every attempt at the target hangs; the revocation is
+// recorded overdue once it is past its expiry by the SLO, whatever the attempts, not after the retry
+// budget's worth of hung attempts.
+func TestHangingAttemptsAreOverdueByTheClock(t *testing.T) {
+	const slo = 2 * time.Second
+	target := &hanging{}
+	e := newEnv(t, func(e *env) {
+		target.Connector = e.PG
+		e.revoke.Connectors = connector.Set{postgres.Name: target}
+		e.revoke.Failures = revoker.FailurePolicy{Budget: 5, Every: time.Hour, SLO: slo}
+		e.revoke.AttemptTimeout = 20 * time.Second
+	})
+	who := someone("engineers")
+	id := e.Granted(t, targettest.Request{Requester: who, Entitlement: "analytics-read", Duration: time.Second})
+	expires := e.Load(t, id).Request.Grant().ExpiresAt
+	e.WaitFor(t, id, 20*time.Second, "revocation_failed", func(r *events.Request) bool { return r.RevocationFailure() != nil })
+	var recorded time.Time
+	for _, ev := range e.Load(t, id).Events {
+		if ev.Type == events.TypeRevocationFailed {
+			recorded = ev.Time
+		}
+	}
+	if late := recorded.Sub(expires); late > slo+time.Second {
+		t.Fatalf("recorded %s after the expiry; the SLO is %s", late, slo)
+	}
+	if f := e.Load(t, id).Request.RevocationFailure(); f.Attempts >= 5 || !f.OverdueSince.Equal(expires) {
+		t.Fatalf("recorded %+v: want fewer attempts than the budget, overdue since %s", f, expires)
+	}
+}
+
+// hanging is the PostgreSQL connector whose revocations never answer until their context ends.
+type hanging struct{ *postgres.Connector }
+
+func (h *hanging) Revoke(ctx context.Context, _ connector.Grant) (events.Observed, error) {
+	<-ctx.Done()
+	return events.Observed{}, connector.Transient(postgres.ClassUnavailable, ctx.Err())
 }
 
 // TestEarlyRevocation: the requester, an owner of the entitlement or an administrator may end a grant

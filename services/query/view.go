@@ -6,6 +6,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/requestview"
+	"github.com/grantline/grantline/pkg/visibility"
 )
 
 // View is a request as the read side shows it (the same shape intake answers with).
@@ -106,17 +107,9 @@ func (h *History) TimeOf(t events.Type) time.Time {
 }
 
 // ReviewGroups are the groups that decide on a request: those of its approval stages and of its
-// post-review, sorted, each once.
+// post-review (visibility.ReviewGroups), sorted, each once.
 func ReviewGroups(r *events.Request) []string {
-	d := r.Decision()
-	var gs []string
-	for _, st := range d.Stages {
-		gs = append(gs, st.Groups...)
-	}
-	if d.PostReview != nil {
-		gs = append(gs, d.PostReview.Groups...)
-	}
-	return set(gs)
+	return set(visibility.ReviewGroups(r))
 }
 
 // OpenGroups are the groups of the stages that accept approvals now, sorted, each once; none unless the

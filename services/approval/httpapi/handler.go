@@ -13,6 +13,7 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/visibility"
 	"github.com/grantline/grantline/services/approval"
 )
 
@@ -94,6 +95,9 @@ func (h *Handler) handleReview(r *http.Request, id string) (Review, error) {
 	}
 	var recorded events.Reviewed
 	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+		if err := visible(who, req); err != nil {
+			return nil, err
+		}
 		drafts, err := h.Rules.Review(req, approval.Review{Reviewer: events.Principal{ID: who.Subject, Groups: who.Groups},
 			Decision: body.Decision, Comment: body.Comment, RequestDigest: body.RequestDigest})
 		if err == nil {
@@ -151,6 +155,9 @@ func (h *Handler) handlePostReview(r *http.Request, id string) (PostReview, erro
 		return PostReview{}, approval.ErrNotFound
 	}
 	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+		if err := visible(who, req); err != nil {
+			return nil, err
+		}
 		return h.Rules.PostReview(req, approval.PostReview{Reviewer: events.Principal{ID: who.Subject, Groups: who.Groups},
 			Outcome: body.Outcome, Reason: body.Reason})
 	})
@@ -160,6 +167,14 @@ func (h *Handler) handlePostReview(r *http.Request, id string) (PostReview, erro
 	pr := l.Request.PostReview()
 	return PostReview{RequestID: id, Reviewer: pr.Reviewer.ID, Outcome: pr.Outcome, Reason: pr.Reason,
 		Status: l.Request.Status(), RevocationDue: l.Request.RevocationDue()}, nil
+}
+
+// visible is visibility.Check before any rule that depends on the request's state, so that a caller
+// who may not see the request is told it does not exist rather than why they may not review it.
+// Approval holds no catalogue and lets no group see everything: here a request is seen by the
+// people it names and the groups its decision names to review it, which is whom these routes serve.
+func visible(who auth.Identity, req *events.Request) error {
+	return visibility.Check(req, visibility.NewViewer(who.Subject, who.Groups, nil), nil)
 }
 
 // Reviews is what awaits the caller.

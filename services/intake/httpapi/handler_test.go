@@ -297,8 +297,16 @@ func TestWithdraw(t *testing.T) {
 	e := newEnv(t)
 	_, body, _ := e.call(t, "POST", "/v1/requests", "alice", goodBody)
 	id := idOf(t, body)
+	// bob owns the entitlement, so he sees the request and is told why he may not withdraw it; dave
+	// may not see it, so he is told exactly what he would be told of a request that does not exist.
 	if status, b, _ := e.call(t, "POST", "/v1/requests/"+id+"/withdraw", "bob", `{"reason":"mine now"}`); status != http.StatusForbidden {
 		t.Fatalf("bob withdrawing alice's request: %d %s", status, b)
+	}
+	unknownID := events.NewID()
+	hidden, hiddenBody, _ := e.call(t, "POST", "/v1/requests/"+id+"/withdraw", "dave", `{"reason":"mine now"}`)
+	absent, absentBody, _ := e.call(t, "POST", "/v1/requests/"+unknownID+"/withdraw", "dave", `{"reason":"mine now"}`)
+	if hidden != http.StatusNotFound || strings.ReplaceAll(string(hiddenBody), id, unknownID) != string(absentBody) {
+		t.Fatalf("dave withdrawing alice's request: %d %s; a request that does not exist: %d %s", hidden, hiddenBody, absent, absentBody)
 	}
 	if status, b, _ := e.call(t, "POST", "/v1/requests/"+id+"/withdraw", "alice", `{"reason":"not needed"}`); status != 202 || !strings.Contains(string(b), `"withdrawn"`) {
 		t.Fatalf("withdraw: %d %s", status, b)

@@ -41,8 +41,8 @@ func (w *where) visible(rd query.Reader) {
 	}
 	w.args = append(w.args, rd.Subject, nonNil(rd.Groups), nonNil(rd.Owns))
 	n := len(w.args)
-	w.conds = append(w.conds, fmt.Sprintf(`(r.requester = $%[1]d OR r.subject_id = $%[1]d OR r.review_groups && $%[2]d::text[]
-		OR r.entitlement = ANY($%[3]d::text[]))`, n-2, n-1, n))
+	w.conds = append(w.conds, fmt.Sprintf(`(r.requester = $%[1]d OR r.subject_id = $%[1]d OR r.subject_owner = ANY($%[2]d::text[])
+		OR r.review_groups && $%[2]d::text[] OR r.entitlement = ANY($%[3]d::text[]))`, n-2, n-1, n))
 }
 
 // List returns the requests rd may read that match f, newest first, at most f.Limit of them, and the ID

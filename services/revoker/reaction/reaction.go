@@ -273,7 +273,9 @@ func (h *Reactions) failed(ctx context.Context, log *slog.Logger, r *events.Requ
 		}
 	}
 	delay := consumer.ExponentialBackoff(250*time.Millisecond, h.backoffCap())(delivered)
-	if after := connector.RetryAfterOf(err); after > delay {
+	if after := connector.RetryAfterOf(err); after > 0 {
+		// The target's own word wins, shorter or longer: an open circuit breaker says when it lets a
+		// probe through, and a revocation waiting on it goes then, not after its own growing backoff.
 		delay = min(after, h.backoffCap())
 	}
 	if at, ok := policy.Unreported(f, now); ok {

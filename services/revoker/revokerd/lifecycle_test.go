@@ -3,6 +3,7 @@ package revokerd_test
 import (
 	"context"
 	"net/http"
+	"sync"
 	"strings"
 	"testing"
 	"time"
@@ -183,6 +184,68 @@ func TestTargetDownYieldsRevocationFailed(t *testing.T) {
 	if n := len(e.StreamBodies(t, topology.DLQStream)); n != 0 {
 		t.Fatalf("%d dead letters: a revocation must never be set aside", n)
 	}
+}
+
+// TestRevocationsGoOnceTheTargetIsBack: grants expire while the target is down, long enough that their
+// own backoff has grown past several seconds; the target's circuit breaker opens, probes, and once the
+// target answers every waiting revocation is done within a few seconds, not after its backoff.
+func TestRevocationsGoOnceTheTargetIsBack(t *testing.T) {
+	target := &switchable{}
+	target.set(true)
+	calls := &counting{}
+	e := newEnv(t, func(e *env) {
+		target.Connector = e.PG
+		calls.Connector = connector.Shield(target, connector.NewBreaker("target", 0, 0, nil))
+		e.revoke.Connectors = connector.Set{postgres.Name: calls}
+		e.revoke.BackoffCap = time.Minute
+	})
+	var ids []string
+	for range 4 {
+		ids = append(ids, e.Granted(t, targettest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Second}))
+	}
+	// Six failed attempts each: a backoff of its own would now wait 8 s, then 16 s.
+	poll.Until(t, 60*time.Second, "six failed attempts at every revocation", func() bool {
+		for _, id := range ids {
+			if calls.of(id) < 6 {
+				return false
+			}
+		}
+		return true
+	})
+	target.set(false)
+	back := time.Now()
+	poll.Until(t, 5*time.Second, "every waiting revocation once the target is back", func() bool {
+		for _, id := range ids {
+			if !revoked(e.Load(t, id).Request) {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("every waiting revocation done %s after the target came back", time.Since(back).Round(time.Millisecond))
+}
+
+// counting counts the revocations asked of a connector, by grant.
+type counting struct {
+	connector.Connector
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (c *counting) Revoke(ctx context.Context, g connector.Grant) (events.Observed, error) {
+	c.mu.Lock()
+	if c.calls == nil {
+		c.calls = map[string]int{}
+	}
+	c.calls[g.ID]++
+	c.mu.Unlock()
+	return c.Connector.Revoke(ctx, g)
+}
+
+func (c *counting) of(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[id]
 }
 
 // TestHangingAttemptsAreOverdueByTheClock: every attempt at the target hangs; the revocation is

@@ -3,8 +3,8 @@ package revokerd_test
 import (
 	"context"
 	"net/http"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 

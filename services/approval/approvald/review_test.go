@@ -1,6 +1,7 @@
 package approvald_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json/v2"
 	"errors"
@@ -271,5 +272,53 @@ func TestLastSlotRaceOnOneVersion(t *testing.T) {
 		if won != 1 || w.count(t, id, events.TypeApproved) != 1 {
 			t.Fatalf("round %d: %d winners, %d approved events", round, won, w.count(t, id, events.TypeApproved))
 		}
+	}
+}
+
+// TestRetriedReviewGetsTheRecordedOutcome: bob's review is stored but its answer never reaches him (the
+// service died before answering: here the answer is dropped). His client retries the same action with
+// its idempotency key and gets the recorded review, 201, where it used to get a separation-of-duties
+// refusal; the stream holds one review. A new action (another key) is still refused.
+func TestRetriedReviewGetsTheRecordedOutcome(t *testing.T) {
+	w := newWorld(t)
+	id := w.paymentsAdmin(t, alice)
+	path := "/v1/requests/" + id + "/reviews"
+	review := func(key string) (int, []byte) {
+		req, _ := http.NewRequest("POST", w.srv.URL+path, strings.NewReader(approveBody))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", key)
+		tok, err := w.issuer.Mint("bob", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := api.Client(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body bytes.Buffer
+		_, _ = body.ReadFrom(resp.Body)
+		return resp.StatusCode, body.Bytes()
+	}
+	if status, body := review("bob-approves-1"); status != http.StatusCreated {
+		t.Fatalf("first attempt: %d %s", status, body)
+	}
+	status, body := review("bob-approves-1")
+	if status != http.StatusCreated {
+		t.Fatalf("the retry: %d %s (%s), want 201 with the recorded review", status, body, problem(t, body))
+	}
+	var got httpapi.Review
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Reviewer != "bob" || got.Decision != events.ReviewApprove || got.StageName != "owners" || got.Comment != "checked INC-7" {
+		t.Fatalf("the retry answered %+v", got)
+	}
+	if n := w.count(t, id, events.TypeReviewed); n != 1 {
+		t.Fatalf("%d reviewed events, want 1", n)
+	}
+	if status, body := review("bob-approves-2"); status != http.StatusForbidden || problem(t, body) != "separation-of-duties" {
+		t.Fatalf("a second action by bob: %d %s, want a separation-of-duties refusal", status, body)
 	}
 }

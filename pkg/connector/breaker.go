@@ -105,9 +105,21 @@ func (b *Breaker) untilProbe() time.Duration {
 // State is the breaker's state.
 func (b *Breaker) State() gobreaker.State { return b.cb.State() }
 
-// Shield returns c with every call going through b. The result still issues credentials and names
-// target references as c does.
-func Shield(c Connector, b *Breaker) Connector { return shielded{inner: c, b: b} }
+// Shield returns c with every grant, revocation and inspection going through b. The result still
+// issues credentials, names target references and lists its target (unshielded: the reconciler's own
+// pace) as c does.
+func Shield(c Connector, b *Breaker) Connector {
+	s := shielded{inner: c, b: b}
+	if inv, ok := c.(Inventory); ok {
+		return shieldedInventory{s, inv}
+	}
+	return s
+}
+
+type shieldedInventory struct {
+	shielded
+	Inventory
+}
 
 type shielded struct {
 	inner Connector

@@ -67,7 +67,17 @@ func TestShieldKeepsWhatTheConnectorIs(t *testing.T) {
 	if obs, err := c.Grant(context.Background(), g); err != nil || !obs.Present {
 		t.Fatalf("grant through the shield: %+v %v", obs, err)
 	}
+	if _, ok := c.(connector.Inventory); ok {
+		t.Fatal("a shield lists a target its connector cannot list")
+	}
+	if _, ok := connector.Shield(listing{}, connector.NewBreaker("t", 0, 0, nil)).(connector.Inventory); !ok {
+		t.Fatal("a shield hides its connector's inventory")
+	}
 }
+
+type listing struct{ issuing }
+
+func (listing) Holdings(context.Context) ([]connector.Holding, error) { return nil, nil }
 
 type issuing struct{}
 

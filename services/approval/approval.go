@@ -89,6 +89,9 @@ type Review struct {
 	Comment  string
 	// RequestDigest is the digest of the request the reviewer saw; empty means the current one.
 	RequestDigest string
+	// Via is who acted for the reviewer with a delegated token (auth.Identity.Actor), recorded in the
+	// reviewed event; empty for the reviewer's own token. It changes nothing of what is decided.
+	Via string
 	// IdempotencyKey, if set, names this action of the reviewer's (one per click or command): the same
 	// review sent again with it is answered with what was recorded (see Recorded), not refused.
 	IdempotencyKey string
@@ -158,7 +161,7 @@ func (ru Rules) Review(req *events.Request, rv Review) ([]events.Draft, error) {
 
 	drafts := []events.Draft{{Actor: me, Payload: events.Reviewed{
 		Reviewer: events.Principal{ID: me, Groups: slices.Clone(rv.Reviewer.Groups)}, Stage: stage,
-		Decision: rv.Decision, Comment: rv.Comment, RequestDigest: digest,
+		Decision: rv.Decision, Comment: rv.Comment, RequestDigest: digest, Via: rv.Via,
 	}}}
 	if rv.IdempotencyKey != "" {
 		drafts[0].CausationID = ReviewCausation(rv.IdempotencyKey)

@@ -75,7 +75,7 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := h.Store.AtDelivery(ctx, d)
 	if permanent(err) {
 		return consumer.Permanent(err)
 	}

@@ -167,7 +167,7 @@ func (h *Reactions) Started(ctx context.Context, msg jetstream.Msg) error {
 func trigger(l *eventstore.Loaded) (eventstore.Delivery, bool) {
 	for i := len(l.Events) - 1; i >= 0; i-- {
 		if fulfilment.Triggers(l.Events[i]) {
-			return eventstore.Delivery{RequestID: l.ID, Seq: l.Records[i].Seq, Event: l.Events[i]}, true
+			return l.At(i), true
 		}
 	}
 	return eventstore.Delivery{}, false
@@ -184,7 +184,7 @@ func (h *Reactions) handle(ctx context.Context, d eventstore.Delivery, delivered
 	if !fulfilment.Triggers(d.Event) {
 		return nil
 	}
-	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := h.Store.AtDelivery(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -348,7 +348,7 @@ func (h *Reactions) openTask(ctx context.Context, log *slog.Logger, r *events.Re
 }
 
 func (h *Reactions) openRevokeTask(ctx context.Context, d eventstore.Delivery) error {
-	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := h.Store.AtDelivery(ctx, d)
 	if err != nil {
 		return err
 	}

@@ -160,7 +160,7 @@ func (s *service) handleSubmitted(ctx context.Context, msg jetstream.Msg) error 
 	// failure is why policy could not decide, as the last decision taken says; it is reported only if
 	// that decision was appended.
 	var failure error
-	u, err := s.store.UpdateFrom(ctx, d.RequestID, d.Seq, func(r *events.Request) ([]events.Draft, error) {
+	u, err := s.store.React(ctx, d, func(r *events.Request) ([]events.Draft, error) {
 		if r.Status() != events.StatusSubmitted {
 			return nil, nil
 		}
@@ -232,16 +232,17 @@ func (s *service) decide(ctx context.Context, r *events.Request, last bool) (dec
 }
 
 func (s *service) evaluate(ctx context.Context, id string, sub events.Submitted, in *policy.Input) (policy.Evaluation, error) {
+	// Review debt decides only emergencies: any other request is decided without reading it.
 	if sub.Emergency {
 		if err := s.reviews.reserve(ctx, sub.Requester.ID, id); err != nil {
 			return policy.Evaluation{}, err
 		}
+		open, err := s.reviews.open(ctx, sub.Requester.ID, id)
+		if err != nil {
+			return policy.Evaluation{}, err
+		}
+		in.OpenEmergencyReviews = open
 	}
-	open, err := s.reviews.open(ctx, sub.Requester.ID, id)
-	if err != nil {
-		return policy.Evaluation{}, err
-	}
-	in.OpenEmergencyReviews = open
 	start := time.Now()
 	ev, err := s.engine.Evaluate(ctx, *in)
 	s.evalTime.Record(ctx, time.Since(start).Seconds())
@@ -258,7 +259,7 @@ func (s *service) handleSettling(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return consumer.Permanent(fmt.Errorf("receive delivery: %w", err))
 	}
-	l, err := s.store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := s.store.AtDelivery(ctx, d)
 	if err != nil {
 		return fmt.Errorf("load request %s: %w", d.RequestID, err)
 	}

@@ -111,7 +111,7 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := h.Store.AtDelivery(ctx, d)
 	if deadletter.Permanent(err) {
 		return consumer.Permanent(err)
 	}
@@ -172,7 +172,7 @@ func (h *Reactions) Revocations(ctx context.Context, msg jetstream.Msg) error {
 		return consumer.Permanent(err)
 	}
 	return h.settle(ctx, msg, topology.RevokerRevocations.Durable, func(delivered int) error {
-		l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+		l, err := h.Store.AtDelivery(ctx, d)
 		if err != nil {
 			return err
 		}

@@ -31,6 +31,8 @@ type Config struct {
 	BackoffCap     time.Duration `env:"GRANTLINE_REVOKE_BACKOFF_CAP" envDefault:"1m" validate:"positive" help:"the longest wait between attempts"`
 	SLO            time.Duration `env:"GRANTLINE_REVOKE_SLO" envDefault:"30s" validate:"positive" help:"how long after it is due a failing revocation is recorded overdue, whatever the attempts (below audit verify's --revocation-slo)"`
 	AttemptTimeout time.Duration `env:"GRANTLINE_REVOKE_ATTEMPT_TIMEOUT" envDefault:"10s" validate:"positive" help:"how long one revocation attempt at the target may take (shorter than GRANTLINE_REVOKE_SLO)"`
+	// ReconcileEvery paces the drift reconciler: each run lists the targets and scans the grants.
+	ReconcileEvery time.Duration `env:"GRANTLINE_RECONCILE_EVERY" envDefault:"10m" validate:"positive" help:"how often the targets are compared with the evidence (drift detection)"`
 }
 
 // Defaults is the configuration before the environment is read: the revoker listens on :8085.

@@ -202,3 +202,37 @@ func TestCacheForgetsTheLeastRecentlyUsedByWeight(t *testing.T) {
 		t.Fatalf("heavy = %v with head %q; want it held with its head", l != nil, head)
 	}
 }
+
+// TestCreateReadsNothing creates a request under a fresh ID without reading the stream, and checks that
+// a second creation under the same ID (a retried command) is refused by the compare-and-set, reloads
+// and appends nothing.
+func TestCreateReadsNothing(t *testing.T) {
+	w, _ := singleNode(t)
+	ctx := context.Background()
+	st := w.stores[events.Intake]
+	r := watch(st)
+	id := events.NewID()
+	create := func(req *events.Request) ([]events.Draft, error) {
+		if req.Status() != events.StatusNone {
+			return nil, nil
+		}
+		return []events.Draft{{Payload: submitted("alice"), Actor: "alice", CausationID: "http:key-1"}}, nil
+	}
+	u, err := st.Create(ctx, id, create)
+	if err != nil || len(u.Appended) != 1 || u.Request.Status() != events.StatusSubmitted {
+		t.Fatalf("Create = %v; want the submission appended", err)
+	}
+	if n, m := r.lastsReads.Load(), r.wildcardReads.Load(); n != 0 || m != 0 {
+		t.Fatalf("Create of a fresh ID read the stream (%d, %d)", n, m)
+	}
+	again, err := w.stores[events.Intake].Create(ctx, id, create)
+	if err != nil || len(again.Appended) != 0 || len(again.Events) != 1 {
+		t.Fatalf("Create again = %v; want the request as it was, nothing appended", err)
+	}
+	if r.lastsReads.Load() == 0 {
+		t.Fatalf("the second Create appended nothing without reading: the test tests nothing")
+	}
+	if l, err := w.stores[events.Approval].Load(ctx, id); err != nil || len(l.Events) != 1 {
+		t.Fatalf("the stream after two creations: %v", err)
+	}
+}

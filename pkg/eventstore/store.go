@@ -339,6 +339,17 @@ func (s *Store) React(ctx context.Context, d Delivery, decide Decide) (*Updated,
 	return s.update(ctx, d.RequestID, d.Seq, cur, decide)
 }
 
+// Create is Update for a request ID the caller has just minted: the first decision is taken on the
+// request with no events, without a read. Should the ID hold events after all (a retried command whose
+// first attempt landed), the compare-and-set refuses the append and Create goes on as Update does, from
+// a load.
+func (s *Store) Create(ctx context.Context, id string, decide Decide) (*Updated, error) {
+	if !events.ValidRequestID(id) {
+		return nil, fmt.Errorf("create request %q: not a request ID", id)
+	}
+	return s.update(ctx, id, 0, &Loaded{ID: id, Request: events.NewRequest(id)}, decide)
+}
+
 // update decides on cur (if given, else on a load of at least seen), appends, and on a conflict or a
 // doubtful refusal reloads from the stream and decides again.
 func (s *Store) update(ctx context.Context, id string, seen uint64, cur *Loaded, decide Decide) (*Updated, error) {

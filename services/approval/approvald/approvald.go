@@ -78,7 +78,9 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	return ops.RunAll(ctx,
 		ops.Consumer(d.JS, reaction.SchedulesSpec(), h.Schedule, log),
 		ops.Consumer(d.JS, reaction.TimersSpec(), h.Fired, log),
-		ops.Consumer(d.JS, reaction.InboxSpec(d.InboxStall), h.Project(inbox), log))
+		func(ctx context.Context) error {
+			return consumer.RunBatch(ctx, d.JS, reaction.InboxSpec(d.InboxStall), h.Project(inbox), log)
+		})
 }
 
 // New builds the approval service from cfg on host: the token verifier and the inbox database

@@ -89,7 +89,9 @@ func (h *Handler) handleSubmit(r *http.Request) (string, events.Status, error) {
 		}
 		causation = "http:" + key
 	}
-	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+	// A minted ID holds nothing yet, so no read: a retry whose first attempt landed is caught by the
+	// compare-and-set, which reloads.
+	l, err := h.Store.Create(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
 		if req.Status() != events.StatusNone {
 			// A retry whose first attempt landed: the same request, nothing to add.
 			return nil, nil

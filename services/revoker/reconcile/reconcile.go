@@ -8,8 +8,10 @@
 //   - Grantline-shaped access that no request explains: recorded as a finding of its own
 //     (events.FindingID), once.
 //
-// The evidence side is a scan of the granted events, one request at a time, so memory does not grow
-// with the number of grants. A target listing and the stream are read at different moments, so nothing
+// The evidence side is a scan of the subjects (headers only) of the granted, drift_detected and revoked
+// events, which tells the live grants and those with drift still open; only those, and the requests
+// whose access is listed, are loaded. A run holds their IDs and the listing: it grows with the live
+// grants, as the target does, not with the revoked grants of the past. A target listing and the stream are read at different moments, so nothing
 // is recorded on the first listing alone: access found after revocation and unexplained access must be
 // listed again after the scan (a revocation is recorded only once the target no longer shows the
 // access, so a listing after the scan cannot see access the scan took for revoked before it was), and
@@ -133,47 +135,60 @@ func (c *Reconciler) Reconcile(ctx context.Context) (Summary, error) {
 		}
 	}
 
+	// Which requests to look at, with the stream sequence to load from: the live grants (granted, not
+	// revoked since), those with drift recorded and not revoked since (a revocation again may still be
+	// due), and those whose access was listed. A scan of the subjects alone finds the first two, so
+	// neither the time of a reconcile nor its memory grows with the revoked grants of the past.
+	look := map[string]uint64{}
+	err = streamscan.Events(ctx, c.JS, []events.Type{events.TypeGranted, events.TypeDriftDetected, events.TypeRevoked},
+		func(id string, t events.Type, seq uint64) error {
+			if t == events.TypeRevoked {
+				delete(look, id)
+			} else {
+				look[id] = seq
+			}
+			return nil
+		})
+	if err != nil {
+		return sum, fmt.Errorf("reconcile: scan the grants: %w", err)
+	}
+	for id := range byGrant {
+		if _, ok := look[id]; !ok {
+			look[id] = 0
+		}
+	}
+
 	// Revoked grants whose access was listed, by request, with the stream sequence to load from.
 	lingering := map[string]uint64{}
 	var errs []error
-	err = streamscan.Requests(ctx, c.JS, events.TypeGranted, func(id string, seq uint64) error {
+	for _, id := range slices.Sorted(maps.Keys(look)) {
 		hs := byGrant[id]
-		delete(byGrant, id)
-		l, err := c.load(ctx, id, seq)
-		if l == nil || err != nil || l.Request.Grant() == nil {
-			return err
+		l, err := c.load(ctx, id, look[id])
+		if err != nil {
+			return sum, err
+		}
+		if l == nil {
+			continue
 		}
 		r := l.Request
+		if r.Grant() == nil {
+			// Listed access of a request that was never granted: on its way (approved: fulfilment grants
+			// on the target before it records the grant), or unexplained.
+			if r.Status() != events.StatusApproved {
+				unexplained = append(unexplained, hs...)
+			}
+			continue
+		}
 		conn, inventoried := c.inventoried(r.Grant().Connector)
 		switch {
 		case !inventoried:
 		case r.Status() == events.StatusRevoked && (anyPresent(hs) || r.DriftRevocationDue()):
-			lingering[id] = seq
+			lingering[id] = l.LastSeq
 		case r.Status() == events.StatusGranted && r.RevocationDue() == "" && !r.AccessMissing() && !anyPresent(hs):
 			recorded, err := c.missing(ctx, l, conn)
 			sum.Missing += recorded
 			errs = append(errs, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return sum, fmt.Errorf("reconcile: scan the grants: %w", err)
-	}
-	// Listed access of requests that were not granted when the scan passed them: granted since (then it
-	// is explained), on its way (approved: fulfilment grants on the target before it records the grant),
-	// or unexplained.
-	for _, id := range slices.Sorted(maps.Keys(byGrant)) {
-		l, err := c.Store.Load(ctx, id)
-		if err != nil && !deadletter.Permanent(err) {
-			return sum, err
-		}
-		if err == nil {
-			switch l.Request.Status() {
-			case events.StatusApproved, events.StatusGranted, events.StatusRevoked:
-				continue
-			}
-		}
-		unexplained = append(unexplained, byGrant[id]...)
 	}
 	if len(lingering) == 0 && len(unexplained) == 0 {
 		return sum, errors.Join(errs...)

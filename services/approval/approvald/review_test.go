@@ -1,7 +1,6 @@
 package approvald_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json/v2"
 	"errors"
@@ -283,24 +282,7 @@ func TestRetriedReviewGetsTheRecordedOutcome(t *testing.T) {
 	w := newWorld(t)
 	id := w.paymentsAdmin(t, alice)
 	path := "/v1/requests/" + id + "/reviews"
-	review := func(key string) (int, []byte) {
-		req, _ := http.NewRequest("POST", w.srv.URL+path, strings.NewReader(approveBody))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", key)
-		tok, err := w.issuer.Mint("bob", time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := api.Client(t).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body bytes.Buffer
-		_, _ = body.ReadFrom(resp.Body)
-		return resp.StatusCode, body.Bytes()
-	}
+	review := func(key string) (int, []byte) { return w.call(t, "POST", path, "bob", approveBody, "Idempotency-Key", key) }
 	if status, body := review("bob-approves-1"); status != http.StatusCreated {
 		t.Fatalf("first attempt: %d %s", status, body)
 	}

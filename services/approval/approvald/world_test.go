@@ -257,11 +257,15 @@ func (w *world) count(t testing.TB, id string, typ events.Type) int {
 	return n
 }
 
-// call sends body as user ("" for no token) and returns the status and body.
-func (w *world) call(t testing.TB, method, path, user, body string) (int, []byte) {
+// call sends body as user ("" for no token), with header's name and value pairs, and returns the status
+// and body.
+func (w *world) call(t testing.TB, method, path, user, body string, header ...string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, w.srv.URL+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	if user != "" {
 		tok, err := w.issuer.Mint(user, time.Hour)
 		if err != nil {

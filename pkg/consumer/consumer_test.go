@@ -47,6 +47,8 @@ func TestDispose(t *testing.T) {
 		{"a dependency down past the limit still holds it, never dead-letters it", Unavailable(boom), 9, Hold, time.Second},
 		{"a wrapped dependency failure too", fmt.Errorf("apply: %w", Unavailable(boom)), 5, Hold, time.Second},
 		{"a permanent error wins over an unavailable dependency", Permanent(Unavailable(boom)), 1, DeadLetter, 0},
+		{"the broker not answering is a dependency down", fmt.Errorf("append: %w", nats.ErrTimeout), 7, Hold, time.Second},
+		{"the stream not answering (no quorum) too", fmt.Errorf("load: %w", jetstream.ErrNoStreamResponse), 1, Hold, 100 * time.Millisecond},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

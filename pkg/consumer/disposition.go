@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Action is what the runner does with a delivered message once its handler returned.
@@ -66,10 +69,13 @@ func (e unavailableError) Unwrap() error { return e.err }
 // takes, and never dead-lettered for it. A projection returns every failure but a permanent one so.
 func Unavailable(err error) error { return unavailableError{err} }
 
-// IsUnavailable reports whether err was marked by Unavailable.
+// IsUnavailable reports whether err was marked by Unavailable, or is the broker not answering (a
+// request that timed out or found no responder, as during a quorum loss, or a closed connection):
+// a dependency down, whichever handler met it.
 func IsUnavailable(err error) bool {
 	var u unavailableError
-	return errors.As(err, &u)
+	return errors.As(err, &u) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // Dispose is the one table mapping a handler's result to an action. attempt counts the handler's runs

@@ -282,7 +282,9 @@ func TestRetriedReviewGetsTheRecordedOutcome(t *testing.T) {
 	w := newWorld(t)
 	id := w.paymentsAdmin(t, alice)
 	path := "/v1/requests/" + id + "/reviews"
-	review := func(key string) (int, []byte) { return w.call(t, "POST", path, "bob", approveBody, "Idempotency-Key", key) }
+	review := func(key string) (int, []byte) {
+		return w.call(t, "POST", path, "bob", approveBody, "Idempotency-Key", key)
+	}
 	if status, body := review("bob-approves-1"); status != http.StatusCreated {
 		t.Fatalf("first attempt: %d %s", status, body)
 	}

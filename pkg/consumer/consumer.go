@@ -292,7 +292,7 @@ func (r *runner) handleHolding(ctx context.Context, msg jetstream.Msg, seq uint6
 func (r *runner) wait(ctx context.Context, msg jetstream.Msg, d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
-	progress := time.NewTicker(r.spec.AckWait / 3)
+	progress := time.NewTicker(max(r.spec.AckWait/3, time.Millisecond))
 	defer progress.Stop()
 	for {
 		select {

@@ -40,6 +40,10 @@ import (
 // DefaultRetryFor is how long a transient grant failure is retried before the request is recorded failed.
 const DefaultRetryFor = 15 * time.Minute
 
+// minAttempts is how often a grant is tried before a transient failure is recorded, however late: a
+// request approved while fulfilment itself was down gets a few tries, not one.
+const minAttempts = 3
+
 // forever is the delivery limit of the grant consumers: giving up is decided by the clock (RetryFor),
 // and recorded as fulfilment_failed, never by a count that would set the delivery aside unseen.
 const forever = math.MaxInt32
@@ -261,7 +265,7 @@ func (h *Reactions) grant(ctx context.Context, log *slog.Logger, d eventstore.De
 }
 
 // fail records a failed grant: a permanent one at once, a transient one once it has been retried for
-// RetryFor since fulfilment became due; fulfilment_failed ends the request, with the reason and the
+// RetryFor since fulfilment became due (and tried at least minAttempts times); fulfilment_failed ends the request, with the reason and the
 // attempts. Until then the error goes back to the runner for a retry.
 func (h *Reactions) fail(ctx context.Context, log *slog.Logger, d eventstore.Delivery, r *events.Request, delivered int, err error) error {
 	permanent := connector.IsPermanent(err)
@@ -269,7 +273,7 @@ func (h *Reactions) fail(ctx context.Context, log *slog.Logger, d eventstore.Del
 	if start := r.Submitted().StartAt; start != nil && start.After(due) {
 		due = *start
 	}
-	last := !h.Now().Before(due.Add(h.retryFor()))
+	last := delivered >= minAttempts && !h.Now().Before(due.Add(h.retryFor()))
 	if !permanent && !last {
 		if after := connector.RetryAfterOf(err); after > 0 {
 			return consumer.RetryAfter(err, after)

@@ -13,7 +13,7 @@ import (
 type Stall struct {
 	mu    sync.Mutex
 	held  map[uint64]string // stream sequence → why it is held
-	since time.Time         // when the first message still held was first held
+	since time.Time         // when the stall began: the first hold while none was held
 }
 
 // hold records that the message at seq is held for reason.
@@ -44,6 +44,9 @@ func (s *Stall) release(seq uint64) {
 
 // Check fails while any message is held, saying since when and why.
 func (s *Stall) Check(context.Context) error {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for seq, reason := range s.held {

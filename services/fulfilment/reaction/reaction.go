@@ -101,7 +101,7 @@ type Reactions struct {
 
 // Fulfil is the consumer handler for approved and policy_decided.
 func (h *Reactions) Fulfil(ctx context.Context, msg jetstream.Msg) error {
-	return h.settle(ctx, msg, topology.FulfilmentGrants.Durable, func(d eventstore.Delivery, delivered int) error {
+	return h.settle(msg, func(d eventstore.Delivery, delivered int) error {
 		return h.Handle(ctx, d, delivered)
 	})
 }
@@ -109,12 +109,13 @@ func (h *Reactions) Fulfil(ctx context.Context, msg jetstream.Msg) error {
 // OpenRevokeTasks is the consumer handler for expired, revocation_requested and post_reviewed: a
 // manual grant whose revocation is now due gets a revoke task.
 func (h *Reactions) OpenRevokeTasks(ctx context.Context, msg jetstream.Msg) error {
-	return h.settle(ctx, msg, topology.FulfilmentRevokeTasks.Durable, func(d eventstore.Delivery, _ int) error {
+	return h.settle(msg, func(d eventstore.Delivery, _ int) error {
 		return h.openRevokeTask(ctx, d)
 	})
 }
 
-func (h *Reactions) settle(ctx context.Context, msg jetstream.Msg, durable string, handle func(eventstore.Delivery, int) error) error {
+// settle receives msg, runs handle with the delivery count, and sets aside what no retry can help.
+func (h *Reactions) settle(msg jetstream.Msg, handle func(eventstore.Delivery, int) error) error {
 	d, err := h.Store.Receive(msg)
 	if err != nil {
 		return consumer.Permanent(err)

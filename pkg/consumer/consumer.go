@@ -274,13 +274,13 @@ func (r *runner) handBack(msg jetstream.Msg) {
 // (in progress, so the server does not hand it to anyone else) and runs the handler again after the
 // delay. A stop while holding hands the message back at once.
 func (r *runner) handleHolding(ctx context.Context, msg jetstream.Msg, seq uint64, delivered int, log *slog.Logger) Disposition {
-	defer r.spec.Stall.release(seq)
+	defer r.spec.Stall.Release(seq)
 	for attempt := delivered; ; attempt++ {
 		d := Dispose(r.safeHandle(ctx, msg), attempt, r.spec.MaxDeliveries, r.spec.Backoff)
 		if d.Action != Hold {
 			return d
 		}
-		r.spec.Stall.hold(seq, d.Reason, time.Now())
+		r.spec.Stall.Hold(seq, d.Reason)
 		log.Warn("hold", "attempt", attempt, "delay", d.Delay.String(), telemetry.KeyError, d.Reason)
 		if !r.wait(ctx, msg, d.Delay) {
 			return Disposition{Action: Retry, Reason: "shutting down"}

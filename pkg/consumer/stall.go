@@ -7,17 +7,18 @@ import (
 	"time"
 )
 
-// Stall tracks the messages a consumer holds because a dependency is unavailable (see Unavailable).
-// Its Check is the consumer's readiness check: a projection that cannot write is not ready, even while
-// the rest of its service is. The zero value is ready; a nil *Stall tracks nothing.
+// Stall tracks the messages a consumer holds because a dependency is unavailable (see Unavailable), or
+// where a projection of its own stopped (Hold, Release). Its Check is the projection's readiness
+// check: a projection that cannot write is not ready, even while the rest of its service is. The zero
+// value is ready; a nil *Stall tracks nothing.
 type Stall struct {
 	mu    sync.Mutex
 	held  map[uint64]string // stream sequence → why it is held
 	since time.Time         // when the stall began: the first hold while none was held
 }
 
-// hold records that the message at seq is held for reason.
-func (s *Stall) hold(seq uint64, reason string, now time.Time) {
+// Hold records that the message at stream sequence seq is held for reason.
+func (s *Stall) Hold(seq uint64, reason string) {
 	if s == nil {
 		return
 	}
@@ -27,13 +28,13 @@ func (s *Stall) hold(seq uint64, reason string, now time.Time) {
 		s.held = map[uint64]string{}
 	}
 	if len(s.held) == 0 {
-		s.since = now
+		s.since = time.Now()
 	}
 	s.held[seq] = reason
 }
 
-// release records that the message at seq is held no more.
-func (s *Stall) release(seq uint64) {
+// Release records that the message at seq is held no more.
+func (s *Stall) Release(seq uint64) {
 	if s == nil {
 		return
 	}
@@ -50,7 +51,7 @@ func (s *Stall) Check(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for seq, reason := range s.held {
-		return fmt.Errorf("%d message(s) held since %s (stream sequence %d: %s)", len(s.held), s.since.UTC().Format(time.RFC3339), seq, reason)
+		return fmt.Errorf("waiting since %s at stream sequence %d (%d held): %s", s.since.UTC().Format(time.RFC3339), seq, len(s.held), reason)
 	}
 	return nil
 }

@@ -47,6 +47,17 @@ func TestApprovingFromSlack(t *testing.T) {
 	if v := w.slack.Violations(); len(v) > 0 {
 		t.Fatalf("requests Slack would refuse: %v", v)
 	}
+
+	// Bob presses the button again (he was told to try again, or Slack retried): the same action,
+	// answered with the review recorded, not refused as a second one.
+	again := callback(t, "U0BOB", msg, id, render.ActionApprove)
+	status, out = w.post(t, again, slacktest.Sign(signingSecret, again, time.Now()))
+	if status != http.StatusOK || out["outcome"] != "approved" {
+		t.Fatalf("the same press again: %d %v", status, out)
+	}
+	if n := w.reviews(t, id); n != 1 {
+		t.Fatalf("%d reviews after the same press twice, want 1", n)
+	}
 }
 
 // TestOnePressInADigest: bob's message asks for two reviews at once. He approves the first; the

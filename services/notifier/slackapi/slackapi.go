@@ -143,6 +143,9 @@ type press struct {
 	Decision string
 	// Block is the block holding the pressed button: in a digest, one request's buttons among others.
 	Block string
+	// Key names the action: this button of this request in this message. Pressed again (Slack retrying, or the person
+	// after "try again"), it is the same review, answered with what was recorded.
+	Key string
 }
 
 // parse reads a block_actions callback with one of the review buttons.
@@ -169,7 +172,8 @@ func parse(body []byte) (slack.InteractionCallback, press, error) {
 		if err != nil {
 			return cb, press{}, fmt.Errorf("%w: %v", errMalformed, err)
 		}
-		return cb, press{ReviewAction: ra, Decision: decision, Block: a.BlockID}, nil
+		return cb, press{ReviewAction: ra, Decision: decision, Block: a.BlockID,
+			Key: "slack:" + channelOf(cb) + ":" + messageTS(cb) + ":" + a.BlockID + ":" + a.ActionID}, nil
 	}
 	return cb, press{}, fmt.Errorf("%w: no review button", errMalformed)
 }
@@ -203,7 +207,7 @@ func (h *Handler) review(ctx context.Context, log *slog.Logger, slackUser string
 		return Outcome{Outcome: "refused", Problem: "no-delegation", RequestID: p.RequestID, Reviewer: person,
 			Text: "Your review could not be recorded now (the notifier could not act for you); use `grantline review` instead."}
 	}
-	res, err := h.Approval.Review(ctx, token, p.RequestID, p.Decision, p.RequestDigest)
+	res, err := h.Approval.Review(ctx, token, p.RequestID, p.Decision, p.RequestDigest, p.Key)
 	if err != nil {
 		log.Error("ask the approval service", "reviewer", person, telemetry.KeyError, err.Error())
 		return Outcome{Outcome: "refused", Problem: "unavailable", RequestID: p.RequestID, Reviewer: person,

@@ -178,6 +178,11 @@ func (h *Handler) handleShow(r *http.Request, id string) (View, error) {
 	if err := h.visible(who, l.Request); err != nil {
 		return View{}, err
 	}
+	if l.Request.Status() == events.StatusFinding {
+		// Drift no request explains, under an ID of its own, is not a request: the read side lists it
+		// (GET /v1/findings).
+		return View{}, visibility.ErrNotFound
+	}
 	return NewView(l), nil
 }
 

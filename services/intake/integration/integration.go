@@ -71,7 +71,7 @@ type Handler struct {
 // Spec is the durable consumer the handler runs on.
 func Spec() consumer.Spec {
 	return consumer.Spec{Stream: topology.IntakeIntegrations.Stream, Durable: topology.IntakeIntegrations.Durable,
-		FilterSubjects: []string{topology.IntegrationRequests("*")}, Concurrency: 4}
+		FilterSubjects: []string{topology.IntegrationRequests("*")}}
 }
 
 // Handle handles one delivery: a refusal is answered and dead-lettered; a transient failure is retried.

@@ -52,9 +52,10 @@ type Deps struct {
 	// Backoff is the delay before redelivering after a failed attempt; defaults to the consumer's
 	// (250ms doubling up to 30s).
 	Backoff func(delivered int) time.Duration
-	// Concurrency is how many requests this replica decides at once; defaults to 8. A decision spends most
-	// of its time waiting on NATS (load, state read, fsync'd append), not evaluating: with 2, policy was
-	// the system's bottleneck at a tenth of a core (docs/benchmarks.md, system benchmark).
+	// Concurrency is how many requests each of this replica's consumers handles at once; defaults to
+	// consumer.DefaultConcurrency. A decision spends most of its time waiting on NATS (load, state read,
+	// fsync'd append), not evaluating: with 2, policy was the system's bottleneck at a tenth of a core
+	// (docs/benchmarks.md, system benchmark).
 	Concurrency int
 	// StateReplicas is the replica count of the state bucket when Serve creates it: 1 in development,
 	// 3 in production. Defaults to 1.
@@ -82,7 +83,7 @@ func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
 				events.NATSSubject("*", events.TypePostReviewed), events.NATSSubject("*", events.TypeWithdrawn),
 				events.NATSSubject("*", events.TypeFulfilmentFailed),
 			},
-			MaxDeliveries: s.maxDeliveries, Backoff: deps.Backoff}, s.handleSettling, log))
+			MaxDeliveries: s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleSettling, log))
 }
 
 type service struct {
@@ -112,9 +113,6 @@ func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, err
 	}
 	if s.maxDeliveries <= 0 {
 		s.maxDeliveries = 5
-	}
-	if s.concurrency <= 0 {
-		s.concurrency = 8
 	}
 	meter := deps.Meter
 	if meter == nil {

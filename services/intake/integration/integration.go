@@ -23,6 +23,7 @@ import (
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
+	"github.com/grantline/grantline/services/intake/throttle"
 )
 
 // CloudEvent types of the integration protocol.
@@ -64,8 +65,11 @@ type Handler struct {
 	Catalogue    *catalogue.Catalogue
 	Integrations *intake.Integrations
 	Idempotency  *idempotency.Keys
-	Now          func() time.Time
-	Log          *slog.Logger
+	// Submissions limits how fast each integration submits; nil limits nothing. A submission over
+	// the limit is refused (answered and dead-lettered) with the reason and when to retry.
+	Submissions *throttle.Limiter
+	Now         func() time.Time
+	Log         *slog.Logger
 }
 
 // Spec is the durable consumer the handler runs on.
@@ -133,6 +137,9 @@ func (h *Handler) accept(ctx context.Context, name string, data []byte) (cloudEv
 	integ, ok := h.Integrations.Find(name)
 	if !ok {
 		return ce, "", refusal{fmt.Errorf("integration %q is not configured", name)}
+	}
+	if err := h.Submissions.Allow("integration:" + name); err != nil {
+		return ce, "", refusal{err}
 	}
 	var body intake.IntegrationBody
 	if err := events.UnmarshalStrict(ce.Data, &body); err != nil {

@@ -77,8 +77,9 @@ func Users(integrations []string) []User {
 type Access struct {
 	// Types are the event types the user appends to grantline.events.<id>.<type>.
 	Types []events.Type
-	// Consumers are the durable consumers the user creates, pulls from and acknowledges; a user with
-	// consumers also dead-letters to grantline.dlq.>.
+	// Consumers are the durable consumers the user creates, pulls from and acknowledges. For each, the
+	// user also dead-letters to grantline.dlq.<durable>, consumes the operator's replays of those
+	// dead letters (topology.ReplayConsumer) and reads messages of the consumer's stream.
 	Consumers []topology.Consumer
 	// Scans are streams the user reads with ordered consumers, which keep no durable state; they may
 	// never reach another user's durable consumer.

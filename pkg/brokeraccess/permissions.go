@@ -46,25 +46,33 @@ func PermissionsOf(u User) (Permissions, bool) {
 	for _, t := range a.Types {
 		pub(events.NATSSubject("*", t))
 	}
+	reads := slices.Clone(a.Reads)
 	for _, c := range a.Consumers {
 		pub(consumerAPI(c.Stream, c.Durable)...)
 		pub("$JS.ACK." + c.Stream + "." + c.Durable + ".>")
-	}
-	if len(a.Consumers) > 0 {
-		pub(topology.DeadLetterSubjects)
+		// A consumer sets aside only its own dead letters, and receives the operator's replays of them
+		// through its replay consumer, reading each original from its stream; only the operator may
+		// ask for a replay (topology.DeadLetterReplay).
+		pub(topology.DeadLetter(c.Durable))
+		replays := topology.ReplayConsumer(c.Durable)
+		pub(consumerAPI(replays.Stream, replays.Durable)...)
+		pub("$JS.ACK." + replays.Stream + "." + replays.Durable + ".>")
+		if !slices.Contains(reads, c.Stream) {
+			reads = append(reads, c.Stream)
+		}
 	}
 	for _, s := range a.Scans {
 		// Ordered consumers get generated names, so the grant is a wildcard; the deny list below keeps
 		// it off every durable consumer that is not the user's own.
 		pub(consumerAPI(s, "*")...)
 	}
-	for _, s := range a.Reads {
-		pub(reads(s)...)
+	for _, s := range reads {
+		pub(streamReads(s)...)
 	}
 	for _, b := range a.Buckets {
 		kv := topology.BucketStream(b)
 		pub(jsAPI+"STREAM.INFO."+kv, jsAPI+"STREAM.CREATE."+kv, jsAPI+"STREAM.UPDATE."+kv, topology.BucketKey(b, ">"))
-		pub(reads(kv)...)
+		pub(streamReads(kv)...)
 		// Watchers and key listings are ordered push consumers: the consumer API on the bucket's own
 		// stream, and flow-control replies.
 		pub(consumerAPI(kv, "*")...)
@@ -95,9 +103,9 @@ func consumerAPI(stream, name string) []string {
 	}
 }
 
-// reads are the message reads on a stream: direct gets (any replica; batched, or by last subject) and
+// streamReads are the message reads on a stream: direct gets (any replica; batched, or by last subject) and
 // the leader's message get, which the event store asks when a direct get may be stale.
-func reads(stream string) []string {
+func streamReads(stream string) []string {
 	return []string{jsAPI + "DIRECT.GET." + stream, jsAPI + "DIRECT.GET." + stream + ".>", jsAPI + "STREAM.MSG.GET." + stream}
 }
 

@@ -220,7 +220,13 @@ func attempts(u User, integrations []string) []attempt {
 		write("answer integration "+name, topology.IntegrationOutcomes(name), u == Intake)
 		subscribe("read integration "+name+"'s outcomes", topology.IntegrationOutcomes(name), u == Integration(name))
 	}
-	write("dead-letter", topology.DeadLetter("brokeraccess-probe"), len(a.Consumers) > 0)
+	for _, c := range topology.Durables() {
+		own := slices.Contains(a.Consumers, c)
+		write("dead-letter as "+c.Durable, topology.DeadLetter(c.Durable), own)
+		write("ask "+c.Durable+" for a replay", topology.DeadLetterReplay(c.Durable, "1"), false)
+		replays := topology.ReplayConsumer(c.Durable)
+		api("pull replays of "+c.Durable, jsAPI+"CONSUMER.MSG.NEXT."+replays.Stream+"."+replays.Durable, `{"batch":1}`, own)
+	}
 	subscribe("subscribe to the evidence", events.AllSubjects, false)
 	subscribe("subscribe to every inbox", "_INBOX.>", false)
 	subscribe("subscribe to its own inbox", InboxPrefix(u)+".>", true)

@@ -21,7 +21,8 @@ import (
 	"github.com/grantline/grantline/pkg/topology"
 )
 
-// Headers the runner adds to a dead-lettered copy.
+// Headers the runner adds to a dead-lettered copy: why, and where the original is (its stream, its
+// sequence there, its subject, the consumer that gave up on it, after how many deliveries).
 const (
 	HeaderReason     = "Grantline-Dlq-Reason"
 	HeaderStream     = "Grantline-Dlq-Stream"
@@ -29,6 +30,20 @@ const (
 	HeaderSubject    = "Grantline-Dlq-Subject"
 	HeaderConsumer   = "Grantline-Dlq-Consumer"
 	HeaderDeliveries = "Grantline-Dlq-Deliveries"
+	// HeaderReplayOf is on a dead letter set aside again after a replay: the sequence of the dead
+	// letter whose replay failed.
+	HeaderReplayOf = "Grantline-Dlq-Replay-Of"
+)
+
+// Headers of the operator's records in GRANTLINE_DLQ (a replay request, a discard), besides the
+// origin headers copied from the dead letter they are about.
+const (
+	// HeaderEntry is the sequence of the dead letter in GRANTLINE_DLQ.
+	HeaderEntry = "Grantline-Dlq-Entry"
+	// HeaderActor is who asked for the replay or the discard.
+	HeaderActor = "Grantline-Dlq-Actor"
+	// HeaderNote is why.
+	HeaderNote = "Grantline-Dlq-Note"
 )
 
 // Spec configures one durable consumer.
@@ -81,8 +96,10 @@ func (s *Spec) defaults() error {
 type Handler func(ctx context.Context, msg jetstream.Msg) error
 
 // Run creates or updates the durable consumer and handles its messages until ctx ends, then stops
-// fetching, lets in-flight handlers finish within the grace period, and returns. It returns an error
-// only if the consumer cannot be set up or consumed.
+// fetching, lets in-flight handlers finish within the grace period, and returns. Beside it, it consumes
+// the operator's replay requests for the durable (topology.ReplayConsumer): each hands the original
+// message, read from its stream at its sequence, to the same handler. It returns an error only if the
+// consumers cannot be set up or consumed.
 func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log *slog.Logger) error {
 	if err := spec.defaults(); err != nil {
 		return err
@@ -98,28 +115,55 @@ func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log 
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", spec.Durable, err)
 	}
+	// The replay consumer starts at new requests: the operator's command refuses to ask for a replay
+	// until it exists, and a recreated one must not run every past replay again.
+	replays := topology.ReplayConsumer(spec.Durable)
+	replayCons, err := js.CreateOrUpdateConsumer(ctx, replays.Stream, jetstream.ConsumerConfig{
+		Durable: replays.Durable, FilterSubject: topology.DeadLetterReplay(spec.Durable, "*"), AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: spec.AckWait, MaxDeliver: -1, MaxAckPending: 16, DeliverPolicy: jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", replays.Durable, err)
+	}
 	r := &runner{js: js, spec: spec, handle: h, log: log.With("consumer", spec.Durable)}
 	handlerCtx, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHandlers()
 
 	slots := make(chan struct{}, spec.Concurrency)
 	var inflight sync.WaitGroup
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		slots <- struct{}{}
-		inflight.Go(func() {
-			defer func() { <-slots }()
-			r.deliver(handlerCtx, msg)
-		})
-	}, jetstream.PullMaxMessages(spec.Concurrency*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		r.log.Warn("consume", telemetry.KeyError, err.Error())
-	}))
+	consume := func(c jetstream.Consumer, name string, deliver func(context.Context, jetstream.Msg)) (jetstream.ConsumeContext, error) {
+		cc, err := c.Consume(func(msg jetstream.Msg) {
+			slots <- struct{}{}
+			inflight.Go(func() {
+				defer func() { <-slots }()
+				deliver(handlerCtx, msg)
+			})
+		}, jetstream.PullMaxMessages(spec.Concurrency*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			r.log.Warn("consume", "durable", name, telemetry.KeyError, err.Error())
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("consumer %s: consume: %w", name, err)
+		}
+		return cc, nil
+	}
+	cc, err := consume(cons, spec.Durable, func(ctx context.Context, msg jetstream.Msg) { r.deliver(ctx, msg, nil) })
 	if err != nil {
-		return fmt.Errorf("consumer %s: consume: %w", spec.Durable, err)
+		return err
+	}
+	replayCC, err := consume(replayCons, replays.Durable, r.replay)
+	if err != nil {
+		cc.Stop()
+		<-cc.Closed()
+		stopHandlers()
+		inflight.Wait()
+		return err
 	}
 
 	<-ctx.Done()
 	cc.Stop()
+	replayCC.Stop()
 	<-cc.Closed()
+	<-replayCC.Closed()
 	finished := make(chan struct{})
 	go func() { inflight.Wait(); close(finished) }()
 	select {
@@ -138,8 +182,9 @@ type runner struct {
 	log    *slog.Logger
 }
 
-// deliver runs the handler for one message and carries out the disposition.
-func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) {
+// deliver runs the handler for one message and carries out the disposition. replay is the operator's
+// request msg answers, nil for a delivery from the durable itself.
+func (r *runner) deliver(ctx context.Context, msg jetstream.Msg, replay *replayRequest) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		r.log.Error("message without metadata", telemetry.KeyError, err.Error())
@@ -167,7 +212,7 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) {
 	case DeadLetter:
 		err = r.setAside(ctx, msg)
 		if err == nil {
-			err = r.deadLetter(ctx, msg, meta, d.Reason)
+			err = r.deadLetter(ctx, msg, meta, d.Reason, replay)
 		}
 		if err != nil {
 			// Never drop it: if the dead-letter copy failed, let the server deliver it again.
@@ -210,8 +255,9 @@ func (r *runner) safeHandle(ctx context.Context, msg jetstream.Msg) (err error) 
 }
 
 // deadLetter copies msg to grantline.dlq.<durable> with the reason and where it came from. The message
-// ID makes a repeated attempt for the same delivery store one copy.
-func (r *runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
+// ID makes a repeated attempt for the same delivery store one copy; a replay that fails again is a
+// delivery of its own, set aside as a new dead letter that names the one replayed.
+func (r *runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string, replay *replayRequest) error {
 	dl := nats.NewMsg(topology.DeadLetter(r.spec.Durable))
 	dl.Data = msg.Data()
 	for k, vs := range msg.Headers() {
@@ -230,8 +276,13 @@ func (r *runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstr
 	dl.Header.Set(HeaderSubject, msg.Subject())
 	dl.Header.Set(HeaderConsumer, r.spec.Durable)
 	dl.Header.Set(HeaderDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
+	id := fmt.Sprintf("dlq:%s:%s:%d", r.spec.Durable, meta.Stream, meta.Sequence.Stream)
+	if replay != nil {
+		dl.Header.Set(HeaderReplayOf, replay.entry)
+		id += ":replay:" + replay.entry
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := r.js.PublishMsg(ctx, dl, jetstream.WithMsgID(fmt.Sprintf("dlq:%s:%s:%d", r.spec.Durable, meta.Stream, meta.Sequence.Stream)))
+	_, err := r.js.PublishMsg(ctx, dl, jetstream.WithMsgID(id))
 	return err
 }

@@ -1,6 +1,10 @@
-// Package deadletter says which errors no retry can help (a stream that fails verification, an event
-// the aggregate refuses, a malformed event): the reactions hand those to the consumer runner as
-// consumer.Permanent, which sets the delivery aside in GRANTLINE_DLQ with the reason.
+// Package deadletter is about the messages the consumers set aside in GRANTLINE_DLQ: which errors no
+// retry can help (Permanent), and what the operator does about them afterwards (List, Get, Replay,
+// Discard).
+//
+// The reactions hand the errors Permanent recognises (a stream that fails verification, an event the
+// aggregate refuses, a malformed event) to the consumer runner as consumer.Permanent, which sets the
+// delivery aside in GRANTLINE_DLQ with the reason and where the original is.
 package deadletter
 
 import (

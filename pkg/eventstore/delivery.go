@@ -8,7 +8,10 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 )
 
-// Delivery is an event as a reaction's consumer received it from the evidence stream.
+// Delivery is an event a reaction's consumer received from the evidence stream, decoded and verified
+// on its own by the store that received it (Receive): its signature, that its key's service may emit
+// its type, its source and its subject. Its link to the request's earlier events is checked where a
+// reaction decides on it.
 type Delivery struct {
 	RequestID string
 	// Seq is the event's stream sequence: pass it to UpdateFrom so the decision sees this event.
@@ -16,10 +19,10 @@ type Delivery struct {
 	Event events.Event
 }
 
-// ParseDelivery decodes an event delivered from GRANTLINE_EVENTS. It does not verify the signature:
-// the reaction's UpdateFrom loads and verifies the whole request, this event included. An error means
-// the message is not a well-formed event and no retry will change that.
-func ParseDelivery(msg jetstream.Msg) (Delivery, error) {
+// Receive decodes and verifies an event delivered from GRANTLINE_EVENTS, once, so a reaction can rely
+// on what it was delivered. An error (a *events.Violation for an event no service of the trust file
+// wrote, or a malformed message) means no retry will change the outcome.
+func (s *Store) Receive(msg jetstream.Msg) (Delivery, error) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		return Delivery{}, fmt.Errorf("delivery metadata: %w", err)
@@ -28,12 +31,14 @@ func ParseDelivery(msg jetstream.Msg) (Delivery, error) {
 	if err != nil {
 		return Delivery{}, err
 	}
-	ev, err := events.Decode(msg.Data())
+	rec := events.Record{Seq: meta.Sequence.Stream, Subject: msg.Subject(), Body: msg.Data(),
+		Signature: msg.Headers().Get(events.SignatureHeader), StoredAt: meta.Timestamp.UTC()}
+	hash := events.ChainHash(rec.Body)
+	ev, err := s.verifier.Verify(rec, 1)
 	if err != nil {
 		return Delivery{}, err
 	}
-	if ev.Subject != id {
-		return Delivery{}, fmt.Errorf("event for request %s stored under %s", ev.Subject, msg.Subject())
-	}
-	return Delivery{RequestID: id, Seq: meta.Sequence.Stream, Event: ev}, nil
+	// A load that meets this record again need not check its signature a second time.
+	s.verified.add(verifiedKey(rec, hash))
+	return Delivery{RequestID: id, Seq: rec.Seq, Event: ev}, nil
 }

@@ -295,20 +295,28 @@ const errCodeBatchDuplicate jetstream.ErrorCode = 10201
 // Update with that error; it is not retried.
 type Decide func(r *events.Request) ([]events.Draft, error)
 
+// Updated is a request after an Update: as it stands after the append, and the events Update appended
+// (in order; none when the decision added nothing the request did not already hold). Callers learn
+// whether they appended from Appended, never by comparing versions or times.
+type Updated struct {
+	*Loaded
+	Appended []events.Event
+}
+
 // Update is load → decide → append for one request, retried from a fresh load when another writer got
 // there first, at most MaxAttempts times. Drafts the request already holds (same type and causation)
 // are dropped, so a redelivered reaction appends nothing; if nothing is left, Update returns the request
-// unchanged. It returns the request after the append.
+// unchanged and appends nothing.
 //
 // When the decision fails, or the aggregate refuses it, Update first asks the stream leader whether the
 // load was stale; only a decision on current state is final.
-func (s *Store) Update(ctx context.Context, id string, decide Decide) (*Loaded, error) {
+func (s *Store) Update(ctx context.Context, id string, decide Decide) (*Updated, error) {
 	return s.UpdateFrom(ctx, id, 0, decide)
 }
 
 // UpdateFrom is Update for a reaction to the event at stream sequence seen: the decision is taken on a
 // load that includes it.
-func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide Decide) (*Loaded, error) {
+func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide Decide) (*Updated, error) {
 	var lastErr error
 	for attempt := range s.maxAttempts {
 		if attempt > 0 {
@@ -324,19 +332,23 @@ func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide D
 		if err == nil {
 			drafts = notYetApplied(cur.Request, drafts)
 			if len(drafts) == 0 {
-				return cur, nil
+				return &Updated{Loaded: cur}, nil
 			}
 			var next *Loaded
 			if next, err = s.Append(ctx, cur, drafts...); err == nil {
-				return next, nil
+				return &Updated{Loaded: next, Appended: next.Events[len(cur.Events):]}, nil
 			}
 		}
 		switch {
-		case errors.Is(err, ErrConflict):
+		case errors.Is(err, ErrConflict), errors.Is(err, ErrDuplicate) && allCaused(drafts):
+			// Someone else appended first, or an earlier attempt landed but its ack was lost (then the
+			// reload finds it and drops the drafts). The load came from a replica that may be behind
+			// and may stay behind for a while: decide again on one that has what the leader has, so a
+			// lagging replica costs a reread, not every attempt.
 			lastErr = err
-		case errors.Is(err, ErrDuplicate) && allCaused(drafts):
-			// An earlier attempt landed but its ack was lost; the reload will find it and drop the drafts.
-			lastErr = err
+			if leader, lerr := s.leaderLastSeq(ctx, id); lerr == nil {
+				seen = max(seen, leader)
+			}
 		default:
 			leader, lerr := s.leaderLastSeq(ctx, id)
 			if lerr != nil {

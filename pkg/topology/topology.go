@@ -133,8 +133,51 @@ func RequestingIntegration(subject string) (string, bool) {
 	return name, true
 }
 
+const deadLetterPrefix = "grantline.dlq."
+
 // DeadLetter is where the consumer durable sets aside what it cannot handle.
-func DeadLetter(durable string) string { return "grantline.dlq." + durable }
+func DeadLetter(durable string) string { return deadLetterPrefix + durable }
+
+// The operator's records about a dead letter, kept beside it in DLQStream.
+const (
+	// RecordReplay asks the dead letter's consumer to handle the original once more.
+	RecordReplay = "replay"
+	// RecordDiscard says who removed the dead letter, and why.
+	RecordDiscard = "discarded"
+)
+
+// DeadLetterReplay is the operator's request that durable handle the message set aside as dead letter
+// dlqSeq once more; "*" for dlqSeq matches every replay request for durable. Only the operator may
+// publish it, and only once per dead letter.
+func DeadLetterReplay(durable, dlqSeq string) string {
+	return deadLetterPrefix + durable + "." + RecordReplay + "." + dlqSeq
+}
+
+// DeadLetterDiscard records why the operator discarded dead letter dlqSeq of durable, and who did.
+func DeadLetterDiscard(durable, dlqSeq string) string {
+	return deadLetterPrefix + durable + "." + RecordDiscard + "." + dlqSeq
+}
+
+// ParseDeadLetter splits a subject of DLQStream: a dead letter's gives its durable and an empty record;
+// an operator's record's gives the durable, the record kind and the dead letter's sequence. It returns
+// false for any other subject.
+func ParseDeadLetter(subject string) (durable, record, dlqSeq string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, deadLetterPrefix)
+	if !ok {
+		return "", "", "", false
+	}
+	switch parts := strings.Split(rest, "."); {
+	case len(parts) == 1 && parts[0] != "":
+		return parts[0], "", "", true
+	case len(parts) == 3 && parts[0] != "" && (parts[1] == RecordReplay || parts[1] == RecordDiscard) && parts[2] != "":
+		return parts[0], parts[1], parts[2], true
+	}
+	return "", "", "", false
+}
+
+// ReplayConsumer is the durable consumer through which the replicas of durable's service receive the
+// operator's replay requests for it.
+func ReplayConsumer(durable string) Consumer { return Consumer{DLQStream, durable + "-replay"} }
 
 // Consumer is a durable consumer on a stream, shared by the replicas of the service that owns it.
 type Consumer struct {

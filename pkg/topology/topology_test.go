@@ -32,6 +32,9 @@ func TestNamesAreTheDeployedOnes(t *testing.T) {
 		{topology.IntegrationRequests("servicenow"), "grantline.intake.servicenow.requests"},
 		{topology.IntegrationOutcomes("*"), "grantline.intake.*.outcomes"},
 		{topology.DeadLetter("policy"), "grantline.dlq.policy"},
+		{topology.DeadLetterReplay("policy", "7"), "grantline.dlq.policy.replay.7"},
+		{topology.DeadLetterDiscard("policy", "7"), "grantline.dlq.policy.discarded.7"},
+		{topology.ReplayConsumer("revoker").Stream + "/" + topology.ReplayConsumer("revoker").Durable, "GRANTLINE_DLQ/revoker-replay"},
 		{topology.IntakeIntegrations.Stream + "/" + topology.IntakeIntegrations.Durable, "GRANTLINE_INTAKE/intake"},
 		{topology.PolicyDecisions.Durable, "policy"},
 		{topology.PolicyReviewDebt.Durable, "policy-emergency-reviews"},
@@ -102,6 +105,26 @@ func TestRequestingIntegration(t *testing.T) {
 		name, ok := topology.RequestingIntegration(tc.subject)
 		if name != tc.name || ok != tc.ok {
 			t.Errorf("RequestingIntegration(%q) = %q, %v; want %q, %v", tc.subject, name, ok, tc.name, tc.ok)
+		}
+	}
+}
+
+func TestParseDeadLetter(t *testing.T) {
+	for _, tc := range []struct {
+		subject, durable, record, seq string
+		ok                            bool
+	}{
+		{topology.DeadLetter("policy"), "policy", "", "", true},
+		{topology.DeadLetterReplay("revoker", "12"), "revoker", topology.RecordReplay, "12", true},
+		{topology.DeadLetterDiscard("intake", "3"), "intake", topology.RecordDiscard, "3", true},
+		{"grantline.dlq.", "", "", "", false},
+		{"grantline.dlq.policy.replay", "", "", "", false},
+		{"grantline.dlq.policy.renamed.3", "", "", "", false},
+		{"grantline.events.x.submitted", "", "", "", false},
+	} {
+		durable, record, seq, ok := topology.ParseDeadLetter(tc.subject)
+		if durable != tc.durable || record != tc.record || seq != tc.seq || ok != tc.ok {
+			t.Errorf("%s: got (%q, %q, %q, %v)", tc.subject, durable, record, seq, ok)
 		}
 	}
 }

@@ -10,7 +10,6 @@ package reaction
 
 import (
 	"context"
-	"encoding/json/v2"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,12 +58,6 @@ func InboxSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.ApprovalInbox.Stream, Durable: topology.ApprovalInbox.Durable, FilterSubjects: subjects(InboxTypes...)}
 }
 
-// timerPayload is what a timer carries: the stream sequence of the event that armed it, so the
-// reaction to the fired timer decides on a load that includes at least that event.
-type timerPayload struct {
-	AfterSeq uint64 `json:"after_seq"`
-}
-
 // Reactions are the approval service's handlers.
 type Reactions struct {
 	JS    jetstream.JetStream
@@ -76,7 +69,7 @@ type Reactions struct {
 // Schedule handles policy_decided and granted: it arms the approval window of a request that awaits
 // approval, and the post-review deadline of an emergency grant. Arming twice stores one schedule.
 func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
-	d, err := eventstore.ParseDelivery(msg)
+	d, err := h.Store.Receive(msg)
 	if err != nil {
 		return consumer.Permanent(err)
 	}
@@ -88,7 +81,6 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 		return err
 	}
 	req := l.Request
-	payload, _ := json.Marshal(timerPayload{AfterSeq: d.Seq})
 	log := h.Log.With(telemetry.KeyRequestID, d.RequestID, telemetry.KeyEventType, d.Event.Type.Name())
 	switch d.Event.Type {
 	case events.TypePolicyDecided:
@@ -96,7 +88,7 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 		if req.Status() != events.StatusPendingApproval || deadline == nil {
 			return nil
 		}
-		if err := timers.Schedule(ctx, h.JS, d.RequestID, topology.TimerApprovalWindow, *deadline, payload); err != nil {
+		if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: d.RequestID, Kind: topology.TimerApprovalWindow, AfterSeq: d.Seq}, *deadline); err != nil {
 			return err
 		}
 		log.Info("approval window armed", "deadline", deadline.UTC().Format(time.RFC3339))
@@ -105,7 +97,7 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 			return nil
 		}
 		deadline := req.Decision().PostReview.Deadline
-		if err := timers.Schedule(ctx, h.JS, d.RequestID, topology.TimerPostReview, deadline, payload); err != nil {
+		if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: d.RequestID, Kind: topology.TimerPostReview, AfterSeq: d.Seq}, deadline); err != nil {
 			return err
 		}
 		log.Info("post-review deadline armed", "deadline", deadline.UTC().Format(time.RFC3339))
@@ -118,14 +110,11 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 // post-reviewed; a timer that finds nothing to do (the request moved on) is acknowledged. A timer that
 // fires before the deadline by this clock is retried at the deadline.
 func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
-	id, kind, raw, err := timers.ParseFired(msg)
+	fired, err := timers.ParseArmed(msg)
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	var p timerPayload
-	if err := events.UnmarshalStrict(raw, &p); err != nil {
-		return consumer.Permanent(fmt.Errorf("timer %s of %s: %w", kind, id, err))
-	}
+	id, kind := fired.RequestID, fired.Kind
 	if !events.ValidRequestID(id) {
 		return consumer.Permanent(fmt.Errorf("timer %s for %q: not a request ID", kind, id))
 	}
@@ -138,9 +127,7 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 	default:
 		return consumer.Permanent(fmt.Errorf("timer kind %q is not the approval service's", kind))
 	}
-	before := 0
-	l, err := h.Store.UpdateFrom(ctx, id, p.AfterSeq, func(r *events.Request) ([]events.Draft, error) {
-		before = r.Version()
+	u, err := h.Store.UpdateFrom(ctx, id, fired.AfterSeq, func(r *events.Request) ([]events.Draft, error) {
 		return decide(r, h.Now())
 	})
 	var early *approval.TooEarlyError
@@ -154,10 +141,10 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 		return err
 	}
 	log := h.Log.With(telemetry.KeyRequestID, id, "timer", kind)
-	if l.Request.Version() > before {
-		log.Info("deadline passed", "status", l.Request.Status())
+	if len(u.Appended) > 0 {
+		log.Info("deadline passed", "status", u.Request.Status())
 	} else {
-		log.Debug("timer found nothing to do", "status", l.Request.Status())
+		log.Debug("timer found nothing to do", "status", u.Request.Status())
 	}
 	return nil
 }
@@ -173,8 +160,14 @@ type Inbox interface {
 // otherwise writes the request's inbox rows as the verified stream has it now.
 func (h *Reactions) Project(inbox Inbox) consumer.Handler {
 	return func(ctx context.Context, msg jetstream.Msg) error {
-		d, err := eventstore.ParseDelivery(msg)
+		d, err := h.Store.Receive(msg)
 		if err != nil {
+			// Set aside for good, like a request that fails verification below.
+			if meta, merr := msg.Metadata(); merr == nil {
+				if aerr := inbox.Advance(ctx, meta.Sequence.Stream); aerr != nil {
+					return aerr
+				}
+			}
 			return consumer.Permanent(err)
 		}
 		applied, err := inbox.Applied(ctx, d.RequestID)

@@ -13,7 +13,6 @@ package reaction
 
 import (
 	"context"
-	"encoding/json/v2"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -115,7 +114,7 @@ func (h *Reactions) OpenRevokeTasks(ctx context.Context, msg jetstream.Msg) erro
 }
 
 func (h *Reactions) settle(ctx context.Context, msg jetstream.Msg, durable string, handle func(eventstore.Delivery, int) error) error {
-	d, err := eventstore.ParseDelivery(msg)
+	d, err := h.Store.Receive(msg)
 	if err != nil {
 		return consumer.Permanent(err)
 	}
@@ -134,22 +133,12 @@ func (h *Reactions) settle(ctx context.Context, msg jetstream.Msg, durable strin
 	return err
 }
 
-// timerPayload is what a start timer carries: the stream sequence of the event that allowed the
-// request, so the reaction decides on a load that includes it.
-type timerPayload struct {
-	AfterSeq uint64 `json:"after_seq"`
-}
-
 // Started is the consumer handler for fired start timers: the request's start_at has come, so it is
 // handled as when it was allowed.
 func (h *Reactions) Started(ctx context.Context, msg jetstream.Msg) error {
-	id, _, raw, err := timers.ParseFired(msg)
-	var p timerPayload
-	if err == nil {
-		err = events.UnmarshalStrict(raw, &p)
-	}
-	if err == nil && !events.ValidRequestID(id) {
-		err = fmt.Errorf("start timer for %q: not a request ID", id)
+	fired, err := timers.ParseArmed(msg)
+	if err == nil && !events.ValidRequestID(fired.RequestID) {
+		err = fmt.Errorf("start timer for %q: not a request ID", fired.RequestID)
 	}
 	if err != nil {
 		return consumer.Permanent(err)
@@ -158,7 +147,7 @@ func (h *Reactions) Started(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	l, err := h.Store.LoadAtLeast(ctx, id, p.AfterSeq)
+	l, err := h.Store.LoadAtLeast(ctx, fired.RequestID, fired.AfterSeq)
 	if err == nil {
 		d, ok := trigger(l)
 		if !ok {
@@ -213,8 +202,7 @@ func (h *Reactions) handle(ctx context.Context, d eventstore.Delivery, delivered
 			// The timer fired a little early by this clock: look again at the start.
 			return consumer.RetryAfter(errors.New("before the requested start"), time.Until(start)+50*time.Millisecond)
 		}
-		payload, _ := json.Marshal(timerPayload{AfterSeq: d.Seq})
-		if err := timers.Schedule(ctx, h.JS, d.RequestID, topology.TimerGrantStart, start, payload); err != nil {
+		if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: d.RequestID, Kind: topology.TimerGrantStart, AfterSeq: d.Seq}, start); err != nil {
 			return err
 		}
 		log.Info("waiting for the requested start", "start_at", start.UTC().Format(time.RFC3339))
@@ -262,7 +250,7 @@ func (h *Reactions) grant(ctx context.Context, log *slog.Logger, d eventstore.De
 	}
 	rec := fulfilment.Recorded{Connector: ent.Connector, TargetRef: connector.TargetRef(conn, g), Observed: obs,
 		ExpiresAt: expires, Fingerprint: fingerprint}
-	l, err := h.Store.UpdateFrom(ctx, r.ID(), d.Seq, fulfilment.DecideGranted(rec, d.Event.ID))
+	u, err := h.Store.UpdateFrom(ctx, r.ID(), d.Seq, fulfilment.DecideGranted(rec, d.Event.ID))
 	if errors.Is(err, fulfilment.ErrNotAllowed) {
 		log.Info("request closed while granting; undoing the grant")
 		return h.undo(ctx, log, r, ent)
@@ -270,7 +258,7 @@ func (h *Reactions) grant(ctx context.Context, log *slog.Logger, d eventstore.De
 	if err != nil {
 		return err
 	}
-	if got := l.Request.Grant(); got != nil && got.ExpiresAt.Equal(expires) {
+	if len(u.Appended) > 0 {
 		log.Info("granted", "connector", ent.Connector, "expires_at", expires.UTC().Format(time.RFC3339),
 			"grant_ms", time.Since(started).Milliseconds())
 	}
@@ -341,11 +329,11 @@ func (h *Reactions) openTask(ctx context.Context, log *slog.Logger, r *events.Re
 	if err := h.Tasks.Put(ctx, indexEntry(r, purpose, spec)); err != nil {
 		return err
 	}
-	l, err := h.Store.UpdateFrom(ctx, r.ID(), seq, fulfilment.DecideOpenTask(purpose, spec))
+	u, err := h.Store.UpdateFrom(ctx, r.ID(), seq, fulfilment.DecideOpenTask(purpose, spec))
 	if err != nil {
 		return err
 	}
-	if _, open := manualtask.Outstanding(l.Request, purpose); open {
+	if len(u.Appended) > 0 {
 		log.Info("task opened", "task_id", manualtask.ID(r.ID(), purpose), "fulfiller_groups", ent.FulfillerGroups)
 	}
 	return nil

@@ -142,9 +142,9 @@ func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, err
 // or withdrawn first). If policy cannot decide, the delivery fails and is retried with backoff; on the
 // last allowed delivery a deny carrying the error is recorded instead. Policy never approves on error.
 func (s *service) handleSubmitted(ctx context.Context, msg jetstream.Msg) error {
-	d, err := eventstore.ParseDelivery(msg)
+	d, err := s.store.Receive(msg)
 	if err != nil {
-		return consumer.Permanent(fmt.Errorf("parse delivery: %w", err))
+		return consumer.Permanent(fmt.Errorf("receive delivery: %w", err))
 	}
 	log := s.log.With(telemetry.KeyRequestID, d.RequestID, telemetry.KeyEventType, d.Event.Type.Name())
 	if tid := telemetry.TraceID(ctx); tid != "" {
@@ -159,11 +159,10 @@ func (s *service) handleSubmitted(ctx context.Context, msg jetstream.Msg) error 
 	}
 	last := int(meta.NumDelivered) >= s.maxDeliveries
 
-	// appended is the decision this delivery appended, if it did: a reload after a conflict or a lost
-	// ack can find the request decided already, and then there is nothing to record.
-	var appended *decided
-	l, err := s.store.UpdateFrom(ctx, d.RequestID, d.Seq, func(r *events.Request) ([]events.Draft, error) {
-		appended = nil
+	// failure is why policy could not decide, as the last decision taken says; it is reported only if
+	// that decision was appended.
+	var failure error
+	u, err := s.store.UpdateFrom(ctx, d.RequestID, d.Seq, func(r *events.Request) ([]events.Draft, error) {
 		if r.Status() != events.StatusSubmitted {
 			return nil, nil
 		}
@@ -171,32 +170,33 @@ func (s *service) handleSubmitted(ctx context.Context, msg jetstream.Msg) error 
 		if err != nil {
 			return nil, err
 		}
-		appended = &dec
+		failure = dec.failure
 		return []events.Draft{{Payload: dec.event, CausationID: d.Event.ID}}, nil
 	})
 	if err != nil {
 		log.Warn("policy could not decide", telemetry.KeyError, err.Error(), "delivered", meta.NumDelivered)
 		return fmt.Errorf("decide request %s: %w", d.RequestID, err)
 	}
-	if err := s.reviews.sync(ctx, l.Request); err != nil {
+	if err := s.reviews.sync(ctx, u.Request); err != nil {
 		return fmt.Errorf("request %s: %w", d.RequestID, err)
 	}
-	outcome := string(l.Request.Decision().Outcome)
-	if appended == nil {
+	outcome := string(u.Request.Decision().Outcome)
+	if len(u.Appended) == 0 {
+		// A reload after a conflict or a lost ack found the request decided already.
 		if outcome == "" {
 			outcome = "none"
 		}
-		log.Info("nothing to decide", "outcome", outcome, "status", string(l.Request.Status()))
+		log.Info("nothing to decide", "outcome", outcome, "status", string(u.Request.Status()))
 		return nil
 	}
-	failed := appended.failure != nil
-	s.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome), attribute.Bool("failed", failed)))
-	if failed {
+	revision := u.Request.Decision().PolicyRevision
+	s.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome), attribute.Bool("failed", failure != nil)))
+	if failure != nil {
 		log.Error("policy could not decide; request denied", "outcome", outcome,
-			"policy_revision", appended.event.PolicyRevision, telemetry.KeyError, appended.failure.Error())
+			"policy_revision", revision, telemetry.KeyError, failure.Error())
 		return nil
 	}
-	log.Info("policy decided", "outcome", outcome, "policy_revision", appended.event.PolicyRevision)
+	log.Info("policy decided", "outcome", outcome, "policy_revision", revision)
 	return nil
 }
 
@@ -260,9 +260,9 @@ func (s *service) evaluate(ctx context.Context, id string, sub events.Submitted,
 // append whose acknowledgement was lost), the decision's own marker stands. An error keeps the event
 // from being set aside, and it is delivered again.
 func (s *service) releaseUndecided(ctx context.Context, msg jetstream.Msg) error {
-	d, err := eventstore.ParseDelivery(msg)
+	d, err := s.store.Receive(msg)
 	if err != nil || d.Event.Type != events.TypeSubmitted {
-		return nil // nothing was reserved for it
+		return nil // a message that is not a verified submitted event was never decided on
 	}
 	l, err := s.store.LoadAtLeast(ctx, d.RequestID, d.Seq)
 	switch {
@@ -286,9 +286,9 @@ func (s *service) releaseUndecided(ctx context.Context, msg jetstream.Msg) error
 // handleSettling brings the open-review marker of the delivered event's request up to date: a
 // post-review settles an emergency, and so does its withdrawal or failure before anything was granted.
 func (s *service) handleSettling(ctx context.Context, msg jetstream.Msg) error {
-	d, err := eventstore.ParseDelivery(msg)
+	d, err := s.store.Receive(msg)
 	if err != nil {
-		return consumer.Permanent(fmt.Errorf("parse delivery: %w", err))
+		return consumer.Permanent(fmt.Errorf("receive delivery: %w", err))
 	}
 	l, err := s.store.LoadAtLeast(ctx, d.RequestID, d.Seq)
 	if err != nil {

@@ -425,13 +425,13 @@ func (f auditFlags) auditorKey() string {
 }
 
 // connect opens a connection to url as NATS user, authenticated with the seed in nkeyFile (none if
-// empty).
-func connect(url string, user brokeraccess.User, nkeyFile string) (jetstream.JetStream, func(), error) {
+// empty), with any extra options.
+func connect(url string, user brokeraccess.User, nkeyFile string, extra ...nats.Option) (jetstream.JetStream, func(), error) {
 	opts, err := brokeraccess.ClientOptions(user, nkeyFile)
 	if err != nil {
 		return nil, nil, err
 	}
-	nc, err := nats.Connect(url, append(opts, nats.Name("grantline-"+string(user)), nats.Timeout(5*time.Second))...)
+	nc, err := nats.Connect(url, append(append(opts, nats.Name("grantline-"+string(user)), nats.Timeout(5*time.Second)), extra...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", url, err)
 	}

@@ -27,7 +27,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	root.AddCommand(devCommand(stdout, stderr), requestCommand(stdout), policyCommand(stdout, stderr), auditCommand(stdout, stderr), reviewCommand(stdout), grantCommand(stdout), taskCommand(stdout), revokeCommand(stdout), gatewayCommand(stderr))
 	root.AddCommand(bench.Command(stdout, stderr))
-	root.AddCommand(deployCommand(stdout), streamsCommand(stdout), witnessCommand(stdout, stderr))
+	root.AddCommand(deployCommand(stdout), streamsCommand(stdout), witnessCommand(stdout, stderr), dlqCommand(stdout, stderr))
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -92,6 +92,6 @@ directory), without contacting it.`,
 	token.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
 	token.Flags().StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "the dev data directory (GRANTLINE_DATA_DIR)")
 	token.Flags().StringVar(&cfg.Examples, "examples", cfg.Examples, "directory holding directory.yaml (GRANTLINE_EXAMPLES)")
-	cmd.AddCommand(token)
+	cmd.AddCommand(token, mailSinkCommand(stdout, stderr))
 	return cmd
 }

@@ -9,16 +9,23 @@ import (
 	"github.com/grantline/grantline/pkg/natstest"
 )
 
+// newState is the policy state over its bucket on a fresh server.
+func newState(t *testing.T) *reviews {
+	t.Helper()
+	ns := natstest.RunServer(t)
+	_, js := natstest.Connect(t, ns.ClientURL())
+	state, err := openReviews(context.Background(), js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return state
+}
+
 // TestOpenReviewsPastTheDirectGetLimit: a direct get answers at most 1024 keys, and markers are never
 // deleted, so a requester with more still has their open reviews found (by the watch it falls back to).
 func TestOpenReviewsPastTheDirectGetLimit(t *testing.T) {
 	ctx := context.Background()
-	ns := natstest.RunServer(t)
-	_, js := natstest.Connect(t, ns.ClientURL())
-	state, err := openReviews(ctx, js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	state := newState(t)
 	for _, c := range []struct {
 		name    string
 		settled int
@@ -53,12 +60,7 @@ func TestOpenReviewsPastTheDirectGetLimit(t *testing.T) {
 // whether the request then counts as an open review.
 func TestMarkers(t *testing.T) {
 	ctx := context.Background()
-	ns := natstest.RunServer(t)
-	_, js := natstest.Connect(t, ns.ClientURL())
-	state, err := openReviews(ctx, js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	state := newState(t)
 	type op func(requester, id string) error
 	reserve, release, settle := op(func(r, id string) error { return state.reserve(ctx, r, id) }),
 		op(func(r, id string) error { return state.release(ctx, r, id) }), op(func(r, id string) error { return state.settle(ctx, r, id) })

@@ -1,7 +1,6 @@
 package devmode
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -62,21 +61,8 @@ func TestAnOutsiderIsToldNoRequestExists(t *testing.T) {
 
 	call := func(method, path, body string) (int, string) {
 		t.Helper()
-		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+token("dave"))
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header.Get("Content-Type") + "\n" + string(b)
+		status, h, b := httpCall(t, method, base+path, token("dave"), body)
+		return status, h.Get("Content-Type") + "\n" + string(b)
 	}
 	routes := 0
 	for _, r := range gateway.Routes {

@@ -65,6 +65,10 @@ type Filter struct {
 // GrantFilter selects grants; Active nil means active and past.
 type GrantFilter struct {
 	Active *bool
-	After  string
-	Limit  int
+	// Holder keeps the grants whose subject (who holds the access) is this normalised ID.
+	Holder string
+	// Entitlement keeps the grants of this entitlement.
+	Entitlement string
+	After       string
+	Limit       int
 }

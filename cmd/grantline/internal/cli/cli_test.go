@@ -322,3 +322,63 @@ func TestWitnessInit(t *testing.T) {
 		t.Fatalf("a second init: exit %d: %s", code, out)
 	}
 }
+
+// TestMassRevokeAgainstDev: offboarding alice is one command. Security (carol) revokes every active
+// grant alice holds, sees each one's outcome as observed at the target, and frank's grant of the same
+// entitlement is untouched; someone who may read none of them is told there is nothing to revoke.
+func TestMassRevokeAgainstDev(t *testing.T) {
+	_, _, api := startDev(t)
+	submit := func(who string) string {
+		_, out := run(t, append([]string{"request", "create", "--as", who, "--entitlement", "analytics-read",
+			"--duration", "1h", "--justification", "weekly revenue report"}, api...)...)
+		id := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindString(out)
+		if id == "" {
+			t.Fatalf("%s's request: %s", who, out)
+		}
+		return id
+	}
+	alices := []string{submit("alice"), submit("alice"), submit("alice")}
+	franks := submit("frank")
+	for _, id := range append([]string{franks}, alices...) {
+		poll.Until(t, 30*time.Second, "the grant of "+id, func() bool {
+			_, out := run(t, append([]string{"request", "show", id, "--as", "erin", "--json"}, api...)...)
+			return strings.Contains(out, `"status": "granted"`)
+		})
+	}
+	// The grants list is the read side's: wait until it has caught up with all four.
+	poll.Until(t, 30*time.Second, "the read side to list the four grants", func() bool {
+		_, out := run(t, append([]string{"grant", "list", "--as", "erin"}, api...)...)
+		return strings.Count(out, "analytics-read") >= 4
+	})
+
+	if code, out := run(t, append([]string{"revoke", "--user", "alice", "--reason", "left the company", "--as", "dave"}, api...)...); code != 0 || !strings.Contains(out, "No active grant held by alice") {
+		t.Fatalf("dave, who may read none of alice's grants: exit %d: %s", code, out)
+	}
+	if code, out := run(t, append([]string{"revoke", alices[0], "--user", "alice", "--reason", "x", "--as", "carol"}, api...)...); code == 0 || !strings.Contains(out, "exactly one") {
+		t.Fatalf("a request ID and --user at once: exit %d: %s", code, out)
+	}
+
+	code, out := run(t, append([]string{"revoke", "--user", "alice", "--reason", "left the company", "--as", "carol"}, api...)...)
+	if code != 0 || !strings.Contains(out, "3 of 3 revoked") || !strings.Contains(out, "revoked 3/3") {
+		t.Fatalf("carol offboards alice: exit %d: %s", code, out)
+	}
+	for _, id := range alices {
+		if !regexp.MustCompile(id + `\s+alice\s+analytics-read\s+revoked, gone from the target`).MatchString(out) {
+			t.Errorf("no line for %s revoked and gone from the target:\n%s", id, out)
+		}
+		_, view := run(t, append([]string{"request", "show", id, "--as", "erin", "--json"}, api...)...)
+		if !strings.Contains(view, `"status": "revoked"`) || !strings.Contains(view, `"reason": "early"`) {
+			t.Errorf("%s after the mass revocation: %s", id, view)
+		}
+	}
+	if strings.Contains(out, franks) {
+		t.Errorf("frank's grant was in alice's revocation:\n%s", out)
+	}
+	if _, view := run(t, append([]string{"request", "show", franks, "--as", "erin", "--json"}, api...)...); !strings.Contains(view, `"status": "granted"`) {
+		t.Errorf("frank's grant after alice's offboarding: %s", view)
+	}
+	poll.Until(t, 30*time.Second, "the read side to see alice's grants ended", func() bool {
+		code, out = run(t, append([]string{"revoke", "--user", "alice", "--reason", "left the company", "--as", "carol"}, api...)...)
+		return code == 0 && strings.Contains(out, "No active grant held by alice")
+	})
+}

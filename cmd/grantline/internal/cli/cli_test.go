@@ -22,7 +22,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 // startDev runs grantline dev for the test on free ports with a fresh database, and returns it, its
 // data directory, and the flags that point CLI commands at it.
-func startDev(t *testing.T) (*devmode.Env, string, []string) {
+func startDev(t testing.TB) (*devmode.Env, string, []string) {
 	t.Helper()
 	dataDir := t.TempDir()
 	t.Setenv("GRANTLINE_EXAMPLES", examples)

@@ -101,15 +101,22 @@ func revokeAll(ctx context.Context, f *apiFlags, stdout, stderr io.Writer, filte
 	}
 	fmt.Fprintf(stderr, "Revoking %d active grants %s.\n", len(grants), what)
 	start := time.Now()
+	outcomes := revokeEach(ctx, f, stderr, grants, reason, start.Add(wait))
+	return reportRevocations(stdout, outcomes, time.Since(start))
+}
+
+// revokeEach asks for each grant's revocation, then follows each accepted one until it is revoked or
+// the deadline passes, revokeWorkers at a time, with progress on stderr.
+func revokeEach(ctx context.Context, f *apiFlags, stderr io.Writer, grants []activeGrant, reason string, deadline time.Time) []revocationOutcome {
+	start := time.Now()
 	outcomes := make([]revocationOutcome, len(grants))
-	var done, revoked progressCount
+	var asked, revoked progressCount
 	forEach(len(grants), func(i int) {
 		o := &outcomes[i]
 		o.grant = grants[i]
 		o.refused = f.call(ctx, "POST", "/v1/requests/"+grants[i].RequestID+"/revoke", map[string]string{"reason": reason}, nil)
-		done.add(stderr, "asked", len(grants))
+		asked.add(stderr, "asked", len(grants))
 	})
-	deadline := start.Add(wait)
 	forEach(len(outcomes), func(i int) {
 		o := &outcomes[i]
 		if o.refused != nil {
@@ -120,7 +127,7 @@ func revokeAll(ctx context.Context, f *apiFlags, stdout, stderr io.Writer, filte
 			revoked.add(stderr, "revoked", len(grants))
 		}
 	})
-	return reportRevocations(stdout, outcomes, time.Since(start))
+	return outcomes
 }
 
 // listActiveGrants reads every page of GET /v1/grants with filter.

@@ -56,10 +56,7 @@ func NewTrustFile(notBefore time.Time, signers ...*Signer) TrustFile {
 		tf.Services[svc] = TypesOf(svc)
 	}
 	for _, s := range signers {
-		tf.Keys = append(tf.Keys, TrustedKey{
-			ID: s.KeyID(), Service: s.Service(), NotBefore: notBefore.UTC(),
-			PublicKey: base64.StdEncoding.EncodeToString(s.PublicKey()),
-		})
+		tf.Keys = append(tf.Keys, trustedKey(s, notBefore))
 	}
 	return tf
 }

@@ -201,3 +201,88 @@ func TestSignerFromEnv(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyRotation: the trust file's steps of a rotation, as scenarios. Each step either keeps every
+// event verifiable or is refused.
+func TestKeyRotation(t *testing.T) {
+	start := t0.Add(-48 * time.Hour)
+	old, _ := GenerateSigner(Revoker, "revoker-2025")
+	next, _ := GenerateSigner(Revoker, "revoker-2026")
+	policy, _ := GenerateSigner(Policy, "policy-2025")
+	fresh := func() TrustFile { return NewTrustFile(start, old, policy) }
+	for _, tc := range []struct {
+		name string
+		step func(tf *TrustFile) error
+		ok   bool
+	}{
+		{"retiring a key before its successor is trusted is refused", func(tf *TrustFile) error { return tf.RetireKey(old.KeyID(), t0) }, false},
+		{"adding the successor, then retiring the old key at the end of the rollout", func(tf *TrustFile) error {
+			if err := tf.AddKey(next, t0.Add(-time.Hour)); err != nil {
+				return err
+			}
+			return tf.RetireKey(old.KeyID(), t0)
+		}, true},
+		{"a successor valid only after the close leaves a gap", func(tf *TrustFile) error {
+			if err := tf.AddKey(next, t0.Add(time.Hour)); err != nil {
+				return err
+			}
+			return tf.RetireKey(old.KeyID(), t0)
+		}, false},
+		{"another service's key is no successor", func(tf *TrustFile) error { return tf.RetireKey(old.KeyID(), t0) }, false},
+		{"the same key cannot be added twice", func(tf *TrustFile) error { return tf.AddKey(old, t0) }, false},
+		{"an unknown key cannot be retired", func(tf *TrustFile) error { return tf.RetireKey("nobody", t0) }, false},
+		{"a close before the key's start is refused", func(tf *TrustFile) error {
+			if err := tf.AddKey(next, start); err != nil {
+				return err
+			}
+			return tf.RetireKey(old.KeyID(), start.Add(-time.Hour))
+		}, false},
+		{"a retired key's window is not moved", func(tf *TrustFile) error {
+			if err := tf.AddKey(next, start); err != nil {
+				return err
+			}
+			if err := tf.RetireKey(old.KeyID(), t0); err != nil {
+				return err
+			}
+			return tf.RetireKey(old.KeyID(), t0.Add(-time.Hour))
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tf := fresh()
+			err := tc.step(&tf)
+			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrRotation)) {
+				t.Fatalf("got %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+
+	// After the rotation, an event the old key signed before the close verifies, one after does not,
+	// and the new key's does.
+	tf := fresh()
+	if err := tf.AddKey(next, t0.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tf.RetireKey(old.KeyID(), t0); err != nil {
+		t.Fatal(err)
+	}
+	v, err := ParseTrustFile(tf.Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ := Draft{Payload: RevocationRequested{By: "alice", Reason: "early"}}.Seal(testRequestID, Revoker, t0, GenesisHash(testRequestID))
+	for _, c := range []struct {
+		signer *Signer
+		stored time.Time
+		ok     bool
+	}{
+		{old, t0.Add(-time.Minute), true},
+		{old, t0, false},
+		{next, t0.Add(-time.Minute), true},
+		{next, t0.Add(time.Hour), true},
+	} {
+		rec := Record{Seq: 1, Subject: NATSSubject(testRequestID, TypeRevocationRequested), Body: body, Signature: c.signer.Sign(body), StoredAt: c.stored}
+		if _, err := v.NewChain().Next(rec); c.ok != (err == nil) {
+			t.Errorf("%s stored at %s: %v, want ok=%v", c.signer.KeyID(), c.stored.Format(time.RFC3339), err, c.ok)
+		}
+	}
+}

@@ -17,13 +17,19 @@ import (
 // returns it as a consumer delivers it.
 func deliver(t *testing.T, w *world, m *nats.Msg) jetstream.Msg {
 	t.Helper()
-	ctx := context.Background()
-	ack, err := w.js.PublishMsg(ctx, m)
+	ack, err := w.js.PublishMsg(context.Background(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return delivered(t, w, ack.Sequence)
+}
+
+// delivered returns the event stored at stream sequence seq as a consumer delivers it.
+func delivered(t *testing.T, w *world, seq uint64) jetstream.Msg {
+	t.Helper()
+	ctx := context.Background()
 	c, err := w.js.OrderedConsumer(ctx, topology.EventsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{m.Subject}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: ack.Sequence})
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,8 +42,21 @@ func (s *Store) Load(ctx context.Context, id string) (*Loaded, error) {
 }
 
 // LoadAtLeast is Load that insists on seeing stream sequence seq (the event a reaction was delivered):
-// it rereads a few times while the answering replica is behind, then returns ErrStale.
+// it rereads a few times while the answering replica is behind, then returns ErrStale. When seq is not
+// 0 and the store holds the request verified at seq or later (see requestCache), that is returned
+// without a read: as any load, it may be behind the stream, and the compare-and-set on append is what
+// keeps a decision from landing on a stale prefix.
 func (s *Store) LoadAtLeast(ctx context.Context, id string, seq uint64) (*Loaded, error) {
+	if seq > 0 {
+		if l, _ := s.cache.get(id); l != nil && l.LastSeq >= seq {
+			return l, nil
+		}
+	}
+	return s.reload(ctx, id, seq)
+}
+
+// reload is LoadAtLeast from the stream, whatever the store holds; what it reads, it remembers.
+func (s *Store) reload(ctx context.Context, id string, seq uint64) (*Loaded, error) {
 	for attempt := range staleRetries {
 		if attempt > 0 {
 			if err := backoff(ctx, attempt+2); err != nil {
@@ -58,6 +71,7 @@ func (s *Store) LoadAtLeast(ctx context.Context, id string, seq uint64) (*Loaded
 			return nil, err
 		}
 		if l.LastSeq >= seq {
+			s.cache.put(l)
 			return l, nil
 		}
 	}

@@ -38,6 +38,7 @@ type Store struct {
 	timeout     time.Duration
 	reader      reader
 	verified    *verifiedSet
+	cache       *requestCache
 }
 
 // Config is what a Store needs.
@@ -55,6 +56,9 @@ type Config struct {
 	// RequestTimeout bounds each round trip to NATS, whatever the caller's deadline: a reply lost with a
 	// node that died must not hold a handler for the rest of its context. Defaults to 5s.
 	RequestTimeout time.Duration
+	// CacheBytes bounds the memory of the requests the store keeps verified for reactions (see
+	// AtDelivery); defaults to DefaultCacheBytes.
+	CacheBytes int
 }
 
 // Open checks that the streams exist and the evidence stream is hardened, that the servers fsync every
@@ -92,6 +96,10 @@ func OpenReader(ctx context.Context, js jetstream.JetStream, verifier *events.Ve
 func newStore(js jetstream.JetStream, cfg Config) (*Store, error) {
 	s := &Store{js: js, signer: cfg.Signer, verifier: cfg.Verifier, now: cfg.Now, maxAttempts: cfg.MaxAttempts,
 		timeout: cfg.RequestTimeout, verified: newVerifiedSet()}
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = DefaultCacheBytes
+	}
+	s.cache = newRequestCache(cfg.CacheBytes)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -217,6 +225,7 @@ func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft)
 	next.Events = append(append([]events.Event{}, cur.Events...), sealed...)
 	next.Request = req
 	next.LastSeq = lastSeq
+	s.cache.put(next)
 	return next, nil
 }
 
@@ -311,12 +320,39 @@ type Updated struct {
 // When the decision fails, or the aggregate refuses it, Update first asks the stream leader whether the
 // load was stale; only a decision on current state is final.
 func (s *Store) Update(ctx context.Context, id string, decide Decide) (*Updated, error) {
-	return s.UpdateFrom(ctx, id, 0, decide)
+	return s.update(ctx, id, 0, nil, decide)
 }
 
 // UpdateFrom is Update for a reaction to the event at stream sequence seen: the decision is taken on a
-// load that includes it.
+// request that includes it, the one the store holds if it holds it that far (see LoadAtLeast).
 func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide Decide) (*Updated, error) {
+	return s.update(ctx, id, seen, nil, decide)
+}
+
+// React is Update for a reaction to delivered event d: the first decision is taken on the request as
+// of d (AtDelivery), which usually costs no read at all; a conflict reloads.
+func (s *Store) React(ctx context.Context, d Delivery, decide Decide) (*Updated, error) {
+	cur, err := s.AtDelivery(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	return s.update(ctx, d.RequestID, d.Seq, cur, decide)
+}
+
+// Create is Update for a request ID the caller has just minted: the first decision is taken on the
+// request with no events, without a read. Should the ID hold events after all (a retried command whose
+// first attempt landed), the compare-and-set refuses the append and Create goes on as Update does, from
+// a load.
+func (s *Store) Create(ctx context.Context, id string, decide Decide) (*Updated, error) {
+	if !events.ValidRequestID(id) {
+		return nil, fmt.Errorf("create request %q: not a request ID", id)
+	}
+	return s.update(ctx, id, 0, &Loaded{ID: id, Request: events.NewRequest(id)}, decide)
+}
+
+// update decides on cur (if given, else on a load of at least seen), appends, and on a conflict or a
+// doubtful refusal reloads from the stream and decides again.
+func (s *Store) update(ctx context.Context, id string, seen uint64, cur *Loaded, decide Decide) (*Updated, error) {
 	var lastErr error
 	for attempt := range s.maxAttempts {
 		if attempt > 0 {
@@ -324,7 +360,15 @@ func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide D
 				return nil, err
 			}
 		}
-		cur, err := s.LoadAtLeast(ctx, id, seen)
+		var err error
+		switch {
+		case cur != nil:
+		case attempt == 0:
+			cur, err = s.LoadAtLeast(ctx, id, seen)
+		default:
+			// What the store holds is what the last attempt decided on: read the stream.
+			cur, err = s.reload(ctx, id, seen)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -339,6 +383,8 @@ func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide D
 				return &Updated{Loaded: next, Appended: next.Events[len(cur.Events):]}, nil
 			}
 		}
+		decidedOn := cur.LastSeq
+		cur = nil
 		switch {
 		case errors.Is(err, ErrConflict), errors.Is(err, ErrDuplicate) && allCaused(drafts):
 			// Someone else appended first, or an earlier attempt landed but its ack was lost (then the
@@ -356,7 +402,7 @@ func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide D
 				// transient so the caller retries, never as a final refusal.
 				return nil, fmt.Errorf("%w: %v (and the leader could not confirm: %v)", ErrStale, err, lerr)
 			}
-			if leader <= cur.LastSeq {
+			if leader <= decidedOn {
 				return nil, err
 			}
 			// The decision was taken on a replica that was behind: decide again on what the leader has.

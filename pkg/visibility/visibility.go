@@ -74,10 +74,14 @@ var rule = []struct {
 }
 
 // Why returns why v sees r, whose entitlement the catalogue says entitlementOwners own, or "" if v
-// may not see it. Nobody sees a request that does not exist (no events), and a viewer without a
-// subject sees nothing but as a member of a group.
+// may not see it. Nobody sees a request that does not exist (no events); a finding (drift no request
+// explains, events.FindingID) has no requester, subject or owner, so only those who see everything see
+// it; and a viewer without a subject sees nothing but as a member of a group.
 func Why(r *events.Request, v Viewer, entitlementOwners []string) Reason {
-	if r.Status() == events.StatusNone {
+	switch {
+	case r.Status() == events.StatusNone:
+		return ""
+	case r.Status() == events.StatusFinding && !v.SeesAll:
 		return ""
 	}
 	f := fact{req: r, viewer: v, entitlementOwners: entitlementOwners}

@@ -65,6 +65,8 @@ func TestWhoSeesARequest(t *testing.T) {
 	emergency := fold(t, breakGlass, events.PolicyDecided{Outcome: events.OutcomeEmergency,
 		Reasons: []string{"break glass"}, EffectiveDurationSeconds: 1800, PolicyRevision: "sha256:rev", InputDigest: "sha256:in",
 		PostReview: &events.PostReview{Groups: []string{"incident-review"}, Deadline: t0.Add(24 * time.Hour)}})
+	finding := fold(t, events.DriftDetected{Kind: events.DriftUnexplained, Connector: "postgres", TargetRef: "role grantline_hotfix",
+		Observed: events.Observed{Present: true}, Action: events.DriftRecorded})
 	owners := []string{"payments-owners"}
 	seeAll := []string{"auditors"}
 
@@ -89,6 +91,9 @@ func TestWhoSeesARequest(t *testing.T) {
 		{"a person in no group sees nothing", staged, "mallory", nil, ""},
 		{"a caller without a subject is nobody, even where the request has no subject owner", alicesOwn, "", []string{""}, ""},
 		{"nobody sees a request that does not exist, not even a see-all group", events.NewRequest(requestID), "erin", []string{"auditors"}, ""},
+		{"a see-all group sees a finding of access no request explains", finding, "erin", []string{"auditors"}, visibility.SeesAll},
+		{"an entitlement owner does not see a finding, which belongs to no entitlement", finding, "bob", []string{"payments-owners"}, ""},
+		{"a caller without a subject does not see a finding, whose requester is nobody", finding, "", []string{"engineers"}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -62,6 +62,12 @@ type Filter struct {
 	Limit int
 }
 
+// FindingFilter pages through findings.
+type FindingFilter struct {
+	After string
+	Limit int
+}
+
 // GrantFilter selects grants; Active nil means active and past.
 type GrantFilter struct {
 	Active *bool

@@ -65,6 +65,27 @@ func NewGrant(h *History) (Grant, bool) {
 	return out, true
 }
 
+// Finding is Grantline-shaped access a target showed that no request explains, as the revoker's
+// reconciler recorded it under its finding ID (events.FindingID).
+type Finding struct {
+	ID        string          `json:"id"`
+	Connector string          `json:"connector"`
+	TargetRef string          `json:"target_ref"`
+	Observed  events.Observed `json:"observed"`
+	FoundAt   time.Time       `json:"found_at"`
+	LastSeq   uint64          `json:"last_seq"`
+}
+
+// NewFinding shows the finding of a history, and false if the history is a request's.
+func NewFinding(h *History) (Finding, bool) {
+	d := h.Request.Drift()
+	if h.Request.Status() != events.StatusFinding || len(d) == 0 {
+		return Finding{}, false
+	}
+	return Finding{ID: h.ID, Connector: d[0].Connector, TargetRef: d[0].TargetRef, Observed: d[0].Observed,
+		FoundAt: h.SubmittedAt(), LastSeq: h.LastSeq}, true
+}
+
 // Holding is a grant that held an entitlement at the instant asked about. BeyondExpiry marks one past its
 // expiry whose revocation was not recorded by then: the target was last seen granting it, so it counts.
 type Holding struct {

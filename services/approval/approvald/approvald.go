@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
@@ -74,7 +75,9 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	return ops.RunAll(ctx,
 		ops.Consumer(d.JS, reaction.SchedulesSpec(), h.Schedule, log),
 		ops.Consumer(d.JS, reaction.TimersSpec(), h.Fired, log),
-		ops.Consumer(d.JS, reaction.InboxSpec(), h.Project(inbox), log))
+		func(ctx context.Context) error {
+			return consumer.RunBatch(ctx, d.JS, reaction.InboxSpec(), h.Project(inbox), log)
+		})
 }
 
 // New builds the approval service from cfg on host: the token verifier and the inbox database

@@ -65,8 +65,10 @@ type Review struct {
 	Decision      events.ReviewDecision `json:"decision"`
 	Comment       string                `json:"comment,omitempty"`
 	RequestDigest string                `json:"request_digest"`
-	Status        events.Status         `json:"status"`
-	Approvers     []string              `json:"approvers,omitempty"`
+	// Via is who acted for the reviewer with a delegated token (the token's act claim), as recorded.
+	Via       string        `json:"via,omitempty"`
+	Status    events.Status `json:"status"`
+	Approvers []string      `json:"approvers,omitempty"`
 }
 
 func (h *Handler) review(w http.ResponseWriter, r *http.Request) {
@@ -77,7 +79,7 @@ func (h *Handler) review(w http.ResponseWriter, r *http.Request) {
 		problems.Refuse(w, r, log, "review", err)
 		return
 	}
-	log.Info("reviewed", telemetry.KeyTraceID, telemetry.TraceID(r.Context()), "reviewer", out.Reviewer, "decision", out.Decision, "stage", out.StageName, "status", out.Status)
+	log.Info("reviewed", telemetry.KeyTraceID, telemetry.TraceID(r.Context()), "reviewer", out.Reviewer, "via", out.Via, "decision", out.Decision, "stage", out.StageName, "status", out.Status)
 	httpjson.Write(w, http.StatusCreated, out)
 }
 
@@ -99,7 +101,7 @@ func (h *Handler) handleReview(r *http.Request, id string) (Review, error) {
 			return nil, err
 		}
 		drafts, err := h.Rules.Review(req, approval.Review{Reviewer: events.Principal{ID: who.Subject, Groups: who.Groups},
-			Decision: body.Decision, Comment: body.Comment, RequestDigest: body.RequestDigest})
+			Decision: body.Decision, Comment: body.Comment, RequestDigest: body.RequestDigest, Via: who.Actor})
 		if err == nil {
 			recorded = drafts[0].Payload.(events.Reviewed)
 		}
@@ -111,7 +113,7 @@ func (h *Handler) handleReview(r *http.Request, id string) (Review, error) {
 	req := l.Request
 	return Review{RequestID: id, Reviewer: recorded.Reviewer.ID, Stage: recorded.Stage,
 		StageName: req.Decision().Stages[recorded.Stage].Name, Decision: recorded.Decision, Comment: recorded.Comment,
-		RequestDigest: recorded.RequestDigest, Status: req.Status(), Approvers: req.Approvers()}, nil
+		RequestDigest: recorded.RequestDigest, Via: recorded.Via, Status: req.Status(), Approvers: req.Approvers()}, nil
 }
 
 // PostReviewBody is the verdict on an emergency grant.

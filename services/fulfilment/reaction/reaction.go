@@ -48,16 +48,11 @@ func subjects(types ...events.Type) []string {
 	return out
 }
 
-// fulfilConcurrency is how many grants one replica works on at once. A grant spends most of its time
-// waiting on round trips (the load, the target, the fsync'd append), so the system benchmark found
-// fulfilment the stage requests queued in front of at 4.
-const fulfilConcurrency = 8
-
 // FulfilSpec is the consumer of the events that may lead to a grant.
 func FulfilSpec(maxDeliveries int) consumer.Spec {
 	return consumer.Spec{Stream: topology.FulfilmentGrants.Stream, Durable: topology.FulfilmentGrants.Durable,
-		FilterSubjects: subjects(events.TypeApproved, events.TypePolicyDecided), Concurrency: fulfilConcurrency,
-		MaxDeliveries: maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
+		FilterSubjects: subjects(events.TypeApproved, events.TypePolicyDecided),
+		MaxDeliveries:  maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
 }
 
 // StartSpec is the consumer of fired start timers: requests approved before the time they asked
@@ -65,15 +60,15 @@ func FulfilSpec(maxDeliveries int) consumer.Spec {
 func StartSpec(maxDeliveries int) consumer.Spec {
 	return consumer.Spec{Stream: topology.FulfilmentStart.Stream, Durable: topology.FulfilmentStart.Durable,
 		FilterSubjects: []string{topology.TimerFired("*", topology.TimerGrantStart)},
-		Concurrency:    4, MaxDeliveries: maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
+		MaxDeliveries:  maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
 }
 
 // RevokeTasksSpec is the consumer of the events that make a revocation due. Like the revoker's, it
 // never gives up: a manual grant whose revoke task is not opened would never be revoked.
 func RevokeTasksSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.FulfilmentRevokeTasks.Stream, Durable: topology.FulfilmentRevokeTasks.Durable,
-		FilterSubjects: subjects(events.TypeExpired, events.TypeRevocationRequested, events.TypePostReviewed), Concurrency: 2,
-		MaxDeliveries: math.MaxInt32, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, time.Minute)}
+		FilterSubjects: subjects(events.TypeExpired, events.TypeRevocationRequested, events.TypePostReviewed),
+		MaxDeliveries:  math.MaxInt32, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, time.Minute)}
 }
 
 // Reactions are the fulfilment service's handlers.
@@ -167,7 +162,7 @@ func (h *Reactions) Started(ctx context.Context, msg jetstream.Msg) error {
 func trigger(l *eventstore.Loaded) (eventstore.Delivery, bool) {
 	for i := len(l.Events) - 1; i >= 0; i-- {
 		if fulfilment.Triggers(l.Events[i]) {
-			return eventstore.Delivery{RequestID: l.ID, Seq: l.Records[i].Seq, Event: l.Events[i]}, true
+			return l.At(i), true
 		}
 	}
 	return eventstore.Delivery{}, false
@@ -184,7 +179,7 @@ func (h *Reactions) handle(ctx context.Context, d eventstore.Delivery, delivered
 	if !fulfilment.Triggers(d.Event) {
 		return nil
 	}
-	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := h.Store.AtDelivery(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -340,7 +335,7 @@ func (h *Reactions) openTask(ctx context.Context, log *slog.Logger, r *events.Re
 }
 
 func (h *Reactions) openRevokeTask(ctx context.Context, d eventstore.Delivery) error {
-	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := h.Store.AtDelivery(ctx, d)
 	if err != nil {
 		return err
 	}

@@ -96,7 +96,9 @@ func (h *Handler) handleSubmit(r *http.Request) (string, events.Status, error) {
 		}
 		causation = "http:" + key
 	}
-	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+	// A minted ID holds nothing yet, so no read: a retry whose first attempt landed is caught by the
+	// compare-and-set, which reloads.
+	l, err := h.Store.Create(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
 		if req.Status() != events.StatusNone {
 			// A retry whose first attempt landed: the same request, nothing to add.
 			return nil, nil
@@ -182,6 +184,11 @@ func (h *Handler) handleShow(r *http.Request, id string) (View, error) {
 	}
 	if err := h.visible(who, l.Request); err != nil {
 		return View{}, err
+	}
+	if l.Request.Status() == events.StatusFinding {
+		// Drift no request explains, under an ID of its own, is not a request: the read side lists it
+		// (GET /v1/findings).
+		return View{}, visibility.ErrNotFound
 	}
 	return NewView(l), nil
 }

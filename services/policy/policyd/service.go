@@ -53,9 +53,10 @@ type Deps struct {
 	// Backoff is the delay before redelivering after a failed attempt; defaults to the consumer's
 	// (250ms doubling up to 30s).
 	Backoff func(delivered int) time.Duration
-	// Concurrency is how many requests this replica decides at once; defaults to 8. A decision spends most
-	// of its time waiting on NATS (load, state read, fsync'd append), not evaluating: with 2, policy was
-	// the system's bottleneck at a tenth of a core (docs/benchmarks.md, system benchmark).
+	// Concurrency is how many requests each of this replica's consumers handles at once; defaults to
+	// consumer.DefaultConcurrency. A decision spends most of its time waiting on NATS (load, state read,
+	// fsync'd append), not evaluating: with 2, policy was the system's bottleneck at a tenth of a core
+	// (docs/benchmarks.md, system benchmark).
 	Concurrency int
 	// StateReplicas is the replica count of the state bucket when Serve creates it: 1 in development,
 	// 3 in production. Defaults to 1.
@@ -84,7 +85,7 @@ func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
 				events.NATSSubject("*", events.TypePostReviewed), events.NATSSubject("*", events.TypeWithdrawn),
 				events.NATSSubject("*", events.TypeFulfilmentFailed),
 			},
-			MaxDeliveries: s.maxDeliveries, Backoff: deps.Backoff}, s.handleSettling, log))
+			MaxDeliveries: s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleSettling, log))
 }
 
 type service struct {
@@ -114,9 +115,6 @@ func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, err
 	}
 	if s.maxDeliveries <= 0 {
 		s.maxDeliveries = 5
-	}
-	if s.concurrency <= 0 {
-		s.concurrency = 8
 	}
 	meter := deps.Meter
 	if meter == nil {
@@ -162,7 +160,7 @@ func (s *service) handleSubmitted(ctx context.Context, msg jetstream.Msg) error 
 	// failure is why policy could not decide, as the last decision taken says; it is reported only if
 	// that decision was appended.
 	var failure error
-	u, err := s.store.UpdateFrom(ctx, d.RequestID, d.Seq, func(r *events.Request) ([]events.Draft, error) {
+	u, err := s.store.React(ctx, d, func(r *events.Request) ([]events.Draft, error) {
 		if r.Status() != events.StatusSubmitted {
 			return nil, nil
 		}
@@ -234,16 +232,17 @@ func (s *service) decide(ctx context.Context, r *events.Request, last bool) (dec
 }
 
 func (s *service) evaluate(ctx context.Context, id string, sub events.Submitted, in *policy.Input) (policy.Evaluation, error) {
+	// Review debt decides only emergencies: any other request is decided without reading it.
 	if sub.Emergency {
 		if err := s.reviews.reserve(ctx, sub.Requester.ID, id); err != nil {
 			return policy.Evaluation{}, err
 		}
+		open, err := s.reviews.open(ctx, sub.Requester.ID, id)
+		if err != nil {
+			return policy.Evaluation{}, err
+		}
+		in.OpenEmergencyReviews = open
 	}
-	open, err := s.reviews.open(ctx, sub.Requester.ID, id)
-	if err != nil {
-		return policy.Evaluation{}, err
-	}
-	in.OpenEmergencyReviews = open
 	start := time.Now()
 	ev, err := s.engine.Evaluate(ctx, *in)
 	s.evalTime.Record(ctx, time.Since(start).Seconds())
@@ -290,7 +289,7 @@ func (s *service) handleSettling(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return consumer.Permanent(fmt.Errorf("receive delivery: %w", err))
 	}
-	l, err := s.store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := s.store.AtDelivery(ctx, d)
 	if err != nil {
 		return fmt.Errorf("load request %s: %w", d.RequestID, err)
 	}

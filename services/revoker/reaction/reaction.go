@@ -53,7 +53,6 @@ func SchedulesSpec() consumer.Spec {
 		Stream:         topology.RevokerSchedules.Stream,
 		Durable:        topology.RevokerSchedules.Durable,
 		FilterSubjects: []string{events.NATSSubject("*", events.TypeGranted)},
-		Concurrency:    4,
 	}
 }
 
@@ -66,7 +65,6 @@ func RevocationsSpec(backoffCap time.Duration) consumer.Spec {
 			events.NATSSubject("*", events.TypeRevocationRequested),
 			events.NATSSubject("*", events.TypePostReviewed),
 		},
-		Concurrency:   4,
 		MaxDeliveries: forever,
 		Backoff:       consumer.ExponentialBackoff(250*time.Millisecond, backoffCap),
 	}
@@ -78,7 +76,6 @@ func ExpirySpec(backoffCap time.Duration) consumer.Spec {
 		Stream:         topology.RevokerExpiry.Stream,
 		Durable:        topology.RevokerExpiry.Durable,
 		FilterSubjects: []string{topology.TimerFired("*", topology.TimerExpiry)},
-		Concurrency:    8,
 		MaxDeliveries:  forever,
 		Backoff:        consumer.ExponentialBackoff(250*time.Millisecond, backoffCap),
 	}
@@ -106,7 +103,7 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := h.Store.AtDelivery(ctx, d)
 	if deadletter.Permanent(err) {
 		return consumer.Permanent(err)
 	}
@@ -167,7 +164,7 @@ func (h *Reactions) Revocations(ctx context.Context, msg jetstream.Msg) error {
 		return consumer.Permanent(err)
 	}
 	return h.settle(ctx, msg, topology.RevokerRevocations.Durable, func(delivered int) error {
-		l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+		l, err := h.Store.AtDelivery(ctx, d)
 		if err != nil {
 			return err
 		}

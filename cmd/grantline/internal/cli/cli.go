@@ -19,6 +19,19 @@ import (
 
 // Execute runs the command line args and returns the process exit code.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := rootCommand(stdout, stderr)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "grantline:", err)
+		return 1
+	}
+	return 0
+}
+
+// rootCommand is the whole command tree, writing to stdout and stderr.
+func rootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "grantline",
 		Short:         "Access requests as verifiable governance events",
@@ -28,14 +41,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.AddCommand(devCommand(stdout, stderr), requestCommand(stdout), policyCommand(stdout, stderr), auditCommand(stdout, stderr), reviewCommand(stdout), grantCommand(stdout), taskCommand(stdout), revokeCommand(stdout, stderr), gatewayCommand(stderr))
 	root.AddCommand(bench.Command(stdout, stderr))
 	root.AddCommand(deployCommand(stdout), streamsCommand(stdout), witnessCommand(stdout, stderr), dlqCommand(stdout, stderr))
-	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "grantline:", err)
-		return 1
-	}
-	return 0
+	return root
 }
 
 func devCommand(stdout, stderr io.Writer) *cobra.Command {

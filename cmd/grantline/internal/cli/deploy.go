@@ -45,8 +45,7 @@ func deployCommand(stdout io.Writer) *cobra.Command {
                           (GRANTLINE_CONSOLE_SESSION_KEY_FILE), mode 0600, the same for every replica
 
 It refuses to overwrite existing files unless --force. Replacing signing keys breaks verification of
-the events they signed: to rotate a key, add the new one to the trust file and close the old one's
-window instead.`,
+the events they signed: to rotate a key, use "grantline deploy rotate-key" and "retire-key" instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var names []string
@@ -75,6 +74,7 @@ window instead.`,
 	f.StringVar(&owner, "owner", "", "UID:GID to own what is written (as root, for containers running as another user, such as 65532:65532)")
 	_ = secrets.MarkFlagRequired("out")
 	cmd.AddCommand(secrets)
+	cmd.AddCommand(keyRotationCommands(stdout)...)
 	return cmd
 }
 

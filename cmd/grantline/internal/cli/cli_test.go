@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/grantline/grantline/cmd/grantline/internal/devmode"
 	"github.com/grantline/grantline/pkg/pgtest"
 	"github.com/grantline/grantline/pkg/poll"
@@ -24,10 +26,16 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 // data directory, and the flags that point CLI commands at it.
 func startDev(t testing.TB) (*devmode.Env, string, []string) {
 	t.Helper()
+	return startDevOn(t, pgtest.New(t))
+}
+
+// startDevOn is startDev on the database at dbURL, which is also dev's demo PostgreSQL target.
+func startDevOn(t testing.TB, dbURL string) (*devmode.Env, string, []string) {
+	t.Helper()
 	dataDir := t.TempDir()
 	t.Setenv("GRANTLINE_EXAMPLES", examples)
 	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
-		Examples: examples, DatabaseURL: pgtest.New(t)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		Examples: examples, DatabaseURL: dbURL}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +335,22 @@ func TestWitnessInit(t *testing.T) {
 // grant alice holds, sees each one's outcome as observed at the target, and frank's grant of the same
 // entitlement is untouched; someone who may read none of them is told there is nothing to revoke.
 func TestMassRevokeAgainstDev(t *testing.T) {
-	_, _, api := startDev(t)
+	dbURL := pgtest.New(t)
+	_, _, api := startDevOn(t, dbURL)
+	target, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { target.Close(context.Background()) })
+	// What the demo target shows, not what the evidence says: does alice hold analytics_read?
+	aliceHoldsRole := func() bool {
+		var ok bool
+		if err := target.QueryRow(context.Background(), `SELECT COALESCE((SELECT pg_has_role(m.oid, r.oid, 'MEMBER')
+			FROM pg_roles m, pg_roles r WHERE m.rolname = 'alice' AND r.rolname = 'analytics_read'), false)`).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
 	submit := func(who string) string {
 		_, out := run(t, append([]string{"request", "create", "--as", who, "--entitlement", "analytics-read",
 			"--duration", "1h", "--justification", "weekly revenue report"}, api...)...)
@@ -351,6 +374,9 @@ func TestMassRevokeAgainstDev(t *testing.T) {
 		return strings.Count(out, "analytics-read") >= 4
 	})
 
+	if !aliceHoldsRole() {
+		t.Fatal("the target does not show alice's grants before the revocation")
+	}
 	if code, out := run(t, append([]string{"revoke", "--user", "alice", "--reason", "left the company", "--as", "dave"}, api...)...); code != 0 || !strings.Contains(out, "No active grant held by alice") {
 		t.Fatalf("dave, who may read none of alice's grants: exit %d: %s", code, out)
 	}
@@ -370,6 +396,9 @@ func TestMassRevokeAgainstDev(t *testing.T) {
 		if !strings.Contains(view, `"status": "revoked"`) || !strings.Contains(view, `"reason": "early"`) {
 			t.Errorf("%s after the mass revocation: %s", id, view)
 		}
+	}
+	if aliceHoldsRole() {
+		t.Error("the target still shows alice holding analytics_read after every grant was revoked")
 	}
 	if strings.Contains(out, franks) {
 		t.Errorf("frank's grant was in alice's revocation:\n%s", out)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natstest"
@@ -96,7 +97,11 @@ func newWorld(t testing.TB) *world {
 	}
 
 	w.log = slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w.deps = approvald.Deps{JS: js, Store: w.stores[events.Approval], Auth: authn, DB: newPool(t), Now: time.Now}
+	cat, err := catalogue.Load("../../../examples/catalogue.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.deps = approvald.Deps{JS: js, Store: w.stores[events.Approval], Catalogue: cat, Auth: authn, DB: newPool(t), Now: time.Now}
 	if err := w.deps.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json/v2"
 	"io"
 	"log/slog"
 	"os"
@@ -417,4 +418,18 @@ func TestMassRevokeAgainstDev(t *testing.T) {
 		code, out = run(t, append([]string{"revoke", "--user", "alice", "--reason", "left the company", "--as", "carol"}, api...)...)
 		return code == 0 && strings.Contains(out, "No active grant held by alice")
 	})
+
+	// A compromised target: every grant of the entitlement, for a script.
+	code, out = run(t, append([]string{"revoke", "--entitlement", "analytics-read", "--reason", "INC-77", "--as", "carol", "--json"}, api...)...)
+	var lines []struct {
+		RequestID string `json:"request_id"`
+		Holder    string `json:"holder"`
+		Outcome   string `json:"outcome"`
+	}
+	// run gives stdout then stderr (the progress): the JSON is the first.
+	jsonOut, _, _ := strings.Cut(out, "\n]\n")
+	if err := json.Unmarshal([]byte(jsonOut+"]"), &lines); code != 0 || err != nil || len(lines) != 1 ||
+		lines[0].RequestID != franks || lines[0].Holder != "frank" || lines[0].Outcome != "revoked" {
+		t.Fatalf("revoking every analytics-read grant: exit %d, %v: %s", code, err, out)
+	}
 }

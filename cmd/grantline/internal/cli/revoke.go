@@ -102,7 +102,7 @@ func revokeAll(ctx context.Context, f *apiFlags, stdout, stderr io.Writer, filte
 	fmt.Fprintf(stderr, "Revoking %d active grants %s.\n", len(grants), what)
 	start := time.Now()
 	outcomes := revokeEach(ctx, f, stderr, grants, reason, start.Add(wait))
-	return reportRevocations(stdout, outcomes, time.Since(start))
+	return reportRevocations(f, stdout, outcomes, time.Since(start))
 }
 
 // revokeEach asks for each grant's revocation, then follows each accepted one until it is revoked or
@@ -184,36 +184,58 @@ func followRevocation(ctx context.Context, f *apiFlags, o *revocationOutcome, de
 	}
 }
 
-// reportRevocations prints one line per grant and fails if any was refused or is not revoked.
-func reportRevocations(stdout io.Writer, outcomes []revocationOutcome, took time.Duration) error {
-	tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "REQUEST\tHOLDER\tENTITLEMENT\tOUTCOME")
-	var refused, overdue int
-	for _, o := range outcomes {
-		g := o.grant
-		outcome := ""
+// revocationLine is one grant's outcome as reported, a table row or, with --json, an object.
+type revocationLine struct {
+	RequestID   string `json:"request_id"`
+	Holder      string `json:"holder"`
+	Entitlement string `json:"entitlement"`
+	// Outcome is revoked, refused, still_present (revoked but the target still shows it) or overdue.
+	Outcome string `json:"outcome"`
+	Detail  string `json:"detail,omitempty"`
+	// RevokedAfterMS is when the revocation was seen, from the start of the run.
+	RevokedAfterMS int64 `json:"revoked_after_ms,omitempty"`
+}
+
+// reportRevocations prints one line per grant (a table, or JSON with --json) and fails if any was
+// refused or is not revoked.
+func reportRevocations(f *apiFlags, stdout io.Writer, outcomes []revocationOutcome, took time.Duration) error {
+	lines := make([]revocationLine, len(outcomes))
+	var failed int
+	for i, o := range outcomes {
+		l := revocationLine{RequestID: o.grant.RequestID, Holder: o.grant.Subject.ID, Entitlement: o.grant.Entitlement}
 		switch {
 		case o.refused != nil:
-			refused++
-			outcome = "refused: " + o.refused.Error()
+			l.Outcome, l.Detail = "refused", o.refused.Error()
 		case o.status == "revoked" && o.present:
-			overdue++
-			outcome = "revoked, but the target still shows the access"
+			l.Outcome, l.Detail = "still_present", "revoked, but the target still shows the access"
 		case o.status == "revoked":
-			outcome = fmt.Sprintf("revoked, gone from the target (%s)", o.finished.Round(time.Millisecond))
+			l.Outcome, l.RevokedAfterMS = "revoked", o.finished.Milliseconds()
 		default:
-			overdue++
-			outcome = fmt.Sprintf("OVERDUE: not revoked yet (status %v); the revoker keeps retrying", orDash(o.status))
+			l.Outcome, l.Detail = "overdue", fmt.Sprintf("not revoked yet (status %v); the revoker keeps retrying", orDash(o.status))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.RequestID, g.Subject.ID, g.Entitlement, outcome)
+		if l.Outcome != "revoked" {
+			failed++
+		}
+		lines[i] = l
 	}
-	if err := tw.Flush(); err != nil {
+	err := f.print(stdout, lines, func(out io.Writer) {
+		tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "REQUEST\tHOLDER\tENTITLEMENT\tOUTCOME")
+		for _, l := range lines {
+			outcome := l.Outcome + ": " + l.Detail
+			if l.Outcome == "revoked" {
+				outcome = fmt.Sprintf("revoked, gone from the target (%s)", (time.Duration(l.RevokedAfterMS) * time.Millisecond))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", l.RequestID, l.Holder, l.Entitlement, outcome)
+		}
+		_ = tw.Flush()
+		fmt.Fprintf(out, "%d of %d revoked in %s; %d refused or overdue.\n", len(lines)-failed, len(lines), took.Round(time.Millisecond), failed)
+	})
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%d of %d revoked in %s; %d refused, %d overdue.\n",
-		len(outcomes)-refused-overdue, len(outcomes), took.Round(time.Millisecond), refused, overdue)
-	if refused+overdue > 0 {
-		return fmt.Errorf("%d grants refused and %d overdue", refused, overdue)
+	if failed > 0 {
+		return fmt.Errorf("%d of %d grants refused or not revoked", failed, len(lines))
 	}
 	return nil
 }

@@ -66,7 +66,7 @@ type Handler struct {
 	Integrations *intake.Integrations
 	Idempotency  *idempotency.Keys
 	// Submissions limits how fast each integration submits; nil limits nothing. A submission over
-	// the limit is refused (answered and dead-lettered) with the reason and when to retry.
+	// the limit is answered refused with the reason and when to retry, and not dead-lettered.
 	Submissions *throttle.Limiter
 	Now         func() time.Time
 	Log         *slog.Logger
@@ -93,6 +93,11 @@ func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 			return fmt.Errorf("answer refusal: %w", perr)
 		}
 		log.Info("integration request refused", "reason", refused.Error())
+		if errors.Is(refused, throttle.ErrLimited) {
+			// Nothing is wrong with the request, the integration only has to slow down: a dead letter
+			// per refusal would copy a flood into GRANTLINE_DLQ, where nothing needs replaying.
+			return nil
+		}
 		return consumer.Permanent(refused)
 	case err != nil:
 		return err

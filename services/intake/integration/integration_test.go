@@ -198,7 +198,8 @@ func TestRefusalsAreAnsweredWithReasons(t *testing.T) {
 
 // TestAnIntegrationOverItsLimitIsRefusedWithTheReason: an integration that floods intake gets its
 // burst accepted and every CloudEvent after it refused, each answered with the reason and when to
-// retry, and dead-lettered like any refusal; nothing over the limit reaches the evidence stream.
+// retry; nothing over the limit reaches the evidence stream, nor the dead letters (nothing in them
+// is wrong, and a flood must not be copied there).
 func TestAnIntegrationOverItsLimitIsRefusedWithTheReason(t *testing.T) {
 	const burst, sent = 5, 12
 	c, _, js := start(t, func(h *Handler) {
@@ -238,5 +239,21 @@ func TestAnIntegrationOverItsLimitIsRefusedWithTheReason(t *testing.T) {
 	}
 	if info.State.Msgs != burst {
 		t.Fatalf("%d events in the evidence stream, want the burst's %d submitted", info.State.Msgs, burst)
+	}
+	// Every delivery settled (acked, or dead-lettered first) before the dead letters are counted.
+	poll.Until(t, 20*time.Second, "every delivery settled", func() bool {
+		c, err := js.Consumer(context.Background(), topology.IntakeIntegrations.Stream, topology.IntakeIntegrations.Durable)
+		if err != nil {
+			return false
+		}
+		ci, err := c.Info(context.Background())
+		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
+	})
+	dlq, err := js.Stream(context.Background(), topology.DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dinfo, err := dlq.Info(context.Background()); err != nil || dinfo.State.Msgs != 0 {
+		t.Fatalf("dead letters after the flood: %v, err %v; want none", dinfo.State.Msgs, err)
 	}
 }

@@ -108,6 +108,7 @@ type Options struct {
 // problem so one run reports every finding.
 type Verifier struct {
 	opts     Options
+	trust    *events.Verifier
 	chain    *events.Chain
 	report   Report
 	requests map[string]*requestState
@@ -126,7 +127,7 @@ func NewVerifier(trust *events.Verifier, opts Options) *Verifier {
 	if opts.RevocationSLO == 0 {
 		opts.RevocationSLO = time.Minute
 	}
-	v := &Verifier{opts: opts, chain: trust.NewChain(), requests: map[string]*requestState{}}
+	v := &Verifier{opts: opts, trust: trust, chain: trust.NewChain(), requests: map[string]*requestState{}}
 	if opts.Checkpoints != nil {
 		v.cps = newCheckpointRun(opts.Checkpoints)
 	}
@@ -134,7 +135,12 @@ func NewVerifier(trust *events.Verifier, opts Options) *Verifier {
 }
 
 // Add verifies the next stored event.
-func (v *Verifier) Add(rec events.Record) {
+func (v *Verifier) Add(rec events.Record) { v.fold(v.trust.Check(rec, v.report.Events+1)) }
+
+// fold judges the next stored event, already checked on its own at its position, against everything
+// before it: the stream's sequence, the request's chain and lifecycle, and the checkpoints.
+func (v *Verifier) fold(ck events.Checked) {
+	rec := ck.Record
 	v.report.Events++
 	pos := v.report.Events
 	switch {
@@ -153,7 +159,7 @@ func (v *Verifier) Add(rec events.Record) {
 		v.cps.add(pos, rec, v.find)
 	}
 
-	ev, err := v.chain.Next(rec)
+	ev, err := v.chain.Link(ck)
 	var viol *events.Violation
 	if errors.As(err, &viol) {
 		v.find(Finding{Kind: FindingKind(viol.Kind), Position: pos, Seq: rec.Seq, RequestID: viol.RequestID, EventID: viol.EventID, Detail: viol.Detail})
@@ -163,7 +169,7 @@ func (v *Verifier) Add(rec events.Record) {
 		// Continue the chain from the stored bytes, so the next event of this request is judged
 		// against what is there rather than failing again for the same cause.
 		if viol.RequestID != "" {
-			v.chain.Seed(viol.RequestID, events.ChainHash(rec.Body))
+			v.chain.Seed(viol.RequestID, ck.Hash)
 		}
 		return
 	}

@@ -258,7 +258,26 @@ type Checked struct {
 // Check verifies rec on its own as the event at position in its sequence (see Verify) and hashes it for
 // the chain. It is safe to call from many goroutines at once.
 func (v *Verifier) Check(rec Record, position int) Checked {
-	ev, err := v.Verify(rec, position)
+	ev, err := v.verify(rec, position, true)
+	return Checked{Record: rec, Event: ev, Err: err, Hash: ChainHash(rec.Body)}
+}
+
+// Signature returns the public key and the signature rec's header names, for a caller that verifies
+// many signatures at once (in a batch) before CheckSigned. ok is false when the header is missing or
+// malformed or names a key the trust file lacks: Check reports those.
+func (v *Verifier) Signature(rec Record) (pub ed25519.PublicKey, sig []byte, ok bool) {
+	keyID, sig, err := parseSignature(rec.Signature)
+	if err != nil {
+		return nil, nil, false
+	}
+	key, ok := v.keys[keyID]
+	return key.pub, sig, ok
+}
+
+// CheckSigned is Check for an event whose signature, as Signature returned it, the caller has verified
+// over rec.Body already: everything else is checked as Check does.
+func (v *Verifier) CheckSigned(rec Record, position int) Checked {
+	ev, err := v.verify(rec, position, false)
 	return Checked{Record: rec, Event: ev, Err: err, Hash: ChainHash(rec.Body)}
 }
 
@@ -296,6 +315,11 @@ func (c *Chain) Link(ck Checked) (Event, error) {
 // Chain.Next checks except its link to the event before (ev.PrevHash), which the caller compares with
 // the head it holds. It returns the decoded event, or the *Violation.
 func (v *Verifier) Verify(rec Record, position int) (Event, error) {
+	return v.verify(rec, position, true)
+}
+
+// verify is Verify, checking the signature itself only with checkSig (see CheckSigned).
+func (v *Verifier) verify(rec Record, position int, checkSig bool) (Event, error) {
 	fail := func(id, eventID string, kind ViolationKind, format string, args ...any) (Event, error) {
 		return Event{}, &Violation{Position: position, Seq: rec.Seq, RequestID: id, EventID: eventID, Kind: kind, Detail: fmt.Sprintf(format, args...)}
 	}
@@ -313,7 +337,7 @@ func (v *Verifier) Verify(rec Record, position int) (Event, error) {
 	if !ok {
 		return fail(subjID, "", ViolationUnknownKey, "key %q is not in the trust file", keyID)
 	}
-	if !ed25519.Verify(key.pub, rec.Body, sig) {
+	if checkSig && !ed25519.Verify(key.pub, rec.Body, sig) {
 		return fail(subjID, "", ViolationBadSignature, "signature by key %q does not match the body", keyID)
 	}
 	ev, err := Decode(rec.Body)

@@ -117,9 +117,11 @@ type Verifier struct {
 }
 
 type requestState struct {
-	evs    []events.Event
-	req    *events.Request
-	broken bool
+	// lastEventID is the ID of the request's latest event, which findings about the whole request name;
+	// only that is kept of its events, so memory grows with the requests, not with their events.
+	lastEventID string
+	req         *events.Request
+	broken      bool
 }
 
 // NewVerifier starts a run against the trust file's verifier.
@@ -182,7 +184,7 @@ func (v *Verifier) fold(ck events.Checked) {
 		v.find(Finding{Kind: FindingInvariant, Position: pos, Seq: rec.Seq, RequestID: ev.Subject, EventID: ev.ID, Detail: err.Error()})
 		return
 	}
-	st.evs = append(st.evs, ev)
+	st.lastEventID = ev.ID
 	if d, ok := ev.Payload.(events.DriftDetected); ok {
 		entry := Drift{Position: pos, Seq: rec.Seq, Time: ev.Time, RequestID: ev.Subject, Kind: d.Kind, Action: d.Action,
 			Connector: d.Connector, TargetRef: d.TargetRef, Present: d.Observed.Present}
@@ -236,8 +238,7 @@ func (v *Verifier) Finish() *Report {
 			continue
 		}
 		if v.opts.Now.After(g.ExpiresAt.Add(v.opts.RevocationSLO)) {
-			last := st.evs[len(st.evs)-1]
-			v.find(Finding{Kind: FindingRevocationOverdue, Position: v.report.Events, RequestID: id, EventID: last.ID,
+			v.find(Finding{Kind: FindingRevocationOverdue, Position: v.report.Events, RequestID: id, EventID: st.lastEventID,
 				Detail: fmt.Sprintf("expired at %s, not revoked and no failed attempt recorded within %s", g.ExpiresAt.Format(time.RFC3339), v.opts.RevocationSLO)})
 		}
 	}

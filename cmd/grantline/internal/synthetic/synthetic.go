@@ -64,7 +64,8 @@ type Config struct {
 	End time.Time
 	// Interval is the time between two submissions (default 100 ms: 36,000 requests an hour).
 	Interval time.Duration
-	// InFlight is how many publishes may await their acknowledgement (default 4096).
+	// InFlight is how many publishes may await their acknowledgement (default 1024); it must stay below
+	// the JetStream client's limit of pending asynchronous publishes (4000 unless set), or publishing stalls.
 	InFlight int
 	// Seed makes the history reproducible: the same seed gives the same stories and people.
 	Seed uint64
@@ -97,7 +98,7 @@ func Write(ctx context.Context, js jetstream.JetStream, cfg Config) (*Result, er
 		cfg.Interval = 100 * time.Millisecond
 	}
 	if cfg.InFlight <= 0 {
-		cfg.InFlight = 4096
+		cfg.InFlight = 1024
 	}
 	start := time.Now()
 	g := &generator{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),

@@ -11,6 +11,7 @@ import (
 	"github.com/grantline/grantline/pkg/audit"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/natsembed"
 	"github.com/grantline/grantline/pkg/natstest"
 )
 
@@ -24,15 +25,7 @@ func TestGeneratedHistoryVerifiesClean(t *testing.T) {
 	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
 		t.Fatal(err)
 	}
-	signers := map[events.Service]*events.Signer{}
-	var all []*events.Signer
-	for _, svc := range events.Services {
-		s, err := events.GenerateSigner(svc, string(svc)+"-1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		signers[svc], all = s, append(all, s)
-	}
+	signers, all := newSigners(t)
 	trust, err := events.NewVerifier(events.NewTrustFile(time.Now().Add(-time.Minute), all...))
 	if err != nil {
 		t.Fatal(err)
@@ -89,4 +82,44 @@ func TestGeneratedHistoryVerifiesClean(t *testing.T) {
 	if open := slices.DeleteFunc(slices.Collect(maps.Keys(statuses)), events.Status.Terminal); len(open) > 0 {
 		t.Errorf("requests left open in a history that has ended: %v", open)
 	}
+}
+
+func newSigners(tb testing.TB) (map[events.Service]*events.Signer, []*events.Signer) {
+	tb.Helper()
+	signers := map[events.Service]*events.Signer{}
+	var all []*events.Signer
+	for _, svc := range events.Services {
+		s, err := events.GenerateSigner(svc, string(svc)+"-1")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		signers[svc], all = s, append(all, s)
+	}
+	return signers, all
+}
+
+// BenchmarkWrite prints the requests/s and events/s at which a history is generated into a node that
+// does not fsync each write, as grantline bench history runs it.
+func BenchmarkWrite(b *testing.B) {
+	ctx := context.Background()
+	ns, err := natsembed.Start(natsembed.Options{Dir: b.TempDir(), Port: -1, LazySync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	_, js := natstest.Connect(b, ns.ClientURL())
+	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
+		b.Fatal(err)
+	}
+	signers, _ := newSigners(b)
+	var requests, evs int
+	for b.Loop() {
+		res, err := Write(ctx, js, Config{Requests: 5000, Signers: signers, End: time.Now().Add(-24 * time.Hour), Seed: uint64(requests)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		requests, evs = requests+res.Requests, evs+res.Events
+	}
+	b.ReportMetric(float64(requests)/b.Elapsed().Seconds(), "requests/s")
+	b.ReportMetric(float64(evs)/b.Elapsed().Seconds(), "events/s")
 }

@@ -125,7 +125,7 @@ func (h *history) export(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ReadStream(context.Background(), h.js, Range{}, x.Add); err != nil {
+	if err := x.AddAll(func(fn func(events.Record) error) error { return ReadStream(context.Background(), h.js, Range{}, fn) }, runtime.GOMAXPROCS(0)); err != nil {
 		t.Fatal(err)
 	}
 	if _, report, err := x.Finish(h.now); err != nil || !report.Clean() {

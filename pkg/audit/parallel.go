@@ -35,6 +35,14 @@ type checkBatch struct {
 // what does need them (the sequence, each request's chain and lifecycle, the checkpoints) is folded on
 // one goroutine in stream order. It returns src's error, if any, after every goroutine has ended.
 func (v *Verifier) Run(src Source, workers int) (*Report, error) {
+	if err := v.addAll(src, workers); err != nil {
+		return nil, err
+	}
+	return v.Finish(), nil
+}
+
+// addAll is Run without the Finish: Add for each event of src, on workers goroutines.
+func (v *Verifier) addAll(src Source, workers int) error {
 	workers = max(workers, 1)
 	// Batches go to the workers in any order but to the fold in the order they were read; the fold's
 	// queue bounds how far reading runs ahead, so memory stays flat however long the history.
@@ -83,10 +91,7 @@ func (v *Verifier) Run(src Source, workers int) (*Report, error) {
 	close(work)
 	close(fold)
 	wg.Wait()
-	if err != nil {
-		return nil, err
-	}
-	return v.Finish(), nil
+	return err
 }
 
 // check checks b's events on their own, as Check does, verifying their signatures in batches

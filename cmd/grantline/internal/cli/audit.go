@@ -221,13 +221,15 @@ verify <dir> checks the signature and every file.`,
 				return err
 			}
 			progress := newProgress(stderr, "exported")
-			if err := audit.ReadStream(cmd.Context(), js, audit.Range{From: f.from, To: f.to}, func(r events.Record) error {
-				if !until.IsZero() && !r.StoredAt.Before(until) {
-					return nil
-				}
-				progress.tick(r.Seq)
-				return x.Add(r)
-			}); err != nil {
+			if err := x.AddAll(func(fn func(events.Record) error) error {
+				return audit.ReadStream(cmd.Context(), js, audit.Range{From: f.from, To: f.to}, func(r events.Record) error {
+					if !until.IsZero() && !r.StoredAt.Before(until) {
+						return nil
+					}
+					progress.tick(r.Seq)
+					return fn(r)
+				})
+			}, runtime.GOMAXPROCS(0)); err != nil {
 				return err
 			}
 			m, report, err := x.Finish(time.Now())

@@ -241,11 +241,12 @@ func (r *Request) MayExtend(ext Submitted, now time.Time, maxTotal time.Duration
 	}
 	orig := r.submitted
 	owner := orig.Subject.Owner != "" && slices.Contains(ext.Requester.Groups, orig.Subject.Owner)
+	// Who asks comes first, so a stranger learns nothing of the grant's state.
 	switch {
-	case r.status != StatusGranted || r.revocation != "" || !r.grant.ExpiresAt.After(now):
-		return refuse("only an active grant is extended; this one is " + r.activity(now))
 	case ext.Requester.ID != orig.Requester.ID && !owner:
 		return refuse("only the grant's requester or its subject's owners may extend it")
+	case r.status != StatusGranted || r.revocation != "" || !r.grant.ExpiresAt.After(now):
+		return refuse("only an active grant is extended; this one is " + r.activity(now))
 	case ext.Entitlement != orig.Entitlement:
 		return refuse(fmt.Sprintf("the grant is of %s, not %s", orig.Entitlement, ext.Entitlement))
 	case ext.Subject.Kind != orig.Subject.Kind || ext.Subject.ID != orig.Subject.ID:

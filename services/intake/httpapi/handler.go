@@ -75,8 +75,12 @@ func (h *Handler) handleSubmit(r *http.Request) (string, events.Status, error) {
 	if err := decodeBody(r, &body); err != nil {
 		return "", "", err
 	}
-	sub, err := intake.Validate(body, intake.Requester{ID: who.Subject, Groups: who.Groups}, "http", h.Catalogue, h.Now())
+	now := h.Now()
+	sub, err := intake.Validate(body, intake.Requester{ID: who.Subject, Groups: who.Groups}, "http", h.Catalogue, now)
 	if err != nil {
+		return "", "", err
+	}
+	if sub, err = intake.ExtendFromStore(r.Context(), h.Store, body.Extends, sub, h.Catalogue, now); err != nil {
 		return "", "", err
 	}
 	id, causation := events.NewID(), ""

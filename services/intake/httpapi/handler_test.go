@@ -32,10 +32,11 @@ type env struct {
 	issuer *auth.DevIssuer
 	js     jetstream.JetStream
 	store  *eventstore.Store
-	// revoker appends what the revoker would (a drift finding).
-	revoker *eventstore.Store
-	logs    *strings.Builder
-	mu      *sync.Mutex
+	// revoker appends what the revoker would (a drift finding), policy and fulfilment what they would
+	// (a decision and a grant).
+	revoker, policy, fulfilment *eventstore.Store
+	logs                        *strings.Builder
+	mu                          *sync.Mutex
 }
 
 func newEnv(t *testing.T) *env {
@@ -48,15 +49,17 @@ func newEnv(t *testing.T) *env {
 	}
 	signer, _ := events.GenerateSigner(events.Intake, "intake-test")
 	revokerSigner, _ := events.GenerateSigner(events.Revoker, "revoker-test")
-	verifier, _ := events.NewVerifier(events.NewTrustFile(time.Now().Add(-time.Minute), signer, revokerSigner))
-	store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: signer, Verifier: verifier, Durability: eventstore.EmbeddedProbe(ns)})
-	if err != nil {
-		t.Fatal(err)
+	policySigner, _ := events.GenerateSigner(events.Policy, "policy-test")
+	fulfilmentSigner, _ := events.GenerateSigner(events.Fulfilment, "fulfilment-test")
+	verifier, _ := events.NewVerifier(events.NewTrustFile(time.Now().Add(-time.Minute), signer, revokerSigner, policySigner, fulfilmentSigner))
+	open := func(s *events.Signer) *eventstore.Store {
+		store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: s, Verifier: verifier, Durability: eventstore.EmbeddedProbe(ns)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store
 	}
-	revoker, err := eventstore.Open(ctx, js, eventstore.Config{Signer: revokerSigner, Verifier: verifier, Durability: eventstore.EmbeddedProbe(ns)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, revoker, policy, fulfilment := open(signer), open(revokerSigner), open(policySigner), open(fulfilmentSigner)
 	keys, err := idempotency.Open(ctx, js, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +84,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{srv: srv, issuer: issuer, js: js, store: store, revoker: revoker, logs: &strings.Builder{}, mu: &sync.Mutex{}}
+	e := &env{srv: srv, issuer: issuer, js: js, store: store, revoker: revoker, policy: policy, fulfilment: fulfilment, logs: &strings.Builder{}, mu: &sync.Mutex{}}
 	h := &Handler{Store: store, Catalogue: cat, Auth: authn, Idempotency: keys, Now: time.Now,
 		Log: slog.New(slog.NewTextHandler(lockedWriter{e.mu, e.logs}, nil)), Readers: []string{"auditors"}}
 	h.Routes(mux)
@@ -359,4 +362,79 @@ func idOf(t *testing.T, body []byte) string {
 		t.Fatalf("%s: %v", body, err)
 	}
 	return c.ID
+}
+
+// grant brings request id to granted, as policy (auto-approved) and fulfilment would, for d.
+func (e *env) grant(t *testing.T, id string, d time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := e.policy.Update(ctx, id, func(*events.Request) ([]events.Draft, error) {
+		return []events.Draft{{Payload: events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low risk"},
+			EffectiveDurationSeconds: int64(d / time.Second), PolicyRevision: "sha256:test", InputDigest: "sha256:test"}}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.fulfilment.Update(ctx, id, func(*events.Request) ([]events.Draft, error) {
+		return []events.Draft{{Payload: events.Granted{Connector: "postgres", TargetRef: "role grantline_test",
+			Observed: events.Observed{Present: true}, ExpiresAt: time.Now().Add(d), Fulfiller: "service:fulfilment"}}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExtend: alice extends her active grant, and the view shows what it extends; each refusal row is
+// a submission naming a grant it may not extend, refused on the field extends with nothing created.
+func TestExtend(t *testing.T) {
+	e := newEnv(t)
+	extending := func(id, entitlement, duration string) string {
+		return `{"entitlement":"` + entitlement + `","justification":"the report run is not finished","duration":"` + duration + `","extends":"` + id + `"}`
+	}
+	_, body, _ := e.call(t, "POST", "/v1/requests", "alice", goodBody)
+	active := idOf(t, body)
+	e.grant(t, active, 2*time.Hour)
+	_, body, _ = e.call(t, "POST", "/v1/requests", "alice", goodBody, "Idempotency-Key", "to-revoke")
+	revoked := idOf(t, body)
+	e.grant(t, revoked, 2*time.Hour)
+	if _, err := e.revoker.Update(context.Background(), revoked, func(*events.Request) ([]events.Draft, error) {
+		return []events.Draft{{Payload: events.RevocationRequested{By: "alice", Reason: events.RevokeEarly}},
+			{Payload: events.Revoked{Reason: events.RevokeEarly, Observed: events.Observed{Present: false}}}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ = e.call(t, "POST", "/v1/requests", "alice", goodBody, "Idempotency-Key", "pending")
+	pending := idOf(t, body)
+	before := len(e.submitted(t))
+
+	cases := []struct{ name, user, body, says string }{
+		{"bob extends alice's grant", "bob", extending(active, "analytics-read", "1h"), "requester or its subject's owners"},
+		{"alice extends her revoked grant", "alice", extending(revoked, "analytics-read", "1h"), "revoked"},
+		{"alice extends a request not yet granted", "alice", extending(pending, "analytics-read", "1h"), "submitted"},
+		{"alice extends her grant with another entitlement", "alice", extending(active, "payments-admin", "1h"), "not payments-admin"},
+		{"alice extends a request that does not exist", "alice", extending(events.NewID(), "analytics-read", "1h"), "there is no request"},
+		{"alice extends something that is not a request ID", "alice", extending("last-week", "analytics-read", "1h"), "must be a request ID"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body, _ := e.call(t, "POST", "/v1/requests", tc.user, tc.body)
+			if status != http.StatusUnprocessableEntity || !strings.Contains(string(body), `"extends"`) || !strings.Contains(string(body), tc.says) {
+				t.Fatalf("%d %s, want 422 on extends saying %q", status, body, tc.says)
+			}
+		})
+	}
+	if n := len(e.submitted(t)); n != before {
+		t.Fatalf("refused extensions created %d requests", n-before)
+	}
+
+	status, body, _ := e.call(t, "POST", "/v1/requests", "alice", extending(active, "analytics-read", "2h"))
+	if status != http.StatusAccepted {
+		t.Fatalf("alice extends her active grant: %d %s", status, body)
+	}
+	_, body, _ = e.call(t, "GET", "/v1/requests/"+idOf(t, body), "alice", nil)
+	var view View
+	if err := json.Unmarshal(body, &view); err != nil || view.Extends == nil {
+		t.Fatalf("the extension's view %s (%v)", body, err)
+	}
+	if x := view.Extends; x.RequestID != active || x.DurationSeconds != 7200 || x.HeldSince.After(time.Now()) || !x.ExpiresAt.After(time.Now()) {
+		t.Fatalf("the extension records %+v, want the active grant %s", x, active)
+	}
 }

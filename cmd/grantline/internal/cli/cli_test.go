@@ -69,6 +69,24 @@ func TestRequestCommandsAgainstDev(t *testing.T) {
 		t.Fatalf("show --json: exit %d: %s", code, out)
 	}
 
+	poll.Until(t, 20*time.Second, "the grant", func() bool {
+		_, out = run(t, append([]string{"request", "show", id, "--as", "alice"}, api...)...)
+		return strings.Contains(out, "Granted until")
+	})
+	code, out = run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "analytics-read",
+		"--duration", "1h", "--justification", "the report run is not finished", "--extends", id}, api...)...)
+	extension := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindString(out)
+	if code != 0 || extension == "" || extension == id {
+		t.Fatalf("extend: exit %d: %s", code, out)
+	}
+	if _, out = run(t, append([]string{"request", "show", extension, "--as", "alice"}, api...)...); !strings.Contains(out, "Extends") || !strings.Contains(out, id) {
+		t.Errorf("show does not display what the extension extends:\n%s", out)
+	}
+	poll.Until(t, 20*time.Second, "request list --chain to show both", func() bool {
+		_, out = run(t, append([]string{"request", "list", "--as", "alice", "--chain", extension}, api...)...)
+		return strings.Contains(out, id) && strings.Contains(out, extension)
+	})
+
 	code, out = run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "analytics-read",
 		"--duration", "9h", "--justification", "too long a request"}, api...)...)
 	if code == 0 || !strings.Contains(out, "duration: 9h0m0s is longer than the 8h0m0s allowed") {

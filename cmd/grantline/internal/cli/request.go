@@ -133,14 +133,15 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	f.register(cmd)
 
 	var create struct {
-		entitlement, justification, duration, ticket, start, subject, idemKey string
-		emergency                                                             bool
+		entitlement, justification, duration, ticket, start, subject, idemKey, extends string
+		emergency                                                                      bool
 	}
 	createCmd := &cobra.Command{
 		Use:   "create",
 		Short: "Ask for an entitlement, with a purpose and a duration",
 		Example: `  grantline request create --as alice --entitlement analytics-read --duration 2h --justification "weekly revenue report"
-  grantline request create --as frank --entitlement reporting-db-credential --subject service_account:svc-reporting --duration 30m --justification "nightly export"`,
+  grantline request create --as frank --entitlement reporting-db-credential --subject service_account:svc-reporting --duration 30m --justification "nightly export"
+  grantline request create --as alice --entitlement analytics-read --duration 2h --justification "the report run is not finished" --extends 01KB...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			body := map[string]any{"entitlement": create.entitlement, "justification": create.justification, "duration": create.duration}
@@ -152,6 +153,9 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 			}
 			if create.emergency {
 				body["emergency"] = true
+			}
+			if create.extends != "" {
+				body["extends"] = create.extends
 			}
 			if create.subject != "" {
 				kind, id, ok := strings.Cut(create.subject, ":")
@@ -177,6 +181,7 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	cf.StringVar(&create.start, "start", "", "when access should begin (RFC 3339 with a zone)")
 	cf.StringVar(&create.subject, "subject", "", "who will hold it when not you: kind:id, such as service_account:svc-reporting")
 	cf.BoolVar(&create.emergency, "emergency", false, "use the entitlement's emergency (break-glass) path")
+	cf.StringVar(&create.extends, "extends", "", "extend the active grant of this request, without a gap (same entitlement and subject)")
 	cf.StringVar(&create.idemKey, "idempotency-key", "", "a key that makes retries of this command create one request")
 	for _, name := range []string{"entitlement", "justification", "duration"} {
 		_ = createCmd.MarkFlagRequired(name)
@@ -211,9 +216,9 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	withdrawCmd.Flags().StringVar(&reason, "reason", "", "why")
 
 	var list struct {
-		status, requester, entitlement string
-		awaiting                       bool
-		limit                          int
+		status, requester, entitlement, chain string
+		awaiting                              bool
+		limit                                 int
 	}
 	listCmd := &cobra.Command{
 		Use:   "list",
@@ -221,7 +226,7 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := url.Values{}
-			for k, v := range map[string]string{"status": list.status, "requester": list.requester, "entitlement": list.entitlement} {
+			for k, v := range map[string]string{"status": list.status, "requester": list.requester, "entitlement": list.entitlement, "chain": list.chain} {
 				if v != "" {
 					q.Set(k, v)
 				}
@@ -259,6 +264,7 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	lf.StringVar(&list.status, "status", "", "only this status (submitted, pending_approval, approved, granted, revoked, ...)")
 	lf.StringVar(&list.requester, "requester", "", "only this requester")
 	lf.StringVar(&list.entitlement, "entitlement", "", "only this entitlement")
+	lf.StringVar(&list.chain, "chain", "", "only the chain of extensions holding this request")
 	lf.BoolVar(&list.awaiting, "awaiting-my-review", false, "only requests waiting for your review")
 	lf.IntVar(&list.limit, "limit", 50, "at most this many")
 
@@ -306,6 +312,9 @@ func printRequest(out io.Writer, v map[string]any) {
 	}
 	row("Channel", v["channel"])
 	row("Submitted", v["submitted_at"])
+	if x, ok := v["extends"].(map[string]any); ok {
+		row("Extends", fmt.Sprintf("%v (expiring %v; held since %v)", x["request_id"], x["expires_at"], x["held_since"]))
+	}
 	if d, ok := v["decision"].(map[string]any); ok {
 		row("Decision", d["outcome"])
 		if reasons, ok := d["reasons"].([]any); ok && len(reasons) > 0 {

@@ -54,6 +54,10 @@ type Submitted struct {
 	// Extends is set when the request asks to extend an active grant: the grant it continues, as intake
 	// found it (Request.MayExtend), so policy and auditors read the facts without loading another request.
 	Extends *Extension `json:"extends,omitempty"`
+	// CorrelationID links the requests made from one submission for several entitlements, one request
+	// each (a ULID, the same in each); empty for a request submitted alone. Context, not substance: it
+	// stays out of the digest, so each request is reviewed for what it asks.
+	CorrelationID string `json:"correlation_id,omitempty"`
 }
 
 // Extension records the grant an extension continues, at the moment the extension was submitted.

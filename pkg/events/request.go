@@ -349,6 +349,9 @@ func (r *Request) check(ev Event) error {
 		if p.RequestDigest != p.Digest() {
 			return refuse("request digest does not match the request")
 		}
+		if p.CorrelationID != "" && !ValidRequestID(p.CorrelationID) {
+			return refuse("a correlation ID is a ULID")
+		}
 		if x := p.Extends; x != nil {
 			switch {
 			case !ValidRequestID(x.RequestID) || x.RequestID == ev.Subject:

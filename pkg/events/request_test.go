@@ -480,8 +480,9 @@ func TestExtensionChain(t *testing.T) {
 	}
 }
 
-// TestExtensionSubmittedRules: what a submitted event that extends a grant must say.
-func TestExtensionSubmittedRules(t *testing.T) {
+// TestSubmittedLinkRules: what a submitted event that extends a grant, or that was submitted together
+// with others, must say of the request it names.
+func TestSubmittedLinkRules(t *testing.T) {
 	valid := Extension{RequestID: "01KB0000000000000000000009", HeldSince: t0, ExpiresAt: t0.Add(time.Hour), DurationSeconds: 3600}
 	with := func(change func(*Submitted)) Event {
 		s := submittedPayload(false)
@@ -501,6 +502,8 @@ func TestExtensionSubmittedRules(t *testing.T) {
 		{"an extension naming no request", with(func(s *Submitted) { s.Extends.RequestID = "" }), true},
 		{"an emergency extension", with(func(s *Submitted) { s.Emergency = true }), true},
 		{"an extension of a grant that expired before it was held", with(func(s *Submitted) { s.Extends.ExpiresAt = t0 }), true},
+		{"one of several requests submitted together", with(func(s *Submitted) { s.Extends, s.CorrelationID = nil, "01KB0000000000000000000009" }), false},
+		{"a correlation ID that is not a ULID", with(func(s *Submitted) { s.Extends, s.CorrelationID = nil, "batch-1" }), true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

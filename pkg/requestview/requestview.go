@@ -26,7 +26,9 @@ type View struct {
 	SubmittedAt     time.Time             `json:"submitted_at"`
 	RequestDigest   string                `json:"request_digest"`
 	// Extends is the active grant this request extends, as it was when the extension was submitted.
-	Extends       *events.Extension        `json:"extends,omitempty"`
+	Extends *events.Extension `json:"extends,omitempty"`
+	// CorrelationID links the requests submitted together for several entitlements.
+	CorrelationID string                   `json:"correlation_id,omitempty"`
 	Decision      *events.PolicyDecided    `json:"decision,omitempty"`
 	Reviews       []events.Reviewed        `json:"reviews,omitempty"`
 	Approvers     []string                 `json:"approvers,omitempty"`
@@ -48,7 +50,7 @@ func Of(id string, r *events.Request, submittedAt time.Time, lastSeq uint64) Vie
 		ID: id, Status: r.Status(), Version: r.Version(), Requester: s.Requester, Subject: s.Subject,
 		Entitlement: s.Entitlement, Justification: s.Justification, Ticket: s.Ticket,
 		DurationSeconds: s.DurationSeconds, StartAt: s.StartAt, Emergency: s.Emergency, Channel: s.Channel,
-		RequestDigest: s.RequestDigest, Extends: s.Extends, Reviews: r.Reviews(), Approvers: r.Approvers(), Rejection: r.Rejection(),
+		RequestDigest: s.RequestDigest, Extends: s.Extends, CorrelationID: s.CorrelationID, Reviews: r.Reviews(), Approvers: r.Approvers(), Rejection: r.Rejection(),
 		Grant: r.Grant(), RevocationDue: string(r.RevocationDue()), Revocation: r.Revoked(), Failure: r.Failure(),
 		PostReview: r.PostReview(), Drift: r.Drift(), SubmittedAt: submittedAt, LastSeq: lastSeq,
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -436,5 +437,70 @@ func TestExtend(t *testing.T) {
 	}
 	if x := view.Extends; x.RequestID != active || x.DurationSeconds != 7200 || x.HeldSince.After(time.Now()) || !x.ExpiresAt.After(time.Now()) {
 		t.Fatalf("the extension records %+v, want the active grant %s", x, active)
+	}
+}
+
+// TestBatch: a submission for several entitlements is one request each, linked by a correlation ID and
+// answered with every ID; a list with a duplicate or an unknown entitlement creates nothing; with an
+// Idempotency-Key a retried batch answers the same IDs and creates nothing more.
+func TestBatch(t *testing.T) {
+	e := newEnv(t)
+	batch := func(ents string) string {
+		return `{"entitlements":[` + ents + `],"justification":"onboarding to the payments team","duration":"1h","ticket":"OPS-9"}`
+	}
+	for name, body := range map[string]string{
+		"a duplicate":            batch(`"analytics-read","payments-admin","analytics-read"`),
+		"an unknown entitlement": batch(`"analytics-read","root-everywhere"`),
+	} {
+		status, b, _ := e.call(t, "POST", "/v1/request-batches", "alice", body)
+		if status != http.StatusUnprocessableEntity || !strings.Contains(string(b), "entitlements[") {
+			t.Errorf("%s: %d %s, want 422 naming the entitlement", name, status, b)
+		}
+	}
+	if n := len(e.submitted(t)); n != 0 {
+		t.Fatalf("refused batches created %d requests", n)
+	}
+
+	key := []string{"Idempotency-Key", "onboarding-7"}
+	body := batch(`"analytics-read","payments-admin","mainframe-operator"`)
+	status, b1, _ := e.call(t, "POST", "/v1/request-batches", "alice", body, key...)
+	var first Batch
+	if err := json.Unmarshal(b1, &first); status != http.StatusAccepted || err != nil || !events.ValidRequestID(first.CorrelationID) || len(first.Requests) != 3 {
+		t.Fatalf("batch: %d %s (%v)", status, b1, err)
+	}
+	for i, want := range []string{"analytics-read", "payments-admin", "mainframe-operator"} {
+		it := first.Requests[i]
+		_, vb, _ := e.call(t, "GET", "/v1/requests/"+it.ID, "alice", nil)
+		var view View
+		if err := json.Unmarshal(vb, &view); err != nil || it.Entitlement != want || view.Entitlement != want ||
+			view.CorrelationID != first.CorrelationID || it.Status != events.StatusSubmitted {
+			t.Fatalf("request %d (%s): %+v, view %s", i, want, it, vb)
+		}
+	}
+	status, b2, _ := e.call(t, "POST", "/v1/request-batches", "alice", body, key...)
+	var again Batch
+	if err := json.Unmarshal(b2, &again); status != http.StatusAccepted || err != nil {
+		t.Fatalf("retry: %d %s", status, b2)
+	}
+	if again.CorrelationID != first.CorrelationID || !slices.Equal(again.Requests, first.Requests) {
+		t.Fatalf("a retried batch answers other requests: %+v, first %+v", again, first)
+	}
+	if status, b, _ := e.call(t, "POST", "/v1/request-batches", "alice", batch(`"analytics-read","payments-admin"`), key...); status != http.StatusConflict {
+		t.Fatalf("the same key with another list: %d %s", status, b)
+	}
+	subs := e.submitted(t)
+	if len(subs) != 3 {
+		t.Fatalf("%d submitted events, want 3", len(subs))
+	}
+	for _, ev := range subs {
+		if ev.CorrelationID != first.CorrelationID {
+			t.Fatalf("event %s has correlation %q, want %q", ev.ID, ev.CorrelationID, first.CorrelationID)
+		}
+	}
+	// Without a key, the same list again is a new batch.
+	_, b3, _ := e.call(t, "POST", "/v1/request-batches", "alice", body)
+	var other Batch
+	if err := json.Unmarshal(b3, &other); err != nil || other.CorrelationID == first.CorrelationID || len(other.Requests) != 3 {
+		t.Fatalf("a batch without a key: %s", b3)
 	}
 }

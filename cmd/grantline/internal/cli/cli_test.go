@@ -184,6 +184,37 @@ func TestAuditCommandsAgainstDev(t *testing.T) {
 	}
 }
 
+// TestBatchAgainstDev: erin asks for two entitlements in one submission; bob owns both, and his inbox
+// lists the two requests together with their correlation; each is decided on its own.
+func TestBatchAgainstDev(t *testing.T) {
+	_, _, api := startDev(t)
+	code, out := run(t, append([]string{"request", "create", "--as", "erin", "--entitlement", "analytics-read", "--entitlement", "payments-admin",
+		"--duration", "1h", "--justification", "quarterly access review sample", "--idempotency-key", "q4-sample"}, api...)...)
+	found := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindAllString(out, -1)
+	if code != 0 || len(found) != 3 || !strings.Contains(out, "2 requests submitted together") {
+		t.Fatalf("batch create: exit %d: %s", code, out)
+	}
+	correlation, analytics, payments := found[0], found[1], found[2]
+	if _, again := run(t, append([]string{"request", "create", "--as", "erin", "--entitlement", "analytics-read", "--entitlement", "payments-admin",
+		"--duration", "1h", "--justification", "quarterly access review sample", "--idempotency-key", "q4-sample"}, api...)...); again != out {
+		t.Fatalf("a retried batch answers differently:\n%s\nfirst:\n%s", again, out)
+	}
+	poll.Until(t, 20*time.Second, "bob's inbox to list both requests", func() bool {
+		_, out = run(t, append([]string{"review", "list", "--as", "bob"}, api...)...)
+		return strings.Contains(out, analytics) && strings.Contains(out, payments)
+	})
+	if strings.Count(out, correlation) != 2 {
+		t.Fatalf("the inbox does not show the two requests' correlation:\n%s", out)
+	}
+	if code, out := run(t, append([]string{"review", "approve", analytics, "--as", "bob"}, api...)...); code != 0 || !strings.Contains(out, "approved") {
+		t.Fatalf("bob approving analytics-read: exit %d: %s", code, out)
+	}
+	_, out = run(t, append([]string{"request", "show", payments, "--as", "erin"}, api...)...)
+	if !strings.Contains(out, "pending_approval") || !strings.Contains(out, correlation) {
+		t.Fatalf("payments-admin is not decided on its own, or does not show its correlation:\n%s", out)
+	}
+}
+
 // TestReviewCommandsAgainstDev: alice's payments-admin request needs an owner (bob) then security
 // (carol); alice may not approve her own request through the CLI, and carol's inbox lists it.
 func TestReviewCommandsAgainstDev(t *testing.T) {

@@ -133,18 +133,20 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	f.register(cmd)
 
 	var create struct {
-		entitlement, justification, duration, ticket, start, subject, idemKey, extends string
-		emergency                                                                      bool
+		justification, duration, ticket, start, subject, idemKey, extends string
+		entitlements                                                      []string
+		emergency                                                         bool
 	}
 	createCmd := &cobra.Command{
 		Use:   "create",
 		Short: "Ask for an entitlement, with a purpose and a duration",
 		Example: `  grantline request create --as alice --entitlement analytics-read --duration 2h --justification "weekly revenue report"
   grantline request create --as frank --entitlement reporting-db-credential --subject service_account:svc-reporting --duration 30m --justification "nightly export"
-  grantline request create --as alice --entitlement analytics-read --duration 2h --justification "the report run is not finished" --extends 01KB...`,
+  grantline request create --as alice --entitlement analytics-read --duration 2h --justification "the report run is not finished" --extends 01KB...
+  grantline request create --as alice --entitlement analytics-read --entitlement payments-admin --duration 1h --justification "onboarding to payments"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			body := map[string]any{"entitlement": create.entitlement, "justification": create.justification, "duration": create.duration}
+			body := map[string]any{"justification": create.justification, "duration": create.duration}
 			if create.ticket != "" {
 				body["ticket"] = create.ticket
 			}
@@ -164,6 +166,28 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 				}
 				body["subject"] = map[string]string{"kind": kind, "id": id}
 			}
+			if len(create.entitlements) > 1 {
+				if create.emergency || create.extends != "" {
+					return errors.New("--emergency and --extends take one --entitlement")
+				}
+				body["entitlements"] = create.entitlements
+				var batch struct {
+					CorrelationID string           `json:"correlation_id"`
+					Requests      []map[string]any `json:"requests"`
+				}
+				if err := f.call(cmd.Context(), "POST", "/v1/request-batches", body, &batch, "Idempotency-Key", create.idemKey); err != nil {
+					return err
+				}
+				return f.print(stdout, batch, func(out io.Writer) {
+					fmt.Fprintf(out, "%d requests submitted together (correlation %s), each decided on its own:\n", len(batch.Requests), batch.CorrelationID)
+					w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+					for _, it := range batch.Requests {
+						fmt.Fprintf(w, "  %v\t%v\t%v\n", it["id"], it["entitlement"], it["status"])
+					}
+					_ = w.Flush()
+				})
+			}
+			body["entitlement"] = create.entitlements[0]
 			var created map[string]any
 			if err := f.call(cmd.Context(), "POST", "/v1/requests", body, &created, "Idempotency-Key", create.idemKey); err != nil {
 				return err
@@ -174,7 +198,7 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 		},
 	}
 	cf := createCmd.Flags()
-	cf.StringVar(&create.entitlement, "entitlement", "", "the catalogue entitlement (required)")
+	cf.StringSliceVar(&create.entitlements, "entitlement", nil, "the catalogue entitlement (required); repeat it to ask for several at once, one request each")
 	cf.StringVar(&create.justification, "justification", "", "why you need it (required)")
 	cf.StringVar(&create.duration, "duration", "", `how long, such as 2h, 30m, 5s or PT2H (required)`)
 	cf.StringVar(&create.ticket, "ticket", "", "the ticket this work belongs to")
@@ -312,6 +336,7 @@ func printRequest(out io.Writer, v map[string]any) {
 	}
 	row("Channel", v["channel"])
 	row("Submitted", v["submitted_at"])
+	row("Submitted with", v["correlation_id"])
 	if x, ok := v["extends"].(map[string]any); ok {
 		row("Extends", fmt.Sprintf("%v (expiring %v; held since %v)", x["request_id"], x["expires_at"], x["held_since"]))
 	}

@@ -158,6 +158,11 @@ func (h *Handler) handleBatch(r *http.Request) (Batch, error) {
 	if err != nil {
 		return Batch{}, err
 	}
+	// The submission limit, before any work on the body. A batch takes one submission: it makes at
+	// most intake.MaxBatch requests, so a flood of batches is stopped as one of single requests is.
+	if err := h.Submissions.Allow("requester:" + who.Subject); err != nil {
+		return Batch{}, err
+	}
 	var body intake.BatchBody
 	if err := decodeBody(r, &body); err != nil {
 		return Batch{}, err

@@ -359,6 +359,10 @@ func TestSubmissionLimit(t *testing.T) {
 	if status, b, _ := e.call(t, "POST", "/v1/requests", "bob", goodBody); status != http.StatusAccepted {
 		t.Fatalf("bob while alice is limited: %d %s", status, b)
 	}
+	batch := `{"entitlements":["analytics-read","payments-admin"],"justification":"onboarding to the payments team","duration":"1h"}`
+	if status, b, h := e.call(t, "POST", "/v1/request-batches", "alice", batch); status != http.StatusTooManyRequests || h.Get("Retry-After") != "90" {
+		t.Fatalf("alice's batch over the limit: %d (Retry-After %q) %s", status, h.Get("Retry-After"), b)
+	}
 	if n := len(e.submitted(t)); n != 4 {
 		t.Fatalf("%d submitted events, want alice's 3 and bob's 1", n)
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/topology"
@@ -61,6 +63,8 @@ type Spec struct {
 	Backoff func(delivered int) time.Duration
 	// ShutdownGrace is how long in-flight handlers may finish after the context ends; defaults to 10s.
 	ShutdownGrace time.Duration
+	// Meter receives the consumer's metrics (see newMetrics); nil records none.
+	Meter metric.MeterProvider
 }
 
 func (s *Spec) defaults() error {
@@ -81,6 +85,9 @@ func (s *Spec) defaults() error {
 	}
 	if s.ShutdownGrace <= 0 {
 		s.ShutdownGrace = 10 * time.Second
+	}
+	if s.Meter == nil {
+		s.Meter = noop.NewMeterProvider()
 	}
 	return nil
 }
@@ -119,7 +126,12 @@ func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log 
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", replays.Durable, err)
 	}
-	r := &runner{js: js, spec: spec, handle: h, log: log.With("consumer", spec.Durable)}
+	m, err := newMetrics(spec.Meter, spec.Durable, cons)
+	if err != nil {
+		return fmt.Errorf("consumer %s: metrics: %w", spec.Durable, err)
+	}
+	defer m.close()
+	r := &runner{js: js, spec: spec, handle: h, log: log.With("consumer", spec.Durable), metrics: m}
 	handlerCtx, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHandlers()
 
@@ -170,10 +182,11 @@ func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log 
 }
 
 type runner struct {
-	js     jetstream.JetStream
-	spec   Spec
-	handle Handler
-	log    *slog.Logger
+	js      jetstream.JetStream
+	spec    Spec
+	handle  Handler
+	log     *slog.Logger
+	metrics *metrics
 }
 
 // deliver runs the handler for one message and carries out the disposition. replay is the operator's
@@ -194,8 +207,11 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg, replay *replayR
 		// Earlier deliveries never came back with an answer: the handler crashed or hung past AckWait.
 		d = Disposition{Action: DeadLetter, Reason: fmt.Sprintf("no answer after %d deliveries (handler crashed or exceeded ack wait)", delivered-1)}
 	} else {
+		start := time.Now()
 		d = Dispose(r.safeHandle(ctx, msg), delivered, r.spec.MaxDeliveries, r.spec.Backoff)
+		r.metrics.handled(ctx, time.Since(start))
 	}
+	r.metrics.delivered(ctx, delivered, d.Action)
 
 	switch d.Action {
 	case Ack:

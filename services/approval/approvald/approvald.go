@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/events"
@@ -29,6 +30,8 @@ type Deps struct {
 	// DB holds the review inbox; Migrate (or Consume, which calls it) prepares its tables.
 	DB  *pgxpool.Pool
 	Now func() time.Time
+	// Meter receives the service's metrics, its consumers' included; nil records none.
+	Meter metric.MeterProvider
 }
 
 // Rules are the review rules with production identity normalisation.
@@ -72,9 +75,9 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	}
 	h := &reaction.Reactions{JS: d.JS, Store: d.Store, Now: now, Log: log}
 	return ops.RunAll(ctx,
-		ops.Consumer(d.JS, reaction.SchedulesSpec(), h.Schedule, log),
-		ops.Consumer(d.JS, reaction.TimersSpec(), h.Fired, log),
-		ops.Consumer(d.JS, reaction.InboxSpec(), h.Project(inbox), log))
+		ops.Consumer(d.JS, d.Meter, reaction.SchedulesSpec(), h.Schedule, log),
+		ops.Consumer(d.JS, d.Meter, reaction.TimersSpec(), h.Fired, log),
+		ops.Consumer(d.JS, d.Meter, reaction.InboxSpec(), h.Project(inbox), log))
 }
 
 // New builds the approval service from cfg on host: the token verifier and the inbox database
@@ -88,7 +91,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	if err != nil {
 		return ops.Service{}, fmt.Errorf("database: %w", err)
 	}
-	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Auth: authn, DB: pool, Now: time.Now}
+	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Auth: authn, DB: pool, Now: time.Now, Meter: host.Meter}
 	if err := d.Migrate(ctx); err != nil {
 		pool.Close()
 		return ops.Service{}, err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/connector"
@@ -40,6 +41,8 @@ type Deps struct {
 	TaskDue time.Duration
 	// MaxDeliveries bounds the grant attempts of one event; 0 means reaction.DefaultMaxDeliveries.
 	MaxDeliveries int
+	// Meter receives the service's metrics, its consumers' included; nil records none.
+	Meter metric.MeterProvider
 }
 
 func (d Deps) now() func() time.Time {
@@ -59,7 +62,9 @@ func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 // Reactions returns the stream handlers over d.
 func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 	return &reaction.Reactions{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Connectors: d.Connectors,
-		Credentials: d.Credentials, Tasks: d.Tasks, Now: d.now(), Log: log, TaskDue: d.TaskDue, MaxDeliveries: d.MaxDeliveries}
+		Credentials: d.Credentials, Tasks: d.Tasks, Now: d.now(), Log: log, TaskDue: d.TaskDue, MaxDeliveries: d.MaxDeliveries,
+		GrantLatency: telemetry.LatencyHistogram(d.Meter, "grantline/fulfilment", "grantline_grant_latency",
+			"time from the event that allowed a grant to the grant recorded")}
 }
 
 // Consume runs the reactions until ctx ends: the grant reaction on approved and policy_decided
@@ -70,9 +75,9 @@ func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	h := d.Reactions(log)
 	return ops.RunAll(ctx,
-		ops.Consumer(d.JS, reaction.FulfilSpec(h.Deliveries()), h.Fulfil, log),
-		ops.Consumer(d.JS, reaction.StartSpec(h.Deliveries()), h.Started, log),
-		ops.Consumer(d.JS, reaction.RevokeTasksSpec(), h.OpenRevokeTasks, log),
+		ops.Consumer(d.JS, d.Meter, reaction.FulfilSpec(h.Deliveries()), h.Fulfil, log),
+		ops.Consumer(d.JS, d.Meter, reaction.StartSpec(h.Deliveries()), h.Started, log),
+		ops.Consumer(d.JS, d.Meter, reaction.RevokeTasksSpec(), h.OpenRevokeTasks, log),
 		func(ctx context.Context) error {
 			// An index left incomplete only hides tasks from GET /v1/tasks: worth a log line, not a stop.
 			if err := h.ReindexTasks(ctx); err != nil && ctx.Err() == nil {
@@ -112,7 +117,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
-		Tasks: tasks, Now: time.Now, TaskDue: cfg.TaskDue, MaxDeliveries: cfg.MaxDeliveries}
+		Tasks: tasks, Now: time.Now, TaskDue: cfg.TaskDue, MaxDeliveries: cfg.MaxDeliveries, Meter: host.Meter}
 	return ops.Service{Name: "fulfilment",
 		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },

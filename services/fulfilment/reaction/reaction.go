@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/connector"
@@ -91,6 +92,10 @@ type Reactions struct {
 	TaskDue time.Duration
 	// MaxDeliveries is the consumer's; on the last one a transient failure is recorded.
 	MaxDeliveries int
+	// GrantLatency records the time from the event that allowed a grant (an auto-approving decision,
+	// the last approval, a requested start) to the grant recorded: fulfilment's own latency, without
+	// the time people took to approve. Nil records nothing.
+	GrantLatency metric.Float64Histogram
 }
 
 // setAside marks an error that no retry can help: the delivery is dead-lettered and acknowledged.
@@ -271,6 +276,9 @@ func (h *Reactions) grant(ctx context.Context, log *slog.Logger, d eventstore.De
 		return err
 	}
 	if got := l.Request.Grant(); got != nil && got.ExpiresAt.Equal(expires) {
+		if h.GrantLatency != nil {
+			h.GrantLatency.Record(ctx, h.Now().Sub(d.Event.Time).Seconds())
+		}
 		log.Info("granted", "connector", ent.Connector, "expires_at", expires.UTC().Format(time.RFC3339),
 			"grant_ms", time.Since(started).Milliseconds())
 	}

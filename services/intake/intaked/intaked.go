@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/consumer"
@@ -29,6 +30,8 @@ type Deps struct {
 	Idempotency  *idempotency.Keys
 	Now          func() time.Time
 	ReaderGroups []string
+	// Meter receives the service's metrics, its consumers' included; nil records none.
+	Meter metric.MeterProvider
 }
 
 // API returns the HTTP API handler.
@@ -41,7 +44,9 @@ func (d Deps) API(log *slog.Logger) *httpapi.Handler {
 func (d Deps) ConsumeIntegrations(ctx context.Context, log *slog.Logger) error {
 	h := &integration.Handler{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Integrations: d.Integrations,
 		Idempotency: d.Idempotency, Now: d.Now, Log: log}
-	return consumer.Run(ctx, d.JS, integration.Spec(), h.Handle, log)
+	spec := integration.Spec()
+	spec.Meter = d.Meter
+	return consumer.Run(ctx, d.JS, spec, h.Handle, log)
 }
 
 // New builds the intake service from cfg on host: the catalogue, the integrations (if any), the
@@ -68,7 +73,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Integrations: integrations, Auth: authn,
-		Idempotency: keys, Now: time.Now, ReaderGroups: cfg.ReaderGroups}
+		Idempotency: keys, Now: time.Now, ReaderGroups: cfg.ReaderGroups, Meter: host.Meter}
 	svc := ops.Service{Name: "intake", Routes: func(mux *http.ServeMux) { d.API(host.Log).Routes(mux) }}
 	if integrations != nil {
 		svc.Consume = func(ctx context.Context) error { return d.ConsumeIntegrations(ctx, host.Log) }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/connector"
@@ -99,6 +100,9 @@ type Reactions struct {
 	Failures revoker.FailurePolicy
 	// BackoffCap caps the delay between attempts; 0 means DefaultBackoffCap.
 	BackoffCap time.Duration
+	// RevocationLag records the time from a revocation falling due (the expiry, the early request, the
+	// flagged post-review) to the revocation recorded with the target's final state. Nil records nothing.
+	RevocationLag metric.Float64Histogram
 }
 
 // timerPayload is what an expiry timer carries: the stream sequence of the granted event that armed
@@ -240,8 +244,11 @@ func (h *Reactions) Revoke(ctx context.Context, l *eventstore.Loaded, delivered 
 		}
 	}
 	if rv := next.Request.Revoked(); rv != nil && next.LastSeq > l.LastSeq {
-		log.Info("revoked", "attempts", delivered, "credential_destroyed", destroyed,
-			"overdue_ms", h.now().Sub(revoker.OverdueSince(r, l.Events)).Milliseconds())
+		lag := h.now().Sub(revoker.OverdueSince(r, l.Events))
+		if h.RevocationLag != nil {
+			h.RevocationLag.Record(ctx, max(lag, 0).Seconds())
+		}
+		log.Info("revoked", "attempts", delivered, "credential_destroyed", destroyed, "overdue_ms", lag.Milliseconds())
 	}
 	return nil
 }

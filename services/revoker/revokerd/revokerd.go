@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/connector"
@@ -41,6 +42,8 @@ type Deps struct {
 	Failures revoker.FailurePolicy
 	// BackoffCap caps the wait between attempts (0: 1m).
 	BackoffCap time.Duration
+	// Meter receives the service's metrics, its consumers' included; nil records none.
+	Meter metric.MeterProvider
 }
 
 // Routes registers the HTTP API (POST /v1/requests/{id}/revoke, POST /v1/revoke-tasks/{id}/complete)
@@ -57,7 +60,9 @@ func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 // Reactions returns the stream handlers over d.
 func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 	return &reaction.Reactions{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Connectors: d.Connectors,
-		Credentials: d.Credentials, Now: d.Now, Log: log, Failures: d.Failures, BackoffCap: d.BackoffCap}
+		Credentials: d.Credentials, Now: d.Now, Log: log, Failures: d.Failures, BackoffCap: d.BackoffCap,
+		RevocationLag: telemetry.LatencyHistogram(d.Meter, "grantline/revoker", "grantline_revocation_lag",
+			"time from a revocation falling due to its revocation recorded")}
 }
 
 // Consume runs the reactions until ctx ends: arming expiries on granted (durable revoker-schedules),
@@ -68,9 +73,9 @@ func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	h := d.Reactions(log)
 	return ops.RunAll(ctx,
-		ops.Consumer(d.JS, reaction.SchedulesSpec(), h.Schedule, log),
-		ops.Consumer(d.JS, reaction.ExpirySpec(d.backoffCap()), h.Fired, log),
-		ops.Consumer(d.JS, reaction.RevocationsSpec(d.backoffCap()), h.Revocations, log),
+		ops.Consumer(d.JS, d.Meter, reaction.SchedulesSpec(), h.Schedule, log),
+		ops.Consumer(d.JS, d.Meter, reaction.ExpirySpec(d.backoffCap()), h.Fired, log),
+		ops.Consumer(d.JS, d.Meter, reaction.RevocationsSpec(d.backoffCap()), h.Revocations, log),
 		func(ctx context.Context) error {
 			// A failed sweep leaves a grant to the next start's; the consumers must not stop for it.
 			armed, err := h.Sweep(ctx)
@@ -122,7 +127,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
 		AdminGroups: cfg.AdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap,
-		Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery}}
+		Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery}, Meter: host.Meter}
 	return ops.Service{Name: "revoker",
 		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },

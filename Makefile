@@ -46,7 +46,7 @@ build:
 	$(GO) build -o bin/grantline ./cmd/grantline
 
 ## binaries: static linux binaries of every service, the CLI and nats-server (built from its Go module) into bin/
-SERVICES := intake policy approval fulfilment revoker query console checkpointer
+SERVICES := intake policy approval fulfilment revoker query console notifier checkpointer
 binaries:
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/grantline ./cmd/grantline

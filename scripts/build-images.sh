@@ -2,7 +2,7 @@
 # Builds Grantline's container images from the static binaries in bin/ (make binaries), FROM scratch:
 # nothing is pulled, so this works on a machine that reaches no registry.
 #
-#   grantline/<service>:TAG   intake policy approval fulfilment revoker query console checkpointer
+#   grantline/<service>:TAG   intake policy approval fulfilment revoker query console notifier checkpointer
 #   grantline/grantline:TAG   the CLI (stream provisioning, audit tools)
 #   grantline/nats:TAG        nats-server built from its Go module
 #   grantline/postgres:TAG    this machine's PostgreSQL 15 with the libraries it links, for compose
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 tag="${1:-dev}"
 revision="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-services=(intake policy approval fulfilment revoker query console checkpointer)
+services=(intake policy approval fulfilment revoker query console notifier checkpointer)
 # 65532 is the conventional "nonroot" user of distroless images; nothing on a host runs as it.
 nonroot=65532
 
@@ -67,7 +67,7 @@ image() {
   build "grantline/$name:$tag" "$ctx"
 }
 
-declare -A ports=([intake]=8081 [policy]=8082 [approval]=8083 [fulfilment]=8084 [revoker]=8085 [query]=8086 [console]=8087 [checkpointer]=8089)
+declare -A ports=([intake]=8081 [policy]=8082 [approval]=8083 [fulfilment]=8084 [revoker]=8085 [query]=8086 [console]=8087 [notifier]=8088 [checkpointer]=8089)
 # The checkpointer writes its directory witness under this path when a volume is mounted there.
 declare -A datadirs=([checkpointer]=/var/lib/grantline/witness)
 for s in "${services[@]}"; do

@@ -26,6 +26,8 @@ type history struct {
 	trust   *events.Verifier
 	ids     map[string]string // story name → request ID
 	now     time.Time
+	// step appends p to id as svc, a second after the previous event.
+	step func(id string, svc events.Service, p events.Payload, actor string)
 }
 
 // clock is a fake time the stores stamp events with, so expiry can pass without waiting.
@@ -83,6 +85,7 @@ func newHistory(t *testing.T) *history {
 		s.RequestDigest = s.Digest()
 		return s
 	}
+	h.step = step
 	// granted and revoked at expiry
 	a := events.NewID()
 	h.ids["revoked"] = a
@@ -157,6 +160,39 @@ func TestCleanHistoryReportsNothing(t *testing.T) {
 	}
 	if r := verifyExport(t, h, dir); !r.Clean() || r.Events != 11 {
 		t.Fatalf("offline verification of the export: %+v", r)
+	}
+}
+
+// TestDriftIsReportedNotFound: drift the reconciler recorded (access back after a revocation, revoked
+// again; a stray role as a finding of its own) is listed by the verification, which stays clean, and the
+// finding is not counted as a request.
+func TestDriftIsReportedNotFound(t *testing.T) {
+	h := newHistory(t)
+	stray := events.DriftDetected{Kind: events.DriftUnexplained, Connector: "postgres", TargetRef: "role grantline_hotfix",
+		Observed: events.Observed{Present: true, Detail: map[string]string{"grant_role": "grantline_hotfix", "member": "mallory"}},
+		Action:   events.DriftRecorded}
+	finding := events.FindingID(stray.Connector, stray.TargetRef)
+	h.step(h.ids["revoked"], events.Revoker, events.DriftDetected{Kind: events.DriftAfterRevocation, Connector: "postgres",
+		TargetRef: "role grantline_x", Observed: events.Observed{Present: true}, Action: events.DriftRevoke}, "")
+	h.step(h.ids["revoked"], events.Revoker, events.Revoked{Reason: events.RevokeDrift, Observed: events.Observed{Present: false}}, "")
+	h.step(finding, events.Revoker, stray, "")
+
+	v := NewVerifier(h.trust, Options{Now: time.Now(), ExpectFirstSeq: 1})
+	if err := ReadStream(context.Background(), h.js, Range{}, func(r events.Record) error { v.Add(r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	r := v.Finish()
+	if !r.Clean() || r.Events != 14 || r.Requests != 3 {
+		t.Fatalf("verification: %d events, %d requests, findings %+v", r.Events, r.Requests, r.Findings)
+	}
+	if len(r.Drift) != 2 {
+		t.Fatalf("drift %+v, want the access after revocation and the finding", r.Drift)
+	}
+	if d := r.Drift[0]; d.RequestID != h.ids["revoked"] || d.FindingID != "" || d.Kind != events.DriftAfterRevocation || d.Action != events.DriftRevoke || d.Seq != 12 {
+		t.Fatalf("drift on the revoked request: %+v", d)
+	}
+	if d := r.Drift[1]; d.RequestID != "" || d.FindingID != finding || d.Kind != events.DriftUnexplained || d.TargetRef != stray.TargetRef || !d.Present {
+		t.Fatalf("the finding: %+v", d)
 	}
 }
 

@@ -50,8 +50,10 @@ type ControlCounts struct {
 	Checkpoints                      *CheckpointSummary
 	// Uncheckpointed are the verified events no checkpoint covers yet.
 	Uncheckpointed uint64
-	// Drift says what the pack holds about drift between the targets and the evidence.
-	Drift string
+	// DriftByKind counts the drift the revoker's reconciler recorded in the period, by kind; Drift says
+	// it in words.
+	DriftByKind map[events.DriftKind]int
+	Drift       string
 }
 
 // RevisionCount is how many decisions one policy revision made.
@@ -64,7 +66,8 @@ type RevisionCount struct {
 func NewControls(since, until time.Time) *Controls {
 	return &Controls{Since: since, Until: until, reviewers: map[string]bool{}, revisions: map[string]int{},
 		emergencies: map[string]bool{}, granted: map[string]*events.Request{},
-		c: ControlCounts{Decisions: map[events.Outcome]int{}, RevocationsByReason: map[events.RevocationReason]int{}, FindingsByKind: map[FindingKind]int{}}}
+		c: ControlCounts{Decisions: map[events.Outcome]int{}, RevocationsByReason: map[events.RevocationReason]int{}, FindingsByKind: map[FindingKind]int{},
+			DriftByKind: map[events.DriftKind]int{}}}
 }
 
 func (c *Controls) in(t time.Time) bool {
@@ -134,6 +137,8 @@ func (c *Controls) observe(ev events.Event, r *events.Request) {
 		}
 	case events.PostReviewOverdue:
 		c.c.PostReviewsOverdue++
+	case events.DriftDetected:
+		c.c.DriftByKind[p.Kind]++
 	}
 }
 
@@ -177,7 +182,10 @@ func (c *Controls) Counts(rep *Report) ControlCounts {
 	if cp := rep.Checkpoints; cp != nil {
 		out.Uncheckpointed = uint64(rep.Events) - min(cp.Covered, uint64(rep.Events))
 	}
-	out.Drift = "not recorded: drift detection (reconciling the targets with the evidence) is not built yet"
+	out.DriftByKind = maps.Clone(c.c.DriftByKind)
+	out.Drift = fmt.Sprintf("drift detection (the revoker's reconciler, comparing the targets with the evidence) recorded "+
+		"%d access present after revocation (revoked again), %d live grants' access missing, %d unexplained findings",
+		out.DriftByKind[events.DriftAfterRevocation], out.DriftByKind[events.DriftMissing], out.DriftByKind[events.DriftUnexplained])
 	return out
 }
 

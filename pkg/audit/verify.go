@@ -38,13 +38,33 @@ type Finding struct {
 	Detail    string      `json:"detail"`
 }
 
+// Drift is one drift_detected event of a history that verified: what the revoker's reconciler found
+// on a target against the evidence, and what it did.
+type Drift struct {
+	Position int       `json:"position"`
+	Seq      uint64    `json:"seq"`
+	Time     time.Time `json:"time"`
+	// RequestID is the request the drift concerns; FindingID instead for access no request explains.
+	RequestID string             `json:"request_id,omitempty"`
+	FindingID string             `json:"finding_id,omitempty"`
+	Kind      events.DriftKind   `json:"kind"`
+	Action    events.DriftAction `json:"action"`
+	Connector string             `json:"connector"`
+	TargetRef string             `json:"target_ref"`
+	Present   bool               `json:"present"`
+}
+
 // Report is the outcome of a verification run.
 type Report struct {
-	Events   int       `json:"events"`
+	Events int `json:"events"`
+	// Requests counts the requests; findings of unexplained access (events.FindingID) are not requests.
 	Requests int       `json:"requests"`
 	FirstSeq uint64    `json:"first_seq"`
 	LastSeq  uint64    `json:"last_seq"`
 	Findings []Finding `json:"findings"`
+	// Drift is the drift the history records between the targets and the evidence. It says what the
+	// targets showed, not that the history is wrong, so it leaves the report clean.
+	Drift []Drift `json:"drift,omitempty"`
 	// Checkpoints summarises the checkpoints the history was checked against, if any.
 	Checkpoints *CheckpointSummary `json:"checkpoints,omitempty"`
 }
@@ -157,6 +177,14 @@ func (v *Verifier) Add(rec events.Record) {
 		return
 	}
 	st.evs = append(st.evs, ev)
+	if d, ok := ev.Payload.(events.DriftDetected); ok {
+		entry := Drift{Position: pos, Seq: rec.Seq, Time: ev.Time, RequestID: ev.Subject, Kind: d.Kind, Action: d.Action,
+			Connector: d.Connector, TargetRef: d.TargetRef, Present: d.Observed.Present}
+		if st.req.Status() == events.StatusFinding {
+			entry.RequestID, entry.FindingID = "", ev.Subject
+		}
+		v.report.Drift = append(v.report.Drift, entry)
+	}
 	if v.opts.Controls != nil {
 		v.opts.Controls.observe(ev, st.req)
 	}
@@ -176,7 +204,11 @@ func (v *Verifier) find(f Finding) { v.report.Findings = append(v.report.Finding
 
 // Finish runs the checks that need the whole history (overdue revocations) and returns the report.
 func (v *Verifier) Finish() *Report {
-	v.report.Requests = len(v.requests)
+	for _, st := range v.requests {
+		if st.req.Status() != events.StatusFinding {
+			v.report.Requests++
+		}
+	}
 	if v.cps != nil {
 		cs := v.cps.cs
 		v.cps.finish(v.report.Events, v.opts.StreamCreated, v.opts.EndsEarly, v.find)

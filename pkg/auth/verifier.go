@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 )
@@ -30,10 +31,15 @@ type Config struct {
 	// JWKSURL, if set, is where signing keys are fetched, skipping OIDC discovery. If empty,
 	// NewVerifier fetches Issuer + "/.well-known/openid-configuration" to find it.
 	JWKSURL string
+	// KeyRefetchInterval is the least time between two fetches of the signing keys caused by
+	// tokens naming a key ID the verifier does not hold, after a burst of two; zero means
+	// DefaultKeyRefetchInterval. A rotated key is accepted at most this long after its first use.
+	KeyRefetchInterval time.Duration
 }
 
-// Verifier checks bearer tokens. It is safe for concurrent use; keys are fetched lazily, cached,
-// and re-fetched when a token names a key ID not in the cache.
+// Verifier checks bearer tokens. It is safe for concurrent use; keys are fetched lazily, cached
+// by key ID, and re-fetched when a token names a key ID not in the cache, at most once per
+// Config.KeyRefetchInterval, so forged tokens cannot turn into a flood of requests to the issuer.
 type Verifier struct {
 	tokens      *oidc.IDTokenVerifier
 	issuer      string
@@ -62,14 +68,23 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 		if err := checkHTTPURL("JWKS URL", cfg.JWKSURL); err != nil {
 			return nil, err
 		}
-		v.tokens = oidc.NewVerifier(cfg.Issuer, oidc.NewRemoteKeySet(ctx, cfg.JWKSURL), oidcCfg)
+		v.tokens = oidc.NewVerifier(cfg.Issuer, newKeySet(ctx, cfg.JWKSURL, cfg.KeyRefetchInterval), oidcCfg)
 		return v, nil
 	}
 	provider, err := oidc.NewProvider(ctx, cfg.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("discover OIDC issuer %s: %w", cfg.Issuer, err)
 	}
-	v.tokens = provider.VerifierContext(ctx, oidcCfg)
+	var discovered struct {
+		JWKSURL string `json:"jwks_uri"`
+	}
+	if err := provider.Claims(&discovered); err != nil {
+		return nil, fmt.Errorf("discover OIDC issuer %s: %w", cfg.Issuer, err)
+	}
+	if err := checkHTTPURL("discovered jwks_uri", discovered.JWKSURL); err != nil {
+		return nil, err
+	}
+	v.tokens = oidc.NewVerifier(cfg.Issuer, newKeySet(ctx, discovered.JWKSURL, cfg.KeyRefetchInterval), oidcCfg)
 	return v, nil
 }
 

@@ -127,9 +127,9 @@ var access = map[User]Access{
 	},
 	Revoker: {
 		JetStream: true, Types: events.TypesOf(events.Revoker), Reads: []string{topology.EventsStream, topology.TimersStream}, Scans: []string{topology.EventsStream},
-		Consumers: []topology.Consumer{topology.RevokerSchedules, topology.RevokerRevocations, topology.RevokerExpiry},
+		Consumers: []topology.Consumer{topology.RevokerSchedules, topology.RevokerRevocations, topology.RevokerExpiry, topology.RevokerReconcile},
 		Discards:  []string{topology.CredentialsBucket},
-		Timers:    []string{topology.TimerExpiry},
+		Timers:    []string{topology.TimerExpiry, topology.TimerReconcile},
 	},
 	Notifier: {
 		JetStream: true, Reads: []string{topology.EventsStream},

@@ -100,11 +100,14 @@ type OIDC struct {
 	Audience    string `env:"GRANTLINE_OIDC_AUDIENCE,notEmpty" help:"the audience tokens must carry"`
 	JWKSURL     string `env:"GRANTLINE_OIDC_JWKS_URL" help:"where the issuer's signing keys are; empty: OIDC discovery at the issuer"`
 	GroupsClaim string `env:"GRANTLINE_OIDC_GROUPS_CLAIM" envDefault:"groups" help:"the token claim that lists the caller's groups"`
+	// KeyRefetchInterval bounds what tokens naming unknown key IDs can cost the identity provider.
+	KeyRefetchInterval time.Duration `env:"GRANTLINE_OIDC_KEY_REFETCH_INTERVAL" envDefault:"10s" help:"least time between two fetches of the issuer's keys for tokens naming a key ID not held (after a burst of two)"`
 }
 
 // Verifier returns the bearer-token verifier these settings describe (auth.NewVerifier).
 func (o OIDC) Verifier(ctx context.Context) (*auth.Verifier, error) {
-	v, err := auth.NewVerifier(ctx, auth.Config{Issuer: o.Issuer, Audience: o.Audience, GroupsClaim: o.GroupsClaim, JWKSURL: o.JWKSURL})
+	v, err := auth.NewVerifier(ctx, auth.Config{Issuer: o.Issuer, Audience: o.Audience, GroupsClaim: o.GroupsClaim, JWKSURL: o.JWKSURL,
+		KeyRefetchInterval: o.KeyRefetchInterval})
 	if err != nil {
 		return nil, fmt.Errorf("oidc: %w", err)
 	}

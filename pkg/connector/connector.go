@@ -3,6 +3,9 @@
 // each operation is idempotent by that ID, so a redelivered or concurrent fulfilment never makes a
 // second grant. Errors say whether a retry can help (*Error, Transient or Permanent).
 //
+// A connector may also list what exists on its target for Grantline-managed access (Inventory), which
+// the revoker's reconciler compares with the evidence to find drift.
+//
 // Adapters live in subpackages named by technology: postgres and webhook. Manual fulfilment has no
 // connector: people carry out a task and record evidence.
 package connector
@@ -61,6 +64,40 @@ type Issuer interface {
 // target_ref of the granted event).
 type Referrer interface {
 	TargetRef(g Grant) string
+}
+
+// Holding is one piece of Grantline-shaped access found on a target: something named the way the
+// connector names what it creates for a grant.
+type Holding struct {
+	// GrantID is the grant (request) ID the target's naming ties it to; empty when the name ties it
+	// to no valid request ID.
+	GrantID string
+	// Ref names it on the target, the same way however often it is listed ("role grantline_01j…").
+	Ref string
+	// Observed is what the target shows for it: Present when it gives access now, and the target's
+	// evidence (names, members, validity) in Detail.
+	Observed events.Observed
+}
+
+// Inventory is implemented by a connector that can list everything on its target that looks like
+// access Grantline manages, whether or not Grantline made it.
+type Inventory interface {
+	// Holdings lists what exists on the target now, changing nothing.
+	Holdings(ctx context.Context) ([]Holding, error)
+}
+
+// ClassNoInventory is the class of the error for a connector that cannot list its target.
+const ClassNoInventory = "inventory_unsupported"
+
+// Holdings lists what c's target holds for Grantline-managed access. A connector that cannot list its
+// target (a webhook receiver answers for one grant at a time) fails with a permanent error of class
+// ClassNoInventory, naming it as name.
+func Holdings(ctx context.Context, name string, c Connector) ([]Holding, error) {
+	inv, ok := c.(Inventory)
+	if !ok {
+		return nil, Permanent(ClassNoInventory, fmt.Errorf("the %s connector cannot list what exists on its target", name))
+	}
+	return inv.Holdings(ctx)
 }
 
 // TargetRef names what c changes for g: the connector's own name for it, or the entitlement's system

@@ -1,7 +1,7 @@
 // Package consumer runs a service's reactions: a durable JetStream pull consumer shared by all
-// replicas of the service, handlers running with bounded concurrency, and one table (Dispose) deciding
-// ack, retry with delay, or dead-letter. A message that keeps failing ends in GRANTLINE_DLQ with the
-// reason, never silently dropped.
+// replicas of the service, handlers running with bounded concurrency but one at a time per request
+// (RequestKey), and one table (Dispose) deciding ack, retry with delay, or dead-letter. A message that
+// keeps failing ends in GRANTLINE_DLQ with the reason, never silently dropped.
 package consumer
 
 import (
@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,15 +56,25 @@ type Spec struct {
 	MaxDeliveries int
 	// AckWait is how long a delivery may take before the server redelivers it; defaults to 30s.
 	AckWait time.Duration
-	// Concurrency is how many handlers run at once in this replica; defaults to 1.
+	// Concurrency is how many handlers run at once in this replica, each on a different request
+	// (RequestKey); defaults to DefaultConcurrency. The consumer lets twice as many deliveries be
+	// unacknowledged (MaxAckPending), so the next ones are already fetched when a handler finishes.
 	Concurrency int
 	// Backoff is the redelivery delay after a failure; defaults to 250ms doubling up to 30s.
 	Backoff func(delivered int) time.Duration
+	// BatchSize bounds the deliveries one batch of RunBatch holds; defaults to DefaultBatchSize. The
+	// consumer fetches that many at a time (at least DefaultConcurrency) and lets twice as many be
+	// unacknowledged. Run ignores it.
+	BatchSize int
 	// ShutdownGrace is how long in-flight handlers may finish after the context ends; defaults to 10s.
 	ShutdownGrace time.Duration
 	// Meter receives the consumer's metrics (see newMetrics); nil records none.
 	Meter metric.MeterProvider
 }
+
+// DefaultConcurrency is a Spec's Concurrency when it sets none. A reaction spends most of its time
+// waiting on NATS round trips, and requests are independent, so many run at once.
+const DefaultConcurrency = 64
 
 func (s *Spec) defaults() error {
 	if s.Stream == "" || s.Durable == "" || len(s.FilterSubjects) == 0 {
@@ -78,7 +87,7 @@ func (s *Spec) defaults() error {
 		s.AckWait = 30 * time.Second
 	}
 	if s.Concurrency <= 0 {
-		s.Concurrency = 1
+		s.Concurrency = DefaultConcurrency
 	}
 	if s.Backoff == nil {
 		s.Backoff = ExponentialBackoff(250*time.Millisecond, 30*time.Second)
@@ -97,20 +106,46 @@ func (s *Spec) defaults() error {
 type Handler func(ctx context.Context, msg jetstream.Msg) error
 
 // Run creates or updates the durable consumer and handles its messages until ctx ends, then stops
-// fetching, lets in-flight handlers finish within the grace period, and returns. Beside it, it consumes
-// the operator's replay requests for the durable (topology.ReplayConsumer): each hands the original
-// message, read from its stream at its sequence, to the same handler. It returns an error only if the
-// consumers cannot be set up or consumed.
+// fetching, lets in-flight handlers finish within the grace period, hands back what was fetched but not
+// started, and returns. Beside it, it consumes the operator's replay requests for the durable
+// (topology.ReplayConsumer): each hands the original message, read from its stream at its sequence,
+// to the same handler. It returns an error only if the consumers cannot be set up or consumed.
+//
+// Deliveries of one request (RequestKey) are handled one at a time, in delivery order; a handler that
+// runs past the ack wait therefore holds its request's later deliveries, including its own
+// redelivery, until it returns.
 func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log *slog.Logger) error {
 	if err := spec.defaults(); err != nil {
 		return err
 	}
+	r := &runner{js: js, spec: spec, handle: h, log: log.With("consumer", spec.Durable)}
+	return r.consume(ctx, spec.Concurrency, func(handlerCtx context.Context) dispatcher {
+		return newKeyed(spec.Concurrency, func(msg jetstream.Msg) Action { return r.deliver(handlerCtx, msg) }, r.handBack)
+	})
+}
+
+// dispatcher takes the deliveries from the consume callback, which calls dispatch in delivery order,
+// to the handlers.
+type dispatcher interface {
+	dispatch(msg jetstream.Msg)
+	// stop starts nothing more and hands back what was fetched but not started.
+	stop()
+	// wait returns once no handler runs.
+	wait()
+}
+
+// consume creates or updates the durable consumer, fetching window deliveries at a time with up to
+// twice that unacknowledged, and its replay consumer, feeds both to the dispatcher made for the
+// handlers' context until ctx ends, and then shuts down in order: stop fetching, let running handlers
+// finish within the grace period, then end their context and wait for them.
+func (r *runner) consume(ctx context.Context, window int, newDispatcher func(handlerCtx context.Context) dispatcher) error {
+	spec := r.spec
 	// MaxDeliver stays unlimited on the server: the runner itself dead-letters after MaxDeliveries, so a
 	// message whose handler crashed the process every time is set aside with a reason instead of being
 	// dropped by the server without a trace.
-	cons, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, jetstream.ConsumerConfig{
+	cons, err := r.js.CreateOrUpdateConsumer(ctx, spec.Stream, jetstream.ConsumerConfig{
 		Durable: spec.Durable, FilterSubjects: spec.FilterSubjects, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: spec.AckWait, MaxDeliver: -1, MaxAckPending: max(spec.Concurrency*4, 64),
+		AckWait: spec.AckWait, MaxDeliver: -1, MaxAckPending: 2 * window,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
@@ -119,32 +154,23 @@ func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log 
 	// The replay consumer starts at new requests: the operator's command refuses to ask for a replay
 	// until it exists, and a recreated one must not run every past replay again.
 	replays := topology.ReplayConsumer(spec.Durable)
-	replayCons, err := js.CreateOrUpdateConsumer(ctx, replays.Stream, jetstream.ConsumerConfig{
+	replayCons, err := r.js.CreateOrUpdateConsumer(ctx, replays.Stream, jetstream.ConsumerConfig{
 		Durable: replays.Durable, FilterSubject: topology.DeadLetterReplay(spec.Durable, "*"), AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: spec.AckWait, MaxDeliver: -1, MaxAckPending: 16, DeliverPolicy: jetstream.DeliverNewPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", replays.Durable, err)
 	}
-	m, err := newMetrics(spec.Meter, spec.Durable, cons)
-	if err != nil {
+	if r.metrics, err = newMetrics(spec.Meter, spec.Durable, cons); err != nil {
 		return fmt.Errorf("consumer %s: metrics: %w", spec.Durable, err)
 	}
-	defer m.close()
-	r := &runner{js: js, spec: spec, handle: h, log: log.With("consumer", spec.Durable), metrics: m}
+	defer r.metrics.close()
 	handlerCtx, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHandlers()
 
-	slots := make(chan struct{}, spec.Concurrency)
-	var inflight sync.WaitGroup
-	consume := func(c jetstream.Consumer, name string, deliver func(context.Context, jetstream.Msg)) (jetstream.ConsumeContext, error) {
-		cc, err := c.Consume(func(msg jetstream.Msg) {
-			slots <- struct{}{}
-			inflight.Go(func() {
-				defer func() { <-slots }()
-				deliver(handlerCtx, msg)
-			})
-		}, jetstream.PullMaxMessages(spec.Concurrency*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	d := newDispatcher(handlerCtx)
+	consume := func(c jetstream.Consumer, name string, window int, dispatch func(jetstream.Msg)) (jetstream.ConsumeContext, error) {
+		cc, err := c.Consume(dispatch, jetstream.PullMaxMessages(window), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			r.log.Warn("consume", "durable", name, telemetry.KeyError, err.Error())
 		}))
 		if err != nil {
@@ -152,26 +178,34 @@ func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log 
 		}
 		return cc, nil
 	}
-	cc, err := consume(cons, spec.Durable, func(ctx context.Context, msg jetstream.Msg) { r.deliver(ctx, msg, nil) })
+	cc, err := consume(cons, spec.Durable, window, d.dispatch)
 	if err != nil {
+		d.stop()
+		d.wait()
 		return err
 	}
-	replayCC, err := consume(replayCons, replays.Durable, r.replay)
+	// A replayed original goes through the same dispatcher, in its request's line like any delivery.
+	replayCC, err := consume(replayCons, replays.Durable, 8, func(req jetstream.Msg) {
+		if original := r.replayed(handlerCtx, req); original != nil {
+			d.dispatch(original)
+		}
+	})
 	if err != nil {
+		d.stop()
 		cc.Stop()
 		<-cc.Closed()
-		stopHandlers()
-		inflight.Wait()
+		d.wait()
 		return err
 	}
 
 	<-ctx.Done()
+	d.stop()
 	cc.Stop()
 	replayCC.Stop()
 	<-cc.Closed()
 	<-replayCC.Closed()
 	finished := make(chan struct{})
-	go func() { inflight.Wait(); close(finished) }()
+	go func() { d.wait(); close(finished) }()
 	select {
 	case <-finished:
 	case <-time.After(spec.ShutdownGrace):
@@ -182,21 +216,22 @@ func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log 
 }
 
 type runner struct {
-	js      jetstream.JetStream
-	spec    Spec
-	handle  Handler
-	log     *slog.Logger
+	js     jetstream.JetStream
+	spec   Spec
+	handle Handler
+	log    *slog.Logger
+	// metrics are set up with the consumer (consume).
 	metrics *metrics
 }
 
-// deliver runs the handler for one message and carries out the disposition. replay is the operator's
-// request msg answers, nil for a delivery from the durable itself.
-func (r *runner) deliver(ctx context.Context, msg jetstream.Msg, replay *replayRequest) {
+// deliver runs the handler for one message (from the durable, or an original an operator replays),
+// carries out the disposition and returns its action.
+func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) Action {
 	meta, err := msg.Metadata()
 	if err != nil {
 		r.log.Error("message without metadata", telemetry.KeyError, err.Error())
 		_ = msg.Term()
-		return
+		return DeadLetter
 	}
 	delivered := int(meta.NumDelivered)
 	ctx = telemetry.Extract(ctx, msg.Headers())
@@ -220,7 +255,7 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg, replay *replayR
 		log.Warn("retry", "delay", d.Delay.String(), telemetry.KeyError, d.Reason)
 		err = msg.NakWithDelay(d.Delay)
 	case DeadLetter:
-		err = r.deadLetter(ctx, msg, meta, d.Reason, replay)
+		err = r.deadLetter(ctx, msg, meta, d.Reason)
 		if err != nil {
 			// Never drop it: if the dead-letter copy failed, let the server deliver it again.
 			log.Error("dead-letter failed; will redeliver", telemetry.KeyError, err.Error())
@@ -233,22 +268,36 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg, replay *replayR
 	if err != nil {
 		log.Warn("settle message", "action", d.Action.String(), telemetry.KeyError, err.Error())
 	}
+	return d.Action
+}
+
+// handBack returns a delivery fetched but not started when stopping began, for another replica (or
+// this one's next start) to handle at once, as Dispose does for a handler interrupted by shutdown.
+func (r *runner) handBack(msg jetstream.Msg) {
+	if err := msg.Nak(); err != nil {
+		r.log.Warn("hand back message", "subject", msg.Subject(), telemetry.KeyError, err.Error())
+	}
 }
 
 // safeHandle turns a handler panic into an error, so one bad message cannot take the replica down.
-func (r *runner) safeHandle(ctx context.Context, msg jetstream.Msg) (err error) {
+func (r *runner) safeHandle(ctx context.Context, msg jetstream.Msg) error {
+	return unpanic(func() error { return r.handle(ctx, msg) })
+}
+
+// unpanic runs f and returns its error, or its panic as an error.
+func unpanic(f func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler panic: %v", p)
 		}
 	}()
-	return r.handle(ctx, msg)
+	return f()
 }
 
 // deadLetter copies msg to grantline.dlq.<durable> with the reason and where it came from. The message
 // ID makes a repeated attempt for the same delivery store one copy; a replay that fails again is a
 // delivery of its own, set aside as a new dead letter that names the one replayed.
-func (r *runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string, replay *replayRequest) error {
+func (r *runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
 	dl := nats.NewMsg(topology.DeadLetter(r.spec.Durable))
 	dl.Data = msg.Data()
 	for k, vs := range msg.Headers() {
@@ -268,7 +317,7 @@ func (r *runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstr
 	dl.Header.Set(HeaderConsumer, r.spec.Durable)
 	dl.Header.Set(HeaderDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
 	id := fmt.Sprintf("dlq:%s:%s:%d", r.spec.Durable, meta.Stream, meta.Sequence.Stream)
-	if replay != nil {
+	if replay, ok := msg.(*replayed); ok {
 		dl.Header.Set(HeaderReplayOf, replay.entry)
 		id += ":replay:" + replay.entry
 	}

@@ -60,12 +60,43 @@ func TestDispose(t *testing.T) {
 
 type harness struct {
 	js     jetstream.JetStream
+	spec   Spec
 	cancel context.CancelFunc
 	done   chan error
 }
 
-// start provisions the streams, publishes n messages on grantline.intake.test.<i> and runs h over them.
+// start provisions the streams, publishes n messages msg-<i> on grantline.intake.test.<i>, subjects
+// without a request, and runs h over them.
 func start(t *testing.T, spec Spec, n int, h Handler) *harness {
+	t.Helper()
+	hs := provisionIntake(t, spec, n)
+	hs.run(t, h)
+	return hs
+}
+
+// provisionIntake is provision of n messages msg-<i> on grantline.intake.test.<i>, for spec on them.
+func provisionIntake(t *testing.T, spec Spec, n int) *harness {
+	t.Helper()
+	var msgs []published
+	for i := range n {
+		msgs = append(msgs, published{fmt.Sprintf("grantline.intake.test.%d", i), fmt.Sprintf("msg-%d", i)})
+	}
+	spec.Stream, spec.Durable, spec.FilterSubjects = topology.IntakeStream, "test", []string{"grantline.intake.test.>"}
+	return provision(t, spec, msgs)
+}
+
+type published struct{ subject, data string }
+
+// startOn provisions the streams, publishes msgs in order and runs h over them with spec.
+func startOn(t *testing.T, spec Spec, msgs []published, h Handler) *harness {
+	t.Helper()
+	hs := provision(t, spec, msgs)
+	hs.run(t, h)
+	return hs
+}
+
+// provision starts a server with the streams and msgs published in order.
+func provision(t *testing.T, spec Spec, msgs []published) *harness {
 	t.Helper()
 	ns := natstest.RunServer(t)
 	_, js := natstest.Connect(t, ns.ClientURL())
@@ -73,27 +104,43 @@ func start(t *testing.T, spec Spec, n int, h Handler) *harness {
 	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
 		t.Fatal(err)
 	}
-	for i := range n {
-		if _, err := js.Publish(ctx, fmt.Sprintf("grantline.intake.test.%d", i), []byte(fmt.Sprintf("msg-%d", i))); err != nil {
+	for _, m := range msgs {
+		if _, err := js.Publish(ctx, m.subject, []byte(m.data)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	spec.Stream, spec.Durable, spec.FilterSubjects = topology.IntakeStream, "test", []string{"grantline.intake.test.>"}
-	runCtx, cancel := context.WithCancel(ctx)
-	hs := &harness{js: js, cancel: cancel, done: make(chan error, 1)}
-	go func() { hs.done <- Run(runCtx, js, spec, h, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-	t.Cleanup(func() { hs.stop(t) })
-	return hs
+	return &harness{js: js, spec: spec}
 }
 
-func (h *harness) stop(t *testing.T) {
-	h.cancel()
+// run starts Run of h over the harness's consumer (again, after stop); the test's end stops it.
+func (h *harness) run(t *testing.T, handle Handler) {
+	h.runWith(t, func(ctx context.Context, log *slog.Logger) error { return Run(ctx, h.js, h.spec, handle, log) })
+}
+
+// runBatch is run for RunBatch.
+func (h *harness) runBatch(t *testing.T, handle BatchHandler) {
+	h.runWith(t, func(ctx context.Context, log *slog.Logger) error { return RunBatch(ctx, h.js, h.spec, handle, log) })
+}
+
+func (h *harness) runWith(t *testing.T, run func(context.Context, *slog.Logger) error) {
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	h.cancel, h.done = cancel, done
+	go func() { done <- run(runCtx, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	t.Cleanup(func() { stopRun(t, cancel, done) })
+}
+
+// stop stops the latest run and waits for Run to return.
+func (h *harness) stop(t *testing.T) { stopRun(t, h.cancel, h.done) }
+
+func stopRun(t *testing.T, cancel context.CancelFunc, done chan error) {
+	cancel()
 	select {
-	case err := <-h.done:
+	case err := <-done:
 		if err != nil {
 			t.Errorf("Run: %v", err)
 		}
-		h.done <- nil
+		done <- nil
 	case <-time.After(20 * time.Second):
 		t.Fatal("Run did not return after its context ended")
 	}
@@ -119,7 +166,12 @@ func (h *harness) dlq(t *testing.T) []*jetstream.RawStreamMsg {
 
 func pending(t *testing.T, js jetstream.JetStream) (ackPending, numPending uint64) {
 	t.Helper()
-	c, err := js.Consumer(context.Background(), topology.IntakeStream, "test")
+	return consumerPending(t, js, topology.IntakeStream)
+}
+
+func consumerPending(t *testing.T, js jetstream.JetStream, stream string) (ackPending, numPending uint64) {
+	t.Helper()
+	c, err := js.Consumer(context.Background(), stream, "test")
 	if err != nil {
 		return 1, 1
 	}

@@ -48,7 +48,7 @@ func TestRedeliveredReactionAppendsOnce(t *testing.T) {
 			Stream: topology.EventsStream, Durable: "policy", FilterSubjects: []string{"grantline.events.*.submitted"},
 			Backoff: func(int) time.Duration { return 10 * time.Millisecond },
 		}, func(ctx context.Context, msg jetstream.Msg) error {
-			d, err := eventstore.ParseDelivery(msg)
+			d, err := policy.Receive(msg)
 			if err != nil {
 				return Permanent(err)
 			}

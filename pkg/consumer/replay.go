@@ -13,33 +13,27 @@ import (
 	"github.com/grantline/grantline/pkg/telemetry"
 )
 
-// replayRequest is the operator's request that the durable handle a dead letter once more.
-type replayRequest struct {
-	// entry is the dead letter's sequence in GRANTLINE_DLQ.
-	entry string
-}
-
-// replay answers one replay request: it reads the original message from the durable's stream at the
-// sequence the dead letter recorded and delivers it to the handler as if the durable had, with the
+// replayed answers one replay request: it reads the original message from the durable's stream at the
+// sequence the dead letter recorded, to be delivered to the handler as if the durable had, with the
 // request's own delivery count. Settling the delivery settles the request, so the runner's table
 // applies unchanged: a handler that fails again is retried, then set aside as a new dead letter.
-// Nothing is published to the original stream, so a replay adds no event to the evidence.
-func (r *runner) replay(ctx context.Context, req jetstream.Msg) {
+// Nothing is published to the original stream, so a replay adds no event to the evidence. It returns
+// nil, having settled the request, if there is nothing to deliver.
+func (r *runner) replayed(ctx context.Context, req jetstream.Msg) jetstream.Msg {
 	log := r.log.With("replay", req.Subject())
 	original, err := r.original(ctx, req)
 	switch {
 	case errors.Is(err, errUnreplayable):
 		log.Error("replay refused", telemetry.KeyError, err.Error())
 		_ = req.TermWithReason(err.Error())
-		return
+		return nil
 	case err != nil:
 		log.Warn("replay: read the original", telemetry.KeyError, err.Error())
 		_ = req.NakWithDelay(r.spec.Backoff(1))
-		return
+		return nil
 	}
-	log.Info("replaying", "entry", req.Headers().Get(HeaderEntry), "actor", req.Headers().Get(HeaderActor),
-		"stream_seq", original.raw.Sequence)
-	r.deliver(ctx, original, &replayRequest{entry: req.Headers().Get(HeaderEntry)})
+	log.Info("replaying", "entry", original.entry, "actor", req.Headers().Get(HeaderActor), "stream_seq", original.raw.Sequence)
+	return original
 }
 
 // errUnreplayable marks a replay request no retry can answer.
@@ -76,7 +70,7 @@ func (r *runner) original(ctx context.Context, req jetstream.Msg) (*replayed, er
 		return nil, fmt.Errorf("%w: sequence %d of %s is on %s, the dead letter was on %s", errUnreplayable,
 			seq, r.spec.Stream, raw.Subject, h.Get(HeaderSubject))
 	}
-	return &replayed{Msg: req, raw: raw, meta: &jetstream.MsgMetadata{
+	return &replayed{Msg: req, entry: h.Get(HeaderEntry), raw: raw, meta: &jetstream.MsgMetadata{
 		Sequence:     jetstream.SequencePair{Stream: seq, Consumer: reqMeta.Sequence.Consumer},
 		NumDelivered: reqMeta.NumDelivered, Timestamp: raw.Time, Stream: r.spec.Stream, Consumer: r.spec.Durable,
 		Domain: reqMeta.Domain,
@@ -87,8 +81,10 @@ func (r *runner) original(ctx context.Context, req jetstream.Msg) (*replayed, er
 // (subject, headers, body, stream sequence) and settles the request.
 type replayed struct {
 	jetstream.Msg
-	raw  *jetstream.RawStreamMsg
-	meta *jetstream.MsgMetadata
+	// entry is the dead letter's sequence in GRANTLINE_DLQ.
+	entry string
+	raw   *jetstream.RawStreamMsg
+	meta  *jetstream.MsgMetadata
 }
 
 func (m *replayed) Metadata() (*jetstream.MsgMetadata, error) { return m.meta, nil }

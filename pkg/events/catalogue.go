@@ -34,6 +34,7 @@ const (
 	TypeExpired             Type = TypePrefix + "expired"
 	TypeRevoked             Type = TypePrefix + "revoked"
 	TypeRevocationFailed    Type = TypePrefix + "revocation_failed"
+	TypeDriftDetected       Type = TypePrefix + "drift_detected"
 )
 
 // Name is the short name of the type, the last token of its NATS subject ("submitted").
@@ -88,6 +89,7 @@ var emitters = map[Type]Service{
 	TypeExpired:             Revoker,
 	TypeRevoked:             Revoker,
 	TypeRevocationFailed:    Revoker,
+	TypeDriftDetected:       Revoker,
 }
 
 // Emitter returns the service that may emit t, and false for a type outside the catalogue.
@@ -108,7 +110,7 @@ func TypesOf(svc Service) []Type {
 var AllTypes = []Type{
 	TypeSubmitted, TypeWithdrawn, TypePolicyDecided, TypeReviewed, TypeApproved, TypeRejected,
 	TypePostReviewed, TypePostReviewOverdue, TypeTaskOpened, TypeGranted, TypeFulfilmentFailed,
-	TypeRevocationRequested, TypeExpired, TypeRevoked, TypeRevocationFailed,
+	TypeRevocationRequested, TypeExpired, TypeRevoked, TypeRevocationFailed, TypeDriftDetected,
 }
 
 // ParseTypeName returns the type whose short name is name ("granted"), or false.

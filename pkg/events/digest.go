@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json/v2"
 	"time"
+
+	"github.com/oklog/ulid/v2"
 )
 
 // digestInput is what a reviewer approves: who asks, for whom, for what, why, for how long, from when.
@@ -47,4 +49,13 @@ func GenesisHash(requestID string) string { return hashHex([]byte(requestID)) }
 func hashHex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// FindingID is the ID under which drift that no request explains is recorded: the finding about ref on
+// the target of connector. It is shaped like a request ID (a ULID, so it is a subject token of the
+// evidence stream) but made from the SHA-256 of connector and ref, so the same thing found again on
+// the next reconcile is the same finding; its time part means nothing.
+func FindingID(connector, ref string) string {
+	sum := sha256.Sum256([]byte("grantline-finding\x00" + connector + "\x00" + ref))
+	return ulid.ULID(sum[:16]).String()
 }

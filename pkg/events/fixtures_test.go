@@ -55,6 +55,17 @@ func review(reviewer, group string, stage int, d ReviewDecision) Reviewed {
 		RequestDigest: submittedPayload(false).Digest()}
 }
 
+// drift is what the reconciler records of kind k: access found after revocation is revoked again, the
+// rest is recorded; missing access is observed absent.
+func drift(k DriftKind) DriftDetected {
+	d := DriftDetected{Kind: k, Connector: "postgres", TargetRef: "role grantline_x", Observed: Observed{Present: k != DriftMissing},
+		Action: DriftRecorded}
+	if k == DriftAfterRevocation {
+		d.Action = DriftRevoke
+	}
+	return d
+}
+
 func grantAt(at time.Time, d time.Duration) Granted {
 	return Granted{Connector: "postgres", TargetRef: "pg-prod/admin", Observed: Observed{Present: true},
 		ExpiresAt: at.Add(d), Fulfiller: "service:fulfilment"}
@@ -95,6 +106,7 @@ func stories() []story {
 	emExpired := event(Expired{ExpiresAt: grantTime.Add(30 * time.Minute)}, grantTime.Add(30*time.Minute), "service:revoker")
 	revoked := event(Revoked{Reason: RevokeExpired, Observed: Observed{Present: false}}, grantTime.Add(time.Hour+time.Second), "service:revoker")
 	emRevoked := event(Revoked{Reason: RevokeExpired, Observed: Observed{Present: false}}, grantTime.Add(31*time.Minute), "service:revoker")
+	found := event(drift(DriftAfterRevocation), grantTime.Add(2*time.Hour), "service:revoker")
 
 	return []story{
 		{"none", nil},
@@ -112,6 +124,11 @@ func stories() []story {
 		{"failed", []Event{sub, auto, event(FulfilmentFailed{ErrorClass: "target", Message: "no such role", Attempts: 3, Permanent: true}, t0.Add(2*time.Minute), "service:fulfilment")}},
 		{"emergency_granted", []Event{emSub, emergency, emGranted}},
 		{"emergency_revoked", []Event{emSub, emergency, emGranted, emExpired, emRevoked}},
+		{"drift_missing", []Event{sub, auto, granted, event(drift(DriftMissing), grantTime.Add(time.Minute), "service:revoker")}},
+		{"drift_revoking", []Event{sub, auto, granted, expired, revoked, found}},
+		{"drift_revoked", []Event{sub, auto, granted, expired, revoked, found,
+			event(Revoked{Reason: RevokeDrift, Observed: Observed{Present: false}}, grantTime.Add(2*time.Hour+time.Second), "service:revoker")}},
+		{"finding", []Event{event(drift(DriftUnexplained), t0, "service:revoker")}},
 	}
 }
 
@@ -165,6 +182,14 @@ func candidate(t Type, r *Request) Event {
 		return event(Revoked{Reason: r.RevocationDue(), Observed: Observed{Present: false}}, now, "service:revoker")
 	case TypeRevocationFailed:
 		return event(RevocationFailed{Attempts: 1, OverdueSince: now, ErrorClass: "target", Message: "timeout"}, now, "service:revoker")
+	case TypeDriftDetected:
+		switch r.Status() {
+		case StatusNone:
+			return event(drift(DriftUnexplained), now, "service:revoker")
+		case StatusGranted:
+			return event(drift(DriftMissing), now, "service:revoker")
+		}
+		return event(drift(DriftAfterRevocation), now, "service:revoker")
 	}
 	panic("no candidate for " + t)
 }

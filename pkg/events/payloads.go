@@ -119,6 +119,10 @@ type Reviewed struct {
 	Comment  string         `json:"comment,omitempty"`
 	// RequestDigest is the digest of the request the reviewer saw; it must match the submitted one.
 	RequestDigest string `json:"request_digest"`
+	// Via names who acted for the reviewer, when the review came with a token the reviewer did not
+	// present themselves (its RFC 8693 act claim): grantline-notifier for Approve or Reject pressed in
+	// Slack. The reviewer decided; Via records the path. Empty for the reviewer's own token.
+	Via string `json:"via,omitempty"`
 }
 
 // Approved records that every stage is satisfied (emitted by approval).
@@ -243,6 +247,43 @@ type RevocationFailed struct {
 	Message      string    `json:"message"`
 }
 
+// DriftKind says how a target differs from the evidence.
+type DriftKind string
+
+// Drift kinds.
+const (
+	// DriftAfterRevocation: the target shows access of a grant whose revocation was recorded.
+	DriftAfterRevocation DriftKind = "present_after_revocation"
+	// DriftMissing: the target lacks access of a live grant (a DBA dropped its role).
+	DriftMissing DriftKind = "missing"
+	// DriftUnexplained: the target shows Grantline-shaped access that no request explains. It is a
+	// finding of its own, under FindingID, not an event of any request.
+	DriftUnexplained DriftKind = "unexplained"
+)
+
+// DriftAction says what the reconciler did about drift.
+type DriftAction string
+
+// Drift actions.
+const (
+	// DriftRevoke: the access is revoked again; a revoked event with reason drift follows.
+	DriftRevoke DriftAction = "revoke"
+	// DriftRecorded: recorded for people to act on (the owners are told through the event).
+	DriftRecorded DriftAction = "recorded"
+)
+
+// DriftDetected records a difference between what a target shows and what the evidence explains, and
+// what was done about it (emitted by revoker, its reconciler).
+type DriftDetected struct {
+	Kind      DriftKind `json:"kind"`
+	Connector string    `json:"connector"`
+	// TargetRef names the access on the target (a connector.Holding's Ref, or the grant's target_ref).
+	TargetRef string `json:"target_ref"`
+	// Observed is what the target shows, its evidence.
+	Observed Observed    `json:"observed"`
+	Action   DriftAction `json:"action"`
+}
+
 func (Submitted) EventType() Type           { return TypeSubmitted }
 func (Withdrawn) EventType() Type           { return TypeWithdrawn }
 func (PolicyDecided) EventType() Type       { return TypePolicyDecided }
@@ -258,6 +299,7 @@ func (RevocationRequested) EventType() Type { return TypeRevocationRequested }
 func (Expired) EventType() Type             { return TypeExpired }
 func (Revoked) EventType() Type             { return TypeRevoked }
 func (RevocationFailed) EventType() Type    { return TypeRevocationFailed }
+func (DriftDetected) EventType() Type       { return TypeDriftDetected }
 
 // newPayload returns a pointer to a zero payload for t, for decoding.
 func newPayload(t Type) (Payload, bool) {
@@ -292,6 +334,8 @@ func newPayload(t Type) (Payload, bool) {
 		return &Revoked{}, true
 	case TypeRevocationFailed:
 		return &RevocationFailed{}, true
+	case TypeDriftDetected:
+		return &DriftDetected{}, true
 	}
 	return nil, false
 }

@@ -22,12 +22,14 @@ const (
 	StatusRejected        Status = "rejected"
 	StatusWithdrawn       Status = "withdrawn"
 	StatusFailed          Status = "failed"
+	// StatusFinding is not a request's: the subject holds drift that no request explains (FindingID).
+	StatusFinding Status = "finding"
 )
 
 // Terminal reports whether s is absorbing: no event changes the status of a request in it.
 func (s Status) Terminal() bool {
 	switch s {
-	case StatusDenied, StatusRevoked, StatusRejected, StatusWithdrawn, StatusFailed:
+	case StatusDenied, StatusRevoked, StatusRejected, StatusWithdrawn, StatusFailed, StatusFinding:
 		return true
 	}
 	return false
@@ -71,7 +73,12 @@ type Request struct {
 	failure          *FulfilmentFailed
 	postReview       *PostReviewed
 	postOverdue      bool
-	causes           map[causeKey]bool
+	// drift is the recorded drift in order; driftRevocation says access found after the revocation is
+	// to be revoked again, accessMissing that a live grant's missing access is recorded.
+	drift           []DriftDetected
+	driftRevocation bool
+	accessMissing   bool
+	causes          map[causeKey]bool
 }
 
 type causeKey struct {
@@ -236,12 +243,14 @@ func (r *Request) refuse(t Type, reason string) error {
 func (r *Request) check(ev Event) error {
 	t := ev.Type
 	refuse := func(reason string) error { return r.refuse(t, reason) }
-	if r.status == StatusNone && t != TypeSubmitted {
+	if r.status == StatusNone && t != TypeSubmitted && !isFinding(ev.Payload) {
 		return refuse("a request begins with submitted")
 	}
 	// Terminal states absorb everything but the post-review of an emergency grant, which stays owed
-	// after the grant has been revoked.
-	if r.status.Terminal() && t != TypePostReviewed && t != TypePostReviewOverdue {
+	// after the grant has been revoked, and drift on a revoked grant: access found on the target after
+	// the revocation, and its revocation again.
+	if r.status.Terminal() && t != TypePostReviewed && t != TypePostReviewOverdue &&
+		(r.status != StatusRevoked || (t != TypeDriftDetected && t != TypeRevoked)) {
 		return refuse("the request is closed")
 	}
 
@@ -417,7 +426,11 @@ func (r *Request) check(ev Event) error {
 		}
 
 	case Revoked:
-		if r.status != StatusGranted || r.revocation == "" {
+		if r.status == StatusRevoked {
+			if !r.driftRevocation {
+				return refuse("nothing asked for revocation")
+			}
+		} else if r.status != StatusGranted || r.revocation == "" {
 			return refuse("nothing asked for revocation")
 		}
 		if p.Reason != r.revocation {
@@ -432,10 +445,59 @@ func (r *Request) check(ev Event) error {
 			return refuse("no revocation is under way")
 		}
 
+	case DriftDetected:
+		if err := r.checkDrift(ev, p); err != nil {
+			return refuse(err.Error())
+		}
+
 	default:
 		return refuse("unknown payload")
 	}
 	return nil
+}
+
+// checkDrift is the drift part of the transition table: what each kind of drift must say, and the
+// state it fits.
+func (r *Request) checkDrift(ev Event, p DriftDetected) error {
+	if p.Connector == "" || p.TargetRef == "" {
+		return errors.New("drift names the connector and the access on the target")
+	}
+	switch p.Kind {
+	case DriftAfterRevocation:
+		switch {
+		case p.Action != DriftRevoke || !p.Observed.Present:
+			return errors.New("access present after revocation is observed present and revoked again")
+		case r.status != StatusRevoked:
+			return errors.New("access present after revocation needs a revoked grant")
+		case r.driftRevocation:
+			return errors.New("its revocation again is already under way")
+		}
+	case DriftMissing:
+		switch {
+		case p.Action != DriftRecorded || p.Observed.Present:
+			return errors.New("missing access is observed absent and recorded")
+		case r.status != StatusGranted || r.revocation != "":
+			return errors.New("missing access needs a live grant")
+		case r.accessMissing:
+			return errors.New("the grant's missing access is already recorded")
+		}
+	case DriftUnexplained:
+		switch {
+		case p.Action != DriftRecorded:
+			return errors.New("unexplained access is recorded")
+		case r.status != StatusNone || ev.Subject != r.id:
+			return errors.New("unexplained access is a finding of its own, not an event of a request")
+		}
+	default:
+		return fmt.Errorf("unknown drift kind %q", p.Kind)
+	}
+	return nil
+}
+
+// isFinding reports whether p begins a finding rather than a request.
+func isFinding(p Payload) bool {
+	d, ok := p.(DriftDetected)
+	return ok && d.Kind == DriftUnexplained
 }
 
 func (r *Request) checkDecision(p PolicyDecided) error {
@@ -526,8 +588,20 @@ func (r *Request) apply(ev Event) {
 	case Revoked:
 		r.revoked = &p
 		r.status = StatusRevoked
+		r.driftRevocation = false
 	case RevocationFailed:
 		r.revocationFailed = &p
+	case DriftDetected:
+		r.drift = append(r.drift, p)
+		switch p.Kind {
+		case DriftAfterRevocation:
+			r.driftRevocation = true
+			r.revocation = RevokeDrift
+		case DriftMissing:
+			r.accessMissing = true
+		case DriftUnexplained:
+			r.status = StatusFinding
+		}
 	}
 }
 
@@ -570,3 +644,13 @@ func (r *Request) PostReview() *PostReviewed { return r.postReview }
 
 // PostReviewOverdue reports whether the post-review deadline passed with nobody reviewing.
 func (r *Request) PostReviewOverdue() bool { return r.postOverdue }
+
+// Drift is the drift recorded on this request (or this finding), in order; nil if none.
+func (r *Request) Drift() []DriftDetected { return slices.Clone(r.drift) }
+
+// DriftRevocationDue reports whether access found on the target after the grant's revocation is still
+// to be revoked again (the revoked event with reason drift is not recorded yet).
+func (r *Request) DriftRevocationDue() bool { return r.driftRevocation }
+
+// AccessMissing reports whether the target was recorded lacking the live grant's access.
+func (r *Request) AccessMissing() bool { return r.accessMissing }

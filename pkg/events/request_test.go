@@ -16,23 +16,36 @@ import (
 // unchanged. An auditor can read it as the specification of the state machine.
 func TestTransitions(t *testing.T) {
 	legal := map[string]map[Type]Status{
-		"none":      {TypeSubmitted: StatusSubmitted},
+		// A subject begins with submitted, or it is a finding: drift that no request explains.
+		"none":      {TypeSubmitted: StatusSubmitted, TypeDriftDetected: StatusFinding},
 		"submitted": {TypeWithdrawn: StatusWithdrawn, TypePolicyDecided: StatusPendingApproval},
 		// Reviews accumulate; approval needs satisfied stages; the window can run out.
 		"pending_approval":  {TypeWithdrawn: StatusWithdrawn, TypeReviewed: StatusPendingApproval, TypeRejected: StatusRejected},
 		"pending_satisfied": {TypeWithdrawn: StatusWithdrawn, TypeApproved: StatusApproved, TypeRejected: StatusRejected},
 		// Approved: fulfilment grants, opens a manual task, or fails; the requester may still withdraw.
 		"approved": {TypeWithdrawn: StatusWithdrawn, TypeTaskOpened: StatusApproved, TypeGranted: StatusGranted, TypeFulfilmentFailed: StatusFailed},
-		// Granted: only expiry or a revocation request start the end of access.
-		"granted": {TypeRevocationRequested: StatusGranted, TypeExpired: StatusGranted},
+		// Granted: only expiry or a revocation request start the end of access; the reconciler may find
+		// the access missing on the target.
+		"granted": {TypeRevocationRequested: StatusGranted, TypeExpired: StatusGranted, TypeDriftDetected: StatusGranted},
 		// Revocation under way: revoke (or open a manual revoke task), or record a failed attempt.
 		"revoking": {TypeRevoked: StatusRevoked, TypeRevocationFailed: StatusGranted, TypeTaskOpened: StatusGranted},
-		"revoked":  {},
-		"denied":   {}, "rejected": {}, "withdrawn": {}, "failed": {},
+		// Revoked: the reconciler may find the access on the target again, and then revokes it again.
+		"revoked": {TypeDriftDetected: StatusRevoked},
+		"denied":  {}, "rejected": {}, "withdrawn": {}, "failed": {},
 		// Emergency: granted without approvals, then post-reviewed (or overdue) while access lasts.
-		"emergency_granted": {TypeRevocationRequested: StatusGranted, TypeExpired: StatusGranted, TypePostReviewed: StatusGranted, TypePostReviewOverdue: StatusGranted},
-		// The post-review stays owed after an emergency grant was revoked: the one exception to absorption.
-		"emergency_revoked": {TypePostReviewed: StatusRevoked, TypePostReviewOverdue: StatusRevoked},
+		"emergency_granted": {TypeRevocationRequested: StatusGranted, TypeExpired: StatusGranted, TypePostReviewed: StatusGranted,
+			TypePostReviewOverdue: StatusGranted, TypeDriftDetected: StatusGranted},
+		// The post-review stays owed after an emergency grant was revoked, and drift can be found on it:
+		// the exceptions to absorption.
+		"emergency_revoked": {TypePostReviewed: StatusRevoked, TypePostReviewOverdue: StatusRevoked, TypeDriftDetected: StatusRevoked},
+		// Missing access is recorded once; the grant still ends the usual ways.
+		"drift_missing": {TypeRevocationRequested: StatusGranted, TypeExpired: StatusGranted},
+		// Access found after revocation: only its revocation again (reason drift) is accepted.
+		"drift_revoking": {TypeRevoked: StatusRevoked},
+		// Revoked again: the next drift found is a new one.
+		"drift_revoked": {TypeDriftDetected: StatusRevoked},
+		// A finding holds its one event.
+		"finding": {},
 	}
 	for _, st := range stories() {
 		want, ok := legal[st.name]
@@ -126,6 +139,86 @@ func TestApprovalRules(t *testing.T) {
 				t.Fatalf("refused: %v", err)
 			}
 		})
+	}
+}
+
+// TestDriftRules: what each kind of drift must say and the state it fits; each row is a scenario of
+// the reconciler (or of a forger) appending drift_detected or the revocation that follows it.
+func TestDriftRules(t *testing.T) {
+	byName := map[string][]Event{}
+	for _, st := range stories() {
+		byName[st.name] = st.events
+	}
+	at := t0.Add(3 * time.Hour)
+	with := func(k DriftKind, change func(*DriftDetected)) Event {
+		d := drift(k)
+		change(&d)
+		return event(d, at, "service:revoker")
+	}
+	same := func(*DriftDetected) {}
+	cases := []struct {
+		name    string
+		history string
+		next    Event
+		refused bool
+	}{
+		{"access found after revocation, revoked again", "revoked", with(DriftAfterRevocation, same), false},
+		{"access found after revocation, merely recorded", "revoked", with(DriftAfterRevocation, func(d *DriftDetected) { d.Action = DriftRecorded }), true},
+		{"access found after revocation but observed absent", "revoked", with(DriftAfterRevocation, func(d *DriftDetected) { d.Observed.Present = false }), true},
+		{"access found after revocation of a live grant", "granted", with(DriftAfterRevocation, same), true},
+		{"access found again while its revocation again is under way", "drift_revoking", with(DriftAfterRevocation, same), true},
+		{"access found on a request that was never granted", "denied", with(DriftAfterRevocation, same), true},
+		{"the revocation again with the original reason", "drift_revoking",
+			event(Revoked{Reason: RevokeExpired, Observed: Observed{Present: false}}, at, "service:revoker"), true},
+		{"the revocation again still observing the access", "drift_revoking",
+			event(Revoked{Reason: RevokeDrift, Observed: Observed{Present: true}}, at, "service:revoker"), true},
+		{"a second revocation nothing asked for", "revoked", event(Revoked{Reason: RevokeDrift, Observed: Observed{Present: false}}, at, "service:revoker"), true},
+		{"a live grant's access missing", "granted", with(DriftMissing, same), false},
+		{"missing access observed present", "granted", with(DriftMissing, func(d *DriftDetected) { d.Observed.Present = true }), true},
+		{"missing access recorded twice", "drift_missing", with(DriftMissing, same), true},
+		{"missing access of a grant being revoked", "revoking", with(DriftMissing, same), true},
+		{"drift that names no connector", "granted", with(DriftMissing, func(d *DriftDetected) { d.Connector = "" }), true},
+		{"drift of an unknown kind", "granted", with("gone_fishing", same), true},
+		{"unexplained access as a finding of its own", "none", with(DriftUnexplained, same), false},
+		{"unexplained access revoked by the reconciler", "none", with(DriftUnexplained, func(d *DriftDetected) { d.Action = DriftRevoke }), true},
+		{"unexplained access inside a request", "granted", with(DriftUnexplained, same), true},
+		{"a finding followed by a submission", "finding", event(submittedPayload(false), at, "alice"), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Fold(testRequestID, byName[tc.history])
+			if err != nil {
+				t.Fatalf("history %s does not fold: %v", tc.history, err)
+			}
+			err = r.Apply(tc.next)
+			if tc.refused && err == nil {
+				t.Fatalf("accepted, want refused")
+			}
+			if !tc.refused && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+		})
+	}
+
+	r, err := Fold(testRequestID, byName["drift_revoking"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.DriftRevocationDue() || r.RevocationDue() != RevokeDrift || len(r.Drift()) != 1 {
+		t.Fatalf("after access found again: due %v, reason %q, drift %v", r.DriftRevocationDue(), r.RevocationDue(), r.Drift())
+	}
+	if err := r.Apply(event(Revoked{Reason: RevokeDrift, Observed: Observed{Present: false}}, at, "service:revoker")); err != nil {
+		t.Fatal(err)
+	}
+	if r.DriftRevocationDue() || r.Revoked().Reason != RevokeDrift || r.Status() != StatusRevoked {
+		t.Fatalf("after the revocation again: due %v, revoked %+v, status %s", r.DriftRevocationDue(), r.Revoked(), r.Status())
+	}
+}
+
+func TestFindingIDsAreStableSubjects(t *testing.T) {
+	a, b := FindingID("postgres", "role grantline_hotfix"), FindingID("postgres", "role grantline_hotfix")
+	if a != b || !ValidRequestID(a) || a == FindingID("postgres", "role grantline_other") || a == FindingID("webhook", "role grantline_hotfix") {
+		t.Fatalf("finding IDs %s %s are not stable, distinct request-ID-shaped subjects", a, b)
 	}
 }
 

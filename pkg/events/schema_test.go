@@ -26,6 +26,8 @@ func enumSchemas() map[reflect.Type]*jsonschema.Schema {
 		reflect.TypeFor[PostReviewOutcome](): enum(PostReviewRatified, PostReviewFlagged),
 		reflect.TypeFor[TaskPurpose]():       enum(TaskGrant, TaskRevoke),
 		reflect.TypeFor[RevocationReason]():  enum(RevokeExpired, RevokeEarly, RevokeReviewFailed, RevokeDrift),
+		reflect.TypeFor[DriftKind]():         enum(DriftAfterRevocation, DriftMissing, DriftUnexplained),
+		reflect.TypeFor[DriftAction]():       enum(DriftRevoke, DriftRecorded),
 		reflect.TypeFor[time.Time]():         {Type: "string", Format: "date-time"},
 		// The policy input a decision records: a JSON object, described in examples/policies/grantline.rego.
 		reflect.TypeFor[jsontext.Value](): {Type: "object"},

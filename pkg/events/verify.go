@@ -241,16 +241,38 @@ func (c *Chain) Seed(requestID, head string) { c.heads[requestID] = head }
 // violation the chain stays usable but its verdict on later events of the same request is unreliable.
 func (c *Chain) Next(rec Record) (Event, error) {
 	c.position++
-	fail := func(id, eventID string, kind ViolationKind, format string, args ...any) (Event, error) {
-		return Event{}, &Violation{Position: c.position, Seq: rec.Seq, RequestID: id, EventID: eventID, Kind: kind, Detail: fmt.Sprintf(format, args...)}
-	}
-	subjID, subjType, subjErr := ParseNATSSubject(rec.Subject)
 	if c.lastSeq != 0 && rec.Seq != 0 && rec.Seq <= c.lastSeq {
-		return fail(subjID, "", ViolationSequence, "stream sequence %d does not follow %d", rec.Seq, c.lastSeq)
+		subjID, _, _ := ParseNATSSubject(rec.Subject)
+		return Event{}, &Violation{Position: c.position, Seq: rec.Seq, RequestID: subjID, Kind: ViolationSequence,
+			Detail: fmt.Sprintf("stream sequence %d does not follow %d", rec.Seq, c.lastSeq)}
 	}
 	if rec.Seq != 0 {
 		c.lastSeq = rec.Seq
 	}
+	ev, err := c.v.Verify(rec, c.position)
+	if err != nil {
+		return Event{}, err
+	}
+	want, seen := c.heads[ev.Subject]
+	if !seen {
+		want = GenesisHash(ev.Subject)
+	}
+	if ev.PrevHash != want {
+		return Event{}, &Violation{Position: c.position, Seq: rec.Seq, RequestID: ev.Subject, EventID: ev.ID, Kind: ViolationChainBroken,
+			Detail: fmt.Sprintf("prevhash %s, want %s", ev.PrevHash, want)}
+	}
+	c.heads[ev.Subject] = ChainHash(rec.Body)
+	return ev, nil
+}
+
+// Verify checks one stored event on its own, as the event at position in its sequence: everything
+// Chain.Next checks except its link to the event before (ev.PrevHash), which the caller compares with
+// the head it holds. It returns the decoded event, or the *Violation.
+func (v *Verifier) Verify(rec Record, position int) (Event, error) {
+	fail := func(id, eventID string, kind ViolationKind, format string, args ...any) (Event, error) {
+		return Event{}, &Violation{Position: position, Seq: rec.Seq, RequestID: id, EventID: eventID, Kind: kind, Detail: fmt.Sprintf(format, args...)}
+	}
+	subjID, subjType, subjErr := ParseNATSSubject(rec.Subject)
 	// The signature is checked on the raw bytes before anything is decoded, so a tampered body is
 	// reported as what it is rather than as whatever decoding error the tampering happens to cause.
 	if rec.Signature == "" {
@@ -260,7 +282,7 @@ func (c *Chain) Next(rec Record) (Event, error) {
 	if err != nil {
 		return fail(subjID, "", ViolationBadSignature, "%v", err)
 	}
-	key, ok := c.v.keys[keyID]
+	key, ok := v.keys[keyID]
 	if !ok {
 		return fail(subjID, "", ViolationUnknownKey, "key %q is not in the trust file", keyID)
 	}
@@ -284,20 +306,12 @@ func (c *Chain) Next(rec Record) (Event, error) {
 	if at.Before(key.NotBefore) || (!key.NotAfter.IsZero() && !at.Before(key.NotAfter)) {
 		return fail(ev.Subject, ev.ID, ViolationKeyNotValid, "key %q was not valid at %s", keyID, at.Format(time.RFC3339))
 	}
-	if !slices.Contains(c.v.allowed[key.Service], ev.Type) {
+	if !slices.Contains(v.allowed[key.Service], ev.Type) {
 		return fail(ev.Subject, ev.ID, ViolationTypeNotAllowed, "key %q of service %s may not emit %s", keyID, key.Service, ev.Type.Name())
 	}
 	if ev.Source != key.Service.Source() {
 		return fail(ev.Subject, ev.ID, ViolationSourceMismatch, "source %q, but the key belongs to %s", ev.Source, key.Service)
 	}
-	want, seen := c.heads[ev.Subject]
-	if !seen {
-		want = GenesisHash(ev.Subject)
-	}
-	if ev.PrevHash != want {
-		return fail(ev.Subject, ev.ID, ViolationChainBroken, "prevhash %s, want %s", ev.PrevHash, want)
-	}
-	c.heads[ev.Subject] = ChainHash(rec.Body)
 	return ev, nil
 }
 

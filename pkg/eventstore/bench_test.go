@@ -695,15 +695,16 @@ func rawLoad(ctx context.Context, js jetstream.JetStream, filter string) (int, e
 	}
 }
 
-// BenchmarkLoad is Store.Load (the consistent cut read through the per-subject index, verification,
-// fold) of a random one of 1000 requests of six events each (submitted, policy_decided, four reviews),
+// BenchmarkLoad is Store.Load (the chained read through the per-subject index, verification, fold) of a random one of 1000 requests of six events each (submitted, policy_decided, four reviews),
 // whose events are spread over a stream holding GRANTLINE_BENCH_EVENTS events in all. The stream is
 // populated once per process, the server restarted on it with fsync on every write, every request read
 // once (the cold first touch, reported apart), and then, on the same server, the baselines are
 // measured: a single direct get of a request's last event (Stream.GetLastMsgForSubject); Load as it was
 // before the cut read (the wildcard batched get with every event verified in full, which Load still
 // falls back to), reported as wildcard_load and as the speedup ratios; Load by a store that has
-// verified nothing yet (cold_verify); and the raw reads Load is made of.
+// verified nothing yet (cold_verify); and the raw reads Load is made of (multi_last, then, since four
+// reviews share a subject, literal_subject), with the per-subject counts Load asked the leader for
+// before issue 21 (subject_counts) for comparison.
 func BenchmarkLoad(b *testing.B) {
 	ctx := context.Background()
 	total := envInt("GRANTLINE_BENCH_EVENTS", 1_000_000)

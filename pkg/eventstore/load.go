@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -27,18 +26,37 @@ var ErrStale = errors.New("stream replica behind")
 // event the aggregate refuses returns the *events.RefusedError: both mean the stream is not what
 // Grantline wrote.
 //
-// It reads the request through the stream's per-subject index (readCut), which stays fast however
-// large the stream grows. When that read is not one consistent cut of the request, or does not verify,
-// Load reads it again with batched direct gets on the request's wildcard filter, and only that read's
-// verdict is reported. Any replica may answer that read, and one that is catching up can be behind. For
-// a reaction that must see the event it reacts to, use LoadAtLeast.
+// It reads the request through the stream's per-subject index (readChained), which stays fast however
+// large the stream grows, and usually in one round trip. When that read does not verify as one unbroken
+// chain, Load reads the request again with batched direct gets on its wildcard filter, and only that
+// read's verdict is reported. Any replica may answer, and one that is catching up can be behind: the
+// result is always a complete, verified prefix of the request, perhaps not its latest. Appends are
+// guarded by the compare-and-set, not by the load; a reaction that must see the event it reacts to
+// uses LoadAtLeast.
+//
+// The one answer the chain cannot vouch for is "no events": a request read as empty is reread while
+// the stream leader holds events of it, then ErrStale, so a request just accepted is never reported
+// as unknown.
 func (s *Store) Load(ctx context.Context, id string) (*Loaded, error) {
 	return s.LoadAtLeast(ctx, id, 0)
 }
 
 // LoadAtLeast is Load that insists on seeing stream sequence seq (the event a reaction was delivered):
-// it rereads a few times while the answering replica is behind, then returns ErrStale.
+// it rereads a few times while the answering replica is behind, then returns ErrStale. When seq is not
+// 0 and the store holds the request verified at seq or later (see requestCache), that is returned
+// without a read: as any load, it may be behind the stream, and the compare-and-set on append is what
+// keeps a decision from landing on a stale prefix.
 func (s *Store) LoadAtLeast(ctx context.Context, id string, seq uint64) (*Loaded, error) {
+	if seq > 0 {
+		if l, _ := s.cache.get(id); l != nil && l.LastSeq >= seq {
+			return l, nil
+		}
+	}
+	return s.reload(ctx, id, seq)
+}
+
+// reload is LoadAtLeast from the stream, whatever the store holds; what it reads, it remembers.
+func (s *Store) reload(ctx context.Context, id string, seq uint64) (*Loaded, error) {
 	for attempt := range staleRetries {
 		if attempt > 0 {
 			if err := backoff(ctx, attempt+2); err != nil {
@@ -49,11 +67,15 @@ func (s *Store) LoadAtLeast(ctx context.Context, id string, seq uint64) (*Loaded
 		if errors.Is(err, ErrStale) {
 			continue
 		}
-		if err != nil || l.LastSeq >= seq {
-			return l, err
+		if err != nil {
+			return nil, err
+		}
+		if l.LastSeq >= seq {
+			s.cache.put(l)
+			return l, nil
 		}
 	}
-	return nil, fmt.Errorf("load request %s: want stream sequence %d and the leader's count: %w", id, seq, ErrStale)
+	return nil, fmt.Errorf("load request %s: want stream sequence %d: %w", id, seq, ErrStale)
 }
 
 const staleRetries = 6
@@ -62,22 +84,22 @@ func (s *Store) read(ctx context.Context, id string) (*Loaded, error) {
 	if !events.ValidRequestID(id) {
 		return nil, fmt.Errorf("load request %q: not a request ID", id)
 	}
-	recs, evs, err := s.readFast(ctx, id)
-	if fastErr := err; err != nil && ctx.Err() == nil {
-		// Whatever went wrong (a replica behind, an append landing between the reads, the leader
-		// unreachable, a record that does not verify), the wildcard read is the one that decides.
+	recs, evs, err := s.readChained(ctx, id)
+	if err != nil && ctx.Err() == nil {
+		// Whatever went wrong (replicas at different points answering the two reads, a record that
+		// does not verify, a chain that does not close), the wildcard read is the one that decides.
 		recs, evs, err = s.readWildcard(ctx, id)
-		// A request the leader holds events of, read as having none, is one a replica behind has not
-		// seen yet: reread rather than answer that a request just accepted does not exist. (A replica
-		// a few events behind answers an older, consistent state, as any read may.)
-		var short *cutError
-		if err == nil && errors.As(fastErr, &short) && len(recs) == 0 && short.counted > 0 {
-			return nil, fmt.Errorf("load request %s: the leader counts %d events, the replica that answered has %d: %w",
-				id, short.counted, len(recs), ErrStale)
-		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load request %s: %w", id, err)
+	}
+	if len(recs) == 0 {
+		// A replica that has not seen the request yet answers like one for a request that does not
+		// exist. Only the leader tells them apart; without its word, the empty answer stands.
+		if leader, err := s.leaderLastSeq(ctx, id); err == nil && leader > 0 {
+			return nil, fmt.Errorf("load request %s: the leader holds events up to stream sequence %d, the replica that answered none: %w",
+				id, leader, ErrStale)
+		}
 	}
 	l := &Loaded{ID: id, Records: recs, Events: evs}
 	if len(recs) > 0 {
@@ -89,133 +111,91 @@ func (s *Store) read(ctx context.Context, id string) (*Loaded, error) {
 	return l, nil
 }
 
-// cutAttempts is how many times readFast tries for a consistent cut before leaving the load to the
-// wildcard read: an append between the reads spoils one attempt, rarely two.
-const cutAttempts = 2
-
-// readFast is readCut, retried once, then verified.
-func (s *Store) readFast(ctx context.Context, id string) ([]events.Record, []events.Event, error) {
-	for attempt := 1; ; attempt++ {
-		cut, err := s.readCut(ctx, id)
-		if errors.Is(err, errNoCut) && attempt < cutAttempts {
-			continue
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		evs, err := s.verifyCut(id, cut)
+// readChained reads all of request id's events without the scan that makes a batched direct get on the
+// wildcard "grantline.events.<id>.>" cost the distance from the request's first event to the end of the
+// stream (docs/benchmarks.md). It asks one replica for the last event of each of the request's subjects
+// (a multi-last direct get). Every event carries the hash of the one before it (prevhash, from the
+// request ID's genesis hash), so if those events, in stream order, link up from the genesis, they are
+// every event of the request up to the last of them: nothing can be missing in between, and the chain
+// itself is the proof, whichever replica answered and however far behind it was. A request whose
+// events each have a type of their own (the common case) loads in this one round trip.
+//
+// Where the chain breaks, the missing events are earlier events of the subjects whose last event comes
+// at or after the break (a type that occurs several times, such as reviewed): it reads those subjects
+// whole, on their literal subjects, at once, and verifies the union as one chain. Replicas answer
+// direct gets independently, so the second read may come from a replica at another point; a union that
+// does not link up is returned as an error, and read then leaves the verdict to readWildcard.
+func (s *Store) readChained(ctx context.Context, id string) ([]events.Record, []events.Event, error) {
+	cut, err := s.reader.lastOfEach(ctx, events.RequestFilter(id))
+	if err != nil {
+		return nil, nil, err
+	}
+	slices.SortFunc(cut, func(a, b events.Record) int { return cmp.Compare(a.Seq, b.Seq) })
+	evs, err := s.verifyCut(id, cut)
+	var gap *unlinkedError
+	if !errors.As(err, &gap) {
 		return cut, evs, err
 	}
-}
-
-// errNoCut means the reads did not come back as one consistent cut of the request: a replica behind or
-// ahead of the leader's count, or an append that landed between the reads.
-var errNoCut = errors.New("the reads do not form one cut of the request")
-
-// cutError is errNoCut with how many events the leader counted for the request.
-type cutError struct{ counted uint64 }
-
-func (e *cutError) Error() string {
-	return fmt.Sprintf("%v (the leader counts %d)", errNoCut, e.counted)
-}
-func (e *cutError) Is(target error) bool { return target == errNoCut }
-
-func noCut(counts map[string]uint64) error {
-	var n uint64
-	for _, c := range counts {
-		n += c
-	}
-	return &cutError{counted: n}
-}
-
-// readCut reads all of request id's events as they stood at one stream sequence, without the scan that
-// makes a batched direct get on the wildcard "grantline.events.<id>.>" cost the distance from the
-// request's first event to the end of the stream (docs/benchmarks.md). At once, it asks the stream
-// leader how many events each of the request's subjects holds, with the stream's last sequence L when
-// it counted (stream info with a subject filter), and asks any replica for the last event of each
-// subject (a multi-last direct get); then, for each subject holding several events, it reads the first
-// n on that literal subject. The server answers all of them from its per-subject index.
-//
-// Replicas answer direct gets independently and may be behind or ahead of the leader, so the result is
-// used only if it holds, for every subject the leader counted, exactly that many events, all at or
-// below L. Then it is every event the request had at L and nothing else, and verifying it says what
-// verifying the stream would. Otherwise it returns errNoCut.
-func (s *Store) readCut(ctx context.Context, id string) ([]events.Record, error) {
-	filter := events.RequestFilter(id)
-	var lasts []events.Record
-	var lastErr error
+	after := cut[gap.index:]
+	reads := make([][]events.Record, len(after))
+	errs := make([]error, len(after))
 	var wg sync.WaitGroup
-	wg.Go(func() { lasts, lastErr = s.reader.lastOfEach(ctx, filter) })
-	counts, upTo, countErr := s.reader.counts(ctx, filter)
-	wg.Wait()
-	if err := errors.Join(countErr, lastErr); err != nil {
-		return nil, err
-	}
-
-	var cut []events.Record
-	for _, rec := range lasts {
-		if counts[rec.Subject] == 1 {
-			cut = append(cut, rec)
-		}
-	}
-	var several []string
-	for subject, n := range counts {
-		if n > 1 {
-			several = append(several, subject)
-		}
-	}
-	reads := make([][]events.Record, len(several))
-	errs := make([]error, len(several))
-	for i, subject := range several {
-		wg.Go(func() { reads[i], errs[i] = s.firstOf(ctx, subject, counts[subject]) })
+	for i, rec := range after {
+		wg.Go(func() { reads[i], errs[i] = s.wholeSubject(ctx, rec.Subject) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	// The last events stay in: a subject read from a replica behind the first must not shorten the
+	// request silently.
+	union := slices.Clone(cut)
 	for _, recs := range reads {
-		cut = append(cut, recs...)
+		union = append(union, recs...)
 	}
-
-	slices.SortFunc(cut, func(a, b events.Record) int { return cmp.Compare(a.Seq, b.Seq) })
-	seen := make(map[string]uint64, len(counts))
-	for i, rec := range cut {
-		if rec.Seq > upTo || (i > 0 && rec.Seq == cut[i-1].Seq) {
-			return nil, noCut(counts)
-		}
-		seen[rec.Subject]++
-	}
-	if !maps.Equal(seen, counts) {
-		return nil, noCut(counts)
-	}
-	return cut, nil
+	slices.SortFunc(union, func(a, b events.Record) int { return cmp.Compare(a.Seq, b.Seq) })
+	union = slices.CompactFunc(union, func(a, b events.Record) bool { return a.Seq == b.Seq })
+	evs, err = s.verifyCut(id, union)
+	return union, evs, err
 }
 
-// firstOf reads the first n events on subject.
-func (s *Store) firstOf(ctx context.Context, subject string, n uint64) ([]events.Record, error) {
+// wholeSubject reads every event stored on subject.
+func (s *Store) wholeSubject(ctx context.Context, subject string) ([]events.Record, error) {
 	var out []events.Record
-	for from := uint64(1); uint64(len(out)) < n; {
-		page, more, err := s.reader.next(ctx, subject, from, int(min(n-uint64(len(out)), loadBatch)))
+	for from := uint64(1); ; {
+		page, more, err := s.reader.next(ctx, subject, from, loadBatch)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, page...)
 		if !more || len(page) == 0 {
-			break
+			return out, nil
 		}
 		from = page[len(page)-1].Seq + 1
 	}
-	return out, nil
 }
 
-// verifyCut verifies cut, which holds every event of request id in stream order, as events.Chain
+// unlinkedError is a record of a read that does not link to the record before it (or, first, to the
+// request's genesis hash): either events are missing in between, or the stream is not what Grantline
+// wrote.
+type unlinkedError struct {
+	index int
+	seq   uint64
+	id    string
+}
+
+func (e *unlinkedError) Error() string {
+	return fmt.Sprintf("event %s (stream seq %d) does not link to the one before it", e.id, e.seq)
+}
+
+// verifyCut verifies cut, records of request id in stream order from its first event, as events.Chain
 // would, but pays for the signature and the other checks of one event only for records this store has
-// not verified before (see verifiedSet). The chain is checked on every load.
+// not verified before (see verifiedSet). The chain is checked on every load; a break is returned as an
+// *unlinkedError.
 func (s *Store) verifyCut(id string, cut []events.Record) ([]events.Event, error) {
-	chain := s.verifier.NewChain()
 	head := events.GenesisHash(id)
 	out := make([]events.Event, 0, len(cut))
-	for _, rec := range cut {
+	for i, rec := range cut {
 		hash := events.ChainHash(rec.Body)
 		key := verifiedKey(rec, hash)
 		var ev events.Event
@@ -223,20 +203,17 @@ func (s *Store) verifyCut(id string, cut []events.Record) ([]events.Event, error
 		if s.verified.has(key) {
 			// Decoded afresh so that no two loads share an event's slices.
 			ev, err = events.Decode(rec.Body)
-			if err == nil && ev.PrevHash != head {
-				err = fmt.Errorf("event %s (stream seq %d) does not link to the one before", ev.ID, rec.Seq)
-			}
-		} else {
-			chain.Seed(id, head)
-			if ev, err = chain.Next(rec); err == nil {
-				s.verified.add(key)
-			}
+		} else if ev, err = s.verifier.Verify(rec, i+1); err == nil {
+			s.verified.add(key)
 		}
 		if err == nil && ev.Subject != id {
 			err = fmt.Errorf("event %s (stream seq %d) belongs to request %s", ev.ID, rec.Seq, ev.Subject)
 		}
 		if err != nil {
 			return nil, err
+		}
+		if ev.PrevHash != head {
+			return nil, &unlinkedError{index: i, seq: rec.Seq, id: ev.ID}
 		}
 		out = append(out, ev)
 		head = hash

@@ -18,17 +18,24 @@ import (
 	"github.com/grantline/grantline/pkg/topology"
 )
 
-// skewedReader stands in front of a store's reader and answers as a replica behind, ahead or lying
-// would: skewCounts changes the leader's counts, skewRecs what direct gets on the request's own subjects
-// return. Wildcard reads (the ones Load falls back to) pass through untouched and are counted.
+// skewedReader stands in front of a store's reader and answers as replicas behind, ahead or lying
+// would: skewLasts changes what the multi-last read returns, skewSubject what reads of one literal
+// subject return. While lagging is positive, each multi-last read (one per load attempt) answers as a
+// replica that holds the stream only up to sequence lagUpTo, and the reads of that attempt likewise.
+// Wildcard reads (the ones Load falls back to) are counted; while behindWildcard is positive they
+// answer as a replica that has not seen the request at all.
 type skewedReader struct {
 	reader
-	skewCounts func(perSubject map[string]uint64, upTo uint64) (map[string]uint64, uint64, error)
-	skewRecs   func(recs []events.Record) []events.Record
-	// behindWildcard, while positive, makes that many wildcard reads answer as a replica that has not
-	// seen the request at all.
+	skewLasts   func(recs []events.Record) []events.Record
+	skewSubject func(recs []events.Record) []events.Record
+
+	lagging        atomic.Int64
+	lagUpTo        atomic.Uint64
+	laggingNow     atomic.Bool
+	laggingLoads   atomic.Int64
 	behindWildcard atomic.Int64
 	wildcardReads  atomic.Int64
+	lastsReads     atomic.Int64
 }
 
 // watch puts a skewedReader in front of st's reader.
@@ -38,35 +45,62 @@ func watch(st *Store) *skewedReader {
 	return r
 }
 
-func (r *skewedReader) counts(ctx context.Context, filter string) (map[string]uint64, uint64, error) {
-	perSubject, upTo, err := r.reader.counts(ctx, filter)
-	if err != nil || r.skewCounts == nil {
-		return perSubject, upTo, err
-	}
-	return r.skewCounts(maps.Clone(perSubject), upTo)
+// lag makes the next n loads answer as a replica that holds the stream up to seq.
+func (r *skewedReader) lag(n int64, seq uint64) {
+	r.lagUpTo.Store(seq)
+	r.lagging.Store(n)
 }
 
 func (r *skewedReader) lastOfEach(ctx context.Context, filter string) ([]events.Record, error) {
+	r.lastsReads.Add(1)
+	r.laggingNow.Store(r.lagging.Add(-1) >= 0)
+	if r.laggingNow.Load() {
+		r.laggingLoads.Add(1)
+		// What a replica at lagUpTo holds as the last event of each subject.
+		all, _, err := r.reader.next(ctx, filter, 1, loadBatch)
+		if err != nil {
+			return nil, err
+		}
+		last := map[string]events.Record{}
+		for _, rec := range all {
+			if rec.Seq <= r.lagUpTo.Load() {
+				last[rec.Subject] = rec
+			}
+		}
+		return slices.Collect(maps.Values(last)), nil
+	}
 	recs, err := r.reader.lastOfEach(ctx, filter)
-	if err != nil || r.skewRecs == nil {
+	if err != nil || r.skewLasts == nil {
 		return recs, err
 	}
-	return r.skewRecs(recs), nil
+	return r.skewLasts(recs), nil
 }
 
 func (r *skewedReader) next(ctx context.Context, filter string, from uint64, n int) ([]events.Record, bool, error) {
-	if strings.HasSuffix(filter, ".>") {
+	wildcard := strings.HasSuffix(filter, ".>")
+	if wildcard {
 		r.wildcardReads.Add(1)
 		if r.behindWildcard.Add(-1) >= 0 {
 			return nil, false, nil
 		}
-		return r.reader.next(ctx, filter, from, n)
 	}
 	recs, more, err := r.reader.next(ctx, filter, from, n)
-	if err != nil || r.skewRecs == nil {
+	if err != nil {
 		return recs, more, err
 	}
-	return r.skewRecs(recs), more, nil
+	if r.laggingNow.Load() {
+		var held []events.Record
+		for _, rec := range recs {
+			if rec.Seq <= r.lagUpTo.Load() {
+				held = append(held, rec)
+			}
+		}
+		return held, false, nil
+	}
+	if wildcard || r.skewSubject == nil {
+		return recs, more, nil
+	}
+	return r.skewSubject(recs), more, nil
 }
 
 // without drops the records at the given stream sequences.
@@ -110,19 +144,20 @@ func (w *world) reviewed(t *testing.T, id string, n int) *Loaded {
 	t.Helper()
 	var l *Loaded
 	for range n {
-		var err error
-		if l, err = w.stores[events.Approval].Update(context.Background(), id, func(r *events.Request) ([]events.Draft, error) {
+		u, err := w.stores[events.Approval].Update(context.Background(), id, func(r *events.Request) ([]events.Draft, error) {
 			return []events.Draft{reviewBy(nextReviewer(), r.Submitted().RequestDigest)}, nil
-		}); err != nil {
+		})
+		if err != nil {
 			t.Fatalf("review %s: %v", id, err)
 		}
+		l = u.Loaded
 	}
 	return l
 }
 
 // TestLoadInterleavedRequests builds requests whose events of several types interleave with each
 // other's and with unrelated traffic, and checks that every load returns exactly the events appended,
-// in stream order, from the consistent cut alone.
+// in stream order, from the per-subject reads alone.
 func TestLoadInterleavedRequests(t *testing.T) {
 	w, _ := singleNode(t)
 	ctx := context.Background()
@@ -248,43 +283,35 @@ func TestLoadRacesWithAppends(t *testing.T) {
 	t.Logf("%d loads while %d events were appended; %d wildcard reads", len(loads), writers*each, r.wildcardReads.Load())
 }
 
-// TestLoadFallsBackWhenReadsDisagree makes the fast reads disagree the way replicas at different points
-// would, and checks that Load then reads the request whole instead of reporting tampering or returning
-// part of it.
-func TestLoadFallsBackWhenReadsDisagree(t *testing.T) {
+// TestLoadWhenReadsDisagree makes the per-subject reads disagree the way replicas at different points
+// would, and checks that Load then returns every event appended, never part of them and never a
+// report of tampering: from the union of the reads when it forms one chain, else from the wildcard
+// read.
+func TestLoadWhenReadsDisagree(t *testing.T) {
 	cases := []struct {
-		name string
-		skew func(r *skewedReader, l *Loaded)
+		name     string
+		skew     func(r *skewedReader, l *Loaded)
+		fallback bool
 	}{
-		{"a replica behind the leader's count", func(r *skewedReader, l *Loaded) {
-			r.skewRecs = without(l.LastSeq)
-		}},
-		{"the leader counted an event the replicas do not have yet", func(r *skewedReader, l *Loaded) {
-			r.skewCounts = func(c map[string]uint64, upTo uint64) (map[string]uint64, uint64, error) {
-				c[events.NATSSubject(l.ID, events.TypeReviewed)]++
-				return c, upTo + 1, nil
+		{"the last events from a replica behind, a subject from one ahead", func(r *skewedReader, l *Loaded) {
+			// As of the second review: its predecessor is missing, so the reviews are read whole.
+			r.skewLasts = func(recs []events.Record) []events.Record {
+				return append(without(l.LastSeq)(recs), l.Records[3])
 			}
-		}},
-		{"a replica ahead of the leader's count", func(r *skewedReader, l *Loaded) {
-			// The leader counted when the request had one review; the replicas have all four.
-			r.skewCounts = func(c map[string]uint64, _ uint64) (map[string]uint64, uint64, error) {
-				c[l.Records[2].Subject] = 1
-				return c, l.Records[2].Seq, nil
-			}
-		}},
-		{"a count and replies that agree but miss an event in the middle", func(r *skewedReader, l *Loaded) {
-			// Structurally a cut, yet one review short: only the chain can tell.
-			r.skewRecs = without(l.Records[3].Seq)
-			r.skewCounts = func(c map[string]uint64, upTo uint64) (map[string]uint64, uint64, error) {
-				c[l.Records[3].Subject]--
-				return c, upTo, nil
-			}
-		}},
-		{"no leader to count", func(r *skewedReader, _ *Loaded) {
-			r.skewCounts = func(map[string]uint64, uint64) (map[string]uint64, uint64, error) {
-				return nil, 0, errors.New("no stream leader")
-			}
-		}},
+		}, false},
+		{"the last events from a replica ahead, a subject from one behind", func(r *skewedReader, l *Loaded) {
+			r.skewSubject = without(l.Records[4].Seq, l.Records[5].Seq)
+		}, true},
+		{"a subject read missing an event in the middle", func(r *skewedReader, l *Loaded) {
+			r.skewSubject = without(l.Records[3].Seq)
+		}, true},
+		{"a subject missing from the last events", func(r *skewedReader, l *Loaded) {
+			r.skewLasts = without(l.Records[1].Seq)
+		}, true},
+		{"no replica answers the last events", func(r *skewedReader, _ *Loaded) {
+			r.skewLasts = func([]events.Record) []events.Record { return nil }
+			r.skewSubject = func([]events.Record) []events.Record { return nil }
+		}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -296,27 +323,31 @@ func TestLoadFallsBackWhenReadsDisagree(t *testing.T) {
 			r := watch(st)
 			tc.skew(r, want)
 
-			if cut, err := st.readCut(ctx, id); err == nil {
-				if _, err := st.verifyCut(id, cut); err == nil {
-					t.Fatalf("the skewed fast read still gave a verified cut; the case tests nothing")
-				}
-			}
 			l, err := st.Load(ctx, id)
+			if tc.name == "no replica answers the last events" {
+				// Replicas that have not seen the request, while the leader has it.
+				if !errors.Is(err, ErrStale) {
+					t.Fatalf("Load = %v, %v; want ErrStale", l, err)
+				}
+				return
+			}
 			if err != nil {
-				t.Fatalf("Load = %v, want the request read whole", err)
+				t.Fatalf("Load = %v, want a complete prefix of the request", err)
 			}
 			if !slices.Equal(storedOf(want.Records), storedOf(l.Records)) {
 				t.Fatalf("loaded other events than were appended: seqs %v, want %v", seqsOf(l), seqsOf(want))
 			}
-			if r.wildcardReads.Load() == 0 {
-				t.Fatalf("Load did not fall back to the wildcard read")
+			if fell := r.wildcardReads.Load() > 0; fell != tc.fallback {
+				t.Fatalf("fell back to the wildcard read: %v, want %v", fell, tc.fallback)
 			}
 		})
 	}
 }
 
-// A request read from replicas that have not seen it yet, while the leader counts its events, is not
-// reported as unknown: Load rereads until a replica has it, and says the read is stale if none does.
+// A request read from replicas that are behind loads as a shorter prefix, never as a broken one; one
+// read from replicas that have not seen it at all, while the leader holds its events, is not reported
+// as unknown: Load rereads until a replica has it, and says the read is stale if none does. LoadAtLeast
+// likewise rereads until a replica has the event the caller knows of.
 func TestLoadOfARequestTheRepliersHaveNotSeenYet(t *testing.T) {
 	w, _ := singleNode(t)
 	ctx := context.Background()
@@ -324,20 +355,66 @@ func TestLoadOfARequestTheRepliersHaveNotSeenYet(t *testing.T) {
 	want := w.reviewed(t, id, 2)
 	st := w.stores[events.Revoker]
 	r := watch(st)
-	r.skewRecs = func([]events.Record) []events.Record { return nil }
 
-	r.behindWildcard.Store(2)
+	r.lag(2, want.Records[0].Seq-1)
 	l, err := st.Load(ctx, id)
 	if err != nil {
 		t.Fatalf("Load = %v, want the request once a replica has it", err)
 	}
-	if !slices.Equal(storedOf(want.Records), storedOf(l.Records)) {
-		t.Fatalf("loaded seqs %v, want %v", seqsOf(l), seqsOf(want))
+	if !slices.Equal(storedOf(want.Records), storedOf(l.Records)) || r.laggingLoads.Load() != 2 {
+		t.Fatalf("loaded seqs %v after %d lagging reads, want %v after 2", seqsOf(l), r.laggingLoads.Load(), seqsOf(want))
+	}
+	r.lag(1000, want.Records[0].Seq-1)
+	if l, err := st.Load(ctx, id); !errors.Is(err, ErrStale) {
+		t.Fatalf("Load from replicas that never see the request = %v, %v; want ErrStale, not an unknown request", l, err)
 	}
 
-	r.behindWildcard.Store(1000)
-	if l, err := st.Load(ctx, id); !errors.Is(err, ErrStale) {
-		t.Fatalf("Load from replicas that never catch up = %v, %v; want ErrStale, not an empty request", l, err)
+	r.lag(1000, want.Records[1].Seq)
+	if l, err := st.Load(ctx, id); err != nil || !slices.Equal(storedOf(want.Records[:2]), storedOf(l.Records)) {
+		t.Fatalf("Load from a replica two events behind = %v; want the first two events", err)
+	}
+	// The store holds the request as the first Load read it; a store that does not must read.
+	st.cache = newRequestCache(DefaultCacheBytes)
+	if _, err := st.LoadAtLeast(ctx, id, want.LastSeq); !errors.Is(err, ErrStale) {
+		t.Fatalf("LoadAtLeast from replicas that never catch up = %v; want ErrStale, not a shorter request", err)
+	}
+	r.lag(3, want.Records[1].Seq)
+	if l, err := st.LoadAtLeast(ctx, id, want.LastSeq); err != nil || !slices.Equal(storedOf(want.Records), storedOf(l.Records)) {
+		t.Fatalf("LoadAtLeast once a replica catches up = %v; want seqs %v", err, seqsOf(want))
+	}
+}
+
+// TestUpdateOnALaggingReplica decides on loads from a replica that is behind the leader for several
+// reads: the compare-and-set refuses the append on the stale prefix, the store asks the leader how far
+// the request goes and rereads until a replica has that, and the one review lands on top of the latest
+// event, decided on the latest state.
+func TestUpdateOnALaggingReplica(t *testing.T) {
+	w, _ := singleNode(t)
+	ctx := context.Background()
+	id := w.pendingRequest(t, 10)
+	before := w.reviewed(t, id, 3)
+	st := w.stores[events.Approval]
+	r := watch(st)
+	r.lag(4, before.Records[2].Seq)
+
+	var decidedOn []int
+	u, err := st.Update(ctx, id, func(req *events.Request) ([]events.Draft, error) {
+		decidedOn = append(decidedOn, req.Version())
+		return []events.Draft{reviewBy(nextReviewer(), req.Submitted().RequestDigest)}, nil
+	})
+	if err != nil {
+		t.Fatalf("Update on a lagging replica = %v", err)
+	}
+	if len(u.Appended) != 1 || len(u.Events) != len(before.Events)+1 || decidedOn[len(decidedOn)-1] != len(before.Events) {
+		t.Fatalf("appended %d on top of %d events, decisions on versions %v; want one on top of %d, the last decision on version %d",
+			len(u.Appended), len(u.Events)-len(u.Appended), decidedOn, len(before.Events), len(before.Events))
+	}
+	if decidedOn[0] != 3 || len(decidedOn) != 2 {
+		t.Fatalf("decisions on versions %v, want one on the stale prefix (3) and one after the reread", decidedOn)
+	}
+	after, err := w.stores[events.Intake].Load(ctx, id)
+	if err != nil || len(after.Events) != len(before.Events)+1 {
+		t.Fatalf("after the update: %v, %d events", err, len(after.Events))
 	}
 }
 

@@ -3,7 +3,6 @@ package eventstore
 import (
 	"context"
 	"encoding/json/v2"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -19,9 +18,6 @@ import (
 // reader is where loads get stored events. The store's is streamReader; tests put a replica that
 // answers inconsistently in front of it.
 type reader interface {
-	// counts returns how many events each subject matching filter holds, and the stream's last sequence
-	// when they were counted, as the stream leader sees them.
-	counts(ctx context.Context, filter string) (perSubject map[string]uint64, upTo uint64, err error)
 	// lastOfEach returns the last event of each subject matching filter.
 	lastOfEach(ctx context.Context, filter string) ([]events.Record, error)
 	// next returns up to n events matching filter from stream sequence from on, in stream order, and
@@ -29,8 +25,7 @@ type reader interface {
 	next(ctx context.Context, filter string, from uint64, n int) (recs []events.Record, more bool, err error)
 }
 
-// streamReader reads the evidence stream: counts from stream info (answered by the leader), events with
-// direct gets (answered by any replica). Every direct get replies on one long-lived subscription under
+// streamReader reads the evidence stream with direct gets (answered by any replica). Every direct get replies on one long-lived subscription under
 // a token of its own: jetstreamext.GetBatch subscribes a new inbox for each call, which cost about half
 // of a small load (docs/benchmarks.md), and it ends a reply that times out as if it were complete.
 type streamReader struct {
@@ -162,36 +157,4 @@ func (r *streamReader) lastOfEach(ctx context.Context, filter string) ([]events.
 	}{[]string{filter}, loadBatch}
 	recs, _, err := r.directGet(ctx, req, loadBatch)
 	return recs, err
-}
-
-func (r *streamReader) counts(ctx context.Context, filter string) (map[string]uint64, uint64, error) {
-	body, err := json.Marshal(map[string]string{"subjects_filter": filter})
-	if err != nil {
-		return nil, 0, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	msg, err := r.nc.RequestWithContext(ctx, r.apiPrefix+"STREAM.INFO."+topology.EventsStream, body)
-	if err != nil {
-		return nil, 0, fmt.Errorf("count events: %w", err)
-	}
-	var resp struct {
-		State struct {
-			LastSeq  uint64            `json:"last_seq"`
-			Subjects map[string]uint64 `json:"subjects"`
-		} `json:"state"`
-		// Total is set when the server split a long subject list into pages.
-		Total int                 `json:"total"`
-		Error *jetstream.APIError `json:"error"`
-	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return nil, 0, fmt.Errorf("count events: %w", err)
-	}
-	switch {
-	case resp.Error != nil:
-		return nil, 0, fmt.Errorf("count events: %w", resp.Error)
-	case resp.Total > len(resp.State.Subjects):
-		return nil, 0, errors.New("count events: more subjects than one answer holds")
-	}
-	return resp.State.Subjects, resp.State.LastSeq, nil
 }

@@ -38,6 +38,7 @@ type Store struct {
 	timeout     time.Duration
 	reader      reader
 	verified    *verifiedSet
+	cache       *requestCache
 }
 
 // Config is what a Store needs.
@@ -55,6 +56,9 @@ type Config struct {
 	// RequestTimeout bounds each round trip to NATS, whatever the caller's deadline: a reply lost with a
 	// node that died must not hold a handler for the rest of its context. Defaults to 5s.
 	RequestTimeout time.Duration
+	// CacheBytes bounds the memory of the requests the store keeps verified for reactions (see
+	// AtDelivery); defaults to DefaultCacheBytes.
+	CacheBytes int
 }
 
 // Open checks that the streams exist and the evidence stream is hardened, that the servers fsync every
@@ -92,6 +96,10 @@ func OpenReader(ctx context.Context, js jetstream.JetStream, verifier *events.Ve
 func newStore(js jetstream.JetStream, cfg Config) (*Store, error) {
 	s := &Store{js: js, signer: cfg.Signer, verifier: cfg.Verifier, now: cfg.Now, maxAttempts: cfg.MaxAttempts,
 		timeout: cfg.RequestTimeout, verified: newVerifiedSet()}
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = DefaultCacheBytes
+	}
+	s.cache = newRequestCache(cfg.CacheBytes)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -217,6 +225,7 @@ func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft)
 	next.Events = append(append([]events.Event{}, cur.Events...), sealed...)
 	next.Request = req
 	next.LastSeq = lastSeq
+	s.cache.put(next)
 	return next, nil
 }
 
@@ -295,20 +304,55 @@ const errCodeBatchDuplicate jetstream.ErrorCode = 10201
 // Update with that error; it is not retried.
 type Decide func(r *events.Request) ([]events.Draft, error)
 
+// Updated is a request after an Update: as it stands after the append, and the events Update appended
+// (in order; none when the decision added nothing the request did not already hold). Callers learn
+// whether they appended from Appended, never by comparing versions or times.
+type Updated struct {
+	*Loaded
+	Appended []events.Event
+}
+
 // Update is load → decide → append for one request, retried from a fresh load when another writer got
 // there first, at most MaxAttempts times. Drafts the request already holds (same type and causation)
 // are dropped, so a redelivered reaction appends nothing; if nothing is left, Update returns the request
-// unchanged. It returns the request after the append.
+// unchanged and appends nothing.
 //
 // When the decision fails, or the aggregate refuses it, Update first asks the stream leader whether the
 // load was stale; only a decision on current state is final.
-func (s *Store) Update(ctx context.Context, id string, decide Decide) (*Loaded, error) {
-	return s.UpdateFrom(ctx, id, 0, decide)
+func (s *Store) Update(ctx context.Context, id string, decide Decide) (*Updated, error) {
+	return s.update(ctx, id, 0, nil, decide)
 }
 
 // UpdateFrom is Update for a reaction to the event at stream sequence seen: the decision is taken on a
-// load that includes it.
-func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide Decide) (*Loaded, error) {
+// request that includes it, the one the store holds if it holds it that far (see LoadAtLeast).
+func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide Decide) (*Updated, error) {
+	return s.update(ctx, id, seen, nil, decide)
+}
+
+// React is Update for a reaction to delivered event d: the first decision is taken on the request as
+// of d (AtDelivery), which usually costs no read at all; a conflict reloads.
+func (s *Store) React(ctx context.Context, d Delivery, decide Decide) (*Updated, error) {
+	cur, err := s.AtDelivery(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	return s.update(ctx, d.RequestID, d.Seq, cur, decide)
+}
+
+// Create is Update for a request ID the caller has just minted: the first decision is taken on the
+// request with no events, without a read. Should the ID hold events after all (a retried command whose
+// first attempt landed), the compare-and-set refuses the append and Create goes on as Update does, from
+// a load.
+func (s *Store) Create(ctx context.Context, id string, decide Decide) (*Updated, error) {
+	if !events.ValidRequestID(id) {
+		return nil, fmt.Errorf("create request %q: not a request ID", id)
+	}
+	return s.update(ctx, id, 0, &Loaded{ID: id, Request: events.NewRequest(id)}, decide)
+}
+
+// update decides on cur (if given, else on a load of at least seen), appends, and on a conflict or a
+// doubtful refusal reloads from the stream and decides again.
+func (s *Store) update(ctx context.Context, id string, seen uint64, cur *Loaded, decide Decide) (*Updated, error) {
 	var lastErr error
 	for attempt := range s.maxAttempts {
 		if attempt > 0 {
@@ -316,7 +360,15 @@ func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide D
 				return nil, err
 			}
 		}
-		cur, err := s.LoadAtLeast(ctx, id, seen)
+		var err error
+		switch {
+		case cur != nil:
+		case attempt == 0:
+			cur, err = s.LoadAtLeast(ctx, id, seen)
+		default:
+			// What the store holds is what the last attempt decided on: read the stream.
+			cur, err = s.reload(ctx, id, seen)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -324,19 +376,25 @@ func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide D
 		if err == nil {
 			drafts = notYetApplied(cur.Request, drafts)
 			if len(drafts) == 0 {
-				return cur, nil
+				return &Updated{Loaded: cur}, nil
 			}
 			var next *Loaded
 			if next, err = s.Append(ctx, cur, drafts...); err == nil {
-				return next, nil
+				return &Updated{Loaded: next, Appended: next.Events[len(cur.Events):]}, nil
 			}
 		}
+		decidedOn := cur.LastSeq
+		cur = nil
 		switch {
-		case errors.Is(err, ErrConflict):
+		case errors.Is(err, ErrConflict), errors.Is(err, ErrDuplicate) && allCaused(drafts):
+			// Someone else appended first, or an earlier attempt landed but its ack was lost (then the
+			// reload finds it and drops the drafts). The load came from a replica that may be behind
+			// and may stay behind for a while: decide again on one that has what the leader has, so a
+			// lagging replica costs a reread, not every attempt.
 			lastErr = err
-		case errors.Is(err, ErrDuplicate) && allCaused(drafts):
-			// An earlier attempt landed but its ack was lost; the reload will find it and drop the drafts.
-			lastErr = err
+			if leader, lerr := s.leaderLastSeq(ctx, id); lerr == nil {
+				seen = max(seen, leader)
+			}
 		default:
 			leader, lerr := s.leaderLastSeq(ctx, id)
 			if lerr != nil {
@@ -344,7 +402,7 @@ func (s *Store) UpdateFrom(ctx context.Context, id string, seen uint64, decide D
 				// transient so the caller retries, never as a final refusal.
 				return nil, fmt.Errorf("%w: %v (and the leader could not confirm: %v)", ErrStale, err, lerr)
 			}
-			if leader <= cur.LastSeq {
+			if leader <= decidedOn {
 				return nil, err
 			}
 			// The decision was taken on a replica that was behind: decide again on what the leader has.

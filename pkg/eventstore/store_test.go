@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -134,9 +135,17 @@ func TestRedeliveredReactionAppendsOnce(t *testing.T) {
 		d.CausationID = "evt-01"
 		return []events.Draft{d}, nil
 	}
-	for range 3 {
-		if _, err := w.stores[events.Approval].Update(ctx, id, react); err != nil {
+	for delivery := range 3 {
+		u, err := w.stores[events.Approval].Update(ctx, id, react)
+		if err != nil {
 			t.Fatal(err)
+		}
+		want := []events.Type{events.TypeReviewed}
+		if delivery > 0 {
+			want = nil
+		}
+		if got := typesOf(u.Appended); !slices.Equal(got, want) {
+			t.Fatalf("delivery %d appended %v, want %v", delivery+1, got, want)
 		}
 	}
 	// Beyond the server's duplicate window the message ID no longer helps; the causation still does.
@@ -148,9 +157,17 @@ func TestRedeliveredReactionAppendsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(l.Events) != 3 {
-		t.Fatalf("%d events after four deliveries of one reaction, want 3", len(l.Events))
+	if len(l.Events) != 3 || len(l.Appended) != 0 {
+		t.Fatalf("%d events after four deliveries of one reaction, the last appending %d; want 3 and 0", len(l.Events), len(l.Appended))
 	}
+}
+
+func typesOf(evs []events.Event) []events.Type {
+	var out []events.Type
+	for _, ev := range evs {
+		out = append(out, ev.Type)
+	}
+	return out
 }
 
 // TestTamperingIsDetectedOnLoad publishes straight into the stream, the way a writer that bypasses the

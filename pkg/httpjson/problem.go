@@ -12,6 +12,7 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/visibility"
 )
 
 // ProblemTypeBase prefixes every problem type URI; the slug after it names the problem.
@@ -35,7 +36,9 @@ type FieldError struct {
 
 // Errors a handler returns where its domain has no sentinel of its own; the shared rows answer them.
 var (
-	ErrNotFound  = errors.New("no such request")
+	// ErrNotFound is visibility.ErrNotFound itself, so that a request the caller may not see and one
+	// that does not exist get the very same problem, detail included.
+	ErrNotFound  = visibility.ErrNotFound
 	ErrForbidden = errors.New("not allowed for this caller")
 )
 

@@ -3,6 +3,7 @@
 package natstest
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -50,4 +51,23 @@ func Connect(t testing.TB, urls string) (*nats.Conn, jetstream.JetStream) {
 		t.Fatalf("jetstream: %v", err)
 	}
 	return nc, js
+}
+
+// Stored counts the messages stream holds on the subjects matching filter, verified or not (a
+// test's view of what was appended, beside what a store loads).
+func Stored(t testing.TB, js jetstream.JetStream, stream, filter string) uint64 {
+	t.Helper()
+	st, err := js.Stream(context.Background(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n
 }

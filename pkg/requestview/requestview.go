@@ -34,7 +34,9 @@ type View struct {
 	Revocation      *events.Revoked          `json:"revocation,omitempty"`
 	Failure         *events.FulfilmentFailed `json:"failure,omitempty"`
 	PostReview      *events.PostReviewed     `json:"post_review,omitempty"`
-	LastSeq         uint64                   `json:"last_seq"`
+	// Drift is what the revoker's reconciler found on the target against the request's evidence.
+	Drift   []events.DriftDetected `json:"drift,omitempty"`
+	LastSeq uint64                 `json:"last_seq"`
 }
 
 // Of shows request id as folded in r, submitted at submittedAt, up to stream sequence lastSeq.
@@ -46,7 +48,7 @@ func Of(id string, r *events.Request, submittedAt time.Time, lastSeq uint64) Vie
 		DurationSeconds: s.DurationSeconds, StartAt: s.StartAt, Emergency: s.Emergency, Channel: s.Channel,
 		RequestDigest: s.RequestDigest, Reviews: r.Reviews(), Approvers: r.Approvers(), Rejection: r.Rejection(),
 		Grant: r.Grant(), RevocationDue: string(r.RevocationDue()), Revocation: r.Revoked(), Failure: r.Failure(),
-		PostReview: r.PostReview(), SubmittedAt: submittedAt, LastSeq: lastSeq,
+		PostReview: r.PostReview(), Drift: r.Drift(), SubmittedAt: submittedAt, LastSeq: lastSeq,
 	}
 	if d := r.Decision(); d.Outcome != "" {
 		v.Decision = &d

@@ -13,6 +13,7 @@ package timers
 import (
 	"context"
 	"encoding/json/jsontext"
+	"encoding/json/v2"
 	"errors"
 	"fmt"
 	"strings"
@@ -80,6 +81,45 @@ func ParseFired(msg Msg) (requestID, kind string, payload []byte, err error) {
 		return "", "", nil, fmt.Errorf("%w: %q is not grantline.timers.fired.<request>.<kind>", ErrInvalid, msg.Subject())
 	}
 	return requestID, kind, msg.Data(), nil
+}
+
+// Armed is a timer a reaction armed on the evidence stream, as Arm stores it and ParseArmed reads it
+// back when it fires: the reaction to the fired timer decides on the request as it is then, and at
+// least as far as AfterSeq.
+type Armed struct {
+	RequestID string
+	Kind      string
+	// AfterSeq is the stream sequence of the evidence event that armed the timer.
+	AfterSeq uint64
+}
+
+// armedPayload is Armed's wire form; the subject carries the request ID and the kind.
+type armedPayload struct {
+	AfterSeq uint64 `json:"after_seq"`
+}
+
+// Arm schedules timer a to fire at at, as Schedule does (and with its errors).
+func Arm(ctx context.Context, js jetstream.JetStream, a Armed, at time.Time) error {
+	payload, err := json.Marshal(armedPayload{AfterSeq: a.AfterSeq})
+	if err != nil {
+		return err
+	}
+	return Schedule(ctx, js, a.RequestID, a.Kind, at, payload)
+}
+
+// ParseArmed reads a fired timer that Arm scheduled. It returns an error wrapping ErrInvalid for a
+// message that is not on grantline.timers.fired.<requestID>.<kind> or whose payload is not Arm's,
+// strictly decoded.
+func ParseArmed(msg Msg) (Armed, error) {
+	id, kind, raw, err := ParseFired(msg)
+	if err != nil {
+		return Armed{}, err
+	}
+	var p armedPayload
+	if err := json.Unmarshal(raw, &p, json.RejectUnknownMembers(true)); err != nil {
+		return Armed{}, fmt.Errorf("%w: payload of %s timer for %s: %v", ErrInvalid, kind, id, err)
+	}
+	return Armed{RequestID: id, Kind: kind, AfterSeq: p.AfterSeq}, nil
 }
 
 // checkToken refuses anything that is not exactly one NATS subject token: an ID with a dot or a

@@ -192,3 +192,29 @@ func TestParseFired(t *testing.T) {
 		}
 	}
 }
+
+// TestArmedTimerCarriesItsCause arms a timer the way reactions do and reads the fired copy back: the
+// reaction to it learns the request, the kind and the event that armed it, and nothing else passes.
+func TestArmedTimerCarriesItsCause(t *testing.T) {
+	t.Parallel()
+	js, st := timersStream(t)
+	armed := timers.Armed{RequestID: events.NewID(), Kind: "approval-window", AfterSeq: 42}
+	if err := timers.Arm(context.Background(), js, armed, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	fired := waitFired(t, st, armed.RequestID, armed.Kind, 5*time.Second)
+	got, err := timers.ParseArmed(msg{fired.Subject, string(fired.Data)})
+	if err != nil || got != armed {
+		t.Fatalf("ParseArmed = %+v, %v; want %+v", got, err, armed)
+	}
+	for name, payload := range map[string]string{
+		"an unknown member":    `{"after_seq":42,"grant":3}`,
+		"not a sequence":       `{"after_seq":"42"}`,
+		"trailing data":        `{"after_seq":42} {}`,
+		"another timer's body": `{"reminder":"review"}`,
+	} {
+		if _, err := timers.ParseArmed(msg{fired.Subject, payload}); !errors.Is(err, timers.ErrInvalid) {
+			t.Errorf("%s: ParseArmed = %v, want ErrInvalid", name, err)
+		}
+	}
+}

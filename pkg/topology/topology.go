@@ -95,6 +95,9 @@ const (
 	TimerGrantStart = "grant-start"
 	// TimerExpiry is a grant's expiry (revoker).
 	TimerExpiry = "expiry"
+	// TimerReconcile is the next comparison of the targets with the evidence (revoker). It belongs to
+	// no request: it is set on ReconcileTimerID.
+	TimerReconcile = "reconcile"
 
 	// The notifier's reminders: the warning before a grant expires, the reminder of a review that
 	// still waits, the repetition of an overdue post-review, a manual task's due time.
@@ -104,9 +107,14 @@ const (
 	TimerNotifyTask       = "notify-task"
 )
 
+// ReconcileTimerID stands where a timer's request ID goes for TimerReconcile, which is about every
+// target rather than one request: grantline.timers.sched.targets.reconcile. It is not a ULID, so it
+// never meets a request's timers.
+const ReconcileTimerID = "targets"
+
 // TimerKinds lists every timer kind.
 func TimerKinds() []string {
-	return []string{TimerApprovalWindow, TimerPostReview, TimerGrantStart, TimerExpiry,
+	return []string{TimerApprovalWindow, TimerPostReview, TimerGrantStart, TimerExpiry, TimerReconcile,
 		TimerNotifyExpiry, TimerNotifyReview, TimerNotifyPostReview, TimerNotifyTask}
 }
 
@@ -214,6 +222,8 @@ var (
 	RevokerRevocations = Consumer{EventsStream, "revoker"}
 	// RevokerExpiry receives fired TimerExpiry timers.
 	RevokerExpiry = Consumer{TimersStream, "revoker-expiry"}
+	// RevokerReconcile receives the fired TimerReconcile timer.
+	RevokerReconcile = Consumer{TimersStream, "revoker-reconcile"}
 
 	// NotifierEvents receives every event: the notifier decides whom each one tells.
 	NotifierEvents = Consumer{EventsStream, "notifier"}
@@ -233,7 +243,7 @@ func Durables() []Consumer {
 		PolicyDecisions, PolicyReviewDebt,
 		ApprovalSchedules, ApprovalTimers, ApprovalInbox,
 		FulfilmentGrants, FulfilmentStart, FulfilmentRevokeTasks,
-		RevokerSchedules, RevokerRevocations, RevokerExpiry,
+		RevokerSchedules, RevokerRevocations, RevokerExpiry, RevokerReconcile,
 		NotifierEvents, NotifierReminders, NotifierEmail, NotifierSlack, NotifierWebhook,
 	}
 }

@@ -89,6 +89,9 @@ type Review struct {
 	Comment  string
 	// RequestDigest is the digest of the request the reviewer saw; empty means the current one.
 	RequestDigest string
+	// Via is who acted for the reviewer with a delegated token (auth.Identity.Actor), recorded in the
+	// reviewed event; empty for the reviewer's own token. It changes nothing of what is decided.
+	Via string
 }
 
 // Review decides the events for rv on req: a reviewed event for the first open stage whose groups the
@@ -133,7 +136,7 @@ func (ru Rules) Review(req *events.Request, rv Review) ([]events.Draft, error) {
 
 	drafts := []events.Draft{{Actor: me, Payload: events.Reviewed{
 		Reviewer: events.Principal{ID: me, Groups: slices.Clone(rv.Reviewer.Groups)}, Stage: stage,
-		Decision: rv.Decision, Comment: rv.Comment, RequestDigest: digest,
+		Decision: rv.Decision, Comment: rv.Comment, RequestDigest: digest, Via: rv.Via,
 	}}}
 	switch {
 	case rv.Decision == events.ReviewReject:

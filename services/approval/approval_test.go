@@ -211,7 +211,8 @@ func TestReviewRecordsTheNormalisedReviewer(t *testing.T) {
 		t.Fatal(err)
 	}
 	rv := drafts[0].Payload.(events.Reviewed)
-	if rv.Reviewer.ID != "bob" || drafts[0].Actor != "bob" || rv.Stage != 0 || rv.Comment != "ok" || rv.RequestDigest != req.Submitted().RequestDigest {
+	if rv.Reviewer.ID != "bob" || drafts[0].Actor != "bob" || rv.Stage != 0 || rv.Comment != "ok" || rv.RequestDigest != req.Submitted().RequestDigest ||
+		rv.Via != "" {
 		t.Fatalf("reviewed %+v by %s", rv, drafts[0].Actor)
 	}
 	if ap := drafts[1].Payload.(events.Approved); !slices.Equal(ap.Approvers, []string{"bob"}) {
@@ -221,6 +222,24 @@ func TestReviewRecordsTheNormalisedReviewer(t *testing.T) {
 	_, err = rules.Review(req, approval.Review{Reviewer: as("Alice", "payments-owners"), Decision: approve})
 	if !errors.As(err, &duty) || duty.Reviewer != "alice" || duty.Reason != approval.DutyRequester {
 		t.Fatalf("Alice reviewing alice's request: %v", err)
+	}
+}
+
+// TestReviewRecordsWhoActedForTheReviewer: a review pressed in Slack comes with a token the notifier
+// obtained for bob. It is bob's review, under the same rules (alice still may not approve her own
+// request that way), and the event records that the notifier carried it.
+func TestReviewRecordsWhoActedForTheReviewer(t *testing.T) {
+	req := fold(t, request(alice, self(alice), false), decided(false, stage("owners", 1, "payments-owners")))
+	drafts, err := rules.Review(req, approval.Review{Reviewer: as("bob", "payments-owners"), Decision: approve, Via: "grantline-notifier"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rv := drafts[0].Payload.(events.Reviewed); rv.Reviewer.ID != "bob" || drafts[0].Actor != "bob" || rv.Via != "grantline-notifier" {
+		t.Fatalf("reviewed %+v by %s, want bob's review via grantline-notifier", rv, drafts[0].Actor)
+	}
+	_, err = rules.Review(req, approval.Review{Reviewer: as("alice", "payments-owners"), Decision: approve, Via: "grantline-notifier"})
+	if !errors.Is(err, approval.ErrSeparationOfDuties) {
+		t.Fatalf("alice approving her own request through the notifier: %v", err)
 	}
 }
 

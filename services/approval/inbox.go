@@ -72,6 +72,13 @@ func Excluded(req *events.Request) []string {
 	return slices.Compact(out)
 }
 
+// Snapshot is a request as of the stream sequence of its last event: what the inbox projection
+// writes, and the version its rows then reflect.
+type Snapshot struct {
+	Request *events.Request
+	Seq     uint64
+}
+
 // Item is one thing awaiting a reviewer, as the review inbox lists it: the request's substance (so the
 // reviewer can judge it and bind the review to its digest) and the slot the reviewer would fill.
 type Item struct {

@@ -71,7 +71,8 @@ func Duration(seconds int64) string {
 
 // Timeline tells v's life as steps, in the order they happen: the submission, policy's decision, each
 // approval stage and who approved it, the grant with what the target showed, the revocation with the
-// final state; and for an emergency, its post-review. Steps still to come are Pending; the one the
+// final state, what the revoker's reconciler found on the target against it (drift); and for an
+// emergency, its post-review. Steps still to come are Pending; the one the
 // request waits on is Current.
 func Timeline(v requestview.View) []Step {
 	submitted := v.SubmittedAt
@@ -99,6 +100,9 @@ func Timeline(v requestview.View) []Step {
 		return append(steps, Step{Title: "Withdrawn by the requester", State: Failed})
 	}
 	steps = append(steps, grant(v)...)
+	for _, dr := range v.Drift {
+		steps = append(steps, drift(dr))
+	}
 	if d.PostReview != nil {
 		steps = append(steps, postReview(v, *d.PostReview))
 	}
@@ -239,6 +243,20 @@ func grant(v requestview.View) []Step {
 		steps = append(steps, Step{Title: "Expires", State: Pending, When: &at, Details: []string{"The revoker removes the access at its expiry."}})
 	}
 	return steps
+}
+
+// drift is one difference the reconciler found between the target and the request's evidence.
+func drift(d events.DriftDetected) Step {
+	s := Step{State: Failed, Details: []string{observed("The target showed it", d.Observed)}}
+	switch d.Kind {
+	case events.DriftAfterRevocation:
+		s.Title = "Drift: the access was back on " + d.TargetRef + " after its revocation"
+		s.Details = append(s.Details, "The revoker revokes it again (reason drift).")
+	default:
+		s.Title = "Drift: the access is missing on " + d.TargetRef
+		s.Details = append(s.Details, "Recorded for the entitlement's owners; the grant stands until it ends.")
+	}
+	return s
 }
 
 func postReview(v requestview.View, pr events.PostReview) Step {

@@ -123,6 +123,28 @@ func TestTimeline(t *testing.T) {
 			steps: []string{"done: Submitted", "done: Policy requires approval", "pending: Stage 1, owners: 1 approval(s) from payments-owners",
 				"pending: Stage 2, security: 1 approval(s) from security", "done: Granted on postgres/payments role payments_admin", "done: Revoked (ended early)"},
 			facts: []string{"The target shows it absent."}},
+		{name: "access back on the target after the early revocation: the drift, and the revocation again",
+			view: func() requestview.View {
+				v := granted(paymentsAdmin())
+				v.Decision.Stages, v.Status = nil, events.StatusRevoked
+				v.Revocation = &events.Revoked{Reason: events.RevokeDrift, Observed: events.Observed{Present: false}}
+				v.Drift = []events.DriftDetected{{Kind: events.DriftAfterRevocation, Connector: "postgres", TargetRef: "role grantline_x",
+					Observed: events.Observed{Present: true, Detail: map[string]string{"member": "alice"}}, Action: events.DriftRevoke}}
+				return v
+			},
+			steps: []string{"done: Submitted", "done: Policy requires approval", "done: Granted on postgres/payments role payments_admin",
+				"done: Revoked (drift on the target)", "failed: Drift: the access was back on role grantline_x after its revocation"},
+			facts: []string{"The target showed it present (member=alice).", "The revoker revokes it again (reason drift)."}},
+		{name: "a live grant's access missing on the target",
+			view: func() requestview.View {
+				v := granted(paymentsAdmin())
+				v.Decision.Stages = nil
+				v.Drift = []events.DriftDetected{{Kind: events.DriftMissing, Connector: "postgres", TargetRef: "role grantline_x", Action: events.DriftRecorded}}
+				return v
+			},
+			steps: []string{"done: Submitted", "done: Policy requires approval", "done: Granted on postgres/payments role payments_admin",
+				"pending: Expires", "failed: Drift: the access is missing on role grantline_x"},
+			facts: []string{"The target showed it absent.", "Recorded for the entitlement's owners; the grant stands until it ends."}},
 		{name: "early revocation asked for, not yet done",
 			view: func() requestview.View {
 				v := granted(paymentsAdmin())

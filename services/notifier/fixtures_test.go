@@ -71,7 +71,7 @@ var routing = notifier.Routing{
 	Webhooks: []notifier.WebhookRoute{{Name: "siem", Kinds: []notifier.Kind{notifier.Granted, notifier.Revoked, notifier.RevocationFailed}}},
 	Timing:   notifier.Timing{ExpiryWarning: 15 * time.Minute, ReviewReminder: 4 * time.Hour, OverdueRepeat: time.Hour},
 	Escalation: notifier.Escalation{PostReview: []string{"auditors", "operations"}, ManualTask: []string{"security"},
-		RevocationFailed: []string{"security"}},
+		RevocationFailed: []string{"security"}, Drift: []string{"security"}},
 }
 
 var rules = notifier.Rules{Directory: directory{}, Catalogue: catalogue{}, Routing: routing}

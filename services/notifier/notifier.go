@@ -68,11 +68,15 @@ const (
 	TaskOverdue Kind = "task_overdue"
 	// RevocationFailed: access that must end is still on the target.
 	RevocationFailed Kind = "revocation_failed"
+	// DriftDetected: a target differs from the evidence: access back after its revocation (revoked
+	// again), a live grant's access missing, or access no request explains (also to the escalation
+	// groups).
+	DriftDetected Kind = "drift_detected"
 )
 
 // Kinds lists every kind, in lifecycle order.
 var Kinds = []Kind{ReviewRequested, ReviewReminder, AwaitingApproval, Denied, Approved, Rejected, Granted, FulfilmentFailed,
-	ExpiryWarning, Revoked, PostReviewDue, PostReviewOverdue, TaskOpened, TaskOverdue, RevocationFailed}
+	ExpiryWarning, Revoked, PostReviewDue, PostReviewOverdue, TaskOpened, TaskOverdue, RevocationFailed, DriftDetected}
 
 // Person is someone the directory knows, with the addresses the notifier can reach them at.
 type Person struct {
@@ -147,11 +151,13 @@ type Timing struct {
 	OverdueRepeat time.Duration
 }
 
-// Escalation names the groups told when something is overdue, besides the people it awaits.
+// Escalation names the groups told when something is overdue, besides the people it awaits, and when
+// a target drifted from the evidence.
 type Escalation struct {
 	PostReview       []string
 	ManualTask       []string
 	RevocationFailed []string
+	Drift            []string
 }
 
 // PersonBySlack returns the subject of the person whose Slack user ID is slackID, or false.
@@ -217,8 +223,10 @@ type Facts struct {
 	RequestDigest string   `json:"request_digest,omitempty"`
 	Approvers     []string `json:"approvers,omitempty"`
 	RejectedBy    string   `json:"rejected_by,omitempty"`
-	// Reason is a rejection's or a revocation's reason.
-	Reason    string           `json:"reason,omitempty"`
+	// Reason is a rejection's or a revocation's reason, or the kind of drift.
+	Reason string `json:"reason,omitempty"`
+	// Target names the access on a target that drift is about ("postgres: role grantline_…").
+	Target    string           `json:"target,omitempty"`
 	ExpiresAt *time.Time       `json:"expires_at,omitempty"`
 	Observed  *events.Observed `json:"observed,omitempty"`
 	// Error, Attempts and OverdueSince describe a failed fulfilment or revocation.
@@ -517,6 +525,18 @@ func (r Rules) Plan(ev events.Event, before, after *events.Request) Plan {
 		since := p.OverdueSince
 		f.Error, f.Attempts, f.OverdueSince, f.Reason = p.ErrorClass+": "+p.Message, p.Attempts, &since, string(after.RevocationDue())
 		r.tell(&plan, a, cause, id, RevocationFailed, f)
+
+	case events.DriftDetected:
+		// The entitlement's owners answer for its access (a finding has no entitlement: the escalation
+		// groups only); the holder hears that access they were granted is gone.
+		a := r.audience()
+		if p.Kind == events.DriftMissing {
+			a = r.holders(after)
+		}
+		a.groups(f.Entitlement.OwnerGroups, false, nil)
+		a.groups(r.Routing.Escalation.Drift, true, nil)
+		f.Reason, f.Target, f.Observed = string(p.Kind), p.Connector+": "+p.TargetRef, &p.Observed
+		r.tell(&plan, a, cause, id, DriftDetected, f)
 	}
 	return plan
 }

@@ -104,6 +104,20 @@ func TestPlanScenarios(t *testing.T) {
 				events.RevocationFailed{Attempts: 5, OverdueSince: at(3), ErrorClass: "target_unavailable", Message: "connection refused"}},
 			told: []string{"revocation_failed bob email", "revocation_failed bob slack", "revocation_failed carol email (escalated)",
 				"revocation_failed carol slack (escalated)", "revocation_failed frank email", "revocation_failed webhook:siem webhook"}},
+
+		// Drift the revoker's reconciler found on the target.
+		{name: "a live grant's access missing on the target: the holder, the entitlement's owners, and security as escalation",
+			history: []events.Payload{alicePayments, autoApproved, grantedFor(2, time.Hour), drift(events.DriftMissing, events.DriftRecorded, false)},
+			told: []string{"drift_detected alice email", "drift_detected bob email", "drift_detected bob slack",
+				"drift_detected carol email (escalated)", "drift_detected carol slack (escalated)", "drift_detected frank email"}},
+		{name: "access back after its revocation, revoked again: the entitlement's owners, and security as escalation",
+			history: []events.Payload{alicePayments, autoApproved, grantedFor(2, time.Hour), events.RevocationRequested{By: "alice", Reason: events.RevokeEarly},
+				events.Revoked{Reason: events.RevokeEarly, Observed: events.Observed{Present: false}}, drift(events.DriftAfterRevocation, events.DriftRevoke, true)},
+			told: []string{"drift_detected bob email", "drift_detected bob slack", "drift_detected carol email (escalated)",
+				"drift_detected carol slack (escalated)", "drift_detected frank email"}},
+		{name: "access no request explains: a finding of its own, for the escalation groups only",
+			history: []events.Payload{drift(events.DriftUnexplained, events.DriftRecorded, true)},
+			told:    []string{"drift_detected carol email (escalated)", "drift_detected carol slack (escalated)"}},
 		{name: "a manual task: the fulfillers are told and its due time is armed",
 			history: []events.Payload{alicePayments, autoApproved,
 				events.TaskOpened{TaskID: "T1", Purpose: events.TaskGrant, FulfillerGroups: []string{"operations"}, DueAt: at(2).Add(8 * time.Hour)}},
@@ -133,6 +147,11 @@ func TestPlanScenarios(t *testing.T) {
 			}
 		})
 	}
+}
+
+func drift(kind events.DriftKind, action events.DriftAction, present bool) events.DriftDetected {
+	return events.DriftDetected{Kind: kind, Connector: "postgres", TargetRef: "role grantline_x", Observed: events.Observed{Present: present},
+		Action: action}
 }
 
 // TestRemindScenarios is the specification of reminders: each row is the request as it stands when a

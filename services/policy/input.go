@@ -28,7 +28,8 @@ type Input struct {
 	// Now is the time of the decision, in UTC.
 	Now time.Time `json:"now"`
 	// OpenEmergencyReviews are the IDs of the requester's emergency requests whose post-review is still
-	// open (the request being decided excluded), sorted; never null.
+	// open (the request being decided excluded), sorted; never null. The policy service reads them only
+	// for an emergency request, the only kind they can decide, and leaves them empty for any other.
 	OpenEmergencyReviews []string `json:"open_emergency_reviews"`
 }
 

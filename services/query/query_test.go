@@ -176,6 +176,17 @@ func TestMayRead(t *testing.T) {
 			t.Errorf("%s (%s): reads %v, want %v", c.name, c.who, got, c.reads)
 		}
 	}
+	// The team owning a service account reads the requests for it (visibility.SubjectOwner); so do
+	// the postgres queries, on subject_owner.
+	forAccount := submitted("frank")
+	forAccount.Subject = events.RequestSubject{Kind: events.SubjectServiceAccount, ID: "svc-reporting", Owner: "reporting-team"}
+	forAccount.RequestDigest = forAccount.Digest()
+	sa := events.NewID()
+	saReq := query.Verify(h.trust, sa, h.records(t, sa, step{events.Intake, forAccount})).Request
+	if !query.NewReader("gina", []string{"reporting-team"}, nil, owners).MayRead(saReq) ||
+		query.NewReader("gina", []string{"engineers"}, nil, owners).MayRead(saReq) {
+		t.Error("only the owning team (besides the requester) should read a request for its service account")
+	}
 	if !query.AwaitsReviewBy(req, "carol", []string{"security"}) || query.AwaitsReviewBy(req, "alice", []string{"security"}) {
 		t.Error("the security stage should await carol and never the requester")
 	}

@@ -4,11 +4,13 @@ import (
 	"slices"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/visibility"
 )
 
-// Reader is a caller of the query API and what they may read: their own requests (as requester or as
-// subject), the requests they decide on (as a member of a stage's or the post-review's groups, or of the
-// entitlement's owner groups), and everything if they belong to an auditor group.
+// Reader is a caller of the query API and what they may read: the requests visibility.Why lets them
+// see (their own, as requester or subject; those of the service accounts their team owns; those they
+// decide on, as an owner of the entitlement or a member of a stage's or the post-review's groups),
+// and everything if they belong to an auditor group.
 type Reader struct {
 	Subject string
 	Groups  []string
@@ -34,19 +36,18 @@ func NewReader(subject string, groups, auditorGroups []string, ownerGroups map[s
 	return r
 }
 
-// MayRead reports whether the reader may see request r (a verified, submitted request). The postgres
-// queries apply the same rule in SQL; the tests hold the two equal.
+// MayRead reports whether the reader may see request r (a verified, submitted request): the rule of
+// pkg/visibility, which every route naming a request applies. The postgres queries apply the same
+// rule in SQL; the tests hold the two equal.
 func (rd Reader) MayRead(r *events.Request) bool {
-	s := r.Submitted()
-	switch {
-	case rd.Everything:
-		return true
-	case rd.Subject != "" && (rd.Subject == s.Requester.ID || rd.Subject == s.Subject.ID):
-		return true
-	case slices.Contains(rd.Owns, s.Entitlement):
-		return true
+	v := visibility.Viewer{Subject: rd.Subject, Groups: rd.Groups, SeesAll: rd.Everything}
+	// Owns already says whether the reader is among the entitlement's owners; the rule needs only
+	// that, so the reader's own groups stand in for the owner groups when it is.
+	var owners []string
+	if slices.Contains(rd.Owns, r.Submitted().Entitlement) {
+		owners = rd.Groups
 	}
-	return slices.ContainsFunc(ReviewGroups(r), func(g string) bool { return slices.Contains(rd.Groups, g) })
+	return visibility.Why(r, v, owners) != ""
 }
 
 // Filter selects requests for the list.
@@ -57,6 +58,12 @@ type Filter struct {
 	// AwaitingReview keeps the requests awaiting a review the reader may give (see AwaitsReviewBy).
 	AwaitingReview bool
 	// After continues a listing after this request ID (lists run newest first).
+	After string
+	Limit int
+}
+
+// FindingFilter pages through findings.
+type FindingFilter struct {
 	After string
 	Limit int
 }

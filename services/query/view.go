@@ -6,6 +6,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/requestview"
+	"github.com/grantline/grantline/pkg/visibility"
 )
 
 // View is a request as the read side shows it (the same shape intake answers with).
@@ -64,6 +65,27 @@ func NewGrant(h *History) (Grant, bool) {
 	return out, true
 }
 
+// Finding is Grantline-shaped access a target showed that no request explains, as the revoker's
+// reconciler recorded it under its finding ID (events.FindingID).
+type Finding struct {
+	ID        string          `json:"id"`
+	Connector string          `json:"connector"`
+	TargetRef string          `json:"target_ref"`
+	Observed  events.Observed `json:"observed"`
+	FoundAt   time.Time       `json:"found_at"`
+	LastSeq   uint64          `json:"last_seq"`
+}
+
+// NewFinding shows the finding of a history, and false if the history is a request's.
+func NewFinding(h *History) (Finding, bool) {
+	d := h.Request.Drift()
+	if h.Request.Status() != events.StatusFinding || len(d) == 0 {
+		return Finding{}, false
+	}
+	return Finding{ID: h.ID, Connector: d[0].Connector, TargetRef: d[0].TargetRef, Observed: d[0].Observed,
+		FoundAt: h.SubmittedAt(), LastSeq: h.LastSeq}, true
+}
+
 // Holding is a grant that held an entitlement at the instant asked about. BeyondExpiry marks one past its
 // expiry whose revocation was not recorded by then: the target was last seen granting it, so it counts.
 type Holding struct {
@@ -106,17 +128,9 @@ func (h *History) TimeOf(t events.Type) time.Time {
 }
 
 // ReviewGroups are the groups that decide on a request: those of its approval stages and of its
-// post-review, sorted, each once.
+// post-review (visibility.ReviewGroups), sorted, each once.
 func ReviewGroups(r *events.Request) []string {
-	d := r.Decision()
-	var gs []string
-	for _, st := range d.Stages {
-		gs = append(gs, st.Groups...)
-	}
-	if d.PostReview != nil {
-		gs = append(gs, d.PostReview.Groups...)
-	}
-	return set(gs)
+	return set(visibility.ReviewGroups(r))
 }
 
 // OpenGroups are the groups of the stages that accept approvals now, sorted, each once; none unless the

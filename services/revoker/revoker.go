@@ -1,10 +1,12 @@
 // Package revoker holds the revoker's rules: when a grant has expired, who may ask for an early
 // revocation, how the revoked event is built from what the target shows, when a failing revocation is
-// reported as overdue, and how a revoke task is completed.
+// reported as overdue, how a revoke task is completed, and what drift between a target and the evidence
+// is recorded (drift.go).
 //
 // The rules are pure: they import the standard library, pkg/events and the rules of manual tasks
 // (pkg/manualtask) only, and time is a parameter. The reactions that run them on the stream live in
-// reaction/, the HTTP edge in httpapi/ and the wiring in revokerd/.
+// reaction/, the reconciler that compares the targets with the evidence in reconcile/, the HTTP edge in
+// httpapi/ and the wiring in revokerd/.
 package revoker
 
 import (

@@ -22,7 +22,8 @@ func TestDefaultValues(t *testing.T) {
 		t.Error(p)
 	}
 
-	wantReplicas := map[string]int32{"intake": 1, "policy": 1, "approval": 1, "fulfilment": 2, "revoker": 1, "query": 1, "console": 1, "checkpointer": 1}
+	wantReplicas := map[string]int32{"intake": 1, "policy": 1, "approval": 1, "fulfilment": 2, "revoker": 1, "query": 1, "console": 1,
+		"notifier": 1, "checkpointer": 1}
 	for name, want := range wantReplicas {
 		if d := r.deployments[name]; d != nil && replicasOf(d) != want {
 			t.Errorf("%s: %d replicas, want %d", name, replicasOf(d), want)
@@ -31,8 +32,8 @@ func TestDefaultValues(t *testing.T) {
 	if got := slices.Sorted(maps.Keys(r.budgets)); !slices.Equal(got, []string{"fulfilment"}) {
 		t.Errorf("PodDisruptionBudgets for %v, want fulfilment only", got)
 	}
-	if got := slices.Sorted(maps.Keys(r.services)); !slices.Equal(got, []string{"approval", "console", "fulfilment", "intake", "query", "revoker"}) {
-		t.Errorf("Services for %v, want every service with an API (all but policy) and the console", got)
+	if got := slices.Sorted(maps.Keys(r.services)); !slices.Equal(got, []string{"approval", "console", "fulfilment", "intake", "notifier", "query", "revoker"}) {
+		t.Errorf("Services for %v, want every service with an API (all but policy and the checkpointer) and the console", got)
 	}
 	console := r.deployments["console"].Spec.Template.Spec.Containers[0]
 	for env, want := range map[string]string{"GRANTLINE_INTAKE_URL": "http://grantline-intake:8081", "GRANTLINE_QUERY_URL": "http://grantline-query:8086",
@@ -54,7 +55,8 @@ func TestDefaultValues(t *testing.T) {
 	if files == nil {
 		t.Fatal("no ConfigMap grantline-files")
 	}
-	want := map[string]string{"catalogue.yaml": "../../../examples/catalogue.yaml", "integrations.yaml": "../../../examples/integrations.yaml"}
+	want := map[string]string{"catalogue.yaml": "../../../examples/catalogue.yaml", "integrations.yaml": "../../../examples/integrations.yaml",
+		"directory.yaml": "../../../examples/directory.yaml", "notifications.yaml": "../../../examples/notifications.yaml"}
 	rego, err := filepath.Glob("../../../examples/policies/*.rego")
 	if err != nil || len(rego) == 0 {
 		t.Fatalf("no example policies: %v", err)
@@ -93,13 +95,14 @@ func TestScaledValues(t *testing.T) {
 		t.Error(p)
 	}
 
-	wantReplicas := map[string]int32{"intake": 3, "policy": 2, "approval": 2, "fulfilment": 3, "revoker": 2, "query": 1, "console": 2, "checkpointer": 1}
+	wantReplicas := map[string]int32{"intake": 3, "policy": 2, "approval": 2, "fulfilment": 3, "revoker": 2, "query": 1, "console": 2,
+		"notifier": 2, "checkpointer": 1}
 	for name, want := range wantReplicas {
 		if d := r.deployments[name]; d != nil && replicasOf(d) != want {
 			t.Errorf("%s: %d replicas, want %d", name, replicasOf(d), want)
 		}
 	}
-	if got := slices.Sorted(maps.Keys(r.budgets)); !slices.Equal(got, []string{"approval", "console", "fulfilment", "intake", "policy", "revoker"}) {
+	if got := slices.Sorted(maps.Keys(r.budgets)); !slices.Equal(got, []string{"approval", "console", "fulfilment", "intake", "notifier", "policy", "revoker"}) {
 		t.Errorf("PodDisruptionBudgets for %v, want every service but query", got)
 	}
 	for name, d := range r.deployments {
@@ -152,7 +155,18 @@ func TestScaledValues(t *testing.T) {
 	if !egressTo(r, "checkpointer", "198.51.100.7/32") || egressTo(r, "fulfilment", "198.51.100.7/32") {
 		t.Errorf("egress to the HTTP witness: the checkpointer's only")
 	}
-	for _, name := range []string{"intake", "approval", "query", "policy", "console", "checkpointer"} {
+	notifier := r.deployments["notifier"].Spec.Template.Spec.Containers[0]
+	if got := envValue(notifier, "GRANTLINE_APPROVAL_URL"); got != "http://grantline-prod-approval:8083" {
+		t.Errorf("notifier: GRANTLINE_APPROVAL_URL=%q, want approval's Service", got)
+	}
+	if envValue(notifier, "GRANTLINE_OIDC_TOKEN_URL") == "" || len(notifier.EnvFrom) != 1 || notifier.EnvFrom[0].SecretRef == nil ||
+		notifier.EnvFrom[0].SecretRef.Name != "prod-notifier-channels" {
+		t.Errorf("notifier: no token endpoint, or its channels' secrets are not taken from prod-notifier-channels")
+	}
+	if !egressTo(r, "notifier", "10.80.0.25/32") || !egressTo(r, "notifier", "10.80.0.40/32") || egressTo(r, "fulfilment", "10.80.0.25/32") {
+		t.Errorf("egress to the mail relay and the proxy: the notifier's only")
+	}
+	for _, name := range []string{"intake", "approval", "query", "policy", "console", "notifier", "checkpointer"} {
 		if egressTo(r, name, "10.60.0.15/32") {
 			t.Errorf("%s: egress to a target system it never calls", name)
 		}
@@ -263,6 +277,16 @@ func TestRulesCatchViolations(t *testing.T) {
 				return rule.Ports[0].Port.IntValue() == 8086
 			})
 		}, "console: no egress to port 8086"},
+		{"approval does not let the notifier in", func(r *rendered) {
+			np := r.policies["grantline-approval"]
+			np.Spec.Ingress[0].From = slices.DeleteFunc(np.Spec.Ingress[0].From, func(peer networkingv1.NetworkPolicyPeer) bool {
+				return peer.PodSelector != nil && peer.PodSelector.MatchLabels["app.kubernetes.io/component"] == "notifier"
+			})
+		}, "approval: no NetworkPolicy lets notifier in, which calls it"},
+		{"the notifier is given a signing key", func(r *rendered) {
+			c := container(r, "notifier")
+			c.Env = append(c.Env, corev1.EnvVar{Name: "GRANTLINE_SIGNING_KEY_FILE", Value: "/etc/grantline/secrets/signing.key"})
+		}, "notifier: it signs no event, yet is given a signing key"},
 		{"the console is given a signing key", func(r *rendered) {
 			c := container(r, "console")
 			c.Env = append(c.Env, corev1.EnvVar{Name: "GRANTLINE_SIGNING_KEY_FILE", Value: "/etc/grantline/secrets/signing.key"})

@@ -33,7 +33,7 @@ const (
 )
 
 // services are Grantline's seven services and the web console, each of which must be its own Deployment.
-var services = []string{"intake", "policy", "approval", "fulfilment", "revoker", "query", "console", "checkpointer"}
+var services = []string{"intake", "policy", "approval", "fulfilment", "revoker", "query", "console", "notifier", "checkpointer"}
 
 // rendered is one `helm template` output, decoded strictly into the Kubernetes API types, so a field
 // the API does not know (a typo such as readOnlyRootFileSystem) fails the decoding instead of being

@@ -30,6 +30,8 @@ var requiredEnv = map[string][]string{
 	"revoker":      {"GRANTLINE_CATALOGUE", "GRANTLINE_TRUST_FILE", "GRANTLINE_SIGNING_KEY_FILE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE"},
 	"query":        {"GRANTLINE_DATABASE_URL", "GRANTLINE_TRUST_FILE", "GRANTLINE_CATALOGUE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE"},
 	"checkpointer": {"GRANTLINE_TRUST_FILE", "GRANTLINE_CHECKPOINT_KEY_FILE"},
+	// The notifier approves from Slack through approval's API, which it reaches through its Service.
+	"notifier": {"GRANTLINE_TRUST_FILE", "GRANTLINE_CATALOGUE", "GRANTLINE_DIRECTORY", "GRANTLINE_NOTIFICATIONS", "GRANTLINE_APPROVAL_URL"},
 	// The console needs GRANTLINE_API_URL or each service's own URL; in a cluster it reaches each
 	// service through its Service.
 	"console": {"GRANTLINE_TRUST_FILE", "GRANTLINE_CATALOGUE", "GRANTLINE_OIDC_ISSUER", "GRANTLINE_OIDC_AUDIENCE",
@@ -112,7 +114,7 @@ func deploymentProblems(name string, d *appsv1.Deployment) []string {
 			add("%s is not set", env)
 		}
 	}
-	if (name == "query" || name == "console" || name == "checkpointer") && hasEnv(c, "GRANTLINE_SIGNING_KEY_FILE") {
+	if (name == "query" || name == "console" || name == "notifier" || name == "checkpointer") && hasEnv(c, "GRANTLINE_SIGNING_KEY_FILE") {
 		add("it signs no event, yet is given a signing key")
 	}
 	if name == "fulfilment" {

@@ -4,9 +4,10 @@
 // A deployment is a three-node NATS JetStream cluster (fsync on every write, R3 streams), the six
 // services (fulfilment at two replicas sharing one durable consumer), PostgreSQL on the host (a private
 // cluster from the installed binaries: the services' database and the connector's target database),
-// and the dev OIDC issuer, served from the test process. The harness exposes what a black-box test
-// needs: each service's URL, tokens for the demo people, the operator's NATS connection, a request's
-// verified events, the target's roles, the command line, and fault injection on any container.
+// and the dev OIDC issuer, served from the test process; the notifier joins when a test starts it
+// (StartNotifier). The harness exposes what a black-box test needs: each service's URL, tokens for
+// the demo people, the operator's NATS connection, a request's verified events, the target's roles,
+// the command line, and fault injection on any container.
 //
 // Every wait has a deadline, and nothing outlives the run: Close removes what Start made, and a
 // watchdog process removes the containers and files of a run whose process died (Ctrl-C, a test
@@ -17,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -126,7 +128,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	for _, name := range Services {
-		if err := c.startService(ctx, name); err != nil {
+		if err := c.startService(ctx, name, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -219,7 +221,7 @@ func (c *Cluster) serviceEnv(name string, port int) map[string]string {
 		env[k] = v
 	}
 	svc := serviceOf(name)
-	if svc != "query" {
+	if signs(svc) {
 		env[events.EnvSigningKeyFile] = "/secrets/signing.key"
 	}
 	if svc != "approval" {
@@ -246,16 +248,19 @@ func (c *Cluster) serviceEnv(name string, port int) map[string]string {
 	return env
 }
 
+// signs reports whether service svc signs events, and so is given its signing key.
+func signs(svc string) bool { return svc != "query" && svc != "notifier" }
+
 // serviceOf is the service a container runs: fulfilment-2 runs fulfilment.
 func serviceOf(name string) string {
 	svc, _, _ := strings.Cut(name, "-")
 	return svc
 }
 
-// startService starts service container name and waits for its /readyz. One at a time: the replicas
-// of a service create its key-value buckets, and a failure is easier to read when it is the last one
-// started.
-func (c *Cluster) startService(ctx context.Context, name string) error {
+// startService starts service container name, with extra variables besides serviceEnv's, and waits
+// for its /readyz. One at a time: the replicas of a service create its key-value buckets, and a
+// failure is easier to read when it is the last one started.
+func (c *Cluster) startService(ctx context.Context, name string, extra map[string]string) error {
 	ports, err := freePorts(1)
 	if err != nil {
 		return err
@@ -263,10 +268,12 @@ func (c *Cluster) startService(ctx context.Context, name string) error {
 	svc := serviceOf(name)
 	binds := []string{c.examples + ":/examples:ro", c.secrets.trustFile() + ":/secrets/trust.json:ro",
 		c.secrets.natsKey(brokeraccess.User(svc)) + ":/secrets/nats.nk:ro"}
-	if svc != "query" {
+	if signs(svc) {
 		binds = append(binds, c.secrets.signingKey(events.Service(svc))+":/secrets/signing.key:ro")
 	}
-	s := spec{name: name, image: c.image(svc), env: c.serviceEnv(name, ports[0]), binds: binds}
+	env := c.serviceEnv(name, ports[0])
+	maps.Copy(env, extra)
+	s := spec{name: name, image: c.image(svc), env: env, binds: binds}
 	c.logf("starting %s on port %d", name, ports[0])
 	ctr, err := c.run(ctx, s)
 	if err != nil {

@@ -1,6 +1,7 @@
 // Package postgres is the PostgreSQL connector: it grants an entitlement's role to a person, or issues
 // a short-lived login for a service account, and reads back what the server's catalogs
-// (pg_roles, pg_auth_members) show.
+// (pg_roles, pg_auth_members) show. It can also list every role shaped like its grants (Holdings), for
+// the revoker's drift reconciler.
 //
 // Everything the connector creates is named from the grant ID, which makes each operation idempotent
 // and each grant separately revocable:

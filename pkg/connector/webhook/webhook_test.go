@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -195,5 +196,18 @@ func TestRefusalIsPermanentAndKeepsTheBreakerClosed(t *testing.T) {
 	}
 	if c.BreakerState("vpn") != gobreaker.StateClosed {
 		t.Fatal("refusals opened the breaker: the target is up and answering")
+	}
+}
+
+// TestNoInventory: a webhook receiver answers for one grant at a time, so the connector cannot list its
+// target, and says so with a permanent error of its own class.
+func TestNoInventory(t *testing.T) {
+	c, err := webhook.New(webhook.Config{Targets: map[string]webhook.Target{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = connector.Holdings(context.Background(), webhook.Name, c)
+	if !connector.IsPermanent(err) || connector.ClassOf(err) != connector.ClassNoInventory || !strings.Contains(err.Error(), "webhook") {
+		t.Fatalf("%v, want a permanent %s error naming the webhook connector", err, connector.ClassNoInventory)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
@@ -77,7 +78,11 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	return ops.RunAll(ctx,
 		ops.Consumer(d.JS, d.Meter, reaction.SchedulesSpec(), h.Schedule, log),
 		ops.Consumer(d.JS, d.Meter, reaction.TimersSpec(), h.Fired, log),
-		ops.Consumer(d.JS, d.Meter, reaction.InboxSpec(), h.Project(inbox), log))
+		func(ctx context.Context) error {
+			spec := reaction.InboxSpec()
+			spec.Meter = d.Meter
+			return consumer.RunBatch(ctx, d.JS, spec, h.Project(inbox), log)
+		})
 }
 
 // New builds the approval service from cfg on host: the token verifier and the inbox database

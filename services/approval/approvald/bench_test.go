@@ -2,9 +2,12 @@ package approvald_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/services/approval"
 	"github.com/grantline/grantline/services/approval/approvald"
+	"github.com/grantline/grantline/services/approval/postgres"
 )
 
 // BenchmarkReviewToApproved measures a reviewer's approval of the last open slot, from the HTTP
@@ -97,4 +101,49 @@ func percentiles(d []time.Duration) (p50, p99 time.Duration) {
 	slices.Sort(s)
 	rank := func(p float64) time.Duration { return s[min(len(s)-1, int(p*float64(len(s))))] }
 	return rank(0.50), rank(0.99)
+}
+
+// BenchmarkInboxProjection measures the review inbox projection filling a fresh database from a stream
+// of GRANTLINE_BENCH_REQUESTS requests (default 500), each decided and then reviewed (two events the
+// inbox consumes), in events per second: in batches (consumer.RunBatch, the default BatchSize), and,
+// in the same run on the same stream, one delivery per transaction (BatchSize 1). batch_speedup is the
+// ratio of the two.
+func BenchmarkInboxProjection(b *testing.B) {
+	requests := 500
+	if v := os.Getenv("GRANTLINE_BENCH_REQUESTS"); v != "" {
+		var err error
+		if requests, err = strconv.Atoi(v); err != nil || requests < 1 {
+			b.Fatalf("GRANTLINE_BENCH_REQUESTS=%q is not a number of requests", v)
+		}
+	}
+	w := newWorld(b)
+	w.stop()
+	reviewer := events.Principal{ID: "bob", Groups: []string{"payments-owners"}}
+	for range requests {
+		id := w.paymentsAdmin(b, alice)
+		digest := w.load(b, id).Request.Submitted().RequestDigest
+		w.append(b, events.Approval, id, events.Draft{Payload: events.Reviewed{Reviewer: reviewer, Stage: 0,
+			Decision: events.ReviewApprove, RequestDigest: digest}, Actor: reviewer.ID})
+	}
+	last := w.lastInboxSeq(b)
+	consumed := float64(2 * requests)
+
+	var batched, oneAtATime time.Duration
+	for i := 0; b.Loop(); i++ {
+		for _, run := range []struct {
+			size    int
+			elapsed *time.Duration
+		}{{1, &oneAtATime}, {0, &batched}} {
+			db := w.freshInbox(b)
+			durable := fmt.Sprintf("bench-inbox-%d-%d", run.size, i)
+			start := time.Now()
+			stop := w.project(b, durable, run.size, postgres.NewInbox(db))
+			w.projected(b, durable, db, last)
+			*run.elapsed += time.Since(start)
+			stop()
+		}
+	}
+	b.ReportMetric(consumed*float64(b.N)/batched.Seconds(), "events/s")
+	b.ReportMetric(consumed*float64(b.N)/oneAtATime.Seconds(), "one_at_a_time_events/s")
+	b.ReportMetric(oneAtATime.Seconds()/batched.Seconds(), "batch_speedup")
 }

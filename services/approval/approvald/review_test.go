@@ -61,7 +61,7 @@ func TestReviewOverHTTP(t *testing.T) {
 	}{
 		{"alice approves her own request", "alice", reviews, approveBody, 403, "separation-of-duties"},
 		{"frank, a payments owner, approves his own request", "frank", "/v1/requests/" + franks + "/reviews", approveBody, 403, "separation-of-duties"},
-		{"dave is in no stage's group", "dave", reviews, approveBody, 403, "not-a-reviewer"},
+		{"dave is in no stage's group: the request does not exist for him", "dave", reviews, approveBody, 404, "not-found"},
 		{"carol (security) before the owners: her stage is not open", "carol", reviews, approveBody, 403, "not-a-reviewer"},
 		{"no token", "", reviews, approveBody, 401, "unauthenticated"},
 		{"a body that tries to set the reviewer", "bob", reviews, `{"decision":"approve","reviewer":"carol"}`, 400, "malformed-body"},
@@ -74,6 +74,7 @@ func TestReviewOverHTTP(t *testing.T) {
 		{"frank, another owner: the owners' stage is satisfied", "frank", reviews, approveBody, 403, "not-a-reviewer"},
 		{"carol approves for security: approved", "carol", reviews, `{"decision":"approve"}`, 201, ""},
 		{"frank after the request was approved", "frank", reviews, approveBody, 409, "not-pending"},
+		{"dave after approval learns no more than before", "dave", reviews, approveBody, 404, "not-found"},
 		{"alice after approval is still refused as the requester", "alice", reviews, approveBody, 403, "separation-of-duties"},
 	}
 	for _, s := range steps {

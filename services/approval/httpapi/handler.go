@@ -13,6 +13,7 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/visibility"
 	"github.com/grantline/grantline/services/approval"
 )
 
@@ -64,8 +65,10 @@ type Review struct {
 	Decision      events.ReviewDecision `json:"decision"`
 	Comment       string                `json:"comment,omitempty"`
 	RequestDigest string                `json:"request_digest"`
-	Status        events.Status         `json:"status"`
-	Approvers     []string              `json:"approvers,omitempty"`
+	// Via is who acted for the reviewer with a delegated token (the token's act claim), as recorded.
+	Via       string        `json:"via,omitempty"`
+	Status    events.Status `json:"status"`
+	Approvers []string      `json:"approvers,omitempty"`
 }
 
 func (h *Handler) review(w http.ResponseWriter, r *http.Request) {
@@ -76,7 +79,7 @@ func (h *Handler) review(w http.ResponseWriter, r *http.Request) {
 		problems.Refuse(w, r, log, "review", err)
 		return
 	}
-	log.Info("reviewed", telemetry.KeyTraceID, telemetry.TraceID(r.Context()), "reviewer", out.Reviewer, "decision", out.Decision, "stage", out.StageName, "status", out.Status)
+	log.Info("reviewed", telemetry.KeyTraceID, telemetry.TraceID(r.Context()), "reviewer", out.Reviewer, "via", out.Via, "decision", out.Decision, "stage", out.StageName, "status", out.Status)
 	httpjson.Write(w, http.StatusCreated, out)
 }
 
@@ -94,8 +97,11 @@ func (h *Handler) handleReview(r *http.Request, id string) (Review, error) {
 	}
 	var recorded events.Reviewed
 	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+		if err := visible(who, req); err != nil {
+			return nil, err
+		}
 		drafts, err := h.Rules.Review(req, approval.Review{Reviewer: events.Principal{ID: who.Subject, Groups: who.Groups},
-			Decision: body.Decision, Comment: body.Comment, RequestDigest: body.RequestDigest})
+			Decision: body.Decision, Comment: body.Comment, RequestDigest: body.RequestDigest, Via: who.Actor})
 		if err == nil {
 			recorded = drafts[0].Payload.(events.Reviewed)
 		}
@@ -107,7 +113,7 @@ func (h *Handler) handleReview(r *http.Request, id string) (Review, error) {
 	req := l.Request
 	return Review{RequestID: id, Reviewer: recorded.Reviewer.ID, Stage: recorded.Stage,
 		StageName: req.Decision().Stages[recorded.Stage].Name, Decision: recorded.Decision, Comment: recorded.Comment,
-		RequestDigest: recorded.RequestDigest, Status: req.Status(), Approvers: req.Approvers()}, nil
+		RequestDigest: recorded.RequestDigest, Via: recorded.Via, Status: req.Status(), Approvers: req.Approvers()}, nil
 }
 
 // PostReviewBody is the verdict on an emergency grant.
@@ -151,6 +157,9 @@ func (h *Handler) handlePostReview(r *http.Request, id string) (PostReview, erro
 		return PostReview{}, approval.ErrNotFound
 	}
 	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+		if err := visible(who, req); err != nil {
+			return nil, err
+		}
 		return h.Rules.PostReview(req, approval.PostReview{Reviewer: events.Principal{ID: who.Subject, Groups: who.Groups},
 			Outcome: body.Outcome, Reason: body.Reason})
 	})
@@ -160,6 +169,14 @@ func (h *Handler) handlePostReview(r *http.Request, id string) (PostReview, erro
 	pr := l.Request.PostReview()
 	return PostReview{RequestID: id, Reviewer: pr.Reviewer.ID, Outcome: pr.Outcome, Reason: pr.Reason,
 		Status: l.Request.Status(), RevocationDue: l.Request.RevocationDue()}, nil
+}
+
+// visible is visibility.Check before any rule that depends on the request's state, so that a caller
+// who may not see the request is told it does not exist rather than why they may not review it.
+// Approval holds no catalogue and lets no group see everything: here a request is seen by the
+// people it names and the groups its decision names to review it, which is whom these routes serve.
+func visible(who auth.Identity, req *events.Request) error {
+	return visibility.Check(req, visibility.NewViewer(who.Subject, who.Groups, nil), nil)
 }
 
 // Reviews is what awaits the caller.

@@ -7,9 +7,10 @@ package postgres
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,18 +48,21 @@ type Inbox struct {
 // NewInbox returns the inbox over pool; Migrate must have run.
 func NewInbox(pool *pgxpool.Pool) *Inbox { return &Inbox{pool: pool} }
 
-// Applied returns the stream sequence of request id's last event that the inbox reflects, 0 for a
-// request it has not seen: a delivery at or below it is already applied.
-func (in *Inbox) Applied(ctx context.Context, id string) (uint64, error) {
-	var seq int64
-	err := in.pool.QueryRow(ctx, `SELECT applied_seq FROM inbox_requests WHERE request_id = $1`, id).Scan(&seq)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
-	}
+// Applied returns, for each of ids the inbox has seen, the stream sequence of the request's last event
+// that the inbox reflects: a delivery at or below it is already applied. A request it has not seen is
+// missing from the answer.
+func (in *Inbox) Applied(ctx context.Context, ids []string) (map[string]uint64, error) {
+	rows, err := in.pool.Query(ctx, `SELECT request_id, applied_seq FROM inbox_requests WHERE request_id = ANY($1)`, ids)
 	if err != nil {
-		return 0, fmt.Errorf("inbox: applied sequence of %s: %w", id, err)
+		return nil, fmt.Errorf("inbox: applied sequences: %w", err)
 	}
-	return uint64(seq), nil
+	out := map[string]uint64{}
+	var id string
+	var seq int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &seq}, func() error { out[id] = uint64(seq); return nil }); err != nil {
+		return nil, fmt.Errorf("inbox: applied sequences: %w", err)
+	}
+	return out, nil
 }
 
 // Checkpoint is the highest stream sequence the inbox has applied or skipped.
@@ -79,46 +83,62 @@ func (in *Inbox) Advance(ctx context.Context, delivered uint64) error {
 	return nil
 }
 
-// Apply replaces request req's rows with what it awaits as of stream sequence version (the sequence of
-// its last event in the load) and advances the checkpoint to delivered, all in one transaction. A
-// version at or below the one already applied changes no rows, so redeliveries and replicas racing on
-// one request are harmless. It reports whether rows changed.
-func (in *Inbox) Apply(ctx context.Context, delivered uint64, req *events.Request, version uint64) (bool, error) {
-	var changed bool
+// Apply replaces the rows of each snapshot's request with what it awaits as of the snapshot and
+// advances the checkpoint to delivered, all in one transaction. A snapshot at or below the version
+// already applied changes no rows, so redeliveries and replicas racing on one request are harmless. It
+// returns how many requests' rows changed.
+func (in *Inbox) Apply(ctx context.Context, delivered uint64, snaps []approval.Snapshot) (int, error) {
+	// Row locks are taken in request order, so two replicas applying overlapping batches wait for each
+	// other instead of deadlocking; the checkpoint's row, which every batch updates, comes last.
+	snaps = slices.SortedFunc(slices.Values(snaps), func(a, b approval.Snapshot) int { return strings.Compare(a.Request.ID(), b.Request.ID()) })
+	var changed int
 	err := pgx.BeginFunc(ctx, in.pool, func(tx pgx.Tx) error {
-		changed = false
-		s := req.Submitted()
-		// The upsert takes the row lock, so concurrent applies of one request serialise here and the
-		// older one finds the newer version in place.
-		tag, err := tx.Exec(ctx, `
-			INSERT INTO inbox_requests (request_id, applied_seq, status, requester, subject_kind, subject_id, subject_owner,
-				entitlement, justification, ticket, duration_seconds, emergency, request_digest)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-			ON CONFLICT (request_id) DO UPDATE SET applied_seq = EXCLUDED.applied_seq, status = EXCLUDED.status
-			WHERE inbox_requests.applied_seq < EXCLUDED.applied_seq`,
-			req.ID(), int64(version), string(req.Status()), s.Requester.ID, string(s.Subject.Kind), s.Subject.ID, s.Subject.Owner,
-			s.Entitlement, s.Justification, s.Ticket, s.DurationSeconds, s.Emergency, s.RequestDigest)
-		if err != nil {
-			return fmt.Errorf("inbox: upsert request %s: %w", req.ID(), err)
+		upserts := &pgx.Batch{}
+		for _, sn := range snaps {
+			req, s := sn.Request, sn.Request.Submitted()
+			// The upsert takes the row lock, so concurrent applies of one request serialise here and
+			// the older one finds the newer version in place.
+			upserts.Queue(`
+				INSERT INTO inbox_requests (request_id, applied_seq, status, requester, subject_kind, subject_id, subject_owner,
+					entitlement, justification, ticket, duration_seconds, emergency, request_digest)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+				ON CONFLICT (request_id) DO UPDATE SET applied_seq = EXCLUDED.applied_seq, status = EXCLUDED.status
+				WHERE inbox_requests.applied_seq < EXCLUDED.applied_seq`,
+				req.ID(), int64(sn.Seq), string(req.Status()), s.Requester.ID, string(s.Subject.Kind), s.Subject.ID, s.Subject.Owner,
+				s.Entitlement, s.Justification, s.Ticket, s.DurationSeconds, s.Emergency, s.RequestDigest)
 		}
-		if tag.RowsAffected() > 0 {
-			changed = true
-			if err := replaceRows(ctx, tx, req); err != nil {
-				return err
+		results := tx.SendBatch(ctx, upserts)
+		var newer []*events.Request
+		for _, sn := range snaps {
+			tag, err := results.Exec()
+			if err != nil {
+				results.Close()
+				return fmt.Errorf("inbox: upsert request %s: %w", sn.Request.ID(), err)
+			}
+			if tag.RowsAffected() > 0 {
+				newer = append(newer, sn.Request)
 			}
 		}
-		_, err = tx.Exec(ctx, `UPDATE inbox_checkpoint SET last_seq = GREATEST(last_seq, $2) WHERE stream = $1`, topology.EventsStream, int64(delivered))
-		if err != nil {
-			return fmt.Errorf("inbox: advance checkpoint: %w", err)
+		if err := results.Close(); err != nil {
+			return fmt.Errorf("inbox: upsert requests: %w", err)
 		}
+		rows := &pgx.Batch{}
+		for _, req := range newer {
+			queueRows(rows, req)
+		}
+		rows.Queue(`UPDATE inbox_checkpoint SET last_seq = GREATEST(last_seq, $2) WHERE stream = $1`, topology.EventsStream, int64(delivered))
+		if err := tx.SendBatch(ctx, rows).Close(); err != nil {
+			return fmt.Errorf("inbox: rows of %d requests and the checkpoint: %w", len(newer), err)
+		}
+		changed = len(newer)
 		return nil
 	})
 	return changed, err
 }
 
-func replaceRows(ctx context.Context, tx pgx.Tx, req *events.Request) error {
+// queueRows queues the statements that replace req's slots and exclusions.
+func queueRows(batch *pgx.Batch, req *events.Request) {
 	id := req.ID()
-	batch := &pgx.Batch{}
 	batch.Queue(`DELETE FROM inbox_slots WHERE request_id = $1`, id)
 	batch.Queue(`DELETE FROM inbox_excluded WHERE request_id = $1`, id)
 	slots := approval.Awaiting(req)
@@ -129,19 +149,11 @@ func replaceRows(ctx context.Context, tx pgx.Tx, req *events.Request) error {
 	}
 	if len(slots) == 0 {
 		// Nothing awaits anyone: nobody needs excluding.
-		return sendBatch(ctx, tx, batch, id)
+		return
 	}
 	for _, person := range approval.Excluded(req) {
 		batch.Queue(`INSERT INTO inbox_excluded (request_id, person) VALUES ($1, $2)`, id, person)
 	}
-	return sendBatch(ctx, tx, batch, id)
-}
-
-func sendBatch(ctx context.Context, tx pgx.Tx, batch *pgx.Batch, id string) error {
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-		return fmt.Errorf("inbox: rows of request %s: %w", id, err)
-	}
-	return nil
 }
 
 // Awaiting lists what awaits person, a member of groups: for each request, the first slot (lowest

@@ -103,7 +103,7 @@ func TestMigrateAdoptsAnInboxOfTheRunnerBeforeGoose(t *testing.T) {
 	}
 	in := postgres.NewInbox(pool)
 	req := request(t, "alice", false, []events.Stage{{Name: "owners", Groups: []string{"payments-owners"}, MinApprovals: 1}})
-	if _, err := in.Apply(ctx, 7, req, 7); err != nil {
+	if _, err := in.Apply(ctx, 7, []approval.Snapshot{{Request: req, Seq: 7}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.Migrate(ctx, pool); err != nil {
@@ -112,8 +112,8 @@ func TestMigrateAdoptsAnInboxOfTheRunnerBeforeGoose(t *testing.T) {
 	if cp, err := in.Checkpoint(ctx); err != nil || cp != 7 {
 		t.Fatalf("checkpoint after the upgrade: %d (%v), want 7", cp, err)
 	}
-	if seq, err := in.Applied(ctx, req.ID()); err != nil || seq != 7 {
-		t.Fatalf("the request's applied sequence after the upgrade: %d (%v), want 7", seq, err)
+	if seqs, err := in.Applied(ctx, []string{req.ID()}); err != nil || seqs[req.ID()] != 7 {
+		t.Fatalf("the request's applied sequence after the upgrade: %v (%v), want 7", seqs, err)
 	}
 }
 
@@ -130,21 +130,21 @@ func TestApplyIsVersioned(t *testing.T) {
 		name      string
 		delivered uint64
 		version   uint64
-		changed   bool
+		changed   int
 	}{
-		{"first delivery", 2, 2, true},
-		{"the same delivery again", 2, 2, false},
-		{"an older version after it", 1, 1, false},
-		{"a newer version", 3, 3, true},
+		{"first delivery", 2, 2, 1},
+		{"the same delivery again", 2, 2, 0},
+		{"an older version after it", 1, 1, 0},
+		{"a newer version", 3, 3, 1},
 	}
 	for _, s := range steps {
-		changed, err := in.Apply(ctx, s.delivered, fresh, s.version)
+		changed, err := in.Apply(ctx, s.delivered, []approval.Snapshot{{Request: fresh, Seq: s.version}})
 		if err != nil || changed != s.changed {
-			t.Fatalf("%s: changed %v (%v), want %v", s.name, changed, err, s.changed)
+			t.Fatalf("%s: changed %d (%v), want %d", s.name, changed, err, s.changed)
 		}
 	}
-	if applied, _ := in.Applied(ctx, id); applied != 3 {
-		t.Fatalf("applied %d, want 3", applied)
+	if applied, _ := in.Applied(ctx, []string{id, "never-seen"}); applied[id] != 3 || len(applied) != 1 {
+		t.Fatalf("applied %v, want %s at 3 and nothing else", applied, id)
 	}
 	if cp, _ := in.Checkpoint(ctx); cp != 3 {
 		t.Fatalf("checkpoint %d, want 3", cp)
@@ -166,10 +166,12 @@ func TestAwaiting(t *testing.T) {
 	byAlice := request(t, "alice", true, ordered)
 	byDave := request(t, "dave", false, unordered, approve("bob", 0, "payments-owners"))
 	atSecurity := request(t, "frank", true, ordered, approve("bob", 0, "payments-owners"))
-	for i, r := range []*events.Request{byAlice, byDave, atSecurity} {
-		if _, err := in.Apply(ctx, uint64(i+1), r, uint64(r.Version())); err != nil {
-			t.Fatal(err)
-		}
+	var snaps []approval.Snapshot
+	for _, r := range []*events.Request{byAlice, byDave, atSecurity} {
+		snaps = append(snaps, approval.Snapshot{Request: r, Seq: uint64(r.Version())})
+	}
+	if changed, err := in.Apply(ctx, 3, snaps); err != nil || changed != 3 {
+		t.Fatalf("one batch of three requests: %d changed (%v)", changed, err)
 	}
 	cases := []struct {
 		who    string

@@ -10,7 +10,6 @@ package reaction
 
 import (
 	"context"
-	"encoding/json/v2"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,25 +43,20 @@ func subjects(types ...events.Type) []string {
 // SchedulesSpec is the consumer of the events that arm timers.
 func SchedulesSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.ApprovalSchedules.Stream, Durable: topology.ApprovalSchedules.Durable,
-		FilterSubjects: subjects(events.TypePolicyDecided, events.TypeGranted), Concurrency: 4}
+		FilterSubjects: subjects(events.TypePolicyDecided, events.TypeGranted)}
 }
 
 // TimersSpec is the consumer of the approval service's fired timers.
 func TimersSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.ApprovalTimers.Stream, Durable: topology.ApprovalTimers.Durable,
-		FilterSubjects: []string{topology.TimerFired("*", topology.TimerApprovalWindow), topology.TimerFired("*", topology.TimerPostReview)}, Concurrency: 4}
+		FilterSubjects: []string{topology.TimerFired("*", topology.TimerApprovalWindow), topology.TimerFired("*", topology.TimerPostReview)}}
 }
 
-// InboxSpec is the consumer feeding the review inbox. One handler at a time keeps the checkpoint moving
-// forward in stream order; correctness does not depend on it (rows are versioned per request).
+// InboxSpec is the consumer feeding the review inbox, in batches (consumer.RunBatch): one batch at a
+// time keeps the checkpoint moving forward in stream order; correctness does not depend on it (rows
+// are versioned per request).
 func InboxSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.ApprovalInbox.Stream, Durable: topology.ApprovalInbox.Durable, FilterSubjects: subjects(InboxTypes...)}
-}
-
-// timerPayload is what a timer carries: the stream sequence of the event that armed it, so the
-// reaction to the fired timer decides on a load that includes at least that event.
-type timerPayload struct {
-	AfterSeq uint64 `json:"after_seq"`
 }
 
 // Reactions are the approval service's handlers.
@@ -76,11 +70,11 @@ type Reactions struct {
 // Schedule handles policy_decided and granted: it arms the approval window of a request that awaits
 // approval, and the post-review deadline of an emergency grant. Arming twice stores one schedule.
 func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
-	d, err := eventstore.ParseDelivery(msg)
+	d, err := h.Store.Receive(msg)
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := h.Store.AtDelivery(ctx, d)
 	if permanent(err) {
 		return consumer.Permanent(err)
 	}
@@ -88,7 +82,6 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 		return err
 	}
 	req := l.Request
-	payload, _ := json.Marshal(timerPayload{AfterSeq: d.Seq})
 	log := h.Log.With(telemetry.KeyRequestID, d.RequestID, telemetry.KeyEventType, d.Event.Type.Name())
 	switch d.Event.Type {
 	case events.TypePolicyDecided:
@@ -96,7 +89,7 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 		if req.Status() != events.StatusPendingApproval || deadline == nil {
 			return nil
 		}
-		if err := timers.Schedule(ctx, h.JS, d.RequestID, topology.TimerApprovalWindow, *deadline, payload); err != nil {
+		if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: d.RequestID, Kind: topology.TimerApprovalWindow, AfterSeq: d.Seq}, *deadline); err != nil {
 			return err
 		}
 		log.Info("approval window armed", "deadline", deadline.UTC().Format(time.RFC3339))
@@ -105,7 +98,7 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 			return nil
 		}
 		deadline := req.Decision().PostReview.Deadline
-		if err := timers.Schedule(ctx, h.JS, d.RequestID, topology.TimerPostReview, deadline, payload); err != nil {
+		if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: d.RequestID, Kind: topology.TimerPostReview, AfterSeq: d.Seq}, deadline); err != nil {
 			return err
 		}
 		log.Info("post-review deadline armed", "deadline", deadline.UTC().Format(time.RFC3339))
@@ -118,14 +111,11 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 // post-reviewed; a timer that finds nothing to do (the request moved on) is acknowledged. A timer that
 // fires before the deadline by this clock is retried at the deadline.
 func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
-	id, kind, raw, err := timers.ParseFired(msg)
+	fired, err := timers.ParseArmed(msg)
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	var p timerPayload
-	if err := events.UnmarshalStrict(raw, &p); err != nil {
-		return consumer.Permanent(fmt.Errorf("timer %s of %s: %w", kind, id, err))
-	}
+	id, kind := fired.RequestID, fired.Kind
 	if !events.ValidRequestID(id) {
 		return consumer.Permanent(fmt.Errorf("timer %s for %q: not a request ID", kind, id))
 	}
@@ -138,9 +128,7 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 	default:
 		return consumer.Permanent(fmt.Errorf("timer kind %q is not the approval service's", kind))
 	}
-	before := 0
-	l, err := h.Store.UpdateFrom(ctx, id, p.AfterSeq, func(r *events.Request) ([]events.Draft, error) {
-		before = r.Version()
+	u, err := h.Store.UpdateFrom(ctx, id, fired.AfterSeq, func(r *events.Request) ([]events.Draft, error) {
 		return decide(r, h.Now())
 	})
 	var early *approval.TooEarlyError
@@ -154,49 +142,79 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 		return err
 	}
 	log := h.Log.With(telemetry.KeyRequestID, id, "timer", kind)
-	if l.Request.Version() > before {
-		log.Info("deadline passed", "status", l.Request.Status())
+	if len(u.Appended) > 0 {
+		log.Info("deadline passed", "status", u.Request.Status())
 	} else {
-		log.Debug("timer found nothing to do", "status", l.Request.Status())
+		log.Debug("timer found nothing to do", "status", u.Request.Status())
 	}
 	return nil
 }
 
 // Inbox is where the projection writes; *postgres.Inbox implements it.
 type Inbox interface {
-	Applied(ctx context.Context, requestID string) (uint64, error)
-	Apply(ctx context.Context, delivered uint64, req *events.Request, version uint64) (bool, error)
+	Applied(ctx context.Context, requestIDs []string) (map[string]uint64, error)
+	Apply(ctx context.Context, delivered uint64, snaps []approval.Snapshot) (int, error)
 	Advance(ctx context.Context, delivered uint64) error
 }
 
-// Project is the inbox projection's handler: it skips a delivery the inbox already reflects, and
-// otherwise writes the request's inbox rows as the verified stream has it now.
-func (h *Reactions) Project(inbox Inbox) consumer.Handler {
-	return func(ctx context.Context, msg jetstream.Msg) error {
-		d, err := eventstore.ParseDelivery(msg)
-		if err != nil {
-			return consumer.Permanent(err)
-		}
-		applied, err := inbox.Applied(ctx, d.RequestID)
-		if err != nil {
-			return err
-		}
-		if applied >= d.Seq {
-			return inbox.Advance(ctx, d.Seq)
-		}
-		l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
-		if err != nil {
-			if !permanent(err) {
+// Project is the inbox projection's handler (consumer.RunBatch): of a batch of deliveries it skips
+// those the inbox already reflects, reads each other request once, as the verified stream has it now,
+// and writes their rows and the checkpoint in one transaction. A delivery that can never be applied
+// fails its batch; alone (the runner hands a failed batch back one delivery at a time) it is set aside
+// for good: the checkpoint moves past it, so a restart does not mistake the dead letter for a lost
+// database and rebuild.
+func (h *Reactions) Project(inbox Inbox) consumer.BatchHandler {
+	return func(ctx context.Context, msgs []jetstream.Msg) error {
+		setAside := func(seq uint64, err error) error {
+			if len(msgs) > 1 {
 				return err
 			}
-			// Set aside for good: the checkpoint moves past it, so a restart does not mistake the
-			// dead letter for a lost database and rebuild.
-			if aerr := inbox.Advance(ctx, d.Seq); aerr != nil {
+			if aerr := inbox.Advance(ctx, seq); aerr != nil {
 				return aerr
 			}
 			return consumer.Permanent(err)
 		}
-		_, err = inbox.Apply(ctx, d.Seq, l.Request, l.LastSeq)
+		// through is, per request, the stream sequence of its last event in the batch.
+		through := map[string]uint64{}
+		var ids []string
+		var last uint64
+		for _, msg := range msgs {
+			d, err := h.Store.Receive(msg)
+			if err != nil {
+				meta, merr := msg.Metadata()
+				if merr != nil {
+					return consumer.Permanent(err)
+				}
+				return setAside(meta.Sequence.Stream, err)
+			}
+			if _, ok := through[d.RequestID]; !ok {
+				ids = append(ids, d.RequestID)
+			}
+			through[d.RequestID] = max(through[d.RequestID], d.Seq)
+			last = max(last, d.Seq)
+		}
+		applied, err := inbox.Applied(ctx, ids)
+		if err != nil {
+			return err
+		}
+		var snaps []approval.Snapshot
+		for _, id := range ids {
+			if applied[id] >= through[id] {
+				continue
+			}
+			l, err := h.Store.LoadAtLeast(ctx, id, through[id])
+			if permanent(err) {
+				return setAside(last, err)
+			}
+			if err != nil {
+				return err
+			}
+			snaps = append(snaps, approval.Snapshot{Request: l.Request, Seq: l.LastSeq})
+		}
+		if len(snaps) == 0 {
+			return inbox.Advance(ctx, last)
+		}
+		_, err = inbox.Apply(ctx, last, snaps)
 		return err
 	}
 }

@@ -55,6 +55,7 @@ var (
 	opEvents         = Operation{"requestEvents", http.MethodGet, "/v1/requests/{id}/events", Query}
 	opGrants         = Operation{"listGrants", http.MethodGet, "/v1/grants", Query}
 	opWhoHad         = Operation{"whoHadAccess", http.MethodGet, "/v1/audit/access", Query}
+	opFindings       = Operation{"listFindings", http.MethodGet, "/v1/findings", Query}
 	opReviews        = Operation{"listReviews", http.MethodGet, "/v1/reviews", Approval}
 	opReview         = Operation{"reviewRequest", http.MethodPost, "/v1/requests/{id}/reviews", Approval}
 	opPostReview     = Operation{"postReviewRequest", http.MethodPost, "/v1/requests/{id}/post-review", Approval}
@@ -67,7 +68,7 @@ var (
 
 // Operations lists every operation the console calls.
 func Operations() []Operation {
-	return []Operation{opSubmit, opShow, opWithdraw, opList, opEvents, opGrants, opWhoHad, opReviews, opReview,
+	return []Operation{opSubmit, opShow, opWithdraw, opList, opEvents, opGrants, opWhoHad, opFindings, opReviews, opReview,
 		opPostReview, opTasks, opCompleteGrant, opCompleteRevoke, opCredential, opRevoke}
 }
 

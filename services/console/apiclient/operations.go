@@ -187,6 +187,34 @@ func (c *Client) Grants(ctx context.Context, token string, activeOnly bool, curs
 	return out, err
 }
 
+// Finding is access a target showed that no request explains, as the revoker's reconciler recorded it.
+type Finding struct {
+	ID        string          `json:"id"`
+	Connector string          `json:"connector"`
+	TargetRef string          `json:"target_ref"`
+	Observed  events.Observed `json:"observed"`
+	FoundAt   time.Time       `json:"found_at"`
+	LastSeq   uint64          `json:"last_seq"`
+}
+
+// FindingPage is a page of findings.
+type FindingPage struct {
+	Items      []Finding `json:"items"`
+	NextCursor string    `json:"next_cursor,omitempty"`
+}
+
+// Findings lists the findings of access no request explains (auditors see them; anyone else an empty
+// list).
+func (c *Client) Findings(ctx context.Context, token, cursor string) (FindingPage, error) {
+	q := url.Values{}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	var out FindingPage
+	_, err := c.do(ctx, token, call{op: opFindings, query: q}, &out)
+	return out, err
+}
+
 // Holders answers who held an entitlement at an instant.
 type Holders struct {
 	Entitlement string    `json:"entitlement"`

@@ -12,13 +12,14 @@ import (
 	"github.com/grantline/grantline/services/console/session"
 )
 
-// auditPage answers one of three questions, each a form of its own: which requests match a search,
-// which grants exist, and who held an entitlement at an instant.
+// auditPage answers one of four questions, each a form of its own: which requests match a search,
+// which grants exist, who held an entitlement at an instant, and what access the targets showed that
+// no request explains (the drift findings).
 type auditPage struct {
 	frame
 	Entitlements []catalogue.Entitlement
 	Statuses     []events.Status
-	// Q names the question answered: "requests", "grants" or "who-had".
+	// Q names the question answered: "requests", "grants", "who-had" or "findings".
 	Q string
 	// Search is what was asked, for the forms to show it again.
 	Search struct {
@@ -27,6 +28,7 @@ type auditPage struct {
 	}
 	Requests   []requestview.View
 	Grants     []apiclient.Grant
+	Findings   []apiclient.Finding
 	Holders    *apiclient.Holders
 	NextCursor string
 	// AtError is what is wrong with the instant asked about.
@@ -54,6 +56,10 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request, s session.Sessio
 		var page apiclient.GrantPage
 		page, err = c.cfg.API.Grants(ctx, s.Token, p.Search.Active, q.Get("cursor"))
 		p.Grants, p.NextCursor = page.Items, page.NextCursor
+	case "findings":
+		var page apiclient.FindingPage
+		page, err = c.cfg.API.Findings(ctx, s.Token, q.Get("cursor"))
+		p.Findings, p.NextCursor = page.Items, page.NextCursor
 	case "who-had":
 		at, perr := parseLocal(p.Search.At)
 		if perr != nil {

@@ -17,10 +17,9 @@ import (
 	"github.com/grantline/grantline/services/console/signin"
 )
 
-// TestTheEvidencePageShowsBothVerdicts: the evidence page states the read side's verdict and the
-// console's own check of the same bytes, and says so, with the likely reasons, when they disagree.
-// The rendering alone is tested here; the browser tests open the page on a running system.
-func TestTheEvidencePageShowsBothVerdicts(t *testing.T) {
+// renderer is a console that renders pages; it reaches no service.
+func renderer(t *testing.T) *Console {
+	t.Helper()
 	api, err := apiclient.New(apiclient.Config{BaseURL: "http://services.invalid"})
 	if err != nil {
 		t.Fatal(err)
@@ -35,6 +34,37 @@ func TestTheEvidencePageShowsBothVerdicts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// TestTheAuditPageListsFindings: the findings question lists each finding with the target's name for
+// the access and its evidence, or says there is none.
+func TestTheAuditPageListsFindings(t *testing.T) {
+	c := renderer(t)
+	id := events.FindingID("postgres", "role grantline_hotfix")
+	page := auditPage{frame: frame{Title: "Audit"}, Q: "findings", Findings: []apiclient.Finding{{ID: id, Connector: "postgres",
+		TargetRef: "role grantline_hotfix", FoundAt: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC),
+		Observed: events.Observed{Present: true, Detail: map[string]string{"member": "mallory", "role": "payments_admin"}}}}}
+	rec := httptest.NewRecorder()
+	c.render(rec, http.StatusOK, "audit", page)
+	for _, w := range []string{"<code>" + id + "</code>", "postgres: role grantline_hotfix", "gives access; member mallory; role payments_admin"} {
+		if !strings.Contains(rec.Body.String(), w) {
+			t.Errorf("the page lacks %q:\n%s", w, rec.Body.String())
+		}
+	}
+	page.Findings = nil
+	rec = httptest.NewRecorder()
+	c.render(rec, http.StatusOK, "audit", page)
+	if !strings.Contains(rec.Body.String(), "No finding.") {
+		t.Errorf("an empty list does not say so:\n%s", rec.Body.String())
+	}
+}
+
+// TestTheEvidencePageShowsBothVerdicts: the evidence page states the read side's verdict and the
+// console's own check of the same bytes, and says so, with the likely reasons, when they disagree.
+// The rendering alone is tested here; the browser tests open the page on a running system.
+func TestTheEvidencePageShowsBothVerdicts(t *testing.T) {
+	c := renderer(t)
 	verified := console.Verdict{Verified: true}
 	cases := []struct {
 		name     string

@@ -55,7 +55,7 @@ func (d Deps) now() func() time.Time {
 // Routes registers the HTTP API (GET /v1/tasks, POST /v1/tasks/{id}/complete,
 // GET /v1/requests/{id}/credential) on mux.
 func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
-	h := &httpapi.Handler{Store: d.Store, Tasks: d.Tasks, Credentials: d.Credentials, Auth: d.Auth, Now: d.now(), Log: log}
+	h := &httpapi.Handler{Store: d.Store, Catalogue: d.Catalogue, Tasks: d.Tasks, Credentials: d.Credentials, Auth: d.Auth, Now: d.now(), Log: log}
 	h.Routes(mux)
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/deadletter"
 	"github.com/grantline/grantline/pkg/events"
@@ -23,6 +24,7 @@ import (
 	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/visibility"
 	"github.com/grantline/grantline/services/fulfilment"
 	"github.com/grantline/grantline/services/fulfilment/taskindex"
 )
@@ -38,6 +40,7 @@ type Authenticator interface {
 // Handler serves fulfilment's HTTP API.
 type Handler struct {
 	Store       *eventstore.Store
+	Catalogue   *catalogue.Catalogue
 	Tasks       *taskindex.Index
 	Credentials *credential.Store
 	Auth        Authenticator
@@ -214,8 +217,10 @@ func (h *Handler) handleCredential(r *http.Request, id string) (Credential, stri
 	}
 	req := l.Request
 	s := req.Submitted()
-	if req.Status() == events.StatusNone {
-		return Credential{}, who.Subject, httpjson.ErrNotFound
+	// No group sees every request here: a credential is for its holders, never for auditors.
+	ent, _ := h.Catalogue.Entitlement(s.Entitlement)
+	if err := visibility.Check(req, visibility.NewViewer(who.Subject, who.Groups, nil), ent.OwnerGroups); err != nil {
+		return Credential{}, who.Subject, err
 	}
 	if who.Subject != s.Requester.ID && (s.Subject.Owner == "" || !slices.Contains(who.Groups, s.Subject.Owner)) {
 		return Credential{}, who.Subject, fmt.Errorf("%w: only the requester or the owners of %s retrieve its credential", httpjson.ErrForbidden, s.Subject.ID)

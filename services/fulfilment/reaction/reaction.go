@@ -13,7 +13,6 @@ package reaction
 
 import (
 	"context"
-	"encoding/json/v2"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,16 +49,11 @@ func subjects(types ...events.Type) []string {
 	return out
 }
 
-// fulfilConcurrency is how many grants one replica works on at once. A grant spends most of its time
-// waiting on round trips (the load, the target, the fsync'd append), so the system benchmark found
-// fulfilment the stage requests queued in front of at 4.
-const fulfilConcurrency = 8
-
 // FulfilSpec is the consumer of the events that may lead to a grant.
 func FulfilSpec(maxDeliveries int) consumer.Spec {
 	return consumer.Spec{Stream: topology.FulfilmentGrants.Stream, Durable: topology.FulfilmentGrants.Durable,
-		FilterSubjects: subjects(events.TypeApproved, events.TypePolicyDecided), Concurrency: fulfilConcurrency,
-		MaxDeliveries: maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
+		FilterSubjects: subjects(events.TypeApproved, events.TypePolicyDecided),
+		MaxDeliveries:  maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
 }
 
 // StartSpec is the consumer of fired start timers: requests approved before the time they asked
@@ -67,15 +61,15 @@ func FulfilSpec(maxDeliveries int) consumer.Spec {
 func StartSpec(maxDeliveries int) consumer.Spec {
 	return consumer.Spec{Stream: topology.FulfilmentStart.Stream, Durable: topology.FulfilmentStart.Durable,
 		FilterSubjects: []string{topology.TimerFired("*", topology.TimerGrantStart)},
-		Concurrency:    4, MaxDeliveries: maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
+		MaxDeliveries:  maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
 }
 
 // RevokeTasksSpec is the consumer of the events that make a revocation due. Like the revoker's, it
 // never gives up: a manual grant whose revoke task is not opened would never be revoked.
 func RevokeTasksSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.FulfilmentRevokeTasks.Stream, Durable: topology.FulfilmentRevokeTasks.Durable,
-		FilterSubjects: subjects(events.TypeExpired, events.TypeRevocationRequested, events.TypePostReviewed), Concurrency: 2,
-		MaxDeliveries: math.MaxInt32, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, time.Minute)}
+		FilterSubjects: subjects(events.TypeExpired, events.TypeRevocationRequested, events.TypePostReviewed),
+		MaxDeliveries:  math.MaxInt32, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, time.Minute)}
 }
 
 // Reactions are the fulfilment service's handlers.
@@ -120,7 +114,7 @@ func (h *Reactions) OpenRevokeTasks(ctx context.Context, msg jetstream.Msg) erro
 }
 
 func (h *Reactions) settle(ctx context.Context, msg jetstream.Msg, durable string, handle func(eventstore.Delivery, int) error) error {
-	d, err := eventstore.ParseDelivery(msg)
+	d, err := h.Store.Receive(msg)
 	if err != nil {
 		return consumer.Permanent(err)
 	}
@@ -139,22 +133,12 @@ func (h *Reactions) settle(ctx context.Context, msg jetstream.Msg, durable strin
 	return err
 }
 
-// timerPayload is what a start timer carries: the stream sequence of the event that allowed the
-// request, so the reaction decides on a load that includes it.
-type timerPayload struct {
-	AfterSeq uint64 `json:"after_seq"`
-}
-
 // Started is the consumer handler for fired start timers: the request's start_at has come, so it is
 // handled as when it was allowed.
 func (h *Reactions) Started(ctx context.Context, msg jetstream.Msg) error {
-	id, _, raw, err := timers.ParseFired(msg)
-	var p timerPayload
-	if err == nil {
-		err = events.UnmarshalStrict(raw, &p)
-	}
-	if err == nil && !events.ValidRequestID(id) {
-		err = fmt.Errorf("start timer for %q: not a request ID", id)
+	fired, err := timers.ParseArmed(msg)
+	if err == nil && !events.ValidRequestID(fired.RequestID) {
+		err = fmt.Errorf("start timer for %q: not a request ID", fired.RequestID)
 	}
 	if err != nil {
 		return consumer.Permanent(err)
@@ -163,7 +147,7 @@ func (h *Reactions) Started(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	l, err := h.Store.LoadAtLeast(ctx, id, p.AfterSeq)
+	l, err := h.Store.LoadAtLeast(ctx, fired.RequestID, fired.AfterSeq)
 	if err == nil {
 		d, ok := trigger(l)
 		if !ok {
@@ -183,7 +167,7 @@ func (h *Reactions) Started(ctx context.Context, msg jetstream.Msg) error {
 func trigger(l *eventstore.Loaded) (eventstore.Delivery, bool) {
 	for i := len(l.Events) - 1; i >= 0; i-- {
 		if fulfilment.Triggers(l.Events[i]) {
-			return eventstore.Delivery{RequestID: l.ID, Seq: l.Records[i].Seq, Event: l.Events[i]}, true
+			return l.At(i), true
 		}
 	}
 	return eventstore.Delivery{}, false
@@ -200,7 +184,7 @@ func (h *Reactions) handle(ctx context.Context, d eventstore.Delivery, delivered
 	if !fulfilment.Triggers(d.Event) {
 		return nil
 	}
-	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := h.Store.AtDelivery(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -218,8 +202,7 @@ func (h *Reactions) handle(ctx context.Context, d eventstore.Delivery, delivered
 			// The timer fired a little early by this clock: look again at the start.
 			return consumer.RetryAfter(errors.New("before the requested start"), time.Until(start)+50*time.Millisecond)
 		}
-		payload, _ := json.Marshal(timerPayload{AfterSeq: d.Seq})
-		if err := timers.Schedule(ctx, h.JS, d.RequestID, topology.TimerGrantStart, start, payload); err != nil {
+		if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: d.RequestID, Kind: topology.TimerGrantStart, AfterSeq: d.Seq}, start); err != nil {
 			return err
 		}
 		log.Info("waiting for the requested start", "start_at", start.UTC().Format(time.RFC3339))
@@ -267,7 +250,7 @@ func (h *Reactions) grant(ctx context.Context, log *slog.Logger, d eventstore.De
 	}
 	rec := fulfilment.Recorded{Connector: ent.Connector, TargetRef: connector.TargetRef(conn, g), Observed: obs,
 		ExpiresAt: expires, Fingerprint: fingerprint}
-	l, err := h.Store.UpdateFrom(ctx, r.ID(), d.Seq, fulfilment.DecideGranted(rec, d.Event.ID))
+	u, err := h.Store.UpdateFrom(ctx, r.ID(), d.Seq, fulfilment.DecideGranted(rec, d.Event.ID))
 	if errors.Is(err, fulfilment.ErrNotAllowed) {
 		log.Info("request closed while granting; undoing the grant")
 		return h.undo(ctx, log, r, ent)
@@ -275,7 +258,7 @@ func (h *Reactions) grant(ctx context.Context, log *slog.Logger, d eventstore.De
 	if err != nil {
 		return err
 	}
-	if got := l.Request.Grant(); got != nil && got.ExpiresAt.Equal(expires) {
+	if len(u.Appended) > 0 {
 		if h.GrantLatency != nil {
 			h.GrantLatency.Record(ctx, h.Now().Sub(d.Event.Time).Seconds())
 		}
@@ -349,18 +332,18 @@ func (h *Reactions) openTask(ctx context.Context, log *slog.Logger, r *events.Re
 	if err := h.Tasks.Put(ctx, indexEntry(r, purpose, spec)); err != nil {
 		return err
 	}
-	l, err := h.Store.UpdateFrom(ctx, r.ID(), seq, fulfilment.DecideOpenTask(purpose, spec))
+	u, err := h.Store.UpdateFrom(ctx, r.ID(), seq, fulfilment.DecideOpenTask(purpose, spec))
 	if err != nil {
 		return err
 	}
-	if _, open := manualtask.Outstanding(l.Request, purpose); open {
+	if len(u.Appended) > 0 {
 		log.Info("task opened", "task_id", manualtask.ID(r.ID(), purpose), "fulfiller_groups", ent.FulfillerGroups)
 	}
 	return nil
 }
 
 func (h *Reactions) openRevokeTask(ctx context.Context, d eventstore.Delivery) error {
-	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := h.Store.AtDelivery(ctx, d)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/grantline/grantline/pkg/auth"
@@ -16,6 +15,7 @@ import (
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/visibility"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
 )
@@ -89,7 +89,9 @@ func (h *Handler) handleSubmit(r *http.Request) (string, events.Status, error) {
 		}
 		causation = "http:" + key
 	}
-	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+	// A minted ID holds nothing yet, so no read: a retry whose first attempt landed is caught by the
+	// compare-and-set, which reloads.
+	l, err := h.Store.Create(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
 		if req.Status() != events.StatusNone {
 			// A retry whose first attempt landed: the same request, nothing to add.
 			return nil, nil
@@ -134,9 +136,10 @@ func (h *Handler) handleWithdraw(r *http.Request, id string) (events.Status, err
 		}
 	}
 	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+		if err := h.visible(who, req); err != nil {
+			return nil, err
+		}
 		switch {
-		case req.Status() == events.StatusNone:
-			return nil, httpjson.ErrNotFound
 		case req.Submitted().Requester.ID != who.Subject:
 			return nil, fmt.Errorf("%w: only the requester may withdraw a request", httpjson.ErrForbidden)
 		case req.Status() == events.StatusWithdrawn:
@@ -172,35 +175,22 @@ func (h *Handler) handleShow(r *http.Request, id string) (View, error) {
 	if err != nil {
 		return View{}, err
 	}
-	if l.Request.Status() == events.StatusNone {
-		return View{}, httpjson.ErrNotFound
+	if err := h.visible(who, l.Request); err != nil {
+		return View{}, err
 	}
-	if !h.mayRead(who, l.Request) {
-		// Not 403: whether a request exists is itself something only its readers learn.
-		return View{}, httpjson.ErrNotFound
+	if l.Request.Status() == events.StatusFinding {
+		// Drift no request explains, under an ID of its own, is not a request: the read side lists it
+		// (GET /v1/findings).
+		return View{}, visibility.ErrNotFound
 	}
 	return NewView(l), nil
 }
 
-// mayRead: the requester and the subject, the people who decide or review it (its entitlement's
-// owners, the groups named in its approval stages or post-review), and the readers groups.
-func (h *Handler) mayRead(who auth.Identity, req *events.Request) bool {
-	s := req.Submitted()
-	if who.Subject == s.Requester.ID || who.Subject == s.Subject.ID {
-		return true
-	}
-	groups := slices.Clone(h.Readers)
-	if ent, ok := h.Catalogue.Entitlement(s.Entitlement); ok {
-		groups = append(groups, ent.OwnerGroups...)
-	}
-	d := req.Decision()
-	for _, st := range d.Stages {
-		groups = append(groups, st.Groups...)
-	}
-	if d.PostReview != nil {
-		groups = append(groups, d.PostReview.Groups...)
-	}
-	return slices.ContainsFunc(who.Groups, func(g string) bool { return slices.Contains(groups, g) })
+// visible is visibility.Check for the caller, with the readers groups seeing every request: a
+// request the caller may not see is answered as one that does not exist.
+func (h *Handler) visible(who auth.Identity, req *events.Request) error {
+	ent, _ := h.Catalogue.Entitlement(req.Submitted().Entitlement)
+	return visibility.Check(req, visibility.NewViewer(who.Subject, who.Groups, h.Readers), ent.OwnerGroups)
 }
 
 func validIdempotencyKey(k string) bool {

@@ -32,8 +32,10 @@ type env struct {
 	issuer *auth.DevIssuer
 	js     jetstream.JetStream
 	store  *eventstore.Store
-	logs   *strings.Builder
-	mu     *sync.Mutex
+	// revoker appends what the revoker would (a drift finding).
+	revoker *eventstore.Store
+	logs    *strings.Builder
+	mu      *sync.Mutex
 }
 
 func newEnv(t *testing.T) *env {
@@ -45,8 +47,13 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	signer, _ := events.GenerateSigner(events.Intake, "intake-test")
-	verifier, _ := events.NewVerifier(events.NewTrustFile(time.Now().Add(-time.Minute), signer))
+	revokerSigner, _ := events.GenerateSigner(events.Revoker, "revoker-test")
+	verifier, _ := events.NewVerifier(events.NewTrustFile(time.Now().Add(-time.Minute), signer, revokerSigner))
 	store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: signer, Verifier: verifier, Durability: eventstore.EmbeddedProbe(ns)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoker, err := eventstore.Open(ctx, js, eventstore.Config{Signer: revokerSigner, Verifier: verifier, Durability: eventstore.EmbeddedProbe(ns)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +81,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{srv: srv, issuer: issuer, js: js, store: store, logs: &strings.Builder{}, mu: &sync.Mutex{}}
+	e := &env{srv: srv, issuer: issuer, js: js, store: store, revoker: revoker, logs: &strings.Builder{}, mu: &sync.Mutex{}}
 	h := &Handler{Store: store, Catalogue: cat, Auth: authn, Idempotency: keys, Now: time.Now,
 		Log: slog.New(slog.NewTextHandler(lockedWriter{e.mu, e.logs}, nil)), Readers: []string{"auditors"}}
 	h.Routes(mux)
@@ -176,6 +183,29 @@ func TestSubmitAndReadYourWrite(t *testing.T) {
 		if status, _, _ := e.call(t, "GET", "/v1/requests/"+created.ID, user, nil); status != want {
 			t.Errorf("%s reading alice's request: %d, want %d", user, status, want)
 		}
+	}
+}
+
+// TestAFindingIsNotARequest: drift no request explains is recorded under a finding ID of its own; intake
+// answers for it as for no request at all, also to a reader of every request, and nobody withdraws it.
+func TestAFindingIsNotARequest(t *testing.T) {
+	e := newEnv(t)
+	id := events.FindingID("postgres", "role grantline_hotfix")
+	if _, err := e.revoker.Update(context.Background(), id, func(*events.Request) ([]events.Draft, error) {
+		return []events.Draft{{Payload: events.DriftDetected{Kind: events.DriftUnexplained, Connector: "postgres",
+			TargetRef: "role grantline_hotfix", Observed: events.Observed{Present: true}, Action: events.DriftRecorded}}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, absent, _ := e.call(t, "GET", "/v1/requests/"+events.NewID(), "erin", nil)
+	for _, user := range []string{"erin", "alice"} {
+		status, body, _ := e.call(t, "GET", "/v1/requests/"+id, user, nil)
+		if status != http.StatusNotFound || len(body) != len(absent) {
+			t.Errorf("%s reading the finding as a request: %d %s", user, status, body)
+		}
+	}
+	if status, body, _ := e.call(t, "POST", "/v1/requests/"+id+"/withdraw", "erin", ""); status == http.StatusOK {
+		t.Errorf("erin withdrew a finding: %s", body)
 	}
 }
 
@@ -297,8 +327,16 @@ func TestWithdraw(t *testing.T) {
 	e := newEnv(t)
 	_, body, _ := e.call(t, "POST", "/v1/requests", "alice", goodBody)
 	id := idOf(t, body)
+	// bob owns the entitlement, so he sees the request and is told why he may not withdraw it; dave
+	// may not see it, so he is told exactly what he would be told of a request that does not exist.
 	if status, b, _ := e.call(t, "POST", "/v1/requests/"+id+"/withdraw", "bob", `{"reason":"mine now"}`); status != http.StatusForbidden {
 		t.Fatalf("bob withdrawing alice's request: %d %s", status, b)
+	}
+	unknownID := events.NewID()
+	hidden, hiddenBody, _ := e.call(t, "POST", "/v1/requests/"+id+"/withdraw", "dave", `{"reason":"mine now"}`)
+	absent, absentBody, _ := e.call(t, "POST", "/v1/requests/"+unknownID+"/withdraw", "dave", `{"reason":"mine now"}`)
+	if hidden != http.StatusNotFound || strings.ReplaceAll(string(hiddenBody), id, unknownID) != string(absentBody) {
+		t.Fatalf("dave withdrawing alice's request: %d %s; a request that does not exist: %d %s", hidden, hiddenBody, absent, absentBody)
 	}
 	if status, b, _ := e.call(t, "POST", "/v1/requests/"+id+"/withdraw", "alice", `{"reason":"not needed"}`); status != 202 || !strings.Contains(string(b), `"withdrawn"`) {
 		t.Fatalf("withdraw: %d %s", status, b)

@@ -71,7 +71,7 @@ type Handler struct {
 // Spec is the durable consumer the handler runs on.
 func Spec() consumer.Spec {
 	return consumer.Spec{Stream: topology.IntakeIntegrations.Stream, Durable: topology.IntakeIntegrations.Durable,
-		FilterSubjects: []string{topology.IntegrationRequests("*")}, Concurrency: 4}
+		FilterSubjects: []string{topology.IntegrationRequests("*")}}
 }
 
 // Handle handles one delivery: a refusal is answered and dead-lettered; a transient failure is retried.
@@ -154,7 +154,9 @@ func (h *Handler) accept(ctx context.Context, name string, data []byte) (cloudEv
 		}
 		return ce, "", err
 	}
-	_, err = h.Store.Update(ctx, id, func(r *events.Request) ([]events.Draft, error) {
+	// Decided on the request with no events, without a read: a redelivery whose first attempt landed is
+	// caught by the compare-and-set, which reloads.
+	_, err = h.Store.Create(ctx, id, func(r *events.Request) ([]events.Draft, error) {
 		if r.Status() != events.StatusNone {
 			return nil, nil
 		}

@@ -76,8 +76,8 @@ type Slack struct {
 	ClientSecret  string `env:"GRANTLINE_NOTIFIER_CLIENT_SECRET" secret:"true" help:"the notifier's client secret; with the signing secret"`
 }
 
-// Defaults is the configuration before the environment is read: the notifier listens on :8087.
-func Defaults() Config { return Config{Base: config.Base{HTTPAddr: ":8087"}} }
+// Defaults is the configuration before the environment is read: the notifier listens on :8088.
+func Defaults() Config { return Config{Base: config.Base{HTTPAddr: ":8088"}} }
 
 // Check refuses approving from Slack without what it takes: the bot token (to update the message),
 // the approval service, the token endpoint and the notifier's client secret.

@@ -36,7 +36,7 @@ func TestConfig(t *testing.T) {
 	if err := config.Parse(&c, append(files, "GRANTLINE_WEBHOOK_SECRETS=siem=s3cret, audit=other")); err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTPAddr != ":8087" || c.Hold != 2*time.Second || c.SMTP.Port != 25 || c.WebhookSecrets["siem"] != "s3cret" || c.WebhookSecrets["audit"] != "other" {
+	if c.HTTPAddr != ":8088" || c.Hold != 2*time.Second || c.SMTP.Port != 25 || c.WebhookSecrets["siem"] != "s3cret" || c.WebhookSecrets["audit"] != "other" {
 		t.Fatalf("defaults %+v", c)
 	}
 	c = notifierd.Defaults()

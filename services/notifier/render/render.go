@@ -16,6 +16,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/services/notifier"
 )
 
@@ -185,6 +186,12 @@ func viewOf(n notifier.Notification) view {
 		v.Title = prefix + fmt.Sprintf("Revocation failing: %s of %s", ent, f.Requester.ID)
 		v.Facts = append(request, fact{"Revocation due since", when(f.OverdueSince)}, fact{"Reason", f.Reason},
 			fact{"Attempts", fmt.Sprint(f.Attempts)}, fact{"Error", f.Error})
+	case notifier.DriftDetected:
+		v.Title, v.Facts = driftView(n, request)
+		v.Title = prefix + v.Title
+		if f.Reason == string(events.DriftUnexplained) {
+			v.Footer = fmt.Sprintf("See it with: grantline audit replay %s", n.RequestID)
+		}
 	default:
 		v.Title = fmt.Sprintf("%s: %s", n.Kind, ent)
 		v.Facts = request
@@ -198,6 +205,21 @@ func viewOf(n notifier.Notification) view {
 	}
 	v.Facts = kept
 	return v
+}
+
+// driftView says what a drift notification tells: the kind in words, and the target's evidence; a
+// finding belongs to no request, so it shows the finding instead of a request's facts.
+func driftView(n notifier.Notification, request []fact) (string, []fact) {
+	f := n.Facts
+	shows := []fact{{"Target", f.Target}, {"Target shows", observed(f)}}
+	switch events.DriftKind(f.Reason) {
+	case events.DriftAfterRevocation:
+		return fmt.Sprintf("Drift: access to %s of %s was back after its revocation; revoked again", f.Entitlement.ID, f.Requester.ID),
+			append(request, shows...)
+	case events.DriftMissing:
+		return fmt.Sprintf("Drift: access to %s of %s is missing on the target", f.Entitlement.ID, f.Requester.ID), append(request, shows...)
+	}
+	return fmt.Sprintf("Drift: access that no request explains on %s", f.Target), append([]fact{{"Finding", n.RequestID}}, shows...)
 }
 
 func duration(f notifier.Facts) time.Duration { return time.Duration(f.DurationSeconds) * time.Second }

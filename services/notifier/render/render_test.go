@@ -75,6 +75,32 @@ func TestRender(t *testing.T) {
 	}
 }
 
+// TestRenderDrift: each kind of drift says what the target showed and what was done; a finding shows
+// itself, not a request.
+func TestRenderDrift(t *testing.T) {
+	cases := []struct {
+		kind      events.DriftKind
+		subject   string
+		says, not string
+	}{
+		{events.DriftAfterRevocation, "[Escalated] Drift: access to payments-admin of alice was back after its revocation; revoked again",
+			"Target: postgres: role grantline_x", "Finding:"},
+		{events.DriftMissing, "[Escalated] Drift: access to payments-admin of alice is missing on the target", "Target shows: absent", "Finding:"},
+		{events.DriftUnexplained, "[Escalated] Drift: access that no request explains on postgres: role grantline_x",
+			"Finding: 01KB0000000000000000000001", "Requested by"},
+	}
+	for _, tc := range cases {
+		t.Run(string(tc.kind), func(t *testing.T) {
+			n := note(notifier.DriftDetected)
+			n.Escalated, n.Facts.Reason, n.Facts.Target = true, string(tc.kind), "postgres: role grantline_x"
+			m := render.Render(n)
+			if m.Subject != tc.subject || !strings.Contains(m.Text, tc.says) || strings.Contains(m.Text, tc.not) {
+				t.Errorf("subject %q, want %q; text, which must say %q and not %q:\n%s", m.Subject, tc.subject, tc.says, tc.not, m.Text)
+			}
+		})
+	}
+}
+
 // TestReviewButtons: the buttons carry back the request and the digest the message showed.
 func TestReviewButtons(t *testing.T) {
 	blocks, _ := json.Marshal(render.Render(note(notifier.ReviewRequested)).Blocks)

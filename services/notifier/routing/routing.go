@@ -63,6 +63,7 @@ type escalationYAML struct {
 	PostReview       []string `yaml:"post_review"`
 	ManualTask       []string `yaml:"manual_task"`
 	RevocationFailed []string `yaml:"revocation_failed"`
+	Drift            []string `yaml:"drift"`
 }
 
 // Load reads and validates the routing file at path.
@@ -162,7 +163,7 @@ func Parse(b []byte) (File, error) {
 	f.Routing.Timing = notifier.Timing{ExpiryWarning: duration("expiry_warning", y.Reminders.ExpiryWarning),
 		ReviewReminder: duration("review_every", y.Reminders.ReviewEvery), OverdueRepeat: duration("overdue_every", y.Reminders.OverdueEvery)}
 	f.Routing.Escalation = notifier.Escalation{PostReview: y.Escalation.PostReview, ManualTask: y.Escalation.ManualTask,
-		RevocationFailed: y.Escalation.RevocationFailed}
+		RevocationFailed: y.Escalation.RevocationFailed, Drift: y.Escalation.Drift}
 	if err := errors.Join(errs...); err != nil {
 		return File{}, err
 	}

@@ -34,6 +34,9 @@ func TestExampleRouting(t *testing.T) {
 	if got := f.Routing.Timing; got != (notifier.Timing{ExpiryWarning: 15 * time.Minute, ReviewReminder: 4 * time.Hour, OverdueRepeat: time.Hour}) {
 		t.Errorf("timing %+v", got)
 	}
+	if got := f.Routing.Escalation.Drift; len(got) != 1 || got[0] != "security" {
+		t.Errorf("drift is escalated to %v, want security", got)
+	}
 	if id, ok := f.Routing.PersonBySlack("U0BOB"); !ok || id != "bob" {
 		t.Errorf("U0BOB is %q, %v; want bob", id, ok)
 	}

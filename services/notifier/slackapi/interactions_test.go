@@ -11,17 +11,18 @@ import (
 	"github.com/grantline/grantline/services/notifier/notifiertest"
 	"github.com/grantline/grantline/services/notifier/render"
 	"github.com/grantline/grantline/services/notifier/slackapi"
+	"github.com/grantline/grantline/services/notifier/slacktest"
 )
 
 // TestApprovingFromSlack: bob presses Approve in the review request Slack sent him. The callback is
-// verified, U0BOB is bob, the approval service records bob's review (not the notifier's), and the
-// message now says so instead of offering the buttons.
+// verified, U0BOB is bob, the approval service records bob's review (not the notifier's) and that the
+// notifier carried it, and the message now says so instead of offering the buttons.
 func TestApprovingFromSlack(t *testing.T) {
 	w := newWorld(t)
 	id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 	msg := w.ask(t, "U0BOB", id, digest)
 	body := callback(t, "U0BOB", msg, render.ActionApprove)
-	status, out := w.post(t, body, sign(signingSecret, body, time.Now()))
+	status, out := w.post(t, body, slacktest.Sign(signingSecret, body, time.Now()))
 	if status != http.StatusOK || out["outcome"] != "approved" || out["reviewer"] != "bob" {
 		t.Fatalf("%d %v", status, out)
 	}
@@ -32,6 +33,9 @@ func TestApprovingFromSlack(t *testing.T) {
 	rv := l.Request.Reviews()
 	if len(rv) != 1 || rv[0].Reviewer.ID != "bob" || rv[0].Decision != events.ReviewApprove || rv[0].RequestDigest != digest {
 		t.Fatalf("recorded reviews %+v", rv)
+	}
+	if rv[0].Via != "grantline-notifier" {
+		t.Fatalf("the review records %q as having carried it, want the notifier's client (the token's act claim)", rv[0].Via)
 	}
 	if ev := l.Events[len(l.Events)-1]; ev.Source != "/grantline/approval" || ev.Actor != "bob" {
 		t.Fatalf("the review was recorded by %s as %s, want the approval service as bob", ev.Source, ev.Actor)
@@ -63,20 +67,20 @@ func TestRefusedCallbacks(t *testing.T) {
 			press: func(t *testing.T) (string, string, http.Header) {
 				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
-				return id, body, sign("not-the-signing-secret", body, time.Now())
+				return id, body, slacktest.Sign("not-the-signing-secret", body, time.Now())
 			}},
 		{name: "a body changed after signing", status: http.StatusUnauthorized, problem: "https://grantline.dev/problems/bad-slack-signature",
 			press: func(t *testing.T) (string, string, http.Header) {
 				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
-				return id, strings.Replace(body, "U0BOB", "U0CAROL", 1), sign(signingSecret, body, time.Now())
+				return id, strings.Replace(body, "U0BOB", "U0CAROL", 1), slacktest.Sign(signingSecret, body, time.Now())
 			}},
 		{name: "a stale timestamp (signed six minutes ago)", status: http.StatusUnauthorized,
 			problem: "https://grantline.dev/problems/bad-slack-signature",
 			press: func(t *testing.T) (string, string, http.Header) {
 				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
-				return id, body, sign(signingSecret, body, time.Now().Add(-6*time.Minute))
+				return id, body, slacktest.Sign(signingSecret, body, time.Now().Add(-6*time.Minute))
 			}},
 		{name: "no signature at all", status: http.StatusUnauthorized, problem: "https://grantline.dev/problems/bad-slack-signature",
 			press: func(t *testing.T) (string, string, http.Header) {
@@ -89,7 +93,7 @@ func TestRefusedCallbacks(t *testing.T) {
 			press: func(t *testing.T) (string, string, http.Header) {
 				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionReject)
-				h := sign(signingSecret, body, time.Now())
+				h := slacktest.Sign(signingSecret, body, time.Now())
 				// Slack's own delivery, acted on: bob's rejection is recorded.
 				if status, out := w.post(t, body, h); status != http.StatusOK || out["outcome"] != "rejected" {
 					t.Fatalf("the original callback: %d %v", status, out)
@@ -101,14 +105,14 @@ func TestRefusedCallbacks(t *testing.T) {
 			press: func(t *testing.T) (string, string, http.Header) {
 				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 				body := callback(t, "U0NOBODY", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
-				return id, body, sign(signingSecret, body, time.Now())
+				return id, body, slacktest.Sign(signingSecret, body, time.Now())
 			}},
 		{name: "self-approval: frank approves his own request", status: http.StatusOK, problem: "separation-of-duties",
 			says: "Refused: separation of duties",
 			press: func(t *testing.T) (string, string, http.Header) {
 				id, digest := w.PaymentsAdmin(t, notifiertest.Frank)
 				body := callback(t, "U0FRANK", w.ask(t, "U0FRANK", id, digest), render.ActionApprove)
-				return id, body, sign(signingSecret, body, time.Now())
+				return id, body, slacktest.Sign(signingSecret, body, time.Now())
 			}},
 		{name: "approval of an already decided request", status: http.StatusOK, problem: "not-pending",
 			says: "Already decided",
@@ -119,7 +123,7 @@ func TestRefusedCallbacks(t *testing.T) {
 					events.Draft{Payload: events.Reviewed{Reviewer: notifiertest.Bob, Stage: 0, Decision: events.ReviewReject, RequestDigest: digest}, Actor: "bob"},
 					events.Draft{Payload: events.Rejected{Reason: events.RejectedByReviewer, RejectedBy: "bob"}})
 				body := callback(t, "U0FRANK", msg, render.ActionApprove)
-				return id, body, sign(signingSecret, body, time.Now())
+				return id, body, slacktest.Sign(signingSecret, body, time.Now())
 			}},
 	}
 	for _, tc := range cases {

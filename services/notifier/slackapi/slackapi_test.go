@@ -2,17 +2,12 @@ package slackapi_test
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json/v2"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,44 +120,11 @@ func (w *world) ask(t *testing.T, slackUser, id, digest string) slacktest.Messag
 // callback is the body Slack sends when user presses the button actionID in message m.
 func callback(t *testing.T, user string, m slacktest.Message, actionID string) string {
 	t.Helper()
-	var value, block string
-	for _, b := range m.Blocks {
-		elements, _ := b["elements"].([]any)
-		for _, e := range elements {
-			el, _ := e.(map[string]any)
-			if el["action_id"] == actionID {
-				value, _ = el["value"].(string)
-				block, _ = b["block_id"].(string)
-			}
-		}
-	}
-	payload := map[string]any{
-		"type": "block_actions", "user": map[string]any{"id": user, "username": user, "team_id": "T0GRANT"},
-		"api_app_id": "A0NOTIFY", "team": map[string]any{"id": "T0GRANT", "domain": "grantline"},
-		"container":  map[string]any{"type": "message", "message_ts": m.TS, "channel_id": m.Channel, "is_ephemeral": false},
-		"channel":    map[string]any{"id": m.Channel, "name": "directmessage"},
-		"message":    map[string]any{"type": "message", "ts": m.TS, "text": m.Text, "blocks": m.Blocks},
-		"trigger_id": "1.2.3", "response_url": "https://hooks.slack.test/actions/T0GRANT/1/x",
-		"actions": []any{map[string]any{"type": "button", "action_id": actionID, "block_id": block, "value": value,
-			"text": map[string]any{"type": "plain_text", "text": "Approve"}, "action_ts": "1.2"}},
-	}
-	b, err := json.Marshal(payload)
+	body, err := slacktest.Press(user, m, actionID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return "payload=" + url.QueryEscape(string(b))
-}
-
-// sign returns the headers Slack sends with body at time at, signed with secret.
-func sign(secret, body string, at time.Time) http.Header {
-	ts := strconv.FormatInt(at.Unix(), 10)
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte("v0:" + ts + ":" + body))
-	h := http.Header{}
-	h.Set("X-Slack-Request-Timestamp", ts)
-	h.Set("X-Slack-Signature", "v0="+hex.EncodeToString(m.Sum(nil)))
-	h.Set("Content-Type", "application/x-www-form-urlencoded")
-	return h
+	return body
 }
 
 // post sends a callback and returns the status and the decoded answer.

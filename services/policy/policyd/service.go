@@ -52,9 +52,10 @@ type Deps struct {
 	// Backoff is the delay before redelivering after a failed attempt; defaults to the consumer's
 	// (250ms doubling up to 30s).
 	Backoff func(delivered int) time.Duration
-	// Concurrency is how many requests this replica decides at once; defaults to 8. A decision spends most
-	// of its time waiting on NATS (load, state read, fsync'd append), not evaluating: with 2, policy was
-	// the system's bottleneck at a tenth of a core (docs/benchmarks.md, system benchmark).
+	// Concurrency is how many requests each of this replica's consumers handles at once; defaults to
+	// consumer.DefaultConcurrency. A decision spends most of its time waiting on NATS (load, state read,
+	// fsync'd append), not evaluating: with 2, policy was the system's bottleneck at a tenth of a core
+	// (docs/benchmarks.md, system benchmark).
 	Concurrency int
 	// StateReplicas is the replica count of the state bucket when Serve creates it: 1 in development,
 	// 3 in production. Defaults to 1.
@@ -82,7 +83,7 @@ func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
 				events.NATSSubject("*", events.TypePostReviewed), events.NATSSubject("*", events.TypeWithdrawn),
 				events.NATSSubject("*", events.TypeFulfilmentFailed),
 			},
-			MaxDeliveries: s.maxDeliveries, Backoff: deps.Backoff}, s.handleSettling, log))
+			MaxDeliveries: s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleSettling, log))
 }
 
 type service struct {
@@ -114,9 +115,6 @@ func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, err
 	if s.maxDeliveries <= 0 {
 		s.maxDeliveries = 5
 	}
-	if s.concurrency <= 0 {
-		s.concurrency = 8
-	}
 	meter := deps.Meter
 	if meter == nil {
 		meter = noop.NewMeterProvider()
@@ -143,9 +141,9 @@ func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, err
 // or withdrawn first). If policy cannot decide, the delivery fails and is retried with backoff; on the
 // last allowed delivery a deny carrying the error is recorded instead. Policy never approves on error.
 func (s *service) handleSubmitted(ctx context.Context, msg jetstream.Msg) error {
-	d, err := eventstore.ParseDelivery(msg)
+	d, err := s.store.Receive(msg)
 	if err != nil {
-		return consumer.Permanent(fmt.Errorf("parse delivery: %w", err))
+		return consumer.Permanent(fmt.Errorf("receive delivery: %w", err))
 	}
 	log := s.log.With(telemetry.KeyRequestID, d.RequestID, telemetry.KeyEventType, d.Event.Type.Name())
 	if tid := telemetry.TraceID(ctx); tid != "" {
@@ -160,11 +158,10 @@ func (s *service) handleSubmitted(ctx context.Context, msg jetstream.Msg) error 
 	}
 	last := int(meta.NumDelivered) >= s.maxDeliveries
 
-	// appended is the decision this delivery appended, if it did: a reload after a conflict or a lost
-	// ack can find the request decided already, and then there is nothing to record.
-	var appended *decided
-	l, err := s.store.UpdateFrom(ctx, d.RequestID, d.Seq, func(r *events.Request) ([]events.Draft, error) {
-		appended = nil
+	// failure is why policy could not decide, as the last decision taken says; it is reported only if
+	// that decision was appended.
+	var failure error
+	u, err := s.store.React(ctx, d, func(r *events.Request) ([]events.Draft, error) {
 		if r.Status() != events.StatusSubmitted {
 			return nil, nil
 		}
@@ -172,33 +169,34 @@ func (s *service) handleSubmitted(ctx context.Context, msg jetstream.Msg) error 
 		if err != nil {
 			return nil, err
 		}
-		appended = &dec
+		failure = dec.failure
 		return []events.Draft{{Payload: dec.event, CausationID: d.Event.ID}}, nil
 	})
 	if err != nil {
 		log.Warn("policy could not decide", telemetry.KeyError, err.Error(), "delivered", meta.NumDelivered)
 		return fmt.Errorf("decide request %s: %w", d.RequestID, err)
 	}
-	if err := s.reviews.sync(ctx, l.Request); err != nil {
+	if err := s.reviews.sync(ctx, u.Request); err != nil {
 		return fmt.Errorf("request %s: %w", d.RequestID, err)
 	}
-	outcome := string(l.Request.Decision().Outcome)
-	if appended == nil {
+	outcome := string(u.Request.Decision().Outcome)
+	if len(u.Appended) == 0 {
+		// A reload after a conflict or a lost ack found the request decided already.
 		if outcome == "" {
 			outcome = "none"
 		}
-		log.Info("nothing to decide", "outcome", outcome, "status", string(l.Request.Status()))
+		log.Info("nothing to decide", "outcome", outcome, "status", string(u.Request.Status()))
 		return nil
 	}
-	failed := appended.failure != nil
-	s.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome), attribute.Bool("failed", failed)))
+	revision := u.Request.Decision().PolicyRevision
+	s.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome), attribute.Bool("failed", failure != nil)))
 	s.latency.Record(ctx, s.now().Sub(d.Event.Time).Seconds())
-	if failed {
+	if failure != nil {
 		log.Error("policy could not decide; request denied", "outcome", outcome,
-			"policy_revision", appended.event.PolicyRevision, telemetry.KeyError, appended.failure.Error())
+			"policy_revision", revision, telemetry.KeyError, failure.Error())
 		return nil
 	}
-	log.Info("policy decided", "outcome", outcome, "policy_revision", appended.event.PolicyRevision)
+	log.Info("policy decided", "outcome", outcome, "policy_revision", revision)
 	return nil
 }
 
@@ -236,16 +234,17 @@ func (s *service) decide(ctx context.Context, r *events.Request, last bool) (dec
 }
 
 func (s *service) evaluate(ctx context.Context, id string, sub events.Submitted, in *policy.Input) (policy.Evaluation, error) {
+	// Review debt decides only emergencies: any other request is decided without reading it.
 	if sub.Emergency {
 		if err := s.reviews.reserve(ctx, sub.Requester.ID, id); err != nil {
 			return policy.Evaluation{}, err
 		}
+		open, err := s.reviews.open(ctx, sub.Requester.ID, id)
+		if err != nil {
+			return policy.Evaluation{}, err
+		}
+		in.OpenEmergencyReviews = open
 	}
-	open, err := s.reviews.open(ctx, sub.Requester.ID, id)
-	if err != nil {
-		return policy.Evaluation{}, err
-	}
-	in.OpenEmergencyReviews = open
 	start := time.Now()
 	ev, err := s.engine.Evaluate(ctx, *in)
 	s.evalTime.Record(ctx, time.Since(start).Seconds())
@@ -258,11 +257,11 @@ func (s *service) evaluate(ctx context.Context, id string, sub events.Submitted,
 // handleSettling brings the open-review marker of the delivered event's request up to date: a
 // post-review settles an emergency, and so does its withdrawal or failure before anything was granted.
 func (s *service) handleSettling(ctx context.Context, msg jetstream.Msg) error {
-	d, err := eventstore.ParseDelivery(msg)
+	d, err := s.store.Receive(msg)
 	if err != nil {
-		return consumer.Permanent(fmt.Errorf("parse delivery: %w", err))
+		return consumer.Permanent(fmt.Errorf("receive delivery: %w", err))
 	}
-	l, err := s.store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := s.store.AtDelivery(ctx, d)
 	if err != nil {
 		return fmt.Errorf("load request %s: %w", d.RequestID, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/policy"
 )
@@ -281,5 +282,44 @@ func TestLeavesUndecidableRequestsAlone(t *testing.T) {
 	}
 	if n := w.deadLetters(t, topology.PolicyDecisions.Durable); n != 1 {
 		t.Errorf("%d dead letters, want the malformed message", n)
+	}
+}
+
+// TestOnlyEmergenciesReadTheReviewDebt watches the requests for the review-debt state: deciding an
+// ordinary request reads none of it, deciding an emergency reads the requester's open reviews.
+func TestOnlyEmergenciesReadTheReviewDebt(t *testing.T) {
+	w := newWorld(t)
+	w.serve(t, loadEngine(t, demoBundle), nil)
+	nc, _ := natstest.Connect(t, w.ns.ClientURL())
+	var reads atomic.Int64
+	// Every read of the state is a direct get on its bucket's stream; a second subscriber sees each.
+	sub, err := nc.Subscribe("$JS.API.DIRECT.GET."+topology.BucketStream(topology.PolicyStateBucket)+".>", func(*nats.Msg) { reads.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	sub2, err := nc.Subscribe("$JS.API.DIRECT.GET."+topology.BucketStream(topology.PolicyStateBucket), func(*nats.Msg) { reads.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub2.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	if pd := w.decision(t, w.submit(t, ask{who: "alice", entitlement: "analytics-read", minutes: 60})); pd.Outcome != events.OutcomeAutoApproved {
+		t.Fatalf("ordinary request: %s %q", pd.Outcome, pd.Reasons)
+	}
+	if n := reads.Load(); n != 0 {
+		t.Fatalf("deciding an ordinary request read the review debt %d times", n)
+	}
+	if pd := w.decision(t, w.submit(t, ask{who: "carol", entitlement: "payments-admin", minutes: 60, emergency: true})); pd.Outcome != events.OutcomeEmergency {
+		t.Fatalf("emergency: %s %q", pd.Outcome, pd.Reasons)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if reads.Load() == 0 {
+		t.Fatalf("deciding an emergency did not read the review debt: the test watches the wrong subject")
 	}
 }

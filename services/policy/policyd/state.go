@@ -89,7 +89,7 @@ func (s *reviews) settle(ctx context.Context, requester, id string) error {
 
 // open returns the requester's emergency requests still marked open, but for except, sorted. It reads
 // the last value of each of the requester's keys with one batched direct get on the bucket's stream:
-// policy asks this for every request it decides, and a watch creates and deletes a consumer on the
+// policy asks this for every emergency it decides, and a watch creates and deletes a consumer on the
 // server each time, two more round trips on the service's critical path (in the system benchmark,
 // consumer creation and deletion took 8% of nats-server's CPU). The server answers at most 1024 keys
 // that way, and markers are never deleted, so a requester past that is read with the watch.

@@ -1,6 +1,6 @@
 // Package httpapi is the read side's HTTP edge: the request list with its filters and paging, a
-// request's stored CloudEvents with their verification, grants, and who held an entitlement at an
-// instant. GET /v1/requests/{id} stays with intake, which folds the request's own stream so a submitter
+// request's stored CloudEvents with their verification, grants, who held an entitlement at an
+// instant, and the findings of access no request explains. GET /v1/requests/{id} stays with intake, which folds the request's own stream so a submitter
 // reads their own write.
 package httpapi
 
@@ -34,6 +34,7 @@ type Store interface {
 	List(ctx context.Context, rd query.Reader, f query.Filter) ([]query.View, string, error)
 	Grants(ctx context.Context, rd query.Reader, f query.GrantFilter) ([]query.Grant, string, error)
 	HeldAt(ctx context.Context, rd query.Reader, entitlement string, at, now time.Time) ([]query.Holding, error)
+	Findings(ctx context.Context, rd query.Reader, f query.FindingFilter) ([]query.Finding, string, error)
 }
 
 // Stream reads a request's stored events; *natsjs.Reader implements it.
@@ -69,6 +70,7 @@ func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("GET /v1/requests/{id}/events", h.events)
 	mux.HandleFunc("GET /v1/grants", h.grants)
 	mux.HandleFunc("GET /v1/audit/access", h.access)
+	mux.HandleFunc("GET /v1/findings", h.findings)
 }
 
 // Page is the answer of a list: its items and, when more follow, the cursor that continues it.
@@ -136,6 +138,25 @@ func (h *Handler) grants(w http.ResponseWriter, r *http.Request) {
 			return nil, err
 		}
 		return Page[query.Grant]{Items: items, NextCursor: cursor(next)}, nil
+	})
+}
+
+func (h *Handler) findings(w http.ResponseWriter, r *http.Request) {
+	h.serve(w, r, "list findings", func(rd query.Reader) (any, error) {
+		q := r.URL.Query()
+		if err := onlyParams(q, "limit", "cursor"); err != nil {
+			return nil, err
+		}
+		var f query.FindingFilter
+		var err error
+		if f.Limit, f.After, err = paging(q.Get("limit"), q.Get("cursor")); err != nil {
+			return nil, err
+		}
+		items, next, err := h.Store.Findings(r.Context(), rd, f)
+		if err != nil {
+			return nil, err
+		}
+		return Page[query.Finding]{Items: items, NextCursor: cursor(next)}, nil
 	})
 }
 

@@ -24,10 +24,11 @@ import (
 )
 
 // BenchmarkRebuild measures a rebuild — the whole stream projected from sequence 1 into a fresh
-// schema — in events per second, beside two baselines measured in the same run on the same events: the
-// raw ordered-consumer read of the stream (read_events/s), and that read with every event verified and
+// schema — in events per second, beside three figures measured in the same run on the same events: the
+// raw ordered-consumer read of the stream (read_events/s); that read with every event verified and
 // folded onto its request's history but nothing written (verify_events/s), which is the least a
-// rebuild must do.
+// rebuild must do; and the same rebuild writing one event per transaction (one_at_a_time_events/s,
+// BatchSize 1), which is what batching saves (batch_speedup).
 //
 // The stream holds GRANTLINE_BENCH_EVENTS events (default 20000; 1000000 for the figures in
 // docs/benchmarks.md), written once before timing by querytest.Bulk to a server without fsync on every
@@ -77,20 +78,20 @@ func BenchmarkRebuild(b *testing.B) {
 	b.Cleanup(pool.Close)
 	log := slog.New(slog.NewTextHandler(b.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	var read, verify, rebuild time.Duration
+	var read, verify, rebuild, oneAtATime time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		schema := fmt.Sprintf("rebuild_%d", i)
-		if err := postgres.Migrate(ctx, pool, schema); err != nil {
-			b.Fatal(err)
-		}
-		st, err := postgres.NewStore(pool, schema)
-		if err != nil {
-			b.Fatal(err)
-		}
 		read += timed(b, func() { readAll(b, reader, last) })
 		verify += timed(b, func() { verifyAll(b, reader, trust, last) })
+		single := freshStore(b, pool, fmt.Sprintf("one_at_a_time_%d", i))
+		oneAtATime += timed(b, func() {
+			p := &projection.Projector{Source: reader, Sink: single, Verifier: trust, Log: log, BatchSize: 1}
+			if err := p.CatchUp(ctx, last); err != nil {
+				b.Fatal(err)
+			}
+		})
+		st := freshStore(b, pool, fmt.Sprintf("rebuild_%d", i))
 		b.StartTimer()
 		rebuild += timed(b, func() {
 			p := &projection.Projector{Source: reader, Sink: st, Verifier: trust, Log: log}
@@ -104,7 +105,22 @@ func BenchmarkRebuild(b *testing.B) {
 	b.ReportMetric(total/read.Seconds(), "read_events/s")
 	b.ReportMetric(total/verify.Seconds(), "verify_events/s")
 	b.ReportMetric(read.Seconds()/rebuild.Seconds(), "ratio_to_read")
+	b.ReportMetric(total/oneAtATime.Seconds(), "one_at_a_time_events/s")
+	b.ReportMetric(oneAtATime.Seconds()/rebuild.Seconds(), "batch_speedup")
 	b.ReportMetric(float64(n), "stream_events")
+}
+
+// freshStore migrates schema and returns its store.
+func freshStore(b *testing.B, pool *pgxpool.Pool, schema string) *postgres.Store {
+	b.Helper()
+	if err := postgres.Migrate(context.Background(), pool, schema); err != nil {
+		b.Fatal(err)
+	}
+	st, err := postgres.NewStore(pool, schema)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st
 }
 
 func timed(b *testing.B, f func()) time.Duration {

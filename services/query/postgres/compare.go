@@ -23,6 +23,7 @@ var compared = []struct {
 	{"requests", []string{"id"}},
 	{"reviews", []string{"request_id", "position"}},
 	{"grants", []string{"request_id"}},
+	{"findings", []string{"id"}},
 	{"audit_index", []string{"seq"}},
 	{"faults", []string{"seq"}},
 }

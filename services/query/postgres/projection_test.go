@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -379,6 +381,72 @@ func TestRestartsEqualRebuild(t *testing.T) {
 	}
 }
 
+// batches is a sink that records each batch it applied.
+type batches struct {
+	*postgres.Store
+	applied []*projection.Batch
+}
+
+func (b *batches) Apply(ctx context.Context, batch *projection.Batch) error {
+	if err := b.Store.Apply(ctx, batch); err != nil {
+		return err
+	}
+	b.applied = append(b.applied, batch)
+	return nil
+}
+
+// TestBatchedEqualsOneAtATime: the stream projected in batches holds exactly the rows of the stream
+// projected one event per transaction, including a forged event that fell in the middle of a batch:
+// it is recorded as a fault, alone, and the events around it in its batch are applied.
+func TestBatchedEqualsOneAtATime(t *testing.T) {
+	rs := newReadSide(t)
+	ctx := context.Background()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("workload seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 3))
+	ids := rs.w.Workload(t, rng, 10)
+	forged := ids[rng.IntN(len(ids))]
+	forgedSeq := rs.w.Forge(t, forged, events.Intake, events.Approved{Approvers: []string{"mallory"}})
+	rs.w.Workload(t, rng, 10)
+	last := rs.w.LastSeq(t)
+
+	project := func(schema string, size int) *batches {
+		sink := &batches{Store: rs.store(t, schema)}
+		p := &projection.Projector{Source: &natsjs.Reader{JS: rs.w.JS}, Sink: sink, Verifier: rs.w.Trust, Log: rs.log, BatchSize: size}
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := p.CatchUp(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+		return sink
+	}
+	one := project("one", 1)
+	for _, b := range one.applied {
+		if b.To-b.From != 1 {
+			t.Fatalf("a batch of one event covered %d..%d", b.From+1, b.To)
+		}
+	}
+	// Batches of 8, so that the stream is several of them and the forgery falls inside one.
+	batched := project("batched", 8)
+	if diffs := rs.compare(t, "one", "batched"); len(diffs) > 0 {
+		t.Fatalf("the batched read side differs from one event at a time:\n%s", strings.Join(diffs, "\n"))
+	}
+	i := slices.IndexFunc(batched.applied, func(b *projection.Batch) bool { return b.From < forgedSeq && forgedSeq <= b.To })
+	if i < 0 {
+		t.Fatalf("no batch covered the forged event at %d", forgedSeq)
+	}
+	b := batched.applied[i]
+	if len(b.Faults) != 1 || b.Faults[0].Seq != forgedSeq {
+		t.Fatalf("the batch %d..%d holding the forgery recorded faults %+v, want the forgery alone", b.From+1, b.To, b.Faults)
+	}
+	if b.To-b.From < 2 || len(b.Requests) == 0 {
+		t.Fatalf("the forgery's batch %d..%d wrote %d requests: it should hold other events, applied", b.From+1, b.To, len(b.Requests))
+	}
+	if n := len(batched.applied); n >= len(one.applied) {
+		t.Fatalf("%d batches for %d events: nothing was batched", n, len(one.applied))
+	}
+}
+
 // flaky fails every third transaction: before it commits, or after (a commit whose answer was lost).
 type flaky struct {
 	*postgres.Store
@@ -465,8 +533,12 @@ func TestMigrate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := rs.rows(t, `SELECT count(*) FROM readside.goose_db_version WHERE version_id > 0`); n[0][0] != "1" {
-		t.Fatalf("%s migrations recorded, want 1", n[0][0])
+	files, err := filepath.Glob("migrations/*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := rs.rows(t, `SELECT count(*) FROM readside.goose_db_version WHERE version_id > 0`); n[0][0] != strconv.Itoa(len(files)) {
+		t.Fatalf("%s migrations recorded, want %d", n[0][0], len(files))
 	}
 	for _, bad := range []string{"", "Readside", "x;drop", "1abc", "pg_catalog", strings.Repeat("a", 64)} {
 		if err := postgres.Migrate(ctx, rs.pool, bad); err == nil {

@@ -41,8 +41,8 @@ func (w *where) visible(rd query.Reader) {
 	}
 	w.args = append(w.args, rd.Subject, nonNil(rd.Groups), nonNil(rd.Owns))
 	n := len(w.args)
-	w.conds = append(w.conds, fmt.Sprintf(`(r.requester = $%[1]d OR r.subject_id = $%[1]d OR r.review_groups && $%[2]d::text[]
-		OR r.entitlement = ANY($%[3]d::text[]))`, n-2, n-1, n))
+	w.conds = append(w.conds, fmt.Sprintf(`(r.requester = $%[1]d OR r.subject_id = $%[1]d OR r.subject_owner = ANY($%[2]d::text[])
+		OR r.review_groups && $%[2]d::text[] OR r.entitlement = ANY($%[3]d::text[]))`, n-2, n-1, n))
 }
 
 // List returns the requests rd may read that match f, newest first, at most f.Limit of them, and the ID
@@ -115,6 +115,32 @@ func (s *Store) Grants(ctx context.Context, rd query.Reader, f query.GrantFilter
 		next = grants[len(grants)-1].RequestID
 	}
 	return grants, next, nil
+}
+
+// Findings returns the findings (access no request explains), newest finding ID first, at most
+// f.Limit, and the ID to continue after ("" at the end). Findings belong to no request, so only a
+// reader of everything (an auditor) is shown any.
+func (s *Store) Findings(ctx context.Context, rd query.Reader, f query.FindingFilter) ([]query.Finding, string, error) {
+	if !rd.Everything {
+		return []query.Finding{}, "", nil
+	}
+	w := &where{}
+	if f.After != "" {
+		w.add("id < ?", f.After)
+	}
+	w.args = append(w.args, f.Limit+1)
+	sql := fmt.Sprintf(`SELECT view FROM %s.findings WHERE %s ORDER BY id DESC LIMIT $%d`,
+		pgx.Identifier{s.schema}.Sanitize(), w, len(w.args))
+	found, err := collect[query.Finding](ctx, s, sql, w.args)
+	if err != nil {
+		return nil, "", fmt.Errorf("read side %s: list findings: %w", s.schema, err)
+	}
+	next := ""
+	if len(found) > f.Limit {
+		found = found[:f.Limit]
+		next = found[len(found)-1].ID
+	}
+	return found, next, nil
 }
 
 // HeldAt returns the grants of entitlement that held it at instant at, judged at now (query.HeldAt),

@@ -9,6 +9,7 @@ import (
 type statements struct {
 	checkpoint, projected, advance           string
 	upsertRequest, upsertGrant, insertReview string
+	upsertFinding                            string
 	insertAudit, insertFault                 string
 }
 
@@ -17,6 +18,8 @@ var requestColumns = []string{"id", "status", "requester", "subject_kind", "subj
 	"outcome", "policy_revision", "approvers", "review_groups", "open_groups", "reviewers",
 	"granted_at", "expires_at", "observed", "revocation_due", "revocation_reason", "revoked_at",
 	"last_seq", "version", "view"}
+
+var findingColumns = []string{"id", "connector", "target_ref", "observed", "found_at", "last_seq", "view"}
 
 var grantColumns = []string{"request_id", "entitlement", "requester", "subject_kind", "subject_id", "connector",
 	"target_ref", "observed", "granted_at", "expires_at", "revoked_at", "revocation_reason", "observed_after",
@@ -43,12 +46,14 @@ func newStatements(schema string) statements {
 		checkpoint: `SELECT last_seq FROM ` + t("checkpoint") + ` WHERE stream = $1`,
 		projected: `SELECT id, max(last_seq) FROM (
 				SELECT id, last_seq FROM ` + t("requests") + ` WHERE id = ANY($1::text[])
+				UNION ALL SELECT id, last_seq FROM ` + t("findings") + ` WHERE id = ANY($1::text[])
 				UNION ALL SELECT request_id, 0 FROM ` + t("faults") + ` WHERE request_id = ANY($1::text[])) held
 			GROUP BY id`,
 		advance: `UPDATE ` + t("checkpoint") + ` SET last_seq = $3, updated_at = now()
 			WHERE stream = $1 AND last_seq = $2`,
 		upsertRequest: upsert(t("requests"), requestColumns, "id"),
 		upsertGrant:   upsert(t("grants"), grantColumns, "request_id"),
+		upsertFinding: upsert(t("findings"), findingColumns, "id"),
 		insertReview: `INSERT INTO ` + t("reviews") + ` (request_id, position, seq, kind, reviewer, reviewer_groups,
 			stage, stage_name, decision, comment, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			ON CONFLICT (request_id, position) DO NOTHING`,

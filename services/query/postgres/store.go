@@ -155,6 +155,9 @@ func (s *Store) Apply(ctx context.Context, b *projection.Batch) error {
 		for _, a := range args.grants {
 			batch.Queue(s.sql.upsertGrant, a...)
 		}
+		for _, a := range args.findings {
+			batch.Queue(s.sql.upsertFinding, a...)
+		}
 		for _, a := range args.reviews {
 			batch.Queue(s.sql.insertReview, a...)
 		}
@@ -173,7 +176,7 @@ func (s *Store) Apply(ctx context.Context, b *projection.Batch) error {
 }
 
 type applyArgs struct {
-	requests, grants, reviews [][]any
+	requests, grants, reviews, findings [][]any
 	// audit holds column arrays for one INSERT … SELECT FROM unnest(…).
 	audit []any
 }
@@ -186,11 +189,19 @@ func (s *Store) batchArgs(b *projection.Batch) (applyArgs, error) {
 		times, stored                              []time.Time
 	}
 	for _, rows := range b.Requests {
-		req, err := requestArgs(rows)
-		if err != nil {
-			return a, err
+		if f := rows.Finding; f != nil {
+			fa, err := findingArgs(*f)
+			if err != nil {
+				return a, err
+			}
+			a.findings = append(a.findings, fa)
+		} else {
+			req, err := requestArgs(rows)
+			if err != nil {
+				return a, err
+			}
+			a.requests = append(a.requests, req)
 		}
-		a.requests = append(a.requests, req)
 		if rows.Grant != nil {
 			g, err := grantArgs(*rows.Grant, rows.Request.View.LastSeq)
 			if err != nil {
@@ -237,6 +248,18 @@ func requestArgs(rows projection.Rows) ([]any, error) {
 		v.Entitlement, v.Justification, v.Ticket, v.DurationSeconds, v.Emergency, v.Channel, v.SubmittedAt,
 		outcome, revision, nonNil(v.Approvers), nonNil(r.ReviewGroups), nonNil(r.OpenGroups), nonNil(r.Reviewers),
 		grantedAt, expiresAt, observed, v.RevocationDue, revocationReason, revokedAt, int64(v.LastSeq), v.Version, view}, nil
+}
+
+func findingArgs(f query.Finding) ([]any, error) {
+	view, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("encode finding %s: %w", f.ID, err)
+	}
+	observed, err := json.Marshal(f.Observed)
+	if err != nil {
+		return nil, err
+	}
+	return []any{f.ID, f.Connector, f.TargetRef, observed, f.FoundAt, int64(f.LastSeq), view}, nil
 }
 
 func grantArgs(g query.Grant, lastSeq uint64) ([]any, error) {

@@ -22,8 +22,10 @@ import (
 	"github.com/grantline/grantline/services/query"
 )
 
-// Rows are what one request contributes to the read side as of its verified history.
+// Rows are what one request (or one finding) contributes to the read side as of its verified history.
 type Rows struct {
+	// Finding is set instead of Request for the history of a finding (access no request explains).
+	Finding *query.Finding
 	Request RequestRow
 	// Reviews are append-only: a recorded review never changes, so the sink inserts the ones it lacks.
 	Reviews []ReviewRow
@@ -85,16 +87,22 @@ const (
 	KindPostReview = "post_review"
 )
 
-// FromHistory returns the rows of a verified history whose request was submitted. after is the stream
-// sequence up to which the sink already holds the request's events: only later ones are indexed.
+// FromHistory returns the rows of a verified history whose request was submitted, or of a finding.
+// after is the stream sequence up to which the sink already holds the request's events: only later
+// ones are indexed.
 func FromHistory(h *query.History, after uint64) Rows {
 	r := h.Request
-	rows := Rows{Request: RequestRow{
-		View:         query.NewView(h),
-		ReviewGroups: query.ReviewGroups(r),
-		OpenGroups:   query.OpenGroups(r),
-		Reviewers:    query.Reviewers(r),
-	}}
+	var rows Rows
+	if f, ok := query.NewFinding(h); ok {
+		rows.Finding = &f
+	} else {
+		rows.Request = RequestRow{
+			View:         query.NewView(h),
+			ReviewGroups: query.ReviewGroups(r),
+			OpenGroups:   query.OpenGroups(r),
+			Reviewers:    query.Reviewers(r),
+		}
+	}
 	if g, ok := query.NewGrant(h); ok {
 		rows.Grant = &g
 	}

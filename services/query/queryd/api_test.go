@@ -494,3 +494,68 @@ func TestGrants(t *testing.T) {
 		t.Fatalf("the rebuild differs from the live read side (%v):\n%s", err, strings.Join(diffs, "\n"))
 	}
 }
+
+// TestDriftAndFindings: drift the reconciler recorded on requests shows in their views; access no
+// request explains is a finding of its own, listed for auditors only and never as a request; a rebuild
+// holds the same findings.
+func TestDriftAndFindings(t *testing.T) {
+	e := newEnv(t)
+	drift := func(kind events.DriftKind, present bool, action events.DriftAction, ref string) func(time.Time, *events.Request) events.Payload {
+		return func(time.Time, *events.Request) events.Payload {
+			return events.DriftDetected{Kind: kind, Connector: "postgres", TargetRef: ref, Observed: events.Observed{Present: present,
+				Detail: map[string]string{"grant_role": strings.TrimPrefix(ref, "role ")}}, Action: action}
+		}
+	}
+	missing := e.Make().Submit(t, "alice", "analytics-read", false).Decide(t, events.OutcomeAutoApproved, false).Grant(t)
+	missing.Step(t, events.Revoker, "", drift(events.DriftMissing, false, events.DriftRecorded, "role grantline_a"))
+	back := e.Make().Submit(t, "alice", "payments-admin", false).Decide(t, events.OutcomeAutoApproved, false).Grant(t).
+		RequestRevocation(t, "alice", events.RevokeEarly).Revoke(t)
+	back.Step(t, events.Revoker, "", drift(events.DriftAfterRevocation, true, events.DriftRevoke, "role grantline_b"))
+	back.Revoke(t)
+	finding := e.Make()
+	finding.ID = events.FindingID("postgres", "role grantline_hotfix")
+	finding.Step(t, events.Revoker, "", drift(events.DriftUnexplained, true, events.DriftRecorded, "role grantline_hotfix"))
+	e.caughtUp(t)
+
+	views := map[string]query.View{}
+	var page httpapi.Page[query.View]
+	e.getJSON(t, "/v1/requests", "erin", &page)
+	for _, v := range page.Items {
+		views[v.ID] = v
+	}
+	if _, listed := views[finding.ID]; listed || len(views) != 2 {
+		t.Fatalf("the request list holds %d entries, the finding among them: %v", len(views), listed)
+	}
+	if d := views[missing.ID].Drift; len(d) != 1 || d[0].Kind != events.DriftMissing || views[missing.ID].Status != events.StatusGranted {
+		t.Errorf("the view of the grant with missing access: %s %+v", views[missing.ID].Status, d)
+	}
+	if v := views[back.ID]; len(v.Drift) != 1 || v.Drift[0].Kind != events.DriftAfterRevocation || v.Revocation == nil ||
+		v.Revocation.Reason != events.RevokeDrift {
+		t.Errorf("the view of the access back after revocation: %+v, revocation %+v", v.Drift, v.Revocation)
+	}
+
+	var found httpapi.Page[query.Finding]
+	e.getJSON(t, "/v1/findings", "erin", &found)
+	if len(found.Items) != 1 {
+		t.Fatalf("auditor's findings: %+v", found.Items)
+	}
+	if f := found.Items[0]; f.ID != finding.ID || f.Connector != "postgres" || f.TargetRef != "role grantline_hotfix" || !f.Observed.Present ||
+		f.Observed.Detail["grant_role"] != "grantline_hotfix" || f.FoundAt.IsZero() {
+		t.Fatalf("the finding: %+v", f)
+	}
+	e.getJSON(t, "/v1/findings", "alice", &found)
+	if len(found.Items) != 0 {
+		t.Fatalf("alice, no auditor, reads findings: %+v", found.Items)
+	}
+	if status, _ := e.get(t, "/v1/findings?kind=unexplained", "erin"); status != http.StatusBadRequest {
+		t.Errorf("an unknown parameter: %d, want 400", status)
+	}
+
+	ctx := context.Background()
+	if _, err := e.deps.Rebuild(ctx, "readside_rebuilt", e.log); err != nil {
+		t.Fatal(err)
+	}
+	if diffs, err := e.deps.Compare(ctx, "readside_rebuilt"); err != nil || len(diffs) > 0 {
+		t.Fatalf("the rebuild differs from the live read side (%v):\n%s", err, strings.Join(diffs, "\n"))
+	}
+}

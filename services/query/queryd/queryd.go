@@ -55,7 +55,7 @@ func (d Deps) reader() *natsjs.Reader { return &natsjs.Reader{JS: d.JS} }
 func (d Deps) Migrate(ctx context.Context) error { return postgres.Migrate(ctx, d.DB, d.schema()) }
 
 // Routes registers the query API (GET /v1/requests, GET /v1/requests/{id}/events, GET /v1/grants,
-// GET /v1/audit/access) on mux. It does not register GET /v1/requests/{id}, which intake serves. It
+// GET /v1/audit/access, GET /v1/findings) on mux. It does not register GET /v1/requests/{id}, which intake serves. It
 // panics on an invalid Schema, which Migrate reports as an error first.
 func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 	st, err := d.store(d.schema())

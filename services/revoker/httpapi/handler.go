@@ -16,6 +16,7 @@ import (
 	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/visibility"
 	"github.com/grantline/grantline/services/revoker"
 )
 
@@ -86,10 +87,12 @@ func (h *Handler) handleRevoke(r *http.Request, id string) (Accepted, error) {
 	}
 	caller := revoker.Caller{ID: who.Subject, Groups: who.Groups}
 	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
-		if req.Status() == events.StatusNone {
-			return nil, httpjson.ErrNotFound
-		}
 		ent, _ := h.Catalogue.Entitlement(req.Submitted().Entitlement)
+		// Before anything that depends on the state: to a caller who may not see the request, it does
+		// not exist. The administrators, who may revoke any grant, see every request.
+		if err := visibility.Check(req, visibility.NewViewer(who.Subject, who.Groups, h.AdminGroups), ent.OwnerGroups); err != nil {
+			return nil, err
+		}
 		return revoker.DecideRequest(caller, body.Reason, ent.OwnerGroups, h.AdminGroups)(req)
 	})
 	if err != nil {

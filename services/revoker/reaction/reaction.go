@@ -13,7 +13,6 @@ package reaction
 
 import (
 	"context"
-	"encoding/json/v2"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,7 +54,6 @@ func SchedulesSpec() consumer.Spec {
 		Stream:         topology.RevokerSchedules.Stream,
 		Durable:        topology.RevokerSchedules.Durable,
 		FilterSubjects: []string{events.NATSSubject("*", events.TypeGranted)},
-		Concurrency:    4,
 	}
 }
 
@@ -68,7 +66,6 @@ func RevocationsSpec(backoffCap time.Duration) consumer.Spec {
 			events.NATSSubject("*", events.TypeRevocationRequested),
 			events.NATSSubject("*", events.TypePostReviewed),
 		},
-		Concurrency:   4,
 		MaxDeliveries: forever,
 		Backoff:       consumer.ExponentialBackoff(250*time.Millisecond, backoffCap),
 	}
@@ -80,7 +77,6 @@ func ExpirySpec(backoffCap time.Duration) consumer.Spec {
 		Stream:         topology.RevokerExpiry.Stream,
 		Durable:        topology.RevokerExpiry.Durable,
 		FilterSubjects: []string{topology.TimerFired("*", topology.TimerExpiry)},
-		Concurrency:    8,
 		MaxDeliveries:  forever,
 		Backoff:        consumer.ExponentialBackoff(250*time.Millisecond, backoffCap),
 	}
@@ -105,19 +101,13 @@ type Reactions struct {
 	RevocationLag metric.Float64Histogram
 }
 
-// timerPayload is what an expiry timer carries: the stream sequence of the granted event that armed
-// it, so the reaction decides on a load that includes the grant.
-type timerPayload struct {
-	AfterSeq uint64 `json:"after_seq"`
-}
-
 // Schedule handles granted: it arms the grant's expiry timer. Arming twice stores one schedule.
 func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
-	d, err := eventstore.ParseDelivery(msg)
+	d, err := h.Store.Receive(msg)
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	l, err := h.Store.AtDelivery(ctx, d)
 	if deadletter.Permanent(err) {
 		return consumer.Permanent(err)
 	}
@@ -133,8 +123,7 @@ func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 
 // arm schedules r's expiry timer at at.
 func (h *Reactions) arm(ctx context.Context, r *events.Request, seq uint64, at time.Time) error {
-	payload, _ := json.Marshal(timerPayload{AfterSeq: seq})
-	if err := timers.Schedule(ctx, h.JS, r.ID(), topology.TimerExpiry, at, payload); err != nil {
+	if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: r.ID(), Kind: topology.TimerExpiry, AfterSeq: seq}, at); err != nil {
 		return err
 	}
 	h.Log.Debug("expiry armed", telemetry.KeyRequestID, r.ID(), "at", at.UTC().Format(time.RFC3339Nano))
@@ -145,24 +134,22 @@ func (h *Reactions) arm(ctx context.Context, r *events.Request, seq uint64, at t
 // the grant is revoked. A timer that finds nothing to do (revoked already, or revoked early) is
 // acknowledged; one that fires early by this clock is retried at the expiry.
 func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
-	id, kind, raw, err := timers.ParseFired(msg)
-	if err == nil && (kind != topology.TimerExpiry || !events.ValidRequestID(id)) {
-		err = fmt.Errorf("timer %s for %q is not an expiry of a request", kind, id)
-	}
-	var p timerPayload
-	if err == nil {
-		err = events.UnmarshalStrict(raw, &p)
+	fired, err := timers.ParseArmed(msg)
+	if err == nil && (fired.Kind != topology.TimerExpiry || !events.ValidRequestID(fired.RequestID)) {
+		err = fmt.Errorf("timer %s for %q is not an expiry of a request", fired.Kind, fired.RequestID)
 	}
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	return h.settle(ctx, msg, topology.RevokerExpiry.Durable, func(delivered int) error { return h.Expire(ctx, id, p.AfterSeq, delivered) })
+	return h.settle(ctx, msg, topology.RevokerExpiry.Durable, func(delivered int) error {
+		return h.Expire(ctx, fired.RequestID, fired.AfterSeq, delivered)
+	})
 }
 
 // Expire appends expired to request id if its grant has reached its expiry, then revokes it; delivered
 // counts the attempts.
 func (h *Reactions) Expire(ctx context.Context, id string, afterSeq uint64, delivered int) error {
-	l, err := h.Store.UpdateFrom(ctx, id, afterSeq, revoker.DecideExpire(h.now()))
+	u, err := h.Store.UpdateFrom(ctx, id, afterSeq, revoker.DecideExpire(h.now()))
 	var early *revoker.TooEarlyError
 	if errors.As(err, &early) {
 		return consumer.RetryAfter(err, time.Until(early.Until)+50*time.Millisecond)
@@ -170,18 +157,18 @@ func (h *Reactions) Expire(ctx context.Context, id string, afterSeq uint64, deli
 	if err != nil {
 		return err
 	}
-	return h.Revoke(ctx, l, delivered)
+	return h.Revoke(ctx, u.Loaded, delivered)
 }
 
 // Revocations handles revocation_requested and post_reviewed: a grant whose revocation is due is
 // revoked.
 func (h *Reactions) Revocations(ctx context.Context, msg jetstream.Msg) error {
-	d, err := eventstore.ParseDelivery(msg)
+	d, err := h.Store.Receive(msg)
 	if err != nil {
 		return consumer.Permanent(err)
 	}
 	return h.settle(ctx, msg, topology.RevokerRevocations.Durable, func(delivered int) error {
-		l, err := h.Store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+		l, err := h.Store.AtDelivery(ctx, d)
 		if err != nil {
 			return err
 		}
@@ -234,7 +221,7 @@ func (h *Reactions) Revoke(ctx context.Context, l *eventstore.Loaded, delivered 
 		return h.failed(ctx, log, l, delivered, err)
 	}
 	destroyed := r.Grant().CredentialFingerprint != ""
-	next, err := h.Store.UpdateFrom(ctx, r.ID(), l.LastSeq, revoker.DecideRevoked(obs, destroyed))
+	u, err := h.Store.UpdateFrom(ctx, r.ID(), l.LastSeq, revoker.DecideRevoked(obs, destroyed))
 	if err != nil {
 		return err
 	}
@@ -243,7 +230,7 @@ func (h *Reactions) Revoke(ctx context.Context, l *eventstore.Loaded, delivered 
 			log.Warn("revoked, but the unretrieved secret stays until it expires", telemetry.KeyError, err.Error())
 		}
 	}
-	if rv := next.Request.Revoked(); rv != nil && next.LastSeq > l.LastSeq {
+	if len(u.Appended) > 0 {
 		lag := h.now().Sub(revoker.OverdueSince(r, l.Events))
 		if h.RevocationLag != nil {
 			h.RevocationLag.Record(ctx, max(lag, 0).Seconds())

@@ -10,6 +10,7 @@ import (
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/targettest"
 	"github.com/grantline/grantline/pkg/topology"
+	"github.com/grantline/grantline/services/revoker/reconcile"
 )
 
 // BenchmarkExpiryToRevoked measures, from the server's stored times, how long the revoker takes from
@@ -85,5 +86,48 @@ func BenchmarkExpiryDrain(b *testing.B) {
 	b.ReportMetric(float64(n), "grants")
 	b.ReportMetric(took.Seconds(), "drain-s")
 	b.ReportMetric(float64(n)/took.Seconds(), "revocations/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkReconcile measures one reconcile of a clean target holding N live grants of people, ten
+// each, with as many grants revoked in the past (N is 200 by default; -benchtime=Nx sets it): one
+// listing of the server's roles, a scan of the grant subjects, and one load per live grant; the revoked
+// ones cost only their place in the scan. It reports the reconcile's time, per live grant, beside a
+// raw Store.Update in the same run.
+func BenchmarkReconcile(b *testing.B) {
+	n := max(b.N, 200)
+	e := newEnv(b, revokerOff)
+	clearTarget(b, e)
+	people := make([]events.Principal, (n+9)/10)
+	for i := range people {
+		people[i] = someone("engineers")
+	}
+	each(n, 8, func(i int) {
+		e.Granted(b, targettest.Request{Requester: people[i/10], Entitlement: "analytics-read", Duration: time.Hour})
+		// A past grant, revoked as recorded: nothing of it is left on the target.
+		past := e.Approved(b, targettest.Request{Requester: people[i/10], Entitlement: "analytics-read", Duration: time.Hour})
+		e.recordGrant(b, past, events.Observed{Present: true}, time.Now().Add(time.Hour), "")
+		e.Append(b, events.Revoker, past, events.Draft{Payload: events.RevocationRequested{By: people[i/10].ID, Reason: events.RevokeEarly},
+			Actor: people[i/10].ID, CausationID: "revocation-requested"})
+		e.Append(b, events.Revoker, past, events.Draft{Payload: events.Revoked{Reason: events.RevokeEarly, Observed: events.Observed{Present: false}},
+			CausationID: "revoked"})
+	})
+	if b.Failed() {
+		b.FailNow()
+	}
+	rec := e.revoke.Reconciler(e.Log)
+	b.ResetTimer()
+	began := time.Now()
+	sum, err := rec.Reconcile(context.Background())
+	took := time.Since(began)
+	b.StopTimer()
+	if err != nil || sum != (reconcile.Summary{Holdings: n}) {
+		b.Fatalf("reconcile of %d live grants: %+v %v", n, sum, err)
+	}
+	base := e.UpdateBaseline(b, 50)
+	slices.Sort(base)
+	b.ReportMetric(float64(took)/float64(time.Millisecond), "reconcile-ms")
+	b.ReportMetric(float64(took)/float64(n)/float64(time.Microsecond), "us/live-grant")
+	b.ReportMetric(float64(targettest.Percentile(base, .5))/float64(time.Microsecond), "update-p50-us")
 	b.ReportMetric(0, "ns/op")
 }

@@ -28,6 +28,8 @@ type Config struct {
 	RetryBudget   int           `env:"GRANTLINE_REVOKE_RETRY_BUDGET" envDefault:"5" validate:"positive" help:"failed attempts of one revocation before revocation_failed is recorded"`
 	ReportEvery   time.Duration `env:"GRANTLINE_REVOKE_REPORT_EVERY" envDefault:"5m" validate:"positive" help:"how often revocation_failed is recorded again while a revocation keeps failing"`
 	BackoffCap    time.Duration `env:"GRANTLINE_REVOKE_BACKOFF_CAP" envDefault:"1m" validate:"positive" help:"the longest wait between attempts"`
+	// ReconcileEvery paces the drift reconciler: each run lists the targets and scans the grants.
+	ReconcileEvery time.Duration `env:"GRANTLINE_RECONCILE_EVERY" envDefault:"10m" validate:"positive" help:"how often the targets are compared with the evidence (drift detection)"`
 }
 
 // Defaults is the configuration before the environment is read: the revoker listens on :8085.

@@ -3,6 +3,7 @@ package revokerd_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -184,7 +185,8 @@ func TestTargetDownYieldsRevocationFailed(t *testing.T) {
 }
 
 // TestEarlyRevocation: the requester, an owner of the entitlement or an administrator may end a grant
-// early over HTTP (202, then revoked with reason early); anyone else is refused.
+// early over HTTP (202, then revoked with reason early); anyone else is refused, and a caller who may
+// not even see the request is told it does not exist (404), as for an unknown ID.
 func TestEarlyRevocation(t *testing.T) {
 	e := newEnv(t)
 	cases := []struct {
@@ -195,9 +197,9 @@ func TestEarlyRevocation(t *testing.T) {
 		by          string
 	}{
 		{"the requester", targettest.Alice, "analytics-read",
-			map[string]int{"": http.StatusUnauthorized, "dave": http.StatusForbidden, "erin": http.StatusForbidden, "frank": http.StatusForbidden}, "alice"},
-		{"an owner of the entitlement", targettest.Alice, "payments-admin", map[string]int{"dave": http.StatusForbidden}, "bob"},
-		{"an administrator", targettest.Frank, "analytics-read", map[string]int{"alice": http.StatusForbidden}, "carol"},
+			map[string]int{"": http.StatusUnauthorized, "dave": http.StatusNotFound, "erin": http.StatusNotFound, "frank": http.StatusNotFound}, "alice"},
+		{"an owner of the entitlement", targettest.Alice, "payments-admin", map[string]int{"dave": http.StatusNotFound}, "bob"},
+		{"an administrator", targettest.Frank, "analytics-read", map[string]int{"alice": http.StatusNotFound}, "carol"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -227,8 +229,15 @@ func TestEarlyRevocation(t *testing.T) {
 	if status, body := e.Call(t, "POST", "/v1/requests/"+pending+"/revoke", "alice", `{"reason":"x"}`); status != http.StatusConflict {
 		t.Fatalf("revoking a request never granted: %d %s", status, body)
 	}
-	if status, _ := e.Call(t, "POST", "/v1/requests/"+events.NewID()+"/revoke", "alice", `{"reason":"x"}`); status != http.StatusNotFound {
+	unknown := events.NewID()
+	if status, _ := e.Call(t, "POST", "/v1/requests/"+unknown+"/revoke", "alice", `{"reason":"x"}`); status != http.StatusNotFound {
 		t.Fatalf("revoking an unknown request: %d", status)
+	}
+	// The request's state (never granted: 409 to alice) is not for dave to learn.
+	hidden, hiddenBody := e.Call(t, "POST", "/v1/requests/"+pending+"/revoke", "dave", `{"reason":"x"}`)
+	absent, absentBody := e.Call(t, "POST", "/v1/requests/"+unknown+"/revoke", "dave", `{"reason":"x"}`)
+	if hidden != http.StatusNotFound || strings.ReplaceAll(string(hiddenBody), pending, unknown) != string(absentBody) {
+		t.Fatalf("dave revoking alice's pending request: %d %s; an unknown one: %d %s", hidden, hiddenBody, absent, absentBody)
 	}
 	if status, _ := e.Call(t, "POST", "/v1/requests/"+pending+"/revoke", "alice", `{}`); status != http.StatusUnprocessableEntity {
 		t.Fatalf("revoking without a reason: %d", status)

@@ -22,6 +22,7 @@ import (
 	"github.com/grantline/grantline/services/revoker"
 	"github.com/grantline/grantline/services/revoker/httpapi"
 	"github.com/grantline/grantline/services/revoker/reaction"
+	"github.com/grantline/grantline/services/revoker/reconcile"
 )
 
 // Deps are the revoker's collaborators, built by New from Config (tests build them directly). Store
@@ -42,6 +43,9 @@ type Deps struct {
 	Failures revoker.FailurePolicy
 	// BackoffCap caps the wait between attempts (0: 1m).
 	BackoffCap time.Duration
+	// ReconcileEvery is the time between two comparisons of the targets with the evidence; 0 runs
+	// none.
+	ReconcileEvery time.Duration
 	// Meter receives the service's metrics, its consumers' included; nil records none.
 	Meter metric.MeterProvider
 }
@@ -65,14 +69,21 @@ func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 			"time from a revocation falling due to its revocation recorded")}
 }
 
+// Reconciler returns the reconciler over d.
+func (d Deps) Reconciler(log *slog.Logger) *reconcile.Reconciler {
+	return &reconcile.Reconciler{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Connectors: d.Connectors,
+		Every: d.ReconcileEvery, Now: d.Now, Log: log}
+}
+
 // Consume runs the reactions until ctx ends: arming expiries on granted (durable revoker-schedules),
 // expiring and revoking on fired timers (revoker-expiry), revoking on revocation_requested and
-// post_reviewed (revoker). At start it sweeps for live grants without a schedule. It returns nil once
-// ctx ends and every consumer has stopped, or the first error that stopped one (after stopping the
-// others).
+// post_reviewed (revoker), and, with ReconcileEvery set, reconciling the targets with the evidence on
+// the reconcile timer (revoker-reconcile). At start it sweeps for live grants without a schedule and
+// arms the reconcile timer if none is set. It returns nil once ctx ends and every consumer has
+// stopped, or the first error that stopped one (after stopping the others).
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	h := d.Reactions(log)
-	return ops.RunAll(ctx,
+	run := []func(context.Context) error{
 		ops.Consumer(d.JS, d.Meter, reaction.SchedulesSpec(), h.Schedule, log),
 		ops.Consumer(d.JS, d.Meter, reaction.ExpirySpec(d.backoffCap()), h.Fired, log),
 		ops.Consumer(d.JS, d.Meter, reaction.RevocationsSpec(d.backoffCap()), h.Revocations, log),
@@ -86,7 +97,16 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 				log.Info("sweep done", "armed", armed)
 			}
 			return nil
-		})
+		},
+	}
+	if d.ReconcileEvery > 0 {
+		rec := d.Reconciler(log)
+		if err := rec.Arm(ctx); err != nil {
+			return err
+		}
+		run = append(run, ops.Consumer(d.JS, d.Meter, reconcile.Spec(d.backoffCap()), rec.Fired, log))
+	}
+	return ops.RunAll(ctx, run...)
 }
 
 func (d Deps) backoffCap() time.Duration {
@@ -126,7 +146,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
-		AdminGroups: cfg.AdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap,
+		AdminGroups: cfg.AdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap, ReconcileEvery: cfg.ReconcileEvery,
 		Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery}, Meter: host.Meter}
 	return ops.Service{Name: "revoker",
 		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },

@@ -503,13 +503,35 @@ func printReport(out io.Writer, r *audit.Report, asJSON bool) error {
 	fmt.Fprintf(out, "%d events of %d requests, stream sequences %d to %d: ", r.Events, r.Requests, r.FirstSeq, r.LastSeq)
 	if r.Clean() {
 		fmt.Fprintln(out, "verified, nothing found.")
+	} else {
+		fmt.Fprintf(out, "%d finding(s)\n", len(r.Findings))
+		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "POSITION\tSEQ\tKIND\tREQUEST\tDETAIL")
+		for _, f := range r.Findings {
+			fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\n", f.Position, f.Seq, f.Kind, f.RequestID, f.Detail)
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	return printDrift(out, r.Drift)
+}
+
+// printDrift lists the drift a history records: what the targets showed against the evidence, which
+// the history itself is not wrong for.
+func printDrift(out io.Writer, drift []audit.Drift) error {
+	if len(drift) == 0 {
 		return nil
 	}
-	fmt.Fprintf(out, "%d finding(s)\n", len(r.Findings))
+	fmt.Fprintf(out, "The targets drifted from the evidence %d time(s) (recorded by the revoker's reconciler):\n", len(drift))
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "POSITION\tSEQ\tKIND\tREQUEST\tDETAIL")
-	for _, f := range r.Findings {
-		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\n", f.Position, f.Seq, f.Kind, f.RequestID, f.Detail)
+	fmt.Fprintln(w, "SEQ\tTIME\tKIND\tACTION\tREQUEST OR FINDING\tTARGET")
+	for _, d := range drift {
+		subject := d.RequestID
+		if d.FindingID != "" {
+			subject = "finding " + d.FindingID
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s: %s\n", d.Seq, d.Time.UTC().Format(time.RFC3339), d.Kind, d.Action, subject, d.Connector, d.TargetRef)
 	}
 	return w.Flush()
 }

@@ -98,6 +98,6 @@ directory), without contacting it.`,
 	token.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
 	token.Flags().StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "the dev data directory (GRANTLINE_DATA_DIR)")
 	token.Flags().StringVar(&cfg.Examples, "examples", cfg.Examples, "directory holding directory.yaml (GRANTLINE_EXAMPLES)")
-	cmd.AddCommand(token)
+	cmd.AddCommand(token, mailSinkCommand(stdout, stderr))
 	return cmd
 }

@@ -37,8 +37,8 @@ func deployCommand(stdout io.Writer) *cobra.Command {
   trust.json              the trust file listing those keys (GRANTLINE_TRUST_FILE); add each witness's
                           verifier key (grantline witness init) to its checkpoints.witnesses
   nats/<user>.nk          an NKey seed per NATS user (GRANTLINE_NATS_NKEY_FILE), mode 0600: intake, policy,
-                          approval, fulfilment, revoker, query, console, checkpointer, auditor, operator,
-                          integration-<name>
+                          approval, fulfilment, revoker, query, notifier, console, checkpointer, auditor,
+                          operator, integration-<name>
   nats/auth.conf          the users' public keys and permissions (pkg/brokeraccess), for every nats-server
                           node's configuration to include
   console/session.key     the key that seals the web console's sessions, 64 hex digits

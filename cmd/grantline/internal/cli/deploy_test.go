@@ -49,7 +49,7 @@ func TestDeploySecretsRunADeployment(t *testing.T) {
 		mode os.FileMode
 	}{
 		{"signing/intake.key", 0o600}, {"signing/revoker.key", 0o600}, {"signing/checkpointer.key", 0o600}, {"signing/exporter.key", 0o600}, {"trust.json", 0o644}, {"nats/operator.nk", 0o600},
-		{"nats/auditor.nk", 0o600}, {"nats/query.nk", 0o600}, {"nats/console.nk", 0o600}, {"nats/checkpointer.nk", 0o600}, {"nats/integration-servicenow.nk", 0o600}, {"nats/auth.conf", 0o644},
+		{"nats/auditor.nk", 0o600}, {"nats/query.nk", 0o600}, {"nats/console.nk", 0o600}, {"nats/notifier.nk", 0o600}, {"nats/checkpointer.nk", 0o600}, {"nats/integration-servicenow.nk", 0o600}, {"nats/auth.conf", 0o644},
 		{"console/session.key", 0o600},
 	} {
 		info, err := os.Stat(filepath.Join(dir, f.path))

@@ -113,8 +113,13 @@ func serveWitness(ctx context.Context, addr string, srv *witness.Server, stdout 
 	}
 	mux := http.NewServeMux()
 	srv.Routes(mux)
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "Witness listening on http://%s%s (at size %d)\n", ln.Addr(), witness.AddPath, srv.Size())
+	return serveUntilDone(ctx, ln, mux, log)
+}
+
+// serveUntilDone serves h on ln until ctx ends, then stops within a few seconds.
+func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
 	select {
@@ -125,7 +130,7 @@ func serveWitness(ctx context.Context, addr string, srv *witness.Server, stdout 
 	stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(stop); err != nil {
-		log.Warn("witness stop", "error", err.Error())
+		log.Warn("http stop", "error", err.Error())
 	}
 	<-done
 	return nil

@@ -117,3 +117,64 @@ func TestDemoGrantIsRevokedAtExpiry(t *testing.T) {
 		t.Fatalf("revocation %+v", view.Revocation)
 	}
 }
+
+// TestDevMailsThePeopleOfARequest: in grantline dev, alice's payments-admin request asks its owners
+// (bob and frank) and tells alice it awaits them, by e-mail through the local mail sink; GET /dev/mail
+// on the dev origin lists that mail, newest first, as a newcomer reads it.
+func TestDevMailsThePeopleOfARequest(t *testing.T) {
+	e := start(t, testConfig(t, t.TempDir()))
+	token, _ := e.Token("alice")
+	var created struct {
+		ID string `json:"id"`
+	}
+	body := `{"entitlement":"payments-admin","duration":"1h","justification":"INC-42 stuck migration","ticket":"INC-42"}`
+	if status := httpJSON(t, "POST", "http://"+e.HTTPAddr()+"/v1/requests", token, body, &created); status != http.StatusAccepted {
+		t.Fatalf("submit answered %d", status)
+	}
+	type mail struct {
+		To       []string  `json:"to"`
+		Subject  string    `json:"subject"`
+		Text     string    `json:"text"`
+		Received time.Time `json:"received"`
+	}
+	var listed struct {
+		Mail []mail `json:"mail"`
+	}
+	// about lists the mailboxes told of the request, with what they read.
+	about := func() map[string]string {
+		code, b := get(t, "http://"+e.HTTPAddr()+MailPath)
+		if code != http.StatusOK {
+			t.Fatalf("GET %s answered %d: %s", MailPath, code, b)
+		}
+		if err := json.Unmarshal([]byte(b), &listed); err != nil {
+			t.Fatalf("GET %s: %v: %s", MailPath, err, b)
+		}
+		out := map[string]string{}
+		for _, m := range listed.Mail {
+			if strings.Contains(m.Text, "Request: "+created.ID) {
+				for _, to := range m.To {
+					out[to] = m.Subject + "\n" + m.Text
+				}
+			}
+		}
+		return out
+	}
+	var told map[string]string
+	poll.Until(t, 30*time.Second, "mail to bob, frank and alice at "+MailPath, func() bool {
+		told = about()
+		return len(told) == 3
+	})
+	for _, owner := range []string{"bob@example.test", "frank@example.test"} {
+		if !strings.Contains(told[owner], "payments-admin") {
+			t.Errorf("%s was told %q, want a review request for payments-admin", owner, told[owner])
+		}
+	}
+	if _, ok := told["alice@example.test"]; !ok {
+		t.Errorf("alice was not told her request awaits approval: %v", told)
+	}
+	for i := 1; i < len(listed.Mail); i++ {
+		if listed.Mail[i].Received.After(listed.Mail[i-1].Received) {
+			t.Errorf("%s lists mail %d received after mail %d: not newest first", MailPath, i, i-1)
+		}
+	}
+}

@@ -30,6 +30,7 @@ import (
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/pglocal"
 	"github.com/grantline/grantline/pkg/topology"
+	"github.com/grantline/grantline/services/notifier/mailsink"
 )
 
 // Config is the dev environment's configuration, read from the environment by ConfigFromEnv (the
@@ -83,6 +84,8 @@ type Env struct {
 	// postgres is the private cluster, when dev started one; dbURL is the services' database.
 	postgres       *pglocal.Cluster
 	dbURL, dbWhere string
+	// mail is the local SMTP server the notifier mails through, listed at GET /dev/mail.
+	mail *mailsink.Sink
 }
 
 // Start brings the environment up: NATS (refusing a port already in use with a clear message), the
@@ -165,7 +168,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 	}
 	mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", e.issuer.Handler()))
 
-	services, err := e.services(ctx, demo, logger)
+	services, err := e.services(ctx, demo, mux, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -253,6 +256,7 @@ func (e *Env) Describe(w io.Writer) {
 	fmt.Fprintf(w, `Grantline dev is running.
   HTTP      http://%s  (/livez, /readyz, /metrics)
   Console   %s/  (sign in as any demo person; plain http on loopback, so its cookies are not Secure)
+  Mail      %s  (what the notifier e-mailed, newest first, as JSON; nothing leaves this machine)
   NATS      %s  (JetStream, fsync on every write; monitoring %s)
   Data      %s  (JetStream store and dev signing keys; delete it to start afresh)
   Streams   %s (evidence: no delete, no purge, no expiry), %s, %s, %s
@@ -264,18 +268,20 @@ func (e *Env) Describe(w io.Writer) {
             approval (reviews, approval windows, emergency post-reviews; inbox in PostgreSQL)
             query (request lists, grants, who had what when; projections in PostgreSQL)
             fulfilment and revoker (PostgreSQL connector on the demo target, manual tasks, expiry timers)
+            notifier (tells reviewers and requesters by e-mail, through a local mail sink on %s)
             console (the web console at /, calling the APIs above as the signed-in person)
   Database  %s
   Identity  dev OIDC issuer http://%s/dev/oidc over %s
 Try it:
   grantline request create --as alice --entitlement analytics-read --duration 2h --justification "weekly revenue report"
   grantline request show <id> --as alice
+  curl %s  (alice's mail: her access was granted)
   TOKEN=$(grantline dev token alice) && curl -H "Authorization: Bearer $TOKEN" http://%s/v1/requests/<id>
 Attach the nats CLI as the operator: nats --server %s --nkey %s stream ls
 Press Ctrl-C to stop.
-`, e.HTTPAddr(), e.ConsoleURL(), e.NATSURL(), monitor, e.cfg.DataDir, topology.EventsStream, topology.TimersStream,
-		topology.IntakeStream, topology.DLQStream, e.keys.Dir, e.keys.TrustFile, e.natsKeys.Dir, filepath.Join(e.cfg.Examples, "policies"), e.dbWhere, e.HTTPAddr(),
-		filepath.Join(e.cfg.Examples, "directory.yaml"), e.HTTPAddr(), e.NATSURL(), e.natsKeys.Seeds[brokeraccess.Operator])
+`, e.HTTPAddr(), e.ConsoleURL(), e.MailURL(), e.NATSURL(), monitor, e.cfg.DataDir, topology.EventsStream, topology.TimersStream,
+		topology.IntakeStream, topology.DLQStream, e.keys.Dir, e.keys.TrustFile, e.natsKeys.Dir, filepath.Join(e.cfg.Examples, "policies"),
+		e.mail.Addr(), e.dbWhere, e.HTTPAddr(), filepath.Join(e.cfg.Examples, "directory.yaml"), e.MailURL(), e.HTTPAddr(), e.NATSURL(), e.natsKeys.Seeds[brokeraccess.Operator])
 }
 
 // Close stops the services (their consumers drain, the HTTP origin closes, each service releases what
@@ -290,6 +296,9 @@ func (e *Env) Close(ctx context.Context) {
 	}
 	if e.health != nil {
 		_ = e.health.Shutdown(ctx)
+	}
+	if e.mail != nil {
+		_ = e.mail.Close()
 	}
 	if e.postgres != nil {
 		_ = e.postgres.Stop(ctx)

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +31,7 @@ import (
 	"github.com/grantline/grantline/services/fulfilment/fulfilmentd"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/intaked"
+	"github.com/grantline/grantline/services/notifier/notifierd"
 	"github.com/grantline/grantline/services/policy/policyd"
 	"github.com/grantline/grantline/services/query/queryd"
 	"github.com/grantline/grantline/services/revoker/revokerd"
@@ -86,8 +88,8 @@ func (e *Env) host(ctx context.Context, u brokeraccess.User, logger *slog.Logger
 // services builds every service with its own package's New, as its binary does, each on its own
 // connection as its own NATS user. Each service's Config is read by config.Parse, from the variables
 // dev sets (the shared ones, the example files, the database, the demo target, the console's URLs and
-// session key), so every other setting takes the binary's default.
-func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built []ops.Service, err error) {
+// session key, the notifier's mail sink), so every other setting takes the binary's default.
+func (e *Env) services(ctx context.Context, d demo, mux *http.ServeMux, logger *slog.Logger) (built []ops.Service, err error) {
 	defer func() {
 		if err != nil {
 			for _, s := range slices.Backward(built) {
@@ -116,9 +118,14 @@ func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built 
 		return nil, err
 	}
 	maps.Copy(shared, console)
+	notifierVars, err := e.notifierVariables(d, mux)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(shared, notifierVars)
 	intakeCfg, policyCfg, approvalCfg := intaked.Defaults(), policyd.Defaults(), approvald.Defaults()
 	queryCfg, fulfilmentCfg, revokerCfg := queryd.Defaults(), fulfilmentd.Defaults(), revokerd.Defaults()
-	checkpointerCfg, consoleCfg := checkpointerd.Defaults(), consoled.Defaults()
+	checkpointerCfg, notifierCfg, consoleCfg := checkpointerd.Defaults(), notifierd.Defaults(), consoled.Defaults()
 	// In this order: the revoker attaches to the credential bucket fulfilment creates.
 	steps := []struct {
 		user  brokeraccess.User
@@ -134,6 +141,7 @@ func (e *Env) services(ctx context.Context, d demo, logger *slog.Logger) (built 
 		{brokeraccess.Checkpointer, &checkpointerCfg, func(h ops.Host) (ops.Service, error) {
 			return checkpointerd.New(ctx, checkpointerCfg, h)
 		}},
+		{brokeraccess.Notifier, &notifierCfg, func(h ops.Host) (ops.Service, error) { return notifierd.New(ctx, notifierCfg, h) }},
 		// Last: its "/" answers every path the services' APIs do not.
 		{brokeraccess.Console, &consoleCfg, func(h ops.Host) (ops.Service, error) { return consoled.New(ctx, consoleCfg, h) }},
 	}

@@ -49,6 +49,7 @@ var Routes = []Route{
 	{"GET /v1/requests/{id}/events", Query},
 	{"GET /v1/grants", Query},
 	{"GET /v1/audit/access", Query},
+	{"GET /v1/findings", Query},
 	{"GET /v1/reviews", Approval},
 	{"POST /v1/requests/{id}/reviews", Approval},
 	{"POST /v1/requests/{id}/post-review", Approval},

@@ -4,7 +4,10 @@ code, so it is not a value: api (an HTTP API besides health and metrics), signs 
 (bearer tokens), catalogue, integrations, policies (the Rego bundle), database (GRANTLINE_DATABASE_URL),
 targets (the fulfilment connectors), credentialKey, buckets (the variable sizing its key-value buckets),
 callsAPIs (the console: it calls every service with an API, over their Services, and keeps its session
-key in its own Secret), checkpoints (the checkpointer: its signed-note key and the witnesses).
+key in its own Secret), checkpoints (the checkpointer: its signed-note key and the witnesses), notifies
+(the notifier: the directory and routing files, its channels' secrets and egress, the identity
+provider's token endpoint, and approval's API, which it calls as the person who pressed Approve in
+Slack; its own API is Slack's interaction callback, which the console never calls).
 */}}
 {{- define "grantline.needs" -}}
 intake: {api: true, signs: true, oidc: true, catalogue: true, integrations: true, buckets: GRANTLINE_REPLICAS}
@@ -14,6 +17,7 @@ fulfilment: {api: true, signs: true, oidc: true, catalogue: true, targets: true,
 revoker: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: optional}
 query: {api: true, oidc: true, catalogue: true, database: true}
 console: {api: true, oidc: true, catalogue: true, buckets: GRANTLINE_REPLICAS, callsAPIs: true}
+notifier: {api: true, catalogue: true, buckets: GRANTLINE_REPLICAS, notifies: true}
 checkpointer: {checkpoints: true}
 {{- end -}}
 
@@ -72,17 +76,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/*
-The catalogue, integrations and policies the chart renders into its ConfigMap, as YAML
-{catalogue, integrations, policies: {name: text}}, after the demo defaults are applied.
+The catalogue, integrations, the notifier's directory and routing file, and the policies the chart
+renders into its ConfigMap, as YAML {catalogue, integrations, directory, notifications, policies: {name:
+text}}, after the demo defaults are applied.
 */}}
 {{- define "grantline.files" -}}
 {{- $f := .Values.files -}}
 {{- $catalogue := $f.catalogue -}}
 {{- $integrations := $f.integrations -}}
+{{- $directory := $f.directory -}}
+{{- $notifications := $f.notifications -}}
 {{- $policies := deepCopy $f.policies -}}
 {{- if $f.demo -}}
 {{- $catalogue = $catalogue | default (.Files.Get "files/catalogue.yaml") -}}
 {{- $integrations = $integrations | default (.Files.Get "files/integrations.yaml") -}}
+{{- $directory = $directory | default (.Files.Get "files/directory.yaml") -}}
+{{- $notifications = $notifications | default (.Files.Get "files/notifications.yaml") -}}
 {{- if not $policies -}}
 {{- range $path, $_ := .Files.Glob "files/policies/*.rego" -}}
 {{- $_ := set $policies (base $path) ($.Files.Get $path) -}}
@@ -95,7 +104,10 @@ The catalogue, integrations and policies the chart renders into its ConfigMap, a
 {{- if not $policies -}}
 {{- fail "files.policies needs at least one .rego file (or files.demo: true, or files.existingConfigMap.name)" -}}
 {{- end -}}
-{{- dict "catalogue" $catalogue "integrations" $integrations "policies" $policies | toYaml -}}
+{{- if and (hasKey .Values.services "notifier") (not (and $directory $notifications)) -}}
+{{- fail "files.directory and files.notifications are required by the notifier (or files.demo: true, or files.existingConfigMap.name)" -}}
+{{- end -}}
+{{- dict "catalogue" $catalogue "integrations" $integrations "directory" $directory "notifications" $notifications "policies" $policies | toYaml -}}
 {{- end -}}
 
 {{/* The ConfigMap holding the files, and which of them it has: {name, integrations, policies: [names]}. */}}
@@ -155,7 +167,7 @@ Service, which is how the console reaches it.
 {{- $needs := include "grantline.needs" . | fromYaml -}}
 {{- $up := dict -}}
 {{- range $name, $svc := .Values.services -}}
-{{- if and (get $needs $name).api (not (get $needs $name).callsAPIs) -}}
+{{- if and (get $needs $name).api (not (get $needs $name).callsAPIs) (not (get $needs $name).notifies) -}}
 {{- if not $svc.service.enabled -}}
 {{- fail (printf "services.%s.service.enabled: the console reaches %s through its Service" $name $name) -}}
 {{- end -}}

@@ -106,6 +106,19 @@ var alertCases = map[string][]alertCase{
 			grantline_pending_approvals{age="over_24h"} 0x90`, 90 * time.Minute, nil},
 		{"a request waits for days", `grantline_pending_approvals{age="over_24h"} 1x90`, 90 * time.Minute, []map[string]string{{}}},
 	},
+	"GrantlineConnectorFailing": {
+		{"a failure now and then", `grantline_connector_errors_total{connector="postgres",operation="grant",class="timeout"} 0+0.1x30`, 30 * time.Minute, nil},
+		{"the target refuses every revocation", `
+			grantline_connector_errors_total{connector="postgres",operation="revoke",class="unavailable"} 0+2x30
+			grantline_connector_errors_total{connector="postgres",operation="grant",class="timeout"} 0x30`, 30 * time.Minute,
+			[]map[string]string{{"connector": "postgres", "operation": "revoke"}}},
+	},
+	"GrantlineCircuitOpen": {
+		{"a breaker that opened and closed again", `grantline_circuit_state{target="vpn"} 0x5 2 2 1 0x20`, 28 * time.Minute, nil},
+		{"a breaker open for minutes", `
+			grantline_circuit_state{target="vpn"} 0x5 2x20
+			grantline_circuit_state{target="tickets"} 0x25`, 25 * time.Minute, []map[string]string{{"target": "vpn"}}},
+	},
 	"GrantlineReadSideDown": {
 		{"the read side reports", `grantline_active_grants 4x30`, 30 * time.Minute, nil},
 		{"the read side stopped reporting", `grantline_active_grants 4x5`, 30 * time.Minute, []map[string]string{{}}},

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/connector/postgres"
@@ -31,9 +32,9 @@ type Config struct {
 
 // Open builds the connectors c names: postgres when a target URL is set (with the role mapping),
 // webhook when a targets file is (its secrets read through getenv); the webhook circuit breakers'
-// changes are logged on log. The returned function closes them. It fails on a target it cannot
-// reach or a webhook file it cannot read.
-func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.Logger) (connector.Set, func(), error) {
+// changes are logged on log and recorded in meter (grantline_circuit_state; nil: not recorded). The
+// returned function closes them. It fails on a target it cannot reach or a webhook file it cannot read.
+func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.Logger, meter metric.MeterProvider) (connector.Set, func(), error) {
 	set := connector.Set{}
 	closeAll := func() {}
 	if c.PGTargetURL != "" {
@@ -50,8 +51,10 @@ func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.L
 			closeAll()
 			return nil, nil, err
 		}
+		breakers := breakerGauge(meter)
 		cfg.OnStateChange = func(target string, from, to gobreaker.State) {
 			log.Warn("webhook circuit breaker", "target", target, "from", from.String(), "to", to.String())
+			recordBreaker(breakers, target, to)
 		}
 		wh, err := webhook.New(cfg)
 		if err != nil {

@@ -64,7 +64,8 @@ func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 	return &reaction.Reactions{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Connectors: d.Connectors,
 		Credentials: d.Credentials, Tasks: d.Tasks, Now: d.now(), Log: log, TaskDue: d.TaskDue, MaxDeliveries: d.MaxDeliveries,
 		GrantLatency: telemetry.LatencyHistogram(d.Meter, "grantline/fulfilment", "grantline_grant_latency",
-			"time from the event that allowed a grant to the grant recorded")}
+			"time from the event that allowed a grant to the grant recorded"),
+		ConnectorErrors: targets.NewErrors(d.Meter)}
 }
 
 // Consume runs the reactions until ctx ends: the grant reaction on approved and policy_decided
@@ -103,7 +104,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	if err != nil {
 		return ops.Service{}, err
 	}
-	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log)
+	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log, host.Meter)
 	if err != nil {
 		return ops.Service{}, err
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/connector"
+	"github.com/grantline/grantline/pkg/connector/targets"
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/deadletter"
@@ -90,6 +91,8 @@ type Reactions struct {
 	// the last approval, a requested start) to the grant recorded: fulfilment's own latency, without
 	// the time people took to approve. Nil records nothing.
 	GrantLatency metric.Float64Histogram
+	// ConnectorErrors counts the grants a connector failed.
+	ConnectorErrors targets.Errors
 }
 
 // setAside marks an error that no retry can help: the delivery is dead-lettered and acknowledged.
@@ -246,6 +249,7 @@ func (h *Reactions) grant(ctx context.Context, log *slog.Logger, d eventstore.De
 		err = connector.Transient("not_applied", errors.New("the target does not show the grant after granting"))
 	}
 	if err != nil {
+		h.ConnectorErrors.Record(ctx, ent.Connector, "grant", err)
 		return h.fail(ctx, log, d, delivered, err)
 	}
 	rec := fulfilment.Recorded{Connector: ent.Connector, TargetRef: connector.TargetRef(conn, g), Observed: obs,

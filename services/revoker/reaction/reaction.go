@@ -24,6 +24,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/connector"
+	"github.com/grantline/grantline/pkg/connector/targets"
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/deadletter"
@@ -99,6 +100,8 @@ type Reactions struct {
 	// RevocationLag records the time from a revocation falling due (the expiry, the early request, the
 	// flagged post-review) to the revocation recorded with the target's final state. Nil records nothing.
 	RevocationLag metric.Float64Histogram
+	// ConnectorErrors counts the revocations a connector failed.
+	ConnectorErrors targets.Errors
 }
 
 // Schedule handles granted: it arms the grant's expiry timer. Arming twice stores one schedule.
@@ -216,6 +219,7 @@ func (h *Reactions) Revoke(ctx context.Context, l *eventstore.Loaded, delivered 
 		if obs, err = conn.Revoke(ctx, g); err == nil && obs.Present {
 			err = connector.Transient("still_present", revoker.ErrStillPresent)
 		}
+		h.ConnectorErrors.Record(ctx, ent.Connector, "revoke", err)
 	}
 	if err != nil {
 		return h.failed(ctx, log, l, delivered, err)

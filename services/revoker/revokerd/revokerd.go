@@ -66,7 +66,8 @@ func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 	return &reaction.Reactions{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Connectors: d.Connectors,
 		Credentials: d.Credentials, Now: d.Now, Log: log, Failures: d.Failures, BackoffCap: d.BackoffCap,
 		RevocationLag: telemetry.LatencyHistogram(d.Meter, "grantline/revoker", "grantline_revocation_lag",
-			"time from a revocation falling due to its revocation recorded")}
+			"time from a revocation falling due to its revocation recorded"),
+		ConnectorErrors: targets.NewErrors(d.Meter)}
 }
 
 // Reconciler returns the reconciler over d.
@@ -141,7 +142,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 			return ops.Service{}, err
 		}
 	}
-	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log)
+	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log, host.Meter)
 	if err != nil {
 		return ops.Service{}, err
 	}

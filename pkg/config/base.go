@@ -14,7 +14,8 @@ import (
 )
 
 // Base is what every service's configuration holds. Its HTTPAddr has no default of its own: each
-// service sets its port before Parse (intake :8081 … query :8086).
+// service sets its port before Parse (intake :8081 … query :8086, the console :8087, the notifier
+// :8088, the checkpointer :8089).
 type Base struct {
 	NATS      NATS
 	TrustFile string `env:"GRANTLINE_TRUST_FILE,notEmpty" help:"the trust file: each service's public keys and the event types it may emit"`

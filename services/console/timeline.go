@@ -177,6 +177,10 @@ func stages(v requestview.View, d events.PolicyDecided) []Step {
 				rejected = true
 				line = "Rejected by " + line
 			}
+			if r.Via != "" {
+				// A delegated review (pressed in Slack): the reviewer decided, the notifier carried it.
+				line += " via " + r.Via
+			}
 			if r.Comment != "" {
 				line += ": " + r.Comment
 			}

@@ -80,6 +80,17 @@ func TestTimeline(t *testing.T) {
 			steps: []string{"done: Submitted", "done: Policy requires approval", "done: Stage 1, owners: 1 approval(s) from payments-owners",
 				"current: Stage 2, security: 1 approval(s) from security", "pending: Granted on the target"},
 			facts: []string{"Approved by bob: owner ok"}},
+		{name: "bob approved the owners' stage from Slack: the stage says the notifier carried his review",
+			view: func() requestview.View {
+				v := paymentsAdmin()
+				rv := review("bob", 0, events.ReviewApprove, "reviewed in Slack")
+				rv.Via = "grantline-notifier"
+				v.Reviews = []events.Reviewed{rv}
+				return v
+			},
+			steps: []string{"done: Submitted", "done: Policy requires approval", "done: Stage 1, owners: 1 approval(s) from payments-owners",
+				"current: Stage 2, security: 1 approval(s) from security", "pending: Granted on the target"},
+			facts: []string{"Approved by bob via grantline-notifier: reviewed in Slack"}},
 		{name: "unordered stages are open together",
 			view: func() requestview.View { v := paymentsAdmin(); v.Decision.StagesOrdered = false; return v },
 			steps: []string{"done: Submitted", "done: Policy requires approval", "current: Stage 1, owners: 1 approval(s) from payments-owners",

@@ -163,12 +163,15 @@ func (se *session) Data(r io.Reader) error {
 	if err != nil {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Unreadable message: " + err.Error()}
 	}
-	m.To, m.From, m.Received = slices.Clone(se.to), se.from, time.Now().UTC()
+	m.To, m.From = slices.Clone(se.to), se.from
 	se.sink.mu.Lock()
 	defer se.sink.mu.Unlock()
 	if se.sink.refusing {
 		return errUnavailable
 	}
+	// Stamped under the lock, so the order kept (and listed newest first) is the order of the stamps
+	// even when several sessions deliver at once.
+	m.Received = time.Now().UTC()
 	se.sink.mail = append(se.sink.mail, m)
 	return nil
 }

@@ -104,7 +104,7 @@ func TestDevStartsHealthyAndHardened(t *testing.T) {
 	}
 	var out strings.Builder
 	e.Describe(&out)
-	for _, want := range []string{e.HTTPAddr(), e.NATSURL(), "GRANTLINE_EVENTS", "fsync on every write"} {
+	for _, want := range []string{e.HTTPAddr(), e.NATSURL(), "GRANTLINE_EVENTS", "fsync on every write", e.MailURL()} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the description does not mention %q:\n%s", want, out.String())
 		}

@@ -24,10 +24,16 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 // data directory, and the flags that point CLI commands at it.
 func startDev(t *testing.T) (*devmode.Env, string, []string) {
 	t.Helper()
+	return startDevOn(t, pgtest.New(t))
+}
+
+// startDevOn is startDev with the database at databaseURL.
+func startDevOn(t *testing.T, databaseURL string) (*devmode.Env, string, []string) {
+	t.Helper()
 	dataDir := t.TempDir()
 	t.Setenv("GRANTLINE_EXAMPLES", examples)
 	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
-		Examples: examples, DatabaseURL: pgtest.New(t)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		Examples: examples, DatabaseURL: databaseURL}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

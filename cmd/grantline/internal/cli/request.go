@@ -95,7 +95,7 @@ func (f *apiFlags) call(ctx context.Context, method, path string, body, out any,
 		return err
 	}
 	if resp.StatusCode >= 400 {
-		return problemError(resp.StatusCode, b)
+		return problemError(resp.StatusCode, resp.Header.Get("Retry-After"), b)
 	}
 	if out == nil {
 		return nil
@@ -103,18 +103,27 @@ func (f *apiFlags) call(ctx context.Context, method, path string, body, out any,
 	return json.Unmarshal(b, out)
 }
 
-// problemError renders an RFC 9457 answer for a person.
-func problemError(status int, body []byte) error {
+// problemError renders an RFC 9457 answer for a person; one naming an unavailable dependency says
+// which, and when to try again (retryAfter, in seconds).
+func problemError(status int, retryAfter string, body []byte) error {
 	var p struct {
-		Title  string `json:"title"`
-		Detail string `json:"detail"`
-		Errors []struct {
+		Title      string `json:"title"`
+		Detail     string `json:"detail"`
+		Dependency string `json:"dependency"`
+		Errors     []struct {
 			Field   string `json:"field"`
 			Message string `json:"message"`
 		} `json:"errors"`
 	}
 	if json.Unmarshal(body, &p) != nil || p.Title == "" {
 		return fmt.Errorf("HTTP %d: %s", status, strings.TrimSpace(string(body)))
+	}
+	if p.Dependency != "" {
+		p.Title = "The " + p.Dependency + " is unavailable"
+		p.Detail = strings.TrimPrefix(p.Detail, "the "+p.Dependency+" is unavailable: ")
+		if retryAfter != "" {
+			p.Title += "; try again in " + retryAfter + " s"
+		}
 	}
 	msg := fmt.Sprintf("%s (HTTP %d)", p.Title, status)
 	if len(p.Errors) > 0 {

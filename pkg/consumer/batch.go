@@ -110,7 +110,7 @@ func (b *batcher) loop() {
 func (b *batcher) handle(batch []jetstream.Msg) {
 	var first []jetstream.Msg
 	for _, msg := range batch {
-		_, replay := msg.(*replayed)
+		_, replay := ReplayOf(msg)
 		if meta, err := msg.Metadata(); err == nil && meta.NumDelivered == 1 && !replay {
 			first = append(first, msg)
 			continue

@@ -65,7 +65,7 @@ func Run(ctx context.Context, base config.Base, id Identity, log *slog.Logger, b
 	if svc.Checks == nil {
 		svc.Checks = map[string]Check{}
 	}
-	svc.Checks["nats"] = NATSCheck(conn.NC)
+	svc.Checks["nats"] = BrokerCheck(conn.NC, conn.JS)
 	mux := http.NewServeMux()
 	srv, err := Listen(base.HTTPAddr, mux, log)
 	if err != nil {

@@ -42,7 +42,9 @@ func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.L
 		if err != nil {
 			return nil, nil, err
 		}
-		set[postgres.Name] = pg
+		set[postgres.Name] = connector.Shield(pg, connector.NewBreaker(postgres.Name, 0, 0, func(name string, from, to gobreaker.State) {
+			log.Warn("target circuit breaker", "target", name, "from", from.String(), "to", to.String())
+		}))
 		closeAll = pg.Close
 	}
 	if c.Webhooks != "" {
@@ -71,7 +73,7 @@ func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.L
 //
 //	{"targets": [{"name": "ticketing", "url": "https://tickets.example/grantline",
 //	              "secret_env": "TICKETING_HMAC", "entitlements": ["vpn-admin"]}],
-//	 "timeout": "5s", "max_attempts": 3, "breaker_failures": 5, "breaker_open": "30s"}
+//	 "timeout": "5s", "max_attempts": 3, "breaker_failures": 5, "breaker_open": "2s"}
 type WebhookFile struct {
 	Targets []struct {
 		Name         string   `json:"name"`

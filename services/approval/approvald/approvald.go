@@ -31,6 +31,9 @@ type Deps struct {
 	// DB holds the review inbox; Migrate (or Consume, which calls it) prepares its tables.
 	DB  *pgxpool.Pool
 	Now func() time.Time
+	// InboxStall reports the inbox projection waiting for its database or the broker (readiness);
+	// nil tracks nothing.
+	InboxStall *consumer.Stall
 	// Meter receives the service's metrics, its consumers' included; nil records none.
 	Meter metric.MeterProvider
 }
@@ -79,7 +82,7 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 		ops.Consumer(d.JS, d.Meter, reaction.SchedulesSpec(), h.Schedule, log),
 		ops.Consumer(d.JS, d.Meter, reaction.TimersSpec(), h.Fired, log),
 		func(ctx context.Context) error {
-			spec := reaction.InboxSpec()
+			spec := reaction.InboxSpec(d.InboxStall)
 			spec.Meter = d.Meter
 			return consumer.RunBatch(ctx, d.JS, spec, h.Project(inbox), log)
 		})
@@ -96,14 +99,15 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	if err != nil {
 		return ops.Service{}, fmt.Errorf("database: %w", err)
 	}
-	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Auth: authn, DB: pool, Now: time.Now, Meter: host.Meter}
+	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Auth: authn, DB: pool, Now: time.Now, InboxStall: &consumer.Stall{}, Meter: host.Meter}
 	if err := d.Migrate(ctx); err != nil {
 		pool.Close()
 		return ops.Service{}, err
 	}
 	return ops.Service{Name: "approval",
-		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
-		Checks:  map[string]ops.Check{"database": func(ctx context.Context) error { return pool.Ping(ctx) }},
+		Routes: func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
+		Checks: map[string]ops.Check{"database": func(ctx context.Context) error { return pool.Ping(ctx) },
+			"inbox": d.InboxStall.Check},
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },
 		Close:   pool.Close,
 	}, nil

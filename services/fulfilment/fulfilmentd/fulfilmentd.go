@@ -39,8 +39,9 @@ type Deps struct {
 	Now         func() time.Time
 	// TaskDue is how long people have for a manual task; 0 means 4h.
 	TaskDue time.Duration
-	// MaxDeliveries bounds the grant attempts of one event; 0 means reaction.DefaultMaxDeliveries.
-	MaxDeliveries int
+	// RetryFor bounds how long a transient grant failure is retried before the request is recorded
+	// failed; 0 means reaction.DefaultRetryFor.
+	RetryFor time.Duration
 	// Meter receives the service's metrics, its consumers' included; nil records none.
 	Meter metric.MeterProvider
 }
@@ -62,7 +63,7 @@ func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 // Reactions returns the stream handlers over d.
 func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 	return &reaction.Reactions{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Connectors: d.Connectors,
-		Credentials: d.Credentials, Tasks: d.Tasks, Now: d.now(), Log: log, TaskDue: d.TaskDue, MaxDeliveries: d.MaxDeliveries,
+		Credentials: d.Credentials, Tasks: d.Tasks, Now: d.now(), Log: log, TaskDue: d.TaskDue, RetryFor: d.RetryFor,
 		GrantLatency: telemetry.LatencyHistogram(d.Meter, "grantline/fulfilment", "grantline_grant_latency",
 			"time from the event that allowed a grant to the grant recorded"),
 		ConnectorErrors: targets.NewErrors(d.Meter)}
@@ -76,8 +77,8 @@ func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	h := d.Reactions(log)
 	return ops.RunAll(ctx,
-		ops.Consumer(d.JS, d.Meter, reaction.FulfilSpec(h.Deliveries()), h.Fulfil, log),
-		ops.Consumer(d.JS, d.Meter, reaction.StartSpec(h.Deliveries()), h.Started, log),
+		ops.Consumer(d.JS, d.Meter, reaction.FulfilSpec(), h.Fulfil, log),
+		ops.Consumer(d.JS, d.Meter, reaction.StartSpec(), h.Started, log),
 		ops.Consumer(d.JS, d.Meter, reaction.RevokeTasksSpec(), h.OpenRevokeTasks, log),
 		func(ctx context.Context) error {
 			// An index left incomplete only hides tasks from GET /v1/tasks: worth a log line, not a stop.
@@ -118,7 +119,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
-		Tasks: tasks, Now: time.Now, TaskDue: cfg.TaskDue, MaxDeliveries: cfg.MaxDeliveries, Meter: host.Meter}
+		Tasks: tasks, Now: time.Now, TaskDue: cfg.TaskDue, RetryFor: cfg.RetryFor, Meter: host.Meter}
 	return ops.Service{Name: "fulfilment",
 		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },

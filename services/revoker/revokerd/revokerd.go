@@ -43,6 +43,8 @@ type Deps struct {
 	Failures revoker.FailurePolicy
 	// BackoffCap caps the wait between attempts (0: 1m).
 	BackoffCap time.Duration
+	// AttemptTimeout bounds one attempt at the target (0: 10s).
+	AttemptTimeout time.Duration
 	// ReconcileEvery is the time between two comparisons of the targets with the evidence; 0 runs
 	// none.
 	ReconcileEvery time.Duration
@@ -65,6 +67,7 @@ func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 	return &reaction.Reactions{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Connectors: d.Connectors,
 		Credentials: d.Credentials, Now: d.Now, Log: log, Failures: d.Failures, BackoffCap: d.BackoffCap,
+		AttemptTimeout: d.AttemptTimeout,
 		RevocationLag: telemetry.LatencyHistogram(d.Meter, "grantline/revoker", "grantline_revocation_lag",
 			"time from a revocation falling due to its revocation recorded"),
 		ConnectorErrors: targets.NewErrors(d.Meter)}
@@ -147,8 +150,9 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
-		AdminGroups: cfg.AdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap, ReconcileEvery: cfg.ReconcileEvery,
-		Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery}, Meter: host.Meter}
+		AdminGroups: cfg.AdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap, AttemptTimeout: cfg.AttemptTimeout,
+		ReconcileEvery: cfg.ReconcileEvery, Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery, SLO: cfg.SLO},
+		Meter: host.Meter}
 	return ops.Service{Name: "revoker",
 		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },

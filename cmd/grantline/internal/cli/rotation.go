@@ -31,6 +31,9 @@ the new key; then roll the service onto it (GRANTLINE_SIGNING_KEY_FILE); then re
 			if err != nil {
 				return err
 			}
+			if _, err := os.Lstat(keyOut); err == nil {
+				return fmt.Errorf("%s exists; a rotation writes a new key file and never replaces one", keyOut)
+			}
 			tf, err := readTrustFile(trustFile)
 			if err != nil {
 				return err

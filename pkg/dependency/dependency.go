@@ -7,6 +7,7 @@ package dependency
 import (
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
@@ -33,6 +34,10 @@ func (e *UnavailableError) Error() string {
 }
 
 func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// RetryAfter is when to try again: a server restarting or failing over takes seconds, so longer than a
+// busy request's one second (pkg/httpjson answers it in Retry-After).
+func (e *UnavailableError) RetryAfter() time.Duration { return 5 * time.Second }
 
 // Is makes every UnavailableError ErrUnavailable.
 func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }

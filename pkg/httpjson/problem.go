@@ -5,8 +5,11 @@ import (
 	"encoding/json/v2"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
+	"time"
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/dependency"
@@ -94,10 +97,6 @@ var (
 		Errs: []error{dependency.ErrUnavailable}}
 )
 
-// unavailableRetryAfter is the Retry-After, in seconds, of an unavailable dependency: longer than a
-// busy request's, since a server restarting or failing over takes seconds.
-const unavailableRetryAfter = "5"
-
 // internal answers every error no row names. Its detail stays out of the answer (it is logged).
 var internal = Row{Status: http.StatusInternalServerError, Slug: "internal", Title: "Internal error"}
 
@@ -147,7 +146,7 @@ func (t *Table) Refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger,
 }
 
 // writeProblem answers r with row's problem for err, filling in the instance and the headers its
-// status calls for (WWW-Authenticate on 401, Retry-After on 503). An internal error's detail stays out
+// status calls for (WWW-Authenticate on 401, Retry-After on 429 and 503). An internal error's detail stays out
 // of the answer; an error carrying field errors (FieldErrors() []FieldError) lists them.
 func writeProblem(w http.ResponseWriter, r *http.Request, row Row, err error) {
 	p := Problem{Type: ProblemTypeBase + row.Slug, Title: row.Title, Status: row.Status, Instance: r.URL.Path}
@@ -159,16 +158,26 @@ func writeProblem(w http.ResponseWriter, r *http.Request, row Row, err error) {
 		p.Errors = fields.FieldErrors()
 	}
 	var down *dependency.UnavailableError
-	switch {
-	case row.Status == http.StatusUnauthorized:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="grantline"`)
-	case row.Status == http.StatusServiceUnavailable && errors.As(err, &down):
+	if errors.As(err, &down) {
 		p.Dependency = down.Dependency
-		w.Header().Set("Retry-After", unavailableRetryAfter)
-	case row.Status == http.StatusServiceUnavailable:
-		w.Header().Set("Retry-After", "1")
+	}
+	switch row.Status {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="grantline"`)
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(err)))
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(row.Status)
 	_ = json.MarshalWrite(w, p)
+}
+
+// retryAfterSeconds is when the caller should try again, in whole seconds rounded up, at least one:
+// what err says (RetryAfter() time.Duration, as a rate limit's refusal does), else one second.
+func retryAfterSeconds(err error) int {
+	var ra interface{ RetryAfter() time.Duration }
+	if !errors.As(err, &ra) {
+		return 1
+	}
+	return max(1, int(math.Ceil(ra.RetryAfter().Seconds())))
 }

@@ -37,14 +37,14 @@ func (e Errors) Record(ctx context.Context, name, operation string, err error) {
 		attribute.String("class", connector.ClassOf(err))))
 }
 
-// breakerGauge records each webhook target's circuit breaker state as grantline_circuit_state{target}:
-// 0 closed, 1 half-open, 2 open (gobreaker's order).
+// breakerGauge records each target's circuit breaker state (the PostgreSQL target's, each webhook
+// target's) as grantline_circuit_state{target}: 0 closed, 1 half-open, 2 open (gobreaker's order).
 func breakerGauge(meter metric.MeterProvider) metric.Int64Gauge {
 	if meter == nil {
 		return noop.Int64Gauge{}
 	}
 	g, err := meter.Meter("grantline/connector").Int64Gauge("grantline_circuit_state",
-		metric.WithDescription("a webhook target's circuit breaker: 0 closed, 1 half-open, 2 open"))
+		metric.WithDescription("a target's circuit breaker: 0 closed, 1 half-open, 2 open"))
 	if err != nil {
 		return noop.Int64Gauge{}
 	}

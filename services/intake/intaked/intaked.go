@@ -18,6 +18,7 @@ import (
 	"github.com/grantline/grantline/services/intake/httpapi"
 	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/integration"
+	"github.com/grantline/grantline/services/intake/throttle"
 )
 
 // Deps are the intake service's collaborators, built by New from Config.
@@ -30,6 +31,8 @@ type Deps struct {
 	Idempotency  *idempotency.Keys
 	Now          func() time.Time
 	ReaderGroups []string
+	// RequesterLimits and IntegrationLimits limit submissions; nil limits nothing.
+	RequesterLimits, IntegrationLimits *throttle.Limiter
 	// Meter receives the service's metrics, its consumers' included; nil records none.
 	Meter metric.MeterProvider
 }
@@ -37,13 +40,13 @@ type Deps struct {
 // API returns the HTTP API handler.
 func (d Deps) API(log *slog.Logger) *httpapi.Handler {
 	return &httpapi.Handler{Store: d.Store, Catalogue: d.Catalogue, Auth: d.Auth, Idempotency: d.Idempotency,
-		Now: d.Now, Log: log, Readers: d.ReaderGroups}
+		Now: d.Now, Log: log, Readers: d.ReaderGroups, Submissions: d.RequesterLimits}
 }
 
 // ConsumeIntegrations handles integration CloudEvents until ctx ends.
 func (d Deps) ConsumeIntegrations(ctx context.Context, log *slog.Logger) error {
 	h := &integration.Handler{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Integrations: d.Integrations,
-		Idempotency: d.Idempotency, Now: d.Now, Log: log}
+		Idempotency: d.Idempotency, Submissions: d.IntegrationLimits, Now: d.Now, Log: log}
 	spec := integration.Spec()
 	spec.Meter = d.Meter
 	return consumer.Run(ctx, d.JS, spec, h.Handle, log)
@@ -73,7 +76,9 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Integrations: integrations, Auth: authn,
-		Idempotency: keys, Now: time.Now, ReaderGroups: cfg.ReaderGroups, Meter: host.Meter}
+		Idempotency: keys, Now: time.Now, ReaderGroups: cfg.ReaderGroups, Meter: host.Meter,
+		RequesterLimits:   throttle.New(throttle.Limit{Burst: cfg.SubmitBurst, Every: cfg.SubmitEvery}, time.Now),
+		IntegrationLimits: throttle.New(throttle.Limit{Burst: cfg.IntegrationSubmitBurst, Every: cfg.IntegrationSubmitEvery}, time.Now)}
 	svc := ops.Service{Name: "intake", Routes: func(mux *http.ServeMux) { d.API(host.Log).Routes(mux) }}
 	if integrations != nil {
 		svc.Consume = func(ctx context.Context) error { return d.ConsumeIntegrations(ctx, host.Log) }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/connector/postgres"
@@ -30,12 +31,13 @@ type Config struct {
 }
 
 // Open builds the connectors c names: postgres when a target URL is set (with the role mapping),
-// webhook when a targets file is (its secrets read through getenv); the webhook circuit breakers'
-// changes are logged on log. The returned function closes them. It fails on a target it cannot
-// reach or a webhook file it cannot read.
-func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.Logger) (connector.Set, func(), error) {
+// webhook when a targets file is (its secrets read through getenv); the circuit breakers' changes are
+// logged on log and recorded in meter (grantline_circuit_state; nil: not recorded). The returned
+// function closes them. It fails on a target it cannot reach or a webhook file it cannot read.
+func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.Logger, meter metric.MeterProvider) (connector.Set, func(), error) {
 	set := connector.Set{}
 	closeAll := func() {}
+	breakers := breakerGauge(meter)
 	if c.PGTargetURL != "" {
 		pg, err := postgres.Open(ctx, c.PGTargetURL, c.PGRoles)
 		if err != nil {
@@ -43,6 +45,7 @@ func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.L
 		}
 		set[postgres.Name] = connector.Shield(pg, connector.NewBreaker(postgres.Name, 0, 0, func(name string, from, to gobreaker.State) {
 			log.Warn("target circuit breaker", "target", name, "from", from.String(), "to", to.String())
+			recordBreaker(breakers, name, to)
 		}))
 		closeAll = pg.Close
 	}
@@ -54,6 +57,7 @@ func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.L
 		}
 		cfg.OnStateChange = func(target string, from, to gobreaker.State) {
 			log.Warn("webhook circuit breaker", "target", target, "from", from.String(), "to", to.String())
+			recordBreaker(breakers, target, to)
 		}
 		wh, err := webhook.New(cfg)
 		if err != nil {

@@ -82,7 +82,7 @@ func (f *apiFlags) call(ctx context.Context, method, path string, body, out any,
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		status, b, err := f.send(ctx, method, path, token, payload, headers)
+		status, retryAfter, b, err := f.send(ctx, method, path, token, payload, headers)
 		transient := err != nil || status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
 		if retry && transient && attempt < callAttempts && ctx.Err() == nil {
 			select {
@@ -95,7 +95,7 @@ func (f *apiFlags) call(ctx context.Context, method, path string, body, out any,
 		case err != nil:
 			return fmt.Errorf("reach %s (is grantline dev running?): %w", f.server, err)
 		case status >= 400:
-			return problemError(status, b)
+			return problemError(status, retryAfter, b)
 		case out == nil:
 			return nil
 		}
@@ -113,14 +113,14 @@ const callAttempts = 4
 func newIdempotencyKey() string { return "cli-" + events.NewID() }
 
 // send makes one HTTP attempt and returns the status and body.
-func (f *apiFlags) send(ctx context.Context, method, path, token string, payload []byte, headers []string) (int, []byte, error) {
+func (f *apiFlags) send(ctx context.Context, method, path, token string, payload []byte, headers []string) (status int, retryAfter string, body []byte, err error) {
 	var r io.Reader
 	if payload != nil {
 		r = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(f.server, "/")+path, r)
 	if err != nil {
-		return 0, nil, err
+		return 0, "", nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
@@ -131,25 +131,34 @@ func (f *apiFlags) send(ctx context.Context, method, path, token string, payload
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, "", nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	return resp.StatusCode, b, err
+	return resp.StatusCode, resp.Header.Get("Retry-After"), b, err
 }
 
-// problemError renders an RFC 9457 answer for a person.
-func problemError(status int, body []byte) error {
+// problemError renders an RFC 9457 answer for a person; one naming an unavailable dependency says
+// which, and when to try again (retryAfter, in seconds).
+func problemError(status int, retryAfter string, body []byte) error {
 	var p struct {
-		Title  string `json:"title"`
-		Detail string `json:"detail"`
-		Errors []struct {
+		Title      string `json:"title"`
+		Detail     string `json:"detail"`
+		Dependency string `json:"dependency"`
+		Errors     []struct {
 			Field   string `json:"field"`
 			Message string `json:"message"`
 		} `json:"errors"`
 	}
 	if json.Unmarshal(body, &p) != nil || p.Title == "" {
 		return fmt.Errorf("HTTP %d: %s", status, strings.TrimSpace(string(body)))
+	}
+	if p.Dependency != "" {
+		p.Title = "The " + p.Dependency + " is unavailable"
+		p.Detail = strings.TrimPrefix(p.Detail, "the "+p.Dependency+" is unavailable: ")
+		if retryAfter != "" {
+			p.Title += "; try again in " + retryAfter + " s"
+		}
 	}
 	msg := fmt.Sprintf("%s (HTTP %d)", p.Title, status)
 	if len(p.Errors) > 0 {

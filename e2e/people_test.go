@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json/v2"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -38,26 +37,11 @@ func as(t *testing.T, name string) person {
 // content type and the body of the answer.
 func (p person) call(method, service, path, body string) (int, string, []byte) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.t.Context(), 15*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, deployment.URL(service)+path, strings.NewReader(body))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+p.token)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
+	a, err := deployment.Call(p.t.Context(), p.token, method, service, path, body)
 	if err != nil {
 		p.t.Fatalf("%s %s %s as %s: %v", method, service, path, p.name, err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header.Get("Content-Type"), b
+	return a.Status, a.ContentType, a.Body
 }
 
 // expect calls like call, fails the test unless the answer has status want, and decodes it into out

@@ -284,6 +284,21 @@ func (c *Cluster) startService(ctx context.Context, name string, extra map[strin
 	return c.waitHealthy(ctx, m, readyTimeout)
 }
 
+// Reconfigure replaces service container name with a new one whose environment has extra besides
+// the usual variables (nil: only those), and waits until it is ready. The new container listens on
+// another port: read URL(name) again.
+func (c *Cluster) Reconfigure(ctx context.Context, name string, extra map[string]string) error {
+	m, err := c.member(name)
+	if err != nil {
+		return err
+	}
+	if err := m.ctr.Terminate(ctx, testcontainers.StopTimeout(10*time.Second)); err != nil {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	c.members = slices.DeleteFunc(c.members, func(x *member) bool { return x == m })
+	return c.startService(ctx, name, extra)
+}
+
 // URL is the HTTP origin of service container name (intake, approval, fulfilment-1, ...).
 func (c *Cluster) URL(name string) string { return c.services[name] }
 

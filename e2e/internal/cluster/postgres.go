@@ -106,3 +106,42 @@ func (c *Cluster) TargetRole(ctx context.Context, role string) (Role, error) {
 	r.Exists = true
 	return r, nil
 }
+
+// Databases of the host's PostgreSQL that RefuseConnections can take away.
+const (
+	// ServicesDatabase holds the approval inbox and the read side (approval and query).
+	ServicesDatabase = "grantline"
+	// TargetDatabase is the target the connector grants on (fulfilment and the revoker).
+	TargetDatabase = "grantline_target"
+)
+
+// RefuseConnections makes database (ServicesDatabase or TargetDatabase) refuse every new connection
+// and ends the sessions it has, as a server that went down does to its clients, until restore is
+// called; the other database goes on serving. The harness's own reads of the target (TargetRole,
+// RoleMembers) fail meanwhile too.
+func (c *Cluster) RefuseConnections(ctx context.Context, database string) (restore func(context.Context) error, err error) {
+	allow := func(ctx context.Context, allowed bool) error {
+		conn, err := pgx.Connect(ctx, c.db.cluster.URL())
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s WITH ALLOW_CONNECTIONS %t", pgx.Identifier{database}.Sanitize(), allowed)); err != nil {
+			return err
+		}
+		if allowed {
+			return nil
+		}
+		_, err = conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, database)
+		return err
+	}
+	if err := allow(ctx, false); err != nil {
+		return nil, fmt.Errorf("refuse connections to %s: %w", database, err)
+	}
+	return func(ctx context.Context) error {
+		if err := allow(ctx, true); err != nil {
+			return fmt.Errorf("accept connections to %s again: %w", database, err)
+		}
+		return nil
+	}, nil
+}

@@ -81,8 +81,9 @@ func TestFaultInjection(t *testing.T) {
 		every: loadEvery, count: loadCount, retryFor: submitRetryFor, client: &http.Client{Timeout: 10 * time.Second}}
 	watch := newTargetWatch(targetRole)
 
-	// Everything started here is stopped and joined however the test ends, and a frozen container
-	// thawed, so a failure leaves a deployment that can still be inspected and removed.
+	// Everything started here is stopped and joined however the test ends, a killed container started
+	// again and a frozen one thawed, so a failure leaves a deployment that the package's other tests
+	// can still use, and that can still be inspected and removed.
 	runCtx, stop := context.WithCancel(ctx)
 	var bg sync.WaitGroup
 	loadDone := make(chan struct{})
@@ -91,6 +92,11 @@ func TestFaultInjection(t *testing.T) {
 	t.Cleanup(func() {
 		stop()
 		bg.Wait()
+		if r.killed != "" {
+			if err := deployment.Start(context.Background(), r.killed); err != nil {
+				t.Errorf("start %s again: %v", r.killed, err)
+			}
+		}
 		if r.paused != "" {
 			if err := deployment.Unpause(context.Background(), r.paused); err != nil {
 				t.Errorf("unpause %s: %v", r.paused, err)
@@ -107,10 +113,12 @@ func TestFaultInjection(t *testing.T) {
 	natsKill := r.inject(fmt.Sprintf("kill %s (%s, leader of %s)", node, leader, topology.EventsStream), func() error {
 		return deployment.Kill(ctx, node)
 	})
+	r.killed = node
 	newLeader := r.evidenceLeader(ctx, leader)
 	natsKill.note("new leader %s elected after %s", newLeader, time.Since(natsKill.at).Round(time.Millisecond))
 	r.awaitAcked(l, natsDown)
 	natsBack := r.inject("restart "+node, func() error { return deployment.Start(ctx, node) })
+	r.killed = ""
 	caughtUp := r.awaitCaughtUp(ctx, natsBack, leader)
 
 	// 2. Kill a fulfilment replica in the middle of grants. The target is stalled for alice (the
@@ -130,9 +138,11 @@ func TestFaultInjection(t *testing.T) {
 	fulfilKill := r.inject(fmt.Sprintf("kill %s (%d deliveries in flight)", fulfilmentContainer, pending), func() error {
 		return deployment.Kill(ctx, fulfilmentContainer)
 	})
+	r.killed = fulfilmentContainer
 	r.inject("lift the stall", func() error { return release(ctx) })
 	r.awaitAcked(l, fulfilDown)
 	r.inject("restart "+fulfilmentContainer, func() error { return deployment.Start(ctx, fulfilmentContainer) })
+	r.killed = ""
 
 	// 3. Freeze the revoker across many expiries, then thaw it.
 	r.awaitAcked(l, beforeRevokerPause)
@@ -189,11 +199,12 @@ func TestFaultInjection(t *testing.T) {
 }
 
 // faultRun is the schedule's state: when it began, the faults injected so far, and the container left
-// frozen if the test stops while the revoker is paused.
+// killed or frozen if the test stops before it is started again or thawed.
 type faultRun struct {
 	t      *testing.T
 	began  time.Time
 	faults []*fault
+	killed string
 	paused string
 }
 

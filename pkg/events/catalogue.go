@@ -37,8 +37,8 @@ const (
 	TypeDriftDetected       Type = TypePrefix + "drift_detected"
 )
 
-// Name is the short name of the type, the last token of its NATS subject ("submitted").
-func (t Type) Name() string { return strings.TrimPrefix(string(t), TypePrefix) }
+// Name is the short name of the type, the last token of its NATS subject ("submitted", "lock_placed").
+func (t Type) Name() string { return string(t)[strings.LastIndex(string(t), ".")+1:] }
 
 // Known reports whether t belongs to the v1 catalogue.
 func (t Type) Known() bool { _, ok := emitters[t]; return ok }

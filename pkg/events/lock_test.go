@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-const testLockID = "01KB0000000000000000000LCK"
+const testLockID = "01KB0000000000000000000ACE"
 
 var (
 	lockT0     = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -121,6 +121,43 @@ func TestLockHoldsAndCovers(t *testing.T) {
 			}
 			if got := tt.lock.Covers(tt.requester, tt.subject, tt.entitlement, tt.sys); got != tt.covers {
 				t.Errorf("Covers = %v, want %v", got, tt.covers)
+			}
+		})
+	}
+}
+
+// TestRevocationByLock says how a lock asks for a grant's end: with reason locked and the lock's ID,
+// and a lock's ID only with that reason.
+func TestRevocationByLock(t *testing.T) {
+	var granted []Event
+	for _, st := range stories() {
+		if st.name == "granted" {
+			granted = st.events
+		}
+	}
+	at := t0.Add(2 * time.Hour)
+	cases := []struct {
+		name    string
+		ask     RevocationRequested
+		refused bool
+	}{
+		{"a lock ends a grant it covers", RevocationRequested{By: "service:revoker", Reason: RevokeLocked, LockID: testLockID}, false},
+		{"a lock that names no lock", RevocationRequested{By: "service:revoker", Reason: RevokeLocked}, true},
+		{"a lock named by something that is not a lock ID", RevocationRequested{By: "service:revoker", Reason: RevokeLocked, LockID: "a.b"}, true},
+		{"an early revocation that names a lock", RevocationRequested{By: "alice", Reason: RevokeEarly, LockID: testLockID}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Fold(testRequestID, granted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = r.Apply(event(tc.ask, at, tc.ask.By))
+			if tc.refused != (err != nil) {
+				t.Fatalf("Apply = %v, want refused %v", err, tc.refused)
+			}
+			if !tc.refused && r.RevocationDue() != RevokeLocked {
+				t.Fatalf("revocation due %q, want locked", r.RevocationDue())
 			}
 		})
 	}

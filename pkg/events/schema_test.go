@@ -25,7 +25,7 @@ func enumSchemas() map[reflect.Type]*jsonschema.Schema {
 		reflect.TypeFor[ReviewDecision]():    enum(ReviewApprove, ReviewReject),
 		reflect.TypeFor[PostReviewOutcome](): enum(PostReviewRatified, PostReviewFlagged),
 		reflect.TypeFor[TaskPurpose]():       enum(TaskGrant, TaskRevoke),
-		reflect.TypeFor[RevocationReason]():  enum(RevokeExpired, RevokeEarly, RevokeReviewFailed, RevokeDrift),
+		reflect.TypeFor[RevocationReason]():  enum(RevokeExpired, RevokeEarly, RevokeReviewFailed, RevokeDrift, RevokeLocked),
 		reflect.TypeFor[DriftKind]():         enum(DriftAfterRevocation, DriftMissing, DriftUnexplained),
 		reflect.TypeFor[DriftAction]():       enum(DriftRevoke, DriftRecorded),
 		reflect.TypeFor[time.Time]():         {Type: "string", Format: "date-time"},

@@ -2,6 +2,7 @@ package events
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -9,11 +10,17 @@ import (
 // a request's event, so its types are outside the request catalogue's prefix.
 const LockTypePrefix = "io.grantline.lock."
 
-// The lock events (docs/architecture.md, "Incident response"), both emitted by the revoker.
+// The lock events (docs/architecture.md, "Incident response"), both emitted by the revoker. They are
+// stored in the evidence stream under the lock's ID (grantline.events.<lockID>.lock_placed), so the
+// checkpoints, witnesses and audit cover them like a request's events.
 const (
 	TypeLockPlaced  Type = LockTypePrefix + "lock_placed"
 	TypeLockRemoved Type = LockTypePrefix + "lock_removed"
 )
+
+// Lock reports whether t is a lock's event rather than a request's. A reader that folds every event of
+// the stream into requests folds these into a Lock instead, or skips them.
+func (t Type) Lock() bool { return strings.HasPrefix(string(t), LockTypePrefix) }
 
 // LockScopeKind says what a lock stops: a person, an entitlement or a whole target system.
 type LockScopeKind string

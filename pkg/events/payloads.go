@@ -330,6 +330,10 @@ func (DriftDetected) EventType() Type       { return TypeDriftDetected }
 // newPayload returns a pointer to a zero payload for t, for decoding.
 func newPayload(t Type) (Payload, bool) {
 	switch t {
+	case TypeLockPlaced:
+		return &LockPlaced{}, true
+	case TypeLockRemoved:
+		return &LockRemoved{}, true
 	case TypeSubmitted:
 		return &Submitted{}, true
 	case TypeWithdrawn:

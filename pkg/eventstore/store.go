@@ -184,7 +184,25 @@ func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft)
 	if s.signer == nil {
 		return nil, ErrReadOnly
 	}
-	next := &Loaded{ID: cur.ID, Records: cur.Records, Events: cur.Events, LastSeq: cur.LastSeq}
+	msgs, sealed, now, err := s.seal(ctx, cur, drafts)
+	if err != nil {
+		return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
+	}
+	req, err := events.Fold(cur.ID, append(append([]events.Event{}, cur.Events...), sealed...))
+	if err != nil {
+		return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
+	}
+	next, err := s.store(ctx, cur, msgs, sealed, now)
+	if err != nil {
+		return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
+	}
+	next.Request = req
+	s.cache.put(next)
+	return next, nil
+}
+
+// seal signs and chains drafts as the next events after cur, with their deterministic message IDs.
+func (s *Store) seal(ctx context.Context, cur *Loaded, drafts []events.Draft) ([]*nats.Msg, []events.Event, time.Time, error) {
 	prev := cur.head()
 	now := s.now()
 	var msgs []*nats.Msg
@@ -195,7 +213,7 @@ func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft)
 		}
 		env, body, err := d.Seal(cur.ID, s.signer.Service(), now, prev)
 		if err != nil {
-			return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
+			return nil, nil, now, err
 		}
 		msg := nats.NewMsg(events.NATSSubject(cur.ID, env.Type))
 		msg.Data = body
@@ -208,24 +226,22 @@ func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft)
 		sealed = append(sealed, events.Event{Envelope: env, Payload: d.Payload})
 		prev = events.ChainHash(body)
 	}
-	req, err := events.Fold(cur.ID, append(append([]events.Event{}, cur.Events...), sealed...))
-	if err != nil {
-		return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
-	}
+	return msgs, sealed, now, nil
+}
 
+// store publishes the sealed msgs after cur (see publish) and returns what was loaded with them added,
+// without its aggregate.
+func (s *Store) store(ctx context.Context, cur *Loaded, msgs []*nats.Msg, sealed []events.Event, now time.Time) (*Loaded, error) {
 	lastSeq, err := s.publish(ctx, cur, msgs)
 	if err != nil {
-		return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
+		return nil, err
 	}
+	next := &Loaded{ID: cur.ID, Records: cur.Records, Events: append(append([]events.Event{}, cur.Events...), sealed...), LastSeq: lastSeq}
 	first := lastSeq - uint64(len(msgs)) + 1
 	for i, msg := range msgs {
 		next.Records = append(next.Records, events.Record{Seq: first + uint64(i), Subject: msg.Subject, Body: msg.Data,
 			Signature: msg.Header.Get(events.SignatureHeader), StoredAt: now})
 	}
-	next.Events = append(append([]events.Event{}, cur.Events...), sealed...)
-	next.Request = req
-	next.LastSeq = lastSeq
-	s.cache.put(next)
 	return next, nil
 }
 

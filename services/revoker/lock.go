@@ -36,10 +36,15 @@ func mayLock(caller Caller, scope events.LockScope, adminGroups []string) error 
 	if scope.Kind == events.LockUser && scope.ID == caller.ID {
 		return ErrOwnLock
 	}
-	if caller.ID == "" || !slices.ContainsFunc(caller.Groups, func(g string) bool { return slices.Contains(adminGroups, g) }) {
+	if !IsLockAdmin(caller, adminGroups) {
 		return ErrNotLockAdmin
 	}
 	return nil
+}
+
+// IsLockAdmin reports whether caller is in one of the lock admin groups.
+func IsLockAdmin(caller Caller, adminGroups []string) bool {
+	return caller.ID != "" && slices.ContainsFunc(caller.Groups, func(g string) bool { return slices.Contains(adminGroups, g) })
 }
 
 // DecidePlaceLock returns the decision on caller's order at now: lock_placed on a lock with no events;

@@ -30,8 +30,8 @@ type Config struct {
 }
 
 // Open builds the connectors c names: postgres when a target URL is set (with the role mapping),
-// webhook when a targets file is (its secrets read through getenv); the webhook circuit breakers'
-// changes are logged on log. The returned function closes them. It fails on a target it cannot
+// webhook when a targets file is (its secrets read through getenv), each traced (connector.Traced);
+// the webhook circuit breakers' changes are logged on log. The returned function closes them. It fails on a target it cannot
 // reach or a webhook file it cannot read.
 func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.Logger) (connector.Set, func(), error) {
 	set := connector.Set{}
@@ -41,7 +41,7 @@ func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.L
 		if err != nil {
 			return nil, nil, err
 		}
-		set[postgres.Name] = pg
+		set[postgres.Name] = connector.Traced(postgres.Name, pg)
 		closeAll = pg.Close
 	}
 	if c.Webhooks != "" {
@@ -58,7 +58,7 @@ func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.L
 			closeAll()
 			return nil, nil, err
 		}
-		set[webhook.Name] = wh
+		set[webhook.Name] = connector.Traced(webhook.Name, wh)
 	}
 	return set, closeAll, nil
 }

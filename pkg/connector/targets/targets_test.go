@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/grantline/grantline/pkg/config"
+	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/connector/postgres"
 	"github.com/grantline/grantline/pkg/connector/targets"
 	"github.com/grantline/grantline/pkg/connector/webhook"
@@ -101,11 +104,15 @@ func TestOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(closeAll)
-	if _, ok := set[postgres.Name].(*postgres.Connector); !ok {
-		t.Errorf("postgres connector: %T", set[postgres.Name])
+	if len(set) != 2 || set[postgres.Name] == nil || set[webhook.Name] == nil {
+		t.Errorf("opened %v, want the postgres and the webhook connectors", slices.Sorted(maps.Keys(set)))
 	}
-	if _, ok := set[webhook.Name].(*webhook.Connector); !ok {
-		t.Errorf("webhook connector: %T", set[webhook.Name])
+	// Traced keeps what each connector can do: the PostgreSQL target lists its holdings, a webhook cannot.
+	if _, ok := set[postgres.Name].(connector.Inventory); !ok {
+		t.Errorf("the postgres connector (%T) has no inventory", set[postgres.Name])
+	}
+	if _, ok := set[webhook.Name].(connector.Inventory); ok {
+		t.Errorf("the webhook connector (%T) claims an inventory", set[webhook.Name])
 	}
 	if _, _, err := targets.Open(ctx, c, env(nil), log); err == nil || !strings.Contains(err.Error(), "VPN_HMAC") {
 		t.Fatalf("a webhook secret missing: %v", err)

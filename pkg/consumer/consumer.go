@@ -227,10 +227,12 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) Action {
 	// The span continues the trace of whatever stored the message (an append's traceparent), so one
 	// request's path reads as one trace across the services.
 	ctx, span := telemetry.Tracer("pkg/consumer").Start(telemetry.Extract(ctx, msg.Headers()), r.spec.Durable+" process",
-		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
-			attribute.String("messaging.system", "nats"), attribute.String("messaging.consumer.group.name", r.spec.Durable),
-			attribute.String("messaging.destination.name", msg.Subject()), attribute.Int("messaging.nats.delivered", delivered)))
+		trace.WithSpanKind(trace.SpanKindConsumer))
 	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.consumer.group.name", r.spec.Durable),
+			attribute.String("messaging.destination.name", msg.Subject()), attribute.Int("messaging.nats.delivered", delivered))
+	}
 	log := r.log.With("subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "delivered", delivered)
 
 	var d Disposition

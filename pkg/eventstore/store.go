@@ -188,14 +188,17 @@ func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft)
 		return nil, ErrReadOnly
 	}
 	// The drafts carry this span as their traceparent, so the reactions to them continue its trace.
-	types := make([]string, len(drafts))
-	for i, d := range drafts {
-		types[i] = d.Payload.EventType().Name()
-	}
-	ctx, span := telemetry.Tracer("pkg/eventstore").Start(ctx, "append "+types[0], trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attribute.String(telemetry.KeyRequestID, cur.ID), attribute.StringSlice("grantline.event_types", types),
-			attribute.String("grantline.service", string(s.signer.Service()))))
+	ctx, span := telemetry.Tracer("pkg/eventstore").Start(ctx, "append "+drafts[0].Payload.EventType().Name(),
+		trace.WithSpanKind(trace.SpanKindProducer))
 	defer span.End()
+	if span.IsRecording() {
+		types := make([]string, len(drafts))
+		for i, d := range drafts {
+			types[i] = d.Payload.EventType().Name()
+		}
+		span.SetAttributes(attribute.String(telemetry.KeyRequestID, cur.ID), attribute.StringSlice("grantline.event_types", types),
+			attribute.String("grantline.service", string(s.signer.Service())))
+	}
 	next, err := s.append(ctx, cur, drafts)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())

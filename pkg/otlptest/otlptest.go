@@ -4,6 +4,7 @@
 package otlptest
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -12,11 +13,14 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/grantline/grantline/pkg/telemetry"
 )
 
 // Span is one received span, flattened: the ids in hex, as W3C traceparent spells them.
@@ -33,7 +37,9 @@ type Span struct {
 
 // Receiver takes OTLP/HTTP protobuf exports at URL()+"/v1/traces" and keeps their spans.
 type Receiver struct {
-	srv   *httptest.Server
+	srv *httptest.Server
+	// stop ends the tracing Tracing started; nil for a receiver Start made.
+	stop  func() error
 	mu    sync.Mutex
 	spans []Span
 }
@@ -55,6 +61,33 @@ func Start(t testing.TB) *Receiver {
 	r.srv = httptest.NewServer(mux)
 	t.Cleanup(r.srv.Close)
 	return r
+}
+
+// Tracing starts a receiver and traces this process into it (telemetry.StartTracing with the OTLP
+// exporter) until Stop or the end of the test. Tracing is process-wide: a test that uses it
+// must not run in parallel with another that does.
+func Tracing(t testing.TB) *Receiver {
+	r := Start(t)
+	exp, err := telemetry.OTLPExporter(context.Background(), r.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := telemetry.StartTracing("grantline-test", exp, time.Hour)
+	r.stop = sync.OnceValue(func() error { return stop(context.Background()) })
+	t.Cleanup(func() { _ = r.stop() })
+	return r
+}
+
+// Stop ends the tracing Tracing started, exporting every span still buffered, and returns every span
+// received; a failed export fails the test.
+func (r *Receiver) Stop(t testing.TB) []Span {
+	t.Helper()
+	if r.stop != nil {
+		if err := r.stop(); err != nil {
+			t.Fatalf("otlptest: export the last spans: %v", err)
+		}
+	}
+	return r.Spans()
 }
 
 // URL is the receiver's base URL, as GRANTLINE_OTLP_ENDPOINT takes it.

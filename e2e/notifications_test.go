@@ -60,7 +60,7 @@ func TestPeopleAreToldAndApproveFromSlack(t *testing.T) {
 			has(told["alice@example.test"], "awaits approval")
 	})
 
-	body, err := slacktest.Press("U0BOB", asked, render.ActionApprove)
+	body, err := slacktest.Press("U0BOB", asked, id, render.ActionApprove)
 	if err != nil {
 		t.Fatal(err)
 	}

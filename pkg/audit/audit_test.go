@@ -111,7 +111,8 @@ func newHistory(t *testing.T) *history {
 	h.ids["denied"] = c
 	step(c, events.Intake, sub("dave", "payments-admin"), "dave")
 	step(c, events.Policy, events.PolicyDecided{Outcome: events.OutcomeDeny, Reasons: []string{"no"}, PolicyRevision: "sha256:p"}, "")
-	h.now = time.Now()
+	// Judged a minute after the last event: the approved request is still within its fulfilment SLO.
+	h.now = clk.Now().Add(time.Minute)
 	return h
 }
 
@@ -163,6 +164,26 @@ func TestCleanHistoryReportsNothing(t *testing.T) {
 	}
 }
 
+// TestApprovedButNeverFulfilledIsReported: a request approved longer ago than the fulfilment SLO that
+// was neither granted nor recorded failed is reported; one still within it, or ended, is not.
+func TestApprovedButNeverFulfilledIsReported(t *testing.T) {
+	h := newHistory(t)
+	verify := func(now time.Time) *Report {
+		v := NewVerifier(h.trust, Options{Now: now, ExpectFirstSeq: 1})
+		if err := ReadStream(context.Background(), h.js, Range{}, func(r events.Record) error { v.Add(r); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return v.Finish()
+	}
+	if r := verify(h.now.Add(DefaultFulfilmentSLO - 2*time.Minute)); !r.Clean() {
+		t.Fatalf("within the SLO: %+v", r.Findings)
+	}
+	r := verify(h.now.Add(DefaultFulfilmentSLO))
+	if len(r.Findings) != 1 || r.Findings[0].Kind != FindingFulfilmentOverdue || r.Findings[0].RequestID != h.ids["approved"] {
+		t.Fatalf("past the SLO, want one fulfilment_overdue finding for the approved request: %+v", r.Findings)
+	}
+}
+
 // TestDriftIsReportedNotFound: drift the reconciler recorded (access back after a revocation, revoked
 // again; a stray role as a finding of its own) is listed by the verification, which stays clean, and the
 // finding is not counted as a request.
@@ -177,7 +198,7 @@ func TestDriftIsReportedNotFound(t *testing.T) {
 	h.step(h.ids["revoked"], events.Revoker, events.Revoked{Reason: events.RevokeDrift, Observed: events.Observed{Present: false}}, "")
 	h.step(finding, events.Revoker, stray, "")
 
-	v := NewVerifier(h.trust, Options{Now: time.Now(), ExpectFirstSeq: 1})
+	v := NewVerifier(h.trust, Options{Now: h.now, ExpectFirstSeq: 1})
 	if err := ReadStream(context.Background(), h.js, Range{}, func(r events.Record) error { v.Add(r); return nil }); err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,9 @@ const (
 	// FindingRevocationOverdue: a grant expired more than the SLO ago with neither a revocation nor a
 	// recorded failed attempt.
 	FindingRevocationOverdue FindingKind = "revocation_overdue"
+	// FindingFulfilmentOverdue: a request was allowed (approved, or auto-approved) more than the SLO ago
+	// and is neither granted nor failed, nor waiting on a manual task: work nobody will see finish.
+	FindingFulfilmentOverdue FindingKind = "fulfilment_overdue"
 )
 
 // Finding is one problem, with where it was found: the position in the history (counted from 1) and
@@ -87,7 +90,10 @@ func (r *Report) Clean() bool { return len(r.Findings) == 0 }
 type Options struct {
 	// RevocationSLO is how long after expiry a revocation (or a recorded failed attempt) may take.
 	RevocationSLO time.Duration
-	// Now is the instant overdue revocations are judged at (for an export: when it was taken).
+	// FulfilmentSLO is how long after a request is allowed (or its requested start) a grant, or a
+	// recorded failure, may take. It must exceed fulfilment's retry time (GRANTLINE_FULFILMENT_RETRY_FOR).
+	FulfilmentSLO time.Duration
+	// Now is the instant overdue work is judged at (for an export: when it was taken).
 	Now time.Time
 	// ExpectFirstSeq is the sequence the history must start at (1 for a whole stream); 0 skips the check.
 	ExpectFirstSeq uint64
@@ -103,6 +109,10 @@ type Options struct {
 	// Controls, if not nil, is fed every event that verifies, for an evidence pack's report.
 	Controls *Controls
 }
+
+// DefaultFulfilmentSLO is Options.FulfilmentSLO when zero: fulfilment's default retry time (15 min)
+// and then some.
+const DefaultFulfilmentSLO = 30 * time.Minute
 
 // Verifier checks a history one stored event at a time, in stream order, and keeps going after a
 // problem so one run reports every finding.
@@ -125,6 +135,9 @@ type requestState struct {
 func NewVerifier(trust *events.Verifier, opts Options) *Verifier {
 	if opts.RevocationSLO == 0 {
 		opts.RevocationSLO = time.Minute
+	}
+	if opts.FulfilmentSLO == 0 {
+		opts.FulfilmentSLO = DefaultFulfilmentSLO
 	}
 	v := &Verifier{opts: opts, chain: trust.NewChain(), requests: map[string]*requestState{}}
 	if opts.Checkpoints != nil {
@@ -202,7 +215,8 @@ func (v *Verifier) state(id string) *requestState {
 
 func (v *Verifier) find(f Finding) { v.report.Findings = append(v.report.Findings, f) }
 
-// Finish runs the checks that need the whole history (overdue revocations) and returns the report.
+// Finish runs the checks that need the whole history (overdue fulfilments and revocations) and returns
+// the report.
 func (v *Verifier) Finish() *Report {
 	for _, st := range v.requests {
 		if st.req.Status() != events.StatusFinding {
@@ -224,6 +238,11 @@ func (v *Verifier) Finish() *Report {
 	}
 	for _, id := range v.order {
 		st := v.requests[id]
+		if due, overdue := v.fulfilmentOverdue(st); overdue {
+			last := st.evs[len(st.evs)-1]
+			v.find(Finding{Kind: FindingFulfilmentOverdue, Position: v.report.Events, RequestID: id, EventID: last.ID,
+				Detail: fmt.Sprintf("allowed at %s, neither granted nor failed within %s", due.Format(time.RFC3339), v.opts.FulfilmentSLO)})
+		}
 		r := st.req
 		g := r.Grant()
 		if st.broken || g == nil || r.Status() == events.StatusRevoked || r.RevocationFailure() != nil {
@@ -236,6 +255,26 @@ func (v *Verifier) Finish() *Report {
 		}
 	}
 	return &v.report
+}
+
+// fulfilmentOverdue reports whether st is allowed but neither granted nor failed more than the SLO
+// after it became due (the allowing event, or the requested start), and that instant. A request waiting
+// on a manual task waits on people, who have the task's own due time.
+func (v *Verifier) fulfilmentOverdue(st *requestState) (time.Time, bool) {
+	r := st.req
+	if st.broken || !r.AllowsFulfilment() || len(r.Tasks()) > 0 {
+		return time.Time{}, false
+	}
+	var due time.Time
+	for _, ev := range st.evs {
+		if ev.Type == events.TypeApproved || ev.Type == events.TypePolicyDecided {
+			due = ev.Time
+		}
+	}
+	if start := r.Submitted().StartAt; start != nil && start.After(due) {
+		due = *start
+	}
+	return due, v.opts.Now.After(due.Add(v.opts.FulfilmentSLO))
 }
 
 // Request returns the folded request id as verified so far, or nil.

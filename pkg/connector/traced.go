@@ -16,7 +16,7 @@ import (
 // fails. It answers everything else as c does: it is an Inventory only if c is one, and TargetRef,
 // IssuesCredential and the credential's username are c's.
 func Traced(name string, c Connector) Connector {
-	t := traced{name: name, c: c}
+	t := traced{wrapper{c}, name}
 	if _, ok := c.(Inventory); ok {
 		return tracedInventory{t}
 	}
@@ -24,45 +24,30 @@ func Traced(name string, c Connector) Connector {
 }
 
 type traced struct {
+	wrapper
 	name string
-	c    Connector
 }
 
 type tracedInventory struct{ traced }
 
-var (
-	_ Issuer    = traced{}
-	_ Referrer  = traced{}
-	_ Inventory = tracedInventory{}
-)
+var _ Inventory = tracedInventory{}
 
 func (t traced) Grant(ctx context.Context, g Grant) (events.Observed, error) {
-	return t.call(ctx, "grant", g.ID, func(ctx context.Context) (events.Observed, error) { return t.c.Grant(ctx, g) })
+	return t.call(ctx, "grant", g.ID, func(ctx context.Context) (events.Observed, error) { return t.inner.Grant(ctx, g) })
 }
 
 func (t traced) Revoke(ctx context.Context, g Grant) (events.Observed, error) {
-	return t.call(ctx, "revoke", g.ID, func(ctx context.Context) (events.Observed, error) { return t.c.Revoke(ctx, g) })
+	return t.call(ctx, "revoke", g.ID, func(ctx context.Context) (events.Observed, error) { return t.inner.Revoke(ctx, g) })
 }
 
 func (t traced) Inspect(ctx context.Context, g Grant) (events.Observed, error) {
-	return t.call(ctx, "inspect", g.ID, func(ctx context.Context) (events.Observed, error) { return t.c.Inspect(ctx, g) })
+	return t.call(ctx, "inspect", g.ID, func(ctx context.Context) (events.Observed, error) { return t.inner.Inspect(ctx, g) })
 }
-
-func (t traced) IssuesCredential(g Grant) bool { return IssuesCredential(t.c, g) }
-
-func (t traced) Username(g Grant) string {
-	if i, ok := t.c.(Issuer); ok {
-		return i.Username(g)
-	}
-	return ""
-}
-
-func (t traced) TargetRef(g Grant) string { return TargetRef(t.c, g) }
 
 func (t tracedInventory) Holdings(ctx context.Context) ([]Holding, error) {
 	ctx, span := t.start(ctx, "holdings")
 	defer span.End()
-	hs, err := t.c.(Inventory).Holdings(ctx)
+	hs, err := t.inner.(Inventory).Holdings(ctx)
 	failed(span, err)
 	return hs, err
 }

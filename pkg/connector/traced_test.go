@@ -36,49 +36,23 @@ func (c *target) Inspect(_ context.Context, g connector.Grant) (events.Observed,
 	return events.Observed{Present: c.present[g.ID]}, nil
 }
 
-// listing is a target that also lists its holdings, names what it changes and issues credentials.
-type listing struct{ target }
-
-func (c *listing) Holdings(context.Context) ([]connector.Holding, error) {
-	var hs []connector.Holding
-	for id := range c.present {
-		hs = append(hs, connector.Holding{GrantID: id, Ref: "role " + id})
+// TestTracedKeepsWhatTheConnectorIs: a traced connector (shielded or not) answers what does not reach
+// the target as the connector does, and is an Inventory only when that one is.
+func TestTracedKeepsWhatTheConnectorIs(t *testing.T) {
+	g := connector.Grant{ID: "r1", Entitlement: catalogue.Entitlement{System: "payments-db", Resource: "read"}}
+	c := connector.Traced("t", issuing{})
+	if !connector.IssuesCredential(c, g) || c.(connector.Issuer).Username(g) != "login r1" || connector.TargetRef(c, g) != "login r1" {
+		t.Errorf("issues %v, ref %q", connector.IssuesCredential(c, g), connector.TargetRef(c, g))
 	}
-	return hs, nil
-}
-
-func (c *listing) TargetRef(g connector.Grant) string    { return "role " + g.ID }
-func (c *listing) IssuesCredential(connector.Grant) bool { return true }
-func (c *listing) Username(g connector.Grant) string     { return "login_" + g.ID }
-
-// TestTracedKeepsWhatTheConnectorCanDo: a traced connector answers the optional questions exactly as
-// the connector it wraps, and is an Inventory only when that one is.
-func TestTracedKeepsWhatTheConnectorCanDo(t *testing.T) {
-	g := connector.Grant{ID: "01JREQ", Entitlement: catalogue.Entitlement{System: "payments-db", Resource: "read"}}
-	plain := connector.Traced("webhook", &target{present: map[string]bool{}})
-	if _, ok := plain.(connector.Inventory); ok {
-		t.Error("a connector without an inventory claims one once traced")
+	if _, ok := c.(connector.Inventory); ok {
+		t.Error("a traced connector lists a target its connector cannot list")
 	}
-	if _, err := connector.Holdings(context.Background(), "webhook", plain); connector.ClassOf(err) != connector.ClassNoInventory {
-		t.Errorf("Holdings of a connector without an inventory: %v", err)
+	plain := connector.Traced("t", &target{})
+	if connector.IssuesCredential(plain, g) || connector.TargetRef(plain, g) != "payments-db read" {
+		t.Errorf("a connector issuing nothing: issues %v, ref %q", connector.IssuesCredential(plain, g), connector.TargetRef(plain, g))
 	}
-	if got := connector.TargetRef(plain, g); got != "payments-db read" {
-		t.Errorf("TargetRef = %q, want the entitlement's system and resource", got)
-	}
-	if connector.IssuesCredential(plain, g) {
-		t.Error("a connector that issues no credential issues one once traced")
-	}
-
-	full := connector.Traced("postgres", &listing{target{present: map[string]bool{"01JOLD": true}}})
-	hs, err := connector.Holdings(context.Background(), "postgres", full)
-	if err != nil || len(hs) != 1 || hs[0].GrantID != "01JOLD" {
-		t.Errorf("Holdings = %v, %v; want the one holding", hs, err)
-	}
-	if got := connector.TargetRef(full, g); got != "role 01JREQ" {
-		t.Errorf("TargetRef = %q, want the connector's own", got)
-	}
-	if !connector.IssuesCredential(full, g) || full.(connector.Issuer).Username(g) != "login_01JREQ" {
-		t.Error("the credential the connector issues is lost once traced")
+	if _, ok := connector.Traced("t", connector.Shield(listing{}, connector.NewBreaker("t", 0, 0, nil))).(connector.Inventory); !ok {
+		t.Error("a traced shield hides its connector's inventory")
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package consumer runs a service's reactions: a durable JetStream pull consumer shared by all
 // replicas of the service, handlers running with bounded concurrency but one at a time per request
-// (RequestKey), and one table (Dispose) deciding ack, retry with delay, or dead-letter. A message that
-// keeps failing ends in GRANTLINE_DLQ with the reason, never silently dropped.
+// (RequestKey), and one table (Dispose) deciding ack, retry with delay, hold while a dependency is down,
+// or dead-letter. A message that keeps failing ends in GRANTLINE_DLQ with the reason, never silently
+// dropped; a message whose dependency is down waits for it, however long that takes.
 package consumer
 
 import (
@@ -53,7 +54,8 @@ type Spec struct {
 	Stream         string
 	Durable        string
 	FilterSubjects []string
-	// MaxDeliveries bounds the attempts before dead-lettering; defaults to 5.
+	// MaxDeliveries bounds the attempts before dead-lettering; defaults to 5. A failure marked
+	// Unavailable never counts against it: such a message is held until its dependency is back.
 	MaxDeliveries int
 	// AckWait is how long a delivery may take before the server redelivers it; defaults to 30s.
 	AckWait time.Duration
@@ -69,6 +71,8 @@ type Spec struct {
 	BatchSize int
 	// ShutdownGrace is how long in-flight handlers may finish after the context ends; defaults to 10s.
 	ShutdownGrace time.Duration
+	// Stall, when set, tracks the messages held because a dependency is unavailable, for readiness.
+	Stall *Stall
 }
 
 // DefaultConcurrency is a Spec's Concurrency when it sets none. A reaction spends most of its time
@@ -136,6 +140,7 @@ type dispatcher interface {
 // finish within the grace period, then end their context and wait for them.
 func (r *runner) consume(ctx context.Context, window int, newDispatcher func(handlerCtx context.Context) dispatcher) error {
 	spec := r.spec
+	r.stopping = ctx.Done()
 	// MaxDeliver stays unlimited on the server: the runner itself dead-letters after MaxDeliveries, so a
 	// message whose handler crashed the process every time is set aside with a reason instead of being
 	// dropped by the server without a trace.
@@ -212,6 +217,8 @@ type runner struct {
 	spec   Spec
 	handle Handler
 	log    *slog.Logger
+	// stopping closes when Run's context ends: a held message is handed back then, not waited on.
+	stopping <-chan struct{}
 }
 
 // deliver runs the handler for one message (from the durable, or an original an operator replays),
@@ -240,7 +247,7 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) Action {
 		// Earlier deliveries never came back with an answer: the handler crashed or hung past AckWait.
 		d = Disposition{Action: DeadLetter, Reason: fmt.Sprintf("no answer after %d deliveries (handler crashed or exceeded ack wait)", delivered-1)}
 	} else {
-		d = Dispose(r.safeHandle(ctx, msg), delivered, r.spec.MaxDeliveries, r.spec.Backoff)
+		d = r.handleHolding(ctx, msg, meta.Sequence.Stream, delivered, log)
 	}
 
 	span.SetAttributes(attribute.String("grantline.disposition", d.Action.String()))
@@ -275,6 +282,46 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) Action {
 func (r *runner) handBack(msg jetstream.Msg) {
 	if err := msg.Nak(); err != nil {
 		r.log.Warn("hand back message", "subject", msg.Subject(), telemetry.KeyError, err.Error())
+	}
+}
+
+// handleHolding runs the handler and returns its disposition; while that is Hold it keeps the message
+// (in progress, so the server does not hand it to anyone else) and runs the handler again after the
+// delay. A stop while holding hands the message back at once.
+func (r *runner) handleHolding(ctx context.Context, msg jetstream.Msg, seq uint64, delivered int, log *slog.Logger) Disposition {
+	defer r.spec.Stall.Release(seq)
+	for attempt := delivered; ; attempt++ {
+		d := Dispose(r.safeHandle(ctx, msg), attempt, r.spec.MaxDeliveries, r.spec.Backoff)
+		if d.Action != Hold {
+			return d
+		}
+		r.spec.Stall.Hold(seq, d.Reason)
+		log.Warn("hold", "attempt", attempt, "delay", d.Delay.String(), telemetry.KeyError, d.Reason)
+		if !r.wait(ctx, msg, d.Delay) {
+			return Disposition{Action: Retry, Reason: "shutting down"}
+		}
+	}
+}
+
+// wait keeps msg in progress for d, and reports false if the runner stops first.
+func (r *runner) wait(ctx context.Context, msg jetstream.Msg, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	progress := time.NewTicker(max(r.spec.AckWait/3, time.Millisecond))
+	defer progress.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return true
+		case <-progress.C:
+			if err := msg.InProgress(); err != nil {
+				r.log.Warn("keep held message in progress", telemetry.KeyError, err.Error())
+			}
+		case <-r.stopping:
+			return false
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -42,6 +43,12 @@ func TestDispose(t *testing.T) {
 		{"the target's own retry-after wins", RetryAfter(boom, 7*time.Second), 2, Retry, 7 * time.Second},
 		{"retry-after still ends in the dead-letter stream", RetryAfter(boom, 7*time.Second), 5, DeadLetter, 0},
 		{"shutting down hands the message on at once", context.Canceled, 1, Retry, 0},
+		{"a dependency down holds the message", Unavailable(boom), 1, Hold, 100 * time.Millisecond},
+		{"a dependency down past the limit still holds it, never dead-letters it", Unavailable(boom), 9, Hold, time.Second},
+		{"a wrapped dependency failure too", fmt.Errorf("apply: %w", Unavailable(boom)), 5, Hold, time.Second},
+		{"a permanent error wins over an unavailable dependency", Permanent(Unavailable(boom)), 1, DeadLetter, 0},
+		{"the broker not answering is a dependency down", fmt.Errorf("append: %w", nats.ErrTimeout), 7, Hold, time.Second},
+		{"the stream not answering (no quorum) too", fmt.Errorf("load: %w", jetstream.ErrNoStreamResponse), 1, Hold, 100 * time.Millisecond},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -284,6 +291,43 @@ func TestPanickingHandlerDoesNotKillTheRunner(t *testing.T) {
 		a, p := pending(t, h.js)
 		return len(h.dlq(t)) == 1 && a == 0 && p == 0
 	})
+}
+
+// TestUnavailableDependencyHoldsTheMessageInOrder: while a handler says its dependency is down, its
+// message is held and tried again far past MaxDeliveries, the next message waits behind it, the stall
+// is reported for readiness, and nothing is dead-lettered.
+func TestUnavailableDependencyHoldsTheMessageInOrder(t *testing.T) {
+	var stall Stall
+	var mu sync.Mutex
+	var order []string
+	var downFor atomic.Int32
+	downFor.Store(8)
+	h := start(t, Spec{MaxDeliveries: 2, Concurrency: 1, Stall: &stall, Backoff: func(int) time.Duration { return 10 * time.Millisecond }}, 2,
+		func(ctx context.Context, msg jetstream.Msg) error {
+			if downFor.Add(-1) >= 0 {
+				return Unavailable(errors.New("database: connection refused"))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			order = append(order, string(msg.Data()))
+			return nil
+		})
+	poll.Until(t, 20*time.Second, "the stall to be reported", func() bool { return stall.Check(context.Background()) != nil })
+	poll.Until(t, 20*time.Second, "both messages handled once the dependency is back", func() bool {
+		a, p := pending(t, h.js)
+		return a == 0 && p == 0
+	})
+	if err := stall.Check(context.Background()); err != nil {
+		t.Fatalf("still stalled after recovery: %v", err)
+	}
+	if got := len(h.dlq(t)); got != 0 {
+		t.Fatalf("%d dead letters for an outage", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]string{"msg-0", "msg-1"}, order); diff != "" {
+		t.Fatalf("handled out of order (-want +got):\n%s", diff)
+	}
 }
 
 // TestHungHandlerIsDeadLetteredAfterMaxDeliveries: a handler that never answers (a crash, or a hang

@@ -200,7 +200,9 @@ type Granted struct {
 	CredentialFingerprint string `json:"credential_fingerprint,omitempty"`
 }
 
-// FulfilmentFailed records a failed grant attempt (emitted by fulfilment). A permanent failure ends the request.
+// FulfilmentFailed records that fulfilment gave up on a grant (emitted by fulfilment): at once for a
+// permanent failure, or once a transient one outlasted the retry time. It ends the request as failed;
+// Permanent says whether the same request asked again could succeed.
 type FulfilmentFailed struct {
 	ErrorClass string `json:"error_class"`
 	Message    string `json:"message"`

@@ -577,10 +577,11 @@ func (r *Request) apply(ev Event) {
 		r.grantedAt = ev.Time
 		r.status = StatusGranted
 	case FulfilmentFailed:
+		// Fulfilment records a failure only when it stops trying: at once for a permanent one, after its
+		// retry time for a transient one. Either way the request ends here, where people can see it;
+		// Permanent says whether asking again can help.
 		r.failure = &p
-		if p.Permanent {
-			r.status = StatusFailed
-		}
+		r.status = StatusFailed
 	case RevocationRequested:
 		r.revocation = p.Reason
 	case Expired:

@@ -254,6 +254,28 @@ func TestPostReviewFlaggedRequiresRevocation(t *testing.T) {
 	}
 }
 
+// TestGivingUpOnATransientFailureEndsTheRequest: fulfilment records a transient failure only once it
+// stops retrying, so the request ends as failed, where people see it, never stuck as approved.
+func TestGivingUpOnATransientFailureEndsTheRequest(t *testing.T) {
+	var approved story
+	for _, st := range stories() {
+		if st.name == "approved" {
+			approved = st
+		}
+	}
+	r, err := Fold(testRequestID, approved.events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gaveUp := FulfilmentFailed{ErrorClass: "unavailable", Message: "connection refused", Attempts: 9, Permanent: false}
+	if err := r.Apply(event(gaveUp, t0.Add(time.Hour), "service:fulfilment")); err != nil {
+		t.Fatal(err)
+	}
+	if r.Status() != StatusFailed || r.Failure() == nil || r.Failure().Attempts != 9 {
+		t.Fatalf("status %q, failure %+v; want failed after 9 attempts", r.Status(), r.Failure())
+	}
+}
+
 // TestFoldProperties drives the aggregate with random event sequences built from a small cast, and
 // checks that folding is deterministic and that nothing reaches granted without a decision that allows
 // it: auto-approval, the emergency outcome of an emergency request, or every stage satisfied by

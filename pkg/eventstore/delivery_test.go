@@ -61,6 +61,14 @@ func TestReceiveVerifiesTheDeliveredEvent(t *testing.T) {
 	if d.RequestID != id || d.Event.Type != events.TypeReviewed || d.Seq <= l.LastSeq || d.Event.PrevHash != l.head() {
 		t.Fatalf("Receive = %+v", d)
 	}
+	// Remembered as verified: a second consumer of the same event, or a load meeting it, decodes it
+	// without checking its signature again.
+	if !st.verified.has(verifiedKey(*d.record, events.ChainHash(d.record.Body))) {
+		t.Fatalf("the delivered record is not remembered as verified")
+	}
+	if again, err := st.Receive(delivered(t, w, d.Seq)); err != nil || again.Event.ID != d.Event.ID {
+		t.Fatalf("Receive of the same event again = %v", err)
+	}
 
 	cases := []struct {
 		name  string

@@ -196,16 +196,7 @@ func (s *Store) verifyCut(id string, cut []events.Record) ([]events.Event, error
 	head := events.GenesisHash(id)
 	out := make([]events.Event, 0, len(cut))
 	for i, rec := range cut {
-		hash := events.ChainHash(rec.Body)
-		key := verifiedKey(rec, hash)
-		var ev events.Event
-		var err error
-		if s.verified.has(key) {
-			// Decoded afresh so that no two loads share an event's slices.
-			ev, err = events.Decode(rec.Body)
-		} else if ev, err = s.verifier.Verify(rec, i+1); err == nil {
-			s.verified.add(key)
-		}
+		ev, hash, err := s.verify(rec, i+1)
 		if err == nil && ev.Subject != id {
 			err = fmt.Errorf("event %s (stream seq %d) belongs to request %s", ev.ID, rec.Seq, ev.Subject)
 		}
@@ -219,6 +210,23 @@ func (s *Store) verifyCut(id string, cut []events.Record) ([]events.Event, error
 		head = hash
 	}
 	return out, nil
+}
+
+// verify checks rec on its own (events.Verifier.Verify, as the event at position) unless this store has
+// verified that very record before (see verifiedSet); then it only decodes it, afresh, so that no two
+// reads share an event's slices. It returns the event and the chain hash of its body.
+func (s *Store) verify(rec events.Record, position int) (events.Event, string, error) {
+	hash := events.ChainHash(rec.Body)
+	key := verifiedKey(rec, hash)
+	if s.verified.has(key) {
+		ev, err := events.Decode(rec.Body)
+		return ev, hash, err
+	}
+	ev, err := s.verifier.Verify(rec, position)
+	if err == nil {
+		s.verified.add(key)
+	}
+	return ev, hash, err
 }
 
 // readWildcard reads request id with batched direct gets on its wildcard filter and verifies every

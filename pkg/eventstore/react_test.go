@@ -3,6 +3,8 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -234,5 +236,46 @@ func TestCreateReadsNothing(t *testing.T) {
 	}
 	if l, err := w.stores[events.Approval].Load(ctx, id); err != nil || len(l.Events) != 1 {
 		t.Fatalf("the stream after two creations: %v", err)
+	}
+}
+
+// TestRacingReactionsShareOneCache has several reactions in one store decide on the same delivered
+// event at once, each appending a review of its own: the compare-and-set orders them, the cache they
+// share never hands one a broken or stale prefix it cannot recover from, and each review lands once.
+func TestRacingReactionsShareOneCache(t *testing.T) {
+	w, _ := singleNode(t)
+	ctx := context.Background()
+	id := w.pendingRequest(t, 100)
+	st := w.stores[events.Approval]
+	d := receive(t, w, st, 2)
+	const reactions = 8
+	errs := make(chan error, reactions)
+	var wg sync.WaitGroup
+	for i := range reactions {
+		wg.Go(func() {
+			u, err := st.React(ctx, d, func(req *events.Request) ([]events.Draft, error) {
+				draft := reviewBy(fmt.Sprintf("racer-%d", i), req.Submitted().RequestDigest)
+				draft.CausationID = fmt.Sprintf("race-%d", i)
+				return []events.Draft{draft}, nil
+			})
+			if err == nil && len(u.Appended) != 1 {
+				err = fmt.Errorf("reaction %d appended %d events", i, len(u.Appended))
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := w.stores[events.Intake].Load(ctx, id)
+	if err != nil || len(l.Events) != 2+reactions {
+		t.Fatalf("after the race: %v, %d events; want %d", err, len(l.Events), 2+reactions)
+	}
+	if held, _ := st.cache.get(id); held == nil || held.LastSeq > l.LastSeq {
+		t.Fatalf("the cache holds the request beyond the stream")
 	}
 }

@@ -78,7 +78,7 @@ func Run(ctx context.Context, base config.Base, id Identity, log *slog.Logger, b
 	if svc.Checks == nil {
 		svc.Checks = map[string]Check{}
 	}
-	svc.Checks["nats"] = NATSCheck(conn.NC)
+	svc.Checks["nats"] = BrokerCheck(conn.NC, conn.JS)
 	mux := http.NewServeMux()
 	var handler http.Handler = mux
 	if base.OTLPEndpoint != "" {

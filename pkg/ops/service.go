@@ -16,6 +16,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
 )
 
 // Service is one daemon as the skeleton runs it. Each service package's New builds it from the
@@ -154,11 +155,20 @@ func Consumer(js jetstream.JetStream, spec consumer.Spec, h consumer.Handler, lo
 	return func(ctx context.Context) error { return consumer.Run(ctx, js, spec, h, log) }
 }
 
-// NATSCheck is ready while nc is connected.
-func NATSCheck(nc *nats.Conn) Check {
-	return func(context.Context) error {
+// BrokerCheck is ready while nc is connected and the evidence stream answers with a leader: what a
+// service needs to write. A connection alone says nothing during a quorum loss, when the node it is
+// connected to is up but no stream has a leader and every write fails.
+func BrokerCheck(nc *nats.Conn, js jetstream.JetStream) Check {
+	return func(ctx context.Context) error {
 		if !nc.IsConnected() {
 			return fmt.Errorf("nats: %s", nc.Status())
+		}
+		st, err := js.Stream(ctx, topology.EventsStream)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", topology.EventsStream, err)
+		}
+		if c := st.CachedInfo().Cluster; c != nil && c.Leader == "" {
+			return fmt.Errorf("stream %s has no leader", topology.EventsStream)
 		}
 		return nil
 	}

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/grantline/grantline/pkg/pglocal"
@@ -108,6 +109,42 @@ func NewPool(t testing.TB) *pgxpool.Pool {
 	}
 	t.Cleanup(pool.Close)
 	return pool
+}
+
+// Outage makes the database at url (from New) unavailable to its clients, as a stopped server would
+// be, without touching the other tests' databases on the shared server: its sessions are terminated
+// and new connections refused until the returned function ends the outage (clean-up ends it too).
+func Outage(t testing.TB, url string) (end func()) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("pgtest: outage of %q: %v", url, err)
+	}
+	db := pgx.Identifier{cfg.Database}.Sanitize()
+	shared.mu.Lock()
+	c := shared.cluster
+	shared.mu.Unlock()
+	if c == nil {
+		t.Fatal("pgtest: Outage needs a database from New")
+	}
+	admin := func(sql string, args ...any) {
+		ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, c.URL())
+		if err == nil {
+			defer conn.Close(ctx)
+			_, err = conn.Exec(ctx, sql, args...)
+		}
+		if err != nil {
+			t.Fatalf("pgtest: outage of %s: %v", cfg.Database, err)
+		}
+	}
+	admin("ALTER DATABASE " + db + " WITH ALLOW_CONNECTIONS false")
+	admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", cfg.Database)
+	var once sync.Once
+	end = func() { once.Do(func() { admin("ALTER DATABASE " + db + " WITH ALLOW_CONNECTIONS true") }) }
+	t.Cleanup(end)
+	return end
 }
 
 // next returns the shared cluster, starting it if need be, and a database name unique within it.

@@ -83,3 +83,20 @@ func TestParallelNew(t *testing.T) {
 		})
 	}
 }
+
+func TestOutageRefusesConnectionsUntilItEnds(t *testing.T) {
+	url := pgtest.New(t)
+	conn := connect(t, url)
+	end := pgtest.Outage(t, url)
+	if err := conn.Ping(context.Background()); err == nil {
+		t.Fatal("a session survived the outage")
+	}
+	if c, err := pgx.Connect(context.Background(), url); err == nil {
+		c.Close(context.Background())
+		t.Fatal("a new connection was accepted during the outage")
+	}
+	end()
+	if currentDatabase(t, connect(t, url)) == "" {
+		t.Fatal("no database after the outage")
+	}
+}

@@ -92,6 +92,31 @@ type Review struct {
 	// Via is who acted for the reviewer with a delegated token (auth.Identity.Actor), recorded in the
 	// reviewed event; empty for the reviewer's own token. It changes nothing of what is decided.
 	Via string
+	// IdempotencyKey, if set, names this action of the reviewer's (one per click or command): the same
+	// review sent again with it is answered with what was recorded (see Recorded), not refused.
+	IdempotencyKey string
+}
+
+// ReviewCausation is the causation ID a review with idempotency key carries.
+func ReviewCausation(key string) string { return "review:" + key }
+
+// Recorded returns the review rv already recorded on req: one with rv's idempotency key by the same
+// reviewer (a retry after the answer was lost). ok is false for a review without a key, a key never
+// recorded, or one recorded by someone else.
+func (ru Rules) Recorded(req *events.Request, rv Review) (prior events.Reviewed, ok bool) {
+	if rv.IdempotencyKey == "" || !req.HasCaused(events.TypeReviewed, ReviewCausation(rv.IdempotencyKey)) {
+		return events.Reviewed{}, false
+	}
+	me, err := ru.Normalize(rv.Reviewer.ID)
+	if err != nil {
+		return events.Reviewed{}, false
+	}
+	for _, r := range req.Reviews() {
+		if ru.same(r.Reviewer.ID, me) {
+			return r, true
+		}
+	}
+	return events.Reviewed{}, false
 }
 
 // Review decides the events for rv on req: a reviewed event for the first open stage whose groups the
@@ -138,6 +163,9 @@ func (ru Rules) Review(req *events.Request, rv Review) ([]events.Draft, error) {
 		Reviewer: events.Principal{ID: me, Groups: slices.Clone(rv.Reviewer.Groups)}, Stage: stage,
 		Decision: rv.Decision, Comment: rv.Comment, RequestDigest: digest, Via: rv.Via,
 	}}}
+	if rv.IdempotencyKey != "" {
+		drafts[0].CausationID = ReviewCausation(rv.IdempotencyKey)
+	}
 	switch {
 	case rv.Decision == events.ReviewReject:
 		drafts = append(drafts, events.Draft{Payload: events.Rejected{Reason: events.RejectedByReviewer, RejectedBy: me}})

@@ -225,6 +225,37 @@ func TestReviewRecordsTheNormalisedReviewer(t *testing.T) {
 	}
 }
 
+// TestRetriedReviewIsAnsweredWithWhatWasRecorded: bob's review was recorded but his answer was lost;
+// the same action sent again (its idempotency key) is the recorded review, not a refusal. Without the
+// key, or with it from someone else, it is a second review and the usual rules apply.
+func TestRetriedReviewIsAnsweredWithWhatWasRecorded(t *testing.T) {
+	req := fold(t, request(alice, self(alice), false), decided(false, stage("owners", 1, "payments-owners"), stage("security", 1, "security")))
+	first := approval.Review{Reviewer: bob, Decision: approve, Comment: "ok", IdempotencyKey: "k-1"}
+	drafts, err := rules.Review(req, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drafts[0].CausationID != approval.ReviewCausation("k-1") {
+		t.Fatalf("the review carries causation %q, want its key's", drafts[0].CausationID)
+	}
+	apply(t, req, t0.Add(time.Hour), drafts)
+
+	prior, ok := rules.Recorded(req, approval.Review{Reviewer: as("BOB", "payments-owners"), Decision: approve, IdempotencyKey: "k-1"})
+	if !ok || prior.Reviewer.ID != "bob" || prior.Comment != "ok" {
+		t.Fatalf("bob's retry: recorded %+v %v, want his review", prior, ok)
+	}
+	var duty *approval.DutyError
+	if _, ok := rules.Recorded(req, approval.Review{Reviewer: bob, Decision: approve}); ok {
+		t.Fatal("a review without a key matched a recorded one")
+	}
+	if _, err := rules.Review(req, approval.Review{Reviewer: bob, Decision: approve}); !errors.As(err, &duty) || duty.Reason != approval.DutyAlreadyReviewed {
+		t.Fatalf("bob again without the key: %v, want already reviewed", err)
+	}
+	if _, ok := rules.Recorded(req, approval.Review{Reviewer: carol, Decision: approve, IdempotencyKey: "k-1"}); ok {
+		t.Fatal("carol's review matched bob's key")
+	}
+}
+
 // TestReviewRecordsWhoActedForTheReviewer: a review pressed in Slack comes with a token the notifier
 // obtained for bob. It is bob's review, under the same rules (alice still may not approve her own
 // request that way), and the event records that the notifier carried it.

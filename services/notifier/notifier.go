@@ -491,10 +491,9 @@ func (r Rules) Plan(ev events.Event, before, after *events.Request) Plan {
 		}
 
 	case events.FulfilmentFailed:
-		if p.Permanent {
-			f.Error, f.Attempts = p.ErrorClass+": "+p.Message, p.Attempts
-			r.tell(&plan, r.holders(after), cause, id, FulfilmentFailed, f)
-		}
+		// Recorded only when fulfilment stops trying: the request has failed, whatever the class.
+		f.Error, f.Attempts = p.ErrorClass+": "+p.Message, p.Attempts
+		r.tell(&plan, r.holders(after), cause, id, FulfilmentFailed, f)
 
 	case events.Revoked:
 		f.Reason, f.Observed = string(p.Reason), &p.Observed

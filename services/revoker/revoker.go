@@ -120,12 +120,17 @@ func DecideRevoked(observed events.Observed, credentialDestroyed bool) func(*eve
 	}
 }
 
-// FailurePolicy says when failing revocation attempts are recorded: not before Budget attempts have
-// failed (a brief outage is retried quietly), then once, then again at most every Every while the
-// attempts keep failing; never once per retry.
+// FailurePolicy says when failing revocation attempts are recorded: once Budget attempts have failed
+// (a brief outage is retried quietly) or once the revocation is overdue by SLO, whichever comes first,
+// then again at most every Every while the attempts keep failing; never once per retry. The SLO makes
+// overdue a matter of the clock: attempts that each hang for long are few, and must not keep an
+// overdue revocation quiet.
 type FailurePolicy struct {
 	Budget int
 	Every  time.Duration
+	// SLO is how long after it became due a failing revocation is recorded whatever the attempts; 0
+	// leaves it to Budget.
+	SLO time.Duration
 }
 
 // Failure is one failed revocation attempt.
@@ -141,7 +146,19 @@ type Failure struct {
 
 // Due reports whether f should be recorded at now under p.
 func (p FailurePolicy) Due(f Failure, now time.Time) bool {
-	return f.Attempts >= p.Budget && (f.LastReport.IsZero() || now.Sub(f.LastReport) >= p.Every)
+	overdue := p.SLO > 0 && !f.OverdueSince.IsZero() && !now.Before(f.OverdueSince.Add(p.SLO))
+	return (f.Attempts >= p.Budget || overdue) && (f.LastReport.IsZero() || now.Sub(f.LastReport) >= p.Every)
+}
+
+// Unreported reports when f, not recorded yet, becomes due under p by the clock: the instant an attempt
+// or a wait must not run past, so that the overdue revocation is recorded on time. ok is false when
+// there is no such instant ahead (no SLO, already reported, or already past it).
+func (p FailurePolicy) Unreported(f Failure, now time.Time) (at time.Time, ok bool) {
+	if p.SLO <= 0 || f.OverdueSince.IsZero() || !f.LastReport.IsZero() {
+		return time.Time{}, false
+	}
+	at = f.OverdueSince.Add(p.SLO)
+	return at, at.After(now)
 }
 
 // DecideFailed returns the decision that records f at now if p says so: revocation_failed with the

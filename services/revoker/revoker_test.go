@@ -139,23 +139,29 @@ func TestWhoMayRevokeEarly(t *testing.T) {
 
 // TestFailureReports: a failing revocation is recorded after the budget, then at most every period.
 func TestFailureReports(t *testing.T) {
-	p := revoker.FailurePolicy{Budget: 3, Every: 5 * time.Minute}
+	p := revoker.FailurePolicy{Budget: 3, Every: 5 * time.Minute, SLO: 30 * time.Second}
 	now := t0.Add(time.Hour)
 	cases := []struct {
 		name     string
 		attempts int
+		overdue  time.Duration // how long the revocation has been due at now
 		last     time.Time
 		due      bool
 	}{
-		{"the first failures are retried quietly", 2, time.Time{}, false},
-		{"the budget spent, the failure is recorded", 3, time.Time{}, true},
-		{"recorded a minute ago: not again yet", 7, now.Add(-time.Minute), false},
-		{"recorded five minutes ago: again", 12, now.Add(-5 * time.Minute), true},
+		{"the first failures are retried quietly", 2, 10 * time.Second, time.Time{}, false},
+		{"the budget spent, the failure is recorded", 3, 10 * time.Second, time.Time{}, true},
+		{"one slow attempt, but overdue by the SLO: recorded by the clock", 1, 30 * time.Second, time.Time{}, true},
+		{"recorded a minute ago: not again yet", 7, time.Hour, now.Add(-time.Minute), false},
+		{"recorded five minutes ago: again", 12, time.Hour, now.Add(-5 * time.Minute), true},
 	}
 	for _, tc := range cases {
-		if got := p.Due(revoker.Failure{Attempts: tc.attempts, LastReport: tc.last}, now); got != tc.due {
+		f := revoker.Failure{Attempts: tc.attempts, OverdueSince: now.Add(-tc.overdue), LastReport: tc.last}
+		if got := p.Due(f, now); got != tc.due {
 			t.Errorf("%s: %v", tc.name, got)
 		}
+	}
+	if at, ok := p.Unreported(revoker.Failure{Attempts: 1, OverdueSince: now.Add(-10 * time.Second)}, now); !ok || !at.Equal(now.Add(20*time.Second)) {
+		t.Errorf("a failing revocation due 10s ago must be recorded 20s from now: %v %v", at, ok)
 	}
 	g := newGrant(t).addAt(expiry, revoker.Revoker, events.Expired{ExpiresAt: expiry})
 	r := g.request(t)

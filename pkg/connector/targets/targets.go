@@ -30,9 +30,9 @@ type Config struct {
 }
 
 // Open builds the connectors c names: postgres when a target URL is set (with the role mapping),
-// webhook when a targets file is (its secrets read through getenv), each traced (connector.Traced);
-// the webhook circuit breakers' changes are logged on log. The returned function closes them. It fails on a target it cannot
-// reach or a webhook file it cannot read.
+// webhook when a targets file is (its secrets read through getenv), each behind circuit breakers and
+// traced (connector.Traced); the breakers' changes are logged on log. The returned function closes
+// them. It fails on a target it cannot reach or a webhook file it cannot read.
 func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.Logger) (connector.Set, func(), error) {
 	set := connector.Set{}
 	closeAll := func() {}
@@ -41,7 +41,11 @@ func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.L
 		if err != nil {
 			return nil, nil, err
 		}
-		set[postgres.Name] = connector.Traced(postgres.Name, pg)
+		// Traced outside the breaker, so a call the open breaker refuses is a failed span too.
+		set[postgres.Name] = connector.Traced(postgres.Name, connector.Shield(pg, connector.NewBreaker(postgres.Name, 0, 0,
+			func(name string, from, to gobreaker.State) {
+				log.Warn("target circuit breaker", "target", name, "from", from.String(), "to", to.String())
+			})))
 		closeAll = pg.Close
 	}
 	if c.Webhooks != "" {
@@ -68,7 +72,7 @@ func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.L
 //
 //	{"targets": [{"name": "ticketing", "url": "https://tickets.example/grantline",
 //	              "secret_env": "TICKETING_HMAC", "entitlements": ["vpn-admin"]}],
-//	 "timeout": "5s", "max_attempts": 3, "breaker_failures": 5, "breaker_open": "30s"}
+//	 "timeout": "5s", "max_attempts": 3, "breaker_failures": 5, "breaker_open": "2s"}
 type WebhookFile struct {
 	Targets []struct {
 		Name         string   `json:"name"`

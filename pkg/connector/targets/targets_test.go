@@ -107,6 +107,10 @@ func TestOpen(t *testing.T) {
 	if len(set) != 2 || set[postgres.Name] == nil || set[webhook.Name] == nil {
 		t.Errorf("opened %v, want the postgres and the webhook connectors", slices.Sorted(maps.Keys(set)))
 	}
+	// The PostgreSQL connector behind its circuit breaker and traced, still issuing service accounts' logins.
+	if _, ok := set[postgres.Name].(connector.Issuer); !ok {
+		t.Errorf("postgres connector: %T", set[postgres.Name])
+	}
 	// Traced keeps what each connector can do: the PostgreSQL target lists its holdings, a webhook cannot.
 	if _, ok := set[postgres.Name].(connector.Inventory); !ok {
 		t.Errorf("the postgres connector (%T) has no inventory", set[postgres.Name])

@@ -47,7 +47,7 @@ const (
 const (
 	ClassUnavailable = "target_unavailable"
 	ClassRefused     = "target_refused"
-	ClassOpen        = "circuit_open"
+	ClassOpen        = connector.ClassCircuitOpen
 	ClassNoTarget    = "no_webhook_target"
 )
 
@@ -72,9 +72,11 @@ type Config struct {
 	MaxAttempts uint
 	// InitialBackoff is the first delay between attempts, growing exponentially; defaults to 200ms.
 	InitialBackoff time.Duration
-	// BreakerFailures is how many consecutive failures open a target's breaker; defaults to 5.
+	// BreakerFailures is how many consecutive failures open a target's breaker; defaults to
+	// connector.DefaultBreakerFailures.
 	BreakerFailures uint32
-	// BreakerOpen is how long an open breaker refuses calls before letting one through; defaults to 30s.
+	// BreakerOpen is how long an open breaker refuses calls before letting one probe the target;
+	// defaults to connector.DefaultBreakerOpen.
 	BreakerOpen time.Duration
 	// Now is the clock for the signature timestamp; defaults to time.Now.
 	Now func() time.Time
@@ -86,7 +88,7 @@ type Config struct {
 type Connector struct {
 	cfg      Config
 	mu       sync.Mutex
-	breakers map[string]*gobreaker.CircuitBreaker[events.Observed]
+	breakers map[string]*connector.Breaker
 }
 
 // New returns the connector for cfg. It returns an error for a target without a URL or secret.
@@ -108,16 +110,10 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.InitialBackoff <= 0 {
 		cfg.InitialBackoff = 200 * time.Millisecond
 	}
-	if cfg.BreakerFailures == 0 {
-		cfg.BreakerFailures = 5
-	}
-	if cfg.BreakerOpen <= 0 {
-		cfg.BreakerOpen = 30 * time.Second
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Connector{cfg: cfg, breakers: map[string]*gobreaker.CircuitBreaker[events.Observed]{}}, nil
+	return &Connector{cfg: cfg, breakers: map[string]*connector.Breaker{}}, nil
 }
 
 // Action is what a call asks of the receiver.
@@ -171,25 +167,13 @@ func (c *Connector) BreakerState(target string) gobreaker.State {
 	return gobreaker.StateClosed
 }
 
-func (c *Connector) breaker(target string) *gobreaker.CircuitBreaker[events.Observed] {
+func (c *Connector) breaker(target string) *connector.Breaker {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if b, ok := c.breakers[target]; ok {
 		return b
 	}
-	b := gobreaker.NewCircuitBreaker[events.Observed](gobreaker.Settings{
-		Name: target, Timeout: c.cfg.BreakerOpen,
-		ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= c.cfg.BreakerFailures },
-		// A refusal is the target working: it counts as a success. The caller's own cancellation says
-		// nothing about the target.
-		IsSuccessful: func(err error) bool { return err == nil || connector.IsPermanent(err) },
-		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
-		OnStateChange: func(name string, from, to gobreaker.State) {
-			if c.cfg.OnStateChange != nil {
-				c.cfg.OnStateChange(name, from, to)
-			}
-		},
-	})
+	b := connector.NewBreaker(target, c.cfg.BreakerFailures, c.cfg.BreakerOpen, c.cfg.OnStateChange)
 	c.breakers[target] = b
 	return b
 }
@@ -208,12 +192,11 @@ func (c *Connector) call(ctx context.Context, action Action, g connector.Grant) 
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = c.cfg.InitialBackoff
 	obs, err := backoff.Retry(ctx, func() (events.Observed, error) {
-		obs, err := b.Execute(func() (events.Observed, error) { return c.attempt(ctx, t, action, g.ID, body) })
+		obs, err := b.Do(func() (events.Observed, error) { return c.attempt(ctx, t, action, g.ID, body) })
 		switch {
-		case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
-			// Do not hammer a target the breaker shields: come back after its open period.
-			return obs, backoff.Permanent(&connector.Error{Class: ClassOpen, RetryAfter: c.cfg.BreakerOpen,
-				Err: fmt.Errorf("target %s: %w", t.Name, err)})
+		case connector.ClassOf(err) == ClassOpen:
+			// Do not hammer a target the breaker shields: come back when it lets a probe through.
+			return obs, backoff.Permanent(err)
 		case connector.IsPermanent(err):
 			return obs, backoff.Permanent(err)
 		}

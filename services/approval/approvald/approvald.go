@@ -30,6 +30,9 @@ type Deps struct {
 	// DB holds the review inbox; Migrate (or Consume, which calls it) prepares its tables.
 	DB  *pgxpool.Pool
 	Now func() time.Time
+	// InboxStall reports the inbox projection waiting for its database or the broker (readiness);
+	// nil tracks nothing.
+	InboxStall *consumer.Stall
 }
 
 // Rules are the review rules with production identity normalisation.
@@ -76,7 +79,7 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 		ops.Consumer(d.JS, reaction.SchedulesSpec(), h.Schedule, log),
 		ops.Consumer(d.JS, reaction.TimersSpec(), h.Fired, log),
 		func(ctx context.Context) error {
-			return consumer.RunBatch(ctx, d.JS, reaction.InboxSpec(), h.Project(inbox), log)
+			return consumer.RunBatch(ctx, d.JS, reaction.InboxSpec(d.InboxStall), h.Project(inbox), log)
 		})
 }
 
@@ -91,14 +94,15 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	if err != nil {
 		return ops.Service{}, fmt.Errorf("database: %w", err)
 	}
-	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Auth: authn, DB: pool, Now: time.Now}
+	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Auth: authn, DB: pool, Now: time.Now, InboxStall: &consumer.Stall{}}
 	if err := d.Migrate(ctx); err != nil {
 		pool.Close()
 		return ops.Service{}, err
 	}
 	return ops.Service{Name: "approval",
-		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
-		Checks:  map[string]ops.Check{"database": func(ctx context.Context) error { return pool.Ping(ctx) }},
+		Routes: func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
+		Checks: map[string]ops.Check{"database": func(ctx context.Context) error { return pool.Ping(ctx) },
+			"inbox": d.InboxStall.Check},
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },
 		Close:   pool.Close,
 	}, nil

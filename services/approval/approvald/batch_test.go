@@ -100,7 +100,7 @@ func requestIDs(snaps []approval.Snapshot) []string {
 // returned stop is called (or the test ends).
 func (w *world) project(t testing.TB, durable string, batchSize int, inbox reaction.Inbox) (stop func()) {
 	t.Helper()
-	spec := reaction.InboxSpec()
+	spec := reaction.InboxSpec(nil)
 	spec.Durable, spec.BatchSize, spec.ShutdownGrace = durable, batchSize, 200*time.Millisecond
 	h := &reaction.Reactions{JS: w.js, Store: w.stores[events.Approval], Now: time.Now, Log: w.log}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -273,3 +273,36 @@ func TestLastSlotRaceOnOneVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestRetriedReviewGetsTheRecordedOutcome: bob's review is stored but its answer never reaches him (the
+// service died before answering: here the answer is dropped). His client retries the same action with
+// its idempotency key and gets the recorded review, 201, where it used to get a separation-of-duties
+// refusal; the stream holds one review. A new action (another key) is still refused.
+func TestRetriedReviewGetsTheRecordedOutcome(t *testing.T) {
+	w := newWorld(t)
+	id := w.paymentsAdmin(t, alice)
+	path := "/v1/requests/" + id + "/reviews"
+	review := func(key string) (int, []byte) {
+		return w.call(t, "POST", path, "bob", approveBody, "Idempotency-Key", key)
+	}
+	if status, body := review("bob-approves-1"); status != http.StatusCreated {
+		t.Fatalf("first attempt: %d %s", status, body)
+	}
+	status, body := review("bob-approves-1")
+	if status != http.StatusCreated {
+		t.Fatalf("the retry: %d %s (%s), want 201 with the recorded review", status, body, problem(t, body))
+	}
+	var got httpapi.Review
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Reviewer != "bob" || got.Decision != events.ReviewApprove || got.StageName != "owners" || got.Comment != "checked INC-7" {
+		t.Fatalf("the retry answered %+v", got)
+	}
+	if n := w.count(t, id, events.TypeReviewed); n != 1 {
+		t.Fatalf("%d reviewed events, want 1", n)
+	}
+	if status, body := review("bob-approves-2"); status != http.StatusForbidden || problem(t, body) != "separation-of-duties" {
+		t.Fatalf("a second action by bob: %d %s, want a separation-of-duties refusal", status, body)
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natstest"
@@ -96,7 +97,7 @@ func newWorld(t testing.TB) *world {
 	}
 
 	w.log = slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w.deps = approvald.Deps{JS: js, Store: w.stores[events.Approval], Auth: authn, DB: newPool(t), Now: time.Now}
+	w.deps = approvald.Deps{JS: js, Store: w.stores[events.Approval], Auth: authn, DB: newPool(t), Now: time.Now, InboxStall: &consumer.Stall{}}
 	if err := w.deps.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -256,11 +257,15 @@ func (w *world) count(t testing.TB, id string, typ events.Type) int {
 	return n
 }
 
-// call sends body as user ("" for no token) and returns the status and body.
-func (w *world) call(t testing.TB, method, path, user, body string) (int, []byte) {
+// call sends body as user ("" for no token), with header's name and value pairs, and returns the status
+// and body.
+func (w *world) call(t testing.TB, method, path, user, body string, header ...string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, w.srv.URL+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	if user != "" {
 		tok, err := w.issuer.Mint(user, time.Hour)
 		if err != nil {

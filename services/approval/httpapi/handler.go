@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -19,6 +20,13 @@ import (
 
 // MaxBody bounds a request body; a review is a decision and a comment.
 const MaxBody = 16 << 10
+
+// IdempotencyKeyHeader names one action of a reviewer's (the CLI and the console send a fresh one per
+// action): a review sent again with the same key is answered with what was recorded.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// MaxIdempotencyKey bounds an idempotency key, in bytes.
+const MaxIdempotencyKey = 255
 
 // Authenticator turns a request's bearer token into the caller's verified identity.
 type Authenticator interface {
@@ -95,13 +103,23 @@ func (h *Handler) handleReview(r *http.Request, id string) (Review, error) {
 	if !events.ValidRequestID(id) {
 		return Review{}, approval.ErrNotFound
 	}
+	key := r.Header.Get(IdempotencyKeyHeader)
+	if len(key) > MaxIdempotencyKey {
+		return Review{}, fmt.Errorf("%w: %s is longer than %d bytes", approval.ErrInvalid, IdempotencyKeyHeader, MaxIdempotencyKey)
+	}
+	rv := approval.Review{Reviewer: events.Principal{ID: who.Subject, Groups: who.Groups},
+		Decision: body.Decision, Comment: body.Comment, RequestDigest: body.RequestDigest, Via: who.Actor, IdempotencyKey: key}
 	var recorded events.Reviewed
 	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
 		if err := visible(who, req); err != nil {
 			return nil, err
 		}
-		drafts, err := h.Rules.Review(req, approval.Review{Reviewer: events.Principal{ID: who.Subject, Groups: who.Groups},
-			Decision: body.Decision, Comment: body.Comment, RequestDigest: body.RequestDigest, Via: who.Actor})
+		if prior, ok := h.Rules.Recorded(req, rv); ok {
+			// The same action again (its answer was lost): what was recorded, nothing new.
+			recorded = prior
+			return nil, nil
+		}
+		drafts, err := h.Rules.Review(req, rv)
 		if err == nil {
 			recorded = drafts[0].Payload.(events.Reviewed)
 		}

@@ -54,9 +54,11 @@ func TimersSpec() consumer.Spec {
 
 // InboxSpec is the consumer feeding the review inbox, in batches (consumer.RunBatch): one batch at a
 // time keeps the checkpoint moving forward in stream order; correctness does not depend on it (rows
-// are versioned per request).
-func InboxSpec() consumer.Spec {
-	return consumer.Spec{Stream: topology.ApprovalInbox.Stream, Durable: topology.ApprovalInbox.Durable, FilterSubjects: subjects(InboxTypes...)}
+// are versioned per request). stall (may be nil) reports a delivery held while the database or the
+// broker is down.
+func InboxSpec(stall *consumer.Stall) consumer.Spec {
+	return consumer.Spec{Stream: topology.ApprovalInbox.Stream, Durable: topology.ApprovalInbox.Durable, FilterSubjects: subjects(InboxTypes...),
+		Stall: stall}
 }
 
 // Reactions are the approval service's handlers.
@@ -162,7 +164,8 @@ type Inbox interface {
 // and writes their rows and the checkpoint in one transaction. A delivery that can never be applied
 // fails its batch; alone (the runner hands a failed batch back one delivery at a time) it is set aside
 // for good: the checkpoint moves past it, so a restart does not mistake the dead letter for a lost
-// database and rebuild.
+// database and rebuild. Any other failure (the database, the broker) is Unavailable: the delivery is
+// held, in order, until it can be written, and never dead-lettered for it.
 func (h *Reactions) Project(inbox Inbox) consumer.BatchHandler {
 	return func(ctx context.Context, msgs []jetstream.Msg) error {
 		setAside := func(seq uint64, err error) error {
@@ -170,7 +173,7 @@ func (h *Reactions) Project(inbox Inbox) consumer.BatchHandler {
 				return err
 			}
 			if aerr := inbox.Advance(ctx, seq); aerr != nil {
-				return aerr
+				return unavailable(aerr)
 			}
 			return consumer.Permanent(err)
 		}
@@ -195,7 +198,7 @@ func (h *Reactions) Project(inbox Inbox) consumer.BatchHandler {
 		}
 		applied, err := inbox.Applied(ctx, ids)
 		if err != nil {
-			return err
+			return unavailable(err)
 		}
 		var snaps []approval.Snapshot
 		for _, id := range ids {
@@ -207,16 +210,25 @@ func (h *Reactions) Project(inbox Inbox) consumer.BatchHandler {
 				return setAside(last, err)
 			}
 			if err != nil {
-				return err
+				return unavailable(err)
 			}
 			snaps = append(snaps, approval.Snapshot{Request: l.Request, Seq: l.LastSeq})
 		}
 		if len(snaps) == 0 {
-			return inbox.Advance(ctx, last)
+			return unavailable(inbox.Advance(ctx, last))
 		}
 		_, err = inbox.Apply(ctx, last, snaps)
-		return err
+		return unavailable(err)
 	}
+}
+
+// unavailable marks a failure of a dependency (the inbox's database, the broker) as Unavailable; nil
+// stays nil.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return consumer.Unavailable(err)
 }
 
 // permanent reports what no retry can change: a stream that fails verification or that the aggregate

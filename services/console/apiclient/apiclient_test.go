@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/grantline/grantline/api"
+	"github.com/grantline/grantline/pkg/events"
 )
 
 // TestTheOperationsAreTheContracts: every operation the console calls is a route of the HTTP
@@ -122,5 +123,28 @@ func TestNewRefusals(t *testing.T) {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestAReviewCarriesItsActionsKey: the console names each review action (one key per rendered form),
+// so the approval service answers the same form sent twice with the one review it recorded.
+func TestAReviewCarriesItsActionsKey(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Method+" "+r.URL.Path+" "+r.Header.Get("Idempotency-Key"))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"request_id":"X","reviewer":"bob","stage":0,"stage_name":"owners","decision":"approve","request_digest":"d","status":"approved"}`))
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(Config{BaseURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Review(context.Background(), "tok", "X", events.ReviewApprove, "", "d", "form-1"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"POST /v1/requests/X/reviews form-1"}; !slices.Equal(got, want) {
+		t.Fatalf("approval saw %v, want %v", got, want)
 	}
 }

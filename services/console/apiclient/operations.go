@@ -278,8 +278,10 @@ type Reviewed struct {
 	Approvers []string      `json:"approvers,omitempty"`
 }
 
-// Review approves or rejects the request as the person, for the version (request digest) they saw.
-func (c *Client) Review(ctx context.Context, token, id string, decision events.ReviewDecision, comment, digest string) (Reviewed, error) {
+// Review approves or rejects the request as the person, for the version (request digest) they saw. The
+// idempotency key names the person's action (one per rendered form): the same form sent again is
+// answered with the review it recorded.
+func (c *Client) Review(ctx context.Context, token, id string, decision events.ReviewDecision, comment, digest, idempotencyKey string) (Reviewed, error) {
 	body := map[string]string{"decision": string(decision)}
 	if comment != "" {
 		body["comment"] = comment
@@ -287,8 +289,12 @@ func (c *Client) Review(ctx context.Context, token, id string, decision events.R
 	if digest != "" {
 		body["request_digest"] = digest
 	}
+	h := http.Header{}
+	if idempotencyKey != "" {
+		h.Set("Idempotency-Key", idempotencyKey)
+	}
 	var out Reviewed
-	_, err := c.do(ctx, token, call{op: opReview, args: []string{id}, body: body}, &out)
+	_, err := c.do(ctx, token, call{op: opReview, args: []string{id}, body: body, header: h}, &out)
 	return out, err
 }
 

@@ -68,6 +68,21 @@ type formValues struct {
 
 func (c *Console) requestForm(w http.ResponseWriter, r *http.Request, s session.Session) {
 	v := formValues{Entitlement: r.URL.Query().Get("entitlement"), IdempotencyKey: session.NewID()}
+	if again := r.URL.Query().Get("again"); again != "" {
+		// Asking again for what a request asked (one that failed, say): its values, ready to send.
+		ctx, cancel := callWithin(r.Context())
+		defer cancel()
+		prior, err := c.cfg.API.Request(ctx, s.Token, again)
+		if err != nil {
+			c.failed(w, r, "read the request to ask again", err)
+			return
+		}
+		v.Entitlement, v.Justification, v.Ticket = prior.Entitlement, prior.Justification, prior.Ticket
+		v.Duration = (time.Duration(prior.DurationSeconds) * time.Second).String()
+		if prior.Subject.ID != prior.Requester.ID {
+			v.Subject = string(prior.Subject.Kind) + ":" + prior.Subject.ID
+		}
+	}
 	c.render(w, http.StatusOK, "request_new", c.newForm(r, &s, v, nil, nil))
 }
 
@@ -161,7 +176,7 @@ type liveRegion struct {
 	Entitlement *catalogue.Entitlement
 }
 
-// Withdrawable, Revocable, Reviewable, PostReviewable and HasCredential say which forms the page
+// Withdrawable, Revocable, Reviewable, PostReviewable, AskAgain and HasCredential say which forms the page
 // offers. They follow the request's state and who is looking; whether the action is allowed is the
 // services' to say when the form is sent.
 func (l liveRegion) Withdrawable() bool {
@@ -180,6 +195,11 @@ func (l liveRegion) Reviewable() bool { return l.View.Status == events.StatusPen
 func (l liveRegion) PostReviewable() bool {
 	d := l.View.Decision
 	return d != nil && d.PostReview != nil && l.View.PostReview == nil && l.View.Grant != nil
+}
+
+// AskAgain: the requester's request failed; the same can be asked for again.
+func (l liveRegion) AskAgain() bool {
+	return l.Viewer == l.View.Requester.ID && l.View.Status == events.StatusFailed
 }
 
 // HasCredential: the grant issued a credential that may still be retrieved.

@@ -58,6 +58,23 @@ func TestTheFormIsSubmittedOnce(t *testing.T) {
 	}
 }
 
+// TestAskingAgainFillsTheForm: "ask again" (offered on a failed request) opens the form with what the
+// earlier request asked for, ready to send as a new request.
+func TestAskingAgainFillsTheForm(t *testing.T) {
+	s := newSite(t)
+	alice := s.signIn(t, "alice")
+	first := alice.submit(analyticsForm("weekly revenue report"))
+	p := alice.get("/requests/new?again=" + first)
+	if p.status != http.StatusOK {
+		t.Fatalf("the form to ask again: %d %s", p.status, p.body)
+	}
+	for _, want := range []string{`<option value="analytics-read" selected`, `>weekly revenue report</textarea>`, `value="2h0m0s"`} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("the form to ask again lacks %s", want)
+		}
+	}
+}
+
 // TestTheRequestPageFollowsTheRequest: the page's live stream sends the re-rendered region when the
 // request moves (here alice withdraws it elsewhere), and ends once it can no longer change.
 func TestTheRequestPageFollowsTheRequest(t *testing.T) {

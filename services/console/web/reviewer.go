@@ -94,7 +94,8 @@ func (c *Console) review(w http.ResponseWriter, r *http.Request, s session.Sessi
 	id := r.PathValue("id")
 	ctx, cancel := callWithin(r.Context())
 	defer cancel()
-	_, err := c.cfg.API.Review(ctx, s.Token, id, events.ReviewDecision(r.PostFormValue("decision")), r.PostFormValue("comment"), r.PostFormValue("request_digest"))
+	_, err := c.cfg.API.Review(ctx, s.Token, id, events.ReviewDecision(r.PostFormValue("decision")), r.PostFormValue("comment"), r.PostFormValue("request_digest"),
+		r.PostFormValue("idempotency_key"))
 	c.afterReview(w, r, s, "review a request", "reviewed", err)
 }
 

@@ -268,6 +268,8 @@ func (c *Console) refusal(what string, err error) *apiclient.Problem {
 
 // funcs are the templates' helpers.
 var funcs = template.FuncMap{
+	// actionKey names one action of the person's: a form rendered once, however often it is sent.
+	"actionKey": session.NewID,
 	"time": func(t any) string {
 		switch v := t.(type) {
 		case time.Time:

@@ -23,7 +23,7 @@ type Config struct {
 	// CredentialKey encrypts issued credentials while they await retrieval (credential.ParseKey).
 	CredentialKey string        `env:"GRANTLINE_CREDENTIAL_KEY,notEmpty" secret:"true" help:"AES-256-GCM key of issued credentials: 32 bytes in standard base64 (openssl rand -base64 32)"`
 	TaskDue       time.Duration `env:"GRANTLINE_TASK_DUE" envDefault:"4h" validate:"positive" help:"how long people have for a manual task"`
-	MaxDeliveries int           `env:"GRANTLINE_MAX_DELIVERIES" envDefault:"6" validate:"positive" help:"grant attempts before a transient failure is recorded and the delivery set aside"`
+	RetryFor      time.Duration `env:"GRANTLINE_FULFILMENT_RETRY_FOR" envDefault:"15m" validate:"positive" help:"how long a grant is retried while the target fails transiently, before the request is recorded failed"`
 	Replicas      int           `env:"GRANTLINE_REPLICAS" envDefault:"1" validate:"positive" help:"replicas of the service's key-value buckets (3 in production)"`
 }
 

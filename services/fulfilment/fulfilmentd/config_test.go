@@ -23,7 +23,7 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTPAddr != ":8084" || c.TaskDue != 4*time.Hour || c.MaxDeliveries != 6 || c.Replicas != 1 {
+	if c.HTTPAddr != ":8084" || c.TaskDue != 4*time.Hour || c.RetryFor != 15*time.Minute || c.Replicas != 1 {
 		t.Fatalf("defaults %+v", c)
 	}
 	if shown := config.LogValue(c).String(); strings.Contains(shown, "hunter2") || strings.Contains(shown, c.CredentialKey) {

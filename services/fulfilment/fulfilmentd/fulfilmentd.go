@@ -38,8 +38,9 @@ type Deps struct {
 	Now         func() time.Time
 	// TaskDue is how long people have for a manual task; 0 means 4h.
 	TaskDue time.Duration
-	// MaxDeliveries bounds the grant attempts of one event; 0 means reaction.DefaultMaxDeliveries.
-	MaxDeliveries int
+	// RetryFor bounds how long a transient grant failure is retried before the request is recorded
+	// failed; 0 means reaction.DefaultRetryFor.
+	RetryFor time.Duration
 }
 
 func (d Deps) now() func() time.Time {
@@ -59,7 +60,7 @@ func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 // Reactions returns the stream handlers over d.
 func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 	return &reaction.Reactions{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Connectors: d.Connectors,
-		Credentials: d.Credentials, Tasks: d.Tasks, Now: d.now(), Log: log, TaskDue: d.TaskDue, MaxDeliveries: d.MaxDeliveries}
+		Credentials: d.Credentials, Tasks: d.Tasks, Now: d.now(), Log: log, TaskDue: d.TaskDue, RetryFor: d.RetryFor}
 }
 
 // Consume runs the reactions until ctx ends: the grant reaction on approved and policy_decided
@@ -70,8 +71,8 @@ func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	h := d.Reactions(log)
 	return ops.RunAll(ctx,
-		ops.Consumer(d.JS, reaction.FulfilSpec(h.Deliveries()), h.Fulfil, log),
-		ops.Consumer(d.JS, reaction.StartSpec(h.Deliveries()), h.Started, log),
+		ops.Consumer(d.JS, reaction.FulfilSpec(), h.Fulfil, log),
+		ops.Consumer(d.JS, reaction.StartSpec(), h.Started, log),
 		ops.Consumer(d.JS, reaction.RevokeTasksSpec(), h.OpenRevokeTasks, log),
 		func(ctx context.Context) error {
 			// An index left incomplete only hides tasks from GET /v1/tasks: worth a log line, not a stop.
@@ -112,7 +113,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
-		Tasks: tasks, Now: time.Now, TaskDue: cfg.TaskDue, MaxDeliveries: cfg.MaxDeliveries}
+		Tasks: tasks, Now: time.Now, TaskDue: cfg.TaskDue, RetryFor: cfg.RetryFor}
 	return ops.Service{Name: "fulfilment",
 		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },

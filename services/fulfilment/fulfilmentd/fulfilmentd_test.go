@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json/v2"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/connector"
@@ -370,7 +372,7 @@ func TestExactlyOneGrant(t *testing.T) {
 		h := d.Reactions(w.Log)
 		var deliveries atomic.Int32
 		targettest.Run(t, func(ctx context.Context) error {
-			return consumer.Run(ctx, w.JS, reaction.FulfilSpec(6), func(ctx context.Context, msg jetstream.Msg) error {
+			return consumer.Run(ctx, w.JS, reaction.FulfilSpec(), func(ctx context.Context, msg jetstream.Msg) error {
 				err := h.Fulfil(ctx, msg)
 				if deliveries.Add(1) == 1 && err == nil {
 					return errors.New("process died after appending, before acknowledging")
@@ -440,19 +442,21 @@ func TestWithdrawnWhileGrantingIsUndone(t *testing.T) {
 	}
 }
 
-// TestFailuresAreRecorded: what no retry can fix ends the request at once; a target that stays down
-// is recorded when the deliveries run out, and the delivery is set aside for an operator.
+// TestFailuresAreRecorded: what no retry can fix ends the request at once; a target refusing
+// connections for longer than the retry time ends it too, as failed with the reason and the attempts,
+// instead of leaving it approved for ever with its delivery in the dead-letter stream.
 func TestFailuresAreRecorded(t *testing.T) {
 	w := newWorld(t)
 	onlyAnalytics, err := postgres.New(w.Target, map[string]string{"analytics-read": "analytics_read"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	down := &crashing{Connector: onlyAnalytics, after: func(connector.Grant, int32) error {
-		return connector.Transient(postgres.ClassUnavailable, errors.New("connection refused"))
-	}}
-	d := deps(w, connector.Set{postgres.Name: down})
-	d.MaxDeliveries = 2
+	refusing, err := postgres.New(refusingPool(t), map[string]string{"analytics-read": "analytics_read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := deps(w, connector.Set{postgres.Name: onlyAnalytics})
+	d.RetryFor = 3 * time.Second
 	start(t, w, d)
 
 	unmapped := w.Approved(t, targettest.Request{Requester: someone("engineers"), Entitlement: "payments-admin", Duration: time.Hour})
@@ -461,19 +465,39 @@ func TestFailuresAreRecorded(t *testing.T) {
 		t.Fatalf("failure %+v", f)
 	}
 
-	stuck := w.Approved(t, targettest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour})
-	r = w.WaitFor(t, stuck, 20*time.Second, "the transient failure", func(r *events.Request) bool { return r.Failure() != nil })
-	if f := r.Failure(); f.Permanent || f.ErrorClass != postgres.ClassUnavailable || f.Attempts != 2 || r.Status() != events.StatusApproved {
-		t.Fatalf("failure %+v, status %s", f, r.Status())
-	}
-	poll.Until(t, 10*time.Second, "the delivery to be set aside", func() bool {
-		for _, b := range w.StreamBodies(t, topology.DLQStream) {
-			if strings.Contains(string(b), stuck) {
-				return true
-			}
-		}
-		return false
+	down := newWorld(t)
+	d = deps(down, connector.Set{postgres.Name: refusing})
+	d.RetryFor = 3 * time.Second
+	start(t, down, d)
+	stuck := down.Approved(t, targettest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour})
+	r = down.WaitFor(t, stuck, 30*time.Second, "the request to fail once the retry time is over", func(r *events.Request) bool {
+		return r.Status() == events.StatusFailed
 	})
+	if f := r.Failure(); f.Permanent || f.ErrorClass != postgres.ClassUnavailable || f.Attempts < 2 || !strings.Contains(f.Message, "refused") {
+		t.Fatalf("failure %+v", f)
+	}
+	for _, b := range down.StreamBodies(t, topology.DLQStream) {
+		if strings.Contains(string(b), stuck) {
+			t.Fatal("a request that failed in the open was also set aside in the dead-letter stream")
+		}
+	}
+}
+
+// refusingPool is a pool on a loopback port nobody listens on: every connection is refused.
+func refusingPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	pool, err := pgxpool.New(context.Background(), "postgres://postgres@"+addr+"/target?sslmode=disable&connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 // TestListingDoesNotDropATaskAboutToOpen: fulfilment indexes a task just before it appends

@@ -37,8 +37,19 @@ import (
 	"github.com/grantline/grantline/services/fulfilment/taskindex"
 )
 
-// DefaultMaxDeliveries is how often a grant is attempted before a transient failure is recorded.
-const DefaultMaxDeliveries = 6
+// DefaultRetryFor is how long a transient grant failure is retried before the request is recorded failed.
+const DefaultRetryFor = 15 * time.Minute
+
+// minAttempts is how often a grant is tried before a transient failure is recorded, however late: a
+// request approved while fulfilment itself was down gets a few tries, not one.
+const minAttempts = 3
+
+// forever is the delivery limit of the grant consumers: giving up is decided by the clock (RetryFor),
+// and recorded as fulfilment_failed, never by a count that would set the delivery aside unseen.
+const forever = math.MaxInt32
+
+// grantBackoff spaces the attempts at a target that is down.
+var grantBackoff = consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)
 
 func subjects(types ...events.Type) []string {
 	var out []string
@@ -49,18 +60,18 @@ func subjects(types ...events.Type) []string {
 }
 
 // FulfilSpec is the consumer of the events that may lead to a grant.
-func FulfilSpec(maxDeliveries int) consumer.Spec {
+func FulfilSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.FulfilmentGrants.Stream, Durable: topology.FulfilmentGrants.Durable,
 		FilterSubjects: subjects(events.TypeApproved, events.TypePolicyDecided),
-		MaxDeliveries:  maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
+		MaxDeliveries:  forever, Backoff: grantBackoff}
 }
 
 // StartSpec is the consumer of fired start timers: requests approved before the time they asked
 // access from.
-func StartSpec(maxDeliveries int) consumer.Spec {
+func StartSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.FulfilmentStart.Stream, Durable: topology.FulfilmentStart.Durable,
 		FilterSubjects: []string{topology.TimerFired("*", topology.TimerGrantStart)},
-		MaxDeliveries:  maxDeliveries, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, 30*time.Second)}
+		MaxDeliveries:  forever, Backoff: grantBackoff}
 }
 
 // RevokeTasksSpec is the consumer of the events that make a revocation due. Like the revoker's, it
@@ -68,7 +79,7 @@ func StartSpec(maxDeliveries int) consumer.Spec {
 func RevokeTasksSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.FulfilmentRevokeTasks.Stream, Durable: topology.FulfilmentRevokeTasks.Durable,
 		FilterSubjects: subjects(events.TypeExpired, events.TypeRevocationRequested, events.TypePostReviewed),
-		MaxDeliveries:  math.MaxInt32, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, time.Minute)}
+		MaxDeliveries:  forever, Backoff: consumer.ExponentialBackoff(500*time.Millisecond, time.Minute)}
 }
 
 // Reactions are the fulfilment service's handlers.
@@ -83,19 +94,14 @@ type Reactions struct {
 	Log         *slog.Logger
 	// TaskDue is how long people have to carry out a manual task.
 	TaskDue time.Duration
-	// MaxDeliveries is the consumer's; on the last one a transient failure is recorded.
-	MaxDeliveries int
+	// RetryFor is how long a transient grant failure is retried, from the approval (or the requested
+	// start); then the request is recorded failed. 0 means DefaultRetryFor.
+	RetryFor time.Duration
 }
-
-// setAside marks an error that no retry can help: the delivery is dead-lettered and acknowledged.
-type setAside struct{ err error }
-
-func (e setAside) Error() string { return e.err.Error() }
-func (e setAside) Unwrap() error { return e.err }
 
 // Fulfil is the consumer handler for approved and policy_decided.
 func (h *Reactions) Fulfil(ctx context.Context, msg jetstream.Msg) error {
-	return h.settle(ctx, msg, topology.FulfilmentGrants.Durable, func(d eventstore.Delivery, delivered int) error {
+	return h.settle(msg, func(d eventstore.Delivery, delivered int) error {
 		return h.Handle(ctx, d, delivered)
 	})
 }
@@ -103,12 +109,13 @@ func (h *Reactions) Fulfil(ctx context.Context, msg jetstream.Msg) error {
 // OpenRevokeTasks is the consumer handler for expired, revocation_requested and post_reviewed: a
 // manual grant whose revocation is now due gets a revoke task.
 func (h *Reactions) OpenRevokeTasks(ctx context.Context, msg jetstream.Msg) error {
-	return h.settle(ctx, msg, topology.FulfilmentRevokeTasks.Durable, func(d eventstore.Delivery, _ int) error {
+	return h.settle(msg, func(d eventstore.Delivery, _ int) error {
 		return h.openRevokeTask(ctx, d)
 	})
 }
 
-func (h *Reactions) settle(ctx context.Context, msg jetstream.Msg, durable string, handle func(eventstore.Delivery, int) error) error {
+// settle receives msg, runs handle with the delivery count, and sets aside what no retry can help.
+func (h *Reactions) settle(msg jetstream.Msg, handle func(eventstore.Delivery, int) error) error {
 	d, err := h.Store.Receive(msg)
 	if err != nil {
 		return consumer.Permanent(err)
@@ -119,8 +126,7 @@ func (h *Reactions) settle(ctx context.Context, msg jetstream.Msg, durable strin
 	}
 	delivered := int(meta.NumDelivered)
 	err = handle(d, delivered)
-	var aside setAside
-	if errors.As(err, &aside) || deadletter.Permanent(err) || (err != nil && durable == topology.FulfilmentGrants.Durable && delivered >= h.maxDeliveries()) {
+	if deadletter.Permanent(err) {
 		// Set aside here rather than by the runner, whose copy of an event the DLQ stream refuses (see
 		// package deadletter).
 		return consumer.Permanent(err)
@@ -150,8 +156,7 @@ func (h *Reactions) Started(ctx context.Context, msg jetstream.Msg) error {
 		}
 		err = h.handle(ctx, d, int(meta.NumDelivered), true)
 	}
-	var aside setAside
-	if errors.As(err, &aside) || deadletter.Permanent(err) || (err != nil && int(meta.NumDelivered) >= h.maxDeliveries()) {
+	if deadletter.Permanent(err) {
 		return consumer.Permanent(err)
 	}
 	return err
@@ -188,7 +193,7 @@ func (h *Reactions) handle(ctx context.Context, d eventstore.Delivery, delivered
 	ent, ok := h.Catalogue.Entitlement(r.Submitted().Entitlement)
 	if !ok {
 		err := connector.Permanent("unknown_entitlement", fmt.Errorf("entitlement %s is not in the catalogue", r.Submitted().Entitlement))
-		return h.fail(ctx, log, d, delivered, err)
+		return h.fail(ctx, log, d, r, delivered, err)
 	}
 	switch fulfilment.Next(r, ent.Connector, h.Now()) {
 	case fulfilment.WaitForStart:
@@ -218,14 +223,14 @@ func (h *Reactions) handle(ctx context.Context, d eventstore.Delivery, delivered
 func (h *Reactions) grant(ctx context.Context, log *slog.Logger, d eventstore.Delivery, delivered int, r *events.Request, ent catalogue.Entitlement) error {
 	conn, err := h.Connectors.For(ent)
 	if err != nil {
-		return h.fail(ctx, log, d, delivered, err)
+		return h.fail(ctx, log, d, r, delivered, err)
 	}
 	expires := fulfilment.ExpiresAt(r, h.Now())
 	g := connector.Grant{ID: r.ID(), Entitlement: ent, Subject: r.Submitted().Subject, ExpiresAt: expires}
 	fingerprint := ""
 	if connector.IssuesCredential(conn, g) {
 		if h.Credentials == nil {
-			return h.fail(ctx, log, d, delivered, connector.Permanent("no_credential_store", errors.New("a credential is issued but no credential store is configured")))
+			return h.fail(ctx, log, d, r, delivered, connector.Permanent("no_credential_store", errors.New("a credential is issued but no credential store is configured")))
 		}
 		// Reserved before the grant, so a retried or concurrent grant sets the same secret. Kept a little
 		// past the expiry; retrieval refuses it after the expiry anyway.
@@ -241,7 +246,7 @@ func (h *Reactions) grant(ctx context.Context, log *slog.Logger, d eventstore.De
 		err = connector.Transient("not_applied", errors.New("the target does not show the grant after granting"))
 	}
 	if err != nil {
-		return h.fail(ctx, log, d, delivered, err)
+		return h.fail(ctx, log, d, r, delivered, err)
 	}
 	rec := fulfilment.Recorded{Connector: ent.Connector, TargetRef: connector.TargetRef(conn, g), Observed: obs,
 		ExpiresAt: expires, Fingerprint: fingerprint}
@@ -260,12 +265,16 @@ func (h *Reactions) grant(ctx context.Context, log *slog.Logger, d eventstore.De
 	return nil
 }
 
-// fail records a failed grant: a permanent one at once (fulfilment_failed ends the request), a
-// transient one when the deliveries are used up (then the delivery is set aside for an operator);
-// otherwise the error goes back to the runner for a retry.
-func (h *Reactions) fail(ctx context.Context, log *slog.Logger, d eventstore.Delivery, delivered int, err error) error {
+// fail records a failed grant: a permanent one at once, a transient one once it has been retried for
+// RetryFor since fulfilment became due (and tried at least minAttempts times); fulfilment_failed ends the request, with the reason and the
+// attempts. Until then the error goes back to the runner for a retry.
+func (h *Reactions) fail(ctx context.Context, log *slog.Logger, d eventstore.Delivery, r *events.Request, delivered int, err error) error {
 	permanent := connector.IsPermanent(err)
-	last := delivered >= h.maxDeliveries()
+	due := d.Event.Time
+	if start := r.Submitted().StartAt; start != nil && start.After(due) {
+		due = *start
+	}
+	last := delivered >= minAttempts && !h.Now().Before(due.Add(h.retryFor()))
 	if !permanent && !last {
 		if after := connector.RetryAfterOf(err); after > 0 {
 			return consumer.RetryAfter(err, after)
@@ -278,13 +287,17 @@ func (h *Reactions) fail(ctx context.Context, log *slog.Logger, d eventstore.Del
 		return fmt.Errorf("record failed fulfilment: %w (after: %v)", uerr, err)
 	}
 	log.Warn("fulfilment failed", "permanent", permanent, "attempts", delivered, "error_class", class, telemetry.KeyError, err.Error())
-	if permanent {
-		if h.Credentials != nil {
-			_ = h.Credentials.Discard(ctx, d.RequestID)
-		}
-		return nil
+	if h.Credentials != nil {
+		_ = h.Credentials.Discard(ctx, d.RequestID)
 	}
-	return setAside{fmt.Errorf("gave up after %d attempts: %w", delivered, err)}
+	if !permanent {
+		// A transient failure may have left a change behind on the target (a grant that answered too
+		// late); the failed request must hold nothing there.
+		if ent, ok := h.Catalogue.Entitlement(r.Submitted().Entitlement); ok {
+			return h.undo(ctx, log, r, ent)
+		}
+	}
+	return nil
 }
 
 // undo revokes whatever a grant of the closed request r left on the target, and forgets its secret.
@@ -395,12 +408,9 @@ func (h *Reactions) taskDue() time.Duration {
 	return 4 * time.Hour
 }
 
-// Deliveries is the number of deliveries after which a transient failure is recorded.
-func (h *Reactions) Deliveries() int { return h.maxDeliveries() }
-
-func (h *Reactions) maxDeliveries() int {
-	if h.MaxDeliveries > 0 {
-		return h.MaxDeliveries
+func (h *Reactions) retryFor() time.Duration {
+	if h.RetryFor > 0 {
+		return h.RetryFor
 	}
-	return DefaultMaxDeliveries
+	return DefaultRetryFor
 }

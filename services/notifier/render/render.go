@@ -160,6 +160,7 @@ func viewOf(n notifier.Notification) view {
 	case notifier.FulfilmentFailed:
 		v.Title = fmt.Sprintf("Could not grant %s", ent)
 		v.Facts = append(request, fact{"Error", f.Error}, fact{"Attempts", fmt.Sprint(f.Attempts)})
+		v.Footer = fmt.Sprintf("Ask again with: grantline request create --again %s", n.RequestID)
 	case notifier.ExpiryWarning:
 		v.Title = fmt.Sprintf("Your access to %s ends at %s", ent, when(f.ExpiresAt))
 		v.Facts = append(request, fact{"Access ends", when(f.ExpiresAt)})

@@ -34,9 +34,10 @@ type Result struct {
 }
 
 // Review asks the approval service to record decision ("approve" or "reject") on requestID as the
-// holder of token, bound to digest. A refusal is a Result; an error means the service could not be
-// asked or answered with a server error.
-func (a *Approval) Review(ctx context.Context, token, requestID, decision, digest string) (Result, error) {
+// holder of token, bound to digest, as the action key names (the same key again is answered with the
+// review it recorded). A refusal is a Result; an error means the service could not be asked or
+// answered with a server error.
+func (a *Approval) Review(ctx context.Context, token, requestID, decision, digest, key string) (Result, error) {
 	body, _ := json.Marshal(map[string]string{"decision": decision, "request_digest": digest, "comment": "reviewed in Slack"})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
 		strings.TrimSuffix(a.BaseURL, "/")+"/v1/requests/"+url.PathEscape(requestID)+"/reviews", bytes.NewReader(body))
@@ -45,6 +46,9 @@ func (a *Approval) Review(ctx context.Context, token, requestID, decision, diges
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	client := a.Client
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}

@@ -21,7 +21,7 @@ func TestApprovingFromSlack(t *testing.T) {
 	w := newWorld(t)
 	id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
 	msg := w.ask(t, "U0BOB", id, digest)
-	body := callback(t, "U0BOB", msg, render.ActionApprove)
+	body := callback(t, "U0BOB", msg, id, render.ActionApprove)
 	status, out := w.post(t, body, slacktest.Sign(signingSecret, body, time.Now()))
 	if status != http.StatusOK || out["outcome"] != "approved" || out["reviewer"] != "bob" {
 		t.Fatalf("%d %v", status, out)
@@ -47,6 +47,41 @@ func TestApprovingFromSlack(t *testing.T) {
 	if v := w.slack.Violations(); len(v) > 0 {
 		t.Fatalf("requests Slack would refuse: %v", v)
 	}
+
+	// Bob presses the button again (he was told to try again, or Slack retried): the same action,
+	// answered with the review recorded, not refused as a second one.
+	again := callback(t, "U0BOB", msg, id, render.ActionApprove)
+	status, out = w.post(t, again, slacktest.Sign(signingSecret, again, time.Now()))
+	if status != http.StatusOK || out["outcome"] != "approved" {
+		t.Fatalf("the same press again: %d %v", status, out)
+	}
+	if n := w.reviews(t, id); n != 1 {
+		t.Fatalf("%d reviews after the same press twice, want 1", n)
+	}
+}
+
+// TestOnePressInADigest: bob's message asks for two reviews at once. He approves the first; the
+// message then says so in place of the first request's buttons and still offers the second's.
+func TestOnePressInADigest(t *testing.T) {
+	w := newWorld(t)
+	first, firstDigest := w.PaymentsAdmin(t, notifiertest.Alice)
+	second, secondDigest := w.PaymentsAdmin(t, notifiertest.Alice)
+	msg := w.askAll(t, "U0BOB", map[string]string{first: firstDigest, second: secondDigest})
+	body := callback(t, "U0BOB", msg, first, render.ActionApprove)
+	if status, out := w.post(t, body, slacktest.Sign(signingSecret, body, time.Now())); status != http.StatusOK || out["outcome"] != "approved" {
+		t.Fatalf("%d %v", status, out)
+	}
+	updated := w.slack.Updated()
+	if len(updated) != 1 || !strings.Contains(updated[0].BlocksJSON, "Approved by bob") {
+		t.Fatalf("the Slack message was updated to %+v", updated)
+	}
+	after := slacktest.Message{Channel: msg.Channel, TS: msg.TS, Blocks: updated[0].Blocks}
+	if _, err := slacktest.Press("U0BOB", after, first, render.ActionApprove); err == nil {
+		t.Error("the approved request's buttons are still offered")
+	}
+	if _, err := slacktest.Press("U0BOB", after, second, render.ActionApprove); err != nil {
+		t.Errorf("the other request's buttons are gone: %v", err)
+	}
 }
 
 // TestRefusedCallbacks: each callback that must not lead to a review is refused with an answer that
@@ -66,33 +101,33 @@ func TestRefusedCallbacks(t *testing.T) {
 		{name: "a bad signature", status: http.StatusUnauthorized, problem: "https://grantline.dev/problems/bad-slack-signature",
 			press: func(t *testing.T) (string, string, http.Header) {
 				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
-				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
+				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), id, render.ActionApprove)
 				return id, body, slacktest.Sign("not-the-signing-secret", body, time.Now())
 			}},
 		{name: "a body changed after signing", status: http.StatusUnauthorized, problem: "https://grantline.dev/problems/bad-slack-signature",
 			press: func(t *testing.T) (string, string, http.Header) {
 				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
-				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
+				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), id, render.ActionApprove)
 				return id, strings.Replace(body, "U0BOB", "U0CAROL", 1), slacktest.Sign(signingSecret, body, time.Now())
 			}},
 		{name: "a stale timestamp (signed six minutes ago)", status: http.StatusUnauthorized,
 			problem: "https://grantline.dev/problems/bad-slack-signature",
 			press: func(t *testing.T) (string, string, http.Header) {
 				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
-				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
+				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), id, render.ActionApprove)
 				return id, body, slacktest.Sign(signingSecret, body, time.Now().Add(-6*time.Minute))
 			}},
 		{name: "no signature at all", status: http.StatusUnauthorized, problem: "https://grantline.dev/problems/bad-slack-signature",
 			press: func(t *testing.T) (string, string, http.Header) {
 				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
-				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
+				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), id, render.ActionApprove)
 				return id, body, http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
 			}},
 		{name: "a replayed body (the same signed callback a second time)", status: http.StatusConflict,
 			problem: "https://grantline.dev/problems/replayed-callback",
 			press: func(t *testing.T) (string, string, http.Header) {
 				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
-				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), render.ActionReject)
+				body := callback(t, "U0BOB", w.ask(t, "U0BOB", id, digest), id, render.ActionReject)
 				h := slacktest.Sign(signingSecret, body, time.Now())
 				// Slack's own delivery, acted on: bob's rejection is recorded.
 				if status, out := w.post(t, body, h); status != http.StatusOK || out["outcome"] != "rejected" {
@@ -104,14 +139,14 @@ func TestRefusedCallbacks(t *testing.T) {
 			says: "Refused: your Slack account is not linked",
 			press: func(t *testing.T) (string, string, http.Header) {
 				id, digest := w.PaymentsAdmin(t, notifiertest.Alice)
-				body := callback(t, "U0NOBODY", w.ask(t, "U0BOB", id, digest), render.ActionApprove)
+				body := callback(t, "U0NOBODY", w.ask(t, "U0BOB", id, digest), id, render.ActionApprove)
 				return id, body, slacktest.Sign(signingSecret, body, time.Now())
 			}},
 		{name: "self-approval: frank approves his own request", status: http.StatusOK, problem: "separation-of-duties",
 			says: "Refused: separation of duties",
 			press: func(t *testing.T) (string, string, http.Header) {
 				id, digest := w.PaymentsAdmin(t, notifiertest.Frank)
-				body := callback(t, "U0FRANK", w.ask(t, "U0FRANK", id, digest), render.ActionApprove)
+				body := callback(t, "U0FRANK", w.ask(t, "U0FRANK", id, digest), id, render.ActionApprove)
 				return id, body, slacktest.Sign(signingSecret, body, time.Now())
 			}},
 		{name: "approval of an already decided request", status: http.StatusOK, problem: "not-pending",
@@ -122,7 +157,7 @@ func TestRefusedCallbacks(t *testing.T) {
 				w.Append(t, events.Approval, id,
 					events.Draft{Payload: events.Reviewed{Reviewer: notifiertest.Bob, Stage: 0, Decision: events.ReviewReject, RequestDigest: digest}, Actor: "bob"},
 					events.Draft{Payload: events.Rejected{Reason: events.RejectedByReviewer, RejectedBy: "bob"}})
-				body := callback(t, "U0FRANK", msg, render.ActionApprove)
+				body := callback(t, "U0FRANK", msg, id, render.ActionApprove)
 				return id, body, slacktest.Sign(signingSecret, body, time.Now())
 			}},
 	}

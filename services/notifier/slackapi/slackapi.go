@@ -116,7 +116,7 @@ func (h *Handler) interaction(w http.ResponseWriter, r *http.Request) {
 	log := h.Log.With(telemetry.KeyTraceID, telemetry.TraceID(r.Context()), telemetry.KeyRequestID, press.RequestID, "slack_user", cb.User.ID)
 	out := h.review(r.Context(), log, cb.User.ID, press)
 	ref := channelOf(cb) + "/" + messageTS(cb)
-	if err := h.Messages.Update(r.Context(), ref, out.Text, outcomeBlocks(cb, out.Text)); err != nil {
+	if err := h.Messages.Update(r.Context(), ref, out.Text, outcomeBlocks(cb, press.Block, out.Text)); err != nil {
 		log.Warn("update the Slack message", telemetry.KeyError, err.Error())
 	}
 	httpjson.Write(w, http.StatusOK, out)
@@ -141,6 +141,11 @@ func (h *Handler) verify(header http.Header, body []byte) error {
 type press struct {
 	render.ReviewAction
 	Decision string
+	// Block is the block holding the pressed button: in a digest, one request's buttons among others.
+	Block string
+	// Key names the action: this button of this request in this message. Pressed again (Slack retrying, or the person
+	// after "try again"), it is the same review, answered with what was recorded.
+	Key string
 }
 
 // parse reads a block_actions callback with one of the review buttons.
@@ -167,7 +172,8 @@ func parse(body []byte) (slack.InteractionCallback, press, error) {
 		if err != nil {
 			return cb, press{}, fmt.Errorf("%w: %v", errMalformed, err)
 		}
-		return cb, press{ReviewAction: ra, Decision: decision}, nil
+		return cb, press{ReviewAction: ra, Decision: decision, Block: a.BlockID,
+			Key: "slack:" + channelOf(cb) + ":" + messageTS(cb) + ":" + a.BlockID + ":" + a.ActionID}, nil
 	}
 	return cb, press{}, fmt.Errorf("%w: no review button", errMalformed)
 }
@@ -201,7 +207,7 @@ func (h *Handler) review(ctx context.Context, log *slog.Logger, slackUser string
 		return Outcome{Outcome: "refused", Problem: "no-delegation", RequestID: p.RequestID, Reviewer: person,
 			Text: "Your review could not be recorded now (the notifier could not act for you); use `grantline review` instead."}
 	}
-	res, err := h.Approval.Review(ctx, token, p.RequestID, p.Decision, p.RequestDigest)
+	res, err := h.Approval.Review(ctx, token, p.RequestID, p.Decision, p.RequestDigest, p.Key)
 	if err != nil {
 		log.Error("ask the approval service", "reviewer", person, telemetry.KeyError, err.Error())
 		return Outcome{Outcome: "refused", Problem: "unavailable", RequestID: p.RequestID, Reviewer: person,
@@ -235,12 +241,18 @@ func refusal(res Result) string {
 	return fmt.Sprintf("Refused (%s): %s", res.Problem, res.Detail)
 }
 
-// outcomeBlocks is the message without its buttons, with the outcome beneath.
-func outcomeBlocks(cb slack.InteractionCallback, outcome string) []slack.Block {
-	blocks := slices.DeleteFunc(slices.Clone(cb.Message.Blocks.BlockSet), func(b slack.Block) bool {
-		return b.BlockType() == slack.MBTAction
-	})
-	return append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, outcome, false, false)))
+// outcomeBlocks is the message with the outcome in place of the pressed request's buttons. A digest
+// carries several requests' buttons: the others stay, so one press never takes away another review.
+func outcomeBlocks(cb slack.InteractionCallback, pressed, outcome string) []slack.Block {
+	said := slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, outcome, false, false))
+	blocks := slices.Clone(cb.Message.Blocks.BlockSet)
+	for i, b := range blocks {
+		if a, ok := b.(*slack.ActionBlock); ok && a.BlockID == pressed {
+			blocks[i] = said
+			return blocks
+		}
+	}
+	return append(blocks, said)
 }
 
 // problems is the endpoint's table from errors to problems: a callback not acted on at all (not signed

@@ -5,9 +5,11 @@ import (
 	"encoding/json/v2"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,20 +109,29 @@ func (w *world) reviews(t *testing.T, id string) int {
 // message.
 func (w *world) ask(t *testing.T, slackUser, id, digest string) slacktest.Message {
 	t.Helper()
-	n := notifier.Notification{Kind: notifier.ReviewRequested, RequestID: id, Channel: notifier.Slack, Address: slackUser,
-		Facts: notifier.Facts{Requester: notifier.Person{ID: "alice"}, Entitlement: notifier.Entitlement{ID: "payments-admin"},
-			DurationSeconds: 3600, RequestDigest: digest, Stage: "owners"}}
-	if _, err := w.poster.Send(context.Background(), channel.Delivery{ID: n.Key(), Address: slackUser, Notifications: []notifier.Notification{n}}); err != nil {
+	return w.askAll(t, slackUser, map[string]string{id: digest})
+}
+
+// askAll sends slackUser one message asking for the review of each request (ID → digest): a digest.
+func (w *world) askAll(t *testing.T, slackUser string, digests map[string]string) slacktest.Message {
+	t.Helper()
+	var ns []notifier.Notification
+	for _, id := range slices.Sorted(maps.Keys(digests)) {
+		ns = append(ns, notifier.Notification{Kind: notifier.ReviewRequested, RequestID: id, Channel: notifier.Slack, Address: slackUser,
+			Facts: notifier.Facts{Requester: notifier.Person{ID: "alice"}, Entitlement: notifier.Entitlement{ID: "payments-admin"},
+				DurationSeconds: 3600, RequestDigest: digests[id], Stage: "owners"}})
+	}
+	if _, err := w.poster.Send(context.Background(), channel.Delivery{ID: ns[0].Key(), Address: slackUser, Notifications: ns}); err != nil {
 		t.Fatal(err)
 	}
 	posted := w.slack.Posted()
 	return posted[len(posted)-1]
 }
 
-// callback is the body Slack sends when user presses the button actionID in message m.
-func callback(t *testing.T, user string, m slacktest.Message, actionID string) string {
+// callback is the body Slack sends when user presses request id's button actionID in message m.
+func callback(t *testing.T, user string, m slacktest.Message, id, actionID string) string {
 	t.Helper()
-	body, err := slacktest.Press(user, m, actionID)
+	body, err := slacktest.Press(user, m, id, actionID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,22 +13,27 @@ import (
 )
 
 // Press is the body Slack sends to an app's interaction endpoint when user (a Slack user ID) presses
-// the button actionID in message m: a form with the block_actions payload, as Slack documents it. It
+// the button actionID of request requestID in message m: a form with the block_actions payload, as
+// Slack documents it. A digest carries the buttons of several requests, so the request is named. It
 // returns an error if m has no such button.
-func Press(user string, m Message, actionID string) (string, error) {
+func Press(user string, m Message, requestID, actionID string) (string, error) {
 	var value, block string
 	for _, b := range m.Blocks {
 		elements, _ := b["elements"].([]any)
 		for _, e := range elements {
 			el, _ := e.(map[string]any)
-			if el["action_id"] == actionID {
-				value, _ = el["value"].(string)
+			v, _ := el["value"].(string)
+			var of struct {
+				RequestID string `json:"request_id"`
+			}
+			if el["action_id"] == actionID && json.Unmarshal([]byte(v), &of) == nil && of.RequestID == requestID {
+				value = v
 				block, _ = b["block_id"].(string)
 			}
 		}
 	}
 	if block == "" {
-		return "", fmt.Errorf("message %s has no button %q", m.TS, actionID)
+		return "", fmt.Errorf("message %s has no button %q for request %s", m.TS, actionID, requestID)
 	}
 	payload := map[string]any{
 		"type": "block_actions", "user": map[string]any{"id": user, "username": user, "team_id": "T0GRANT"},

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/services/query"
 )
@@ -74,6 +75,9 @@ type Projector struct {
 	// MaxCached bounds the request histories held in memory; defaults to 20000. Past it, closed requests
 	// are dropped first; a dropped request is read back from the stream when it next changes.
 	MaxCached int
+	// Stall, when set, reports the projection stopped on a failure (the database, the broker) until it
+	// reads its checkpoint again: its readiness. Nil tracks nothing.
+	Stall *consumer.Stall
 
 	// checkpoint is where the next batch starts: past every batch prepared, committed or in flight.
 	checkpoint uint64
@@ -134,6 +138,7 @@ func (p *Projector) run(ctx context.Context, until uint64) error {
 			continue
 		}
 		failures++
+		p.Stall.Hold(p.committed+1, err.Error())
 		delay := min(100*time.Millisecond<<min(failures, 8), 10*time.Second)
 		p.Log.Warn("projection stopped; resuming from the checkpoint", "error", err.Error(), "retry_in", delay.String())
 		t := time.NewTimer(delay)
@@ -156,6 +161,7 @@ func (p *Projector) follow(ctx context.Context, until uint64) (err error) {
 	if err != nil {
 		return err
 	}
+	p.Stall.Release(p.committed + 1)
 	p.checkpoint, p.committed, p.known, p.cache = cp, cp, map[string]position{}, map[string]*query.History{}
 	if until != 0 && cp >= until {
 		return errReached

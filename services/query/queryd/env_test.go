@@ -17,6 +17,7 @@ import (
 	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/pgtest"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/services/query/internal/querytest"
@@ -72,7 +73,8 @@ func newEnv(t *testing.T) *env {
 	}
 	e := &env{World: w, srv: srv, issuer: issuer, pool: pool, now: time.Now().UTC(), tokens: map[string]string{}}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	deps := queryd.Deps{JS: w.JS, Verifier: w.Trust, DB: pool, Auth: authn, Catalogue: cat, Now: func() time.Time { return e.now }}
+	deps := queryd.Deps{JS: w.JS, Verifier: w.Trust, DB: pool, Auth: authn, Catalogue: cat, Now: func() time.Time { return e.now },
+		ProjectionStall: &consumer.Stall{}}
 	if err := deps.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/services/query/httpapi"
@@ -38,6 +39,9 @@ type Deps struct {
 	AuditorGroups []string
 	// Now is the clock that judges overdue revocations in who-held answers; nil means time.Now.
 	Now func() time.Time
+	// ProjectionStall reports the projection stopped on a failure until it runs again (readiness); nil
+	// tracks nothing.
+	ProjectionStall *consumer.Stall
 }
 
 func (d Deps) schema() string {
@@ -95,7 +99,7 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	defer release()
 	log = log.With("projection", d.schema())
 	log.Info("projecting the evidence stream")
-	p := &projection.Projector{Source: d.reader(), Sink: st, Verifier: d.Verifier, Log: log}
+	p := &projection.Projector{Source: d.reader(), Sink: st, Verifier: d.Verifier, Log: log, Stall: d.ProjectionStall}
 	return p.Run(ctx)
 }
 
@@ -149,7 +153,7 @@ func open(ctx context.Context, cfg Config, js jetstream.JetStream) (Deps, error)
 		return Deps{}, fmt.Errorf("database: %w", err)
 	}
 	return Deps{JS: js, Verifier: verifier, DB: pool, Catalogue: cat, Schema: cfg.Schema, AuditorGroups: cfg.AuditorGroups,
-		Now: time.Now}, nil
+		Now: time.Now, ProjectionStall: &consumer.Stall{}}, nil
 }
 
 // New builds the query service from cfg on host (whose connection has no store: the read side signs
@@ -170,8 +174,9 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	return ops.Service{Name: "query",
-		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
-		Checks:  map[string]ops.Check{"database": func(ctx context.Context) error { return d.DB.Ping(ctx) }},
+		Routes: func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
+		Checks: map[string]ops.Check{"database": func(ctx context.Context) error { return d.DB.Ping(ctx) },
+			"projection": d.ProjectionStall.Check},
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },
 		Close:   d.DB.Close,
 	}, nil

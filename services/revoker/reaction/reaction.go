@@ -42,9 +42,10 @@ const forever = math.MaxInt32
 
 // Defaults of Reactions' tunables.
 const (
-	DefaultBackoffCap = time.Minute
-	DefaultBudget     = 5
-	DefaultEvery      = 5 * time.Minute
+	DefaultBackoffCap     = time.Minute
+	DefaultBudget         = 5
+	DefaultEvery          = 5 * time.Minute
+	DefaultAttemptTimeout = 10 * time.Second
 )
 
 // SchedulesSpec is the consumer of granted events, which arms their expiry.
@@ -95,6 +96,10 @@ type Reactions struct {
 	Failures revoker.FailurePolicy
 	// BackoffCap caps the delay between attempts; 0 means DefaultBackoffCap.
 	BackoffCap time.Duration
+	// AttemptTimeout bounds one attempt at the target (shorter than Failures.SLO, so a hanging target
+	// neither hides an overdue revocation nor holds a handler slot for long); 0 means
+	// DefaultAttemptTimeout.
+	AttemptTimeout time.Duration
 }
 
 // Schedule handles granted: it arms the grant's expiry timer. Arming twice stores one schedule.
@@ -201,6 +206,7 @@ func (h *Reactions) Revoke(ctx context.Context, l *eventstore.Loaded, delivered 
 	}
 	var obs events.Observed
 	var err error
+	fail := revoker.Failure{OverdueSince: revoker.OverdueSince(r, l.Events), LastReport: revoker.LastFailureReport(l.Events)}
 	conn, cerr := h.Connectors.For(ent)
 	switch {
 	case !ok:
@@ -209,12 +215,12 @@ func (h *Reactions) Revoke(ctx context.Context, l *eventstore.Loaded, delivered 
 		err = cerr
 	default:
 		g := connector.Grant{ID: r.ID(), Entitlement: ent, Subject: r.Submitted().Subject, ExpiresAt: r.Grant().ExpiresAt}
-		if obs, err = conn.Revoke(ctx, g); err == nil && obs.Present {
+		if obs, err = h.attempt(ctx, conn, g, fail); err == nil && obs.Present {
 			err = connector.Transient("still_present", revoker.ErrStillPresent)
 		}
 	}
 	if err != nil {
-		return h.failed(ctx, log, l, delivered, err)
+		return h.failed(ctx, log, r, l.LastSeq, delivered, fail, err)
 	}
 	destroyed := r.Grant().CredentialFingerprint != ""
 	u, err := h.Store.UpdateFrom(ctx, r.ID(), l.LastSeq, revoker.DecideRevoked(obs, destroyed))
@@ -233,16 +239,30 @@ func (h *Reactions) Revoke(ctx context.Context, l *eventstore.Loaded, delivered 
 	return nil
 }
 
+// attempt revokes g through conn within the attempt timeout, cut short at the instant the failing
+// revocation becomes overdue by the clock, so that it is recorded then and not after a hung attempt.
+func (h *Reactions) attempt(ctx context.Context, conn connector.Connector, g connector.Grant, f revoker.Failure) (events.Observed, error) {
+	limit := h.attemptTimeout()
+	if at, ok := h.policy().Unreported(f, h.now()); ok {
+		limit = min(limit, at.Sub(h.now()))
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	obs, err := conn.Revoke(ctx, g)
+	if err != nil && ctx.Err() != nil && !connector.IsPermanent(err) {
+		err = connector.Transient("timeout", fmt.Errorf("no answer within %s: %w", limit.Round(time.Millisecond), err))
+	}
+	return obs, err
+}
+
 // failed records a failed attempt if the policy says so, and returns the error for a retry after a
-// capped delay: a revocation is never dropped.
-func (h *Reactions) failed(ctx context.Context, log *slog.Logger, l *eventstore.Loaded, delivered int, err error) error {
-	r := l.Request
+// capped delay (never past the instant the revocation becomes overdue): a revocation is never dropped.
+func (h *Reactions) failed(ctx context.Context, log *slog.Logger, r *events.Request, lastSeq uint64, delivered int, f revoker.Failure, err error) error {
 	now := h.now()
-	f := revoker.Failure{Attempts: delivered, Class: connector.ClassOf(err), Message: err.Error(),
-		OverdueSince: revoker.OverdueSince(r, l.Events), LastReport: revoker.LastFailureReport(l.Events)}
+	f.Attempts, f.Class, f.Message = delivered, connector.ClassOf(err), err.Error()
 	policy := h.policy()
 	if policy.Due(f, now) {
-		if _, uerr := h.Store.UpdateFrom(ctx, r.ID(), l.LastSeq, revoker.DecideFailed(policy, f, now)); uerr != nil {
+		if _, uerr := h.Store.UpdateFrom(ctx, r.ID(), lastSeq, revoker.DecideFailed(policy, f, now)); uerr != nil {
 			log.Warn("record failed revocation", telemetry.KeyError, uerr.Error())
 		} else {
 			log.Error("revocation overdue", "attempts", delivered, "overdue_since", f.OverdueSince.UTC().Format(time.RFC3339),
@@ -250,8 +270,13 @@ func (h *Reactions) failed(ctx context.Context, log *slog.Logger, l *eventstore.
 		}
 	}
 	delay := consumer.ExponentialBackoff(250*time.Millisecond, h.backoffCap())(delivered)
-	if after := connector.RetryAfterOf(err); after > delay {
+	if after := connector.RetryAfterOf(err); after > 0 {
+		// The target's own word wins, shorter or longer: an open circuit breaker says when it lets a
+		// probe through, and a revocation waiting on it goes then, not after its own growing backoff.
 		delay = min(after, h.backoffCap())
+	}
+	if at, ok := policy.Unreported(f, now); ok {
+		delay = min(delay, at.Sub(now))
 	}
 	return consumer.RetryAfter(fmt.Errorf("revoke (attempt %d): %w", delivered, err), delay)
 }
@@ -325,6 +350,13 @@ func (h *Reactions) policy() revoker.FailurePolicy {
 		p.Every = DefaultEvery
 	}
 	return p
+}
+
+func (h *Reactions) attemptTimeout() time.Duration {
+	if h.AttemptTimeout > 0 {
+		return h.AttemptTimeout
+	}
+	return DefaultAttemptTimeout
 }
 
 func (h *Reactions) backoffCap() time.Duration {

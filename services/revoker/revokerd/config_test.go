@@ -21,7 +21,7 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.HTTPAddr != ":8085" || strings.Join(c.AdminGroups, ",") != "security" || c.RetryBudget != 5 || c.ReportEvery != 5*time.Minute ||
-		c.BackoffCap != time.Minute || c.CredentialKey != "" {
+		c.BackoffCap != time.Minute || c.CredentialKey != "" || c.SLO != 30*time.Second || c.AttemptTimeout != 10*time.Second {
 		t.Fatalf("defaults %+v", c)
 	}
 	c = revokerd.Defaults()
@@ -31,5 +31,10 @@ func TestConfig(t *testing.T) {
 		"GRANTLINE_REVOKE_BACKOFF_CAP must be above zero, not -1s\nGRANTLINE_CREDENTIAL_KEY must be 32 bytes, got 5"
 	if err == nil || err.Error() != want {
 		t.Errorf("Parse = %v, want\n%s", err, want)
+	}
+	c = revokerd.Defaults()
+	err = config.Parse(&c, append(shared, "GRANTLINE_REVOKE_ATTEMPT_TIMEOUT=1m"))
+	if err == nil || !strings.Contains(err.Error(), "must be shorter than GRANTLINE_REVOKE_SLO") {
+		t.Errorf("an attempt timeout past the SLO: %v", err)
 	}
 }

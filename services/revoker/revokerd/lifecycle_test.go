@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/targettest"
 	"github.com/grantline/grantline/pkg/topology"
+	"github.com/grantline/grantline/services/revoker"
 )
 
 // targetState is what the PostgreSQL target shows for one grant, in the terms of its entitlement.
@@ -182,6 +184,106 @@ func TestTargetDownYieldsRevocationFailed(t *testing.T) {
 	if n := len(e.StreamBodies(t, topology.DLQStream)); n != 0 {
 		t.Fatalf("%d dead letters: a revocation must never be set aside", n)
 	}
+}
+
+// TestRevocationsGoOnceTheTargetIsBack: grants expire while the target is down, long enough that their
+// own backoff has grown past several seconds; the target's circuit breaker opens, probes, and once the
+// target answers every waiting revocation is done within a few seconds, not after its backoff.
+func TestRevocationsGoOnceTheTargetIsBack(t *testing.T) {
+	target := &switchable{}
+	target.set(true)
+	calls := &counting{}
+	e := newEnv(t, func(e *env) {
+		target.Connector = e.PG
+		calls.Connector = connector.Shield(target, connector.NewBreaker("target", 0, 0, nil))
+		e.revoke.Connectors = connector.Set{postgres.Name: calls}
+		e.revoke.BackoffCap = time.Minute
+	})
+	var ids []string
+	for range 4 {
+		ids = append(ids, e.Granted(t, targettest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Second}))
+	}
+	// Six failed attempts each: a backoff of its own would now wait 8 s, then 16 s.
+	poll.Until(t, 60*time.Second, "six failed attempts at every revocation", func() bool {
+		for _, id := range ids {
+			if calls.of(id) < 6 {
+				return false
+			}
+		}
+		return true
+	})
+	target.set(false)
+	back := time.Now()
+	poll.Until(t, 5*time.Second, "every waiting revocation once the target is back", func() bool {
+		for _, id := range ids {
+			if !revoked(e.Load(t, id).Request) {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("every waiting revocation done %s after the target came back", time.Since(back).Round(time.Millisecond))
+}
+
+// counting counts the revocations asked of a connector, by grant.
+type counting struct {
+	connector.Connector
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (c *counting) Revoke(ctx context.Context, g connector.Grant) (events.Observed, error) {
+	c.mu.Lock()
+	if c.calls == nil {
+		c.calls = map[string]int{}
+	}
+	c.calls[g.ID]++
+	c.mu.Unlock()
+	return c.Connector.Revoke(ctx, g)
+}
+
+func (c *counting) of(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[id]
+}
+
+// TestHangingAttemptsAreOverdueByTheClock: every attempt at the target hangs; the revocation is
+// recorded overdue once it is past its expiry by the SLO, whatever the attempts, not after the retry
+// budget's worth of hung attempts.
+func TestHangingAttemptsAreOverdueByTheClock(t *testing.T) {
+	const slo = 2 * time.Second
+	target := &hanging{}
+	e := newEnv(t, func(e *env) {
+		target.Connector = e.PG
+		e.revoke.Connectors = connector.Set{postgres.Name: target}
+		e.revoke.Failures = revoker.FailurePolicy{Budget: 5, Every: time.Hour, SLO: slo}
+		e.revoke.AttemptTimeout = 20 * time.Second
+	})
+	who := someone("engineers")
+	id := e.Granted(t, targettest.Request{Requester: who, Entitlement: "analytics-read", Duration: time.Second})
+	expires := e.Load(t, id).Request.Grant().ExpiresAt
+	e.WaitFor(t, id, 20*time.Second, "revocation_failed", func(r *events.Request) bool { return r.RevocationFailure() != nil })
+	var recorded time.Time
+	for _, ev := range e.Load(t, id).Events {
+		if ev.Type == events.TypeRevocationFailed {
+			recorded = ev.Time
+		}
+	}
+	if late := recorded.Sub(expires); late > slo+time.Second {
+		t.Fatalf("recorded %s after the expiry; the SLO is %s", late, slo)
+	}
+	if f := e.Load(t, id).Request.RevocationFailure(); f.Attempts >= 5 || !f.OverdueSince.Equal(expires) {
+		t.Fatalf("recorded %+v: want fewer attempts than the budget, overdue since %s", f, expires)
+	}
+}
+
+// hanging is the PostgreSQL connector whose revocations never answer until their context ends.
+type hanging struct{ *postgres.Connector }
+
+func (h *hanging) Revoke(ctx context.Context, _ connector.Grant) (events.Observed, error) {
+	<-ctx.Done()
+	return events.Observed{}, connector.Transient(postgres.ClassUnavailable, ctx.Err())
 }
 
 // TestEarlyRevocation: the requester, an owner of the entitlement or an administrator may end a grant

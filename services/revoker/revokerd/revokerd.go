@@ -42,6 +42,8 @@ type Deps struct {
 	Failures revoker.FailurePolicy
 	// BackoffCap caps the wait between attempts (0: 1m).
 	BackoffCap time.Duration
+	// AttemptTimeout bounds one attempt at the target (0: 10s).
+	AttemptTimeout time.Duration
 	// ReconcileEvery is the time between two comparisons of the targets with the evidence; 0 runs
 	// none.
 	ReconcileEvery time.Duration
@@ -61,7 +63,8 @@ func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 // Reactions returns the stream handlers over d.
 func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 	return &reaction.Reactions{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Connectors: d.Connectors,
-		Credentials: d.Credentials, Now: d.Now, Log: log, Failures: d.Failures, BackoffCap: d.BackoffCap}
+		Credentials: d.Credentials, Now: d.Now, Log: log, Failures: d.Failures, BackoffCap: d.BackoffCap,
+		AttemptTimeout: d.AttemptTimeout}
 }
 
 // Reconciler returns the reconciler over d.
@@ -141,8 +144,8 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
-		AdminGroups: cfg.AdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap, ReconcileEvery: cfg.ReconcileEvery,
-		Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery}}
+		AdminGroups: cfg.AdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap, AttemptTimeout: cfg.AttemptTimeout,
+		ReconcileEvery: cfg.ReconcileEvery, Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery, SLO: cfg.SLO}}
 	return ops.Service{Name: "revoker",
 		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },

@@ -34,6 +34,7 @@ type auditFlags struct {
 	natsURL, nkey, trustFile string
 	from, to                 uint64
 	slo                      time.Duration
+	fulfilmentSLO            time.Duration
 	asJSON                   bool
 	checkpoints              []string
 }
@@ -54,7 +55,8 @@ func auditCommand(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Checks every stored event: its signature, that the signing service may emit its type, the hash
 chain of each request, that no stream sequence is missing, and the lifecycle invariants (no grant without an
 allowing decision and satisfied approvals, separation of duties, expiry within the decided duration, every
-expired grant revoked or its failure recorded within the SLO). With a directory argument it verifies an
+expired grant revoked or its failure recorded within the SLO, every allowed request granted or recorded
+failed within the fulfilment SLO). With a directory argument it verifies an
 export offline, including its manifest.
 
 With --checkpoints (the checkpoint stream, "stream", and/or directories a directory witness wrote), the
@@ -68,7 +70,7 @@ found.`,
 			if err != nil {
 				return err
 			}
-			opts := audit.Options{RevocationSLO: f.slo, Now: time.Now()}
+			opts := audit.Options{RevocationSLO: f.slo, FulfilmentSLO: f.fulfilmentSLO, Now: time.Now()}
 			var js jetstream.JetStream
 			if len(args) == 0 || slices.Contains(f.checkpoints, "stream") {
 				var closeNATS func()
@@ -155,6 +157,7 @@ found.`,
 	verify.Flags().Uint64Var(&f.from, "from", 0, "first stream sequence (default: the first)")
 	verify.Flags().Uint64Var(&f.to, "to", 0, "last stream sequence (default: the last)")
 	verify.Flags().DurationVar(&f.slo, "revocation-slo", time.Minute, "how long after expiry a revocation may take")
+	verify.Flags().DurationVar(&f.fulfilmentSLO, "fulfilment-slo", audit.DefaultFulfilmentSLO, "how long after approval a grant, or a recorded failure, may take")
 
 	var out, from, to, signKey string
 	var controls bool
@@ -180,7 +183,7 @@ verify <dir> checks the signature and every file.`,
 			if err != nil {
 				return err
 			}
-			opts := audit.Options{RevocationSLO: f.slo, Now: time.Now()}
+			opts := audit.Options{RevocationSLO: f.slo, FulfilmentSLO: f.fulfilmentSLO, Now: time.Now()}
 			var since, until time.Time
 			if f.from, since, err = parseBound(from); err != nil {
 				return fmt.Errorf("--from: %w", err)
@@ -266,6 +269,7 @@ verify <dir> checks the signature and every file.`,
 	export.Flags().StringVar(&signKey, "sign-key", "", "exporter key (signed-note form) that signs the pack as a whole")
 	export.Flags().StringArrayVar(&f.checkpoints, "checkpoints", nil, `signed checkpoints to verify against: "stream" or a directory witness's directory; repeatable`)
 	export.Flags().DurationVar(&f.slo, "revocation-slo", time.Minute, "how long after expiry a revocation may take")
+	export.Flags().DurationVar(&f.fulfilmentSLO, "fulfilment-slo", audit.DefaultFulfilmentSLO, "how long after approval a grant, or a recorded failure, may take")
 	_ = export.MarkFlagRequired("out")
 
 	replay := &cobra.Command{

@@ -69,6 +69,18 @@ func TestRequestCommandsAgainstDev(t *testing.T) {
 		t.Fatalf("show --json: exit %d: %s", code, out)
 	}
 
+	code, out = run(t, append([]string{"request", "create", "--as", "alice", "--again", id, "--duration", "1h"}, api...)...)
+	again := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindString(out)
+	if code != 0 || again == "" || again == id {
+		t.Fatalf("create --again: exit %d: %s", code, out)
+	}
+	code, out = run(t, append([]string{"request", "show", again, "--as", "alice", "--json"}, api...)...)
+	for _, want := range []string{`"entitlement": "analytics-read"`, `"justification": "weekly revenue report"`, `"duration_seconds": 3600`} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("the request asked again lacks %s (exit %d):\n%s", want, code, out)
+		}
+	}
+
 	code, out = run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "analytics-read",
 		"--duration", "9h", "--justification", "too long a request"}, api...)...)
 	if code == 0 || !strings.Contains(out, "duration: 9h0m0s is longer than the 8h0m0s allowed") {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/grantline/grantline/cmd/grantline/internal/devmode"
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/events"
 )
 
 // apiFlags are how a command reaches Grantline's HTTP API and who it acts as.
@@ -60,47 +61,81 @@ func (f *apiFlags) bearer() (string, error) {
 }
 
 // call sends a JSON request and decodes a JSON answer into out; a problem answer becomes an error that
-// says what the server said.
+// says what the server said. A request carrying an Idempotency-Key is sent again, with the same key,
+// when the server could not be reached or answered that it was unavailable (502, 503, 504): the key
+// makes the retry answer what the first attempt did, if it landed.
 func (f *apiFlags) call(ctx context.Context, method, path string, body, out any, headers ...string) error {
 	token, err := f.bearer()
 	if err != nil {
 		return err
 	}
-	var r io.Reader
+	var payload []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		if payload, err = json.Marshal(body); err != nil {
 			return err
 		}
-		r = bytes.NewReader(b)
+	}
+	retry := false
+	for i := 0; i+1 < len(headers); i += 2 {
+		retry = retry || (headers[i] == idempotencyKey && headers[i+1] != "")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	for attempt := 1; ; attempt++ {
+		status, b, err := f.send(ctx, method, path, token, payload, headers)
+		transient := err != nil || status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
+		if retry && transient && attempt < callAttempts && ctx.Err() == nil {
+			select {
+			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+			}
+		}
+		switch {
+		case err != nil:
+			return fmt.Errorf("reach %s (is grantline dev running?): %w", f.server, err)
+		case status >= 400:
+			return problemError(status, b)
+		case out == nil:
+			return nil
+		}
+		return json.Unmarshal(b, out)
+	}
+}
+
+// idempotencyKey is the header that makes a create or a review safe to send again.
+const idempotencyKey = "Idempotency-Key"
+
+// callAttempts bounds the attempts of a request that may be sent again.
+const callAttempts = 4
+
+// newIdempotencyKey names one action of the person's: a command run.
+func newIdempotencyKey() string { return "cli-" + events.NewID() }
+
+// send makes one HTTP attempt and returns the status and body.
+func (f *apiFlags) send(ctx context.Context, method, path, token string, payload []byte, headers []string) (int, []byte, error) {
+	var r io.Reader
+	if payload != nil {
+		r = bytes.NewReader(payload)
+	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(f.server, "/")+path, r)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
+		if headers[i+1] != "" {
+			req.Header.Set(headers[i], headers[i+1])
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("reach %s (is grantline dev running?): %w", f.server, err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 400 {
-		return problemError(resp.StatusCode, b)
-	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(b, out)
+	return resp.StatusCode, b, err
 }
 
 // problemError renders an RFC 9457 answer for a person.
@@ -133,16 +168,28 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	f.register(cmd)
 
 	var create struct {
-		entitlement, justification, duration, ticket, start, subject, idemKey string
-		emergency                                                             bool
+		entitlement, justification, duration, ticket, start, subject, idemKey, again string
+		emergency                                                                    bool
 	}
 	createCmd := &cobra.Command{
 		Use:   "create",
 		Short: "Ask for an entitlement, with a purpose and a duration",
 		Example: `  grantline request create --as alice --entitlement analytics-read --duration 2h --justification "weekly revenue report"
-  grantline request create --as frank --entitlement reporting-db-credential --subject service_account:svc-reporting --duration 30m --justification "nightly export"`,
+  grantline request create --as frank --entitlement reporting-db-credential --subject service_account:svc-reporting --duration 30m --justification "nightly export"
+  grantline request create --as alice --again 01JF3Z6W8Q4V8D2T9N5K7M1C0B`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if create.again != "" {
+				if err := f.fillFrom(cmd, create.again, &create.entitlement, &create.justification, &create.duration,
+					&create.ticket, &create.subject); err != nil {
+					return err
+				}
+			}
+			for flag, v := range map[string]string{"entitlement": create.entitlement, "justification": create.justification, "duration": create.duration} {
+				if v == "" {
+					return fmt.Errorf("--%s is required (or --again <id> to ask again for what a request asked)", flag)
+				}
+			}
 			body := map[string]any{"entitlement": create.entitlement, "justification": create.justification, "duration": create.duration}
 			if create.ticket != "" {
 				body["ticket"] = create.ticket
@@ -160,8 +207,11 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 				}
 				body["subject"] = map[string]string{"kind": kind, "id": id}
 			}
+			if create.idemKey == "" {
+				create.idemKey = newIdempotencyKey()
+			}
 			var created map[string]any
-			if err := f.call(cmd.Context(), "POST", "/v1/requests", body, &created, "Idempotency-Key", create.idemKey); err != nil {
+			if err := f.call(cmd.Context(), "POST", "/v1/requests", body, &created, idempotencyKey, create.idemKey); err != nil {
 				return err
 			}
 			return f.print(stdout, created, func(w io.Writer) {
@@ -177,10 +227,8 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	cf.StringVar(&create.start, "start", "", "when access should begin (RFC 3339 with a zone)")
 	cf.StringVar(&create.subject, "subject", "", "who will hold it when not you: kind:id, such as service_account:svc-reporting")
 	cf.BoolVar(&create.emergency, "emergency", false, "use the entitlement's emergency (break-glass) path")
-	cf.StringVar(&create.idemKey, "idempotency-key", "", "a key that makes retries of this command create one request")
-	for _, name := range []string{"entitlement", "justification", "duration"} {
-		_ = createCmd.MarkFlagRequired(name)
-	}
+	cf.StringVar(&create.idemKey, "idempotency-key", "", "a key that makes retries of this command create one request (default: a fresh one per run, used for its own retries)")
+	cf.StringVar(&create.again, "again", "", "ask again for what request <id> asked (a failed one, say); the other flags override its values")
 
 	showCmd := &cobra.Command{
 		Use:   "show <id>",
@@ -324,7 +372,47 @@ func printRequest(out io.Writer, v map[string]any) {
 	if g, ok := v["grant"].(map[string]any); ok {
 		row("Granted until", g["expires_at"])
 	}
+	if fl, ok := v["failure"].(map[string]any); ok {
+		row("Failed", fmt.Sprintf("%v after %v attempt(s): %v", fl["error_class"], fl["attempts"], fl["message"]))
+		if v["status"] == "failed" {
+			row("  ask again", fmt.Sprintf("grantline request create --again %v", v["id"]))
+		}
+	}
 	_ = w.Flush()
+}
+
+// fillFrom sets each of the create flags the person did not give from request id's view: what it
+// asked for, for how long, why, and for whom.
+func (f *apiFlags) fillFrom(cmd *cobra.Command, id string, entitlement, justification, duration, ticket, subject *string) error {
+	var view struct {
+		Entitlement     string `json:"entitlement"`
+		Justification   string `json:"justification"`
+		Ticket          string `json:"ticket"`
+		DurationSeconds int64  `json:"duration_seconds"`
+		Requester       struct {
+			ID string `json:"id"`
+		} `json:"requester"`
+		Subject struct {
+			Kind string `json:"kind"`
+			ID   string `json:"id"`
+		} `json:"subject"`
+	}
+	if err := f.call(cmd.Context(), "GET", "/v1/requests/"+id, nil, &view); err != nil {
+		return fmt.Errorf("--again %s: %w", id, err)
+	}
+	fill := func(flag string, dst *string, v string) {
+		if !cmd.Flags().Changed(flag) {
+			*dst = v
+		}
+	}
+	fill("entitlement", entitlement, view.Entitlement)
+	fill("justification", justification, view.Justification)
+	fill("duration", duration, (time.Duration(view.DurationSeconds) * time.Second).String())
+	fill("ticket", ticket, view.Ticket)
+	if view.Subject.ID != view.Requester.ID {
+		fill("subject", subject, view.Subject.Kind+":"+view.Subject.ID)
+	}
+	return nil
 }
 
 func asSlice(v any) []any { s, _ := v.([]any); return s }

@@ -51,7 +51,7 @@ func reviewCommand(stdout io.Writer) *cobra.Command {
 			RunE: func(cmd *cobra.Command, args []string) error {
 				var out map[string]any
 				body := map[string]string{"decision": decision, "comment": comment}
-				if err := f.call(cmd.Context(), "POST", "/v1/requests/"+args[0]+"/reviews", body, &out); err != nil {
+				if err := f.call(cmd.Context(), "POST", "/v1/requests/"+args[0]+"/reviews", body, &out, idempotencyKey, newIdempotencyKey()); err != nil {
 					return err
 				}
 				return f.print(stdout, out, func(w io.Writer) {

@@ -5,6 +5,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -73,8 +74,8 @@ type Config struct {
 	Client *http.Client
 }
 
-// New returns the origin's handler: the routes, /livez, /readyz, which is ready only when every
-// upstream's /readyz is, and, with a console upstream, the console at /. Every service but the
+// New returns the origin's handler: the routes, /livez, /readyz (each route's readiness, see
+// serveReady) and /readyz/{service}, and, with a console upstream, the console at /. Every service but the
 // notifier and the console needs an upstream; without one for the notifier, its routes answer 502.
 func New(cfg Config) (http.Handler, error) {
 	if cfg.Log == nil {
@@ -106,9 +107,16 @@ func New(cfg Config) (http.Handler, error) {
 		mux.Handle(r.Pattern, proxy)
 	}
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := ready(r.Context(), cfg); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { serveReady(w, r, cfg) })
+	mux.HandleFunc("GET /readyz/{service}", func(w http.ResponseWriter, r *http.Request) {
+		s := Service(r.PathValue("service"))
+		u, ok := cfg.Upstreams[s]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		if err := readyz(r.Context(), cfg.Client, u.JoinPath("/readyz").String()); err != nil {
+			http.Error(w, fmt.Sprintf("%s: %v", s, err), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ok\n")
@@ -142,25 +150,58 @@ func writeUnavailable(w http.ResponseWriter, s Service) {
 	fmt.Fprintf(w, `{"type":"https://grantline.dev/problems/upstream-unavailable","title":"The %s service is unreachable","status":502}`+"\n", s)
 }
 
-// ready asks every upstream's /readyz at once and names each one that is not ready.
-func ready(ctx context.Context, cfg Config) error {
+// Readiness is the gateway's /readyz body: each upstream's readiness and, from it, each route's ("ok"
+// or why not).
+type Readiness struct {
+	Services map[Service]string `json:"services"`
+	Routes   map[string]string  `json:"routes"`
+}
+
+// serveReady answers /readyz per route rather than all or nothing: 200 while any upstream is ready,
+// so a load balancer keeps sending what still works (submissions while the approval database is down),
+// 503 only when none is; the body says which routes are not ready and why. A load balancer that checks
+// per route uses /readyz/{service}.
+func serveReady(w http.ResponseWriter, r *http.Request, cfg Config) {
+	rd := ready(r.Context(), cfg)
+	status := http.StatusServiceUnavailable
+	for _, state := range rd.Services {
+		if state == "ok" {
+			status = http.StatusOK
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(rd)
+}
+
+// ready asks every upstream's /readyz at once.
+func ready(ctx context.Context, cfg Config) Readiness {
+	rd := Readiness{Services: map[Service]string{}, Routes: map[string]string{}}
 	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
+		mu sync.Mutex
+		wg sync.WaitGroup
 	)
 	for s, u := range cfg.Upstreams {
 		wg.Go(func() {
-			err := readyz(ctx, cfg.Client, u.JoinPath("/readyz").String())
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %w", s, err))
-				mu.Unlock()
+			state := "ok"
+			if err := readyz(ctx, cfg.Client, u.JoinPath("/readyz").String()); err != nil {
+				state = err.Error()
 			}
+			mu.Lock()
+			rd.Services[s] = state
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	for _, route := range Routes {
+		state, ok := rd.Services[route.Service]
+		if !ok {
+			state = "no upstream"
+		}
+		rd.Routes[route.Pattern] = state
+	}
+	return rd
 }
 
 func readyz(ctx context.Context, c *http.Client, u string) error {

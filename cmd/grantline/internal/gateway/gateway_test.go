@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -129,17 +130,37 @@ func TestEachRouteReachesItsOwnerWithTheCallersCredentials(t *testing.T) {
 	}
 }
 
-func TestReadyOnlyWhenEveryServiceIs(t *testing.T) {
-	ups := fiveUpstreams(t, answer(http.StatusServiceUnavailable, ""))
+// TestReadyPerRoute: with the approval service not ready (its database down), the gateway stays ready
+// (submissions still work) and says which routes are not; /readyz/approval is 503, /readyz/intake 200.
+// With no service ready it is not ready at all.
+func TestReadyPerRoute(t *testing.T) {
+	ups := fiveUpstreams(t, answer(http.StatusOK, ""))
+	ups[gateway.Approval] = newUpstream(t, answer(http.StatusServiceUnavailable, ""))
 	srv := start(t, ups)
 	status, body := do(t, http.MethodGet, srv.URL+"/readyz", "")
-	if status != http.StatusServiceUnavailable || !strings.Contains(body, "fulfilment") {
-		t.Fatalf("readyz answered %d %q, want 503 naming fulfilment", status, body)
+	var rd gateway.Readiness
+	if err := json.Unmarshal([]byte(body), &rd); err != nil {
+		t.Fatalf("readyz body %q: %v", body, err)
 	}
-	ups = fiveUpstreams(t, answer(http.StatusOK, ""))
+	if status != http.StatusOK || rd.Routes["POST /v1/requests"] != "ok" || !strings.Contains(rd.Routes["POST /v1/requests/{id}/reviews"], "503") ||
+		rd.Services[gateway.Fulfilment] != "ok" {
+		t.Fatalf("readyz answered %d %+v, want 200 with the review routes not ready and the rest ready", status, rd)
+	}
+	if status, body := do(t, http.MethodGet, srv.URL+"/readyz/approval", ""); status != http.StatusServiceUnavailable || !strings.Contains(body, "approval") {
+		t.Fatalf("readyz/approval answered %d %q, want 503", status, body)
+	}
+	if status, _ := do(t, http.MethodGet, srv.URL+"/readyz/intake", ""); status != http.StatusOK {
+		t.Fatalf("readyz/intake answered %d, want 200", status)
+	}
+	if status, _ := do(t, http.MethodGet, srv.URL+"/readyz/nothing", ""); status != http.StatusNotFound {
+		t.Fatalf("readyz/nothing answered %d, want 404", status)
+	}
+	for s := range ups {
+		ups[s] = newUpstream(t, answer(http.StatusServiceUnavailable, ""))
+	}
 	srv = start(t, ups)
-	if status, body := do(t, http.MethodGet, srv.URL+"/readyz", ""); status != http.StatusOK {
-		t.Fatalf("readyz answered %d %q with every service ready", status, body)
+	if status, body := do(t, http.MethodGet, srv.URL+"/readyz", ""); status != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with no service ready answered %d %q", status, body)
 	}
 }
 
@@ -180,8 +201,8 @@ func TestWithAConsoleEveryOtherPathIsTheConsoles(t *testing.T) {
 		}
 	}
 	ups[gateway.Console].server.Close()
-	if status, body := do(t, http.MethodGet, srv.URL+"/readyz", ""); status != http.StatusServiceUnavailable || !strings.Contains(body, "console") {
-		t.Fatalf("readyz with the console down answered %d %q, want 503 naming the console", status, body)
+	if status, body := do(t, http.MethodGet, srv.URL+"/readyz/console", ""); status != http.StatusServiceUnavailable || !strings.Contains(body, "console") {
+		t.Fatalf("readyz/console with the console down answered %d %q, want 503 naming the console", status, body)
 	}
 }
 

@@ -261,7 +261,7 @@ func (r *Req) Grant(t testing.TB) *Req {
 	return r
 }
 
-// Fail records a failed fulfilment attempt.
+// Fail records that fulfilment gave up, for good (permanent) or after retrying.
 func (r *Req) Fail(t testing.TB, permanent bool) *Req {
 	t.Helper()
 	r.Step(t, events.Fulfilment, "", fixed(events.FulfilmentFailed{ErrorClass: "target_unavailable", Message: "connection refused", Attempts: 1, Permanent: permanent}))
@@ -427,10 +427,10 @@ func Path(t testing.TB, r *Req, rng *rand.Rand) []func() {
 		return []func(){submit, func() { r.Withdraw(t) }}
 	case 2:
 		return append([]func(){submit, func() { r.Decide(t, events.OutcomeAutoApproved, false) }}, grantAndEnd...)
-	case 3:
-		return []func(){submit, func() { r.Decide(t, events.OutcomeAutoApproved, false) }, func() { r.Fail(t, false) }, func() { r.Fail(t, true) }}
-	case 4:
-		return append([]func(){submit, func() { r.Decide(t, events.OutcomeAutoApproved, false) }, func() { r.Fail(t, false) }}, grantAndEnd...)
+	case 3: // what no retry fixes
+		return []func(){submit, func() { r.Decide(t, events.OutcomeAutoApproved, false) }, func() { r.Fail(t, true) }}
+	case 4: // a target down for longer than fulfilment retries
+		return []func(){submit, func() { r.Decide(t, events.OutcomeAutoApproved, false) }, func() { r.Fail(t, false) }}
 	case 5: // one owner approves
 		return append([]func(){submit, approval(Stage("owners", 1, "payments-owners", "analytics-owners")),
 			func() { r.Review(t, owner, 0, events.ReviewApprove) }, func() { r.Approve(t) }}, grantAndEnd...)

@@ -6,11 +6,13 @@ import (
 	"encoding/json/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/events"
@@ -123,7 +125,7 @@ func (h *history) export(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ReadStream(context.Background(), h.js, Range{}, x.Add); err != nil {
+	if err := x.AddAll(func(fn func(events.Record) error) error { return ReadStream(context.Background(), h.js, Range{}, fn) }, runtime.GOMAXPROCS(0)); err != nil {
 		t.Fatal(err)
 	}
 	if _, report, err := x.Finish(h.now); err != nil || !report.Clean() {
@@ -132,18 +134,31 @@ func (h *history) export(t *testing.T) string {
 	return dir
 }
 
+// verifyExport verifies an export one event at a time and with a worker per core (batched signatures),
+// fails unless both report the same, and returns the report.
 func verifyExport(t *testing.T, h *history, dir string) *Report {
 	t.Helper()
-	f, err := os.Open(filepath.Join(dir, "events.jsonl"))
+	read := func(fn func(events.Record) error) error {
+		f, err := os.Open(filepath.Join(dir, "events.jsonl"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return ReadExport(f, fn)
+	}
+	v := NewVerifier(h.trust, Options{Now: h.now, ExpectFirstSeq: 1})
+	if err := read(func(r events.Record) error { v.Add(r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	one := v.Finish()
+	parallel, err := NewVerifier(h.trust, Options{Now: h.now, ExpectFirstSeq: 1}).Run(read, runtime.GOMAXPROCS(0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	v := NewVerifier(h.trust, Options{Now: h.now, ExpectFirstSeq: 1})
-	if err := ReadExport(f, func(r events.Record) error { v.Add(r); return nil }); err != nil {
-		t.Fatal(err)
+	if diff := cmp.Diff(one, parallel); diff != "" {
+		t.Fatalf("parallel verification differs (-one at a time +parallel):\n%s", diff)
 	}
-	return v.Finish()
+	return one
 }
 
 func TestCleanHistoryReportsNothing(t *testing.T) {

@@ -56,16 +56,34 @@ func NewExporter(dir string, v *Verifier) (*Exporter, error) {
 
 // Add writes and verifies the next stored event.
 func (x *Exporter) Add(rec events.Record) error {
+	if err := x.write(rec); err != nil {
+		return err
+	}
+	x.verifier.Add(rec)
+	return nil
+}
+
+// AddAll writes every event of src and verifies them on workers goroutines, as Add for each would (see
+// Verifier.Run).
+func (x *Exporter) AddAll(src Source, workers int) error {
+	return x.verifier.addAll(func(fn func(events.Record) error) error {
+		return src(func(rec events.Record) error {
+			if err := x.write(rec); err != nil {
+				return err
+			}
+			return fn(rec)
+		})
+	}, workers)
+}
+
+func (x *Exporter) write(rec events.Record) error {
 	line, err := json.Marshal(ExportedEvent{Seq: rec.Seq, Subject: rec.Subject, StoredAt: rec.StoredAt.UTC(),
 		Signature: rec.Signature, Body: jsontext.Value(rec.Body)})
 	if err != nil {
 		return fmt.Errorf("export event %d: %w", rec.Seq, err)
 	}
-	if _, err := x.buf.Write(append(line, '\n')); err != nil {
-		return err
-	}
-	x.verifier.Add(rec)
-	return nil
+	_, err = x.buf.Write(append(line, '\n'))
+	return err
 }
 
 // Finish writes requests.csv and manifest.json and returns the manifest and the verification report.

@@ -118,6 +118,7 @@ const DefaultFulfilmentSLO = 30 * time.Minute
 // problem so one run reports every finding.
 type Verifier struct {
 	opts     Options
+	trust    *events.Verifier
 	chain    *events.Chain
 	report   Report
 	requests map[string]*requestState
@@ -126,9 +127,14 @@ type Verifier struct {
 }
 
 type requestState struct {
-	evs    []events.Event
-	req    *events.Request
-	broken bool
+	// lastEventID is the ID of the request's latest event, which findings about the whole request name;
+	// it and allowedAt are all that is kept of its events, so memory grows with the requests, not the events.
+	lastEventID string
+	// allowedAt is when the latest decision or approval was recorded: when fulfilment became due if
+	// it allows it.
+	allowedAt time.Time
+	req       *events.Request
+	broken    bool
 }
 
 // NewVerifier starts a run against the trust file's verifier.
@@ -139,7 +145,7 @@ func NewVerifier(trust *events.Verifier, opts Options) *Verifier {
 	if opts.FulfilmentSLO == 0 {
 		opts.FulfilmentSLO = DefaultFulfilmentSLO
 	}
-	v := &Verifier{opts: opts, chain: trust.NewChain(), requests: map[string]*requestState{}}
+	v := &Verifier{opts: opts, trust: trust, chain: trust.NewChain(), requests: map[string]*requestState{}}
 	if opts.Checkpoints != nil {
 		v.cps = newCheckpointRun(opts.Checkpoints)
 	}
@@ -147,7 +153,12 @@ func NewVerifier(trust *events.Verifier, opts Options) *Verifier {
 }
 
 // Add verifies the next stored event.
-func (v *Verifier) Add(rec events.Record) {
+func (v *Verifier) Add(rec events.Record) { v.fold(v.trust.Check(rec, v.report.Events+1)) }
+
+// fold judges the next stored event, already checked on its own at its position, against everything
+// before it: the stream's sequence, the request's chain and lifecycle, and the checkpoints.
+func (v *Verifier) fold(ck events.Checked) {
+	rec := ck.Record
 	v.report.Events++
 	pos := v.report.Events
 	switch {
@@ -166,7 +177,7 @@ func (v *Verifier) Add(rec events.Record) {
 		v.cps.add(pos, rec, v.find)
 	}
 
-	ev, err := v.chain.Next(rec)
+	ev, err := v.chain.Link(ck)
 	var viol *events.Violation
 	if errors.As(err, &viol) {
 		v.find(Finding{Kind: FindingKind(viol.Kind), Position: pos, Seq: rec.Seq, RequestID: viol.RequestID, EventID: viol.EventID, Detail: viol.Detail})
@@ -176,7 +187,7 @@ func (v *Verifier) Add(rec events.Record) {
 		// Continue the chain from the stored bytes, so the next event of this request is judged
 		// against what is there rather than failing again for the same cause.
 		if viol.RequestID != "" {
-			v.chain.Seed(viol.RequestID, events.ChainHash(rec.Body))
+			v.chain.Seed(viol.RequestID, ck.Hash)
 		}
 		return
 	}
@@ -189,7 +200,10 @@ func (v *Verifier) Add(rec events.Record) {
 		v.find(Finding{Kind: FindingInvariant, Position: pos, Seq: rec.Seq, RequestID: ev.Subject, EventID: ev.ID, Detail: err.Error()})
 		return
 	}
-	st.evs = append(st.evs, ev)
+	st.lastEventID = ev.ID
+	if ev.Type == events.TypeApproved || ev.Type == events.TypePolicyDecided {
+		st.allowedAt = ev.Time
+	}
 	if d, ok := ev.Payload.(events.DriftDetected); ok {
 		entry := Drift{Position: pos, Seq: rec.Seq, Time: ev.Time, RequestID: ev.Subject, Kind: d.Kind, Action: d.Action,
 			Connector: d.Connector, TargetRef: d.TargetRef, Present: d.Observed.Present}
@@ -239,8 +253,7 @@ func (v *Verifier) Finish() *Report {
 	for _, id := range v.order {
 		st := v.requests[id]
 		if due, overdue := v.fulfilmentOverdue(st); overdue {
-			last := st.evs[len(st.evs)-1]
-			v.find(Finding{Kind: FindingFulfilmentOverdue, Position: v.report.Events, RequestID: id, EventID: last.ID,
+			v.find(Finding{Kind: FindingFulfilmentOverdue, Position: v.report.Events, RequestID: id, EventID: st.lastEventID,
 				Detail: fmt.Sprintf("allowed at %s, neither granted nor failed within %s", due.Format(time.RFC3339), v.opts.FulfilmentSLO)})
 		}
 		r := st.req
@@ -249,8 +262,7 @@ func (v *Verifier) Finish() *Report {
 			continue
 		}
 		if v.opts.Now.After(g.ExpiresAt.Add(v.opts.RevocationSLO)) {
-			last := st.evs[len(st.evs)-1]
-			v.find(Finding{Kind: FindingRevocationOverdue, Position: v.report.Events, RequestID: id, EventID: last.ID,
+			v.find(Finding{Kind: FindingRevocationOverdue, Position: v.report.Events, RequestID: id, EventID: st.lastEventID,
 				Detail: fmt.Sprintf("expired at %s, not revoked and no failed attempt recorded within %s", g.ExpiresAt.Format(time.RFC3339), v.opts.RevocationSLO)})
 		}
 	}
@@ -265,12 +277,7 @@ func (v *Verifier) fulfilmentOverdue(st *requestState) (time.Time, bool) {
 	if st.broken || !r.AllowsFulfilment() || len(r.Tasks()) > 0 {
 		return time.Time{}, false
 	}
-	var due time.Time
-	for _, ev := range st.evs {
-		if ev.Type == events.TypeApproved || ev.Type == events.TypePolicyDecided {
-			due = ev.Time
-		}
-	}
+	due := st.allowedAt
 	if start := r.Submitted().StartAt; start != nil && start.After(due) {
 		due = *start
 	}

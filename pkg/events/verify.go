@@ -240,7 +240,53 @@ func (c *Chain) Seed(requestID, head string) { c.heads[requestID] = head }
 // Next verifies rec, the next event in stream order, and returns it decoded, or the *Violation. After a
 // violation the chain stays usable but its verdict on later events of the same request is unreliable.
 func (c *Chain) Next(rec Record) (Event, error) {
+	return c.Link(c.v.Check(rec, c.position+1))
+}
+
+// Checked is a stored event checked on its own by Verifier.Check, waiting for Chain.Link to judge it in
+// stream order. Checking is the costly part (a signature, a decode) and needs nothing from the events
+// before, so many can be checked at once.
+type Checked struct {
+	Record Record
+	// Event is the decoded event, valid when Err is nil; Err is the *Violation found on its own.
+	Event Event
+	Err   error
+	// Hash is ChainHash(Record.Body): the prevhash the request's next event must carry.
+	Hash string
+}
+
+// Check verifies rec on its own as the event at position in its sequence (see Verify) and hashes it for
+// the chain. It is safe to call from many goroutines at once.
+func (v *Verifier) Check(rec Record, position int) Checked {
+	ev, err := v.verify(rec, position, true)
+	return Checked{Record: rec, Event: ev, Err: err, Hash: ChainHash(rec.Body)}
+}
+
+// Signature returns the public key and the signature rec's header names, for a caller that verifies
+// many signatures at once (in a batch) before CheckSigned. ok is false when the header is missing or
+// malformed or names a key the trust file lacks: Check reports those.
+func (v *Verifier) Signature(rec Record) (pub ed25519.PublicKey, sig []byte, ok bool) {
+	keyID, sig, err := parseSignature(rec.Signature)
+	if err != nil {
+		return nil, nil, false
+	}
+	key, ok := v.keys[keyID]
+	return key.pub, sig, ok
+}
+
+// CheckSigned is Check for an event whose signature, as Signature returned it, the caller has verified
+// over rec.Body already: everything else is checked as Check does.
+func (v *Verifier) CheckSigned(rec Record, position int) Checked {
+	ev, err := v.verify(rec, position, false)
+	return Checked{Record: rec, Event: ev, Err: err, Hash: ChainHash(rec.Body)}
+}
+
+// Link judges ck, checked at the chain's next position, as the next event in stream order: its stream
+// sequence, then the verdict of Check, then its prevhash against the request's head. It returns the
+// decoded event or the *Violation, as Next does.
+func (c *Chain) Link(ck Checked) (Event, error) {
 	c.position++
+	rec := ck.Record
 	if c.lastSeq != 0 && rec.Seq != 0 && rec.Seq <= c.lastSeq {
 		subjID, _, _ := ParseNATSSubject(rec.Subject)
 		return Event{}, &Violation{Position: c.position, Seq: rec.Seq, RequestID: subjID, Kind: ViolationSequence,
@@ -249,10 +295,10 @@ func (c *Chain) Next(rec Record) (Event, error) {
 	if rec.Seq != 0 {
 		c.lastSeq = rec.Seq
 	}
-	ev, err := c.v.Verify(rec, c.position)
-	if err != nil {
-		return Event{}, err
+	if ck.Err != nil {
+		return Event{}, ck.Err
 	}
+	ev := ck.Event
 	want, seen := c.heads[ev.Subject]
 	if !seen {
 		want = GenesisHash(ev.Subject)
@@ -261,7 +307,7 @@ func (c *Chain) Next(rec Record) (Event, error) {
 		return Event{}, &Violation{Position: c.position, Seq: rec.Seq, RequestID: ev.Subject, EventID: ev.ID, Kind: ViolationChainBroken,
 			Detail: fmt.Sprintf("prevhash %s, want %s", ev.PrevHash, want)}
 	}
-	c.heads[ev.Subject] = ChainHash(rec.Body)
+	c.heads[ev.Subject] = ck.Hash
 	return ev, nil
 }
 
@@ -269,6 +315,11 @@ func (c *Chain) Next(rec Record) (Event, error) {
 // Chain.Next checks except its link to the event before (ev.PrevHash), which the caller compares with
 // the head it holds. It returns the decoded event, or the *Violation.
 func (v *Verifier) Verify(rec Record, position int) (Event, error) {
+	return v.verify(rec, position, true)
+}
+
+// verify is Verify, checking the signature itself only with checkSig (see CheckSigned).
+func (v *Verifier) verify(rec Record, position int, checkSig bool) (Event, error) {
 	fail := func(id, eventID string, kind ViolationKind, format string, args ...any) (Event, error) {
 		return Event{}, &Violation{Position: position, Seq: rec.Seq, RequestID: id, EventID: eventID, Kind: kind, Detail: fmt.Sprintf(format, args...)}
 	}
@@ -286,7 +337,7 @@ func (v *Verifier) Verify(rec Record, position int) (Event, error) {
 	if !ok {
 		return fail(subjID, "", ViolationUnknownKey, "key %q is not in the trust file", keyID)
 	}
-	if !ed25519.Verify(key.pub, rec.Body, sig) {
+	if checkSig && !ed25519.Verify(key.pub, rec.Body, sig) {
 		return fail(subjID, "", ViolationBadSignature, "signature by key %q does not match the body", keyID)
 	}
 	ev, err := Decode(rec.Body)

@@ -76,5 +76,6 @@ Build the binaries first (make binaries); make bench-system does both.`,
 	f.IntVar(&cfg.CompareRounds, "compare-rounds", cfg.CompareRounds, "rounds of the maximum-rate phase with each binary when comparing")
 	f.BoolVar(&cfg.KeepWorkDir, "keep", false, "keep the run's directory: logs, configuration, NATS store")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.AddCommand(historyCommand(stdout, stderr))
 	return cmd
 }

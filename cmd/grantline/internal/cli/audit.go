@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/term"
 
 	"github.com/grantline/grantline/pkg/audit"
 	"github.com/grantline/grantline/pkg/brokeraccess"
@@ -108,16 +110,16 @@ found.`,
 					// hold, and an export of a period ends before the stream did.
 					opts.Checkpoints, opts.EndsEarly = opts.Checkpoints.SignedBy(m.CreatedAt), m.Period != ""
 				}
-				v := audit.NewVerifier(trust, opts)
 				file, err := os.Open(filepath.Join(args[0], "events.jsonl"))
 				if err != nil {
 					return err
 				}
 				defer file.Close()
-				if err := audit.ReadExport(file, func(r events.Record) error { v.Add(r); progress.tick(r.Seq); return nil }); err != nil {
+				if report, err = audit.NewVerifier(trust, opts).Run(func(fn func(events.Record) error) error {
+					return audit.ReadExport(file, progress.counting(fn))
+				}, runtime.GOMAXPROCS(0)); err != nil {
 					return err
 				}
-				report = v.Finish()
 				if report.Events != m.Events {
 					report.Findings = append(report.Findings, audit.Finding{Kind: audit.FindingGap, Position: report.Events,
 						Detail: fmt.Sprintf("the export holds %d events, its manifest %d", report.Events, m.Events)})
@@ -133,15 +135,11 @@ found.`,
 					}
 					opts.StreamCreated = st.CachedInfo().Created
 				}
-				v := audit.NewVerifier(trust, opts)
-				if err := audit.ReadStream(cmd.Context(), js, audit.Range{From: f.from, To: f.to}, func(r events.Record) error {
-					v.Add(r)
-					progress.tick(r.Seq)
-					return nil
-				}); err != nil {
+				if report, err = audit.NewVerifier(trust, opts).Run(func(fn func(events.Record) error) error {
+					return audit.ReadStream(cmd.Context(), js, audit.Range{From: f.from, To: f.to}, progress.counting(fn))
+				}, runtime.GOMAXPROCS(0)); err != nil {
 					return err
 				}
-				report = v.Finish()
 			}
 			progress.done()
 			if err := printReport(stdout, report, f.asJSON); err != nil {
@@ -223,13 +221,15 @@ verify <dir> checks the signature and every file.`,
 				return err
 			}
 			progress := newProgress(stderr, "exported")
-			if err := audit.ReadStream(cmd.Context(), js, audit.Range{From: f.from, To: f.to}, func(r events.Record) error {
-				if !until.IsZero() && !r.StoredAt.Before(until) {
-					return nil
-				}
-				progress.tick(r.Seq)
-				return x.Add(r)
-			}); err != nil {
+			if err := x.AddAll(func(fn func(events.Record) error) error {
+				return audit.ReadStream(cmd.Context(), js, audit.Range{From: f.from, To: f.to}, func(r events.Record) error {
+					if !until.IsZero() && !r.StoredAt.Before(until) {
+						return nil
+					}
+					progress.tick(r.Seq)
+					return fn(r)
+				})
+			}, runtime.GOMAXPROCS(0)); err != nil {
 				return err
 			}
 			m, report, err := x.Finish(time.Now())
@@ -549,31 +549,44 @@ func writeJSON(out io.Writer, v any) error {
 	return err
 }
 
-// progress reports long runs on stderr about once a second, so a verification of millions of events
-// shows it is moving.
+// progress reports long runs on stderr: a line every few seconds with the rate, so a verification of
+// millions of events shows it is moving without flooding a terminal, and none when stderr is not a
+// terminal (a log or a pipe), where only the closing line is written.
 type progress struct {
 	w     io.Writer
 	verb  string
+	live  bool
 	n     int
 	last  time.Time
 	start time.Time
 }
 
+// progressEvery is how often a long run says where it is.
+const progressEvery = 5 * time.Second
+
 func newProgress(w io.Writer, verb string) *progress {
 	now := time.Now()
-	return &progress{w: w, verb: verb, last: now, start: now}
+	f, isFile := w.(*os.File)
+	return &progress{w: w, verb: verb, live: isFile && term.IsTerminal(int(f.Fd())), last: now, start: now}
 }
 
 func (p *progress) tick(seq uint64) {
 	p.n++
-	if time.Since(p.last) >= time.Second {
+	if p.live && time.Since(p.last) >= progressEvery {
 		p.last = time.Now()
-		fmt.Fprintf(p.w, "%s %d events (at stream sequence %d, %.0f/s)\n", p.verb, p.n, seq, float64(p.n)/time.Since(p.start).Seconds())
+		fmt.Fprintf(p.w, "%s %d events (at stream sequence %d, %.0f/s)\n", p.verb, p.n, seq, p.rate())
 	}
 }
 
+// counting wraps fn so that every event it is given counts towards the progress.
+func (p *progress) counting(fn func(events.Record) error) func(events.Record) error {
+	return func(r events.Record) error { p.tick(r.Seq); return fn(r) }
+}
+
+func (p *progress) rate() float64 { return float64(p.n) / time.Since(p.start).Seconds() }
+
 func (p *progress) done() {
 	if time.Since(p.start) >= time.Second {
-		fmt.Fprintf(p.w, "%s %d events in %s\n", p.verb, p.n, time.Since(p.start).Round(time.Millisecond))
+		fmt.Fprintf(p.w, "%s %d events in %s (%.0f/s)\n", p.verb, p.n, time.Since(p.start).Round(time.Millisecond), p.rate())
 	}
 }

@@ -53,6 +53,9 @@ type Config struct {
 	PprofAddr   string `env:"GRANTLINE_PPROF_ADDR" help:"address of Go's profiling endpoints, off when empty"`
 	// Traces turns tracing on: every service's spans, in one trace per request, printed or exported.
 	Traces string `env:"GRANTLINE_DEV_TRACES" help:"where the services' spans go: stdout (one JSON object per span), or an OTLP/HTTP receiver's URL such as http://localhost:4318; off when empty"`
+	// SubmitBurst is intake's GRANTLINE_SUBMIT_BURST; zero (as in a Config built in code, for tests
+	// and benchmarks that submit as one person) turns the per-requester limit off.
+	SubmitBurst int `env:"GRANTLINE_SUBMIT_BURST" envDefault:"30" help:"submissions one person may make at once (then one every 2s); 0: no limit"`
 }
 
 // ConfigFromEnv reads Config from the process environment, with the defaults above for unset

@@ -45,7 +45,7 @@ func (t traced) Inspect(ctx context.Context, g Grant) (events.Observed, error) {
 }
 
 func (t tracedInventory) Holdings(ctx context.Context) ([]Holding, error) {
-	ctx, span := t.start(ctx, "holdings")
+	ctx, span := t.start(ctx, "holdings", "")
 	defer span.End()
 	hs, err := t.inner.(Inventory).Holdings(ctx)
 	failed(span, err)
@@ -54,19 +54,27 @@ func (t tracedInventory) Holdings(ctx context.Context) ([]Holding, error) {
 
 // call runs op, one call about grant id, in its span.
 func (t traced) call(ctx context.Context, op, id string, f func(context.Context) (events.Observed, error)) (events.Observed, error) {
-	ctx, span := t.start(ctx, op, attribute.String(telemetry.KeyRequestID, id))
+	ctx, span := t.start(ctx, op, id)
 	defer span.End()
 	obs, err := f(ctx)
-	if err == nil {
+	if err == nil && span.IsRecording() {
 		span.SetAttributes(attribute.Bool("grantline.observed.present", obs.Present))
 	}
 	failed(span, err)
 	return obs, err
 }
 
-func (t traced) start(ctx context.Context, op string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	return telemetry.Tracer("pkg/connector").Start(ctx, t.name+" "+op, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(append(attrs, attribute.String("grantline.connector", t.name))...))
+// start starts the span of operation op, about grant id unless it is empty. Its attributes are built
+// only for a span that records, so a call costs next to nothing while tracing is off.
+func (t traced) start(ctx context.Context, op, id string) (context.Context, trace.Span) {
+	ctx, span := telemetry.Tracer("pkg/connector").Start(ctx, t.name+" "+op, trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("grantline.connector", t.name))
+		if id != "" {
+			span.SetAttributes(attribute.String(telemetry.KeyRequestID, id))
+		}
+	}
+	return ctx, span
 }
 
 // failed marks span failed with err's class, if err is not nil.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -55,15 +56,27 @@ func StartTracing(service string, exp sdktrace.SpanExporter, flushEvery time.Dur
 		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", service))),
 	)
 	otel.SetTracerProvider(tp)
+	tracing.Store(true)
 	return func(ctx context.Context) error {
+		tracing.Store(false)
 		otel.SetTracerProvider(noop.NewTracerProvider())
 		return tp.Shutdown(ctx)
 	}
 }
 
+// tracing is whether StartTracing's provider is the global one.
+var tracing atomic.Bool
+
+// off is the tracer while tracing is off: its spans only carry the context they are started in.
+var off = noop.NewTracerProvider().Tracer("")
+
 // Tracer is the tracer of the Grantline package named pkg ("pkg/consumer"), from the global
 // provider. Ask for it where a span starts rather than keeping it: StartTracing and its stop replace
 // the provider, and a tracer kept from an earlier one would go on using it.
+// While tracing is off it is a no-op tracer, without even a look-up of the global provider.
 func Tracer(pkg string) trace.Tracer {
+	if !tracing.Load() {
+		return off
+	}
 	return otel.Tracer("github.com/grantline/grantline/" + pkg)
 }

@@ -137,7 +137,7 @@ func (b *batcher) loop() {
 func (b *batcher) handle(batch []jetstream.Msg) {
 	var first []jetstream.Msg
 	for _, msg := range batch {
-		_, replay := msg.(*replayed)
+		_, replay := ReplayOf(msg)
 		if meta, err := msg.Metadata(); err == nil && meta.NumDelivered == 1 && !replay {
 			first = append(first, msg)
 			continue
@@ -167,6 +167,7 @@ func (b *batcher) handleTogether(msgs []jetstream.Msg) {
 		return
 	}
 	for _, msg := range msgs {
+		b.r.metrics.delivered(context.Background(), 1, Ack)
 		if err := msg.Ack(); err != nil {
 			b.r.log.Warn("settle message", "action", Ack.String(), "subject", msg.Subject(), telemetry.KeyError, err.Error())
 		}

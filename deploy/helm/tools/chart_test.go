@@ -22,6 +22,8 @@ func TestDefaultValues(t *testing.T) {
 		t.Error(p)
 	}
 
+	checkObservability(t, r)
+
 	wantReplicas := map[string]int32{"intake": 1, "policy": 1, "approval": 1, "fulfilment": 2, "revoker": 1, "query": 1, "console": 1,
 		"notifier": 1, "checkpointer": 1}
 	for name, want := range wantReplicas {
@@ -344,4 +346,28 @@ func egressTo(r *rendered, name, cidr string) bool {
 		}
 	}
 	return false
+}
+
+// checkObservability: the dashboard and the alerting rules are in their ConfigMaps byte for byte as
+// deploy/observability holds (and tests) them, the dashboard with the label Grafana's sidecar looks for.
+func checkObservability(t *testing.T, r *rendered) {
+	t.Helper()
+	for _, c := range []struct{ configMap, key, file, label string }{
+		{"grantline-grafana-dashboard", "grantline.json", "../../observability/grafana-dashboard.json", "grafana_dashboard"},
+		{"grantline-prometheus-rules", "grantline-alerts.yaml", "../../observability/alerts.yaml", ""},
+	} {
+		want, err := os.ReadFile(c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm := r.configMaps[c.configMap]
+		switch {
+		case cm == nil:
+			t.Errorf("no ConfigMap %s", c.configMap)
+		case cm.Data[c.key] != string(want):
+			t.Errorf("ConfigMap %s does not hold %s as it is", c.configMap, c.file)
+		case c.label != "" && cm.Labels[c.label] != "1":
+			t.Errorf("ConfigMap %s lacks the label %s", c.configMap, c.label)
+		}
+	}
 }

@@ -49,6 +49,7 @@ type Operation struct {
 // The operations the console calls.
 var (
 	opSubmit         = Operation{"submitRequest", http.MethodPost, "/v1/requests", Intake}
+	opSubmitBatch    = Operation{"submitRequestBatch", http.MethodPost, "/v1/request-batches", Intake}
 	opShow           = Operation{"showRequest", http.MethodGet, "/v1/requests/{id}", Intake}
 	opWithdraw       = Operation{"withdrawRequest", http.MethodPost, "/v1/requests/{id}/withdraw", Intake}
 	opList           = Operation{"listRequests", http.MethodGet, "/v1/requests", Query}
@@ -68,7 +69,7 @@ var (
 
 // Operations lists every operation the console calls.
 func Operations() []Operation {
-	return []Operation{opSubmit, opShow, opWithdraw, opList, opEvents, opGrants, opWhoHad, opFindings, opReviews, opReview,
+	return []Operation{opSubmit, opSubmitBatch, opShow, opWithdraw, opList, opEvents, opGrants, opWhoHad, opFindings, opReviews, opReview,
 		opPostReview, opTasks, opCompleteGrant, opCompleteRevoke, opCredential, opRevoke}
 }
 

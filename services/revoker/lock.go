@@ -91,3 +91,19 @@ func DecideRemoveLock(caller Caller, note string, adminGroups []string) func(*ev
 			RemovedBy: events.Principal{ID: caller.ID, Groups: caller.Groups}, Reason: note}}}, nil
 	}
 }
+
+// DecideLocked returns the decision on a grant while lock l holds: revocation_requested with reason
+// locked and the lock's ID, in the name of whoever placed it, for a live grant the lock covers (system
+// is the target system of the grant's entitlement); nothing for any other request, or one whose
+// revocation is under way or done. Redelivered, it appends nothing (the causation is the lock).
+func DecideLocked(l *events.Lock, system string) func(*events.Request) ([]events.Draft, error) {
+	return func(r *events.Request) ([]events.Draft, error) {
+		s := r.Submitted()
+		if r.Status() != events.StatusGranted || r.RevocationDue() != "" || !l.Covers(s.Requester.ID, s.Subject.ID, s.Entitlement, system) {
+			return nil, nil
+		}
+		by := l.Placed().PlacedBy.ID
+		return []events.Draft{{Payload: events.RevocationRequested{By: by, Reason: events.RevokeLocked, LockID: l.ID(),
+			Note: l.Placed().Reason}, Actor: by, CausationID: "lock:" + l.ID()}}, nil
+	}
+}

@@ -5,7 +5,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/targettest"
 	"github.com/grantline/grantline/services/revoker/httpapi"
 )
 
@@ -63,4 +66,65 @@ func TestLockAPI(t *testing.T) {
 			t.Fatalf("carol removing the lock: %d %s", status, body)
 		}
 	}
+}
+
+// TestLockRevokesWhatItCovers: security locks a person with grants on the PostgreSQL target; every one
+// of their grants is revoked with reason locked and the lock's ID, observed absent, and gone from the
+// target, while someone else's grant stays. A lock on an entitlement then takes it from every holder.
+func TestLockRevokesWhatItCovers(t *testing.T) {
+	e := newEnv(t)
+	mallory, bystander, holder := someone("engineers"), someone("engineers"), someone("engineers")
+	var hers []string
+	for _, ent := range []string{"analytics-read", "payments-admin"} {
+		hers = append(hers, e.Granted(t, targettest.Request{Requester: mallory, Entitlement: ent, Duration: time.Hour}))
+	}
+	theirs := e.Granted(t, targettest.Request{Requester: bystander, Entitlement: "payments-admin", Duration: time.Hour})
+
+	lock := placeLock(t, e, `{"scope":{"kind":"user","id":"`+mallory.ID+`"},"reason":"laptop stolen"}`)
+	for _, id := range hers {
+		r := e.WaitFor(t, id, 20*time.Second, "the locked person's grant revoked", revoked)
+		if r.Revoked().Reason != events.RevokeLocked || r.Revoked().Observed.Present {
+			t.Fatalf("revoked %+v", r.Revoked())
+		}
+		if ask := requestedRevocation(t, e, id); ask.LockID != lock.ID || ask.By != "carol" {
+			t.Fatalf("revocation asked %+v, want by carol for lock %s", ask, lock.ID)
+		}
+	}
+	for _, role := range []string{"analytics_read", "payments_admin"} {
+		if e.Holds(t, mallory.ID, role) {
+			t.Fatalf("the target still shows %s for the locked person", role)
+		}
+	}
+
+	other := e.Granted(t, targettest.Request{Requester: holder, Entitlement: "payments-admin", Duration: time.Hour})
+	placeLock(t, e, `{"scope":{"kind":"entitlement","id":"payments-admin"},"reason":"target compromised"}`)
+	for _, id := range []string{theirs, other} {
+		if r := e.WaitFor(t, id, 20*time.Second, "a holder of the locked entitlement revoked", revoked); r.Revoked().Reason != events.RevokeLocked {
+			t.Fatalf("revoked %+v", r.Revoked())
+		}
+	}
+	if e.Holds(t, bystander.ID, "payments_admin") || e.Holds(t, holder.ID, "payments_admin") {
+		t.Fatal("the target still shows the locked entitlement")
+	}
+}
+
+func placeLock(t *testing.T, e *env, body string) httpapi.LockView {
+	t.Helper()
+	status, answer := e.Call(t, "POST", "/v1/locks", "carol", body)
+	var v httpapi.LockView
+	if err := json.Unmarshal(answer, &v); status != http.StatusCreated || err != nil {
+		t.Fatalf("placing a lock: %d %s", status, answer)
+	}
+	return v
+}
+
+func requestedRevocation(t *testing.T, e *env, id string) events.RevocationRequested {
+	t.Helper()
+	for _, ev := range e.Load(t, id).Events {
+		if p, ok := ev.Payload.(events.RevocationRequested); ok {
+			return p
+		}
+	}
+	t.Fatalf("request %s has no revocation_requested", id)
+	return events.RevocationRequested{}
 }

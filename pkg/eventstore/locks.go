@@ -83,3 +83,17 @@ func (s *Store) UpdateLock(ctx context.Context, id string, decide DecideLock) (*
 	}
 	return nil, fmt.Errorf("update lock %s: gave up after %d attempts: %w", id, s.maxAttempts, lastErr)
 }
+
+// LastLockEvent is the stream sequence of the last lock event stored, as the stream leader knows it (0
+// for none): a reader that has folded the locks up to it knows every lock placed or removed so far.
+func (s *Store) LastLockEvent(ctx context.Context) (uint64, error) {
+	var last uint64
+	for _, t := range []events.Type{events.TypeLockPlaced, events.TypeLockRemoved} {
+		seq, err := s.leaderLastOf(ctx, events.NATSSubject("*", t))
+		if err != nil {
+			return 0, fmt.Errorf("ask the stream leader about the locks: %w", err)
+		}
+		last = max(last, seq)
+	}
+	return last, nil
+}

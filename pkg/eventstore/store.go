@@ -143,7 +143,16 @@ func (l *Loaded) head() string {
 // 0 if it has none. It costs a round trip to the leader, so it is only asked when a decision on a
 // possibly stale load went wrong.
 func (s *Store) leaderLastSeq(ctx context.Context, id string) (uint64, error) {
-	req, _ := json.Marshal(map[string]string{"last_by_subj": events.RequestFilter(id)})
+	seq, err := s.leaderLastOf(ctx, events.RequestFilter(id))
+	if err != nil {
+		return 0, fmt.Errorf("ask the stream leader about request %s: %w", id, err)
+	}
+	return seq, nil
+}
+
+// leaderLastOf asks the stream leader for the sequence of the last event on subject filter, 0 if none.
+func (s *Store) leaderLastOf(ctx context.Context, filter string) (uint64, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": filter})
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	prefix := s.js.Options().APIPrefix
@@ -152,7 +161,7 @@ func (s *Store) leaderLastSeq(ctx context.Context, id string) (uint64, error) {
 	}
 	msg, err := s.js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET."+topology.EventsStream, req)
 	if err != nil {
-		return 0, fmt.Errorf("ask the stream leader about request %s: %w", id, err)
+		return 0, err
 	}
 	var resp struct {
 		Message *struct {
@@ -161,15 +170,15 @@ func (s *Store) leaderLastSeq(ctx context.Context, id string) (uint64, error) {
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return 0, fmt.Errorf("ask the stream leader about request %s: %w", id, err)
+		return 0, err
 	}
 	switch {
 	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
 		return 0, nil
 	case resp.Error != nil:
-		return 0, fmt.Errorf("ask the stream leader about request %s: %w", id, resp.Error)
+		return 0, resp.Error
 	case resp.Message == nil:
-		return 0, fmt.Errorf("ask the stream leader about request %s: empty answer", id)
+		return 0, errors.New("empty answer")
 	}
 	return resp.Message.Seq, nil
 }

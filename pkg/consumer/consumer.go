@@ -68,6 +68,12 @@ type Spec struct {
 	BatchSize int
 	// ShutdownGrace is how long in-flight handlers may finish after the context ends; defaults to 10s.
 	ShutdownGrace time.Duration
+	// SetAside, if set, runs before a message is dead-lettered, whatever the reason (a permanent
+	// error, the last failed delivery, a handler that never answered): it undoes what earlier
+	// attempts left behind for a message that will not be handled again (policy releases an
+	// emergency's reservation). Like a failed dead-letter copy, an error redelivers the message
+	// later, so the message is never set aside with its side effects still in place.
+	SetAside Handler
 	// Stall, when set, tracks the messages held because a dependency is unavailable, for readiness.
 	Stall *Stall
 }
@@ -246,7 +252,10 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) Action {
 		log.Warn("retry", "delay", d.Delay.String(), telemetry.KeyError, d.Reason)
 		err = msg.NakWithDelay(d.Delay)
 	case DeadLetter:
-		err = r.deadLetter(ctx, msg, meta, d.Reason)
+		err = r.setAside(ctx, msg)
+		if err == nil {
+			err = r.deadLetter(ctx, msg, meta, d.Reason)
+		}
 		if err != nil {
 			// Never drop it: if the dead-letter copy failed, let the server deliver it again.
 			log.Error("dead-letter failed; will redeliver", telemetry.KeyError, err.Error())
@@ -268,6 +277,22 @@ func (r *runner) handBack(msg jetstream.Msg) {
 	if err := msg.Nak(); err != nil {
 		r.log.Warn("hand back message", "subject", msg.Subject(), telemetry.KeyError, err.Error())
 	}
+}
+
+// setAside runs the spec's SetAside, if any, panics included as errors.
+func (r *runner) setAside(ctx context.Context, msg jetstream.Msg) (err error) {
+	if r.spec.SetAside == nil {
+		return nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("set-aside panic: %v", p)
+		}
+	}()
+	if err := r.spec.SetAside(ctx, msg); err != nil {
+		return fmt.Errorf("before setting aside: %w", err)
+	}
+	return nil
 }
 
 // handleHolding runs the handler and returns its disposition; while that is Hold it keeps the message

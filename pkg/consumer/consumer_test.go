@@ -353,6 +353,48 @@ func TestHungHandlerIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
 	}
 }
 
+// TestSetAsideRunsBeforeEveryDeadLetter: the spec's SetAside sees each message about to be
+// dead-lettered, for each reason, and no other; while it fails the message is redelivered, not set
+// aside with its side effects in place.
+func TestSetAsideRunsBeforeEveryDeadLetter(t *testing.T) {
+	var mu sync.Mutex
+	setAside := map[string]int{}
+	failFirst := true
+	spec := Spec{MaxDeliveries: 2, AckWait: 300 * time.Millisecond, Concurrency: 4, Backoff: func(int) time.Duration { return 10 * time.Millisecond },
+		SetAside: func(ctx context.Context, msg jetstream.Msg) error {
+			mu.Lock()
+			defer mu.Unlock()
+			setAside[string(msg.Data())]++
+			if string(msg.Data()) == "msg-1" && failFirst {
+				failFirst = false
+				return errors.New("the undo failed once")
+			}
+			return nil
+		}}
+	release := make(chan struct{})
+	h := start(t, spec, 4, func(ctx context.Context, msg jetstream.Msg) error {
+		switch string(msg.Data()) {
+		case "msg-0":
+			return Permanent(errors.New("malformed"))
+		case "msg-1":
+			return errors.New("always fails")
+		case "msg-2":
+			select { // never answers
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	})
+	poll.Until(t, 20*time.Second, "three dead letters", func() bool { return len(h.dlq(t)) == 3 })
+	close(release)
+	mu.Lock()
+	defer mu.Unlock()
+	if setAside["msg-0"] != 1 || setAside["msg-1"] != 2 || setAside["msg-2"] != 1 || setAside["msg-3"] != 0 {
+		t.Fatalf("set aside %v: want msg-0 once, msg-1 twice (its first undo failed), msg-2 once, msg-3 (handled) never", setAside)
+	}
+}
+
 func TestShutdownLetsInFlightHandlersFinish(t *testing.T) {
 	started, proceed := make(chan struct{}), make(chan struct{})
 	var finished atomic.Bool

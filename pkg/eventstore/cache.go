@@ -4,8 +4,6 @@ import (
 	"container/list"
 	"slices"
 	"sync"
-
-	"github.com/grantline/grantline/pkg/events"
 )
 
 // DefaultCacheBytes is how much memory a store's request cache may take by default: a thousand or more
@@ -99,18 +97,4 @@ func weight(l *Loaded) int {
 		n += 4*len(rec.Body) + len(rec.Subject) + len(rec.Signature) + 512
 	}
 	return n
-}
-
-// holds reports whether l holds delivered event d at its stream sequence.
-func (l *Loaded) holds(d Delivery) bool {
-	i, ok := slices.BinarySearchFunc(l.Records, d.Seq, func(rec events.Record, seq uint64) int {
-		switch {
-		case rec.Seq < seq:
-			return -1
-		case rec.Seq > seq:
-			return 1
-		}
-		return 0
-	})
-	return ok && l.Events[i].ID == d.Event.ID
 }

@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"sort"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -78,8 +79,16 @@ func (s *Store) AtDelivery(ctx context.Context, d Delivery) (*Loaded, error) {
 		return nil, err
 	}
 	if !l.holds(d) {
-		return nil, &events.Violation{Seq: d.Seq, RequestID: d.RequestID, EventID: d.Event.ID, Kind: events.ViolationChainBroken,
-			Detail: "the delivered event is not in the request's chain"}
+		// Its position is where it stands in the stream among the request's chained events.
+		position := 1 + sort.Search(len(l.Records), func(i int) bool { return l.Records[i].Seq >= d.Seq })
+		return nil, &events.Violation{Position: position, Seq: d.Seq, RequestID: d.RequestID, EventID: d.Event.ID,
+			Kind: events.ViolationChainBroken, Detail: "the delivered event is not in the request's chain"}
 	}
 	return l, nil
+}
+
+// holds reports whether l holds delivered event d at its stream sequence.
+func (l *Loaded) holds(d Delivery) bool {
+	i := sort.Search(len(l.Records), func(i int) bool { return l.Records[i].Seq >= d.Seq })
+	return i < len(l.Records) && l.Records[i].Seq == d.Seq && l.Events[i].ID == d.Event.ID
 }

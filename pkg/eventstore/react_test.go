@@ -138,6 +138,9 @@ func TestReactRefusesWhatTheChainDoesNotVouchFor(t *testing.T) {
 			if !errors.As(err, &v) || u != nil || decided {
 				t.Fatalf("React = %v (decided: %v); want a violation and no decision", err, decided)
 			}
+			if v.Position < 3 || v.RequestID != id {
+				t.Fatalf("violation %v: want it placed in request %s after its two first events", v, id)
+			}
 			if r.lastsReads.Load() == 0 {
 				t.Fatalf("refused without reloading: the store must reload on a link it cannot vouch for")
 			}

@@ -5,8 +5,11 @@ import (
 	"encoding/json/v2"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
+	"time"
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/events"
@@ -132,7 +135,7 @@ func (t *Table) Refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger,
 }
 
 // writeProblem answers r with row's problem for err, filling in the instance and the headers its
-// status calls for (WWW-Authenticate on 401, Retry-After on 503). An internal error's detail stays out
+// status calls for (WWW-Authenticate on 401, Retry-After on 429 and 503). An internal error's detail stays out
 // of the answer; an error carrying field errors (FieldErrors() []FieldError) lists them.
 func writeProblem(w http.ResponseWriter, r *http.Request, row Row, err error) {
 	p := Problem{Type: ProblemTypeBase + row.Slug, Title: row.Title, Status: row.Status, Instance: r.URL.Path}
@@ -146,10 +149,20 @@ func writeProblem(w http.ResponseWriter, r *http.Request, row Row, err error) {
 	switch row.Status {
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="grantline"`)
-	case http.StatusServiceUnavailable:
-		w.Header().Set("Retry-After", "1")
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(err)))
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(row.Status)
 	_ = json.MarshalWrite(w, p)
+}
+
+// retryAfterSeconds is when the caller should try again, in whole seconds rounded up, at least one:
+// what err says (RetryAfter() time.Duration, as a rate limit's refusal does), else one second.
+func retryAfterSeconds(err error) int {
+	var ra interface{ RetryAfter() time.Duration }
+	if !errors.As(err, &ra) {
+		return 1
+	}
+	return max(1, int(math.Ceil(ra.RetryAfter().Seconds())))
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -27,6 +28,15 @@ var (
 	errInvalid      = errors.New("invalid request")
 )
 
+// limited says when to come back, as intake's rate-limit refusal does.
+type limited struct{ after time.Duration }
+
+func (e limited) Error() string             { return "too many submissions" }
+func (e limited) Unwrap() error             { return errLimited }
+func (e limited) RetryAfter() time.Duration { return e.after }
+
+var errLimited = errors.New("too many")
+
 // invalid carries field errors, as intake's *InvalidError does.
 type invalid struct{ fields []httpjson.FieldError }
 
@@ -40,6 +50,7 @@ var table = httpjson.NewTable(
 		Warning: "separation of duties", Attrs: func(error) []any { return []any{"reviewer", "alice"} }},
 	httpjson.NotFound.For(errDomainAbsent),
 	httpjson.Row{Status: http.StatusUnprocessableEntity, Slug: "invalid-request", Title: "The request is not valid", Errs: []error{errInvalid}},
+	httpjson.Row{Status: http.StatusTooManyRequests, Slug: "too-many-submissions", Title: "Too many submissions", Errs: []error{errLimited}},
 )
 
 // TestRefuse is the table every API answers with: each row is an error a handler returns, the answer
@@ -68,6 +79,10 @@ func TestRefuse(t *testing.T) {
 			headers: map[string]string{"Retry-After": "1"}, level: "ERROR"},
 		{name: "a replica behind", err: eventstore.ErrStale, status: 503, slug: "busy", detail: true, headers: map[string]string{"Retry-After": "1"}, level: "ERROR"},
 		{name: "a call cancelled on the way", err: fmt.Errorf("load: %w", context.Canceled), status: 503, slug: "busy", detail: true, level: "ERROR"},
+		{name: "over a rate limit: Retry-After is the refusal's wait, rounded up to whole seconds", err: limited{after: 2100 * time.Millisecond},
+			status: 429, slug: "too-many-submissions", detail: true, headers: map[string]string{"Retry-After": "3"}, level: "INFO"},
+		{name: "over a rate limit by less than a second: Retry-After is never 0", err: limited{after: time.Millisecond},
+			status: 429, slug: "too-many-submissions", detail: true, headers: map[string]string{"Retry-After": "1"}, level: "INFO"},
 		{name: "a service's own row", err: errNoCredential, status: 404, slug: "no-credential", detail: true, level: "INFO"},
 		{name: "a refusal an operator should see", err: errSelfApproval, status: 403, slug: "separation-of-duties", detail: true, level: "WARN"},
 		{name: "field errors travel with the problem", err: invalid{fields: []httpjson.FieldError{{Field: "duration", Message: "over 8h"}}},

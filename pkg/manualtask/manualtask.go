@@ -103,7 +103,7 @@ type Completion struct {
 func Check(r *events.Request, purpose events.TaskPurpose, c Completion) (events.TaskOpened, error) {
 	t, open := Outstanding(r, purpose)
 	if !open || t.TaskID != c.TaskID {
-		return events.TaskOpened{}, fmt.Errorf("%w: task %s", ErrNotOpen, c.TaskID)
+		return events.TaskOpened{}, notOpen(c.TaskID)
 	}
 	if err := MayComplete(r, t, c.Person, c.Groups); err != nil {
 		return events.TaskOpened{}, err
@@ -123,4 +123,22 @@ func validEvidence(evidence string) error {
 		return fmt.Errorf("%w: evidence is longer than 4096 bytes", ErrInvalidCompletion)
 	}
 	return nil
+}
+
+// notOpen is the refusal for a task that does not exist, is done, or may not be known of: one
+// wording, so that the three cannot be told apart.
+func notOpen(taskID string) error { return fmt.Errorf("%w: task %s", ErrNotOpen, taskID) }
+
+// Visible returns nil if a person in groups may learn of r's task taskID of purpose: a member of
+// the fulfiller groups of r's task of that purpose, or someone who may see the request (sees, from
+// pkg/visibility). To anyone else the task does not exist, whatever its state: the refusal is the
+// one for an unknown task, so a task ID, which names its request, tells an outsider nothing.
+func Visible(r *events.Request, purpose events.TaskPurpose, taskID string, groups []string, sees bool) error {
+	fulfils := slices.ContainsFunc(r.Tasks(), func(t events.TaskOpened) bool {
+		return t.Purpose == purpose && slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(t.FulfillerGroups, g) })
+	})
+	if sees || fulfils {
+		return nil
+	}
+	return notOpen(taskID)
 }

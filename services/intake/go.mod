@@ -8,6 +8,7 @@ require (
 	github.com/grantline/grantline/pkg v0.0.0
 	github.com/grantline/grantline/pkg/events v0.0.0
 	github.com/nats-io/nats.go v1.55.0
+	golang.org/x/time v0.16.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 
@@ -60,7 +61,6 @@ require (
 	golang.org/x/oauth2 v0.37.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
-	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 

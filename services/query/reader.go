@@ -18,6 +18,8 @@ type Reader struct {
 	Everything bool
 	// Owns lists the entitlements whose owner groups include one of Groups, sorted.
 	Owns []string
+	// ownerGroups maps each entitlement to its owner groups, for visibility.Why.
+	ownerGroups map[string][]string
 }
 
 // NewReader returns the reader for an authenticated caller. auditorGroups may read everything;
@@ -26,7 +28,7 @@ func NewReader(subject string, groups, auditorGroups []string, ownerGroups map[s
 	in := func(gs []string) bool {
 		return slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(gs, g) })
 	}
-	r := Reader{Subject: subject, Groups: set(groups), Everything: in(auditorGroups), Owns: []string{}}
+	r := Reader{Subject: subject, Groups: set(groups), Everything: in(auditorGroups), Owns: []string{}, ownerGroups: ownerGroups}
 	for ent, owners := range ownerGroups {
 		if in(owners) {
 			r.Owns = append(r.Owns, ent)
@@ -41,13 +43,7 @@ func NewReader(subject string, groups, auditorGroups []string, ownerGroups map[s
 // rule in SQL; the tests hold the two equal.
 func (rd Reader) MayRead(r *events.Request) bool {
 	v := visibility.Viewer{Subject: rd.Subject, Groups: rd.Groups, SeesAll: rd.Everything}
-	// Owns already says whether the reader is among the entitlement's owners; the rule needs only
-	// that, so the reader's own groups stand in for the owner groups when it is.
-	var owners []string
-	if slices.Contains(rd.Owns, r.Submitted().Entitlement) {
-		owners = rd.Groups
-	}
-	return visibility.Why(r, v, owners) != ""
+	return visibility.Why(r, v, rd.ownerGroups[r.Submitted().Entitlement]) != ""
 }
 
 // Filter selects requests for the list.
@@ -71,6 +67,10 @@ type FindingFilter struct {
 // GrantFilter selects grants; Active nil means active and past.
 type GrantFilter struct {
 	Active *bool
-	After  string
-	Limit  int
+	// Holder keeps the grants whose subject (who holds the access) is this normalised ID.
+	Holder string
+	// Entitlement keeps the grants of this entitlement.
+	Entitlement string
+	After       string
+	Limit       int
 }

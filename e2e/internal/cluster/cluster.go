@@ -224,9 +224,7 @@ func (c *Cluster) serviceEnv(name string, port int) map[string]string {
 	if signs(svc) {
 		env[events.EnvSigningKeyFile] = "/secrets/signing.key"
 	}
-	if svc != "approval" {
-		env["GRANTLINE_CATALOGUE"] = "/examples/catalogue.yaml"
-	}
+	env["GRANTLINE_CATALOGUE"] = "/examples/catalogue.yaml"
 	bucketReplicas := strconv.Itoa(replicas)
 	switch svc {
 	case "intake":

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
@@ -26,7 +27,10 @@ import (
 type Deps struct {
 	JS    jetstream.JetStream
 	Store *eventstore.Store
-	Auth  httpapi.Authenticator
+	// Catalogue names the entitlements' owners, who see their requests; nil: only the people and
+	// groups a request names see it here.
+	Catalogue *catalogue.Catalogue
+	Auth      httpapi.Authenticator
 	// DB holds the review inbox; Migrate (or Consume, which calls it) prepares its tables.
 	DB  *pgxpool.Pool
 	Now func() time.Time
@@ -45,7 +49,7 @@ func (d Deps) Migrate(ctx context.Context) error { return postgres.Migrate(ctx, 
 // Routes registers the HTTP API (POST /v1/requests/{id}/reviews, POST /v1/requests/{id}/post-review,
 // GET /v1/reviews) on mux.
 func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
-	h := &httpapi.Handler{Store: d.Store, Auth: d.Auth, Inbox: postgres.NewInbox(d.DB), Rules: Rules(), Log: log}
+	h := &httpapi.Handler{Store: d.Store, Catalogue: d.Catalogue, Auth: d.Auth, Inbox: postgres.NewInbox(d.DB), Rules: Rules(), Log: log}
 	h.Routes(mux)
 }
 
@@ -83,9 +87,13 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 		})
 }
 
-// New builds the approval service from cfg on host: the token verifier and the inbox database
-// (migrated before the API answers). It serves the review API and runs Consume.
+// New builds the approval service from cfg on host: the catalogue, the token verifier and the inbox
+// database (migrated before the API answers). It serves the review API and runs Consume.
 func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
+	cat, err := catalogue.Load(cfg.Catalogue)
+	if err != nil {
+		return ops.Service{}, err
+	}
 	authn, err := cfg.OIDC.Verifier(ctx)
 	if err != nil {
 		return ops.Service{}, err
@@ -94,7 +102,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	if err != nil {
 		return ops.Service{}, fmt.Errorf("database: %w", err)
 	}
-	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Auth: authn, DB: pool, Now: time.Now, InboxStall: &consumer.Stall{}}
+	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, DB: pool, Now: time.Now, InboxStall: &consumer.Stall{}}
 	if err := d.Migrate(ctx); err != nil {
 		pool.Close()
 		return ops.Service{}, err

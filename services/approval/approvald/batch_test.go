@@ -102,6 +102,9 @@ func (w *world) project(t testing.TB, durable string, batchSize int, inbox react
 	t.Helper()
 	spec := reaction.InboxSpec(nil)
 	spec.Durable, spec.BatchSize, spec.ShutdownGrace = durable, batchSize, 200*time.Millisecond
+	// A batch held by a projection that "crashed" comes back after the ack wait: short here, so that the
+	// restarted projection catches up well within projected's patience even on a busy machine.
+	spec.AckWait = 3 * time.Second
 	h := &reaction.Reactions{JS: w.js, Store: w.stores[events.Approval], Now: time.Now, Log: w.log}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

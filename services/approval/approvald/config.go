@@ -13,6 +13,8 @@ type Config struct {
 	config.OIDC
 	// DatabaseURL holds the review inbox, a projection: an empty database is filled from the stream.
 	DatabaseURL string `env:"GRANTLINE_DATABASE_URL,notEmpty" help:"the PostgreSQL database of the review inbox, such as postgres://approval:secret@db:5432/approval"`
+	// Catalogue names each entitlement's owners, who see its requests (pkg/visibility).
+	Catalogue string `env:"GRANTLINE_CATALOGUE,notEmpty" help:"the entitlement catalogue (YAML)"`
 }
 
 // Defaults is the configuration before the environment is read: approval listens on :8083.

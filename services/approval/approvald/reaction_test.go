@@ -79,9 +79,9 @@ func TestEmergencyPostReview(t *testing.T) {
 			status              int
 		}{
 			{"alice", `{"outcome":"ratified"}`, "separation-of-duties", 403},
-			// Approval knows the people a request names and the groups its decision names; bob owns the
-			// entitlement, which only the catalogue says, so here the request does not exist for him.
-			{"bob", `{"outcome":"ratified"}`, "not-found", 404},
+			// bob owns the entitlement, so he sees the request and is told why he may not; dave may not
+			// see it, so for him it does not exist.
+			{"bob", `{"outcome":"ratified"}`, "not-a-reviewer", 403},
 			{"dave", `{"outcome":"ratified"}`, "not-found", 404},
 			{"carol", `{"outcome":"flagged"}`, "invalid-review", 422},
 			{"carol", `{"outcome":"ratified","reason":"INC-7 confirmed"}`, "", 201},

@@ -66,6 +66,7 @@ func TestRun(t *testing.T) {
 	if err := config.Parse(&cfg, []string{
 		"GRANTLINE_NATS_URL=" + ns.ClientURL(), "GRANTLINE_NATS_MONITOR_URLS=http://" + ns.MonitorAddr().String(),
 		"GRANTLINE_HTTP_ADDR=127.0.0.1:0", "GRANTLINE_DATABASE_URL=" + pgtest.New(t), "GRANTLINE_TRUST_FILE=" + trust,
+		"GRANTLINE_CATALOGUE=../../../examples/catalogue.yaml",
 		"GRANTLINE_OIDC_ISSUER=" + idp.URL + "/dev/oidc", "GRANTLINE_OIDC_AUDIENCE=grantline",
 		"GRANTLINE_SIGNING_KEY=" + string(signers[events.Approval].MarshalKeyFile()),
 	}); err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
@@ -97,7 +98,12 @@ func newWorld(t testing.TB) *world {
 	}
 
 	w.log = slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w.deps = approvald.Deps{JS: js, Store: w.stores[events.Approval], Auth: authn, DB: newPool(t), Now: time.Now, InboxStall: &consumer.Stall{}}
+	cat, err := catalogue.Load("../../../examples/catalogue.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.deps = approvald.Deps{JS: js, Store: w.stores[events.Approval], Catalogue: cat, Auth: authn, DB: newPool(t), Now: time.Now,
+		InboxStall: &consumer.Stall{}}
 	if err := w.deps.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}

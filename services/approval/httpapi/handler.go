@@ -10,6 +10,7 @@ import (
 	"net/http"
 
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
@@ -41,10 +42,12 @@ type Inbox interface {
 // Handler serves the approval service's HTTP API.
 type Handler struct {
 	Store *eventstore.Store
-	Auth  Authenticator
-	Inbox Inbox
-	Rules approval.Rules
-	Log   *slog.Logger
+	// Catalogue names the entitlements' owners, who see their requests; nil: nobody sees one as an owner.
+	Catalogue *catalogue.Catalogue
+	Auth      Authenticator
+	Inbox     Inbox
+	Rules     approval.Rules
+	Log       *slog.Logger
 }
 
 // Routes registers the API on mux: the routes api/openapi.yaml documents for this service (the
@@ -111,7 +114,7 @@ func (h *Handler) handleReview(r *http.Request, id string) (Review, error) {
 		Decision: body.Decision, Comment: body.Comment, RequestDigest: body.RequestDigest, Via: who.Actor, IdempotencyKey: key}
 	var recorded events.Reviewed
 	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
-		if err := visible(who, req); err != nil {
+		if err := h.visible(who, req); err != nil {
 			return nil, err
 		}
 		if prior, ok := h.Rules.Recorded(req, rv); ok {
@@ -175,7 +178,7 @@ func (h *Handler) handlePostReview(r *http.Request, id string) (PostReview, erro
 		return PostReview{}, approval.ErrNotFound
 	}
 	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
-		if err := visible(who, req); err != nil {
+		if err := h.visible(who, req); err != nil {
 			return nil, err
 		}
 		return h.Rules.PostReview(req, approval.PostReview{Reviewer: events.Principal{ID: who.Subject, Groups: who.Groups},
@@ -190,11 +193,15 @@ func (h *Handler) handlePostReview(r *http.Request, id string) (PostReview, erro
 }
 
 // visible is visibility.Check before any rule that depends on the request's state, so that a caller
-// who may not see the request is told it does not exist rather than why they may not review it.
-// Approval holds no catalogue and lets no group see everything: here a request is seen by the
-// people it names and the groups its decision names to review it, which is whom these routes serve.
-func visible(who auth.Identity, req *events.Request) error {
-	return visibility.Check(req, visibility.NewViewer(who.Subject, who.Groups, nil), nil)
+// who may not see the request is told it does not exist rather than why they may not review it. No
+// group sees every request here: reviewing is for the people and groups a request names.
+func (h *Handler) visible(who auth.Identity, req *events.Request) error {
+	var owners []string
+	if h.Catalogue != nil {
+		ent, _ := h.Catalogue.Entitlement(req.Submitted().Entitlement)
+		owners = ent.OwnerGroups
+	}
+	return visibility.Check(req, visibility.NewViewer(who.Subject, who.Groups, nil), owners)
 }
 
 // Reviews is what awaits the caller.

@@ -246,7 +246,9 @@ func TestManualTask(t *testing.T) {
 		user, body string
 		status     int
 	}{
-		{"erin", `{"evidence":"done"}`, http.StatusForbidden},
+		// erin is neither in operations nor among those who see the request here: for her the task
+		// does not exist. alice sees her request, so she is told why she may not.
+		{"erin", `{"evidence":"done"}`, http.StatusNotFound},
 		{"alice", `{"evidence":"done"}`, http.StatusForbidden},
 		{"dave", `{"evidence":""}`, http.StatusUnprocessableEntity},
 		{"dave", `{"evidence":"done","fulfiller":"carol"}`, http.StatusBadRequest},

@@ -169,7 +169,15 @@ func (h *Handler) handleComplete(r *http.Request, taskID string) (Completed, err
 		return Completed{RequestID: id}, err
 	}
 	c := manualtask.Completion{TaskID: taskID, Person: who.Subject, Groups: who.Groups, Evidence: body.Evidence}
-	l, err := h.Store.Update(r.Context(), id, fulfilment.DecideCompleteGrant(c, h.Now()))
+	decide := fulfilment.DecideCompleteGrant(c, h.Now())
+	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+		ent, _ := h.Catalogue.Entitlement(req.Submitted().Entitlement)
+		sees := visibility.Check(req, visibility.NewViewer(who.Subject, who.Groups, nil), ent.OwnerGroups) == nil
+		if err := manualtask.Visible(req, events.TaskGrant, taskID, who.Groups, sees); err != nil {
+			return nil, err
+		}
+		return decide(req)
+	})
 	if err != nil {
 		return Completed{RequestID: id}, err
 	}

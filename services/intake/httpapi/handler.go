@@ -18,6 +18,7 @@ import (
 	"github.com/grantline/grantline/pkg/visibility"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
+	"github.com/grantline/grantline/services/intake/throttle"
 )
 
 // MaxBody bounds a request body; a submission is a few hundred bytes.
@@ -38,6 +39,8 @@ type Handler struct {
 	Log         *slog.Logger
 	// Readers are groups that may read every request (auditors, security).
 	Readers []string
+	// Submissions limits how fast each requester submits; nil limits nothing.
+	Submissions *throttle.Limiter
 }
 
 // Routes registers the API on mux: the routes api/openapi.yaml documents for this service (the
@@ -69,6 +72,10 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) handleSubmit(r *http.Request) (string, events.Status, error) {
 	who, err := h.Auth.Authenticate(r)
 	if err != nil {
+		return "", "", err
+	}
+	// Before any work on the body: a flood costs a token lookup each, nothing more.
+	if err := h.Submissions.Allow("requester:" + who.Subject); err != nil {
 		return "", "", err
 	}
 	var body intake.Body

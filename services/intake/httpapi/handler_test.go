@@ -23,6 +23,7 @@ import (
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/intake/idempotency"
+	"github.com/grantline/grantline/services/intake/throttle"
 )
 
 // env is intake's HTTP API on a real server, with real NATS and the dev identity issuer over the demo
@@ -38,7 +39,8 @@ type env struct {
 	mu      *sync.Mutex
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv starts the API; each option adjusts the handler before it serves.
+func newEnv(t *testing.T, options ...func(*Handler)) *env {
 	t.Helper()
 	ctx := context.Background()
 	ns := natstest.RunServer(t)
@@ -84,6 +86,9 @@ func newEnv(t *testing.T) *env {
 	e := &env{srv: srv, issuer: issuer, js: js, store: store, revoker: revoker, logs: &strings.Builder{}, mu: &sync.Mutex{}}
 	h := &Handler{Store: store, Catalogue: cat, Auth: authn, Idempotency: keys, Now: time.Now,
 		Log: slog.New(slog.NewTextHandler(lockedWriter{e.mu, e.logs}, nil)), Readers: []string{"auditors"}}
+	for _, o := range options {
+		o(h)
+	}
 	h.Routes(mux)
 	return e
 }
@@ -320,6 +325,44 @@ func TestConcurrentIdenticalSubmitsMakeOneRequest(t *testing.T) {
 	}
 	if n := len(e.submitted(t)); n != 1 {
 		t.Fatalf("%d submitted events, want 1", n)
+	}
+}
+
+// TestSubmissionLimit: a requester over the limit is answered 429 with Retry-After and a problem
+// saying when to come back, before any work on the body; other requesters are not held back, and
+// the requester is accepted again once a token is back.
+func TestSubmissionLimit(t *testing.T) {
+	clock := &struct {
+		sync.Mutex
+		t time.Time
+	}{t: time.Now()}
+	now := func() time.Time { clock.Lock(); defer clock.Unlock(); return clock.t }
+	e := newEnv(t, func(h *Handler) { h.Submissions = throttle.New(throttle.Limit{Burst: 3, Every: 90 * time.Second}, now) })
+	for i := range 3 {
+		if status, b, _ := e.call(t, "POST", "/v1/requests", "alice", goodBody); status != http.StatusAccepted {
+			t.Fatalf("alice's submission %d within the burst: %d %s", i+1, status, b)
+		}
+	}
+	// Over the limit even with a body that would be refused: the limit comes first.
+	for _, body := range []string{goodBody, `{"entitlement":"nope"}`} {
+		status, b, h := e.call(t, "POST", "/v1/requests", "alice", body)
+		var p httpjson.Problem
+		if status != http.StatusTooManyRequests || h.Get("Retry-After") != "90" || json.Unmarshal(b, &p) != nil ||
+			p.Type != httpjson.ProblemTypeBase+"too-many-submissions" || !strings.Contains(p.Detail, "retry after 1m30s") {
+			t.Fatalf("alice over the limit: %d (Retry-After %q) %s", status, h.Get("Retry-After"), b)
+		}
+	}
+	if status, b, _ := e.call(t, "POST", "/v1/requests", "bob", goodBody); status != http.StatusAccepted {
+		t.Fatalf("bob while alice is limited: %d %s", status, b)
+	}
+	if n := len(e.submitted(t)); n != 4 {
+		t.Fatalf("%d submitted events, want alice's 3 and bob's 1", n)
+	}
+	clock.Lock()
+	clock.t = clock.t.Add(90 * time.Second)
+	clock.Unlock()
+	if status, b, _ := e.call(t, "POST", "/v1/requests", "alice", goodBody); status != http.StatusAccepted {
+		t.Fatalf("alice once a token is back: %d %s", status, b)
 	}
 }
 

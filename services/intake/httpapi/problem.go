@@ -9,6 +9,7 @@ import (
 	"github.com/grantline/grantline/pkg/httpjson"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
+	"github.com/grantline/grantline/services/intake/throttle"
 )
 
 // problems is intake's table from errors to problems: its own rows; httpjson adds the shared ones.
@@ -16,6 +17,8 @@ var problems = httpjson.NewTable(
 	httpjson.Malformed.For(errForgedBody).Warn("the body tries to set who acts or the state (forgery)"),
 	httpjson.Row{Status: http.StatusUnprocessableEntity, Slug: "invalid-request", Title: "The request is not valid", Errs: []error{intake.ErrInvalid}},
 	httpjson.Row{Status: http.StatusConflict, Slug: "idempotency-key-reused", Title: "Idempotency-Key reused with a different request", Errs: []error{idempotency.ErrReused}},
+	httpjson.Row{Status: http.StatusTooManyRequests, Slug: "too-many-submissions", Title: "Too many submissions; retry after Retry-After seconds",
+		Errs: []error{throttle.ErrLimited}},
 )
 
 // errForgedBody marks a malformed body that names a member setting who acts or the state (bad-input

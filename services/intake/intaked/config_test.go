@@ -3,6 +3,7 @@ package intaked_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/grantline/grantline/pkg/config"
 	"github.com/grantline/grantline/pkg/events"
@@ -18,7 +19,8 @@ func TestConfig(t *testing.T) {
 	if err := config.Parse(&c, append(shared, "GRANTLINE_CATALOGUE=catalogue.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTPAddr != ":8081" || c.Replicas != 1 || c.Integrations != "" || strings.Join(c.ReaderGroups, ",") != "auditors,security" {
+	if c.HTTPAddr != ":8081" || c.Replicas != 1 || c.Integrations != "" || strings.Join(c.ReaderGroups, ",") != "auditors,security" ||
+		c.SubmitBurst != 30 || c.SubmitEvery != 2*time.Second || c.IntegrationSubmitBurst != 500 || c.IntegrationSubmitEvery != 20*time.Millisecond {
 		t.Fatalf("defaults %+v", c)
 	}
 	c = intaked.Defaults()

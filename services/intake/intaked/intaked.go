@@ -17,6 +17,7 @@ import (
 	"github.com/grantline/grantline/services/intake/httpapi"
 	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/integration"
+	"github.com/grantline/grantline/services/intake/throttle"
 )
 
 // Deps are the intake service's collaborators, built by New from Config.
@@ -29,18 +30,20 @@ type Deps struct {
 	Idempotency  *idempotency.Keys
 	Now          func() time.Time
 	ReaderGroups []string
+	// RequesterLimits and IntegrationLimits limit submissions; nil limits nothing.
+	RequesterLimits, IntegrationLimits *throttle.Limiter
 }
 
 // API returns the HTTP API handler.
 func (d Deps) API(log *slog.Logger) *httpapi.Handler {
 	return &httpapi.Handler{Store: d.Store, Catalogue: d.Catalogue, Auth: d.Auth, Idempotency: d.Idempotency,
-		Now: d.Now, Log: log, Readers: d.ReaderGroups}
+		Now: d.Now, Log: log, Readers: d.ReaderGroups, Submissions: d.RequesterLimits}
 }
 
 // ConsumeIntegrations handles integration CloudEvents until ctx ends.
 func (d Deps) ConsumeIntegrations(ctx context.Context, log *slog.Logger) error {
 	h := &integration.Handler{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Integrations: d.Integrations,
-		Idempotency: d.Idempotency, Now: d.Now, Log: log}
+		Idempotency: d.Idempotency, Submissions: d.IntegrationLimits, Now: d.Now, Log: log}
 	return consumer.Run(ctx, d.JS, integration.Spec(), h.Handle, log)
 }
 
@@ -68,7 +71,9 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Integrations: integrations, Auth: authn,
-		Idempotency: keys, Now: time.Now, ReaderGroups: cfg.ReaderGroups}
+		Idempotency: keys, Now: time.Now, ReaderGroups: cfg.ReaderGroups,
+		RequesterLimits:   throttle.New(throttle.Limit{Burst: cfg.SubmitBurst, Every: cfg.SubmitEvery}, time.Now),
+		IntegrationLimits: throttle.New(throttle.Limit{Burst: cfg.IntegrationSubmitBurst, Every: cfg.IntegrationSubmitEvery}, time.Now)}
 	svc := ops.Service{Name: "intake", Routes: func(mux *http.ServeMux) { d.API(host.Log).Routes(mux) }}
 	if integrations != nil {
 		svc.Consume = func(ctx context.Context) error { return d.ConsumeIntegrations(ctx, host.Log) }

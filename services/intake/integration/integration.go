@@ -23,6 +23,7 @@ import (
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
+	"github.com/grantline/grantline/services/intake/throttle"
 )
 
 // CloudEvent types of the integration protocol.
@@ -64,8 +65,11 @@ type Handler struct {
 	Catalogue    *catalogue.Catalogue
 	Integrations *intake.Integrations
 	Idempotency  *idempotency.Keys
-	Now          func() time.Time
-	Log          *slog.Logger
+	// Submissions limits how fast each integration submits; nil limits nothing. A submission over
+	// the limit is answered refused with the reason and when to retry, and not dead-lettered.
+	Submissions *throttle.Limiter
+	Now         func() time.Time
+	Log         *slog.Logger
 }
 
 // Spec is the durable consumer the handler runs on.
@@ -89,6 +93,11 @@ func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 			return fmt.Errorf("answer refusal: %w", perr)
 		}
 		log.Info("integration request refused", "reason", refused.Error())
+		if errors.Is(refused, throttle.ErrLimited) {
+			// Nothing is wrong with the request, the integration only has to slow down: a dead letter
+			// per refusal would copy a flood into GRANTLINE_DLQ, where nothing needs replaying.
+			return nil
+		}
 		return consumer.Permanent(refused)
 	case err != nil:
 		return err
@@ -133,6 +142,9 @@ func (h *Handler) accept(ctx context.Context, name string, data []byte) (cloudEv
 	integ, ok := h.Integrations.Find(name)
 	if !ok {
 		return ce, "", refusal{fmt.Errorf("integration %q is not configured", name)}
+	}
+	if err := h.Submissions.Allow("integration:" + name); err != nil {
+		return ce, "", refusal{err}
 	}
 	var body intake.IntegrationBody
 	if err := events.UnmarshalStrict(ce.Data, &body); err != nil {

@@ -2,6 +2,8 @@ package integration
 
 import (
 	"context"
+	"encoding/json/v2"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/idempotency"
+	"github.com/grantline/grantline/services/intake/throttle"
 )
 
 // client is an integration ("servicenow") as a real one would be written: CloudEvents from the SDK,
@@ -74,7 +77,8 @@ func (c client) outcomes() []cloudevents.Event {
 	return out
 }
 
-func start(t *testing.T) (client, *eventstore.Store, jetstream.JetStream) {
+// start runs the handler on a fresh server; each option adjusts the handler before it runs.
+func start(t *testing.T, options ...func(*Handler)) (client, *eventstore.Store, jetstream.JetStream) {
 	t.Helper()
 	ctx := context.Background()
 	ns := natstest.RunServer(t)
@@ -96,6 +100,9 @@ func start(t *testing.T) (client, *eventstore.Store, jetstream.JetStream) {
 	}
 	h := &Handler{JS: js, Store: store, Catalogue: cat, Integrations: integrations, Idempotency: keys, Now: time.Now,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range options {
+		o(h)
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
@@ -187,4 +194,66 @@ func TestRefusalsAreAnsweredWithReasons(t *testing.T) {
 		info, err := st.Info(context.Background())
 		return err == nil && info.State.Msgs == uint64(len(cases))
 	})
+}
+
+// TestAnIntegrationOverItsLimitIsRefusedWithTheReason: an integration that floods intake gets its
+// burst accepted and every CloudEvent after it refused, each answered with the reason and when to
+// retry; nothing over the limit reaches the evidence stream, nor the dead letters (nothing in them
+// is wrong, and a flood must not be copied there).
+func TestAnIntegrationOverItsLimitIsRefusedWithTheReason(t *testing.T) {
+	const burst, sent = 5, 12
+	c, _, js := start(t, func(h *Handler) {
+		h.Submissions = throttle.New(throttle.Limit{Burst: burst, Every: time.Hour}, time.Now)
+	})
+	for i := range sent {
+		c.send(fmt.Sprintf("flood-%02d", i), request("alice", "engineers"), false)
+	}
+	poll.Until(t, 20*time.Second, "an answer to every CloudEvent", func() bool { return len(c.outcomes()) == sent })
+	accepted := 0
+	for _, o := range c.outcomes() {
+		switch o.Type() {
+		case TypeAccepted:
+			accepted++
+		case TypeRefused:
+			var out Outcome
+			if err := json.Unmarshal(o.Data(), &out); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.Reason, `too many submissions by integration:servicenow`) || !strings.Contains(out.Reason, "retry after") {
+				t.Errorf("%s refused with %q, want the limit and when to retry", o.Subject(), out.Reason)
+			}
+		default:
+			t.Fatalf("%s answered %s", o.Subject(), o.Type())
+		}
+	}
+	if accepted != burst {
+		t.Fatalf("%d of %d CloudEvents accepted, want the burst of %d", accepted, sent, burst)
+	}
+	st, err := js.Stream(context.Background(), topology.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != burst {
+		t.Fatalf("%d events in the evidence stream, want the burst's %d submitted", info.State.Msgs, burst)
+	}
+	// Every delivery settled (acked, or dead-lettered first) before the dead letters are counted.
+	poll.Until(t, 20*time.Second, "every delivery settled", func() bool {
+		c, err := js.Consumer(context.Background(), topology.IntakeIntegrations.Stream, topology.IntakeIntegrations.Durable)
+		if err != nil {
+			return false
+		}
+		ci, err := c.Info(context.Background())
+		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
+	})
+	dlq, err := js.Stream(context.Background(), topology.DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dinfo, err := dlq.Info(context.Background()); err != nil || dinfo.State.Msgs != 0 {
+		t.Fatalf("dead letters after the flood: %v, err %v; want none", dinfo.State.Msgs, err)
+	}
 }

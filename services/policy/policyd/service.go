@@ -18,6 +18,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/consumer"
+	"github.com/grantline/grantline/pkg/deadletter"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/ops"
@@ -77,7 +78,8 @@ func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
 	return ops.RunAll(ctx,
 		ops.Consumer(deps.JS, consumer.Spec{Stream: topology.PolicyDecisions.Stream, Durable: topology.PolicyDecisions.Durable,
 			FilterSubjects: []string{events.NATSSubject("*", events.TypeSubmitted)},
-			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleSubmitted, log),
+			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency,
+			SetAside: s.releaseUndecided}, s.handleSubmitted, log),
 		ops.Consumer(deps.JS, consumer.Spec{Stream: topology.PolicyReviewDebt.Stream, Durable: topology.PolicyReviewDebt.Durable,
 			FilterSubjects: []string{
 				events.NATSSubject("*", events.TypePostReviewed), events.NATSSubject("*", events.TypeWithdrawn),
@@ -248,6 +250,36 @@ func (s *service) evaluate(ctx context.Context, id string, sub events.Submitted,
 		return policy.Evaluation{}, fmt.Errorf("evaluate policy %s: %w", s.engine.Revision(), err)
 	}
 	return ev, nil
+}
+
+// releaseUndecided runs before a submitted event is dead-lettered (its decision failed on every
+// delivery, or the handler never answered): an emergency reserved before deciding, and still
+// undecided, owes no post-review, so its reservation is released rather than left to hold up the
+// requester's next emergency until an operator notices. If the request was decided after all (an
+// append whose acknowledgement was lost), the decision's own marker stands. An error keeps the event
+// from being set aside, and it is delivered again.
+func (s *service) releaseUndecided(ctx context.Context, msg jetstream.Msg) error {
+	d, err := s.store.Receive(msg)
+	if err != nil || d.Event.Type != events.TypeSubmitted {
+		return nil // a message that is not a verified submitted event was never decided on
+	}
+	l, err := s.store.LoadAtLeast(ctx, d.RequestID, d.Seq)
+	switch {
+	case deadletter.Permanent(err):
+		return nil // a history that fails verification was never decided on, so nothing was reserved
+	case err != nil:
+		return fmt.Errorf("load request %s: %w", d.RequestID, err)
+	}
+	sub := l.Request.Submitted()
+	if !sub.Emergency || l.Request.Status() != events.StatusSubmitted {
+		return nil
+	}
+	if err := s.reviews.release(ctx, sub.Requester.ID, d.RequestID); err != nil {
+		return err
+	}
+	s.log.Warn("emergency set aside undecided; its reservation is released", telemetry.KeyRequestID, d.RequestID,
+		"requester", sub.Requester.ID)
+	return nil
 }
 
 // handleSettling brings the open-review marker of the delivered event's request up to date: a

@@ -11,6 +11,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/natstest"
+	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/policy"
 )
@@ -322,4 +323,47 @@ func TestOnlyEmergenciesReadTheReviewDebt(t *testing.T) {
 	if reads.Load() == 0 {
 		t.Fatalf("deciding an emergency did not read the review debt: the test watches the wrong subject")
 	}
+}
+
+// panicsOn is an engine with a bug: it panics on requests with one justification, and decides the
+// rest with the engine it wraps.
+type panicsOn struct {
+	Evaluator
+	justification string
+}
+
+func (p panicsOn) Evaluate(ctx context.Context, in policy.Input) (policy.Evaluation, error) {
+	if in.Request.Justification == p.justification {
+		panic("policy engine bug")
+	}
+	return p.Evaluator.Evaluate(ctx, in)
+}
+
+// TestDeadLetteredEmergencyReleasesItsReservation: an emergency is reserved before it is decided,
+// so that a concurrent one sees it. If deciding it fails on every delivery and its submitted event is
+// dead-lettered, nothing will ever decide it, grant it or review it: its reservation is released, and
+// the requester's next emergency is decided on its merits instead of being denied for an open review
+// nobody owes.
+func TestDeadLetteredEmergencyReleasesItsReservation(t *testing.T) {
+	w := newWorld(t)
+	w.serve(t, panicsOn{Evaluator: loadEngine(t, demoBundle), justification: "crashes the engine"}, func(d *Deps) { d.MaxDeliveries = 2 })
+
+	crashing := w.submitted(ask{who: "alice", entitlement: "payments-admin", minutes: 60, emergency: true})
+	crashing.Justification = "crashes the engine"
+	crashing.RequestDigest = crashing.Digest()
+	orphan := events.NewID()
+	w.append(t, events.Intake, orphan, events.Draft{Payload: crashing, Actor: "alice", CausationID: "http:" + orphan})
+	poll.Until(t, 30*time.Second, "the crashing emergency to be dead-lettered", func() bool {
+		return w.deadLetters(t, topology.PolicyDecisions.Durable) == 1
+	})
+	if st := w.load(t, orphan).Request.Status(); st != events.StatusSubmitted {
+		t.Fatalf("the crashing emergency is %s, want still submitted (undecided)", st)
+	}
+	w.openReviews(t, "alice")
+
+	next := w.submit(t, ask{who: "alice", entitlement: "payments-admin", minutes: 60, emergency: true})
+	if pd := w.decision(t, next); pd.Outcome != events.OutcomeEmergency {
+		t.Fatalf("alice's next emergency: %s %q, want emergency (nothing is owed for the set-aside one)", pd.Outcome, pd.Reasons)
+	}
+	w.openReviews(t, "alice", next)
 }

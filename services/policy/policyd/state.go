@@ -16,20 +16,25 @@ import (
 	"github.com/grantline/grantline/pkg/topology"
 )
 
-// Marker values: a request's emergency review is open, or settled for good.
+// Marker values: a request's emergency review is open, or settled for good; or the request was set
+// aside undecided (its submitted event dead-lettered), so it owes nothing unless it is decided later.
 const (
-	markerOpen    = "open"
-	markerSettled = "settled"
+	markerOpen     = "open"
+	markerSettled  = "settled"
+	markerReleased = "released"
 )
 
 // reviews tracks, per requester, the emergency requests whose post-review is still owed, so the policy
 // can refuse a second emergency while one is open.
 //
 // Why one key per request rather than one list per requester: each key holds a marker that only ever
-// moves one way, from "open" to "settled" (a post-review, once recorded, is final; so is a request
-// closed before it was granted). Opening is Create, which never overwrites anything, and settling is Put.
-// The two commute, so the submitted consumer and the settling consumer need no compare-and-set loop on a
+// moves towards "settled" (a post-review, once recorded, is final; so is a request closed before it
+// was granted). Opening is Create, which never overwrites anything, and settling is Put. The two
+// commute, so the submitted consumer and the settling consumer need no compare-and-set loop on a
 // shared list, redeliveries are harmless, and replaying the stream in any order rebuilds the same state.
+// The one step back: a request whose submitted event is dead-lettered undecided has its reservation
+// "released" (compare-and-set from "open" only, and only while the request is still undecided), and a
+// reservation reopens a released marker, should an operator bring the request back to be decided.
 // Keys are "<requester>.<request id>", the requester's ID in unpadded base64url (any ID, NATS-key safe);
 // the requester's open reviews are read with one batched direct get of the last value of their keys.
 //
@@ -62,15 +67,52 @@ func reviewKey(requester, requestID string) string {
 }
 
 // reserve marks request id of requester open before its emergency is decided, so a concurrent emergency
-// of the same requester sees it. It never reopens a settled request.
+// of the same requester sees it. It never reopens a settled request; it does reopen a released one.
 func (s *reviews) reserve(ctx context.Context, requester, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	_, err := s.kv.Create(ctx, reviewKey(requester, id), []byte(markerOpen))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+	key := reviewKey(requester, id)
+	_, err := s.kv.Create(ctx, key, []byte(markerOpen))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		err = s.swap(ctx, key, markerReleased, markerOpen)
+	}
+	if err != nil {
 		return fmt.Errorf("mark emergency %s open: %w", id, err)
 	}
 	return nil
+}
+
+// release marks request id of requester released if it is open: its submitted event was set aside
+// undecided, so the reservation made before deciding would otherwise stay open for ever and hold up
+// every later emergency of the requester.
+func (s *reviews) release(ctx context.Context, requester, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.swap(ctx, reviewKey(requester, id), markerOpen, markerReleased); err != nil {
+		return fmt.Errorf("release emergency %s: %w", id, err)
+	}
+	return nil
+}
+
+// swap replaces key's marker from with to, compare-and-set; any other marker (or none) is left as it
+// is. A concurrent change makes it look again.
+func (s *reviews) swap(ctx context.Context, key, from, to string) error {
+	for {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if string(e.Value()) != from {
+			return nil
+		}
+		_, err = s.kv.Update(ctx, key, []byte(to), e.Revision())
+		if err == nil || !errors.Is(err, jetstream.ErrKeyExists) {
+			return err
+		}
+	}
 }
 
 // settle marks request id of requester settled for good.

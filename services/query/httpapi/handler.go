@@ -118,10 +118,17 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) grants(w http.ResponseWriter, r *http.Request) {
 	h.serve(w, r, "list grants", func(rd query.Reader) (any, error) {
 		q := r.URL.Query()
-		if err := onlyParams(q, "active", "limit", "cursor"); err != nil {
+		if err := onlyParams(q, "active", "holder", "entitlement", "limit", "cursor"); err != nil {
 			return nil, err
 		}
-		var f query.GrantFilter
+		f := query.GrantFilter{Entitlement: q.Get("entitlement")}
+		if who := q.Get("holder"); who != "" {
+			norm, err := auth.NormalizeSubject(who)
+			if err != nil {
+				return nil, fmt.Errorf("%w: holder: %v", errBadQuery, err)
+			}
+			f.Holder = norm
+		}
 		if a := q.Get("active"); a != "" {
 			active, err := strconv.ParseBool(a)
 			if err != nil {

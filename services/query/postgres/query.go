@@ -98,6 +98,12 @@ func (s *Store) Grants(ctx context.Context, rd query.Reader, f query.GrantFilter
 			w.add("g.revoked_at IS NOT NULL")
 		}
 	}
+	if f.Holder != "" {
+		w.add("r.subject_id = ?", f.Holder)
+	}
+	if f.Entitlement != "" {
+		w.add("g.entitlement = ?", f.Entitlement)
+	}
 	if f.After != "" {
 		w.add("g.request_id < ?", f.After)
 	}

@@ -434,6 +434,7 @@ func TestGrants(t *testing.T) {
 	e.caughtUp(t)
 	want := map[string][]string{"": {}, "true": {}, "false": {}}
 	var alices []string
+	activeByHolder, activeByEntitlement := map[string][]string{}, map[string][]string{}
 	for _, id := range ids {
 		r := e.Load(t, id).Request
 		if r.Grant() == nil {
@@ -442,6 +443,8 @@ func TestGrants(t *testing.T) {
 		want[""] = append(want[""], id)
 		if r.Revoked() == nil {
 			want["true"] = append(want["true"], id)
+			activeByHolder[r.Submitted().Subject.ID] = append(activeByHolder[r.Submitted().Subject.ID], id)
+			activeByEntitlement[r.Submitted().Entitlement] = append(activeByEntitlement[r.Submitted().Entitlement], id)
 		} else {
 			want["false"] = append(want["false"], id)
 		}
@@ -449,7 +452,7 @@ func TestGrants(t *testing.T) {
 			alices = append(alices, id)
 		}
 	}
-	grants := func(user, active, limit string) []string {
+	grants := func(user, active, limit string, filters ...string) []string {
 		out := []string{}
 		cursor := ""
 		for {
@@ -458,6 +461,9 @@ func TestGrants(t *testing.T) {
 				if v != "" {
 					q.Set(k, v)
 				}
+			}
+			for i := 0; i+1 < len(filters); i += 2 {
+				q.Set(filters[i], filters[i+1])
 			}
 			var page httpapi.Page[query.Grant]
 			e.getJSON(t, "/v1/grants?"+q.Encode(), user, &page)
@@ -482,6 +488,23 @@ func TestGrants(t *testing.T) {
 	}
 	if status, _ := e.get(t, "/v1/grants?active=maybe", "erin"); status != http.StatusBadRequest {
 		t.Errorf("active=maybe: %d, want 400", status)
+	}
+	// What offboarding asks: every active grant one person holds, or of one entitlement.
+	if len(activeByHolder) == 0 {
+		t.Fatal("the workload left no active grant to filter")
+	}
+	for holder, ids := range activeByHolder {
+		if diff := cmp.Diff(newestFirst(ids), grants("erin", "true", "2", "holder", strings.ToUpper(holder))); diff != "" {
+			t.Errorf("active grants held by %s (-want +got):\n%s", holder, diff)
+		}
+	}
+	for ent, ids := range activeByEntitlement {
+		if diff := cmp.Diff(newestFirst(ids), grants("erin", "true", "", "entitlement", ent)); diff != "" {
+			t.Errorf("active grants of %s (-want +got):\n%s", ent, diff)
+		}
+	}
+	if got := grants("erin", "true", "", "holder", "nobody-holds-anything"); len(got) != 0 {
+		t.Errorf("a holder with no grant: %v", got)
 	}
 
 	// The operator's rebuild and compare, as grantline-query runs them.

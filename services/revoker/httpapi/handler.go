@@ -141,7 +141,15 @@ func (h *Handler) handleComplete(r *http.Request, taskID string) (Completed, err
 		return Completed{RequestID: id}, err
 	}
 	c := manualtask.Completion{TaskID: taskID, Person: who.Subject, Groups: who.Groups, Evidence: body.Evidence}
-	l, err := h.Store.Update(r.Context(), id, revoker.DecideCompleteRevoke(c))
+	decide := revoker.DecideCompleteRevoke(c)
+	l, err := h.Store.Update(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+		ent, _ := h.Catalogue.Entitlement(req.Submitted().Entitlement)
+		sees := visibility.Check(req, visibility.NewViewer(who.Subject, who.Groups, h.AdminGroups), ent.OwnerGroups) == nil
+		if err := manualtask.Visible(req, events.TaskRevoke, taskID, who.Groups, sees); err != nil {
+			return nil, err
+		}
+		return decide(req)
+	})
 	if err != nil {
 		return Completed{RequestID: id}, err
 	}

@@ -38,7 +38,7 @@ func rootCommand(stdout, stderr io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(devCommand(stdout, stderr), requestCommand(stdout), policyCommand(stdout, stderr), auditCommand(stdout, stderr), reviewCommand(stdout), grantCommand(stdout), taskCommand(stdout), revokeCommand(stdout), gatewayCommand(stderr))
+	root.AddCommand(devCommand(stdout, stderr), requestCommand(stdout), policyCommand(stdout, stderr), auditCommand(stdout, stderr), reviewCommand(stdout), grantCommand(stdout), taskCommand(stdout), revokeCommand(stdout, stderr), gatewayCommand(stderr))
 	root.AddCommand(bench.Command(stdout, stderr))
 	root.AddCommand(deployCommand(stdout), streamsCommand(stdout), witnessCommand(stdout, stderr), dlqCommand(stdout, stderr))
 	return root

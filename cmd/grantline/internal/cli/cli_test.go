@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json/v2"
 	"io"
 	"log/slog"
 	"os"
@@ -11,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/grantline/grantline/cmd/grantline/internal/devmode"
+	pgconnector "github.com/grantline/grantline/pkg/connector/postgres"
 	"github.com/grantline/grantline/pkg/pgtest"
 	"github.com/grantline/grantline/pkg/poll"
 )
@@ -22,12 +26,18 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 // startDev runs grantline dev for the test on free ports with a fresh database, and returns it, its
 // data directory, and the flags that point CLI commands at it.
-func startDev(t *testing.T) (*devmode.Env, string, []string) {
+func startDev(t testing.TB) (*devmode.Env, string, []string) {
+	t.Helper()
+	return startDevOn(t, pgtest.New(t))
+}
+
+// startDevOn is startDev on the database at dbURL, which is also dev's demo PostgreSQL target.
+func startDevOn(t testing.TB, dbURL string) (*devmode.Env, string, []string) {
 	t.Helper()
 	dataDir := t.TempDir()
 	t.Setenv("GRANTLINE_EXAMPLES", examples)
 	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
-		Examples: examples, DatabaseURL: pgtest.New(t)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		Examples: examples, DatabaseURL: dbURL}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,5 +342,106 @@ func TestWitnessInit(t *testing.T) {
 	}
 	if code, out = run(t, "witness", "init", "--name", "witness.example", "--state", state); code == 0 || !strings.Contains(out, "already has a key") {
 		t.Fatalf("a second init: exit %d: %s", code, out)
+	}
+}
+
+// TestMassRevokeAgainstDev: offboarding alice is one command. Security (carol) revokes every active
+// grant alice holds, sees each one's outcome as observed at the target, and frank's grant of the same
+// entitlement is untouched; someone who may read none of them is told there is nothing to revoke.
+func TestMassRevokeAgainstDev(t *testing.T) {
+	dbURL := pgtest.New(t)
+	_, _, api := startDevOn(t, dbURL)
+	target, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { target.Close(context.Background()) })
+	// What the demo target shows, not what the evidence says: does alice hold analytics_read through
+	// grant id's role? (Roles belong to the server, which other tests share: ask about this grant's.)
+	aliceHoldsRoleThrough := func(id string) bool {
+		var ok bool
+		if err := target.QueryRow(context.Background(), `SELECT COALESCE((SELECT pg_has_role(m.oid, g.oid, 'MEMBER') AND pg_has_role(g.oid, r.oid, 'MEMBER')
+			FROM pg_roles m, pg_roles g, pg_roles r WHERE m.rolname = 'alice' AND g.rolname = $1 AND r.rolname = 'analytics_read'), false)`,
+			pgconnector.GrantRole(id)).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	submit := func(who string) string {
+		_, out := run(t, append([]string{"request", "create", "--as", who, "--entitlement", "analytics-read",
+			"--duration", "1h", "--justification", "weekly revenue report"}, api...)...)
+		id := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindString(out)
+		if id == "" {
+			t.Fatalf("%s's request: %s", who, out)
+		}
+		return id
+	}
+	alices := []string{submit("alice"), submit("alice"), submit("alice")}
+	franks := submit("frank")
+	for _, id := range append([]string{franks}, alices...) {
+		poll.Until(t, 30*time.Second, "the grant of "+id, func() bool {
+			_, out := run(t, append([]string{"request", "show", id, "--as", "erin", "--json"}, api...)...)
+			return strings.Contains(out, `"status": "granted"`)
+		})
+	}
+	// The grants list is the read side's: wait until it has caught up with all four.
+	poll.Until(t, 30*time.Second, "the read side to list the four grants", func() bool {
+		_, out := run(t, append([]string{"grant", "list", "--as", "erin"}, api...)...)
+		return strings.Count(out, "analytics-read") >= 4
+	})
+
+	for _, id := range alices {
+		if !aliceHoldsRoleThrough(id) {
+			t.Fatalf("the target does not show alice's grant %s before the revocation", id)
+		}
+	}
+	if code, out := run(t, append([]string{"revoke", "--user", "alice", "--reason", "left the company", "--as", "dave"}, api...)...); code != 0 || !strings.Contains(out, "No active grant held by alice") {
+		t.Fatalf("dave, who may read none of alice's grants: exit %d: %s", code, out)
+	}
+	if code, out := run(t, append([]string{"revoke", alices[0], "--user", "alice", "--reason", "x", "--as", "carol"}, api...)...); code == 0 || !strings.Contains(out, "exactly one") {
+		t.Fatalf("a request ID and --user at once: exit %d: %s", code, out)
+	}
+
+	code, out := run(t, append([]string{"revoke", "--user", "alice", "--reason", "left the company", "--as", "carol"}, api...)...)
+	if code != 0 || !strings.Contains(out, "3 of 3 revoked") || !strings.Contains(out, "revoked 3/3") {
+		t.Fatalf("carol offboards alice: exit %d: %s", code, out)
+	}
+	for _, id := range alices {
+		if !regexp.MustCompile(id + `\s+alice\s+analytics-read\s+revoked, gone from the target`).MatchString(out) {
+			t.Errorf("no line for %s revoked and gone from the target:\n%s", id, out)
+		}
+		_, view := run(t, append([]string{"request", "show", id, "--as", "erin", "--json"}, api...)...)
+		if !strings.Contains(view, `"status": "revoked"`) || !strings.Contains(view, `"reason": "early"`) {
+			t.Errorf("%s after the mass revocation: %s", id, view)
+		}
+	}
+	for _, id := range alices {
+		if aliceHoldsRoleThrough(id) {
+			t.Errorf("the target still shows alice holding analytics_read through %s after it was revoked", id)
+		}
+	}
+	if strings.Contains(out, franks) {
+		t.Errorf("frank's grant was in alice's revocation:\n%s", out)
+	}
+	if _, view := run(t, append([]string{"request", "show", franks, "--as", "erin", "--json"}, api...)...); !strings.Contains(view, `"status": "granted"`) {
+		t.Errorf("frank's grant after alice's offboarding: %s", view)
+	}
+	poll.Until(t, 30*time.Second, "the read side to see alice's grants ended", func() bool {
+		code, out = run(t, append([]string{"revoke", "--user", "alice", "--reason", "left the company", "--as", "carol"}, api...)...)
+		return code == 0 && strings.Contains(out, "No active grant held by alice")
+	})
+
+	// A compromised target: every grant of the entitlement, for a script.
+	code, out = run(t, append([]string{"revoke", "--entitlement", "analytics-read", "--reason", "INC-77", "--as", "carol", "--json"}, api...)...)
+	var lines []struct {
+		RequestID string `json:"request_id"`
+		Holder    string `json:"holder"`
+		Outcome   string `json:"outcome"`
+	}
+	// run gives stdout then stderr (the progress): the JSON is the first.
+	jsonOut, _, _ := strings.Cut(out, "\n]\n")
+	if err := json.Unmarshal([]byte(jsonOut+"]"), &lines); code != 0 || err != nil || len(lines) != 1 ||
+		lines[0].RequestID != franks || lines[0].Holder != "frank" || lines[0].Outcome != "revoked" {
+		t.Fatalf("revoking every analytics-read grant: exit %d, %v: %s", code, err, out)
 	}
 }

@@ -31,6 +31,11 @@ the new key; then roll the service onto it (GRANTLINE_SIGNING_KEY_FILE); then re
 			if err != nil {
 				return err
 			}
+			// Refused before anything is generated: a rotation never replaces a key file, and this
+			// answer must not depend on whether the new key's ID happens to collide with one trusted.
+			if _, err := os.Stat(keyOut); err == nil {
+				return errKeyFileExists(keyOut)
+			}
 			tf, err := readTrustFile(trustFile)
 			if err != nil {
 				return err
@@ -46,7 +51,7 @@ the new key; then roll the service onto it (GRANTLINE_SIGNING_KEY_FILE); then re
 			}
 			f, err := os.OpenFile(keyOut, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 			if errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("%s exists; a rotation writes a new key file and never replaces one", keyOut)
+				return errKeyFileExists(keyOut)
 			}
 			if err != nil {
 				return err
@@ -146,4 +151,8 @@ func writeTrustFile(path string, tf events.TrustFile) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+func errKeyFileExists(path string) error {
+	return fmt.Errorf("%s exists; a rotation writes a new key file and never replaces one", path)
 }

@@ -93,24 +93,3 @@ func completePath(cmd *cobra.Command, f *apiFlags, taskID string) (string, error
 	}
 	return "", fmt.Errorf("task %s is not open for your groups (grantline task list shows the ones that are)", taskID)
 }
-
-func revokeCommand(stdout io.Writer) *cobra.Command {
-	var f apiFlags
-	var reason string
-	cmd := &cobra.Command{
-		Use:   "revoke <request-id> --reason <text>",
-		Short: "End granted access before it expires (requester, entitlement owner or admin)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.call(cmd.Context(), "POST", "/v1/requests/"+args[0]+"/revoke", map[string]string{"reason": reason}, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "Revocation of %s requested; follow it with: grantline request show %s\n", args[0], args[0])
-			return nil
-		},
-	}
-	f.register(cmd)
-	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
-	_ = cmd.MarkFlagRequired("reason")
-	return cmd
-}

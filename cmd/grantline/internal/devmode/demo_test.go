@@ -64,6 +64,18 @@ func TestDemoCasesAreDecidedByPolicy(t *testing.T) {
 
 func httpJSON(t *testing.T, method, url, token, body string, out any) int {
 	t.Helper()
+	status, _, b := httpCall(t, method, url, token, body)
+	if status < 300 {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, url, err, b)
+		}
+	}
+	return status
+}
+
+// httpCall sends body as JSON with token and returns the status, the headers and the body answered.
+func httpCall(t *testing.T, method, url, token, body string) (int, http.Header, []byte) {
+	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
@@ -73,12 +85,7 @@ func httpJSON(t *testing.T, method, url, token, body string, out any) int {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode < 300 {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, url, err, b)
-		}
-	}
-	return resp.StatusCode
+	return resp.StatusCode, resp.Header, b
 }
 
 // TestDemoGrantIsRevokedAtExpiry: in grantline dev, alice's auto-approved analytics-read is granted on

@@ -49,6 +49,9 @@ type Config struct {
 	// binaries, with its data under DataDir.
 	DatabaseURL string `env:"GRANTLINE_DATABASE_URL" help:"a PostgreSQL database for the services; empty: a private cluster"`
 	PprofAddr   string `env:"GRANTLINE_PPROF_ADDR" help:"address of Go's profiling endpoints, off when empty"`
+	// SubmitBurst is intake's GRANTLINE_SUBMIT_BURST; zero (as in a Config built in code, for tests
+	// and benchmarks that submit as one person) turns the per-requester limit off.
+	SubmitBurst int `env:"GRANTLINE_SUBMIT_BURST" envDefault:"30" help:"submissions one person may make at once (then one every 2s); 0: no limit"`
 }
 
 // ConfigFromEnv reads Config from the process environment, with the defaults above for unset

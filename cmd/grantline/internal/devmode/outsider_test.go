@@ -1,7 +1,6 @@
 package devmode
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,24 +8,27 @@ import (
 
 	"github.com/grantline/grantline/cmd/grantline/internal/gateway"
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/poll"
 )
 
-// outsiderBodies are bodies each per-request route would accept, so that a refusal is about the
-// request and not about the body. A route added without a row here is sent "{}" and fails the test
-// if that body is refused first: add its row.
+// outsiderBodies are bodies each route naming a request would accept, so that a refusal is about
+// the request and not about the body. A route added without a row here is sent "{}" and fails the
+// test if that body is refused first: add its row.
 var outsiderBodies = map[string]string{
 	"withdraw":    `{"reason":"mine now"}`,
 	"revoke":      `{"reason":"mine now"}`,
 	"reviews":     `{"decision":"approve","comment":"looks fine"}`,
 	"post-review": `{"outcome":"ratified","reason":"looks fine"}`,
+	"complete":    `{"evidence":"done, change 4711"}`,
 }
 
-// TestAnOutsiderIsToldNoRequestExists calls every route of the public API that names a request
-// (gateway.Routes, so a new route is covered the day it is added) as dave, who may see neither
-// alice's granted request nor frank's pending one, and compares each answer with the answer to a
-// request ID that does not exist: they must be the same 404, byte for byte but for the ID, whatever
-// the route and whatever the request's state.
+// TestAnOutsiderIsToldNoRequestExists calls every route of the public API that names a request, by
+// its ID or by a task's (gateway.Routes, so a new route is covered the day it is added), as someone
+// who may not see the request: dave for alice's granted request and frank's pending one, bob for
+// alice's manual request whose grant task is open for operations. Each answer is compared with the
+// answer to an ID that does not exist: they must be the same 404, byte for byte but for the ID,
+// whatever the route and whatever the request's state.
 func TestAnOutsiderIsToldNoRequestExists(t *testing.T) {
 	e := start(t, testConfig(t, t.TempDir()))
 	base := "http://" + e.HTTPAddr()
@@ -46,42 +48,52 @@ func TestAnOutsiderIsToldNoRequestExists(t *testing.T) {
 		}
 		return created.ID
 	}
-	statusOf := func(id, user string) string {
+	statusOf := func(id string) string {
 		var view struct {
 			Status string `json:"status"`
 		}
-		httpJSON(t, "GET", base+"/v1/requests/"+id, token(user), "", &view)
+		httpJSON(t, "GET", base+"/v1/requests/"+id, token("erin"), "", &view)
 		return view.Status
 	}
 	granted := submit("alice", `{"entitlement":"analytics-read","duration":"1h","justification":"weekly revenue report"}`)
 	pending := submit("frank", `{"entitlement":"reporting-db-credential","duration":"30m","justification":"nightly export",`+
 		`"subject":{"kind":"service_account","id":"svc-reporting"}}`)
-	poll.Until(t, 20*time.Second, "alice's grant and frank's pending approval", func() bool {
-		return statusOf(granted, "alice") == string(events.StatusGranted) && statusOf(pending, "frank") == string(events.StatusPendingApproval)
+	manual := submit("alice", `{"entitlement":"mainframe-operator","duration":"1h","justification":"rerun the settlement batch"}`)
+	poll.Until(t, 20*time.Second, "the security review of alice's manual request", func() bool {
+		return statusOf(manual) == string(events.StatusPendingApproval)
 	})
+	if status := httpJSON(t, "POST", base+"/v1/requests/"+manual+"/reviews", token("carol"), `{"decision":"approve"}`, &struct{}{}); status != http.StatusCreated {
+		t.Fatalf("carol approving alice's manual request: %d", status)
+	}
+	poll.Until(t, 20*time.Second, "alice's grant, frank's pending approval and the open grant task", func() bool {
+		var tasks struct {
+			Tasks []struct {
+				ID string `json:"id"`
+			} `json:"tasks"`
+		}
+		httpJSON(t, "GET", base+"/v1/tasks", token("dave"), "", &tasks)
+		return statusOf(granted) == string(events.StatusGranted) && statusOf(pending) == string(events.StatusPendingApproval) &&
+			len(tasks.Tasks) == 1 && tasks.Tasks[0].ID == manualtask.ID(manual, events.TaskGrant)
+	})
+	before := map[string]string{granted: statusOf(granted), pending: statusOf(pending), manual: statusOf(manual)}
 
-	call := func(method, path, body string) (int, string) {
-		t.Helper()
-		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
+	outsiders := []struct{ request, who string }{{granted, "dave"}, {pending, "dave"}, {manual, "bob"}}
+	// pathID is the ID a route's pattern takes for request id: the request's own, or its task's.
+	pathID := func(pattern, id string) (string, bool) {
+		switch {
+		case strings.HasPrefix(pattern, "/v1/requests/{id}"):
+			return id, true
+		case strings.HasPrefix(pattern, "/v1/tasks/{id}"):
+			return manualtask.ID(id, events.TaskGrant), true
+		case strings.HasPrefix(pattern, "/v1/revoke-tasks/{id}"):
+			return manualtask.ID(id, events.TaskRevoke), true
 		}
-		req.Header.Set("Authorization", "Bearer "+token("dave"))
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header.Get("Content-Type") + "\n" + string(b)
+		return "", false
 	}
 	routes := 0
 	for _, r := range gateway.Routes {
 		method, pattern, _ := strings.Cut(r.Pattern, " ")
-		if !strings.HasPrefix(pattern, "/v1/requests/{id}") {
+		if _, ok := pathID(pattern, ""); !ok {
 			continue
 		}
 		routes++
@@ -92,22 +104,30 @@ func TestAnOutsiderIsToldNoRequestExists(t *testing.T) {
 				body = b
 			}
 		}
-		for _, id := range []string{granted, pending} {
-			t.Run(r.Pattern+" on a "+statusOf(id, "erin")+" request", func(t *testing.T) {
+		for _, o := range outsiders {
+			t.Run(r.Pattern+" on a "+before[o.request]+" request, as "+o.who, func(t *testing.T) {
+				call := func(id string) (int, string) {
+					t.Helper()
+					pid, _ := pathID(pattern, id)
+					status, h, b := httpCall(t, method, base+strings.Replace(pattern, "{id}", pid, 1), token(o.who), body)
+					return status, h.Get("Content-Type") + "\n" + string(b)
+				}
 				unknown := events.NewID()
-				status, answer := call(method, strings.Replace(pattern, "{id}", id, 1), body)
-				absentStatus, absent := call(method, strings.Replace(pattern, "{id}", unknown, 1), body)
-				if status != http.StatusNotFound || absentStatus != http.StatusNotFound || strings.ReplaceAll(answer, id, unknown) != absent {
-					t.Fatalf("dave was answered %d %s\nfor a request that does not exist: %d %s", status, answer, absentStatus, absent)
+				status, answer := call(o.request)
+				absentStatus, absent := call(unknown)
+				if status != http.StatusNotFound || absentStatus != http.StatusNotFound || strings.ReplaceAll(answer, o.request, unknown) != absent {
+					t.Fatalf("%s was answered %d %s\nfor a request that does not exist: %d %s", o.who, status, answer, absentStatus, absent)
 				}
 			})
 		}
 	}
-	if routes < 7 {
-		t.Fatalf("only %d routes name a request; the gateway's table changed shape", routes)
+	if routes < 9 {
+		t.Fatalf("only %d routes name a request or a task; the gateway's table changed shape", routes)
 	}
-	// Nothing dave sent changed anything: both requests are where they were.
-	if statusOf(granted, "alice") != string(events.StatusGranted) || statusOf(pending, "frank") != string(events.StatusPendingApproval) {
-		t.Fatal("an outsider's calls changed a request")
+	// Nothing the outsiders sent changed anything.
+	for id, status := range before {
+		if got := statusOf(id); got != status {
+			t.Errorf("an outsider's calls moved %s from %s to %s", id, status, got)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -111,7 +112,7 @@ func (e *Env) services(ctx context.Context, d demo, mux *http.ServeMux, logger *
 		"GRANTLINE_POLICY_DIR": filepath.Join(d.dir, "policies"), "GRANTLINE_PG_TARGET_URL": target.url,
 		"GRANTLINE_PG_ROLES": target.roles, "GRANTLINE_CREDENTIAL_KEY": target.credentialKey,
 		"GRANTLINE_CHECKPOINT_KEY_FILE": e.keys.CheckpointerKey, "GRANTLINE_CHECKPOINT_INTERVAL": "2s",
-		"GRANTLINE_WITNESS_DIR": WitnessDir(e.cfg.DataDir),
+		"GRANTLINE_WITNESS_DIR": WitnessDir(e.cfg.DataDir), "GRANTLINE_SUBMIT_BURST": strconv.Itoa(e.cfg.SubmitBurst),
 	}
 	console, err := e.consoleVariables()
 	if err != nil {

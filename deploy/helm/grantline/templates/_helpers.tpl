@@ -12,7 +12,7 @@ Slack; its own API is Slack's interaction callback, which the console never call
 {{- define "grantline.needs" -}}
 intake: {api: true, signs: true, oidc: true, catalogue: true, integrations: true, buckets: GRANTLINE_REPLICAS}
 policy: {signs: true, catalogue: true, policies: true, buckets: GRANTLINE_POLICY_STATE_REPLICAS}
-approval: {api: true, signs: true, oidc: true, database: true}
+approval: {api: true, signs: true, oidc: true, catalogue: true, database: true}
 fulfilment: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: required, buckets: GRANTLINE_REPLICAS}
 revoker: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: optional}
 query: {api: true, oidc: true, catalogue: true, database: true}

@@ -9,7 +9,7 @@ PKGS         = $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) list -m -f '{{.Dir}}/...
 FUZZTIME    ?= 10s
 BENCHTIME   ?= 2s
 
-.PHONY: dev test e2e fuzz lint bench build binaries images compose-up compose-down deps helm-check bench-system
+.PHONY: dev test e2e fuzz lint bench build binaries images compose-up compose-down deps helm-check observability-check bench-system
 
 ## dev: run Grantline on this machine (embedded NATS JetStream on 127.0.0.1:4222, HTTP on localhost:8080)
 dev:
@@ -95,6 +95,13 @@ helm-check:
 	@echo "helm-check: helm template with both, and the checks of the rendered manifests"
 	cd $(HELM_TOOLS) && GOWORK=off $(GO) vet ./...
 	cd $(HELM_TOOLS) && GOWORK=off HELM=$(CURDIR)/bin/helm $(GO) test -count=1 -v ./...
+
+## observability-check: evaluate each Prometheus alerting rule of deploy/observability with Prometheus's own rule
+## engine over synthetic series, and check every metric the rules and the Grafana dashboard read is one the services
+## define; a module of its own, so that Prometheus stays out of the services' builds
+observability-check:
+	cd deploy/observability && GOWORK=off $(GO) vet ./...
+	cd deploy/observability && GOWORK=off $(GO) test -count=1 ./...
 
 ## bench-system: the whole system as separate processes (nats-server fsyncing every write, PostgreSQL, the
 ## six services): CPU per granted request of every process, the highest requests/s at which every consumer

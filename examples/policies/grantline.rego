@@ -15,7 +15,11 @@
 #       "duration_seconds": 3600,
 #       "start_at": "2026-01-01T09:00:00Z" | null,
 #       "emergency": false,
-#       "channel": "http" | "integration:<name>"
+#       "channel": "http" | "integration:<name>",
+#       "extends": {                                absent unless the request extends an active grant
+#         "request_id", "held_since",               the extended request; when the chain of grants began
+#         "expires_at", "duration_seconds"          the extended grant's expiry and effective duration
+#       }
 #     },
 #     "entitlement": null | {                       the catalogue entry; null for an unknown entitlement
 #       "id", "description", "system", "resource",
@@ -23,6 +27,8 @@
 #       "connector": "postgres" | "webhook" | "manual",
 #       "owner_groups": [..], "fulfiller_groups": [..] (manual only),
 #       "max_duration_seconds", "min_duration_seconds", "subject_kinds": [..],
+#       "max_total_seconds",                        absent when the catalogue sets no max_total: a grant
+#                                                   and its extensions may then last max_duration in all
 #       "emergency": {"max_duration_seconds", "review_groups": [..], "review_within_seconds"}
 #                                                   absent when the entitlement has no break-glass path
 #     },
@@ -83,6 +89,25 @@ max_seconds := min([ent.max_duration_seconds, policy_max_seconds[ent.id]]) if {
 
 open_reviews := sort([id | some id in input.open_emergency_reviews])
 
+# ---- extensions of an active grant ----
+
+extension if is_object(req.extends)
+
+# max_total_seconds bounds a grant and its extensions held without a gap.
+max_total_seconds := object.get(ent, "max_total_seconds", ent.max_duration_seconds) if known
+
+# held_seconds is how long the chain of grants will have lasted when the extension requested ends.
+held_seconds := ceil((time.parse_rfc3339_ns(input.now) - time.parse_rfc3339_ns(req.extends.held_since)) / 1000000000) + req.duration_seconds if {
+	extension
+}
+
+# routine_extension: no longer than the grant it extends, and within the maximum total.
+routine_extension if {
+	extension
+	req.duration_seconds <= req.extends.duration_seconds
+	held_seconds <= max_total_seconds
+}
+
 # ---- deny rules: any one of them denies the request, and all that apply are reported ----
 
 deny_reasons contains sprintf("unknown entitlement %q: it is not in the catalogue", [req.entitlement]) if {
@@ -121,6 +146,16 @@ deny_reasons contains msg if {
 	msg := sprintf(
 		"%s still has an open emergency review (%s); a second emergency is refused until it is post-reviewed",
 		[req.requester.id, concat(", ", open_reviews)],
+	)
+}
+
+deny_reasons contains msg if {
+	known
+	extension
+	held_seconds > max_total_seconds
+	msg := sprintf(
+		"%s may be held at most %d seconds without a gap; extending %s would make %d",
+		[ent.id, max_total_seconds, req.extends.request_id, held_seconds],
 	)
 }
 
@@ -166,8 +201,21 @@ emergency := {
 	duration := min([req.duration_seconds, ent.emergency.max_duration_seconds])
 }
 
-# routed is the decision for a request no deny rule stopped, by entitlement.
-routed := auto_approved(sprintf("analytics-read is low risk and %s is in engineers: approved without review", [req.requester.id])) if {
+# routed is the decision for a request no deny rule stopped: a routine extension by the entitlement's
+# risk, anything else by entitlement.
+routed := auto_approved(sprintf(
+	"extension of %s: low risk, no longer than the grant it extends and within %d seconds in all: approved without review",
+	[req.extends.request_id, max_total_seconds],
+)) if {
+	routine_extension
+	ent.risk == "low"
+} else := approval(
+	[stage("owners", ent.owner_groups)], false,
+	sprintf("extension of %s: %s is high risk, so its owners approve it again (one stage)", [req.extends.request_id, ent.id]),
+) if {
+	routine_extension
+	ent.risk == "high"
+} else := auto_approved(sprintf("analytics-read is low risk and %s is in engineers: approved without review", [req.requester.id])) if {
 	req.entitlement == "analytics-read"
 	"engineers" in req.requester.groups
 	req.duration_seconds <= 8 * hour

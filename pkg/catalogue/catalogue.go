@@ -41,7 +41,10 @@ type Entitlement struct {
 	FulfillerGroups []string `yaml:"fulfiller_groups,omitempty" json:"fulfiller_groups,omitempty"`
 	MaxDuration     Duration `yaml:"max_duration" json:"max_duration_seconds"`
 	// MinDuration is the shortest grant allowed (the demo allows seconds so expiry can be watched).
-	MinDuration  Duration             `yaml:"min_duration,omitempty" json:"min_duration_seconds"`
+	MinDuration Duration `yaml:"min_duration,omitempty" json:"min_duration_seconds"`
+	// MaxTotal bounds how long the entitlement is held without a gap through extensions of a grant;
+	// zero means max_duration, so a grant is extended only up to that (see HeldAtMost).
+	MaxTotal     Duration             `yaml:"max_total,omitempty" json:"max_total_seconds,omitzero"`
 	SubjectKinds []events.SubjectKind `yaml:"subject_kinds" json:"subject_kinds"`
 	Emergency    *Emergency           `yaml:"emergency,omitempty" json:"emergency,omitempty"`
 }
@@ -146,6 +149,15 @@ func (e Entitlement) AllowsSubject(kind events.SubjectKind) bool {
 	return slices.Contains(e.SubjectKinds, kind)
 }
 
+// HeldAtMost is the longest e may be held without a gap, extensions included: max_total, or
+// max_duration when the catalogue sets none.
+func (e Entitlement) HeldAtMost() time.Duration {
+	if e.MaxTotal == 0 {
+		return e.MaxDuration.Std()
+	}
+	return e.MaxTotal.Std()
+}
+
 // idPattern is the strict ASCII grammar of entitlement and service-account names: they become parts
 // of subjects, role names and log lines, so nothing that could be confused or escape belongs in them.
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -185,6 +197,9 @@ func (c *Catalogue) validate() error {
 		}
 		if e.MaxDuration <= 0 || e.MinDuration < 0 || e.MinDuration > e.MaxDuration {
 			bad("durations must satisfy 0 <= min_duration <= max_duration and max_duration > 0")
+		}
+		if e.MaxTotal != 0 && e.MaxTotal < e.MaxDuration {
+			bad("max_total must be at least max_duration")
 		}
 		if len(e.SubjectKinds) == 0 {
 			bad("subject_kinds are required")

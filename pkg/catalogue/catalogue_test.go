@@ -17,7 +17,13 @@ func TestDemoCatalogueLoads(t *testing.T) {
 	if !ok || admin.MaxDuration.Std() != 2*time.Hour || admin.Emergency == nil || admin.Emergency.MaxDuration.Std() != 30*time.Minute {
 		t.Fatalf("payments-admin = %+v", admin)
 	}
+	if admin.HeldAtMost() != 4*time.Hour {
+		t.Fatalf("payments-admin is held at most %s through extensions, want 4h", admin.HeldAtMost())
+	}
 	cred, _ := c.Entitlement("reporting-db-credential")
+	if cred.HeldAtMost() != cred.MaxDuration.Std() {
+		t.Fatalf("without max_total, extensions reach max_duration only; got %s", cred.HeldAtMost())
+	}
 	if cred.AllowsSubject(events.SubjectHuman) || !cred.AllowsSubject(events.SubjectServiceAccount) {
 		t.Fatal("the credential is for service accounts only")
 	}
@@ -47,6 +53,7 @@ func TestParseRefuses(t *testing.T) {
 		{"manual without fulfillers", strings.Replace(valid, "connector: postgres", "connector: manual", 1), "fulfiller_groups"},
 		{"no max duration", strings.Replace(valid, "max_duration: 1h", "max_duration: 0s", 1), "max_duration"},
 		{"not a duration", strings.Replace(valid, "max_duration: 1h", "max_duration: forever", 1), "duration"},
+		{"max total shorter than one grant", strings.Replace(valid, "max_duration: 1h", "max_duration: 1h\n    max_total: 30m", 1), "max_total"},
 		{"unknown subject kind", strings.Replace(valid, "[human]", "[robot]", 1), "subject kind"},
 		{"emergency longer than normal", valid + "    emergency: {max_duration: 2h, review_groups: [security], review_within: 24h}\n", "emergency"},
 		{"duplicate id", valid + strings.TrimPrefix(valid, "entitlements:\n"), "twice"},

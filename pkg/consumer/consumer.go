@@ -16,6 +16,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/topology"
@@ -76,6 +81,8 @@ type Spec struct {
 	SetAside Handler
 	// Stall, when set, tracks the messages held because a dependency is unavailable, for readiness.
 	Stall *Stall
+	// Meter receives the consumer's metrics (see newMetrics); nil records none.
+	Meter metric.MeterProvider
 }
 
 // DefaultConcurrency is a Spec's Concurrency when it sets none. A reaction spends most of its time
@@ -100,6 +107,9 @@ func (s *Spec) defaults() error {
 	}
 	if s.ShutdownGrace <= 0 {
 		s.ShutdownGrace = 10 * time.Second
+	}
+	if s.Meter == nil {
+		s.Meter = noop.NewMeterProvider()
 	}
 	return nil
 }
@@ -155,47 +165,30 @@ func (r *runner) consume(ctx context.Context, window int, newDispatcher func(han
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", spec.Durable, err)
 	}
-	// The replay consumer starts at new requests: the operator's command refuses to ask for a replay
-	// until it exists, and a recreated one must not run every past replay again.
-	replays := topology.ReplayConsumer(spec.Durable)
-	replayCons, err := r.js.CreateOrUpdateConsumer(ctx, replays.Stream, jetstream.ConsumerConfig{
-		Durable: replays.Durable, FilterSubject: topology.DeadLetterReplay(spec.Durable, "*"), AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: spec.AckWait, MaxDeliver: -1, MaxAckPending: 16, DeliverPolicy: jetstream.DeliverNewPolicy,
-	})
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", replays.Durable, err)
+	if r.metrics, err = newMetrics(spec.Meter, spec.Durable, cons); err != nil {
+		return fmt.Errorf("consumer %s: metrics: %w", spec.Durable, err)
 	}
+	defer r.metrics.close()
 	handlerCtx, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHandlers()
 
 	d := newDispatcher(handlerCtx)
-	consume := func(c jetstream.Consumer, name string, window int, dispatch func(jetstream.Msg)) (jetstream.ConsumeContext, error) {
-		cc, err := c.Consume(dispatch, jetstream.PullMaxMessages(window), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			r.log.Warn("consume", "durable", name, telemetry.KeyError, err.Error())
-		}))
-		if err != nil {
-			return nil, fmt.Errorf("consumer %s: consume: %w", name, err)
-		}
-		return cc, nil
-	}
-	cc, err := consume(cons, spec.Durable, window, d.dispatch)
-	if err != nil {
-		d.stop()
-		d.wait()
-		return err
-	}
 	// A replayed original goes through the same dispatcher, in its request's line like any delivery.
-	replayCC, err := consume(replayCons, replays.Durable, 8, func(req jetstream.Msg) {
-		if original := r.replayed(handlerCtx, req); original != nil {
-			d.dispatch(original)
-		}
-	})
+	replayCC, err := Replays(ctx, r.js, spec.Stream, spec.Durable, spec.AckWait, spec.Backoff, r.log, d.dispatch)
 	if err != nil {
 		d.stop()
-		cc.Stop()
-		<-cc.Closed()
 		d.wait()
 		return err
+	}
+	cc, err := cons.Consume(d.dispatch, jetstream.PullMaxMessages(window), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		r.log.Warn("consume", telemetry.KeyError, err.Error())
+	}))
+	if err != nil {
+		d.stop()
+		replayCC.Stop()
+		<-replayCC.Closed()
+		d.wait()
+		return fmt.Errorf("consumer %s: consume: %w", spec.Durable, err)
 	}
 
 	<-ctx.Done()
@@ -222,6 +215,8 @@ type runner struct {
 	log    *slog.Logger
 	// stopping closes when Run's context ends: a held message is handed back then, not waited on.
 	stopping <-chan struct{}
+	// metrics are set up with the consumer (consume).
+	metrics *metrics
 }
 
 // deliver runs the handler for one message (from the durable, or an original an operator replays),
@@ -234,7 +229,15 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) Action {
 		return DeadLetter
 	}
 	delivered := int(meta.NumDelivered)
-	ctx = telemetry.Extract(ctx, msg.Headers())
+	// The span continues the trace of whatever stored the message (an append's traceparent), so one
+	// request's path reads as one trace across the services.
+	ctx, span := telemetry.Tracer("pkg/consumer").Start(telemetry.Extract(ctx, msg.Headers()), r.spec.Durable+" process",
+		trace.WithSpanKind(trace.SpanKindConsumer))
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.consumer.group.name", r.spec.Durable),
+			attribute.String("messaging.destination.name", msg.Subject()), attribute.Int("messaging.nats.delivered", delivered))
+	}
 	log := r.log.With("subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "delivered", delivered)
 
 	var d Disposition
@@ -242,9 +245,16 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) Action {
 		// Earlier deliveries never came back with an answer: the handler crashed or hung past AckWait.
 		d = Disposition{Action: DeadLetter, Reason: fmt.Sprintf("no answer after %d deliveries (handler crashed or exceeded ack wait)", delivered-1)}
 	} else {
+		start := time.Now()
 		d = r.handleHolding(ctx, msg, meta.Sequence.Stream, delivered, log)
+		r.metrics.handled(ctx, time.Since(start))
 	}
+	r.metrics.delivered(ctx, delivered, d.Action)
 
+	span.SetAttributes(attribute.String("grantline.disposition", d.Action.String()))
+	if d.Action != Ack {
+		span.SetStatus(codes.Error, d.Reason)
+	}
 	switch d.Action {
 	case Ack:
 		err = msg.Ack()
@@ -373,9 +383,9 @@ func (r *runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstr
 	dl.Header.Set(HeaderConsumer, r.spec.Durable)
 	dl.Header.Set(HeaderDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
 	id := fmt.Sprintf("dlq:%s:%s:%d", r.spec.Durable, meta.Stream, meta.Sequence.Stream)
-	if replay, ok := msg.(*replayed); ok {
-		dl.Header.Set(HeaderReplayOf, replay.entry)
-		id += ":replay:" + replay.entry
+	if entry, ok := ReplayOf(msg); ok {
+		dl.Header.Set(HeaderReplayOf, entry)
+		id += ":replay:" + entry
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/natstest"
@@ -228,9 +230,13 @@ func TestEveryMessageHandledOnceWithConcurrency(t *testing.T) {
 	}
 }
 
+// TestFailingMessageIsRetriedThenSucceeds: a message that fails twice then succeeds is not
+// dead-lettered; the metrics count two retries, one ack and two redeliveries, and the lag gauges read
+// the server's counts.
 func TestFailingMessageIsRetriedThenSucceeds(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
 	var calls atomic.Int32
-	h := start(t, Spec{Backoff: func(int) time.Duration { return 10 * time.Millisecond }}, 1, func(ctx context.Context, msg jetstream.Msg) error {
+	h := start(t, Spec{Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), Backoff: func(int) time.Duration { return 10 * time.Millisecond }}, 1, func(ctx context.Context, msg jetstream.Msg) error {
 		if calls.Add(1) < 3 {
 			return errors.New("target busy")
 		}
@@ -243,11 +249,14 @@ func TestFailingMessageIsRetriedThenSucceeds(t *testing.T) {
 	if got := len(h.dlq(t)); got != 0 {
 		t.Fatalf("%d dead letters for a message that succeeded", got)
 	}
+	checkMetrics(t, reader, map[string]int64{"grantline_consumer_deliveries/retry": 2, "grantline_consumer_deliveries/ack": 1,
+		"grantline_consumer_redeliveries/": 2})
 }
 
 func TestPoisonMessageIsDeadLetteredWithItsReason(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
 	var calls atomic.Int32
-	h := start(t, Spec{MaxDeliveries: 3, Backoff: func(int) time.Duration { return 10 * time.Millisecond }}, 1, func(ctx context.Context, msg jetstream.Msg) error {
+	h := start(t, Spec{Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), MaxDeliveries: 3, Backoff: func(int) time.Duration { return 10 * time.Millisecond }}, 1, func(ctx context.Context, msg jetstream.Msg) error {
 		calls.Add(1)
 		return errors.New("always fails")
 	})
@@ -264,6 +273,8 @@ func TestPoisonMessageIsDeadLetteredWithItsReason(t *testing.T) {
 	if calls.Load() != 3 {
 		t.Fatalf("handler ran %d times, want 3", calls.Load())
 	}
+	checkMetrics(t, reader, map[string]int64{"grantline_consumer_deliveries/retry": 2, "grantline_consumer_deliveries/dead-letter": 1,
+		"grantline_consumer_redeliveries/": 2})
 }
 
 func TestPermanentErrorIsDeadLetteredAtOnce(t *testing.T) {
@@ -449,5 +460,43 @@ func TestDeadLetterDropsServerHeaders(t *testing.T) {
 	hdr := h.dlq(t)[0].Header
 	if hdr.Get("Grantline-Signature") != "kept" || hdr.Get("Nats-Expected-Stream") != "" {
 		t.Fatalf("dead-letter headers %v", hdr)
+	}
+}
+
+// checkMetrics compares what reader collected with the deliveries by outcome and redeliveries wanted,
+// and checks the lag gauges read zero once everything is handled.
+func checkMetrics(t *testing.T, reader *sdkmetric.ManualReader, want map[string]int64) {
+	t.Helper()
+	counts, gauges := map[string]int64{}, map[string]int64{}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch data := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, dp := range data.DataPoints {
+					outcome, _ := dp.Attributes.Value("outcome")
+					counts[m.Name+"/"+outcome.AsString()] += dp.Value
+				}
+			case metricdata.Gauge[int64]:
+				for _, dp := range data.DataPoints {
+					if durable, _ := dp.Attributes.Value("durable"); durable.AsString() == "test" {
+						gauges[m.Name] = dp.Value
+					}
+				}
+			}
+		}
+	}
+	for k, v := range want {
+		if counts[k] != v {
+			t.Errorf("%s = %d, want %d (all: %v)", k, counts[k], v, counts)
+		}
+	}
+	for _, name := range []string{"grantline_consumer_pending", "grantline_consumer_ack_pending"} {
+		if v, ok := gauges[name]; !ok || v != 0 {
+			t.Errorf("%s = %d (observed: %v), want 0 once everything is handled", name, v, ok)
+		}
 	}
 }

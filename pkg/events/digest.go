@@ -9,7 +9,8 @@ import (
 	"github.com/oklog/ulid/v2"
 )
 
-// digestInput is what a reviewer approves: who asks, for whom, for what, why, for how long, from when.
+// digestInput is what a reviewer approves: who asks, for whom, for what, why, for how long, from when,
+// and which grant it extends.
 // The requester's groups and the channel are context, not substance, and stay out of it.
 type digestInput struct {
 	Version         string         `json:"v"`
@@ -21,6 +22,9 @@ type digestInput struct {
 	DurationSeconds int64          `json:"duration_seconds"`
 	StartAt         *time.Time     `json:"start_at"`
 	Emergency       bool           `json:"emergency"`
+	// Extends is the extended request's ID; omitted when empty, so the digests of requests that extend
+	// nothing are those they always were.
+	Extends string `json:"extends,omitempty"`
 }
 
 // Digest returns the request digest of s: "sha256:" and the hex SHA-256 of a fixed-order JSON encoding of
@@ -30,6 +34,9 @@ func (s Submitted) Digest() string {
 		Version: "grantline.request.v1", Requester: s.Requester.ID, Subject: s.Subject,
 		Entitlement: s.Entitlement, Justification: s.Justification, Ticket: s.Ticket,
 		DurationSeconds: s.DurationSeconds, StartAt: s.StartAt, Emergency: s.Emergency,
+	}
+	if s.Extends != nil {
+		in.Extends = s.Extends.RequestID
 	}
 	if in.StartAt != nil {
 		utc := in.StartAt.UTC()

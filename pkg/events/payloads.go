@@ -51,6 +51,26 @@ type Submitted struct {
 	Channel string `json:"channel"`
 	// RequestDigest binds reviews to exactly this request; see Submitted.Digest.
 	RequestDigest string `json:"request_digest"`
+	// Extends is set when the request asks to extend an active grant: the grant it continues, as intake
+	// found it (Request.MayExtend), so policy and auditors read the facts without loading another request.
+	Extends *Extension `json:"extends,omitempty"`
+	// CorrelationID links the requests made from one submission for several entitlements, one request
+	// each (a ULID, the same in each); empty for a request submitted alone. Context, not substance: it
+	// stays out of the digest, so each request is reviewed for what it asks.
+	CorrelationID string `json:"correlation_id,omitempty"`
+}
+
+// Extension records the grant an extension continues, at the moment the extension was submitted.
+type Extension struct {
+	// RequestID is the request whose grant is extended.
+	RequestID string `json:"request_id"`
+	// HeldSince is when the entitlement was first granted in the chain of extensions that ends with
+	// RequestID: the start of the continuous access the catalogue's max_total bounds.
+	HeldSince time.Time `json:"held_since"`
+	// ExpiresAt is when the extended grant ends unless the extension is granted first.
+	ExpiresAt time.Time `json:"expires_at"`
+	// DurationSeconds is how long the extended grant was granted for (its effective duration).
+	DurationSeconds int64 `json:"duration_seconds"`
 }
 
 // Withdrawn records that the requester withdrew the request before it was granted (emitted by intake).

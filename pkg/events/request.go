@@ -214,6 +214,78 @@ func (r *Request) MayReview(p string) error {
 	return nil
 }
 
+// ErrNotExtendable is wrapped by every *ExtensionError.
+var ErrNotExtendable = errors.New("the grant cannot be extended")
+
+// ExtensionError says why a grant cannot be extended by a submission.
+type ExtensionError struct {
+	RequestID string
+	Reason    string
+}
+
+func (e *ExtensionError) Error() string {
+	return fmt.Sprintf("request %s cannot be extended: %s", e.RequestID, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrNotExtendable) true.
+func (e *ExtensionError) Unwrap() error { return ErrNotExtendable }
+
+// MayExtend says whether ext, submitted at now, may extend this request's grant, and returns the facts
+// its submitted event records (Submitted.Extends), or an *ExtensionError. Only an active grant (granted,
+// not expired, no revocation under way) is extended, for the same entitlement and subject, by its
+// requester or a member of its subject's owning team; the extension begins at once, and the access held
+// continuously through the chain of extensions must end within maxTotal of HeldSince.
+func (r *Request) MayExtend(ext Submitted, now time.Time, maxTotal time.Duration) (Extension, error) {
+	refuse := func(reason string) (Extension, error) {
+		return Extension{}, &ExtensionError{RequestID: r.id, Reason: reason}
+	}
+	orig := r.submitted
+	owner := orig.Subject.Owner != "" && slices.Contains(ext.Requester.Groups, orig.Subject.Owner)
+	// Who asks comes first, so a stranger learns nothing of the grant's state.
+	switch {
+	case ext.Requester.ID != orig.Requester.ID && !owner:
+		return refuse("only the grant's requester or its subject's owners may extend it")
+	case r.status != StatusGranted || r.revocation != "" || !r.grant.ExpiresAt.After(now):
+		return refuse("only an active grant is extended; this one is " + r.activity(now))
+	case ext.Entitlement != orig.Entitlement:
+		return refuse(fmt.Sprintf("the grant is of %s, not %s", orig.Entitlement, ext.Entitlement))
+	case ext.Subject.Kind != orig.Subject.Kind || ext.Subject.ID != orig.Subject.ID:
+		return refuse(fmt.Sprintf("the grant is held by %s %s", orig.Subject.Kind, orig.Subject.ID))
+	case ext.StartAt != nil || ext.Emergency:
+		return refuse("an extension begins at once and is not an emergency")
+	}
+	held := r.HeldSince()
+	if end := now.Add(time.Duration(ext.DurationSeconds) * time.Second); end.Sub(held) > maxTotal {
+		return refuse(fmt.Sprintf("held since %s, it would last %s in all; %s allows at most %s",
+			held.UTC().Format(time.RFC3339), end.Sub(held), orig.Entitlement, maxTotal))
+	}
+	return Extension{RequestID: r.id, HeldSince: held, ExpiresAt: r.grant.ExpiresAt,
+		DurationSeconds: r.decision.EffectiveDurationSeconds}, nil
+}
+
+// activity names why a grant is not active, for refusals.
+func (r *Request) activity(now time.Time) string {
+	switch {
+	case r.status != StatusGranted:
+		return string(r.status)
+	case r.revocation != "":
+		return "being revoked (" + string(r.revocation) + ")"
+	}
+	return "past its expiry at " + r.grant.ExpiresAt.UTC().Format(time.RFC3339)
+}
+
+// HeldSince is when the access this request grants began to be held without a gap: the first grant of
+// its chain of extensions, or its own grant. Zero before the grant.
+func (r *Request) HeldSince() time.Time {
+	switch {
+	case r.grant == nil:
+		return time.Time{}
+	case r.submitted.Extends != nil:
+		return r.submitted.Extends.HeldSince
+	}
+	return r.grantedAt
+}
+
 // Apply checks that ev fits the request's current state and moves the state on. A refused event leaves
 // the request unchanged and returns a *RefusedError.
 func (r *Request) Apply(ev Event) error {
@@ -276,6 +348,19 @@ func (r *Request) check(ev Event) error {
 		}
 		if p.RequestDigest != p.Digest() {
 			return refuse("request digest does not match the request")
+		}
+		if p.CorrelationID != "" && !ValidRequestID(p.CorrelationID) {
+			return refuse("a correlation ID is a ULID")
+		}
+		if x := p.Extends; x != nil {
+			switch {
+			case !ValidRequestID(x.RequestID) || x.RequestID == ev.Subject:
+				return refuse("an extension names another request")
+			case p.StartAt != nil || p.Emergency:
+				return refuse("an extension begins at once and is not an emergency")
+			case !x.ExpiresAt.After(x.HeldSince) || x.DurationSeconds <= 0:
+				return refuse("an extension records the extended grant's time held and expiry")
+			}
 		}
 
 	case Withdrawn:

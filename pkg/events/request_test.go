@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -385,5 +386,153 @@ func assertGrantAllowed(t *rapid.T, r *Request) {
 		}
 	default:
 		t.Fatalf("granted with outcome %q", d.Outcome)
+	}
+}
+
+// extensionOf is alice's request to extend a grant of the fixtures' entitlement by d, as requester.
+func extensionOf(requester Principal, entitlement string, d time.Duration) Submitted {
+	s := submittedPayload(false)
+	s.Requester, s.Entitlement, s.DurationSeconds = requester, entitlement, int64(d/time.Second)
+	return s
+}
+
+// TestExtensionRules is who may extend which grant, and for how long (issue 16): each row is a
+// submission asking to extend the grant of a story, at a moment, under the entitlement's max_total.
+func TestExtensionRules(t *testing.T) {
+	byName := map[string][]Event{}
+	for _, st := range stories() {
+		byName[st.name] = st.events
+	}
+	alice := Principal{ID: "alice", Groups: []string{"engineers"}}
+	grantTime := t0.Add(5 * time.Minute) // the stories' grant, for an hour
+	during := grantTime.Add(50 * time.Minute)
+	cases := []struct {
+		name     string
+		grant    string
+		ext      Submitted
+		at       time.Time
+		maxTotal time.Duration
+		refused  string // a part of the refusal's reason; "" when allowed
+	}{
+		{"the requester extends her active grant by an hour", "granted", extensionOf(alice, "pg-prod-admin", time.Hour), during, 8 * time.Hour, ""},
+		{"an extension ending exactly at the maximum total", "granted", extensionOf(alice, "pg-prod-admin", 7*time.Hour+10*time.Minute), during, 8 * time.Hour, ""},
+		{"an extension longer than the maximum total allows", "granted", extensionOf(alice, "pg-prod-admin", 7*time.Hour+11*time.Minute), during, 8 * time.Hour, "at most"},
+		{"extending a revoked grant", "revoked", extensionOf(alice, "pg-prod-admin", time.Hour), during, 8 * time.Hour, "revoked"},
+		{"extending a grant that expired, revocation under way", "revoking", extensionOf(alice, "pg-prod-admin", time.Hour), during, 8 * time.Hour, "being revoked"},
+		{"extending a grant past its expiry that the revoker has not reached", "granted", extensionOf(alice, "pg-prod-admin", time.Hour), grantTime.Add(time.Hour), 8 * time.Hour, "past its expiry"},
+		{"extending a request that was never granted", "pending_approval", extensionOf(alice, "pg-prod-admin", time.Hour), during, 8 * time.Hour, "pending_approval"},
+		{"mallory extends alice's grant", "granted", extensionOf(Principal{ID: "mallory", Groups: []string{"engineers"}}, "pg-prod-admin", time.Hour), during, 8 * time.Hour, "requester or its subject's owners"},
+		{"an extension for a different entitlement", "granted", extensionOf(alice, "analytics-read", time.Hour), during, 8 * time.Hour, "not analytics-read"},
+		{"an extension for a different subject", "granted", func() Submitted {
+			s := extensionOf(alice, "pg-prod-admin", time.Hour)
+			s.Subject = RequestSubject{Kind: SubjectServiceAccount, ID: "svc-report", Owner: "engineers"}
+			return s
+		}(), during, 8 * time.Hour, "held by human alice"},
+		{"a scheduled extension", "granted", func() Submitted {
+			s := extensionOf(alice, "pg-prod-admin", time.Hour)
+			start := during.Add(time.Hour)
+			s.StartAt = &start
+			return s
+		}(), during, 8 * time.Hour, "begins at once"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Fold(testRequestID, byName[tc.grant])
+			if err != nil {
+				t.Fatalf("story %s does not fold: %v", tc.grant, err)
+			}
+			x, err := r.MayExtend(tc.ext, tc.at, tc.maxTotal)
+			switch {
+			case tc.refused == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.refused == "":
+				want := Extension{RequestID: testRequestID, HeldSince: grantTime, ExpiresAt: grantTime.Add(time.Hour), DurationSeconds: 3600}
+				if x != want {
+					t.Fatalf("extension records %+v, want %+v", x, want)
+				}
+			case err == nil:
+				t.Fatalf("allowed, want refused (%s)", tc.refused)
+			case !errors.Is(err, ErrNotExtendable) || !strings.Contains(err.Error(), tc.refused):
+				t.Fatalf("refusal %v, want ErrNotExtendable saying %q", err, tc.refused)
+			}
+		})
+	}
+}
+
+// TestExtensionChain: the owners of a service account extend its grant, and the extension's own grant
+// counts its time held from the first grant of the chain, so a chain cannot outgrow max_total.
+func TestExtensionChain(t *testing.T) {
+	orig := submittedPayload(false)
+	orig.Subject = RequestSubject{Kind: SubjectServiceAccount, ID: "svc-report", Owner: "reporting"}
+	orig.RequestDigest = orig.Digest()
+	grantTime := t0.Add(5 * time.Minute)
+	first, err := Fold(testRequestID, []Event{event(orig, t0, "alice"), event(autoDecision(), t0, "service:policy"),
+		event(grantAt(grantTime, time.Hour), grantTime, "service:fulfilment")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := orig
+	ext.Requester = Principal{ID: "bob", Groups: []string{"reporting"}}
+	at := grantTime.Add(55 * time.Minute)
+	x, err := first.MayExtend(ext, at, 3*time.Hour)
+	if err != nil {
+		t.Fatalf("an owner of the subject may extend: %v", err)
+	}
+	ext.Extends = &x
+	ext.RequestDigest = ext.Digest()
+	if ext.RequestDigest == orig.Digest() {
+		t.Fatal("the digest does not bind the extended request")
+	}
+	const extID = "01KB0000000000000000000001"
+	ev := func(p Payload, at time.Time, actor string) Event {
+		e := event(p, at, actor)
+		e.Subject = extID
+		return e
+	}
+	second, err := Fold(extID, []Event{ev(ext, at, "bob"), ev(autoDecision(), at, "service:policy"), ev(grantAt(at, time.Hour), at, "service:fulfilment")})
+	if err != nil {
+		t.Fatalf("the extension does not fold: %v", err)
+	}
+	if !second.HeldSince().Equal(grantTime) {
+		t.Fatalf("the extension is held since %s, want the first grant's %s", second.HeldSince(), grantTime)
+	}
+	// 5 minutes before the extension's end, another hour would make 3h55m held since the first grant.
+	if _, err := second.MayExtend(ext, at.Add(55*time.Minute), 3*time.Hour); !errors.Is(err, ErrNotExtendable) {
+		t.Fatalf("a chain beyond max_total: got %v, want ErrNotExtendable", err)
+	}
+}
+
+// TestSubmittedLinkRules: what a submitted event that extends a grant, or that was submitted together
+// with others, must say of the request it names.
+func TestSubmittedLinkRules(t *testing.T) {
+	valid := Extension{RequestID: "01KB0000000000000000000009", HeldSince: t0, ExpiresAt: t0.Add(time.Hour), DurationSeconds: 3600}
+	with := func(change func(*Submitted)) Event {
+		s := submittedPayload(false)
+		x := valid
+		s.Extends = &x
+		change(&s)
+		s.RequestDigest = s.Digest()
+		return event(s, t0, "alice")
+	}
+	cases := []struct {
+		name    string
+		next    Event
+		refused bool
+	}{
+		{"an extension of another request", with(func(*Submitted) {}), false},
+		{"an extension of itself", with(func(s *Submitted) { s.Extends.RequestID = testRequestID }), true},
+		{"an extension naming no request", with(func(s *Submitted) { s.Extends.RequestID = "" }), true},
+		{"an emergency extension", with(func(s *Submitted) { s.Emergency = true }), true},
+		{"an extension of a grant that expired before it was held", with(func(s *Submitted) { s.Extends.ExpiresAt = t0 }), true},
+		{"one of several requests submitted together", with(func(s *Submitted) { s.Extends, s.CorrelationID = nil, "01KB0000000000000000000009" }), false},
+		{"a correlation ID that is not a ULID", with(func(s *Submitted) { s.Extends, s.CorrelationID = nil, "batch-1" }), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := NewRequest(testRequestID).Apply(tc.next)
+			if tc.refused != (err != nil) {
+				t.Fatalf("refused = %v (%v), want %v", err != nil, err, tc.refused)
+			}
+		})
 	}
 }

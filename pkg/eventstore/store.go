@@ -16,6 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/telemetry"
@@ -184,6 +187,27 @@ func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft)
 	if s.signer == nil {
 		return nil, ErrReadOnly
 	}
+	// The drafts carry this span as their traceparent, so the reactions to them continue its trace.
+	ctx, span := telemetry.Tracer("pkg/eventstore").Start(ctx, "append "+drafts[0].Payload.EventType().Name(),
+		trace.WithSpanKind(trace.SpanKindProducer))
+	defer span.End()
+	if span.IsRecording() {
+		types := make([]string, len(drafts))
+		for i, d := range drafts {
+			types[i] = d.Payload.EventType().Name()
+		}
+		span.SetAttributes(attribute.String(telemetry.KeyRequestID, cur.ID), attribute.StringSlice("grantline.event_types", types),
+			attribute.String("grantline.service", string(s.signer.Service())))
+	}
+	next, err := s.append(ctx, cur, drafts)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return next, err
+}
+
+// append is Append inside its span.
+func (s *Store) append(ctx context.Context, cur *Loaded, drafts []events.Draft) (*Loaded, error) {
 	next := &Loaded{ID: cur.ID, Records: cur.Records, Events: cur.Events, LastSeq: cur.LastSeq}
 	prev := cur.head()
 	now := s.now()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/dependency"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/telemetry"
@@ -29,6 +30,8 @@ type Problem struct {
 	Detail   string       `json:"detail,omitempty"`
 	Instance string       `json:"instance,omitempty"`
 	Errors   []FieldError `json:"errors,omitempty"`
+	// Dependency names what was unavailable (the database, NATS) on a 503 "unavailable".
+	Dependency string `json:"dependency,omitempty"`
 }
 
 // FieldError says what is wrong with one field of a request body.
@@ -88,6 +91,10 @@ var (
 	// 500 internal.
 	Busy = Row{Status: http.StatusServiceUnavailable, Slug: "busy", Title: "The request is busy; try again",
 		Errs: []error{eventstore.ErrConflict, eventstore.ErrStale, context.Canceled}}
+	// Unavailable: PostgreSQL or NATS did not answer (dependency.Classify); the problem names which, and
+	// the call will do once it is back.
+	Unavailable = Row{Status: http.StatusServiceUnavailable, Slug: "unavailable", Title: "A service this call needs is unavailable; try again",
+		Errs: []error{dependency.ErrUnavailable}}
 )
 
 // internal answers every error no row names. Its detail stays out of the answer (it is logged).
@@ -99,11 +106,14 @@ type Table struct{ rows []Row }
 
 // NewTable returns the table of a service's own rows followed by the shared rows.
 func NewTable(own ...Row) *Table {
-	return &Table{rows: slices.Concat(own, []Row{TooLarge, Malformed, Unauthenticated, Forbidden, NotFound, StateConflict, Busy})}
+	return &Table{rows: slices.Concat(own, []Row{TooLarge, Malformed, Unauthenticated, Forbidden, NotFound, StateConflict, Busy, Unavailable})}
 }
 
-// Lookup returns the row answering err: the first whose errors err is, or 500 internal.
+// Lookup returns the row answering err: the first whose errors err is, or 500 internal. An error that
+// says PostgreSQL or NATS did not answer is the Unavailable row's (dependency.Classify), unless a
+// service's own row names it first.
 func (t *Table) Lookup(err error) Row {
+	err = dependency.Classify(err)
 	for _, row := range t.rows {
 		for _, e := range row.Errs {
 			if errors.Is(err, e) {
@@ -118,6 +128,7 @@ func (t *Table) Lookup(err error) Row {
 // server-side failure (5xx) as an error ("<op> failed"), a row with a Warning as a warning, any other
 // refusal as information ("<op> refused"), each with the problem, the error and the trace.
 func (t *Table) Refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger, op string, err error) {
+	err = dependency.Classify(err)
 	row := t.Lookup(err)
 	log = log.With(telemetry.KeyTraceID, telemetry.TraceID(r.Context()))
 	if row.Attrs != nil {
@@ -145,6 +156,10 @@ func writeProblem(w http.ResponseWriter, r *http.Request, row Row, err error) {
 	var fields interface{ FieldErrors() []FieldError }
 	if errors.As(err, &fields) {
 		p.Errors = fields.FieldErrors()
+	}
+	var down *dependency.UnavailableError
+	if errors.As(err, &down) {
+		p.Dependency = down.Dependency
 	}
 	switch row.Status {
 	case http.StatusUnauthorized:

@@ -13,8 +13,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nats-io/nats.go"
 
 	"github.com/grantline/grantline/pkg/auth"
+	"github.com/grantline/grantline/pkg/dependency"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
@@ -65,6 +68,8 @@ func TestRefuse(t *testing.T) {
 		headers map[string]string
 		level   string
 		fields  []httpjson.FieldError
+		// dependency is the one the problem names as unavailable; its detail says so before the error.
+		dependency string
 	}{
 		{name: "a body over the limit", err: fmt.Errorf("%w: over 10 bytes", httpjson.ErrTooLarge), status: 413, slug: "body-too-large", detail: true, level: "INFO"},
 		{name: "a malformed body", err: fmt.Errorf("%w: trailing data", httpjson.ErrMalformed), status: 400, slug: "malformed-body", detail: true, level: "INFO"},
@@ -87,6 +92,13 @@ func TestRefuse(t *testing.T) {
 		{name: "a refusal an operator should see", err: errSelfApproval, status: 403, slug: "separation-of-duties", detail: true, level: "WARN"},
 		{name: "field errors travel with the problem", err: invalid{fields: []httpjson.FieldError{{Field: "duration", Message: "over 8h"}}},
 			status: 422, slug: "invalid-request", detail: true, level: "INFO", fields: []httpjson.FieldError{{Field: "duration", Message: "over 8h"}}},
+		{name: "PostgreSQL shutting down", err: fmt.Errorf("list requests: %w", &pgconn.PgError{Severity: "FATAL", Code: "57P01",
+			Message: "terminating connection due to administrator command"}), status: 503, slug: "unavailable", detail: true,
+			headers: map[string]string{"Retry-After": "5"}, level: "ERROR", dependency: dependency.Database},
+		{name: "no NATS server", err: fmt.Errorf("load request r1: %w", nats.ErrNoServers), status: 503, slug: "unavailable", detail: true,
+			headers: map[string]string{"Retry-After": "5"}, level: "ERROR", dependency: dependency.Broker},
+		{name: "a constraint PostgreSQL enforces is no outage", err: &pgconn.PgError{Code: "23505", Message: "duplicate key"}, status: 500,
+			slug: "internal", level: "ERROR"},
 		{name: "anything else is internal, its text kept out of the answer", err: errors.New("dial tcp: secret-host:5432"), status: 500, slug: "internal", level: "ERROR"},
 	}
 	for _, tc := range cases {
@@ -109,9 +121,13 @@ func TestRefuse(t *testing.T) {
 				t.Fatalf("not a problem document: %s", rec.Body)
 			}
 			want := httpjson.Problem{Type: httpjson.ProblemTypeBase + tc.slug, Title: table.Lookup(tc.err).Title, Status: tc.status,
-				Instance: "/v1/requests/r1/reviews", Errors: tc.fields}
+				Instance: "/v1/requests/r1/reviews", Errors: tc.fields, Dependency: tc.dependency}
+			said := tc.err.Error()
+			if tc.dependency != "" {
+				said = "the " + tc.dependency + " is unavailable: " + said
+			}
 			if tc.detail {
-				want.Detail = tc.err.Error()
+				want.Detail = said
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("problem (-want +got):\n%s", diff)
@@ -121,7 +137,7 @@ func TestRefuse(t *testing.T) {
 			if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
 				t.Fatalf("not one log line: %q", logs.String())
 			}
-			if line["level"] != tc.level || line["error"] != tc.err.Error() {
+			if line["level"] != tc.level || line["error"] != said {
 				t.Errorf("logged %v, want level %s with the error", line, tc.level)
 			}
 			if tc.status < 500 && line["problem"] != tc.slug {

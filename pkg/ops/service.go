@@ -150,8 +150,10 @@ func RunAll(ctx context.Context, fns ...func(context.Context) error) error {
 	return errors.Join(errs...)
 }
 
-// Consumer is consumer.Run of spec and h as one of RunAll's functions.
-func Consumer(js jetstream.JetStream, spec consumer.Spec, h consumer.Handler, log *slog.Logger) func(context.Context) error {
+// Consumer is consumer.Run of spec and h as one of RunAll's functions, its metrics recorded in meter
+// (nil: none).
+func Consumer(js jetstream.JetStream, meter metric.MeterProvider, spec consumer.Spec, h consumer.Handler, log *slog.Logger) func(context.Context) error {
+	spec.Meter = meter
 	return func(ctx context.Context) error { return consumer.Run(ctx, js, spec, h, log) }
 }
 

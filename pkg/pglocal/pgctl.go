@@ -74,14 +74,40 @@ func (r runner) start(ctx context.Context, dir string, port int) error {
 }
 
 func (r runner) stop(ctx context.Context, dir, mode string) error {
-	if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); errors.Is(err, os.ErrNotExist) {
+	pidFile, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if errors.Is(err, os.ErrNotExist) {
 		return nil // already down; pg_ctl would call that an error
 	}
 	out, err := r.command(ctx, "pg_ctl", "stop", "-D", dir, "-m", mode, "-w", "-t", "60").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("pg_ctl stop -m %s: %w\n%s", mode, err, tail(out))
 	}
+	// pg_ctl returns once postmaster.pid is gone, which the postmaster removes just before it exits:
+	// wait for the exit itself, so that "stopped" means no process is left.
+	if pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(pidFile), "\n", 2)[0])); err == nil {
+		return awaitExit(ctx, pid)
+	}
 	return nil
+}
+
+// awaitExit polls until process pid has exited (gone, or a zombie awaiting its parent) or ctx ends.
+func awaitExit(ctx context.Context, pid int) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return nil
+		}
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postgres (pid %d) still runs after pg_ctl stop: %w", pid, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // stopQuietly is best-effort clean-up after a failed start, when the caller's context may be done.

@@ -150,6 +150,8 @@ type Request struct {
 	Emergency   bool
 	// StartAt asks for access from a later time.
 	StartAt *time.Time
+	// Extends names the request whose active grant this one extends (intake's extends).
+	Extends string
 }
 
 // Submit records r as intake would and returns the request ID.
@@ -162,6 +164,14 @@ func (w *World) Submit(t testing.TB, r Request) string {
 	s := events.Submitted{Requester: r.Requester, Subject: r.Subject, Entitlement: r.Entitlement,
 		Justification: "INC-7: settlement job stuck", Ticket: "INC-7", DurationSeconds: int64(r.Duration / time.Second),
 		StartAt: r.StartAt, Emergency: r.Emergency, Channel: "http"}
+	if r.Extends != "" {
+		ent, _ := w.Catalogue.Entitlement(r.Entitlement)
+		x, err := w.Load(t, r.Extends).Request.MayExtend(s, time.Now(), ent.HeldAtMost())
+		if err != nil {
+			t.Fatalf("extend %s: %v", r.Extends, err)
+		}
+		s.Extends = &x
+	}
 	s.RequestDigest = s.Digest()
 	w.Append(t, events.Intake, id, events.Draft{Payload: s, Actor: r.Requester.ID, CausationID: "http:" + id})
 	return id

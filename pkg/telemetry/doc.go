@@ -1,4 +1,4 @@
-// Package telemetry holds the logging and trace-propagation conventions that
+// Package telemetry holds the logging, trace-propagation and metric conventions that
 // every Grantline service shares.
 //
 // # Logging

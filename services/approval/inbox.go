@@ -99,4 +99,7 @@ type Item struct {
 	DurationSeconds int64                 `json:"duration_seconds"`
 	Emergency       bool                  `json:"emergency"`
 	RequestDigest   string                `json:"request_digest"`
+	// CorrelationID links the requests submitted together for several entitlements, so a reviewer
+	// judges them side by side; empty for a request submitted alone.
+	CorrelationID string `json:"correlation_id,omitempty"`
 }

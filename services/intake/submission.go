@@ -40,6 +40,8 @@ type Body struct {
 	Ticket    string       `json:"ticket,omitempty"`
 	Start     string       `json:"start,omitempty"`
 	Emergency bool         `json:"emergency,omitempty"`
+	// Extends is the ID of the request whose active grant this one continues without a gap.
+	Extends string `json:"extends,omitempty"`
 }
 
 // SubjectBody names who will hold the entitlement when it is not the requester.
@@ -172,6 +174,32 @@ func Validate(b Body, requester Requester, channel string, cat *catalogue.Catalo
 	}
 	s.RequestDigest = s.Digest()
 	return s, nil
+}
+
+// Extend makes sub, validated from a body with extends, the extension of orig (the request it names,
+// as loaded at now; a request with no events when there is none): it records the extended grant in
+// sub.Extends and binds the digest to it. A request that does not exist, or a grant that may not be
+// extended this way (events.Request.MayExtend), is an *InvalidError on the field extends.
+func Extend(sub events.Submitted, orig *events.Request, cat *catalogue.Catalogue, now time.Time) (events.Submitted, error) {
+	refuse := func(msg string) (events.Submitted, error) {
+		return events.Submitted{}, &InvalidError{Fields: []FieldError{{Field: "extends", Message: msg}}}
+	}
+	if orig.Status() == events.StatusNone {
+		return refuse(fmt.Sprintf("there is no request %s", orig.ID()))
+	}
+	// Validate found the entitlement; an extension of another one is refused by MayExtend.
+	ent, _ := cat.Entitlement(sub.Entitlement)
+	x, err := orig.MayExtend(sub, now, ent.HeldAtMost())
+	var refused *events.ExtensionError
+	if errors.As(err, &refused) {
+		return refuse(refused.Reason)
+	}
+	if err != nil {
+		return events.Submitted{}, err
+	}
+	sub.Extends = &x
+	sub.RequestDigest = sub.Digest()
+	return sub, nil
 }
 
 var isoDuration = regexp.MustCompile(`^P(?:(\d{1,4})D)?(?:T(?:(\d{1,5})H)?(?:(\d{1,6})M)?(?:(\d{1,7})S)?)?$`)

@@ -2,6 +2,7 @@ package intake
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -140,5 +141,76 @@ func TestValidateRefuses(t *testing.T) {
 			}
 			t.Fatalf("no error for %q in %v", tc.field, err)
 		})
+	}
+}
+
+// TestValidateBatch: a submission for several entitlements is one request each, or nothing at all;
+// each row is a list and what becomes of it.
+func TestValidateBatch(t *testing.T) {
+	cat := demoCatalogue(t)
+	batch := func(ents ...string) BatchBody {
+		return BatchBody{Entitlements: ents, Justification: "onboarding to the payments team", Duration: "1h", Ticket: "OPS-9"}
+	}
+	cases := []struct {
+		name string
+		body BatchBody
+		// refused names the fields of the refusal; nil when the batch is accepted.
+		refused []string
+	}{
+		{"two entitlements", batch("analytics-read", "payments-admin"), nil},
+		{"three, one of them done by hand", batch("analytics-read", "payments-admin", "mainframe-operator"), nil},
+		{"a duplicate", batch("analytics-read", "payments-admin", "analytics-read"), []string{"entitlements[2]"}},
+		{"an unknown entitlement", batch("analytics-read", "root-everywhere"), []string{"entitlements[1]"}},
+		{"one entitlement is no batch", batch("analytics-read"), []string{"entitlements"}},
+		{"more than the maximum", batch("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"), []string{"entitlements", "entitlements[0]"}},
+		{"a duration too long for one of them", func() BatchBody { b := batch("analytics-read", "payments-admin"); b.Duration = "3h"; return b }(), []string{"duration"}},
+		{"a subject one of them cannot have", func() BatchBody {
+			b := batch("reporting-db-credential", "analytics-read")
+			b.Subject = &SubjectBody{Kind: events.SubjectServiceAccount, ID: "svc-reporting"}
+			return b
+		}(), []string{"subject"}},
+		{"a short justification, said once", func() BatchBody { b := batch("analytics-read", "payments-admin"); b.Justification = "x"; return b }(), []string{"justification"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			subs, err := ValidateBatch(tc.body, alice, "http", cat, now)
+			if tc.refused == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if len(subs) != len(tc.body.Entitlements) {
+					t.Fatalf("%d requests for %d entitlements", len(subs), len(tc.body.Entitlements))
+				}
+				for i, s := range subs {
+					if s.Entitlement != tc.body.Entitlements[i] || s.RequestDigest != s.Digest() {
+						t.Fatalf("request %d: %+v", i, s)
+					}
+				}
+				return
+			}
+			var inv *InvalidError
+			if !errors.As(err, &inv) || subs != nil {
+				t.Fatalf("got %d requests and %v, want the whole batch refused", len(subs), err)
+			}
+			var fields []string
+			for _, f := range inv.Fields {
+				if !slices.Contains(fields, f.Field) {
+					fields = append(fields, f.Field)
+				}
+			}
+			for _, want := range tc.refused {
+				if !slices.Contains(fields, want) {
+					t.Fatalf("refusal on %v, want one on %s: %v", fields, want, err)
+				}
+			}
+			if tc.name == "a short justification, said once" && len(inv.Fields) != 1 {
+				t.Fatalf("the same problem is reported %d times: %v", len(inv.Fields), err)
+			}
+		})
+	}
+	a, _ := ValidateBatch(batch("analytics-read", "payments-admin"), alice, "http", cat, now)
+	b, _ := ValidateBatch(batch("payments-admin", "analytics-read"), alice, "http", cat, now)
+	if BatchDigest(a) == BatchDigest(b) || BatchDigest(a) != BatchDigest(slices.Clone(a)) {
+		t.Fatal("the batch digest does not name the requests in order")
 	}
 }

@@ -79,6 +79,15 @@ type ask struct {
 	subject   string
 	emergency bool
 	open      []string
+	// extends is the active grant the request extends, if any (see extending).
+	extends *events.Extension
+}
+
+// extending is a grant of original minutes, held since heldFor minutes before now, to be extended.
+func extending(original, heldFor int64) *events.Extension {
+	since := now.Add(-time.Duration(heldFor) * time.Minute)
+	return &events.Extension{RequestID: "01KEXTENDED000000000000000", HeldSince: since,
+		ExpiresAt: since.Add(time.Duration(original) * time.Minute), DurationSeconds: original * 60}
 }
 
 func (d demo) input(a ask) policy.Input {
@@ -86,7 +95,7 @@ func (d demo) input(a ask) policy.Input {
 		Requester:   events.Principal{ID: a.who, Groups: d.groups[a.who]},
 		Subject:     events.RequestSubject{Kind: events.SubjectHuman, ID: a.who},
 		Entitlement: a.entitlement, Justification: "scenario", Ticket: "T-1",
-		DurationSeconds: a.minutes * 60, Emergency: a.emergency, Channel: "http",
+		DurationSeconds: a.minutes * 60, Emergency: a.emergency, Channel: "http", Extends: a.extends,
 	}
 	if a.subject != "" {
 		sa, ok := d.cat.ServiceAccount(a.subject)
@@ -176,6 +185,20 @@ func TestDemoPolicy(t *testing.T) {
 		{name: "the mainframe operator profile needs security",
 			ask: ask{who: "dave", entitlement: "mainframe-operator", minutes: 240}, outcome: events.OutcomeApprovalRequired,
 			stages: []events.Stage{security}, duration: 240},
+
+		// extensions of an active grant (analytics-read is held at most 24h in all, payments-admin 4h)
+		{name: "an auditor extends her analytics grant by no more than it lasted: approved without review",
+			ask:     ask{who: "erin", entitlement: "analytics-read", minutes: 120, extends: extending(120, 110)},
+			outcome: events.OutcomeAutoApproved, duration: 120, reason: "extension of 01KEXTENDED000000000000000"},
+		{name: "an extension longer than the grant it extends is decided as a new request",
+			ask:     ask{who: "erin", entitlement: "analytics-read", minutes: 180, extends: extending(120, 110)},
+			outcome: events.OutcomeApprovalRequired, stages: []events.Stage{owners("analytics-owners")}, duration: 180},
+		{name: "a payments admin extension is approved again by its owners alone",
+			ask:     ask{who: "alice", entitlement: "payments-admin", minutes: 60, extends: extending(60, 50)},
+			outcome: events.OutcomeApprovalRequired, stages: []events.Stage{owners("payments-owners")}, duration: 60},
+		{name: "a payments admin extension past 4h in all is denied",
+			ask:     ask{who: "alice", entitlement: "payments-admin", minutes: 60, extends: extending(120, 190)},
+			outcome: events.OutcomeDeny, reason: "at most 14400 seconds without a gap"},
 
 		// general rules
 		{name: "an entitlement outside the catalogue is denied",

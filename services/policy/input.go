@@ -45,6 +45,9 @@ type Request struct {
 	StartAt         *time.Time            `json:"start_at"`
 	Emergency       bool                  `json:"emergency"`
 	Channel         string                `json:"channel"`
+	// Extends is the active grant the request extends (absent for any other request, so the inputs of
+	// those are what they always were).
+	Extends *events.Extension `json:"extends,omitempty"`
 }
 
 // NewInput builds the input for deciding sub at now: ent is its catalogue entry (nil for an unknown
@@ -58,6 +61,11 @@ func NewInput(sub events.Submitted, ent *catalogue.Entitlement, now time.Time, o
 		utc := start.UTC()
 		start = &utc
 	}
+	var extends *events.Extension
+	if x := sub.Extends; x != nil {
+		extends = &events.Extension{RequestID: x.RequestID, HeldSince: x.HeldSince.UTC(), ExpiresAt: x.ExpiresAt.UTC(),
+			DurationSeconds: x.DurationSeconds}
+	}
 	groups := sub.Requester.Groups
 	if groups == nil {
 		groups = []string{}
@@ -67,6 +75,7 @@ func NewInput(sub events.Submitted, ent *catalogue.Entitlement, now time.Time, o
 			Requester: events.Principal{ID: sub.Requester.ID, Groups: groups}, Subject: sub.Subject,
 			Entitlement: sub.Entitlement, Justification: sub.Justification, Ticket: sub.Ticket,
 			DurationSeconds: sub.DurationSeconds, StartAt: start, Emergency: sub.Emergency, Channel: sub.Channel,
+			Extends: extends,
 		},
 		Entitlement: ent, Now: now.UTC(), OpenEmergencyReviews: open,
 	}

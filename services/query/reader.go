@@ -51,6 +51,9 @@ type Filter struct {
 	Status      events.Status
 	Requester   string
 	Entitlement string
+	// Chain keeps the requests of the chain of extensions that holds this request: the grant first
+	// extended, and every request extending it or one of its extensions.
+	Chain string
 	// AwaitingReview keeps the requests awaiting a review the reader may give (see AwaitsReviewBy).
 	AwaitingReview bool
 	// After continues a listing after this request ID (lists run newest first).

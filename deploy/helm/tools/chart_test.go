@@ -22,6 +22,8 @@ func TestDefaultValues(t *testing.T) {
 		t.Error(p)
 	}
 
+	checkObservability(t, r)
+
 	wantReplicas := map[string]int32{"intake": 1, "policy": 1, "approval": 1, "fulfilment": 2, "revoker": 1, "query": 1, "console": 1,
 		"notifier": 1, "checkpointer": 1}
 	for name, want := range wantReplicas {
@@ -46,6 +48,9 @@ func TestDefaultValues(t *testing.T) {
 		t.Errorf("want one Job running `streams provision --replicas 3`")
 	}
 	for name, d := range r.deployments {
+		if got := envValue(d.Spec.Template.Spec.Containers[0], "GRANTLINE_OTLP_ENDPOINT"); got != "" {
+			t.Errorf("%s: traces to %q, want tracing off by default", name, got)
+		}
 		if secret := volume(d, "secrets").Secret; secret == nil || secret.SecretName != "grantline-"+name {
 			t.Errorf("%s: its keys do not come from the Secret grantline-%s", name, name)
 		}
@@ -165,6 +170,11 @@ func TestScaledValues(t *testing.T) {
 	}
 	if !egressTo(r, "notifier", "10.80.0.25/32") || !egressTo(r, "notifier", "10.80.0.40/32") || egressTo(r, "fulfilment", "10.80.0.25/32") {
 		t.Errorf("egress to the mail relay and the proxy: the notifier's only")
+	}
+	for name, d := range r.deployments {
+		if got := envValue(d.Spec.Template.Spec.Containers[0], "GRANTLINE_OTLP_ENDPOINT"); got != "http://10.90.0.5:4318" || !egressTo(r, name, "10.90.0.5/32") {
+			t.Errorf("%s: GRANTLINE_OTLP_ENDPOINT=%q, egress to the collector %v; want both", name, got, egressTo(r, name, "10.90.0.5/32"))
+		}
 	}
 	for _, name := range []string{"intake", "approval", "query", "policy", "console", "notifier", "checkpointer"} {
 		if egressTo(r, name, "10.60.0.15/32") {
@@ -336,4 +346,28 @@ func egressTo(r *rendered, name, cidr string) bool {
 		}
 	}
 	return false
+}
+
+// checkObservability: the dashboard and the alerting rules are in their ConfigMaps byte for byte as
+// deploy/observability holds (and tests) them, the dashboard with the label Grafana's sidecar looks for.
+func checkObservability(t *testing.T, r *rendered) {
+	t.Helper()
+	for _, c := range []struct{ configMap, key, file, label string }{
+		{"grantline-grafana-dashboard", "grantline.json", "../../observability/grafana-dashboard.json", "grafana_dashboard"},
+		{"grantline-prometheus-rules", "grantline-alerts.yaml", "../../observability/alerts.yaml", ""},
+	} {
+		want, err := os.ReadFile(c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm := r.configMaps[c.configMap]
+		switch {
+		case cm == nil:
+			t.Errorf("no ConfigMap %s", c.configMap)
+		case cm.Data[c.key] != string(want):
+			t.Errorf("ConfigMap %s does not hold %s as it is", c.configMap, c.file)
+		case c.label != "" && cm.Labels[c.label] != "1":
+			t.Errorf("ConfigMap %s lacks the label %s", c.configMap, c.label)
+		}
+	}
 }

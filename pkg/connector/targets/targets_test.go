@@ -4,14 +4,21 @@ import (
 	"context"
 	"encoding/base64"
 	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/config"
 	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/connector/postgres"
@@ -85,7 +92,7 @@ func TestLoadWebhooks(t *testing.T) {
 func TestOpen(t *testing.T) {
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
-	set, closeAll, err := targets.Open(ctx, targets.Config{}, env(nil), log)
+	set, closeAll, err := targets.Open(ctx, targets.Config{}, env(nil), log, nil)
 	if err != nil || len(set) != 0 {
 		t.Fatalf("no targets: %v %v", set, err)
 	}
@@ -97,19 +104,84 @@ func TestOpen(t *testing.T) {
 	}
 	c := targets.Config{PGTargetURL: pgtest.New(t), PGRoles: postgres.DemoRoles(), Webhooks: path}
 	secret := env(map[string]string{"VPN_HMAC": base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))})
-	set, closeAll, err = targets.Open(ctx, c, secret, log)
+	set, closeAll, err = targets.Open(ctx, c, secret, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(closeAll)
-	// The PostgreSQL connector behind its circuit breaker, still issuing service accounts' logins.
+	if len(set) != 2 || set[postgres.Name] == nil || set[webhook.Name] == nil {
+		t.Errorf("opened %v, want the postgres and the webhook connectors", slices.Sorted(maps.Keys(set)))
+	}
+	// The PostgreSQL connector behind its circuit breaker and traced, still issuing service accounts' logins.
 	if _, ok := set[postgres.Name].(connector.Issuer); !ok {
 		t.Errorf("postgres connector: %T", set[postgres.Name])
 	}
-	if _, ok := set[webhook.Name].(*webhook.Connector); !ok {
-		t.Errorf("webhook connector: %T", set[webhook.Name])
+	// Traced keeps what each connector can do: the PostgreSQL target lists its holdings, a webhook cannot.
+	if _, ok := set[postgres.Name].(connector.Inventory); !ok {
+		t.Errorf("the postgres connector (%T) has no inventory", set[postgres.Name])
 	}
-	if _, _, err := targets.Open(ctx, c, env(nil), log); err == nil || !strings.Contains(err.Error(), "VPN_HMAC") {
+	if _, ok := set[webhook.Name].(connector.Inventory); ok {
+		t.Errorf("the webhook connector (%T) claims an inventory", set[webhook.Name])
+	}
+	if _, _, err := targets.Open(ctx, c, env(nil), log, nil); err == nil || !strings.Contains(err.Error(), "VPN_HMAC") {
 		t.Fatalf("a webhook secret missing: %v", err)
+	}
+}
+
+// TestMetrics: a webhook target that keeps failing opens its breaker, which grantline_circuit_state
+// shows as 2 (open) for that target; failed calls are counted by connector, operation and class.
+func TestMetrics(t *testing.T) {
+	ctx := context.Background()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
+	t.Cleanup(down.Close)
+	path := filepath.Join(t.TempDir(), "webhooks.json")
+	if err := os.WriteFile(path, []byte(`{"targets":[{"name":"vpn","url":"`+down.URL+`","secret_env":"VPN_HMAC","entitlements":["vpn-admin"]}],
+		"max_attempts":1,"breaker_failures":2}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reader := sdkmetric.NewManualReader()
+	meter := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	secret := env(map[string]string{"VPN_HMAC": base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))})
+	set, closeAll, err := targets.Open(ctx, targets.Config{Webhooks: path}, secret, slog.New(slog.DiscardHandler), meter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeAll)
+	errs := targets.NewErrors(meter)
+	g := connector.Grant{ID: "r1", Entitlement: catalogue.Entitlement{ID: "vpn-admin", Connector: webhook.Name}, ExpiresAt: time.Now().Add(time.Hour)}
+	for range 2 {
+		_, err := set[webhook.Name].Grant(ctx, g)
+		if err == nil {
+			t.Fatal("a grant on a target answering 502 succeeded")
+		}
+		errs.Record(ctx, webhook.Name, "grant", err)
+	}
+	errs.Record(ctx, webhook.Name, "grant", nil)
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	var state, failed int64 = -1, 0
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch data := m.Data.(type) {
+			case metricdata.Gauge[int64]:
+				for _, dp := range data.DataPoints {
+					if target, _ := dp.Attributes.Value("target"); m.Name == "grantline_circuit_state" && target.AsString() == "vpn" {
+						state = dp.Value
+					}
+				}
+			case metricdata.Sum[int64]:
+				for _, dp := range data.DataPoints {
+					if op, _ := dp.Attributes.Value("operation"); m.Name == "grantline_connector_errors" && op.AsString() == "grant" {
+						failed += dp.Value
+					}
+				}
+			}
+		}
+	}
+	if state != 2 || failed != 2 {
+		t.Fatalf("circuit state %d (want 2, open), failed grants %d (want 2)", state, failed)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
@@ -37,6 +38,8 @@ type Deps struct {
 	// InboxStall reports the inbox projection waiting for its database or the broker (readiness);
 	// nil tracks nothing.
 	InboxStall *consumer.Stall
+	// Meter receives the service's metrics, its consumers' included; nil records none.
+	Meter metric.MeterProvider
 }
 
 // Rules are the review rules with production identity normalisation.
@@ -80,10 +83,12 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	}
 	h := &reaction.Reactions{JS: d.JS, Store: d.Store, Now: now, Log: log}
 	return ops.RunAll(ctx,
-		ops.Consumer(d.JS, reaction.SchedulesSpec(), h.Schedule, log),
-		ops.Consumer(d.JS, reaction.TimersSpec(), h.Fired, log),
+		ops.Consumer(d.JS, d.Meter, reaction.SchedulesSpec(), h.Schedule, log),
+		ops.Consumer(d.JS, d.Meter, reaction.TimersSpec(), h.Fired, log),
 		func(ctx context.Context) error {
-			return consumer.RunBatch(ctx, d.JS, reaction.InboxSpec(d.InboxStall), h.Project(inbox), log)
+			spec := reaction.InboxSpec(d.InboxStall)
+			spec.Meter = d.Meter
+			return consumer.RunBatch(ctx, d.JS, spec, h.Project(inbox), log)
 		})
 }
 
@@ -102,7 +107,8 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	if err != nil {
 		return ops.Service{}, fmt.Errorf("database: %w", err)
 	}
-	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, DB: pool, Now: time.Now, InboxStall: &consumer.Stall{}}
+	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, DB: pool, Now: time.Now, InboxStall: &consumer.Stall{},
+		Meter: host.Meter}
 	if err := d.Migrate(ctx); err != nil {
 		pool.Close()
 		return ops.Service{}, err

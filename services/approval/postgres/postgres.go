@@ -100,12 +100,12 @@ func (in *Inbox) Apply(ctx context.Context, delivered uint64, snaps []approval.S
 			// the older one finds the newer version in place.
 			upserts.Queue(`
 				INSERT INTO inbox_requests (request_id, applied_seq, status, requester, subject_kind, subject_id, subject_owner,
-					entitlement, justification, ticket, duration_seconds, emergency, request_digest)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+					entitlement, justification, ticket, duration_seconds, emergency, request_digest, correlation_id)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 				ON CONFLICT (request_id) DO UPDATE SET applied_seq = EXCLUDED.applied_seq, status = EXCLUDED.status
 				WHERE inbox_requests.applied_seq < EXCLUDED.applied_seq`,
 				req.ID(), int64(sn.Seq), string(req.Status()), s.Requester.ID, string(s.Subject.Kind), s.Subject.ID, s.Subject.Owner,
-				s.Entitlement, s.Justification, s.Ticket, s.DurationSeconds, s.Emergency, s.RequestDigest)
+				s.Entitlement, s.Justification, s.Ticket, s.DurationSeconds, s.Emergency, s.RequestDigest, s.CorrelationID)
 		}
 		results := tx.SendBatch(ctx, upserts)
 		var newer []*events.Request
@@ -167,7 +167,7 @@ func (in *Inbox) Awaiting(ctx context.Context, person string, groups []string) (
 		SELECT DISTINCT ON (r.request_id)
 			r.request_id, s.kind, s.stage, s.stage_name, s.groups, s.min_approvals, s.approvals, s.deadline, s.overdue,
 			r.requester, r.subject_kind, r.subject_id, r.subject_owner, r.entitlement, r.justification, r.ticket,
-			r.duration_seconds, r.emergency, r.request_digest
+			r.duration_seconds, r.emergency, r.request_digest, r.correlation_id
 		FROM inbox_slots s JOIN inbox_requests r USING (request_id)
 		WHERE s.groups && $2::text[]
 		  AND NOT EXISTS (SELECT 1 FROM inbox_excluded e WHERE e.request_id = s.request_id AND e.person = $1)
@@ -181,7 +181,7 @@ func (in *Inbox) Awaiting(ctx context.Context, person string, groups []string) (
 		var kind string
 		err := row.Scan(&it.RequestID, &it.Kind, &it.Stage, &it.StageName, &it.Groups, &it.MinApprovals, &it.Approvals,
 			&deadline, &it.Overdue, &it.Requester, &kind, &it.Subject.ID, &it.Subject.Owner, &it.Entitlement,
-			&it.Justification, &it.Ticket, &it.DurationSeconds, &it.Emergency, &it.RequestDigest)
+			&it.Justification, &it.Ticket, &it.DurationSeconds, &it.Emergency, &it.RequestDigest, &it.CorrelationID)
 		if deadline != nil {
 			utc := deadline.UTC()
 			it.Deadline = &utc

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -38,9 +39,20 @@ var t0 = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 // as the projection receives it.
 func request(t *testing.T, requester string, ordered bool, stages []events.Stage, reviews ...events.Reviewed) *events.Request {
 	t.Helper()
+	return decided(t, requester, "", ordered, stages, reviews...)
+}
+
+// requestWith is request, submitted together with others under correlation.
+func requestWith(t *testing.T, requester, correlation string, stages []events.Stage) *events.Request {
+	t.Helper()
+	return decided(t, requester, correlation, false, stages)
+}
+
+func decided(t *testing.T, requester, correlation string, ordered bool, stages []events.Stage, reviews ...events.Reviewed) *events.Request {
+	t.Helper()
 	id := events.NewID()
 	s := events.Submitted{Requester: events.Principal{ID: requester}, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: requester},
-		Entitlement: "payments-admin", Justification: "INC-7", DurationSeconds: 3600, Channel: "http"}
+		Entitlement: "payments-admin", Justification: "INC-7", DurationSeconds: 3600, Channel: "http", CorrelationID: correlation}
 	s.RequestDigest = s.Digest()
 	deadline := t0.Add(24 * time.Hour)
 	payloads := []events.Payload{s, events.PolicyDecided{Outcome: events.OutcomeApprovalRequired, Reasons: []string{"r"}, Stages: stages,
@@ -80,9 +92,10 @@ func TestMigrateTwiceIsANoOp(t *testing.T) {
 	if err := postgres.Migrate(context.Background(), pool); err != nil {
 		t.Fatal(err)
 	}
+	files, _ := filepath.Glob("migrations/*.sql")
 	var n int
-	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM goose_db_version WHERE version_id > 0`).Scan(&n); err != nil || n != 1 {
-		t.Fatalf("%d migrations recorded (%v), want 1", n, err)
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM goose_db_version WHERE version_id > 0`).Scan(&n); err != nil || n != len(files) {
+		t.Fatalf("%d migrations recorded (%v), want %d", n, err, len(files))
 	}
 }
 
@@ -102,8 +115,17 @@ func TestMigrateAdoptsAnInboxOfTheRunnerBeforeGoose(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := postgres.NewInbox(pool)
+	// What that runner's release wrote, in its columns: a request applied at 7, and the checkpoint.
 	req := request(t, "alice", false, []events.Stage{{Name: "owners", Groups: []string{"payments-owners"}, MinApprovals: 1}})
-	if _, err := in.Apply(ctx, 7, []approval.Snapshot{{Request: req, Seq: 7}}); err != nil {
+	s := req.Submitted()
+	if _, err := pool.Exec(ctx, `INSERT INTO inbox_requests (request_id, applied_seq, status, requester, subject_kind, subject_id,
+		subject_owner, entitlement, justification, ticket, duration_seconds, emergency, request_digest)
+		VALUES ($1, 7, $2, $3, $4, $5, '', $6, $7, '', $8, false, $9)`,
+		req.ID(), string(req.Status()), s.Requester.ID, string(s.Subject.Kind), s.Subject.ID, s.Entitlement, s.Justification,
+		s.DurationSeconds, s.RequestDigest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE inbox_checkpoint SET last_seq = 7`); err != nil {
 		t.Fatal(err)
 	}
 	if err := postgres.Migrate(ctx, pool); err != nil {
@@ -204,6 +226,37 @@ func TestAwaiting(t *testing.T) {
 	for _, it := range items {
 		if it.RequestID == byDave.ID() && (it.Approvals != 1 || it.MinApprovals != 2 || it.Requester != "dave" || it.Deadline == nil) {
 			t.Fatalf("item %+v", it)
+		}
+	}
+}
+
+// TestAwaitingShowsTheCorrelation: requests submitted together reach the reviewer with the correlation
+// ID that links them, a request submitted alone with none.
+func TestAwaitingShowsTheCorrelation(t *testing.T) {
+	in, _ := newInbox(t)
+	ctx := context.Background()
+	owners := []events.Stage{{Name: "owners", Groups: []string{"payments-owners"}, MinApprovals: 1}}
+	correlation := events.NewID()
+	together := []*events.Request{requestWith(t, "alice", correlation, owners), requestWith(t, "alice", correlation, owners)}
+	alone := request(t, "alice", false, owners)
+	var snaps []approval.Snapshot
+	for _, r := range append(together, alone) {
+		snaps = append(snaps, approval.Snapshot{Request: r, Seq: uint64(r.Version())})
+	}
+	if _, err := in.Apply(ctx, 3, snaps); err != nil {
+		t.Fatal(err)
+	}
+	items, err := in.Awaiting(ctx, "bob", []string{"payments-owners"})
+	if err != nil || len(items) != 3 {
+		t.Fatalf("bob awaits %d items (%v), want 3", len(items), err)
+	}
+	for _, it := range items {
+		want := correlation
+		if it.RequestID == alone.ID() {
+			want = ""
+		}
+		if it.CorrelationID != want {
+			t.Errorf("%s has correlation %q, want %q", it.RequestID, it.CorrelationID, want)
 		}
 	}
 }

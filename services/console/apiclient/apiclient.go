@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/telemetry"
 )
 
 // Service names a service with an HTTP API, as the contract tags its operations.
@@ -49,6 +50,7 @@ type Operation struct {
 // The operations the console calls.
 var (
 	opSubmit         = Operation{"submitRequest", http.MethodPost, "/v1/requests", Intake}
+	opSubmitBatch    = Operation{"submitRequestBatch", http.MethodPost, "/v1/request-batches", Intake}
 	opShow           = Operation{"showRequest", http.MethodGet, "/v1/requests/{id}", Intake}
 	opWithdraw       = Operation{"withdrawRequest", http.MethodPost, "/v1/requests/{id}/withdraw", Intake}
 	opList           = Operation{"listRequests", http.MethodGet, "/v1/requests", Query}
@@ -68,7 +70,7 @@ var (
 
 // Operations lists every operation the console calls.
 func Operations() []Operation {
-	return []Operation{opSubmit, opShow, opWithdraw, opList, opEvents, opGrants, opWhoHad, opFindings, opReviews, opReview,
+	return []Operation{opSubmit, opSubmitBatch, opShow, opWithdraw, opList, opEvents, opGrants, opWhoHad, opFindings, opReviews, opReview,
 		opPostReview, opTasks, opCompleteGrant, opCompleteRevoke, opCredential, opRevoke}
 }
 
@@ -195,6 +197,8 @@ func (c *Client) do(ctx context.Context, token string, k call, out any) ([]byte,
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
+	// The service continues the trace of the page that called it.
+	telemetry.InjectHTTP(ctx, req.Header)
 	if k.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

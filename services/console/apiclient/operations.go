@@ -42,11 +42,42 @@ type Accepted struct {
 // the same form one request.
 func (c *Client) Submit(ctx context.Context, token string, s Submission, idempotencyKey string) (Accepted, error) {
 	var out Accepted
+	_, err := c.do(ctx, token, call{op: opSubmit, body: s, header: keyHeader(idempotencyKey)}, &out)
+	return out, err
+}
+
+// keyHeader carries an Idempotency-Key, when there is one.
+func keyHeader(key string) http.Header {
 	h := http.Header{}
-	if idempotencyKey != "" {
-		h.Set("Idempotency-Key", idempotencyKey)
+	if key != "" {
+		h.Set("Idempotency-Key", key)
 	}
-	_, err := c.do(ctx, token, call{op: opSubmit, body: s, header: h}, &out)
+	return h
+}
+
+// BatchSubmission asks for several entitlements at once, for one purpose: one request each.
+type BatchSubmission struct {
+	Entitlements  []string `json:"entitlements"`
+	Justification string   `json:"justification"`
+	Duration      string   `json:"duration"`
+	Ticket        string   `json:"ticket,omitempty"`
+}
+
+// Batch is what a batch submission made: the correlation ID linking its requests, and each request.
+type Batch struct {
+	CorrelationID string `json:"correlation_id"`
+	Requests      []struct {
+		ID          string        `json:"id"`
+		Entitlement string        `json:"entitlement"`
+		Status      events.Status `json:"status"`
+	} `json:"requests"`
+}
+
+// SubmitBatch asks for several entitlements as the token's person, one request each. The idempotency
+// key makes a repeated submission of the same form the same requests.
+func (c *Client) SubmitBatch(ctx context.Context, token string, s BatchSubmission, idempotencyKey string) (Batch, error) {
+	var out Batch
+	_, err := c.do(ctx, token, call{op: opSubmitBatch, body: s, header: keyHeader(idempotencyKey)}, &out)
 	return out, err
 }
 
@@ -249,6 +280,8 @@ type ReviewItem struct {
 	DurationSeconds int64                 `json:"duration_seconds"`
 	Emergency       bool                  `json:"emergency"`
 	RequestDigest   string                `json:"request_digest"`
+	// CorrelationID links requests submitted together for several entitlements.
+	CorrelationID string `json:"correlation_id,omitempty"`
 }
 
 // The kinds of ReviewItem.

@@ -156,6 +156,65 @@ func (c *Console) submit(w http.ResponseWriter, r *http.Request, s session.Sessi
 	http.Redirect(w, r, "/requests/"+accepted.ID+"?notice=submitted", http.StatusSeeOther)
 }
 
+// severalForm is the form to ask for several entitlements at once, one request each; after a
+// submission it lists the requests made instead.
+type severalForm struct {
+	frame
+	Entitlements []catalogue.Entitlement
+	Chosen       []string
+	Values       formValues
+	Errors       map[string]string
+	Made         *apiclient.Batch
+}
+
+func (c *Console) severalForm(w http.ResponseWriter, r *http.Request, s session.Session) {
+	c.render(w, http.StatusOK, "request_several", severalForm{frame: c.frame(r, "Ask for several", &s),
+		Entitlements: c.humanEntitlements(), Values: formValues{IdempotencyKey: session.NewID()}})
+}
+
+// humanEntitlements are those a person may hold, the only ones a batch asks for (it has no subject).
+func (c *Console) humanEntitlements() []catalogue.Entitlement {
+	var out []catalogue.Entitlement
+	for _, e := range c.cfg.Catalogue.Entitlements {
+		if e.AllowsSubject(events.SubjectHuman) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// submitSeveral sends the form to intake as one batch: every request, or none and the form again with
+// each problem beside its field.
+func (c *Console) submitSeveral(w http.ResponseWriter, r *http.Request, s session.Session) {
+	if err := r.ParseForm(); err != nil {
+		c.renderError(w, r, http.StatusBadRequest, "Unreadable form", err.Error())
+		return
+	}
+	f := r.PostForm
+	page := severalForm{frame: c.frame(r, "Ask for several", &s), Entitlements: c.humanEntitlements(), Chosen: f["entitlement"],
+		Values: formValues{Justification: f.Get("justification"), Duration: f.Get("duration"), Ticket: f.Get("ticket"),
+			IdempotencyKey: f.Get("idempotency_key")}, Errors: map[string]string{}}
+	ctx, cancel := callWithin(r.Context())
+	defer cancel()
+	made, err := c.cfg.API.SubmitBatch(ctx, s.Token, apiclient.BatchSubmission{Entitlements: page.Chosen,
+		Justification: page.Values.Justification, Duration: page.Values.Duration, Ticket: strings.TrimSpace(page.Values.Ticket)},
+		page.Values.IdempotencyKey)
+	if err != nil {
+		p := c.refusal("submit several requests", err)
+		for _, fe := range p.Errors {
+			field, _, _ := strings.Cut(fe.Field, "[") // entitlements[2] is the entitlements field
+			page.Errors[field] = strings.TrimSpace(page.Errors[field] + " " + fe.Message)
+		}
+		if len(page.Errors) == 0 {
+			page.Refusal = p
+		}
+		c.render(w, p.Status, "request_several", page)
+		return
+	}
+	page.Made = &made
+	c.render(w, http.StatusOK, "request_several", page)
+}
+
 // requestPage is one request: the live region (status, timeline, actions) and what the person can do.
 type requestPage struct {
 	frame

@@ -3,6 +3,7 @@ package web_test
 import (
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -96,5 +97,40 @@ func TestTheRequestPageFollowsTheRequest(t *testing.T) {
 	got := <-done
 	if !strings.Contains(got, "event: live") || !strings.Contains(got, "Withdrawn by the requester") {
 		t.Fatalf("the stream:\n%s", got)
+	}
+}
+
+var madeLink = regexp.MustCompile(`<a href="/requests/([0-9A-Z]{26})">([a-z-]+)</a>`)
+
+// TestAskingForSeveralAtOnce: the form for several entitlements makes one request each, linked by one
+// correlation ID, and lists them; sending it again makes nothing more; a list with an unknown
+// entitlement is refused whole, beside the entitlements.
+func TestAskingForSeveralAtOnce(t *testing.T) {
+	s := newSite(t)
+	alice := s.signIn(t, "alice")
+	if p := alice.get("/requests/several"); p.status != http.StatusOK || !strings.Contains(p.body, `value="payments-admin"`) ||
+		strings.Contains(p.body, `value="reporting-db-credential"`) {
+		t.Fatalf("the form: %d (a person's entitlements only)\n%s", p.status, p.body)
+	}
+	form := url.Values{"entitlement": {"analytics-read", "payments-admin"}, "justification": {"onboarding to the payments team"},
+		"duration": {"1h"}, "idempotency_key": {session.NewID()}}
+	p := alice.post("/requests/several", form)
+	made := madeLink.FindAllStringSubmatch(p.body, -1)
+	if p.status != http.StatusOK || len(made) != 2 || made[0][2] != "analytics-read" || made[1][2] != "payments-admin" {
+		t.Fatalf("submitting two: %d %s", p.status, p.body)
+	}
+	_, first := s.view(t, "alice", made[0][1])
+	_, second := s.view(t, "alice", made[1][1])
+	if first.CorrelationID == "" || first.CorrelationID != second.CorrelationID {
+		t.Fatalf("the two requests are not linked: %q and %q", first.CorrelationID, second.CorrelationID)
+	}
+	if again := madeLink.FindAllStringSubmatch(alice.post("/requests/several", form).body, -1); len(again) != 2 || again[0][1] != made[0][1] || again[1][1] != made[1][1] {
+		t.Fatalf("the same form sent again made %v, want %v", again, made)
+	}
+	form.Set("idempotency_key", session.NewID())
+	form["entitlement"] = []string{"analytics-read", "root-everywhere"}
+	p = alice.post("/requests/several", form)
+	if p.status != http.StatusUnprocessableEntity || !strings.Contains(p.body, `id="entitlements-error"`) || !strings.Contains(p.body, "root-everywhere") {
+		t.Fatalf("an unknown entitlement: %d %s", p.status, p.body)
 	}
 }

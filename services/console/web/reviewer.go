@@ -21,6 +21,8 @@ type inboxItem struct {
 	View       *requestview.View
 	History    []requestview.View
 	HistoryGap string
+	// Together are the other inbox items submitted with this one, for several entitlements at once.
+	Together []apiclient.ReviewItem
 	// Refusal is the service's answer to this reviewer's last attempt on this item.
 	Refusal *apiclient.Problem
 }
@@ -49,6 +51,11 @@ func (c *Console) showInbox(w http.ResponseWriter, r *http.Request, s session.Se
 	var wg sync.WaitGroup
 	for i, it := range items {
 		page.Items[i].ReviewItem = it
+		for _, other := range items {
+			if it.CorrelationID != "" && other.CorrelationID == it.CorrelationID && other.RequestID != it.RequestID {
+				page.Items[i].Together = append(page.Items[i].Together, other)
+			}
+		}
 		if it.RequestID == refusedID {
 			page.Items[i].Refusal = refusal
 		}

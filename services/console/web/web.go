@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -71,7 +72,7 @@ type Console struct {
 }
 
 // pageNames are the templates under templates/, each rendered inside layout.html.
-var pageNames = []string{"home", "catalogue", "request_new", "request", "credential", "reviews", "tasks", "audit", "audit_request", "error"}
+var pageNames = []string{"home", "catalogue", "request_new", "request_several", "request", "credential", "reviews", "tasks", "audit", "audit_request", "error"}
 
 // New returns the console for cfg. It fails if a template does not parse or the public URL is not an
 // origin.
@@ -114,6 +115,8 @@ func (c *Console) Handler() (http.Handler, error) {
 	mux.HandleFunc("GET /catalogue", c.private(c.catalogue))
 	mux.HandleFunc("GET /requests/new", c.private(c.requestForm))
 	mux.HandleFunc("POST /requests", c.private(c.submit))
+	mux.HandleFunc("GET /requests/several", c.private(c.severalForm))
+	mux.HandleFunc("POST /requests/several", c.private(c.submitSeveral))
 	mux.HandleFunc("GET /requests/{id}", c.private(c.request))
 	mux.HandleFunc("GET /requests/{id}/live", c.private(c.liveStream))
 	mux.HandleFunc("POST /requests/{id}/withdraw", c.private(c.withdraw))
@@ -290,6 +293,7 @@ var funcs = template.FuncMap{
 	"seconds": console.Duration,
 	"join":    strings.Join,
 	"inc":     func(i int) int { return i + 1 },
+	"has":     slices.Contains[[]string],
 	"dur":     func(d catalogue.Duration) string { return console.Duration(int64(d.Std().Seconds())) },
 }
 

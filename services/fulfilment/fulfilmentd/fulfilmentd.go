@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/connector"
@@ -41,6 +42,8 @@ type Deps struct {
 	// RetryFor bounds how long a transient grant failure is retried before the request is recorded
 	// failed; 0 means reaction.DefaultRetryFor.
 	RetryFor time.Duration
+	// Meter receives the service's metrics, its consumers' included; nil records none.
+	Meter metric.MeterProvider
 }
 
 func (d Deps) now() func() time.Time {
@@ -60,7 +63,10 @@ func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 // Reactions returns the stream handlers over d.
 func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 	return &reaction.Reactions{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Connectors: d.Connectors,
-		Credentials: d.Credentials, Tasks: d.Tasks, Now: d.now(), Log: log, TaskDue: d.TaskDue, RetryFor: d.RetryFor}
+		Credentials: d.Credentials, Tasks: d.Tasks, Now: d.now(), Log: log, TaskDue: d.TaskDue, RetryFor: d.RetryFor,
+		GrantLatency: telemetry.LatencyHistogram(d.Meter, "grantline/fulfilment", "grantline_grant_latency",
+			"time from the event that allowed a grant to the grant recorded"),
+		ConnectorErrors: targets.NewErrors(d.Meter)}
 }
 
 // Consume runs the reactions until ctx ends: the grant reaction on approved and policy_decided
@@ -71,9 +77,9 @@ func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	h := d.Reactions(log)
 	return ops.RunAll(ctx,
-		ops.Consumer(d.JS, reaction.FulfilSpec(), h.Fulfil, log),
-		ops.Consumer(d.JS, reaction.StartSpec(), h.Started, log),
-		ops.Consumer(d.JS, reaction.RevokeTasksSpec(), h.OpenRevokeTasks, log),
+		ops.Consumer(d.JS, d.Meter, reaction.FulfilSpec(), h.Fulfil, log),
+		ops.Consumer(d.JS, d.Meter, reaction.StartSpec(), h.Started, log),
+		ops.Consumer(d.JS, d.Meter, reaction.RevokeTasksSpec(), h.OpenRevokeTasks, log),
 		func(ctx context.Context) error {
 			// An index left incomplete only hides tasks from GET /v1/tasks: worth a log line, not a stop.
 			if err := h.ReindexTasks(ctx); err != nil && ctx.Err() == nil {
@@ -99,7 +105,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	if err != nil {
 		return ops.Service{}, err
 	}
-	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log)
+	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log, host.Meter)
 	if err != nil {
 		return ops.Service{}, err
 	}
@@ -113,7 +119,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
-		Tasks: tasks, Now: time.Now, TaskDue: cfg.TaskDue, RetryFor: cfg.RetryFor}
+		Tasks: tasks, Now: time.Now, TaskDue: cfg.TaskDue, RetryFor: cfg.RetryFor, Meter: host.Meter}
 	return ops.Service{Name: "fulfilment",
 		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },

@@ -20,9 +20,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/connector"
+	"github.com/grantline/grantline/pkg/connector/targets"
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/deadletter"
@@ -97,6 +99,12 @@ type Reactions struct {
 	// RetryFor is how long a transient grant failure is retried, from the approval (or the requested
 	// start); then the request is recorded failed. 0 means DefaultRetryFor.
 	RetryFor time.Duration
+	// GrantLatency records the time from the event that allowed a grant (an auto-approving decision,
+	// the last approval, a requested start) to the grant recorded: fulfilment's own latency, without
+	// the time people took to approve. Nil records nothing.
+	GrantLatency metric.Float64Histogram
+	// ConnectorErrors counts the grants a connector failed.
+	ConnectorErrors targets.Errors
 }
 
 // Fulfil is the consumer handler for approved and policy_decided.
@@ -246,6 +254,7 @@ func (h *Reactions) grant(ctx context.Context, log *slog.Logger, d eventstore.De
 		err = connector.Transient("not_applied", errors.New("the target does not show the grant after granting"))
 	}
 	if err != nil {
+		h.ConnectorErrors.Record(ctx, ent.Connector, "grant", err)
 		return h.fail(ctx, log, d, r, delivered, err)
 	}
 	rec := fulfilment.Recorded{Connector: ent.Connector, TargetRef: connector.TargetRef(conn, g), Observed: obs,
@@ -259,6 +268,9 @@ func (h *Reactions) grant(ctx context.Context, log *slog.Logger, d eventstore.De
 		return err
 	}
 	if len(u.Appended) > 0 {
+		if h.GrantLatency != nil {
+			h.GrantLatency.Record(ctx, h.Now().Sub(d.Event.Time).Seconds())
+		}
 		log.Info("granted", "connector", ent.Connector, "expires_at", expires.UTC().Format(time.RFC3339),
 			"grant_ms", time.Since(started).Milliseconds())
 	}

@@ -1,9 +1,11 @@
-// Package httpapi is intake's HTTP edge: POST /v1/requests, POST /v1/requests/{id}/withdraw, and
+// Package httpapi is intake's HTTP edge: POST /v1/requests, POST /v1/request-batches (several
+// entitlements at once), POST /v1/requests/{id}/withdraw, and
 // GET /v1/requests/{id} (the request folded from its own stream, so a submitter reads their own write
 // until the read side answers it).
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -47,6 +49,7 @@ type Handler struct {
 // contract test holds the two equal).
 func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("POST /v1/requests", h.submit)
+	mux.HandleFunc("POST /v1/request-batches", h.submitBatch)
 	mux.HandleFunc("POST /v1/requests/{id}/withdraw", h.withdraw)
 	mux.HandleFunc("GET /v1/requests/{id}", h.show)
 }
@@ -82,33 +85,118 @@ func (h *Handler) handleSubmit(r *http.Request) (string, events.Status, error) {
 	if err := decodeBody(r, &body); err != nil {
 		return "", "", err
 	}
-	sub, err := intake.Validate(body, intake.Requester{ID: who.Subject, Groups: who.Groups}, "http", h.Catalogue, h.Now())
+	now := h.Now()
+	sub, err := intake.Validate(body, intake.Requester{ID: who.Subject, Groups: who.Groups}, "http", h.Catalogue, now)
 	if err != nil {
 		return "", "", err
 	}
+	if sub, err = intake.ExtendFromStore(r.Context(), h.Store, body.Extends, sub, h.Catalogue, now); err != nil {
+		return "", "", err
+	}
 	id, causation := events.NewID(), ""
-	if key := r.Header.Get("Idempotency-Key"); key != "" {
-		if !validIdempotencyKey(key) {
-			return "", "", fmt.Errorf("%w: Idempotency-Key must be 1 to 255 printable ASCII characters", httpjson.ErrMalformed)
-		}
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return "", "", err
+	}
+	if key != "" {
 		if id, err = h.Idempotency.Claim(r.Context(), "requester:"+who.Subject, key, sub.RequestDigest); err != nil {
 			return "", "", err
 		}
 		causation = "http:" + key
 	}
-	// A minted ID holds nothing yet, so no read: a retry whose first attempt landed is caught by the
-	// compare-and-set, which reloads.
-	l, err := h.Store.Create(r.Context(), id, func(req *events.Request) ([]events.Draft, error) {
+	status, err := h.create(r.Context(), id, events.Draft{Payload: sub, Actor: who.Subject, CausationID: causation})
+	return id, status, err
+}
+
+// create appends the submitted event d as request id and returns the request's status. A minted ID
+// holds nothing yet, so no read: a retry whose first attempt landed is caught by the compare-and-set,
+// which reloads, and finds the request already there.
+func (h *Handler) create(ctx context.Context, id string, d events.Draft) (events.Status, error) {
+	l, err := h.Store.Create(ctx, id, func(req *events.Request) ([]events.Draft, error) {
 		if req.Status() != events.StatusNone {
-			// A retry whose first attempt landed: the same request, nothing to add.
 			return nil, nil
 		}
-		return []events.Draft{{Payload: sub, Actor: who.Subject, CausationID: causation}}, nil
+		return []events.Draft{d}, nil
 	})
 	if err != nil {
-		return id, "", err
+		return "", err
 	}
-	return id, l.Request.Status(), nil
+	return l.Request.Status(), nil
+}
+
+// BatchItem is one request of a batch: its ID, entitlement and status.
+type BatchItem struct {
+	ID          string        `json:"id"`
+	Entitlement string        `json:"entitlement"`
+	Status      events.Status `json:"status"`
+}
+
+// Batch is the answer to a submission for several entitlements: the correlation ID linking the
+// requests, and each request in the order the entitlements were listed.
+type Batch struct {
+	CorrelationID string      `json:"correlation_id"`
+	Requests      []BatchItem `json:"requests"`
+}
+
+func (h *Handler) submitBatch(w http.ResponseWriter, r *http.Request) {
+	b, err := h.handleBatch(r)
+	log := h.Log.With("correlation_id", b.CorrelationID)
+	if err != nil {
+		problems.Refuse(w, r, log, "submit batch", err)
+		return
+	}
+	log.Info("submitted batch", "requests", len(b.Requests), telemetry.KeyTraceID, telemetry.TraceID(r.Context()))
+	httpjson.Write(w, http.StatusAccepted, b)
+}
+
+// handleBatch validates every entitlement before creating anything, so a refused batch creates no
+// request. With an Idempotency-Key the correlation ID is claimed for the whole batch and each request
+// ID under it, so a retry (also one after a failure part-way) answers, and completes, the same
+// requests; without one, a retry is a new batch.
+func (h *Handler) handleBatch(r *http.Request) (Batch, error) {
+	who, err := h.Auth.Authenticate(r)
+	if err != nil {
+		return Batch{}, err
+	}
+	// The submission limit, before any work on the body. A batch takes one submission: it makes at
+	// most intake.MaxBatch requests, so a flood of batches is stopped as one of single requests is.
+	if err := h.Submissions.Allow("requester:" + who.Subject); err != nil {
+		return Batch{}, err
+	}
+	var body intake.BatchBody
+	if err := decodeBody(r, &body); err != nil {
+		return Batch{}, err
+	}
+	subs, err := intake.ValidateBatch(body, intake.Requester{ID: who.Subject, Groups: who.Groups}, "http", h.Catalogue, h.Now())
+	if err != nil {
+		return Batch{}, err
+	}
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return Batch{}, err
+	}
+	b := Batch{CorrelationID: events.NewID()}
+	if key != "" {
+		if b.CorrelationID, err = h.Idempotency.Claim(r.Context(), "requester-batch:"+who.Subject, key, intake.BatchDigest(subs)); err != nil {
+			return Batch{}, err
+		}
+	}
+	for _, sub := range subs {
+		sub.CorrelationID = b.CorrelationID
+		id, causation := events.NewID(), ""
+		if key != "" {
+			if id, err = h.Idempotency.Claim(r.Context(), "batch:"+b.CorrelationID, sub.Entitlement, sub.RequestDigest); err != nil {
+				return b, err
+			}
+			causation = "http:" + key + "#" + sub.Entitlement
+		}
+		status, err := h.create(r.Context(), id, events.Draft{Payload: sub, Actor: who.Subject, CausationID: causation, CorrelationID: b.CorrelationID})
+		if err != nil {
+			return b, err
+		}
+		b.Requests = append(b.Requests, BatchItem{ID: id, Entitlement: sub.Entitlement, Status: status})
+	}
+	return b, nil
 }
 
 // WithdrawBody optionally says why.
@@ -198,6 +286,15 @@ func (h *Handler) handleShow(r *http.Request, id string) (View, error) {
 func (h *Handler) visible(who auth.Identity, req *events.Request) error {
 	ent, _ := h.Catalogue.Entitlement(req.Submitted().Entitlement)
 	return visibility.Check(req, visibility.NewViewer(who.Subject, who.Groups, h.Readers), ent.OwnerGroups)
+}
+
+// idempotencyKey is the request's Idempotency-Key, "" without one.
+func idempotencyKey(r *http.Request) (string, error) {
+	key := r.Header.Get("Idempotency-Key")
+	if key != "" && !validIdempotencyKey(key) {
+		return "", fmt.Errorf("%w: Idempotency-Key must be 1 to 255 printable ASCII characters", httpjson.ErrMalformed)
+	}
+	return key, nil
 }
 
 func validIdempotencyKey(k string) bool {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -33,10 +34,11 @@ type env struct {
 	issuer *auth.DevIssuer
 	js     jetstream.JetStream
 	store  *eventstore.Store
-	// revoker appends what the revoker would (a drift finding).
-	revoker *eventstore.Store
-	logs    *strings.Builder
-	mu      *sync.Mutex
+	// revoker appends what the revoker would (a drift finding), policy and fulfilment what they would
+	// (a decision and a grant).
+	revoker, policy, fulfilment *eventstore.Store
+	logs                        *strings.Builder
+	mu                          *sync.Mutex
 }
 
 // newEnv starts the API; each option adjusts the handler before it serves.
@@ -50,15 +52,17 @@ func newEnv(t *testing.T, options ...func(*Handler)) *env {
 	}
 	signer, _ := events.GenerateSigner(events.Intake, "intake-test")
 	revokerSigner, _ := events.GenerateSigner(events.Revoker, "revoker-test")
-	verifier, _ := events.NewVerifier(events.NewTrustFile(time.Now().Add(-time.Minute), signer, revokerSigner))
-	store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: signer, Verifier: verifier, Durability: eventstore.EmbeddedProbe(ns)})
-	if err != nil {
-		t.Fatal(err)
+	policySigner, _ := events.GenerateSigner(events.Policy, "policy-test")
+	fulfilmentSigner, _ := events.GenerateSigner(events.Fulfilment, "fulfilment-test")
+	verifier, _ := events.NewVerifier(events.NewTrustFile(time.Now().Add(-time.Minute), signer, revokerSigner, policySigner, fulfilmentSigner))
+	open := func(s *events.Signer) *eventstore.Store {
+		store, err := eventstore.Open(ctx, js, eventstore.Config{Signer: s, Verifier: verifier, Durability: eventstore.EmbeddedProbe(ns)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store
 	}
-	revoker, err := eventstore.Open(ctx, js, eventstore.Config{Signer: revokerSigner, Verifier: verifier, Durability: eventstore.EmbeddedProbe(ns)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, revoker, policy, fulfilment := open(signer), open(revokerSigner), open(policySigner), open(fulfilmentSigner)
 	keys, err := idempotency.Open(ctx, js, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +87,7 @@ func newEnv(t *testing.T, options ...func(*Handler)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{srv: srv, issuer: issuer, js: js, store: store, revoker: revoker, logs: &strings.Builder{}, mu: &sync.Mutex{}}
+	e := &env{srv: srv, issuer: issuer, js: js, store: store, revoker: revoker, policy: policy, fulfilment: fulfilment, logs: &strings.Builder{}, mu: &sync.Mutex{}}
 	h := &Handler{Store: store, Catalogue: cat, Auth: authn, Idempotency: keys, Now: time.Now,
 		Log: slog.New(slog.NewTextHandler(lockedWriter{e.mu, e.logs}, nil)), Readers: []string{"auditors"}}
 	for _, o := range options {
@@ -355,6 +359,10 @@ func TestSubmissionLimit(t *testing.T) {
 	if status, b, _ := e.call(t, "POST", "/v1/requests", "bob", goodBody); status != http.StatusAccepted {
 		t.Fatalf("bob while alice is limited: %d %s", status, b)
 	}
+	batch := `{"entitlements":["analytics-read","payments-admin"],"justification":"onboarding to the payments team","duration":"1h"}`
+	if status, b, h := e.call(t, "POST", "/v1/request-batches", "alice", batch); status != http.StatusTooManyRequests || h.Get("Retry-After") != "90" {
+		t.Fatalf("alice's batch over the limit: %d (Retry-After %q) %s", status, h.Get("Retry-After"), b)
+	}
 	if n := len(e.submitted(t)); n != 4 {
 		t.Fatalf("%d submitted events, want alice's 3 and bob's 1", n)
 	}
@@ -402,4 +410,144 @@ func idOf(t *testing.T, body []byte) string {
 		t.Fatalf("%s: %v", body, err)
 	}
 	return c.ID
+}
+
+// grant brings request id to granted, as policy (auto-approved) and fulfilment would, for d.
+func (e *env) grant(t *testing.T, id string, d time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := e.policy.Update(ctx, id, func(*events.Request) ([]events.Draft, error) {
+		return []events.Draft{{Payload: events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low risk"},
+			EffectiveDurationSeconds: int64(d / time.Second), PolicyRevision: "sha256:test", InputDigest: "sha256:test"}}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.fulfilment.Update(ctx, id, func(*events.Request) ([]events.Draft, error) {
+		return []events.Draft{{Payload: events.Granted{Connector: "postgres", TargetRef: "role grantline_test",
+			Observed: events.Observed{Present: true}, ExpiresAt: time.Now().Add(d), Fulfiller: "service:fulfilment"}}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExtend: alice extends her active grant, and the view shows what it extends; each refusal row is
+// a submission naming a grant it may not extend, refused on the field extends with nothing created.
+func TestExtend(t *testing.T) {
+	e := newEnv(t)
+	extending := func(id, entitlement, duration string) string {
+		return `{"entitlement":"` + entitlement + `","justification":"the report run is not finished","duration":"` + duration + `","extends":"` + id + `"}`
+	}
+	_, body, _ := e.call(t, "POST", "/v1/requests", "alice", goodBody)
+	active := idOf(t, body)
+	e.grant(t, active, 2*time.Hour)
+	_, body, _ = e.call(t, "POST", "/v1/requests", "alice", goodBody, "Idempotency-Key", "to-revoke")
+	revoked := idOf(t, body)
+	e.grant(t, revoked, 2*time.Hour)
+	if _, err := e.revoker.Update(context.Background(), revoked, func(*events.Request) ([]events.Draft, error) {
+		return []events.Draft{{Payload: events.RevocationRequested{By: "alice", Reason: events.RevokeEarly}},
+			{Payload: events.Revoked{Reason: events.RevokeEarly, Observed: events.Observed{Present: false}}}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ = e.call(t, "POST", "/v1/requests", "alice", goodBody, "Idempotency-Key", "pending")
+	pending := idOf(t, body)
+	before := len(e.submitted(t))
+
+	cases := []struct{ name, user, body, says string }{
+		{"bob extends alice's grant", "bob", extending(active, "analytics-read", "1h"), "requester or its subject's owners"},
+		{"alice extends her revoked grant", "alice", extending(revoked, "analytics-read", "1h"), "revoked"},
+		{"alice extends a request not yet granted", "alice", extending(pending, "analytics-read", "1h"), "submitted"},
+		{"alice extends her grant with another entitlement", "alice", extending(active, "payments-admin", "1h"), "not payments-admin"},
+		{"alice extends a request that does not exist", "alice", extending(events.NewID(), "analytics-read", "1h"), "there is no request"},
+		{"alice extends something that is not a request ID", "alice", extending("last-week", "analytics-read", "1h"), "must be a request ID"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body, _ := e.call(t, "POST", "/v1/requests", tc.user, tc.body)
+			if status != http.StatusUnprocessableEntity || !strings.Contains(string(body), `"extends"`) || !strings.Contains(string(body), tc.says) {
+				t.Fatalf("%d %s, want 422 on extends saying %q", status, body, tc.says)
+			}
+		})
+	}
+	if n := len(e.submitted(t)); n != before {
+		t.Fatalf("refused extensions created %d requests", n-before)
+	}
+
+	status, body, _ := e.call(t, "POST", "/v1/requests", "alice", extending(active, "analytics-read", "2h"))
+	if status != http.StatusAccepted {
+		t.Fatalf("alice extends her active grant: %d %s", status, body)
+	}
+	_, body, _ = e.call(t, "GET", "/v1/requests/"+idOf(t, body), "alice", nil)
+	var view View
+	if err := json.Unmarshal(body, &view); err != nil || view.Extends == nil {
+		t.Fatalf("the extension's view %s (%v)", body, err)
+	}
+	if x := view.Extends; x.RequestID != active || x.DurationSeconds != 7200 || x.HeldSince.After(time.Now()) || !x.ExpiresAt.After(time.Now()) {
+		t.Fatalf("the extension records %+v, want the active grant %s", x, active)
+	}
+}
+
+// TestBatch: a submission for several entitlements is one request each, linked by a correlation ID and
+// answered with every ID; a list with a duplicate or an unknown entitlement creates nothing; with an
+// Idempotency-Key a retried batch answers the same IDs and creates nothing more.
+func TestBatch(t *testing.T) {
+	e := newEnv(t)
+	batch := func(ents string) string {
+		return `{"entitlements":[` + ents + `],"justification":"onboarding to the payments team","duration":"1h","ticket":"OPS-9"}`
+	}
+	for name, body := range map[string]string{
+		"a duplicate":            batch(`"analytics-read","payments-admin","analytics-read"`),
+		"an unknown entitlement": batch(`"analytics-read","root-everywhere"`),
+	} {
+		status, b, _ := e.call(t, "POST", "/v1/request-batches", "alice", body)
+		if status != http.StatusUnprocessableEntity || !strings.Contains(string(b), "entitlements[") {
+			t.Errorf("%s: %d %s, want 422 naming the entitlement", name, status, b)
+		}
+	}
+	if n := len(e.submitted(t)); n != 0 {
+		t.Fatalf("refused batches created %d requests", n)
+	}
+
+	key := []string{"Idempotency-Key", "onboarding-7"}
+	body := batch(`"analytics-read","payments-admin","mainframe-operator"`)
+	status, b1, _ := e.call(t, "POST", "/v1/request-batches", "alice", body, key...)
+	var first Batch
+	if err := json.Unmarshal(b1, &first); status != http.StatusAccepted || err != nil || !events.ValidRequestID(first.CorrelationID) || len(first.Requests) != 3 {
+		t.Fatalf("batch: %d %s (%v)", status, b1, err)
+	}
+	for i, want := range []string{"analytics-read", "payments-admin", "mainframe-operator"} {
+		it := first.Requests[i]
+		_, vb, _ := e.call(t, "GET", "/v1/requests/"+it.ID, "alice", nil)
+		var view View
+		if err := json.Unmarshal(vb, &view); err != nil || it.Entitlement != want || view.Entitlement != want ||
+			view.CorrelationID != first.CorrelationID || it.Status != events.StatusSubmitted {
+			t.Fatalf("request %d (%s): %+v, view %s", i, want, it, vb)
+		}
+	}
+	status, b2, _ := e.call(t, "POST", "/v1/request-batches", "alice", body, key...)
+	var again Batch
+	if err := json.Unmarshal(b2, &again); status != http.StatusAccepted || err != nil {
+		t.Fatalf("retry: %d %s", status, b2)
+	}
+	if again.CorrelationID != first.CorrelationID || !slices.Equal(again.Requests, first.Requests) {
+		t.Fatalf("a retried batch answers other requests: %+v, first %+v", again, first)
+	}
+	if status, b, _ := e.call(t, "POST", "/v1/request-batches", "alice", batch(`"analytics-read","payments-admin"`), key...); status != http.StatusConflict {
+		t.Fatalf("the same key with another list: %d %s", status, b)
+	}
+	subs := e.submitted(t)
+	if len(subs) != 3 {
+		t.Fatalf("%d submitted events, want 3", len(subs))
+	}
+	for _, ev := range subs {
+		if ev.CorrelationID != first.CorrelationID {
+			t.Fatalf("event %s has correlation %q, want %q", ev.ID, ev.CorrelationID, first.CorrelationID)
+		}
+	}
+	// Without a key, the same list again is a new batch.
+	_, b3, _ := e.call(t, "POST", "/v1/request-batches", "alice", body)
+	var other Batch
+	if err := json.Unmarshal(b3, &other); err != nil || other.CorrelationID == first.CorrelationID || len(other.Requests) != 3 {
+		t.Fatalf("a batch without a key: %s", b3)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/consumer"
@@ -32,6 +33,8 @@ type Deps struct {
 	ReaderGroups []string
 	// RequesterLimits and IntegrationLimits limit submissions; nil limits nothing.
 	RequesterLimits, IntegrationLimits *throttle.Limiter
+	// Meter receives the service's metrics, its consumers' included; nil records none.
+	Meter metric.MeterProvider
 }
 
 // API returns the HTTP API handler.
@@ -44,7 +47,9 @@ func (d Deps) API(log *slog.Logger) *httpapi.Handler {
 func (d Deps) ConsumeIntegrations(ctx context.Context, log *slog.Logger) error {
 	h := &integration.Handler{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Integrations: d.Integrations,
 		Idempotency: d.Idempotency, Submissions: d.IntegrationLimits, Now: d.Now, Log: log}
-	return consumer.Run(ctx, d.JS, integration.Spec(), h.Handle, log)
+	spec := integration.Spec()
+	spec.Meter = d.Meter
+	return consumer.Run(ctx, d.JS, spec, h.Handle, log)
 }
 
 // New builds the intake service from cfg on host: the catalogue, the integrations (if any), the
@@ -71,7 +76,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Integrations: integrations, Auth: authn,
-		Idempotency: keys, Now: time.Now, ReaderGroups: cfg.ReaderGroups,
+		Idempotency: keys, Now: time.Now, ReaderGroups: cfg.ReaderGroups, Meter: host.Meter,
 		RequesterLimits:   throttle.New(throttle.Limit{Burst: cfg.SubmitBurst, Every: cfg.SubmitEvery}, time.Now),
 		IntegrationLimits: throttle.New(throttle.Limit{Burst: cfg.IntegrationSubmitBurst, Every: cfg.IntegrationSubmitEvery}, time.Now)}
 	svc := ops.Service{Name: "intake", Routes: func(mux *http.ServeMux) { d.API(host.Log).Routes(mux) }}

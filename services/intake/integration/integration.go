@@ -154,9 +154,17 @@ func (h *Handler) accept(ctx context.Context, name string, data []byte) (cloudEv
 	if err != nil {
 		return ce, "", refusal{err}
 	}
-	sub, err := intake.Validate(body.Body, requester, "integration:"+name, h.Catalogue, h.Now())
+	now := h.Now()
+	sub, err := intake.Validate(body.Body, requester, "integration:"+name, h.Catalogue, now)
 	if err != nil {
 		return ce, "", refusal{err}
+	}
+	sub, err = intake.ExtendFromStore(ctx, h.Store, body.Extends, sub, h.Catalogue, now)
+	if errors.Is(err, intake.ErrInvalid) {
+		return ce, "", refusal{err}
+	}
+	if err != nil {
+		return ce, "", err
 	}
 	// One request per CloudEvent id, however often it is delivered or republished.
 	id, err := h.Idempotency.Claim(ctx, "integration:"+name, ce.ID, sub.RequestDigest)

@@ -171,6 +171,7 @@ func TestRefusalsAreAnsweredWithReasons(t *testing.T) {
 		{"r-2", request("alice", "security"), `may not assert group \"security\"`},
 		{"r-3", func() map[string]any { d := request("alice", "engineers"); d["duration"] = "9h"; return d }(), "longer than"},
 		{"r-4", func() map[string]any { d := request("alice", "engineers"); d["approved"] = true; return d }(), "malformed data"},
+		{"r-5", func() map[string]any { d := request("alice", "engineers"); d["extends"] = events.NewID(); return d }(), "there is no request"},
 	}
 	for _, tc := range cases {
 		c.send(tc.id, tc.data, false)

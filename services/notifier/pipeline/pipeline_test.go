@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"encoding/json/v2"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/grantline/grantline/pkg/consumer"
+	"github.com/grantline/grantline/pkg/deadletter"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/topology"
@@ -258,12 +260,13 @@ func TestARefusedMailboxIsDeadLetteredAndHoldsUpNobody(t *testing.T) {
 		t.Fatal(err)
 	}
 	var reason string
+	var letter uint64
 	poll.Until(t, 20*time.Second, "frank's notification dead-lettered, bob and alice told", func() bool {
 		m, err := dlq.GetLastMsgForSubject(context.Background(), topology.DeadLetter(topology.NotifierEmail.Durable))
 		if err != nil {
 			return false
 		}
-		reason = m.Header.Get(consumer.HeaderReason)
+		reason, letter = m.Header.Get(consumer.HeaderReason), m.Sequence
 		told := w.told()
 		return told["bob@example.test"][id] == 1 && told["alice@example.test"][id] == 1 && w.settled(t)
 	})
@@ -272,6 +275,12 @@ func TestARefusedMailboxIsDeadLetteredAndHoldsUpNobody(t *testing.T) {
 	}
 	if n := len(w.told()["frank@example.test"]); n != 0 {
 		t.Errorf("frank's refused mailbox received %d", n)
+	}
+
+	// A delivery set aside leaves the outbox, so there is no original left to replay: the operator is
+	// told so rather than left waiting for a mail that cannot come.
+	if _, err := deadletter.Replay(context.Background(), w.JS, letter, "dave", "mailbox restored"); !errors.Is(err, deadletter.ErrOriginalGone) {
+		t.Fatalf("replay of a channel's dead letter: %v, want ErrOriginalGone", err)
 	}
 }
 
@@ -295,5 +304,47 @@ func TestAWebhookTargetDownHoldsUpNoOther(t *testing.T) {
 	})
 	if n := len(w.hooks.received()); n != 1 {
 		t.Errorf("the SIEM received %d, want 1", n)
+	}
+}
+
+// TestAnEventItCannotVerifyIsSetAsideAndReplayedOnce: an event forged into the evidence stream fails
+// verification, so the notifier's planner sets it aside; the operator's replay hands the original to
+// the planner again, which sets it aside anew as the replay's own dead letter, once however often the
+// replay is asked for.
+func TestAnEventItCannotVerifyIsSetAsideAndReplayedOnce(t *testing.T) {
+	w := newWorld(t)
+	w.run(t, "replica-a")
+	ctx := context.Background()
+	if _, err := w.JS.Publish(ctx, events.NATSSubject(events.NewID(), events.TypeSubmitted), []byte(`{"forged":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	letters := func() []deadletter.Letter {
+		l, err := deadletter.List(ctx, w.JS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	poll.Until(t, 20*time.Second, "the forged event set aside", func() bool { return len(letters()) == 1 })
+	first := letters()[0]
+	if first.Consumer != topology.NotifierEvents.Durable || first.Stream != topology.EventsStream {
+		t.Fatalf("dead letter %+v", first)
+	}
+	if _, err := deadletter.Replay(ctx, w.JS, first.Seq, "dave", "trust file fixed"); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 20*time.Second, "the replay set aside anew", func() bool {
+		l := letters()
+		return len(l) == 2 && l[1].ReplayOf == first.Seq && l[1].StreamSeq == first.StreamSeq && w.settled(t)
+	})
+	if _, err := deadletter.Replay(ctx, w.JS, first.Seq, "dave", "again"); !errors.Is(err, deadletter.ErrAlreadyReplayed) {
+		t.Fatalf("a second replay: %v", err)
+	}
+	replays, err := w.JS.Consumer(ctx, topology.DLQStream, topology.ReplayConsumer(topology.NotifierEvents.Durable).Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := replays.Info(ctx); err != nil || info.Delivered.Consumer != 1 || info.NumAckPending != 0 || len(letters()) != 2 {
+		t.Fatalf("after two replays: %+v, %v, %d dead letters", info, err, len(letters()))
 	}
 }

@@ -61,6 +61,9 @@ func (d deadLetters) Publish(topic string, msgs ...*message.Message) error {
 		dl.Header.Set(consumer.HeaderSubject, m.Metadata.Get(metaSubject))
 		dl.Header.Set(consumer.HeaderConsumer, m.Metadata.Get(middleware.PoisonedHandlerKey))
 		dl.Header.Set(consumer.HeaderDeliveries, m.Metadata.Get(metaDelivered))
+		if entry := m.Metadata.Get(metaReplayOf); entry != "" {
+			dl.Header.Set(consumer.HeaderReplayOf, entry)
+		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.Context()), 5*time.Second)
 		_, err := d.js.PublishMsg(ctx, dl, jetstream.WithMsgID(fmt.Sprintf("dlq:%s:%s", topic, m.UUID)))
 		cancel()

@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/telemetry"
 )
 
@@ -28,6 +29,9 @@ const (
 	metaOperation = "kv_operation"
 	// metaRetryAfter, set by a handler that fails, is the earliest redelivery it wants (a duration).
 	metaRetryAfter = "retry_after"
+	// metaReplayOf is, on an operator's replay of a dead letter, that dead letter's sequence in
+	// GRANTLINE_DLQ (consumer.ReplayOf).
+	metaReplayOf = "replay_of"
 )
 
 // kvOperationHeader marks a key-value removal (DEL or PURGE) on a bucket's stream; nats.go keeps its
@@ -69,8 +73,8 @@ func newSubscriber(js jetstream.JetStream, src source, log *slog.Logger) *subscr
 
 // Subscribe creates or updates the durable consumer and returns the messages it delivers, one at a
 // time per free slot, until ctx ends or Close is called; the channel is then closed once no message
-// is left in flight. topic is the watermill topic the router subscribes to; the source says what is
-// read.
+// is left in flight. The operator's replays of the durable's dead letters (consumer.Replays) come the
+// same way. topic is the watermill topic the router subscribes to; the source says what is read.
 func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.src.Stream, jetstream.ConsumerConfig{
 		Durable: s.src.Durable, FilterSubjects: s.src.Filters, AckPolicy: jetstream.AckExplicitPolicy,
@@ -88,7 +92,7 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	out := make(chan *message.Message)
 	slots := make(chan struct{}, s.src.MaxInFlight)
 	var inflight sync.WaitGroup
-	cc, err := cons.Consume(func(m jetstream.Msg) {
+	take := func(m jetstream.Msg) {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -98,17 +102,27 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 			defer func() { <-slots }()
 			s.deliver(ctx, m, out)
 		})
-	}, jetstream.PullMaxMessages(s.src.MaxInFlight), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}
+	replays, err := consumer.Replays(ctx, s.js, s.src.Stream, s.src.Durable, s.src.AckWait, s.src.Backoff, s.log, take)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	cc, err := cons.Consume(take, jetstream.PullMaxMessages(s.src.MaxInFlight), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		s.log.Warn("consume", telemetry.KeyError, err.Error())
 	}))
 	if err != nil {
 		stop()
+		replays.Stop()
+		<-replays.Closed()
 		return nil, fmt.Errorf("consumer %s: %w", s.src.Durable, err)
 	}
 	s.running.Go(func() {
 		<-ctx.Done()
 		cc.Stop()
+		replays.Stop()
 		<-cc.Closed()
+		<-replays.Closed()
 		inflight.Wait()
 		close(out)
 	})
@@ -125,7 +139,17 @@ func (s *subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *m
 		_ = m.Term()
 		return
 	}
-	msg := message.NewMessage(fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream), m.Data())
+	// The UUID names the delivery in the dead-letter copy's message ID: a replay that fails again is set
+	// aside as a copy of its own.
+	uuid := fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
+	entry, replay := consumer.ReplayOf(m)
+	if replay {
+		uuid += ":replay:" + entry
+	}
+	msg := message.NewMessage(uuid, m.Data())
+	if replay {
+		msg.Metadata.Set(metaReplayOf, entry)
+	}
 	msg.Metadata.Set(metaSubject, m.Subject())
 	msg.Metadata.Set(metaSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
 	msg.Metadata.Set(metaDelivered, strconv.FormatUint(meta.NumDelivered, 10))

@@ -76,11 +76,11 @@ func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	return ops.RunAll(ctx,
-		ops.Consumer(deps.JS, consumer.Spec{Stream: topology.PolicyDecisions.Stream, Durable: topology.PolicyDecisions.Durable,
+		ops.Consumer(deps.JS, deps.Meter, consumer.Spec{Stream: topology.PolicyDecisions.Stream, Durable: topology.PolicyDecisions.Durable,
 			FilterSubjects: []string{events.NATSSubject("*", events.TypeSubmitted)},
 			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency,
 			SetAside: s.releaseUndecided}, s.handleSubmitted, log),
-		ops.Consumer(deps.JS, consumer.Spec{Stream: topology.PolicyReviewDebt.Stream, Durable: topology.PolicyReviewDebt.Durable,
+		ops.Consumer(deps.JS, deps.Meter, consumer.Spec{Stream: topology.PolicyReviewDebt.Stream, Durable: topology.PolicyReviewDebt.Durable,
 			FilterSubjects: []string{
 				events.NATSSubject("*", events.TypePostReviewed), events.NATSSubject("*", events.TypeWithdrawn),
 				events.NATSSubject("*", events.TypeFulfilmentFailed),
@@ -99,6 +99,7 @@ type service struct {
 	log           *slog.Logger
 	decisions     metric.Int64Counter
 	evalTime      metric.Float64Histogram
+	latency       metric.Float64Histogram
 }
 
 func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, error) {
@@ -130,6 +131,8 @@ func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, err
 		metric.WithDescription("time to evaluate the policy for one request")); err != nil {
 		return nil, err
 	}
+	s.latency = telemetry.LatencyHistogram(meter, "grantline/policy", "grantline_decision_latency",
+		"time from a request's submission to its recorded policy decision")
 	if s.reviews, err = openReviews(ctx, deps.JS, deps.StateReplicas); err != nil {
 		return nil, err
 	}
@@ -189,6 +192,7 @@ func (s *service) handleSubmitted(ctx context.Context, msg jetstream.Msg) error 
 	}
 	revision := u.Request.Decision().PolicyRevision
 	s.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome), attribute.Bool("failed", failure != nil)))
+	s.latency.Record(ctx, s.now().Sub(d.Event.Time).Seconds())
 	if failure != nil {
 		log.Error("policy could not decide; request denied", "outcome", outcome,
 			"policy_revision", revision, telemetry.KeyError, failure.Error())

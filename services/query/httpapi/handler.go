@@ -83,8 +83,11 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	h.serve(w, r, "list requests", func(rd query.Reader) (any, error) {
 		q := r.URL.Query()
 		f := query.Filter{Status: events.Status(q.Get("status")), Entitlement: q.Get("entitlement")}
-		if err := onlyParams(q, "status", "requester", "entitlement", "awaiting_review", "limit", "cursor"); err != nil {
+		if err := onlyParams(q, "status", "requester", "entitlement", "awaiting_review", "chain", "limit", "cursor"); err != nil {
 			return nil, err
+		}
+		if f.Chain = q.Get("chain"); f.Chain != "" && !events.ValidRequestID(f.Chain) {
+			return nil, fmt.Errorf("%w: chain takes a request ID", errBadQuery)
 		}
 		if f.Status != "" && !knownStatus(f.Status) {
 			return nil, fmt.Errorf("%w: unknown status %q", errBadQuery, f.Status)

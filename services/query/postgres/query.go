@@ -59,6 +59,17 @@ func (s *Store) List(ctx context.Context, rd query.Reader, f query.Filter) ([]qu
 	if f.Entitlement != "" {
 		w.add("r.entitlement = ?", f.Entitlement)
 	}
+	if f.Chain != "" {
+		// Back from the named request to the first grant of its chain, then forward over every request
+		// that extends one of the chain (the index requests_extends serves the forward steps).
+		w.add(fmt.Sprintf(`r.id IN (WITH RECURSIVE back(id, extends) AS (
+				SELECT id, view->'extends'->>'request_id' FROM %[1]s.requests WHERE id = ?
+				UNION SELECT p.id, p.view->'extends'->>'request_id' FROM %[1]s.requests p JOIN back b ON p.id = b.extends),
+			chain(id) AS (
+				SELECT id FROM back WHERE extends IS NULL OR extends NOT IN (SELECT id FROM back)
+				UNION SELECT n.id FROM %[1]s.requests n JOIN chain c ON n.view->'extends'->>'request_id' = c.id)
+			SELECT id FROM chain)`, pgx.Identifier{s.schema}.Sanitize()), f.Chain)
+	}
 	if f.AwaitingReview {
 		// query.AwaitsReviewBy in SQL: open stages for one of the reader's groups, and separation of
 		// duties (not the requester, not the subject, not a reviewer already).

@@ -187,6 +187,45 @@ func TestListFiltersAndPaging(t *testing.T) {
 	}
 }
 
+// TestExtensionChain: chain=<id> lists the chain of extensions holding a request, whichever of its
+// requests is named, as far as the caller may read it; the views say what each extends.
+func TestExtensionChain(t *testing.T) {
+	e := newEnv(t)
+	auto := func(r *querytest.Req) *querytest.Req { return r.Decide(t, events.OutcomeAutoApproved, false) }
+	first := auto(e.Make().Submit(t, "alice", "analytics-read", false)).Grant(t)
+	second := auto(e.Make().Extend(t, "alice", first)).Grant(t)
+	third := auto(e.Make().Extend(t, "alice", second))
+	other := auto(e.Make().Submit(t, "alice", "analytics-read", false)).Grant(t)
+	elsewhere := auto(e.Make().Extend(t, "alice", other))
+	e.caughtUp(t)
+	chain := newestFirst([]string{first.ID, second.ID, third.ID})
+	for _, named := range []*querytest.Req{first, second, third} {
+		for user, want := range map[string][]string{"alice": chain, "erin": chain, "bob": chain, "dave": {}} {
+			if diff := cmp.Diff(want, e.list(t, user, "chain="+named.ID, "")); diff != "" {
+				t.Errorf("%s listing the chain of %s (-want +got):\n%s", user, named.ID, diff)
+			}
+		}
+	}
+	if diff := cmp.Diff(newestFirst([]string{other.ID, elsewhere.ID}), e.list(t, "alice", "chain="+elsewhere.ID, "1")); diff != "" {
+		t.Errorf("another chain, a page of one at a time (-want +got):\n%s", diff)
+	}
+	var page httpapi.Page[query.View]
+	e.getJSON(t, "/v1/requests?chain="+first.ID, "alice", &page)
+	for _, v := range page.Items {
+		want := map[string]string{first.ID: "", second.ID: first.ID, third.ID: second.ID}[v.ID]
+		got := ""
+		if v.Extends != nil {
+			got = v.Extends.RequestID
+		}
+		if got != want {
+			t.Errorf("%s extends %q, want %q", v.ID, got, want)
+		}
+	}
+	if status, _ := e.get(t, "/v1/requests?chain=not-a-request", "alice"); status != http.StatusBadRequest {
+		t.Errorf("a chain of something that is no request ID: %d, want 400", status)
+	}
+}
+
 // TestAwaitingReview: awaiting_review=me lists what the caller may review now — open stages for one of
 // their groups, never their own request, never one they reviewed — as a table of people over requests
 // at different points of review.

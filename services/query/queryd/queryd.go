@@ -169,6 +169,12 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	if d.Auth, err = cfg.OIDC.Verifier(ctx); err == nil {
 		err = d.Migrate(ctx)
 	}
+	if err == nil && host.Meter != nil {
+		var st *postgres.Store
+		if st, err = d.store(d.schema()); err == nil {
+			err = registerGauges(host.Meter, st, d.Now)
+		}
+	}
 	if err != nil {
 		d.DB.Close()
 		return ops.Service{}, err

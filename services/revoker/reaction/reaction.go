@@ -20,9 +20,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/connector"
+	"github.com/grantline/grantline/pkg/connector/targets"
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/deadletter"
@@ -100,6 +102,11 @@ type Reactions struct {
 	// neither hides an overdue revocation nor holds a handler slot for long); 0 means
 	// DefaultAttemptTimeout.
 	AttemptTimeout time.Duration
+	// RevocationLag records the time from a revocation falling due (the expiry, the early request, the
+	// flagged post-review) to the revocation recorded with the target's final state. Nil records nothing.
+	RevocationLag metric.Float64Histogram
+	// ConnectorErrors counts the revocations a connector failed.
+	ConnectorErrors targets.Errors
 }
 
 // Schedule handles granted: it arms the grant's expiry timer. Arming twice stores one schedule.
@@ -218,6 +225,7 @@ func (h *Reactions) Revoke(ctx context.Context, l *eventstore.Loaded, delivered 
 		if obs, err = h.attempt(ctx, conn, g, fail); err == nil && obs.Present {
 			err = connector.Transient("still_present", revoker.ErrStillPresent)
 		}
+		h.ConnectorErrors.Record(ctx, ent.Connector, "revoke", err)
 	}
 	if err != nil {
 		return h.failed(ctx, log, r, l.LastSeq, delivered, fail, err)
@@ -233,8 +241,11 @@ func (h *Reactions) Revoke(ctx context.Context, l *eventstore.Loaded, delivered 
 		}
 	}
 	if len(u.Appended) > 0 {
-		log.Info("revoked", "attempts", delivered, "credential_destroyed", destroyed,
-			"overdue_ms", h.now().Sub(revoker.OverdueSince(r, l.Events)).Milliseconds())
+		lag := h.now().Sub(revoker.OverdueSince(r, l.Events))
+		if h.RevocationLag != nil {
+			h.RevocationLag.Record(ctx, max(lag, 0).Seconds())
+		}
+		log.Info("revoked", "attempts", delivered, "credential_destroyed", destroyed, "overdue_ms", lag.Milliseconds())
 	}
 	return nil
 }

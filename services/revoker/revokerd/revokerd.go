@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/connector"
@@ -47,6 +48,8 @@ type Deps struct {
 	// ReconcileEvery is the time between two comparisons of the targets with the evidence; 0 runs
 	// none.
 	ReconcileEvery time.Duration
+	// Meter receives the service's metrics, its consumers' included; nil records none.
+	Meter metric.MeterProvider
 }
 
 // Routes registers the HTTP API (POST /v1/requests/{id}/revoke, POST /v1/revoke-tasks/{id}/complete)
@@ -64,7 +67,10 @@ func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 	return &reaction.Reactions{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Connectors: d.Connectors,
 		Credentials: d.Credentials, Now: d.Now, Log: log, Failures: d.Failures, BackoffCap: d.BackoffCap,
-		AttemptTimeout: d.AttemptTimeout}
+		AttemptTimeout: d.AttemptTimeout,
+		RevocationLag: telemetry.LatencyHistogram(d.Meter, "grantline/revoker", "grantline_revocation_lag",
+			"time from a revocation falling due to its revocation recorded"),
+		ConnectorErrors: targets.NewErrors(d.Meter)}
 }
 
 // Reconciler returns the reconciler over d.
@@ -82,9 +88,9 @@ func (d Deps) Reconciler(log *slog.Logger) *reconcile.Reconciler {
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	h := d.Reactions(log)
 	run := []func(context.Context) error{
-		ops.Consumer(d.JS, reaction.SchedulesSpec(), h.Schedule, log),
-		ops.Consumer(d.JS, reaction.ExpirySpec(d.backoffCap()), h.Fired, log),
-		ops.Consumer(d.JS, reaction.RevocationsSpec(d.backoffCap()), h.Revocations, log),
+		ops.Consumer(d.JS, d.Meter, reaction.SchedulesSpec(), h.Schedule, log),
+		ops.Consumer(d.JS, d.Meter, reaction.ExpirySpec(d.backoffCap()), h.Fired, log),
+		ops.Consumer(d.JS, d.Meter, reaction.RevocationsSpec(d.backoffCap()), h.Revocations, log),
 		func(ctx context.Context) error {
 			// A failed sweep leaves a grant to the next start's; the consumers must not stop for it.
 			armed, err := h.Sweep(ctx)
@@ -102,7 +108,7 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 		if err := rec.Arm(ctx); err != nil {
 			return err
 		}
-		run = append(run, ops.Consumer(d.JS, reconcile.Spec(d.backoffCap()), rec.Fired, log))
+		run = append(run, ops.Consumer(d.JS, d.Meter, reconcile.Spec(d.backoffCap()), rec.Fired, log))
 	}
 	return ops.RunAll(ctx, run...)
 }
@@ -139,13 +145,14 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 			return ops.Service{}, err
 		}
 	}
-	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log)
+	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log, host.Meter)
 	if err != nil {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
 		AdminGroups: cfg.AdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap, AttemptTimeout: cfg.AttemptTimeout,
-		ReconcileEvery: cfg.ReconcileEvery, Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery, SLO: cfg.SLO}}
+		ReconcileEvery: cfg.ReconcileEvery, Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery, SLO: cfg.SLO},
+		Meter: host.Meter}
 	return ops.Service{Name: "revoker",
 		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },

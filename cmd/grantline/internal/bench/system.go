@@ -348,36 +348,59 @@ func (s *system) startServices(ctx context.Context) error {
 	}
 	credentialKey := base64.StdEncoding.EncodeToString(key)
 	for _, name := range Services {
-		port, err := freePort()
+		c, err := s.startService(name, credentialKey)
 		if err != nil {
 			return err
 		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		pprofAddr := ""
-		if slices.Contains(s.cfg.Profile, name) {
-			p, err := freePort()
-			if err != nil {
-				return err
-			}
-			pprofAddr = fmt.Sprintf("127.0.0.1:%d", p)
-		}
-		env, err := s.serviceEnv(name, addr, pprofAddr, credentialKey)
-		if err != nil {
-			return err
-		}
-		c, err := startChild(name, s.binary(name), nil, env, s.logs)
-		if err != nil {
-			return fmt.Errorf("%w (build the services with `make binaries`)", err)
-		}
-		c.httpAddr, c.pprofAddr = addr, pprofAddr
 		s.services = append(s.services, c)
 	}
-	for _, c := range s.services {
-		if err := c.waitReady(ctx, "http://"+c.httpAddr+"/readyz", readyTimeout); err != nil {
+	for i, c := range s.services {
+		err := c.waitReady(ctx, "http://"+c.httpAddr+"/readyz", readyTimeout)
+		// A port freePort chose can be taken (by any process's outgoing connection, say) before the
+		// service binds it: that start is retried on new ports, a few times.
+		for attempt := 1; err != nil && attempt < portAttempts && strings.Contains(c.logTail(), "address already in use"); attempt++ {
+			c.stop()
+			if c, err = s.startService(c.name, credentialKey); err != nil {
+				return err
+			}
+			s.services[i] = c
+			err = c.waitReady(ctx, "http://"+c.httpAddr+"/readyz", readyTimeout)
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// portAttempts bounds the starts of one service whose port was taken before it could bind it.
+const portAttempts = 3
+
+// startService starts service name on free loopback ports, without waiting for it.
+func (s *system) startService(name, credentialKey string) (*child, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	pprofAddr := ""
+	if slices.Contains(s.cfg.Profile, name) {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	env, err := s.serviceEnv(name, addr, pprofAddr, credentialKey)
+	if err != nil {
+		return nil, err
+	}
+	c, err := startChild(name, s.binary(name), nil, env, s.logs)
+	if err != nil {
+		return nil, fmt.Errorf("%w (build the services with `make binaries`)", err)
+	}
+	c.httpAddr, c.pprofAddr = addr, pprofAddr
+	return c, nil
 }
 
 // swap stops service name and starts binary in its place with the same configuration, and waits

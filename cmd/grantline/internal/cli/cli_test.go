@@ -90,6 +90,23 @@ func TestRequestCommandsAgainstDev(t *testing.T) {
 			t.Fatalf("the request asked again lacks %s (exit %d):\n%s", want, code, out)
 		}
 	}
+	poll.Until(t, 20*time.Second, "the grant", func() bool {
+		_, out = run(t, append([]string{"request", "show", id, "--as", "alice"}, api...)...)
+		return strings.Contains(out, "Granted until")
+	})
+	code, out = run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "analytics-read",
+		"--duration", "1h", "--justification", "the report run is not finished", "--extends", id}, api...)...)
+	extension := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindString(out)
+	if code != 0 || extension == "" || extension == id {
+		t.Fatalf("extend: exit %d: %s", code, out)
+	}
+	if _, out = run(t, append([]string{"request", "show", extension, "--as", "alice"}, api...)...); !strings.Contains(out, "Extends") || !strings.Contains(out, id) {
+		t.Errorf("show does not display what the extension extends:\n%s", out)
+	}
+	poll.Until(t, 20*time.Second, "request list --chain to show both", func() bool {
+		_, out = run(t, append([]string{"request", "list", "--as", "alice", "--chain", extension}, api...)...)
+		return strings.Contains(out, id) && strings.Contains(out, extension)
+	})
 
 	code, out = run(t, append([]string{"request", "create", "--as", "alice", "--entitlement", "analytics-read",
 		"--duration", "9h", "--justification", "too long a request"}, api...)...)
@@ -185,6 +202,37 @@ func TestAuditCommandsAgainstDev(t *testing.T) {
 	writeFile(t, evs, strings.Replace(string(b), "evidence for the audit", "evidence for the audiT", 1))
 	if code, out = run(t, append([]string{"audit", "verify", exportDir}, audit...)...); code == 0 || !strings.Contains(out, "does not match the manifest") {
 		t.Fatalf("a tampered export: exit %d: %s", code, out)
+	}
+}
+
+// TestBatchAgainstDev: erin asks for two entitlements in one submission; bob owns both, and his inbox
+// lists the two requests together with their correlation; each is decided on its own.
+func TestBatchAgainstDev(t *testing.T) {
+	_, _, api := startDev(t)
+	code, out := run(t, append([]string{"request", "create", "--as", "erin", "--entitlement", "analytics-read", "--entitlement", "payments-admin",
+		"--duration", "1h", "--justification", "quarterly access review sample", "--idempotency-key", "q4-sample"}, api...)...)
+	found := regexp.MustCompile(`01[0-9A-HJKMNP-TV-Z]{24}`).FindAllString(out, -1)
+	if code != 0 || len(found) != 3 || !strings.Contains(out, "2 requests submitted together") {
+		t.Fatalf("batch create: exit %d: %s", code, out)
+	}
+	correlation, analytics, payments := found[0], found[1], found[2]
+	if _, again := run(t, append([]string{"request", "create", "--as", "erin", "--entitlement", "analytics-read", "--entitlement", "payments-admin",
+		"--duration", "1h", "--justification", "quarterly access review sample", "--idempotency-key", "q4-sample"}, api...)...); again != out {
+		t.Fatalf("a retried batch answers differently:\n%s\nfirst:\n%s", again, out)
+	}
+	poll.Until(t, 20*time.Second, "bob's inbox to list both requests", func() bool {
+		_, out = run(t, append([]string{"review", "list", "--as", "bob"}, api...)...)
+		return strings.Contains(out, analytics) && strings.Contains(out, payments)
+	})
+	if strings.Count(out, correlation) != 2 {
+		t.Fatalf("the inbox does not show the two requests' correlation:\n%s", out)
+	}
+	if code, out := run(t, append([]string{"review", "approve", analytics, "--as", "bob"}, api...)...); code != 0 || !strings.Contains(out, "approved") {
+		t.Fatalf("bob approving analytics-read: exit %d: %s", code, out)
+	}
+	_, out = run(t, append([]string{"request", "show", payments, "--as", "erin"}, api...)...)
+	if !strings.Contains(out, "pending_approval") || !strings.Contains(out, correlation) {
+		t.Fatalf("payments-admin is not decided on its own, or does not show its correlation:\n%s", out)
 	}
 }
 

@@ -82,7 +82,7 @@ func (f *apiFlags) call(ctx context.Context, method, path string, body, out any,
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		status, b, err := f.send(ctx, method, path, token, payload, headers)
+		status, retryAfter, b, err := f.send(ctx, method, path, token, payload, headers)
 		transient := err != nil || status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
 		if retry && transient && attempt < callAttempts && ctx.Err() == nil {
 			select {
@@ -95,7 +95,7 @@ func (f *apiFlags) call(ctx context.Context, method, path string, body, out any,
 		case err != nil:
 			return fmt.Errorf("reach %s (is grantline dev running?): %w", f.server, err)
 		case status >= 400:
-			return problemError(status, b)
+			return problemError(status, retryAfter, b)
 		case out == nil:
 			return nil
 		}
@@ -113,14 +113,14 @@ const callAttempts = 4
 func newIdempotencyKey() string { return "cli-" + events.NewID() }
 
 // send makes one HTTP attempt and returns the status and body.
-func (f *apiFlags) send(ctx context.Context, method, path, token string, payload []byte, headers []string) (int, []byte, error) {
+func (f *apiFlags) send(ctx context.Context, method, path, token string, payload []byte, headers []string) (status int, retryAfter string, body []byte, err error) {
 	var r io.Reader
 	if payload != nil {
 		r = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(f.server, "/")+path, r)
 	if err != nil {
-		return 0, nil, err
+		return 0, "", nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
@@ -131,25 +131,34 @@ func (f *apiFlags) send(ctx context.Context, method, path, token string, payload
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, "", nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	return resp.StatusCode, b, err
+	return resp.StatusCode, resp.Header.Get("Retry-After"), b, err
 }
 
-// problemError renders an RFC 9457 answer for a person.
-func problemError(status int, body []byte) error {
+// problemError renders an RFC 9457 answer for a person; one naming an unavailable dependency says
+// which, and when to try again (retryAfter, in seconds).
+func problemError(status int, retryAfter string, body []byte) error {
 	var p struct {
-		Title  string `json:"title"`
-		Detail string `json:"detail"`
-		Errors []struct {
+		Title      string `json:"title"`
+		Detail     string `json:"detail"`
+		Dependency string `json:"dependency"`
+		Errors     []struct {
 			Field   string `json:"field"`
 			Message string `json:"message"`
 		} `json:"errors"`
 	}
 	if json.Unmarshal(body, &p) != nil || p.Title == "" {
 		return fmt.Errorf("HTTP %d: %s", status, strings.TrimSpace(string(body)))
+	}
+	if p.Dependency != "" {
+		p.Title = "The " + p.Dependency + " is unavailable"
+		p.Detail = strings.TrimPrefix(p.Detail, "the "+p.Dependency+" is unavailable: ")
+		if retryAfter != "" {
+			p.Title += "; try again in " + retryAfter + " s"
+		}
 	}
 	msg := fmt.Sprintf("%s (HTTP %d)", p.Title, status)
 	if len(p.Errors) > 0 {
@@ -168,29 +177,36 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	f.register(cmd)
 
 	var create struct {
-		entitlement, justification, duration, ticket, start, subject, idemKey, again string
-		emergency                                                                    bool
+		justification, duration, ticket, start, subject, idemKey, again, extends string
+		entitlements                                                             []string
+		emergency                                                                bool
 	}
 	createCmd := &cobra.Command{
 		Use:   "create",
 		Short: "Ask for an entitlement, with a purpose and a duration",
 		Example: `  grantline request create --as alice --entitlement analytics-read --duration 2h --justification "weekly revenue report"
   grantline request create --as frank --entitlement reporting-db-credential --subject service_account:svc-reporting --duration 30m --justification "nightly export"
-  grantline request create --as alice --again 01JF3Z6W8Q4V8D2T9N5K7M1C0B`,
+  grantline request create --as alice --again 01JF3Z6W8Q4V8D2T9N5K7M1C0B
+  grantline request create --as alice --entitlement analytics-read --duration 2h --justification "the report run is not finished" --extends 01JF3Z6W8Q4V8D2T9N5K7M1C0B
+  grantline request create --as alice --entitlement analytics-read --entitlement payments-admin --duration 1h --justification "onboarding to payments"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			entitlement := ""
+			if len(create.entitlements) > 0 {
+				entitlement = create.entitlements[0]
+			}
 			if create.again != "" {
-				if err := f.fillFrom(cmd, create.again, &create.entitlement, &create.justification, &create.duration,
+				if err := f.fillFrom(cmd, create.again, &entitlement, &create.justification, &create.duration,
 					&create.ticket, &create.subject); err != nil {
 					return err
 				}
 			}
-			for flag, v := range map[string]string{"entitlement": create.entitlement, "justification": create.justification, "duration": create.duration} {
+			for flag, v := range map[string]string{"entitlement": entitlement, "justification": create.justification, "duration": create.duration} {
 				if v == "" {
 					return fmt.Errorf("--%s is required (or --again <id> to ask again for what a request asked)", flag)
 				}
 			}
-			body := map[string]any{"entitlement": create.entitlement, "justification": create.justification, "duration": create.duration}
+			body := map[string]any{"justification": create.justification, "duration": create.duration}
 			if create.ticket != "" {
 				body["ticket"] = create.ticket
 			}
@@ -199,6 +215,9 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 			}
 			if create.emergency {
 				body["emergency"] = true
+			}
+			if create.extends != "" {
+				body["extends"] = create.extends
 			}
 			if create.subject != "" {
 				kind, id, ok := strings.Cut(create.subject, ":")
@@ -210,6 +229,10 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 			if create.idemKey == "" {
 				create.idemKey = newIdempotencyKey()
 			}
+			if len(create.entitlements) > 1 {
+				return f.createBatch(cmd.Context(), stdout, body, create.entitlements, create.idemKey, create.emergency || create.extends != "")
+			}
+			body["entitlement"] = entitlement
 			var created map[string]any
 			if err := f.call(cmd.Context(), "POST", "/v1/requests", body, &created, idempotencyKey, create.idemKey); err != nil {
 				return err
@@ -220,7 +243,7 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 		},
 	}
 	cf := createCmd.Flags()
-	cf.StringVar(&create.entitlement, "entitlement", "", "the catalogue entitlement (required)")
+	cf.StringSliceVar(&create.entitlements, "entitlement", nil, "the catalogue entitlement (required); repeat it to ask for several at once, one request each")
 	cf.StringVar(&create.justification, "justification", "", "why you need it (required)")
 	cf.StringVar(&create.duration, "duration", "", `how long, such as 2h, 30m, 5s or PT2H (required)`)
 	cf.StringVar(&create.ticket, "ticket", "", "the ticket this work belongs to")
@@ -228,6 +251,7 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	cf.StringVar(&create.subject, "subject", "", "who will hold it when not you: kind:id, such as service_account:svc-reporting")
 	cf.BoolVar(&create.emergency, "emergency", false, "use the entitlement's emergency (break-glass) path")
 	cf.StringVar(&create.idemKey, "idempotency-key", "", "a key that makes retries of this command create one request (default: a fresh one per run, used for its own retries)")
+	cf.StringVar(&create.extends, "extends", "", "extend the active grant of this request, without a gap (same entitlement and subject)")
 	cf.StringVar(&create.again, "again", "", "ask again for what request <id> asked (a failed one, say); the other flags override its values")
 
 	showCmd := &cobra.Command{
@@ -259,9 +283,9 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	withdrawCmd.Flags().StringVar(&reason, "reason", "", "why")
 
 	var list struct {
-		status, requester, entitlement string
-		awaiting                       bool
-		limit                          int
+		status, requester, entitlement, chain string
+		awaiting                              bool
+		limit                                 int
 	}
 	listCmd := &cobra.Command{
 		Use:   "list",
@@ -269,7 +293,7 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := url.Values{}
-			for k, v := range map[string]string{"status": list.status, "requester": list.requester, "entitlement": list.entitlement} {
+			for k, v := range map[string]string{"status": list.status, "requester": list.requester, "entitlement": list.entitlement, "chain": list.chain} {
 				if v != "" {
 					q.Set(k, v)
 				}
@@ -307,11 +331,36 @@ func requestCommand(stdout io.Writer) *cobra.Command {
 	lf.StringVar(&list.status, "status", "", "only this status (submitted, pending_approval, approved, granted, revoked, ...)")
 	lf.StringVar(&list.requester, "requester", "", "only this requester")
 	lf.StringVar(&list.entitlement, "entitlement", "", "only this entitlement")
+	lf.StringVar(&list.chain, "chain", "", "only the chain of extensions holding this request")
 	lf.BoolVar(&list.awaiting, "awaiting-my-review", false, "only requests waiting for your review")
 	lf.IntVar(&list.limit, "limit", 50, "at most this many")
 
 	cmd.AddCommand(createCmd, showCmd, listCmd, withdrawCmd)
 	return cmd
+}
+
+// createBatch submits body for each of entitlements, one request each, linked by a correlation ID
+// (POST /v1/request-batches); emergencies and extensions are asked one at a time (single is true).
+func (f *apiFlags) createBatch(ctx context.Context, stdout io.Writer, body map[string]any, entitlements []string, key string, single bool) error {
+	if single {
+		return errors.New("--emergency and --extends take one --entitlement")
+	}
+	body["entitlements"] = entitlements
+	var batch struct {
+		CorrelationID string           `json:"correlation_id"`
+		Requests      []map[string]any `json:"requests"`
+	}
+	if err := f.call(ctx, "POST", "/v1/request-batches", body, &batch, idempotencyKey, key); err != nil {
+		return err
+	}
+	return f.print(stdout, batch, func(out io.Writer) {
+		fmt.Fprintf(out, "%d requests submitted together (correlation %s), each decided on its own:\n", len(batch.Requests), batch.CorrelationID)
+		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		for _, it := range batch.Requests {
+			fmt.Fprintf(w, "  %v\t%v\t%v\n", it["id"], it["entitlement"], it["status"])
+		}
+		_ = w.Flush()
+	})
 }
 
 // print writes v as indented JSON with --json, else through table.
@@ -354,6 +403,10 @@ func printRequest(out io.Writer, v map[string]any) {
 	}
 	row("Channel", v["channel"])
 	row("Submitted", v["submitted_at"])
+	row("Submitted with", v["correlation_id"])
+	if x, ok := v["extends"].(map[string]any); ok {
+		row("Extends", fmt.Sprintf("%v (expiring %v; held since %v)", x["request_id"], x["expires_at"], x["held_since"]))
+	}
 	if d, ok := v["decision"].(map[string]any); ok {
 		row("Decision", d["outcome"])
 		if reasons, ok := d["reasons"].([]any); ok && len(reasons) > 0 {

@@ -31,11 +31,15 @@ func reviewCommand(stdout io.Writer) *cobra.Command {
 					return
 				}
 				w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "REQUEST\tKIND\tSTAGE\tREQUESTER\tENTITLEMENT\tDURATION\tJUSTIFICATION")
-				for _, it := range inbox.Items {
+				fmt.Fprintln(w, "REQUEST\tKIND\tSTAGE\tREQUESTER\tENTITLEMENT\tDURATION\tSUBMITTED WITH\tJUSTIFICATION")
+				for _, it := range together(inbox.Items) {
 					secs, _ := it["duration_seconds"].(float64)
-					fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%s\t%v\n", it["request_id"], it["kind"], it["stage_name"], it["requester"],
-						it["entitlement"], time.Duration(secs)*time.Second, it["justification"])
+					with := "-"
+					if c, ok := it["correlation_id"].(string); ok {
+						with = c
+					}
+					fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%s\t%s\t%v\n", it["request_id"], it["kind"], it["stage_name"], it["requester"],
+						it["entitlement"], time.Duration(secs)*time.Second, with, it["justification"])
 				}
 				_ = w.Flush()
 			})
@@ -64,4 +68,28 @@ func reviewCommand(stdout io.Writer) *cobra.Command {
 	}
 	cmd.AddCommand(list, decide("approve", "Approve a request in your stage", "approve"), decide("reject", "Reject a request", "reject"))
 	return cmd
+}
+
+// together orders inbox items so that requests submitted together (one correlation ID) follow the
+// first of them, keeping the inbox's order otherwise: a reviewer judges a batch side by side.
+func together(items []map[string]any) []map[string]any {
+	out := make([]map[string]any, 0, len(items))
+	placed := map[string]bool{}
+	for i, it := range items {
+		c, _ := it["correlation_id"].(string)
+		if c == "" {
+			out = append(out, it)
+			continue
+		}
+		if placed[c] {
+			continue
+		}
+		placed[c] = true
+		for _, other := range items[i:] {
+			if oc, _ := other["correlation_id"].(string); oc == c {
+				out = append(out, other)
+			}
+		}
+	}
+	return out
 }

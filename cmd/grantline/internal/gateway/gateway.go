@@ -44,6 +44,7 @@ type Route struct {
 // service's own mux, so a route renamed there fails here rather than in front of a user.
 var Routes = []Route{
 	{"POST /v1/requests", Intake},
+	{"POST /v1/request-batches", Intake},
 	{"GET /v1/requests/{id}", Intake},
 	{"POST /v1/requests/{id}/withdraw", Intake},
 	{"GET /v1/requests", Query},

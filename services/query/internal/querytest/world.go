@@ -176,6 +176,24 @@ func (r *Req) Submit(t testing.TB, requester, entitlement string, emergency bool
 	return r
 }
 
+// Extend stores requester's submission extending the active grant of request of, recorded as intake
+// records it (events.Request.MayExtend, within a day in all).
+func (r *Req) Extend(t testing.TB, requester string, of *Req) *Req {
+	t.Helper()
+	r.Step(t, events.Intake, requester, func(now time.Time, _ *events.Request) events.Payload {
+		orig := r.w.Load(t, of.ID).Request
+		s := Submission(requester, orig.Submitted().Entitlement, false)
+		x, err := orig.MayExtend(s, now, 24*time.Hour)
+		if err != nil {
+			t.Fatalf("extend %s: %v", of.ID, err)
+		}
+		s.Extends = &x
+		s.RequestDigest = s.Digest()
+		return s
+	})
+	return r
+}
+
 // Withdraw is the requester's withdrawal.
 func (r *Req) Withdraw(t testing.TB) *Req {
 	t.Helper()

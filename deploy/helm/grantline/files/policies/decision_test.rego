@@ -13,12 +13,14 @@ catalogue := {
 	"analytics-read": {
 		"id": "analytics-read", "risk": "low", "connector": "postgres",
 		"owner_groups": ["analytics-owners"],
-		"max_duration_seconds": 8 * hour, "min_duration_seconds": 5, "subject_kinds": ["human"],
+		"max_duration_seconds": 8 * hour, "max_total_seconds": 24 * hour, "min_duration_seconds": 5,
+		"subject_kinds": ["human"],
 	},
 	"payments-admin": {
 		"id": "payments-admin", "risk": "high", "connector": "postgres",
 		"owner_groups": ["payments-owners"],
-		"max_duration_seconds": 2 * hour, "min_duration_seconds": 5, "subject_kinds": ["human"],
+		"max_duration_seconds": 2 * hour, "max_total_seconds": 4 * hour, "min_duration_seconds": 5,
+		"subject_kinds": ["human"],
 		"emergency": {"max_duration_seconds": 1800, "review_groups": ["security"], "review_within_seconds": 24 * hour},
 	},
 	"reporting-db-credential": {
@@ -61,6 +63,17 @@ emergency(who, entitlement, seconds, open) := object.union(request(who, entitlem
 
 for_service_account(who, id, owner, seconds) := object.union(request(who, "reporting-db-credential", seconds), {
 	"request": {"subject": {"kind": "service_account", "id": id, "owner": owner}},
+})
+
+# extending builds the input for a person extending their grant of original seconds, held since
+# held_for seconds before now, by seconds.
+extending(who, entitlement, seconds, original, held_for) := object.union(request(who, entitlement, seconds), {
+	"request": {"extends": {
+		"request_id": "01JEXTENDED0000000000000000",
+		"held_since": time.format([time.parse_rfc3339_ns(now) - (held_for * 1000000000), "UTC", "2006-01-02T15:04:05Z07:00"]),
+		"expires_at": time.format([(time.parse_rfc3339_ns(now) - (held_for * 1000000000)) + (original * 1000000000), "UTC", "2006-01-02T15:04:05Z07:00"]),
+		"duration_seconds": original,
+	}},
 })
 
 mentions(d, text) if {
@@ -172,6 +185,48 @@ test_reporting_credential_over_1h_is_denied if {
 	d := grantline.decision with input as for_service_account("frank", "svc-reporting", "payments-owners", 2 * hour)
 	d.outcome == "deny"
 	mentions(d, "at most 3600 seconds")
+}
+
+# extensions of an active grant
+
+test_low_risk_extension_no_longer_than_the_original_is_auto_approved if {
+	# erin is outside engineers: analytics-read would need its owners, but a routine extension does not.
+	d := grantline.decision with input as extending("erin", "analytics-read", 2 * hour, 2 * hour, 110 * 60)
+	d.outcome == "auto_approved"
+	d.effective_duration_seconds == 2 * hour
+	mentions(d, "extension of 01JEXTENDED0000000000000000")
+}
+
+test_low_risk_extension_longer_than_the_original_is_routed_as_a_new_request if {
+	d := grantline.decision with input as extending("erin", "analytics-read", 3 * hour, 2 * hour, 110 * 60)
+	d.outcome == "approval_required"
+	d.stages == [{"name": "owners", "groups": ["analytics-owners"], "min_approvals": 1}]
+}
+
+test_high_risk_extension_is_reapproved_by_one_stage if {
+	d := grantline.decision with input as extending("alice", "payments-admin", hour, hour, 50 * 60)
+	d.outcome == "approval_required"
+	d.stages == [{"name": "owners", "groups": ["payments-owners"], "min_approvals": 1}]
+	d.stages_ordered == false
+	mentions(d, "approve it again")
+}
+
+test_extension_beyond_the_maximum_total_is_denied if {
+	# payments-admin is held at most 4h in all: 3h10m held and 1h more is over.
+	d := grantline.decision with input as extending("alice", "payments-admin", hour, 2 * hour, 190 * 60)
+	d.outcome == "deny"
+	mentions(d, "at most 14400 seconds without a gap")
+}
+
+test_extension_up_to_the_maximum_total_is_allowed if {
+	d := grantline.decision with input as extending("alice", "payments-admin", hour, 2 * hour, 3 * hour)
+	d.outcome == "approval_required"
+}
+
+test_without_max_total_extensions_reach_max_duration_in_all if {
+	d := grantline.decision with input as extending("frank", "mainframe-operator", hour, hour, 7 * hour + 1)
+	d.outcome == "deny"
+	mentions(d, "at most 28800 seconds without a gap")
 }
 
 # mainframe-operator

@@ -108,7 +108,7 @@ func TestLockRevokesWhatItCovers(t *testing.T) {
 	}
 }
 
-func placeLock(t *testing.T, e *env, body string) httpapi.LockView {
+func placeLock(t testing.TB, e *env, body string) httpapi.LockView {
 	t.Helper()
 	status, answer := e.Call(t, "POST", "/v1/locks", "carol", body)
 	var v httpapi.LockView

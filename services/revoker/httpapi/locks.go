@@ -147,7 +147,7 @@ func (h *Handler) handleListLocks(r *http.Request) (LockList, error) {
 	if !revoker.IsLockAdmin(revoker.Caller{ID: who.Subject, Groups: who.Groups}, h.LockAdminGroups) {
 		return LockList{}, revoker.ErrNotLockAdmin
 	}
-	locks, err := Locks(r.Context(), h.Store, h.JS)
+	locks, err := allLocks(r.Context(), h.Store, h.JS)
 	if err != nil {
 		return LockList{}, err
 	}
@@ -159,8 +159,8 @@ func (h *Handler) handleListLocks(r *http.Request) (LockList, error) {
 	return list, nil
 }
 
-// Locks loads every lock ever placed, oldest first: locks are few, and each is read verified.
-func Locks(ctx context.Context, st *eventstore.Store, js jetstream.JetStream) ([]*events.Lock, error) {
+// allLocks loads every lock ever placed, oldest first: locks are few, and each is read verified.
+func allLocks(ctx context.Context, st *eventstore.Store, js jetstream.JetStream) ([]*events.Lock, error) {
 	var ids []string
 	if err := streamscan.Requests(ctx, js, events.TypeLockPlaced, func(id string, _ uint64) error {
 		ids = append(ids, id)

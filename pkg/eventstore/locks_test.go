@@ -73,3 +73,20 @@ func TestLocksAreAppendedAndLoaded(t *testing.T) {
 		t.Fatalf("a lock signed by policy's key loads: %v", err)
 	}
 }
+
+// TestALockIsNoRequest: a lock's ID loaded as a request's is no request (ErrNotARequest), not a
+// refused history, so a request route answers it as it answers an unknown ID.
+func TestALockIsNoRequest(t *testing.T) {
+	w, _ := singleNode(t)
+	ctx := context.Background()
+	id := events.NewID()
+	sam := events.Principal{ID: "sam", Groups: []string{"security"}}
+	if _, err := w.stores[events.Revoker].UpdateLock(ctx, id, func(*events.Lock) ([]events.Draft, error) {
+		return []events.Draft{{Actor: sam.ID, Payload: events.LockPlaced{Scope: events.LockScope{Kind: events.LockUser, ID: "x"}, Reason: "r", PlacedBy: sam}}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.stores[events.Intake].Load(ctx, id); !errors.Is(err, ErrNotARequest) {
+		t.Fatalf("loading a lock as a request: %v, want ErrNotARequest", err)
+	}
+}

@@ -41,6 +41,7 @@ func TestLockAPI(t *testing.T) {
 		{"a lock without a reason", "POST", "/v1/locks", "carol", `{"scope":{"kind":"entitlement","id":"analytics-read"},"reason":""}`, http.StatusUnprocessableEntity, "invalid-lock"},
 		{"the locked person removing the lock", "POST", "/v1/locks/" + placed.ID + "/remove", "alice", `{}`, http.StatusForbidden, "separation-of-duties"},
 		{"an operator listing the locks", "GET", "/v1/locks", "dave", ``, http.StatusForbidden, "forbidden"},
+		{"a lock's ID on a request's route", "POST", "/v1/requests/" + placed.ID + "/revoke", "carol", `{"reason":"r"}`, http.StatusNotFound, "not-found"},
 		{"removing a lock that does not exist", "POST", "/v1/locks/01KB0000000000000000000ACE/remove", "carol", `{}`, http.StatusNotFound, "no-such-lock"},
 	}
 	for _, r := range refusals {

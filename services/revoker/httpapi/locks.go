@@ -41,6 +41,9 @@ type LockView struct {
 	// Holds says whether the lock stops access now: placed, not removed, before its until.
 	Holds     bool   `json:"holds"`
 	RemovedBy string `json:"removed_by,omitempty"`
+	// Outstanding is the progress of a holding lock in the listing: how many grants it covers are not
+	// revoked yet (0 once every one is gone from its target); absent elsewhere.
+	Outstanding *int `json:"outstanding,omitempty"`
 }
 
 // LockList answers GET /v1/locks.
@@ -152,11 +155,54 @@ func (h *Handler) handleListLocks(r *http.Request) (LockList, error) {
 		return LockList{}, err
 	}
 	now := h.now()
+	outstanding, err := h.outstanding(r.Context(), locks, now)
+	if err != nil {
+		return LockList{}, err
+	}
 	list := LockList{Locks: []LockView{}}
 	for i := len(locks) - 1; i >= 0; i-- {
-		list.Locks = append(list.Locks, viewOf(locks[i], now))
+		v := viewOf(locks[i], now)
+		if n, ok := outstanding[locks[i].ID()]; ok {
+			v.Outstanding = &n
+		}
+		list.Locks = append(list.Locks, v)
 	}
 	return list, nil
+}
+
+// outstanding counts, for each lock that holds at now, the live grants it covers: the grants its
+// revocation has still to remove. Nothing is read while no lock holds.
+func (h *Handler) outstanding(ctx context.Context, locks []*events.Lock, now time.Time) (map[string]int, error) {
+	out := map[string]int{}
+	for _, l := range locks {
+		if l.Holds(now) {
+			out[l.ID()] = 0
+		}
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	live, err := streamscan.LiveGrants(ctx, h.JS)
+	if err != nil {
+		return nil, fmt.Errorf("list the live grants: %w", err)
+	}
+	for _, id := range live {
+		g, err := h.Store.Load(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if g.Request.Status() != events.StatusGranted {
+			continue
+		}
+		s := g.Request.Submitted()
+		ent, _ := h.Catalogue.Entitlement(s.Entitlement)
+		for _, l := range locks {
+			if _, holds := out[l.ID()]; holds && l.Covers(s.Requester.ID, s.Subject.ID, s.Entitlement, ent.System) {
+				out[l.ID()]++
+			}
+		}
+	}
+	return out, nil
 }
 
 // allLocks loads every lock ever placed, oldest first: locks are few, and each is read verified.

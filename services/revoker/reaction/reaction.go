@@ -393,25 +393,12 @@ func (h *Reactions) Lock(ctx context.Context, id string) error {
 	if !l.Lock.Holds(h.now()) {
 		return nil
 	}
-	live := map[string]bool{}
-	var order []string
-	err = streamscan.Events(ctx, h.JS, []events.Type{events.TypeGranted, events.TypeRevoked}, func(rid string, t events.Type, _ uint64) error {
-		if t == events.TypeGranted {
-			live[rid] = true
-			order = append(order, rid)
-		} else {
-			delete(live, rid)
-		}
-		return nil
-	})
+	live, err := streamscan.LiveGrants(ctx, h.JS)
 	if err != nil {
 		return err
 	}
 	asked := 0
-	for _, rid := range order {
-		if !live[rid] {
-			continue
-		}
+	for _, rid := range live {
 		u, err := h.Store.Update(ctx, rid, func(r *events.Request) ([]events.Draft, error) {
 			ent, _ := h.Catalogue.Entitlement(r.Submitted().Entitlement)
 			return revoker.DecideLocked(l.Lock, ent.System)(r)

@@ -17,6 +17,8 @@ import (
 // themselves, and removing twice answers the same.
 func TestLockAPI(t *testing.T) {
 	e := newEnv(t, revokerOff)
+	// The revoker's consumers are off: alice's grant stays, and the listing shows it outstanding.
+	e.Granted(t, targettest.Request{Requester: targettest.Alice, Entitlement: "analytics-read", Duration: time.Hour})
 	status, body := e.Call(t, "POST", "/v1/locks", "carol", `{"scope":{"kind":"user","id":"alice"},"reason":"laptop stolen"}`)
 	if status != http.StatusCreated {
 		t.Fatalf("carol locking alice: %d %s", status, body)
@@ -56,7 +58,7 @@ func TestLockAPI(t *testing.T) {
 	if err := json.Unmarshal(body, &list); status != http.StatusOK || err != nil {
 		t.Fatalf("listing: %d %s %v", status, body, err)
 	}
-	if len(list.Locks) != 1 || list.Locks[0].ID != placed.ID {
+	if len(list.Locks) != 1 || list.Locks[0].ID != placed.ID || list.Locks[0].Outstanding == nil || *list.Locks[0].Outstanding != 1 {
 		t.Fatalf("locks listed: %+v", list.Locks)
 	}
 
@@ -95,6 +97,12 @@ func TestLockRevokesWhatItCovers(t *testing.T) {
 		if e.Holds(t, mallory.ID, role) {
 			t.Fatalf("the target still shows %s for the locked person", role)
 		}
+	}
+	status, body := e.Call(t, "GET", "/v1/locks", "carol", ``)
+	var list httpapi.LockList
+	if err := json.Unmarshal(body, &list); status != http.StatusOK || err != nil || len(list.Locks) == 0 ||
+		list.Locks[0].Outstanding == nil || *list.Locks[0].Outstanding != 0 {
+		t.Fatalf("the lock's progress once its grants are revoked: %d %s", status, body)
 	}
 
 	other := e.Granted(t, targettest.Request{Requester: holder, Entitlement: "payments-admin", Duration: time.Hour})

@@ -25,6 +25,7 @@ type lockView struct {
 	Status           string     `json:"status"`
 	Holds            bool       `json:"holds"`
 	RemovedBy        string     `json:"removed_by,omitempty"`
+	Outstanding      *int       `json:"outstanding,omitempty"`
 }
 
 func lockCommand(stdout io.Writer) *cobra.Command {
@@ -97,7 +98,7 @@ covers what they hold and what they ask for; a target's, every entitlement on th
 					return
 				}
 				w := tabwriter.NewWriter(o, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "LOCK\tSCOPE\tHOLDS\tPLACED BY\tPLACED AT\tUNTIL\tREASON")
+				fmt.Fprintln(w, "LOCK\tSCOPE\tHOLDS\tGRANTS LEFT\tPLACED BY\tPLACED AT\tUNTIL\tREASON")
 				for _, l := range out.Locks {
 					until := "removed"
 					switch {
@@ -106,7 +107,11 @@ covers what they hold and what they ask for; a target's, every entitlement on th
 					case l.Status != "removed":
 						until = "-"
 					}
-					fmt.Fprintf(w, "%s\t%s %s\t%v\t%s\t%s\t%s\t%s\n", l.ID, l.Scope.Kind, l.Scope.ID, l.Holds, l.PlacedBy,
+					left := "-"
+					if l.Outstanding != nil {
+						left = fmt.Sprint(*l.Outstanding)
+					}
+					fmt.Fprintf(w, "%s\t%s %s\t%v\t%s\t%s\t%s\t%s\t%s\n", l.ID, l.Scope.Kind, l.Scope.ID, l.Holds, left, l.PlacedBy,
 						l.PlacedAt.UTC().Format(time.RFC3339), until, l.Reason)
 				}
 				_ = w.Flush()

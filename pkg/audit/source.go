@@ -59,7 +59,7 @@ func ReadStream(ctx context.Context, js jetstream.JetStream, r Range, fn func(ev
 	}
 	defer it.Stop()
 	for {
-		msg, err := nextWithin(ctx, it)
+		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			return err
 		}
@@ -81,23 +81,6 @@ func ReadStream(ctx context.Context, js jetstream.JetStream, r Range, fn func(ev
 		if meta.Sequence.Stream >= last || (r.Subject != "" && meta.NumPending == 0) {
 			return nil
 		}
-	}
-}
-
-// nextWithin waits for the next message, giving up when ctx ends.
-func nextWithin(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
-	type result struct {
-		msg jetstream.Msg
-		err error
-	}
-	done := make(chan result, 1)
-	go func() { m, err := it.Next(); done <- result{m, err} }()
-	select {
-	case <-ctx.Done():
-		it.Stop()
-		return nil, ctx.Err()
-	case r := <-done:
-		return r.msg, r.err
 	}
 }
 

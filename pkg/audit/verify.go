@@ -123,7 +123,9 @@ type Verifier struct {
 	report   Report
 	requests map[string]*requestState
 	order    []string
-	cps      *checkpointRun
+	// locks are folded apart from the requests: a lock's events obey the lock's own rules.
+	locks map[string]*lockState
+	cps   *checkpointRun
 }
 
 type requestState struct {
@@ -191,6 +193,10 @@ func (v *Verifier) fold(ck events.Checked) {
 		}
 		return
 	}
+	if ev.Type.Lock() {
+		v.lockEvent(pos, rec.Seq, ev)
+		return
+	}
 	st := v.state(ev.Subject)
 	if st.broken {
 		return
@@ -225,6 +231,31 @@ func (v *Verifier) state(id string) *requestState {
 		v.order = append(v.order, id)
 	}
 	return st
+}
+
+type lockState struct {
+	lock   *events.Lock
+	broken bool
+}
+
+// lockEvent folds a lock's event into its lock and records an invariant finding when the lock refuses
+// it; a lock once broken is judged no further, like a request.
+func (v *Verifier) lockEvent(pos int, seq uint64, ev events.Event) {
+	if v.locks == nil {
+		v.locks = map[string]*lockState{}
+	}
+	st, ok := v.locks[ev.Subject]
+	if !ok {
+		st = &lockState{lock: events.NewLock(ev.Subject)}
+		v.locks[ev.Subject] = st
+	}
+	if st.broken {
+		return
+	}
+	if err := st.lock.Apply(ev); err != nil {
+		st.broken = true
+		v.find(Finding{Kind: FindingInvariant, Position: pos, Seq: seq, RequestID: ev.Subject, EventID: ev.ID, Detail: err.Error()})
+	}
 }
 
 func (v *Verifier) find(f Finding) { v.report.Findings = append(v.report.Findings, f) }

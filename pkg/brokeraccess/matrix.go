@@ -110,7 +110,8 @@ var access = map[User]Access{
 		Publish:   []string{topology.IntegrationOutcomes("*")},
 	},
 	Policy: {
-		JetStream: true, Types: events.TypesOf(events.Policy), Reads: []string{topology.EventsStream},
+		// Scans: the locks are read from the lock subjects before each decision.
+		JetStream: true, Types: events.TypesOf(events.Policy), Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream},
 		Consumers: []topology.Consumer{topology.PolicyDecisions, topology.PolicyReviewDebt},
 		Buckets:   []string{topology.PolicyStateBucket},
 	},

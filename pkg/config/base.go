@@ -21,7 +21,9 @@ type Base struct {
 	TrustFile string `env:"GRANTLINE_TRUST_FILE,notEmpty" help:"the trust file: each service's public keys and the event types it may emit"`
 	HTTPAddr  string `env:"GRANTLINE_HTTP_ADDR" help:"address of the API and of /livez, /readyz and /metrics"`
 	// PprofAddr turns on net/http/pprof on a listener of its own (ops.PprofAddrEnv); bind it to loopback.
-	PprofAddr       string        `env:"GRANTLINE_PPROF_ADDR" help:"address of Go's profiling endpoints, off when empty (bind to loopback)"`
+	PprofAddr string `env:"GRANTLINE_PPROF_ADDR" help:"address of Go's profiling endpoints, off when empty (bind to loopback)"`
+	// OTLPEndpoint turns tracing on (ops.Run): spans of HTTP requests, reactions, appends and connector calls.
+	OTLPEndpoint    string        `env:"GRANTLINE_OTLP_ENDPOINT" help:"base URL of an OTLP/HTTP trace receiver, such as http://otel-collector:4318; tracing is off when empty"`
 	LogLevel        slog.Level    `env:"GRANTLINE_LOG_LEVEL" envDefault:"info" help:"least severe log level written: debug, info, warn or error"`
 	StartTimeout    time.Duration `env:"GRANTLINE_START_TIMEOUT" envDefault:"1m" validate:"positive" help:"how long start-up keeps retrying while NATS is unreachable or its streams do not answer"`
 	ShutdownTimeout time.Duration `env:"GRANTLINE_SHUTDOWN_TIMEOUT" envDefault:"15s" validate:"positive" help:"bound of the orderly stop: consumers drain, HTTP finishes, connections close"`

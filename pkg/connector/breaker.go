@@ -109,7 +109,7 @@ func (b *Breaker) State() gobreaker.State { return b.cb.State() }
 // issues credentials, names target references and lists its target (unshielded: the reconciler's own
 // pace) as c does.
 func Shield(c Connector, b *Breaker) Connector {
-	s := shielded{inner: c, b: b}
+	s := shielded{wrapper{c}, b}
 	if inv, ok := c.(Inventory); ok {
 		return shieldedInventory{s, inv}
 	}
@@ -122,8 +122,8 @@ type shieldedInventory struct {
 }
 
 type shielded struct {
-	inner Connector
-	b     *Breaker
+	wrapper
+	b *Breaker
 }
 
 func (s shielded) Grant(ctx context.Context, g Grant) (events.Observed, error) {
@@ -137,14 +137,3 @@ func (s shielded) Revoke(ctx context.Context, g Grant) (events.Observed, error) 
 func (s shielded) Inspect(ctx context.Context, g Grant) (events.Observed, error) {
 	return s.b.Do(func() (events.Observed, error) { return s.inner.Inspect(ctx, g) })
 }
-
-func (s shielded) IssuesCredential(g Grant) bool { return IssuesCredential(s.inner, g) }
-
-func (s shielded) Username(g Grant) string {
-	if i, ok := s.inner.(Issuer); ok {
-		return i.Username(g)
-	}
-	return ""
-}
-
-func (s shielded) TargetRef(g Grant) string { return TargetRef(s.inner, g) }

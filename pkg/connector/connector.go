@@ -115,6 +115,26 @@ func IssuesCredential(c Connector, g Grant) bool {
 	return ok && i.IssuesCredential(g)
 }
 
+// wrapper is what a connector wrapping inner (Shield, Traced) shares: it answers what does not reach
+// the target, whether and as whom a grant issues a credential and what it changes, as inner does.
+type wrapper struct{ inner Connector }
+
+var (
+	_ Issuer   = wrapper{}
+	_ Referrer = wrapper{}
+)
+
+func (w wrapper) IssuesCredential(g Grant) bool { return IssuesCredential(w.inner, g) }
+
+func (w wrapper) Username(g Grant) string {
+	if i, ok := w.inner.(Issuer); ok {
+		return i.Username(g)
+	}
+	return ""
+}
+
+func (w wrapper) TargetRef(g Grant) string { return TargetRef(w.inner, g) }
+
 // Set is the connectors by their catalogue name ("postgres", "webhook").
 type Set map[string]Connector
 

@@ -5,6 +5,9 @@ import (
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/grantline/grantline/pkg/telemetry"
 )
@@ -35,13 +38,37 @@ func RunBatch(ctx context.Context, js jetstream.JetStream, spec Spec, h BatchHan
 	r := &runner{js: js, spec: spec, handle: alone, log: log.With("consumer", spec.Durable)}
 	// Fetching no fewer than DefaultConcurrency keeps small batches from costing a pull round trip each.
 	return r.consume(ctx, max(spec.BatchSize, DefaultConcurrency), func(handlerCtx context.Context) dispatcher {
-		b := &batcher{r: r, together: func(msgs []jetstream.Msg) error { return unpanic(func() error { return h(handlerCtx, msgs) }) },
+		b := &batcher{r: r, together: func(msgs []jetstream.Msg) error {
+			ctx, span := r.batchSpan(handlerCtx, msgs)
+			defer span.End()
+			err := unpanic(func() error { return h(ctx, msgs) })
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			return err
+		},
 			alone: func(msg jetstream.Msg) { r.deliver(handlerCtx, msg) },
 			size:  spec.BatchSize, waiting: make(chan jetstream.Msg, spec.BatchSize),
 			stopping: make(chan struct{}), done: make(chan struct{})}
 		go b.loop()
 		return b
 	})
+}
+
+// batchSpan starts the span of one batch. A batch belongs to as many traces as it holds requests, so
+// its span starts a trace of its own, linked to the trace each delivery carries.
+func (r *runner) batchSpan(ctx context.Context, msgs []jetstream.Msg) (context.Context, trace.Span) {
+	ctx, span := telemetry.Tracer("pkg/consumer").Start(ctx, r.spec.Durable+" process batch", trace.WithNewRoot(),
+		trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("messaging.consumer.group.name", r.spec.Durable), attribute.Int("messaging.batch.message_count", len(msgs)))
+		for _, msg := range msgs {
+			if sc := trace.SpanContextFromContext(telemetry.Extract(ctx, msg.Headers())); sc.IsValid() {
+				span.AddLink(trace.Link{SpanContext: sc})
+			}
+		}
+	}
+	return ctx, span
 }
 
 // batcher handles what the consume callback fetched in batches, one batch at a time.

@@ -16,8 +16,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/topology"
@@ -226,7 +229,15 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) Action {
 		return DeadLetter
 	}
 	delivered := int(meta.NumDelivered)
-	ctx = telemetry.Extract(ctx, msg.Headers())
+	// The span continues the trace of whatever stored the message (an append's traceparent), so one
+	// request's path reads as one trace across the services.
+	ctx, span := telemetry.Tracer("pkg/consumer").Start(telemetry.Extract(ctx, msg.Headers()), r.spec.Durable+" process",
+		trace.WithSpanKind(trace.SpanKindConsumer))
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.consumer.group.name", r.spec.Durable),
+			attribute.String("messaging.destination.name", msg.Subject()), attribute.Int("messaging.nats.delivered", delivered))
+	}
 	log := r.log.With("subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "delivered", delivered)
 
 	var d Disposition
@@ -240,6 +251,10 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) Action {
 	}
 	r.metrics.delivered(ctx, delivered, d.Action)
 
+	span.SetAttributes(attribute.String("grantline.disposition", d.Action.String()))
+	if d.Action != Ack {
+		span.SetStatus(codes.Error, d.Reason)
+	}
 	switch d.Action {
 	case Ack:
 		err = msg.Ack()

@@ -37,8 +37,8 @@ const (
 	TypeDriftDetected       Type = TypePrefix + "drift_detected"
 )
 
-// Name is the short name of the type, the last token of its NATS subject ("submitted").
-func (t Type) Name() string { return strings.TrimPrefix(string(t), TypePrefix) }
+// Name is the short name of the type, the last token of its NATS subject ("submitted", "lock_placed").
+func (t Type) Name() string { return string(t)[strings.LastIndex(string(t), ".")+1:] }
 
 // Known reports whether t belongs to the v1 catalogue.
 func (t Type) Known() bool { _, ok := emitters[t]; return ok }
@@ -90,6 +90,8 @@ var emitters = map[Type]Service{
 	TypeRevoked:             Revoker,
 	TypeRevocationFailed:    Revoker,
 	TypeDriftDetected:       Revoker,
+	TypeLockPlaced:          Revoker,
+	TypeLockRemoved:         Revoker,
 }
 
 // Emitter returns the service that may emit t, and false for a type outside the catalogue.
@@ -106,17 +108,22 @@ func TypesOf(svc Service) []Type {
 	return out
 }
 
-// AllTypes lists the catalogue in lifecycle order.
+// AllTypes lists the catalogue in lifecycle order: a request's events, then a lock's.
 var AllTypes = []Type{
 	TypeSubmitted, TypeWithdrawn, TypePolicyDecided, TypeReviewed, TypeApproved, TypeRejected,
 	TypePostReviewed, TypePostReviewOverdue, TypeTaskOpened, TypeGranted, TypeFulfilmentFailed,
 	TypeRevocationRequested, TypeExpired, TypeRevoked, TypeRevocationFailed, TypeDriftDetected,
+	TypeLockPlaced, TypeLockRemoved,
 }
 
-// ParseTypeName returns the type whose short name is name ("granted"), or false.
+// ParseTypeName returns the type whose short name is name ("granted", "lock_placed"), or false.
 func ParseTypeName(name string) (Type, bool) {
-	t := Type(TypePrefix + name)
-	return t, t.Known()
+	for _, t := range AllTypes {
+		if t.Name() == name {
+			return t, true
+		}
+	}
+	return "", false
 }
 
 // SchemaURI is the dataschema attribute for events of type t: the versioned JSON Schema published in

@@ -140,6 +140,12 @@ func candidate(t Type, r *Request) Event {
 		now = g.ExpiresAt.Add(time.Second)
 	}
 	switch t {
+	case TypeLockPlaced, TypeLockRemoved:
+		// A lock's events are no request's: every state refuses them, even under the request's ID.
+		ev := lockEvent(security.ID, now, map[Type]Payload{TypeLockPlaced: placed(LockScope{LockUser, lockedUser}),
+			TypeLockRemoved: LockRemoved{RemovedBy: security}}[t])
+		ev.Subject = r.ID()
+		return ev
 	case TypeSubmitted:
 		return event(submittedPayload(false), t0, "alice")
 	case TypeWithdrawn:

@@ -239,6 +239,8 @@ const (
 	RevokeEarly        RevocationReason = "early"
 	RevokeReviewFailed RevocationReason = "review_failed"
 	RevokeDrift        RevocationReason = "drift"
+	// RevokeLocked ends access a lock covers (RevocationRequested.LockID names the lock).
+	RevokeLocked RevocationReason = "locked"
 )
 
 // RevocationRequested records a request to end access before expiry (emitted by revoker).
@@ -246,6 +248,8 @@ type RevocationRequested struct {
 	By     string           `json:"by"`
 	Reason RevocationReason `json:"reason"`
 	Note   string           `json:"note,omitempty"`
+	// LockID is the lock that ends the access, with reason locked.
+	LockID string `json:"lock_id,omitempty"`
 }
 
 // Expired records that a grant reached its expiry (emitted by revoker).
@@ -326,6 +330,10 @@ func (DriftDetected) EventType() Type       { return TypeDriftDetected }
 // newPayload returns a pointer to a zero payload for t, for decoding.
 func newPayload(t Type) (Payload, bool) {
 	switch t {
+	case TypeLockPlaced:
+		return &LockPlaced{}, true
+	case TypeLockRemoved:
+		return &LockRemoved{}, true
 	case TypeSubmitted:
 		return &Submitted{}, true
 	case TypeWithdrawn:

@@ -495,8 +495,11 @@ func (r *Request) check(ev Event) error {
 		if r.revocation != "" {
 			return refuse("revocation is already under way")
 		}
-		if p.Reason != RevokeEarly && p.Reason != RevokeDrift && p.Reason != RevokeReviewFailed {
+		if p.Reason != RevokeEarly && p.Reason != RevokeDrift && p.Reason != RevokeReviewFailed && p.Reason != RevokeLocked {
 			return refuse(fmt.Sprintf("reason %q does not ask for early revocation", p.Reason))
+		}
+		if (p.Reason == RevokeLocked) != ValidRequestID(p.LockID) {
+			return refuse("a revocation names a lock exactly when a lock asks for it")
 		}
 
 	case Expired:

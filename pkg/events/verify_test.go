@@ -1,6 +1,7 @@
 package events
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"os"
 	"strings"
@@ -285,4 +286,69 @@ func TestKeyRotation(t *testing.T) {
 			t.Errorf("%s stored at %s: %v, want ok=%v", c.signer.KeyID(), c.stored.Format(time.RFC3339), err, c.ok)
 		}
 	}
+}
+
+// TestCheckSignedSkipsOnlyTheSignature: a batch verifier asks Signature for what to verify, then
+// CheckSigned checks everything else exactly as Check does. Each row is a stored event and whether
+// Signature offers it for a batch.
+func TestCheckSignedSkipsOnlyTheSignature(t *testing.T) {
+	k := newTestKeys(t)
+	cases := []struct {
+		name      string
+		rec       func([]Record) Record
+		batchable bool
+		kind      ViolationKind // what CheckSigned reports; "" for nothing
+	}{
+		{"a clean event", func(r []Record) Record { return r[1] }, true, ""},
+		{"no signature header", func(r []Record) Record { r[1].Signature = ""; return r[1] }, false, ViolationMissingSignature},
+		{"a malformed header", func(r []Record) Record { r[1].Signature = "ed25519;policy-2026"; return r[1] }, false, ViolationBadSignature},
+		{"a key not in the trust file", func(r []Record) Record {
+			rogue, _ := GenerateSigner(Policy, "rogue")
+			r[1].Signature = rogue.Sign(r[1].Body)
+			return r[1]
+		}, false, ViolationUnknownKey},
+		{"a type the key's service may not emit", func(r []Record) Record {
+			return k.seal(t, Draft{Payload: Approved{}}, Intake, ChainHash(r[1].Body), 12)
+		}, true, ViolationTypeNotAllowed},
+		{"stored under another request's subject", func(r []Record) Record {
+			r[1].Subject = NATSSubject("01KB0000000000000000000001", TypePolicyDecided)
+			return r[1]
+		}, true, ViolationSubjectMismatch},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := tc.rec(k.history(t))
+			pub, sig, ok := k.verifier.Signature(rec)
+			if ok != tc.batchable {
+				t.Fatalf("Signature offers it for a batch: %v, want %v", ok, tc.batchable)
+			}
+			if ok && !ed25519.Verify(pub, rec.Body, sig) {
+				t.Fatal("Signature returned a key and signature that do not verify the body")
+			}
+			signed, checked := k.verifier.CheckSigned(rec, 2), k.verifier.Check(rec, 2)
+			var v *Violation
+			switch {
+			case tc.kind == "" && (signed.Err != nil || checked.Err != nil):
+				t.Fatalf("CheckSigned: %v, Check: %v; want neither to find anything", signed.Err, checked.Err)
+			case tc.kind != "" && (!errors.As(signed.Err, &v) || v.Kind != tc.kind || v.Position != 2):
+				t.Fatalf("CheckSigned: %v, want %s at position 2", signed.Err, tc.kind)
+			case tc.kind != "" && checked.Err.Error() != signed.Err.Error():
+				t.Fatalf("Check found %v, CheckSigned %v", checked.Err, signed.Err)
+			case signed.Hash != ChainHash(rec.Body):
+				t.Fatalf("hash %s, want the chain hash of the body", signed.Hash)
+			}
+		})
+	}
+
+	t.Run("a changed body is left to the caller's signature check", func(t *testing.T) {
+		rec := k.history(t)[1]
+		rec.Body = []byte(strings.Replace(string(rec.Body), "low risk", "low rizk", 1))
+		var v *Violation
+		if ck := k.verifier.Check(rec, 2); !errors.As(ck.Err, &v) || v.Kind != ViolationBadSignature {
+			t.Fatalf("Check: %v, want a bad signature", ck.Err)
+		}
+		if ck := k.verifier.CheckSigned(rec, 2); ck.Err != nil {
+			t.Fatalf("CheckSigned: %v; it must not verify the signature again", ck.Err)
+		}
+	})
 }

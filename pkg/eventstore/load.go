@@ -81,8 +81,23 @@ func (s *Store) reload(ctx context.Context, id string, seq uint64) (*Loaded, err
 const staleRetries = 6
 
 func (s *Store) read(ctx context.Context, id string) (*Loaded, error) {
+	l, err := s.readVerified(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("load request %s: %w", id, err)
+	}
+	if len(l.Events) > 0 && l.Events[0].Type.Lock() {
+		return nil, fmt.Errorf("load request %s: %w", id, ErrNotARequest)
+	}
+	if l.Request, err = events.Fold(id, l.Events); err != nil {
+		return nil, fmt.Errorf("load request %s: %w", id, err)
+	}
+	return l, nil
+}
+
+// readVerified reads the verified, chained events of id (a request's or a lock's) without folding them.
+func (s *Store) readVerified(ctx context.Context, id string) (*Loaded, error) {
 	if !events.ValidRequestID(id) {
-		return nil, fmt.Errorf("load request %q: not a request ID", id)
+		return nil, fmt.Errorf("%q is not an ID of the evidence", id)
 	}
 	recs, evs, err := s.readChained(ctx, id)
 	if err != nil && ctx.Err() == nil {
@@ -91,22 +106,19 @@ func (s *Store) read(ctx context.Context, id string) (*Loaded, error) {
 		recs, evs, err = s.readWildcard(ctx, id)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load request %s: %w", id, err)
+		return nil, err
 	}
 	if len(recs) == 0 {
 		// A replica that has not seen the request yet answers like one for a request that does not
 		// exist. Only the leader tells them apart; without its word, the empty answer stands.
 		if leader, err := s.leaderLastSeq(ctx, id); err == nil && leader > 0 {
-			return nil, fmt.Errorf("load request %s: the leader holds events up to stream sequence %d, the replica that answered none: %w",
-				id, leader, ErrStale)
+			return nil, fmt.Errorf("the leader holds events up to stream sequence %d, the replica that answered none: %w",
+				leader, ErrStale)
 		}
 	}
 	l := &Loaded{ID: id, Records: recs, Events: evs}
 	if len(recs) > 0 {
 		l.LastSeq = recs[len(recs)-1].Seq
-	}
-	if l.Request, err = events.Fold(id, evs); err != nil {
-		return nil, fmt.Errorf("load request %s: %w", id, err)
 	}
 	return l, nil
 }

@@ -16,6 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/telemetry"
@@ -140,7 +143,16 @@ func (l *Loaded) head() string {
 // 0 if it has none. It costs a round trip to the leader, so it is only asked when a decision on a
 // possibly stale load went wrong.
 func (s *Store) leaderLastSeq(ctx context.Context, id string) (uint64, error) {
-	req, _ := json.Marshal(map[string]string{"last_by_subj": events.RequestFilter(id)})
+	seq, err := s.leaderLastOf(ctx, events.RequestFilter(id))
+	if err != nil {
+		return 0, fmt.Errorf("ask the stream leader about request %s: %w", id, err)
+	}
+	return seq, nil
+}
+
+// leaderLastOf asks the stream leader for the sequence of the last event on subject filter, 0 if none.
+func (s *Store) leaderLastOf(ctx context.Context, filter string) (uint64, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": filter})
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	prefix := s.js.Options().APIPrefix
@@ -149,7 +161,7 @@ func (s *Store) leaderLastSeq(ctx context.Context, id string) (uint64, error) {
 	}
 	msg, err := s.js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET."+topology.EventsStream, req)
 	if err != nil {
-		return 0, fmt.Errorf("ask the stream leader about request %s: %w", id, err)
+		return 0, err
 	}
 	var resp struct {
 		Message *struct {
@@ -158,15 +170,15 @@ func (s *Store) leaderLastSeq(ctx context.Context, id string) (uint64, error) {
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return 0, fmt.Errorf("ask the stream leader about request %s: %w", id, err)
+		return 0, err
 	}
 	switch {
 	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
 		return 0, nil
 	case resp.Error != nil:
-		return 0, fmt.Errorf("ask the stream leader about request %s: %w", id, resp.Error)
+		return 0, resp.Error
 	case resp.Message == nil:
-		return 0, fmt.Errorf("ask the stream leader about request %s: empty answer", id)
+		return 0, errors.New("empty answer")
 	}
 	return resp.Message.Seq, nil
 }
@@ -184,7 +196,46 @@ func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft)
 	if s.signer == nil {
 		return nil, ErrReadOnly
 	}
-	next := &Loaded{ID: cur.ID, Records: cur.Records, Events: cur.Events, LastSeq: cur.LastSeq}
+	// The drafts carry this span as their traceparent, so the reactions to them continue its trace.
+	ctx, span := telemetry.Tracer("pkg/eventstore").Start(ctx, "append "+drafts[0].Payload.EventType().Name(),
+		trace.WithSpanKind(trace.SpanKindProducer))
+	defer span.End()
+	if span.IsRecording() {
+		types := make([]string, len(drafts))
+		for i, d := range drafts {
+			types[i] = d.Payload.EventType().Name()
+		}
+		span.SetAttributes(attribute.String(telemetry.KeyRequestID, cur.ID), attribute.StringSlice("grantline.event_types", types),
+			attribute.String("grantline.service", string(s.signer.Service())))
+	}
+	next, err := s.append(ctx, cur, drafts)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return next, err
+}
+
+// append is Append inside its span.
+func (s *Store) append(ctx context.Context, cur *Loaded, drafts []events.Draft) (*Loaded, error) {
+	msgs, sealed, now, err := s.seal(ctx, cur, drafts)
+	if err != nil {
+		return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
+	}
+	req, err := events.Fold(cur.ID, append(append([]events.Event{}, cur.Events...), sealed...))
+	if err != nil {
+		return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
+	}
+	next, err := s.store(ctx, cur, msgs, sealed, now)
+	if err != nil {
+		return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
+	}
+	next.Request = req
+	s.cache.put(next)
+	return next, nil
+}
+
+// seal signs and chains drafts as the next events after cur, with their deterministic message IDs.
+func (s *Store) seal(ctx context.Context, cur *Loaded, drafts []events.Draft) ([]*nats.Msg, []events.Event, time.Time, error) {
 	prev := cur.head()
 	now := s.now()
 	var msgs []*nats.Msg
@@ -195,7 +246,7 @@ func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft)
 		}
 		env, body, err := d.Seal(cur.ID, s.signer.Service(), now, prev)
 		if err != nil {
-			return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
+			return nil, nil, now, err
 		}
 		msg := nats.NewMsg(events.NATSSubject(cur.ID, env.Type))
 		msg.Data = body
@@ -208,24 +259,22 @@ func (s *Store) Append(ctx context.Context, cur *Loaded, drafts ...events.Draft)
 		sealed = append(sealed, events.Event{Envelope: env, Payload: d.Payload})
 		prev = events.ChainHash(body)
 	}
-	req, err := events.Fold(cur.ID, append(append([]events.Event{}, cur.Events...), sealed...))
-	if err != nil {
-		return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
-	}
+	return msgs, sealed, now, nil
+}
 
+// store publishes the sealed msgs after cur (see publish) and returns what was loaded with them added,
+// without its aggregate.
+func (s *Store) store(ctx context.Context, cur *Loaded, msgs []*nats.Msg, sealed []events.Event, now time.Time) (*Loaded, error) {
 	lastSeq, err := s.publish(ctx, cur, msgs)
 	if err != nil {
-		return nil, fmt.Errorf("append to request %s: %w", cur.ID, err)
+		return nil, err
 	}
+	next := &Loaded{ID: cur.ID, Records: cur.Records, Events: append(append([]events.Event{}, cur.Events...), sealed...), LastSeq: lastSeq}
 	first := lastSeq - uint64(len(msgs)) + 1
 	for i, msg := range msgs {
 		next.Records = append(next.Records, events.Record{Seq: first + uint64(i), Subject: msg.Subject, Body: msg.Data,
 			Signature: msg.Header.Get(events.SignatureHeader), StoredAt: now})
 	}
-	next.Events = append(append([]events.Event{}, cur.Events...), sealed...)
-	next.Request = req
-	next.LastSeq = lastSeq
-	s.cache.put(next)
 	return next, nil
 }
 

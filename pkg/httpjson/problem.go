@@ -83,7 +83,7 @@ var (
 	Malformed       = Row{Status: http.StatusBadRequest, Slug: "malformed-body", Title: "Malformed request body", Errs: []error{ErrMalformed}}
 	Unauthenticated = Row{Status: http.StatusUnauthorized, Slug: "unauthenticated", Title: "Authentication required", Errs: []error{auth.ErrUnauthenticated}}
 	Forbidden       = Row{Status: http.StatusForbidden, Slug: "forbidden", Title: "Forbidden", Errs: []error{ErrForbidden}}
-	NotFound        = Row{Status: http.StatusNotFound, Slug: "not-found", Title: "No such request", Errs: []error{ErrNotFound}}
+	NotFound        = Row{Status: http.StatusNotFound, Slug: "not-found", Title: "No such request", Errs: []error{ErrNotFound, eventstore.ErrNotARequest}}
 	// StateConflict: the request aggregate refused the event the handler decided on.
 	StateConflict = Row{Status: http.StatusConflict, Slug: "state-conflict", Title: "The request's current state does not allow this", Errs: []error{events.ErrRefused}}
 	// Busy: the store kept conflicting or a replica stayed behind, so the same call will do later. A

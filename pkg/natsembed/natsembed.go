@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -196,6 +197,21 @@ func (c *Cluster) Restart(name string) error {
 		}
 	}
 	return fmt.Errorf("no stopped node %q", name)
+}
+
+// Replace stops node name, deletes its store and starts it again with the same name and route port:
+// a node whose disk was replaced (docs/operations.md, "Replacing a NATS node").
+func (c *Cluster) Replace(name string) error {
+	c.Stop(name)
+	for _, o := range c.options {
+		if o.Name == name {
+			if err := os.RemoveAll(o.Dir); err != nil {
+				return fmt.Errorf("replace %s: %w", name, err)
+			}
+			return c.Restart(name)
+		}
+	}
+	return fmt.Errorf("no node %q", name)
 }
 
 // Shutdown stops every node and waits for each.

@@ -17,6 +17,7 @@ import (
 	"github.com/grantline/grantline/pkg/config"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/telemetry"
 )
 
 // Identity is who a service is on the broker: its NATS user and, for the five services that sign
@@ -44,7 +45,8 @@ type Build func(ctx context.Context, host Host) (Service, error)
 // retrying for up to base.StartTimeout while the servers are unreachable or do not answer yet;
 // builds the service with build; serves it on base.HTTPAddr beside /livez, /readyz (with a check of
 // the connection) and /metrics through Process.Serve; and at the end drains the connection, bounded
-// by base.ShutdownTimeout. It returns what kept the service from starting or stopped it; nil after
+// by base.ShutdownTimeout. With base.OTLPEndpoint set it traces the process (TraceHTTP on every
+// request) and exports its spans there, the last ones at the end. It returns what kept the service from starting or stopped it; nil after
 // ctx ended.
 func Run(ctx context.Context, base config.Base, id Identity, log *slog.Logger, build Build) error {
 	name := string(id.user)
@@ -53,6 +55,17 @@ func Run(ctx context.Context, base config.Base, id Identity, log *slog.Logger, b
 		return err
 	}
 	defer func() { _ = health.Shutdown(context.WithoutCancel(ctx)) }()
+	stopTracing, err := startTracing(ctx, base.OTLPEndpoint, "grantline-"+name)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), base.ShutdownTimeout)
+		defer cancel()
+		if err := stopTracing(flushCtx); err != nil {
+			log.Warn("export the last spans", telemetry.KeyError, err.Error())
+		}
+	}()
 	conn, err := Dial(ctx, base, id, log)
 	if err != nil {
 		return err
@@ -67,7 +80,11 @@ func Run(ctx context.Context, base config.Base, id Identity, log *slog.Logger, b
 	}
 	svc.Checks["nats"] = BrokerCheck(conn.NC, conn.JS)
 	mux := http.NewServeMux()
-	srv, err := Listen(base.HTTPAddr, mux, log)
+	var handler http.Handler = mux
+	if base.OTLPEndpoint != "" {
+		handler = TraceHTTP(mux)
+	}
+	srv, err := Listen(base.HTTPAddr, handler, log)
 	if err != nil {
 		if svc.Close != nil {
 			svc.Close()

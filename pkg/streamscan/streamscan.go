@@ -75,3 +75,30 @@ func Events(ctx context.Context, js jetstream.JetStream, types []events.Type, fn
 		}
 	}
 }
+
+// LiveGrants returns the requests granted and not revoked so far, in the order of their grants, from
+// the headers of the granted and revoked subjects: what a caller then loads to see which still hold
+// access (a revocation may be under way).
+func LiveGrants(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	live := map[string]bool{}
+	var order []string
+	err := Events(ctx, js, []events.Type{events.TypeGranted, events.TypeRevoked}, func(id string, t events.Type, _ uint64) error {
+		if t == events.TypeGranted {
+			live[id] = true
+			order = append(order, id)
+		} else {
+			delete(live, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := order[:0]
+	for _, id := range order {
+		if live[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}

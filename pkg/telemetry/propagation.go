@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
@@ -65,6 +66,13 @@ func Inject(ctx context.Context, h nats.Header) {
 		return
 	}
 	otel.GetTextMapPropagator().Inject(ctx, HeaderCarrier(h))
+}
+
+// InjectHTTP writes the trace context (and baggage) of ctx into the headers of an outgoing HTTP
+// request, so the service it calls continues the trace (ops.TraceHTTP reads it there). HTTP header
+// names are case-insensitive, so the standard carrier's canonical "Traceparent" is right here.
+func InjectHTTP(ctx context.Context, h http.Header) {
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(h))
 }
 
 // Extract returns a copy of ctx carrying the remote span context (and

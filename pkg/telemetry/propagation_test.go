@@ -2,6 +2,7 @@ package telemetry_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -134,5 +135,21 @@ func TestHeaderCarrierIsCaseSensitive(t *testing.T) {
 	}
 	if vals := c.Values("traceparent"); len(vals) != 1 || vals[0] != "a" {
 		t.Fatalf("Values(traceparent) = %v, want [a]", vals)
+	}
+}
+
+// TestInjectHTTPCarriesTheTraceToACalledService: the headers of an outgoing HTTP request carry the
+// caller's traceparent, found however a server spells the header name.
+func TestInjectHTTPCarriesTheTraceToACalledService(t *testing.T) {
+	telemetry.InstallPropagator()
+	h := http.Header{}
+	telemetry.InjectHTTP(sampledContext(t), h)
+	if got := h.Get("traceparent"); got != testTraceparent {
+		t.Fatalf("traceparent %q, want %q", got, testTraceparent)
+	}
+	h = http.Header{}
+	telemetry.InjectHTTP(context.Background(), h)
+	if len(h) != 0 {
+		t.Errorf("outside a trace the headers gained %v", h)
 	}
 }

@@ -19,8 +19,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/topology"
 )
 
@@ -43,7 +45,15 @@ const FiredTTL = 30 * 24 * time.Hour
 // and B stays in force.
 // It returns an error wrapping ErrInvalid for a request ID or kind that is not one subject token or a
 // payload that is not JSON, and the server's error if the schedule was not stored.
+//
+// The fire carries no trace context: a timer that reschedules itself from its own fire (the
+// reconciler's) would otherwise chain every run into one endless trace. Arm's timers carry it.
 func Schedule(ctx context.Context, js jetstream.JetStream, requestID, kind string, at time.Time, payload []byte) error {
+	return schedule(ctx, js, requestID, kind, at, payload, false)
+}
+
+// schedule is Schedule, with the trace context of ctx in the schedule's headers when traced.
+func schedule(ctx context.Context, js jetstream.JetStream, requestID, kind string, at time.Time, payload []byte, traced bool) error {
 	if err := checkToken("request ID", requestID); err != nil {
 		return err
 	}
@@ -58,7 +68,13 @@ func Schedule(ctx context.Context, js jetstream.JetStream, requestID, kind strin
 	}
 	at = ceilSecond(at)
 	msgID := fmt.Sprintf("timer:%s:%s:%d", requestID, kind, at.Unix())
-	_, err := js.Publish(ctx, topology.TimerSchedule(requestID, kind), payload,
+	msg := nats.NewMsg(topology.TimerSchedule(requestID, kind))
+	msg.Data = payload
+	if traced {
+		// The fired copy keeps the schedule's headers: its handler continues the trace that armed it.
+		telemetry.Inject(ctx, msg.Header)
+	}
+	_, err := js.PublishMsg(ctx, msg,
 		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(topology.TimerFired(requestID, kind)),
 		jetstream.WithScheduleTTL(FiredTTL), jetstream.WithMsgID(msgID), jetstream.WithExpectStream(topology.TimersStream))
 	if err != nil {
@@ -98,13 +114,14 @@ type armedPayload struct {
 	AfterSeq uint64 `json:"after_seq"`
 }
 
-// Arm schedules timer a to fire at at, as Schedule does (and with its errors).
+// Arm schedules timer a to fire at at, as Schedule does (and with its errors), and its fire continues
+// the trace of ctx: the reaction that armed it and the one to its fire read as one request's path.
 func Arm(ctx context.Context, js jetstream.JetStream, a Armed, at time.Time) error {
 	payload, err := json.Marshal(armedPayload{AfterSeq: a.AfterSeq})
 	if err != nil {
 		return err
 	}
-	return Schedule(ctx, js, a.RequestID, a.Kind, at, payload)
+	return schedule(ctx, js, a.RequestID, a.Kind, at, payload, true)
 }
 
 // ParseArmed reads a fired timer that Arm scheduled. It returns an error wrapping ErrInvalid for a

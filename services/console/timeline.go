@@ -290,6 +290,8 @@ func revocationReason(r events.RevocationReason) string {
 		return "post-review flagged it"
 	case events.RevokeDrift:
 		return "drift on the target"
+	case events.RevokeLocked:
+		return "a lock covers it"
 	}
 	return string(r)
 }

@@ -13,6 +13,8 @@ import (
 	"encoding/json/jsontext"
 	"encoding/json/v2"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/grantline/grantline/pkg/catalogue"
@@ -31,6 +33,42 @@ type Input struct {
 	// open (the request being decided excluded), sorted; never null. The policy service reads them only
 	// for an emergency request, the only kind they can decide, and leaves them empty for any other.
 	OpenEmergencyReviews []string `json:"open_emergency_reviews"`
+	// Locks are the locks holding at Now that cover the request (CoveringLocks), sorted by ID; absent
+	// when none does, so the input of a request no lock touches is what it was before locks existed.
+	Locks []Lock `json:"locks,omitempty"`
+}
+
+// Lock is a lock as the policy sees it (input.locks): enough to deny the request naming it.
+type Lock struct {
+	ID               string           `json:"id"`
+	Reason           string           `json:"reason"`
+	Scope            events.LockScope `json:"scope"`
+	Until            *time.Time       `json:"until,omitempty"`
+	EmergencyAllowed bool             `json:"emergency_allowed"`
+}
+
+// CoveringLocks returns the locks among held that hold at now and cover sub (for entitlement ent, nil
+// when the catalogue has none), sorted by ID, as the input records them; nil when none does.
+func CoveringLocks(held []*events.Lock, sub events.Submitted, ent *catalogue.Entitlement, now time.Time) []Lock {
+	system := ""
+	if ent != nil {
+		system = ent.System
+	}
+	var out []Lock
+	for _, l := range held {
+		if !l.Holds(now) || !l.Covers(sub.Requester.ID, sub.Subject.ID, sub.Entitlement, system) {
+			continue
+		}
+		p := l.Placed()
+		var until *time.Time
+		if p.Until != nil {
+			u := p.Until.UTC()
+			until = &u
+		}
+		out = append(out, Lock{ID: l.ID(), Reason: p.Reason, Scope: p.Scope, Until: until, EmergencyAllowed: p.EmergencyAllowed})
+	}
+	slices.SortFunc(out, func(a, b Lock) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 // Request is the submitted request as the policy sees it: the substance of events.Submitted without its

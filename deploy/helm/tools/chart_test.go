@@ -48,6 +48,9 @@ func TestDefaultValues(t *testing.T) {
 		t.Errorf("want one Job running `streams provision --replicas 3`")
 	}
 	for name, d := range r.deployments {
+		if got := envValue(d.Spec.Template.Spec.Containers[0], "GRANTLINE_OTLP_ENDPOINT"); got != "" {
+			t.Errorf("%s: traces to %q, want tracing off by default", name, got)
+		}
 		if secret := volume(d, "secrets").Secret; secret == nil || secret.SecretName != "grantline-"+name {
 			t.Errorf("%s: its keys do not come from the Secret grantline-%s", name, name)
 		}
@@ -167,6 +170,11 @@ func TestScaledValues(t *testing.T) {
 	}
 	if !egressTo(r, "notifier", "10.80.0.25/32") || !egressTo(r, "notifier", "10.80.0.40/32") || egressTo(r, "fulfilment", "10.80.0.25/32") {
 		t.Errorf("egress to the mail relay and the proxy: the notifier's only")
+	}
+	for name, d := range r.deployments {
+		if got := envValue(d.Spec.Template.Spec.Containers[0], "GRANTLINE_OTLP_ENDPOINT"); got != "http://10.90.0.5:4318" || !egressTo(r, name, "10.90.0.5/32") {
+			t.Errorf("%s: GRANTLINE_OTLP_ENDPOINT=%q, egress to the collector %v; want both", name, got, egressTo(r, name, "10.90.0.5/32"))
+		}
 	}
 	for _, name := range []string{"intake", "approval", "query", "policy", "console", "notifier", "checkpointer"} {
 		if egressTo(r, name, "10.60.0.15/32") {

@@ -31,9 +31,10 @@ type Config struct {
 }
 
 // Open builds the connectors c names: postgres when a target URL is set (with the role mapping),
-// webhook when a targets file is (its secrets read through getenv); the circuit breakers' changes are
-// logged on log and recorded in meter (grantline_circuit_state; nil: not recorded). The returned
-// function closes them. It fails on a target it cannot reach or a webhook file it cannot read.
+// webhook when a targets file is (its secrets read through getenv), each behind circuit breakers and
+// traced (connector.Traced); the breakers' changes are logged on log and recorded in meter
+// (grantline_circuit_state; nil: not recorded). The returned function closes them. It fails on a target
+// it cannot reach or a webhook file it cannot read.
 func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.Logger, meter metric.MeterProvider) (connector.Set, func(), error) {
 	set := connector.Set{}
 	closeAll := func() {}
@@ -43,10 +44,12 @@ func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.L
 		if err != nil {
 			return nil, nil, err
 		}
-		set[postgres.Name] = connector.Shield(pg, connector.NewBreaker(postgres.Name, 0, 0, func(name string, from, to gobreaker.State) {
-			log.Warn("target circuit breaker", "target", name, "from", from.String(), "to", to.String())
-			recordBreaker(breakers, name, to)
-		}))
+		// Traced outside the breaker, so a call the open breaker refuses is a failed span too.
+		set[postgres.Name] = connector.Traced(postgres.Name, connector.Shield(pg, connector.NewBreaker(postgres.Name, 0, 0,
+			func(name string, from, to gobreaker.State) {
+				log.Warn("target circuit breaker", "target", name, "from", from.String(), "to", to.String())
+				recordBreaker(breakers, name, to)
+			})))
 		closeAll = pg.Close
 	}
 	if c.Webhooks != "" {
@@ -64,7 +67,7 @@ func Open(ctx context.Context, c Config, getenv func(string) string, log *slog.L
 			closeAll()
 			return nil, nil, err
 		}
-		set[webhook.Name] = wh
+		set[webhook.Name] = connector.Traced(webhook.Name, wh)
 	}
 	return set, closeAll, nil
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,12 +109,19 @@ func TestOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(closeAll)
-	// The PostgreSQL connector behind its circuit breaker, still issuing service accounts' logins.
+	if len(set) != 2 || set[postgres.Name] == nil || set[webhook.Name] == nil {
+		t.Errorf("opened %v, want the postgres and the webhook connectors", slices.Sorted(maps.Keys(set)))
+	}
+	// The PostgreSQL connector behind its circuit breaker and traced, still issuing service accounts' logins.
 	if _, ok := set[postgres.Name].(connector.Issuer); !ok {
 		t.Errorf("postgres connector: %T", set[postgres.Name])
 	}
-	if _, ok := set[webhook.Name].(*webhook.Connector); !ok {
-		t.Errorf("webhook connector: %T", set[webhook.Name])
+	// Traced keeps what each connector can do: the PostgreSQL target lists its holdings, a webhook cannot.
+	if _, ok := set[postgres.Name].(connector.Inventory); !ok {
+		t.Errorf("the postgres connector (%T) has no inventory", set[postgres.Name])
+	}
+	if _, ok := set[webhook.Name].(connector.Inventory); ok {
+		t.Errorf("the webhook connector (%T) claims an inventory", set[webhook.Name])
 	}
 	if _, _, err := targets.Open(ctx, c, env(nil), log, nil); err == nil || !strings.Contains(err.Error(), "VPN_HMAC") {
 		t.Fatalf("a webhook secret missing: %v", err)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/telemetry"
 )
 
 // Service names a service with an HTTP API, as the contract tags its operations.
@@ -196,6 +197,8 @@ func (c *Client) do(ctx context.Context, token string, k call, out any) ([]byte,
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
+	// The service continues the trace of the page that called it.
+	telemetry.InjectHTTP(ctx, req.Header)
 	if k.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

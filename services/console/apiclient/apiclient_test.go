@@ -8,8 +8,11 @@ import (
 	"strconv"
 	"testing"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/telemetry"
 )
 
 // TestTheOperationsAreTheContracts: every operation the console calls is a route of the HTTP
@@ -146,5 +149,32 @@ func TestAReviewCarriesItsActionsKey(t *testing.T) {
 	}
 	if want := []string{"POST /v1/requests/X/reviews form-1"}; !slices.Equal(got, want) {
 		t.Fatalf("approval saw %v, want %v", got, want)
+	}
+}
+
+// TestCallsContinueThePagesTrace: a call made while serving a traced page carries its traceparent,
+// so the service called continues the page's trace.
+func TestCallsContinueThePagesTrace(t *testing.T) {
+	telemetry.InstallPropagator()
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Get("traceparent")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"tasks":[]}`))
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(Config{BaseURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	traceID, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	spanID, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled}))
+	if _, err := c.Tasks(ctx, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if want := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"; got != want {
+		t.Errorf("the service saw traceparent %q, want %q", got, want)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/telemetry"
 )
 
 // Approval calls the approval service's review API (POST /v1/requests/{id}/reviews) with a person's
@@ -46,6 +47,8 @@ func (a *Approval) Review(ctx context.Context, token, requestID, decision, diges
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
+	// The approval service continues the trace of the Slack interaction.
+	telemetry.InjectHTTP(ctx, req.Header)
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}

@@ -93,6 +93,7 @@ type service struct {
 	cat           *catalogue.Catalogue
 	engine        Evaluator
 	reviews       *reviews
+	locks         *lockIndex
 	now           func() time.Time
 	maxDeliveries int
 	concurrency   int
@@ -109,7 +110,7 @@ func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, err
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &service{store: deps.Store, cat: deps.Catalogue, engine: deps.Engine, now: deps.Now,
+	s := &service{store: deps.Store, cat: deps.Catalogue, engine: deps.Engine, locks: newLockIndex(deps.JS, deps.Store), now: deps.Now,
 		maxDeliveries: deps.MaxDeliveries, concurrency: deps.Concurrency, log: log}
 	if s.now == nil {
 		s.now = time.Now
@@ -220,7 +221,13 @@ func (s *service) decide(ctx context.Context, r *events.Request, last bool) (dec
 	}
 	now := s.now()
 	in := policy.NewInput(sub, ent, now, nil)
-	ev, err := s.evaluate(ctx, r.ID(), sub, &in)
+	// Never decided without knowing the locks: failing to read them fails the attempt like the policy.
+	var ev policy.Evaluation
+	locks, err := s.locks.current(ctx)
+	if err == nil {
+		in.Locks = policy.CoveringLocks(locks, sub, ent, now)
+		ev, err = s.evaluate(ctx, r.ID(), sub, &in)
+	}
 	if err == nil {
 		return decided{event: ev.Event(now)}, nil
 	}

@@ -280,6 +280,9 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 			continue
 		}
 		b.To = d.Seq
+		if _, t, err := events.ParseNATSSubject(d.Subject); err == nil && t.Lock() {
+			continue // a lock is no request; the revoker lists the locks
+		}
 		id, err := requestID(d.Subject)
 		if err != nil {
 			fault(d.Seq, "", &query.Problem{Kind: string(events.ViolationMalformed), Seq: d.Seq, Detail: err.Error()})

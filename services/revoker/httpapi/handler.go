@@ -1,6 +1,7 @@
-// Package httpapi is the revoker's HTTP edge: early revocation (POST /v1/requests/{id}/revoke) and the
-// completion of manual revoke tasks (POST /v1/revoke-tasks/{id}/complete): the revoker alone may sign
-// revoked, so it owns that route, as fulfilment owns the completion of grant tasks. Fulfilment opens
+// Package httpapi is the revoker's HTTP edge: early revocation (POST /v1/requests/{id}/revoke), the
+// completion of manual revoke tasks (POST /v1/revoke-tasks/{id}/complete) and locks (POST and GET
+// /v1/locks, POST /v1/locks/{id}/remove): the revoker alone may sign revoked and the lock events, so it
+// owns those routes, as fulfilment owns the completion of grant tasks. Fulfilment opens
 // both kinds and lists them in GET /v1/tasks, each with the path that completes it.
 package httpapi
 
@@ -8,6 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
@@ -35,7 +39,13 @@ type Handler struct {
 	Auth      Authenticator
 	// AdminGroups may revoke any grant.
 	AdminGroups []string
-	Log         *slog.Logger
+	// LockAdminGroups place, list and remove locks.
+	LockAdminGroups []string
+	// JS lists the locks (their lock_placed subjects).
+	JS jetstream.JetStream
+	// Now is the clock; defaults to time.Now.
+	Now func() time.Time
+	Log *slog.Logger
 }
 
 // Routes registers the API on mux: the routes api/openapi.yaml documents for this service (the
@@ -43,6 +53,9 @@ type Handler struct {
 func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("POST /v1/requests/{id}/revoke", h.revoke)
 	mux.HandleFunc("POST /v1/revoke-tasks/{id}/complete", h.completeTask)
+	mux.HandleFunc("POST /v1/locks", h.placeLock)
+	mux.HandleFunc("GET /v1/locks", h.listLocks)
+	mux.HandleFunc("POST /v1/locks/{id}/remove", h.removeLock)
 }
 
 // RevokeBody says why access should end now.

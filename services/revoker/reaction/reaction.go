@@ -67,6 +67,7 @@ func RevocationsSpec(backoffCap time.Duration) consumer.Spec {
 		FilterSubjects: []string{
 			events.NATSSubject("*", events.TypeRevocationRequested),
 			events.NATSSubject("*", events.TypePostReviewed),
+			events.NATSSubject("*", events.TypeLockPlaced),
 		},
 		MaxDeliveries: forever,
 		Backoff:       consumer.ExponentialBackoff(250*time.Millisecond, backoffCap),
@@ -169,8 +170,11 @@ func (h *Reactions) Expire(ctx context.Context, id string, afterSeq uint64, deli
 }
 
 // Revocations handles revocation_requested and post_reviewed: a grant whose revocation is due is
-// revoked.
+// revoked; and lock_placed: every live grant the lock covers is asked to end (Lock).
 func (h *Reactions) Revocations(ctx context.Context, msg jetstream.Msg) error {
+	if id, t, err := events.ParseNATSSubject(msg.Subject()); err == nil && t == events.TypeLockPlaced {
+		return h.settle(ctx, msg, topology.RevokerRevocations.Durable, func(int) error { return h.Lock(ctx, id) })
+	}
 	d, err := h.Store.Receive(msg)
 	if err != nil {
 		return consumer.Permanent(err)
@@ -375,4 +379,35 @@ func (h *Reactions) backoffCap() time.Duration {
 		return h.BackoffCap
 	}
 	return DefaultBackoffCap
+}
+
+// Lock asks every live grant that lock id covers to end, with reason locked, while the lock holds; the
+// revocations then go as early ones do (Revocations). The live grants are those granted and not
+// revoked, found from the headers of the stream; each is loaded and decided on its own, so a failure
+// leaves the rest to the redelivery, which appends nothing twice.
+func (h *Reactions) Lock(ctx context.Context, id string) error {
+	l, err := h.Store.LoadLock(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !l.Lock.Holds(h.now()) {
+		return nil
+	}
+	live, err := streamscan.LiveGrants(ctx, h.JS)
+	if err != nil {
+		return err
+	}
+	asked := 0
+	for _, rid := range live {
+		u, err := h.Store.Update(ctx, rid, func(r *events.Request) ([]events.Draft, error) {
+			ent, _ := h.Catalogue.Entitlement(r.Submitted().Entitlement)
+			return revoker.DecideLocked(l.Lock, ent.System)(r)
+		})
+		if err != nil {
+			return fmt.Errorf("lock %s: request %s: %w", id, rid, err)
+		}
+		asked += len(u.Appended)
+	}
+	h.Log.Info("lock placed", "lock_id", id, "scope", string(l.Lock.Placed().Scope.Kind), "scope_id", l.Lock.Placed().Scope.ID, "revocations_requested", asked)
+	return nil
 }

@@ -20,7 +20,7 @@ func TestConfig(t *testing.T) {
 	if err := config.Parse(&c, shared); err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTPAddr != ":8085" || strings.Join(c.AdminGroups, ",") != "security" || c.RetryBudget != 5 || c.ReportEvery != 5*time.Minute ||
+	if c.HTTPAddr != ":8085" || strings.Join(c.AdminGroups, ",") != "security" || strings.Join(c.LockAdminGroups, ",") != "security" || c.RetryBudget != 5 || c.ReportEvery != 5*time.Minute ||
 		c.BackoffCap != time.Minute || c.CredentialKey != "" || c.SLO != 30*time.Second || c.AttemptTimeout != 10*time.Second {
 		t.Fatalf("defaults %+v", c)
 	}

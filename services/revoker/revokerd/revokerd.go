@@ -38,7 +38,9 @@ type Deps struct {
 	Credentials *credential.Store
 	// AdminGroups may revoke any grant early; nil means security.
 	AdminGroups []string
-	Now         func() time.Time
+	// LockAdminGroups place, list and remove locks; nil means security.
+	LockAdminGroups []string
+	Now             func() time.Time
 	// Failures says when failing revocations are recorded (zero fields: 5 attempts, then every 5m).
 	Failures revoker.FailurePolicy
 	// BackoffCap caps the wait between attempts (0: 1m).
@@ -59,7 +61,12 @@ func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 	if admins == nil {
 		admins = []string{"security"}
 	}
-	h := &httpapi.Handler{Store: d.Store, Catalogue: d.Catalogue, Auth: d.Auth, AdminGroups: admins, Log: log}
+	lockAdmins := d.LockAdminGroups
+	if lockAdmins == nil {
+		lockAdmins = []string{"security"}
+	}
+	h := &httpapi.Handler{Store: d.Store, Catalogue: d.Catalogue, Auth: d.Auth, AdminGroups: admins,
+		LockAdminGroups: lockAdmins, JS: d.JS, Now: d.Now, Log: log}
 	h.Routes(mux)
 }
 
@@ -150,7 +157,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
-		AdminGroups: cfg.AdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap, AttemptTimeout: cfg.AttemptTimeout,
+		AdminGroups: cfg.AdminGroups, LockAdminGroups: cfg.LockAdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap, AttemptTimeout: cfg.AttemptTimeout,
 		ReconcileEvery: cfg.ReconcileEvery, Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery, SLO: cfg.SLO},
 		Meter: host.Meter}
 	return ops.Service{Name: "revoker",

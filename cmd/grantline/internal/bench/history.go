@@ -53,7 +53,7 @@ the read side or a benchmark to read.`,
 	f := cmd.Flags()
 	f.StringVar(&store, "store", "", "directory of the new store (required; its nats/ must hold no events)")
 	f.IntVar(&requests, "requests", 10000, "requests in the history")
-	f.Uint64Var(&seed, "seed", 1, "seed of the stories and people chosen (the same seed, the same history but for IDs and signatures)")
+	f.Uint64Var(&seed, "seed", 1, "seed of the stories and people chosen (the same seed, the same stories for the same people; IDs, times and signatures differ)")
 	f.DurationVar(&interval, "interval", 100*time.Millisecond, "time between two submissions in the history")
 	f.StringVar(&serve, "serve", "", "host:port to serve the store on once it is written, until interrupted")
 	_ = cmd.MarkFlagRequired("store")

@@ -38,7 +38,7 @@ func rootCommand(stdout, stderr io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(devCommand(stdout, stderr), requestCommand(stdout), policyCommand(stdout, stderr), auditCommand(stdout, stderr), reviewCommand(stdout), grantCommand(stdout), taskCommand(stdout), revokeCommand(stdout, stderr), gatewayCommand(stderr))
+	root.AddCommand(devCommand(stdout, stderr), requestCommand(stdout), policyCommand(stdout, stderr), auditCommand(stdout, stderr), reviewCommand(stdout), grantCommand(stdout), taskCommand(stdout), revokeCommand(stdout, stderr), lockCommand(stdout), gatewayCommand(stderr))
 	root.AddCommand(bench.Command(stdout, stderr))
 	root.AddCommand(deployCommand(stdout), streamsCommand(stdout), witnessCommand(stdout, stderr), dlqCommand(stdout, stderr))
 	return root
@@ -71,6 +71,7 @@ can attach), the streams, a signing key per service, and the HTTP API with /live
 	f.IntVar(&cfg.NATSPort, "nats-port", cfg.NATSPort, "client port of the embedded NATS server, -1 for any free port (GRANTLINE_NATS_PORT)")
 	f.IntVar(&cfg.NATSMonitorPort, "nats-monitor-port", cfg.NATSMonitorPort, "monitoring port of the embedded NATS server, 0 to disable (GRANTLINE_NATS_MONITOR_PORT)")
 	f.StringVar(&cfg.Examples, "examples", cfg.Examples, "directory with the demo catalogue, directory, integrations and policies (GRANTLINE_EXAMPLES)")
+	f.StringVar(&cfg.Traces, "traces", cfg.Traces, "where the services' spans go: stdout, or an OTLP/HTTP receiver's URL such as http://localhost:4318; off when empty (GRANTLINE_DEV_TRACES)")
 
 	var ttl time.Duration
 	token := &cobra.Command{

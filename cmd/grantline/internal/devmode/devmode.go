@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/brokeraccess"
@@ -29,6 +30,7 @@ import (
 	"github.com/grantline/grantline/pkg/natsembed"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/pglocal"
+	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/notifier/mailsink"
 )
@@ -49,6 +51,8 @@ type Config struct {
 	// binaries, with its data under DataDir.
 	DatabaseURL string `env:"GRANTLINE_DATABASE_URL" help:"a PostgreSQL database for the services; empty: a private cluster"`
 	PprofAddr   string `env:"GRANTLINE_PPROF_ADDR" help:"address of Go's profiling endpoints, off when empty"`
+	// Traces turns tracing on: every service's spans, in one trace per request, printed or exported.
+	Traces string `env:"GRANTLINE_DEV_TRACES" help:"where the services' spans go: stdout (one JSON object per span), or an OTLP/HTTP receiver's URL such as http://localhost:4318; off when empty"`
 	// SubmitBurst is intake's GRANTLINE_SUBMIT_BURST; zero (as in a Config built in code, for tests
 	// and benchmarks that submit as one person) turns the per-requester limit off.
 	SubmitBurst int `env:"GRANTLINE_SUBMIT_BURST" envDefault:"30" help:"submissions one person may make at once (then one every 2s); 0: no limit"`
@@ -89,6 +93,8 @@ type Env struct {
 	dbURL, dbWhere string
 	// mail is the local SMTP server the notifier mails through, listed at GET /dev/mail.
 	mail *mailsink.Sink
+	// stopTracing exports the last spans and stops tracing; nil when tracing is off.
+	stopTracing func(context.Context) error
 }
 
 // Start brings the environment up: NATS (refusing a port already in use with a clear message), the
@@ -160,7 +166,14 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 		return eventstore.Check(ctx, e.js)
 	})
 	mux := http.NewServeMux()
-	e.http, err = ops.Listen(cfg.HTTPAddr, mux, log)
+	var root http.Handler = mux
+	if cfg.Traces != "" {
+		if e.stopTracing, err = startTracing(ctx, cfg.Traces); err != nil {
+			return nil, err
+		}
+		root = ops.TraceHTTP(mux)
+	}
+	e.http, err = ops.Listen(cfg.HTTPAddr, root, log)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP on %s: %w", cfg.HTTPAddr, err)
 	}
@@ -183,6 +196,23 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 		close(e.served)
 	}()
 	return e, nil
+}
+
+// startTracing sends every service's spans where to says: "stdout" prints them, one JSON object
+// each; anything else is an OTLP/HTTP receiver's URL. They are flushed every second, so a person
+// watching sees a request's path while it happens.
+func startTracing(ctx context.Context, to string) (func(context.Context) error, error) {
+	var exp sdktrace.SpanExporter
+	var err error
+	if to == "stdout" {
+		exp, err = telemetry.StdoutExporter(os.Stdout)
+	} else {
+		exp, err = telemetry.OTLPExporter(ctx, to)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("traces: %w", err)
+	}
+	return telemetry.StartTracing("grantline-dev", exp, time.Second), nil
 }
 
 // stopTimeout bounds the services' stop, as GRANTLINE_SHUTDOWN_TIMEOUT's default does for a binary.
@@ -299,6 +329,11 @@ func (e *Env) Close(ctx context.Context) {
 	}
 	if e.health != nil {
 		_ = e.health.Shutdown(ctx)
+	}
+	if e.stopTracing != nil {
+		if err := e.stopTracing(ctx); err != nil {
+			e.log.Warn("export the last spans", "error", err.Error())
+		}
 	}
 	if e.mail != nil {
 		_ = e.mail.Close()

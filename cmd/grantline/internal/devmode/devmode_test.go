@@ -20,6 +20,7 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/pgtest"
+	"github.com/grantline/grantline/pkg/poll"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -89,7 +90,16 @@ func TestDevStartsHealthyAndHardened(t *testing.T) {
 	cfg := testConfig(t, filepath.Join(dir, "data"))
 	cfg.DatabaseURL = ""
 	e := start(t, cfg)
-	for _, path := range []string{"/livez", "/readyz", "/metrics"} {
+	// Readiness is asked of NATS and the databases on each request, each check within a short timeout
+	// that a busy machine can miss once: ready means it answers 200, not that its first answer is.
+	poll.Until(t, 20*time.Second, "dev's /readyz to answer 200", func() bool {
+		code, body := get(t, "http://"+e.HTTPAddr()+"/readyz")
+		if code != http.StatusOK {
+			t.Logf("/readyz answered %d: %s", code, body)
+		}
+		return code == http.StatusOK
+	})
+	for _, path := range []string{"/livez", "/metrics"} {
 		if code, body := get(t, "http://"+e.HTTPAddr()+path); code != http.StatusOK {
 			t.Fatalf("%s answered %d: %s", path, code, body)
 		}

@@ -60,6 +60,9 @@ var Routes = []Route{
 	{"GET /v1/requests/{id}/credential", Fulfilment},
 	{"POST /v1/requests/{id}/revoke", Revoker},
 	{"POST /v1/revoke-tasks/{id}/complete", Revoker},
+	{"POST /v1/locks", Revoker},
+	{"GET /v1/locks", Revoker},
+	{"POST /v1/locks/{id}/remove", Revoker},
 	{"POST /v1/slack/interactions", Notifier},
 }
 

@@ -72,9 +72,6 @@ const (
 func TestFaultInjection(t *testing.T) {
 	logsOnFailure(t)
 	ctx := t.Context()
-	// The load is one person standing in for many, at 4/s: far over intake's limit for one requester
-	// (30 at once, then one every 2 s), which would throttle the load instead of the faults.
-	reconfigure(t, map[string]map[string]string{"intake": {"GRANTLINE_SUBMIT_BURST": "0"}})
 	token, err := deployment.Token("alice")
 	if err != nil {
 		t.Fatal(err)

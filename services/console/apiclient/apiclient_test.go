@@ -15,9 +15,17 @@ import (
 	"github.com/grantline/grantline/pkg/telemetry"
 )
 
+// leftToTheCLI are the routes people use that the console does not offer yet, each with why: a route
+// added to the contract must either be callable from the console or be named here.
+var leftToTheCLI = map[string]string{
+	"GET /v1/locks":              "locks are incident response by security, from `grantline lock` (issue 20); no console page yet",
+	"POST /v1/locks":             "as above",
+	"POST /v1/locks/{id}/remove": "as above",
+}
+
 // TestTheOperationsAreTheContracts: every operation the console calls is a route of the HTTP
 // contract, sent to a service the contract says serves it, and the console can call every route
-// people use (all but the ops routes, and the notifier's, which Slack calls).
+// people use (all but the ops routes, the notifier's, which Slack calls, and those left to the CLI).
 func TestTheOperationsAreTheContracts(t *testing.T) {
 	routes, err := api.Routes()
 	if err != nil {
@@ -42,8 +50,13 @@ func TestTheOperationsAreTheContracts(t *testing.T) {
 		}
 	}
 	for pattern := range documented {
-		if !called[pattern] {
+		if _, left := leftToTheCLI[pattern]; !called[pattern] && !left {
 			t.Errorf("the console cannot call %s", pattern)
+		}
+	}
+	for pattern := range leftToTheCLI {
+		if _, ok := documented[pattern]; !ok || called[pattern] {
+			t.Errorf("%s is listed as left to the CLI, but the contract does not document it or the console calls it", pattern)
 		}
 	}
 }

@@ -16,10 +16,10 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/visibility"
 	"github.com/grantline/grantline/services/intake"
-	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/throttle"
 )
 

@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/services/intake"
-	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/throttle"
 )
 

@@ -1,5 +1,6 @@
-// Package idempotency turns retries of one submission into one request: a JetStream key-value bucket
-// maps (scope, key) to the request it created and the digest of what was asked.
+// Package idempotency turns retries of one create into one record (a request at intake, a lock at the
+// revoker): a JetStream key-value bucket of the creating service maps (scope, key) to the ID it created
+// and the digest of what was asked.
 package idempotency
 
 import (
@@ -14,10 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/events"
-	"github.com/grantline/grantline/pkg/topology"
 )
 
-// ErrReused means the key was already used with a different request.
+// ErrReused means the key was already used with a different request (or lock).
 var ErrReused = errors.New("this idempotency key was used with a different request")
 
 // TTL is how long a key is remembered.
@@ -26,11 +26,12 @@ const TTL = 24 * time.Hour
 // Keys are remembered idempotency keys.
 type Keys struct{ kv jetstream.KeyValue }
 
-// Open creates or opens the bucket.
-func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Keys, error) {
+// Open creates or opens bucket (each service creating records has its own, topology.IdempotencyBucket
+// for intake's requests), described as holding the keys of what.
+func Open(ctx context.Context, js jetstream.JetStream, bucket, what string, replicas int) (*Keys, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: topology.IdempotencyBucket, TTL: TTL, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
-		Description: "Grantline intake: idempotency keys and the requests they created",
+		Bucket: bucket, TTL: TTL, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+		Description: "Grantline: idempotency keys and the " + what + " they created",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("idempotency bucket: %w", err)
@@ -39,22 +40,23 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Keys, err
 }
 
 type claim struct {
-	Digest    string `json:"digest"`
-	RequestID string `json:"request_id"`
+	Digest string `json:"digest"`
+	// ID is what the key created; the name is intake's, from when only requests had keys.
+	ID string `json:"request_id"`
 }
 
-// Claim returns the request ID for key within scope (a requester, or an integration): a fresh one the
-// first time, the same one for a retry of the same request (same digest), and ErrReused for the
-// same key with a different request. Concurrent first claims are settled by the bucket's atomic
+// Claim returns the ID for key within scope (a requester, an integration, a lock admin): a fresh one
+// the first time, the same one for a retry of the same create (same digest), and ErrReused for the
+// same key with a different one. Concurrent first claims are settled by the bucket's atomic
 // create, so they all get one ID.
 func (i *Keys) Claim(ctx context.Context, scope, key, digest string) (string, error) {
 	sum := sha256.Sum256([]byte(scope + "\x00" + key))
 	k := hex.EncodeToString(sum[:])
-	fresh := claim{Digest: digest, RequestID: events.NewID()}
+	fresh := claim{Digest: digest, ID: events.NewID()}
 	b, _ := json.Marshal(fresh)
 	for range 3 {
 		if _, err := i.kv.Create(ctx, k, b); err == nil {
-			return fresh.RequestID, nil
+			return fresh.ID, nil
 		} else if !errors.Is(err, jetstream.ErrKeyExists) {
 			return "", fmt.Errorf("claim idempotency key: %w", err)
 		}
@@ -72,7 +74,7 @@ func (i *Keys) Claim(ctx context.Context, scope, key, digest string) (string, er
 		if prior.Digest != digest {
 			return "", ErrReused
 		}
-		return prior.RequestID, nil
+		return prior.ID, nil
 	}
 	return "", errors.New("claim idempotency key: kept expiring")
 }

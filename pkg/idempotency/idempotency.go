@@ -10,15 +10,46 @@ import (
 	"encoding/json/v2"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/httpjson"
 )
 
 // ErrReused means the key was already used with a different request (or lock).
 var ErrReused = errors.New("this idempotency key was used with a different request")
+
+// Reused is the problem answering ErrReused, the same at every service.
+var Reused = httpjson.Row{Status: http.StatusConflict, Slug: "idempotency-key-reused",
+	Title: "Idempotency-Key reused with a different request", Errs: []error{ErrReused}}
+
+// Header names the key on an HTTP create.
+const Header = "Idempotency-Key"
+
+// FromHeader is r's Idempotency-Key, "" without one; httpjson.ErrMalformed for one that is not 1 to
+// 255 printable ASCII characters.
+func FromHeader(r *http.Request) (string, error) {
+	key := r.Header.Get(Header)
+	if key != "" && !valid(key) {
+		return "", fmt.Errorf("%w: %s must be 1 to 255 printable ASCII characters", httpjson.ErrMalformed, Header)
+	}
+	return key, nil
+}
+
+func valid(k string) bool {
+	if len(k) == 0 || len(k) > 255 {
+		return false
+	}
+	for _, c := range []byte(k) {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
 
 // TTL is how long a key is remembered.
 const TTL = 24 * time.Hour

@@ -73,7 +73,7 @@ func newKeySet(ctx context.Context, url string, every time.Duration) *keySet {
 // under jwt's key ID verifies it (any key, for a token without a key ID). A known key ID with a
 // bad signature is refused without fetching: a forgery is no reason to ask the issuer again.
 func (s *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSigned(jwt, acceptedJOSEAlgs())
+	jws, err := jose.ParseSignedCompact(jwt, acceptedJOSEAlgs()) // a JWT is always the compact serialization
 	if err != nil {
 		return nil, fmt.Errorf("malformed jwt: %w", err)
 	}

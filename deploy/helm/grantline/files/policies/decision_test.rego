@@ -256,3 +256,53 @@ test_every_applicable_reason_is_reported if {
 	d.outcome == "deny"
 	count(d.reasons) == 4
 }
+
+# locks
+
+lock(kind, id, emergency_allowed) := {
+	"id": "01KLOCK0000000000000000000", "reason": "laptop stolen",
+	"scope": {"kind": kind, "id": id}, "emergency_allowed": emergency_allowed,
+}
+
+locked(doc, locks) := object.union(doc, {"locks": locks})
+
+test_a_locked_person_is_denied_naming_the_lock if {
+	d := grantline.decision with input as locked(request("alice", "analytics-read", hour), [lock("user", "alice", false)])
+	d.outcome == "deny"
+	d.effective_duration_seconds == 0
+	mentions(d, "locked by 01KLOCK0000000000000000000 (user alice): laptop stolen")
+}
+
+test_a_locked_entitlement_is_denied_to_everyone if {
+	d := grantline.decision with input as locked(request("erin", "analytics-read", hour), [lock("entitlement", "analytics-read", false)])
+	d.outcome == "deny"
+	mentions(d, "locked by 01KLOCK0000000000000000000 (entitlement analytics-read)")
+}
+
+test_every_covering_lock_is_named if {
+	d := grantline.decision with input as locked(request("alice", "analytics-read", hour), [lock("user", "alice", false), object.union(lock("target", "analytics-db", false), {"id": "01KLOCK0000000000000000001"})])
+	mentions(d, "01KLOCK0000000000000000000")
+	mentions(d, "01KLOCK0000000000000000001")
+}
+
+test_a_lock_denies_emergencies_too if {
+	d := grantline.decision with input as locked(emergency("alice", "payments-admin", 1800, []), [lock("user", "alice", false)])
+	d.outcome == "deny"
+	mentions(d, "locked by")
+}
+
+test_a_lock_that_allows_emergencies_lets_one_through if {
+	d := grantline.decision with input as locked(emergency("alice", "payments-admin", 1800, []), [lock("user", "alice", true)])
+	d.outcome == "emergency"
+}
+
+test_a_lock_that_allows_emergencies_still_denies_routine_requests if {
+	d := grantline.decision with input as locked(request("alice", "analytics-read", hour), [lock("user", "alice", true)])
+	d.outcome == "deny"
+	mentions(d, "locked by")
+}
+
+test_no_locks_is_the_decision_as_before if {
+	d := grantline.decision with input as locked(request("alice", "analytics-read", hour), [])
+	d.outcome == "auto_approved"
+}

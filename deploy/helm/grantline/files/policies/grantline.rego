@@ -35,6 +35,12 @@
 #     "now": "2026-01-01T08:00:00Z",                 RFC 3339, UTC
 #     "open_emergency_reviews": ["<request id>", ..] the requester's emergency grants still awaiting
 #                                                   their post-review (never the request itself)
+#     "locks": [{                                   absent unless a lock holding now covers the request
+#       "id", "reason",                             the lock's ID and why security placed it
+#       "scope": {"kind": "user" | "entitlement" | "target", "id"},
+#       "until": "2026-01-02T00:00:00Z",            absent for a lock until removed
+#       "emergency_allowed": bool                   emergency requests pass this lock
+#     }]
 #   }
 #
 # OUTPUT data.grantline.decision:
@@ -157,6 +163,18 @@ deny_reasons contains msg if {
 		"%s may be held at most %d seconds without a gap; extending %s would make %d",
 		[ent.id, max_total_seconds, req.extends.request_id, held_seconds],
 	)
+}
+
+# A lock stops every request it covers, naming itself; an emergency passes only a lock that allows it.
+deny_reasons contains msg if {
+	some lock in object.get(input, "locks", [])
+	not emergency_passes(lock)
+	msg := sprintf("locked by %s (%s %s): %s", [lock.id, lock.scope.kind, lock.scope.id, lock.reason])
+}
+
+emergency_passes(lock) if {
+	req.emergency
+	lock.emergency_allowed
 }
 
 deny_reasons contains msg if {

@@ -2,9 +2,11 @@ package revokerd_test
 
 import (
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/poll"
@@ -57,8 +59,9 @@ func BenchmarkLockRevocation(b *testing.B) {
 }
 
 // rawLockAppends times, for n other granted requests, the two appends a lock's revocation makes on
-// each (revocation_requested, then revoked), 4 requests at a time as the revoker's consumer revokes,
-// without the revoker's reading, deciding or target calls. The grants are of the manual
+// each, in the revoker's order and concurrency but without its reading, deciding or target calls:
+// revocation_requested on each in turn (as Lock asks), and revoked on each as soon as it is asked,
+// consumer.DefaultConcurrency at once (as the revocations consumer revokes). The grants are of the manual
 // mainframe-operator, which the revoker leaves to a person, so that it does not race the appends.
 func rawLockAppends(b *testing.B, e *env, n int) time.Duration {
 	b.Helper()
@@ -75,12 +78,23 @@ func rawLockAppends(b *testing.B, e *env, n int) time.Duration {
 	}
 	lockID := events.NewID()
 	began := time.Now()
-	each(n, 4, func(i int) {
-		e.Append(b, events.Revoker, ids[i], events.Draft{Payload: events.RevocationRequested{By: "carol", Reason: events.RevokeLocked,
+	asked := make(chan string, n)
+	var revoking sync.WaitGroup
+	for range consumer.DefaultConcurrency {
+		revoking.Go(func() {
+			for id := range asked {
+				e.Append(b, events.Revoker, id, events.Draft{Payload: events.Revoked{Reason: events.RevokeLocked,
+					Observed: events.Observed{Present: false}}, Actor: revoker.Revoker, CausationID: "revoked"})
+			}
+		})
+	}
+	for _, id := range ids {
+		e.Append(b, events.Revoker, id, events.Draft{Payload: events.RevocationRequested{By: "carol", Reason: events.RevokeLocked,
 			LockID: lockID, Note: "benchmark"}, Actor: "carol", CausationID: "lock:" + lockID})
-		e.Append(b, events.Revoker, ids[i], events.Draft{Payload: events.Revoked{Reason: events.RevokeLocked,
-			Observed: events.Observed{Present: false}}, Actor: revoker.Revoker, CausationID: "revoked"})
-	})
+		asked <- id
+	}
+	close(asked)
+	revoking.Wait()
 	took := time.Since(began)
 	if b.Failed() {
 		b.FailNow()

@@ -287,10 +287,17 @@ func (w *World) StreamBodies(t testing.TB, stream string) [][]byte {
 // Call sends body as user ("" for no token) and returns the status and the answer.
 func (w *World) Call(t testing.TB, method, path, user, body string) (int, []byte) {
 	t.Helper()
+	return w.CallWith(t, http.Header{}, method, path, user, body)
+}
+
+// CallWith is Call with header's fields added (an Idempotency-Key, say).
+func (w *World) CallWith(t testing.TB, header http.Header, method, path, user, body string) (int, []byte) {
+	t.Helper()
 	req, err := http.NewRequest(method, w.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header = header.Clone()
 	req.Header.Set("Content-Type", "application/json")
 	if user != "" {
 		tok, err := w.Issuer.Mint(user, time.Hour)

@@ -252,6 +252,8 @@ func Durables() []Consumer {
 const (
 	// IdempotencyBucket holds intake's Idempotency-Key claims.
 	IdempotencyBucket = "GRANTLINE_IDEMPOTENCY"
+	// LockIdempotencyBucket holds the revoker's Idempotency-Key claims on lock creates.
+	LockIdempotencyBucket = "GRANTLINE_LOCK_IDEMPOTENCY"
 	// PolicyStateBucket holds the policy service's open emergency post-reviews (review debt).
 	PolicyStateBucket = "GRANTLINE_POLICY_STATE"
 	// CredentialsBucket holds fulfilment's encrypted issued credentials; the revoker may only discard
@@ -275,7 +277,7 @@ const (
 
 // Buckets lists every key-value bucket.
 func Buckets() []string {
-	return []string{IdempotencyBucket, PolicyStateBucket, CredentialsBucket, TasksBucket,
+	return []string{IdempotencyBucket, LockIdempotencyBucket, PolicyStateBucket, CredentialsBucket, TasksBucket,
 		NotifyOutboxBucket, NotifySentBucket, NotifyReplayBucket, ConsoleSessionsBucket}
 }
 

@@ -48,6 +48,7 @@ func TestNamesAreTheDeployedOnes(t *testing.T) {
 		{topology.RevokerRevocations.Durable, "revoker"},
 		{topology.RevokerExpiry.Stream + "/" + topology.RevokerExpiry.Durable, "GRANTLINE_TIMERS/revoker-expiry"},
 		{topology.IdempotencyBucket, "GRANTLINE_IDEMPOTENCY"},
+		{topology.LockIdempotencyBucket, "GRANTLINE_LOCK_IDEMPOTENCY"},
 		{topology.PolicyStateBucket, "GRANTLINE_POLICY_STATE"},
 		{topology.CredentialsBucket, "GRANTLINE_CREDENTIALS"},
 		{topology.TasksBucket, "GRANTLINE_TASKS"},

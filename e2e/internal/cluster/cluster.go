@@ -242,9 +242,7 @@ func (c *Cluster) serviceEnv(name string, port int) map[string]string {
 		env["GRANTLINE_PG_TARGET_URL"] = c.db.targetDB
 		env["GRANTLINE_PG_ROLES"] = pgRolesEnv()
 		env["GRANTLINE_CREDENTIAL_KEY"] = c.secrets.credentialKey
-		if svc == "fulfilment" {
-			env["GRANTLINE_REPLICAS"] = bucketReplicas
-		}
+		env["GRANTLINE_REPLICAS"] = bucketReplicas
 	}
 	return env
 }

@@ -21,12 +21,13 @@ import (
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/requestview"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/console/apiclient"
 	"github.com/grantline/grantline/services/console/consoled"
 	"github.com/grantline/grantline/services/console/session"
-	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/intaked"
 )
 
@@ -55,7 +56,7 @@ func newSite(t *testing.T) *site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := idempotency.Open(ctx, js, 1)
+	keys, err := idempotency.Open(ctx, js, topology.IdempotencyBucket, "requests", 1)
 	if err != nil {
 		t.Fatal(err)
 	}

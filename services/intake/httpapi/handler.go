@@ -16,10 +16,10 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/visibility"
 	"github.com/grantline/grantline/services/intake"
-	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/throttle"
 )
 
@@ -94,7 +94,7 @@ func (h *Handler) handleSubmit(r *http.Request) (string, events.Status, error) {
 		return "", "", err
 	}
 	id, causation := events.NewID(), ""
-	key, err := idempotencyKey(r)
+	key, err := idempotency.FromHeader(r)
 	if err != nil {
 		return "", "", err
 	}
@@ -171,7 +171,7 @@ func (h *Handler) handleBatch(r *http.Request) (Batch, error) {
 	if err != nil {
 		return Batch{}, err
 	}
-	key, err := idempotencyKey(r)
+	key, err := idempotency.FromHeader(r)
 	if err != nil {
 		return Batch{}, err
 	}
@@ -286,25 +286,4 @@ func (h *Handler) handleShow(r *http.Request, id string) (View, error) {
 func (h *Handler) visible(who auth.Identity, req *events.Request) error {
 	ent, _ := h.Catalogue.Entitlement(req.Submitted().Entitlement)
 	return visibility.Check(req, visibility.NewViewer(who.Subject, who.Groups, h.Readers), ent.OwnerGroups)
-}
-
-// idempotencyKey is the request's Idempotency-Key, "" without one.
-func idempotencyKey(r *http.Request) (string, error) {
-	key := r.Header.Get("Idempotency-Key")
-	if key != "" && !validIdempotencyKey(key) {
-		return "", fmt.Errorf("%w: Idempotency-Key must be 1 to 255 printable ASCII characters", httpjson.ErrMalformed)
-	}
-	return key, nil
-}
-
-func validIdempotencyKey(k string) bool {
-	if len(k) == 0 || len(k) > 255 {
-		return false
-	}
-	for _, c := range []byte(k) {
-		if c < 0x21 || c > 0x7e {
-			return false
-		}
-	}
-	return true
 }

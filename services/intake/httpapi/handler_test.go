@@ -21,9 +21,9 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/topology"
-	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/throttle"
 )
 
@@ -63,7 +63,7 @@ func newEnv(t *testing.T, options ...func(*Handler)) *env {
 		return store
 	}
 	store, revoker, policy, fulfilment := open(signer), open(revokerSigner), open(policySigner), open(fulfilmentSigner)
-	keys, err := idempotency.Open(ctx, js, 1)
+	keys, err := idempotency.Open(ctx, js, topology.IdempotencyBucket, "requests", 1)
 	if err != nil {
 		t.Fatal(err)
 	}

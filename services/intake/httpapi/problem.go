@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/services/intake"
-	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/throttle"
 )
 
@@ -16,7 +16,7 @@ import (
 var problems = httpjson.NewTable(
 	httpjson.Malformed.For(errForgedBody).Warn("the body tries to set who acts or the state (forgery)"),
 	httpjson.Row{Status: http.StatusUnprocessableEntity, Slug: "invalid-request", Title: "The request is not valid", Errs: []error{intake.ErrInvalid}},
-	httpjson.Row{Status: http.StatusConflict, Slug: "idempotency-key-reused", Title: "Idempotency-Key reused with a different request", Errs: []error{idempotency.ErrReused}},
+	idempotency.Reused,
 	httpjson.Row{Status: http.StatusTooManyRequests, Slug: "too-many-submissions", Title: "Too many submissions; retry after Retry-After seconds",
 		Errs: []error{throttle.ErrLimited}},
 )

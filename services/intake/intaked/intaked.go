@@ -13,10 +13,11 @@ import (
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/pkg/ops"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/intake"
 	"github.com/grantline/grantline/services/intake/httpapi"
-	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/integration"
 	"github.com/grantline/grantline/services/intake/throttle"
 )
@@ -71,7 +72,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	if err != nil {
 		return ops.Service{}, err
 	}
-	keys, err := idempotency.Open(ctx, host.Conn.JS, cfg.Replicas)
+	keys, err := idempotency.Open(ctx, host.Conn.JS, topology.IdempotencyBucket, "requests", cfg.Replicas)
 	if err != nil {
 		return ops.Service{}, err
 	}

@@ -20,9 +20,9 @@ import (
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/intake"
-	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/throttle"
 )
 

@@ -18,11 +18,11 @@ import (
 	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/intake"
-	"github.com/grantline/grantline/services/intake/idempotency"
 	"github.com/grantline/grantline/services/intake/throttle"
 )
 
@@ -92,7 +92,7 @@ func start(t *testing.T, options ...func(*Handler)) (client, *eventstore.Store, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, _ := idempotency.Open(ctx, js, 1)
+	keys, _ := idempotency.Open(ctx, js, topology.IdempotencyBucket, "requests", 1)
 	cat, _ := catalogue.Load("../../../examples/catalogue.yaml")
 	integrations, err := intake.LoadIntegrations("../../../examples/integrations.yaml")
 	if err != nil {

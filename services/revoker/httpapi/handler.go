@@ -18,6 +18,7 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/telemetry"
 	"github.com/grantline/grantline/pkg/visibility"
@@ -41,6 +42,8 @@ type Handler struct {
 	AdminGroups []string
 	// LockAdminGroups place, list and remove locks.
 	LockAdminGroups []string
+	// LockKeys turns retries of POST /v1/locks with one Idempotency-Key into one lock.
+	LockKeys *idempotency.Keys
 	// JS lists the locks (their lock_placed subjects).
 	JS jetstream.JetStream
 	// Now is the clock; defaults to time.Now.

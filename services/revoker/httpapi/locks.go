@@ -2,6 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json/v2"
 	"fmt"
 	"net/http"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/pkg/streamscan"
 	"github.com/grantline/grantline/services/revoker"
 )
@@ -89,14 +93,34 @@ func (h *Handler) handlePlaceLock(r *http.Request) (LockView, error) {
 	if err := httpjson.Decode(r, &body, MaxBody); err != nil {
 		return LockView{}, err
 	}
+	key, err := idempotency.FromHeader(r)
+	if err != nil {
+		return LockView{}, err
+	}
 	caller := revoker.Caller{ID: who.Subject, Groups: who.Groups}
 	order := revoker.LockOrder{Scope: body.Scope, Reason: body.Reason, Until: body.Until, EmergencyAllowed: body.EmergencyAllowed}
+	id := events.NewID()
+	if key != "" {
+		// A retry gets the lock ID of the first attempt, on which placing the same lock again appends
+		// nothing (DecidePlaceLock).
+		if id, err = h.LockKeys.Claim(r.Context(), "lock-admin:"+who.Subject, key, orderDigest(body)); err != nil {
+			return LockView{}, err
+		}
+	}
 	now := h.now()
-	l, err := h.Store.UpdateLock(r.Context(), events.NewID(), revoker.DecidePlaceLock(caller, order, h.LockAdminGroups, now))
+	l, err := h.Store.UpdateLock(r.Context(), id, revoker.DecidePlaceLock(caller, order, h.LockAdminGroups, now))
 	if err != nil {
 		return LockView{}, err
 	}
 	return viewOf(l.Lock, now), nil
+}
+
+// orderDigest identifies what a lock admin asked for, so that a key reused for a different lock is
+// refused.
+func orderDigest(body LockBody) string {
+	b, _ := json.Marshal(body)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func (h *Handler) removeLock(w http.ResponseWriter, r *http.Request) {

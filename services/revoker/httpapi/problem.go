@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/grantline/grantline/pkg/httpjson"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/services/revoker"
 )
@@ -20,6 +21,7 @@ var problems = httpjson.NewTable(
 	httpjson.Forbidden.For(revoker.ErrForbidden, manualtask.ErrNotFulfiller, revoker.ErrNotLockAdmin),
 	httpjson.Row{Status: http.StatusForbidden, Slug: "separation-of-duties", Title: "Nobody places or removes a lock on themselves", Errs: []error{revoker.ErrOwnLock}},
 	httpjson.Row{Status: http.StatusUnprocessableEntity, Slug: "invalid-lock", Title: "The lock is not valid", Errs: []error{revoker.ErrInvalidLock}},
+	idempotency.Reused,
 	httpjson.Row{Status: http.StatusNotFound, Slug: "no-such-lock", Title: "No such lock", Errs: []error{revoker.ErrNoLock}},
 	httpjson.Row{Status: http.StatusNotFound, Slug: "no-open-task", Title: "No such open task", Errs: []error{manualtask.ErrNotOpen}},
 	httpjson.Row{Status: http.StatusConflict, Slug: "not-granted", Title: "The request holds no grant to revoke", Errs: []error{revoker.ErrNotGranted}},

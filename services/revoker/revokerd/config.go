@@ -25,6 +25,7 @@ type Config struct {
 	AdminGroups config.List `env:"GRANTLINE_REVOKE_ADMIN_GROUPS" envDefault:"security" help:"groups that may revoke any grant early, comma-separated"`
 	// LockAdminGroups place, list and remove locks (incident response); never on themselves.
 	LockAdminGroups config.List `env:"GRANTLINE_LOCK_ADMIN_GROUPS" envDefault:"security" help:"groups that place, list and remove locks, comma-separated"`
+	Replicas        int         `env:"GRANTLINE_REPLICAS" envDefault:"1" validate:"positive" help:"replicas of the revoker's key-value bucket of lock Idempotency-Keys (3 in production)"`
 	// CredentialKey, optional here, lets the revoker delete a revoked grant's unretrieved secret at once
 	// instead of leaving it to its TTL.
 	CredentialKey  string        `env:"GRANTLINE_CREDENTIAL_KEY" secret:"true" help:"fulfilment's credential key; with it, revoked secrets are deleted at once"`

@@ -3,6 +3,7 @@ package revokerd_test
 import (
 	"encoding/json/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,4 +137,36 @@ func requestedRevocation(t *testing.T, e *env, id string) events.RevocationReque
 	}
 	t.Fatalf("request %s has no revocation_requested", id)
 	return events.RevocationRequested{}
+}
+
+// TestLockCreateRetried: carol's POST /v1/locks sent twice with one Idempotency-Key (a retry after a
+// lost answer) places one lock and answers both with it; the same key for a different lock is refused.
+func TestLockCreateRetried(t *testing.T) {
+	e := newEnv(t, revokerOff)
+	key := http.Header{"Idempotency-Key": {"lock-" + events.NewID()}}
+	order := `{"scope":{"kind":"user","id":"` + someone("engineers").ID + `"},"reason":"laptop stolen"}`
+	var ids []string
+	for range 2 {
+		status, body := e.CallWith(t, key, "POST", "/v1/locks", "carol", order)
+		var v httpapi.LockView
+		if err := json.Unmarshal(body, &v); status != http.StatusCreated || err != nil {
+			t.Fatalf("carol placing the lock: %d %s %v", status, body, err)
+		}
+		ids = append(ids, v.ID)
+	}
+	if ids[0] != ids[1] {
+		t.Fatalf("a retry placed a second lock: %v", ids)
+	}
+	status, body := e.Call(t, "GET", "/v1/locks", "carol", ``)
+	var list httpapi.LockList
+	if err := json.Unmarshal(body, &list); status != http.StatusOK || err != nil {
+		t.Fatalf("listing: %d %s %v", status, body, err)
+	}
+	if placed := slices.IndexFunc(list.Locks, func(l httpapi.LockView) bool { return l.ID == ids[0] }); placed < 0 || len(list.Locks) != 1 {
+		t.Fatalf("locks listed: %+v, want the one %s", list.Locks, ids[0])
+	}
+	other := `{"scope":{"kind":"user","id":"` + someone("engineers").ID + `"},"reason":"laptop stolen"}`
+	if status, body := e.CallWith(t, key, "POST", "/v1/locks", "carol", other); status != http.StatusConflict || !strings.Contains(string(body), "idempotency-key-reused") {
+		t.Fatalf("the same key for another lock: %d %s", status, body)
+	}
 }

@@ -17,8 +17,10 @@ import (
 	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/pkg/ops"
 	"github.com/grantline/grantline/pkg/telemetry"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/revoker"
 	"github.com/grantline/grantline/services/revoker/httpapi"
 	"github.com/grantline/grantline/services/revoker/reaction"
@@ -40,7 +42,10 @@ type Deps struct {
 	AdminGroups []string
 	// LockAdminGroups place, list and remove locks; nil means security.
 	LockAdminGroups []string
-	Now             func() time.Time
+	// LockKeys remembers the Idempotency-Keys of lock creates (idempotency.Open on
+	// topology.LockIdempotencyBucket).
+	LockKeys *idempotency.Keys
+	Now      func() time.Time
 	// Failures says when failing revocations are recorded (zero fields: 5 attempts, then every 5m).
 	Failures revoker.FailurePolicy
 	// BackoffCap caps the wait between attempts (0: 1m).
@@ -66,7 +71,7 @@ func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 		lockAdmins = []string{"security"}
 	}
 	h := &httpapi.Handler{Store: d.Store, Catalogue: d.Catalogue, Auth: d.Auth, AdminGroups: admins,
-		LockAdminGroups: lockAdmins, JS: d.JS, Now: d.Now, Log: log}
+		LockAdminGroups: lockAdmins, LockKeys: d.LockKeys, JS: d.JS, Now: d.Now, Log: log}
 	h.Routes(mux)
 }
 
@@ -152,12 +157,16 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 			return ops.Service{}, err
 		}
 	}
+	lockKeys, err := idempotency.Open(ctx, host.Conn.JS, topology.LockIdempotencyBucket, "locks", cfg.Replicas)
+	if err != nil {
+		return ops.Service{}, err
+	}
 	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log, host.Meter)
 	if err != nil {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
-		AdminGroups: cfg.AdminGroups, LockAdminGroups: cfg.LockAdminGroups, Now: time.Now, BackoffCap: cfg.BackoffCap, AttemptTimeout: cfg.AttemptTimeout,
+		AdminGroups: cfg.AdminGroups, LockAdminGroups: cfg.LockAdminGroups, LockKeys: lockKeys, Now: time.Now, BackoffCap: cfg.BackoffCap, AttemptTimeout: cfg.AttemptTimeout,
 		ReconcileEvery: cfg.ReconcileEvery, Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery, SLO: cfg.SLO},
 		Meter: host.Meter}
 	return ops.Service{Name: "revoker",

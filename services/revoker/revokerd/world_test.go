@@ -11,8 +11,10 @@ import (
 	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/connector/postgres"
 	"github.com/grantline/grantline/pkg/events"
+	"github.com/grantline/grantline/pkg/idempotency"
 	"github.com/grantline/grantline/pkg/pgtest"
 	"github.com/grantline/grantline/pkg/targettest"
+	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/revoker"
 	"github.com/grantline/grantline/services/revoker/revokerd"
 )
@@ -44,8 +46,12 @@ func newEnv(t testing.TB, opts ...option) *env {
 	t.Helper()
 	w := targettest.New(t, examples)
 	e := &env{World: w, stopRevoker: func() {}}
+	lockKeys, err := idempotency.Open(context.Background(), w.JS, topology.LockIdempotencyBucket, "locks", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.revoke = revokerd.Deps{JS: w.JS, Store: w.Stores[events.Revoker], Catalogue: w.Catalogue, Auth: w.Auth,
-		Connectors: connector.Set{postgres.Name: w.PG}, Credentials: w.Credentials, Now: time.Now,
+		Connectors: connector.Set{postgres.Name: w.PG}, Credentials: w.Credentials, LockKeys: lockKeys, Now: time.Now,
 		Failures: revoker.FailurePolicy{Budget: 2, Every: time.Hour}, BackoffCap: 500 * time.Millisecond}
 	for _, o := range opts {
 		o(e)

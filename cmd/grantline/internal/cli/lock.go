@@ -64,7 +64,8 @@ covers what they hold and what they ask for; a target's, every entitlement on th
 				body["until"] = time.Now().Add(until).UTC().Format(time.RFC3339)
 			}
 			var out lockView
-			if err := f.call(cmd.Context(), "POST", "/v1/locks", body, &out); err != nil {
+			// One key per run: a retry of a lost answer places no second lock.
+			if err := f.call(cmd.Context(), "POST", "/v1/locks", body, &out, idempotencyKey, newIdempotencyKey()); err != nil {
 				return err
 			}
 			return f.print(stdout, out, func(o io.Writer) {

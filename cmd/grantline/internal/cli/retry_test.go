@@ -8,8 +8,8 @@ import (
 )
 
 // TestCreateAndReviewRetryWithTheirIdempotencyKey: the server answers 503 once (a replica died
-// mid-request); request create and review approve send again, with the same Idempotency-Key they sent
-// first, and succeed.
+// mid-request); request create, review approve and lock create send again, with the same
+// Idempotency-Key they sent first, and succeed.
 func TestCreateAndReviewRetryWithTheirIdempotencyKey(t *testing.T) {
 	var mu sync.Mutex
 	keys := map[string][]string{}
@@ -34,9 +34,12 @@ func TestCreateAndReviewRetryWithTheirIdempotencyKey(t *testing.T) {
 	if code, out := run(t, append([]string{"review", "approve", "01KB0000000000000000000001"}, api...)...); code != 0 {
 		t.Fatalf("approve: exit %d: %s", code, out)
 	}
+	if code, out := run(t, append([]string{"lock", "create", "--user", "alice", "--reason", "laptop stolen"}, api...)...); code != 0 {
+		t.Fatalf("lock create: exit %d: %s", code, out)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	for _, path := range []string{"/v1/requests", "/v1/requests/01KB0000000000000000000001/reviews"} {
+	for _, path := range []string{"/v1/requests", "/v1/requests/01KB0000000000000000000001/reviews", "/v1/locks"} {
 		k := keys[path]
 		if len(k) != 2 || k[0] == "" || k[0] != k[1] {
 			t.Errorf("%s: sent keys %q, want the same fresh key twice", path, k)

@@ -14,7 +14,7 @@ intake: {api: true, signs: true, oidc: true, catalogue: true, integrations: true
 policy: {signs: true, catalogue: true, policies: true, buckets: GRANTLINE_POLICY_STATE_REPLICAS}
 approval: {api: true, signs: true, oidc: true, catalogue: true, database: true}
 fulfilment: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: required, buckets: GRANTLINE_REPLICAS}
-revoker: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: optional}
+revoker: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: optional, buckets: GRANTLINE_REPLICAS}
 query: {api: true, oidc: true, catalogue: true, database: true}
 console: {api: true, oidc: true, catalogue: true, buckets: GRANTLINE_REPLICAS, callsAPIs: true}
 notifier: {api: true, catalogue: true, buckets: GRANTLINE_REPLICAS, notifies: true}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/grantline/grantline/pkg/poll"
 )
 
 // TestPaymentsAdminInTheConsole is the README's two-stage approval done in browsers: alice asks for
@@ -92,7 +94,11 @@ func TestPaymentsAdminInTheConsole(t *testing.T) {
 	alice.open("/requests/" + id)
 	alice.shot("request-granted")
 	alice.readableAt(320, "request", "request-narrow")
-	grantedAt := time.Now().UTC()
+	// The auditor's question below is asked to the second: a whole second at which alice certainly held
+	// it (granted before now, revoked after), so the answer cannot depend on where in its second the
+	// grant fell.
+	grantedAt := time.Now().UTC().Truncate(time.Second).Add(time.Second)
+	poll.Until(t, 2*time.Second, "the clock to pass "+grantedAt.Format(time.TimeOnly), func() bool { return time.Now().After(grantedAt) })
 	alice.fill("revoke-reason", "the migration is done")
 	alice.do("end access early", chromedp.Click(chromedp.CSS(`form[action="/requests/`+id+`/revoke"] button`)), chromedp.WaitVisible(chromedp.CSS(".notice")))
 	alice.sees(".notice", "Ending the access was asked for")

@@ -268,3 +268,43 @@ func TestAnIntegrationSubmitsOnlyAsItself(t *testing.T) {
 		}
 	}
 }
+
+// TestAnIntegrationFollowsOnlyItsOwnOutcomes: servicenow may look the intake stream up and create (and
+// delete) consumers of it filtered to its own outcomes, as its SDK's JetStream binding does; hr-feed's
+// outcomes, the whole stream and intake's durable consumer are refused to it.
+func TestAnIntegrationFollowsOnlyItsOwnOutcomes(t *testing.T) {
+	b := startBroker(t)
+	c := b.connect(t, brokeraccess.Integration("servicenow"))
+	if refused, err := c.do(t, "$JS.API.STREAM.INFO."+topology.IntakeStream, func(ctx context.Context) error {
+		_, err := c.js.Stream(ctx, topology.IntakeStream)
+		return err
+	}); refused || err != nil {
+		t.Fatalf("servicenow looking up the intake stream: refused %v (%v)", refused, err)
+	}
+	for _, tc := range []struct {
+		what, name, filter string
+		allowed            bool
+	}{
+		{"its own outcomes", "mine", topology.IntegrationOutcomes("servicenow"), true},
+		{"hr-feed's outcomes", "theirs", topology.IntegrationOutcomes("hr-feed"), false},
+		{"the whole stream", "all", topology.IntakeSubjects, false},
+		{"intake's consumer re-filtered", topology.IntakeIntegrations.Durable, topology.IntegrationOutcomes("servicenow"), false},
+	} {
+		subject := "$JS.API.CONSUMER.CREATE." + topology.IntakeStream + "." + tc.name + "." + tc.filter
+		refused, err := c.do(t, subject, func(ctx context.Context) error {
+			_, err := c.js.CreateOrUpdateConsumer(ctx, topology.IntakeStream, jetstream.ConsumerConfig{Name: tc.name, FilterSubject: tc.filter,
+				DeliverPolicy: jetstream.DeliverNewPolicy, InactiveThreshold: time.Minute})
+			return err
+		})
+		if refused == tc.allowed || tc.allowed && err != nil {
+			t.Errorf("servicenow following %s: refused %v (%v), want allowed %v", tc.what, refused, err, tc.allowed)
+		}
+	}
+	for name, allowed := range map[string]bool{"mine": true, topology.IntakeIntegrations.Durable: false} {
+		subject := "$JS.API.CONSUMER.DELETE." + topology.IntakeStream + "." + name
+		refused, err := c.do(t, subject, func(ctx context.Context) error { return c.js.DeleteConsumer(ctx, topology.IntakeStream, name) })
+		if refused == allowed || allowed && err != nil {
+			t.Errorf("servicenow deleting consumer %s: refused %v (%v), want allowed %v", name, refused, err, allowed)
+		}
+	}
+}

@@ -82,6 +82,9 @@ func TestProbeCatchesABrokerThatEnforcesNothing(t *testing.T) {
 		"approval must not read bucket GRANTLINE_CREDENTIALS",
 		"fulfilment must not fake a fired expiry timer",
 		"revoker must not subscribe to every inbox",
+		"integration-hr-feed must not follow integration servicenow's outcomes",
+		"integration-servicenow must not re-filter consumer intake",
+		"integration-servicenow must not acknowledge for intake",
 	} {
 		if !strings.Contains(strings.Join(r.Unexpected, "\n"), want) {
 			t.Errorf("the probe did not report %q:\n%s", want, r)

@@ -3,6 +3,8 @@ package integration
 import (
 	"encoding/json/jsontext"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -36,8 +38,12 @@ func decode(header nats.Header, body []byte) (cloudEvent, error) {
 		"time": &ce.Time, "datacontenttype": &ce.DataContentType, "dataschema": &ce.DataSchema,
 		"traceparent": &ce.TraceParent, "tracestate": &ce.TraceState, "correlationid": &ce.CorrelationID,
 	}
+	// Every header is read, in a fixed order, even after a problem: a refusal still names the
+	// CloudEvent's id, and always the same problem first.
+	var err error
 	seen := map[string]bool{}
-	for key, values := range header {
+	for _, key := range slices.Sorted(maps.Keys(header)) {
+		values := header[key]
 		name, ok := strings.CutPrefix(strings.ToLower(key), attributePrefix)
 		if !ok && strings.EqualFold(key, contentTypeHeader) {
 			name, ok = "datacontenttype", true
@@ -46,19 +52,24 @@ func decode(header nats.Header, body []byte) (cloudEvent, error) {
 			continue
 		}
 		field, known := attributes[name]
+		var problem error
 		switch {
 		case !known:
-			return ce, fmt.Errorf("unknown attribute %q (header %s)", name, key)
+			problem = fmt.Errorf("unknown attribute %q (header %s)", name, key)
 		case len(values) != 1:
-			return ce, fmt.Errorf("header %s has %d values, want one", key, len(values))
+			problem = fmt.Errorf("header %s has %d values, want one", key, len(values))
 		case seen[name] && *field != values[0]:
-			return ce, fmt.Errorf("attribute %q is given twice, differently", name)
+			problem = fmt.Errorf("attribute %q is given twice, differently", name)
+		case !seen[name]:
+			seen[name] = true
+			*field = values[0]
 		}
-		seen[name] = true
-		*field = values[0]
+		if err == nil {
+			err = problem
+		}
 	}
 	ce.Data = jsontext.Value(body)
-	return ce, nil
+	return ce, err
 }
 
 // binary reports whether a message with header is in binary content mode.

@@ -105,6 +105,8 @@ func TestDecodeInBinaryMode(t *testing.T) {
 		switch {
 		case tc.refused != "" && (err == nil || !strings.Contains(err.Error(), tc.refused)):
 			t.Errorf("%s: %v, want it refused with %q", tc.name, err, tc.refused)
+		case tc.refused != "" && ce.ID == "" && len(tc.header["ce-id"]) == 1:
+			t.Errorf("%s: refused without the CloudEvent's id, which its answer names", tc.name)
 		case tc.refused == "" && err != nil:
 			t.Errorf("%s: %v", tc.name, err)
 		case tc.refused == "" && (!tc.check(ce) || string(ce.Data) != body):

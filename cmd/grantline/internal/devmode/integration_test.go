@@ -70,7 +70,10 @@ func TestTheExampleIntegrationRunsWithEachBindingAndMode(t *testing.T) {
 			outcome := make(chan integration.Outcome, 1)
 			stopped, err := c.Listen(ctx, func(o integration.Outcome) {
 				if o.CloudEventID == id {
-					outcome <- o
+					select {
+					case outcome <- o:
+					default: // a repeated answer would be the same
+					}
 				}
 			})
 			if err != nil {

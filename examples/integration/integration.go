@@ -23,6 +23,9 @@ const (
 	// Stream holds every integration's requests and intake's outcomes; the JetStream binding looks it
 	// up at start (it creates nothing: an integration may not).
 	Stream = "GRANTLINE_INTAKE"
+	// consumerPrefix starts the name of the durable consumer the operator provisions, per integration,
+	// on Stream for its outcomes (grantline streams provision --integrations).
+	consumerPrefix = "outcomes-"
 	// TypeRequest is the type of a request; TypeAccepted and TypeRefused are the types of intake's
 	// answers to it.
 	TypeRequest  = "io.grantline.intake.request"
@@ -37,6 +40,15 @@ func RequestSubject(name string) string { return "grantline.intake." + name + ".
 // OutcomeSubject is where intake answers integration name; only name's NATS user may read it.
 func OutcomeSubject(name string) string { return "grantline.intake." + name + ".outcomes" }
 
+// Consumer is the durable consumer of Stream through which integration name reads its outcomes over
+// JetStream. Grantline's operator creates it; the integration only binds to it (nats.Bind), since the
+// broker lets no integration create, change or delete a consumer.
+func Consumer(name string) string { return consumerPrefix + name }
+
+// DeliverGroup is the queue group in which the replicas of integration name receive from Consumer(name),
+// each outcome reaching one of them.
+func DeliverGroup(name string) string { return name }
+
 // Binding is the CloudEvents SDK protocol binding the client speaks.
 type Binding string
 
@@ -45,8 +57,8 @@ const (
 	// only outcomes published while the client is subscribed reach it.
 	NATS Binding = "nats"
 	// JetStream publishes each request with the stream's acknowledgement, and reads outcomes through
-	// an ephemeral consumer from the start of the stream, so none published while the client was away
-	// is missed.
+	// the integration's durable consumer (Consumer), which remembers what was acknowledged, so none
+	// published while the client was away is missed.
 	JetStream Binding = "jetstream"
 )
 
@@ -143,7 +155,7 @@ type Client struct {
 	cfg  Config
 	conn *nats.Conn
 	ce   cloudevents.Client
-	// closeProtocol closes the binding (its subscription, and the JetStream consumer it made).
+	// closeProtocol closes the binding (its subscription; the JetStream consumer stays, for next time).
 	closeProtocol func(context.Context) error
 }
 
@@ -168,7 +180,11 @@ func Dial(cfg Config) (*Client, error) {
 	case NATS:
 		p, err = natsce.NewProtocolFromConn(conn, RequestSubject(cfg.Name), OutcomeSubject(cfg.Name))
 	case JetStream:
-		p, err = jetstreamce.NewProtocolFromConn(conn, Stream, RequestSubject(cfg.Name), OutcomeSubject(cfg.Name), nil, nil)
+		// The SDK's standard parameters: subscription options that bind to the provisioned consumer
+		// instead of creating one, and a queue subscriber in its deliver group.
+		p, err = jetstreamce.NewProtocolFromConn(conn, Stream, RequestSubject(cfg.Name), OutcomeSubject(cfg.Name), nil,
+			[]nats.SubOpt{nats.Bind(Stream, Consumer(cfg.Name))},
+			jetstreamce.WithConsumerOptions(jetstreamce.WithQueueSubscriber(DeliverGroup(cfg.Name))))
 	default:
 		err = fmt.Errorf("binding %q, want %s or %s", cfg.Binding, NATS, JetStream)
 	}

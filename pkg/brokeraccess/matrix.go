@@ -53,8 +53,8 @@ const (
 const integrationPrefix = "integration-"
 
 // Integration is the user of the integration called name (examples/integrations.yaml): it may publish
-// requests on grantline.intake.<name>.requests and read its outcomes, over core NATS or through
-// consumers of its own on the intake stream (Access.Follows), nothing else. The subject it may publish
+// requests on grantline.intake.<name>.requests and read its outcomes, over core NATS or through the
+// consumer the operator provisions for it (topology.IntegrationConsumer, Access.Binds), nothing else. The subject it may publish
 // to is what identifies it to intake.
 func Integration(name string) User { return User(integrationPrefix + name) }
 
@@ -98,12 +98,13 @@ type Access struct {
 	// Publish and Subscribe are further subjects: intake's answers to integrations, an integration's
 	// requests and outcomes.
 	Publish, Subscribe []string
-	// Follows are streams the user reads only through ephemeral consumers of its own, each filtered to
-	// one of its Subscribe subjects: it may look the stream up (by name and by subject, read-only),
-	// create such consumers (the filter is part of the API subject, so the broker holds it to its own
-	// subjects), acknowledge their deliveries and delete them; no durable consumer of the stream is
-	// within its reach. An integration's CloudEvents SDK does all of that with its JetStream binding.
-	Follows []string
+	// Binds are durable push consumers the operator provisions for the user, which it only binds to:
+	// it may read the consumer's stream's and the consumer's information, receive on its deliver
+	// subject (in Subscribe) and acknowledge its deliveries. It may create, update or delete no consumer:
+	// NATS does not hold a push consumer's deliver subject to its creator's permissions, so a consumer an
+	// integration created could deliver intake's messages into the evidence stream. An integration's
+	// CloudEvents SDK binds so with its JetStream binding (nats.Bind).
+	Binds []topology.Consumer
 	// JetStream says whether the user talks to the JetStream API at all (integrations only publish).
 	JetStream bool
 }
@@ -164,8 +165,9 @@ var access = map[User]Access{
 // operator has no Access: it may do anything.
 func AccessOf(u User) (Access, bool) {
 	if name, ok := u.IntegrationName(); ok && name != "" && !strings.ContainsAny(name, ".*> ") {
-		return Access{Publish: []string{topology.IntegrationRequests(name)}, Subscribe: []string{topology.IntegrationOutcomes(name)},
-			Follows: []string{topology.IntakeStream}}, true
+		return Access{Publish: []string{topology.IntegrationRequests(name)},
+			Subscribe: []string{topology.IntegrationOutcomes(name), topology.IntegrationDeliveries(name)},
+			Binds:     []topology.Consumer{topology.IntegrationConsumer(name)}}, true
 	}
 	a, ok := access[u]
 	return a, ok

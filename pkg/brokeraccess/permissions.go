@@ -84,14 +84,10 @@ func PermissionsOf(u User) (Permissions, bool) {
 	for _, kind := range a.Timers {
 		pub(topology.TimerSchedule("*", kind))
 	}
-	for _, s := range a.Follows {
-		// The lookups the JetStream client makes before it publishes (the stream by name) and before it
-		// subscribes (the stream holding a subject); ephemeral consumers get generated names.
-		pub(jsAPI+"STREAM.INFO."+s, jsAPI+"STREAM.NAMES")
-		for _, subject := range a.Subscribe {
-			pub(jsAPI + "CONSUMER.CREATE." + s + ".*." + subject)
-		}
-		pub(jsAPI+"CONSUMER.DELETE."+s+".*", "$JS.ACK."+s+".*.>")
+	for _, c := range a.Binds {
+		// What binding to a provisioned push consumer takes: the stream's information (the SDK reads it
+		// before it publishes or subscribes), the consumer's, and acknowledgements of its deliveries.
+		pub(jsAPI+"STREAM.INFO."+c.Stream, jsAPI+"CONSUMER.INFO."+c.Stream+"."+c.Durable, "$JS.ACK."+c.Stream+"."+c.Durable+".>")
 	}
 	pub(a.Publish...)
 	p.Subscribe.Allow = append(append(p.Subscribe.Allow, a.Subscribe...), InboxPrefix(u)+".>")
@@ -167,14 +163,6 @@ func denied(a Access) []string {
 			if !own[c] && slices.Contains(a.Scans, c.Stream) {
 				d = append(d, consumerAPI(c.Stream, c.Durable)...)
 			}
-		}
-	}
-	// A follower's wildcards would otherwise reach the stream's durable consumers: re-filter one onto its
-	// own subjects (a create is also an update), delete it, or acknowledge its deliveries unhandled.
-	for _, c := range topology.Durables() {
-		if slices.Contains(a.Follows, c.Stream) {
-			d = append(d, consumerAPI(c.Stream, c.Durable)...)
-			d = append(d, "$JS.ACK."+c.Stream+"."+c.Durable+".>")
 		}
 	}
 	return d

@@ -22,9 +22,16 @@ import (
 // the CloudEvents Go SDK and its NATS or JetStream binding, each with its defaults) against dev as the
 // servicenow integration's NATS user, in every combination of binding and content mode: the request
 // CloudEvent reaches intake in the mode asked for (the SDK's core NATS binding writes structured mode
-// only), its outcome comes back to the same client naming the request, which alice then finds as the
+// only), its outcome comes back to the same client naming the request (over JetStream through the
+// consumer dev provisioned for servicenow, which the client binds to), which alice then finds as the
 // integration submitted it, and the broker refused the integration nothing.
 func TestTheExampleIntegrationRunsWithEachBindingAndMode(t *testing.T) {
+	c := topology.IntegrationConsumer("servicenow")
+	if c.Stream != integration.Stream || c.Durable != integration.Consumer("servicenow") ||
+		topology.IntegrationDeliverGroup("servicenow") != integration.DeliverGroup("servicenow") {
+		t.Fatalf("the example binds to %s/%s in group %s, Grantline provisions %+v", integration.Stream, integration.Consumer("servicenow"),
+			integration.DeliverGroup("servicenow"), c)
+	}
 	e := start(t, testConfig(t, t.TempDir()))
 	_, opjs := connectAs(t, e, brokeraccess.Operator)
 	token, err := e.Token("alice")

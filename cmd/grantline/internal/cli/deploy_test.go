@@ -86,8 +86,9 @@ func TestDeploySecretsRunADeployment(t *testing.T) {
 	}
 	for range 2 { // idempotent
 		if code, out := run(t, "streams", "provision", "--nats", url, "--nkey", nkey(brokeraccess.Operator), "--replicas", "1",
-			"--integrations", examples+"/integrations.yaml"); code != 0 ||
-			!strings.Contains(out, topology.EventsStream) || !strings.Contains(out, "consumer "+topology.IntegrationConsumer("servicenow").Durable+" ") {
+			"--integrations", examples+"/integrations.yaml", "--integration", "ticketing"); code != 0 ||
+			!strings.Contains(out, topology.EventsStream) || !strings.Contains(out, "consumer "+topology.IntegrationConsumer("servicenow").Durable+" ") ||
+			!strings.Contains(out, "consumer "+topology.IntegrationConsumer("ticketing").Durable+" ") {
 			t.Fatalf("streams provision: exit %d: %s", code, out)
 		}
 	}

@@ -24,6 +24,7 @@ func streamsCommand(stdout io.Writer) *cobra.Command {
 
 	settings := eventstore.DefaultSettings
 	var integrations string
+	var named []string
 	provision := &cobra.Command{
 		Use:   "provision",
 		Short: "Create the streams and the integrations' consumers, or bring the disposable ones up to date; never loosens the evidence stream",
@@ -46,6 +47,7 @@ buckets when they start (their NATS users may create and update those, nothing e
 			if err != nil {
 				return err
 			}
+			names = append(names, named...)
 			if err := eventstore.Provision(cmd.Context(), js, settings); err != nil {
 				return err
 			}
@@ -63,6 +65,8 @@ buckets when they start (their NATS users may create and update those, nothing e
 	provision.Flags().IntVar(&settings.Replicas, "replicas", settings.Replicas, "replicas of each stream: 1 on one node, 3 (or 5) in a cluster")
 	provision.Flags().StringVar(&integrations, "integrations", envOr("GRANTLINE_INTEGRATIONS", ""),
 		"the integrations file (GRANTLINE_INTEGRATIONS): one outcomes consumer per integration")
+	provision.Flags().StringArrayVar(&named, "integration", nil,
+		"an integration's name, besides those of --integrations (the Helm chart's Job, which runs before the files' ConfigMap exists); repeatable")
 	provision.Flags().Int64Var(&settings.EventsMaxBytes, "events-max-bytes", settings.EventsMaxBytes, "size at which the evidence stream refuses writes rather than drop evidence")
 
 	check := &cobra.Command{

@@ -27,6 +27,8 @@ type Base struct {
 	LogLevel        slog.Level    `env:"GRANTLINE_LOG_LEVEL" envDefault:"info" help:"least severe log level written: debug, info, warn or error"`
 	StartTimeout    time.Duration `env:"GRANTLINE_START_TIMEOUT" envDefault:"1m" validate:"positive" help:"how long start-up keeps retrying while NATS is unreachable or its streams do not answer"`
 	ShutdownTimeout time.Duration `env:"GRANTLINE_SHUTDOWN_TIMEOUT" envDefault:"15s" validate:"positive" help:"bound of the orderly stop: consumers drain, HTTP finishes, connections close"`
+	// AckWait is the service's consumers' (consumer.Spec.AckWait, through ops.Host).
+	AckWait time.Duration `env:"GRANTLINE_ACK_WAIT" envDefault:"5s" validate:"positive" help:"how long NATS waits without news of a delivery before another replica gets it: what a replica that died held waits this long (live ones keep theirs in progress)"`
 }
 
 // NATS is where the broker is and how the service authenticates to it.

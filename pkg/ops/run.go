@@ -72,7 +72,7 @@ func Run(ctx context.Context, base config.Base, id Identity, log *slog.Logger, b
 		return err
 	}
 	defer closeConn(conn.NC, base.ShutdownTimeout)
-	host := Host{Conn: conn, Meter: health.MeterProvider(), Log: log}
+	host := Host{Conn: conn, Meter: health.MeterProvider(), Log: log, AckWait: base.AckWait}
 	// Building opens the service's database and targets: one that is still starting is waited for.
 	svc, err := retryStart(ctx, base.StartTimeout, log, "a dependency not ready",
 		func() (Service, error) { return build(ctx, host) })

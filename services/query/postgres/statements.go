@@ -17,9 +17,9 @@ var requestColumns = []string{"id", "status", "requester", "subject_kind", "subj
 	"entitlement", "justification", "ticket", "duration_seconds", "emergency", "channel", "submitted_at",
 	"outcome", "policy_revision", "approvers", "review_groups", "open_groups", "reviewers",
 	"granted_at", "expires_at", "observed", "revocation_due", "revocation_reason", "revoked_at",
-	"last_seq", "version", "view"}
+	"last_seq", "version", "view", "state"}
 
-var findingColumns = []string{"id", "connector", "target_ref", "observed", "found_at", "last_seq", "view"}
+var findingColumns = []string{"id", "connector", "target_ref", "observed", "found_at", "last_seq", "view", "state"}
 
 var grantColumns = []string{"request_id", "entitlement", "requester", "subject_kind", "subject_id", "connector",
 	"target_ref", "observed", "granted_at", "expires_at", "revoked_at", "revocation_reason", "observed_after",
@@ -44,10 +44,11 @@ func newStatements(schema string) statements {
 	t := func(name string) string { return schema + "." + name }
 	return statements{
 		checkpoint: `SELECT last_seq FROM ` + t("checkpoint") + ` WHERE stream = $1`,
-		projected: `SELECT id, max(last_seq) FROM (
-				SELECT id, last_seq FROM ` + t("requests") + ` WHERE id = ANY($1::text[])
-				UNION ALL SELECT id, last_seq FROM ` + t("findings") + ` WHERE id = ANY($1::text[])
-				UNION ALL SELECT request_id, 0 FROM ` + t("faults") + ` WHERE request_id = ANY($1::text[])) held
+		// A request's state is only given when it has no faults (projection.Held).
+		projected: `SELECT id, max(last_seq), CASE WHEN bool_or(fault) THEN NULL ELSE (array_agg(state) FILTER (WHERE state IS NOT NULL))[1] END FROM (
+				SELECT id, last_seq, state, false AS fault FROM ` + t("requests") + ` WHERE id = ANY($1::text[])
+				UNION ALL SELECT id, last_seq, state, false FROM ` + t("findings") + ` WHERE id = ANY($1::text[])
+				UNION ALL SELECT request_id, 0, NULL, true FROM ` + t("faults") + ` WHERE request_id = ANY($1::text[])) held
 			GROUP BY id`,
 		advance: `UPDATE ` + t("checkpoint") + ` SET last_seq = $3, updated_at = now()
 			WHERE stream = $1 AND last_seq = $2`,

@@ -113,16 +113,21 @@ func (s *Store) Checkpoint(ctx context.Context) (uint64, error) {
 }
 
 // Projected returns, for each of ids the store holds rows or faults of, the stream sequence of the
-// request's last event its rows reflect (0 for faults only).
-func (s *Store) Projected(ctx context.Context, ids []string) (map[string]uint64, error) {
+// request's last event its rows reflect (0 for faults only) and the state kept with them, unless the
+// request has faults.
+func (s *Store) Projected(ctx context.Context, ids []string) (map[string]projection.Held, error) {
 	rows, err := s.pool.Query(ctx, s.sql.projected, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read side %s: projected requests: %w", s.schema, err)
 	}
-	out := map[string]uint64{}
+	out := map[string]projection.Held{}
 	var id string
 	var seq int64
-	_, err = pgx.ForEachRow(rows, []any{&id, &seq}, func() error { out[id] = uint64(seq); return nil })
+	var state []byte
+	_, err = pgx.ForEachRow(rows, []any{&id, &seq, &state}, func() error {
+		out[id] = projection.Held{Seq: uint64(seq), State: state}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read side %s: projected requests: %w", s.schema, err)
 	}
@@ -190,7 +195,7 @@ func (s *Store) batchArgs(b *projection.Batch) (applyArgs, error) {
 	}
 	for _, rows := range b.Requests {
 		if f := rows.Finding; f != nil {
-			fa, err := findingArgs(*f)
+			fa, err := findingArgs(*f, rows.State)
 			if err != nil {
 				return a, err
 			}
@@ -247,10 +252,10 @@ func requestArgs(rows projection.Rows) ([]any, error) {
 	return []any{v.ID, string(v.Status), v.Requester.ID, string(v.Subject.Kind), v.Subject.ID, v.Subject.Owner,
 		v.Entitlement, v.Justification, v.Ticket, v.DurationSeconds, v.Emergency, v.Channel, v.SubmittedAt,
 		outcome, revision, nonNil(v.Approvers), nonNil(r.ReviewGroups), nonNil(r.OpenGroups), nonNil(r.Reviewers),
-		grantedAt, expiresAt, observed, v.RevocationDue, revocationReason, revokedAt, int64(v.LastSeq), v.Version, view}, nil
+		grantedAt, expiresAt, observed, v.RevocationDue, revocationReason, revokedAt, int64(v.LastSeq), v.Version, view, rows.State}, nil
 }
 
-func findingArgs(f query.Finding) ([]any, error) {
+func findingArgs(f query.Finding, state []byte) ([]any, error) {
 	view, err := json.Marshal(f)
 	if err != nil {
 		return nil, fmt.Errorf("encode finding %s: %w", f.ID, err)
@@ -259,7 +264,7 @@ func findingArgs(f query.Finding) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []any{f.ID, f.Connector, f.TargetRef, observed, f.FoundAt, int64(f.LastSeq), view}, nil
+	return []any{f.ID, f.Connector, f.TargetRef, observed, f.FoundAt, int64(f.LastSeq), view, state}, nil
 }
 
 func grantArgs(g query.Grant, lastSeq uint64) ([]any, error) {

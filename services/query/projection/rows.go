@@ -16,6 +16,7 @@
 package projection
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/grantline/grantline/pkg/events"
@@ -32,6 +33,10 @@ type Rows struct {
 	Grant   *query.Grant
 	// Audit indexes the history's events after the position the sink already had for the request.
 	Audit []AuditRow
+	// State is the history's query.History.State, kept with the request's (or finding's) row, so that
+	// the projection can fold the request's next event without holding it in memory or reading its
+	// events back from the stream.
+	State []byte
 }
 
 // RequestRow is the request as one row: its view and the facts the queries filter on.
@@ -87,12 +92,17 @@ const (
 	KindPostReview = "post_review"
 )
 
-// FromHistory returns the rows of a verified history whose request was submitted, or of a finding.
-// after is the stream sequence up to which the sink already holds the request's events: only later
-// ones are indexed.
-func FromHistory(h *query.History, after uint64) Rows {
+// FromHistory returns the rows of a verified history whose request was submitted, or of a finding: the
+// request's (or finding's) row and grant as of the whole history, its state, and the review and audit
+// rows of the events not yet settled (History.Events). after is the stream sequence up to which the sink
+// already holds the request's events: only later ones are indexed.
+func FromHistory(h *query.History, after uint64) (Rows, error) {
 	r := h.Request
-	var rows Rows
+	state, err := h.State()
+	if err != nil {
+		return Rows{}, fmt.Errorf("state of request %s: %w", h.ID, err)
+	}
+	rows := Rows{State: state}
 	if f, ok := query.NewFinding(h); ok {
 		rows.Finding = &f
 	} else {
@@ -113,7 +123,7 @@ func FromHistory(h *query.History, after uint64) Rows {
 			rows.Audit = append(rows.Audit, AuditRow{Seq: rec.Seq, RequestID: h.ID, EventID: ev.ID, Type: ev.Type,
 				Actor: ev.Actor, Source: ev.Source, Time: ev.Time.UTC(), StoredAt: rec.StoredAt.UTC()})
 		}
-		row := ReviewRow{RequestID: h.ID, Position: len(rows.Reviews) + 1, Seq: rec.Seq, At: ev.Time.UTC()}
+		row := ReviewRow{RequestID: h.ID, Position: h.SettledReviews() + len(rows.Reviews) + 1, Seq: rec.Seq, At: ev.Time.UTC()}
 		switch p := ev.Payload.(type) {
 		case events.Reviewed:
 			row.Kind, row.Reviewer, row.ReviewerGroups, row.Stage = KindReview, p.Reviewer.ID, p.Reviewer.Groups, p.Stage
@@ -132,5 +142,5 @@ func FromHistory(h *query.History, after uint64) Rows {
 		}
 		rows.Reviews = append(rows.Reviews, row)
 	}
-	return rows
+	return rows, nil
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/grantline/grantline/pkg/consumer"
@@ -282,6 +284,7 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 	if err := p.meet(ctx, ds); err != nil {
 		return nil, err
 	}
+	checked := p.check(ds)
 	b := &Batch{From: p.checkpoint, To: p.checkpoint}
 	// Each request touched gets one set of rows, as of its last event in the batch, indexing every
 	// event after the position the sink had at the start of the batch.
@@ -298,7 +301,7 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 		}
 		b.Faults = append(b.Faults, f)
 	}
-	for _, d := range ds {
+	for i, d := range ds {
 		if d.Seq <= b.To {
 			// Already applied (a redelivery, or a follower restarted behind the checkpoint).
 			continue
@@ -343,7 +346,7 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 			case d.Seq <= h.Through:
 				continue
 			default:
-				if pr := h.Add(d.Record); pr != nil {
+				if pr := h.AddChecked(checked[i]); pr != nil {
 					fault(d.Seq, id, pr)
 				}
 			}
@@ -380,6 +383,31 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 	p.checkpoint = b.To
 	p.evict()
 	return b, nil
+}
+
+// check checks each of ds on its own (signature, decoding, hash: events.Verifier.CheckBatch), on a
+// goroutine per core for a batch large enough to share, so that a rebuild's verification runs at the
+// speed of the cores; the fold, which needs the events before, stays in stream order.
+func (p *Projector) check(ds []Delivery) []events.Checked {
+	recs := make([]events.Record, len(ds))
+	for i, d := range ds {
+		recs[i] = d.Record
+	}
+	out := make([]events.Checked, len(ds))
+	const share = 64 // a signature batch: less is not worth a goroutine
+	workers := min(runtime.GOMAXPROCS(0), (len(ds)+share-1)/share)
+	if workers <= 1 {
+		p.Verifier.CheckBatch(recs, 1, out)
+		return out
+	}
+	var wg sync.WaitGroup
+	per := (len(ds) + workers - 1) / workers
+	for lo := 0; lo < len(ds); lo += per {
+		hi := min(lo+per, len(ds))
+		wg.Go(func() { p.Verifier.CheckBatch(recs[lo:hi], 1+lo, out[lo:hi]) })
+	}
+	wg.Wait()
+	return out
 }
 
 // meet asks the sink about the requests of ds this session has not met yet.

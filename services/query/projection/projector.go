@@ -91,6 +91,9 @@ type Projector struct {
 	// Stall, when set, reports the projection stopped on a failure (the database, the broker) until it
 	// reads its checkpoint again: its readiness. Nil tracks nothing.
 	Stall *consumer.Stall
+	// Progress, when set, is told the checkpoint after each transaction that moved it (a rebuild's
+	// progress and rate). It runs on the goroutine that writes, and must not block.
+	Progress func(checkpoint uint64)
 
 	// checkpoint is where the next batch starts: past every batch prepared, committed or in flight.
 	checkpoint uint64
@@ -272,6 +275,9 @@ func (p *Projector) write(ctx context.Context, b *Batch) error {
 		return err
 	}
 	p.committed = b.To
+	if p.Progress != nil {
+		p.Progress(b.To)
+	}
 	for _, f := range b.Faults {
 		p.Log.Error("event not projected", "stream_seq", f.Seq, "request_id", f.RequestID, "kind", f.Problem.Kind, "error", f.Problem.Detail)
 	}
@@ -381,7 +387,7 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 		}
 	}
 	p.checkpoint = b.To
-	p.evict()
+	p.evict(func(id string) bool { _, ok := touched[id]; return ok })
 	return b, nil
 }
 
@@ -410,12 +416,15 @@ func (p *Projector) check(ds []Delivery) []events.Checked {
 	return out
 }
 
-// meet asks the sink about the requests of ds this session has not met yet.
+// meet asks the sink about the requests of ds it may hold that are not in memory: their positions, and
+// their states, restored into the cache.
 func (p *Projector) meet(ctx context.Context, ds []Delivery) error {
 	var ask []string
 	for _, d := range ds {
 		if id, err := requestID(d.Subject); err == nil {
-			if _, ok := p.known[id]; !ok && !slices.Contains(ask, id) {
+			// A request met before but no longer cached is asked again: its state is in the sink.
+			k, known := p.known[id]
+			if p.cache[id] == nil && (!known || k.held) && !slices.Contains(ask, id) {
 				ask = append(ask, id)
 			}
 		}
@@ -467,8 +476,10 @@ func (p *Projector) size(id string, state int) {
 }
 
 // evict keeps the cache within MaxCacheBytes: closed requests go first (only an emergency's post-review
-// can still follow), then everything. A request dropped is restored from the sink when it next changes.
-func (p *Projector) evict() {
+// can still follow), then everything but the requests of the batch just prepared. A request dropped is
+// restored from the sink when it next changes; the batch's own are kept because their rows may not be
+// committed before the next batch asks the sink.
+func (p *Projector) evict(inBatch func(id string) bool) {
 	limit := p.MaxCacheBytes
 	if limit <= 0 {
 		limit = 16 << 20
@@ -476,14 +487,18 @@ func (p *Projector) evict() {
 	if p.cacheBytes <= limit {
 		return
 	}
-	for id, c := range p.cache {
-		if c.h.Problem != nil || c.h.Request.Status().Terminal() && !c.h.Request.PostReviewOpen() {
-			delete(p.cache, id)
-			p.cacheBytes -= c.bytes
+	drop := func(closedOnly bool) {
+		for id, c := range p.cache {
+			closed := c.h.Problem != nil || c.h.Request.Status().Terminal() && !c.h.Request.PostReviewOpen()
+			if (closed || !closedOnly) && !inBatch(id) {
+				delete(p.cache, id)
+				p.cacheBytes -= c.bytes
+			}
 		}
 	}
+	drop(true)
 	if p.cacheBytes > limit*9/10 {
-		p.cache, p.cacheBytes = map[string]*cached{}, 0
+		drop(false)
 	}
 }
 

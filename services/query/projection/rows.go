@@ -1,6 +1,7 @@
-// Package projection turns the evidence stream into the read side's rows: for each stored event, in
-// stream order, it reads the event's request back from the stream, verifies and folds it, and hands the
-// request's rows and the new checkpoint to a Sink that writes them in one transaction.
+// Package projection turns the evidence stream into the read side's rows: each stored event, in stream
+// order, is verified and folded onto its request's history (held in memory, or restored from the state
+// the sink keeps with the request's row), and the requests' rows, with the new checkpoint, go to a Sink
+// that writes them in one transaction.
 //
 // Why an ordered consumer starting at checkpoint+1 rather than a durable consumer with MaxAckPending 1:
 // the checkpoint lives in the database, in the same transaction as the rows, so it is the one position

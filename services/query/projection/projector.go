@@ -387,7 +387,12 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 		}
 	}
 	p.checkpoint = b.To
-	p.evict(func(id string) bool { _, ok := touched[id]; return ok })
+	// Not the requests of this batch: its rows and faults may not be committed when the next batch asks.
+	inBatch := make(map[string]bool, len(met))
+	for _, id := range met {
+		inBatch[id] = true
+	}
+	p.evict(func(id string) bool { return inBatch[id] })
 	return b, nil
 }
 
@@ -477,8 +482,8 @@ func (p *Projector) size(id string, state int) {
 
 // evict keeps the cache within MaxCacheBytes: closed requests go first (only an emergency's post-review
 // can still follow), then everything but the requests of the batch just prepared. A request dropped is
-// restored from the sink when it next changes; the batch's own are kept because their rows may not be
-// committed before the next batch asks the sink.
+// restored from the sink when it next changes; the batch's own are kept because their rows and faults
+// may not be committed before the next batch asks the sink.
 func (p *Projector) evict(inBatch func(id string) bool) {
 	limit := p.MaxCacheBytes
 	if limit <= 0 {

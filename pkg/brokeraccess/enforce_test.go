@@ -309,6 +309,7 @@ func TestAnIntegrationOnlyBindsToItsOwnConsumer(t *testing.T) {
 	sneaky.Durable = "sneaky"
 	redirected := intoEvidence
 	redirected.Durable, redirected.DeliverGroup = mine.Durable, topology.IntegrationDeliverGroup("servicenow")
+	redirected.AckPolicy = jetstream.AckExplicitPolicy // an update may change the deliver subject, not the ack policy
 	legacyBody := []byte(`{"stream_name":"` + mine.Stream + `","config":{"durable_name":"sneaky","deliver_subject":"` + intoEvidence.DeliverSubject +
 		`","filter_subject":"` + intoEvidence.FilterSubject + `","ack_policy":"none"}}`)
 	for _, tc := range []struct {

@@ -96,7 +96,7 @@ type Access struct {
 	// Timers are the timer kinds the user schedules (grantline.timers.sched.<id>.<kind>).
 	Timers []string
 	// Publish and Subscribe are further subjects: intake's answers to integrations, an integration's
-	// requests and outcomes.
+	// requests and outcomes, and its consumer's deliveries.
 	Publish, Subscribe []string
 	// Binds are durable push consumers the operator provisions for the user, which it only binds to:
 	// it may read the consumer's stream's and the consumer's information, receive on its deliver
@@ -105,7 +105,8 @@ type Access struct {
 	// integration created could deliver intake's messages into the evidence stream. An integration's
 	// CloudEvents SDK binds so with its JetStream binding (nats.Bind).
 	Binds []topology.Consumer
-	// JetStream says whether the user talks to the JetStream API at all (integrations only publish).
+	// JetStream says whether the user talks to the JetStream API at large (an integration reaches only
+	// what Binds grants it).
 	JetStream bool
 }
 

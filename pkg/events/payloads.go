@@ -180,11 +180,16 @@ const (
 // ends the request denied, and its Reasons say why (the policy's own, or the error that kept policy
 // from deciding: it fails closed).
 type StartChecked struct {
-	// Allowed is true exactly when Outcome is not deny: the approvals already given stand, so a check
-	// asks only whether the request may still be made.
+	// Allowed says whether the request may still be granted: policy, evaluated now, would let it through
+	// with the approvals it already holds (Request.ApprovalsSatisfy). So an auto-approved or emergency
+	// outcome allows it, a deny does not, and approval_required allows it only if the recorded approvals
+	// satisfy Stages: a requester who left the group that made the request routine needs approvals that
+	// were never given.
 	Allowed bool     `json:"allowed"`
 	Outcome Outcome  `json:"outcome"`
 	Reasons []string `json:"reasons"`
+	// Stages are the approval stages policy requires now, for an approval_required outcome.
+	Stages []Stage `json:"stages,omitempty"`
 	// RequesterGroups are the requester's groups the check evaluated, sorted; never null.
 	RequesterGroups []string   `json:"requester_groups"`
 	GroupsFrom      GroupsFrom `json:"groups_from"`

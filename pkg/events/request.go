@@ -585,10 +585,39 @@ func (r *Request) checkStart(ev Event, p StartChecked) error {
 	default:
 		return fmt.Errorf("unknown outcome %q", p.Outcome)
 	}
-	if p.Allowed != (p.Outcome != OutcomeDeny) {
-		return errors.New("a start check is allowed exactly when its outcome is not deny")
+	if (p.Outcome == OutcomeApprovalRequired) != (len(p.Stages) > 0) {
+		return errors.New("a start check names stages exactly for approval_required")
+	}
+	allowed := p.Outcome == OutcomeAutoApproved || p.Outcome == OutcomeEmergency ||
+		(p.Outcome == OutcomeApprovalRequired && r.ApprovalsSatisfy(p.Stages))
+	if p.Allowed != allowed {
+		return fmt.Errorf("outcome %s with the approvals recorded is allowed=%v, not %v", p.Outcome, allowed, p.Allowed)
 	}
 	return nil
+}
+
+// ApprovalsSatisfy reports whether the approvals recorded satisfy stages: stage by stage, in order,
+// each takes its minimum of approving reviewers from its groups (as their groups were at the review)
+// who have not counted for an earlier stage, one person counting once. The assignment is greedy, so it
+// may answer false where another assignment would pass: the start check fails closed.
+func (r *Request) ApprovalsSatisfy(stages []Stage) bool {
+	used := map[string]bool{}
+	for _, st := range stages {
+		n := 0
+		for _, rv := range r.reviews {
+			if n >= st.MinApprovals {
+				break
+			}
+			if rv.Decision == ReviewApprove && !used[rv.Reviewer.ID] && sharesGroup(rv.Reviewer.Groups, st.Groups) {
+				used[rv.Reviewer.ID] = true
+				n++
+			}
+		}
+		if st.MinApprovals < 1 || n < st.MinApprovals {
+			return false
+		}
+	}
+	return true
 }
 
 // checkDrift is the drift part of the transition table: what each kind of drift must say, and the

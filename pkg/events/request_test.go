@@ -98,6 +98,15 @@ func TestStartCheckRules(t *testing.T) {
 	start := t0.Add(time.Hour)
 	scheduled := []Event{event(scheduledPayload(start), t0, "alice"), event(autoDecision(), t0.Add(time.Minute), "service:policy")}
 	pending := []Event{event(scheduledPayload(start), t0, "alice"), event(twoStageDecision(false), t0.Add(time.Minute), "service:policy")}
+	// The reviews are bound to the scheduled request's digest.
+	rv := func(who, group string, stage int) Reviewed {
+		x := review(who, group, stage, ReviewApprove)
+		x.RequestDigest = scheduledPayload(start).RequestDigest
+		return x
+	}
+	approvedScheduled := append(slices.Clone(pending), event(rv("carol", "db-owners", 0), t0.Add(2*time.Minute), "carol"),
+		event(rv("erin", "security", 1), t0.Add(3*time.Minute), "erin"),
+		event(Approved{Approvers: []string{"carol", "erin"}}, t0.Add(3*time.Minute), "service:approval"))
 	withCheck := func(mut func(*StartChecked)) StartChecked { c := startCheck(OutcomeAutoApproved); mut(&c); return c }
 	cases := []struct {
 		name    string
@@ -113,6 +122,19 @@ func TestStartCheckRules(t *testing.T) {
 			event(startCheck(OutcomeAutoApproved), start, "service:policy"), true},
 		{"checked twice", append(slices.Clone(scheduled), event(startCheck(OutcomeAutoApproved), start, "service:policy")),
 			event(startCheck(OutcomeAutoApproved), start.Add(time.Second), "service:policy"), true},
+		{"approval now required, and none was given", scheduled, event(withCheck(func(c *StartChecked) {
+			c.Outcome, c.Stages = OutcomeApprovalRequired, []Stage{{Name: "owners", Groups: []string{"db-owners"}, MinApprovals: 1}}
+		}), start, "service:policy"), true},
+		{"approval now required, none given, and not allowed", scheduled, event(withCheck(func(c *StartChecked) {
+			c.Outcome, c.Allowed, c.Stages = OutcomeApprovalRequired, false, []Stage{{Name: "owners", Groups: []string{"db-owners"}, MinApprovals: 1}}
+		}), start, "service:policy"), false},
+		{"the approvals given satisfy the stages required now", approvedScheduled, event(withCheck(func(c *StartChecked) {
+			c.Outcome, c.Stages = OutcomeApprovalRequired, []Stage{{Name: "security", Groups: []string{"security"}, MinApprovals: 1}}
+		}), start, "service:policy"), false},
+		{"the stages required now want two owners; one approved", approvedScheduled, event(withCheck(func(c *StartChecked) {
+			c.Outcome, c.Stages = OutcomeApprovalRequired, []Stage{{Name: "owners", Groups: []string{"db-owners"}, MinApprovals: 2}}
+		}), start, "service:policy"), true},
+		{"approval_required without stages", scheduled, event(withCheck(func(c *StartChecked) { c.Outcome = OutcomeApprovalRequired }), start, "service:policy"), true},
 		{"allowed although policy denied", scheduled, event(withCheck(func(c *StartChecked) { c.Outcome = OutcomeDeny }), start, "service:policy"), true},
 		{"not allowed although policy allowed", scheduled, event(withCheck(func(c *StartChecked) { c.Allowed = false }), start, "service:policy"), true},
 		{"no policy revision", scheduled, event(withCheck(func(c *StartChecked) { c.PolicyRevision = "" }), start, "service:policy"), true},

@@ -335,13 +335,9 @@ func (s *service) releaseUndecided(ctx context.Context, msg jetstream.Msg) error
 // handleSettling brings the open-review marker of the delivered event's request up to date: a
 // post-review settles an emergency, and so does its withdrawal or failure before anything was granted.
 func (s *service) handleSettling(ctx context.Context, msg jetstream.Msg) error {
-	d, err := s.store.Receive(msg)
+	d, l, err := s.delivered(ctx, msg)
 	if err != nil {
-		return consumer.Permanent(fmt.Errorf("receive delivery: %w", err))
-	}
-	l, err := s.store.AtDelivery(ctx, d)
-	if err != nil {
-		return fmt.Errorf("load request %s: %w", d.RequestID, err)
+		return err
 	}
 	if err := s.reviews.sync(ctx, l.Request); err != nil {
 		return fmt.Errorf("request %s: %w", d.RequestID, err)
@@ -356,4 +352,18 @@ func (s *service) handleSettling(ctx context.Context, msg jetstream.Msg) error {
 	}
 	s.log.Info("emergency review state", telemetry.KeyRequestID, d.RequestID, telemetry.KeyEventType, d.Event.Type.Name(), "outcome", outcome)
 	return nil
+}
+
+// delivered receives msg and loads its request as of the delivered event; a message that is not a
+// verified event is set aside at once.
+func (s *service) delivered(ctx context.Context, msg jetstream.Msg) (eventstore.Delivery, *eventstore.Loaded, error) {
+	d, err := s.store.Receive(msg)
+	if err != nil {
+		return d, nil, consumer.Permanent(fmt.Errorf("receive delivery: %w", err))
+	}
+	l, err := s.store.AtDelivery(ctx, d)
+	if err != nil {
+		return d, nil, fmt.Errorf("load request %s: %w", d.RequestID, err)
+	}
+	return d, l, nil
 }

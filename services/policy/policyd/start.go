@@ -63,13 +63,9 @@ func (s *service) armStart(ctx context.Context, r *events.Request, seq uint64) e
 
 // handleApproved arms the start check of an approved request that asked for a later start.
 func (s *service) handleApproved(ctx context.Context, msg jetstream.Msg) error {
-	d, err := s.store.Receive(msg)
+	d, l, err := s.delivered(ctx, msg)
 	if err != nil {
-		return consumer.Permanent(fmt.Errorf("receive delivery: %w", err))
-	}
-	l, err := s.store.AtDelivery(ctx, d)
-	if err != nil {
-		return fmt.Errorf("load request %s: %w", d.RequestID, err)
+		return err
 	}
 	return s.armStart(ctx, l.Request, d.Seq)
 }

@@ -66,6 +66,8 @@ type Deps struct {
 	StateReplicas int
 	// Meter receives the service's metrics; nil means none.
 	Meter metric.MeterProvider
+	// AckWait is its consumers\' ack wait (ops.Host.AckWait); zero is consumer.DefaultAckWait.
+	AckWait time.Duration
 }
 
 // Serve runs the policy service until ctx ends: it creates the state bucket if needed, then runs the
@@ -81,20 +83,20 @@ func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	return ops.RunAll(ctx,
-		ops.Consumer(deps.JS, deps.Meter, consumer.Spec{Stream: topology.PolicyDecisions.Stream, Durable: topology.PolicyDecisions.Durable,
+		ops.Consumer(deps.JS, deps.Meter, deps.AckWait, consumer.Spec{Stream: topology.PolicyDecisions.Stream, Durable: topology.PolicyDecisions.Durable,
 			FilterSubjects: []string{events.NATSSubject("*", events.TypeSubmitted)},
 			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency,
 			SetAside: s.releaseUndecided}, s.handleSubmitted, log),
-		ops.Consumer(deps.JS, deps.Meter, consumer.Spec{Stream: topology.PolicyReviewDebt.Stream, Durable: topology.PolicyReviewDebt.Durable,
+		ops.Consumer(deps.JS, deps.Meter, deps.AckWait, consumer.Spec{Stream: topology.PolicyReviewDebt.Stream, Durable: topology.PolicyReviewDebt.Durable,
 			FilterSubjects: []string{
 				events.NATSSubject("*", events.TypePostReviewed), events.NATSSubject("*", events.TypeWithdrawn),
 				events.NATSSubject("*", events.TypeFulfilmentFailed),
 			},
 			MaxDeliveries: s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleSettling, log),
-		ops.Consumer(deps.JS, deps.Meter, consumer.Spec{Stream: topology.PolicyStartSchedules.Stream, Durable: topology.PolicyStartSchedules.Durable,
+		ops.Consumer(deps.JS, deps.Meter, deps.AckWait, consumer.Spec{Stream: topology.PolicyStartSchedules.Stream, Durable: topology.PolicyStartSchedules.Durable,
 			FilterSubjects: []string{events.NATSSubject("*", events.TypeApproved)},
 			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleApproved, log),
-		ops.Consumer(deps.JS, deps.Meter, consumer.Spec{Stream: topology.PolicyStart.Stream, Durable: topology.PolicyStart.Durable,
+		ops.Consumer(deps.JS, deps.Meter, deps.AckWait, consumer.Spec{Stream: topology.PolicyStart.Stream, Durable: topology.PolicyStart.Durable,
 			FilterSubjects: []string{topology.TimerFired("*", topology.TimerGrantStart)},
 			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleStart, log))
 }

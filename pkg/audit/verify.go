@@ -301,11 +301,12 @@ func (v *Verifier) Finish() *Report {
 }
 
 // fulfilmentOverdue reports whether st is allowed but neither granted nor failed more than the SLO
-// after it became due (the allowing event, or the requested start), and that instant. A request waiting
-// on a manual task waits on people, who have the task's own due time.
+// after it became due (the allowing event, or the requested start), and that instant. A request approved
+// for a later start whose check at the start never came is overdue the same way. A request waiting on a
+// manual task waits on people, who have the task's own due time.
 func (v *Verifier) fulfilmentOverdue(st *requestState) (time.Time, bool) {
 	r := st.req
-	if st.broken || !r.AllowsFulfilment() || len(r.Tasks()) > 0 {
+	if st.broken || !(r.AllowsFulfilment() || r.StartCheckDue()) || len(r.Tasks()) > 0 {
 		return time.Time{}, false
 	}
 	due := st.allowedAt

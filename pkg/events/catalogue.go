@@ -25,6 +25,7 @@ const (
 	TypeReviewed            Type = TypePrefix + "reviewed"
 	TypeApproved            Type = TypePrefix + "approved"
 	TypeRejected            Type = TypePrefix + "rejected"
+	TypeStartChecked        Type = TypePrefix + "start_checked"
 	TypePostReviewed        Type = TypePrefix + "post_reviewed"
 	TypePostReviewOverdue   Type = TypePrefix + "post_review_overdue"
 	TypeTaskOpened          Type = TypePrefix + "task_opened"
@@ -80,6 +81,7 @@ var emitters = map[Type]Service{
 	TypeReviewed:            Approval,
 	TypeApproved:            Approval,
 	TypeRejected:            Approval,
+	TypeStartChecked:        Policy,
 	TypePostReviewed:        Approval,
 	TypePostReviewOverdue:   Approval,
 	TypeTaskOpened:          Fulfilment,
@@ -110,7 +112,7 @@ func TypesOf(svc Service) []Type {
 
 // AllTypes lists the catalogue in lifecycle order: a request's events, then a lock's.
 var AllTypes = []Type{
-	TypeSubmitted, TypeWithdrawn, TypePolicyDecided, TypeReviewed, TypeApproved, TypeRejected,
+	TypeSubmitted, TypeWithdrawn, TypePolicyDecided, TypeReviewed, TypeApproved, TypeRejected, TypeStartChecked,
 	TypePostReviewed, TypePostReviewOverdue, TypeTaskOpened, TypeGranted, TypeFulfilmentFailed,
 	TypeRevocationRequested, TypeExpired, TypeRevoked, TypeRevocationFailed, TypeDriftDetected,
 	TypeLockPlaced, TypeLockRemoved,

@@ -24,6 +24,7 @@ func enumSchemas() map[reflect.Type]*jsonschema.Schema {
 		reflect.TypeFor[Outcome]():           enum(OutcomeDeny, OutcomeApprovalRequired, OutcomeAutoApproved, OutcomeEmergency),
 		reflect.TypeFor[ReviewDecision]():    enum(ReviewApprove, ReviewReject),
 		reflect.TypeFor[PostReviewOutcome](): enum(PostReviewRatified, PostReviewFlagged),
+		reflect.TypeFor[GroupsFrom]():        enum(GroupsFromDirectory, GroupsFromSubmission),
 		reflect.TypeFor[TaskPurpose]():       enum(TaskGrant, TaskRevoke),
 		reflect.TypeFor[RevocationReason]():  enum(RevokeExpired, RevokeEarly, RevokeReviewFailed, RevokeDrift, RevokeLocked),
 		reflect.TypeFor[DriftKind]():         enum(DriftAfterRevocation, DriftMissing, DriftUnexplained),

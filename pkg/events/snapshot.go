@@ -18,6 +18,7 @@ type snapshot struct {
 	Reviews          []Reviewed        `json:"reviews,omitempty"`
 	Approvers        []string          `json:"approvers,omitempty"`
 	Rejection        *Rejected         `json:"rejection,omitempty"`
+	StartCheck       *StartChecked     `json:"start_check,omitempty"`
 	Tasks            []TaskOpened      `json:"tasks,omitempty"`
 	Grant            *Granted          `json:"grant,omitempty"`
 	GrantedAt        time.Time         `json:"granted_at,omitzero"`
@@ -43,7 +44,7 @@ type snapshotCause struct {
 // an aggregate that accepts and refuses exactly what r does.
 func (r *Request) Snapshot() ([]byte, error) {
 	s := snapshot{Version: r.version, Status: r.status, Submitted: r.submitted, Decision: r.decision, Reviews: r.reviews,
-		Approvers: r.approvers, Rejection: r.rejection, Tasks: r.tasks, Grant: r.grant, GrantedAt: r.grantedAt,
+		Approvers: r.approvers, Rejection: r.rejection, StartCheck: r.startCheck, Tasks: r.tasks, Grant: r.grant, GrantedAt: r.grantedAt,
 		Revocation: r.revocation, RevocationFailed: r.revocationFailed, Revoked: r.revoked, Failure: r.failure,
 		PostReview: r.postReview, PostOverdue: r.postOverdue, Drift: r.drift, DriftRevocation: r.driftRevocation,
 		AccessMissing: r.accessMissing}
@@ -63,7 +64,7 @@ func RestoreRequest(id string, b []byte) (*Request, error) {
 		return nil, fmt.Errorf("restore request %s: %w", id, err)
 	}
 	r := &Request{id: id, version: s.Version, status: s.Status, submitted: s.Submitted, decision: s.Decision, reviews: s.Reviews,
-		approvers: s.Approvers, rejection: s.Rejection, tasks: s.Tasks, grant: s.Grant, grantedAt: s.GrantedAt,
+		approvers: s.Approvers, rejection: s.Rejection, startCheck: s.StartCheck, tasks: s.Tasks, grant: s.Grant, grantedAt: s.GrantedAt,
 		revocation: s.Revocation, revocationFailed: s.RevocationFailed, revoked: s.Revoked, failure: s.Failure,
 		postReview: s.PostReview, postOverdue: s.PostOverdue, drift: s.Drift, driftRevocation: s.DriftRevocation,
 		accessMissing: s.AccessMissing, causes: make(map[causeKey]bool, len(s.Causes))}

@@ -44,7 +44,8 @@ const (
 	ReviewReminder Kind = "review_reminder"
 	// AwaitingApproval: policy wants approvals before your request can be granted.
 	AwaitingApproval Kind = "awaiting_approval"
-	// Denied: policy refused your request, with its reasons.
+	// Denied: policy refused your request, with its reasons (also when it checked a request for a
+	// later start again at that start, and no longer allowed it).
 	Denied Kind = "denied"
 	// Approved: every stage approved your request.
 	Approved Kind = "approved"
@@ -452,6 +453,13 @@ func (r Rules) Plan(ev events.Event, before, after *events.Request) Plan {
 			f.StageGroups = slices.Compact(groups)
 			r.tell(&plan, r.holders(after), cause, id, AwaitingApproval, f)
 			r.armReviewReminder(&plan, after, ev.Time)
+		}
+
+	case events.StartChecked:
+		// Checked again at the requested start and no longer allowed: denied, with the check's reasons.
+		if !p.Allowed {
+			f.PolicyReasons, f.PolicyRevision = p.Reasons, p.PolicyRevision
+			r.tell(&plan, r.holders(after), cause, id, Denied, f)
 		}
 
 	case events.Reviewed:

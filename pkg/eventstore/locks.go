@@ -8,9 +8,9 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 )
 
-// ErrNotARequest means the ID asked for as a request's is a lock's: to a caller of a request's route
-// it is no request at all.
-var ErrNotARequest = errors.New("the ID is a lock's, not a request's")
+// ErrNotARequest means the ID asked for as a request's is a lock's or a campaign's: to a caller of a
+// request's route it is no request at all.
+var ErrNotARequest = errors.New("the ID is a lock's or a campaign's, not a request's")
 
 // LoadedLock is a lock read from the evidence: its verified events and the aggregate folded from them.
 type LoadedLock struct {

@@ -75,8 +75,8 @@ func (p *planner) planEvent(msg *message.Message) ([]*message.Message, error) {
 	if err != nil {
 		return nil, errPermanent{err}
 	}
-	if typ.Lock() {
-		return nil, nil // a lock is no request: nobody is told of it through a request's rules
+	if !typ.Request() {
+		return nil, nil // a lock or a campaign is no request: nobody is told of it through a request's rules
 	}
 	seq, err := strconv.ParseUint(msg.Metadata.Get(metaSeq), 10, 64)
 	if err != nil {

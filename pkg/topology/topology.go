@@ -91,6 +91,9 @@ const (
 	TimerApprovalWindow = "approval-window"
 	// TimerPostReview is an emergency grant's post-review deadline (approval).
 	TimerPostReview = "post-review"
+	// TimerCampaign is an access review campaign's next reminder or deadline (approval), set on the
+	// campaign's ID.
+	TimerCampaign = "campaign"
 	// TimerGrantStart wakes fulfilment at the start of a request that asked for access later.
 	TimerGrantStart = "grant-start"
 	// TimerExpiry is a grant's expiry (revoker).
@@ -114,7 +117,7 @@ const ReconcileTimerID = "targets"
 
 // TimerKinds lists every timer kind.
 func TimerKinds() []string {
-	return []string{TimerApprovalWindow, TimerPostReview, TimerGrantStart, TimerExpiry, TimerReconcile,
+	return []string{TimerApprovalWindow, TimerPostReview, TimerCampaign, TimerGrantStart, TimerExpiry, TimerReconcile,
 		TimerNotifyExpiry, TimerNotifyReview, TimerNotifyPostReview, TimerNotifyTask}
 }
 

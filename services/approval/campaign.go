@@ -29,6 +29,19 @@ type CampaignSpec struct {
 	EscalationDeadline *time.Time
 }
 
+// IsCampaignAdmin reports whether a person in groups may open access reviews and see every item of
+// every campaign.
+func IsCampaignAdmin(groups, admins []string) bool { return sharesGroup(groups, admins) }
+
+// SeesItem reports whether a person in groups may see item it of campaign c: a campaign admin sees
+// every item; anyone else the items whose owners they are in, or whose escalation groups once the item
+// is escalated.
+func SeesItem(groups, admins []string, c *events.Campaign, it events.CampaignItem) bool {
+	state, _ := c.State(it.RequestID)
+	return IsCampaignAdmin(groups, admins) || sharesGroup(groups, it.Owners) ||
+		(state == events.ItemEscalated && sharesGroup(groups, c.Opened().EscalateTo))
+}
+
 // Owners names an entitlement's owner groups (the catalogue's), and false for an unknown entitlement.
 type Owners func(entitlement string) ([]string, bool)
 
@@ -70,7 +83,7 @@ func (ru Rules) OpenCampaign(id string, creator events.Principal, admins []strin
 	if err != nil {
 		return nil, fmt.Errorf("%w: creator identity: %v", ErrInvalid, err)
 	}
-	if !sharesGroup(creator.Groups, admins) {
+	if !IsCampaignAdmin(creator.Groups, admins) {
 		return nil, ErrNotCampaignAdmin
 	}
 	if len(items) == 0 {

@@ -43,13 +43,14 @@ func subjects(types ...events.Type) []string {
 // SchedulesSpec is the consumer of the events that arm timers.
 func SchedulesSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.ApprovalSchedules.Stream, Durable: topology.ApprovalSchedules.Durable,
-		FilterSubjects: subjects(events.TypePolicyDecided, events.TypeGranted)}
+		FilterSubjects: subjects(events.TypePolicyDecided, events.TypeGranted, events.TypeCampaignOpened)}
 }
 
 // TimersSpec is the consumer of the approval service's fired timers.
 func TimersSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.ApprovalTimers.Stream, Durable: topology.ApprovalTimers.Durable,
-		FilterSubjects: []string{topology.TimerFired("*", topology.TimerApprovalWindow), topology.TimerFired("*", topology.TimerPostReview)}}
+		FilterSubjects: []string{topology.TimerFired("*", topology.TimerApprovalWindow), topology.TimerFired("*", topology.TimerPostReview),
+			topology.TimerFired("*", topology.TimerCampaign)}}
 }
 
 // InboxSpec is the consumer feeding the review inbox, in batches (consumer.RunBatch): one batch at a
@@ -70,8 +71,12 @@ type Reactions struct {
 }
 
 // Schedule handles policy_decided and granted: it arms the approval window of a request that awaits
-// approval, and the post-review deadline of an emergency grant. Arming twice stores one schedule.
+// approval, and the post-review deadline of an emergency grant; and campaign_opened: it arms the
+// campaign's clock (Campaign). Arming twice stores one schedule.
 func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
+	if id, t, err := events.ParseNATSSubject(msg.Subject()); err == nil && t == events.TypeCampaignOpened {
+		return h.Campaign(ctx, id)
+	}
 	d, err := h.Store.Receive(msg)
 	if err != nil {
 		return consumer.Permanent(err)
@@ -121,6 +126,9 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 	if !events.ValidRequestID(id) {
 		return consumer.Permanent(fmt.Errorf("timer %s for %q: not a request ID", kind, id))
 	}
+	if kind == topology.TimerCampaign {
+		return h.Campaign(ctx, id)
+	}
 	var decide func(*events.Request, time.Time) ([]events.Draft, error)
 	switch kind {
 	case topology.TimerApprovalWindow:
@@ -149,6 +157,41 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 	} else {
 		log.Debug("timer found nothing to do", "status", u.Request.Status())
 	}
+	return nil
+}
+
+// Campaign runs campaign id's clock: it appends what is due now (a reminder, the escalation, the
+// closing; approval.CampaignDue) and arms the timer for the next reminder or deadline. A campaign whose
+// next time has not come by this clock, within the second the scheduler rounds to, is retried then
+// rather than armed again for the same second (which the scheduler would take for a repeat).
+func (h *Reactions) Campaign(ctx context.Context, id string) error {
+	var next time.Time
+	now := h.Now()
+	u, err := h.Store.UpdateCampaign(ctx, id, func(c *events.Campaign) ([]events.Draft, error) {
+		var drafts []events.Draft
+		drafts, next = approval.CampaignDue(c, now)
+		return drafts, nil
+	})
+	if permanent(err) {
+		return consumer.Permanent(err)
+	}
+	if err != nil {
+		return err
+	}
+	if u.Campaign.Status() == events.CampaignStatusNone {
+		// campaign_opened was delivered, so it is stored: this replica has yet to show it.
+		return fmt.Errorf("campaign %s: not yet readable", id)
+	}
+	if next.IsZero() {
+		return nil
+	}
+	if next.Sub(now) < 2*time.Second {
+		return consumer.RetryAfter(fmt.Errorf("campaign %s is next due at %s", id, next.UTC().Format(time.RFC3339Nano)), time.Until(next)+50*time.Millisecond)
+	}
+	if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: id, Kind: topology.TimerCampaign, AfterSeq: u.LastSeq()}, next); err != nil {
+		return err
+	}
+	h.Log.Info("campaign clock armed", "campaign", id, "status", u.Campaign.Status(), "next", next.UTC().Format(time.RFC3339))
 	return nil
 }
 

@@ -13,15 +13,14 @@ import (
 	"github.com/grantline/grantline/services/approval/httpapi"
 )
 
-// grant records, as policy and fulfilment, requester's payments-admin request auto-approved and granted
-// for an hour: a live grant an access review can select.
-func (w *world) grant(t testing.TB, requester events.Principal) string {
+// liveGrant records, as policy and fulfilment, requester's payments-admin request auto-approved and
+// granted: a live grant an access review can select.
+func (w *world) liveGrant(t testing.TB, requester events.Principal) string {
 	t.Helper()
 	id := w.submit(t, requester, "payments-admin", false)
 	w.append(t, events.Policy, id, events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"ok"},
 		EffectiveDurationSeconds: 3600, PolicyRevision: "sha256:rev", InputDigest: "sha256:in"}, CausationID: "decide-" + id})
-	w.append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "payments/admin",
-		Observed: events.Observed{Present: true}, ExpiresAt: time.Now().Add(time.Hour), Fulfiller: "service:fulfilment"}, CausationID: "grant-" + id})
+	w.grant(t, id)
 	return id
 }
 
@@ -54,7 +53,7 @@ func itemState(v httpapi.CampaignView, requestID string) events.ItemState {
 // not; the evidence holds every step.
 func TestCampaignOverHTTP(t *testing.T) {
 	w := newWorld(t)
-	alices, franks, daves := w.grant(t, alice), w.grant(t, frank), w.grant(t, dave)
+	alices, franks, daves := w.liveGrant(t, alice), w.liveGrant(t, frank), w.liveGrant(t, dave)
 	other := w.submit(t, alice, "analytics-read", false) // not granted: not reviewed
 
 	deadline := time.Now().Add(6 * time.Second).UTC()

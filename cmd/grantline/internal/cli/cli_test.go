@@ -404,17 +404,7 @@ func TestMassRevokeAgainstDev(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { target.Close(context.Background()) })
-	// What the demo target shows, not what the evidence says: does alice hold analytics_read through
-	// grant id's role? (Roles belong to the server, which other tests share: ask about this grant's.)
-	aliceHoldsRoleThrough := func(id string) bool {
-		var ok bool
-		if err := target.QueryRow(context.Background(), `SELECT COALESCE((SELECT pg_has_role(m.oid, g.oid, 'MEMBER') AND pg_has_role(g.oid, r.oid, 'MEMBER')
-			FROM pg_roles m, pg_roles g, pg_roles r WHERE m.rolname = 'alice' AND g.rolname = $1 AND r.rolname = 'analytics_read'), false)`,
-			pgconnector.GrantRole(id)).Scan(&ok); err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
+	aliceHoldsRoleThrough := func(id string) bool { return holdsAnalyticsRead(t, target, "alice", id) }
 	submit := func(who string) string {
 		_, out := run(t, append([]string{"request", "create", "--as", who, "--entitlement", "analytics-read",
 			"--duration", "1h", "--justification", "weekly revenue report"}, api...)...)
@@ -492,4 +482,18 @@ func TestMassRevokeAgainstDev(t *testing.T) {
 		lines[0].RequestID != franks || lines[0].Holder != "frank" || lines[0].Outcome != "revoked" {
 		t.Fatalf("revoking every analytics-read grant: exit %d, %v: %s", code, err, out)
 	}
+}
+
+// holdsAnalyticsRead is what the demo target shows, not what the evidence says: does person hold
+// analytics_read through grant id's role? (Roles belong to the server, which other tests share: ask
+// about this grant's.)
+func holdsAnalyticsRead(t *testing.T, target *pgx.Conn, person, id string) bool {
+	t.Helper()
+	var ok bool
+	if err := target.QueryRow(context.Background(), `SELECT COALESCE((SELECT pg_has_role(m.oid, g.oid, 'MEMBER') AND pg_has_role(g.oid, r.oid, 'MEMBER')
+		FROM pg_roles m, pg_roles g, pg_roles r WHERE m.rolname = $2 AND g.rolname = $1 AND r.rolname = 'analytics_read'), false)`,
+		pgconnector.GrantRole(id), person).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
 }

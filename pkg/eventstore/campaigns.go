@@ -45,3 +45,17 @@ func (s *Store) UpdateCampaign(ctx context.Context, id string, decide DecideCamp
 	}
 	return &LoadedCampaign{loaded: l, Campaign: c}, nil
 }
+
+// At returns the campaign's event stored at stream sequence seq and the campaign folded up to and with
+// it (what a reader of that event sees), and false when the campaign holds no event there (the replica
+// that answered may be behind).
+func (c *LoadedCampaign) At(seq uint64) (events.Event, *events.Campaign, bool) {
+	for i, rec := range c.loaded.Records {
+		if rec.Seq == seq {
+			// The events were folded once already, so they fold again.
+			then, _ := events.FoldCampaign(c.Campaign.ID(), c.loaded.Events[:i+1])
+			return c.loaded.Events[i], then, true
+		}
+	}
+	return events.Event{}, nil, false
+}

@@ -53,6 +53,12 @@ func TestCampaignsAreAppendedAndLoaded(t *testing.T) {
 	if state, _ := loaded.Campaign.State(bobs); state != events.ItemKept || len(loaded.Events()) != 2 {
 		t.Fatalf("loaded: bob's grant %q with %d events", state, len(loaded.Events()))
 	}
+	if ev, then, ok := loaded.At(opened.LastSeq()); !ok || ev.Type != events.TypeCampaignOpened || len(then.Awaiting()) != 2 {
+		t.Fatalf("the campaign at its opening: %v %v", ev.Type, ok)
+	}
+	if _, _, ok := loaded.At(loaded.LastSeq() + 1); ok {
+		t.Fatal("an event past the campaign's last")
+	}
 	if _, err := w.stores[events.Intake].Load(ctx, id); !errors.Is(err, ErrNotARequest) {
 		t.Fatalf("loading a campaign as a request: %v, want ErrNotARequest", err)
 	}

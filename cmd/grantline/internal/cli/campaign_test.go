@@ -3,9 +3,12 @@ package cli
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +20,8 @@ import (
 )
 
 // TestCampaignAgainstDev: an access review end to end on `grantline dev` and its PostgreSQL target.
-// Carol (security) reviews every analytics-read grant: alice's two and frank's. Frank may not certify
+// Carol (security) reviews every analytics-read grant: alice's two and frank's; the notifier e-mails
+// bob, analytics-read's owner, to answer. Frank may not certify
 // his own grant; bob (analytics-owners) keeps alice's first and revokes frank's, which is revoked at the
 // target with reason review_revoked; nobody answers for alice's second, which the rule revokes at the
 // deadline. audit verify is clean and the export's campaigns.csv holds the three outcomes.
@@ -86,6 +90,32 @@ func TestCampaignAgainstDev(t *testing.T) {
 		t.Fatalf("the kept grant: %s", show(kept))
 	}
 
+	// The owners were told when it opened: bob, analytics-read's only owner, by e-mail through dev's
+	// mail sink (asked after the decisions, which must beat the deadline).
+	poll.Until(t, 30*time.Second, "bob's e-mail asking him to review", func() bool {
+		resp, err := http.Get(env.MailURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got struct {
+			Mail []struct {
+				To      []string `json:"to"`
+				Subject string   `json:"subject"`
+				Text    string   `json:"text"`
+			} `json:"mail"`
+		}
+		if err := json.UnmarshalRead(resp.Body, &got); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range got.Mail {
+			if slices.Contains(m.To, "bob@example.test") && strings.Contains(m.Subject, `Access review "analytics Q4"`) &&
+				strings.Contains(m.Text, "grantline review campaign decide "+campaign) {
+				return true
+			}
+		}
+		return false
+	})
 	audit := []string{"--nats", env.NATSURL(), "--trust", env.Keys().TrustFile}
 	if code, out := run(t, append([]string{"audit", "verify"}, audit...)...); code != 0 || !strings.Contains(out, "nothing found") {
 		t.Fatalf("audit verify: exit %d: %s", code, out)

@@ -126,9 +126,10 @@ var access = map[User]Access{
 		Timers:    []string{topology.TimerGrantStart},
 	},
 	Approval: {
-		JetStream: true, Types: events.TypesOf(events.Approval), Reads: []string{topology.EventsStream},
+		// Scans: an access review lists the live grants and the campaigns opened.
+		JetStream: true, Types: events.TypesOf(events.Approval), Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream},
 		Consumers: []topology.Consumer{topology.ApprovalSchedules, topology.ApprovalTimers, topology.ApprovalInbox},
-		Timers:    []string{topology.TimerApprovalWindow, topology.TimerPostReview},
+		Timers:    []string{topology.TimerApprovalWindow, topology.TimerPostReview, topology.TimerCampaign},
 	},
 	Fulfilment: {
 		JetStream: true, Types: events.TypesOf(events.Fulfilment), Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream},

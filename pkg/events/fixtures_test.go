@@ -166,6 +166,13 @@ func candidate(t Type, r *Request) Event {
 			TypeLockRemoved: LockRemoved{RemovedBy: security}}[t])
 		ev.Subject = r.ID()
 		return ev
+	case TypeCampaignOpened, TypeCampaignReminded, TypeCampaignDecided, TypeCampaignEscalated, TypeCampaignClosed:
+		// A campaign's events are no request's either.
+		ev := campaignEvent(owner.ID, now, map[Type]Payload{TypeCampaignOpened: escalatingCampaign(),
+			TypeCampaignReminded: CampaignReminded{Pending: []string{itemA}}, TypeCampaignDecided: decided(itemA, CampaignKeep, owner),
+			TypeCampaignEscalated: CampaignEscalated{Items: []string{itemA}}, TypeCampaignClosed: CampaignClosed{}}[t])
+		ev.Subject = r.ID()
+		return ev
 	case TypeSubmitted:
 		return event(submittedPayload(false), t0, "alice")
 	case TypeWithdrawn:

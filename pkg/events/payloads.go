@@ -279,6 +279,9 @@ const (
 	RevokeDrift        RevocationReason = "drift"
 	// RevokeLocked ends access a lock covers (RevocationRequested.LockID names the lock).
 	RevokeLocked RevocationReason = "locked"
+	// RevokeReviewRevoked ends access an access review decided to revoke, or left unanswered under a
+	// rule that revokes (RevocationRequested.CampaignID names the campaign).
+	RevokeReviewRevoked RevocationReason = "review_revoked"
 )
 
 // RevocationRequested records a request to end access before expiry (emitted by revoker).
@@ -288,6 +291,8 @@ type RevocationRequested struct {
 	Note   string           `json:"note,omitempty"`
 	// LockID is the lock that ends the access, with reason locked.
 	LockID string `json:"lock_id,omitempty"`
+	// CampaignID is the access review that ends the access, with reason review_revoked.
+	CampaignID string `json:"campaign_id,omitempty"`
 }
 
 // Expired records that a grant reached its expiry (emitted by revoker).
@@ -373,6 +378,16 @@ func newPayload(t Type) (Payload, bool) {
 		return &LockPlaced{}, true
 	case TypeLockRemoved:
 		return &LockRemoved{}, true
+	case TypeCampaignOpened:
+		return &CampaignOpened{}, true
+	case TypeCampaignReminded:
+		return &CampaignReminded{}, true
+	case TypeCampaignDecided:
+		return &CampaignDecided{}, true
+	case TypeCampaignEscalated:
+		return &CampaignEscalated{}, true
+	case TypeCampaignClosed:
+		return &CampaignClosed{}, true
 	case TypeSubmitted:
 		return &Submitted{}, true
 	case TypeWithdrawn:

@@ -512,11 +512,16 @@ func (r *Request) check(ev Event) error {
 		if r.revocation != "" {
 			return refuse("revocation is already under way")
 		}
-		if p.Reason != RevokeEarly && p.Reason != RevokeDrift && p.Reason != RevokeReviewFailed && p.Reason != RevokeLocked {
+		switch p.Reason {
+		case RevokeEarly, RevokeDrift, RevokeReviewFailed, RevokeLocked, RevokeReviewRevoked:
+		default:
 			return refuse(fmt.Sprintf("reason %q does not ask for early revocation", p.Reason))
 		}
 		if (p.Reason == RevokeLocked) != ValidRequestID(p.LockID) {
 			return refuse("a revocation names a lock exactly when a lock asks for it")
+		}
+		if (p.Reason == RevokeReviewRevoked) != ValidRequestID(p.CampaignID) {
+			return refuse("a revocation names a campaign exactly when an access review asks for it")
 		}
 
 	case Expired:

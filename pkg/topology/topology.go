@@ -91,6 +91,9 @@ const (
 	TimerApprovalWindow = "approval-window"
 	// TimerPostReview is an emergency grant's post-review deadline (approval).
 	TimerPostReview = "post-review"
+	// TimerCampaign is an access review campaign's next reminder or deadline (approval), set on the
+	// campaign's ID.
+	TimerCampaign = "campaign"
 	// TimerGrantStart wakes policy at the start of a request approved for access from a later time, to
 	// check it again then (policy). Fulfilment armed it before start checks existed; the kind keeps its
 	// name so that a timer armed then is checked too.
@@ -116,7 +119,7 @@ const ReconcileTimerID = "targets"
 
 // TimerKinds lists every timer kind.
 func TimerKinds() []string {
-	return []string{TimerApprovalWindow, TimerPostReview, TimerGrantStart, TimerExpiry, TimerReconcile,
+	return []string{TimerApprovalWindow, TimerPostReview, TimerCampaign, TimerGrantStart, TimerExpiry, TimerReconcile,
 		TimerNotifyExpiry, TimerNotifyReview, TimerNotifyPostReview, TimerNotifyTask}
 }
 

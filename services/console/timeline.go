@@ -335,6 +335,8 @@ func revocationReason(r events.RevocationReason) string {
 		return "drift on the target"
 	case events.RevokeLocked:
 		return "a lock covers it"
+	case events.RevokeReviewRevoked:
+		return "an access review revoked it"
 	}
 	return string(r)
 }

@@ -73,11 +73,17 @@ const (
 	// again), a live grant's access missing, or access no request explains (also to the escalation
 	// groups).
 	DriftDetected Kind = "drift_detected"
+	// CertificationRequested: an access review asks you, an owner of the grants under review (or a
+	// member of its escalation groups once escalated), to keep or revoke each by its deadline.
+	CertificationRequested Kind = "certification_requested"
+	// CertificationReminder: grants you own still await your answer in the review.
+	CertificationReminder Kind = "certification_reminder"
 )
 
 // Kinds lists every kind, in lifecycle order.
 var Kinds = []Kind{ReviewRequested, ReviewReminder, AwaitingApproval, Denied, Approved, Rejected, Granted, FulfilmentFailed,
-	ExpiryWarning, Revoked, PostReviewDue, PostReviewOverdue, TaskOpened, TaskOverdue, RevocationFailed, DriftDetected}
+	ExpiryWarning, Revoked, PostReviewDue, PostReviewOverdue, TaskOpened, TaskOverdue, RevocationFailed, DriftDetected,
+	CertificationRequested, CertificationReminder}
 
 // Person is someone the directory knows, with the addresses the notifier can reach them at.
 type Person struct {
@@ -238,6 +244,10 @@ type Facts struct {
 	Instructions string     `json:"instructions,omitempty"`
 	// Told lists who else this cause told (for a webhook, everyone it told).
 	Told []string `json:"told,omitempty"`
+	// Campaign is the access review's name, for a certification; Grants how many grants await an
+	// answer in it (then RequestID is the campaign's ID).
+	Campaign string `json:"campaign,omitempty"`
+	Grants   int    `json:"grants,omitempty"`
 }
 
 // Reminder is a kind of reminder the notifier arms for a request.

@@ -313,8 +313,8 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 			continue
 		}
 		b.To = d.Seq
-		if _, t, err := events.ParseNATSSubject(d.Subject); err == nil && t.Lock() {
-			continue // a lock is no request; the revoker lists the locks
+		if _, t, err := events.ParseNATSSubject(d.Subject); err == nil && !t.Request() {
+			continue // a lock or a campaign is no request; the revoker lists the locks, approval the campaigns
 		}
 		id, err := requestID(d.Subject)
 		if err != nil {

@@ -6,6 +6,7 @@ require (
 	github.com/chromedp/cdproto v0.160.1
 	github.com/chromedp/chromedp v0.23.1
 	github.com/grantline/grantline/api v0.0.0
+	github.com/grantline/grantline/examples/integration v0.0.0
 	github.com/grantline/grantline/pkg v0.0.0
 	github.com/grantline/grantline/pkg/events v0.0.0
 	github.com/grantline/grantline/services/approval v0.0.0
@@ -35,6 +36,8 @@ require (
 	github.com/caarlos0/env/v11 v11.4.2 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/cloudevents/sdk-go/protocol/nats/v2 v2.16.2 // indirect
+	github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2 v2.16.2 // indirect
 	github.com/cloudevents/sdk-go/v2 v2.16.2 // indirect
 	github.com/coreos/go-oidc/v3 v3.21.0 // indirect
 	github.com/decred/dcrd/dcrec/secp256k1/v4 v4.4.1 // indirect
@@ -156,3 +159,5 @@ replace github.com/grantline/grantline/services/checkpointer => ../../services/c
 replace github.com/grantline/grantline/services/console => ../../services/console
 
 replace github.com/grantline/grantline/services/notifier => ../../services/notifier
+
+replace github.com/grantline/grantline/examples/integration => ../../examples/integration

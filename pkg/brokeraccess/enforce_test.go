@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/brokeraccess"
@@ -246,10 +247,12 @@ func TestAnIntegrationSubmitsOnlyAsItself(t *testing.T) {
 		}
 	}
 	for subject, allowed := range map[string]bool{
-		topology.IntegrationOutcomes("servicenow"): true,
-		topology.IntegrationOutcomes("hr-feed"):    false,
-		events.AllSubjects:                         false,
-		"_INBOX.>":                                 false,
+		topology.IntegrationOutcomes("servicenow"):   true,
+		topology.IntegrationOutcomes("hr-feed"):      false,
+		topology.IntegrationDeliveries("servicenow"): true,
+		topology.IntegrationDeliveries("hr-feed"):    false,
+		events.AllSubjects:                           false,
+		"_INBOX.>":                                   false,
 	} {
 		sub, err := c.nc.SubscribeSync(subject)
 		if err != nil {
@@ -266,5 +269,98 @@ func TestAnIntegrationSubmitsOnlyAsItself(t *testing.T) {
 		if refused == allowed {
 			t.Errorf("servicenow subscribing to %s: refused %v, want allowed %v", subject, refused, allowed)
 		}
+	}
+}
+
+// TestAnIntegrationOnlyBindsToItsOwnConsumer: servicenow binds to the consumer the operator provisioned
+// for it as its CloudEvents SDK does (nats.Bind with the older JetStream API), receives its outcomes and
+// acknowledges them. It creates no consumer, even one filtered to its own outcomes: not one delivering
+// them into the evidence, by either create API, nor its own consumer re-delivered there; it deletes
+// nothing, and cannot bind to hr-feed's consumer or acknowledge for it. The evidence stays empty.
+func TestAnIntegrationOnlyBindsToItsOwnConsumer(t *testing.T) {
+	b := startBroker(t)
+	ctx := context.Background()
+	op := b.connect(t, brokeraccess.Operator)
+	c := b.connect(t, brokeraccess.Integration("servicenow"))
+	mine, theirs := topology.IntegrationConsumer("servicenow"), topology.IntegrationConsumer("hr-feed")
+	legacy, err := c.nc.JetStream(nats.MaxWait(2 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := legacy.QueueSubscribeSync(topology.IntegrationOutcomes("servicenow"), topology.IntegrationDeliverGroup("servicenow"),
+		nats.Bind(mine.Stream, mine.Durable), nats.ManualAck())
+	if err != nil {
+		t.Fatalf("servicenow binding to %s: %v", mine.Durable, err)
+	}
+	if _, err := op.js.Publish(ctx, topology.IntegrationOutcomes("servicenow"), []byte("accepted")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sub.NextMsg(10 * time.Second)
+	if err != nil || string(m.Data) != "accepted" {
+		t.Fatalf("servicenow's outcome: %v %v", m, err)
+	}
+	if err := m.AckSync(); err != nil {
+		t.Fatalf("servicenow acknowledging its outcome: %v", err)
+	}
+
+	intoEvidence := jetstream.ConsumerConfig{FilterSubject: topology.IntegrationOutcomes("servicenow"),
+		DeliverSubject: events.NATSSubject(events.NewID(), events.TypeSubmitted), AckPolicy: jetstream.AckNonePolicy}
+	sneaky := intoEvidence
+	sneaky.Durable = "sneaky"
+	redirected := intoEvidence
+	redirected.Durable, redirected.DeliverGroup = mine.Durable, topology.IntegrationDeliverGroup("servicenow")
+	redirected.AckPolicy = jetstream.AckExplicitPolicy // an update may change the deliver subject, not the ack policy
+	legacyBody := []byte(`{"stream_name":"` + mine.Stream + `","config":{"durable_name":"sneaky","deliver_subject":"` + intoEvidence.DeliverSubject +
+		`","filter_subject":"` + intoEvidence.FilterSubject + `","ack_policy":"none"}}`)
+	for _, tc := range []struct {
+		what, subject string
+		call          func(context.Context) error
+	}{
+		{"create a consumer delivering its outcomes into the evidence",
+			"$JS.API.CONSUMER.CREATE." + mine.Stream + ".sneaky." + sneaky.FilterSubject,
+			func(ctx context.Context) error {
+				_, err := c.js.CreatePushConsumer(ctx, mine.Stream, sneaky)
+				return err
+			}},
+		{"re-deliver its own consumer into the evidence",
+			"$JS.API.CONSUMER.CREATE." + mine.Stream + "." + mine.Durable + "." + redirected.FilterSubject,
+			func(ctx context.Context) error {
+				_, err := c.js.CreateOrUpdatePushConsumer(ctx, mine.Stream, redirected)
+				return err
+			}},
+		{"create a durable delivering into the evidence by the older API",
+			"$JS.API.CONSUMER.DURABLE.CREATE." + mine.Stream + ".sneaky",
+			func(ctx context.Context) error {
+				_, err := c.nc.RequestWithContext(ctx, "$JS.API.CONSUMER.DURABLE.CREATE."+mine.Stream+".sneaky", legacyBody)
+				return err
+			}},
+		{"delete its own consumer", "$JS.API.CONSUMER.DELETE." + mine.Stream + "." + mine.Durable,
+			func(ctx context.Context) error { return c.js.DeleteConsumer(ctx, mine.Stream, mine.Durable) }},
+		{"bind to hr-feed's consumer", "$JS.API.CONSUMER.INFO." + theirs.Stream + "." + theirs.Durable,
+			func(context.Context) error {
+				_, err := legacy.QueueSubscribeSync(topology.IntegrationOutcomes("hr-feed"), topology.IntegrationDeliverGroup("hr-feed"),
+					nats.Bind(theirs.Stream, theirs.Durable))
+				return err
+			}},
+		{"acknowledge for hr-feed's consumer", "$JS.ACK." + theirs.Stream + "." + theirs.Durable + ".1.1.1.0.0",
+			func(ctx context.Context) error {
+				_, err := c.nc.RequestWithContext(ctx, "$JS.ACK."+theirs.Stream+"."+theirs.Durable+".1.1.1.0.0", nil)
+				return err
+			}},
+	} {
+		if refused, err := c.do(t, tc.subject, tc.call); !refused || err == nil {
+			t.Errorf("servicenow may not %s: refused %v (%v)", tc.what, refused, err)
+		}
+	}
+	evidence, err := op.js.Stream(ctx, topology.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := evidence.Info(ctx); err != nil || info.State.Msgs != 0 {
+		t.Fatalf("the evidence after servicenow's attempts: %d messages (%v)", info.State.Msgs, err)
+	}
+	got, err := op.js.PushConsumer(ctx, mine.Stream, mine.Durable)
+	if err != nil || got.CachedInfo().Config.DeliverSubject != topology.IntegrationDeliveries("servicenow") {
+		t.Fatalf("servicenow's consumer after its attempts: %v", err)
 	}
 }

@@ -22,8 +22,8 @@ import (
 // integrations are the integrations of the test deployment.
 var integrations = []string{"servicenow", "hr-feed"}
 
-// broker is an embedded single-node server holding every user of the matrix, with the streams
-// provisioned by the operator.
+// broker is an embedded single-node server holding every user of the matrix, with the streams and the
+// integrations' consumers provisioned by the operator.
 type broker struct {
 	ns    *server.Server
 	creds map[brokeraccess.User]string
@@ -66,6 +66,9 @@ func startBroker(t *testing.T) *broker {
 	b := &broker{ns: ns, creds: creds}
 	op := b.connect(t, brokeraccess.Operator)
 	if err := eventstore.Provision(context.Background(), op.js, eventstore.DefaultSettings); err != nil {
+		t.Fatal(err)
+	}
+	if err := eventstore.ProvisionIntegrations(context.Background(), op.js, integrations); err != nil {
 		t.Fatal(err)
 	}
 	return b

@@ -53,8 +53,9 @@ const (
 const integrationPrefix = "integration-"
 
 // Integration is the user of the integration called name (examples/integrations.yaml): it may publish
-// requests on grantline.intake.<name>.requests and read its outcomes, nothing else. The subject it may
-// publish to is what identifies it to intake.
+// requests on grantline.intake.<name>.requests and read its outcomes, over core NATS or through the
+// consumer the operator provisions for it (topology.IntegrationConsumer, Access.Binds), nothing else. The subject it may publish
+// to is what identifies it to intake.
 func Integration(name string) User { return User(integrationPrefix + name) }
 
 // IntegrationName returns the integration behind u, or false if u is not an integration's user.
@@ -95,9 +96,17 @@ type Access struct {
 	// Timers are the timer kinds the user schedules (grantline.timers.sched.<id>.<kind>).
 	Timers []string
 	// Publish and Subscribe are further subjects: intake's answers to integrations, an integration's
-	// requests and outcomes.
+	// requests and outcomes, and its consumer's deliveries.
 	Publish, Subscribe []string
-	// JetStream says whether the user talks to the JetStream API at all (integrations only publish).
+	// Binds are durable push consumers the operator provisions for the user, which it only binds to:
+	// it may read the consumer's stream's and the consumer's information, receive on its deliver
+	// subject (in Subscribe) and acknowledge its deliveries. It may create, update or delete no consumer:
+	// NATS does not hold a push consumer's deliver subject to its creator's permissions, so a consumer an
+	// integration created could deliver intake's messages into the evidence stream. An integration's
+	// CloudEvents SDK binds so with its JetStream binding (nats.Bind).
+	Binds []topology.Consumer
+	// JetStream says whether the user talks to the JetStream API at large (an integration reaches only
+	// what Binds grants it).
 	JetStream bool
 }
 
@@ -158,7 +167,9 @@ var access = map[User]Access{
 // operator has no Access: it may do anything.
 func AccessOf(u User) (Access, bool) {
 	if name, ok := u.IntegrationName(); ok && name != "" && !strings.ContainsAny(name, ".*> ") {
-		return Access{Publish: []string{topology.IntegrationRequests(name)}, Subscribe: []string{topology.IntegrationOutcomes(name)}}, true
+		return Access{Publish: []string{topology.IntegrationRequests(name)},
+			Subscribe: []string{topology.IntegrationOutcomes(name), topology.IntegrationDeliveries(name)},
+			Binds:     []topology.Consumer{topology.IntegrationConsumer(name)}}, true
 	}
 	a, ok := access[u]
 	return a, ok

@@ -84,6 +84,11 @@ func PermissionsOf(u User) (Permissions, bool) {
 	for _, kind := range a.Timers {
 		pub(topology.TimerSchedule("*", kind))
 	}
+	for _, c := range a.Binds {
+		// What binding to a provisioned push consumer takes: the stream's information (the SDK reads it
+		// before it publishes or subscribes), the consumer's, and acknowledgements of its deliveries.
+		pub(jsAPI+"STREAM.INFO."+c.Stream, jsAPI+"CONSUMER.INFO."+c.Stream+"."+c.Durable, "$JS.ACK."+c.Stream+"."+c.Durable+".>")
+	}
 	pub(a.Publish...)
 	p.Subscribe.Allow = append(append(p.Subscribe.Allow, a.Subscribe...), InboxPrefix(u)+".>")
 	p.Publish.Deny = denied(a)

@@ -51,8 +51,10 @@ func (r Report) String() string {
 // event type, deleting, purging, reconfiguring or creating each stream and deleting messages from it,
 // reading the evidence, pulling from and deleting every durable consumer, reading and writing every
 // key-value bucket, scheduling every timer kind and faking a fired timer, publishing every
-// integration's requests and intake's outcomes, dead-lettering, and subscribing to the evidence, to
-// every inbox and to its own.
+// integration's requests and intake's outcomes, creating consumers that would deliver them into the
+// evidence, binding to and acknowledging for each integration's consumer, re-filtering and
+// acknowledging for every durable consumer, dead-lettering, and subscribing to the
+// evidence, to every inbox and to its own.
 //
 // Every attempt is harmless even where the broker wrongly allows it: writes carry an expected-stream
 // header no stream has, so JetStream stores nothing; destructive API requests carry a body the server
@@ -197,14 +199,23 @@ func attempts(u User, integrations []string) []attempt {
 		api("reconfigure stream "+s, jsAPI+"STREAM.UPDATE."+s, "not a stream configuration", false)
 		api("create stream "+s, jsAPI+"STREAM.CREATE."+s, "not a stream configuration", false)
 		api("delete a message of "+s, jsAPI+"STREAM.MSG.DELETE."+s, "not a delete request", false)
-		api("read the state of "+s, jsAPI+"STREAM.INFO."+s, "", a.JetStream)
+		api("read the state of "+s, jsAPI+"STREAM.INFO."+s, "", a.JetStream || slices.ContainsFunc(a.Binds, func(c topology.Consumer) bool { return c.Stream == s }))
 	}
+	api("find streams by subject", jsAPI+"STREAM.NAMES", `{"subject":"`+topology.IntakeSubjects+`"}`, false)
+	api("follow the whole intake stream", jsAPI+"CONSUMER.CREATE."+topology.IntakeStream+".probe", "not a consumer configuration", false)
+	api("follow every intake subject", jsAPI+"CONSUMER.CREATE."+topology.IntakeStream+".probe."+topology.IntakeSubjects, "not a consumer configuration", false)
+	api("delete an ephemeral consumer of "+topology.IntakeStream, jsAPI+"CONSUMER.DELETE."+topology.IntakeStream+".probe", `{"probe":true}`, false)
 	api("read events directly", jsAPI+"DIRECT.GET."+topology.EventsStream, `{"last_by_subj":"`+events.RequestFilter("probe")+`"}`,
 		slices.Contains(a.Reads, topology.EventsStream))
 	for _, c := range topology.Durables() {
 		own := slices.Contains(a.Consumers, c)
 		api("pull from "+c.Durable, jsAPI+"CONSUMER.MSG.NEXT."+c.Stream+"."+c.Durable, `{"batch":1}`, own)
 		api("delete consumer "+c.Durable, jsAPI+"CONSUMER.DELETE."+c.Stream+"."+c.Durable, `{"probe":true}`, own)
+		// A create is also an update: onto an integration's outcomes, a durable would stop doing its work.
+		api("re-filter consumer "+c.Durable, jsAPI+"CONSUMER.CREATE."+c.Stream+"."+c.Durable+"."+topology.IntegrationOutcomes("probe"),
+			"not a consumer configuration", own)
+		// An acknowledgement of a sequence never delivered changes nothing, should the broker let it through.
+		write("acknowledge for "+c.Durable, "$JS.ACK."+c.Stream+"."+c.Durable+".1.999999999.999999999.0.0", own)
 	}
 	for _, b := range topology.Buckets() {
 		own := slices.Contains(a.Buckets, b)
@@ -219,6 +230,22 @@ func attempts(u User, integrations []string) []attempt {
 		write("submit as integration "+name, topology.IntegrationRequests(name), u == Integration(name))
 		write("answer integration "+name, topology.IntegrationOutcomes(name), u == Intake)
 		subscribe("read integration "+name+"'s outcomes", topology.IntegrationOutcomes(name), u == Integration(name))
+		// Only the operator creates consumers for integrations: a push consumer's deliver subject is not
+		// held to its creator's permissions, so this one would write name's outcomes into the evidence.
+		// The body's ack policy is one the server cannot read, so it creates nothing if let through.
+		intoEvidence := `{"stream_name":"` + topology.IntakeStream + `","config":{"deliver_subject":"` +
+			events.NATSSubject(events.NewID(), events.TypeSubmitted) + `","filter_subject":"` + topology.IntegrationOutcomes(name) + `","ack_policy":"probe"}}`
+		api("follow integration "+name+"'s outcomes into the evidence", jsAPI+"CONSUMER.CREATE."+topology.IntakeStream+".probe."+topology.IntegrationOutcomes(name),
+			intoEvidence, false)
+		c := topology.IntegrationConsumer(name)
+		mine := slices.Contains(a.Binds, c)
+		api("re-deliver "+c.Durable+" into the evidence", jsAPI+"CONSUMER.CREATE."+c.Stream+"."+c.Durable+"."+topology.IntegrationOutcomes(name), intoEvidence, false)
+		api("re-deliver "+c.Durable+" by the older API", jsAPI+"CONSUMER.DURABLE.CREATE."+c.Stream+"."+c.Durable, intoEvidence, false)
+		api("delete consumer "+c.Durable, jsAPI+"CONSUMER.DELETE."+c.Stream+"."+c.Durable, `{"probe":true}`, false)
+		api("pull from "+c.Durable, jsAPI+"CONSUMER.MSG.NEXT."+c.Stream+"."+c.Durable, `{"batch":1}`, false)
+		api("bind to "+c.Durable, jsAPI+"CONSUMER.INFO."+c.Stream+"."+c.Durable, "", mine)
+		subscribe("receive "+c.Durable+"'s deliveries", topology.IntegrationDeliveries(name), mine)
+		write("acknowledge for "+c.Durable, "$JS.ACK."+c.Stream+"."+c.Durable+".1.999999999.999999999.0.0", mine)
 	}
 	for _, c := range topology.Durables() {
 		own := slices.Contains(a.Consumers, c)

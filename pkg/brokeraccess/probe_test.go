@@ -82,6 +82,12 @@ func TestProbeCatchesABrokerThatEnforcesNothing(t *testing.T) {
 		"approval must not read bucket GRANTLINE_CREDENTIALS",
 		"fulfilment must not fake a fired expiry timer",
 		"revoker must not subscribe to every inbox",
+		"integration-servicenow must not follow integration servicenow's outcomes into the evidence",
+		"integration-servicenow must not re-deliver outcomes-servicenow by the older API",
+		"integration-hr-feed must not bind to outcomes-servicenow",
+		"integration-hr-feed must not acknowledge for outcomes-servicenow",
+		"integration-servicenow must not re-filter consumer intake",
+		"integration-servicenow must not acknowledge for intake",
 	} {
 		if !strings.Contains(strings.Join(r.Unexpected, "\n"), want) {
 			t.Errorf("the probe did not report %q:\n%s", want, r)

@@ -146,6 +146,24 @@ func RequestingIntegration(subject string) (string, bool) {
 	return name, true
 }
 
+// IntegrationConsumer is the durable push consumer through which integration name reads its outcomes
+// over JetStream: filtered to IntegrationOutcomes(name), delivering to IntegrationDeliveries(name), in
+// deliver group name (IntegrationDeliverGroup). The operator provisions it (eventstore.ProvisionIntegrations);
+// the integration only binds to it. An integration may create no consumer at all: NATS does not hold a
+// push consumer's deliver subject to its creator's permissions, so one it created could deliver intake's
+// messages onto the evidence's subjects, into GRANTLINE_EVENTS.
+func IntegrationConsumer(name string) Consumer { return Consumer{IntakeStream, "outcomes-" + name} }
+
+// IntegrationDeliverGroup is the deliver group of IntegrationConsumer(name): the replicas of the
+// integration subscribe in that queue group and share its outcomes.
+func IntegrationDeliverGroup(name string) string { return name }
+
+const deliveriesPrefix = "grantline.deliveries."
+
+// IntegrationDeliveries is where IntegrationConsumer(name) delivers; only name's NATS user may subscribe
+// there. No stream's subjects match it (eventstore tests that), so a delivery is never stored again.
+func IntegrationDeliveries(name string) string { return deliveriesPrefix + name + ".outcomes" }
+
 const deadLetterPrefix = "grantline.dlq."
 
 // DeadLetter is where the consumer durable sets aside what it cannot handle.

@@ -53,6 +53,15 @@ func LoadIntegrations(path string) (*Integrations, error) {
 	return &in, nil
 }
 
+// Names lists the integrations' names, in file order: one NATS user and one outcomes consumer each.
+func (in *Integrations) Names() []string {
+	names := make([]string, 0, len(in.Integrations))
+	for _, i := range in.Integrations {
+		names = append(names, i.Name)
+	}
+	return names
+}
+
 // Find returns the integration called name.
 func (in *Integrations) Find(name string) (Integration, bool) {
 	i := slices.IndexFunc(in.Integrations, func(x Integration) bool { return x.Name == name })

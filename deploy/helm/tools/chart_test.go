@@ -48,8 +48,8 @@ func TestDefaultValues(t *testing.T) {
 	if got := envValue(r.deployments["policy"].Spec.Template.Spec.Containers[0], "GRANTLINE_DIRECTORY"); got != "/etc/grantline/files/directory.yaml" {
 		t.Errorf("policy: GRANTLINE_DIRECTORY=%q, want the directory of the files", got)
 	}
-	if len(r.jobs) != 1 || !slices.Equal(r.jobs[0].Spec.Template.Spec.Containers[0].Args, []string{"streams", "provision", "--replicas", "3"}) {
-		t.Errorf("want one Job running `streams provision --replicas 3`")
+	if len(r.jobs) != 1 || !slices.Equal(r.jobs[0].Spec.Template.Spec.Containers[0].Args, []string{"streams", "provision", "--replicas", "3", "--integration", "servicenow"}) {
+		t.Errorf("want one Job running `streams provision --replicas 3 --integration servicenow` (the demo's integration)")
 	}
 	for name, d := range r.deployments {
 		if got := envValue(d.Spec.Template.Spec.Containers[0], "GRANTLINE_OTLP_ENDPOINT"); got != "" {
@@ -205,8 +205,11 @@ func TestScaledValues(t *testing.T) {
 		}
 	}
 	job := r.jobs[0].Spec.Template.Spec
-	if got := job.Containers[0].Args; !slices.Equal(got, []string{"streams", "provision", "--replicas", "5"}) {
-		t.Errorf("job args %q, want --replicas 5", got)
+	if got := job.Containers[0].Args; !slices.Equal(got, []string{"streams", "provision", "--replicas", "5", "--integrations", "/etc/grantline/files/integrations.yaml"}) {
+		t.Errorf("job args %q, want --replicas 5 and the integrations of the existing ConfigMap", got)
+	}
+	if files := job.Volumes[1].ConfigMap; files == nil || files.Name != "grantline-prod-files" {
+		t.Error("job: the integrations do not come from the existing ConfigMap grantline-prod-files")
 	}
 	if op := job.Volumes[0].Secret; op == nil || op.SecretName != "prod-nats-operator" || op.Items[0].Key != "operator.nk" {
 		t.Error("job: the operator's NKey does not come from prod-nats-operator/operator.nk")

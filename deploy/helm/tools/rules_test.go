@@ -402,8 +402,8 @@ func jobProblems(j *batchv1.Job) []string {
 	if !strings.Contains(c.Image, "/grantline:") {
 		add("image %s is not the CLI image", c.Image)
 	}
-	if len(c.Args) != 4 || !slices.Equal(c.Args[:3], []string{"streams", "provision", "--replicas"}) {
-		add("runs %q, not `streams provision --replicas N`", c.Args)
+	if len(c.Args) < 4 || !slices.Equal(c.Args[:3], []string{"streams", "provision", "--replicas"}) || len(c.Args)%2 != 0 {
+		add("runs %q, not `streams provision --replicas N` with the integrations", c.Args)
 	}
 	for _, env := range []string{"GRANTLINE_NATS_URL", "GRANTLINE_NATS_NKEY_FILE"} {
 		if !hasEnv(c, env) {

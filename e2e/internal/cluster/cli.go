@@ -21,13 +21,13 @@ func (c *Cluster) CLI(ctx context.Context, args ...string) (code int, output str
 	return c.cliAs(ctx, brokeraccess.Auditor, args...)
 }
 
-// cliAs runs the command line as NATS user u.
+// cliAs runs the command line as NATS user u, with the examples (integrations.yaml among them) at /examples.
 func (c *Cluster) cliAs(ctx context.Context, u brokeraccess.User, args ...string) (int, string, error) {
 	return c.runOnce(ctx, spec{
 		name: fmt.Sprintf("cli-%d", c.cliRuns.Add(1)), image: c.image("grantline"), cmd: args,
 		env: map[string]string{"GRANTLINE_NATS_URL": c.natsURLs(), "GRANTLINE_TRUST_FILE": "/secrets/trust.json",
 			"GRANTLINE_NATS_NKEY_FILE": "/secrets/nats.nk"},
-		binds: []string{c.secrets.trustFile() + ":/secrets/trust.json:ro", c.secrets.natsKey(u) + ":/secrets/nats.nk:ro"},
+		binds: []string{c.secrets.trustFile() + ":/secrets/trust.json:ro", c.secrets.natsKey(u) + ":/secrets/nats.nk:ro", c.examples + ":/examples:ro"},
 	})
 }
 

@@ -157,7 +157,8 @@ func (c *Cluster) monitorURLs() string {
 }
 
 // startNATS starts the three nodes, waits for the JetStream cluster to form, has the operator
-// provision the streams at three replicas (grantline streams provision) and connects as the operator.
+// provision the streams at three replicas and the integrations' outcomes consumers (grantline streams
+// provision) and connects as the operator.
 func (c *Cluster) startNATS(ctx context.Context) error {
 	authConf, err := os.ReadFile(c.secrets.authConf())
 	if err != nil {
@@ -195,7 +196,7 @@ func (c *Cluster) startNATS(ctx context.Context) error {
 	c.logf("JetStream cluster formed; provisioning the streams (R%d)", replicas)
 	// An evidence stream of 1 GiB rather than the default 8: three stores share this machine's disk.
 	code, out, err := c.cliAs(formCtx, brokeraccess.Operator, "streams", "provision",
-		"--replicas", strconv.Itoa(replicas), "--events-max-bytes", strconv.Itoa(1<<30))
+		"--replicas", strconv.Itoa(replicas), "--events-max-bytes", strconv.Itoa(1<<30), "--integrations", "/examples/integrations.yaml")
 	if err == nil && code != 0 {
 		err = fmt.Errorf("exit code %d", code)
 	}

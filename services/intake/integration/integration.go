@@ -33,8 +33,9 @@ const (
 	TypeRefused  = "io.grantline.intake.refused"
 )
 
-// cloudEvent is the structured-mode CloudEvent an integration sends. Only these attributes are known;
-// anything else is refused, like every other input.
+// cloudEvent is the CloudEvent an integration sends, in either content mode (decode), and the
+// structured-mode envelope of intake's answers. Only these attributes are known; anything else is
+// refused, like every other input.
 type cloudEvent struct {
 	SpecVersion     string         `json:"specversion"`
 	ID              string         `json:"id"`
@@ -84,7 +85,7 @@ func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if !ok {
 		return consumer.Permanent(fmt.Errorf("%q is not an integration's request subject", msg.Subject()))
 	}
-	ce, id, err := h.accept(ctx, name, msg.Data())
+	ce, id, err := h.accept(ctx, name, msg.Headers(), msg.Data())
 	log := h.Log.With("integration", name, "cloudevent_id", ce.ID, "request_id", id)
 	var refused refusal
 	switch {
@@ -123,12 +124,12 @@ func (r refusal) outcome() Outcome {
 	return o
 }
 
-func (h *Handler) accept(ctx context.Context, name string, data []byte) (cloudEvent, string, error) {
-	var ce cloudEvent
+func (h *Handler) accept(ctx context.Context, name string, header nats.Header, data []byte) (cloudEvent, string, error) {
 	if len(data) > events.MaxEventSize {
-		return ce, "", refusal{fmt.Errorf("CloudEvent of %d bytes is over the %d byte limit", len(data), events.MaxEventSize)}
+		return cloudEvent{}, "", refusal{fmt.Errorf("CloudEvent of %d bytes is over the %d byte limit", len(data), events.MaxEventSize)}
 	}
-	if err := events.UnmarshalStrict(data, &ce); err != nil {
+	ce, err := decode(header, data)
+	if err != nil {
 		return ce, "", refusal{fmt.Errorf("malformed CloudEvent: %v", err)}
 	}
 	switch {

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json/v2"
 	"fmt"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	jetstreamce "github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2"
 	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -27,10 +30,12 @@ import (
 )
 
 // client is an integration ("servicenow") as a real one would be written: CloudEvents from the SDK,
-// published to its NATS subject, outcomes read back from its own subject.
+// written by its NATS binding in structured mode or, with binary set, in binary mode (the SDK's
+// default), published to its NATS subject, outcomes read back from its own subject.
 type client struct {
-	t  *testing.T
-	js jetstream.JetStream
+	t      *testing.T
+	js     jetstream.JetStream
+	binary bool
 }
 
 func (c client) send(id string, data map[string]any, republish bool) {
@@ -42,12 +47,17 @@ func (c client) send(id string, data map[string]any, republish bool) {
 	if err := ev.SetData(cloudevents.ApplicationJSON, data); err != nil {
 		c.t.Fatal(err)
 	}
-	body, err := ev.MarshalJSON()
+	ctx := binding.WithForceStructured(context.Background())
+	if c.binary {
+		ctx = binding.WithForceBinary(context.Background())
+	}
+	var body bytes.Buffer
+	header, err := jetstreamce.WriteMsg(ctx, binding.ToMessage(&ev), &body)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	msg := nats.NewMsg(topology.IntegrationRequests("servicenow"))
-	msg.Data = body
+	msg.Header, msg.Data = header, body.Bytes()
 	opts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
 	if republish {
 		// A republish after the server's duplicate window: a new message ID, the same CloudEvent.
@@ -158,6 +168,43 @@ func TestOneRequestPerCloudEventID(t *testing.T) {
 	}
 }
 
+// TestEitherContentModeIsOneRequestPerCloudEventID: a request in binary mode (the SDK's default) is
+// accepted like a structured one, and the same CloudEvent republished in the other mode is the same
+// request (its answer is the first one again, which the stream deduplicates); a binary one with an
+// attribute intake does not know is refused and dead-lettered, as a structured one is.
+func TestEitherContentModeIsOneRequestPerCloudEventID(t *testing.T) {
+	c, _, js := start(t)
+	c.binary = true
+	c.send("ce-1", request("alice", "engineers"), false)
+	c.binary = false
+	c.send("ce-1", request("alice", "engineers"), true)
+	odd := nats.NewMsg(topology.IntegrationRequests("servicenow"))
+	odd.Header = nats.Header{"ce-specversion": {"1.0"}, "ce-id": {"ce-2"}, "ce-source": {"/s"}, "ce-type": {TypeRequest}, "ce-approved": {"true"}}
+	odd.Data, _ = json.Marshal(request("alice", "engineers"))
+	if _, err := js.PublishMsg(context.Background(), odd); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 20*time.Second, "an answer to each CloudEvent", func() bool { return len(c.outcomes()) == 2 })
+	for _, o := range c.outcomes() {
+		var data Outcome
+		if err := o.DataAs(&data); err != nil {
+			t.Fatal(err)
+		}
+		accepted := o.Subject() == "ce-1" && o.Type() == TypeAccepted
+		refused := o.Subject() == "ce-2" && o.Type() == TypeRefused && strings.Contains(data.Reason, `unknown attribute "approved"`)
+		if !accepted && !refused {
+			t.Errorf("%s answered %s: %+v", o.Subject(), o.Type(), data)
+		}
+	}
+	settle(t, js)
+	if n := messages(t, js, topology.EventsStream); n != 1 {
+		t.Errorf("%d events in the evidence stream, want ce-1's one request", n)
+	}
+	if n := messages(t, js, topology.DLQStream); n != 1 {
+		t.Errorf("%d dead letters, want ce-2's alone", n)
+	}
+}
+
 // TestRefusalsAreAnsweredWithReasons: each row is something the integration may not do; it gets a
 // refused outcome naming why, and the CloudEvent is dead-lettered.
 func TestRefusalsAreAnsweredWithReasons(t *testing.T) {
@@ -230,18 +277,19 @@ func TestAnIntegrationOverItsLimitIsRefusedWithTheReason(t *testing.T) {
 	if accepted != burst {
 		t.Fatalf("%d of %d CloudEvents accepted, want the burst of %d", accepted, sent, burst)
 	}
-	st, err := js.Stream(context.Background(), topology.EventsStream)
-	if err != nil {
-		t.Fatal(err)
+	if n := messages(t, js, topology.EventsStream); n != burst {
+		t.Fatalf("%d events in the evidence stream, want the burst's %d submitted", n, burst)
 	}
-	info, err := st.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	settle(t, js)
+	if n := messages(t, js, topology.DLQStream); n != 0 {
+		t.Fatalf("%d dead letters after the flood, want none", n)
 	}
-	if info.State.Msgs != burst {
-		t.Fatalf("%d events in the evidence stream, want the burst's %d submitted", info.State.Msgs, burst)
-	}
-	// Every delivery settled (acked, or dead-lettered first) before the dead letters are counted.
+}
+
+// settle waits until every delivery to intake is settled (acked, or dead-lettered first), so what
+// the streams hold can be counted.
+func settle(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
 	poll.Until(t, 20*time.Second, "every delivery settled", func() bool {
 		c, err := js.Consumer(context.Background(), topology.IntakeIntegrations.Stream, topology.IntakeIntegrations.Durable)
 		if err != nil {
@@ -250,11 +298,18 @@ func TestAnIntegrationOverItsLimitIsRefusedWithTheReason(t *testing.T) {
 		ci, err := c.Info(context.Background())
 		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
 	})
-	dlq, err := js.Stream(context.Background(), topology.DLQStream)
+}
+
+// messages is the number of messages in stream.
+func messages(t *testing.T, js jetstream.JetStream, stream string) uint64 {
+	t.Helper()
+	st, err := js.Stream(context.Background(), stream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dinfo, err := dlq.Info(context.Background()); err != nil || dinfo.State.Msgs != 0 {
-		t.Fatalf("dead letters after the flood: %v, err %v; want none", dinfo.State.Msgs, err)
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
+	return info.State.Msgs
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/grantline/grantline/pkg/checkpoint"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/services/console/session"
-	"github.com/grantline/grantline/services/intake"
 )
 
 func deployCommand(stdout io.Writer) *cobra.Command {
@@ -48,15 +47,9 @@ It refuses to overwrite existing files unless --force. Replacing signing keys br
 the events they signed: to rotate a key, use "grantline deploy rotate-key" and "retire-key" instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var names []string
-			if integrations != "" {
-				in, err := intake.LoadIntegrations(integrations)
-				if err != nil {
-					return err
-				}
-				for _, i := range in.Integrations {
-					names = append(names, i.Name)
-				}
+			names, err := integrationNames(integrations)
+			if err != nil {
+				return err
 			}
 			uid, gid, err := parseOwner(owner)
 			if err != nil {
@@ -214,8 +207,8 @@ func writeSecrets(out io.Writer, dir string, integrations []string, checkpoints 
      (the checkpointer: GRANTLINE_CHECKPOINT_KEY_FILE=signing/checkpointer.key with nats/checkpointer.nk;
      the read side: nats/query.nk; each integration: nats/integration-<name>.nk, replies on _INBOX.integration-<name>;
      the console: nats/console.nk, the trust file, and GRANTLINE_CONSOLE_SESSION_KEY_FILE=console/session.key).
-  3. Create the streams as the operator, then start the services:
-     grantline streams provision --nats <url> --nkey %s --replicas 3
+  3. Create the streams, and each integration's outcomes consumer, as the operator, then start the services:
+     grantline streams provision --nats <url> --nkey %s --replicas 3 --integrations <integrations.yaml>
 `, filepath.Join(dir, "nats", "auth.conf"), filepath.Join(dir, "nats", "operator.nk"))
 	return nil
 }

@@ -22,7 +22,7 @@ import (
 
 // TestDeploySecretsRunADeployment: `grantline deploy secrets` writes the keys with private modes and
 // the owner asked for, refuses to overwrite them; a nats-server including its auth.conf admits the
-// operator to provision the streams with `grantline streams provision`, a service to dial its store
+// operator to provision the streams and the integrations' consumers with `grantline streams provision`, a service to dial its store
 // with its signing and NATS keys and append, and enforces the matrix for every user it wrote.
 func TestDeploySecretsRunADeployment(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "secrets")
@@ -85,8 +85,10 @@ func TestDeploySecretsRunADeployment(t *testing.T) {
 		t.Fatalf("intake provisioned the streams: %s", out)
 	}
 	for range 2 { // idempotent
-		if code, out := run(t, "streams", "provision", "--nats", url, "--nkey", nkey(brokeraccess.Operator), "--replicas", "1"); code != 0 ||
-			!strings.Contains(out, topology.EventsStream) {
+		if code, out := run(t, "streams", "provision", "--nats", url, "--nkey", nkey(brokeraccess.Operator), "--replicas", "1",
+			"--integrations", examples+"/integrations.yaml", "--integration", "ticketing"); code != 0 ||
+			!strings.Contains(out, topology.EventsStream) || !strings.Contains(out, "consumer "+topology.IntegrationConsumer("servicenow").Durable+" ") ||
+			!strings.Contains(out, "consumer "+topology.IntegrationConsumer("ticketing").Durable+" ") {
 			t.Fatalf("streams provision: exit %d: %s", code, out)
 		}
 	}

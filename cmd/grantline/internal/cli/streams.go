@@ -10,6 +10,8 @@ import (
 
 	"github.com/grantline/grantline/pkg/brokeraccess"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/topology"
+	"github.com/grantline/grantline/services/intake"
 )
 
 func streamsCommand(stdout io.Writer) *cobra.Command {
@@ -21,13 +23,18 @@ func streamsCommand(stdout io.Writer) *cobra.Command {
 	pf.StringVar(&as, "as", string(brokeraccess.Operator), "the NATS user the key belongs to: its replies arrive on that user's inbox")
 
 	settings := eventstore.DefaultSettings
+	var integrations string
+	var named []string
 	provision := &cobra.Command{
 		Use:   "provision",
-		Short: "Create the four streams, or bring the disposable ones up to date; never loosens the evidence stream",
-		Long: `Creates GRANTLINE_EVENTS, GRANTLINE_TIMERS, GRANTLINE_INTAKE and GRANTLINE_DLQ with --replicas
-replicas, or updates the three disposable ones. An existing evidence stream is never changed: if it is
-misconfigured, every problem is reported and nothing is touched. Only the operator's NATS user may do
-this; services only check. Running it again changes nothing. The services declare their own key-value
+		Short: "Create the streams and the integrations' consumers, or bring the disposable ones up to date; never loosens the evidence stream",
+		Long: `Creates GRANTLINE_EVENTS, GRANTLINE_TIMERS, GRANTLINE_INTAKE, GRANTLINE_DLQ and GRANTLINE_CHECKPOINTS
+with --replicas replicas, or updates the disposable ones. An existing evidence stream is never changed:
+if it is misconfigured, every problem is reported and nothing is touched. For each integration in
+--integrations it creates (or updates) the durable push consumer outcomes-<name> on GRANTLINE_INTAKE
+through which that integration reads its outcomes over JetStream: an integration may only bind to it,
+never create a consumer (docs/integrations.md says why). Only the operator's NATS user may do this;
+services only check. Running it again changes nothing. The services declare their own key-value
 buckets when they start (their NATS users may create and update those, nothing else).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -36,13 +43,30 @@ buckets when they start (their NATS users may create and update those, nothing e
 				return err
 			}
 			defer closeNATS()
+			names, err := integrationNames(integrations)
+			if err != nil {
+				return err
+			}
+			names = append(names, named...)
 			if err := eventstore.Provision(cmd.Context(), js, settings); err != nil {
 				return err
+			}
+			if err := eventstore.ProvisionIntegrations(cmd.Context(), js, names); err != nil {
+				return err
+			}
+			for _, name := range names {
+				c := topology.IntegrationConsumer(name)
+				fmt.Fprintf(stdout, "consumer %s of %s: integration %s's outcomes, delivered to %s\n", c.Durable, c.Stream, name,
+					topology.IntegrationDeliveries(name))
 			}
 			return printStreams(cmd, stdout, js)
 		},
 	}
 	provision.Flags().IntVar(&settings.Replicas, "replicas", settings.Replicas, "replicas of each stream: 1 on one node, 3 (or 5) in a cluster")
+	provision.Flags().StringVar(&integrations, "integrations", envOr("GRANTLINE_INTEGRATIONS", ""),
+		"the integrations file (GRANTLINE_INTEGRATIONS): one outcomes consumer per integration")
+	provision.Flags().StringArrayVar(&named, "integration", nil,
+		"an integration's name, besides those of --integrations (the Helm chart's Job, which runs before the files' ConfigMap exists); repeatable")
 	provision.Flags().Int64Var(&settings.EventsMaxBytes, "events-max-bytes", settings.EventsMaxBytes, "size at which the evidence stream refuses writes rather than drop evidence")
 
 	check := &cobra.Command{
@@ -83,4 +107,16 @@ func printStreams(cmd *cobra.Command, out io.Writer, js jetstream.JetStream) err
 	}
 	fmt.Fprintln(out, "The streams are ready; the services can start.")
 	return nil
+}
+
+// integrationNames lists the integrations in the integrations file at path, none for an empty path.
+func integrationNames(path string) ([]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	in, err := intake.LoadIntegrations(path)
+	if err != nil {
+		return nil, err
+	}
+	return in.Names(), nil
 }

@@ -120,10 +120,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 	if err != nil {
 		return nil, err
 	}
-	var integrations []string
-	for _, i := range demo.integrations.Integrations {
-		integrations = append(integrations, i.Name)
-	}
+	integrations := demo.integrations.Names()
 	if e.natsKeys, err = EnsureNATSKeys(filepath.Join(cfg.DataDir, "keys", "nats"), integrations); err != nil {
 		return nil, err
 	}
@@ -142,6 +139,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Env, err er
 		return nil, err
 	}
 	if err := eventstore.Provision(ctx, e.js, eventstore.DefaultSettings); err != nil {
+		return nil, err
+	}
+	if err := eventstore.ProvisionIntegrations(ctx, e.js, integrations); err != nil {
 		return nil, err
 	}
 	if err := eventstore.CheckDurability(ctx, eventstore.EmbeddedProbe(e.nats)); err != nil {

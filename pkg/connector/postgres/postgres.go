@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -271,6 +272,57 @@ func (c *Connector) Revoke(ctx context.Context, g connector.Grant) (events.Obser
 	return c.Inspect(ctx, g)
 }
 
+// RevokeBatch revokes gs (connector.BatchRevoker): the grant roles of people in one transaction (one
+// DROP ROLE for them all) and one inspection of them all; a service account's login, whose sessions
+// must end between blocking it and dropping it, as Revoke does. When the server refuses the
+// transaction (a role that cannot be dropped, say), each grant of it is revoked on its own, so one
+// grant's failure is its own and the others go; when the server cannot be reached, every grant of it
+// fails with that error.
+func (c *Connector) RevokeBatch(ctx context.Context, gs []connector.Grant) []connector.Revocation {
+	out := make([]connector.Revocation, len(gs))
+	var people []int
+	var persons, roles, targets []string
+	for i, g := range gs {
+		target, err := c.target(g)
+		switch {
+		case err != nil:
+			out[i].Err = err
+		case c.IssuesCredential(g):
+			out[i].Observed, out[i].Err = c.Revoke(ctx, g)
+		default:
+			people = append(people, i)
+			persons, roles, targets = append(persons, g.Subject.ID), append(roles, GrantRole(g.ID)), append(targets, target)
+		}
+	}
+	if len(people) == 0 {
+		return out
+	}
+	err := c.tx(ctx, roles, func(tx pgx.Tx) error {
+		names := make([]string, len(roles))
+		for k, r := range roles {
+			names[k] = ident(r)
+		}
+		_, err := tx.Exec(ctx, "DROP ROLE IF EXISTS "+strings.Join(names, ", "))
+		return err
+	})
+	var obs []events.Observed
+	if err == nil {
+		obs, err = c.inspectPeople(ctx, persons, roles, targets)
+	}
+	var pgErr *pgconn.PgError
+	for k, i := range people {
+		switch {
+		case err == nil:
+			out[i].Observed = obs[k]
+		case errors.As(err, &pgErr):
+			out[i].Observed, out[i].Err = c.Revoke(ctx, gs[i])
+		default:
+			out[i].Err = err
+		}
+	}
+	return out
+}
+
 func (c *Connector) destroyLogin(ctx context.Context, login, target string) error {
 	// First no new sessions (committed, so a login racing the drop is refused), then end the open ones:
 	// VALID UNTIL only stops new logins, and a revoked credential must not keep a session.
@@ -327,22 +379,45 @@ func (c *Connector) Inspect(ctx context.Context, g connector.Grant) (events.Obse
 }
 
 func (c *Connector) inspectPerson(ctx context.Context, person, grantRole, target string) (events.Observed, error) {
-	var roleGranted, member, effective bool
-	err := c.pool.QueryRow(ctx, `
+	obs, err := c.inspectPeople(ctx, []string{person}, []string{grantRole}, []string{target})
+	if err != nil {
+		return events.Observed{}, err
+	}
+	return obs[0], nil
+}
+
+// inspectPeople is inspectPerson of many people's grants in one query: the k-th of persons, grantRoles
+// and targets is one grant, and so is the k-th Observed returned.
+func (c *Connector) inspectPeople(ctx context.Context, persons, grantRoles, targets []string) ([]events.Observed, error) {
+	rows, err := c.pool.Query(ctx, `
 		SELECT
 			EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles g ON g.oid = m.member
-			        WHERE r.rolname = $3 AND g.rolname = $2),
+			        WHERE r.rolname = x.target AND g.rolname = x.grant_role),
 			EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles p ON p.oid = m.member
-			        WHERE g.rolname = $2 AND p.rolname = $1),
+			        WHERE g.rolname = x.grant_role AND p.rolname = x.person),
 			COALESCE((SELECT pg_has_role(p.oid, t.oid, 'MEMBER') FROM pg_roles p, pg_roles t
-			          WHERE p.rolname = $1 AND t.rolname = $3), false)`,
-		person, grantRole, target).Scan(&roleGranted, &member, &effective)
+			          WHERE p.rolname = x.person AND t.rolname = x.target), false)
+		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(person, grant_role, target, k)
+		ORDER BY x.k`, persons, grantRoles, targets)
 	if err != nil {
-		return events.Observed{}, classify(err)
+		return nil, classify(err)
 	}
-	return events.Observed{Present: roleGranted && member, Detail: map[string]string{
-		"role": target, "member": person, "grant_role": grantRole, "effective": fmt.Sprint(effective),
-	}}, nil
+	obs := make([]events.Observed, 0, len(persons))
+	var roleGranted, member, effective bool
+	_, err = pgx.ForEachRow(rows, []any{&roleGranted, &member, &effective}, func() error {
+		k := len(obs)
+		obs = append(obs, events.Observed{Present: roleGranted && member, Detail: map[string]string{
+			"role": targets[k], "member": persons[k], "grant_role": grantRoles[k], "effective": fmt.Sprint(effective),
+		}})
+		return nil
+	})
+	if err == nil && len(obs) != len(persons) {
+		err = fmt.Errorf("inspected %d of %d grants", len(obs), len(persons))
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	return obs, nil
 }
 
 func (c *Connector) inspectLogin(ctx context.Context, login, target string) (events.Observed, error) {
@@ -381,10 +456,10 @@ func (c *Connector) target(g connector.Grant) (string, error) {
 func (c *Connector) tx(ctx context.Context, names []string, fn func(pgx.Tx) error) error {
 	names = slices.Sorted(slices.Values(names))
 	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		for _, n := range names {
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('grantline-role:' || $1, 0))`, n); err != nil {
-				return err
-			}
+		// One round trip for all the locks, however many (a batch revocation's), taken in the array's order.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('grantline-role:' || n, 0))
+			FROM unnest($1::text[]) WITH ORDINALITY AS x(n, k) ORDER BY k`, names); err != nil {
+			return err
 		}
 		return fn(tx)
 	})

@@ -229,10 +229,19 @@ func Timeout(req *events.Request, now time.Time) ([]events.Draft, error) {
 	return []events.Draft{{Payload: events.Rejected{Reason: events.RejectedTimeout}, CausationID: TimeoutCause(req.ID())}}, nil
 }
 
+// GrantWait is how long a post-review deadline that passed before its emergency grant was made waits
+// before it looks again (approval.Overdue).
+const GrantWait = 5 * time.Second
+
 // Overdue decides what the post-review deadline appends at time now: post_review_overdue while an
 // emergency grant still awaits its post-review and has not been marked overdue, nothing otherwise. It
-// returns a *TooEarlyError if now is before the deadline.
+// returns a *TooEarlyError if now is before the deadline, or, for an emergency approved but not granted
+// yet (the deadline is armed at the decision), GrantWait from now: the grant may still be made, and an
+// emergency granted after its deadline is overdue from the start.
 func Overdue(req *events.Request, now time.Time) ([]events.Draft, error) {
+	if req.Decision().Outcome == events.OutcomeEmergency && req.Status() == events.StatusApproved {
+		return nil, &TooEarlyError{Until: now.Add(GrantWait)}
+	}
 	if !req.PostReviewOpen() || req.PostReviewOverdue() {
 		return nil, nil
 	}

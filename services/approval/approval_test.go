@@ -351,37 +351,45 @@ func TestPostReviewScenarios(t *testing.T) {
 func TestDeadlines(t *testing.T) {
 	deadline := t0.Add(24 * time.Hour)
 	pending := []events.Payload{request(alice, self(alice), false), paymentsAdmin}
-	emergencyGranted := []events.Payload{request(alice, self(alice), true), emergencyDecided(), granted(t0.Add(2 * time.Minute))}
+	emergencyDecided := []events.Payload{request(alice, self(alice), true), emergencyDecided()}
+	emergencyGranted := append(slices.Clone(emergencyDecided), granted(t0.Add(2*time.Minute)))
 	cases := []struct {
 		name  string
 		setup []events.Payload
 		fire  func(*events.Request, time.Time) ([]events.Draft, error)
 		now   time.Time
 		want  []string
-		early bool
+		// comeBack is when a timer that fired too early must look again; zero if it decides now.
+		comeBack time.Time
 	}{
-		{"the approval window ends on a pending request: rejected for timeout", pending, approval.Timeout, deadline, []string{"rejected"}, false},
-		{"a timer that fires before the window ends asks to come back", pending, approval.Timeout, deadline.Add(-time.Second), nil, true},
+		{"the approval window ends on a pending request: rejected for timeout", pending, approval.Timeout, deadline, []string{"rejected"}, time.Time{}},
+		{"a timer that fires before the window ends asks to come back", pending, approval.Timeout, deadline.Add(-time.Second), nil, deadline},
 		{"the window ends on an approved request: nothing (a stale timer)",
 			[]events.Payload{request(alice, self(alice), false), decided(false, stage("owners", 1, "payments-owners")),
 				events.Reviewed{Reviewer: bob, Stage: 0, Decision: approve, RequestDigest: request(alice, self(alice), false).RequestDigest},
 				events.Approved{Approvers: []string{"bob"}}},
-			approval.Timeout, deadline.Add(time.Hour), nil, false},
-		{"the window ends on a withdrawn request: nothing", append(slices.Clone(pending), events.Withdrawn{}), approval.Timeout, deadline, nil, false},
-		{"the post-review deadline passes with nobody reviewing: overdue", emergencyGranted, approval.Overdue, deadline, []string{"post_review_overdue"}, false},
-		{"the post-review deadline has not passed", emergencyGranted, approval.Overdue, deadline.Add(-time.Minute), nil, true},
+			approval.Timeout, deadline.Add(time.Hour), nil, time.Time{}},
+		{"the window ends on a withdrawn request: nothing", append(slices.Clone(pending), events.Withdrawn{}), approval.Timeout, deadline, nil, time.Time{}},
+		{"the post-review deadline passes with nobody reviewing: overdue", emergencyGranted, approval.Overdue, deadline, []string{"post_review_overdue"}, time.Time{}},
+		{"the post-review deadline has not passed", emergencyGranted, approval.Overdue, deadline.Add(-time.Minute), nil, deadline},
 		{"the post-review was done in time: nothing",
 			append(slices.Clone(emergencyGranted), events.PostReviewed{Reviewer: carol, Outcome: events.PostReviewRatified}),
-			approval.Overdue, deadline, nil, false},
+			approval.Overdue, deadline, nil, time.Time{}},
+		// The post-review deadline is armed at the decision, so it can pass before the grant is made.
+		{"the post-review deadline passes before the emergency is granted: it waits for the grant",
+			emergencyDecided, approval.Overdue, deadline, nil, deadline.Add(approval.GrantWait)},
+		{"the post-review deadline of an emergency whose grant failed: nothing",
+			append(slices.Clone(emergencyDecided), events.FulfilmentFailed{ErrorClass: "target_refused", Message: "role missing", Attempts: 1, Permanent: true}),
+			approval.Overdue, deadline, nil, time.Time{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			req := fold(t, tc.setup...)
 			drafts, err := tc.fire(req, tc.now)
 			var early *approval.TooEarlyError
-			if tc.early {
-				if !errors.As(err, &early) || !early.Until.Equal(deadline) {
-					t.Fatalf("got %v, want too early until %s", err, deadline)
+			if !tc.comeBack.IsZero() {
+				if !errors.As(err, &early) || !early.Until.Equal(tc.comeBack) {
+					t.Fatalf("got %v, want too early until %s", err, tc.comeBack)
 				}
 				return
 			}

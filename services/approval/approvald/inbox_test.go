@@ -3,6 +3,7 @@ package approvald_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,6 +118,7 @@ func TestInboxIsARebuildableProjection(t *testing.T) {
 	w.append(t, events.Intake, withdrawn, events.Draft{Payload: events.Withdrawn{Reason: "no longer needed"}, Actor: "alice"})
 	emergency := w.emergency(t, time.Now().Add(time.Hour))
 	ratified := w.emergency(t, time.Now().Add(time.Hour))
+	auto := w.autoApproved(t)
 	if status, body := w.call(t, "POST", "/v1/requests/"+ratified+"/post-review", "carol", `{"outcome":"ratified"}`); status != 201 {
 		t.Fatalf("%d %s", status, body)
 	}
@@ -131,6 +133,12 @@ func TestInboxIsARebuildableProjection(t *testing.T) {
 	} {
 		if !containsPrefix(before, want) {
 			t.Fatalf("the inbox lacks %q:\n%v", want, before)
+		}
+	}
+	// A request decided without review never awaits reviewers: the inbox holds nothing of it.
+	for _, row := range before {
+		if strings.Contains(row, auto) {
+			t.Fatalf("the inbox holds a request policy approved without review: %s", row)
 		}
 	}
 	for _, closed := range []string{approved, rejected, withdrawn, ratified} {

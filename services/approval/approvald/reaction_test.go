@@ -128,6 +128,29 @@ func TestEmergencyPostReview(t *testing.T) {
 			t.Fatalf("late post-review: %d %s", status, body)
 		}
 	})
+
+	// The deadline is armed with the decision; when it passes before the grant is made, the grant is
+	// overdue from the moment it is made.
+	t.Run("overdue before the grant", func(t *testing.T) {
+		id := w.emergencyDecided(t, time.Now().Add(time.Second))
+		w.armed(t, id, topology.TimerPostReview)
+		st, err := w.js.Stream(context.Background(), topology.TimersStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		poll.Until(t, 8*time.Second, "the post-review deadline to fire", func() bool {
+			_, err := st.GetLastMsgForSubject(context.Background(), topology.TimerFired(id, topology.TimerPostReview))
+			return err == nil
+		})
+		if w.load(t, id).Request.PostReviewOverdue() {
+			t.Fatal("an emergency not granted yet is marked overdue")
+		}
+		w.grant(t, id)
+		poll.Until(t, 3*approval.GrantWait, "post_review_overdue after the late grant", func() bool { return w.load(t, id).Request.PostReviewOverdue() })
+		if n := w.count(t, id, events.TypePostReviewOverdue); n != 1 {
+			t.Fatalf("%d overdue events", n)
+		}
+	})
 }
 
 // TestForgedEventsAreRefused publishes reviewed and approved events signed with another service's key

@@ -226,18 +226,43 @@ func (w *world) paymentsAdmin(t testing.TB, requester events.Principal) string {
 	return id
 }
 
-// emergency records an emergency request by alice, the emergency decision with a post-review by
-// security due at deadline, and the grant.
-func (w *world) emergency(t testing.TB, deadline time.Time) string {
+// autoApproved records a request by alice that policy approved without review, and its grant.
+func (w *world) autoApproved(t testing.TB) string {
+	t.Helper()
+	id := w.submit(t, alice, "analytics-read", false)
+	w.append(t, events.Policy, id, events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeAutoApproved,
+		Reasons: []string{"low risk"}, EffectiveDurationSeconds: 3600, PolicyRevision: "sha256:rev", InputDigest: "sha256:in"},
+		CausationID: "decide-" + id})
+	w.grant(t, id)
+	return id
+}
+
+// grant records fulfilment's grant of request id.
+func (w *world) grant(t testing.TB, id string) {
+	t.Helper()
+	w.append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "payments/admin",
+		Observed: events.Observed{Present: true}, ExpiresAt: time.Now().Add(20 * time.Minute), Fulfiller: "service:fulfilment"},
+		CausationID: "grant-" + id})
+}
+
+// emergencyDecided records an emergency request by alice and the emergency decision with a
+// post-review by security due at deadline, not granted yet.
+func (w *world) emergencyDecided(t testing.TB, deadline time.Time) string {
 	t.Helper()
 	id := w.submit(t, alice, "payments-admin", true)
 	w.append(t, events.Policy, id, events.Draft{Payload: events.PolicyDecided{Outcome: events.OutcomeEmergency,
 		Reasons: []string{"break glass"}, EffectiveDurationSeconds: 1800,
 		PostReview:     &events.PostReview{Groups: []string{"security"}, Deadline: deadline},
 		PolicyRevision: "sha256:rev", InputDigest: "sha256:in"}, CausationID: "decide-" + id})
-	w.append(t, events.Fulfilment, id, events.Draft{Payload: events.Granted{Connector: "postgres", TargetRef: "payments/admin",
-		Observed: events.Observed{Present: true}, ExpiresAt: time.Now().Add(20 * time.Minute), Fulfiller: "service:fulfilment"},
-		CausationID: "grant-" + id})
+	return id
+}
+
+// emergency records an emergency request by alice, the emergency decision with a post-review by
+// security due at deadline, and the grant.
+func (w *world) emergency(t testing.TB, deadline time.Time) string {
+	t.Helper()
+	id := w.emergencyDecided(t, deadline)
+	w.grant(t, id)
 	return id
 }
 

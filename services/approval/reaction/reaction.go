@@ -1,11 +1,12 @@
-// Package reaction is the approval service's side of the stream: the reactions that arm timers
-// (policy_decided → the approval window, an emergency grant → its post-review deadline), the reaction
-// to fired timers (rejected for timeout, post_review_overdue), and the projection of the review inbox.
+// Package reaction is the approval service's side of the stream: the reaction that arms timers
+// (policy_decided → the approval window, or an emergency's post-review deadline), the reaction to
+// fired timers (rejected for timeout, post_review_overdue), and the projection of the review inbox.
 //
-// Every handler reads the request through the event store, which verifies each event's signature,
-// type and chain: an event no service may have written (a reviewed or approved event signed with
-// another service's key) makes the load fail with a *events.Violation, and the handler dead-letters
-// the delivery instead of acting on it or appending on top of it.
+// Every handler that appends or projects reads the request through the event store, which verifies
+// each event's signature, type and chain: an event no service may have written (a reviewed or approved
+// event signed with another service's key) makes the load fail with a *events.Violation, and the
+// handler dead-letters the delivery instead of acting on it or appending on top of it. Arming a timer
+// writes no evidence, so it relies on the delivered decision alone, verified on receipt.
 package reaction
 
 import (
@@ -40,10 +41,11 @@ func subjects(types ...events.Type) []string {
 	return out
 }
 
-// SchedulesSpec is the consumer of the events that arm timers.
+// SchedulesSpec is the consumer of the events that arm timers: policy decisions only, since a decision
+// carries every deadline the approval service keeps (the approval window, an emergency's post-review).
 func SchedulesSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.ApprovalSchedules.Stream, Durable: topology.ApprovalSchedules.Durable,
-		FilterSubjects: subjects(events.TypePolicyDecided, events.TypeGranted)}
+		FilterSubjects: subjects(events.TypePolicyDecided)}
 }
 
 // TimersSpec is the consumer of the approval service's fired timers.
@@ -69,37 +71,33 @@ type Reactions struct {
 	Log   *slog.Logger
 }
 
-// Schedule handles policy_decided and granted: it arms the approval window of a request that awaits
-// approval, and the post-review deadline of an emergency grant. Arming twice stores one schedule.
+// Schedule handles policy_decided: it arms the approval window of a decision that asks for approval,
+// and the post-review deadline of an emergency. Arming twice stores one schedule.
+//
+// It decides on the delivered decision alone (verified: policy's signature, a type policy may emit),
+// without loading the request: arming a timer writes no evidence, and the reaction to the fired timer
+// loads and verifies the whole request before it appends anything. The post-review deadline is armed
+// at the decision rather than at the grant, since the decision fixes it; a deadline that passes before
+// the grant is made waits for the grant (approval.Overdue).
 func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
 	d, err := h.Store.Receive(msg)
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	l, err := h.Store.AtDelivery(ctx, d)
-	if permanent(err) {
-		return consumer.Permanent(err)
+	decision, ok := d.Event.Payload.(events.PolicyDecided)
+	if !ok {
+		return consumer.Permanent(fmt.Errorf("schedules: %s is not a policy decision", d.Event.Type.Name()))
 	}
-	if err != nil {
-		return err
-	}
-	req := l.Request
 	log := h.Log.With(telemetry.KeyRequestID, d.RequestID, telemetry.KeyEventType, d.Event.Type.Name())
-	switch d.Event.Type {
-	case events.TypePolicyDecided:
-		deadline := req.Decision().ApprovalDeadline
-		if req.Status() != events.StatusPendingApproval || deadline == nil {
-			return nil
-		}
-		if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: d.RequestID, Kind: topology.TimerApprovalWindow, AfterSeq: d.Seq}, *deadline); err != nil {
+	if decision.Outcome == events.OutcomeApprovalRequired && decision.ApprovalDeadline != nil {
+		deadline := *decision.ApprovalDeadline
+		if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: d.RequestID, Kind: topology.TimerApprovalWindow, AfterSeq: d.Seq}, deadline); err != nil {
 			return err
 		}
 		log.Info("approval window armed", "deadline", deadline.UTC().Format(time.RFC3339))
-	case events.TypeGranted:
-		if !req.PostReviewOpen() || req.PostReviewOverdue() {
-			return nil
-		}
-		deadline := req.Decision().PostReview.Deadline
+	}
+	if decision.Outcome == events.OutcomeEmergency && decision.PostReview != nil {
+		deadline := decision.PostReview.Deadline
 		if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: d.RequestID, Kind: topology.TimerPostReview, AfterSeq: d.Seq}, deadline); err != nil {
 			return err
 		}
@@ -177,8 +175,10 @@ func (h *Reactions) Project(inbox Inbox) consumer.BatchHandler {
 			}
 			return consumer.Permanent(err)
 		}
-		// through is, per request, the stream sequence of its last event in the batch.
+		// through is, per request, the stream sequence of its last event in the batch; awaits says
+		// whether one of them shows that the request awaits (or awaited) reviewers.
 		through := map[string]uint64{}
+		awaits := map[string]bool{}
 		var ids []string
 		var last uint64
 		for _, msg := range msgs {
@@ -194,6 +194,7 @@ func (h *Reactions) Project(inbox Inbox) consumer.BatchHandler {
 				ids = append(ids, d.RequestID)
 			}
 			through[d.RequestID] = max(through[d.RequestID], d.Seq)
+			awaits[d.RequestID] = awaits[d.RequestID] || awaitsReviewers(d.Event)
 			last = max(last, d.Seq)
 		}
 		applied, err := inbox.Applied(ctx, ids)
@@ -203,6 +204,11 @@ func (h *Reactions) Project(inbox Inbox) consumer.BatchHandler {
 		var snaps []approval.Snapshot
 		for _, id := range ids {
 			if applied[id] >= through[id] {
+				continue
+			}
+			// A request that never awaited reviewers has no row and needs none: most requests are
+			// decided without review, and reading them only to write nothing is most of this work.
+			if applied[id] == 0 && !awaits[id] {
 				continue
 			}
 			l, err := h.Store.LoadAtLeast(ctx, id, through[id])
@@ -220,6 +226,20 @@ func (h *Reactions) Project(inbox Inbox) consumer.BatchHandler {
 		_, err = inbox.Apply(ctx, last, snaps)
 		return unavailable(err)
 	}
+}
+
+// awaitsReviewers reports whether ev shows, on its own, that its request awaits or awaited reviewers:
+// a decision asking for approval or for an emergency's post-review, and every event of a review. A
+// grant or a withdrawal says nothing either way; it concerns the inbox only if the request has a row
+// there already (written when its decision was projected, which comes first in stream order).
+func awaitsReviewers(ev events.Event) bool {
+	switch p := ev.Payload.(type) {
+	case events.PolicyDecided:
+		return p.Outcome == events.OutcomeApprovalRequired || p.PostReview != nil
+	case events.Granted, events.Withdrawn:
+		return false
+	}
+	return true
 }
 
 // unavailable marks a failure of a dependency (the inbox's database, the broker) as Unavailable; nil

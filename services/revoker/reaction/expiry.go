@@ -48,8 +48,9 @@ const (
 	// batchesAtOnce is how many batches of a second run at once: enough to overlap one batch's
 	// loads and appends (NATS round trips) with another's revocation at the target.
 	batchesAtOnce = 4
-	// requestsAtOnce bounds the loads and appends in flight within one batch.
-	requestsAtOnce = 32
+	// requestsAtOnce bounds the loads and appends in flight within one batch: as many as a consumer
+	// runs handlers at once (consumer.DefaultConcurrency), for the appends are what a drain waits on.
+	requestsAtOnce = 64
 	// keyMarkerTTL is how long a removed index key leaves its marker, so the bucket does not keep one
 	// marker per grant ever made.
 	keyMarkerTTL = time.Minute

@@ -3,7 +3,6 @@ package faults
 import (
 	"context"
 	"encoding/json/v2"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -120,36 +119,59 @@ func (l *load) submit(ctx context.Context, s *submission) {
 // post sends one attempt and returns the request ID intake acknowledged, or whether the error is
 // worth a retry.
 func (l *load) post(ctx context.Context, key string) (id string, retry bool, err error) {
+	a, err := l.send(ctx, key)
+	if err != nil {
+		return "", true, err
+	}
+	switch {
+	case a.status == http.StatusAccepted:
+		if a.id == "" {
+			return "", false, fmt.Errorf("202 without a request ID: %s", a.body)
+		}
+		return a.id, false, nil
+	case a.status >= 500 || a.status == http.StatusTooManyRequests:
+		return "", true, fmt.Errorf("%d: %s", a.status, a.body)
+	default:
+		return "", false, fmt.Errorf("%d: %s", a.status, a.body)
+	}
+}
+
+// attempt is intake's answer to one submit: its status, Retry-After, body, and on a 202 the request ID.
+type attempt struct {
+	status                  int
+	retryAfter, contentType string
+	body                    []byte
+	id                      string
+}
+
+// send sends one attempt with idempotency key key; the error is a transport error (no answer).
+func (l *load) send(ctx context.Context, key string) (attempt, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.url+"/v1/requests", strings.NewReader(l.body))
 	if err != nil {
-		return "", false, err
+		return attempt{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+l.token)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
 	resp, err := l.client.Do(req)
 	if err != nil {
-		return "", true, err
+		return attempt{}, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return "", true, err
+		return attempt{}, err
 	}
-	switch {
-	case resp.StatusCode == http.StatusAccepted:
+	a := attempt{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), contentType: resp.Header.Get("Content-Type"), body: body}
+	if a.status == http.StatusAccepted {
 		var created struct {
 			ID string `json:"id"`
 		}
-		if err := json.Unmarshal(body, &created); err != nil || !events.ValidRequestID(created.ID) {
-			return "", false, fmt.Errorf("202 without a request ID: %s", body)
+		if json.Unmarshal(body, &created) == nil && events.ValidRequestID(created.ID) {
+			a.id = created.ID
 		}
-		return created.ID, false, nil
-	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
-		return "", true, fmt.Errorf("%d: %s", resp.StatusCode, body)
-	default:
-		return "", false, errors.New(resp.Status + ": " + string(body))
 	}
+	return a, nil
 }
 
 // acknowledged is how many submissions intake has acknowledged so far.

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/e2e/internal/cluster"
+	"github.com/grantline/grantline/pkg/dependency"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/poll"
 	"github.com/grantline/grantline/pkg/requestview"
@@ -49,16 +50,27 @@ const (
 	revokedAfterReturnMax = 10 * time.Second
 )
 
-// TestDatabaseOutage stops the services' database while requests needing review are submitted, and
-// checks that approval said it was not ready meanwhile, that every one of them is in its reviewer's
-// inbox once the database is back, and that nothing was dead-lettered (issue 19, finding 1: the
-// inbox's consumer set the events aside after five quick deliveries and the requests never showed).
+// TestDatabaseOutage stops the services' database under a steady load of auto-approved requests while
+// requests needing review are submitted, and checks that approval said it was not ready meanwhile,
+// that every one of them is in its reviewer's inbox once the database is back, and that nothing was
+// dead-lettered (issue 19, finding 1: the inbox's consumer set the events aside after five quick
+// deliveries and the requests never showed). It also checks (issue 18) that intake accepted every
+// submission of the load at its first attempt throughout, that the read side and approval answered
+// 503 with Retry-After and a problem naming the database meanwhile, and that afterwards query lists
+// every request submitted with its end state, each of the load's requests granted once and revoked at
+// expiry.
 func TestDatabaseOutage(t *testing.T) {
 	logsOnFailure(t)
 	ctx := t.Context()
 	alice, bob := personOf(t, "alice"), personOf(t, "bob")
 	dead := deadLetters(t)
+	reads := databaseReads(t)
 
+	l, loadDone := backgroundLoad(t, dbLoadPerson, loadBody, loadEvery, dbLoadCount, submitRetryFor)
+	poll.Until(t, phaseTimeout, "the load under way", func() bool { return l.acknowledged() >= dbLoadBefore })
+	answers := newUnavailableAnswers(dependency.Database)
+	read := time.NewTicker(dbReadEvery)
+	defer read.Stop()
 	down, restore := refuseConnections(t, cluster.ServicesDatabase)
 	var ids []string
 	var notReadyAt time.Time
@@ -74,6 +86,10 @@ func TestDatabaseOutage(t *testing.T) {
 			if notReadyAt.IsZero() && !ready(ctx, "approval") {
 				notReadyAt = time.Now()
 			}
+		case <-read.C:
+			for _, e := range reads {
+				answers.probe(e)
+			}
 		case <-ctx.Done():
 			t.Fatal(ctx.Err())
 		}
@@ -84,6 +100,11 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Errorf("approval's /readyz answered 200 throughout the database outage")
 	} else {
 		t.Logf("approval not ready %s into the outage", notReadyAt.Sub(down).Round(time.Millisecond))
+	}
+	t.Logf("the read side's answers during the outage:%s", answers)
+	if len(answers.wrong) > 0 {
+		t.Errorf("%d answers during the database outage were not 503 with Retry-After naming the %s: %s", len(answers.wrong),
+			dependency.Database, strings.Join(answers.wrong[:min(len(answers.wrong), 10)], "; "))
 	}
 
 	var missing []string
@@ -118,6 +139,13 @@ func TestDatabaseOutage(t *testing.T) {
 	for _, id := range ids {
 		bob.post("approval", "/v1/requests/"+id+"/reviews", `{"decision":"reject","comment":"outage scenario"}`, http.StatusCreated)
 	}
+	checkLoadAcrossOutage(t, l, loadDone, down, back)
+	rejected := map[string]events.Status{}
+	for _, id := range ids {
+		rejected[id] = events.StatusRejected
+	}
+	awaitListed(t, alice, rejected, listedWithin)
+	t.Logf("query lists the %d requests submitted in the outage as rejected", len(ids))
 }
 
 // TestTargetOutage makes the target refuse connections for longer than fulfilment retries a grant,

@@ -187,25 +187,13 @@ func (r report) String() string {
 // verdicts fails t for every finding, naming the first few requests of each.
 func (r report) verdicts(t *testing.T) {
 	t.Helper()
-	for _, f := range []struct {
-		what  string
-		found []string
-	}{
-		{"acknowledged submissions lost", r.submits.lost},
-		{"submissions stored more than once", r.submits.duplicated},
-		{"requests granted more than once in the stream", r.grants.twice},
-		{"grants without an allowing decision or approval", r.grants.groundless},
-		{"acknowledged requests never granted", r.lifecycles.ungranted},
-		{"grants not revoked at expiry with the access gone", r.lifecycles.unrevoked},
+	// The stream's verdicts are the other scenarios'; the target's are this one's own.
+	failOn(t, append(endStates{submits: r.submits, grants: r.grants, lifecycles: r.lifecycles}.findings(), []findings{
 		{"grants applied twice at the target", r.target.twice},
 		{"grants the target never showed", r.target.unseen},
 		{"grants left on the target after revocation", r.target.left},
 		{"grants on the target that no granted event records", r.target.unrecorded},
-	} {
-		if len(f.found) > 0 {
-			t.Errorf("%d %s: %s", len(f.found), f.what, strings.Join(f.found[:min(len(f.found), 10)], "; "))
-		}
-	}
+	}...))
 	for _, s := range r.subs {
 		if s.id == "" {
 			t.Errorf("submission #%d was never acknowledged: %s", s.n, s.refusal)

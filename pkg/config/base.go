@@ -25,8 +25,10 @@ type Base struct {
 	// OTLPEndpoint turns tracing on (ops.Run): spans of HTTP requests, reactions, appends and connector calls.
 	OTLPEndpoint    string        `env:"GRANTLINE_OTLP_ENDPOINT" help:"base URL of an OTLP/HTTP trace receiver, such as http://otel-collector:4318; tracing is off when empty"`
 	LogLevel        slog.Level    `env:"GRANTLINE_LOG_LEVEL" envDefault:"info" help:"least severe log level written: debug, info, warn or error"`
-	StartTimeout    time.Duration `env:"GRANTLINE_START_TIMEOUT" envDefault:"1m" validate:"positive" help:"how long start-up keeps retrying while NATS is unreachable or its streams do not answer"`
+	StartTimeout    time.Duration `env:"GRANTLINE_START_TIMEOUT" envDefault:"1m" validate:"positive" help:"how long start-up keeps retrying while NATS, its streams or what the service opens (its database, targets) do not answer"`
 	ShutdownTimeout time.Duration `env:"GRANTLINE_SHUTDOWN_TIMEOUT" envDefault:"15s" validate:"positive" help:"bound of the orderly stop: consumers drain, HTTP finishes, connections close"`
+	// AckWait is the service's consumers' (consumer.Spec.AckWait, through ops.Host).
+	AckWait time.Duration `env:"GRANTLINE_ACK_WAIT" envDefault:"5s" validate:"positive" help:"how long NATS waits without news of a delivery before another replica gets it: what a replica that died held waits this long (live ones keep theirs in progress)"`
 }
 
 // NATS is where the broker is and how the service authenticates to it.

@@ -108,14 +108,14 @@ func TestParseTakesDefaultsAndEveryVariable(t *testing.T) {
 			"GRANTLINE_NATS_URL": "nats://a:4222,nats://b:4222", "GRANTLINE_NATS_MONITOR_URLS": " http://a:8222 , http://b:8222,",
 			"GRANTLINE_NATS_NKEY_FILE": f.nkey, "GRANTLINE_NATS_TIMEOUT": "2s", "GRANTLINE_HTTP_ADDR": "127.0.0.1:9000",
 			"GRANTLINE_PPROF_ADDR": "127.0.0.1:6061", "GRANTLINE_OTLP_ENDPOINT": "http://collector:4318", "GRANTLINE_LOG_LEVEL": "debug",
-			"GRANTLINE_START_TIMEOUT":    "10s",
+			"GRANTLINE_START_TIMEOUT": "10s", "GRANTLINE_ACK_WAIT": "2s",
 			"GRANTLINE_SHUTDOWN_TIMEOUT": "3s", "GRANTLINE_OIDC_JWKS_URL": "https://id.example/keys", "GRANTLINE_OIDC_GROUPS_CLAIM": "roles",
 			"GRANTLINE_OIDC_KEY_REFETCH_INTERVAL": "1m", "GRANTLINE_TEST_GROUPS": "auditors , compliance,",
 		}), want: func(s *service) {
 			s.NATS = config.NATS{URL: "nats://a:4222,nats://b:4222", MonitorURLs: config.List{"http://a:8222", "http://b:8222"},
 				NKeyFile: f.nkey, Timeout: 2 * time.Second}
 			s.HTTPAddr, s.PprofAddr, s.OTLPEndpoint, s.LogLevel = "127.0.0.1:9000", "127.0.0.1:6061", "http://collector:4318", slog.LevelDebug
-			s.StartTimeout, s.ShutdownTimeout = 10*time.Second, 3*time.Second
+			s.StartTimeout, s.ShutdownTimeout, s.AckWait = 10*time.Second, 3*time.Second, 2*time.Second
 			s.JWKSURL, s.GroupsClaim, s.KeyRefetchInterval = "https://id.example/keys", "roles", time.Minute
 			s.Groups = config.List{"auditors", "compliance"}
 		}},
@@ -125,7 +125,7 @@ func TestParseTakesDefaultsAndEveryVariable(t *testing.T) {
 			want := service{
 				Base: config.Base{NATS: config.NATS{URL: "nats://127.0.0.1:4222", MonitorURLs: config.List{"http://127.0.0.1:8222"},
 					Timeout: 5 * time.Second}, TrustFile: "trust.json", HTTPAddr: ":8089", LogLevel: slog.LevelInfo,
-					StartTimeout: time.Minute, ShutdownTimeout: 15 * time.Second},
+					StartTimeout: time.Minute, ShutdownTimeout: 15 * time.Second, AckWait: 5 * time.Second},
 				Signing:     config.Signing{KeyFile: f.keyFile},
 				OIDC:        config.OIDC{Issuer: "https://id.example", Audience: "grantline", GroupsClaim: "groups", KeyRefetchInterval: 10 * time.Second},
 				DatabaseURL: "postgres://svc:s3cret@db/grantline", Retries: 3, Every: time.Minute, Groups: config.List{"auditors", "security"},
@@ -281,7 +281,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"GRANTLINE_NATS_URL": "nats://127.0.0.1:4222", "GRANTLINE_NATS_MONITOR_URLS": "http://127.0.0.1:8222",
 		"GRANTLINE_NATS_NKEY_FILE": "-", "GRANTLINE_NATS_TIMEOUT": "5s", "GRANTLINE_TRUST_FILE": "required",
 		"GRANTLINE_HTTP_ADDR": ":8089", "GRANTLINE_PPROF_ADDR": "-", "GRANTLINE_OTLP_ENDPOINT": "-", "GRANTLINE_LOG_LEVEL": "info",
-		"GRANTLINE_START_TIMEOUT": "1m", "GRANTLINE_SHUTDOWN_TIMEOUT": "15s", "GRANTLINE_SIGNING_KEY": "-",
+		"GRANTLINE_START_TIMEOUT": "1m", "GRANTLINE_SHUTDOWN_TIMEOUT": "15s", "GRANTLINE_ACK_WAIT": "5s", "GRANTLINE_SIGNING_KEY": "-",
 		"GRANTLINE_SIGNING_KEY_FILE": "-", "GRANTLINE_OIDC_ISSUER": "required", "GRANTLINE_OIDC_AUDIENCE": "required",
 		"GRANTLINE_OIDC_JWKS_URL": "-", "GRANTLINE_OIDC_GROUPS_CLAIM": "groups", "GRANTLINE_OIDC_KEY_REFETCH_INTERVAL": "10s", "GRANTLINE_DATABASE_URL": "required",
 		"GRANTLINE_TEST_KEY": "-", "GRANTLINE_TEST_RETRIES": "3", "GRANTLINE_TEST_EVERY": "1m", "GRANTLINE_TEST_GROUPS": "auditors,security",

@@ -41,6 +41,8 @@ func RunBatch(ctx context.Context, js jetstream.JetStream, spec Spec, h BatchHan
 		b := &batcher{r: r, together: func(msgs []jetstream.Msg) error {
 			ctx, span := r.batchSpan(handlerCtx, msgs)
 			defer span.End()
+			r.holding.running(true, msgs...)
+			defer r.holding.running(false, msgs...)
 			err := unpanic(func() error { return h(ctx, msgs) })
 			if err != nil {
 				span.SetStatus(codes.Error, err.Error())

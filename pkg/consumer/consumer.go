@@ -59,8 +59,16 @@ type Spec struct {
 	// MaxDeliveries bounds the attempts before dead-lettering; defaults to 5. A failure marked
 	// Unavailable never counts against it: such a message is held until its dependency is back.
 	MaxDeliveries int
-	// AckWait is how long a delivery may take before the server redelivers it; defaults to 30s.
+	// AckWait is how long the server waits without news of a delivery before it delivers it again;
+	// defaults to DefaultAckWait. The runner keeps every delivery it holds in progress (a heartbeat a
+	// third of AckWait apart), so AckWait bounds how long what a replica that died held waits, not how
+	// long a handler may take.
 	AckWait time.Duration
+	// HandleTimeout bounds how long one handler run is kept in progress; past it the run is taken as
+	// hung and the server delivers the message again after AckWait, as for a crash. Defaults to
+	// DefaultHandleTimeout. Waiting (for a slot, in a request's line, in a batch, or while a dependency
+	// is down) does not count.
+	HandleTimeout time.Duration
 	// Concurrency is how many handlers run at once in this replica, each on a different request
 	// (RequestKey); defaults to DefaultConcurrency. The consumer lets twice as many deliveries be
 	// unacknowledged (MaxAckPending), so the next ones are already fetched when a handler finishes.
@@ -85,6 +93,12 @@ type Spec struct {
 	Meter metric.MeterProvider
 }
 
+// Defaults of a Spec's AckWait and HandleTimeout.
+const (
+	DefaultAckWait       = 5 * time.Second
+	DefaultHandleTimeout = 30 * time.Second
+)
+
 // DefaultConcurrency is a Spec's Concurrency when it sets none. A reaction spends most of its time
 // waiting on NATS round trips, and requests are independent, so many run at once.
 const DefaultConcurrency = 64
@@ -97,7 +111,10 @@ func (s *Spec) defaults() error {
 		s.MaxDeliveries = 5
 	}
 	if s.AckWait <= 0 {
-		s.AckWait = 30 * time.Second
+		s.AckWait = DefaultAckWait
+	}
+	if s.HandleTimeout <= 0 {
+		s.HandleTimeout = DefaultHandleTimeout
 	}
 	if s.Concurrency <= 0 {
 		s.Concurrency = DefaultConcurrency
@@ -125,7 +142,7 @@ type Handler func(ctx context.Context, msg jetstream.Msg) error
 // to the same handler. It returns an error only if the consumers cannot be set up or consumed.
 //
 // Deliveries of one request (RequestKey) are handled one at a time, in delivery order; a handler that
-// runs past the ack wait therefore holds its request's later deliveries, including its own
+// runs past HandleTimeout therefore holds its request's later deliveries, including its own
 // redelivery, until it returns.
 func Run(ctx context.Context, js jetstream.JetStream, spec Spec, h Handler, log *slog.Logger) error {
 	if err := spec.defaults(); err != nil {
@@ -149,8 +166,9 @@ type dispatcher interface {
 
 // consume creates or updates the durable consumer, fetching window deliveries at a time with up to
 // twice that unacknowledged, and its replay consumer, feeds both to the dispatcher made for the
-// handlers' context until ctx ends, and then shuts down in order: stop fetching, let running handlers
-// finish within the grace period, then end their context and wait for them.
+// handlers' context until ctx ends, keeping what it holds in progress (holding), and then shuts down
+// in order: stop fetching, hand back what waits, let running handlers finish within the grace period,
+// then end their context and wait for them.
 func (r *runner) consume(ctx context.Context, window int, newDispatcher func(handlerCtx context.Context) dispatcher) error {
 	spec := r.spec
 	r.stopping = ctx.Done()
@@ -172,22 +190,42 @@ func (r *runner) consume(ctx context.Context, window int, newDispatcher func(han
 	handlerCtx, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHandlers()
 
+	r.holding = newHolding(spec.AckWait, spec.HandleTimeout, r.log)
+	stopBeating, beating := make(chan struct{}), make(chan struct{})
+	go func() { r.holding.beat(stopBeating); close(beating) }()
+	// The heartbeats go on until no handler runs: what is held is held until settled.
+	defer func() { close(stopBeating); <-beating }()
 	d := newDispatcher(handlerCtx)
+	fed := make(chan struct{})
+	go func() { r.holding.feed(d.dispatch); close(fed) }()
+	// shutDown, once d is stopped and nothing more is taken, hands back what waits and waits for the
+	// handlers, ending their context if they run past the grace period.
+	shutDown := func() {
+		r.holding.close()
+		finished := make(chan struct{})
+		go func() { <-fed; d.wait(); close(finished) }()
+		select {
+		case <-finished:
+		case <-time.After(spec.ShutdownGrace):
+			stopHandlers()
+			<-finished
+		}
+	}
 	// A replayed original goes through the same dispatcher, in its request's line like any delivery.
-	replayCC, err := Replays(ctx, r.js, spec.Stream, spec.Durable, spec.AckWait, spec.Backoff, r.log, d.dispatch)
+	replayCC, err := Replays(ctx, r.js, spec.Stream, spec.Durable, spec.AckWait, spec.Backoff, r.log, r.holding.take)
 	if err != nil {
 		d.stop()
-		d.wait()
+		shutDown()
 		return err
 	}
-	cc, err := cons.Consume(d.dispatch, jetstream.PullMaxMessages(window), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	cc, err := cons.Consume(r.holding.take, jetstream.PullMaxMessages(window), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		r.log.Warn("consume", telemetry.KeyError, err.Error())
 	}))
 	if err != nil {
 		d.stop()
 		replayCC.Stop()
 		<-replayCC.Closed()
-		d.wait()
+		shutDown()
 		return fmt.Errorf("consumer %s: consume: %w", spec.Durable, err)
 	}
 
@@ -197,14 +235,7 @@ func (r *runner) consume(ctx context.Context, window int, newDispatcher func(han
 	replayCC.Stop()
 	<-cc.Closed()
 	<-replayCC.Closed()
-	finished := make(chan struct{})
-	go func() { d.wait(); close(finished) }()
-	select {
-	case <-finished:
-	case <-time.After(spec.ShutdownGrace):
-		stopHandlers()
-		<-finished
-	}
+	shutDown()
 	return nil
 }
 
@@ -215,8 +246,9 @@ type runner struct {
 	log    *slog.Logger
 	// stopping closes when Run's context ends: a held message is handed back then, not waited on.
 	stopping <-chan struct{}
-	// metrics are set up with the consumer (consume).
+	// metrics and holding are set up with the consumer (consume).
 	metrics *metrics
+	holding *holding
 }
 
 // deliver runs the handler for one message (from the durable, or an original an operator replays),
@@ -242,8 +274,9 @@ func (r *runner) deliver(ctx context.Context, msg jetstream.Msg) Action {
 
 	var d Disposition
 	if delivered > r.spec.MaxDeliveries {
-		// Earlier deliveries never came back with an answer: the handler crashed or hung past AckWait.
-		d = Disposition{Action: DeadLetter, Reason: fmt.Sprintf("no answer after %d deliveries (handler crashed or exceeded ack wait)", delivered-1)}
+		// Earlier deliveries never came back with an answer: the process died or the handler hung past
+		// HandleTimeout.
+		d = Disposition{Action: DeadLetter, Reason: fmt.Sprintf("no answer after %d deliveries (process died or handler exceeded its timeout)", delivered-1)}
 	} else {
 		start := time.Now()
 		d = r.handleHolding(ctx, msg, meta.Sequence.Stream, delivered, log)
@@ -306,42 +339,37 @@ func (r *runner) setAside(ctx context.Context, msg jetstream.Msg) (err error) {
 }
 
 // handleHolding runs the handler and returns its disposition; while that is Hold it keeps the message
-// (in progress, so the server does not hand it to anyone else) and runs the handler again after the
-// delay. A stop while holding hands the message back at once.
+// (kept in progress like any it holds, so the server does not hand it to anyone else) and runs the
+// handler again after the delay. A stop while holding hands the message back at once.
 func (r *runner) handleHolding(ctx context.Context, msg jetstream.Msg, seq uint64, delivered int, log *slog.Logger) Disposition {
 	defer r.spec.Stall.Release(seq)
 	for attempt := delivered; ; attempt++ {
-		d := Dispose(r.safeHandle(ctx, msg), attempt, r.spec.MaxDeliveries, r.spec.Backoff)
+		r.holding.running(true, msg)
+		err := r.safeHandle(ctx, msg)
+		r.holding.running(false, msg)
+		d := Dispose(err, attempt, r.spec.MaxDeliveries, r.spec.Backoff)
 		if d.Action != Hold {
 			return d
 		}
 		r.spec.Stall.Hold(seq, d.Reason)
 		log.Warn("hold", "attempt", attempt, "delay", d.Delay.String(), telemetry.KeyError, d.Reason)
-		if !r.wait(ctx, msg, d.Delay) {
+		if !r.wait(ctx, d.Delay) {
 			return Disposition{Action: Retry, Reason: "shutting down"}
 		}
 	}
 }
 
-// wait keeps msg in progress for d, and reports false if the runner stops first.
-func (r *runner) wait(ctx context.Context, msg jetstream.Msg, d time.Duration) bool {
+// wait waits d, and reports false if the runner stops first.
+func (r *runner) wait(ctx context.Context, d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
-	progress := time.NewTicker(max(r.spec.AckWait/3, time.Millisecond))
-	defer progress.Stop()
-	for {
-		select {
-		case <-timer.C:
-			return true
-		case <-progress.C:
-			if err := msg.InProgress(); err != nil {
-				r.log.Warn("keep held message in progress", telemetry.KeyError, err.Error())
-			}
-		case <-r.stopping:
-			return false
-		case <-ctx.Done():
-			return false
-		}
+	select {
+	case <-timer.C:
+		return true
+	case <-r.stopping:
+		return false
+	case <-ctx.Done():
+		return false
 	}
 }
 

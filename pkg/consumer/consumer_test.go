@@ -66,6 +66,8 @@ func TestDispose(t *testing.T) {
 }
 
 type harness struct {
+	// url is the server's, for a connection of the test's own.
+	url    string
 	js     jetstream.JetStream
 	spec   Spec
 	cancel context.CancelFunc
@@ -116,7 +118,7 @@ func provision(t *testing.T, spec Spec, msgs []published) *harness {
 			t.Fatal(err)
 		}
 	}
-	return &harness{js: js, spec: spec}
+	return &harness{url: ns.ClientURL(), js: js, spec: spec}
 }
 
 // run starts Run of h over the harness's consumer (again, after stop); the test's end stops it.
@@ -341,12 +343,13 @@ func TestUnavailableDependencyHoldsTheMessageInOrder(t *testing.T) {
 	}
 }
 
-// TestHungHandlerIsDeadLetteredAfterMaxDeliveries: a handler that never answers (a crash, or a hang
-// past the ack wait) gets the message redelivered; past the limit the runner sets it aside unhandled.
+// TestHungHandlerIsDeadLetteredAfterMaxDeliveries: a handler that never answers (a hang past
+// HandleTimeout, as a crash) gets the message redelivered; past the limit the runner sets it aside
+// unhandled.
 func TestHungHandlerIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
 	release := make(chan struct{})
 	var calls atomic.Int32
-	h := start(t, Spec{MaxDeliveries: 2, AckWait: 300 * time.Millisecond, Concurrency: 4}, 1, func(ctx context.Context, msg jetstream.Msg) error {
+	h := start(t, Spec{MaxDeliveries: 2, AckWait: 300 * time.Millisecond, HandleTimeout: 300 * time.Millisecond, Concurrency: 4}, 1, func(ctx context.Context, msg jetstream.Msg) error {
 		calls.Add(1)
 		select {
 		case <-release:
@@ -356,7 +359,7 @@ func TestHungHandlerIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
 	})
 	poll.Until(t, 20*time.Second, "a dead letter for the hung message", func() bool { return len(h.dlq(t)) == 1 })
 	close(release)
-	if got := h.dlq(t)[0].Header.Get(HeaderReason); got != "no answer after 2 deliveries (handler crashed or exceeded ack wait)" {
+	if got := h.dlq(t)[0].Header.Get(HeaderReason); got != "no answer after 2 deliveries (process died or handler exceeded its timeout)" {
 		t.Fatalf("reason %q", got)
 	}
 	if calls.Load() != 2 {
@@ -371,7 +374,7 @@ func TestSetAsideRunsBeforeEveryDeadLetter(t *testing.T) {
 	var mu sync.Mutex
 	setAside := map[string]int{}
 	failFirst := true
-	spec := Spec{MaxDeliveries: 2, AckWait: 300 * time.Millisecond, Concurrency: 4, Backoff: func(int) time.Duration { return 10 * time.Millisecond },
+	spec := Spec{MaxDeliveries: 2, AckWait: 300 * time.Millisecond, HandleTimeout: 300 * time.Millisecond, Concurrency: 4, Backoff: func(int) time.Duration { return 10 * time.Millisecond },
 		SetAside: func(ctx context.Context, msg jetstream.Msg) error {
 			mu.Lock()
 			defer mu.Unlock()

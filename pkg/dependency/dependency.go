@@ -5,6 +5,7 @@
 package dependency
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"time"
@@ -54,6 +55,18 @@ func Classify(err error) error {
 		return &UnavailableError{Dependency: name, Err: err}
 	}
 	return err
+}
+
+// OfBroker classifies err, the failure of work under ctx that needs no dependency but the broker
+// (NATS): what Classify recognises and, besides, a deadline that passed while ctx is still live. That
+// can only be a JetStream call's own timeout (nats.go gives each one 5 s by default), and it is how a
+// stream without a quorum answers: not at all, not even "no responders". A deadline of ctx itself is
+// the caller's, left as it is.
+func OfBroker(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrUnavailable) {
+		return &UnavailableError{Dependency: Broker, Err: err}
+	}
+	return Classify(err)
 }
 
 func unavailable(err error) string {

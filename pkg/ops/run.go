@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -71,9 +72,12 @@ func Run(ctx context.Context, base config.Base, id Identity, log *slog.Logger, b
 		return err
 	}
 	defer closeConn(conn.NC, base.ShutdownTimeout)
-	svc, err := build(ctx, Host{Conn: conn, Meter: health.MeterProvider(), Log: log})
+	host := Host{Conn: conn, Meter: health.MeterProvider(), Log: log, AckWait: base.AckWait}
+	// Building opens the service's database and targets: one that is still starting is waited for.
+	svc, err := retryStart(ctx, base.StartTimeout, log, "a dependency not ready",
+		func() (Service, error) { return build(ctx, host) })
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", id.user, err)
 	}
 	if svc.Checks == nil {
 		svc.Checks = map[string]Check{}
@@ -97,21 +101,28 @@ func Run(ctx context.Context, base config.Base, id Identity, log *slog.Logger, b
 // Dial connects to NATS as id (see Run), retrying for up to base.StartTimeout what a broker that is
 // starting or electing a leader answers. Close the connection when done.
 func Dial(ctx context.Context, base config.Base, id Identity, log *slog.Logger) (*eventstore.Connection, error) {
-	attempt := func() (*eventstore.Connection, error) {
-		conn, err := id.dial(ctx, base)
-		if err != nil && !transient(err) {
-			return nil, backoff.Permanent(err)
-		}
-		return conn, err
-	}
-	conn, err := backoff.Retry(ctx, attempt, backoff.WithMaxElapsedTime(base.StartTimeout),
-		backoff.WithNotify(func(err error, wait time.Duration) {
-			log.Warn("broker not ready; retrying", "error", err.Error(), "in", wait.Round(time.Millisecond).String())
-		}))
+	conn, err := retryStart(ctx, base.StartTimeout, log, "broker not ready", func() (*eventstore.Connection, error) { return id.dial(ctx, base) })
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", id.user, err)
 	}
 	return conn, nil
+}
+
+// retryStart runs a start-up step until it succeeds, fails in a way no retry fixes (transient), or
+// within has passed, with exponential backoff; each retry logs what it waits for and when it tries
+// again.
+func retryStart[T any](ctx context.Context, within time.Duration, log *slog.Logger, waiting string, step func() (T, error)) (T, error) {
+	attempt := func() (T, error) {
+		v, err := step()
+		if err != nil && !transient(err) {
+			return v, backoff.Permanent(err)
+		}
+		return v, err
+	}
+	return backoff.Retry(ctx, attempt, backoff.WithMaxElapsedTime(within),
+		backoff.WithNotify(func(err error, wait time.Duration) {
+			log.Warn(waiting+"; retrying", "error", err.Error(), "in", wait.Round(time.Millisecond).String())
+		}))
 }
 
 // dial makes one attempt.
@@ -145,12 +156,16 @@ func (id Identity) dial(ctx context.Context, base config.Base) (*eventstore.Conn
 
 // transient says whether a failed start may succeed on its own soon: no server reachable yet, a
 // request that timed out or found no responder (JetStream starting, a stream electing its leader),
-// or a monitoring endpoint not answering yet. A missing stream, a bad key or a server that does not
-// fsync is not: retrying would only delay the error.
+// a monitoring endpoint or a database not answering yet, or a PostgreSQL server still starting or
+// recovering (SQLSTATE 57P03). A missing stream, a bad key, a refused password or a server that does
+// not fsync is not: retrying would only delay the error.
 func transient(err error) bool {
 	var apiErr *jetstream.APIError
 	var netErr net.Error
+	var pgErr *pgconn.PgError
 	switch {
+	case errors.As(err, &pgErr):
+		return pgErr.Code == "57P03" // cannot_connect_now: starting up, shutting down or recovering
 	case errors.Is(err, nats.ErrNoServers), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, jetstream.ErrJetStreamNotEnabled):
 		return true

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -173,6 +175,57 @@ func TestRunGivesUp(t *testing.T) {
 	}
 }
 
+// TestRunWaitsForItsDatabase: a service whose database does not answer yet when it is built is built
+// again with backoff, saying what it waits for, and then serves; one that fails for good is not.
+func TestRunWaitsForItsDatabase(t *testing.T) {
+	natsPort, monitorPort := freePort(t), freePort(t)
+	startNATS(t, natsPort, monitorPort, true, false)
+	closed := fmt.Sprintf("postgres://grantline@127.0.0.1:%d/grantline?connect_timeout=2", freePort(t))
+	out := &logs{}
+	log := slog.New(slog.NewJSONHandler(out, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var builds int
+	go func() {
+		done <- Run(ctx, base(natsPort, monitorPort, time.Minute), ReadsAs(brokeraccess.Query), log,
+			func(ctx context.Context, host Host) (Service, error) {
+				if builds++; builds < 3 {
+					// What a service's New meets while its database is still down.
+					conn, err := pgx.Connect(ctx, closed)
+					if err == nil {
+						_ = conn.Close(ctx)
+						return Service{}, errors.New("connected to a closed port")
+					}
+					return Service{}, fmt.Errorf("database: %w", err)
+				}
+				return reader(host)
+			})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	poll.Until(t, 30*time.Second, "the service to listen", func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("Run ended: %v\n%s", err, out.String())
+		default:
+		}
+		return strings.Contains(out.String(), "ops server listening")
+	})
+	if n := strings.Count(out.String(), "a dependency not ready; retrying"); n != 2 || !strings.Contains(out.String(), "database: ") {
+		t.Fatalf("%d retries logged, want 2 naming the database:\n%s", n, out.String())
+	}
+
+	tries := 0
+	err := Run(context.Background(), base(natsPort, monitorPort, time.Minute), ReadsAs(brokeraccess.Query), slog.New(slog.DiscardHandler),
+		func(context.Context, Host) (Service, error) {
+			tries++
+			return Service{}, fmt.Errorf("database: %w", &pgconn.PgError{Code: "28P01", Message: "password authentication failed"})
+		})
+	if err == nil || tries != 1 {
+		t.Fatalf("a refused password: Run = %v after %d builds, want an error after one", err, tries)
+	}
+}
+
 // TestTransient: what start-up retries is what a broker that is starting or electing a leader
 // answers, as Dial's steps wrap it; what a retry cannot fix fails at once.
 func TestTransient(t *testing.T) {
@@ -191,6 +244,8 @@ func TestTransient(t *testing.T) {
 		{"a server that does not fsync", eventstore.ErrNotDurable, false},
 		{"another service's key", errors.New(`signing key "approval-1" belongs to approval, not policy`), false},
 		{"a permission refused", &jetstream.APIError{Code: http.StatusForbidden}, false},
+		{"PostgreSQL starting up", fmt.Errorf("database: %w", &pgconn.PgError{Code: "57P03"}), true},
+		{"PostgreSQL refusing the password", fmt.Errorf("database: %w", &pgconn.PgError{Code: "28P01"}), false},
 	} {
 		if got := transient(tc.err); got != tc.want {
 			t.Errorf("%s: transient = %v, want %v", tc.name, got, tc.want)

@@ -44,6 +44,9 @@ type Host struct {
 	Conn  *eventstore.Connection
 	Meter metric.MeterProvider
 	Log   *slog.Logger
+	// AckWait is the service's consumers' ack wait (config.Base.AckWait); zero is
+	// consumer.DefaultAckWait. Pass it to Consumer.
+	AckWait time.Duration
 }
 
 // Process is where services run: one HTTP server for their APIs and the operational endpoints.
@@ -151,9 +154,12 @@ func RunAll(ctx context.Context, fns ...func(context.Context) error) error {
 }
 
 // Consumer is consumer.Run of spec and h as one of RunAll's functions, its metrics recorded in meter
-// (nil: none).
-func Consumer(js jetstream.JetStream, meter metric.MeterProvider, spec consumer.Spec, h consumer.Handler, log *slog.Logger) func(context.Context) error {
+// (nil: none), with the service's ackWait (Host.AckWait) unless spec sets its own.
+func Consumer(js jetstream.JetStream, meter metric.MeterProvider, ackWait time.Duration, spec consumer.Spec, h consumer.Handler, log *slog.Logger) func(context.Context) error {
 	spec.Meter = meter
+	if spec.AckWait == 0 {
+		spec.AckWait = ackWait
+	}
 	return func(ctx context.Context) error { return consumer.Run(ctx, js, spec, h, log) }
 }
 

@@ -15,7 +15,9 @@ const callTimeout = 15 * time.Second
 type Answer struct {
 	Status      int
 	ContentType string
-	Body        []byte
+	// Header is every header of the answer (Retry-After, ...).
+	Header http.Header
+	Body   []byte
 }
 
 // Call sends method to service container service's path with the bearer token and body (JSON, or
@@ -40,5 +42,5 @@ func (c *Cluster) Call(ctx context.Context, token, method, service, path, body s
 	if err != nil {
 		return Answer{}, err
 	}
-	return Answer{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Body: b}, nil
+	return Answer{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Header: resp.Header, Body: b}, nil
 }

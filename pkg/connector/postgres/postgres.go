@@ -273,7 +273,8 @@ func (c *Connector) Revoke(ctx context.Context, g connector.Grant) (events.Obser
 }
 
 // RevokeBatch revokes gs (connector.BatchRevoker): the grant roles of people in one transaction (one
-// DROP ROLE for them all) and one inspection of them all; a service account's login, whose sessions
+// DROP ROLE for them all, but for a role another transaction holds, which fails busy at once) and one
+// inspection of them all; a service account's login, whose sessions
 // must end between blocking it and dropping it, as Revoke does. When the server refuses the
 // transaction (a role that cannot be dropped, say), each grant of it is revoked on its own, so one
 // grant's failure is its own and the others go; when the server cannot be reached, every grant of it
@@ -297,14 +298,7 @@ func (c *Connector) RevokeBatch(ctx context.Context, gs []connector.Grant) []con
 	if len(people) == 0 {
 		return out
 	}
-	err := c.tx(ctx, roles, func(tx pgx.Tx) error {
-		names := make([]string, len(roles))
-		for k, r := range roles {
-			names[k] = ident(r)
-		}
-		_, err := tx.Exec(ctx, "DROP ROLE IF EXISTS "+strings.Join(names, ", "))
-		return err
-	})
+	busy, err := c.dropFree(ctx, roles)
 	var obs []events.Observed
 	if err == nil {
 		obs, err = c.inspectPeople(ctx, persons, roles, targets)
@@ -312,6 +306,10 @@ func (c *Connector) RevokeBatch(ctx context.Context, gs []connector.Grant) []con
 	var pgErr *pgconn.PgError
 	for k, i := range people {
 		switch {
+		case busy[k]:
+			// Busy whether or not the batch went through: a grant another session is changing is not
+			// retried here, where it would wait for that session.
+			out[i].Err = connector.Transient(ClassUnavailable, fmt.Errorf("role %s is being changed by another transaction", roles[k]))
 		case err == nil:
 			out[i].Observed = obs[k]
 		case errors.As(err, &pgErr):
@@ -321,6 +319,36 @@ func (c *Connector) RevokeBatch(ctx context.Context, gs []connector.Grant) []con
 		}
 	}
 	return out
+}
+
+// dropFree drops, in one transaction, every role of roles whose advisory lock it gets at once, and
+// reports the others busy: a grant another transaction is changing (or a stalled target holds) is
+// left to be revoked on its own, instead of holding up the whole batch until the attempt times out.
+func (c *Connector) dropFree(ctx context.Context, roles []string) (busy []bool, err error) {
+	busy = make([]bool, len(roles))
+	err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS x(n, k)
+			WHERE NOT pg_try_advisory_xact_lock(hashtextextended('grantline-role:' || n, 0))`, roles)
+		if err != nil {
+			return err
+		}
+		var k int
+		if _, err := pgx.ForEachRow(rows, []any{&k}, func() error { busy[k-1] = true; return nil }); err != nil {
+			return err
+		}
+		var names []string
+		for k, r := range roles {
+			if !busy[k] {
+				names = append(names, ident(r))
+			}
+		}
+		if len(names) == 0 {
+			return nil
+		}
+		_, err = tx.Exec(ctx, "DROP ROLE IF EXISTS "+strings.Join(names, ", "))
+		return err
+	})
+	return busy, classify(err)
 }
 
 func (c *Connector) destroyLogin(ctx context.Context, login, target string) error {

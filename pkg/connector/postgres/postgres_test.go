@@ -331,7 +331,8 @@ func TestLoginRoleNames(t *testing.T) {
 }
 
 // TestRevokeBatchOneGrantFails revokes people's grants and a service account's login in one batch
-// where one grant role cannot be dropped (it owns a table) and one entitlement maps to no role: the
+// where one grant role cannot be dropped (it owns a table), another is locked by a session changing it,
+// and one entitlement maps to no role: the
 // others are revoked and observed absent, each failure is that grant's own, and the same batch again,
 // once the table is gone, revokes the one left and changes nothing else.
 func TestRevokeBatchOneGrantFails(t *testing.T) {
@@ -364,15 +365,30 @@ func TestRevokeBatchOneGrantFails(t *testing.T) {
 		}
 	}
 
+	// Another session changing one grant's role (a stalled target) holds its lock: that grant is busy,
+	// at once, and the batch goes on without it.
+	locked := gs[3]
+	holder, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Release()
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended('grantline-role:' || $1, 0))`, GrantRole(locked.ID)); err != nil {
+		t.Fatal(err)
+	}
+
 	out := c.RevokeBatch(ctx, gs)
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_unlock_all()`); err != nil {
+		t.Fatal(err)
+	}
 	if len(out) != len(gs) {
 		t.Fatalf("%d outcomes for %d grants", len(out), len(gs))
 	}
 	for i, g := range gs {
 		switch r := out[i]; {
-		case g.ID == stuck.ID:
+		case g.ID == stuck.ID || g.ID == locked.ID:
 			if r.Err == nil || connector.IsPermanent(r.Err) || !exists(t, pool, GrantRole(g.ID)) || !holds(t, pool, g.Subject.ID, "analytics_read") {
-				t.Fatalf("the grant whose role owns a table: %+v; want a transient failure and the access kept", r)
+				t.Fatalf("the grant whose role owns a table or is locked: %+v; want a transient failure and the access kept", r)
 			}
 		case g.ID == unmapped.ID:
 			if !connector.IsPermanent(r.Err) || connector.ClassOf(r.Err) != ClassNoMapping {
@@ -397,8 +413,8 @@ func TestRevokeBatchOneGrantFails(t *testing.T) {
 			t.Fatalf("grant %d revoked again: %+v", i, r)
 		}
 	}
-	if exists(t, pool, GrantRole(stuck.ID)) {
-		t.Fatal("the grant role is still there after the retry")
+	if exists(t, pool, GrantRole(stuck.ID)) || exists(t, pool, GrantRole(locked.ID)) {
+		t.Fatal("a grant role is still there after the retry")
 	}
 }
 

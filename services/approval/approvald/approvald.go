@@ -40,6 +40,8 @@ type Deps struct {
 	InboxStall *consumer.Stall
 	// Meter receives the service's metrics, its consumers' included; nil records none.
 	Meter metric.MeterProvider
+	// AckWait is its consumers\' ack wait (ops.Host.AckWait); zero is consumer.DefaultAckWait.
+	AckWait time.Duration
 }
 
 // Rules are the review rules with production identity normalisation.
@@ -83,11 +85,11 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	}
 	h := &reaction.Reactions{JS: d.JS, Store: d.Store, Now: now, Log: log}
 	return ops.RunAll(ctx,
-		ops.Consumer(d.JS, d.Meter, reaction.SchedulesSpec(), h.Schedule, log),
-		ops.Consumer(d.JS, d.Meter, reaction.TimersSpec(), h.Fired, log),
+		ops.Consumer(d.JS, d.Meter, d.AckWait, reaction.SchedulesSpec(), h.Schedule, log),
+		ops.Consumer(d.JS, d.Meter, d.AckWait, reaction.TimersSpec(), h.Fired, log),
 		func(ctx context.Context) error {
 			spec := reaction.InboxSpec(d.InboxStall)
-			spec.Meter = d.Meter
+			spec.Meter, spec.AckWait = d.Meter, d.AckWait
 			return consumer.RunBatch(ctx, d.JS, spec, h.Project(inbox), log)
 		})
 }
@@ -108,7 +110,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, fmt.Errorf("database: %w", err)
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, DB: pool, Now: time.Now, InboxStall: &consumer.Stall{},
-		Meter: host.Meter}
+		Meter: host.Meter, AckWait: host.AckWait}
 	if err := d.Migrate(ctx); err != nil {
 		pool.Close()
 		return ops.Service{}, err

@@ -44,6 +44,8 @@ type Deps struct {
 	RetryFor time.Duration
 	// Meter receives the service's metrics, its consumers' included; nil records none.
 	Meter metric.MeterProvider
+	// AckWait is its consumers\' ack wait (ops.Host.AckWait); zero is consumer.DefaultAckWait.
+	AckWait time.Duration
 }
 
 func (d Deps) now() func() time.Time {
@@ -77,9 +79,9 @@ func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	h := d.Reactions(log)
 	return ops.RunAll(ctx,
-		ops.Consumer(d.JS, d.Meter, reaction.FulfilSpec(), h.Fulfil, log),
-		ops.Consumer(d.JS, d.Meter, reaction.StartSpec(), h.Started, log),
-		ops.Consumer(d.JS, d.Meter, reaction.RevokeTasksSpec(), h.OpenRevokeTasks, log),
+		ops.Consumer(d.JS, d.Meter, d.AckWait, reaction.FulfilSpec(), h.Fulfil, log),
+		ops.Consumer(d.JS, d.Meter, d.AckWait, reaction.StartSpec(), h.Started, log),
+		ops.Consumer(d.JS, d.Meter, d.AckWait, reaction.RevokeTasksSpec(), h.OpenRevokeTasks, log),
 		func(ctx context.Context) error {
 			// An index left incomplete only hides tasks from GET /v1/tasks: worth a log line, not a stop.
 			if err := h.ReindexTasks(ctx); err != nil && ctx.Err() == nil {
@@ -119,7 +121,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
-		Tasks: tasks, Now: time.Now, TaskDue: cfg.TaskDue, RetryFor: cfg.RetryFor, Meter: host.Meter}
+		Tasks: tasks, Now: time.Now, TaskDue: cfg.TaskDue, RetryFor: cfg.RetryFor, Meter: host.Meter, AckWait: host.AckWait}
 	return ops.Service{Name: "fulfilment",
 		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },

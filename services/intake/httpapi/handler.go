@@ -13,6 +13,7 @@ import (
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/dependency"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
@@ -60,11 +61,18 @@ type Created struct {
 	Status events.Status `json:"status"`
 }
 
+// refuse answers r with err's problem. Everything intake does for a call needs no dependency but the
+// broker, so a call of its that timed out is NATS not answering (dependency.OfBroker): a 503 naming it,
+// not a 500, when the streams have lost their quorum.
+func refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger, op string, err error) {
+	problems.Refuse(w, r, log, op, dependency.OfBroker(r.Context(), err))
+}
+
 func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 	id, status, err := h.handleSubmit(r)
 	log := h.Log.With(telemetry.KeyRequestID, id)
 	if err != nil {
-		problems.Refuse(w, r, log, "submit", err)
+		refuse(w, r, log, "submit", err)
 		return
 	}
 	log.Info("submitted", "status", status, telemetry.KeyTraceID, telemetry.TraceID(r.Context()))
@@ -142,7 +150,7 @@ func (h *Handler) submitBatch(w http.ResponseWriter, r *http.Request) {
 	b, err := h.handleBatch(r)
 	log := h.Log.With("correlation_id", b.CorrelationID)
 	if err != nil {
-		problems.Refuse(w, r, log, "submit batch", err)
+		refuse(w, r, log, "submit batch", err)
 		return
 	}
 	log.Info("submitted batch", "requests", len(b.Requests), telemetry.KeyTraceID, telemetry.TraceID(r.Context()))
@@ -209,7 +217,7 @@ func (h *Handler) withdraw(w http.ResponseWriter, r *http.Request) {
 	status, err := h.handleWithdraw(r, id)
 	log := h.Log.With(telemetry.KeyRequestID, id)
 	if err != nil {
-		problems.Refuse(w, r, log, "withdraw", err)
+		refuse(w, r, log, "withdraw", err)
 		return
 	}
 	log.Info("withdrawn")
@@ -252,7 +260,7 @@ func (h *Handler) show(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	view, err := h.handleShow(r, id)
 	if err != nil {
-		problems.Refuse(w, r, h.Log.With(telemetry.KeyRequestID, id), "show", err)
+		refuse(w, r, h.Log.With(telemetry.KeyRequestID, id), "show", err)
 		return
 	}
 	httpjson.Write(w, http.StatusOK, view)

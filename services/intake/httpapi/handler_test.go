@@ -18,6 +18,7 @@ import (
 	"github.com/grantline/grantline/api"
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
+	"github.com/grantline/grantline/pkg/dependency"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
 	"github.com/grantline/grantline/pkg/httpjson"
@@ -301,6 +302,36 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 	if n := len(e.submitted(t)); n != 2 {
 		t.Fatalf("%d requests, want 2 (alice's once, frank's once)", n)
+	}
+}
+
+// TestSubmitWhenTheBrokerDoesNotAnswer: a stream that has lost its quorum does not answer at all, so
+// the JetStream call times out. That is NATS unavailable, answered 503 with Retry-After and the
+// dependency named, which a client retries with its key; not a 500 (issue 18: two NATS nodes down).
+// Here the idempotency bucket's calls time out at once, as they do after 5 s without a quorum.
+func TestSubmitWhenTheBrokerDoesNotAnswer(t *testing.T) {
+	e := newEnv(t, func(h *Handler) {
+		ns := natstest.RunServer(t)
+		nc, _ := natstest.Connect(t, ns.ClientURL())
+		mute, err := jetstream.New(nc, jetstream.WithDefaultTimeout(time.Nanosecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Opened with a deadline of its own, which JetStream honours instead of the default.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if h.Idempotency, err = idempotency.Open(ctx, mute, topology.IdempotencyBucket, "requests", 1); err != nil {
+			t.Fatal(err)
+		}
+	})
+	status, body, header := e.call(t, "POST", "/v1/requests", "alice", goodBody, "Idempotency-Key", "order-8")
+	var p httpjson.Problem
+	if err := json.Unmarshal(body, &p); err != nil || status != http.StatusServiceUnavailable || p.Type != httpjson.ProblemTypeBase+"unavailable" ||
+		p.Dependency != dependency.Broker || header.Get("Retry-After") == "" {
+		t.Fatalf("submit while NATS does not answer: %d %s (Retry-After %q)\n%s", status, body, header.Get("Retry-After"), e.logs.String())
+	}
+	if n := len(e.submitted(t)); n != 0 {
+		t.Fatalf("%d requests stored, want none", n)
 	}
 }
 

@@ -36,6 +36,8 @@ type Deps struct {
 	RequesterLimits, IntegrationLimits *throttle.Limiter
 	// Meter receives the service's metrics, its consumers' included; nil records none.
 	Meter metric.MeterProvider
+	// AckWait is its consumers\' ack wait (ops.Host.AckWait); zero is consumer.DefaultAckWait.
+	AckWait time.Duration
 }
 
 // API returns the HTTP API handler.
@@ -49,7 +51,7 @@ func (d Deps) ConsumeIntegrations(ctx context.Context, log *slog.Logger) error {
 	h := &integration.Handler{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Integrations: d.Integrations,
 		Idempotency: d.Idempotency, Submissions: d.IntegrationLimits, Now: d.Now, Log: log}
 	spec := integration.Spec()
-	spec.Meter = d.Meter
+	spec.Meter, spec.AckWait = d.Meter, d.AckWait
 	return consumer.Run(ctx, d.JS, spec, h.Handle, log)
 }
 
@@ -77,7 +79,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, err
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Integrations: integrations, Auth: authn,
-		Idempotency: keys, Now: time.Now, ReaderGroups: cfg.ReaderGroups, Meter: host.Meter,
+		Idempotency: keys, Now: time.Now, ReaderGroups: cfg.ReaderGroups, Meter: host.Meter, AckWait: host.AckWait,
 		RequesterLimits:   throttle.New(throttle.Limit{Burst: cfg.SubmitBurst, Every: cfg.SubmitEvery}, time.Now),
 		IntegrationLimits: throttle.New(throttle.Limit{Burst: cfg.IntegrationSubmitBurst, Every: cfg.IntegrationSubmitEvery}, time.Now)}
 	svc := ops.Service{Name: "intake", Routes: func(mux *http.ServeMux) { d.API(host.Log).Routes(mux) }}

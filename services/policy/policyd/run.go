@@ -23,7 +23,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	}
 	host.Log.Info("policy loaded", "bundle", cfg.PolicyDir, "policy_revision", engine.Revision())
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Engine: engine, MaxDeliveries: cfg.MaxDeliveries,
-		StateReplicas: cfg.StateReplicas, Meter: host.Meter}
+		StateReplicas: cfg.StateReplicas, Meter: host.Meter, AckWait: host.AckWait}
 	return ops.Service{Name: "policy", Consume: func(ctx context.Context) error { return Serve(ctx, d, host.Log) }}, nil
 }
 

@@ -63,6 +63,8 @@ type Deps struct {
 	StateReplicas int
 	// Meter receives the service's metrics; nil means none.
 	Meter metric.MeterProvider
+	// AckWait is its consumers\' ack wait (ops.Host.AckWait); zero is consumer.DefaultAckWait.
+	AckWait time.Duration
 }
 
 // Serve runs the policy service until ctx ends: it creates the state bucket if needed, then runs the
@@ -76,11 +78,11 @@ func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	return ops.RunAll(ctx,
-		ops.Consumer(deps.JS, deps.Meter, consumer.Spec{Stream: topology.PolicyDecisions.Stream, Durable: topology.PolicyDecisions.Durable,
+		ops.Consumer(deps.JS, deps.Meter, deps.AckWait, consumer.Spec{Stream: topology.PolicyDecisions.Stream, Durable: topology.PolicyDecisions.Durable,
 			FilterSubjects: []string{events.NATSSubject("*", events.TypeSubmitted)},
 			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency,
 			SetAside: s.releaseUndecided}, s.handleSubmitted, log),
-		ops.Consumer(deps.JS, deps.Meter, consumer.Spec{Stream: topology.PolicyReviewDebt.Stream, Durable: topology.PolicyReviewDebt.Durable,
+		ops.Consumer(deps.JS, deps.Meter, deps.AckWait, consumer.Spec{Stream: topology.PolicyReviewDebt.Stream, Durable: topology.PolicyReviewDebt.Durable,
 			FilterSubjects: []string{
 				events.NATSSubject("*", events.TypePostReviewed), events.NATSSubject("*", events.TypeWithdrawn),
 				events.NATSSubject("*", events.TypeFulfilmentFailed),

@@ -145,10 +145,7 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	return h.ExpireAll(ctx, grants, func() {
-		// A second of many batches outlasts the ack wait; its fire is still being handled.
-		_ = msg.InProgress()
-	})
+	return h.ExpireAll(ctx, grants)
 }
 
 // dueIn lists the grants the index holds for second sec, in one read of the second's keys.
@@ -184,12 +181,12 @@ func (h *Reactions) dueIn(ctx context.Context, sec int64) ([]due, error) {
 }
 
 // ExpireAll revokes the grants of grants that are due, in batches of BatchSize per connector, a few
-// batches at once, calling progress after each batch. A grant revoked and observed absent is
+// batches at once. A grant revoked and observed absent is
 // recorded revoked (reason expired); one whose attempt failed, or that a person revokes (a manual
 // grant), is recorded expired, and the revocations consumer retries it from there; either way its
 // index key is removed. It returns an error, for a retry of what is left, when something could not be
 // recorded.
-func (h *Reactions) ExpireAll(ctx context.Context, grants []due, progress func()) error {
+func (h *Reactions) ExpireAll(ctx context.Context, grants []due) error {
 	size := h.batchSize()
 	var (
 		mu       sync.Mutex
@@ -207,7 +204,6 @@ func (h *Reactions) ExpireAll(ctx context.Context, grants []due, progress func()
 				firstErr = cmp.Or(firstErr, err)
 				mu.Unlock()
 			}
-			progress()
 		})
 	}
 	wg.Wait()

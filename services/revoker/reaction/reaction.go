@@ -79,12 +79,15 @@ func RevocationsSpec(backoffCap time.Duration) consumer.Spec {
 	}
 }
 
-// ExpirySpec is the consumer of fired expiry timers, one per second with grants due.
+// ExpirySpec is the consumer of fired expiry timers, one per second with grants due. A second of a
+// shift change holds thousands of grants, revoked in one handler run that may take minutes: it is kept
+// in progress that long.
 func ExpirySpec(backoffCap time.Duration) consumer.Spec {
 	return consumer.Spec{
 		Stream:         topology.RevokerExpiry.Stream,
 		Durable:        topology.RevokerExpiry.Durable,
 		FilterSubjects: []string{topology.TimerFired("*", topology.TimerExpiry)},
+		HandleTimeout:  10 * time.Minute,
 		MaxDeliveries:  forever,
 		Backoff:        consumer.ExponentialBackoff(250*time.Millisecond, backoffCap),
 	}

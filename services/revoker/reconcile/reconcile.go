@@ -45,14 +45,14 @@ import (
 )
 
 // Spec is the consumer of the fired reconcile timer. A reconcile is retried until it succeeds, and
-// may take minutes on a large history before it is acknowledged.
+// may take minutes on a large history before it is acknowledged: it is kept in progress that long.
 func Spec(backoffCap time.Duration) consumer.Spec {
 	return consumer.Spec{
 		Stream:         topology.RevokerReconcile.Stream,
 		Durable:        topology.RevokerReconcile.Durable,
 		FilterSubjects: []string{topology.TimerFired(topology.ReconcileTimerID, topology.TimerReconcile)},
 		MaxDeliveries:  1 << 30,
-		AckWait:        10 * time.Minute,
+		HandleTimeout:  10 * time.Minute,
 		Backoff:        consumer.ExponentialBackoff(time.Second, backoffCap),
 	}
 }

@@ -61,6 +61,8 @@ type Deps struct {
 	ReconcileEvery time.Duration
 	// Meter receives the service's metrics, its consumers' included; nil records none.
 	Meter metric.MeterProvider
+	// AckWait is its consumers\' ack wait (ops.Host.AckWait); zero is consumer.DefaultAckWait.
+	AckWait time.Duration
 }
 
 // Routes registers the HTTP API (POST /v1/requests/{id}/revoke, POST /v1/revoke-tasks/{id}/complete)
@@ -106,11 +108,11 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	run := []func(context.Context) error{
 		func(ctx context.Context) error {
 			spec := reaction.SchedulesSpec()
-			spec.Meter = d.Meter
+			spec.Meter, spec.AckWait = d.Meter, d.AckWait
 			return consumer.RunBatch(ctx, d.JS, spec, h.Schedule, log)
 		},
-		ops.Consumer(d.JS, d.Meter, reaction.ExpirySpec(d.backoffCap()), h.Fired, log),
-		ops.Consumer(d.JS, d.Meter, reaction.RevocationsSpec(d.backoffCap()), h.Revocations, log),
+		ops.Consumer(d.JS, d.Meter, d.AckWait, reaction.ExpirySpec(d.backoffCap()), h.Fired, log),
+		ops.Consumer(d.JS, d.Meter, d.AckWait, reaction.RevocationsSpec(d.backoffCap()), h.Revocations, log),
 		func(ctx context.Context) error {
 			// A failed sweep leaves a grant to the next start's; the consumers must not stop for it.
 			armed, err := h.Sweep(ctx)
@@ -128,7 +130,7 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 		if err := rec.Arm(ctx); err != nil {
 			return err
 		}
-		run = append(run, ops.Consumer(d.JS, d.Meter, reconcile.Spec(d.backoffCap()), rec.Fired, log))
+		run = append(run, ops.Consumer(d.JS, d.Meter, d.AckWait, reconcile.Spec(d.backoffCap()), rec.Fired, log))
 	}
 	return ops.RunAll(ctx, run...)
 }
@@ -180,7 +182,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	d := Deps{JS: host.Conn.JS, Expiries: expiries, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
 		AdminGroups: cfg.AdminGroups, LockAdminGroups: cfg.LockAdminGroups, LockKeys: lockKeys, Now: time.Now, BackoffCap: cfg.BackoffCap, AttemptTimeout: cfg.AttemptTimeout,
 		ReconcileEvery: cfg.ReconcileEvery, Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery, SLO: cfg.SLO},
-		Meter: host.Meter}
+		Meter: host.Meter, AckWait: host.AckWait}
 	return ops.Service{Name: "revoker",
 		Routes:  func(mux *http.ServeMux) { d.Routes(mux, host.Log) },
 		Consume: func(ctx context.Context) error { return d.Consume(ctx, host.Log) },

@@ -1,6 +1,10 @@
 # Grantline's demo access policy: who gets what, after whose approval, for how long.
 #
-# The policy service (services/policy) evaluates data.grantline.decision once per submitted request.
+# The policy service (services/policy) evaluates data.grantline.decision once per submitted request,
+# and again at the start of a request that asked for access from a later time (start_at): then with the
+# requester's groups, the catalogue and the locks as they are at the start, and the request goes ahead
+# only if the outcome is auto_approved or emergency, or approval_required with stages the approvals it
+# already has satisfy; otherwise it is denied with these reasons.
 # Every *_test.rego file beside this one is part of the bundle's revision but not of its evaluation.
 #
 # INPUT (policy.Input in services/policy/input.go):

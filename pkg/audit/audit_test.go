@@ -284,7 +284,7 @@ func TestTamperSuite(t *testing.T) {
 	t.Run("a request's tail cut off", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "cut")
 		_ = os.MkdirAll(dir, 0o755)
-		for _, name := range []string{"requests.csv", "manifest.json"} {
+		for _, name := range []string{"requests.csv", "campaigns.csv", "manifest.json"} {
 			b, _ := os.ReadFile(filepath.Join(clean, name))
 			_ = os.WriteFile(filepath.Join(dir, name), b, 0o644)
 		}

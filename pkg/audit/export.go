@@ -86,7 +86,7 @@ func (x *Exporter) write(rec events.Record) error {
 	return err
 }
 
-// Finish writes requests.csv and manifest.json and returns the manifest and the verification report.
+// Finish writes requests.csv, campaigns.csv and manifest.json and returns the manifest and the verification report.
 func (x *Exporter) Finish(now time.Time) (*Manifest, *Report, error) {
 	if err := x.buf.Flush(); err != nil {
 		return nil, nil, err
@@ -98,9 +98,12 @@ func (x *Exporter) Finish(now time.Time) (*Manifest, *Report, error) {
 	if err := x.writeSummary(); err != nil {
 		return nil, nil, err
 	}
+	if err := x.writeCampaigns(); err != nil {
+		return nil, nil, err
+	}
 	m := &Manifest{CreatedAt: now.UTC(), Stream: topology.EventsStream, FirstSeq: report.FirstSeq, LastSeq: report.LastSeq,
 		Events: report.Events, Requests: report.Requests, Findings: len(report.Findings), Files: map[string]string{}}
-	names := []string{"events.jsonl", "requests.csv"}
+	names := []string{"events.jsonl", "requests.csv", "campaigns.csv"}
 	if c := x.verifier.opts.Controls; c != nil {
 		counts := c.Counts(report)
 		html, err := reportBytes(PackReport{Period: c.Period(), GeneratedAt: now.UTC(), Stream: topology.EventsStream, Counts: counts,
@@ -153,6 +156,38 @@ func (x *Exporter) writeSummary() error {
 		}
 		if err := w.Write(row); err != nil {
 			return err
+		}
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// writeCampaigns writes one CSV row per grant an access review covered: the campaign, its deadline and
+// rule, whose grant it was, and its outcome (kept, revoked, revoked_unanswered, or still pending or
+// escalated) with who decided it.
+func (x *Exporter) writeCampaigns() error {
+	f, err := os.Create(filepath.Join(x.dir, "campaigns.csv"))
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	_ = w.Write([]string{"campaign_id", "campaign", "campaign_status", "deadline", "unanswered_rule", "request_id",
+		"entitlement", "subject", "requester", "outcome", "decided_by", "note"})
+	for _, c := range x.verifier.campaigns {
+		if c.Status() == events.CampaignStatusNone {
+			continue // its opening was refused: the finding says so
+		}
+		o := c.Opened()
+		for _, it := range o.Items {
+			state, _ := c.State(it.RequestID)
+			d, _ := c.Decision(it.RequestID)
+			if err := w.Write([]string{c.ID(), o.Name, string(c.Status()), o.Deadline.UTC().Format(time.RFC3339), string(o.Unanswered),
+				it.RequestID, it.Entitlement, it.SubjectID, it.RequesterID, string(state), d.Reviewer.ID, d.Note}); err != nil {
+				return err
+			}
 		}
 	}
 	w.Flush()

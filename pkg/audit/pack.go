@@ -145,7 +145,7 @@ func orNone(s string) string {
 
 func reasons(m map[events.RevocationReason]int) string {
 	var parts []string
-	for _, r := range []events.RevocationReason{events.RevokeExpired, events.RevokeEarly, events.RevokeReviewFailed, events.RevokeDrift, events.RevokeLocked} {
+	for _, r := range []events.RevocationReason{events.RevokeExpired, events.RevokeEarly, events.RevokeReviewFailed, events.RevokeDrift, events.RevokeLocked, events.RevokeReviewRevoked} {
 		if m[r] > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", r, m[r]))
 		}

@@ -3,8 +3,6 @@ package audit
 import (
 	"sync"
 
-	"github.com/hdevalence/ed25519consensus"
-
 	"github.com/grantline/grantline/pkg/events"
 )
 
@@ -15,11 +13,6 @@ type Source func(fn func(events.Record) error) error
 // batchSize is how many events a worker checks per hand-off: large enough that the channel traffic is
 // small beside a batch's signatures, small enough that the fold never waits long for the next one.
 const batchSize = 256
-
-// signatureBatch is how many signatures are verified together. Batch verification costs about half a
-// single verification per signature from a few dozen on; a batch that fails is verified again one
-// signature at a time to name the culprit, so a smaller batch wastes less on a tampered history.
-const signatureBatch = 64
 
 // checkBatch is a run of consecutive events, checked by one worker, then folded in order.
 type checkBatch struct {
@@ -95,31 +88,5 @@ func (v *Verifier) addAll(src Source, workers int) error {
 }
 
 // check checks b's events on their own, as Check does, verifying their signatures in batches
-// (ed25519consensus, the ZIP 215 rules). A batch that verifies vouches for each of its signatures; one
-// that does not, or an event whose signature header names no trusted key, is checked one event at a
-// time with crypto/ed25519, exactly as Add would, so every finding is the same. The rules differ only
-// for signatures the key's holder crafted with small-order components, which ZIP 215 accepts: that
-// is no forgery, as only the holder of the signing key can make one.
-func (v *Verifier) check(b *checkBatch) {
-	signed := make([]bool, signatureBatch)
-	for lo := 0; lo < len(b.recs); lo += signatureBatch {
-		hi := min(lo+signatureBatch, len(b.recs))
-		batch := ed25519consensus.NewPreallocatedBatchVerifier(hi - lo)
-		batched := false
-		for i := lo; i < hi; i++ {
-			pub, sig, ok := v.trust.Signature(b.recs[i])
-			if signed[i-lo] = ok; ok {
-				batch.Add(pub, b.recs[i].Body, sig)
-				batched = true
-			}
-		}
-		valid := batched && batch.Verify()
-		for i := lo; i < hi; i++ {
-			if valid && signed[i-lo] {
-				b.checked[i] = v.trust.CheckSigned(b.recs[i], b.first+i)
-			} else {
-				b.checked[i] = v.trust.Check(b.recs[i], b.first+i)
-			}
-		}
-	}
-}
+// (events.Verifier.CheckBatch).
+func (v *Verifier) check(b *checkBatch) { v.trust.CheckBatch(b.recs, b.first, b.checked) }

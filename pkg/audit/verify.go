@@ -123,9 +123,11 @@ type Verifier struct {
 	report   Report
 	requests map[string]*requestState
 	order    []string
-	// locks are folded apart from the requests: a lock's events obey the lock's own rules.
-	locks map[string]*lockState
-	cps   *checkpointRun
+	// others are the locks and campaigns, folded apart from the requests: their events obey their own
+	// aggregates' rules. campaigns lists the campaigns in the order they opened, for the export.
+	others    map[string]*otherState
+	campaigns []*events.Campaign
+	cps       *checkpointRun
 }
 
 type requestState struct {
@@ -193,8 +195,8 @@ func (v *Verifier) fold(ck events.Checked) {
 		}
 		return
 	}
-	if ev.Type.Lock() {
-		v.lockEvent(pos, rec.Seq, ev)
+	if !ev.Type.Request() {
+		v.otherEvent(pos, rec.Seq, ev)
 		return
 	}
 	st := v.state(ev.Subject)
@@ -233,26 +235,37 @@ func (v *Verifier) state(id string) *requestState {
 	return st
 }
 
-type lockState struct {
-	lock   *events.Lock
+// aggregate is what a lock and a campaign have in common for verification: their own rule table.
+type aggregate interface {
+	Apply(events.Event) error
+}
+
+type otherState struct {
+	agg    aggregate
 	broken bool
 }
 
-// lockEvent folds a lock's event into its lock and records an invariant finding when the lock refuses
-// it; a lock once broken is judged no further, like a request.
-func (v *Verifier) lockEvent(pos int, seq uint64, ev events.Event) {
-	if v.locks == nil {
-		v.locks = map[string]*lockState{}
+// otherEvent folds a lock's or a campaign's event into its aggregate, chosen by the ID's first event,
+// and records an invariant finding when the aggregate refuses it; one once broken is judged no further,
+// like a request.
+func (v *Verifier) otherEvent(pos int, seq uint64, ev events.Event) {
+	if v.others == nil {
+		v.others = map[string]*otherState{}
 	}
-	st, ok := v.locks[ev.Subject]
+	st, ok := v.others[ev.Subject]
 	if !ok {
-		st = &lockState{lock: events.NewLock(ev.Subject)}
-		v.locks[ev.Subject] = st
+		st = &otherState{agg: events.NewLock(ev.Subject)}
+		if ev.Type.Campaign() {
+			c := events.NewCampaign(ev.Subject)
+			st.agg = c
+			v.campaigns = append(v.campaigns, c)
+		}
+		v.others[ev.Subject] = st
 	}
 	if st.broken {
 		return
 	}
-	if err := st.lock.Apply(ev); err != nil {
+	if err := st.agg.Apply(ev); err != nil {
 		st.broken = true
 		v.find(Finding{Kind: FindingInvariant, Position: pos, Seq: seq, RequestID: ev.Subject, EventID: ev.ID, Detail: err.Error()})
 	}
@@ -301,11 +314,12 @@ func (v *Verifier) Finish() *Report {
 }
 
 // fulfilmentOverdue reports whether st is allowed but neither granted nor failed more than the SLO
-// after it became due (the allowing event, or the requested start), and that instant. A request waiting
-// on a manual task waits on people, who have the task's own due time.
+// after it became due (the allowing event, or the requested start), and that instant. A request approved
+// for a later start whose check at the start never came is overdue the same way. A request waiting on a
+// manual task waits on people, who have the task's own due time.
 func (v *Verifier) fulfilmentOverdue(st *requestState) (time.Time, bool) {
 	r := st.req
-	if st.broken || !r.AllowsFulfilment() || len(r.Tasks()) > 0 {
+	if st.broken || !(r.AllowsFulfilment() || r.StartCheckDue()) || len(r.Tasks()) > 0 {
 		return time.Time{}, false
 	}
 	due := st.allowedAt

@@ -112,19 +112,20 @@ var access = map[User]Access{
 	Policy: {
 		// Scans: the locks are read from the lock subjects before each decision.
 		JetStream: true, Types: events.TypesOf(events.Policy), Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream},
-		Consumers: []topology.Consumer{topology.PolicyDecisions, topology.PolicyReviewDebt},
+		Consumers: []topology.Consumer{topology.PolicyDecisions, topology.PolicyReviewDebt, topology.PolicyStartSchedules, topology.PolicyStart},
 		Buckets:   []string{topology.PolicyStateBucket},
+		Timers:    []string{topology.TimerGrantStart},
 	},
 	Approval: {
-		JetStream: true, Types: events.TypesOf(events.Approval), Reads: []string{topology.EventsStream},
+		// Scans: an access review lists the live grants and the campaigns opened.
+		JetStream: true, Types: events.TypesOf(events.Approval), Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream},
 		Consumers: []topology.Consumer{topology.ApprovalSchedules, topology.ApprovalTimers, topology.ApprovalInbox},
-		Timers:    []string{topology.TimerApprovalWindow, topology.TimerPostReview},
+		Timers:    []string{topology.TimerApprovalWindow, topology.TimerPostReview, topology.TimerCampaign},
 	},
 	Fulfilment: {
 		JetStream: true, Types: events.TypesOf(events.Fulfilment), Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream},
-		Consumers: []topology.Consumer{topology.FulfilmentGrants, topology.FulfilmentStart, topology.FulfilmentRevokeTasks},
+		Consumers: []topology.Consumer{topology.FulfilmentGrants, topology.FulfilmentRevokeTasks},
 		Buckets:   []string{topology.CredentialsBucket, topology.TasksBucket},
-		Timers:    []string{topology.TimerGrantStart},
 	},
 	Revoker: {
 		JetStream: true, Types: events.TypesOf(events.Revoker), Reads: []string{topology.EventsStream, topology.TimersStream}, Scans: []string{topology.EventsStream},

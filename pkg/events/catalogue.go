@@ -25,6 +25,7 @@ const (
 	TypeReviewed            Type = TypePrefix + "reviewed"
 	TypeApproved            Type = TypePrefix + "approved"
 	TypeRejected            Type = TypePrefix + "rejected"
+	TypeStartChecked        Type = TypePrefix + "start_checked"
 	TypePostReviewed        Type = TypePrefix + "post_reviewed"
 	TypePostReviewOverdue   Type = TypePrefix + "post_review_overdue"
 	TypeTaskOpened          Type = TypePrefix + "task_opened"
@@ -80,6 +81,7 @@ var emitters = map[Type]Service{
 	TypeReviewed:            Approval,
 	TypeApproved:            Approval,
 	TypeRejected:            Approval,
+	TypeStartChecked:        Policy,
 	TypePostReviewed:        Approval,
 	TypePostReviewOverdue:   Approval,
 	TypeTaskOpened:          Fulfilment,
@@ -92,6 +94,11 @@ var emitters = map[Type]Service{
 	TypeDriftDetected:       Revoker,
 	TypeLockPlaced:          Revoker,
 	TypeLockRemoved:         Revoker,
+	TypeCampaignOpened:      Approval,
+	TypeCampaignReminded:    Approval,
+	TypeCampaignDecided:     Approval,
+	TypeCampaignEscalated:   Approval,
+	TypeCampaignClosed:      Approval,
 }
 
 // Emitter returns the service that may emit t, and false for a type outside the catalogue.
@@ -108,12 +115,13 @@ func TypesOf(svc Service) []Type {
 	return out
 }
 
-// AllTypes lists the catalogue in lifecycle order: a request's events, then a lock's.
+// AllTypes lists the catalogue in lifecycle order: a request's events, then a lock's, then a campaign's.
 var AllTypes = []Type{
-	TypeSubmitted, TypeWithdrawn, TypePolicyDecided, TypeReviewed, TypeApproved, TypeRejected,
+	TypeSubmitted, TypeWithdrawn, TypePolicyDecided, TypeReviewed, TypeApproved, TypeRejected, TypeStartChecked,
 	TypePostReviewed, TypePostReviewOverdue, TypeTaskOpened, TypeGranted, TypeFulfilmentFailed,
 	TypeRevocationRequested, TypeExpired, TypeRevoked, TypeRevocationFailed, TypeDriftDetected,
 	TypeLockPlaced, TypeLockRemoved,
+	TypeCampaignOpened, TypeCampaignReminded, TypeCampaignDecided, TypeCampaignEscalated, TypeCampaignClosed,
 }
 
 // ParseTypeName returns the type whose short name is name ("granted", "lock_placed"), or false.

@@ -26,6 +26,20 @@ func submittedPayload(emergency bool) Submitted {
 	return s
 }
 
+// scheduledPayload is alice's request for access from start on.
+func scheduledPayload(start time.Time) Submitted {
+	s := submittedPayload(false)
+	s.StartAt = &start
+	s.RequestDigest = s.Digest()
+	return s
+}
+
+// startCheck is policy's check at the start with outcome o, groups from the directory.
+func startCheck(o Outcome) StartChecked {
+	return StartChecked{Allowed: o != OutcomeDeny, Outcome: o, Reasons: []string{"checked at the start"},
+		RequesterGroups: []string{"engineers"}, GroupsFrom: GroupsFromDirectory, PolicyRevision: "sha256:policy", InputDigest: "sha256:input"}
+}
+
 func twoStageDecision(ordered bool) PolicyDecided {
 	deadline := t0.Add(24 * time.Hour)
 	return PolicyDecided{
@@ -107,6 +121,9 @@ func stories() []story {
 	revoked := event(Revoked{Reason: RevokeExpired, Observed: Observed{Present: false}}, grantTime.Add(time.Hour+time.Second), "service:revoker")
 	emRevoked := event(Revoked{Reason: RevokeExpired, Observed: Observed{Present: false}}, grantTime.Add(31*time.Minute), "service:revoker")
 	found := event(drift(DriftAfterRevocation), grantTime.Add(2*time.Hour), "service:revoker")
+	// A request for access from five minutes after submission, checked at its start.
+	schedSub := event(scheduledPayload(t0.Add(5*time.Minute)), t0, "alice")
+	checked := event(startCheck(OutcomeAutoApproved), t0.Add(5*time.Minute), "service:policy")
 
 	return []story{
 		{"none", nil},
@@ -130,6 +147,9 @@ func stories() []story {
 		{"drift_revoked", []Event{sub, auto, granted, expired, revoked, found,
 			event(Revoked{Reason: RevokeDrift, Observed: Observed{Present: false}}, grantTime.Add(2*time.Hour+time.Second), "service:revoker")}},
 		{"finding", []Event{event(drift(DriftUnexplained), t0, "service:revoker")}},
+		{"scheduled", []Event{schedSub, auto}},
+		{"start_checked", []Event{schedSub, auto, checked}},
+		{"start_denied", []Event{schedSub, auto, event(startCheck(OutcomeDeny), t0.Add(5*time.Minute), "service:policy")}},
 	}
 }
 
@@ -145,6 +165,13 @@ func candidate(t Type, r *Request) Event {
 		// A lock's events are no request's: every state refuses them, even under the request's ID.
 		ev := lockEvent(security.ID, now, map[Type]Payload{TypeLockPlaced: placed(LockScope{LockUser, lockedUser}),
 			TypeLockRemoved: LockRemoved{RemovedBy: security}}[t])
+		ev.Subject = r.ID()
+		return ev
+	case TypeCampaignOpened, TypeCampaignReminded, TypeCampaignDecided, TypeCampaignEscalated, TypeCampaignClosed:
+		// A campaign's events are no request's either.
+		ev := campaignEvent(owner.ID, now, map[Type]Payload{TypeCampaignOpened: escalatingCampaign(),
+			TypeCampaignReminded: CampaignReminded{Pending: []string{itemA}}, TypeCampaignDecided: decided(itemA, CampaignKeep, owner),
+			TypeCampaignEscalated: CampaignEscalated{Items: []string{itemA}}, TypeCampaignClosed: CampaignClosed{}}[t])
 		ev.Subject = r.ID()
 		return ev
 	case TypeSubmitted:
@@ -163,6 +190,8 @@ func candidate(t Type, r *Request) Event {
 		return event(r.ApprovedDraft(), now, "service:approval")
 	case TypeRejected:
 		return event(Rejected{Reason: RejectedTimeout}, t0.Add(25*time.Hour), "service:approval")
+	case TypeStartChecked:
+		return event(startCheck(OutcomeAutoApproved), now, "service:policy")
 	case TypePostReviewed:
 		return event(PostReviewed{Reviewer: Principal{ID: "erin", Groups: []string{"security"}}, Outcome: PostReviewRatified}, now, "erin")
 	case TypePostReviewOverdue:

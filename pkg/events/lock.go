@@ -2,7 +2,6 @@ package events
 
 import (
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -17,10 +16,6 @@ const (
 	TypeLockPlaced  Type = LockTypePrefix + "lock_placed"
 	TypeLockRemoved Type = LockTypePrefix + "lock_removed"
 )
-
-// Lock reports whether t is a lock's event rather than a request's. A reader that folds every event of
-// the stream into requests folds these into a Lock instead, or skips them.
-func (t Type) Lock() bool { return strings.HasPrefix(string(t), LockTypePrefix) }
 
 // LockScopeKind says what a lock stops: a person, an entitlement or a whole target system.
 type LockScopeKind string

@@ -162,6 +162,44 @@ type Rejected struct {
 	RejectedBy string `json:"rejected_by,omitempty"`
 }
 
+// GroupsFrom says where the requester's groups of a start check came from.
+type GroupsFrom string
+
+// Sources of the groups a start check evaluates.
+const (
+	// GroupsFromDirectory: the people directory as it was at the start.
+	GroupsFromDirectory GroupsFrom = "directory"
+	// GroupsFromSubmission: the groups the requester's token carried at submission, because the policy
+	// service has no directory to ask; the catalogue, the locks and the policy are still those at the start.
+	GroupsFromSubmission GroupsFrom = "submitted"
+)
+
+// StartChecked records policy's check of a request that asked for access from a later time (start_at),
+// made at that time with the requester's groups, the catalogue and the locks as they were then (emitted
+// by policy). Fulfilment grants such a request only after an allowed check; a check that is not allowed
+// ends the request denied, and its Reasons say why (the policy's own, or the error that kept policy
+// from deciding: it fails closed).
+type StartChecked struct {
+	// Allowed says whether the request may still be granted: policy, evaluated now, would let it through
+	// with the approvals it already holds (Request.ApprovalsSatisfy). So an auto-approved or emergency
+	// outcome allows it, a deny does not, and approval_required allows it only if the recorded approvals
+	// satisfy Stages: a requester who left the group that made the request routine needs approvals that
+	// were never given.
+	Allowed bool     `json:"allowed"`
+	Outcome Outcome  `json:"outcome"`
+	Reasons []string `json:"reasons"`
+	// Stages are the approval stages policy requires now, for an approval_required outcome.
+	Stages []Stage `json:"stages,omitempty"`
+	// RequesterGroups are the requester's groups the check evaluated, sorted; never null.
+	RequesterGroups []string   `json:"requester_groups"`
+	GroupsFrom      GroupsFrom `json:"groups_from"`
+	PolicyRevision  string     `json:"policy_revision"`
+	InputDigest     string     `json:"input_digest"`
+	// Input is the policy input exactly as evaluated, as in PolicyDecided; absent when policy could not
+	// build it.
+	Input jsontext.Value `json:"input,omitempty"`
+}
+
 // PostReviewOutcome is the verdict of an emergency post-review.
 type PostReviewOutcome string
 
@@ -241,6 +279,9 @@ const (
 	RevokeDrift        RevocationReason = "drift"
 	// RevokeLocked ends access a lock covers (RevocationRequested.LockID names the lock).
 	RevokeLocked RevocationReason = "locked"
+	// RevokeReviewRevoked ends access an access review decided to revoke, or left unanswered under a
+	// rule that revokes (RevocationRequested.CampaignID names the campaign).
+	RevokeReviewRevoked RevocationReason = "review_revoked"
 )
 
 // RevocationRequested records a request to end access before expiry (emitted by revoker).
@@ -250,6 +291,8 @@ type RevocationRequested struct {
 	Note   string           `json:"note,omitempty"`
 	// LockID is the lock that ends the access, with reason locked.
 	LockID string `json:"lock_id,omitempty"`
+	// CampaignID is the access review that ends the access, with reason review_revoked.
+	CampaignID string `json:"campaign_id,omitempty"`
 }
 
 // Expired records that a grant reached its expiry and the revoker's first attempt to revoke it failed,
@@ -318,6 +361,7 @@ func (PolicyDecided) EventType() Type       { return TypePolicyDecided }
 func (Reviewed) EventType() Type            { return TypeReviewed }
 func (Approved) EventType() Type            { return TypeApproved }
 func (Rejected) EventType() Type            { return TypeRejected }
+func (StartChecked) EventType() Type        { return TypeStartChecked }
 func (PostReviewed) EventType() Type        { return TypePostReviewed }
 func (PostReviewOverdue) EventType() Type   { return TypePostReviewOverdue }
 func (TaskOpened) EventType() Type          { return TypeTaskOpened }
@@ -336,6 +380,16 @@ func newPayload(t Type) (Payload, bool) {
 		return &LockPlaced{}, true
 	case TypeLockRemoved:
 		return &LockRemoved{}, true
+	case TypeCampaignOpened:
+		return &CampaignOpened{}, true
+	case TypeCampaignReminded:
+		return &CampaignReminded{}, true
+	case TypeCampaignDecided:
+		return &CampaignDecided{}, true
+	case TypeCampaignEscalated:
+		return &CampaignEscalated{}, true
+	case TypeCampaignClosed:
+		return &CampaignClosed{}, true
 	case TypeSubmitted:
 		return &Submitted{}, true
 	case TypeWithdrawn:
@@ -348,6 +402,8 @@ func newPayload(t Type) (Payload, bool) {
 		return &Approved{}, true
 	case TypeRejected:
 		return &Rejected{}, true
+	case TypeStartChecked:
+		return &StartChecked{}, true
 	case TypePostReviewed:
 		return &PostReviewed{}, true
 	case TypePostReviewOverdue:

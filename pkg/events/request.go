@@ -63,9 +63,11 @@ type Request struct {
 	reviews   []Reviewed
 	approvers []string
 	rejection *Rejected
-	tasks     []TaskOpened
-	grant     *Granted
-	grantedAt time.Time
+	// startCheck is policy's check at the requested start, nil before it (and for a request without one).
+	startCheck *StartChecked
+	tasks      []TaskOpened
+	grant      *Granted
+	grantedAt  time.Time
 	// revocation is why access must end (expiry, early request, failed post-review); "" while it may stay.
 	revocation       RevocationReason
 	revocationFailed *RevocationFailed
@@ -145,8 +147,18 @@ func (r *Request) HasCaused(t Type, causationID string) bool {
 }
 
 // AllowsFulfilment reports whether the request may be granted now: policy allowed it outright (or as an
-// emergency), or every approval stage is satisfied and recorded as approved.
-func (r *Request) AllowsFulfilment() bool { return r.status == StatusApproved }
+// emergency), or every approval stage is satisfied and recorded as approved; and a request that asked for
+// access from a later time has also passed policy's check at that time.
+func (r *Request) AllowsFulfilment() bool { return r.status == StatusApproved && !r.StartCheckDue() }
+
+// StartCheckDue reports whether the request is approved but asked for access from a later time, and
+// policy has not checked it at that time yet: nothing is granted before that check allows it.
+func (r *Request) StartCheckDue() bool {
+	return r.status == StatusApproved && r.submitted.StartAt != nil && r.startCheck == nil
+}
+
+// StartCheck is policy's check at the requested start, or nil before it.
+func (r *Request) StartCheck() *StartChecked { return r.startCheck }
 
 // StageSatisfied reports whether stage i has its minimum of distinct approvals.
 func (r *Request) StageSatisfied(i int) bool {
@@ -432,6 +444,11 @@ func (r *Request) check(ev Event) error {
 			return refuse(fmt.Sprintf("unknown rejection reason %q", p.Reason))
 		}
 
+	case StartChecked:
+		if err := r.checkStart(ev, p); err != nil {
+			return refuse(err.Error())
+		}
+
 	case PostReviewed:
 		if r.decision.Outcome != OutcomeEmergency || r.grant == nil {
 			return refuse("only a granted emergency request is post-reviewed")
@@ -495,11 +512,16 @@ func (r *Request) check(ev Event) error {
 		if r.revocation != "" {
 			return refuse("revocation is already under way")
 		}
-		if p.Reason != RevokeEarly && p.Reason != RevokeDrift && p.Reason != RevokeReviewFailed && p.Reason != RevokeLocked {
+		switch p.Reason {
+		case RevokeEarly, RevokeDrift, RevokeReviewFailed, RevokeLocked, RevokeReviewRevoked:
+		default:
 			return refuse(fmt.Sprintf("reason %q does not ask for early revocation", p.Reason))
 		}
 		if (p.Reason == RevokeLocked) != ValidRequestID(p.LockID) {
 			return refuse("a revocation names a lock exactly when a lock asks for it")
+		}
+		if (p.Reason == RevokeReviewRevoked) != ValidRequestID(p.CampaignID) {
+			return refuse("a revocation names a campaign exactly when an access review asks for it")
 		}
 
 	case Expired:
@@ -554,6 +576,65 @@ func (r *Request) check(ev Event) error {
 // after it: the expiry needs no expired event of its own then.
 func (r *Request) atExpiry(ev Event, p Revoked) bool {
 	return r.status == StatusGranted && r.revocation == "" && p.Reason == RevokeExpired && !ev.Time.Before(r.grant.ExpiresAt)
+}
+
+// checkStart is the start-check part of the transition table. A granted event does not require the
+// check in turn: histories recorded before start checks existed hold scheduled grants without one, and
+// must still fold. Fulfilment waits for it (AllowsFulfilment).
+func (r *Request) checkStart(ev Event, p StartChecked) error {
+	start := r.submitted.StartAt
+	switch {
+	case r.status != StatusApproved:
+		return errors.New("only an approved request is checked at its start")
+	case start == nil:
+		return errors.New("the request asked for no later start")
+	case r.startCheck != nil:
+		return errors.New("the start is checked once")
+	case ev.Time.Before(*start):
+		return errors.New("the requested start has not come")
+	case p.PolicyRevision == "":
+		return errors.New("a start check records its policy revision")
+	case p.GroupsFrom != GroupsFromDirectory && p.GroupsFrom != GroupsFromSubmission:
+		return fmt.Errorf("unknown source of groups %q", p.GroupsFrom)
+	}
+	switch p.Outcome {
+	case OutcomeDeny, OutcomeApprovalRequired, OutcomeAutoApproved, OutcomeEmergency:
+	default:
+		return fmt.Errorf("unknown outcome %q", p.Outcome)
+	}
+	if (p.Outcome == OutcomeApprovalRequired) != (len(p.Stages) > 0) {
+		return errors.New("a start check names stages exactly for approval_required")
+	}
+	allowed := p.Outcome == OutcomeAutoApproved || p.Outcome == OutcomeEmergency ||
+		(p.Outcome == OutcomeApprovalRequired && r.ApprovalsSatisfy(p.Stages))
+	if p.Allowed != allowed {
+		return fmt.Errorf("outcome %s with the approvals recorded is allowed=%v, not %v", p.Outcome, allowed, p.Allowed)
+	}
+	return nil
+}
+
+// ApprovalsSatisfy reports whether the approvals recorded satisfy stages: stage by stage, in order,
+// each takes its minimum of approving reviewers from its groups (as their groups were at the review)
+// who have not counted for an earlier stage, one person counting once. The assignment is greedy, so it
+// may answer false where another assignment would pass: the start check fails closed.
+func (r *Request) ApprovalsSatisfy(stages []Stage) bool {
+	used := map[string]bool{}
+	for _, st := range stages {
+		n := 0
+		for _, rv := range r.reviews {
+			if n >= st.MinApprovals {
+				break
+			}
+			if rv.Decision == ReviewApprove && !used[rv.Reviewer.ID] && sharesGroup(rv.Reviewer.Groups, st.Groups) {
+				used[rv.Reviewer.ID] = true
+				n++
+			}
+		}
+		if st.MinApprovals < 1 || n < st.MinApprovals {
+			return false
+		}
+	}
+	return true
 }
 
 // checkDrift is the drift part of the transition table: what each kind of drift must say, and the
@@ -663,6 +744,11 @@ func (r *Request) apply(ev Event) {
 	case Rejected:
 		r.rejection = &p
 		r.status = StatusRejected
+	case StartChecked:
+		r.startCheck = &p
+		if !p.Allowed {
+			r.status = StatusDenied
+		}
 	case PostReviewed:
 		r.postReview = &p
 		if p.Outcome == PostReviewFlagged && r.status == StatusGranted && r.revocation == "" {

@@ -51,6 +51,15 @@ func TestTransitions(t *testing.T) {
 		"drift_revoked": {TypeDriftDetected: StatusRevoked},
 		// A finding holds its one event.
 		"finding": {},
+		// Approved for a later start: policy checks it then. A grant before the check is not refused by
+		// the aggregate (histories from before start checks hold such grants); fulfilment waits for it.
+		"scheduled": {TypeWithdrawn: StatusWithdrawn, TypeStartChecked: StatusApproved, TypeTaskOpened: StatusApproved,
+			TypeGranted: StatusGranted, TypeFulfilmentFailed: StatusFailed},
+		// Checked and still allowed: on as any approved request, and checked once only.
+		"start_checked": {TypeWithdrawn: StatusWithdrawn, TypeTaskOpened: StatusApproved, TypeGranted: StatusGranted,
+			TypeFulfilmentFailed: StatusFailed},
+		// No longer allowed at the start: denied, and closed.
+		"start_denied": {},
 	}
 	for _, st := range stories() {
 		want, ok := legal[st.name]
@@ -84,6 +93,90 @@ func TestTransitions(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestStartCheckRules covers the facts a start check must agree with, and what it allows: fulfilment
+// only once an allowed check is recorded, and a check that is not allowed denies the request.
+func TestStartCheckRules(t *testing.T) {
+	start := t0.Add(time.Hour)
+	scheduled := []Event{event(scheduledPayload(start), t0, "alice"), event(autoDecision(), t0.Add(time.Minute), "service:policy")}
+	pending := []Event{event(scheduledPayload(start), t0, "alice"), event(twoStageDecision(false), t0.Add(time.Minute), "service:policy")}
+	// The reviews are bound to the scheduled request's digest.
+	rv := func(who, group string, stage int) Reviewed {
+		x := review(who, group, stage, ReviewApprove)
+		x.RequestDigest = scheduledPayload(start).RequestDigest
+		return x
+	}
+	approvedScheduled := append(slices.Clone(pending), event(rv("carol", "db-owners", 0), t0.Add(2*time.Minute), "carol"),
+		event(rv("erin", "security", 1), t0.Add(3*time.Minute), "erin"),
+		event(Approved{Approvers: []string{"carol", "erin"}}, t0.Add(3*time.Minute), "service:approval"))
+	withCheck := func(mut func(*StartChecked)) StartChecked { c := startCheck(OutcomeAutoApproved); mut(&c); return c }
+	cases := []struct {
+		name    string
+		history []Event
+		next    Event
+		refused bool
+	}{
+		{"checked at the start", scheduled, event(startCheck(OutcomeAutoApproved), start, "service:policy"), false},
+		{"denied at the start", scheduled, event(startCheck(OutcomeDeny), start, "service:policy"), false},
+		{"checked before the start", scheduled, event(startCheck(OutcomeAutoApproved), start.Add(-time.Second), "service:policy"), true},
+		{"checked while approvals are outstanding", pending, event(startCheck(OutcomeAutoApproved), start, "service:policy"), true},
+		{"a request asking for access at once", []Event{event(submittedPayload(false), t0, "alice"), event(autoDecision(), t0, "service:policy")},
+			event(startCheck(OutcomeAutoApproved), start, "service:policy"), true},
+		{"checked twice", append(slices.Clone(scheduled), event(startCheck(OutcomeAutoApproved), start, "service:policy")),
+			event(startCheck(OutcomeAutoApproved), start.Add(time.Second), "service:policy"), true},
+		{"approval now required, and none was given", scheduled, event(withCheck(func(c *StartChecked) {
+			c.Outcome, c.Stages = OutcomeApprovalRequired, []Stage{{Name: "owners", Groups: []string{"db-owners"}, MinApprovals: 1}}
+		}), start, "service:policy"), true},
+		{"approval now required, none given, and not allowed", scheduled, event(withCheck(func(c *StartChecked) {
+			c.Outcome, c.Allowed, c.Stages = OutcomeApprovalRequired, false, []Stage{{Name: "owners", Groups: []string{"db-owners"}, MinApprovals: 1}}
+		}), start, "service:policy"), false},
+		{"the approvals given satisfy the stages required now", approvedScheduled, event(withCheck(func(c *StartChecked) {
+			c.Outcome, c.Stages = OutcomeApprovalRequired, []Stage{{Name: "security", Groups: []string{"security"}, MinApprovals: 1}}
+		}), start, "service:policy"), false},
+		{"the stages required now want two owners; one approved", approvedScheduled, event(withCheck(func(c *StartChecked) {
+			c.Outcome, c.Stages = OutcomeApprovalRequired, []Stage{{Name: "owners", Groups: []string{"db-owners"}, MinApprovals: 2}}
+		}), start, "service:policy"), true},
+		{"approval_required without stages", scheduled, event(withCheck(func(c *StartChecked) { c.Outcome = OutcomeApprovalRequired }), start, "service:policy"), true},
+		{"allowed although policy denied", scheduled, event(withCheck(func(c *StartChecked) { c.Outcome = OutcomeDeny }), start, "service:policy"), true},
+		{"not allowed although policy allowed", scheduled, event(withCheck(func(c *StartChecked) { c.Allowed = false }), start, "service:policy"), true},
+		{"no policy revision", scheduled, event(withCheck(func(c *StartChecked) { c.PolicyRevision = "" }), start, "service:policy"), true},
+		{"groups from nowhere", scheduled, event(withCheck(func(c *StartChecked) { c.GroupsFrom = "" }), start, "service:policy"), true},
+		{"an unknown outcome", scheduled, event(withCheck(func(c *StartChecked) { c.Outcome = "maybe" }), start, "service:policy"), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Fold(testRequestID, tc.history)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = r.Apply(tc.next)
+			if tc.refused != (err != nil) {
+				t.Fatalf("refused = %v, want %v (err %v)", err != nil, tc.refused, err)
+			}
+		})
+	}
+
+	r, err := Fold(testRequestID, scheduled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.StartCheckDue() || r.AllowsFulfilment() {
+		t.Fatalf("before its check a scheduled request must await it: due %v, allows %v", r.StartCheckDue(), r.AllowsFulfilment())
+	}
+	if err := r.Apply(event(startCheck(OutcomeAutoApproved), start, "service:policy")); err != nil {
+		t.Fatal(err)
+	}
+	if r.StartCheckDue() || !r.AllowsFulfilment() || r.StartCheck() == nil {
+		t.Fatalf("an allowed check must allow fulfilment: due %v, allows %v", r.StartCheckDue(), r.AllowsFulfilment())
+	}
+	denied, err := Fold(testRequestID, append(slices.Clone(scheduled), event(startCheck(OutcomeDeny), start, "service:policy")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if denied.Status() != StatusDenied || denied.AllowsFulfilment() || !denied.Status().Terminal() {
+		t.Fatalf("a check that is not allowed must deny: status %q, allows %v", denied.Status(), denied.AllowsFulfilment())
 	}
 }
 

@@ -24,11 +24,14 @@ func enumSchemas() map[reflect.Type]*jsonschema.Schema {
 		reflect.TypeFor[Outcome]():           enum(OutcomeDeny, OutcomeApprovalRequired, OutcomeAutoApproved, OutcomeEmergency),
 		reflect.TypeFor[ReviewDecision]():    enum(ReviewApprove, ReviewReject),
 		reflect.TypeFor[PostReviewOutcome](): enum(PostReviewRatified, PostReviewFlagged),
+		reflect.TypeFor[GroupsFrom]():        enum(GroupsFromDirectory, GroupsFromSubmission),
 		reflect.TypeFor[TaskPurpose]():       enum(TaskGrant, TaskRevoke),
-		reflect.TypeFor[RevocationReason]():  enum(RevokeExpired, RevokeEarly, RevokeReviewFailed, RevokeDrift, RevokeLocked),
+		reflect.TypeFor[RevocationReason]():  enum(RevokeExpired, RevokeEarly, RevokeReviewFailed, RevokeDrift, RevokeLocked, RevokeReviewRevoked),
 		reflect.TypeFor[DriftKind]():         enum(DriftAfterRevocation, DriftMissing, DriftUnexplained),
 		reflect.TypeFor[DriftAction]():       enum(DriftRevoke, DriftRecorded),
 		reflect.TypeFor[LockScopeKind]():     enum(LockUser, LockEntitlement, LockTarget),
+		reflect.TypeFor[CampaignRule]():      enum(CampaignRevoke, CampaignEscalate),
+		reflect.TypeFor[CampaignDecision]():  enum(CampaignKeep, CampaignRevokes),
 		reflect.TypeFor[time.Time]():         {Type: "string", Format: "date-time"},
 		// The policy input a decision records: a JSON object, described in examples/policies/grantline.rego.
 		reflect.TypeFor[jsontext.Value](): {Type: "object"},
@@ -79,7 +82,9 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 		Approved{Approvers: []string{"carol"}}, Rejected{Reason: RejectedTimeout}, grantAt(t0, time.Hour),
 		Revoked{Reason: RevokeExpired}, RevocationFailed{Attempts: 2, OverdueSince: t0, ErrorClass: "x", Message: "y"},
 		TaskOpened{TaskID: "t", Purpose: TaskGrant, FulfillerGroups: []string{"dba"}, DueAt: t0}, Withdrawn{},
-		placed(LockScope{LockUser, lockedUser}), LockRemoved{RemovedBy: security}}
+		placed(LockScope{LockUser, lockedUser}), LockRemoved{RemovedBy: security},
+		escalatingCampaign(), CampaignReminded{Pending: []string{itemA}}, decided(itemA, CampaignRevokes, owner),
+		CampaignEscalated{Items: []string{itemA}}, CampaignClosed{RevokedUnanswered: []string{itemB}}}
 	for _, p := range samples {
 		s, _ := schemaFor(t, p.EventType())
 		resolved, err := s.Resolve(nil)

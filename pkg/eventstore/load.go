@@ -85,7 +85,7 @@ func (s *Store) read(ctx context.Context, id string) (*Loaded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load request %s: %w", id, err)
 	}
-	if len(l.Events) > 0 && l.Events[0].Type.Lock() {
+	if len(l.Events) > 0 && !l.Events[0].Type.Request() {
 		return nil, fmt.Errorf("load request %s: %w", id, ErrNotARequest)
 	}
 	if l.Request, err = events.Fold(id, l.Events); err != nil {

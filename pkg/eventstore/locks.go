@@ -8,9 +8,9 @@ import (
 	"github.com/grantline/grantline/pkg/events"
 )
 
-// ErrNotARequest means the ID asked for as a request's is a lock's: to a caller of a request's route
-// it is no request at all.
-var ErrNotARequest = errors.New("the ID is a lock's, not a request's")
+// ErrNotARequest means the ID asked for as a request's is a lock's or a campaign's: to a caller of a
+// request's route it is no request at all.
+var ErrNotARequest = errors.New("the ID is a lock's or a campaign's, not a request's")
 
 // LoadedLock is a lock read from the evidence: its verified events and the aggregate folded from them.
 type LoadedLock struct {
@@ -29,13 +29,9 @@ func (l *LoadedLock) Events() []events.Event { return l.loaded.Events }
 // genesis; ErrStale while the replica that answered is behind the leader) and folds it into its Lock.
 // A lock event the aggregate refuses returns the *events.RefusedError.
 func (s *Store) LoadLock(ctx context.Context, id string) (*LoadedLock, error) {
-	l, err := s.readVerified(ctx, id)
+	l, lock, err := loadFolded(ctx, s, "lock", id, events.FoldLock)
 	if err != nil {
-		return nil, fmt.Errorf("load lock %s: %w", id, err)
-	}
-	lock, err := events.FoldLock(id, l.Events)
-	if err != nil {
-		return nil, fmt.Errorf("load lock %s: %w", id, err)
+		return nil, err
 	}
 	return &LoadedLock{loaded: l, Lock: lock}, nil
 }
@@ -49,43 +45,11 @@ type DecideLock func(l *events.Lock) ([]events.Draft, error)
 // another writer's append makes it load and decide again, at most MaxAttempts times. It returns the
 // lock as it stands after the append.
 func (s *Store) UpdateLock(ctx context.Context, id string, decide DecideLock) (*LoadedLock, error) {
-	if s.signer == nil {
-		return nil, ErrReadOnly
+	l, lock, err := updateFolded(ctx, s, "lock", id, events.FoldLock, decide)
+	if err != nil {
+		return nil, err
 	}
-	var lastErr error
-	for attempt := range s.maxAttempts {
-		if attempt > 0 {
-			if err := backoff(ctx, attempt); err != nil {
-				return nil, err
-			}
-		}
-		cur, err := s.LoadLock(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		drafts, err := decide(cur.Lock)
-		if err != nil || len(drafts) == 0 {
-			return cur, err
-		}
-		msgs, sealed, now, err := s.seal(ctx, cur.loaded, drafts)
-		if err != nil {
-			return nil, fmt.Errorf("append to lock %s: %w", id, err)
-		}
-		lock, err := events.FoldLock(id, append(append([]events.Event{}, cur.loaded.Events...), sealed...))
-		if err != nil {
-			return nil, fmt.Errorf("append to lock %s: %w", id, err)
-		}
-		next, err := s.store(ctx, cur.loaded, msgs, sealed, now)
-		if errors.Is(err, ErrConflict) {
-			lastErr = err
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("append to lock %s: %w", id, err)
-		}
-		return &LoadedLock{loaded: next, Lock: lock}, nil
-	}
-	return nil, fmt.Errorf("update lock %s: gave up after %d attempts: %w", id, s.maxAttempts, lastErr)
+	return &LoadedLock{loaded: l, Lock: lock}, nil
 }
 
 // LastLockEvent is the stream sequence of the last lock event stored, as the stream leader knows it (0

@@ -28,11 +28,13 @@ type View struct {
 	// Extends is the active grant this request extends, as it was when the extension was submitted.
 	Extends *events.Extension `json:"extends,omitempty"`
 	// CorrelationID links the requests submitted together for several entitlements.
-	CorrelationID string                   `json:"correlation_id,omitempty"`
-	Decision      *events.PolicyDecided    `json:"decision,omitempty"`
-	Reviews       []events.Reviewed        `json:"reviews,omitempty"`
-	Approvers     []string                 `json:"approvers,omitempty"`
-	Rejection     *events.Rejected         `json:"rejection,omitempty"`
+	CorrelationID string                `json:"correlation_id,omitempty"`
+	Decision      *events.PolicyDecided `json:"decision,omitempty"`
+	Reviews       []events.Reviewed     `json:"reviews,omitempty"`
+	Approvers     []string              `json:"approvers,omitempty"`
+	Rejection     *events.Rejected      `json:"rejection,omitempty"`
+	// StartCheck is policy's check at the start of a request that asked for a later start.
+	StartCheck    *events.StartChecked     `json:"start_check,omitempty"`
 	Grant         *events.Granted          `json:"grant,omitempty"`
 	RevocationDue string                   `json:"revocation_due,omitempty"`
 	Revocation    *events.Revoked          `json:"revocation,omitempty"`
@@ -51,7 +53,7 @@ func Of(id string, r *events.Request, submittedAt time.Time, lastSeq uint64) Vie
 		Entitlement: s.Entitlement, Justification: s.Justification, Ticket: s.Ticket,
 		DurationSeconds: s.DurationSeconds, StartAt: s.StartAt, Emergency: s.Emergency, Channel: s.Channel,
 		RequestDigest: s.RequestDigest, Extends: s.Extends, CorrelationID: s.CorrelationID, Reviews: r.Reviews(), Approvers: r.Approvers(), Rejection: r.Rejection(),
-		Grant: r.Grant(), RevocationDue: string(r.RevocationDue()), Revocation: r.Revoked(), Failure: r.Failure(),
+		StartCheck: r.StartCheck(), Grant: r.Grant(), RevocationDue: string(r.RevocationDue()), Revocation: r.Revoked(), Failure: r.Failure(),
 		PostReview: r.PostReview(), Drift: r.Drift(), SubmittedAt: submittedAt, LastSeq: lastSeq,
 	}
 	if d := r.Decision(); d.Outcome != "" {

@@ -91,7 +91,12 @@ const (
 	TimerApprovalWindow = "approval-window"
 	// TimerPostReview is an emergency grant's post-review deadline (approval).
 	TimerPostReview = "post-review"
-	// TimerGrantStart wakes fulfilment at the start of a request that asked for access later.
+	// TimerCampaign is an access review campaign's next reminder or deadline (approval), set on the
+	// campaign's ID.
+	TimerCampaign = "campaign"
+	// TimerGrantStart wakes policy at the start of a request approved for access from a later time, to
+	// check it again then (policy). Fulfilment armed it before start checks existed; the kind keeps its
+	// name so that a timer armed then is checked too.
 	TimerGrantStart = "grant-start"
 	// TimerExpiry is the expiry of every grant due in one second (revoker): its ID is that second's
 	// Unix time, and the grants are found in ExpiriesBucket.
@@ -115,7 +120,7 @@ const ReconcileTimerID = "targets"
 
 // TimerKinds lists every timer kind.
 func TimerKinds() []string {
-	return []string{TimerApprovalWindow, TimerPostReview, TimerGrantStart, TimerExpiry, TimerReconcile,
+	return []string{TimerApprovalWindow, TimerPostReview, TimerCampaign, TimerGrantStart, TimerExpiry, TimerReconcile,
 		TimerNotifyExpiry, TimerNotifyReview, TimerNotifyPostReview, TimerNotifyTask}
 }
 
@@ -202,6 +207,11 @@ var (
 	PolicyDecisions = Consumer{EventsStream, "policy"}
 	// PolicyReviewDebt receives the events that can end an emergency's open post-review.
 	PolicyReviewDebt = Consumer{EventsStream, "policy-emergency-reviews"}
+	// PolicyStartSchedules receives approvals: one of a request that asked for a later start arms its
+	// start check (an allowing decision arms it where policy makes it).
+	PolicyStartSchedules = Consumer{EventsStream, "policy-start-schedules"}
+	// PolicyStart receives fired TimerGrantStart timers: the start checks.
+	PolicyStart = Consumer{TimersStream, "policy-start"}
 
 	// ApprovalSchedules receives the events that arm the approval window and the post-review deadline.
 	ApprovalSchedules = Consumer{EventsStream, "approval-schedules"}
@@ -212,8 +222,6 @@ var (
 
 	// FulfilmentGrants receives the events that may lead to a grant.
 	FulfilmentGrants = Consumer{EventsStream, "fulfilment"}
-	// FulfilmentStart receives fired TimerGrantStart timers.
-	FulfilmentStart = Consumer{TimersStream, "fulfilment-start"}
 	// FulfilmentRevokeTasks receives the events that make a manual grant's revocation due.
 	FulfilmentRevokeTasks = Consumer{EventsStream, "fulfilment-revoke-tasks"}
 
@@ -241,9 +249,9 @@ var (
 func Durables() []Consumer {
 	return []Consumer{
 		IntakeIntegrations,
-		PolicyDecisions, PolicyReviewDebt,
+		PolicyDecisions, PolicyReviewDebt, PolicyStartSchedules, PolicyStart,
 		ApprovalSchedules, ApprovalTimers, ApprovalInbox,
-		FulfilmentGrants, FulfilmentStart, FulfilmentRevokeTasks,
+		FulfilmentGrants, FulfilmentRevokeTasks,
 		RevokerSchedules, RevokerRevocations, RevokerExpiry, RevokerReconcile,
 		NotifierEvents, NotifierReminders, NotifierEmail, NotifierSlack, NotifierWebhook,
 	}

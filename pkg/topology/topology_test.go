@@ -42,7 +42,7 @@ func TestNamesAreTheDeployedOnes(t *testing.T) {
 		{topology.ApprovalTimers.Stream + "/" + topology.ApprovalTimers.Durable, "GRANTLINE_TIMERS/approval-timers"},
 		{topology.ApprovalInbox.Durable, "approval-inbox"},
 		{topology.FulfilmentGrants.Durable, "fulfilment"},
-		{topology.FulfilmentStart.Stream + "/" + topology.FulfilmentStart.Durable, "GRANTLINE_TIMERS/fulfilment-start"},
+		{topology.PolicyStart.Stream + "/" + topology.PolicyStart.Durable, "GRANTLINE_TIMERS/policy-start"},
 		{topology.FulfilmentRevokeTasks.Durable, "fulfilment-revoke-tasks"},
 		{topology.RevokerSchedules.Durable, "revoker-schedules"},
 		{topology.RevokerRevocations.Durable, "revoker"},

@@ -70,7 +70,8 @@ func Duration(seconds int64) string {
 }
 
 // Timeline tells v's life as steps, in the order they happen: the submission, policy's decision, each
-// approval stage and who approved it, the grant with what the target showed, the revocation with the
+// approval stage and who approved it, policy's check at a later start the request asked for, the grant
+// with what the target showed, the revocation with the
 // final state, what the revoker's reconciler found on the target against it (drift); and for an
 // emergency, its post-review. Steps still to come are Pending; the one the
 // request waits on is Current.
@@ -95,6 +96,18 @@ func Timeline(v requestview.View) []Step {
 			r.Details = append(r.Details, "Rejected by "+v.Rejection.RejectedBy+".")
 		}
 		return append(steps, r)
+	}
+	if s, ok := startCheck(v); ok {
+		steps = append(steps, s)
+		switch s.State {
+		case Failed:
+			return steps
+		case Current, Pending:
+			if v.Status == events.StatusWithdrawn {
+				return append(steps, Step{Title: "Withdrawn by the requester", State: Failed})
+			}
+			return append(steps, Step{Title: "Granted on the target", State: Pending})
+		}
 	}
 	if v.Status == events.StatusWithdrawn {
 		return append(steps, Step{Title: "Withdrawn by the requester", State: Failed})
@@ -203,6 +216,36 @@ func stages(v requestview.View, d events.PolicyDecided) []Step {
 	return out
 }
 
+// startCheck is policy's check at the start of a request that asked for a later start: due, passed, or
+// failed (the request denied, with why). False for a request without a later start, and for one granted
+// before start checks existed.
+func startCheck(v requestview.View) (Step, bool) {
+	c := v.StartCheck
+	if v.StartAt == nil || (c == nil && v.Grant != nil) {
+		return Step{}, false
+	}
+	start := v.StartAt.UTC()
+	if c == nil {
+		s := Step{Title: "Policy checks it again at its start", State: Pending, When: &start,
+			Details: []string{"With the requester's groups, the catalogue and the locks as they are then."}}
+		if v.Status == events.StatusApproved {
+			s.State = Current
+		}
+		return s, true
+	}
+	s := Step{Title: "Checked again at its start: still allowed", State: Done, When: &start, Details: slices.Clone(c.Reasons)}
+	if !c.Allowed {
+		s.Title, s.State = "Checked again at its start: no longer allowed, not granted", Failed
+	}
+	groups := "no groups"
+	if len(c.RequesterGroups) > 0 {
+		groups = strings.Join(c.RequesterGroups, ", ")
+	}
+	s.Details = append(s.Details, fmt.Sprintf("The requester's groups then (from the %s): %s.", c.GroupsFrom, groups),
+		"Policy revision "+c.PolicyRevision+".")
+	return s, true
+}
+
 // grant is what fulfilment and the revoker did: granted (or failed), then revoked or expiring.
 func grant(v requestview.View) []Step {
 	g := v.Grant
@@ -292,6 +335,8 @@ func revocationReason(r events.RevocationReason) string {
 		return "drift on the target"
 	case events.RevokeLocked:
 		return "a lock covers it"
+	case events.RevokeReviewRevoked:
+		return "an access review revoked it"
 	}
 	return string(r)
 }

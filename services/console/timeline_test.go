@@ -23,6 +23,17 @@ func paymentsAdmin() requestview.View {
 			StagesOrdered: true, EffectiveDurationSeconds: 3600, PolicyRevision: "sha256:abc"}}
 }
 
+// scheduledView is alice's routine analytics-read from an hour after submission, approved without
+// review, with policy's check at the start (nil before it).
+func scheduledView(check *events.StartChecked) requestview.View {
+	start := t0.Add(time.Hour)
+	return requestview.View{ID: "01J00000000000000000000001", Status: events.StatusApproved, Version: 2,
+		Requester: events.Principal{ID: "alice", Groups: []string{"engineers"}}, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"},
+		Entitlement: "analytics-read", Justification: "weekly report", DurationSeconds: 3600, StartAt: &start, SubmittedAt: t0,
+		Decision: &events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low risk"}, EffectiveDurationSeconds: 3600,
+			PolicyRevision: "sha256:abc"}, StartCheck: check}
+}
+
 func review(who string, stage int, d events.ReviewDecision, comment string) events.Reviewed {
 	return events.Reviewed{Reviewer: events.Principal{ID: who}, Stage: stage, Decision: d, Comment: comment}
 }
@@ -106,6 +117,28 @@ func TestTimeline(t *testing.T) {
 			steps: []string{"done: Submitted", "done: Policy requires approval", "done: Stage 1, owners: 1 approval(s) from payments-owners",
 				"failed: Stage 2, security: 1 approval(s) from security", "failed: Rejected"},
 			facts: []string{"Rejected by carol: use the runbook", "Rejected by carol."}},
+		{name: "approved for a later start: policy checks it again then",
+			view: func() requestview.View { return scheduledView(nil) },
+			steps: []string{"done: Submitted", "done: Policy approved it without review", "current: Policy checks it again at its start",
+				"pending: Granted on the target"}},
+		{name: "the requester left engineers before the start: denied then, not granted",
+			view: func() requestview.View {
+				v := scheduledView(&events.StartChecked{Outcome: events.OutcomeApprovalRequired, Reasons: []string{"analytics-read: one approval from its owners"},
+					Stages: []events.Stage{{Name: "owners", Groups: []string{"analytics-owners"}, MinApprovals: 1}}, RequesterGroups: []string{},
+					GroupsFrom: events.GroupsFromDirectory, PolicyRevision: "sha256:abc"})
+				v.Status = events.StatusDenied
+				return v
+			},
+			steps: []string{"done: Submitted", "done: Policy approved it without review", "failed: Checked again at its start: no longer allowed, not granted"},
+			facts: []string{"analytics-read: one approval from its owners", "The requester's groups then (from the directory): no groups."}},
+		{name: "still allowed at the start: fulfilment is granting it",
+			view: func() requestview.View {
+				return scheduledView(&events.StartChecked{Allowed: true, Outcome: events.OutcomeAutoApproved, Reasons: []string{"low risk"},
+					RequesterGroups: []string{"engineers"}, GroupsFrom: events.GroupsFromDirectory, PolicyRevision: "sha256:abc"})
+			},
+			steps: []string{"done: Submitted", "done: Policy approved it without review", "done: Checked again at its start: still allowed",
+				"current: Fulfilment grants it on the target"},
+			facts: []string{"The requester's groups then (from the directory): engineers."}},
 		{name: "approved: fulfilment is granting it",
 			view: func() requestview.View {
 				v := paymentsAdmin()

@@ -26,15 +26,18 @@ const Fulfiller = "service:fulfilment"
 // through tasks (package manualtask).
 const Manual = manualtask.Connector
 
-// Triggers reports whether ev may lead to fulfilment: an approval, or a policy decision that allowed
-// the request outright (auto_approved) or as an emergency. Other decisions wait for approval or end
-// the request.
+// Triggers reports whether ev may lead to fulfilment: an approval, a policy decision that allowed
+// the request outright (auto_approved) or as an emergency, or policy's check at the start of a request
+// that asked for a later start, when it still allows the request. Other decisions wait for approval or
+// end the request.
 func Triggers(ev events.Event) bool {
 	switch p := ev.Payload.(type) {
 	case events.Approved:
 		return true
 	case events.PolicyDecided:
 		return p.Outcome == events.OutcomeAutoApproved || p.Outcome == events.OutcomeEmergency
+	case events.StartChecked:
+		return p.Allowed
 	}
 	return false
 }
@@ -44,30 +47,27 @@ type Action int
 
 // Actions, from Next.
 const (
-	// Nothing: the request is not (or no longer) allowed, or it is already granted or has its task.
+	// Nothing: the request is not (or no longer, or not yet) allowed, or it is already granted or has
+	// its task.
 	Nothing Action = iota
 	// Grant through the entitlement's connector.
 	Grant
 	// OpenGrantTask for the fulfiller groups of a manual entitlement.
 	OpenGrantTask
-	// WaitForStart: the request asked for access from a later time (start_at); look again then.
-	WaitForStart
 )
 
 func (a Action) String() string {
-	return [...]string{"nothing", "grant", "open-grant-task", "wait-for-start"}[a]
+	return [...]string{"nothing", "grant", "open-grant-task"}[a]
 }
 
-// Next says what to do at now for r, whose entitlement is fulfilled by connector. A request that was
-// withdrawn, failed or is already granted needs nothing; neither does a manual one whose task is open.
-// Access asked for from a later time is not given before it.
-func Next(r *events.Request, connector string, now time.Time) Action {
-	start := r.Submitted().StartAt
+// Next says what to do for r, whose entitlement is fulfilled by connector. A request that was withdrawn,
+// failed or is already granted needs nothing; neither does a manual one whose task is open. Access asked
+// for from a later time is not given before policy has checked it at that time (start_checked, which
+// triggers fulfilment then).
+func Next(r *events.Request, connector string) Action {
 	switch {
 	case !r.AllowsFulfilment() || r.Grant() != nil:
 		return Nothing
-	case start != nil && now.Before(*start):
-		return WaitForStart
 	case connector != Manual:
 		return Grant
 	case manualtask.Opened(r, events.TaskGrant):

@@ -63,6 +63,20 @@ func (h *history) approvedBy(approver string) *history {
 	return h.add("service:approval", events.Approved{Approvers: []string{approver}})
 }
 
+// checkedAtStart records policy's check at the request's start: still allowed (auto_approved), or not
+// (the requester left engineers, and analytics' owners never approved).
+func (h *history) checkedAtStart(allowed bool) *history {
+	h.at = *h.evs[0].Payload.(events.Submitted).StartAt
+	c := events.StartChecked{Allowed: true, Outcome: events.OutcomeAutoApproved, Reasons: []string{"low risk"},
+		RequesterGroups: []string{"engineers"}, GroupsFrom: events.GroupsFromDirectory, PolicyRevision: "sha256:p", InputDigest: "sha256:i"}
+	if !allowed {
+		c = events.StartChecked{Outcome: events.OutcomeApprovalRequired, Reasons: []string{"outside engineers"},
+			Stages:          []events.Stage{{Name: "owners", Groups: []string{"analytics-owners"}, MinApprovals: 1}},
+			RequesterGroups: []string{}, GroupsFrom: events.GroupsFromDirectory, PolicyRevision: "sha256:p", InputDigest: "sha256:i"}
+	}
+	return h.add("service:policy", c)
+}
+
 func (h *history) task(purpose events.TaskPurpose) *history {
 	return h.add(fulfilment.Fulfiller, events.TaskOpened{TaskID: manualtask.ID(h.id, purpose), Purpose: purpose,
 		FulfillerGroups: []string{"operations"}, DueAt: h.at.Add(4 * time.Hour)})
@@ -107,16 +121,22 @@ func TestNext(t *testing.T) {
 				return newHistory("alice", "analytics-read", false).autoApproved().add("alice", events.Withdrawn{Reason: "not needed"})
 			}, "postgres", fulfilment.Nothing},
 		{"a request still awaiting policy is not granted", func() *history { return newHistory("alice", "analytics-read", false) }, "postgres", fulfilment.Nothing},
-		{"an approved request for access from tomorrow waits", func() *history {
-			return startingAt(t0.Add(24 * time.Hour)).autoApproved()
-		}, "postgres", fulfilment.WaitForStart},
-		{"an approved request whose start has come is granted", func() *history {
+		{"an approved request for a later start waits for policy's check at the start", func() *history {
 			return startingAt(t0.Add(30 * time.Minute)).autoApproved()
+		}, "postgres", fulfilment.Nothing},
+		{"a scheduled request still allowed at its start is granted", func() *history {
+			return startingAt(t0.Add(30 * time.Minute)).autoApproved().checkedAtStart(true)
 		}, "postgres", fulfilment.Grant},
+		{"a scheduled manual request still allowed at its start gets a grant task", func() *history {
+			return startingAt(t0.Add(30 * time.Minute)).autoApproved().checkedAtStart(true)
+		}, "manual", fulfilment.OpenGrantTask},
+		{"a scheduled request no longer allowed at its start is not granted", func() *history {
+			return startingAt(t0.Add(30 * time.Minute)).autoApproved().checkedAtStart(false)
+		}, "postgres", fulfilment.Nothing},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := fulfilment.Next(tc.history().request(t), tc.connector, t0.Add(time.Hour)); got != tc.want {
+			if got := fulfilment.Next(tc.history().request(t), tc.connector); got != tc.want {
 				t.Fatalf("%s, want %s", got, tc.want)
 			}
 		})
@@ -135,6 +155,8 @@ func TestTriggers(t *testing.T) {
 		{"emergency", events.PolicyDecided{Outcome: events.OutcomeEmergency}, true},
 		{"approval_required waits for approval", events.PolicyDecided{Outcome: events.OutcomeApprovalRequired}, false},
 		{"deny", events.PolicyDecided{Outcome: events.OutcomeDeny}, false},
+		{"still allowed at the start", events.StartChecked{Allowed: true}, true},
+		{"no longer allowed at the start", events.StartChecked{Allowed: false}, false},
 		{"another event", events.Withdrawn{}, false},
 	}
 	for _, tc := range cases {

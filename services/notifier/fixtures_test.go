@@ -102,6 +102,25 @@ func forReporting(requester events.Principal) events.Submitted {
 	return s
 }
 
+// scheduled is who's request for access from start.
+func scheduled(who events.Principal, start time.Time) events.Submitted {
+	s := request(who, false)
+	s.StartAt = &start
+	s.RequestDigest = s.Digest()
+	return s
+}
+
+// checkedAtStart is policy's check at the start: still routine, or, the requester having left the
+// group that made it routine, needing approvals never given.
+func checkedAtStart(allowed bool) events.StartChecked {
+	c := events.StartChecked{Allowed: true, Outcome: events.OutcomeAutoApproved, Reasons: []string{"low risk"}, RequesterGroups: []string{"engineers"},
+		GroupsFrom: events.GroupsFromDirectory, PolicyRevision: "sha256:rev", InputDigest: "sha256:in"}
+	if !allowed {
+		c.Allowed, c.Outcome, c.Stages, c.RequesterGroups = false, events.OutcomeApprovalRequired, []events.Stage{stage("owners", 1, "payments-owners")}, []string{}
+	}
+	return c
+}
+
 func stage(name string, min int, groups ...string) events.Stage {
 	return events.Stage{Name: name, Groups: groups, MinApprovals: min}
 }

@@ -44,7 +44,8 @@ const (
 	ReviewReminder Kind = "review_reminder"
 	// AwaitingApproval: policy wants approvals before your request can be granted.
 	AwaitingApproval Kind = "awaiting_approval"
-	// Denied: policy refused your request, with its reasons.
+	// Denied: policy refused your request, with its reasons (also when it checked a request for a
+	// later start again at that start, and no longer allowed it).
 	Denied Kind = "denied"
 	// Approved: every stage approved your request.
 	Approved Kind = "approved"
@@ -72,11 +73,17 @@ const (
 	// again), a live grant's access missing, or access no request explains (also to the escalation
 	// groups).
 	DriftDetected Kind = "drift_detected"
+	// CertificationRequested: an access review asks you, an owner of the grants under review (or a
+	// member of its escalation groups once escalated), to keep or revoke each by its deadline.
+	CertificationRequested Kind = "certification_requested"
+	// CertificationReminder: grants you own still await your answer in the review.
+	CertificationReminder Kind = "certification_reminder"
 )
 
 // Kinds lists every kind, in lifecycle order.
 var Kinds = []Kind{ReviewRequested, ReviewReminder, AwaitingApproval, Denied, Approved, Rejected, Granted, FulfilmentFailed,
-	ExpiryWarning, Revoked, PostReviewDue, PostReviewOverdue, TaskOpened, TaskOverdue, RevocationFailed, DriftDetected}
+	ExpiryWarning, Revoked, PostReviewDue, PostReviewOverdue, TaskOpened, TaskOverdue, RevocationFailed, DriftDetected,
+	CertificationRequested, CertificationReminder}
 
 // Person is someone the directory knows, with the addresses the notifier can reach them at.
 type Person struct {
@@ -237,6 +244,10 @@ type Facts struct {
 	Instructions string     `json:"instructions,omitempty"`
 	// Told lists who else this cause told (for a webhook, everyone it told).
 	Told []string `json:"told,omitempty"`
+	// Campaign is the access review's name, for a certification; Grants how many grants await an
+	// answer in it (then RequestID is the campaign's ID).
+	Campaign string `json:"campaign,omitempty"`
+	Grants   int    `json:"grants,omitempty"`
 }
 
 // Reminder is a kind of reminder the notifier arms for a request.
@@ -452,6 +463,13 @@ func (r Rules) Plan(ev events.Event, before, after *events.Request) Plan {
 			f.StageGroups = slices.Compact(groups)
 			r.tell(&plan, r.holders(after), cause, id, AwaitingApproval, f)
 			r.armReviewReminder(&plan, after, ev.Time)
+		}
+
+	case events.StartChecked:
+		// Checked again at the requested start and no longer allowed: denied, with the check's reasons.
+		if !p.Allowed {
+			f.PolicyReasons, f.PolicyRevision = p.Reasons, p.PolicyRevision
+			r.tell(&plan, r.holders(after), cause, id, Denied, f)
 		}
 
 	case events.Reviewed:

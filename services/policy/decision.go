@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/json/jsontext"
 	"encoding/json/v2"
 	"errors"
@@ -178,7 +179,15 @@ const maxReasonBytes = 2048
 // answered out of shape, or its input could not be built) after every allowed attempt: policy fails
 // closed, and the reason carries the error. revision and inputDigest are those of the failed attempt.
 func FailedDecision(err error, revision, inputDigest string) events.PolicyDecided {
-	reason := "policy could not decide, so the request is denied: " + err.Error()
+	return events.PolicyDecided{
+		Outcome: events.OutcomeDeny, Reasons: []string{failureReason("policy could not decide, so the request is denied: ", err)},
+		PolicyRevision: revision, InputDigest: inputDigest,
+	}
+}
+
+// failureReason is prefix and the error, cut to maxReasonBytes on a rune boundary and valid UTF-8.
+func failureReason(prefix string, err error) string {
+	reason := prefix + err.Error()
 	if len(reason) > maxReasonBytes {
 		cut := maxReasonBytes
 		for cut > 0 && !utf8.RuneStart(reason[cut]) {
@@ -186,8 +195,48 @@ func FailedDecision(err error, revision, inputDigest string) events.PolicyDecide
 		}
 		reason = reason[:cut] + "…"
 	}
-	return events.PolicyDecided{
-		Outcome: events.OutcomeDeny, Reasons: []string{strings.ToValidUTF8(reason, "?")},
-		PolicyRevision: revision, InputDigest: inputDigest,
+	return strings.ToValidUTF8(reason, "?")
+}
+
+// Checked is what a start check found out about the requester: their groups at the start, and where
+// they came from.
+type Checked struct {
+	Groups []string
+	From   events.GroupsFrom
+}
+
+// StartCheck is the start_checked payload of e, evaluated at the start of r with the requester's groups
+// as c found them: allowed when policy would let r through now with the approvals it holds (see
+// events.StartChecked). When approvals it never got are what stands in the way, a reason says so.
+func (e Evaluation) StartCheck(r *events.Request, c Checked) events.StartChecked {
+	d := e.Decision
+	sc := events.StartChecked{Outcome: d.Outcome, Reasons: slices.Clone(d.Reasons), RequesterGroups: sortedGroups(c.Groups),
+		GroupsFrom: c.From, PolicyRevision: e.Revision, InputDigest: e.InputDigest, Input: jsontext.Value(bytes.Clone(e.Input))}
+	switch d.Outcome {
+	case events.OutcomeAutoApproved, events.OutcomeEmergency:
+		sc.Allowed = true
+	case events.OutcomeApprovalRequired:
+		sc.Stages = slices.Clone(d.Stages)
+		sc.Allowed = r.ApprovalsSatisfy(d.Stages)
+		if !sc.Allowed {
+			sc.Reasons = append(sc.Reasons, "at its start the request needs approvals it does not have, so it is not granted")
+		}
 	}
+	return sc
+}
+
+// FailedStartCheck is the check recorded when policy could not evaluate a request at its start after
+// every allowed attempt: it fails closed, so the request is not granted, and the reason carries the
+// error.
+func FailedStartCheck(err error, revision, inputDigest string, c Checked) events.StartChecked {
+	return events.StartChecked{Outcome: events.OutcomeDeny,
+		Reasons:         []string{failureReason("policy could not check the request at its start, so it is not granted: ", err)},
+		RequesterGroups: sortedGroups(c.Groups), GroupsFrom: c.From, PolicyRevision: revision, InputDigest: inputDigest}
+}
+
+// sortedGroups is a sorted copy of groups, never nil.
+func sortedGroups(groups []string) []string {
+	out := append([]string{}, groups...)
+	slices.Sort(out)
+	return out
 }

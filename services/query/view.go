@@ -13,7 +13,7 @@ import (
 type View = requestview.View
 
 // NewView shows the verified part of a history.
-func NewView(h *History) View { return requestview.Of(h.ID, h.Request, h.SubmittedAt(), h.LastSeq) }
+func NewView(h *History) View { return requestview.Of(h.ID, h.Request, h.SubmittedAt, h.LastSeq) }
 
 // Grant is access a request was granted, active or past: what, for whom, on which target, observed in
 // which state when granted and after revocation, and on whose decision.
@@ -59,7 +59,7 @@ func NewGrant(h *History) (Grant, bool) {
 		Outcome: d.Outcome, PolicyRevision: d.PolicyRevision, Approvers: nonNil(r.Approvers()), Active: true,
 	}
 	if rv := r.Revoked(); rv != nil {
-		at := h.TimeOf(events.TypeRevoked)
+		at := h.RevokedAt
 		out.RevokedAt, out.RevocationReason, out.ObservedAfter, out.Active = &at, string(rv.Reason), &rv.Observed, false
 	}
 	return out, true
@@ -83,7 +83,7 @@ func NewFinding(h *History) (Finding, bool) {
 		return Finding{}, false
 	}
 	return Finding{ID: h.ID, Connector: d[0].Connector, TargetRef: d[0].TargetRef, Observed: d[0].Observed,
-		FoundAt: h.SubmittedAt(), LastSeq: h.LastSeq}, true
+		FoundAt: h.SubmittedAt, LastSeq: h.LastSeq}, true
 }
 
 // Holding is a grant that held an entitlement at the instant asked about. BeyondExpiry marks one past its
@@ -107,24 +107,6 @@ func HeldAt(g Grant, at, now time.Time) (held, beyond bool) {
 		return true, false
 	}
 	return !at.After(now), !at.After(now)
-}
-
-// SubmittedAt is when the request's first event was stored by its emitter; zero for an empty history.
-func (h *History) SubmittedAt() time.Time {
-	if len(h.Events) == 0 {
-		return time.Time{}
-	}
-	return h.Events[0].Time.UTC()
-}
-
-// TimeOf is the time of the history's last event of type t, or zero.
-func (h *History) TimeOf(t events.Type) time.Time {
-	for i := len(h.Events) - 1; i >= 0; i-- {
-		if h.Events[i].Type == t {
-			return h.Events[i].Time.UTC()
-		}
-	}
-	return time.Time{}
 }
 
 // ReviewGroups are the groups that decide on a request: those of its approval stages and of its

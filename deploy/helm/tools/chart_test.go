@@ -44,6 +44,10 @@ func TestDefaultValues(t *testing.T) {
 			t.Errorf("console: %s=%q, want %q", env, got, want)
 		}
 	}
+	// Policy checks a request for a later start with the groups of the directory the files hold.
+	if got := envValue(r.deployments["policy"].Spec.Template.Spec.Containers[0], "GRANTLINE_DIRECTORY"); got != "/etc/grantline/files/directory.yaml" {
+		t.Errorf("policy: GRANTLINE_DIRECTORY=%q, want the directory of the files", got)
+	}
 	if len(r.jobs) != 1 || !slices.Equal(r.jobs[0].Spec.Template.Spec.Containers[0].Args, []string{"streams", "provision", "--replicas", "3"}) {
 		t.Errorf("want one Job running `streams provision --replicas 3`")
 	}

@@ -42,6 +42,8 @@ type Deps struct {
 	Meter metric.MeterProvider
 	// AckWait is its consumers\' ack wait (ops.Host.AckWait); zero is consumer.DefaultAckWait.
 	AckWait time.Duration
+	// CampaignAdminGroups open access reviews; nil means security.
+	CampaignAdminGroups []string
 }
 
 // Rules are the review rules with production identity normalisation.
@@ -52,9 +54,14 @@ func Rules() approval.Rules { return approval.Rules{Normalize: auth.NormalizeSub
 func (d Deps) Migrate(ctx context.Context) error { return postgres.Migrate(ctx, d.DB) }
 
 // Routes registers the HTTP API (POST /v1/requests/{id}/reviews, POST /v1/requests/{id}/post-review,
-// GET /v1/reviews) on mux.
+// GET /v1/reviews, and the access reviews under /v1/campaigns) on mux.
 func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
-	h := &httpapi.Handler{Store: d.Store, Catalogue: d.Catalogue, Auth: d.Auth, Inbox: postgres.NewInbox(d.DB), Rules: Rules(), Log: log}
+	admins := d.CampaignAdminGroups
+	if admins == nil {
+		admins = []string{"security"}
+	}
+	h := &httpapi.Handler{Store: d.Store, Catalogue: d.Catalogue, Auth: d.Auth, Inbox: postgres.NewInbox(d.DB), Rules: Rules(), Log: log,
+		JS: d.JS, CampaignAdminGroups: admins, Now: d.Now}
 	h.Routes(mux)
 }
 
@@ -110,7 +117,7 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 		return ops.Service{}, fmt.Errorf("database: %w", err)
 	}
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, DB: pool, Now: time.Now, InboxStall: &consumer.Stall{},
-		Meter: host.Meter, AckWait: host.AckWait}
+		Meter: host.Meter, AckWait: host.AckWait, CampaignAdminGroups: cfg.CampaignAdminGroups}
 	if err := d.Migrate(ctx); err != nil {
 		pool.Close()
 		return ops.Service{}, err

@@ -15,6 +15,8 @@ type Config struct {
 	DatabaseURL string `env:"GRANTLINE_DATABASE_URL,notEmpty" help:"the PostgreSQL database of the review inbox, such as postgres://approval:secret@db:5432/approval"`
 	// Catalogue names each entitlement's owners, who see its requests (pkg/visibility).
 	Catalogue string `env:"GRANTLINE_CATALOGUE,notEmpty" help:"the entitlement catalogue (YAML)"`
+	// CampaignAdminGroups open access reviews and see every campaign.
+	CampaignAdminGroups config.List `env:"GRANTLINE_CAMPAIGN_ADMIN_GROUPS" envDefault:"security" help:"groups that open access reviews (certification campaigns) and see every campaign, comma-separated"`
 }
 
 // Defaults is the configuration before the environment is read: approval listens on :8083.

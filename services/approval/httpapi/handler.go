@@ -1,6 +1,7 @@
 // Package httpapi is the approval service's HTTP edge: POST /v1/requests/{id}/reviews (approve or
-// reject), POST /v1/requests/{id}/post-review (ratify or flag an emergency grant) and GET /v1/reviews
-// (what awaits the caller, from the review inbox).
+// reject), POST /v1/requests/{id}/post-review (ratify or flag an emergency grant), GET /v1/reviews
+// (what awaits the caller, from the review inbox), and the access reviews: POST and GET /v1/campaigns,
+// GET /v1/campaigns/{id} and POST /v1/campaigns/{id}/decisions (keep or revoke one grant).
 package httpapi
 
 import (
@@ -8,6 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/auth"
 	"github.com/grantline/grantline/pkg/catalogue"
@@ -48,6 +52,12 @@ type Handler struct {
 	Inbox     Inbox
 	Rules     approval.Rules
 	Log       *slog.Logger
+	// JS lists the live grants a campaign reviews and the campaigns opened (streamscan).
+	JS jetstream.JetStream
+	// CampaignAdminGroups open access reviews and see every campaign.
+	CampaignAdminGroups []string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // Routes registers the API on mux: the routes api/openapi.yaml documents for this service (the
@@ -56,6 +66,10 @@ func (h *Handler) Routes(mux httpjson.Mux) {
 	mux.HandleFunc("POST /v1/requests/{id}/reviews", h.review)
 	mux.HandleFunc("POST /v1/requests/{id}/post-review", h.postReview)
 	mux.HandleFunc("GET /v1/reviews", h.list)
+	mux.HandleFunc("POST /v1/campaigns", h.createCampaign)
+	mux.HandleFunc("GET /v1/campaigns", h.listCampaigns)
+	mux.HandleFunc("GET /v1/campaigns/{id}", h.showCampaign)
+	mux.HandleFunc("POST /v1/campaigns/{id}/decisions", h.decideCampaign)
 }
 
 // ReviewBody is a reviewer's verdict.

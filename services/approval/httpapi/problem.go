@@ -17,6 +17,8 @@ var problems = httpjson.NewTable(
 	httpjson.Row{Status: http.StatusForbidden, Slug: "not-a-reviewer", Title: "Not a reviewer of this request", Errs: []error{approval.ErrNotReviewer}},
 	httpjson.NotFound.For(approval.ErrNotFound),
 	httpjson.Row{Status: http.StatusConflict, Slug: "not-pending", Title: "The request no longer awaits this review", Errs: []error{approval.ErrNotPending}},
+	httpjson.Row{Status: http.StatusForbidden, Slug: "not-a-campaign-admin", Title: "Not allowed to open access reviews", Errs: []error{approval.ErrNotCampaignAdmin}},
+	httpjson.Row{Status: http.StatusUnprocessableEntity, Slug: "nothing-to-review", Title: "No active grant matches the filter", Errs: []error{approval.ErrNothingToReview}},
 	httpjson.Row{Status: http.StatusConflict, Slug: "stale-digest", Title: "The request changed since it was reviewed", Errs: []error{approval.ErrStaleDigest}},
 )
 

@@ -41,17 +41,19 @@ func subjects(types ...events.Type) []string {
 	return out
 }
 
-// SchedulesSpec is the consumer of the events that arm timers: policy decisions only, since a decision
-// carries every deadline the approval service keeps (the approval window, an emergency's post-review).
+// SchedulesSpec is the consumer of the events that arm timers: policy decisions, since a decision
+// carries every deadline the approval service keeps for a request (the approval window, an emergency's
+// post-review), and the opening of access reviews, which carries the campaign's.
 func SchedulesSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.ApprovalSchedules.Stream, Durable: topology.ApprovalSchedules.Durable,
-		FilterSubjects: subjects(events.TypePolicyDecided)}
+		FilterSubjects: subjects(events.TypePolicyDecided, events.TypeCampaignOpened)}
 }
 
 // TimersSpec is the consumer of the approval service's fired timers.
 func TimersSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.ApprovalTimers.Stream, Durable: topology.ApprovalTimers.Durable,
-		FilterSubjects: []string{topology.TimerFired("*", topology.TimerApprovalWindow), topology.TimerFired("*", topology.TimerPostReview)}}
+		FilterSubjects: []string{topology.TimerFired("*", topology.TimerApprovalWindow), topology.TimerFired("*", topology.TimerPostReview),
+			topology.TimerFired("*", topology.TimerCampaign)}}
 }
 
 // InboxSpec is the consumer feeding the review inbox, in batches (consumer.RunBatch): one batch at a
@@ -72,7 +74,8 @@ type Reactions struct {
 }
 
 // Schedule handles policy_decided: it arms the approval window of a decision that asks for approval,
-// and the post-review deadline of an emergency. Arming twice stores one schedule.
+// and the post-review deadline of an emergency; and campaign_opened: it arms the campaign's clock
+// (Campaign). Arming twice stores one schedule.
 //
 // It decides on the delivered decision alone (verified: policy's signature, a type policy may emit),
 // without loading the request: arming a timer writes no evidence, and the reaction to the fired timer
@@ -80,6 +83,9 @@ type Reactions struct {
 // at the decision rather than at the grant, since the decision fixes it; a deadline that passes before
 // the grant is made waits for the grant (approval.Overdue).
 func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
+	if id, t, err := events.ParseNATSSubject(msg.Subject()); err == nil && t == events.TypeCampaignOpened {
+		return h.Campaign(ctx, id)
+	}
 	d, err := h.Store.Receive(msg)
 	if err != nil {
 		return consumer.Permanent(err)
@@ -119,6 +125,9 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 	if !events.ValidRequestID(id) {
 		return consumer.Permanent(fmt.Errorf("timer %s for %q: not a request ID", kind, id))
 	}
+	if kind == topology.TimerCampaign {
+		return h.Campaign(ctx, id)
+	}
 	var decide func(*events.Request, time.Time) ([]events.Draft, error)
 	switch kind {
 	case topology.TimerApprovalWindow:
@@ -147,6 +156,41 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 	} else {
 		log.Debug("timer found nothing to do", "status", u.Request.Status())
 	}
+	return nil
+}
+
+// Campaign runs campaign id's clock: it appends what is due now (a reminder, the escalation, the
+// closing; approval.CampaignDue) and arms the timer for the next reminder or deadline. A campaign whose
+// next time has not come by this clock, within the second the scheduler rounds to, is retried then
+// rather than armed again for the same second (which the scheduler would take for a repeat).
+func (h *Reactions) Campaign(ctx context.Context, id string) error {
+	var next time.Time
+	now := h.Now()
+	u, err := h.Store.UpdateCampaign(ctx, id, func(c *events.Campaign) ([]events.Draft, error) {
+		var drafts []events.Draft
+		drafts, next = approval.CampaignDue(c, now)
+		return drafts, nil
+	})
+	if permanent(err) {
+		return consumer.Permanent(err)
+	}
+	if err != nil {
+		return err
+	}
+	if u.Campaign.Status() == events.CampaignStatusNone {
+		// campaign_opened was delivered, so it is stored: this replica has yet to show it.
+		return fmt.Errorf("campaign %s: not yet readable", id)
+	}
+	if next.IsZero() {
+		return nil
+	}
+	if next.Sub(now) < 2*time.Second {
+		return consumer.RetryAfter(fmt.Errorf("campaign %s is next due at %s", id, next.UTC().Format(time.RFC3339Nano)), time.Until(next)+50*time.Millisecond)
+	}
+	if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: id, Kind: topology.TimerCampaign, AfterSeq: u.LastSeq()}, next); err != nil {
+		return err
+	}
+	h.Log.Info("campaign clock armed", "campaign", id, "status", u.Campaign.Status(), "next", next.UTC().Format(time.RFC3339))
 	return nil
 }
 

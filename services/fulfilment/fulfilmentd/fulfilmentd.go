@@ -71,16 +71,15 @@ func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
 		ConnectorErrors: targets.NewErrors(d.Meter)}
 }
 
-// Consume runs the reactions until ctx ends: the grant reaction on approved and policy_decided
-// (topology.FulfilmentGrants), the same at a request's start_at (topology.FulfilmentStart, on its
-// timers), and the revoke-task reaction on expired, revocation_requested and post_reviewed. At
+// Consume runs the reactions until ctx ends: the grant reaction on approved, policy_decided and
+// start_checked (topology.FulfilmentGrants), and the revoke-task reaction on expired,
+// revocation_requested and post_reviewed. At
 // start it also puts every open task back into the task index. It returns nil once ctx ends and every
 // consumer has stopped, or the first error that stopped one (after stopping the others).
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	h := d.Reactions(log)
 	return ops.RunAll(ctx,
 		ops.Consumer(d.JS, d.Meter, d.AckWait, reaction.FulfilSpec(), h.Fulfil, log),
-		ops.Consumer(d.JS, d.Meter, d.AckWait, reaction.StartSpec(), h.Started, log),
 		ops.Consumer(d.JS, d.Meter, d.AckWait, reaction.RevokeTasksSpec(), h.OpenRevokeTasks, log),
 		func(ctx context.Context) error {
 			// An index left incomplete only hides tasks from GET /v1/tasks: worth a log line, not a stop.

@@ -118,20 +118,53 @@ func TestGrantsOnPostgres(t *testing.T) {
 	}
 }
 
-// TestAccessFromALaterTime: a request approved before the start it asked for is granted at that
-// start, not at approval.
+// TestAccessFromALaterTime: requests approved before the start they asked for are granted only once
+// policy has checked them at that start, and not at all when the check no longer allows them.
 func TestAccessFromALaterTime(t *testing.T) {
 	w := newWorld(t)
 	start(t, w, deps(w, nil))
-	from := time.Now().Add(2 * time.Second)
-	id := w.Approved(t, targettest.Request{Requester: someone("engineers"), Entitlement: "analytics-read", Duration: time.Hour, StartAt: &from})
-	r := w.WaitFor(t, id, 20*time.Second, "the grant at the start", granted)
-	if r.GrantedAt().Before(from) {
-		t.Fatalf("granted at %s, before the requested start %s", r.GrantedAt(), from)
+	from := time.Now().Add(time.Second)
+	stays, leaves := someone("engineers"), someone("engineers")
+	kept := w.Approved(t, targettest.Request{Requester: stays, Entitlement: "analytics-read", Duration: time.Hour, StartAt: &from})
+	dropped := w.Approved(t, targettest.Request{Requester: leaves, Entitlement: "analytics-read", Duration: time.Hour, StartAt: &from})
+	poll.Until(t, 10*time.Second, "the requested start", func() bool { return time.Now().After(from) })
+	// Fulfilment has seen both approvals by now, and granted neither: policy has not checked them yet.
+	idle(t, w)
+	for _, id := range []string{kept, dropped} {
+		if r := w.Load(t, id).Request; r.Grant() != nil || !r.StartCheckDue() {
+			t.Fatalf("%s: granted %v before its start check", id, r.Grant())
+		}
 	}
-	if d := r.Grant().ExpiresAt.Sub(r.GrantedAt()); d > time.Hour {
-		t.Fatalf("expires %s after the grant", d)
+	check := func(id string, c events.StartChecked) {
+		c.GroupsFrom, c.PolicyRevision, c.InputDigest = events.GroupsFromDirectory, "sha256:test", "sha256:test"
+		w.Append(t, events.Policy, id, events.Draft{Payload: c, CausationID: "start-check"})
 	}
+	check(kept, events.StartChecked{Allowed: true, Outcome: events.OutcomeAutoApproved, Reasons: []string{"still an engineer"},
+		RequesterGroups: stays.Groups})
+	check(dropped, events.StartChecked{Outcome: events.OutcomeApprovalRequired, Reasons: []string{"no longer an engineer"},
+		Stages: []events.Stage{{Name: "owners", Groups: []string{"analytics-owners"}, MinApprovals: 1}}, RequesterGroups: []string{}})
+
+	r := w.WaitFor(t, kept, 20*time.Second, "the grant after the start check", granted)
+	if r.GrantedAt().Before(from) || !w.Holds(t, stays.ID, "analytics_read") {
+		t.Fatalf("granted at %s (start %s); the target shows it: %v", r.GrantedAt(), from, w.Holds(t, stays.ID, "analytics_read"))
+	}
+	idle(t, w)
+	if r := w.Load(t, dropped).Request; r.Status() != events.StatusDenied || r.Grant() != nil || w.Holds(t, leaves.ID, "analytics_read") {
+		t.Fatalf("the request no longer allowed at its start is %s, grant %v", r.Status(), r.Grant())
+	}
+}
+
+// idle waits until fulfilment's grant consumer has handled everything delivered to it.
+func idle(t *testing.T, w *world) {
+	t.Helper()
+	poll.Until(t, 20*time.Second, "fulfilment to have handled every event", func() bool {
+		c, err := w.JS.Consumer(context.Background(), topology.FulfilmentGrants.Stream, topology.FulfilmentGrants.Durable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	})
 }
 
 // TestCredentialRetrievedOnceByTheRightPerson: a login for svc-reporting is issued with VALID UNTIL its

@@ -1,7 +1,7 @@
-// Package reaction is the fulfilment service's side of the stream: the reaction to approvals and
-// allowing decisions (grant through the entitlement's connector and append granted, or open a manual
-// task; for a request that asked for access from a later time, arm a timer and do it then), and the
-// reaction to a due revocation of a manual grant (open a revoke task).
+// Package reaction is the fulfilment service's side of the stream: the reaction to approvals, allowing
+// decisions and allowing start checks (grant through the entitlement's connector and append granted,
+// or open a manual task; a request that asked for access from a later time waits for policy's check at
+// that time), and the reaction to a due revocation of a manual grant (open a revoke task).
 //
 // Exactly one grant, whatever happens: the target change is idempotent by the grant ID (the request
 // ID; connectors derive every name they create from it, and an issued secret is reserved once in the
@@ -33,7 +33,6 @@ import (
 	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/streamscan"
 	"github.com/grantline/grantline/pkg/telemetry"
-	"github.com/grantline/grantline/pkg/timers"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/fulfilment"
 	"github.com/grantline/grantline/services/fulfilment/taskindex"
@@ -64,15 +63,7 @@ func subjects(types ...events.Type) []string {
 // FulfilSpec is the consumer of the events that may lead to a grant.
 func FulfilSpec() consumer.Spec {
 	return consumer.Spec{Stream: topology.FulfilmentGrants.Stream, Durable: topology.FulfilmentGrants.Durable,
-		FilterSubjects: subjects(events.TypeApproved, events.TypePolicyDecided),
-		MaxDeliveries:  forever, Backoff: grantBackoff}
-}
-
-// StartSpec is the consumer of fired start timers: requests approved before the time they asked
-// access from.
-func StartSpec() consumer.Spec {
-	return consumer.Spec{Stream: topology.FulfilmentStart.Stream, Durable: topology.FulfilmentStart.Durable,
-		FilterSubjects: []string{topology.TimerFired("*", topology.TimerGrantStart)},
+		FilterSubjects: subjects(events.TypeApproved, events.TypePolicyDecided, events.TypeStartChecked),
 		MaxDeliveries:  forever, Backoff: grantBackoff}
 }
 
@@ -142,53 +133,11 @@ func (h *Reactions) settle(msg jetstream.Msg, handle func(eventstore.Delivery, i
 	return err
 }
 
-// Started is the consumer handler for fired start timers: the request's start_at has come, so it is
-// handled as when it was allowed.
-func (h *Reactions) Started(ctx context.Context, msg jetstream.Msg) error {
-	fired, err := timers.ParseArmed(msg)
-	if err == nil && !events.ValidRequestID(fired.RequestID) {
-		err = fmt.Errorf("start timer for %q: not a request ID", fired.RequestID)
-	}
-	if err != nil {
-		return consumer.Permanent(err)
-	}
-	meta, err := msg.Metadata()
-	if err != nil {
-		return consumer.Permanent(err)
-	}
-	l, err := h.Store.LoadAtLeast(ctx, fired.RequestID, fired.AfterSeq)
-	if err == nil {
-		d, ok := trigger(l)
-		if !ok {
-			return nil
-		}
-		err = h.handle(ctx, d, int(meta.NumDelivered), true)
-	}
-	if deadletter.Permanent(err) {
-		return consumer.Permanent(err)
-	}
-	return err
-}
-
-// trigger is the delivery of l's event that allowed fulfilment (the approval, or the allowing
-// decision).
-func trigger(l *eventstore.Loaded) (eventstore.Delivery, bool) {
-	for i := len(l.Events) - 1; i >= 0; i-- {
-		if fulfilment.Triggers(l.Events[i]) {
-			return l.At(i), true
-		}
-	}
-	return eventstore.Delivery{}, false
-}
-
-// Handle is the reaction to one delivery of an approved or policy_decided event, delivered for the
-// delivered-th time: grant, open a task, wait for the requested start, or nothing. It is safe to run
-// for one delivery in several replicas at once.
+// Handle is the reaction to one delivery of an approved, policy_decided or start_checked event,
+// delivered for the delivered-th time: grant, open a task, or nothing (a request approved for a later
+// start waits for policy's check then, whose start_checked is delivered here in turn). It is safe to
+// run for one delivery in several replicas at once.
 func (h *Reactions) Handle(ctx context.Context, d eventstore.Delivery, delivered int) error {
-	return h.handle(ctx, d, delivered, false)
-}
-
-func (h *Reactions) handle(ctx context.Context, d eventstore.Delivery, delivered int, started bool) error {
 	if !fulfilment.Triggers(d.Event) {
 		return nil
 	}
@@ -203,18 +152,7 @@ func (h *Reactions) handle(ctx context.Context, d eventstore.Delivery, delivered
 		err := connector.Permanent("unknown_entitlement", fmt.Errorf("entitlement %s is not in the catalogue", r.Submitted().Entitlement))
 		return h.fail(ctx, log, d, r, delivered, err)
 	}
-	switch fulfilment.Next(r, ent.Connector, h.Now()) {
-	case fulfilment.WaitForStart:
-		start := *r.Submitted().StartAt
-		if started {
-			// The timer fired a little early by this clock: look again at the start.
-			return consumer.RetryAfter(errors.New("before the requested start"), time.Until(start)+50*time.Millisecond)
-		}
-		if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: d.RequestID, Kind: topology.TimerGrantStart, AfterSeq: d.Seq}, start); err != nil {
-			return err
-		}
-		log.Info("waiting for the requested start", "start_at", start.UTC().Format(time.RFC3339))
-		return nil
+	switch fulfilment.Next(r, ent.Connector) {
 	case fulfilment.OpenGrantTask:
 		return h.openTask(ctx, log, r, ent, events.TaskGrant, d.Seq)
 	case fulfilment.Grant:

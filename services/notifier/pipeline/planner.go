@@ -75,12 +75,15 @@ func (p *planner) planEvent(msg *message.Message) ([]*message.Message, error) {
 	if err != nil {
 		return nil, errPermanent{err}
 	}
-	if typ.Lock() {
+	if !typ.Request() && !typ.Campaign() {
 		return nil, nil // a lock is no request: nobody is told of it through a request's rules
 	}
 	seq, err := strconv.ParseUint(msg.Metadata.Get(metaSeq), 10, 64)
 	if err != nil {
 		return nil, errPermanent{fmt.Errorf("stream sequence: %w", err)}
+	}
+	if typ.Campaign() {
+		return p.planCampaign(ctx, id, seq)
 	}
 	log := p.log.With(telemetry.KeyRequestID, id, telemetry.KeyEventType, typ.Name())
 	l, err := p.store.LoadAtLeast(ctx, id, seq)
@@ -106,6 +109,25 @@ func (p *planner) planEvent(msg *message.Message) ([]*message.Message, error) {
 		_ = before.Apply(l.Events[i]) // accepted by after just now
 	}
 	return nil, errPermanent{fmt.Errorf("request %s has no event at stream sequence %d", id, seq)}
+}
+
+// planCampaign plans what an access review's event at stream sequence seq tells, on the campaign as
+// it stands then (the campaign's events after it change no one's audience for it).
+func (p *planner) planCampaign(ctx context.Context, id string, seq uint64) ([]*message.Message, error) {
+	c, err := p.store.LoadCampaign(ctx, id)
+	if err != nil {
+		var violation *events.Violation
+		if errors.As(err, &violation) || errors.Is(err, events.ErrRefused) {
+			return nil, errPermanent{err}
+		}
+		return nil, err
+	}
+	ev, then, ok := c.At(seq)
+	if !ok {
+		return nil, fmt.Errorf("campaign %s: want stream sequence %d: %w", id, seq, eventstore.ErrStale)
+	}
+	log := p.log.With("campaign", id, telemetry.KeyEventType, ev.Type.Name())
+	return p.carryOut(ctx, log, id, p.rules.PlanCampaign(ev, then))
 }
 
 // reminder plans what a fired reminder tells, on the request as it is now.

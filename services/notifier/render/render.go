@@ -187,6 +187,14 @@ func viewOf(n notifier.Notification) view {
 		v.Title = prefix + fmt.Sprintf("Revocation failing: %s of %s", ent, f.Requester.ID)
 		v.Facts = append(request, fact{"Revocation due since", when(f.OverdueSince)}, fact{"Reason", f.Reason},
 			fact{"Attempts", fmt.Sprint(f.Attempts)}, fact{"Error", f.Error})
+	case notifier.CertificationRequested, notifier.CertificationReminder:
+		v.Title = prefix + fmt.Sprintf("Access review %q: keep or revoke %d grants by %s", f.Campaign, f.Grants, when(f.Deadline))
+		if n.Kind == notifier.CertificationReminder {
+			v.Title = "Reminder: " + v.Title
+		}
+		v.Facts = []fact{{"Campaign", n.RequestID}, {"Entitlement", what}, {"Answer by", when(f.Deadline)}}
+		v.Footer = fmt.Sprintf("See the grants with: grantline review campaign show %s, then decide each with: grantline review campaign decide %s <request-id> keep|revoke",
+			n.RequestID, n.RequestID)
 	case notifier.DriftDetected:
 		v.Title, v.Facts = driftView(n, request)
 		v.Title = prefix + v.Title

@@ -14,6 +14,9 @@ type Config struct {
 	config.Signing
 	Catalogue string `env:"GRANTLINE_CATALOGUE,notEmpty" help:"the entitlement catalogue (YAML)"`
 	PolicyDir string `env:"GRANTLINE_POLICY_DIR,notEmpty" help:"the Rego policy bundle directory"`
+	// Directory gives the requester's groups when a request approved for a later start is checked at
+	// that start; read at every check. Empty: the check uses the groups recorded at submission.
+	Directory string `env:"GRANTLINE_DIRECTORY" help:"the people and their groups (YAML), read when a scheduled request starts"`
 	// EvalTimeout bounds one policy evaluation; an evaluation that runs out fails closed.
 	EvalTimeout time.Duration `env:"GRANTLINE_POLICY_EVAL_TIMEOUT" envDefault:"2s" validate:"positive" help:"bound of one policy evaluation"`
 	// MaxDeliveries: the last delivery of a submitted event records a deny if policy still cannot decide.

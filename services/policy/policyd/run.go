@@ -10,8 +10,9 @@ import (
 	"github.com/grantline/grantline/services/policy"
 )
 
-// New builds the policy service from cfg on host: the catalogue and the policy bundle. It has no API;
-// it runs Serve, which decides every submitted request.
+// New builds the policy service from cfg on host: the catalogue, the policy bundle and, if configured,
+// the directory its start checks read groups from. It has no API; it runs Serve, which decides every
+// submitted request and checks again at its start one that asked for a later start.
 func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	cat, err := catalogue.Load(cfg.Catalogue)
 	if err != nil {
@@ -24,6 +25,9 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	host.Log.Info("policy loaded", "bundle", cfg.PolicyDir, "policy_revision", engine.Revision())
 	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Engine: engine, MaxDeliveries: cfg.MaxDeliveries,
 		StateReplicas: cfg.StateReplicas, Meter: host.Meter, AckWait: host.AckWait}
+	if cfg.Directory != "" {
+		d.Groups = DirectoryGroups{Path: cfg.Directory}
+	}
 	return ops.Service{Name: "policy", Consume: func(ctx context.Context) error { return Serve(ctx, d, host.Log) }}, nil
 }
 

@@ -45,6 +45,9 @@ type Deps struct {
 	Catalogue *catalogue.Catalogue
 	// Engine decides; see policy.Load.
 	Engine Evaluator
+	// Groups gives the requester's groups at the start of a request approved for a later start; nil
+	// checks it with the groups recorded at submission (and the catalogue, locks and policy of then).
+	Groups Groups
 	// Now is the clock of decisions (the input's now and the deadlines); defaults to time.Now.
 	Now func() time.Time
 	// MaxDeliveries bounds the attempts per submitted event; the last one records a deny if policy still
@@ -68,8 +71,10 @@ type Deps struct {
 }
 
 // Serve runs the policy service until ctx ends: it creates the state bucket if needed, then runs the
-// two durable consumers, topology.PolicyDecisions on grantline.events.*.submitted and
-// topology.PolicyReviewDebt on the events that settle an emergency's post-review. It returns once both have stopped (in-flight handlers
+// durable consumers, topology.PolicyDecisions on grantline.events.*.submitted,
+// topology.PolicyReviewDebt on the events that settle an emergency's post-review,
+// topology.PolicyStartSchedules on approvals (arming the start check of a request that asked for a later
+// start) and topology.PolicyStart on the fired start timers (the checks). It returns once all have stopped (in-flight handlers
 // finish within the consumer's grace period): nil after ctx ended, or the error that stopped a consumer
 // or prevented the start. Call it in its own goroutine and cancel ctx to stop it.
 func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
@@ -87,10 +92,18 @@ func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
 				events.NATSSubject("*", events.TypePostReviewed), events.NATSSubject("*", events.TypeWithdrawn),
 				events.NATSSubject("*", events.TypeFulfilmentFailed),
 			},
-			MaxDeliveries: s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleSettling, log))
+			MaxDeliveries: s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleSettling, log),
+		ops.Consumer(deps.JS, deps.Meter, deps.AckWait, consumer.Spec{Stream: topology.PolicyStartSchedules.Stream, Durable: topology.PolicyStartSchedules.Durable,
+			FilterSubjects: []string{events.NATSSubject("*", events.TypeApproved)},
+			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleApproved, log),
+		ops.Consumer(deps.JS, deps.Meter, deps.AckWait, consumer.Spec{Stream: topology.PolicyStart.Stream, Durable: topology.PolicyStart.Durable,
+			FilterSubjects: []string{topology.TimerFired("*", topology.TimerGrantStart)},
+			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency}, s.handleStart, log))
 }
 
 type service struct {
+	js            jetstream.JetStream
+	groups        Groups
 	store         *eventstore.Store
 	cat           *catalogue.Catalogue
 	engine        Evaluator
@@ -103,6 +116,7 @@ type service struct {
 	decisions     metric.Int64Counter
 	evalTime      metric.Float64Histogram
 	latency       metric.Float64Histogram
+	startChecks   metric.Int64Counter
 }
 
 func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, error) {
@@ -112,7 +126,7 @@ func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, err
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &service{store: deps.Store, cat: deps.Catalogue, engine: deps.Engine, locks: newLockIndex(deps.JS, deps.Store), now: deps.Now,
+	s := &service{js: deps.JS, groups: deps.Groups, store: deps.Store, cat: deps.Catalogue, engine: deps.Engine, locks: newLockIndex(deps.JS, deps.Store), now: deps.Now,
 		maxDeliveries: deps.MaxDeliveries, concurrency: deps.Concurrency, log: log}
 	if s.now == nil {
 		s.now = time.Now
@@ -128,6 +142,10 @@ func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, err
 	var err error
 	if s.decisions, err = m.Int64Counter("grantline_policy_decisions",
 		metric.WithDescription("policy_decided events appended, by outcome and whether policy failed to decide")); err != nil {
+		return nil, err
+	}
+	if s.startChecks, err = m.Int64Counter("grantline_policy_start_checks",
+		metric.WithDescription("start_checked events appended, by whether the request may still be granted and whether policy failed to check")); err != nil {
 		return nil, err
 	}
 	if s.evalTime, err = m.Float64Histogram("grantline_policy_evaluation_duration", metric.WithUnit("s"),
@@ -184,6 +202,11 @@ func (s *service) handleSubmitted(ctx context.Context, msg jetstream.Msg) error 
 	if err := s.reviews.sync(ctx, u.Request); err != nil {
 		return fmt.Errorf("request %s: %w", d.RequestID, err)
 	}
+	// Allowed outright for a later start: policy checks it again then. Armed on a redelivery too, in
+	// case the last attempt stopped between the append and the timer.
+	if err := s.armStart(ctx, u.Request, u.LastSeq); err != nil {
+		return err
+	}
 	outcome := string(u.Request.Decision().Outcome)
 	if len(u.Appended) == 0 {
 		// A reload after a conflict or a lost ack found the request decided already.
@@ -217,19 +240,9 @@ type decided struct {
 // passing. If anything fails, it returns the error, or on the last attempt a deny recording it.
 func (s *service) decide(ctx context.Context, r *events.Request, last bool) (decided, error) {
 	sub := r.Submitted()
-	var ent *catalogue.Entitlement
-	if e, ok := s.cat.Entitlement(sub.Entitlement); ok {
-		ent = &e
-	}
 	now := s.now()
-	in := policy.NewInput(sub, ent, now, nil)
-	// Never decided without knowing the locks: failing to read them fails the attempt like the policy.
-	var ev policy.Evaluation
-	locks, err := s.locks.current(ctx)
-	if err == nil {
-		in.Locks = policy.CoveringLocks(locks, sub, ent, now)
-		ev, err = s.evaluate(ctx, r.ID(), sub, &in)
-	}
+	in := s.input(sub, now)
+	ev, err := s.evaluateInput(ctx, r.ID(), sub, &in)
 	if err == nil {
 		return decided{event: ev.Event(now)}, nil
 	}
@@ -237,11 +250,37 @@ func (s *service) decide(ctx context.Context, r *events.Request, last bool) (dec
 		// A shutdown is not the policy failing: the next replica decides.
 		return decided{}, err
 	}
-	_, digest, derr := in.Canonical()
-	if derr != nil {
-		digest = ""
+	return decided{event: policy.FailedDecision(err, s.engine.Revision(), inputDigest(in)), failure: err}, nil
+}
+
+// input is the input for deciding sub at now, with its catalogue entry; the locks are added by
+// evaluateInput.
+func (s *service) input(sub events.Submitted, now time.Time) policy.Input {
+	var ent *catalogue.Entitlement
+	if e, ok := s.cat.Entitlement(sub.Entitlement); ok {
+		ent = &e
 	}
-	return decided{event: policy.FailedDecision(err, s.engine.Revision(), digest), failure: err}, nil
+	return policy.NewInput(sub, ent, now, nil)
+}
+
+// evaluateInput adds the locks holding at the input's time that cover sub, and evaluates it. Never
+// evaluated without knowing the locks: failing to read them fails the attempt like the policy.
+func (s *service) evaluateInput(ctx context.Context, id string, sub events.Submitted, in *policy.Input) (policy.Evaluation, error) {
+	locks, err := s.locks.current(ctx)
+	if err != nil {
+		return policy.Evaluation{}, err
+	}
+	in.Locks = policy.CoveringLocks(locks, sub, in.Entitlement, in.Now)
+	return s.evaluate(ctx, id, sub, in)
+}
+
+// inputDigest is the digest of in, or "" when it cannot be encoded.
+func inputDigest(in policy.Input) string {
+	_, digest, err := in.Canonical()
+	if err != nil {
+		return ""
+	}
+	return digest
 }
 
 func (s *service) evaluate(ctx context.Context, id string, sub events.Submitted, in *policy.Input) (policy.Evaluation, error) {
@@ -298,13 +337,9 @@ func (s *service) releaseUndecided(ctx context.Context, msg jetstream.Msg) error
 // handleSettling brings the open-review marker of the delivered event's request up to date: a
 // post-review settles an emergency, and so does its withdrawal or failure before anything was granted.
 func (s *service) handleSettling(ctx context.Context, msg jetstream.Msg) error {
-	d, err := s.store.Receive(msg)
+	d, l, err := s.delivered(ctx, msg)
 	if err != nil {
-		return consumer.Permanent(fmt.Errorf("receive delivery: %w", err))
-	}
-	l, err := s.store.AtDelivery(ctx, d)
-	if err != nil {
-		return fmt.Errorf("load request %s: %w", d.RequestID, err)
+		return err
 	}
 	if err := s.reviews.sync(ctx, l.Request); err != nil {
 		return fmt.Errorf("request %s: %w", d.RequestID, err)
@@ -319,4 +354,18 @@ func (s *service) handleSettling(ctx context.Context, msg jetstream.Msg) error {
 	}
 	s.log.Info("emergency review state", telemetry.KeyRequestID, d.RequestID, telemetry.KeyEventType, d.Event.Type.Name(), "outcome", outcome)
 	return nil
+}
+
+// delivered receives msg and loads its request as of the delivered event; a message that is not a
+// verified event is set aside at once.
+func (s *service) delivered(ctx context.Context, msg jetstream.Msg) (eventstore.Delivery, *eventstore.Loaded, error) {
+	d, err := s.store.Receive(msg)
+	if err != nil {
+		return d, nil, consumer.Permanent(fmt.Errorf("receive delivery: %w", err))
+	}
+	l, err := s.store.AtDelivery(ctx, d)
+	if err != nil {
+		return d, nil, fmt.Errorf("load request %s: %w", d.RequestID, err)
+	}
+	return d, l, nil
 }

@@ -138,6 +138,8 @@ type ask struct {
 	// subject is the service account the request is for; empty means the requester themselves.
 	subject   string
 	emergency bool
+	// start asks for access from a later time.
+	start *time.Time
 }
 
 func (w *world) submitted(a ask) events.Submitted {
@@ -145,7 +147,7 @@ func (w *world) submitted(a ask) events.Submitted {
 		Requester:   events.Principal{ID: a.who, Groups: w.groups[a.who]},
 		Subject:     events.RequestSubject{Kind: events.SubjectHuman, ID: a.who},
 		Entitlement: a.entitlement, Justification: "scenario", DurationSeconds: a.minutes * 60,
-		Emergency: a.emergency, Channel: "http",
+		StartAt: a.start, Emergency: a.emergency, Channel: "http",
 	}
 	if a.subject != "" {
 		sa, _ := w.cat.ServiceAccount(a.subject)

@@ -350,7 +350,7 @@ func TestRestartsEqualRebuild(t *testing.T) {
 	restarts := 0
 	restart := func() {
 		p := rs.projector(st, nil)
-		p.MaxCached, p.BatchSize = 1+rng.IntN(3), 1+rng.IntN(4)
+		p.MaxCacheBytes, p.BatchSize = 1+rng.IntN(3*1024), 1+rng.IntN(4)
 		cp, err := st.Checkpoint(ctx)
 		if err != nil {
 			t.Fatal(err)

@@ -65,6 +65,10 @@ type Store struct {
 	pool   *pgxpool.Pool
 	schema string
 	sql    statements
+	// CopyAt is the number of rows from which Apply copies a batch's rows (pgx CopyFrom) into staging
+	// tables and merges each table in one statement, instead of one statement per row; defaults to 64.
+	// A rebuild's batches take the first way, a live projection's single events the second.
+	CopyAt int
 }
 
 // NewStore returns the read side in schema over pool; Migrate must have run for it.
@@ -113,16 +117,21 @@ func (s *Store) Checkpoint(ctx context.Context) (uint64, error) {
 }
 
 // Projected returns, for each of ids the store holds rows or faults of, the stream sequence of the
-// request's last event its rows reflect (0 for faults only).
-func (s *Store) Projected(ctx context.Context, ids []string) (map[string]uint64, error) {
+// request's last event its rows reflect (0 for faults only) and the state kept with them, unless the
+// request has faults.
+func (s *Store) Projected(ctx context.Context, ids []string) (map[string]projection.Held, error) {
 	rows, err := s.pool.Query(ctx, s.sql.projected, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read side %s: projected requests: %w", s.schema, err)
 	}
-	out := map[string]uint64{}
+	out := map[string]projection.Held{}
 	var id string
 	var seq int64
-	_, err = pgx.ForEachRow(rows, []any{&id, &seq}, func() error { out[id] = uint64(seq); return nil })
+	var state []byte
+	_, err = pgx.ForEachRow(rows, []any{&id, &seq, &state}, func() error {
+		out[id] = projection.Held{Seq: uint64(seq), State: state}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read side %s: projected requests: %w", s.schema, err)
 	}
@@ -133,7 +142,8 @@ func (s *Store) Projected(ctx context.Context, ids []string) (map[string]uint64,
 // or returns projection.ErrCheckpointMoved (writing nothing) if the checkpoint is no longer b.From.
 // Request and grant rows only move forward (an older version than the stored one changes nothing);
 // reviews, audit entries and faults are inserted if missing. So applying what is already there is a
-// no-op.
+// no-op. A large batch is copied into staging tables (temporary, per session, of the same columns as
+// the schema's tables; every schema has the same once migrated) and merged by the same rules.
 func (s *Store) Apply(ctx context.Context, b *projection.Batch) error {
 	args, err := s.batchArgs(b)
 	if err != nil {
@@ -149,20 +159,21 @@ func (s *Store) Apply(ctx context.Context, b *projection.Batch) error {
 			return fmt.Errorf("read side %s: checkpoint is not %d: %w", s.schema, b.From, projection.ErrCheckpointMoved)
 		}
 		batch := &pgx.Batch{}
-		for _, a := range args.requests {
-			batch.Queue(s.sql.upsertRequest, a...)
+		tables := [][][]any{args.requests, args.grants, args.findings, args.reviews, args.audit}
+		copyAt := s.CopyAt
+		if copyAt <= 0 {
+			copyAt = 64
 		}
-		for _, a := range args.grants {
-			batch.Queue(s.sql.upsertGrant, a...)
-		}
-		for _, a := range args.findings {
-			batch.Queue(s.sql.upsertFinding, a...)
-		}
-		for _, a := range args.reviews {
-			batch.Queue(s.sql.insertReview, a...)
-		}
-		if args.audit != nil {
-			batch.Queue(s.sql.insertAudit, args.audit...)
+		if len(args.requests)+len(args.audit) >= copyAt {
+			if err := s.copyRows(ctx, tx, tables); err != nil {
+				return err
+			}
+		} else {
+			for i, one := range []string{s.sql.upsertRequest, s.sql.upsertGrant, s.sql.upsertFinding, s.sql.insertReview, s.sql.insertAudit} {
+				for _, a := range tables[i] {
+					batch.Queue(one, a...)
+				}
+			}
 		}
 		for _, f := range b.Faults {
 			batch.Queue(s.sql.insertFault, int64(f.Seq), f.RequestID, f.Problem.Kind, f.Problem.Position,
@@ -175,22 +186,35 @@ func (s *Store) Apply(ctx context.Context, b *projection.Batch) error {
 	})
 }
 
+// copyRows writes tables (the rows of s.sql.staged, in its order) through the staging tables: each
+// created if this session lacks it, filled by COPY, merged into the schema's table; the commit empties it.
+func (s *Store) copyRows(ctx context.Context, tx pgx.Tx, tables [][][]any) error {
+	for i, st := range s.sql.staged {
+		if len(tables[i]) == 0 {
+			continue
+		}
+		if _, err := tx.Exec(ctx, st.create); err != nil {
+			return fmt.Errorf("read side %s: stage %s: %w", s.schema, st.table, err)
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"pg_temp", st.stage}, st.columns, pgx.CopyFromRows(tables[i])); err != nil {
+			return fmt.Errorf("read side %s: copy %s: %w", s.schema, st.table, err)
+		}
+		if _, err := tx.Exec(ctx, st.merge); err != nil {
+			return fmt.Errorf("read side %s: merge %s: %w", s.schema, st.table, err)
+		}
+	}
+	return nil
+}
+
 type applyArgs struct {
-	requests, grants, reviews, findings [][]any
-	// audit holds column arrays for one INSERT … SELECT FROM unnest(…).
-	audit []any
+	requests, grants, reviews, findings, audit [][]any
 }
 
 func (s *Store) batchArgs(b *projection.Batch) (applyArgs, error) {
 	var a applyArgs
-	var au struct {
-		seqs                                       []int64
-		requests, eventIDs, types, actors, sources []string
-		times, stored                              []time.Time
-	}
 	for _, rows := range b.Requests {
 		if f := rows.Finding; f != nil {
-			fa, err := findingArgs(*f)
+			fa, err := findingArgs(*f, rows.State)
 			if err != nil {
 				return a, err
 			}
@@ -214,13 +238,8 @@ func (s *Store) batchArgs(b *projection.Batch) (applyArgs, error) {
 				r.Stage, r.StageName, r.Decision, r.Comment, r.At})
 		}
 		for _, e := range rows.Audit {
-			au.seqs, au.requests, au.eventIDs = append(au.seqs, int64(e.Seq)), append(au.requests, e.RequestID), append(au.eventIDs, e.EventID)
-			au.types, au.actors, au.sources = append(au.types, string(e.Type)), append(au.actors, e.Actor), append(au.sources, e.Source)
-			au.times, au.stored = append(au.times, e.Time), append(au.stored, e.StoredAt)
+			a.audit = append(a.audit, []any{int64(e.Seq), e.RequestID, e.EventID, string(e.Type), e.Actor, e.Source, e.Time, e.StoredAt})
 		}
-	}
-	if len(au.seqs) > 0 {
-		a.audit = []any{au.seqs, au.requests, au.eventIDs, au.types, au.actors, au.sources, au.times, au.stored}
 	}
 	return a, nil
 }
@@ -247,10 +266,10 @@ func requestArgs(rows projection.Rows) ([]any, error) {
 	return []any{v.ID, string(v.Status), v.Requester.ID, string(v.Subject.Kind), v.Subject.ID, v.Subject.Owner,
 		v.Entitlement, v.Justification, v.Ticket, v.DurationSeconds, v.Emergency, v.Channel, v.SubmittedAt,
 		outcome, revision, nonNil(v.Approvers), nonNil(r.ReviewGroups), nonNil(r.OpenGroups), nonNil(r.Reviewers),
-		grantedAt, expiresAt, observed, v.RevocationDue, revocationReason, revokedAt, int64(v.LastSeq), v.Version, view}, nil
+		grantedAt, expiresAt, observed, v.RevocationDue, revocationReason, revokedAt, int64(v.LastSeq), v.Version, view, rows.State}, nil
 }
 
-func findingArgs(f query.Finding) ([]any, error) {
+func findingArgs(f query.Finding, state []byte) ([]any, error) {
 	view, err := json.Marshal(f)
 	if err != nil {
 		return nil, fmt.Errorf("encode finding %s: %w", f.ID, err)
@@ -259,7 +278,7 @@ func findingArgs(f query.Finding) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []any{f.ID, f.Connector, f.TargetRef, observed, f.FoundAt, int64(f.LastSeq), view}, nil
+	return []any{f.ID, f.Connector, f.TargetRef, observed, f.FoundAt, int64(f.LastSeq), view, state}, nil
 }
 
 func grantArgs(g query.Grant, lastSeq uint64) ([]any, error) {

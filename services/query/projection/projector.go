@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/grantline/grantline/pkg/consumer"
@@ -44,26 +46,35 @@ var ErrCheckpointMoved = errors.New("projection checkpoint moved")
 type Sink interface {
 	// Checkpoint is the stream sequence of the last event applied (0 for none).
 	Checkpoint(ctx context.Context) (uint64, error)
-	// Projected returns, for each of ids the sink holds anything of (rows or faults), the stream
-	// sequence of the request's last event its rows reflect (0 if it holds only faults). A request
-	// missing from the answer has no event at or below the checkpoint.
-	Projected(ctx context.Context, ids []string) (map[string]uint64, error)
+	// Projected returns, for each of ids the sink holds anything of (rows or faults), what it holds. A
+	// request missing from the answer has no event at or below the checkpoint.
+	Projected(ctx context.Context, ids []string) (map[string]Held, error)
 	// Apply writes b in one transaction if the checkpoint is still b.From, else returns
 	// ErrCheckpointMoved. Writing rows the sink already has changes nothing.
 	Apply(ctx context.Context, b *Batch) error
+}
+
+// Held is what a sink holds of a request: the stream sequence of the request's last event its rows
+// reflect (0 if it holds only faults), and the history's state as of it (Rows.State), if it has one
+// and no faults (a faulty history is read back from the stream, which names its problems as they were).
+type Held struct {
+	Seq   uint64
+	State []byte
 }
 
 // Projector keeps a Sink up to date with the stream.
 //
 // Every event is verified (signature, key, the emitter's right to the type, the request's chain) and
 // folded through the aggregate before anything is written, with the same code eventstore.Load runs.
-// A request is read back from the stream (a batched direct get, LoadAtLeast's equivalent) only the first
-// time the projector meets it with earlier events it did not see go by — after a restart, for requests
-// begun before the checkpoint; after that, and for every request begun since, each event is verified
-// and folded onto the request's history as it is delivered. Reading the request back for every event,
-// as a reaction does, would give the same rows, but a wildcard direct get costs the server a scan from
-// the request's first event to the end of the stream (docs/benchmarks.md), so a rebuild from sequence 1
-// would cost events × stream length.
+// Each delivered event is verified and folded onto its request's history: the one in memory, or, for a
+// request not held there (after a restart, or dropped to keep memory within MaxCacheBytes), the one
+// restored from the state the sink keeps with the request's row (Held.State: the chain's head, the
+// counts, the aggregate's snapshot). So memory is bounded by bytes, not by the requests or events the
+// stream has. Only a request the sink holds no state of (faults only, or a schema older than the state
+// column) is read back from the stream (a batched direct get, LoadAtLeast's equivalent): a wildcard
+// direct get costs the server a scan from the request's first event to the end of the stream
+// (docs/benchmarks.md), so reading back for every event, as a reaction does, would make a rebuild
+// from sequence 1 cost events × stream length.
 type Projector struct {
 	Source   Source
 	Sink     Sink
@@ -72,12 +83,17 @@ type Projector struct {
 	// BatchSize bounds how many events one transaction covers (events that are already waiting; a live
 	// projection writes each event as it comes). Defaults to 256.
 	BatchSize int
-	// MaxCached bounds the request histories held in memory; defaults to 20000. Past it, closed requests
-	// are dropped first; a dropped request is read back from the stream when it next changes.
-	MaxCached int
+	// MaxCacheBytes bounds the memory of the request histories held between batches, as the size of
+	// their state (twice its encoded length, plus a fixed cost per request); defaults to 16 MiB. Past
+	// it, closed requests are dropped first; a dropped request is restored from the sink's state when it
+	// next changes.
+	MaxCacheBytes int
 	// Stall, when set, reports the projection stopped on a failure (the database, the broker) until it
 	// reads its checkpoint again: its readiness. Nil tracks nothing.
 	Stall *consumer.Stall
+	// Progress, when set, is told the checkpoint after each transaction that moved it (a rebuild's
+	// progress and rate). It runs on the goroutine that writes, and must not block.
+	Progress func(checkpoint uint64)
 
 	// checkpoint is where the next batch starts: past every batch prepared, committed or in flight.
 	checkpoint uint64
@@ -87,8 +103,16 @@ type Projector struct {
 	// events, and the stream sequence its rows reflect. Rows only move forward, so a known position is
 	// never ahead of the sink's.
 	known map[string]position
-	// cache holds the histories of requests met in this session, verified up to their last event seen.
-	cache map[string]*query.History
+	// cache holds the histories of requests met in this session, verified up to their last event seen,
+	// and cacheBytes their estimated size.
+	cache      map[string]*cached
+	cacheBytes int
+}
+
+// cached is a history held between batches and its estimated memory.
+type cached struct {
+	h     *query.History
+	bytes int
 }
 
 type position struct {
@@ -96,8 +120,13 @@ type position struct {
 	seq  uint64
 }
 
-// knownLimit bounds the positions remembered; past it they are asked again (they are only a shortcut).
-const knownLimit = 200_000
+// knownLimit bounds the positions remembered (about 100 bytes each); past it they are asked again
+// (they are only a shortcut).
+const knownLimit = 50_000
+
+// historyCost is the memory a history holds beside twice its encoded state: the struct, its chain,
+// the map entries.
+const historyCost = 512
 
 // Run projects every event from the sink's checkpoint on, and then each new one, until ctx ends; it
 // returns nil then. Failures (NATS, the database, another writer taking over) are logged and retried
@@ -162,7 +191,7 @@ func (p *Projector) follow(ctx context.Context, until uint64) (err error) {
 		return err
 	}
 	p.Stall.Release(p.committed + 1)
-	p.checkpoint, p.committed, p.known, p.cache = cp, cp, map[string]position{}, map[string]*query.History{}
+	p.checkpoint, p.committed, p.known, p.cache, p.cacheBytes = cp, cp, map[string]position{}, map[string]*cached{}, 0
 	if until != 0 && cp >= until {
 		return errReached
 	}
@@ -194,7 +223,7 @@ func (p *Projector) follow(ctx context.Context, until uint64) (err error) {
 			err = aerr
 		}
 		if err != nil && !errors.Is(err, errReached) {
-			p.known, p.cache = nil, nil
+			p.known, p.cache, p.cacheBytes = nil, nil, 0
 		}
 	}()
 	for {
@@ -246,6 +275,9 @@ func (p *Projector) write(ctx context.Context, b *Batch) error {
 		return err
 	}
 	p.committed = b.To
+	if p.Progress != nil {
+		p.Progress(b.To)
+	}
 	for _, f := range b.Faults {
 		p.Log.Error("event not projected", "stream_seq", f.Seq, "request_id", f.RequestID, "kind", f.Problem.Kind, "error", f.Problem.Detail)
 	}
@@ -258,6 +290,7 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 	if err := p.meet(ctx, ds); err != nil {
 		return nil, err
 	}
+	checked := p.check(ds)
 	b := &Batch{From: p.checkpoint, To: p.checkpoint}
 	// Each request touched gets one set of rows, as of its last event in the batch, indexing every
 	// event after the position the sink had at the start of the batch.
@@ -265,7 +298,7 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 		h     *query.History
 		after uint64
 	}
-	var order []string
+	var order, met []string
 	touched := map[string]touch{}
 	fault := func(seq uint64, id string, pr *query.Problem) {
 		f := Fault{Seq: seq, RequestID: id, Problem: *pr}
@@ -274,14 +307,14 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 		}
 		b.Faults = append(b.Faults, f)
 	}
-	for _, d := range ds {
+	for i, d := range ds {
 		if d.Seq <= b.To {
 			// Already applied (a redelivery, or a follower restarted behind the checkpoint).
 			continue
 		}
 		b.To = d.Seq
-		if _, t, err := events.ParseNATSSubject(d.Subject); err == nil && t.Lock() {
-			continue // a lock is no request; the revoker lists the locks
+		if _, t, err := events.ParseNATSSubject(d.Subject); err == nil && !t.Request() {
+			continue // a lock or a campaign is no request; the revoker lists the locks, approval the campaigns
 		}
 		id, err := requestID(d.Subject)
 		if err != nil {
@@ -289,7 +322,10 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 			continue
 		}
 		k := p.known[id]
-		h := p.cache[id]
+		var h *query.History
+		if c := p.cache[id]; c != nil {
+			h = c.h
+		}
 		before := k.seq
 		switch {
 		case h == nil && k.held && k.seq >= d.Seq:
@@ -316,12 +352,13 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 			case d.Seq <= h.Through:
 				continue
 			default:
-				if pr := h.Add(d.Record); pr != nil {
+				if pr := h.AddChecked(checked[i]); pr != nil {
 					fault(d.Seq, id, pr)
 				}
 			}
 		}
-		p.cache[id] = h
+		p.hold(id, h)
+		met = append(met, id)
 		if h.Exists() && h.LastSeq > k.seq {
 			if _, ok := touched[id]; !ok {
 				order = append(order, id)
@@ -337,19 +374,62 @@ func (p *Projector) prepare(ctx context.Context, ds []Delivery) (*Batch, error) 
 	}
 	for _, id := range order {
 		t := touched[id]
-		b.Requests = append(b.Requests, FromHistory(t.h, t.after))
+		rows, err := FromHistory(t.h, t.after)
+		if err != nil {
+			return nil, err
+		}
+		b.Requests = append(b.Requests, rows)
+		p.size(id, len(rows.State))
+	}
+	for _, id := range met {
+		if c := p.cache[id]; c != nil {
+			c.h.Settle()
+		}
 	}
 	p.checkpoint = b.To
-	p.evict()
+	// Not the requests of this batch: its rows and faults may not be committed when the next batch asks.
+	inBatch := make(map[string]bool, len(met))
+	for _, id := range met {
+		inBatch[id] = true
+	}
+	p.evict(func(id string) bool { return inBatch[id] })
 	return b, nil
 }
 
-// meet asks the sink about the requests of ds this session has not met yet.
+// check checks each of ds on its own (signature, decoding, hash: events.Verifier.CheckBatch), on a
+// goroutine per core for a batch large enough to share, so that a rebuild's verification runs at the
+// speed of the cores; the fold, which needs the events before, stays in stream order.
+func (p *Projector) check(ds []Delivery) []events.Checked {
+	recs := make([]events.Record, len(ds))
+	for i, d := range ds {
+		recs[i] = d.Record
+	}
+	out := make([]events.Checked, len(ds))
+	const share = 64 // a signature batch: less is not worth a goroutine
+	workers := min(runtime.GOMAXPROCS(0), (len(ds)+share-1)/share)
+	if workers <= 1 {
+		p.Verifier.CheckBatch(recs, 1, out)
+		return out
+	}
+	var wg sync.WaitGroup
+	per := (len(ds) + workers - 1) / workers
+	for lo := 0; lo < len(ds); lo += per {
+		hi := min(lo+per, len(ds))
+		wg.Go(func() { p.Verifier.CheckBatch(recs[lo:hi], 1+lo, out[lo:hi]) })
+	}
+	wg.Wait()
+	return out
+}
+
+// meet asks the sink about the requests of ds it may hold that are not in memory: their positions, and
+// their states, restored into the cache.
 func (p *Projector) meet(ctx context.Context, ds []Delivery) error {
 	var ask []string
 	for _, d := range ds {
 		if id, err := requestID(d.Subject); err == nil {
-			if _, ok := p.known[id]; !ok && !slices.Contains(ask, id) {
+			// A request met before but no longer cached is asked again: its state is in the sink.
+			k, known := p.known[id]
+			if p.cache[id] == nil && (!known || k.held) && !slices.Contains(ask, id) {
 				ask = append(ask, id)
 			}
 		}
@@ -365,29 +445,65 @@ func (p *Projector) meet(ctx context.Context, ds []Delivery) error {
 		p.known = map[string]position{}
 	}
 	for _, id := range ask {
-		seq, held := got[id]
-		p.known[id] = position{held: held, seq: seq}
+		held, ok := got[id]
+		p.known[id] = position{held: ok, seq: held.Seq}
+		if held.State == nil {
+			continue
+		}
+		h, err := query.Restore(p.Verifier, id, held.State)
+		if err != nil {
+			// Read back from the stream instead, as for a request without state.
+			p.Log.Warn("request state not restored", "request_id", id, "error", err.Error())
+			continue
+		}
+		p.hold(id, h)
+		p.size(id, len(held.State))
 	}
 	return nil
 }
 
-// evict keeps the cache within MaxCached: closed requests go first (only an emergency's post-review
-// can still follow), then everything. A request dropped is read back when it next changes.
-func (p *Projector) evict() {
-	limit := p.MaxCached
-	if limit <= 0 {
-		limit = 20_000
+// hold keeps h in the cache, at a first estimate of its size until size is told its state's.
+func (p *Projector) hold(id string, h *query.History) {
+	if _, ok := p.cache[id]; !ok {
+		p.cache[id] = &cached{h: h, bytes: historyCost}
+		p.cacheBytes += historyCost
 	}
-	if len(p.cache) <= limit {
+	p.cache[id].h = h
+}
+
+// size records the encoded length of a held history's state.
+func (p *Projector) size(id string, state int) {
+	if c := p.cache[id]; c != nil {
+		n := historyCost + 2*state
+		p.cacheBytes += n - c.bytes
+		c.bytes = n
+	}
+}
+
+// evict keeps the cache within MaxCacheBytes: closed requests go first (only an emergency's post-review
+// can still follow), then everything but the requests of the batch just prepared. A request dropped is
+// restored from the sink when it next changes; the batch's own are kept because their rows and faults
+// may not be committed before the next batch asks the sink.
+func (p *Projector) evict(inBatch func(id string) bool) {
+	limit := p.MaxCacheBytes
+	if limit <= 0 {
+		limit = 16 << 20
+	}
+	if p.cacheBytes <= limit {
 		return
 	}
-	for id, h := range p.cache {
-		if h.Problem != nil || h.Request.Status().Terminal() && !h.Request.PostReviewOpen() {
-			delete(p.cache, id)
+	drop := func(closedOnly bool) {
+		for id, c := range p.cache {
+			closed := c.h.Problem != nil || c.h.Request.Status().Terminal() && !c.h.Request.PostReviewOpen()
+			if (closed || !closedOnly) && !inBatch(id) {
+				delete(p.cache, id)
+				p.cacheBytes -= c.bytes
+			}
 		}
 	}
-	if len(p.cache) > limit*9/10 {
-		p.cache = map[string]*query.History{}
+	drop(true)
+	if p.cacheBytes > limit*9/10 {
+		drop(false)
 	}
 }
 

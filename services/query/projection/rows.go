@@ -1,6 +1,7 @@
-// Package projection turns the evidence stream into the read side's rows: for each stored event, in
-// stream order, it reads the event's request back from the stream, verifies and folds it, and hands the
-// request's rows and the new checkpoint to a Sink that writes them in one transaction.
+// Package projection turns the evidence stream into the read side's rows: each stored event, in stream
+// order, is verified and folded onto its request's history (held in memory, or restored from the state
+// the sink keeps with the request's row), and the requests' rows, with the new checkpoint, go to a Sink
+// that writes them in one transaction.
 //
 // Why an ordered consumer starting at checkpoint+1 rather than a durable consumer with MaxAckPending 1:
 // the checkpoint lives in the database, in the same transaction as the rows, so it is the one position
@@ -16,6 +17,7 @@
 package projection
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/grantline/grantline/pkg/events"
@@ -32,6 +34,10 @@ type Rows struct {
 	Grant   *query.Grant
 	// Audit indexes the history's events after the position the sink already had for the request.
 	Audit []AuditRow
+	// State is the history's query.History.State, kept with the request's (or finding's) row, so that
+	// the projection can fold the request's next event without holding it in memory or reading its
+	// events back from the stream.
+	State []byte
 }
 
 // RequestRow is the request as one row: its view and the facts the queries filter on.
@@ -87,12 +93,17 @@ const (
 	KindPostReview = "post_review"
 )
 
-// FromHistory returns the rows of a verified history whose request was submitted, or of a finding.
-// after is the stream sequence up to which the sink already holds the request's events: only later
-// ones are indexed.
-func FromHistory(h *query.History, after uint64) Rows {
+// FromHistory returns the rows of a verified history whose request was submitted, or of a finding: the
+// request's (or finding's) row and grant as of the whole history, its state, and the review and audit
+// rows of the events not yet settled (History.Events). after is the stream sequence up to which the sink
+// already holds the request's events: only later ones are indexed.
+func FromHistory(h *query.History, after uint64) (Rows, error) {
 	r := h.Request
-	var rows Rows
+	state, err := h.State()
+	if err != nil {
+		return Rows{}, fmt.Errorf("state of request %s: %w", h.ID, err)
+	}
+	rows := Rows{State: state}
 	if f, ok := query.NewFinding(h); ok {
 		rows.Finding = &f
 	} else {
@@ -113,7 +124,7 @@ func FromHistory(h *query.History, after uint64) Rows {
 			rows.Audit = append(rows.Audit, AuditRow{Seq: rec.Seq, RequestID: h.ID, EventID: ev.ID, Type: ev.Type,
 				Actor: ev.Actor, Source: ev.Source, Time: ev.Time.UTC(), StoredAt: rec.StoredAt.UTC()})
 		}
-		row := ReviewRow{RequestID: h.ID, Position: len(rows.Reviews) + 1, Seq: rec.Seq, At: ev.Time.UTC()}
+		row := ReviewRow{RequestID: h.ID, Position: h.SettledReviews() + len(rows.Reviews) + 1, Seq: rec.Seq, At: ev.Time.UTC()}
 		switch p := ev.Payload.(type) {
 		case events.Reviewed:
 			row.Kind, row.Reviewer, row.ReviewerGroups, row.Stage = KindReview, p.Reviewer.ID, p.Reviewer.Groups, p.Stage
@@ -132,5 +143,5 @@ func FromHistory(h *query.History, after uint64) Rows {
 		}
 		rows.Reviews = append(rows.Reviews, row)
 	}
-	return rows
+	return rows, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -105,7 +106,8 @@ func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 
 // Rebuild projects the stream from sequence 1 into schema (created if need be; a schema already part
 // way through resumes from its checkpoint) up to the stream's last sequence when it starts, beside the
-// live read side, and returns that sequence. Compare then checks the two agree.
+// live read side, and returns that sequence. Compare then checks the two agree. It logs its progress
+// and rate every rebuildProgressEvery, and both at the end.
 func (d Deps) Rebuild(ctx context.Context, schema string, log *slog.Logger) (uint64, error) {
 	if err := postgres.Migrate(ctx, d.DB, schema); err != nil {
 		return 0, err
@@ -118,12 +120,38 @@ func (d Deps) Rebuild(ctx context.Context, schema string, log *slog.Logger) (uin
 	if err != nil {
 		return 0, err
 	}
-	p := &projection.Projector{Source: d.reader(), Sink: st, Verifier: d.Verifier, Log: log.With("projection", schema)}
+	log = log.With("projection", schema)
+	var at atomic.Uint64
+	start := time.Now()
+	report := func(msg string) {
+		seq, took := at.Load(), time.Since(start)
+		log.Info(msg, "checkpoint", seq, "of", last, "elapsed", took.Round(time.Second).String(),
+			"events_per_s", int(float64(seq)/max(took.Seconds(), 1e-3)))
+	}
+	tick := time.NewTicker(rebuildProgressEvery)
+	defer tick.Stop()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				report("rebuilding")
+			}
+		}
+	}()
+	p := &projection.Projector{Source: d.reader(), Sink: st, Verifier: d.Verifier, Log: log, Progress: at.Store}
 	if err := p.CatchUp(ctx, last); err != nil {
 		return 0, fmt.Errorf("rebuild into %s: %w", schema, err)
 	}
+	report("rebuilt")
 	return last, nil
 }
+
+// rebuildProgressEvery is how often a rebuild logs how far it is.
+const rebuildProgressEvery = 5 * time.Second
 
 // Compare lists the differences between the live read side and the one in schema (postgres.Compare).
 func (d Deps) Compare(ctx context.Context, schema string) ([]string, error) {

@@ -73,6 +73,8 @@ func RevocationsSpec(backoffCap time.Duration) consumer.Spec {
 			events.NATSSubject("*", events.TypeExpired),
 			events.NATSSubject("*", events.TypePostReviewed),
 			events.NATSSubject("*", events.TypeLockPlaced),
+			events.NATSSubject("*", events.TypeCampaignDecided),
+			events.NATSSubject("*", events.TypeCampaignClosed),
 		},
 		MaxDeliveries: forever,
 		Backoff:       consumer.ExponentialBackoff(250*time.Millisecond, backoffCap),
@@ -174,10 +176,17 @@ func (h *Reactions) index(ctx context.Context, msg jetstream.Msg) (sec int64, ar
 }
 
 // Revocations handles revocation_requested, expired and post_reviewed: a grant whose revocation is due
-// is revoked; and lock_placed: every live grant the lock covers is asked to end (Lock).
+// is revoked; lock_placed: every live grant the lock covers is asked to end (Lock); and campaign_decided
+// and campaign_closed: every grant the access review revoked is asked to end (Review).
 func (h *Reactions) Revocations(ctx context.Context, msg jetstream.Msg) error {
 	if id, t, err := events.ParseNATSSubject(msg.Subject()); err == nil && t == events.TypeLockPlaced {
 		return h.settle(ctx, msg, topology.RevokerRevocations.Durable, func(int) error { return h.Lock(ctx, id) })
+	} else if err == nil && t.Campaign() {
+		meta, merr := msg.Metadata()
+		if merr != nil {
+			return consumer.Permanent(merr)
+		}
+		return h.settle(ctx, msg, topology.RevokerRevocations.Durable, func(int) error { return h.Review(ctx, id, meta.Sequence.Stream) })
 	}
 	d, err := h.Store.Receive(msg)
 	if err != nil {
@@ -414,5 +423,34 @@ func (h *Reactions) Lock(ctx context.Context, id string) error {
 		asked += len(u.Appended)
 	}
 	h.Log.Info("lock placed", "lock_id", id, "scope", string(l.Lock.Placed().Scope.Kind), "scope_id", l.Lock.Placed().Scope.ID, "revocations_requested", asked)
+	return nil
+}
+
+// Review asks each live grant access review id revoked (by an owner's decision, or unanswered at the
+// deadline under the rule revoke) to end, with reason review_revoked and the campaign's ID
+// (revoker.DecideReviewRevoked); the revocation_requested it appends is then revoked like any early
+// revocation. seq is the delivered campaign event's: a replica that does not yet show it is retried.
+func (h *Reactions) Review(ctx context.Context, id string, seq uint64) error {
+	c, err := h.Store.LoadCampaign(ctx, id)
+	if err != nil {
+		return err
+	}
+	if c.LastSeq() < seq {
+		return fmt.Errorf("campaign %s: want stream sequence %d: %w", id, seq, eventstore.ErrStale)
+	}
+	asked := 0
+	for _, it := range c.Campaign.Opened().Items {
+		if state, _ := c.Campaign.State(it.RequestID); state != events.ItemRevoked && state != events.ItemRevokedUnanswered {
+			continue
+		}
+		u, err := h.Store.Update(ctx, it.RequestID, revoker.DecideReviewRevoked(c.Campaign))
+		if err != nil {
+			return fmt.Errorf("campaign %s: request %s: %w", id, it.RequestID, err)
+		}
+		asked += len(u.Appended)
+	}
+	if asked > 0 {
+		h.Log.Info("access review revoked grants", "campaign", id, "revocations_requested", asked)
+	}
 	return nil
 }

@@ -162,8 +162,9 @@ found.`,
 	export := &cobra.Command{
 		Use:   "export --out <dir>",
 		Short: "Export events (JSON Lines with signatures), a CSV summary per request and a manifest of hashes",
-		Long: `Writes events.jsonl (every stored event with its signature, bodies verbatim), requests.csv and
-manifest.json (each file's SHA-256), verifying as it goes.
+		Long: `Writes events.jsonl (every stored event with its signature, bodies verbatim), requests.csv,
+campaigns.csv (each grant an access review covered, and its outcome) and manifest.json (each file's
+SHA-256), verifying as it goes.
 
 With --controls it also writes report.html, a printable report mapping the period's evidence to SOC 2
 CC6.1–CC6.3, ISO/IEC 27001 A.5.15/A.5.18 and NIST SP 800-53 AC-2/AC-6/AU-9: requests and decisions,

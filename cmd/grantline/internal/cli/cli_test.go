@@ -34,15 +34,36 @@ func startDev(t testing.TB) (*devmode.Env, string, []string) {
 // startDevOn is startDev on the database at dbURL, which is also dev's demo PostgreSQL target.
 func startDevOn(t testing.TB, dbURL string) (*devmode.Env, string, []string) {
 	t.Helper()
+	return startDevWith(t, dbURL, examples)
+}
+
+// startDevWith is startDevOn with the demo catalogue, directory and policies dev's services read from
+// demo; the CLI's --as still mints tokens from the examples' directory.
+func startDevWith(t testing.TB, dbURL, demo string) (*devmode.Env, string, []string) {
+	t.Helper()
 	dataDir := t.TempDir()
 	t.Setenv("GRANTLINE_EXAMPLES", examples)
 	env, err := devmode.Start(context.Background(), devmode.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", NATSPort: -1,
-		Examples: examples, DatabaseURL: dbURL}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		Examples: demo, DatabaseURL: dbURL}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.Close(context.Background()) })
 	return env, dataDir, []string{"--server", "http://" + env.HTTPAddr(), "--data-dir", dataDir}
+}
+
+// holdsAnalyticsThrough is what the demo target shows, not what the evidence says: does member hold
+// analytics_read through grant id's role? (Roles belong to the server, which other tests share: ask
+// about this grant's.)
+func holdsAnalyticsThrough(t *testing.T, target *pgx.Conn, member, id string) bool {
+	t.Helper()
+	var ok bool
+	if err := target.QueryRow(context.Background(), `SELECT COALESCE((SELECT pg_has_role(m.oid, g.oid, 'MEMBER') AND pg_has_role(g.oid, r.oid, 'MEMBER')
+		FROM pg_roles m, pg_roles g, pg_roles r WHERE m.rolname = $1 AND g.rolname = $2 AND r.rolname = 'analytics_read'), false)`,
+		member, pgconnector.GrantRole(id)).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
 }
 
 // run executes the grantline command line in process and returns its exit code and output.
@@ -404,17 +425,7 @@ func TestMassRevokeAgainstDev(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { target.Close(context.Background()) })
-	// What the demo target shows, not what the evidence says: does alice hold analytics_read through
-	// grant id's role? (Roles belong to the server, which other tests share: ask about this grant's.)
-	aliceHoldsRoleThrough := func(id string) bool {
-		var ok bool
-		if err := target.QueryRow(context.Background(), `SELECT COALESCE((SELECT pg_has_role(m.oid, g.oid, 'MEMBER') AND pg_has_role(g.oid, r.oid, 'MEMBER')
-			FROM pg_roles m, pg_roles g, pg_roles r WHERE m.rolname = 'alice' AND g.rolname = $1 AND r.rolname = 'analytics_read'), false)`,
-			pgconnector.GrantRole(id)).Scan(&ok); err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
+	aliceHoldsRoleThrough := func(id string) bool { return holdsAnalyticsThrough(t, target, "alice", id) }
 	submit := func(who string) string {
 		_, out := run(t, append([]string{"request", "create", "--as", who, "--entitlement", "analytics-read",
 			"--duration", "1h", "--justification", "weekly revenue report"}, api...)...)

@@ -403,6 +403,7 @@ func printRequest(out io.Writer, v map[string]any) {
 	}
 	row("Channel", v["channel"])
 	row("Submitted", v["submitted_at"])
+	row("Starts", v["start_at"])
 	row("Submitted with", v["correlation_id"])
 	if x, ok := v["extends"].(map[string]any); ok {
 		row("Extends", fmt.Sprintf("%v (expiring %v; held since %v)", x["request_id"], x["expires_at"], x["held_since"]))
@@ -421,6 +422,18 @@ func printRequest(out io.Writer, v map[string]any) {
 		row("  policy revision", d["policy_revision"])
 	} else {
 		row("Decision", "awaiting policy")
+	}
+	if c, ok := v["start_check"].(map[string]any); ok {
+		verdict := "still allowed"
+		if c["allowed"] != true {
+			verdict = "no longer allowed, so not granted"
+		}
+		row("Start check", fmt.Sprintf("%s (%v; groups %v, from the %v)", verdict, c["outcome"], joinAny(asSlice(c["requester_groups"])), c["groups_from"]))
+		if reasons, ok := c["reasons"].([]any); ok && len(reasons) > 0 {
+			row("  reasons", joinAny(reasons))
+		}
+	} else if v["start_at"] != nil && v["status"] == "approved" {
+		row("Start check", "due at the start: policy checks the request again then")
 	}
 	if g, ok := v["grant"].(map[string]any); ok {
 		row("Granted until", g["expires_at"])

@@ -11,7 +11,7 @@ import (
 
 func reviewCommand(stdout io.Writer) *cobra.Command {
 	var f apiFlags
-	cmd := &cobra.Command{Use: "review", Short: "List, approve and reject the requests that await your review"}
+	cmd := &cobra.Command{Use: "review", Short: "List, approve and reject the requests that await your review; run access reviews"}
 	f.register(cmd)
 
 	list := &cobra.Command{
@@ -66,7 +66,8 @@ func reviewCommand(stdout io.Writer) *cobra.Command {
 		c.Flags().StringVar(&comment, "comment", "", "why")
 		return c
 	}
-	cmd.AddCommand(list, decide("approve", "Approve a request in your stage", "approve"), decide("reject", "Reject a request", "reject"))
+	cmd.AddCommand(list, decide("approve", "Approve a request in your stage", "approve"), decide("reject", "Reject a request", "reject"),
+		campaignCommand(&f, stdout))
 	return cmd
 }
 

@@ -2,7 +2,8 @@
 What each service needs, from its Config (services/<name>/<name>d/config.go). This follows from the
 code, so it is not a value: api (an HTTP API besides health and metrics), signs (a signing key), oidc
 (bearer tokens), catalogue, integrations, policies (the Rego bundle), database (GRANTLINE_DATABASE_URL),
-targets (the fulfilment connectors), credentialKey, buckets (the variable sizing its key-value buckets),
+targets (the fulfilment connectors), directory (policy: the groups it checks a scheduled request with at
+its start, when the files have a directory), credentialKey, buckets (the variable sizing its key-value buckets),
 callsAPIs (the console: it calls every service with an API, over their Services, and keeps its session
 key in its own Secret), checkpoints (the checkpointer: its signed-note key and the witnesses), notifies
 (the notifier: the directory and routing files, its channels' secrets and egress, the identity
@@ -11,7 +12,7 @@ Slack; its own API is Slack's interaction callback, which the console never call
 */}}
 {{- define "grantline.needs" -}}
 intake: {api: true, signs: true, oidc: true, catalogue: true, integrations: true, buckets: GRANTLINE_REPLICAS}
-policy: {signs: true, catalogue: true, policies: true, buckets: GRANTLINE_POLICY_STATE_REPLICAS}
+policy: {signs: true, catalogue: true, policies: true, directory: true, buckets: GRANTLINE_POLICY_STATE_REPLICAS}
 approval: {api: true, signs: true, oidc: true, catalogue: true, database: true}
 fulfilment: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: required, buckets: GRANTLINE_REPLICAS}
 revoker: {api: true, signs: true, oidc: true, catalogue: true, targets: true, credentialKey: optional, buckets: GRANTLINE_REPLICAS}
@@ -110,17 +111,18 @@ text}}, after the demo defaults are applied.
 {{- dict "catalogue" $catalogue "integrations" $integrations "directory" $directory "notifications" $notifications "policies" $policies | toYaml -}}
 {{- end -}}
 
-{{/* The ConfigMap holding the files, and which of them it has: {name, integrations, policies: [names]}. */}}
+{{/* The ConfigMap holding the files, and which of them it has: {name, integrations, directory, policies: [names]}.
+An existing ConfigMap has a directory when the notifier runs, which requires one. */}}
 {{- define "grantline.filesSource" -}}
 {{- $existing := .Values.files.existingConfigMap -}}
 {{- if $existing.name -}}
 {{- if not $existing.policies -}}
 {{- fail "files.existingConfigMap.policies must list the .rego keys of the ConfigMap" -}}
 {{- end -}}
-{{- dict "name" $existing.name "integrations" $existing.integrations "policies" $existing.policies | toYaml -}}
+{{- dict "name" $existing.name "integrations" $existing.integrations "directory" (hasKey .Values.services "notifier") "policies" $existing.policies | toYaml -}}
 {{- else -}}
 {{- $files := include "grantline.files" . | fromYaml -}}
-{{- dict "name" (printf "%s-files" (include "grantline.fullname" .)) "integrations" (not (empty $files.integrations)) "policies" (keys $files.policies | sortAlpha) | toYaml -}}
+{{- dict "name" (printf "%s-files" (include "grantline.fullname" .)) "integrations" (not (empty $files.integrations)) "directory" (not (empty $files.directory)) "policies" (keys $files.policies | sortAlpha) | toYaml -}}
 {{- end -}}
 {{- end -}}
 

@@ -223,8 +223,9 @@ type lifecycleChecks struct {
 	ungranted, unrevoked []string
 }
 
-// checkLifecycles follows each acknowledged request to its end: auto-approved, granted once, expired
-// and revoked for that reason with the access observed gone.
+// checkLifecycles follows each acknowledged request to its end: auto-approved, granted once, and revoked
+// at expiry (reason expired) with the access observed gone; expired at most once before it, recorded
+// when the first attempt failed.
 func checkLifecycles(subs []*submission, ev evidence) lifecycleChecks {
 	var c lifecycleChecks
 	for _, s := range subs {
@@ -243,7 +244,7 @@ func checkLifecycles(subs []*submission, ev evidence) lifecycleChecks {
 		if len(revoked) > 0 {
 			g.revokedAt, g.revoked = revoked[0].at, revoked[0].ev.Payload.(events.Revoked)
 		}
-		if len(revoked) != 1 || len(of(evs, events.TypeExpired)) != 1 || g.revoked.Reason != events.RevokeExpired || g.revoked.Observed.Present {
+		if len(revoked) != 1 || len(of(evs, events.TypeExpired)) > 1 || g.revoked.Reason != events.RevokeExpired || g.revoked.Observed.Present {
 			c.unrevoked = append(c.unrevoked, s.id+" "+lifecycle(evs))
 		}
 		c.grants = append(c.grants, g)

@@ -119,6 +119,11 @@ func (c *Controls) observe(ev events.Event, r *events.Request) {
 	case events.Expired:
 		c.c.Expired++
 	case events.Revoked:
+		if p.Reason == events.RevokeExpired && r.RevocationDue() == "" {
+			// Revoked at its expiry by the first attempt: the expiry's one event (an expired is recorded
+			// only before a failed attempt's retries, and counted above).
+			c.c.Expired++
+		}
 		c.c.Revocations++
 		c.c.RevocationsByReason[p.Reason]++
 		if !p.Observed.Present {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +148,42 @@ func TestPackSignature(t *testing.T) {
 	}
 	if _, _, err := VerifyPack(dir, trust); err != ErrUnsigned {
 		t.Fatalf("an unsigned pack: %v", err)
+	}
+}
+
+// TestExpiriesCountedOnce: an expiry is counted once whichever way it was recorded: revoked (reason
+// expired) straight from granted, or expired before the retries of a failed first attempt and revoked
+// after them.
+func TestExpiriesCountedOnce(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	expires := t0.Add(time.Hour)
+	s := events.Submitted{Requester: events.Principal{ID: "alice"}, Subject: events.RequestSubject{Kind: events.SubjectHuman, ID: "alice"},
+		Entitlement: "analytics-read", DurationSeconds: 3600}
+	s.RequestDigest = s.Digest()
+	start := []events.Payload{s, events.PolicyDecided{Outcome: events.OutcomeAutoApproved, Reasons: []string{"low"}, EffectiveDurationSeconds: 3600, PolicyRevision: "sha256:p"},
+		events.Granted{Connector: "postgres", TargetRef: "r", Observed: events.Observed{Present: true}, ExpiresAt: expires, Fulfiller: "service:fulfilment"}}
+	gone := events.Revoked{Reason: events.RevokeExpired, Observed: events.Observed{Present: false}}
+	c := NewControls(time.Time{}, time.Time{})
+	for _, story := range [][]events.Payload{
+		append(slices.Clone(start), gone),
+		append(slices.Clone(start), events.Expired{ExpiresAt: expires}, gone),
+	} {
+		id := events.NewID()
+		var evs []events.Event
+		for i, p := range story {
+			at := t0.Add(time.Duration(i) * time.Second)
+			if i >= len(start) {
+				at = expires.Add(time.Duration(i) * time.Second)
+			}
+			evs = append(evs, events.Event{Envelope: events.Envelope{ID: events.NewID(), Type: p.EventType(), Subject: id, Time: at, Actor: "alice"}, Payload: p})
+			r, err := events.Fold(id, evs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.observe(evs[i], r)
+		}
+	}
+	if got := c.Counts(&Report{}); got.Expired != 2 || got.Revocations != 2 || got.RevocationsByReason[events.RevokeExpired] != 2 {
+		t.Fatalf("expired %d, revocations %d (%v); want 2 expiries, 2 revocations", got.Expired, got.Revocations, got.RevocationsByReason)
 	}
 }

@@ -139,7 +139,7 @@ var access = map[User]Access{
 	Revoker: {
 		JetStream: true, Types: events.TypesOf(events.Revoker), Reads: []string{topology.EventsStream, topology.TimersStream}, Scans: []string{topology.EventsStream},
 		Consumers: []topology.Consumer{topology.RevokerSchedules, topology.RevokerRevocations, topology.RevokerExpiry, topology.RevokerReconcile},
-		Buckets:   []string{topology.LockIdempotencyBucket},
+		Buckets:   []string{topology.LockIdempotencyBucket, topology.ExpiriesBucket},
 		Discards:  []string{topology.CredentialsBucket},
 		Timers:    []string{topology.TimerExpiry, topology.TimerReconcile},
 	},

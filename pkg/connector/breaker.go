@@ -105,7 +105,8 @@ func (b *Breaker) untilProbe() time.Duration {
 // State is the breaker's state.
 func (b *Breaker) State() gobreaker.State { return b.cb.State() }
 
-// Shield returns c with every grant, revocation and inspection going through b. The result still
+// Shield returns c with every grant, revocation (a batch of them counting as one call) and inspection
+// going through b. The result still
 // issues credentials, names target references and lists its target (unshielded: the reconciler's own
 // pace) as c does.
 func Shield(c Connector, b *Breaker) Connector {
@@ -132,6 +133,24 @@ func (s shielded) Grant(ctx context.Context, g Grant) (events.Observed, error) {
 
 func (s shielded) Revoke(ctx context.Context, g Grant) (events.Observed, error) {
 	return s.b.Do(func() (events.Observed, error) { return s.inner.Revoke(ctx, g) })
+}
+
+// RevokeBatch counts as one call to the breaker, failed when the target failed every grant: a breaker
+// that is open refuses the whole batch, each grant with the time the next probe is due.
+func (s shielded) RevokeBatch(ctx context.Context, gs []Grant) []Revocation {
+	var out []Revocation
+	_, err := s.b.Do(func() (events.Observed, error) {
+		out = RevokeAll(ctx, s.inner, gs)
+		return events.Observed{}, batchFailure(out)
+	})
+	if err != nil && batchFailure(out) != nil || out == nil {
+		// Refused, or every grant failed: each carries the breaker's word on when to come back.
+		out = make([]Revocation, len(gs))
+		for i := range out {
+			out[i].Err = err
+		}
+	}
+	return out
 }
 
 func (s shielded) Inspect(ctx context.Context, g Grant) (events.Observed, error) {

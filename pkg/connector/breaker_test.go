@@ -93,3 +93,56 @@ func (issuing) Inspect(context.Context, connector.Grant) (events.Observed, error
 func (issuing) IssuesCredential(connector.Grant) bool { return true }
 func (issuing) Username(g connector.Grant) string     { return "login " + g.ID }
 func (issuing) TargetRef(g connector.Grant) string    { return "login " + g.ID }
+
+// perGrant is a target whose revocations fail for the grants it names, and for every grant while down.
+type perGrant struct {
+	down    atomic.Bool
+	failing map[string]bool
+	calls   atomic.Int32
+}
+
+func (p *perGrant) Grant(context.Context, connector.Grant) (events.Observed, error) {
+	return events.Observed{}, nil
+}
+
+func (p *perGrant) Revoke(_ context.Context, g connector.Grant) (events.Observed, error) {
+	p.calls.Add(1)
+	if p.down.Load() || p.failing[g.ID] {
+		return events.Observed{}, connector.Transient("target_unavailable", errors.New("refused "+g.ID))
+	}
+	return events.Observed{Present: false}, nil
+}
+
+func (p *perGrant) Inspect(context.Context, connector.Grant) (events.Observed, error) {
+	return events.Observed{}, nil
+}
+
+// TestShieldedBatchIsOneCall: behind a breaker, a batch in which one grant fails is a target that
+// answers (the breaker stays closed, each grant keeps its own outcome); batches in which every grant
+// fails count as failed calls and open it, after which a batch is refused whole without reaching the
+// target, each grant told when the probe is due.
+func TestShieldedBatchIsOneCall(t *testing.T) {
+	target := &perGrant{failing: map[string]bool{"b": true}}
+	c := connector.Shield(target, connector.NewBreaker("target", 2, time.Minute, nil))
+	gs := []connector.Grant{{ID: "a"}, {ID: "b"}, {ID: "c"}}
+	for range 3 {
+		out := connector.RevokeAll(context.Background(), c, gs)
+		if out[0].Err != nil || out[1].Err == nil || out[2].Err != nil {
+			t.Fatalf("a batch with one failing grant: %+v", out)
+		}
+	}
+	target.down.Store(true)
+	for range 2 {
+		connector.RevokeAll(context.Background(), c, gs)
+	}
+	calls := target.calls.Load()
+	out := connector.RevokeAll(context.Background(), c, gs)
+	for i, r := range out {
+		if connector.ClassOf(r.Err) != connector.ClassCircuitOpen || connector.RetryAfterOf(r.Err) <= 0 {
+			t.Fatalf("grant %d while open: %v, want %s with a time to come back", i, r.Err, connector.ClassCircuitOpen)
+		}
+	}
+	if target.calls.Load() != calls {
+		t.Fatal("the open breaker let a batch reach the target")
+	}
+}

@@ -51,6 +51,56 @@ type Connector interface {
 	Inspect(ctx context.Context, g Grant) (events.Observed, error)
 }
 
+// Revocation is one grant's outcome in a batch revocation: what the target shows afterwards, or why
+// the grant was not revoked (an *Error, as Revoke's).
+type Revocation struct {
+	Observed events.Observed
+	Err      error
+}
+
+// BatchRevoker is implemented by a connector that revokes many grants at less cost than one at a time
+// (PostgreSQL: one transaction). Like Revoke it is idempotent by each grant's ID.
+type BatchRevoker interface {
+	// RevokeBatch removes the access of every grant of gs and returns one Revocation per grant, in the
+	// order of gs. One grant's failure is its own: the others are revoked all the same.
+	RevokeBatch(ctx context.Context, gs []Grant) []Revocation
+}
+
+// RevokeAll revokes gs through c: in batches if c is a BatchRevoker, otherwise one at a time. It
+// returns one Revocation per grant, in the order of gs.
+func RevokeAll(ctx context.Context, c Connector, gs []Grant) []Revocation {
+	if b, ok := c.(BatchRevoker); ok {
+		return b.RevokeBatch(ctx, gs)
+	}
+	return RevokeEach(ctx, c, gs)
+}
+
+// RevokeEach revokes gs through c one at a time; a connector's RevokeBatch falls back on it for grants
+// it cannot batch.
+func RevokeEach(ctx context.Context, c Connector, gs []Grant) []Revocation {
+	out := make([]Revocation, len(gs))
+	for i, g := range gs {
+		out[i].Observed, out[i].Err = c.Revoke(ctx, g)
+	}
+	return out
+}
+
+// batchFailure is the error a batch counts as for a circuit breaker: the first error when every grant
+// failed and none permanently (the target itself failing), nil otherwise (a target that revoked some
+// grants, or refused some as such, answers).
+func batchFailure(out []Revocation) error {
+	var first error
+	for _, r := range out {
+		if r.Err == nil || IsPermanent(r.Err) {
+			return nil
+		}
+		if first == nil {
+			first = r.Err
+		}
+	}
+	return first
+}
+
 // Issuer is implemented by a connector that issues a credential for some grants (a login for a service
 // account): fulfilment then reserves a secret for the grant before calling Grant, and hands it out once.
 type Issuer interface {

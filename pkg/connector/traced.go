@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"cmp"
 	"context"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -11,7 +12,7 @@ import (
 	"github.com/grantline/grantline/pkg/telemetry"
 )
 
-// Traced returns c with each call that reaches the target (Grant, Revoke, Inspect, Holdings) made
+// Traced returns c with each call that reaches the target (Grant, Revoke, RevokeBatch, Inspect, Holdings) made
 // in a span of its own, "<name> grant" and so on, marked failed with the error's class when it
 // fails. It answers everything else as c does: it is an Inventory only if c is one, and TargetRef,
 // IssuesCredential and the credential's username are c's.
@@ -38,6 +39,27 @@ func (t traced) Grant(ctx context.Context, g Grant) (events.Observed, error) {
 
 func (t traced) Revoke(ctx context.Context, g Grant) (events.Observed, error) {
 	return t.call(ctx, "revoke", g.ID, func(ctx context.Context) (events.Observed, error) { return t.inner.Revoke(ctx, g) })
+}
+
+// RevokeBatch is one span, "<name> revoke-batch", with the number of grants and of those that failed,
+// marked failed with the first failure's class.
+func (t traced) RevokeBatch(ctx context.Context, gs []Grant) []Revocation {
+	ctx, span := t.start(ctx, "revoke-batch", "")
+	defer span.End()
+	out := RevokeAll(ctx, t.inner, gs)
+	var first error
+	failures := 0
+	for _, r := range out {
+		if r.Err != nil {
+			failures++
+			first = cmp.Or(first, r.Err)
+		}
+	}
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("grantline.grants", len(gs)), attribute.Int("grantline.failures", failures))
+	}
+	failed(span, first)
+	return out
 }
 
 func (t traced) Inspect(ctx context.Context, g Grant) (events.Observed, error) {

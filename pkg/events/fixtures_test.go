@@ -134,6 +134,7 @@ func stories() []story {
 		{"granted", []Event{sub, auto, granted}},
 		{"revoking", []Event{sub, auto, granted, expired}},
 		{"revoked", []Event{sub, auto, granted, expired, revoked}},
+		{"revoked_at_expiry", []Event{sub, auto, granted, revoked}},
 		{"denied", []Event{sub, event(PolicyDecided{Outcome: OutcomeDeny, Reasons: []string{"no"}, PolicyRevision: "sha256:policy"}, t0.Add(time.Minute), "service:policy")}},
 		{"rejected", []Event{sub, pending, event(review("carol", "db-owners", 0, ReviewReject), t0.Add(2*time.Minute), "carol"),
 			event(Rejected{Reason: RejectedByReviewer, RejectedBy: "carol"}, t0.Add(2*time.Minute), "service:approval")}},
@@ -214,7 +215,12 @@ func candidate(t Type, r *Request) Event {
 		}
 		return event(Expired{ExpiresAt: exp}, now, "service:revoker")
 	case TypeRevoked:
-		return event(Revoked{Reason: r.RevocationDue(), Observed: Observed{Present: false}}, now, "service:revoker")
+		reason := r.RevocationDue()
+		if reason == "" {
+			// The revoker revokes a live grant at its expiry without recording expired first.
+			reason = RevokeExpired
+		}
+		return event(Revoked{Reason: reason, Observed: Observed{Present: false}}, now, "service:revoker")
 	case TypeRevocationFailed:
 		return event(RevocationFailed{Attempts: 1, OverdueSince: now, ErrorClass: "target", Message: "timeout"}, now, "service:revoker")
 	case TypeDriftDetected:

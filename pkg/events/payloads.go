@@ -295,7 +295,9 @@ type RevocationRequested struct {
 	CampaignID string `json:"campaign_id,omitempty"`
 }
 
-// Expired records that a grant reached its expiry (emitted by revoker).
+// Expired records that a grant reached its expiry and the revoker's first attempt to revoke it failed,
+// so the overdue grant stays visible while the attempts go on (emitted by revoker). A grant revoked at
+// the first attempt has no expired event: its revoked (reason expired) says it all.
 type Expired struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }

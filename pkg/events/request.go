@@ -536,15 +536,21 @@ func (r *Request) check(ev Event) error {
 		}
 
 	case Revoked:
+		due := r.revocation
+		if r.atExpiry(ev, p) {
+			// An expiry revoked at its first attempt is one event: expired is recorded only when that
+			// attempt fails, to keep the overdue grant visible.
+			due = RevokeExpired
+		}
 		if r.status == StatusRevoked {
 			if !r.driftRevocation {
 				return refuse("nothing asked for revocation")
 			}
-		} else if r.status != StatusGranted || r.revocation == "" {
+		} else if r.status != StatusGranted || due == "" {
 			return refuse("nothing asked for revocation")
 		}
-		if p.Reason != r.revocation {
-			return refuse(fmt.Sprintf("revocation reason %q, but %q was due", p.Reason, r.revocation))
+		if p.Reason != due {
+			return refuse(fmt.Sprintf("revocation reason %q, but %q was due", p.Reason, due))
 		}
 		if p.Observed.Present {
 			return refuse("access must be observed absent after revocation")
@@ -564,6 +570,12 @@ func (r *Request) check(ev Event) error {
 		return refuse("unknown payload")
 	}
 	return nil
+}
+
+// atExpiry reports whether ev revokes a live grant, with nothing else under way, for its expiry, at or
+// after it: the expiry needs no expired event of its own then.
+func (r *Request) atExpiry(ev Event, p Revoked) bool {
+	return r.status == StatusGranted && r.revocation == "" && p.Reason == RevokeExpired && !ev.Time.Before(r.grant.ExpiresAt)
 }
 
 // checkStart is the start-check part of the transition table. A granted event does not require the

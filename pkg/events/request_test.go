@@ -26,21 +26,25 @@ func TestTransitions(t *testing.T) {
 		// Approved: fulfilment grants, opens a manual task, or fails; the requester may still withdraw.
 		"approved": {TypeWithdrawn: StatusWithdrawn, TypeTaskOpened: StatusApproved, TypeGranted: StatusGranted, TypeFulfilmentFailed: StatusFailed},
 		// Granted: only expiry or a revocation request start the end of access; the reconciler may find
-		// the access missing on the target.
-		"granted": {TypeRevocationRequested: StatusGranted, TypeExpired: StatusGranted, TypeDriftDetected: StatusGranted},
+		// the access missing on the target. At its expiry the grant is revoked at once, or, when that
+		// first attempt fails, expired keeps it visible as overdue.
+		"granted": {TypeRevocationRequested: StatusGranted, TypeExpired: StatusGranted, TypeDriftDetected: StatusGranted,
+			TypeRevoked: StatusRevoked},
 		// Revocation under way: revoke (or open a manual revoke task), or record a failed attempt.
 		"revoking": {TypeRevoked: StatusRevoked, TypeRevocationFailed: StatusGranted, TypeTaskOpened: StatusGranted},
 		// Revoked: the reconciler may find the access on the target again, and then revokes it again.
 		"revoked": {TypeDriftDetected: StatusRevoked},
-		"denied":  {}, "rejected": {}, "withdrawn": {}, "failed": {},
+		// Revoked at expiry in one event: absorbs like any revoked grant.
+		"revoked_at_expiry": {TypeDriftDetected: StatusRevoked},
+		"denied":            {}, "rejected": {}, "withdrawn": {}, "failed": {},
 		// Emergency: granted without approvals, then post-reviewed (or overdue) while access lasts.
 		"emergency_granted": {TypeRevocationRequested: StatusGranted, TypeExpired: StatusGranted, TypePostReviewed: StatusGranted,
-			TypePostReviewOverdue: StatusGranted, TypeDriftDetected: StatusGranted},
+			TypePostReviewOverdue: StatusGranted, TypeDriftDetected: StatusGranted, TypeRevoked: StatusRevoked},
 		// The post-review stays owed after an emergency grant was revoked, and drift can be found on it:
 		// the exceptions to absorption.
 		"emergency_revoked": {TypePostReviewed: StatusRevoked, TypePostReviewOverdue: StatusRevoked, TypeDriftDetected: StatusRevoked},
 		// Missing access is recorded once; the grant still ends the usual ways.
-		"drift_missing": {TypeRevocationRequested: StatusGranted, TypeExpired: StatusGranted},
+		"drift_missing": {TypeRevocationRequested: StatusGranted, TypeExpired: StatusGranted, TypeRevoked: StatusRevoked},
 		// Access found after revocation: only its revocation again (reason drift) is accepted.
 		"drift_revoking": {TypeRevoked: StatusRevoked},
 		// Revoked again: the next drift found is a new one.
@@ -306,6 +310,58 @@ func TestDriftRules(t *testing.T) {
 	}
 	if r.DriftRevocationDue() || r.Revoked().Reason != RevokeDrift || r.Status() != StatusRevoked {
 		t.Fatalf("after the revocation again: due %v, revoked %+v, status %s", r.DriftRevocationDue(), r.Revoked(), r.Status())
+	}
+}
+
+// TestRevokedAtExpiry is when a grant may end in one revoked event, with no expired before it: the
+// revoker's first attempt at the expiry succeeded. Anything else still needs what asked for it.
+func TestRevokedAtExpiry(t *testing.T) {
+	byName := map[string][]Event{}
+	for _, st := range stories() {
+		byName[st.name] = st.events
+	}
+	live, err := Fold(testRequestID, byName["granted"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiry := live.Grant().ExpiresAt
+	revoked := func(reason RevocationReason, at time.Time) Event {
+		return event(Revoked{Reason: reason, Observed: Observed{Present: false}}, at, "service:revoker")
+	}
+	cases := []struct {
+		name    string
+		history string
+		next    Event
+		refused bool
+	}{
+		{"revoked for its expiry at the expiry", "granted", revoked(RevokeExpired, expiry), false},
+		{"revoked for its expiry a minute late", "granted", revoked(RevokeExpired, expiry.Add(time.Minute)), false},
+		{"revoked for its expiry a second early", "granted", revoked(RevokeExpired, expiry.Add(-time.Second)), true},
+		{"revoked early with nothing asking for it", "granted", revoked(RevokeEarly, expiry.Add(time.Minute)), true},
+		{"revoked for its expiry while an early revocation is under way", "emergency_flagged", revoked(RevokeExpired, expiry.Add(time.Minute)), true},
+		{"revoked for its expiry after expired was recorded", "revoking", revoked(RevokeExpired, expiry.Add(time.Minute)), false},
+		{"revoked for its expiry a second time", "revoked_at_expiry", revoked(RevokeExpired, expiry.Add(time.Minute)), true},
+		{"an emergency grant revoked at its expiry", "emergency_granted", revoked(RevokeExpired, expiry), false},
+	}
+	flagged := append(slices.Clone(byName["emergency_granted"]), event(PostReviewed{Reviewer: Principal{ID: "erin", Groups: []string{"security"}},
+		Outcome: PostReviewFlagged, Reason: "no incident"}, t0.Add(10*time.Minute), "erin"))
+	byName["emergency_flagged"] = flagged
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Fold(testRequestID, byName[tc.history])
+			if err != nil {
+				t.Fatalf("history %s does not fold: %v", tc.history, err)
+			}
+			err = r.Apply(tc.next)
+			switch {
+			case tc.refused && err == nil:
+				t.Fatalf("accepted, want refused")
+			case !tc.refused && err != nil:
+				t.Fatalf("refused: %v", err)
+			case !tc.refused && (r.Status() != StatusRevoked || r.Revoked().Reason != RevokeExpired):
+				t.Fatalf("status %s, revoked %+v; want revoked for the expiry", r.Status(), r.Revoked())
+			}
+		})
 	}
 }
 

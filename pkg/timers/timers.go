@@ -52,8 +52,22 @@ func Schedule(ctx context.Context, js jetstream.JetStream, requestID, kind strin
 	return schedule(ctx, js, requestID, kind, at, payload, false)
 }
 
+// Wake sets timer kind of id to fire at at, as Schedule does (and with its errors), but every call
+// stores a schedule: one still waiting is replaced (one fire), and one that fired already fires again,
+// at once for a time past. It is for a timer shared by many things due at the same time (the revoker's
+// expiries of one second): whoever adds one after the timer fired must make it fire again, and
+// Schedule's message ID would take that for a repeat within the server's duplicate window.
+func Wake(ctx context.Context, js jetstream.JetStream, id, kind string, at time.Time) error {
+	return store(ctx, js, id, kind, at, nil, false, false)
+}
+
 // schedule is Schedule, with the trace context of ctx in the schedule's headers when traced.
 func schedule(ctx context.Context, js jetstream.JetStream, requestID, kind string, at time.Time, payload []byte, traced bool) error {
+	return store(ctx, js, requestID, kind, at, payload, traced, true)
+}
+
+// store stores the schedule, with a message ID derived from the timer and its second when deduped.
+func store(ctx context.Context, js jetstream.JetStream, requestID, kind string, at time.Time, payload []byte, traced, deduped bool) error {
 	if err := checkToken("request ID", requestID); err != nil {
 		return err
 	}
@@ -74,9 +88,12 @@ func schedule(ctx context.Context, js jetstream.JetStream, requestID, kind strin
 		// The fired copy keeps the schedule's headers: its handler continues the trace that armed it.
 		telemetry.Inject(ctx, msg.Header)
 	}
-	_, err := js.PublishMsg(ctx, msg,
-		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(topology.TimerFired(requestID, kind)),
-		jetstream.WithScheduleTTL(FiredTTL), jetstream.WithMsgID(msgID), jetstream.WithExpectStream(topology.TimersStream))
+	opts := []jetstream.PublishOpt{jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(topology.TimerFired(requestID, kind)),
+		jetstream.WithScheduleTTL(FiredTTL), jetstream.WithExpectStream(topology.TimersStream)}
+	if deduped {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	_, err := js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
 		return fmt.Errorf("schedule %s timer for request %s at %s: %w", kind, requestID, at.Format(time.RFC3339), err)
 	}

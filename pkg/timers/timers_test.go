@@ -218,3 +218,26 @@ func TestArmedTimerCarriesItsCause(t *testing.T) {
 		}
 	}
 }
+
+// TestWakeFiresAgainAfterItFired: a shared timer woken for a second that already fired fires again
+// (Schedule would take that for a repeat); woken twice before it fires, it fires once.
+func TestWakeFiresAgainAfterItFired(t *testing.T) {
+	t.Parallel()
+	js, st := timersStream(t)
+	ctx := context.Background()
+	at := time.Now().Add(time.Second)
+	fired := topology.TimerFired("1700000000", "expiry")
+	for range 2 {
+		if err := timers.Wake(ctx, js, "1700000000", "expiry", at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, st, topology.TimerSchedule("1700000000", "expiry")); n != 1 {
+		t.Fatalf("%d schedules held after waking twice, want 1", n)
+	}
+	poll.Until(t, 5*time.Second, "the first fire", func() bool { return count(t, st, fired) == 1 })
+	if err := timers.Wake(ctx, js, "1700000000", "expiry", at); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 5*time.Second, "the second fire", func() bool { return count(t, st, fired) == 2 })
+}

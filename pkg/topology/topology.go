@@ -98,7 +98,8 @@ const (
 	// check it again then (policy). Fulfilment armed it before start checks existed; the kind keeps its
 	// name so that a timer armed then is checked too.
 	TimerGrantStart = "grant-start"
-	// TimerExpiry is a grant's expiry (revoker).
+	// TimerExpiry is the expiry of every grant due in one second (revoker): its ID is that second's
+	// Unix time, and the grants are found in ExpiriesBucket.
 	TimerExpiry = "expiry"
 	// TimerReconcile is the next comparison of the targets with the evidence (revoker). It belongs to
 	// no request: it is set on ReconcileTimerID.
@@ -280,6 +281,9 @@ const (
 	IdempotencyBucket = "GRANTLINE_IDEMPOTENCY"
 	// LockIdempotencyBucket holds the revoker's Idempotency-Key claims on lock creates.
 	LockIdempotencyBucket = "GRANTLINE_LOCK_IDEMPOTENCY"
+	// ExpiriesBucket is the revoker's index of armed expiries by the second they fall due (keys
+	// <unix second>.<request id>): the one expiry timer of a second finds its grants there.
+	ExpiriesBucket = "GRANTLINE_EXPIRIES"
 	// PolicyStateBucket holds the policy service's open emergency post-reviews (review debt).
 	PolicyStateBucket = "GRANTLINE_POLICY_STATE"
 	// CredentialsBucket holds fulfilment's encrypted issued credentials; the revoker may only discard
@@ -303,7 +307,7 @@ const (
 
 // Buckets lists every key-value bucket.
 func Buckets() []string {
-	return []string{IdempotencyBucket, LockIdempotencyBucket, PolicyStateBucket, CredentialsBucket, TasksBucket,
+	return []string{IdempotencyBucket, LockIdempotencyBucket, ExpiriesBucket, PolicyStateBucket, CredentialsBucket, TasksBucket,
 		NotifyOutboxBucket, NotifySentBucket, NotifyReplayBucket, ConsoleSessionsBucket}
 }
 

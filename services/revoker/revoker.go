@@ -31,10 +31,11 @@ func (e *TooEarlyError) Error() string {
 	return "the grant expires at " + e.Until.UTC().Format(time.RFC3339Nano)
 }
 
-// DecideExpire returns the decision on an expiry timer at now: expired for a grant that is still live
-// and has reached its expiry; nothing for a request that is not granted or whose revocation is under
-// way already (a stale or repeated timer); *TooEarlyError before the expiry. The causation is derived
-// from the request, so however often the timer fires there is one expired event.
+// DecideExpire returns the decision on an expiry whose first revocation attempt failed, at now: expired
+// for a grant that is still live and has reached its expiry, so the overdue grant shows while the
+// attempts go on (and a manual grant's revoke task opens); nothing for a request that is not granted or
+// whose revocation is under way already (a stale or repeated timer); *TooEarlyError before the expiry.
+// The causation is derived from the request, so however often it is decided there is one expired event.
 func DecideExpire(now time.Time) func(*events.Request) ([]events.Draft, error) {
 	return func(r *events.Request) ([]events.Draft, error) {
 		g := r.Grant()
@@ -120,6 +121,43 @@ func DecideRevoked(observed events.Observed, credentialDestroyed bool) func(*eve
 	}
 }
 
+// DecideExpireFailed returns the decision on an expiry whose first revocation attempt failed with f, at
+// now: DecideExpire's expired, and with it revocation_failed when p says f is due already (a revoker
+// that comes back long after the expiry, an SLO shorter than the attempt), so an overdue revocation is
+// recorded as such at once, as a failed attempt of an early revocation would be.
+func DecideExpireFailed(p FailurePolicy, f Failure, now time.Time) func(*events.Request) ([]events.Draft, error) {
+	return func(r *events.Request) ([]events.Draft, error) {
+		drafts, err := DecideExpire(now)(r)
+		if err != nil || len(drafts) == 0 || !p.Due(f, now) {
+			return drafts, err
+		}
+		return append(drafts, failedDraft(f)), nil
+	}
+}
+
+// DecideRevokedAtExpiry returns the decision that records the revocation of r's grant at its expiry, at
+// now, with what the target shows: revoked (reason expired) straight from granted when the first
+// attempt succeeded, or after expired when an earlier one failed. Nothing for a request that is not
+// granted or whose revocation is due for another reason (the early revocation records its own);
+// *TooEarlyError before the expiry; ErrStillPresent if the target still shows the access. Its
+// causation is DecideRevoked's, so whichever path records the revocation, there is one revoked event.
+func DecideRevokedAtExpiry(observed events.Observed, credentialDestroyed bool, now time.Time) func(*events.Request) ([]events.Draft, error) {
+	return func(r *events.Request) ([]events.Draft, error) {
+		switch {
+		case r.Status() != events.StatusGranted:
+			return nil, nil
+		case r.RevocationDue() != "" && r.RevocationDue() != events.RevokeExpired:
+			return nil, nil
+		case now.Before(r.Grant().ExpiresAt):
+			return nil, &TooEarlyError{Until: r.Grant().ExpiresAt}
+		case observed.Present:
+			return nil, ErrStillPresent
+		}
+		return []events.Draft{{Payload: events.Revoked{Reason: events.RevokeExpired, Observed: observed,
+			CredentialDestroyed: credentialDestroyed}, Actor: Revoker, CausationID: "revoked"}}, nil
+	}
+}
+
 // FailurePolicy says when failing revocation attempts are recorded: once Budget attempts have failed
 // (a brief outage is retried quietly) or once the revocation is overdue by SLO, whichever comes first,
 // then again at most every Every while the attempts keep failing; never once per retry. The SLO makes
@@ -168,9 +206,14 @@ func DecideFailed(p FailurePolicy, f Failure, now time.Time) func(*events.Reques
 		if r.Status() != events.StatusGranted || r.RevocationDue() == "" || !p.Due(f, now) {
 			return nil, nil
 		}
-		return []events.Draft{{Payload: events.RevocationFailed{Attempts: f.Attempts, OverdueSince: f.OverdueSince,
-			ErrorClass: f.Class, Message: f.Message}, Actor: Revoker, CausationID: "revocation-failed:" + strconv.Itoa(f.Attempts)}}, nil
+		return []events.Draft{failedDraft(f)}, nil
 	}
+}
+
+// failedDraft is the revocation_failed that records f.
+func failedDraft(f Failure) events.Draft {
+	return events.Draft{Payload: events.RevocationFailed{Attempts: f.Attempts, OverdueSince: f.OverdueSince,
+		ErrorClass: f.Class, Message: f.Message}, Actor: Revoker, CausationID: "revocation-failed:" + strconv.Itoa(f.Attempts)}
 }
 
 // OverdueSince is when r's revocation became due, from its events: the grant's expiry for an expired

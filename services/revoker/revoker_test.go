@@ -101,6 +101,83 @@ func TestExpiry(t *testing.T) {
 	}
 }
 
+// TestRevokedAtExpiry: a grant revoked at its expiry is recorded in one event when nothing else is
+// under way; a failed first attempt's expired changes nothing about it; an early revocation records its
+// own.
+func TestRevokedAtExpiry(t *testing.T) {
+	absent := events.Observed{Present: false, Detail: map[string]string{"grant_role": "gone"}}
+	cases := []struct {
+		name     string
+		history  func(*testing.T) *grant
+		now      time.Time
+		observed events.Observed
+		revoked  bool
+		err      error
+	}{
+		{"a live grant revoked at its expiry", newGrant, expiry, absent, true, nil},
+		{"a live grant revoked a minute late", newGrant, expiry.Add(time.Minute), absent, true, nil},
+		{"a grant whose first attempt failed", func(t *testing.T) *grant {
+			return newGrant(t).addAt(expiry, revoker.Revoker, events.Expired{ExpiresAt: expiry})
+		}, expiry.Add(time.Minute), absent, true, nil},
+		{"a grant revoked early meanwhile", func(t *testing.T) *grant {
+			return newGrant(t).add("alice", events.RevocationRequested{By: "alice", Reason: events.RevokeEarly})
+		}, expiry, absent, false, nil},
+		{"a grant revoked already", func(t *testing.T) *grant {
+			return newGrant(t).addAt(expiry, revoker.Revoker, events.Revoked{Reason: events.RevokeExpired, Observed: absent})
+		}, expiry.Add(time.Second), absent, false, nil},
+		{"the target still shows the access", newGrant, expiry, events.Observed{Present: true}, false, revoker.ErrStillPresent},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			drafts, err := revoker.DecideRevokedAtExpiry(tc.observed, false, tc.now)(tc.history(t).request(t))
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("error %v, want %v", err, tc.err)
+			}
+			if (len(drafts) == 1) != tc.revoked {
+				t.Fatalf("%d drafts, want revoked: %v", len(drafts), tc.revoked)
+			}
+			if tc.revoked {
+				p := drafts[0].Payload.(events.Revoked)
+				if p.Reason != events.RevokeExpired || p.Observed.Detail["grant_role"] != "gone" || drafts[0].CausationID != "revoked" {
+					t.Fatalf("revoked %+v caused by %s", p, drafts[0].CausationID)
+				}
+			}
+		})
+	}
+	var early *revoker.TooEarlyError
+	if _, err := revoker.DecideRevokedAtExpiry(absent, false, expiry.Add(-time.Second))(newGrant(t).request(t)); !errors.As(err, &early) || !early.Until.Equal(expiry) {
+		t.Fatalf("a second before the expiry: %v", err)
+	}
+}
+
+// TestExpireFailed: a failed first attempt at an expiry records expired; revocation_failed with it only
+// when the policy says the failure is due already.
+func TestExpireFailed(t *testing.T) {
+	policy := revoker.FailurePolicy{Budget: 3, Every: time.Hour, SLO: 30 * time.Second}
+	f := revoker.Failure{Attempts: 1, Class: "target_unavailable", Message: "down", OverdueSince: expiry}
+	cases := []struct {
+		name  string
+		now   time.Time
+		types []events.Type
+	}{
+		{"at the expiry: expired only, the retries go on quietly", expiry, []events.Type{events.TypeExpired}},
+		{"past the SLO already: recorded overdue at once", expiry.Add(time.Minute), []events.Type{events.TypeExpired, events.TypeRevocationFailed}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			drafts, err := revoker.DecideExpireFailed(policy, f, tc.now)(newGrant(t).request(t))
+			if err != nil || len(drafts) != len(tc.types) {
+				t.Fatalf("%d drafts, %v; want %v", len(drafts), err, tc.types)
+			}
+			for i, d := range drafts {
+				if d.Payload.EventType() != tc.types[i] {
+					t.Fatalf("draft %d is %s, want %s", i, d.Payload.EventType(), tc.types[i])
+				}
+			}
+		})
+	}
+}
+
 // TestWhoMayRevokeEarly: the requester, the entitlement's owners and the admin groups; nobody else.
 func TestWhoMayRevokeEarly(t *testing.T) {
 	owners, admins := []string{"analytics-owners"}, []string{"security"}

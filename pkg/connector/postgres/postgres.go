@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -271,6 +272,85 @@ func (c *Connector) Revoke(ctx context.Context, g connector.Grant) (events.Obser
 	return c.Inspect(ctx, g)
 }
 
+// RevokeBatch revokes gs (connector.BatchRevoker): the grant roles of people in one transaction (one
+// DROP ROLE for them all, but for a role another transaction holds, which fails busy at once) and one
+// inspection of them all; a service account's login, whose sessions
+// must end between blocking it and dropping it, as Revoke does. When the server refuses the
+// transaction (a role that cannot be dropped, say), each grant of it is revoked on its own, so one
+// grant's failure is its own and the others go; when the server cannot be reached, every grant of it
+// fails with that error.
+func (c *Connector) RevokeBatch(ctx context.Context, gs []connector.Grant) []connector.Revocation {
+	out := make([]connector.Revocation, len(gs))
+	var people []int
+	var persons, roles, targets []string
+	for i, g := range gs {
+		target, err := c.target(g)
+		switch {
+		case err != nil:
+			out[i].Err = err
+		case c.IssuesCredential(g):
+			out[i].Observed, out[i].Err = c.Revoke(ctx, g)
+		default:
+			people = append(people, i)
+			persons, roles, targets = append(persons, g.Subject.ID), append(roles, GrantRole(g.ID)), append(targets, target)
+		}
+	}
+	if len(people) == 0 {
+		return out
+	}
+	busy, err := c.dropFree(ctx, roles)
+	var obs []events.Observed
+	if err == nil {
+		obs, err = c.inspectPeople(ctx, persons, roles, targets)
+	}
+	var pgErr *pgconn.PgError
+	for k, i := range people {
+		switch {
+		case busy[k]:
+			// Busy whether or not the batch went through: a grant another session is changing is not
+			// retried here, where it would wait for that session.
+			out[i].Err = connector.Transient(ClassUnavailable, fmt.Errorf("role %s is being changed by another transaction", roles[k]))
+		case err == nil:
+			out[i].Observed = obs[k]
+		case errors.As(err, &pgErr):
+			out[i].Observed, out[i].Err = c.Revoke(ctx, gs[i])
+		default:
+			out[i].Err = err
+		}
+	}
+	return out
+}
+
+// dropFree drops, in one transaction, every role of roles whose advisory lock it gets at once, and
+// reports the others busy: a grant another transaction is changing (or a stalled target holds) is
+// left to be revoked on its own, instead of holding up the whole batch until the attempt times out.
+func (c *Connector) dropFree(ctx context.Context, roles []string) (busy []bool, err error) {
+	busy = make([]bool, len(roles))
+	err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS x(n, k)
+			WHERE NOT pg_try_advisory_xact_lock(hashtextextended('grantline-role:' || n, 0))`, roles)
+		if err != nil {
+			return err
+		}
+		var k int
+		if _, err := pgx.ForEachRow(rows, []any{&k}, func() error { busy[k-1] = true; return nil }); err != nil {
+			return err
+		}
+		var names []string
+		for k, r := range roles {
+			if !busy[k] {
+				names = append(names, ident(r))
+			}
+		}
+		if len(names) == 0 {
+			return nil
+		}
+		_, err = tx.Exec(ctx, "DROP ROLE IF EXISTS "+strings.Join(names, ", "))
+		return err
+	})
+	return busy, classify(err)
+}
+
 func (c *Connector) destroyLogin(ctx context.Context, login, target string) error {
 	// First no new sessions (committed, so a login racing the drop is refused), then end the open ones:
 	// VALID UNTIL only stops new logins, and a revoked credential must not keep a session.
@@ -327,22 +407,45 @@ func (c *Connector) Inspect(ctx context.Context, g connector.Grant) (events.Obse
 }
 
 func (c *Connector) inspectPerson(ctx context.Context, person, grantRole, target string) (events.Observed, error) {
-	var roleGranted, member, effective bool
-	err := c.pool.QueryRow(ctx, `
+	obs, err := c.inspectPeople(ctx, []string{person}, []string{grantRole}, []string{target})
+	if err != nil {
+		return events.Observed{}, err
+	}
+	return obs[0], nil
+}
+
+// inspectPeople is inspectPerson of many people's grants in one query: the k-th of persons, grantRoles
+// and targets is one grant, and so is the k-th Observed returned.
+func (c *Connector) inspectPeople(ctx context.Context, persons, grantRoles, targets []string) ([]events.Observed, error) {
+	rows, err := c.pool.Query(ctx, `
 		SELECT
 			EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles g ON g.oid = m.member
-			        WHERE r.rolname = $3 AND g.rolname = $2),
+			        WHERE r.rolname = x.target AND g.rolname = x.grant_role),
 			EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles p ON p.oid = m.member
-			        WHERE g.rolname = $2 AND p.rolname = $1),
+			        WHERE g.rolname = x.grant_role AND p.rolname = x.person),
 			COALESCE((SELECT pg_has_role(p.oid, t.oid, 'MEMBER') FROM pg_roles p, pg_roles t
-			          WHERE p.rolname = $1 AND t.rolname = $3), false)`,
-		person, grantRole, target).Scan(&roleGranted, &member, &effective)
+			          WHERE p.rolname = x.person AND t.rolname = x.target), false)
+		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(person, grant_role, target, k)
+		ORDER BY x.k`, persons, grantRoles, targets)
 	if err != nil {
-		return events.Observed{}, classify(err)
+		return nil, classify(err)
 	}
-	return events.Observed{Present: roleGranted && member, Detail: map[string]string{
-		"role": target, "member": person, "grant_role": grantRole, "effective": fmt.Sprint(effective),
-	}}, nil
+	obs := make([]events.Observed, 0, len(persons))
+	var roleGranted, member, effective bool
+	_, err = pgx.ForEachRow(rows, []any{&roleGranted, &member, &effective}, func() error {
+		k := len(obs)
+		obs = append(obs, events.Observed{Present: roleGranted && member, Detail: map[string]string{
+			"role": targets[k], "member": persons[k], "grant_role": grantRoles[k], "effective": fmt.Sprint(effective),
+		}})
+		return nil
+	})
+	if err == nil && len(obs) != len(persons) {
+		err = fmt.Errorf("inspected %d of %d grants", len(obs), len(persons))
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	return obs, nil
 }
 
 func (c *Connector) inspectLogin(ctx context.Context, login, target string) (events.Observed, error) {
@@ -381,10 +484,10 @@ func (c *Connector) target(g connector.Grant) (string, error) {
 func (c *Connector) tx(ctx context.Context, names []string, fn func(pgx.Tx) error) error {
 	names = slices.Sorted(slices.Values(names))
 	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		for _, n := range names {
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('grantline-role:' || $1, 0))`, n); err != nil {
-				return err
-			}
+		// One round trip for all the locks, however many (a batch revocation's), taken in the array's order.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('grantline-role:' || n, 0))
+			FROM unnest($1::text[]) WITH ORDINALITY AS x(n, k) ORDER BY k`, names); err != nil {
+			return err
 		}
 		return fn(tx)
 	})

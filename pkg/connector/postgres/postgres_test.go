@@ -329,3 +329,122 @@ func TestLoginRoleNames(t *testing.T) {
 		t.Fatalf("%s (%d bytes)", got, len(got))
 	}
 }
+
+// TestRevokeBatchOneGrantFails revokes people's grants and a service account's login in one batch
+// where one grant role cannot be dropped (it owns a table), another is locked by a session changing it,
+// and one entitlement maps to no role: the
+// others are revoked and observed absent, each failure is that grant's own, and the same batch again,
+// once the table is gone, revokes the one left and changes nothing else.
+func TestRevokeBatchOneGrantFails(t *testing.T) {
+	c, pool := target(t)
+	ctx := context.Background()
+	var gs []connector.Grant
+	for range 4 {
+		gs = append(gs, grantFor(events.RequestSubject{Kind: events.SubjectHuman, ID: person(t)}, "analytics-read"))
+	}
+	account := "svc_" + strings.ToLower(events.NewID()[18:])
+	login := grantFor(events.RequestSubject{Kind: events.SubjectServiceAccount, ID: account, Owner: "payments-owners"}, "reporting-db-credential")
+	secret, err := connector.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	login.Secret = secret
+	gs = append(gs, login)
+	for _, g := range gs {
+		if obs, err := c.Grant(ctx, g); err != nil || !obs.Present {
+			t.Fatalf("grant %s: %+v %v", g.ID, obs, err)
+		}
+	}
+	unmapped := grantFor(events.RequestSubject{Kind: events.SubjectHuman, ID: person(t)}, "no-such-entitlement")
+	gs = append(gs, unmapped)
+	stuck := gs[1]
+	table := "owned_" + strings.ToLower(stuck.ID)
+	for _, sql := range []string{"CREATE TABLE " + ident(table) + " (id int)", "ALTER TABLE " + ident(table) + " OWNER TO " + ident(GrantRole(stuck.ID))} {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Another session changing one grant's role (a stalled target) holds its lock: that grant is busy,
+	// at once, and the batch goes on without it.
+	locked := gs[3]
+	holder, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Release()
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended('grantline-role:' || $1, 0))`, GrantRole(locked.ID)); err != nil {
+		t.Fatal(err)
+	}
+
+	out := c.RevokeBatch(ctx, gs)
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_unlock_all()`); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(gs) {
+		t.Fatalf("%d outcomes for %d grants", len(out), len(gs))
+	}
+	for i, g := range gs {
+		switch r := out[i]; {
+		case g.ID == stuck.ID || g.ID == locked.ID:
+			if r.Err == nil || connector.IsPermanent(r.Err) || !exists(t, pool, GrantRole(g.ID)) || !holds(t, pool, g.Subject.ID, "analytics_read") {
+				t.Fatalf("the grant whose role owns a table or is locked: %+v; want a transient failure and the access kept", r)
+			}
+		case g.ID == unmapped.ID:
+			if !connector.IsPermanent(r.Err) || connector.ClassOf(r.Err) != ClassNoMapping {
+				t.Fatalf("the unmapped grant: %+v; want %s", r, ClassNoMapping)
+			}
+		case r.Err != nil || r.Observed.Present:
+			t.Fatalf("grant %d (%s) in the batch: %+v", i, g.Subject.Kind, r)
+		case g.ID == login.ID:
+			if exists(t, pool, LoginRole(account, g.ID)) {
+				t.Fatal("the service account's login survived the batch")
+			}
+		case exists(t, pool, GrantRole(g.ID)) || holds(t, pool, g.Subject.ID, "analytics_read"):
+			t.Fatalf("grant %d: the grant role survived the batch", i)
+		}
+	}
+
+	if _, err := pool.Exec(ctx, "DROP TABLE "+ident(table)); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range c.RevokeBatch(ctx, gs[:len(gs)-1]) {
+		if r.Err != nil || r.Observed.Present {
+			t.Fatalf("grant %d revoked again: %+v", i, r)
+		}
+	}
+	if exists(t, pool, GrantRole(stuck.ID)) || exists(t, pool, GrantRole(locked.ID)) {
+		t.Fatal("a grant role is still there after the retry")
+	}
+}
+
+// TestRevokeAllFallsBackOneAtATime: a connector without RevokeBatch is revoked grant by grant, each
+// with its own outcome.
+func TestRevokeAllFallsBackOneAtATime(t *testing.T) {
+	c, pool := target(t)
+	ctx := context.Background()
+	a := grantFor(events.RequestSubject{Kind: events.SubjectHuman, ID: person(t)}, "analytics-read")
+	b := grantFor(events.RequestSubject{Kind: events.SubjectHuman, ID: person(t)}, "no-such-entitlement")
+	if _, err := c.Grant(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	out := connector.RevokeAll(ctx, oneAtATime{c}, []connector.Grant{a, b})
+	if out[0].Err != nil || out[0].Observed.Present || exists(t, pool, GrantRole(a.ID)) || !connector.IsPermanent(out[1].Err) {
+		t.Fatalf("one at a time: %+v", out)
+	}
+}
+
+// oneAtATime hides RevokeBatch: a connector as the webhook one is.
+type oneAtATime struct{ c *Connector }
+
+func (o oneAtATime) Grant(ctx context.Context, g connector.Grant) (events.Observed, error) {
+	return o.c.Grant(ctx, g)
+}
+
+func (o oneAtATime) Revoke(ctx context.Context, g connector.Grant) (events.Observed, error) {
+	return o.c.Revoke(ctx, g)
+}
+
+func (o oneAtATime) Inspect(ctx context.Context, g connector.Grant) (events.Observed, error) {
+	return o.c.Inspect(ctx, g)
+}

@@ -1,22 +1,26 @@
-// Package reaction is the revoker's side of the stream: it arms each grant's expiry as a JetStream
-// message schedule, appends expired when the timer fires, and revokes through the entitlement's
-// connector whenever a revocation is due (expiry, early request, flagged post-review), recording what
-// the target shows afterwards.
+// Package reaction is the revoker's side of the stream: it arms each grant's expiry in the timer of the
+// second it falls due (expiry.go), revokes the grants of a second in batches when it fires, and revokes
+// through the entitlement's connector whenever a revocation is due otherwise (early request, flagged
+// post-review, lock, or an expiry whose first attempt failed), recording what the target shows
+// afterwards.
 //
 // A revocation is never given up: the consumers that revoke retry with a capped backoff for as long as
 // it takes (their delivery limit is effectively infinite, so nothing is ever dead-lettered for
 // failing), and once the retry budget is spent the failure is recorded as revocation_failed with the
 // time the revocation has been overdue since, then again at most every FailurePolicy.Every. The
-// revoker holds no per-grant state in memory: every pending expiry is a schedule in GRANTLINE_TIMERS,
-// every pending revocation an unacknowledged message.
+// revoker holds no per-grant state in memory: every pending expiry is a key in GRANTLINE_EXPIRIES under
+// a schedule in GRANTLINE_TIMERS, every pending revocation an unacknowledged message.
 package reaction
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,7 +37,6 @@ import (
 	"github.com/grantline/grantline/pkg/manualtask"
 	"github.com/grantline/grantline/pkg/streamscan"
 	"github.com/grantline/grantline/pkg/telemetry"
-	"github.com/grantline/grantline/pkg/timers"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/revoker"
 )
@@ -50,7 +53,7 @@ const (
 	DefaultAttemptTimeout = 10 * time.Second
 )
 
-// SchedulesSpec is the consumer of granted events, which arms their expiry.
+// SchedulesSpec is the consumer of granted events, which arms their expiry (in batches: Schedule).
 func SchedulesSpec() consumer.Spec {
 	return consumer.Spec{
 		Stream:         topology.RevokerSchedules.Stream,
@@ -59,13 +62,15 @@ func SchedulesSpec() consumer.Spec {
 	}
 }
 
-// RevocationsSpec is the consumer of the events that make a revocation due before expiry.
+// RevocationsSpec is the consumer of the events that make a revocation due one grant at a time: before
+// expiry, and expired, which records an expiry whose first attempt failed.
 func RevocationsSpec(backoffCap time.Duration) consumer.Spec {
 	return consumer.Spec{
 		Stream:  topology.RevokerRevocations.Stream,
 		Durable: topology.RevokerRevocations.Durable,
 		FilterSubjects: []string{
 			events.NATSSubject("*", events.TypeRevocationRequested),
+			events.NATSSubject("*", events.TypeExpired),
 			events.NATSSubject("*", events.TypePostReviewed),
 			events.NATSSubject("*", events.TypeLockPlaced),
 			events.NATSSubject("*", events.TypeCampaignDecided),
@@ -76,12 +81,15 @@ func RevocationsSpec(backoffCap time.Duration) consumer.Spec {
 	}
 }
 
-// ExpirySpec is the consumer of fired expiry timers.
+// ExpirySpec is the consumer of fired expiry timers, one per second with grants due. A second of a
+// shift change holds thousands of grants, revoked in one handler run that may take minutes: it is kept
+// in progress that long.
 func ExpirySpec(backoffCap time.Duration) consumer.Spec {
 	return consumer.Spec{
 		Stream:         topology.RevokerExpiry.Stream,
 		Durable:        topology.RevokerExpiry.Durable,
 		FilterSubjects: []string{topology.TimerFired("*", topology.TimerExpiry)},
+		HandleTimeout:  10 * time.Minute,
 		MaxDeliveries:  forever,
 		Backoff:        consumer.ExponentialBackoff(250*time.Millisecond, backoffCap),
 	}
@@ -89,7 +97,9 @@ func ExpirySpec(backoffCap time.Duration) consumer.Spec {
 
 // Reactions are the revoker's handlers.
 type Reactions struct {
-	JS         jetstream.JetStream
+	JS jetstream.JetStream
+	// Expiries is the index of armed expiries by second (ExpiriesConfig).
+	Expiries   jetstream.KeyValue
 	Store      *eventstore.Store
 	Catalogue  *catalogue.Catalogue
 	Connectors connector.Set
@@ -110,69 +120,63 @@ type Reactions struct {
 	RevocationLag metric.Float64Histogram
 	// ConnectorErrors counts the revocations a connector failed.
 	ConnectorErrors targets.Errors
+	// BatchSize is how many grants of one connector an expiry revokes at once; 0 means
+	// DefaultBatchSize.
+	BatchSize int
 }
 
-// Schedule handles granted: it arms the grant's expiry timer. Arming twice stores one schedule.
-func (h *Reactions) Schedule(ctx context.Context, msg jetstream.Msg) error {
-	d, err := h.Store.Receive(msg)
-	if err != nil {
-		return consumer.Permanent(err)
+// Schedule handles granted events in batches (consumer.RunBatch): each live grant's expiry goes in the
+// index, then each second with grants among them is woken once, so a burst of grants (a revoker
+// catching up after a stop) wakes a second once per batch, not once per grant. Arming twice stores one
+// key. An error fails the batch, whose deliveries the runner then hands over one at a time.
+func (h *Reactions) Schedule(ctx context.Context, msgs []jetstream.Msg) error {
+	var mu sync.Mutex
+	var first error
+	seconds := map[int64]bool{}
+	each(len(msgs), func(i int) {
+		sec, armed, err := h.index(ctx, msgs[i])
+		mu.Lock()
+		defer mu.Unlock()
+		first = cmp.Or(first, err)
+		if armed {
+			seconds[sec] = true
+		}
+	})
+	if first != nil {
+		return first
 	}
-	l, err := h.Store.AtDelivery(ctx, d)
-	if deadletter.Permanent(err) {
-		return consumer.Permanent(err)
+	for sec := range seconds {
+		if err := h.wake(ctx, sec); err != nil {
+			return err
+		}
 	}
-	if err != nil {
-		return err
-	}
-	r := l.Request
-	if r.Status() != events.StatusGranted || r.RevocationDue() != "" {
-		return nil
-	}
-	return h.arm(ctx, r, d.Seq, r.Grant().ExpiresAt)
-}
-
-// arm schedules r's expiry timer at at.
-func (h *Reactions) arm(ctx context.Context, r *events.Request, seq uint64, at time.Time) error {
-	if err := timers.Arm(ctx, h.JS, timers.Armed{RequestID: r.ID(), Kind: topology.TimerExpiry, AfterSeq: seq}, at); err != nil {
-		return err
-	}
-	h.Log.Debug("expiry armed", telemetry.KeyRequestID, r.ID(), "at", at.UTC().Format(time.RFC3339Nano))
 	return nil
 }
 
-// Fired handles a fired expiry timer: expired is appended once the grant has reached its expiry, then
-// the grant is revoked. A timer that finds nothing to do (revoked already, or revoked early) is
-// acknowledged; one that fires early by this clock is retried at the expiry.
-func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
-	fired, err := timers.ParseArmed(msg)
-	if err == nil && (fired.Kind != topology.TimerExpiry || !events.ValidRequestID(fired.RequestID)) {
-		err = fmt.Errorf("timer %s for %q is not an expiry of a request", fired.Kind, fired.RequestID)
+// index puts the expiry of the grant msg records in the index, continuing msg's trace, and returns its
+// second; armed is false for a request no longer live.
+func (h *Reactions) index(ctx context.Context, msg jetstream.Msg) (sec int64, armed bool, err error) {
+	d, err := h.Store.Receive(msg)
+	if err != nil {
+		return 0, false, consumer.Permanent(err)
+	}
+	l, err := h.Store.AtDelivery(ctx, d)
+	if deadletter.Permanent(err) {
+		return 0, false, consumer.Permanent(err)
 	}
 	if err != nil {
-		return consumer.Permanent(err)
+		return 0, false, err
 	}
-	return h.settle(ctx, msg, topology.RevokerExpiry.Durable, func(delivered int) error {
-		return h.Expire(ctx, fired.RequestID, fired.AfterSeq, delivered)
-	})
+	r := l.Request
+	if r.Status() != events.StatusGranted || r.RevocationDue() != "" {
+		return 0, false, nil
+	}
+	sec, err = h.put(telemetry.Extract(ctx, msg.Headers()), r.ID(), d.Seq, r.Grant().ExpiresAt)
+	return sec, err == nil, err
 }
 
-// Expire appends expired to request id if its grant has reached its expiry, then revokes it; delivered
-// counts the attempts.
-func (h *Reactions) Expire(ctx context.Context, id string, afterSeq uint64, delivered int) error {
-	u, err := h.Store.UpdateFrom(ctx, id, afterSeq, revoker.DecideExpire(h.now()))
-	var early *revoker.TooEarlyError
-	if errors.As(err, &early) {
-		return consumer.RetryAfter(err, time.Until(early.Until)+50*time.Millisecond)
-	}
-	if err != nil {
-		return err
-	}
-	return h.Revoke(ctx, u.Loaded, delivered)
-}
-
-// Revocations handles revocation_requested and post_reviewed: a grant whose revocation is due is
-// revoked; lock_placed: every live grant the lock covers is asked to end (Lock); and campaign_decided
+// Revocations handles revocation_requested, expired and post_reviewed: a grant whose revocation is due
+// is revoked; lock_placed: every live grant the lock covers is asked to end (Lock); and campaign_decided
 // and campaign_closed: every grant the access review revoked is asked to end (Review).
 func (h *Reactions) Revocations(ctx context.Context, msg jetstream.Msg) error {
 	if id, t, err := events.ParseNATSSubject(msg.Subject()); err == nil && t == events.TypeLockPlaced {
@@ -305,16 +309,18 @@ func (h *Reactions) failed(ctx context.Context, log *slog.Logger, r *events.Requ
 	return consumer.RetryAfter(fmt.Errorf("revoke (attempt %d): %w", delivered, err), delay)
 }
 
-// Sweep is run at start: it walks every granted event and, for each grant still live whose expiry
-// timer is neither scheduled nor fired, arms it (a grant past its expiry then fires at once). A revoker
-// that was down while grants were made or timers fired needs no sweep: its durable consumers hold
-// those; the sweep covers timers that were lost (a purged or recreated timers stream). It reads one
-// request at a time and holds nothing per grant.
+// Sweep is run at start: it walks every granted event and, for each grant still live (granted, no
+// revocation under way), makes sure its expiry is armed: its key in the index, and its second's timer
+// waiting or fired. A revoker that was down while grants were made or timers fired needs no sweep: its
+// durable consumers hold those; the sweep covers what was lost (a purged or recreated timers stream or
+// index) and grants armed before expiries were kept by the second. A grant past its expiry is then
+// revoked at once. It reads one request at a time and holds nothing per grant.
 func (h *Reactions) Sweep(ctx context.Context) (armed int, err error) {
 	st, err := h.JS.Stream(ctx, topology.TimersStream)
 	if err != nil {
 		return 0, fmt.Errorf("sweep: %w", err)
 	}
+	var checked int64 // the last second found armed: grants due together are granted together
 	err = streamscan.Requests(ctx, h.JS, events.TypeGranted, func(id string, seq uint64) error {
 		l, err := h.Store.LoadAtLeast(ctx, id, seq)
 		if deadletter.Permanent(err) {
@@ -328,32 +334,31 @@ func (h *Reactions) Sweep(ctx context.Context) (armed int, err error) {
 		if r.Status() != events.StatusGranted || r.RevocationDue() != "" {
 			return nil
 		}
-		for _, subject := range []string{topology.TimerSchedule(id, topology.TimerExpiry), topology.TimerFired(id, topology.TimerExpiry)} {
-			// A schedule still waiting, or a fired copy (the consumer has it: a copy it handled would
-			// have made the revocation due): nothing was lost.
+		sec := dueSecond(r.Grant().ExpiresAt)
+		if _, err := h.Expiries.Get(ctx, expiryKey(sec, id, seq)); errors.Is(err, jetstream.ErrKeyNotFound) {
+			armed++
+			return h.arm(ctx, id, seq, r.Grant().ExpiresAt)
+		} else if err != nil {
+			return err
+		}
+		if sec == checked {
+			return nil
+		}
+		checked = sec
+		second := strconv.FormatInt(sec, 10)
+		for _, subject := range []string{topology.TimerSchedule(second, topology.TimerExpiry), topology.TimerFired(second, topology.TimerExpiry)} {
+			// A schedule still waiting, or a fired copy (the consumer has it, or has handled it and a
+			// key whose removal failed is all that is left): nothing was lost.
 			if _, err := st.GetLastMsgForSubject(ctx, subject); err == nil {
 				return nil
 			} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
 				return err
 			}
 		}
-		// Neither: the timer was lost (a purged or recreated timers stream). Arm it; past its expiry it
+		// The key without its timer (a purged or recreated timers stream): wake it; past its second it
 		// fires at once.
 		armed++
-		if err := h.arm(ctx, r, seq, r.Grant().ExpiresAt); err != nil {
-			return err
-		}
-		if _, err := st.GetLastMsgForSubject(ctx, topology.TimerSchedule(id, topology.TimerExpiry)); !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return err
-		}
-		// The server dropped it as a duplicate of the schedule it stored (and lost since) within its
-		// duplicate window. A second later is a new message ID; the timer is only a reminder to look, so
-		// a second late is harmless.
-		at := r.Grant().ExpiresAt
-		if now := h.now(); now.After(at) {
-			at = now
-		}
-		return h.arm(ctx, r, seq, at.Add(time.Second))
+		return h.wake(ctx, sec)
 	})
 	return armed, err
 }

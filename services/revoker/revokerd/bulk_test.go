@@ -3,6 +3,7 @@ package revokerd_test
 import (
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -54,7 +55,8 @@ func counter(t testing.TB, js jetstream.JetStream, stream, filter string) func()
 }
 
 // Test200GrantsExpireWhileTheRevokerIsDown: 200 grants expire over 1 to 5 seconds; the revoker arms
-// them all, is stopped before the first expiry and started again after the last. Every grant is
+// them all (a key each, one timer per second), is stopped before the first expiry and started again
+// after the last. Every grant is
 // revoked, on the target too, and the lag is reported.
 func Test200GrantsExpireWhileTheRevokerIsDown(t *testing.T) {
 	const n = 200
@@ -82,18 +84,31 @@ func Test200GrantsExpireWhileTheRevokerIsDown(t *testing.T) {
 	first := time.Now().Add(margin + time.Second)
 	expiresAt := func(i int) time.Time { return first.Add(time.Duration(i) * 4 * time.Second / (n - 1)) }
 	each(n, 8, func(i int) { e.recordGrant(t, ids[i], observed[i], expiresAt(i), "") })
-	schedules := counter(t, e.JS, topology.TimersStream, topology.TimerSchedule("*", topology.TimerExpiry))
-	fired := counter(t, e.JS, topology.TimersStream, topology.TimerFired("*", topology.TimerExpiry))
+	armed := counter(t, e.JS, topology.BucketStream(topology.ExpiriesBucket), topology.BucketKey(topology.ExpiriesBucket, ">"))
 	revocations := counter(t, e.JS, topology.EventsStream, events.NATSSubject("*", events.TypeRevoked))
-	poll.Until(t, time.Until(first), "the revoker to arm every expiry", func() bool { return schedules() == n })
+	poll.Until(t, time.Until(first), "the revoker to arm every expiry", func() bool { return armed() == n })
 	e.stopRevoker()
 	if time.Now().After(first) {
 		t.Fatalf("the revoker stopped after the first expiry; the setup took longer than its margin of %s", margin)
 	}
 
+	// One timer per second with grants due, each fired while the revoker is down.
+	seconds := map[int64]bool{}
+	for i := range n {
+		seconds[expiresAt(i).Add(time.Second-1).Truncate(time.Second).Unix()] = true
+	}
+	timers, err := e.JS.Stream(context.Background(), topology.TimersStream)
+	if err != nil {
+		t.Fatal(err)
+	}
 	last := expiresAt(n - 1)
-	poll.Until(t, time.Until(last)+20*time.Second, "every timer to fire while the revoker is down", func() bool {
-		return time.Now().After(last) && fired() == n
+	poll.Until(t, time.Until(last)+20*time.Second, "every second's timer to fire while the revoker is down", func() bool {
+		for sec := range seconds {
+			if _, err := timers.GetLastMsgForSubject(context.Background(), topology.TimerFired(strconv.FormatInt(sec, 10), topology.TimerExpiry)); err != nil {
+				return false
+			}
+		}
+		return true
 	})
 	if c := revocations(); c != 0 {
 		t.Fatalf("%d revocations while the revoker was down", c)

@@ -2,6 +2,7 @@ package revokerd_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -86,8 +87,9 @@ func TestDemoEntitlementsRevokedAtExpiry(t *testing.T) {
 			if rv.Reason != events.RevokeExpired || rv.Observed.Present || rv.CredentialDestroyed != tc.destroyed {
 				t.Fatalf("revoked %+v", rv)
 			}
-			if n := e.Count(t, id, events.TypeExpired); n != 1 {
-				t.Fatalf("%d expired events", n)
+			// Revoked at the first attempt: one evidence write, no expired before it.
+			if n := e.Count(t, id, events.TypeExpired); n != 0 {
+				t.Fatalf("%d expired events for an expiry revoked at once", n)
 			}
 		})
 	}
@@ -183,6 +185,10 @@ func TestTargetDownYieldsRevocationFailed(t *testing.T) {
 	}
 	if n := len(e.StreamBodies(t, topology.DLQStream)); n != 0 {
 		t.Fatalf("%d dead letters: a revocation must never be set aside", n)
+	}
+	// The first attempt failed: expired kept the overdue grant visible before the revocation.
+	if n := e.Count(t, id, events.TypeExpired); n != 1 {
+		t.Fatalf("%d expired events after a failed first attempt, want 1", n)
 	}
 }
 
@@ -286,6 +292,11 @@ func (h *hanging) Revoke(ctx context.Context, _ connector.Grant) (events.Observe
 	return events.Observed{}, connector.Transient(postgres.ClassUnavailable, ctx.Err())
 }
 
+// RevokeBatch hangs grant by grant.
+func (h *hanging) RevokeBatch(ctx context.Context, gs []connector.Grant) []connector.Revocation {
+	return connector.RevokeEach(ctx, h, gs)
+}
+
 // TestEarlyRevocation: the requester, an owner of the entitlement or an administrator may end a grant
 // early over HTTP (202, then revoked with reason early); anyone else is refused, and a caller who may
 // not even see the request is told it does not exist (404), as for an unknown ID.
@@ -359,36 +370,52 @@ func TestFlaggedPostReviewRevokes(t *testing.T) {
 	}
 }
 
-// TestSweepArmsLostSchedules: the expiry schedules are lost while the revoker is down (the timers
-// stream purged); at start it finds the live grants without a schedule and arms them, so they are
-// still revoked on time.
+// TestSweepArmsLostSchedules: while the revoker is down, the expiry timers are lost (the timers stream
+// purged), and one grant's key in the expiry index too; at start the revoker finds the live grants
+// whose expiry is not armed, puts the missing key back, wakes their seconds, and both grants are still
+// revoked.
 func TestSweepArmsLostSchedules(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	who := someone("engineers")
-	id := e.Granted(t, targettest.Request{Requester: who, Entitlement: "analytics-read", Duration: 4 * time.Second})
+	ids := []string{
+		e.Granted(t, targettest.Request{Requester: who, Entitlement: "analytics-read", Duration: 4 * time.Second}),
+		e.Granted(t, targettest.Request{Requester: who, Entitlement: "analytics-read", Duration: 5 * time.Second}),
+	}
+	keys := func(id string) []string {
+		lister, err := e.revoke.Expiries.ListKeysFiltered(ctx, "*."+id+".*")
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for k := range lister.Keys() {
+			out = append(out, k)
+		}
+		return out
+	}
+	poll.Until(t, 10*time.Second, "both expiries to be armed", func() bool { return len(keys(ids[0])) == 1 && len(keys(ids[1])) == 1 })
+	e.stopRevoker()
 	st, err := e.JS.Stream(ctx, topology.TimersStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	schedules := func() uint64 {
-		info, err := st.Info(ctx, jetstream.WithSubjectFilter(topology.TimerSchedule(id, topology.TimerExpiry)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Msgs
-	}
-	poll.Until(t, 10*time.Second, "the expiry to be armed", func() bool { return schedules() == 1 })
-	e.stopRevoker()
 	if err := st.Purge(ctx, jetstream.WithPurgeSubject(topology.TimerSubjects)); err != nil {
 		t.Fatal(err)
 	}
-	if schedules() != 0 {
-		t.Fatal("the schedule survived the purge")
+	if err := e.revoke.Expiries.Purge(ctx, keys(ids[1])[0]); err != nil {
+		t.Fatal(err)
 	}
 	e.startRevoker(t)
-	r := e.WaitFor(t, id, 30*time.Second, "the revocation", revoked)
-	if r.Revoked().Reason != events.RevokeExpired || e.Holds(t, who.ID, "analytics_read") {
-		t.Fatalf("revoked %+v", r.Revoked())
+	for _, id := range ids {
+		r := e.WaitFor(t, id, 30*time.Second, "the revocation", revoked)
+		if r.Revoked().Reason != events.RevokeExpired {
+			t.Fatalf("revoked %+v", r.Revoked())
+		}
+	}
+	if e.Holds(t, who.ID, "analytics_read") {
+		t.Fatal("the target still shows the access")
 	}
 }

@@ -3,6 +3,7 @@ package revokerd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/grantline/grantline/pkg/catalogue"
 	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/connector/targets"
+	"github.com/grantline/grantline/pkg/consumer"
 	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
@@ -30,7 +32,9 @@ import (
 // Deps are the revoker's collaborators, built by New from Config (tests build them directly). Store
 // must sign as events.Revoker.
 type Deps struct {
-	JS        jetstream.JetStream
+	JS jetstream.JetStream
+	// Expiries is the index of armed expiries by second (reaction.ExpiriesConfig).
+	Expiries  jetstream.KeyValue
 	Store     *eventstore.Store
 	Catalogue *catalogue.Catalogue
 	Auth      httpapi.Authenticator
@@ -79,7 +83,7 @@ func (d Deps) Routes(mux *http.ServeMux, log *slog.Logger) {
 
 // Reactions returns the stream handlers over d.
 func (d Deps) Reactions(log *slog.Logger) *reaction.Reactions {
-	return &reaction.Reactions{JS: d.JS, Store: d.Store, Catalogue: d.Catalogue, Connectors: d.Connectors,
+	return &reaction.Reactions{JS: d.JS, Expiries: d.Expiries, Store: d.Store, Catalogue: d.Catalogue, Connectors: d.Connectors,
 		Credentials: d.Credentials, Now: d.Now, Log: log, Failures: d.Failures, BackoffCap: d.BackoffCap,
 		AttemptTimeout: d.AttemptTimeout,
 		RevocationLag: telemetry.LatencyHistogram(d.Meter, "grantline/revoker", "grantline_revocation_lag",
@@ -94,15 +98,19 @@ func (d Deps) Reconciler(log *slog.Logger) *reconcile.Reconciler {
 }
 
 // Consume runs the reactions until ctx ends: arming expiries on granted (durable revoker-schedules),
-// expiring and revoking on fired timers (revoker-expiry), revoking on revocation_requested and
-// post_reviewed (revoker), and, with ReconcileEvery set, reconciling the targets with the evidence on
+// revoking the grants of a second in batches when its timer fires (revoker-expiry), revoking one at a
+// time on revocation_requested, expired and post_reviewed (revoker), and, with ReconcileEvery set, reconciling the targets with the evidence on
 // the reconcile timer (revoker-reconcile). At start it sweeps for live grants without a schedule and
 // arms the reconcile timer if none is set. It returns nil once ctx ends and every consumer has
 // stopped, or the first error that stopped one (after stopping the others).
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	h := d.Reactions(log)
 	run := []func(context.Context) error{
-		ops.Consumer(d.JS, d.Meter, d.AckWait, reaction.SchedulesSpec(), h.Schedule, log),
+		func(ctx context.Context) error {
+			spec := reaction.SchedulesSpec()
+			spec.Meter, spec.AckWait = d.Meter, d.AckWait
+			return consumer.RunBatch(ctx, d.JS, spec, h.Schedule, log)
+		},
 		ops.Consumer(d.JS, d.Meter, d.AckWait, reaction.ExpirySpec(d.backoffCap()), h.Fired, log),
 		ops.Consumer(d.JS, d.Meter, d.AckWait, reaction.RevocationsSpec(d.backoffCap()), h.Revocations, log),
 		func(ctx context.Context) error {
@@ -163,11 +171,15 @@ func New(ctx context.Context, cfg Config, host ops.Host) (ops.Service, error) {
 	if err != nil {
 		return ops.Service{}, err
 	}
+	expiries, err := host.Conn.JS.CreateOrUpdateKeyValue(ctx, reaction.ExpiriesConfig(cfg.Replicas))
+	if err != nil {
+		return ops.Service{}, fmt.Errorf("expiry index: %w", err)
+	}
 	conns, closeConns, err := targets.Open(ctx, cfg.Targets, os.Getenv, host.Log, host.Meter)
 	if err != nil {
 		return ops.Service{}, err
 	}
-	d := Deps{JS: host.Conn.JS, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
+	d := Deps{JS: host.Conn.JS, Expiries: expiries, Store: host.Conn.Store, Catalogue: cat, Auth: authn, Connectors: conns, Credentials: creds,
 		AdminGroups: cfg.AdminGroups, LockAdminGroups: cfg.LockAdminGroups, LockKeys: lockKeys, Now: time.Now, BackoffCap: cfg.BackoffCap, AttemptTimeout: cfg.AttemptTimeout,
 		ReconcileEvery: cfg.ReconcileEvery, Failures: revoker.FailurePolicy{Budget: cfg.RetryBudget, Every: cfg.ReportEvery, SLO: cfg.SLO},
 		Meter: host.Meter, AckWait: host.AckWait}

@@ -16,6 +16,7 @@ import (
 	"github.com/grantline/grantline/pkg/targettest"
 	"github.com/grantline/grantline/pkg/topology"
 	"github.com/grantline/grantline/services/revoker"
+	"github.com/grantline/grantline/services/revoker/reaction"
 	"github.com/grantline/grantline/services/revoker/revokerd"
 )
 
@@ -50,7 +51,11 @@ func newEnv(t testing.TB, opts ...option) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.revoke = revokerd.Deps{JS: w.JS, Store: w.Stores[events.Revoker], Catalogue: w.Catalogue, Auth: w.Auth,
+	expiries, err := w.JS.CreateOrUpdateKeyValue(context.Background(), reaction.ExpiriesConfig(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.revoke = revokerd.Deps{JS: w.JS, Expiries: expiries, Store: w.Stores[events.Revoker], Catalogue: w.Catalogue, Auth: w.Auth,
 		Connectors: connector.Set{postgres.Name: w.PG}, Credentials: w.Credentials, LockKeys: lockKeys, Now: time.Now,
 		Failures: revoker.FailurePolicy{Budget: 2, Every: time.Hour}, BackoffCap: 500 * time.Millisecond}
 	for _, o := range opts {
@@ -140,6 +145,11 @@ func (s *switchable) Revoke(ctx context.Context, g connector.Grant) (events.Obse
 		return events.Observed{}, connector.Transient(postgres.ClassUnavailable, context.DeadlineExceeded)
 	}
 	return s.Connector.Revoke(ctx, g)
+}
+
+// RevokeBatch goes grant by grant through the switch.
+func (s *switchable) RevokeBatch(ctx context.Context, gs []connector.Grant) []connector.Revocation {
+	return connector.RevokeEach(ctx, s, gs)
 }
 
 func (s *switchable) set(down bool) {

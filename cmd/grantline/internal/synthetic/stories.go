@@ -69,6 +69,8 @@ func (g *generator) newRequest(n int, at time.Time) *request {
 		return events.Granted{Connector: "postgres", TargetRef: "role grantline_" + ent, ExpiresAt: r.at.Add(duration),
 			Observed: events.Observed{Present: true, Detail: map[string]string{"grant_role": "grantline_" + ent, "member": requester}}, Fulfiller: "service:fulfilment"}
 	}}
+	// An expiry revoked at the first attempt is one event, revoked; expired comes first only when that
+	// attempt failed (RevocationFailed).
 	expired := func(after time.Duration) step {
 		return step{svc: events.Revoker, after: after, payload: func(r *request) events.Payload { return events.Expired{ExpiresAt: r.agg.Grant().ExpiresAt} }}
 	}
@@ -81,7 +83,7 @@ func (g *generator) newRequest(n int, at time.Time) *request {
 	auto := decided(events.PolicyDecided{Outcome: events.OutcomeAutoApproved})
 	switch r.story {
 	case AutoApproved:
-		r.steps = append(r.steps, auto, granted, expired(duration), revoked(200*time.Millisecond, events.RevokeExpired))
+		r.steps = append(r.steps, auto, granted, revoked(duration+200*time.Millisecond, events.RevokeExpired))
 	case Staged:
 		first, second := owner(), events.Principal{ID: fmt.Sprintf("security-%03d", g.rng.IntN(owners)), Groups: []string{"security"}}
 		r.steps = append(r.steps,
@@ -90,7 +92,7 @@ func (g *generator) newRequest(n int, at time.Time) *request {
 			review(minutes(2, 60), 0, first, events.ReviewApprove),
 			review(minutes(2, 60), 1, second, events.ReviewApprove),
 			step{svc: events.Approval, after: 50 * time.Millisecond, payload: func(r *request) events.Payload { return r.agg.ApprovedDraft() }},
-			granted, expired(duration), revoked(200*time.Millisecond, events.RevokeExpired))
+			granted, revoked(duration+200*time.Millisecond, events.RevokeExpired))
 	case Rejected:
 		reviewer := owner()
 		r.steps = append(r.steps,
@@ -105,7 +107,7 @@ func (g *generator) newRequest(n int, at time.Time) *request {
 			decided(events.PolicyDecided{Outcome: events.OutcomeEmergency, PostReview: &events.PostReview{Groups: []string{ownerGroup}, Deadline: at.Add(24 * time.Hour)}}),
 			granted,
 			step{svc: events.Approval, actor: reviewer.ID, after: reviewAfter, payload: fixed(events.PostReviewed{Reviewer: reviewer, Outcome: events.PostReviewRatified})},
-			expired(duration-reviewAfter), revoked(200*time.Millisecond, events.RevokeExpired))
+			revoked(duration-reviewAfter+200*time.Millisecond, events.RevokeExpired))
 	case EarlyRevocation:
 		r.steps = append(r.steps, auto, granted,
 			step{svc: events.Revoker, actor: requester, after: minutes(5, 50), payload: fixed(events.RevocationRequested{By: requester, Reason: events.RevokeEarly, Note: "done early"})},

@@ -199,7 +199,10 @@ func Run(ctx context.Context, cfg Config) error {
 		<-ctx.Done()
 		_ = router.Close()
 	}()
-	if err := router.Run(ctx); err != nil {
+	err = router.Run(ctx)
+	// Stopped while the router was still subscribing: the subscription gives up with the context, and
+	// that is the stop asked for, not a failure to start.
+	if err != nil && !(ctx.Err() != nil && errors.Is(err, context.Canceled)) {
 		return fmt.Errorf("notifier pipeline: %w", err)
 	}
 	return nil

@@ -237,6 +237,9 @@ type TaskOpened struct {
 	FulfillerGroups []string    `json:"fulfiller_groups"`
 	Instructions    string      `json:"instructions,omitempty"`
 	DueAt           time.Time   `json:"due_at"`
+	// ContinuedBy, on a revoke task, is the request whose granted extension (issue 16) continues the
+	// same access: the person carrying out the task must leave the access in place.
+	ContinuedBy string `json:"continued_by,omitempty"`
 }
 
 // Observed is the state of the entitlement as read back from the target system.

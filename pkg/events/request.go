@@ -484,6 +484,9 @@ func (r *Request) check(ev Event) error {
 		if p.TaskID == "" || len(p.FulfillerGroups) == 0 {
 			return refuse("a task needs an ID and fulfiller groups")
 		}
+		if p.ContinuedBy != "" && (p.Purpose != TaskRevoke || !ValidRequestID(p.ContinuedBy) || p.ContinuedBy == r.id) {
+			return refuse("only a revoke task is continued, by another request")
+		}
 
 	case Granted:
 		if r.status != StatusApproved {

@@ -313,6 +313,43 @@ func TestDriftRules(t *testing.T) {
 	}
 }
 
+// TestTaskOpenedRules: a revoke task may name the extension that continues its access (issue 16);
+// nothing else may.
+func TestTaskOpenedRules(t *testing.T) {
+	byName := map[string][]Event{}
+	for _, st := range stories() {
+		byName[st.name] = st.events
+	}
+	other := NewID()
+	task := func(purpose TaskPurpose, continuedBy string) Event {
+		return event(TaskOpened{TaskID: "task-1", Purpose: purpose, FulfillerGroups: []string{"dba"}, DueAt: t0.Add(5 * time.Hour),
+			ContinuedBy: continuedBy}, t0.Add(3*time.Hour), "service:fulfilment")
+	}
+	cases := []struct {
+		name    string
+		history string
+		next    Event
+		refused bool
+	}{
+		{"a revoke task", "revoking", task(TaskRevoke, ""), false},
+		{"a revoke task continued by an extension", "revoking", task(TaskRevoke, other), false},
+		{"a revoke task continued by the request itself", "revoking", task(TaskRevoke, testRequestID), true},
+		{"a revoke task continued by something not a request", "revoking", task(TaskRevoke, "carol"), true},
+		{"a grant task continued by an extension", "approved", task(TaskGrant, other), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Fold(testRequestID, byName[tc.history])
+			if err != nil {
+				t.Fatalf("history %s does not fold: %v", tc.history, err)
+			}
+			if err := r.Apply(tc.next); (err != nil) != tc.refused {
+				t.Fatalf("%v, want refused %v", err, tc.refused)
+			}
+		})
+	}
+}
+
 // TestRevokedAtExpiry is when a grant may end in one revoked event, with no expired before it: the
 // revoker's first attempt at the expiry succeeded. Anything else still needs what asked for it.
 func TestRevokedAtExpiry(t *testing.T) {

@@ -12,6 +12,8 @@ type TaskSpec struct {
 	FulfillerGroups []string
 	Instructions    string
 	DueAt           time.Time
+	// ContinuedBy is the granted extension that continues a revoke task's access (events.TaskOpened).
+	ContinuedBy string
 }
 
 // DecideOpenTask returns the decision that opens r's task of purpose if r needs one now: a grant task
@@ -29,7 +31,7 @@ func DecideOpenTask(purpose events.TaskPurpose, spec TaskSpec) func(*events.Requ
 		}
 		return []events.Draft{{Payload: events.TaskOpened{
 			TaskID: manualtask.ID(r.ID(), purpose), Purpose: purpose, FulfillerGroups: spec.FulfillerGroups,
-			Instructions: spec.Instructions, DueAt: spec.DueAt,
+			Instructions: spec.Instructions, DueAt: spec.DueAt, ContinuedBy: spec.ContinuedBy,
 		}, Actor: Fulfiller, CausationID: "task:" + string(purpose)}}, nil
 	}
 }

@@ -5,6 +5,15 @@
 // circuit breaker (sony/gobreaker), so a target that keeps failing is left alone for a while instead of
 // holding every fulfilment and revocation for the full retry budget.
 //
+// Receiver contract. Every call names one grant (grant_id, the request ID; also the start of the
+// Idempotency-Key), and the receiver must keep access per grant: a person holds an entitlement while
+// the receiver holds any grant ID for that person and entitlement. A revoke removes the grant it names,
+// never "the person's entitlement": an extension (issue 16) is a second grant of the same person and
+// entitlement, granted while the first still stands, and the first one's revoke must leave the access
+// the extension gives. "present" in an answer is about the named grant. A receiver that maps grants
+// onto one membership on its system (a group, a role) removes the membership only when it holds no
+// grant for it any more. TestExtensionKeepsAccessWithoutGap is such a receiver.
+//
 // The receiver answers 200 with what it now shows, {"present": bool, "detail": {...}}. A 4xx answer
 // other than 408, 425 and 429 says the request itself is wrong: permanent. Anything else (5xx, 408,
 // 425, 429, a timeout, a refused connection) is transient and counts against the breaker.

@@ -362,8 +362,10 @@ type Task struct {
 	Entitlement     string    `json:"entitlement"`
 	Requester       string    `json:"requester"`
 	Subject         string    `json:"subject"`
-	MayComplete     bool      `json:"may_complete"`
-	Why             string    `json:"why,omitempty"`
+	// ContinuedBy, on a revoke task, is the extension that continues the access: keep it.
+	ContinuedBy string `json:"continued_by,omitempty"`
+	MayComplete bool   `json:"may_complete"`
+	Why         string `json:"why,omitempty"`
 	// CompleteURL is the path of the route that completes it: fulfilment's for a grant task, the
 	// revoker's for a revoke task.
 	CompleteURL string `json:"complete_url"`

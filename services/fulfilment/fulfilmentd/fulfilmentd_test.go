@@ -309,8 +309,8 @@ func TestManualTask(t *testing.T) {
 	revokeTask := manualtask.ID(id, events.TaskRevoke)
 	var got []httpapi.TaskView
 	poll.Until(t, 20*time.Second, "the revoke task in dave's list", func() bool { got = list("dave"); return len(got) == 1 })
-	if got[0].ID != revokeTask || got[0].Purpose != events.TaskRevoke || !got[0].MayComplete ||
-		got[0].CompleteURL != "/v1/revoke-tasks/"+revokeTask+"/complete" {
+	if got[0].ID != revokeTask || got[0].Purpose != events.TaskRevoke || !got[0].MayComplete || got[0].ContinuedBy != "" ||
+		!strings.HasPrefix(got[0].Instructions, "Remove ") || got[0].CompleteURL != "/v1/revoke-tasks/"+revokeTask+"/complete" {
 		t.Fatalf("dave's tasks: %+v", got)
 	}
 	status, body := w.Call(t, "POST", "/v1/tasks/"+revokeTask+"/complete", "dave", `{"evidence":"profile removed"}`)
@@ -319,6 +319,43 @@ func TestManualTask(t *testing.T) {
 	}
 	if r := w.Load(t, id).Request; r.Status() != events.StatusGranted {
 		t.Fatalf("fulfilment changed the request: %s", r.Status())
+	}
+}
+
+// TestRevokeTaskNamesTheExtension (issue 16): alice's manual grant is extended, and the extension is
+// granted by hand. When the first grant's revocation comes due, its revoke task names the extension
+// (continued_by, in the event and the list) and tells the fulfiller to keep the access, not remove it.
+func TestRevokeTaskNamesTheExtension(t *testing.T) {
+	w := newWorld(t)
+	start(t, w, deps(w, nil))
+	grantByHand := func(id string) {
+		t.Helper()
+		w.Approve(t, id, targettest.Carol)
+		w.WaitFor(t, id, 20*time.Second, "the grant task", func(r *events.Request) bool { return len(r.Tasks()) == 1 })
+		path := "/v1/tasks/" + manualtask.ID(id, events.TaskGrant) + "/complete"
+		if status, body := w.Call(t, "POST", path, "dave", `{"evidence":"profile OPER granted to alice"}`); status != http.StatusOK {
+			t.Fatalf("completing the grant task of %s: %d %s", id, status, body)
+		}
+	}
+	first := w.Submit(t, targettest.Request{Requester: targettest.Alice, Entitlement: "mainframe-operator", Duration: time.Hour})
+	grantByHand(first)
+	extension := w.Submit(t, targettest.Request{Requester: targettest.Alice, Entitlement: "mainframe-operator", Duration: time.Hour, Extends: first})
+	grantByHand(extension)
+
+	w.Append(t, events.Revoker, first, events.Draft{Payload: events.RevocationRequested{By: "alice", Reason: events.RevokeEarly, Note: "done"},
+		Actor: "alice", CausationID: "revocation-requested"})
+	r := w.WaitFor(t, first, 20*time.Second, "the revoke task", func(r *events.Request) bool { return len(r.Tasks()) == 2 })
+	if task := r.Tasks()[1]; task.Purpose != events.TaskRevoke || task.ContinuedBy != extension ||
+		!strings.Contains(task.Instructions, "Request "+extension+" extends this grant") || !strings.Contains(task.Instructions, "keep mainframe-operator") {
+		t.Fatalf("the first grant's revoke task: %+v, want it continued by %s", task, extension)
+	}
+	status, body := w.Call(t, "GET", "/v1/tasks", "dave", "")
+	var l httpapi.TaskList
+	if status != http.StatusOK || json.Unmarshal(body, &l) != nil {
+		t.Fatalf("list: %d %s", status, body)
+	}
+	if len(l.Tasks) != 1 || l.Tasks[0].RequestID != first || l.Tasks[0].ContinuedBy != extension {
+		t.Fatalf("dave's tasks: %+v, want the first grant's revoke task continued by %s", l.Tasks, extension)
 	}
 }
 

@@ -154,6 +154,13 @@ func (h *Reactions) Handle(ctx context.Context, d eventstore.Delivery, delivered
 	}
 	switch fulfilment.Next(r, ent.Connector) {
 	case fulfilment.OpenGrantTask:
+		if x := r.Submitted().Extends; x != nil {
+			// The extended grant's revoke task, opened later, must tell its fulfiller that this one
+			// continues the access; the extended request's stream does not know of its extensions.
+			if err := h.Tasks.Extended(ctx, x.RequestID, r.ID()); err != nil {
+				return err
+			}
+		}
 		return h.openTask(ctx, log, r, ent, events.TaskGrant, d.Seq)
 	case fulfilment.Grant:
 		return h.grant(ctx, log, d, delivered, r, ent)
@@ -280,8 +287,15 @@ func (h *Reactions) undo(ctx context.Context, log *slog.Logger, r *events.Reques
 
 // openTask indexes and appends the task of purpose for r.
 func (h *Reactions) openTask(ctx context.Context, log *slog.Logger, r *events.Request, ent catalogue.Entitlement, purpose events.TaskPurpose, seq uint64) error {
-	spec := fulfilment.TaskSpec{FulfillerGroups: ent.FulfillerGroups, DueAt: h.Now().Add(h.taskDue()),
-		Instructions: instructions(purpose, ent, r.Submitted().Subject)}
+	spec := fulfilment.TaskSpec{FulfillerGroups: ent.FulfillerGroups, DueAt: h.Now().Add(h.taskDue())}
+	if purpose == events.TaskRevoke {
+		by, err := h.continuedBy(ctx, r)
+		if err != nil {
+			return err
+		}
+		spec.ContinuedBy = by
+	}
+	spec.Instructions = instructions(purpose, ent, r.Submitted().Subject, spec.ContinuedBy)
 	// Indexed first: a crash before the append leaves a candidate that the list checks against the
 	// stream, never an open task that the list cannot find.
 	if err := h.Tasks.Put(ctx, indexEntry(r, purpose, spec)); err != nil {
@@ -292,9 +306,26 @@ func (h *Reactions) openTask(ctx context.Context, log *slog.Logger, r *events.Re
 		return err
 	}
 	if len(u.Appended) > 0 {
-		log.Info("task opened", "task_id", manualtask.ID(r.ID(), purpose), "fulfiller_groups", ent.FulfillerGroups)
+		log.Info("task opened", "task_id", manualtask.ID(r.ID(), purpose), "fulfiller_groups", ent.FulfillerGroups, "continued_by", spec.ContinuedBy)
 	}
 	return nil
+}
+
+// continuedBy returns the extension of r whose grant stands (granted, no revocation under way), which
+// continues the access r's revoke task is about, or "" if there is none.
+func (h *Reactions) continuedBy(ctx context.Context, r *events.Request) (string, error) {
+	by, err := h.Tasks.ExtendedBy(ctx, r.ID())
+	if err != nil || by == "" {
+		return "", err
+	}
+	l, err := h.Store.Load(ctx, by)
+	if err != nil {
+		return "", err
+	}
+	if x := l.Request; x.Status() != events.StatusGranted || x.RevocationDue() != "" {
+		return "", nil
+	}
+	return by, nil
 }
 
 func (h *Reactions) openRevokeTask(ctx context.Context, d eventstore.Delivery) error {
@@ -325,7 +356,7 @@ func (h *Reactions) ReindexTasks(ctx context.Context) error {
 		}
 		for _, purpose := range []events.TaskPurpose{events.TaskGrant, events.TaskRevoke} {
 			if t, open := manualtask.Outstanding(l.Request, purpose); open {
-				spec := fulfilment.TaskSpec{FulfillerGroups: t.FulfillerGroups, Instructions: t.Instructions, DueAt: t.DueAt}
+				spec := fulfilment.TaskSpec{FulfillerGroups: t.FulfillerGroups, Instructions: t.Instructions, DueAt: t.DueAt, ContinuedBy: t.ContinuedBy}
 				if err := h.Tasks.Put(ctx, indexEntry(l.Request, purpose, spec)); err != nil {
 					return err
 				}
@@ -339,10 +370,15 @@ func indexEntry(r *events.Request, purpose events.TaskPurpose, spec fulfilment.T
 	s := r.Submitted()
 	return taskindex.Task{ID: manualtask.ID(r.ID(), purpose), RequestID: r.ID(), Purpose: purpose,
 		FulfillerGroups: spec.FulfillerGroups, Instructions: spec.Instructions, DueAt: spec.DueAt.UTC(),
-		Entitlement: s.Entitlement, Requester: s.Requester.ID, Subject: s.Subject.ID}
+		Entitlement: s.Entitlement, Requester: s.Requester.ID, Subject: s.Subject.ID, ContinuedBy: spec.ContinuedBy}
 }
 
-func instructions(purpose events.TaskPurpose, ent catalogue.Entitlement, subject events.RequestSubject) string {
+func instructions(purpose events.TaskPurpose, ent catalogue.Entitlement, subject events.RequestSubject, continuedBy string) string {
+	if continuedBy != "" {
+		return fmt.Sprintf("Request %s extends this grant and continues the same access: keep %s (%s on %s) for %s %s, "+
+			"remove only what this grant alone added (if anything), then complete this task with evidence.",
+			continuedBy, ent.ID, ent.Resource, ent.System, subject.Kind, subject.ID)
+	}
 	verb := "Grant"
 	if purpose == events.TaskRevoke {
 		verb = "Remove"

@@ -8,6 +8,11 @@
 // harmless candidate, and a lost bucket is rebuilt by nothing more than fulfilment reopening the tasks
 // it finds open (ReindexOpen). Open tasks are few (a queue of manual work), so listing the keys is cheap;
 // folding every task_opened event of the stream on each GET would grow with history instead.
+//
+// The bucket also links each manual request that extends another (issue 16) to the one it extends
+// (key extended.<extended request ID>, value the extension's ID), written when the extension's grant
+// task opens: the extended grant's revoke task, opened later, names the extension that continues the
+// access, which the extended request's own stream cannot tell. One small key per manual extension.
 package taskindex
 
 import (
@@ -16,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,6 +41,8 @@ type Task struct {
 	Entitlement     string             `json:"entitlement"`
 	Requester       string             `json:"requester"`
 	Subject         string             `json:"subject"`
+	// ContinuedBy is events.TaskOpened's: the extension that continues the access a revoke task is about.
+	ContinuedBy string `json:"continued_by,omitempty"`
 }
 
 // Index is the candidate list.
@@ -72,6 +80,29 @@ func (i *Index) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
+// extendedPrefix starts the keys that link an extended request to its extension, next to the tasks.
+const extendedPrefix = "extended."
+
+// Extended records that request by extends request extended, for the extended grant's revoke task.
+func (i *Index) Extended(ctx context.Context, extended, by string) error {
+	if _, err := i.kv.Put(ctx, extendedPrefix+extended, []byte(by)); err != nil {
+		return fmt.Errorf("index extension of %s: %w", extended, err)
+	}
+	return nil
+}
+
+// ExtendedBy returns the request recorded as extending request extended, or "".
+func (i *Index) ExtendedBy(ctx context.Context, extended string) (string, error) {
+	e, err := i.kv.Get(ctx, extendedPrefix+extended)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("read extension of %s: %w", extended, err)
+	}
+	return string(e.Value()), nil
+}
+
 // For returns the candidate tasks that one of groups may do, oldest due first.
 func (i *Index) For(ctx context.Context, groups []string) ([]Task, error) {
 	keys, err := i.kv.ListKeys(ctx)
@@ -81,6 +112,9 @@ func (i *Index) For(ctx context.Context, groups []string) ([]Task, error) {
 	defer func() { _ = keys.Stop() }()
 	var out []Task
 	for key := range keys.Keys() {
+		if strings.HasPrefix(key, extendedPrefix) {
+			continue
+		}
 		e, err := i.kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 			continue

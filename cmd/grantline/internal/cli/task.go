@@ -39,6 +39,11 @@ func taskCommand(stdout io.Writer) *cobra.Command {
 					fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%s\n", t["id"], t["purpose"], t["entitlement"], t["subject"], t["due_at"], may)
 				}
 				_ = w.Flush()
+				for _, t := range out.Tasks {
+					if by, ok := t["continued_by"].(string); ok && by != "" {
+						fmt.Fprintf(o, "%v: request %s extends this grant and continues the access; keep it, remove only what this grant alone added.\n", t["id"], by)
+					}
+				}
 			})
 		},
 	}

@@ -271,7 +271,7 @@ func restore(id string, packed []byte) (*events.Request, error) {
 func (v *Verifier) close(st *requestState) {
 	r := st.req
 	st.status = r.Status()
-	if !st.status.Terminal() || r.AllowsFulfilment() || r.StartCheckDue() || v.revocationOwed(r) {
+	if !st.status.Terminal() || r.AllowsFulfilment() || r.StartCheckDue() || revocationOwed(r) {
 		return
 	}
 	snap, err := r.Snapshot()
@@ -289,7 +289,7 @@ func (v *Verifier) close(st *requestState) {
 }
 
 // revocationOwed reports whether r holds a grant neither revoked nor recorded as failing to revoke.
-func (v *Verifier) revocationOwed(r *events.Request) bool {
+func revocationOwed(r *events.Request) bool {
 	return r.Grant() != nil && r.Status() != events.StatusRevoked && r.RevocationFailure() == nil
 }
 
@@ -369,7 +369,7 @@ func (v *Verifier) Finish() *Report {
 				Detail: fmt.Sprintf("allowed at %s, neither granted nor failed within %s", due.Format(time.RFC3339), v.opts.FulfilmentSLO)})
 		}
 		r := st.req
-		if st.broken || r == nil || !v.revocationOwed(r) {
+		if st.broken || r == nil || !revocationOwed(r) {
 			continue
 		}
 		if g := r.Grant(); v.opts.Now.After(g.ExpiresAt.Add(v.opts.RevocationSLO)) {

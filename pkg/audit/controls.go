@@ -21,8 +21,12 @@ type Controls struct {
 	reviewers    map[string]bool
 	revisions    map[string]int
 	emergencies  map[string]bool // requests submitted in the period as emergencies
-	granted      map[string]*events.Request
+	// granted is what the end's counts need of each request granted before Until, as of its latest
+	// event: facts, not the aggregate, which the verifier does not keep for a closed request.
+	granted map[string]*grantEnd
 }
+
+type grantEnd struct{ revoked, postReviewOpen bool }
 
 // ControlCounts are the period's figures, and what the whole history's verification found.
 type ControlCounts struct {
@@ -65,7 +69,7 @@ type RevisionCount struct {
 // NewControls counts the period [since, until); a zero until means no end.
 func NewControls(since, until time.Time) *Controls {
 	return &Controls{Since: since, Until: until, reviewers: map[string]bool{}, revisions: map[string]int{},
-		emergencies: map[string]bool{}, granted: map[string]*events.Request{},
+		emergencies: map[string]bool{}, granted: map[string]*grantEnd{},
 		c: ControlCounts{Decisions: map[events.Outcome]int{}, RevocationsByReason: map[events.RevocationReason]int{}, FindingsByKind: map[FindingKind]int{},
 			DriftByKind: map[events.DriftKind]int{}}}
 }
@@ -76,11 +80,15 @@ func (c *Controls) in(t time.Time) bool {
 
 // observe takes one verified event, after the request r it belongs to has applied it.
 func (c *Controls) observe(ev events.Event, r *events.Request) {
-	if !c.Until.IsZero() && !ev.Time.Before(c.Until) {
-		return
+	before := c.Until.IsZero() || ev.Time.Before(c.Until)
+	if ev.Type == events.TypeGranted && before {
+		c.granted[ev.Subject] = &grantEnd{}
 	}
-	if ev.Type == events.TypeGranted {
-		c.granted[ev.Subject] = r
+	if g := c.granted[ev.Subject]; g != nil {
+		g.revoked, g.postReviewOpen = r.Revoked() != nil, r.PostReviewOpen()
+	}
+	if !before {
+		return
 	}
 	if !c.in(ev.Time) {
 		return
@@ -159,14 +167,11 @@ func (c *Controls) Counts(rep *Report) ControlCounts {
 	slices.SortFunc(out.Revisions, func(a, b RevisionCount) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Revision, b.Revision))
 	})
-	for _, id := range slices.Sorted(maps.Keys(c.granted)) {
-		r := c.granted[id]
-		if r.Revoked() == nil {
+	for id, g := range c.granted {
+		if !g.revoked {
 			out.ActiveAtEnd++
 		}
-	}
-	for id := range c.emergencies {
-		if r := c.granted[id]; r != nil && r.PostReviewOpen() {
+		if c.emergencies[id] && g.postReviewOpen {
 			out.EmergencyReviewsOpen++
 		}
 	}

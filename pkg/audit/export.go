@@ -143,7 +143,10 @@ func (x *Exporter) writeSummary() error {
 		"duration_seconds", "emergency", "outcome", "policy_revision", "approvers", "granted_at", "expires_at",
 		"observed_granted", "revocation_reason", "observed_after_revocation"})
 	for _, id := range x.verifier.order {
-		r := x.verifier.requests[id].req
+		r, err := x.verifier.request(id)
+		if err != nil {
+			return err
+		}
 		s, d, g, rv := r.Submitted(), r.Decision(), r.Grant(), r.Revoked()
 		row := []string{id, string(r.Status()), s.Requester.ID, string(s.Subject.Kind) + ":" + s.Subject.ID, s.Entitlement,
 			s.Justification, s.Ticket, fmt.Sprint(s.DurationSeconds), fmt.Sprint(s.Emergency), string(d.Outcome),

@@ -4,8 +4,11 @@
 package audit
 
 import (
+	"bytes"
+	"compress/flate"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -128,6 +131,9 @@ type Verifier struct {
 	others    map[string]*otherState
 	campaigns []*events.Campaign
 	cps       *checkpointRun
+	// deflate and packed compress the snapshots of closed requests, reused from one to the next.
+	deflate *flate.Writer
+	packed  bytes.Buffer
 }
 
 type requestState struct {
@@ -137,8 +143,14 @@ type requestState struct {
 	// allowedAt is when the latest decision or approval was recorded: when fulfilment became due if
 	// it allows it.
 	allowedAt time.Time
-	req       *events.Request
-	broken    bool
+	// req is the folded aggregate while the request is open. Once it is closed (a terminal status),
+	// only its snapshot is kept: a few events may still legally follow (a post-review, drift after the
+	// revocation), rarely, so the aggregate is restored for those rather than held for every request
+	// until the end, which made the run's memory grow by kilobytes per request.
+	req    *events.Request
+	snap   []byte
+	status events.Status
+	broken bool
 }
 
 // NewVerifier starts a run against the trust file's verifier.
@@ -149,7 +161,8 @@ func NewVerifier(trust *events.Verifier, opts Options) *Verifier {
 	if opts.FulfilmentSLO == 0 {
 		opts.FulfilmentSLO = DefaultFulfilmentSLO
 	}
-	v := &Verifier{opts: opts, trust: trust, chain: trust.NewChain(), requests: map[string]*requestState{}}
+	deflate, _ := flate.NewWriter(nil, flate.BestSpeed) // BestSpeed is a valid level: no error
+	v := &Verifier{opts: opts, trust: trust, chain: trust.NewChain(), requests: map[string]*requestState{}, deflate: deflate}
 	if opts.Checkpoints != nil {
 		v.cps = newCheckpointRun(opts.Checkpoints)
 	}
@@ -203,6 +216,11 @@ func (v *Verifier) fold(ck events.Checked) {
 	if st.broken {
 		return
 	}
+	if err := v.open(st, ev.Subject); err != nil {
+		st.broken = true
+		v.find(Finding{Kind: FindingInvariant, Position: pos, Seq: rec.Seq, RequestID: ev.Subject, EventID: ev.ID, Detail: err.Error()})
+		return
+	}
 	if err := st.req.Apply(ev); err != nil {
 		st.broken = true
 		v.find(Finding{Kind: FindingInvariant, Position: pos, Seq: rec.Seq, RequestID: ev.Subject, EventID: ev.ID, Detail: err.Error()})
@@ -223,6 +241,56 @@ func (v *Verifier) fold(ck events.Checked) {
 	if v.opts.Controls != nil {
 		v.opts.Controls.observe(ev, st.req)
 	}
+	v.close(st)
+}
+
+// open makes st's aggregate ready for its next event, restoring it if close kept only its snapshot.
+func (v *Verifier) open(st *requestState, id string) error {
+	if st.req != nil {
+		return nil
+	}
+	r, err := restore(id, st.snap)
+	if err != nil {
+		return err
+	}
+	st.req, st.snap = r, nil
+	return nil
+}
+
+// restore inflates a closed request's snapshot and restores its aggregate.
+func restore(id string, packed []byte) (*events.Request, error) {
+	snap, err := io.ReadAll(flate.NewReader(bytes.NewReader(packed)))
+	if err != nil {
+		return nil, fmt.Errorf("restore request %s: %w", id, err)
+	}
+	return events.RestoreRequest(id, snap)
+}
+
+// close keeps only the snapshot of a request in a terminal status that Finish has nothing to judge
+// in (no fulfilment or revocation still owed).
+func (v *Verifier) close(st *requestState) {
+	r := st.req
+	st.status = r.Status()
+	if !st.status.Terminal() || r.AllowsFulfilment() || r.StartCheckDue() || revocationOwed(r) {
+		return
+	}
+	snap, err := r.Snapshot()
+	if err != nil {
+		return // kept whole: the aggregate is still right, only larger
+	}
+	// Compressed: the snapshot is JSON whose names and values repeat, about a third of its size
+	// deflated, and restoring is rare.
+	v.packed.Reset()
+	v.deflate.Reset(&v.packed)
+	if _, err := v.deflate.Write(snap); err != nil || v.deflate.Close() != nil {
+		return
+	}
+	st.req, st.snap = nil, bytes.Clone(v.packed.Bytes())
+}
+
+// revocationOwed reports whether r holds a grant neither revoked nor recorded as failing to revoke.
+func revocationOwed(r *events.Request) bool {
+	return r.Grant() != nil && r.Status() != events.StatusRevoked && r.RevocationFailure() == nil
 }
 
 func (v *Verifier) state(id string) *requestState {
@@ -277,7 +345,7 @@ func (v *Verifier) find(f Finding) { v.report.Findings = append(v.report.Finding
 // the report.
 func (v *Verifier) Finish() *Report {
 	for _, st := range v.requests {
-		if st.req.Status() != events.StatusFinding {
+		if st.status != events.StatusFinding {
 			v.report.Requests++
 		}
 	}
@@ -301,11 +369,10 @@ func (v *Verifier) Finish() *Report {
 				Detail: fmt.Sprintf("allowed at %s, neither granted nor failed within %s", due.Format(time.RFC3339), v.opts.FulfilmentSLO)})
 		}
 		r := st.req
-		g := r.Grant()
-		if st.broken || g == nil || r.Status() == events.StatusRevoked || r.RevocationFailure() != nil {
+		if st.broken || r == nil || !revocationOwed(r) {
 			continue
 		}
-		if v.opts.Now.After(g.ExpiresAt.Add(v.opts.RevocationSLO)) {
+		if g := r.Grant(); v.opts.Now.After(g.ExpiresAt.Add(v.opts.RevocationSLO)) {
 			v.find(Finding{Kind: FindingRevocationOverdue, Position: v.report.Events, RequestID: id, EventID: st.lastEventID,
 				Detail: fmt.Sprintf("expired at %s, not revoked and no failed attempt recorded within %s", g.ExpiresAt.Format(time.RFC3339), v.opts.RevocationSLO)})
 		}
@@ -319,7 +386,7 @@ func (v *Verifier) Finish() *Report {
 // manual task waits on people, who have the task's own due time.
 func (v *Verifier) fulfilmentOverdue(st *requestState) (time.Time, bool) {
 	r := st.req
-	if st.broken || !(r.AllowsFulfilment() || r.StartCheckDue()) || len(r.Tasks()) > 0 {
+	if st.broken || r == nil || !(r.AllowsFulfilment() || r.StartCheckDue()) || len(r.Tasks()) > 0 {
 		return time.Time{}, false
 	}
 	due := st.allowedAt
@@ -331,8 +398,18 @@ func (v *Verifier) fulfilmentOverdue(st *requestState) (time.Time, bool) {
 
 // Request returns the folded request id as verified so far, or nil.
 func (v *Verifier) Request(id string) *events.Request {
-	if st := v.requests[id]; st != nil {
-		return st.req
+	r, _ := v.request(id)
+	return r
+}
+
+// request is Request, with why a closed request's snapshot did not restore.
+func (v *Verifier) request(id string) (*events.Request, error) {
+	switch st := v.requests[id]; {
+	case st == nil:
+		return nil, nil
+	case st.req != nil:
+		return st.req, nil
+	default:
+		return restore(id, st.snap)
 	}
-	return nil
 }

@@ -4,12 +4,13 @@ import (
 	"context"
 	"encoding/json/v2"
 	"errors"
-	"net"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -555,15 +556,24 @@ func TestFailuresAreRecorded(t *testing.T) {
 	}
 }
 
-// refusingPool is a pool on a loopback port nobody listens on: every connection is refused.
+// refusingPool is a pool on a loopback port bound by the test but never listened on: every connection
+// is refused, and no other process (a parallel test's server) can take the port meanwhile, as it could
+// a port picked and released.
 func refusingPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 	pool, err := pgxpool.New(context.Background(), "postgres://postgres@"+addr+"/target?sslmode=disable&connect_timeout=2")
 	if err != nil {
 		t.Fatal(err)

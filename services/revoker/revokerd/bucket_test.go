@@ -149,7 +149,7 @@ func TestBatchRevocationOneGrantFails(t *testing.T) {
 }
 
 // indexed counts the keys of the expiry index.
-func (e *env) indexed(t *testing.T) int {
+func (e *env) indexed(t testing.TB) int {
 	t.Helper()
 	lister, err := e.revoke.Expiries.ListKeys(context.Background())
 	if errors.Is(err, jetstream.ErrNoKeysFound) {

@@ -147,7 +147,7 @@ func TestBatchRevocationOneGrantFails(t *testing.T) {
 
 // indexed counts the grants' keys in the expiry index (<second>.<request id>.<sequence>), not the
 // sweep's mark.
-func (e *env) indexed(t *testing.T) int {
+func (e *env) indexed(t testing.TB) int {
 	t.Helper()
 	lister, err := e.revoke.Expiries.ListKeysFiltered(context.Background(), "*.>")
 	if err != nil {

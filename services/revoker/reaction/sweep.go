@@ -64,6 +64,7 @@ func (h *Reactions) wakeLost(ctx context.Context) (woken int, err error) {
 	if err != nil {
 		return 0, err
 	}
+	// The grants' keys (<second>.<request id>.<sequence>), not SweptKey; their names are all it needs.
 	w, err := h.Expiries.WatchFiltered(ctx, []string{"*.>"}, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
 	if err != nil {
 		return 0, fmt.Errorf("list the expiry index: %w", err)

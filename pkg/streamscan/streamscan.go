@@ -22,31 +22,6 @@ func Requests(ctx context.Context, js jetstream.JetStream, t events.Type, fn fun
 	return Events(ctx, js, []events.Type{t}, func(id string, _ events.Type, seq uint64) error { return fn(id, seq) })
 }
 
-// RequestsFrom is Requests over the events stored at stream sequence from or later (0 and 1 are the
-// beginning), so that a caller that keeps how far it has scanned reads only what came since. It returns
-// through, the sequence up to which every event of type t from from on was passed to fn: the stream's
-// last sequence when the scan began, or the last event's passed if one was appended since.
-func RequestsFrom(ctx context.Context, js jetstream.JetStream, t events.Type, from uint64, fn func(requestID string, seq uint64) error) (through uint64, err error) {
-	// Every event up to the last sequence is in the stream before the consumer is made, so the scan,
-	// which ends when nothing is pending, passes each one of type t.
-	st, err := js.Stream(ctx, topology.EventsStream)
-	if err != nil {
-		return 0, fmt.Errorf("scan %s: %w", t.Name(), err)
-	}
-	through = st.CachedInfo().State.LastSeq
-	err = scan(ctx, js, []events.Type{t}, from, func(id string, _ events.Type, seq uint64) error {
-		if err := fn(id, seq); err != nil {
-			return err
-		}
-		through = max(through, seq)
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return through, nil
-}
-
 // Events calls fn with the request ID, the type and the stream sequence of every event of one of types
 // stored so far, in stream order, and returns fn's first error or the stream's. Events appended while
 // it runs may or may not be included.
@@ -108,29 +83,64 @@ func scan(ctx context.Context, js jetstream.JetStream, types []events.Type, from
 	}
 }
 
+// Grant is a granted event: its request and its stream sequence.
+type Grant struct {
+	RequestID string
+	Seq       uint64
+}
+
 // LiveGrants returns the requests granted and not revoked so far, in the order of their grants, from
 // the headers of the granted and revoked subjects: what a caller then loads to see which still hold
 // access (a revocation may be under way).
 func LiveGrants(ctx context.Context, js jetstream.JetStream) ([]string, error) {
-	live := map[string]bool{}
-	var order []string
-	err := Events(ctx, js, []events.Type{events.TypeGranted, events.TypeRevoked}, func(id string, t events.Type, _ uint64) error {
+	live, _, err := LiveGrantsFrom(ctx, js, 0)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(live))
+	for i, g := range live {
+		ids[i] = g.RequestID
+	}
+	return ids, nil
+}
+
+// LiveGrantsFrom is LiveGrants over the events stored at stream sequence from or later (0 and 1 are the
+// beginning), with each grant's sequence, so that a caller that keeps how far it has scanned reads only
+// what came since; a grant revoked within that range is not returned. It holds the grants not yet
+// revoked at each point of the scan, which is as many as were live at once then, not the history. It
+// returns through, the sequence of the last granted or revoked event read (0 if none): every one up to
+// it was read. Not the stream's last sequence: the scan's consumer may sit on a replica behind the
+// leader, and what it reads is a prefix of the stream, complete only up to what it delivered.
+func LiveGrantsFrom(ctx context.Context, js jetstream.JetStream, from uint64) (live []Grant, through uint64, err error) {
+	granted := map[string]uint64{}
+	var order []Grant
+	err = scan(ctx, js, []events.Type{events.TypeGranted, events.TypeRevoked}, from, func(id string, t events.Type, seq uint64) error {
 		if t == events.TypeGranted {
-			live[id] = true
-			order = append(order, id)
+			granted[id] = seq
+			order = append(order, Grant{RequestID: id, Seq: seq})
 		} else {
-			delete(live, id)
+			delete(granted, id)
+		}
+		through = seq
+		// Compact the order now and then, so that it too holds only what is live.
+		if len(order) > 2*len(granted)+1024 {
+			order = keepLive(order, granted)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	return keepLive(order, granted), through, nil
+}
+
+// keepLive keeps, in place, the grants of order that granted still holds at their sequence.
+func keepLive(order []Grant, granted map[string]uint64) []Grant {
 	out := order[:0]
-	for _, id := range order {
-		if live[id] {
-			out = append(out, id)
+	for _, g := range order {
+		if seq, ok := granted[g.RequestID]; ok && seq == g.Seq {
+			out = append(out, g)
 		}
 	}
-	return out, nil
+	return out
 }

@@ -59,50 +59,55 @@ func TestEventsOfSomeTypesInStreamOrder(t *testing.T) {
 	}
 }
 
-// TestRequestsFromASequence: a scan from a sequence sees the events of its type stored there and later,
-// none before, and says it has covered the stream up to its last sequence, events of other types
-// after the last of its own included; from the beginning it sees them all, and from past the end,
-// none.
-func TestRequestsFromASequence(t *testing.T) {
+// TestLiveGrantsFromASequence: a scan from a sequence sees the grants from there on, less those a
+// revoked event after them ended (and ignores a revocation of a grant before it), and says it read the
+// stream through its last grant or revocation.
+func TestLiveGrantsFromASequence(t *testing.T) {
 	ctx := context.Background()
 	ns := natstest.RunServer(t)
 	_, js := natstest.Connect(t, ns.ClientURL())
 	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
 		t.Fatal(err)
 	}
-	var granted []uint64
-	var last uint64
-	for _, ty := range []events.Type{events.TypeGranted, events.TypeRevoked, events.TypeGranted, events.TypeGranted, events.TypeRevoked} {
-		ack, err := js.Publish(ctx, events.NATSSubject(events.NewID(), ty), []byte("{}"))
+	a, b, c, d := events.NewID(), events.NewID(), events.NewID(), events.NewID()
+	seq := map[string]uint64{}
+	var last uint64 // the last grant or revocation
+	for _, e := range []struct {
+		id string
+		ty events.Type
+	}{{a, events.TypeGranted}, {b, events.TypeGranted}, {a, events.TypeRevoked}, {c, events.TypeGranted},
+		{d, events.TypeGranted}, {b, events.TypeRevoked}, {d, events.TypeSubmitted}} {
+		ack, err := js.Publish(ctx, events.NATSSubject(e.id, e.ty), []byte("{}"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ty == events.TypeGranted {
-			granted = append(granted, ack.Sequence)
+		if e.ty == events.TypeGranted {
+			seq[e.id] = ack.Sequence
 		}
-		last = ack.Sequence
+		if e.ty != events.TypeSubmitted {
+			last = ack.Sequence
+		}
 	}
-	for _, c := range []struct {
-		name string
-		from uint64
-		want []uint64
+	grant := func(id string) streamscan.Grant { return streamscan.Grant{RequestID: id, Seq: seq[id]} }
+	for _, tc := range []struct {
+		name    string
+		from    uint64
+		want    []streamscan.Grant
+		through uint64
 	}{
-		{"from the beginning", 0, granted},
-		{"from the first sequence", 1, granted},
-		{"from the second grant's sequence", granted[1], granted[1:]},
-		{"from just after the second grant", granted[1] + 1, granted[2:]},
-		{"from past the end", last + 1, nil},
+		{"from the beginning", 0, []streamscan.Grant{grant(c), grant(d)}, last},
+		{"from the first sequence", 1, []streamscan.Grant{grant(c), grant(d)}, last},
+		{"from b's grant, with a's revocation after it", seq[b], []streamscan.Grant{grant(c), grant(d)}, last},
+		{"from just after b's grant, with b's revocation after it", seq[b] + 1, []streamscan.Grant{grant(c), grant(d)}, last},
+		{"from d's grant", seq[d], []streamscan.Grant{grant(d)}, last},
+		{"from past the end", last + 2, nil, 0},
 	} {
-		var got []uint64
-		through, err := streamscan.RequestsFrom(ctx, js, events.TypeGranted, c.from, func(_ string, seq uint64) error {
-			got = append(got, seq)
-			return nil
-		})
+		got, through, err := streamscan.LiveGrantsFrom(ctx, js, tc.from)
 		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
+			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if !slices.Equal(got, c.want) || through != last {
-			t.Errorf("%s: saw %v through %d, want %v through %d", c.name, got, through, c.want, last)
+		if !slices.Equal(got, tc.want) || through != tc.through {
+			t.Errorf("%s: %v through %d, want %v through %d", tc.name, got, through, tc.want, tc.through)
 		}
 	}
 }

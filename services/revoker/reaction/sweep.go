@@ -19,15 +19,11 @@ import (
 )
 
 // SweptKey is the expiry index's key that holds how far the start-up sweep has looked through the
-// evidence stream: the sequence up to which every granted event has been looked at, and the stream's
+// evidence stream: the sequence up to which every grant has been looked at, and the stream's
 // creation time. It names no second (<second>.<request id>.<sequence>), so no fire reads it. It lives in
 // the index because it speaks for the index's keys: an index purged or recreated loses it with them.
-// Deleting it makes the next start sweep every granted event again.
+// Deleting it makes the next start read every grant again.
 const SweptKey = "swept"
-
-// markEvery is how many granted events the sweep looks at between two moves of SweptKey, so that a
-// long sweep (the first over a large history) cut short resumes near where it stopped.
-const markEvery = 1000
 
 // Sweep is run at start and makes sure every live grant's expiry is armed: its key in the index, and
 // its second's timer waiting or fired. A revoker that was down while grants were made or timers fired
@@ -36,15 +32,15 @@ const markEvery = 1000
 //
 //   - the index's own keys, the armed grants: a second with keys whose timer is neither waiting nor
 //     fired (a purged or recreated timers stream) is woken, and past its second fires at once;
-//   - the granted events after SweptKey: each grant still live (granted, no revocation under way)
-//     without its key is armed, and a grant past its expiry is then revoked at once. An index purged or
+//   - the grants after SweptKey that no revoked event followed (streamscan.LiveGrantsFrom): each
+//     still live (granted, no revocation under way) without its key is armed, and a grant past its expiry is then revoked at once. An index purged or
 //     recreated has lost SweptKey with its keys, an index from before SweptKey never had it (grants
 //     armed before expiries were kept by the second), and an evidence stream restored from a backup is
-//     not the one SweptKey names: each time the next start looks at every granted event.
+//     not the one SweptKey names: each time the next start reads every grant.
 //
 // A key lost on its own from a kept index (deleted by hand) is not put back: delete SweptKey with it.
-// It returns how many keys it put and seconds it woke. It reads one request at a time and holds one
-// entry per second with keys.
+// It returns how many keys it put and seconds it woke. It loads one request at a time and holds one
+// entry per second with keys and one per grant not yet revoked.
 func (h *Reactions) Sweep(ctx context.Context) (armed int, err error) {
 	woken, err := h.wakeLost(ctx)
 	if err != nil {
@@ -120,9 +116,9 @@ func timerKept(ctx context.Context, st jetstream.Stream, sec int64) (bool, error
 	return false, nil
 }
 
-// armMissing arms each live grant without its key among the granted events after SweptKey, moves
-// SweptKey over them as it goes, and returns how many it armed. SweptKey moves only to a sequence up to
-// which every granted event has been looked at, so a sweep cut short resumes there.
+// armMissing arms each live grant without its key among the grants after SweptKey, moves SweptKey
+// past them, and returns how many it armed. SweptKey moves only once every grant up to it has been
+// looked at, so a sweep cut short starts again from the previous mark.
 func (h *Reactions) armMissing(ctx context.Context) (armed int, err error) {
 	st, err := h.JS.Stream(ctx, topology.EventsStream)
 	if err != nil {
@@ -133,22 +129,21 @@ func (h *Reactions) armMissing(ctx context.Context) (armed int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	looked := 0
-	through, err := streamscan.RequestsFrom(ctx, h.JS, events.TypeGranted, swept+1, func(id string, seq uint64) error {
-		put, err := h.armIfMissing(ctx, id, seq)
+	// The scan reads the granted and the revoked events after the mark and keeps only the grants no
+	// revocation ended: a first sweep over years of history loads the few grants still live, not every
+	// grant ever made.
+	live, through, err := streamscan.LiveGrantsFrom(ctx, h.JS, swept+1)
+	if err != nil {
+		return 0, err
+	}
+	for _, g := range live {
+		put, err := h.armIfMissing(ctx, g.RequestID, g.Seq)
 		if err != nil {
-			return err
+			return armed, err
 		}
 		if put {
 			armed++
 		}
-		if looked++; looked%markEvery == 0 {
-			return h.mark(ctx, sweptMark{Seq: seq, StreamCreated: created})
-		}
-		return nil
-	})
-	if err != nil {
-		return armed, err
 	}
 	if through > swept {
 		return armed, h.mark(ctx, sweptMark{Seq: through, StreamCreated: created})

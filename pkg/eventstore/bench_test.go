@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -964,4 +965,99 @@ func BenchmarkLoadSmallStream(b *testing.B) {
 	b.ReportMetric(us(pct(verify, 0.5)), "verify6_p50_us")
 	b.ReportMetric(float64(pct(verify, 0.5))/float64(dp50), "verify6_p50_ratio_to_direct_get")
 	b.ReportMetric(float64(stream.CachedInfo().State.Msgs), "stream_events")
+}
+
+// BenchmarkLoadHistory measures Store.Load on a history written by `grantline bench history` (its
+// store directory in GRANTLINE_BENCH_HISTORY; skipped without it): random requests among all the
+// history holds, each loaded and verified by a store that has verified nothing of it before, beside a
+// single direct get of a random request's last event on the same server, just before. The server
+// fsyncs every write, as in production; the benchmark writes nothing.
+func BenchmarkLoadHistory(b *testing.B) {
+	history := os.Getenv("GRANTLINE_BENCH_HISTORY")
+	if history == "" {
+		b.Skip("GRANTLINE_BENCH_HISTORY names no store written by grantline bench history")
+	}
+	ctx := context.Background()
+	verifier, err := events.LoadTrustFile(filepath.Join(history, "keys", "trust.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Loads sign nothing; the store only needs a signer to open.
+	signer, err := events.GenerateSigner(events.Revoker, "bench-load-history")
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	node := startNode(b, filepath.Join(history, "nats"), false)
+	st, err := Open(ctx, node.js, Config{Signer: signer, Verifier: verifier, Durability: EmbeddedProbe(node.ns)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	stream, err := node.js.Stream(ctx, topology.EventsStream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	state := stream.CachedInfo().State
+	b.Logf("load: server restarted on a history of %d events (%d MB, %d subjects) in %s",
+		state.Msgs, state.Bytes>>20, state.NumSubjects, time.Since(t0).Round(time.Millisecond))
+
+	// A random request: the one whose event is at a random sequence (a request with more events is a
+	// little likelier, as it is likelier to be acted on).
+	rng := rand.New(rand.NewPCG(3, 4))
+	random := func() string {
+		for {
+			msg, err := stream.GetMsg(ctx, state.FirstSeq+rng.Uint64N(state.LastSeq-state.FirstSeq+1))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			id, _, err := events.ParseNATSSubject(msg.Subject)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return id
+		}
+	}
+	picks := make([]string, 0, 1<<14)
+	for range cap(picks) {
+		picks = append(picks, random())
+	}
+	var direct []time.Duration
+	for _, id := range picks[:baselineOps] {
+		t0 := time.Now()
+		if _, err := stream.GetLastMsgForSubject(ctx, events.RequestFilter(id)); err != nil {
+			b.Fatal(err)
+		}
+		direct = append(direct, time.Since(t0))
+	}
+
+	lat := make([]time.Duration, 0, len(picks))
+	loaded := 0
+	for b.Loop() {
+		id := picks[len(lat)%len(picks)]
+		st.verified = newVerifiedSet()
+		t0 := time.Now()
+		l, err := st.Load(ctx, id)
+		lat = append(lat, time.Since(t0))
+		if err != nil {
+			b.Fatalf("load %s: %v", id, err)
+		}
+		loaded += len(l.Events)
+	}
+	rate := float64(b.N) / b.Elapsed().Seconds()
+	p50, p99 := pct(lat, 0.5), pct(lat, 0.99)
+	dp50, dp99 := pct(direct, 0.5), pct(direct, 0.99)
+	b.ReportMetric(rate, "loads/s")
+	b.ReportMetric(us(p50), "p50_us")
+	b.ReportMetric(us(p99), "p99_us")
+	b.ReportMetric(us(pct(lat, 1)), "max_us")
+	b.ReportMetric(us(dp50), "direct_get_p50_us")
+	b.ReportMetric(us(dp99), "direct_get_p99_us")
+	b.ReportMetric(float64(p50)/float64(dp50), "p50_ratio_to_direct_get")
+	b.ReportMetric(float64(p99)/float64(dp99), "p99_ratio_to_direct_get")
+	b.ReportMetric(float64(loaded)/float64(b.N), "events/load")
+	b.ReportMetric(float64(state.Msgs), "stream_events")
+	b.ReportMetric(float64(state.NumSubjects), "stream_subjects")
 }

@@ -58,3 +58,51 @@ func TestEventsOfSomeTypesInStreamOrder(t *testing.T) {
 		t.Fatalf("scan %v, want %v", got, want)
 	}
 }
+
+// TestRequestsFromASequence: a scan from a sequence sees the events of its type stored there and later,
+// none before, and says it has covered the stream up to its last sequence, events of other types
+// after the last of its own included; from the beginning it sees them all, and from past the end,
+// none.
+func TestRequestsFromASequence(t *testing.T) {
+	ctx := context.Background()
+	ns := natstest.RunServer(t)
+	_, js := natstest.Connect(t, ns.ClientURL())
+	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
+		t.Fatal(err)
+	}
+	var granted []uint64
+	var last uint64
+	for _, ty := range []events.Type{events.TypeGranted, events.TypeRevoked, events.TypeGranted, events.TypeGranted, events.TypeRevoked} {
+		ack, err := js.Publish(ctx, events.NATSSubject(events.NewID(), ty), []byte("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ty == events.TypeGranted {
+			granted = append(granted, ack.Sequence)
+		}
+		last = ack.Sequence
+	}
+	for _, c := range []struct {
+		name string
+		from uint64
+		want []uint64
+	}{
+		{"from the beginning", 0, granted},
+		{"from the first sequence", 1, granted},
+		{"from the second grant's sequence", granted[1], granted[1:]},
+		{"from just after the second grant", granted[1] + 1, granted[2:]},
+		{"from past the end", last + 1, nil},
+	} {
+		var got []uint64
+		through, err := streamscan.RequestsFrom(ctx, js, events.TypeGranted, c.from, func(_ string, seq uint64) error {
+			got = append(got, seq)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !slices.Equal(got, c.want) || through != last {
+			t.Errorf("%s: saw %v through %d, want %v through %d", c.name, got, through, c.want, last)
+		}
+	}
+}

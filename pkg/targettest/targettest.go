@@ -35,6 +35,7 @@ import (
 	"github.com/grantline/grantline/pkg/credential"
 	"github.com/grantline/grantline/pkg/events"
 	"github.com/grantline/grantline/pkg/eventstore"
+	"github.com/grantline/grantline/pkg/natsembed"
 	"github.com/grantline/grantline/pkg/natstest"
 	"github.com/grantline/grantline/pkg/pgtest"
 	"github.com/grantline/grantline/pkg/poll"
@@ -73,17 +74,19 @@ type World struct {
 	Log         *slog.Logger
 }
 
-// New builds a world, reading the demo catalogue and directory from examples (the repository's
-// examples directory, relative to the test's package). The package's TestMain must use pgtest.Run.
-func New(t testing.TB, examples string) *World {
+// Option changes what New builds on.
+type Option func(*options)
+
+type options struct{ history string }
+
+// OnHistory builds the world on a history written by `grantline bench history` into the store
+// directory dir: the broker serves that store (and the world writes into it) and the services sign
+// with its keys, so that a benchmark runs against years of evidence rather than an empty stream.
+func OnHistory(dir string) Option { return func(o *options) { o.history = dir } }
+
+// testKeys makes a signing key of every service, and the verifier that trusts them.
+func testKeys(t testing.TB) ([]*events.Signer, *events.Verifier) {
 	t.Helper()
-	ctx := context.Background()
-	w := &World{Stores: map[events.Service]*eventstore.Store{}, Logs: &Logs{}}
-	w.NS = natstest.RunServer(t)
-	_, w.JS = natstest.Connect(t, w.NS.ClientURL())
-	if err := eventstore.Provision(ctx, w.JS, eventstore.DefaultSettings); err != nil {
-		t.Fatal(err)
-	}
 	var signers []*events.Signer
 	for _, svc := range events.Services {
 		s, err := events.GenerateSigner(svc, string(svc)+"-test")
@@ -96,6 +99,58 @@ func New(t testing.TB, examples string) *World {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return signers, verifier
+}
+
+// openHistory serves the store of a generated history (dir/nats, every write fsynced) and reads its
+// keys: dir/keys/<service>.key and the trust file beside them, as `grantline dev` lays them out.
+func openHistory(t testing.TB, dir string) (*server.Server, []*events.Signer, *events.Verifier) {
+	t.Helper()
+	ns, err := natsembed.Start(natsembed.Options{Dir: filepath.Join(dir, "nats"), Port: -1})
+	if err != nil {
+		t.Fatalf("serve the history in %s: %v", dir, err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	var signers []*events.Signer
+	for _, svc := range events.Services {
+		s, err := events.LoadSigner(filepath.Join(dir, "keys", string(svc)+".key"))
+		if err != nil {
+			t.Fatalf("history in %s: %v", dir, err)
+		}
+		signers = append(signers, s)
+	}
+	verifier, err := events.LoadTrustFile(filepath.Join(dir, "keys", "trust.json"))
+	if err != nil {
+		t.Fatalf("history in %s: %v", dir, err)
+	}
+	return ns, signers, verifier
+}
+
+// New builds a world, reading the demo catalogue and directory from examples (the repository's
+// examples directory, relative to the test's package). The package's TestMain must use pgtest.Run.
+func New(t testing.TB, examples string, opts ...Option) *World {
+	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ctx := context.Background()
+	w := &World{Stores: map[events.Service]*eventstore.Store{}, Logs: &Logs{}}
+	var (
+		signers  []*events.Signer
+		verifier *events.Verifier
+	)
+	if o.history == "" {
+		w.NS = natstest.RunServer(t)
+		signers, verifier = testKeys(t)
+	} else {
+		w.NS, signers, verifier = openHistory(t, o.history)
+	}
+	_, w.JS = natstest.Connect(t, w.NS.ClientURL())
+	if err := eventstore.Provision(ctx, w.JS, eventstore.DefaultSettings); err != nil {
+		t.Fatal(err)
+	}
+	var err error
 	for _, s := range signers {
 		st, err := eventstore.Open(ctx, w.JS, eventstore.Config{Signer: s, Verifier: verifier, Durability: eventstore.EmbeddedProbe(w.NS)})
 		if err != nil {

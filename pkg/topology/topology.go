@@ -282,7 +282,8 @@ const (
 	// LockIdempotencyBucket holds the revoker's Idempotency-Key claims on lock creates.
 	LockIdempotencyBucket = "GRANTLINE_LOCK_IDEMPOTENCY"
 	// ExpiriesBucket is the revoker's index of armed expiries by the second they fall due (keys
-	// <unix second>.<request id>): the one expiry timer of a second finds its grants there.
+	// <unix second>.<request id>.<sequence of granted>): the one expiry timer of a second finds its
+	// grants there. Its key swept is the start-up sweep's mark.
 	ExpiriesBucket = "GRANTLINE_EXPIRIES"
 	// PolicyStateBucket holds the policy service's open emergency post-reviews (review debt).
 	PolicyStateBucket = "GRANTLINE_POLICY_STATE"

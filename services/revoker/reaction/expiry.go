@@ -12,7 +12,8 @@ package reaction
 // first attempt, whose retries the revocations consumer owns), so a fire whose handling crashed is
 // redelivered and finds what is left, and whatever was recorded already is not recorded again (the
 // decisions' causations). A grant revoked at the first attempt costs one evidence write: revoked,
-// reason expired, straight from granted.
+// reason expired, straight from granted. The index also holds the start-up sweep's mark, SweptKey,
+// which names no second (sweep.go).
 
 import (
 	"cmp"

@@ -15,11 +15,9 @@ package reaction
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"strconv"
 	"sync"
 	"time"
 
@@ -307,60 +305,6 @@ func (h *Reactions) failed(ctx context.Context, log *slog.Logger, r *events.Requ
 		delay = min(delay, at.Sub(now))
 	}
 	return consumer.RetryAfter(fmt.Errorf("revoke (attempt %d): %w", delivered, err), delay)
-}
-
-// Sweep is run at start: it walks every granted event and, for each grant still live (granted, no
-// revocation under way), makes sure its expiry is armed: its key in the index, and its second's timer
-// waiting or fired. A revoker that was down while grants were made or timers fired needs no sweep: its
-// durable consumers hold those; the sweep covers what was lost (a purged or recreated timers stream or
-// index) and grants armed before expiries were kept by the second. A grant past its expiry is then
-// revoked at once. It reads one request at a time and holds nothing per grant.
-func (h *Reactions) Sweep(ctx context.Context) (armed int, err error) {
-	st, err := h.JS.Stream(ctx, topology.TimersStream)
-	if err != nil {
-		return 0, fmt.Errorf("sweep: %w", err)
-	}
-	var checked int64 // the last second found armed: grants due together are granted together
-	err = streamscan.Requests(ctx, h.JS, events.TypeGranted, func(id string, seq uint64) error {
-		l, err := h.Store.LoadAtLeast(ctx, id, seq)
-		if deadletter.Permanent(err) {
-			h.Log.Error("sweep: request fails verification", telemetry.KeyRequestID, id, telemetry.KeyError, err.Error())
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		r := l.Request
-		if r.Status() != events.StatusGranted || r.RevocationDue() != "" {
-			return nil
-		}
-		sec := dueSecond(r.Grant().ExpiresAt)
-		if _, err := h.Expiries.Get(ctx, expiryKey(sec, id, seq)); errors.Is(err, jetstream.ErrKeyNotFound) {
-			armed++
-			return h.arm(ctx, id, seq, r.Grant().ExpiresAt)
-		} else if err != nil {
-			return err
-		}
-		if sec == checked {
-			return nil
-		}
-		checked = sec
-		second := strconv.FormatInt(sec, 10)
-		for _, subject := range []string{topology.TimerSchedule(second, topology.TimerExpiry), topology.TimerFired(second, topology.TimerExpiry)} {
-			// A schedule still waiting, or a fired copy (the consumer has it, or has handled it and a
-			// key whose removal failed is all that is left): nothing was lost.
-			if _, err := st.GetLastMsgForSubject(ctx, subject); err == nil {
-				return nil
-			} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
-				return err
-			}
-		}
-		// The key without its timer (a purged or recreated timers stream): wake it; past its second it
-		// fires at once.
-		armed++
-		return h.wake(ctx, sec)
-	})
-	return armed, err
 }
 
 func (h *Reactions) now() time.Time {

@@ -2,6 +2,7 @@ package revokerd_test
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -38,13 +39,33 @@ func BenchmarkExpiryToRevoked(b *testing.B) {
 	targettest.ReportAgainstBaseline(b, "revoked", lat, e.UpdateBaseline(b, max(len(lat), 20)))
 }
 
-// BenchmarkExpiryDrain measures how long a revoker that starts after N grants expired at the same
-// instant takes to revoke them all (arming each in the index, the second's timer firing, revoking on
-// PostgreSQL in batches, one revoked each).
-// N is 200 by default; -benchtime=Nx sets it (e.g. -benchtime=10000x for the 10k drain).
+// BenchmarkExpiryDrain measures how long the revoker takes to revoke N grants that expire at the same
+// instant, on PostgreSQL in batches, one revoked event each, from the instant they expire. N is 200 by
+// default; -benchtime=Nx sets it (e.g. -benchtime=10000x for the 10k drain). With
+// GRANTLINE_BENCH_HISTORY naming a store written by `grantline bench history` (a copy: the benchmark
+// writes into it), the grants are made on top of that history. Two cases:
+//   - armed: the revoker runs while the grants are recorded, so each is in the expiry index before
+//     it falls due, as at a shift change: the drain is the second's timer firing and the revocations;
+//   - cold_start: the revoker starts only after they expired (back from a crash or an upgrade), so it
+//     first indexes every grant from the evidence, then revokes them.
+//
+// Lags are each revoked event's stored time behind the expiry (armed) or the revoker's start
+// (cold_start, where the expiry had passed already).
 func BenchmarkExpiryDrain(b *testing.B) {
+	b.Run("armed", func(b *testing.B) { benchmarkExpiryDrain(b, true) })
+	b.Run("cold_start", func(b *testing.B) { benchmarkExpiryDrain(b, false) })
+}
+
+func benchmarkExpiryDrain(b *testing.B, armed bool) {
 	n := max(b.N, 200)
-	e := newEnv(b, revokerOff)
+	var world []targettest.Option
+	if history := os.Getenv("GRANTLINE_BENCH_HISTORY"); history != "" {
+		world = append(world, targettest.OnHistory(history))
+	}
+	e := newEnvOn(b, targettest.New(b, examples, world...), revokerOff)
+	if armed {
+		e.startRevoker(b)
+	}
 	ids := make([]string, n)
 	obs := make([]events.Observed, n)
 	// A handful of grants per person, as in life (one person holding thousands of grant roles makes
@@ -61,24 +82,33 @@ func BenchmarkExpiryDrain(b *testing.B) {
 	if b.Failed() {
 		b.FailNow()
 	}
-	// Recording the grants costs about a third of that; all expire together once they are recorded.
-	expires := time.Now().Add(time.Since(began)*2/3 + 2*time.Second)
+	// Recording the grants costs about a third of that, indexing them as much again; all expire
+	// together, at a whole second, once they are recorded (and, armed, indexed).
+	expires := time.Now().Add(time.Since(began)*2/3 + 3*time.Second).Truncate(time.Second).Add(time.Second)
 	each(n, 8, func(i int) { e.recordGrant(b, ids[i], obs[i], expires, "") })
-	poll.Until(b, time.Until(expires)+5*time.Second, "the expiry", func() bool { return time.Now().After(expires.Add(time.Second)) })
+	if armed {
+		poll.Until(b, time.Until(expires), "every grant indexed before its expiry", func() bool { return e.indexed(b) == n })
+	}
+	if time.Now().After(expires) {
+		b.Fatal("the grants were recorded after their expiry; the margin was too short")
+	}
 
 	revocations := counter(b, e.JS, topology.EventsStream, events.NATSSubject("*", events.TypeRevoked))
 	// How often the second's timer fired: once per batch of grants armed, as the revoker catches up.
 	fires := counter(b, e.JS, topology.TimersStream, topology.TimerFired("*", topology.TimerExpiry))
+	poll.Until(b, time.Until(expires)+5*time.Second, "the expiry", func() bool { return !time.Now().Before(expires) })
 	b.ResetTimer()
-	started := time.Now()
-	e.startRevoker(b)
+	started := expires
+	if !armed {
+		started = time.Now()
+		e.startRevoker(b)
+	}
 	poll.Until(b, 30*time.Minute, "every revocation", func() bool { return revocations() == uint64(n) })
 	took := time.Since(started)
 	b.StopTimer()
 	if left := e.GrantRoles(b, ids...); left != 0 {
 		b.Fatalf("%d grants left on the target", left)
 	}
-	// Each revocation's lag behind the revoker's start (the expiry itself had passed already).
 	lags := make([]time.Duration, 0, n)
 	for _, id := range ids {
 		lags = append(lags, e.StoredAt(b, id, events.TypeRevoked).Sub(started))

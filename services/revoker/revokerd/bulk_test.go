@@ -84,7 +84,7 @@ func Test200GrantsExpireWhileTheRevokerIsDown(t *testing.T) {
 	first := time.Now().Add(margin + time.Second)
 	expiresAt := func(i int) time.Time { return first.Add(time.Duration(i) * 4 * time.Second / (n - 1)) }
 	each(n, 8, func(i int) { e.recordGrant(t, ids[i], observed[i], expiresAt(i), "") })
-	armed := counter(t, e.JS, topology.BucketStream(topology.ExpiriesBucket), topology.BucketKey(topology.ExpiriesBucket, ">"))
+	armed := counter(t, e.JS, topology.BucketStream(topology.ExpiriesBucket), topology.BucketKey(topology.ExpiriesBucket, "*.>"))
 	revocations := counter(t, e.JS, topology.EventsStream, events.NATSSubject("*", events.TypeRevoked))
 	poll.Until(t, time.Until(first), "the revoker to arm every expiry", func() bool { return armed() == n })
 	e.stopRevoker()

@@ -2,14 +2,11 @@ package revokerd_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/grantline/grantline/pkg/connector"
 	"github.com/grantline/grantline/pkg/connector/postgres"
@@ -371,9 +368,9 @@ func TestFlaggedPostReviewRevokes(t *testing.T) {
 }
 
 // TestSweepArmsLostSchedules: while the revoker is down, the expiry timers are lost (the timers stream
-// purged), and one grant's key in the expiry index too; at start the revoker finds the live grants
-// whose expiry is not armed, puts the missing key back, wakes their seconds, and both grants are still
-// revoked.
+// purged), and one grant's key in the expiry index too; at start the revoker wakes the seconds of the
+// keys left, finds the live grants made since its last sweep whose key is missing, puts the key back,
+// and both grants are still revoked.
 func TestSweepArmsLostSchedules(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -382,30 +379,11 @@ func TestSweepArmsLostSchedules(t *testing.T) {
 		e.Granted(t, targettest.Request{Requester: who, Entitlement: "analytics-read", Duration: 4 * time.Second}),
 		e.Granted(t, targettest.Request{Requester: who, Entitlement: "analytics-read", Duration: 5 * time.Second}),
 	}
-	keys := func(id string) []string {
-		lister, err := e.revoke.Expiries.ListKeysFiltered(ctx, "*."+id+".*")
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for k := range lister.Keys() {
-			out = append(out, k)
-		}
-		return out
-	}
-	poll.Until(t, 10*time.Second, "both expiries to be armed", func() bool { return len(keys(ids[0])) == 1 && len(keys(ids[1])) == 1 })
+	e.armedKey(t, ids[0])
+	lost := e.armedKey(t, ids[1])
 	e.stopRevoker()
-	st, err := e.JS.Stream(ctx, topology.TimersStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Purge(ctx, jetstream.WithPurgeSubject(topology.TimerSubjects)); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.revoke.Expiries.Purge(ctx, keys(ids[1])[0]); err != nil {
+	e.purgeTimers(t)
+	if err := e.revoke.Expiries.Purge(ctx, lost); err != nil {
 		t.Fatal(err)
 	}
 	e.startRevoker(t)

@@ -100,8 +100,8 @@ func (d Deps) Reconciler(log *slog.Logger) *reconcile.Reconciler {
 // Consume runs the reactions until ctx ends: arming expiries on granted (durable revoker-schedules),
 // revoking the grants of a second in batches when its timer fires (revoker-expiry), revoking one at a
 // time on revocation_requested, expired and post_reviewed (revoker), and, with ReconcileEvery set, reconciling the targets with the evidence on
-// the reconcile timer (revoker-reconcile). At start it sweeps for live grants without a schedule and
-// arms the reconcile timer if none is set. It returns nil once ctx ends and every consumer has
+// the reconcile timer (revoker-reconcile). At start it sweeps for expiries that were lost
+// (reaction.Sweep) and arms the reconcile timer if none is set. It returns nil once ctx ends and every consumer has
 // stopped, or the first error that stopped one (after stopping the others).
 func (d Deps) Consume(ctx context.Context, log *slog.Logger) error {
 	h := d.Reactions(log)

@@ -45,7 +45,12 @@ func revokerOff(e *env) { e.noRevoker = true }
 
 func newEnv(t testing.TB, opts ...option) *env {
 	t.Helper()
-	w := targettest.New(t, examples)
+	return newEnvOn(t, targettest.New(t, examples), opts...)
+}
+
+// newEnvOn is newEnv on the world w.
+func newEnvOn(t testing.TB, w *targettest.World, opts ...option) *env {
+	t.Helper()
 	e := &env{World: w, stopRevoker: func() {}}
 	lockKeys, err := idempotency.Open(context.Background(), w.JS, topology.LockIdempotencyBucket, "locks", 1)
 	if err != nil {

@@ -119,7 +119,7 @@ var access = map[User]Access{
 		Publish:   []string{topology.IntegrationOutcomes("*")},
 	},
 	Policy: {
-		// Scans: the locks are read from the lock subjects before each decision.
+		// Scans: the lock index reads the lock subjects at start, then follows the evidence stream.
 		JetStream: true, Types: events.TypesOf(events.Policy), Reads: []string{topology.EventsStream}, Scans: []string{topology.EventsStream},
 		Consumers: []topology.Consumer{topology.PolicyDecisions, topology.PolicyReviewDebt, topology.PolicyStartSchedules, topology.PolicyStart},
 		Buckets:   []string{topology.PolicyStateBucket},

@@ -54,6 +54,8 @@ func (s *Store) UpdateLock(ctx context.Context, id string, decide DecideLock) (*
 
 // LastLockEvent is the stream sequence of the last lock event stored, as the stream leader knows it (0
 // for none): a reader that has folded the locks up to it knows every lock placed or removed so far.
+// It reads the last message of wildcard subjects, which makes the leader visit every request's
+// subject: fit for a start-up, not for every decision (see LastSeq).
 func (s *Store) LastLockEvent(ctx context.Context) (uint64, error) {
 	var last uint64
 	for _, t := range []events.Type{events.TypeLockPlaced, events.TypeLockRemoved} {

@@ -150,6 +150,20 @@ func (s *Store) leaderLastSeq(ctx context.Context, id string) (uint64, error) {
 	return seq, nil
 }
 
+// LastSeq is the stream sequence of the last event stored, as the stream leader knows it (0 for none):
+// every event whose append was acknowledged before the call is at or below it. It is one stream info
+// request, which the leader answers from counters it keeps, so its cost does not grow with the stream
+// (unlike a last_by_subj read of a wildcard subject, which visits every matching subject).
+func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	st, err := s.js.Stream(ctx, topology.EventsStream)
+	if err != nil {
+		return 0, fmt.Errorf("ask the stream leader for the last sequence: %w", err)
+	}
+	return st.CachedInfo().State.LastSeq, nil
+}
+
 // leaderLastOf asks the stream leader for the sequence of the last event on subject filter, 0 if none.
 func (s *Store) leaderLastOf(ctx context.Context, filter string) (uint64, error) {
 	req, _ := json.Marshal(map[string]string{"last_by_subj": filter})

@@ -390,6 +390,28 @@ func streamLeader(t *testing.T, js jetstream.JetStream) string {
 	return leader
 }
 
+// TestLastSeqIsTheStreams: LastSeq is 0 on an empty stream, and after each append the sequence of the
+// event just stored, whichever request it is of.
+func TestLastSeqIsTheStreams(t *testing.T) {
+	w, _ := singleNode(t)
+	ctx := context.Background()
+	st := w.stores[events.Intake]
+	if last, err := st.LastSeq(ctx); err != nil || last != 0 {
+		t.Fatalf("empty stream: LastSeq %d, %v; want 0", last, err)
+	}
+	for _, who := range []string{"alice", "bob"} {
+		l, err := st.Update(ctx, events.NewID(), func(*events.Request) ([]events.Draft, error) {
+			return []events.Draft{{Payload: submitted(who), Actor: who}}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last, err := st.LastSeq(ctx); err != nil || last != l.LastSeq {
+			t.Fatalf("after %s's request: LastSeq %d, %v; want %d", who, last, err, l.LastSeq)
+		}
+	}
+}
+
 func TestAppendCarriesTheTrace(t *testing.T) {
 	w, _ := singleNode(t)
 	telemetry.InstallPropagator()

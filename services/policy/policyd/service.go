@@ -71,7 +71,8 @@ type Deps struct {
 }
 
 // Serve runs the policy service until ctx ends: it creates the state bucket if needed, then runs the
-// durable consumers, topology.PolicyDecisions on grantline.events.*.submitted,
+// lock index (an ordered consumer following the evidence stream, see lockIndex) and the durable
+// consumers, topology.PolicyDecisions on grantline.events.*.submitted,
 // topology.PolicyReviewDebt on the events that settle an emergency's post-review,
 // topology.PolicyStartSchedules on approvals (arming the start check of a request that asked for a later
 // start) and topology.PolicyStart on the fired start timers (the checks). It returns once all have stopped (in-flight handlers
@@ -82,7 +83,7 @@ func Serve(ctx context.Context, deps Deps, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return ops.RunAll(ctx,
+	return ops.RunAll(ctx, s.locks.run,
 		ops.Consumer(deps.JS, deps.Meter, deps.AckWait, consumer.Spec{Stream: topology.PolicyDecisions.Stream, Durable: topology.PolicyDecisions.Durable,
 			FilterSubjects: []string{events.NATSSubject("*", events.TypeSubmitted)},
 			MaxDeliveries:  s.maxDeliveries, Backoff: deps.Backoff, Concurrency: s.concurrency,
@@ -126,7 +127,7 @@ func newService(ctx context.Context, deps Deps, log *slog.Logger) (*service, err
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &service{js: deps.JS, groups: deps.Groups, store: deps.Store, cat: deps.Catalogue, engine: deps.Engine, locks: newLockIndex(deps.JS, deps.Store), now: deps.Now,
+	s := &service{js: deps.JS, groups: deps.Groups, store: deps.Store, cat: deps.Catalogue, engine: deps.Engine, locks: newLockIndex(deps.JS, deps.Store, log), now: deps.Now,
 		maxDeliveries: deps.MaxDeliveries, concurrency: deps.Concurrency, log: log}
 	if s.now == nil {
 		s.now = time.Now

@@ -42,15 +42,32 @@ type world struct {
 	groups   map[string][]string
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
-	ctx := context.Background()
 	ns := natstest.RunServer(t)
 	_, js := natstest.Connect(t, ns.ClientURL())
-	if err := eventstore.Provision(ctx, js, eventstore.DefaultSettings); err != nil {
+	w := provision(t, js, eventstore.DefaultSettings, eventstore.EmbeddedProbe(ns))
+	w.ns = ns
+	return w
+}
+
+// newClusterWorld is a world on a 3-node cluster, its streams replicated on every node, as in
+// production; it has no ns.
+func newClusterWorld(t testing.TB) *world {
+	t.Helper()
+	c := natstest.RunCluster(t)
+	_, js := natstest.Connect(t, c.ClientURLs())
+	return provision(t, js, eventstore.StreamSettings{Replicas: 3, EventsMaxBytes: 1 << 30}, eventstore.EmbeddedProbe(c.Nodes...))
+}
+
+// provision provisions the streams on js and opens the world's stores, with probe for their durability.
+func provision(t testing.TB, js jetstream.JetStream, settings eventstore.StreamSettings, probe eventstore.SyncProbe) *world {
+	t.Helper()
+	ctx := context.Background()
+	if err := eventstore.Provision(ctx, js, settings); err != nil {
 		t.Fatal(err)
 	}
-	w := &world{ns: ns, js: js, signers: map[events.Service]*events.Signer{}, stores: map[events.Service]*eventstore.Store{}}
+	w := &world{js: js, signers: map[events.Service]*events.Signer{}, stores: map[events.Service]*eventstore.Store{}}
 	var all []*events.Signer
 	for _, svc := range events.Services {
 		s, err := events.GenerateSigner(svc, string(svc)+"-test")
@@ -66,7 +83,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	for _, svc := range events.Services {
-		st, err := eventstore.Open(ctx, js, eventstore.Config{Signer: w.signers[svc], Verifier: w.verifier, Durability: eventstore.EmbeddedProbe(ns)})
+		st, err := eventstore.Open(ctx, js, eventstore.Config{Signer: w.signers[svc], Verifier: w.verifier, Durability: probe})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +96,7 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func loadDirectory(t *testing.T) map[string][]string {
+func loadDirectory(t testing.TB) map[string][]string {
 	t.Helper()
 	b, err := os.ReadFile(demoDirectory)
 	if err != nil {

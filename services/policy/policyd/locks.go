@@ -56,6 +56,9 @@ type lockIndex struct {
 	locks   map[string]*events.Lock
 }
 
+// followerInactive is how long the server keeps the follower of a replica gone.
+const followerInactive = 10 * time.Second
+
 func newLockIndex(js jetstream.JetStream, st *eventstore.Store, log *slog.Logger) *lockIndex {
 	return &lockIndex{js: js, store: st, log: log, fence: fence{read: st.LastSeq}, wait: 5 * time.Second,
 		moved: make(chan struct{}), touched: map[string]uint64{}, locks: map[string]*events.Lock{}}
@@ -151,6 +154,9 @@ func (x *lockIndex) follow(ctx context.Context) error {
 	cons, err := x.js.OrderedConsumer(ctx, topology.EventsStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.AllSubjects}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq: from, HeadersOnly: true,
+		// A replica that dies leaves its follower on the server; the server removes it this long after
+		// its last pull, not the client's default 5 minutes, so it is not mistaken for work owed.
+		InactiveThreshold: followerInactive,
 	})
 	if err != nil {
 		return fmt.Errorf("follow the evidence stream: %w", err)

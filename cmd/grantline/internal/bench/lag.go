@@ -50,11 +50,15 @@ func maxLag(samples []lagSample) map[string]uint64 {
 	return out
 }
 
-// readSide names the read side's ordered consumer, which follows the whole evidence stream.
-const readSide = "query (ordered)"
+// The ordered consumers that follow the whole evidence stream: the read side's, and policy's lock
+// index's, which reads headers only.
+const (
+	readSide   = "query (ordered)"
+	lockFollow = "policy (lock index, ordered)"
+)
 
 // lags reads the backlog of every service consumer: the durable consumers on the streams the services
-// consume, and the read side's ordered consumer. Other ephemeral consumers are the bench's own or
+// consume, and the ordered consumers that follow the whole stream. Other ephemeral consumers are the bench's own or
 // start-up scans, not work the system owes.
 func (r *run) lags(ctx context.Context) map[string]uint64 {
 	out := map[string]uint64{}
@@ -67,6 +71,9 @@ func (r *run) lags(ctx context.Context) map[string]uint64 {
 					continue
 				}
 				name = readSide
+				if info.Config.HeadersOnly {
+					name = lockFollow
+				}
 			}
 			out[name] = max(out[name], info.NumPending+uint64(info.NumAckPending))
 		}

@@ -151,33 +151,47 @@ func (h *Reactions) Fired(ctx context.Context, msg jetstream.Msg) error {
 
 // dueIn lists the grants the index holds for second sec, in one read of the second's keys.
 func (h *Reactions) dueIn(ctx context.Context, sec int64) ([]due, error) {
-	w, err := h.Expiries.WatchFiltered(ctx, []string{strconv.FormatInt(sec, 10) + ".>"}, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("list expiries of second %d: %w", sec, err)
-	}
-	defer func() { _ = w.Stop() }()
 	var out []due
-	for {
-		var e jetstream.KeyValueEntry
-		select {
-		case e = <-w.Updates():
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if e == nil { // every key there was is read
-			return out, nil
-		}
+	err := h.readIndex(ctx, strconv.FormatInt(sec, 10)+".>", func(e jetstream.KeyValueEntry) error {
 		parts := strings.Split(e.Key(), ".")
 		seq, err := strconv.ParseUint(parts[len(parts)-1], 10, 64)
 		if len(parts) != 3 || err != nil || !events.ValidRequestID(parts[1]) {
 			h.Log.Error("expiry index: a key that names no grant", "key", e.Key())
-			continue
+			return nil
 		}
 		d := due{id: parts[1], seq: seq, key: e.Key()}
 		if len(e.Value()) > 0 && json.Unmarshal(e.Value(), &d.trace) != nil {
 			d.trace = nil // a trace lost, nothing more
 		}
 		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list expiries of second %d: %w", sec, err)
+	}
+	return out, nil
+}
+
+// readIndex calls fn with each key of the expiry index that filter matches, as the index holds them
+// now (one watch, read to its end), and returns the first error, fn's or the watch's.
+func (h *Reactions) readIndex(ctx context.Context, filter string, fn func(jetstream.KeyValueEntry) error, opts ...jetstream.WatchOpt) error {
+	w, err := h.Expiries.WatchFiltered(ctx, []string{filter}, append(opts, jetstream.IgnoreDeletes())...)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil { // every key there was is read
+				return nil
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 

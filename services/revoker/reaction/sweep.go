@@ -61,44 +61,29 @@ func (h *Reactions) wakeLost(ctx context.Context) (woken int, err error) {
 		return 0, err
 	}
 	// The grants' keys (<second>.<request id>.<sequence>), not SweptKey; their names are all it needs.
-	w, err := h.Expiries.WatchFiltered(ctx, []string{"*.>"}, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
-	if err != nil {
-		return 0, fmt.Errorf("list the expiry index: %w", err)
-	}
-	defer func() { _ = w.Stop() }()
 	checked := map[int64]bool{}
-	for {
-		var e jetstream.KeyValueEntry
-		select {
-		case e = <-w.Updates():
-		case <-ctx.Done():
-			return woken, ctx.Err()
-		}
-		if e == nil { // every key there was is read
-			return woken, nil
-		}
+	err = h.readIndex(ctx, "*.>", func(e jetstream.KeyValueEntry) error {
 		first, _, _ := strings.Cut(e.Key(), ".")
 		sec, err := strconv.ParseInt(first, 10, 64)
 		if err != nil {
 			h.Log.Error("expiry index: a key that names no second", "key", e.Key())
-			continue
+			return nil
 		}
 		if checked[sec] {
-			continue
+			return nil
 		}
 		checked[sec] = true
 		kept, err := timerKept(ctx, st, sec)
-		if err != nil {
-			return woken, err
-		}
-		if kept {
-			continue
+		if err != nil || kept {
+			return err
 		}
 		woken++
-		if err := h.wake(ctx, sec); err != nil {
-			return woken, err
-		}
+		return h.wake(ctx, sec)
+	}, jetstream.MetaOnly())
+	if err != nil {
+		return woken, fmt.Errorf("wake the lost seconds of the expiry index: %w", err)
 	}
+	return woken, nil
 }
 
 // timerKept reports whether second sec's timer is in the timers stream: a schedule still waiting, or a
